@@ -1,0 +1,296 @@
+"""Ingest throughput of a real `tallyql serve` over POST /v1/events.
+
+Starts the server as a subprocess against a database (a temporary SQLite file by default; for a
+postgresql:// URL a scratch database is created next to the one named and dropped afterwards),
+creates an ingest key with `tallyql keys create`, pre-serialises N realistic demo events in
+batches with orjson, then sends them from several concurrent clients and prints durable
+events/s (each 200 means the call's events are committed) and the server's peak RSS.
+
+    .venv/bin/python bench/ingest.py                                   # SQLite, 200,000 events
+    .venv/bin/python bench/ingest.py --database-url postgresql://postgres@127.0.0.1:5432/test
+    .venv/bin/python bench/ingest.py --otlp     # the same events as OTLP spans to /v1/traces
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import orjson
+from otlp_bodies import otlp_body, rejected_spans  # bench/ is the script's directory
+
+from tallyql.demo.generator import generate_batches
+
+body_spans: dict[int, int] = {}
+"""Spans in each OTLP body (by the body's id), for the accepted count."""
+
+
+@dataclass
+class Outcome:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    calls: int = 0
+    seconds: float = 0.0
+    server_cpu: float = 0.0
+    database_cpu: float | None = None
+    """CPU seconds of the PostgreSQL backends serving the server (None on SQLite)."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tallyql(*args: str, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "tallyql", *args], capture_output=True, text=True, env=env
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"tallyql {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+async def _admin(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def backend_pids(admin_url: str, database: str) -> list[int]:
+    """The PostgreSQL server processes connected to `database` (they run on this machine)."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+    finally:
+        await conn.close()
+    return [r["pid"] for r in rows]
+
+
+def total_cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, PermissionError, ProcessLookupError):
+            total += cpu_seconds(pid)
+    return total
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"server did not become healthy:\n{log.read_text()}")
+
+
+async def send(
+    url: str,
+    key: str,
+    bodies: list[bytes],
+    clients: int,
+    warmup: int,
+    pid: int,
+    otlp: bool = False,
+    database: tuple[str, str] | None = None,
+) -> Outcome:
+    """Warm-up calls first (not timed), then every other body from `clients` workers."""
+    media = "application/x-protobuf" if otlp else "application/json"
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": media}
+    outcome = Outcome()
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
+
+        async def post(body: bytes) -> None:
+            path = "/v1/traces" if otlp else "/v1/events"
+            response = await client.post(path, content=body, headers=headers)
+            if response.status_code != 200:
+                raise SystemExit(f"HTTP {response.status_code}: {response.text[:500]}")
+            if otlp:  # the answer counts rejected spans only; the rest are stored or duplicates
+                rejected = rejected_spans(response.content)
+                result = {"accepted": body_spans[id(body)] - rejected, "duplicates": 0}
+                result["rejected"] = rejected
+            else:
+                result = orjson.loads(response.content)
+            outcome.accepted += result["accepted"]
+            outcome.duplicates += result["duplicates"]
+            outcome.rejected += result["rejected"]
+            outcome.calls += 1
+
+        await asyncio.gather(*(post(b) for b in bodies[:warmup]))
+        outcome.accepted = outcome.duplicates = outcome.rejected = outcome.calls = 0
+        queue = iter(bodies[warmup:])
+
+        async def worker() -> None:
+            for body in queue:  # a shared iterator: each body goes to one worker
+                await post(body)
+
+        pids = await backend_pids(*database) if database else []
+        db_before = total_cpu(pids)
+        cpu_before = cpu_seconds(pid)
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        outcome.seconds = time.perf_counter() - started
+        outcome.server_cpu = cpu_seconds(pid) - cpu_before
+        if database:
+            outcome.database_cpu = total_cpu(pids) - db_before
+    return outcome
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
+    parser.add_argument("--events", type=int, default=200_000, help="events timed")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
+    parser.add_argument("--batch", type=int, default=1_000, help="events per call")
+    parser.add_argument("--days", type=int, default=7, help="days of traffic the events span")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep-log", action="store_true", help="print the server's log")
+    parser.add_argument(
+        "--otlp", action="store_true", help="send OTLP protobuf spans to /v1/traces instead"
+    )
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="tallyql-bench-"))
+    scratch_admin: str | None = None
+    scratch_name = f"tallyql_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    if args.database_url is None:
+        database_url = f"sqlite:///{workdir / 'bench.db'}"
+    elif args.database_url.startswith(("postgresql://", "postgres://")):
+        scratch_admin = args.database_url
+        asyncio.run(_admin(scratch_admin, f'CREATE DATABASE "{scratch_name}"'))
+        database_url = f"{args.database_url.rpartition('/')[0]}/{scratch_name}"
+    else:
+        database_url = args.database_url
+    env = {**os.environ, "TALLYQL_DATA_DIR": str(workdir), "TALLYQL_LOG_LEVEL": "warning"}
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        out = tallyql(
+            "keys", "create", "--workspace", "bench", "--role", "ingest",
+            "--database-url", database_url, env=env,
+        )  # fmt: skip
+        key = out.strip().splitlines()[-1]
+
+        warmup = args.clients
+        total = args.events + warmup * args.batch
+        t0 = time.perf_counter()
+        encode = otlp_body if args.otlp else orjson.dumps
+        bodies = []
+        for batch in generate_batches(total, args.days, seed=args.seed, batch_size=args.batch):
+            bodies.append(encode(batch))
+            body_spans[id(bodies[-1])] = len(batch)
+        body_bytes = sum(len(b) for b in bodies[warmup:])
+        print(
+            f"prepared {total:,} events in {len(bodies)} bodies "
+            f"({body_bytes / max(args.events, 1):.0f} B/event) in {time.perf_counter() - t0:.1f} s"
+        )
+
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = workdir / "server.log"
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "tallyql", "serve", "--port", str(port),
+                 "--database-url", database_url],
+                stdout=sink, stderr=subprocess.STDOUT, env=env,
+            )  # fmt: skip
+        wait_healthy(url, process, log)
+
+        outcome = asyncio.run(
+            send(
+                url,
+                key,
+                bodies,
+                args.clients,
+                warmup,
+                process.pid,
+                otlp=args.otlp,
+                database=(scratch_admin, scratch_name) if scratch_admin else None,
+            )
+        )
+        rss = peak_rss_mib(process.pid)
+        health = httpx.get(f"{url}/health", timeout=10).json()
+        timed = outcome.accepted + outcome.duplicates + outcome.rejected
+        unit, path = ("spans", "/v1/traces") if args.otlp else ("events", "/v1/events")
+        dialect = health["database"]["dialect"]
+        writer = health["writer"]
+        print(
+            f"database      {dialect} ({database_url if scratch_admin is None else scratch_name})\n"
+            f"sent          {timed:,} events in {outcome.calls} calls of {args.batch} "
+            f"from {args.clients} clients (+{warmup} warm-up calls)\n"
+            f"accepted      {outcome.accepted:,} (duplicates {outcome.duplicates}, "
+            f"rejected {outcome.rejected})\n"
+            f"elapsed       {outcome.seconds:.2f} s\n"
+            f"throughput    {timed / outcome.seconds:,.0f} {unit}/s "
+            f"(durable: each 200 is committed; POST {path})\n"
+            f"writer        {writer['batches']} transactions, "
+            f"{writer['events_committed'] / max(writer['batches'], 1):,.0f} events each\n"
+            f"server CPU    {outcome.server_cpu / timed * 1e6:.1f} us/event "
+            f"({outcome.server_cpu / outcome.seconds:.0%} of one core; PostgreSQL's "
+            f"processes not included)\n"
+            + (
+                f"database CPU  {outcome.database_cpu / timed * 1e6:.1f} us/event "
+                f"({outcome.database_cpu / outcome.seconds:.0%} of one core, its backends)\n"
+                if outcome.database_cpu is not None
+                else ""
+            )
+            + f"machine load  {os.getloadavg()[0]:.2f} (1-min average, {os.cpu_count()} CPUs)\n"
+            f"peak RSS      {rss:,.0f} MiB (server VmHWM)"
+        )
+        if outcome.rejected or timed != args.events:
+            raise SystemExit("some events were rejected or not sent")
+    finally:
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            if args.keep_log:
+                print((workdir / "server.log").read_text())
+        if scratch_admin is not None:
+            asyncio.run(
+                _admin(scratch_admin, f'DROP DATABASE IF EXISTS "{scratch_name}" WITH (FORCE)')
+            )
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from tallyql.cli import main
+
+main()

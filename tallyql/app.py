@@ -1,0 +1,86 @@
+"""The FastAPI application: GraphQL, ingest, health and metrics, around shared services."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.requests import HTTPConnection
+
+from tallyql import __version__
+from tallyql.config import Settings, load_settings
+from tallyql.http import audit, events, export, health, otlp
+from tallyql.http.auth import authenticate, client_ip, services_of
+from tallyql.http.graphql_router import PROTOCOLS as SUBSCRIPTION_PROTOCOLS
+from tallyql.http.graphql_router import TallyGraphQLRouter
+from tallyql.http.observe import RequestMetrics
+from tallyql.observability import Metrics
+from tallyql.schema import build_schema
+from tallyql.schema.context import EXPLAIN_HEADER, PLAN_HEADER, Context
+from tallyql.services import start_services
+
+log = logging.getLogger(__name__)
+
+
+def _is_graphiql_page(conn: HTTPConnection) -> bool:
+    return (
+        conn.scope["type"] == "http"
+        and conn.scope.get("method") == "GET"
+        and "text/html" in conn.headers.get("accept", "")
+        and "query" not in conn.query_params
+    )
+
+
+async def graphql_context(conn: HTTPConnection) -> Context:
+    """Every GraphQL call needs a key, except loading the GraphiQL page itself. WebSocket
+    connections authenticate at connection_init (tallyql/http/graphql_router.py)."""
+    services = services_of(conn)
+    if conn.scope["type"] == "websocket" or _is_graphiql_page(conn):
+        return Context(services, None, client_ip(conn))
+    principal = await authenticate(conn)
+    return Context(
+        services,
+        principal,
+        client_ip(conn),
+        explain=conn.headers.get(EXPLAIN_HEADER, "").lower() in ("1", "true", "yes"),
+        force_raw=conn.headers.get(PLAN_HEADER, "").lower() == "raw",
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await start_services(settings, metrics=metrics)
+        app.state.services = services
+        log.info("tallyql %s on %s", __version__, services.db.dialect)
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    app = FastAPI(
+        title="tallyql",
+        version=__version__,
+        description="GraphQL analytics for LLM, tool and agent traffic.",
+        lifespan=lifespan,
+    )
+    # the path on the routes themselves (not a prefix), so that /metrics sees the template
+    graphql = TallyGraphQLRouter(
+        build_schema(settings),
+        path="/graphql",
+        context_getter=graphql_context,
+        subscription_protocols=SUBSCRIPTION_PROTOCOLS,
+    )
+    app.include_router(graphql)
+    app.include_router(events.router)
+    app.include_router(audit.router)
+    app.include_router(otlp.router)
+    app.include_router(export.router)
+    app.include_router(health.router)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    return app

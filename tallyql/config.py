@@ -1,0 +1,127 @@
+"""Every setting of tallyql, read from TALLYQL_* environment variables (CLI flags override).
+
+The README's settings table lists the same names, defaults and meanings.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".tallyql")
+    """Where the embedded SQLite database lives (TALLYQL_DATA_DIR)."""
+    database_url: str = ""
+    """sqlite:///path or postgresql://user@host/db; empty means SQLite under data_dir."""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+    max_body_bytes: int = 64 * 1024 * 1024
+    """Largest accepted ingest body, after gzip decompression."""
+    max_batch_events: int = 10_000
+    """Most events accepted in one ingest call (at most 10,000)."""
+    writer_queue_events: int = 200_000
+    """Events waiting for the writer before ingest answers 503 with Retry-After."""
+    writer_batch_events: int = 20_000
+    """Most events the writer commits in one transaction (group commit)."""
+    db_pool_size: int = 10
+    """Read connections (SQLite) or pooled connections (PostgreSQL)."""
+    key_cache_seconds: float = 10.0
+    """How long a verified API key is trusted before it is checked again (revocation delay)."""
+    graphql_max_depth: int = 12
+    graphql_max_aliases: int = 30
+    graphql_max_tokens: int = 5_000
+    graphql_cache_size: int = 256
+    """Entries of the parser and validation caches."""
+    live_queue_size: int = 1000
+    """Items a live subscriber may have waiting; beyond it events are dropped for that
+    subscriber (it receives a Lagged item with the count)."""
+    live_group_refresh_seconds: float = 30.0
+    """How often live filters reload the members of the groups they filter on."""
+    live_audit_poll_seconds: float = 0.5
+    """SQLite: how often new audit events are looked for (PostgreSQL is told by NOTIFY)."""
+    live_cross_replica: bool = True
+    """PostgreSQL: relay live events between server processes with LISTEN/NOTIFY."""
+    budget_interval_seconds: float = 60.0
+    """How often every budget is checked (budgets are also checked after ingest)."""
+    budget_debounce_seconds: float = 1.0
+    """After ingest into a workspace, wait this long (gathering more) before checking."""
+    alert_interval_seconds: float = 60.0
+    """How often alert rules are evaluated."""
+    webhook_timeout_seconds: float = 10.0
+    """Timeout of one webhook delivery attempt."""
+    webhook_max_attempts: int = 8
+    """Attempts of a webhook delivery before it is marked failed."""
+    webhook_backoff_seconds: float = 5.0
+    """Delay before the first retry; it doubles at every further failure."""
+    webhook_backoff_max_seconds: float = 3600.0
+    """Longest delay between two attempts."""
+    webhook_poll_seconds: float = 5.0
+    """How often due retries (and other replicas' deliveries) are looked for."""
+    operator_workspace: str = "default"
+    """Workspace whose admin keys may ask across workspaces (TALLYQL_OPERATOR_WORKSPACE)."""
+    price_refresh_seconds: float = 30.0
+    """How often price overrides are reloaded (other replicas see a change within this)."""
+    retention_days: int = 90
+    """Days of raw events, payloads, audit events and sessions kept (0: forever)."""
+    rollup_retention_days: int = 400
+    """Days of rollups (hour and day rows) kept (0: forever); never fewer than raw data."""
+    retention_interval_seconds: float = 3600.0
+    """How often the retention job purges (0: never); the first run comes at most 5 min
+    after start."""
+    retention_batch_rows: int = 5_000
+    """Rows deleted per short transaction by the retention job."""
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL with the async driver for the configured database."""
+        url = self.database_url or f"sqlite:///{self.data_dir / 'tallyql.db'}"
+        return normalize_database_url(url)
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def normalize_database_url(url: str) -> str:
+    for prefix, driver in (
+        ("postgresql+asyncpg://", None),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite+aiosqlite://", None),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(prefix):
+            return url if driver is None else driver + url[len(prefix) :]
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path or postgresql://...")
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Settings from TALLYQL_<NAME> variables; unknown or malformed values raise ValueError."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = env.get(f"TALLYQL_{f.name.upper()}")
+        if raw is None or raw == "":
+            continue
+        default = f.default
+        try:
+            if isinstance(default, bool):
+                values[f.name] = raw.lower() in {"1", "true", "yes", "on"}
+            elif isinstance(default, int):
+                values[f.name] = int(raw)
+            elif isinstance(default, float):
+                values[f.name] = float(raw)
+            elif isinstance(default, Path):
+                values[f.name] = Path(raw)
+            else:
+                values[f.name] = raw
+        except ValueError:
+            raise ValueError(f"TALLYQL_{f.name.upper()}={raw!r} is not a valid value") from None
+    settings = Settings(**values)
+    if not 1 <= settings.max_batch_events <= 10_000:
+        raise ValueError("TALLYQL_MAX_BATCH_EVENTS must be between 1 and 10000")
+    return settings

@@ -1,0 +1,111 @@
+"""The request log: events newest first, with filters and keyset cursors over (ts, id)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
+
+from tallyql.engine.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
+from tallyql.engine.filters import EventFilterSpec, filter_conditions
+from tallyql.engine.timerange import TimeWindow
+from tallyql.storage.database import Database
+from tallyql.storage.tables import event_keys, events, payloads
+from tallyql.storage.types import from_micros, to_micros
+
+_CURSOR_KIND = "req"
+
+
+@dataclass(frozen=True)
+class RequestPage:
+    rows: list[dict[str, Any]]
+    has_next_page: bool
+
+    def cursor(self, row: dict[str, Any]) -> str:
+        return encode_cursor(_CURSOR_KIND, to_micros(row["ts"]), row["id"])
+
+
+def _conditions(
+    db: Database, workspace_id: int, window: TimeWindow | None, spec: EventFilterSpec
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [events.c.workspace_id == workspace_id]
+    if window is not None:
+        conditions += [events.c.ts >= window.start, events.c.ts < window.end]
+    conditions += filter_conditions(spec, events.c, db.dialect)
+    return conditions
+
+
+async def list_requests(
+    db: Database,
+    workspace_id: int,
+    window: TimeWindow | None,
+    spec: EventFilterSpec,
+    first: int,
+    after: str | None,
+) -> RequestPage:
+    check_page_size(first)
+    query: Select[Any] = select(events).where(*_conditions(db, workspace_id, window, spec))
+    if after:
+        ts, event_id = _decode_after(after)
+        # typed binds: SQLite stores ts as integer microseconds (UtcDateTime), and an untyped
+        # datetime would be bound as text, which sorts after every integer
+        query = query.where(
+            tuple_(events.c.ts, events.c.id)
+            < tuple_(literal(ts, events.c.ts.type), literal(event_id, events.c.id.type))
+        )
+    query = query.order_by(events.c.ts.desc(), events.c.id.desc()).limit(first + 1)
+    async with db.read() as conn:
+        rows = [dict(r) for r in (await conn.execute(query)).mappings()]
+    return RequestPage(rows[:first], len(rows) > first)
+
+
+def _decode_after(cursor: str) -> tuple[datetime, str]:
+    ts_micros, event_id = decode_cursor(_CURSOR_KIND, cursor, 2)
+    if isinstance(ts_micros, bool) or not isinstance(ts_micros, int):
+        raise CursorError("invalid cursor")
+    if not isinstance(event_id, str):
+        raise CursorError("invalid cursor")
+    try:
+        return from_micros(ts_micros), event_id
+    except OverflowError:
+        raise CursorError("invalid cursor") from None
+
+
+async def count_requests(
+    db: Database, workspace_id: int, window: TimeWindow | None, spec: EventFilterSpec
+) -> int:
+    query = (
+        select(func.count()).select_from(events).where(*_conditions(db, workspace_id, window, spec))
+    )
+    async with db.read() as conn:
+        return int((await conn.execute(query)).scalar_one())
+
+
+async def get_request(db: Database, workspace_id: int, event_id: str) -> dict[str, Any] | None:
+    query = select(events).where(events.c.workspace_id == workspace_id, events.c.id == event_id)
+    if db.is_postgres:  # find the day partition through the idempotency key's ts
+        query = query.join(
+            event_keys,
+            (event_keys.c.workspace_id == events.c.workspace_id)
+            & (event_keys.c.event_id == events.c.id)
+            & (event_keys.c.ts == events.c.ts),
+        )
+    async with db.read() as conn:
+        row = (await conn.execute(query)).mappings().first()
+    return dict(row) if row is not None else None
+
+
+async def get_payloads(
+    db: Database, workspace_id: int, event_ids: list[str]
+) -> dict[str, tuple[Any, Any]]:
+    """Request and response bodies by event id (one query for any number of ids)."""
+    if not event_ids:
+        return {}
+    query = select(payloads.c.event_id, payloads.c.request, payloads.c.response).where(
+        payloads.c.workspace_id == workspace_id, payloads.c.event_id.in_(event_ids)
+    )
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).all()
+    return {r.event_id: (r.request, r.response) for r in rows}

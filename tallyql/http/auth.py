@@ -1,0 +1,62 @@
+"""API key authentication for HTTP routes: `Authorization: Bearer <key>`."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException, Request
+from starlette.requests import HTTPConnection
+
+from tallyql.auth.principal import Permission, Principal
+from tallyql.services import Services
+
+
+def services_of(conn: HTTPConnection) -> Services:
+    return conn.app.state.services
+
+
+def bearer_key(conn: HTTPConnection) -> str | None:
+    header = conn.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return None
+    return key.strip()
+
+
+def unauthenticated(message: str = "missing or invalid API key") -> HTTPException:
+    return HTTPException(
+        status_code=401,
+        detail={"code": "UNAUTHENTICATED", "message": message},
+        headers={"WWW-Authenticate": 'Bearer realm="tallyql"'},
+    )
+
+
+async def authenticate(conn: HTTPConnection) -> Principal:
+    """The caller behind the bearer key; 401 without one or with a bad one."""
+    key = bearer_key(conn)
+    if key is None:
+        raise unauthenticated("missing API key: send Authorization: Bearer <key>")
+    principal = await services_of(conn).keys.authenticate(key)
+    if principal is None:
+        raise unauthenticated("invalid or revoked API key")
+    return principal
+
+
+def requires(permission: Permission):
+    async def dependency(request: Request) -> Principal:
+        principal = await authenticate(request)
+        if not principal.can(permission):
+            raise HTTPException(
+                status_code=403,
+                detail={
+                    "code": "FORBIDDEN",
+                    "message": f"a {principal.role.value} key may not do this",
+                },
+            )
+        return principal
+
+    return dependency
+
+
+def client_ip(conn: HTTPConnection) -> str | None:
+    return conn.client.host if conn.client else None

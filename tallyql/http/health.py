@@ -1,0 +1,47 @@
+"""`GET /health` and `GET /metrics` (Prometheus text format). Neither needs a key."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from tallyql import __version__
+from tallyql.http.auth import services_of
+from tallyql.http.responses import JSONBody
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health(request: Request) -> JSONBody:
+    services = services_of(request)
+    database_ok = await services.db.ping()
+    writer = services.writer
+    tasks = {"writer": writer.alive, **services.background_status()}
+    healthy = database_ok and all(tasks.values())
+    body = {
+        "status": "ok" if healthy else "degraded",
+        "version": __version__,
+        "database": {"dialect": services.db.dialect, "reachable": database_ok},
+        "writer": {
+            "alive": writer.alive,
+            "queue_depth": writer.queue_depth,
+            "batches": writer.stats.batches,
+            "events_committed": writer.stats.events_committed,
+            "last_batch_size": writer.stats.last_batch_size,
+            "last_commit_ms": round(writer.stats.last_commit_seconds * 1000, 3),
+        },
+        "background_tasks": tasks,
+        "jobs": services.job_reports(),
+        "uptime_seconds": round((datetime.now(UTC) - services.started_at).total_seconds(), 1),
+    }
+    return JSONBody(body, status_code=200 if healthy else 503)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    services = services_of(request)
+    services.metrics.queue_depth.set(services.writer.queue_depth)
+    return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)

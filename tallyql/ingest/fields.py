@@ -1,0 +1,138 @@
+"""The event contract: every field an event may carry on ingest, with its type and limits.
+
+REST uses these snake_case names; GraphQL's `EventInput` uses the camelCase forms of the same
+names. `validate.py` checks raw events against this table; `storage/tables.py` stores the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+KINDS = ("llm_call", "tool_call", "agent_run", "http_request")
+STATUSES = ("success", "error", "blocked")
+ERROR_TYPES = (
+    "rate_limit",
+    "invalid_request",
+    "timeout",
+    "auth_error",
+    "model_error",
+    "policy_blocked",
+    "other",
+)
+COST_SOURCES = ("provided", "computed", "unpriced")
+TOKEN_ACCOUNTING = ("inclusive", "exclusive")
+
+MAX_EVENTS_PER_CALL = 10_000
+MAX_TAGS = 32
+MAX_METADATA_BYTES = 16_384
+
+
+class FieldType(Enum):
+    TEXT = "text"
+    ENUM = "enum"
+    INT = "int"
+    NUMBER = "number"
+    BOOL = "bool"
+    TIMESTAMP = "timestamp"
+    TAGS = "tags"
+    OBJECT = "object"
+    PAYLOAD = "payload"
+
+
+@dataclass(frozen=True, slots=True)
+class EventField:
+    name: str
+    type: FieldType
+    doc: str
+    max_length: int = 256
+    choices: tuple[str, ...] = ()
+
+
+def _text(name: str, doc: str, max_length: int = 256) -> EventField:
+    return EventField(name, FieldType.TEXT, doc, max_length=max_length)
+
+
+def _enum(name: str, choices: tuple[str, ...], doc: str) -> EventField:
+    return EventField(name, FieldType.ENUM, doc, choices=choices)
+
+
+def _int(name: str, doc: str) -> EventField:
+    return EventField(name, FieldType.INT, doc)
+
+
+def _number(name: str, doc: str) -> EventField:
+    return EventField(name, FieldType.NUMBER, doc)
+
+
+EVENT_FIELDS: tuple[EventField, ...] = (
+    # identity
+    _text(
+        "id",
+        "Client event id, unique per workspace; the idempotency key. Generated if absent.",
+        128,
+    ),
+    EventField("timestamp", FieldType.TIMESTAMP, "RFC 3339 with offset; defaults to receive time."),
+    # what
+    _enum("kind", KINDS, "llm_call (default), tool_call, agent_run or http_request."),
+    _enum("status", STATUSES, "success (default; error when error_type is set), error, blocked."),
+    _int("status_code", "HTTP-like status code of the call."),
+    _enum("error_type", ERROR_TYPES, "Class of the error for status error or blocked."),
+    _text("error_message", "Short error text (kept up to 2,000 characters).", 2000),
+    _text("policy_id", "Policy that blocked or flagged the call."),
+    _text("policy_name", "The policy's name at the time of the event."),
+    _text("policy_description", "The policy's description at the time of the event.", 2000),
+    # who
+    _text("user_id", "End user on whose behalf the call ran."),
+    _text("api_key_id", "The caller's API key id at the gateway (never the secret)."),
+    _text("caller_ip", "Client IP address.", 64),
+    _text("agent_id", "Agent (the definition)."),
+    _text("agent_instance_id", "Running instance of the agent."),
+    _text("session_id", "Conversation or session."),
+    _text("trace_id", "Trace the call belongs to."),
+    _text("parent_id", "Parent span or event id."),
+    _text("run_id", "Agent run id."),
+    _text("node", "Pipeline node of the agent."),
+    # where
+    _text("provider", "Model provider, e.g. openai, anthropic."),
+    _text("model", "Model name as the provider knows it."),
+    _text("tool", "Tool that was called."),
+    _text("mcp_server", "MCP server that owns the tool."),
+    _text("gateway", "Gateway that routed the call."),
+    _text("protocol", "Wire protocol, e.g. openai, anthropic, mcp, a2a."),
+    _text("request_type", "chat, completion, embedding, image, audio, rerank, tool, ..."),
+    _text("billing_mode", "How the call is billed, e.g. platform, byok, free."),
+    EventField("is_byok", FieldType.BOOL, "True when the caller brought their own provider key."),
+    # measures
+    _int("input_tokens", "Input tokens including cached ones (see token_accounting)."),
+    _int("output_tokens", "Output tokens including reasoning ones (see token_accounting)."),
+    _int("cache_read_tokens", "Input tokens read from the provider's prompt cache."),
+    _int("cache_write_tokens", "Input tokens written to the provider's prompt cache."),
+    _int("reasoning_tokens", "Output tokens spent on reasoning."),
+    _enum(
+        "token_accounting",
+        TOKEN_ACCOUNTING,
+        "inclusive (default): input includes cached, output includes reasoning. "
+        "exclusive (Anthropic style): they are reported apart and tallyql adds them.",
+    ),
+    _number("cost_usd", "Cost the caller already knows, in USD; wins over computed prices."),
+    _number("latency_ms", "End-to-end latency in milliseconds."),
+    _number("ttft_ms", "Time to first token in milliseconds."),
+    _int("request_bytes", "Request size in bytes."),
+    _int("response_bytes", "Response size in bytes."),
+    # free
+    EventField("tags", FieldType.TAGS, f"Up to {MAX_TAGS} strings."),
+    EventField("metadata", FieldType.OBJECT, "JSON object; filterable by key and value."),
+    EventField("request", FieldType.PAYLOAD, "Request body (any JSON); stored apart."),
+    EventField("response", FieldType.PAYLOAD, "Response body (any JSON); stored apart."),
+)
+
+FIELDS_BY_NAME: dict[str, EventField] = {f.name: f for f in EVENT_FIELDS}
+
+TOKEN_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)

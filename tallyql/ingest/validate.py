@@ -1,0 +1,248 @@
+"""Checks one raw event against the contract in `fields.py` and normalises it.
+
+The result is a row for the events table (a dict keyed by column name) plus the payloads, or a
+list of errors naming the field and what is wrong with it. Pricing happens afterwards
+(`normalize.py`), once the event is known to be valid.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from tallyql import sketch
+from tallyql.ingest.fields import (
+    FIELDS_BY_NAME,
+    MAX_METADATA_BYTES,
+    MAX_TAGS,
+    FieldType,
+)
+
+MAX_FUTURE = timedelta(days=1)
+MAX_INT = 2**53  # integers beyond JSON-safe range are rejected
+_TEXT_TRUNCATED = frozenset({"error_message", "policy_description"})
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    index: int
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "message": self.message}
+
+
+@dataclass(slots=True)
+class ValidEvent:
+    """A checked event: its events-table columns (without workspace and cost) and payloads."""
+
+    index: int
+    row: dict[str, Any]
+    request: Any = None
+    response: Any = None
+    has_payload: bool = False
+    cost_usd: float | None = None
+    token_accounting: str = "inclusive"
+
+
+_COLUMN_DEFAULTS: dict[str, Any] = {
+    "kind": "llm_call",
+    "status": None,
+    "status_code": None,
+    "error_type": None,
+    "error_message": None,
+    "policy_id": None,
+    "policy_name": None,
+    "policy_description": None,
+    "user_id": None,
+    "api_key_id": None,
+    "caller_ip": None,
+    "agent_id": None,
+    "agent_instance_id": None,
+    "session_id": None,
+    "trace_id": None,
+    "parent_id": None,
+    "run_id": None,
+    "node": None,
+    "provider": None,
+    "model": None,
+    "tool": None,
+    "mcp_server": None,
+    "gateway": None,
+    "protocol": None,
+    "request_type": None,
+    "billing_mode": None,
+    "is_byok": False,
+    "input_tokens": 0,
+    "output_tokens": 0,
+    "cache_read_tokens": 0,
+    "cache_write_tokens": 0,
+    "reasoning_tokens": 0,
+    "latency_ms": None,
+    "ttft_ms": None,
+    "request_bytes": None,
+    "response_bytes": None,
+    "tags": [],
+    "metadata": {},
+}
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """An RFC 3339 timestamp with an offset, as aware UTC; ValueError otherwise."""
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 string such as 2026-01-31T12:00:00Z")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an RFC 3339 string such as 2026-01-31T12:00:00Z") from None
+    if parsed.tzinfo is None:
+        raise ValueError("must carry a UTC offset (Z or +hh:mm)")
+    return parsed.astimezone(UTC)
+
+
+def _check(name: str, ftype: FieldType, value: Any, spec_max: int, choices: tuple[str, ...]) -> Any:
+    """The stored form of one field value; raises ValueError with the message for the caller."""
+    if ftype is FieldType.TEXT:
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        if len(value) > spec_max:
+            if name in _TEXT_TRUNCATED:
+                return value[:spec_max]
+            raise ValueError(f"must be at most {spec_max} characters")
+        return value or None
+    if ftype is FieldType.ENUM:
+        if value not in choices:
+            raise ValueError("must be one of " + ", ".join(choices))
+        return value
+    if ftype is FieldType.INT:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise ValueError("must be a non-negative integer")
+        if value < 0 or value > MAX_INT:
+            raise ValueError("must be a non-negative integer")
+        return value
+    if ftype is FieldType.NUMBER:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("must be a non-negative number")
+        if value < 0 or not math.isfinite(value):
+            raise ValueError("must be a non-negative number")
+        return float(value)
+    if ftype is FieldType.BOOL:
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+    if ftype is FieldType.TAGS:
+        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+            raise ValueError("must be a list of strings")
+        if len(value) > MAX_TAGS:
+            raise ValueError(f"must hold at most {MAX_TAGS} tags")
+        if any(len(t) > 128 or not t for t in value):
+            raise ValueError("each tag must be 1 to 128 characters")
+        return sorted(set(value))
+    if ftype is FieldType.OBJECT:
+        if not isinstance(value, dict):
+            raise ValueError("must be a JSON object")
+        if len(orjson.dumps(value)) > MAX_METADATA_BYTES:
+            raise ValueError(f"must encode to at most {MAX_METADATA_BYTES} bytes")
+        return value
+    raise AssertionError(f"unhandled field type {ftype}")  # pragma: no cover
+
+
+def validate_event(raw: Any, index: int, now: datetime) -> ValidEvent | list[FieldError]:
+    """Check one raw (snake_case) event; the normalised event or every error found."""
+    if not isinstance(raw, dict):
+        return [FieldError(index, "", "event must be a JSON object")]
+    errors: list[FieldError] = []
+    row = dict(_COLUMN_DEFAULTS)
+    event = ValidEvent(index=index, row=row)
+    event_id: str | None = None
+    ts: datetime | None = None
+    for name, value in raw.items():
+        spec = FIELDS_BY_NAME.get(name)
+        if spec is None:
+            errors.append(
+                FieldError(index, name, "unknown field; put custom attributes in metadata")
+            )
+            continue
+        if value is None:
+            continue
+        ftype = spec.type
+        try:
+            if ftype is FieldType.TIMESTAMP:
+                ts = parse_timestamp(value)
+                if ts > now + MAX_FUTURE:
+                    raise ValueError("is more than 24 hours in the future")
+            elif ftype is FieldType.PAYLOAD:
+                setattr(event, name, value)
+                event.has_payload = True
+            elif name == "id":
+                event_id = _check(name, ftype, value, spec.max_length, spec.choices)
+            elif name == "cost_usd":
+                event.cost_usd = _check(name, ftype, value, spec.max_length, spec.choices)
+            elif name == "token_accounting":
+                event.token_accounting = _check(name, ftype, value, spec.max_length, spec.choices)
+            else:
+                row[name] = _check(name, ftype, value, spec.max_length, spec.choices)
+        except ValueError as exc:
+            errors.append(FieldError(index, name, str(exc)))
+    if errors:
+        return errors
+    _normalise_tokens(event, errors)
+    if errors:
+        return errors
+    status_error = _normalise_status(row, index)
+    if status_error:
+        return [status_error]
+    row["id"] = event_id or uuid.uuid4().hex
+    row["ts"] = ts or now
+    row["caller"] = row["api_key_id"] or (f"ip:{row['caller_ip']}" if row["caller_ip"] else None)
+    row["latency_bucket"] = sketch.bucket_of(row["latency_ms"])
+    row["ttft_bucket"] = sketch.bucket_of(row["ttft_ms"])
+    return event
+
+
+def _normalise_tokens(event: ValidEvent, errors: list[FieldError]) -> None:
+    row = event.row
+    if event.token_accounting == "exclusive":
+        row["input_tokens"] += row["cache_read_tokens"] + row["cache_write_tokens"]
+        row["output_tokens"] += row["reasoning_tokens"]
+        return
+    if row["cache_read_tokens"] + row["cache_write_tokens"] > row["input_tokens"]:
+        errors.append(
+            FieldError(
+                event.index,
+                "cache_read_tokens",
+                "cache_read_tokens + cache_write_tokens exceed input_tokens; input_tokens must "
+                'include cached tokens, or set token_accounting to "exclusive"',
+            )
+        )
+    if row["reasoning_tokens"] > row["output_tokens"]:
+        errors.append(
+            FieldError(
+                event.index,
+                "reasoning_tokens",
+                "reasoning_tokens exceed output_tokens; output_tokens must include reasoning "
+                'tokens, or set token_accounting to "exclusive"',
+            )
+        )
+
+
+def _normalise_status(row: dict[str, Any], index: int) -> FieldError | None:
+    status = row["status"]
+    if status is None:
+        status = "error" if row["error_type"] else "success"
+        row["status"] = status
+    if status == "success":
+        if row["error_type"] is not None:
+            return FieldError(index, "error_type", 'needs status "error" or "blocked"')
+    elif row["error_type"] is None:
+        row["error_type"] = "policy_blocked" if status == "blocked" else "other"
+    return None

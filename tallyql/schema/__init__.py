@@ -1,0 +1,108 @@
+"""The GraphQL schema: every domain's root fields merged into Query, Mutation and
+Subscription."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
+
+from tallyql.config import Settings
+from tallyql.schema.agents import AgentsQuery
+from tallyql.schema.alerts import AlertMutation, AlertQuery
+from tallyql.schema.analytics import AnalyticsQuery
+from tallyql.schema.audit import AuditMutation, AuditQuery
+from tallyql.schema.budgets import BudgetMutation, BudgetQuery
+from tallyql.schema.costs import CostQuery
+from tallyql.schema.directory import DirectoryQuery
+from tallyql.schema.directory_mutations import DirectoryMutation
+from tallyql.schema.errors import ErrorCodes, ExplainPlans, log_internal_errors
+from tallyql.schema.ingest import IngestMutation
+from tallyql.schema.live import LiveSubscription
+from tallyql.schema.me import MeQuery
+from tallyql.schema.platform import PlatformQuery
+from tallyql.schema.price_mutations import PriceMutation
+from tallyql.schema.prices import PriceQuery
+from tallyql.schema.requests import RequestQuery
+from tallyql.schema.scalars import SCALAR_MAP
+from tallyql.schema.sessions import SessionQuery
+from tallyql.schema.slices import SlicesQuery
+from tallyql.schema.webhooks import WebhookMutation, WebhookQuery
+
+QUERY_TYPES: tuple[type, ...] = (
+    MeQuery,
+    RequestQuery,
+    AnalyticsQuery,
+    PriceQuery,
+    PlatformQuery,
+    CostQuery,
+    SessionQuery,
+    SlicesQuery,
+    AgentsQuery,
+    AuditQuery,
+    DirectoryQuery,
+    BudgetQuery,
+    AlertQuery,
+    WebhookQuery,
+)
+MUTATION_TYPES: tuple[type, ...] = (
+    IngestMutation,
+    PriceMutation,
+    AuditMutation,
+    DirectoryMutation,
+    BudgetMutation,
+    AlertMutation,
+    WebhookMutation,
+)
+SUBSCRIPTION_TYPES: tuple[type, ...] = (LiveSubscription,)
+
+
+class TallySchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log internal errors with their tracebacks; user mistakes are not server errors."""
+        log_internal_errors(errors)
+
+
+@lru_cache(maxsize=1)
+def _root_types() -> tuple[type, type, type]:
+    query = merge_types("Query", QUERY_TYPES)
+    mutation = merge_types("Mutation", MUTATION_TYPES)
+    subscription = merge_types("Subscription", SUBSCRIPTION_TYPES)
+    return query, mutation, subscription
+
+
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    settings = settings or Settings()
+    query, mutation, subscription = _root_types()
+    return TallySchema(
+        query=query,
+        mutation=mutation,
+        subscription=subscription,
+        config=StrawberryConfig(scalar_map=SCALAR_MAP),
+        extensions=[
+            lambda: QueryDepthLimiter(max_depth=settings.graphql_max_depth),
+            lambda: MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
+            lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
+            lambda: ParserCache(maxsize=settings.graphql_cache_size),
+            lambda: ValidationCache(maxsize=settings.graphql_cache_size),
+            ErrorCodes,
+            ExplainPlans,
+        ],
+    )
+
+
+def export_sdl() -> str:
+    return build_schema().as_str() + "\n"

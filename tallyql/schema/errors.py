@@ -1,0 +1,122 @@
+"""GraphQL errors: user mistakes carry `extensions.code`; everything else is masked.
+
+Codes: BAD_USER_INPUT, UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, GRAPHQL_PARSE_FAILED (syntax
+errors and the token limit), GRAPHQL_VALIDATION_FAILED,
+INTERNAL_ERROR (the message is replaced and the original is logged with its traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors, SchemaExtension
+
+from tallyql.auth.principal import AuthError, PermissionDenied
+from tallyql.engine.analytics import QueryError
+from tallyql.engine.buckets import BucketError
+from tallyql.engine.cursors import CursorError
+from tallyql.engine.timerange import TimeRangeError
+
+log = logging.getLogger("tallyql.graphql")
+
+
+class BadInput(ValueError):
+    """The caller's arguments are wrong (BAD_USER_INPUT)."""
+
+    code = "BAD_USER_INPUT"
+
+
+class NotFound(LookupError):
+    code = "NOT_FOUND"
+
+
+USER_ERRORS: dict[type[Exception], str] = {
+    BadInput: "BAD_USER_INPUT",
+    TimeRangeError: "BAD_USER_INPUT",
+    CursorError: "BAD_USER_INPUT",
+    QueryError: "BAD_USER_INPUT",
+    BucketError: "BAD_USER_INPUT",
+    AuthError: "UNAUTHENTICATED",
+    PermissionDenied: "FORBIDDEN",
+    NotFound: "NOT_FOUND",
+}
+
+
+def user_error_code(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    for cls, code in USER_ERRORS.items():
+        if isinstance(error, cls):
+            return code
+    return None
+
+
+def is_internal(error: GraphQLError) -> bool:
+    """An error raised by our code that is not a user mistake."""
+    original = error.original_error
+    if original is None or isinstance(original, GraphQLError):
+        return False
+    return user_error_code(original) is None
+
+
+class ErrorCodes(MaskErrors):
+    """Masks internal errors as INTERNAL_ERROR and gives every other error its code."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=is_internal, error_message="Internal server error")
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        masked = super().anonymise_error(error)
+        masked.extensions = {"code": "INTERNAL_ERROR"}
+        return masked
+
+    def on_operation(self) -> Iterator[None]:
+        try:
+            yield from super().on_operation()
+        except GraphQLError as error:
+            # A syntax error (or the token limit) aborts parsing: it is thrown through the
+            # operation hooks instead of reaching `_process_errors`, so it is coded here.
+            if "code" not in (error.extensions or {}):
+                error.extensions = {**(error.extensions or {}), "code": "GRAPHQL_PARSE_FAILED"}
+            raise
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        processed = super()._process_errors(errors)
+        for error in processed:
+            extensions: dict[str, Any] = dict(error.extensions or {})
+            if "code" not in extensions:
+                code = user_error_code(error.original_error)
+                if code is None:
+                    code = (
+                        "BAD_USER_INPUT"
+                        if error.original_error is not None
+                        else "GRAPHQL_VALIDATION_FAILED"
+                    )
+                extensions["code"] = code
+                error.extensions = extensions
+        return processed
+
+
+def log_internal_errors(errors: list[GraphQLError]) -> None:
+    for error in errors:
+        if is_internal(error):
+            original = error.original_error
+            log.error(
+                "internal error at %s: %s",
+                error.path,
+                original,
+                exc_info=(type(original), original, original.__traceback__) if original else None,
+            )
+
+
+class ExplainPlans(SchemaExtension):
+    """Adds the engine's plans to `extensions.plans` when the caller asked to explain."""
+
+    def get_results(self) -> dict[str, Any]:
+        context = self.execution_context.context
+        if getattr(context, "explain", False):
+            return {"plans": context.plans}
+        return {}

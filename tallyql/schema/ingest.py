@@ -1,0 +1,147 @@
+"""`ingestEvents`: the GraphQL door onto the ingest pipeline.
+
+`EventInput` is generated from the event contract (`ingest/fields.py`), so REST and GraphQL
+accept the same fields (camelCase here) and run through the same validation.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import strawberry
+
+from tallyql.auth.principal import Permission
+from tallyql.ingest.fields import EVENT_FIELDS, FieldType
+from tallyql.schema.common import ErrorType, EventKind, EventStatus
+from tallyql.schema.context import TallyInfo
+from tallyql.schema.scalars import JSON
+from tallyql.storage.writer import WriterBusy, WriterFailed, WriterStopped
+
+
+@strawberry.enum(description="How an event counts cached and reasoning tokens.")
+class TokenAccounting(Enum):
+    INCLUSIVE = "inclusive"
+    EXCLUSIVE = "exclusive"
+
+
+_ENUMS: dict[str, type[Enum]] = {
+    "kind": EventKind,
+    "status": EventStatus,
+    "error_type": ErrorType,
+    "token_accounting": TokenAccounting,
+}
+_PYTHON_TYPES: dict[FieldType, Any] = {
+    FieldType.TEXT: str,
+    FieldType.INT: int,
+    FieldType.NUMBER: float,
+    FieldType.BOOL: bool,
+    FieldType.TIMESTAMP: datetime,
+    FieldType.TAGS: list[str],
+    FieldType.OBJECT: JSON,
+    FieldType.PAYLOAD: JSON,
+}
+
+
+def _event_input() -> type:
+    annotations: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"__annotations__": annotations}
+    for spec in EVENT_FIELDS:
+        py_type = _ENUMS[spec.name] if spec.type is FieldType.ENUM else _PYTHON_TYPES[spec.type]
+        annotations[spec.name] = py_type | None
+        namespace[spec.name] = strawberry.field(default=None, description=spec.doc)
+    cls = type("EventInput", (), namespace)
+    return strawberry.input(cls, description="One event; the same fields as POST /v1/events.")
+
+
+EventInput = _event_input()
+
+
+def event_input_to_raw(event: Any) -> dict[str, Any]:
+    """The REST (snake_case) form of an EventInput, for the shared validator."""
+    raw: dict[str, Any] = {}
+    for spec in EVENT_FIELDS:
+        value = getattr(event, spec.name)
+        if value is None:
+            continue
+        if isinstance(value, Enum):
+            value = value.value
+        elif isinstance(value, datetime):
+            value = value.isoformat()
+        raw[spec.name] = value
+    return raw
+
+
+@strawberry.type(description="A mistake in the input, with where it is and a stable code.")
+class UserError:
+    field: str
+    message: str
+    code: str
+    index: int | None = None
+
+
+@strawberry.type
+class IngestEventsPayload:
+    accepted: int
+    duplicates: int
+    rejected: int
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class IngestMutation:
+    @strawberry.mutation(
+        description="Store events; returns after they are committed. Retries are idempotent by id."
+    )
+    async def ingest_events(
+        self,
+        info: TallyInfo,
+        events: list[EventInput],  # type: ignore[valid-type]
+    ) -> IngestEventsPayload:
+        principal = info.context.require(Permission.INGEST)
+        services = info.context.services
+        if len(events) > services.settings.max_batch_events:
+            return IngestEventsPayload(
+                accepted=0,
+                duplicates=0,
+                rejected=len(events),
+                user_errors=[
+                    UserError(
+                        field="events",
+                        message=f"send at most {services.settings.max_batch_events} per call",
+                        code="TOO_MANY_EVENTS",
+                    )
+                ],
+            )
+        raw = [event_input_to_raw(e) for e in events]
+        try:
+            result = await services.ingest.ingest(principal.workspace_id, raw)
+        except (WriterBusy, WriterStopped, WriterFailed) as exc:
+            code, message = {
+                WriterBusy: ("BUSY", "the server is busy; nothing was stored, retry shortly"),
+                WriterStopped: ("UNAVAILABLE", "the server is shutting down; retry"),
+                WriterFailed: ("WRITE_FAILED", str(exc)),
+            }[type(exc)]
+            return IngestEventsPayload(
+                accepted=0,
+                duplicates=0,
+                rejected=len(events),
+                user_errors=[UserError(field="events", message=message, code=code)],
+            )
+        return IngestEventsPayload(
+            accepted=result.accepted,
+            duplicates=result.duplicates,
+            rejected=result.rejected,
+            user_errors=[
+                UserError(
+                    field=_camel(e.field), message=e.message, code="INVALID_EVENT", index=e.index
+                )
+                for e in result.errors
+            ],
+        )
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)

@@ -1,0 +1,58 @@
+"""Relay connections of any node type: `XConnection { totalCount edges { cursor node } nodes
+pageInfo }`, built from an engine page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import strawberry
+
+from tallyql.engine.ranking import RankedPage
+from tallyql.schema.common import PageInfo
+
+T = TypeVar("T")
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type(description="A page of a list, with opaque cursors (first/after).")
+class Connection(Generic[T]):
+    total_count: int
+    edges: list[Edge[T]]
+    page_info: PageInfo
+
+    @strawberry.field
+    def nodes(self) -> list[T]:
+        return [e.node for e in self.edges]
+
+
+def connection(
+    nodes: Sequence[T],
+    cursors: Sequence[str],
+    total_count: int,
+    has_next_page: bool,
+    after: str | None,
+) -> Connection[T]:
+    edges = [Edge(cursor=c, node=n) for n, c in zip(nodes, cursors, strict=True)]
+    return Connection(
+        total_count=total_count,
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=has_next_page,
+            end_cursor=cursors[-1] if cursors else None,
+            has_previous_page=after is not None,
+            start_cursor=cursors[0] if cursors else None,
+        ),
+    )
+
+
+def ranked_connection(
+    page: RankedPage, after: str | None, make: Callable[[tuple[Any, ...], dict[Any, Any]], T]
+) -> Connection[T]:
+    nodes = [make(keys, values) for keys, values in page.rows]
+    return connection(nodes, page.cursors, page.total_count, page.has_next_page, after)

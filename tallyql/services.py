@@ -1,0 +1,111 @@
+"""The running parts of one tallyql process, started and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from tallyql.auth.keys import KeyService
+from tallyql.config import Settings
+from tallyql.costs.book import PriceBook
+from tallyql.ingest.pricing import Pricer
+from tallyql.ingest.service import IngestService
+from tallyql.live.wiring import LiveComponents, start_live
+from tallyql.observability import Metrics
+from tallyql.retention import RetentionJob
+from tallyql.storage.batch import batches_for
+from tallyql.storage.database import Database
+from tallyql.storage.migrate import upgrade
+from tallyql.storage.rollups import rollup_statements
+from tallyql.storage.session_rollup import session_statements
+from tallyql.storage.writer import Writer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    writer: Writer
+    keys: KeyService
+    ingest: IngestService
+    metrics: Metrics
+    started_at: datetime
+    prices: PriceBook = field(default_factory=PriceBook)
+    """Every workspace's price overrides, in memory (used at ingest and by repricing)."""
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each background job's last run, as shown by /health."""
+    retention: RetentionJob | None = None
+    """Purges expired data (see tallyql/retention.py); its loop runs as a background job."""
+    live: LiveComponents | None = None
+    """Live bus, webhook dispatcher, budget monitor and alert scheduler (tallyql/live/)."""
+
+    def spawn(self, name: str, job: Coroutine[Any, Any, None]) -> None:
+        """Run a background job for the life of the process."""
+        self.tasks[name] = asyncio.create_task(job, name=f"tallyql-{name}")
+
+    def background_status(self) -> dict[str, bool]:
+        return {name: not task.done() for name, task in self.tasks.items()}
+
+    def job_reports(self) -> dict[str, dict[str, Any]]:
+        return dict(self.reports)
+
+    async def stop(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+        for name, task in self.tasks.items():
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("background job %s failed while stopping", name)
+        await self.writer.stop()
+        await self.db.dispose()
+
+
+async def start_services(
+    settings: Settings, migrate: bool = True, metrics: Metrics | None = None
+) -> Services:
+    db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
+    if migrate:
+        await upgrade(db)
+    metrics = metrics or Metrics()
+    writer = Writer(
+        batches_for(db),
+        contributors=[session_statements, rollup_statements],
+        max_queue_events=settings.writer_queue_events,
+        max_batch_events=settings.writer_batch_events,
+        observer=metrics.observe_batch,
+    )
+    writer.start()
+    prices = PriceBook(db)
+    await prices.refresh()
+    ingest = IngestService(writer, Pricer(overrides=prices), observer=metrics.observe_ingest)
+    services = Services(
+        settings=settings,
+        db=db,
+        writer=writer,
+        keys=KeyService(db, settings.key_cache_seconds),
+        ingest=ingest,
+        metrics=metrics,
+        started_at=datetime.now(UTC),
+        prices=prices,
+    )
+    services.reports["price_overrides"] = {**prices.report(), "ok": True}
+    services.spawn(
+        "price_overrides", prices.keep_fresh(settings.price_refresh_seconds, services.reports)
+    )
+    services.retention = RetentionJob(
+        db, settings, services.reports, getattr(writer.batches, "partitions", None)
+    )
+    if settings.retention_interval_seconds > 0:
+        services.spawn("retention", services.retention.run_forever())
+    services.live = start_live(services)
+    return services

@@ -1,0 +1,89 @@
+"""Connections: a read pool and a writer, on SQLite (embedded) or PostgreSQL.
+
+SQLite runs in WAL mode with exactly one writer connection (the `writer` engine has a pool of
+one, shared by the event writer and every small administrative write) and a pool of readers.
+PostgreSQL uses one pool for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+from tallyql.config import normalize_database_url
+
+
+def _sqlite_pragmas(synchronous: str, cache_mib: int) -> Any:
+    """WAL, durability level and a per-connection page cache. No mmap: every connection's
+    mapping would count the same file pages again in the process's RSS; the OS page cache
+    serves reads as well."""
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA temp_store=MEMORY")
+        cursor.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
+        cursor.close()
+
+    return on_connect
+
+
+class Database:
+    """The database tallyql runs on, with its dialect and engines."""
+
+    def __init__(self, url: str, pool_size: int = 10) -> None:
+        self.url = normalize_database_url(url)
+        parsed = make_url(self.url)
+        self.dialect: str = parsed.get_backend_name()
+        self.is_postgres = self.dialect == "postgresql"
+        if self.is_postgres:
+            self.reader = create_async_engine(
+                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            )
+            self.writer = self.reader
+        else:
+            path = parsed.database
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # more readers than cores gains nothing with SQLite; each holds its own cache
+            readers = min(pool_size, 4)
+            self.reader = create_async_engine(self.url, pool_size=readers, max_overflow=0)
+            self.writer = create_async_engine(self.url, pool_size=1, max_overflow=0)
+            event.listen(self.reader.sync_engine, "connect", _sqlite_pragmas("NORMAL", 32))
+            event.listen(self.writer.sync_engine, "connect", _sqlite_pragmas("FULL", 64))
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        return self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.reader.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction on the writer; commits on success, rolls back on error."""
+        async with self.writer.begin() as conn:
+            yield conn
+
+    async def ping(self) -> bool:
+        try:
+            async with self.read() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    async def dispose(self) -> None:
+        await self.reader.dispose()
+        if self.writer is not self.reader:
+            await self.writer.dispose()

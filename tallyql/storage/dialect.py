@@ -1,0 +1,119 @@
+"""Where SQLite and PostgreSQL differ: JSON access, tag lists, epoch arithmetic.
+
+Everything else in tallyql's SQL is written once with SQLAlchemy Core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Float,
+    Insert,
+    Integer,
+    Table,
+    Text,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    select,
+    type_coerce,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql import FromClause
+
+
+def is_postgres(dialect: str) -> bool:
+    return dialect == "postgresql"
+
+
+def json_text(dialect: str, doc: ColumnElement[Any], key: str) -> ColumnElement[str]:
+    """The text of a top-level JSON key (true/false for booleans, numbers as written)."""
+    if is_postgres(dialect):
+        return doc.op("->>")(literal(key, Text))
+    path = literal('$."' + key.replace('"', '\\"') + '"', Text)
+    json_type = func.json_type(doc, path)
+    return case(
+        (json_type == "true", literal("true")),
+        (json_type == "false", literal("false")),
+        (json_type.in_(("object", "array")), func.json_extract(doc, path)),
+        else_=cast(func.json_extract(doc, path), Text),
+    )
+
+
+def tags_overlap(
+    dialect: str, tags: ColumnElement[Any], wanted: Sequence[str]
+) -> ColumnElement[bool]:
+    """True when the tag list holds any of `wanted`."""
+    if is_postgres(dialect):
+        return tags.op("&&")(cast(list(wanted), ARRAY(Text)))
+    each = func.json_each(tags).table_valued("value").alias("tag_each")
+    return exists(select(literal(1)).select_from(each).where(each.c.value.in_(list(wanted))))
+
+
+def epoch_seconds_int(dialect: str, ts: ColumnElement[Any]) -> ColumnElement[int]:
+    """Whole seconds since the epoch of a stored timestamp (SQLite stores microseconds).
+    PostgreSQL's date_part is float8 (extract is numeric and much slower)."""
+    if is_postgres(dialect):
+        return cast(func.floor(func.date_part("epoch", ts)), BigInteger)
+    return type_coerce(ts, BigInteger) // literal(1_000_000, BigInteger)
+
+
+def floor_nonnegative(dialect: str, value: ColumnElement[float]) -> ColumnElement[int]:
+    """floor() of a non-negative float as an integer (SQLite may lack math functions; its
+    integer cast truncates, which is the floor here; PostgreSQL's cast would round)."""
+    if is_postgres(dialect):
+        return cast(func.floor(value), BigInteger)
+    return cast(value, BigInteger)
+
+
+def as_int(dialect: str, value: ColumnElement[Any]) -> ColumnElement[int]:
+    """Integer sums: PostgreSQL's SUM(bigint) is numeric; cast back."""
+    return cast(value, BigInteger) if is_postgres(dialect) else value
+
+
+def micros_between(
+    dialect: str, start: ColumnElement[Any], end: ColumnElement[Any]
+) -> ColumnElement[int]:
+    """Whole microseconds from one stored timestamp to another (SQLite stores microseconds)."""
+    if is_postgres(dialect):
+        return cast(func.extract("epoch", end - start) * 1_000_000, BigInteger)
+    return type_coerce(end - start, BigInteger)
+
+
+def insert_ignoring_duplicates(dialect: str, table: Table) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING (add `.returning(...)` to learn which rows went in)."""
+    if is_postgres(dialect):
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def exact_quantile(
+    dialect: str, source: FromClause, count: ColumnElement[int], column: str, q: float
+) -> ColumnElement[Any]:
+    """The value of rank floor(q * (n - 1)) (0-based, ascending, in float8 arithmetic: the
+    rule of `tallyql.sketch.exact_quantile`) of `column` over the n rows of `source`, where
+    `count` is n as a column of a one-row CTE (read once, by an init plan).
+
+    PostgreSQL: an aggregate over `source`, percentile_disc at (rank + 0.5) / n, whose first
+    position reaching that fraction is exactly rank + 1, so that every quantile of a statement
+    is read in one pass over `source`. SQLite: a scalar subquery that orders and offsets (give
+    it a CTE, so that the rows are computed once). NULL over no rows."""
+    scaled = literal(q, Float) * (count - 1)
+    if is_postgres(dialect):
+        fraction = select((func.floor(scaled) + 0.5) / func.nullif(count, 0)).scalar_subquery()
+        return func.percentile_disc(fraction).within_group(source.c[column])
+    offset = select(cast(scaled, Integer)).scalar_subquery()
+    return (
+        select(source.c[column])
+        .order_by(source.c[column])
+        .limit(1)
+        .offset(offset)
+        .scalar_subquery()
+    )

@@ -1,0 +1,46 @@
+"""Applies the alembic migrations in `storage/migrations` to a database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, text
+
+from tallyql.storage.database import Database
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_LOCK_ID = 0x7A11_7001  # PostgreSQL advisory lock: replicas starting together migrate once
+
+
+def _config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+    command.upgrade(_config(connection), revision)
+
+
+def _current(connection: Connection) -> str | None:
+
+    heads = MigrationContext.configure(connection).get_current_heads()
+    return ",".join(sorted(heads)) or None  # features migrate on branches: one head each
+
+
+async def upgrade(db: Database, revision: str = "heads") -> None:
+    """Apply every migration. Features add migrations on their own branches from 0002, so
+    the target is all heads."""
+    async with db.write() as conn:
+        await conn.run_sync(_upgrade, revision)
+
+
+async def current_revision(db: Database) -> str | None:
+    async with db.read() as conn:
+        return await conn.run_sync(_current)

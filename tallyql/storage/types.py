@@ -1,0 +1,73 @@
+"""Column types that read and write the same Python values on SQLite and PostgreSQL.
+
+- `UtcDateTime`: aware UTC datetimes. PostgreSQL stores `timestamptz`; SQLite stores integer
+  microseconds since the Unix epoch, which compare and bucket fast and are UTC by definition.
+- `JsonValue`: JSON documents (`jsonb` on PostgreSQL, text on SQLite).
+- `TagList`: lists of strings (`text[]` on PostgreSQL, a JSON array on SQLite).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import JSON, BigInteger, Text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_micros(value: datetime) -> int:
+    """Microseconds since the epoch of an aware datetime."""
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    impl = BigInteger
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(TIMESTAMP(timezone=True))
+        return dialect.type_descriptor(BigInteger())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; pass an aware UTC datetime")
+        if dialect.name == "postgresql":
+            return value.astimezone(UTC)
+        return to_micros(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return value.astimezone(UTC)
+        return from_micros(int(value))
+
+
+def JsonValue() -> TypeEngine[Any]:
+    return JSON().with_variant(JSONB(), "postgresql")
+
+
+def TagList() -> TypeEngine[Any]:
+    return JSON().with_variant(ARRAY(Text()), "postgresql")
+
+
+def sqlite_value(value: Any) -> Any:
+    """A Python value as tallyql stores it in SQLite (datetimes as microseconds, JSON as text)."""
+    if isinstance(value, datetime):
+        return to_micros(value)
+    if isinstance(value, list | dict):
+        return orjson.dumps(value).decode()
+    return value

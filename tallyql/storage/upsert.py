@@ -1,0 +1,54 @@
+"""Aggregating upserts: `INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE`.
+
+The database aggregates a batch of events (staged in a temporary table, or a range of the
+events table when rebuilding) and folds the result into a summary table: sums add, maxima and
+minima merge, "first" columns keep the first non-null value. These merges commute, so
+concurrent writers stay exact; rows go in key order so two PostgreSQL writers never deadlock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Expr = tuple[str, str]  # (target column, SQL expression over the source rows)
+
+
+@dataclass(frozen=True)
+class AggregateUpsert:
+    table: str
+    keys: tuple[Expr, ...]
+    sums: tuple[Expr, ...] = ()
+    maxes: tuple[Expr, ...] = ()
+    mins: tuple[Expr, ...] = ()
+    firsts: tuple[Expr, ...] = ()
+    where: str = "1 = 1"
+    joins: str = ""
+    """Extra FROM items after the source (e.g. a lateral unnest of tags)."""
+
+    def sql(self, dialect: str, source: str) -> str:
+        t = self.table
+        selects = [*(f"{e} AS {c}" for c, e in self.keys)]
+        selects += [f"SUM({e}) AS {c}" for c, e in self.sums]
+        selects += [f"MAX({e}) AS {c}" for c, e in self.maxes]
+        selects += [f"MIN({e}) AS {c}" for c, e in self.mins]
+        selects += [f"MIN({e}) AS {c}" for c, e in self.firsts]
+        columns = [c for c, _ in (*self.keys, *self.sums, *self.maxes, *self.mins, *self.firsts)]
+        key_cols = [c for c, _ in self.keys]
+        group_by = ", ".join(str(i) for i in range(1, len(self.keys) + 1))
+        if dialect == "postgresql":
+            greatest, least = "GREATEST({a}, {b})", "LEAST({a}, {b})"
+        else:  # SQLite's max()/min() are NULL when an argument is: keep PostgreSQL's meaning
+            greatest = "max(COALESCE({a}, {b}), COALESCE({b}, {a}))"
+            least = "min(COALESCE({a}, {b}), COALESCE({b}, {a}))"
+        sets = [f"{c} = {t}.{c} + excluded.{c}" for c, _ in self.sums]
+        sets += [
+            f"{c} = " + greatest.format(a=f"{t}.{c}", b=f"excluded.{c}") for c, _ in self.maxes
+        ]
+        sets += [f"{c} = " + least.format(a=f"{t}.{c}", b=f"excluded.{c}") for c, _ in self.mins]
+        sets += [f"{c} = COALESCE({t}.{c}, excluded.{c})" for c, _ in self.firsts]
+        return (
+            f"INSERT INTO {t} ({', '.join(columns)}) "
+            f"SELECT {', '.join(selects)} FROM {source} AS src {self.joins} WHERE {self.where} "
+            f"GROUP BY {group_by} ORDER BY {group_by} "
+            f"ON CONFLICT ({', '.join(key_cols)}) DO UPDATE SET {', '.join(sets)}"
+        )

@@ -1,0 +1,35 @@
+"""Workspaces: the tenants. Every other row belongs to exactly one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tallyql.storage.tables import workspaces
+
+
+async def find_workspace(conn: AsyncConnection, name: str) -> int | None:
+    query = select(workspaces.c.id).where(workspaces.c.name == name)
+    return (await conn.execute(query)).scalar_one_or_none()
+
+
+async def get_or_create_workspace(conn: AsyncConnection, name: str) -> int:
+    """The id of the named workspace, created if it does not exist yet."""
+    if not name or len(name) > 128:
+        raise ValueError("a workspace name must be 1 to 128 characters")
+    found = await find_workspace(conn, name)
+    if found is not None:
+        return found
+    try:
+        async with conn.begin_nested():
+            result = await conn.execute(
+                workspaces.insert().values(name=name, created_at=datetime.now(UTC))
+            )
+        return int(result.inserted_primary_key[0])
+    except IntegrityError:  # created concurrently by another process
+        found = await find_workspace(conn, name)
+        assert found is not None
+        return found

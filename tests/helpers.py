@@ -1,0 +1,96 @@
+"""Event builders and read-back helpers shared by the tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from tallyql.services import Services
+from tallyql.storage.tables import events, session_models, sessions
+
+REQUEST_IDS = """
+query Ids($range: TimeRangeInput, $filter: EventFilter, $first: Int!, $after: String) {
+  requests(range: $range, filter: $filter, first: $first, after: $after) {
+    totalCount
+    edges { cursor node { id } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+
+def iso(value: datetime) -> str:
+    """RFC 3339 with a Z offset."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def ago(**delta: float) -> str:
+    return iso(datetime.now(UTC) - timedelta(**delta))
+
+
+def llm(event_id: str, **fields: Any) -> dict[str, Any]:
+    """A valid llm_call event (five minutes ago, gpt-4o-mini) with the given fields on top."""
+    event: dict[str, Any] = {
+        "id": event_id,
+        "timestamp": ago(minutes=5),
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "input_tokens": 100,
+        "output_tokens": 20,
+    }
+    event.update(fields)
+    return event
+
+
+async def all_ids(api: Any, key: str, *, filter: dict[str, Any] | None = None, **kw: Any) -> list:
+    """Every id the request log lists for a filter (and range), paging 100 at a time."""
+    ids: list[str] = []
+    after = None
+    total = None
+    while True:
+        data = await api.data(
+            key,
+            REQUEST_IDS,
+            {"filter": filter, "first": 100, "after": after, "range": kw.get("range")},
+        )
+        page = data["requests"]
+        total = page["totalCount"]
+        ids += [e["node"]["id"] for e in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert total == len(ids), (total, len(ids))
+    return ids
+
+
+async def total_count(api: Any, key: str) -> int:
+    data = await api.data(key, "{ requests { totalCount } }")
+    return data["requests"]["totalCount"]
+
+
+async def event_rows(services: Services, workspace_id: int | None = None) -> list[dict[str, Any]]:
+    query = select(events)
+    if workspace_id is not None:
+        query = query.where(events.c.workspace_id == workspace_id)
+    async with services.db.read() as conn:
+        return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def session_rows(services: Services) -> dict[str, dict[str, Any]]:
+    async with services.db.read() as conn:
+        rows = (await conn.execute(select(sessions))).mappings().all()
+    return {r["id"]: dict(r) for r in rows}
+
+
+async def session_model_rows(services: Services) -> dict[tuple[str, str, str], dict[str, Any]]:
+    async with services.db.read() as conn:
+        rows = (await conn.execute(select(session_models))).mappings().all()
+    return {(r["session_id"], r["provider"], r["model"]): dict(r) for r in rows}
+
+
+async def workspace_id_of(services: Services, key: str) -> int:
+    principal = await services.keys.authenticate(key)
+    assert principal is not None
+    return principal.workspace_id
