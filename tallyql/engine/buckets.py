@@ -1,0 +1,228 @@
+"""Time buckets in the caller's IANA zone, and the SQL that puts a time into its bucket.
+
+Bucket starts are computed here in Python (local midnight, Monday-started weeks, months;
+DST days of 23 and 25 hours come out right). In SQL a time is an integer T of epoch seconds
+(an event's `ts`, or a rollup row's period start), and its bucket index is (every number a
+bound parameter, so SQLAlchemy's statement cache serves the next request too):
+  MINUTE, HOUR      (T - b0) / step
+  DAY, WEEK         (T + offset(T) - local(b0)) / step, offset(T) a CASE over the DST
+                    transitions inside the window (usually none or one)
+  MONTH, QUARTER, YEAR   a CASE over the bucket starts (a handful)
+All arithmetic is on non-negative integers, so SQLite's and PostgreSQL's integer division
+agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import BigInteger, ColumnElement, case, literal
+
+from tallyql.engine.timerange import TimeWindow
+from tallyql.storage.types import EPOCH
+
+MAX_BUCKETS = 2_000
+
+
+class Granularity(Enum):
+    AUTO = "AUTO"
+    MINUTE = "MINUTE"
+    HOUR = "HOUR"
+    DAY = "DAY"
+    WEEK = "WEEK"
+    MONTH = "MONTH"
+    QUARTER = "QUARTER"
+    YEAR = "YEAR"
+
+
+FIXED_STEP = {Granularity.MINUTE: 60, Granularity.HOUR: 3600}
+LOCAL_STEP = {Granularity.DAY: 86400, Granularity.WEEK: 7 * 86400}
+
+
+class BucketError(ValueError):
+    """Too many buckets for the window (BAD_USER_INPUT)."""
+
+
+def _int(value: int) -> ColumnElement[int]:
+    return literal(value, BigInteger)
+
+
+def resolve_granularity(granularity: Granularity, window: TimeWindow) -> Granularity:
+    if granularity is Granularity.AUTO:
+        return Granularity.HOUR if window.duration <= timedelta(days=2) else Granularity.DAY
+    return granularity
+
+
+def epoch_seconds(value: datetime) -> int:
+    return int((value - EPOCH).total_seconds())
+
+
+def _local_start(value: datetime, granularity: Granularity, tz: ZoneInfo) -> datetime:
+    """The local start of the bucket holding `value` (naive local wall time)."""
+    local = value.astimezone(tz).replace(tzinfo=None)
+    if granularity is Granularity.MINUTE:
+        return local.replace(second=0, microsecond=0)
+    if granularity is Granularity.HOUR:
+        return local.replace(minute=0, second=0, microsecond=0)
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if granularity is Granularity.DAY:
+        return day
+    if granularity is Granularity.WEEK:
+        return day - timedelta(days=day.weekday())
+    if granularity is Granularity.MONTH:
+        return day.replace(day=1)
+    if granularity is Granularity.QUARTER:
+        return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+    if granularity is Granularity.YEAR:
+        return day.replace(month=1, day=1)
+    raise AssertionError(granularity)
+
+
+def _next_local(local: datetime, granularity: Granularity) -> datetime:
+    if granularity is Granularity.DAY:
+        return local + timedelta(days=1)
+    if granularity is Granularity.WEEK:
+        return local + timedelta(days=7)
+    months = {Granularity.MONTH: 1, Granularity.QUARTER: 3, Granularity.YEAR: 12}[granularity]
+    month = local.month - 1 + months
+    return local.replace(year=local.year + month // 12, month=month % 12 + 1)
+
+
+def _to_utc(local: datetime, tz: ZoneInfo) -> datetime:
+    return local.replace(tzinfo=tz).astimezone(UTC)
+
+
+def _offset(instant: datetime, tz: ZoneInfo) -> int:
+    delta = instant.astimezone(tz).utcoffset()
+    return int(delta.total_seconds()) if delta else 0
+
+
+@dataclass(frozen=True)
+class Bucketing:
+    """The buckets of a window at a granularity; `starts` are aware UTC instants."""
+
+    granularity: Granularity
+    tz: ZoneInfo
+    starts: tuple[datetime, ...]
+    start: datetime
+    """The window's start (the first bucket may begin earlier)."""
+    end: datetime
+    transitions: tuple[tuple[int, int], ...]
+    """(epoch second from which, UTC offset) for every offset change in the window."""
+
+    @property
+    def count(self) -> int:
+        return len(self.starts)
+
+    def boundaries(self) -> list[datetime]:
+        """Every bucket start after the first (where one bucket ends and the next begins)."""
+        return list(self.starts[1:])
+
+    def index_expr(self, t: ColumnElement[int]) -> ColumnElement[int]:
+        """The bucket index of integer epoch seconds `t` (within the window)."""
+        g = self.granularity
+        b0 = epoch_seconds(self.starts[0])
+        if g in FIXED_STEP:
+            return (t - _int(b0)) // _int(FIXED_STEP[g])
+        if g in LOCAL_STEP:
+            local0 = b0 + _offset(self.starts[0], self.tz)
+            return (t + self.offset_expr(t) - _int(local0)) // _int(LOCAL_STEP[g])
+        if self.count == 1:
+            return _int(0)
+        whens = [(t < _int(epoch_seconds(s)), _int(i)) for i, s in enumerate(self.starts[1:])]
+        return case(*whens, else_=_int(self.count - 1))
+
+    def offset_expr(self, t: ColumnElement[int]) -> ColumnElement[int]:
+        """The zone's UTC offset in seconds at epoch seconds `t`."""
+        first, *rest = self.transitions
+        if not rest:
+            return _int(first[1])
+        whens = [
+            (t < _int(since), _int(prev[1]))
+            for prev, (since, _) in zip(self.transitions, rest, strict=False)
+        ]
+        return case(*whens, else_=_int(rest[-1][1]))
+
+    @property
+    def constant(self) -> bool:
+        """One bucket: every row falls in bucket 0."""
+        return (
+            self.count == 1
+            and self.granularity not in FIXED_STEP
+            and (self.granularity not in LOCAL_STEP)
+        )
+
+    def index_of(self, instant: datetime) -> int:
+        """The bucket index of an instant, in Python (for tests and merging)."""
+        index = 0
+        for i, start in enumerate(self.starts):
+            if instant >= start:
+                index = i
+        return index
+
+
+def _transitions(start: datetime, end: datetime, tz: ZoneInfo) -> tuple[tuple[int, int], ...]:
+    """Offset changes between start and end, found day by day and refined to the second
+    (zones change their offset at most once a day)."""
+    result = [(epoch_seconds(start), _offset(start, tz))]
+    probe = start
+    step = timedelta(days=1)
+    while probe < end:
+        nxt = min(probe + step, end)
+        if _offset(nxt, tz) != _offset(probe, tz):
+            lo, hi = probe, nxt  # offset(lo) != offset(hi): bisect to the exact second
+            while hi - lo > timedelta(seconds=1):
+                mid = lo + (hi - lo) / 2
+                if _offset(mid, tz) == _offset(lo, tz):
+                    lo = mid
+                else:
+                    hi = mid
+            hi = hi.replace(microsecond=0)
+            result.append((epoch_seconds(hi), _offset(hi, tz)))
+        probe = nxt
+    return tuple(result)
+
+
+def make_bucketing(window: TimeWindow, granularity: Granularity) -> Bucketing:
+    granularity = resolve_granularity(granularity, window)
+    tz = window.tz
+    if granularity in FIXED_STEP:
+        step = FIXED_STEP[granularity]
+        first = _to_utc(_local_start(window.start, granularity, tz), tz)
+        if first > window.start:  # a DST gap moved the local start forward
+            first -= timedelta(seconds=step)
+        count = -(-int((window.end - first).total_seconds()) // step)
+        if count > MAX_BUCKETS:
+            raise BucketError(
+                f"{count} {granularity.value.lower()} buckets; ask for at most {MAX_BUCKETS}"
+            )
+        starts = tuple(first + timedelta(seconds=step * i) for i in range(max(count, 1)))
+    else:
+        local = _local_start(window.start, granularity, tz)
+        starts_list = [_to_utc(local, tz)]
+        while True:
+            local = _next_local(local, granularity)
+            nxt = _to_utc(local, tz)
+            if nxt >= window.end:
+                break
+            starts_list.append(nxt)
+            if len(starts_list) > MAX_BUCKETS:
+                raise BucketError(f"more than {MAX_BUCKETS} buckets; use a coarser granularity")
+        starts = tuple(starts_list)
+    transitions = _transitions(starts[0], window.end, tz)
+    return Bucketing(granularity, tz, starts, window.start, window.end, transitions)
+
+
+def single_bucket(window: TimeWindow) -> Bucketing:
+    """No time grouping: the whole window is bucket 0."""
+    return Bucketing(
+        Granularity.AUTO,
+        window.tz,
+        (window.start,),
+        window.start,
+        window.end,
+        _transitions(window.start, window.end, window.tz),
+    )

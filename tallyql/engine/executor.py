@@ -1,0 +1,177 @@
+"""Runs a MetricsQuery: plan each measure group, run its statement, merge, finish metrics.
+
+Every analytics field of the API goes through `run_query`; it is the one place that reads
+events and rollups for aggregates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Select
+
+from tallyql import sketch
+from tallyql.engine.buckets import Bucketing, Granularity, make_bucketing, single_bucket
+from tallyql.engine.compiler import GroupSpec, Scope, compile_group
+from tallyql.engine.filters import NO_FILTER, EventFilterSpec
+from tallyql.engine.planner import Plan, plan_group
+from tallyql.engine.registry import METRICS, DimensionRef, Metric
+from tallyql.engine.timerange import TimeWindow
+from tallyql.storage.database import Database
+
+Key = tuple[Any, ...]  # (bucket index, dimension values...)
+
+
+@dataclass(frozen=True)
+class MetricsQuery:
+    scope: Scope
+    metrics: tuple[Metric, ...]
+    window: TimeWindow
+    dimensions: tuple[DimensionRef, ...] = ()
+    filter: EventFilterSpec = NO_FILTER
+    granularity: Granularity | None = None
+    """None: one bucket for the whole window."""
+    force_raw: bool = False
+
+
+@dataclass
+class MetricsResult:
+    bucketing: Bucketing
+    values: dict[Key, dict[Metric, float | None]]
+    plans: list[Plan] = field(default_factory=list)
+
+    def group_keys(self) -> list[Key]:
+        return list(self.values)
+
+    def value(self, key: Key, metric: Metric) -> float | None:
+        row = self.values.get(key)
+        if row is None:
+            return 0.0 if METRICS[metric].zero_when_empty else None
+        return row[metric]
+
+
+def _number(value: Any) -> float | int | None:
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def measure_groups(metrics: Sequence[Metric]) -> dict[str, GroupSpec]:
+    """The statements a set of metrics needs, by group name."""
+    measures: list[str] = []
+    groups: dict[str, GroupSpec] = {}
+    for metric in metrics:
+        definition = METRICS[metric]
+        for m in definition.measures:
+            if m not in measures:
+                measures.append(m)
+        if definition.histogram:
+            name = f"histogram:{definition.histogram}"
+            known = groups[name].quantiles if name in groups else ()
+            groups[name] = GroupSpec(
+                "histogram",
+                histogram=definition.histogram,
+                quantiles=(*known, definition.quantile or 0.5),
+            )
+        if definition.distinct:
+            groups[f"distinct:{definition.distinct}"] = GroupSpec(
+                "distinct", distinct=definition.distinct
+            )
+    if measures:
+        groups = {"measures": GroupSpec("measures", measures=tuple(measures)), **groups}
+    return groups
+
+
+async def _fetch(db: Database, statement: Select[Any]) -> list[Sequence[Any]]:
+    async with db.read() as conn:
+        return [tuple(r) for r in (await conn.execute(statement)).all()]
+
+
+async def run_query(db: Database, query: MetricsQuery, explain: bool = False) -> MetricsResult:
+    bucketing = (
+        single_bucket(query.window)
+        if query.granularity is None
+        else make_bucketing(query.window, query.granularity)
+    )
+    groups = measure_groups(query.metrics)
+    plans: list[Plan] = []
+    statements: list[Select[Any]] = []
+    for name, group in groups.items():
+        plan = plan_group(
+            name,
+            bucketing,
+            query.dimensions,
+            query.filter,
+            histogram=group.kind == "histogram",
+            distinct=group.distinct,
+            force_raw=query.force_raw,
+        )
+        statement = compile_group(
+            plan, group, bucketing, query.dimensions, query.filter, query.scope, db.dialect
+        )
+        if explain:
+            plan.sql.append(str(statement.compile(db.reader.sync_engine)))
+        plans.append(plan)
+        statements.append(statement)
+    results = await asyncio.gather(*(_fetch(db, s) for s in statements))
+    n_dims = len(query.dimensions)
+    raw_values: dict[Key, dict[str, Any]] = defaultdict(dict)
+    quantiles: dict[str, dict[Key, dict[float, float]]] = defaultdict(lambda: defaultdict(dict))
+    for (name, group), rows in zip(groups.items(), results, strict=True):
+        for row in rows:
+            key = tuple(_key_value(v) for v in row[: 1 + n_dims])
+            if group.kind == "measures":
+                values = raw_values[key]
+                for m, v in zip(group.measures, row[1 + n_dims :], strict=True):
+                    values[m] = _number(v)
+            elif group.kind == "histogram":  # (keys..., bucket, one flag per quantile)
+                value = sketch.value_of(int(row[1 + n_dims]))
+                for q, flag in zip(group.quantiles, row[2 + n_dims :], strict=True):
+                    if flag:
+                        quantiles[name][key][q] = value
+            else:
+                raw_values[key][name] = int(row[1 + n_dims])
+        if group.kind == "histogram":
+            for key in quantiles[name]:
+                raw_values.setdefault(key, {})
+    values = {
+        key: {m: _finish(m, measures, quantiles, key) for m in query.metrics}
+        for key, measures in raw_values.items()
+    }
+    return MetricsResult(bucketing, values, plans)
+
+
+def _key_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value)
+    return value
+
+
+def _finish(
+    metric: Metric,
+    measures: dict[str, Any],
+    quantiles: dict[str, dict[Key, dict[float, float]]],
+    key: Key,
+) -> float | None:
+    definition = METRICS[metric]
+    if definition.histogram:
+        found = quantiles.get(f"histogram:{definition.histogram}", {}).get(key, {})
+        return found.get(definition.quantile or 0.5)
+    if definition.distinct:
+        return float(measures.get(f"distinct:{definition.distinct}", 0))
+    assert definition.compute is not None
+    if all(measures.get(m) is None for m in definition.measures):
+        return 0.0 if definition.zero_when_empty else None
+    filled = {
+        m: (measures.get(m) if m == "latency_max" else measures.get(m) or 0)
+        for m in definition.measures
+    }
+    value = definition.compute(filled)
+    return None if value is None else float(value)

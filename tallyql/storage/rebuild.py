@@ -1,0 +1,140 @@
+"""Recomputes rollups (and, for whole workspaces, sessions) from raw events.
+
+Used by `tallyql rollups rebuild`, by the bulk demo loader (which writes raw events first and
+aggregates once at the end) and after repricing. The range is widened to whole UTC days so
+that every hour and day row it touches is recomputed from all of its events. On PostgreSQL
+the summary tables are locked for the transaction, so concurrent ingest waits rather than
+folding a batch into a half-rebuilt range; on SQLite the single writer connection serialises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, text
+
+from tallyql.config import Settings
+from tallyql.ingest.validate import parse_timestamp
+from tallyql.storage.database import Database
+from tallyql.storage.migrate import upgrade
+from tallyql.storage.rollups import (
+    HISTOGRAM_ROLLUPS,
+    ROLLUPS,
+    Rollup,
+    day_from_hour_statements,
+    rollup_statements,
+)
+from tallyql.storage.session_rollup import session_statements
+from tallyql.storage.tables import events
+from tallyql.storage.types import to_micros
+from tallyql.storage.workspaces import find_workspace
+
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    start: datetime
+    end: datetime
+    workspace_id: int | None
+    events: int
+    sessions_rebuilt: bool
+
+
+def day_floor(value: datetime) -> datetime:
+    value = value.astimezone(UTC)
+    return value.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def day_ceil(value: datetime) -> datetime:
+    floor = day_floor(value)
+    return floor if floor == value else floor + DAY
+
+
+def _day_only() -> list[Rollup]:
+    return [r for r in (*ROLLUPS, *HISTOGRAM_ROLLUPS) if r.grains == ("d",)]
+
+
+def _summary_tables() -> list[str]:
+    return [r.table(g) for r in (*ROLLUPS, *HISTOGRAM_ROLLUPS) for g in r.grains]
+
+
+async def rebuild(
+    db: Database,
+    start: datetime,
+    end: datetime,
+    workspace_id: int | None = None,
+    sessions: bool = False,
+) -> RebuildReport:
+    """Recompute every rollup over [start, end) widened to whole UTC days; with `sessions`,
+    also recompute all sessions of the workspace (or of every workspace)."""
+    start, end = day_floor(start), day_ceil(end)
+    pg = db.is_postgres
+    bounds = {"start": start if pg else to_micros(start), "end": end if pg else to_micros(end)}
+    period = {"p0": int(start.timestamp()), "p1": int(end.timestamp())}
+    where_ws = " AND workspace_id = :ws" if workspace_id is not None else ""
+    params = {"ws": workspace_id} if workspace_id is not None else {}
+    source = f"(SELECT * FROM events WHERE ts >= :start AND ts < :end{where_ws})"
+    async with db.write() as conn:
+        if pg:
+            tables = [*_summary_tables(), *(["sessions", "session_models"] if sessions else [])]
+            await conn.execute(text(f"LOCK TABLE {', '.join(tables)} IN SHARE ROW EXCLUSIVE MODE"))
+            await conn.execute(text("SET LOCAL work_mem = '256MB'"))
+        for table in _summary_tables():
+            await conn.execute(
+                text(f"DELETE FROM {table} WHERE period >= :p0 AND period < :p1{where_ws}"),
+                {**period, **params},
+            )
+        # hours (and day-only tables) from events, then days from the much smaller hour rows
+        for statement in rollup_statements(db.dialect, source, grains=("h",)):
+            await conn.execute(text(statement), {**bounds, **params})
+        day_only = [
+            s
+            for s in rollup_statements(db.dialect, source, grains=("d",))
+            if any(f"INSERT INTO {r.table('d')} " in s for r in _day_only())
+        ]
+        for statement in day_only:
+            await conn.execute(text(statement), {**bounds, **params})
+        hours = "src.period >= :p0 AND src.period < :p1"
+        if workspace_id is not None:
+            hours += " AND src.workspace_id = :ws"
+        for statement in day_from_hour_statements(db.dialect, hours):
+            await conn.execute(text(statement), {**period, **params})
+        if sessions:
+            ws_only = " WHERE workspace_id = :ws" if workspace_id is not None else ""
+            for table in ("session_models", "sessions"):
+                await conn.execute(text(f"DELETE FROM {table}{ws_only}"), params)
+            all_events = f"(SELECT * FROM events{ws_only})"
+            for statement in session_statements(db.dialect, all_events):
+                await conn.execute(text(statement), params)
+        count = (
+            await conn.execute(
+                text(f"SELECT count(*) FROM events WHERE ts >= :start AND ts < :end{where_ws}"),
+                {**bounds, **params},
+            )
+        ).scalar_one()
+    return RebuildReport(start, end, workspace_id, int(count), sessions)
+
+
+async def rebuild_command(
+    settings: Settings, start: str | None, end: str | None, workspace: str | None, sessions: bool
+) -> RebuildReport:
+    """`tallyql rollups rebuild`: parse the arguments, migrate, rebuild."""
+    db = Database(settings.resolved_database_url)
+    try:
+        await upgrade(db)
+        workspace_id = None
+        async with db.read() as conn:
+            if workspace is not None:
+                workspace_id = await find_workspace(conn, workspace)
+                if workspace_id is None:
+                    raise ValueError(f"no workspace named {workspace!r}")
+            first = (await conn.execute(select(func.min(events.c.ts)))).scalar_one()
+        begin = parse_timestamp(start) if start else first or datetime.now(UTC)
+        finish = parse_timestamp(end) if end else datetime.now(UTC) + timedelta(seconds=1)
+        if begin >= finish:
+            raise ValueError("--from must be before --to")
+        return await rebuild(db, begin, finish, workspace_id, sessions)
+    finally:
+        await db.dispose()
