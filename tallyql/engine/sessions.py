@@ -1,0 +1,355 @@
+"""Sessions: those whose activity overlaps a window and that match a filter, listed with
+keyset cursors and summarised exactly.
+
+A session's row (`sessions`, kept by the writer) holds its totals over its whole life. The
+filter selects sessions: providers and models through the models a session used
+(`session_models`), users and agents through the session's own user and agent, groups through
+their current members, and every other field through the session ids of the window's events
+that match it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import BigInteger, ColumnElement, Select, func, literal, select, tuple_
+
+from tallyql.engine.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
+from tallyql.engine.filters import EventFilterSpec, filter_conditions
+from tallyql.engine.timerange import TimeWindow
+from tallyql.storage import dialect as sqld
+from tallyql.storage.database import Database
+from tallyql.storage.tables import events, group_members, session_models, sessions
+from tallyql.storage.types import from_micros, to_micros
+
+_CURSOR_KIND = "ses"
+_DIRECT = ("sessions", "users", "agents", "groups", "providers", "models")
+
+
+class SessionOrder(Enum):
+    COST = "COST"
+    TOKENS = "TOKENS"
+    RECENT = "RECENT"
+    DURATION = "DURATION"
+    REQUESTS = "REQUESTS"
+
+
+def _order_expr(order: SessionOrder, dialect: str) -> ColumnElement[Any]:
+    s = sessions.c
+    if order is SessionOrder.COST:
+        return s.cost_nanousd
+    if order is SessionOrder.TOKENS:
+        return s.input_tokens + s.output_tokens
+    if order is SessionOrder.REQUESTS:
+        return s.requests
+    if order is SessionOrder.RECENT:
+        return s.last_ts
+    return sqld.micros_between(dialect, s.first_ts, s.last_ts)
+
+
+def order_value(order: SessionOrder, row: dict[str, Any]) -> int:
+    """The integer a row sorts by (timestamps in microseconds), as the SQL computes it."""
+    if order is SessionOrder.COST:
+        return int(row["cost_nanousd"])
+    if order is SessionOrder.TOKENS:
+        return int(row["input_tokens"] + row["output_tokens"])
+    if order is SessionOrder.REQUESTS:
+        return int(row["requests"])
+    if order is SessionOrder.RECENT:
+        return to_micros(row["last_ts"])
+    return to_micros(row["last_ts"]) - to_micros(row["first_ts"])
+
+
+def session_conditions(
+    dialect: str, workspace_id: int, window: TimeWindow | None, spec: EventFilterSpec
+) -> list[ColumnElement[bool]]:
+    """Conditions on `sessions` selecting the filter set (window None: any time)."""
+    s = sessions.c
+    out: list[ColumnElement[bool]] = [s.workspace_id == workspace_id]
+    if window is not None:
+        out += [s.first_ts < window.end, s.last_ts >= window.start]
+    if spec.sessions:
+        out.append(s.id.in_(list(spec.sessions)))
+    if spec.users:
+        out.append(s.user_id.in_(list(spec.users)))
+    if spec.agents:
+        out.append(s.agent_id.in_(list(spec.agents)))
+    if spec.groups:
+        members = select(group_members.c.user_id).where(
+            group_members.c.workspace_id == workspace_id,
+            group_members.c.group_name.in_(list(spec.groups)),
+        )
+        out.append(s.user_id.in_(members))
+    if spec.providers or spec.models:
+        sm = session_models.c
+        used = select(sm.session_id).where(sm.workspace_id == workspace_id)
+        if spec.providers:
+            used = used.where(sm.provider.in_(list(spec.providers)))
+        if spec.models:
+            used = used.where(sm.model.in_(list(spec.models)))
+        out.append(s.id.in_(used))
+    rest = replace(spec, **{name: () for name in _DIRECT})
+    if not rest.is_empty():
+        e = events.c
+        matching = select(e.session_id).where(
+            e.workspace_id == workspace_id,
+            e.session_id.is_not(None),
+            *filter_conditions(rest, events.c, dialect),
+        )
+        if window is not None:
+            matching = matching.where(e.ts >= window.start, e.ts < window.end)
+        out.append(s.id.in_(matching))
+    return out
+
+
+# ---------------------------------------------------------------- the list
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    rows: list[dict[str, Any]]
+    has_next_page: bool
+    order: SessionOrder
+    descending: bool
+
+    def cursor(self, row: dict[str, Any]) -> str:
+        return encode_cursor(
+            _CURSOR_KIND, self.order.value, self.descending, order_value(self.order, row), row["id"]
+        )
+
+
+def _decode_after(cursor: str, order: SessionOrder, descending: bool) -> tuple[int, str]:
+    name, desc, value, session_id = decode_cursor(_CURSOR_KIND, cursor, 4)
+    if name != order.value or desc is not descending:
+        raise CursorError("the cursor belongs to another ordering of this list")
+    if isinstance(value, bool) or not isinstance(value, int) or not isinstance(session_id, str):
+        raise CursorError("invalid cursor")
+    return value, session_id
+
+
+async def list_sessions(
+    db: Database,
+    workspace_id: int,
+    window: TimeWindow | None,
+    spec: EventFilterSpec,
+    order: SessionOrder,
+    descending: bool,
+    first: int,
+    after: str | None,
+) -> SessionPage:
+    check_page_size(first)
+    key = _order_expr(order, db.dialect)
+    query: Select[Any] = select(sessions).where(
+        *session_conditions(db.dialect, workspace_id, window, spec)
+    )
+    if after:
+        value, session_id = _decode_after(after, order, descending)
+        bound = (
+            literal(from_micros(value), sessions.c.last_ts.type)
+            if order is SessionOrder.RECENT
+            else literal(value, BigInteger)
+        )
+        marker = tuple_(bound, literal(session_id, sessions.c.id.type))
+        row = tuple_(key, sessions.c.id)
+        query = query.where(row < marker if descending else row > marker)
+    if descending:
+        query = query.order_by(key.desc(), sessions.c.id.desc())
+    else:
+        query = query.order_by(key.asc(), sessions.c.id.asc())
+    async with db.read() as conn:
+        rows = [dict(r) for r in (await conn.execute(query.limit(first + 1))).mappings()]
+    return SessionPage(rows[:first], len(rows) > first, order, descending)
+
+
+async def count_sessions(
+    db: Database, workspace_id: int, window: TimeWindow | None, spec: EventFilterSpec
+) -> int:
+    query = (
+        select(func.count())
+        .select_from(sessions)
+        .where(*session_conditions(db.dialect, workspace_id, window, spec))
+    )
+    async with db.read() as conn:
+        return int((await conn.execute(query)).scalar_one())
+
+
+# ---------------------------------------------------------------- exact statistics
+
+
+@dataclass(frozen=True)
+class StatMeasure:
+    name: str
+    expr: Callable[[str], ColumnElement[Any]]
+    scale: float
+    """Multiplies the stored integer into the API's unit (USD, milliseconds)."""
+
+
+STAT_MEASURES: tuple[StatMeasure, ...] = (
+    StatMeasure("cost", lambda d: sessions.c.cost_nanousd, 1e-9),
+    StatMeasure("tokens", lambda d: sessions.c.input_tokens + sessions.c.output_tokens, 1.0),
+    StatMeasure(
+        "duration", lambda d: sqld.micros_between(d, sessions.c.first_ts, sessions.c.last_ts), 1e-3
+    ),
+    StatMeasure("requests", lambda d: sessions.c.requests, 1.0),
+)
+QUANTILES = (0.5, 0.95)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    p50: float | None
+    avg: float | None
+    p95: float | None
+
+
+@dataclass(frozen=True)
+class SessionStatsResult:
+    sessions: int
+    measures: dict[str, Distribution]
+
+    def p(self, measure: str, q: float) -> float | None:
+        dist = self.measures[measure]
+        return dist.p50 if q == 0.5 else dist.p95
+
+
+async def session_stats(
+    db: Database, workspace_id: int, window: TimeWindow | None, spec: EventFilterSpec
+) -> SessionStatsResult:
+    """Count, and exact P50, average and P95 of each measure, in one statement."""
+    matching = (
+        select(*(m.expr(db.dialect).label(m.name) for m in STAT_MEASURES))
+        .where(*session_conditions(db.dialect, workspace_id, window, spec))
+        .cte("matching")
+    )
+    n = select(func.count().label("n")).select_from(matching).cte("counted").c.n
+    columns: list[ColumnElement[Any]] = [func.count()]
+    for m in STAT_MEASURES:
+        columns.append(func.avg(matching.c[m.name]))
+        columns += [sqld.exact_quantile(db.dialect, matching, n, m.name, q) for q in QUANTILES]
+    async with db.read() as conn:
+        row = (await conn.execute(select(*columns).select_from(matching))).one()
+    measures = {}
+    for i, m in enumerate(STAT_MEASURES):
+        avg, p50, p95 = row[1 + 3 * i : 4 + 3 * i]
+        measures[m.name] = Distribution(
+            p50=_scaled(p50, m.scale), avg=_scaled(avg, m.scale), p95=_scaled(p95, m.scale)
+        )
+    return SessionStatsResult(int(row[0]), measures)
+
+
+def _scaled(value: Any, scale: float) -> float | None:
+    return None if value is None else float(value) * scale
+
+
+def measure_of(name: str, row: dict[str, Any]) -> float:
+    """A session row's value of a statistics measure, in the API's unit."""
+    scale = next(m.scale for m in STAT_MEASURES if m.name == name)
+    if name == "cost":
+        return row["cost_nanousd"] * scale
+    if name == "tokens":
+        return float(row["input_tokens"] + row["output_tokens"])
+    if name == "duration":
+        return (to_micros(row["last_ts"]) - to_micros(row["first_ts"])) * scale
+    return float(row["requests"])
+
+
+async def in_filter_set(
+    db: Database,
+    workspace_id: int,
+    window: TimeWindow | None,
+    spec: EventFilterSpec,
+    session_id: str,
+) -> bool:
+    query = select(sessions.c.id).where(
+        *session_conditions(db.dialect, workspace_id, window, spec), sessions.c.id == session_id
+    )
+    async with db.read() as conn:
+        return (await conn.execute(query)).first() is not None
+
+
+# ---------------------------------------------------------------- one session
+
+
+async def get_sessions(
+    db: Database, workspace_id: int, ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    if not ids:
+        return {}
+    query = select(sessions).where(sessions.c.workspace_id == workspace_id, sessions.c.id.in_(ids))
+    async with db.read() as conn:
+        return {r["id"]: dict(r) for r in (await conn.execute(query)).mappings()}
+
+
+async def get_session_models(
+    db: Database, workspace_id: int, ids: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each session's per-model rows, costliest first."""
+    sm = session_models.c
+    query = (
+        select(session_models)
+        .where(sm.workspace_id == workspace_id, sm.session_id.in_(ids))
+        .order_by(sm.session_id, sm.cost_nanousd.desc(), sm.provider, sm.model)
+    )
+    out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    if not ids:
+        return out
+    async with db.read() as conn:
+        for r in (await conn.execute(query)).mappings():
+            out[r["session_id"]].append(dict(r))
+    return out
+
+
+@dataclass(frozen=True)
+class Timeline:
+    starts: list[int]
+    """Bucket starts, epoch microseconds."""
+    width_micros: int
+    rows: list[dict[str, int]]
+    """Per bucket: requests, token columns, cost_nanousd (zeros when empty)."""
+
+
+TIMELINE_SUMS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_nanousd",
+)
+
+
+async def session_timeline(
+    db: Database, workspace_id: int, session: dict[str, Any], buckets: int
+) -> Timeline:
+    """The session's lifespan cut into at most `buckets` equal buckets (at least a second
+    each), with its events' sums per bucket (read through index ix_events_ws_session)."""
+    first = to_micros(session["first_ts"])
+    span = to_micros(session["last_ts"]) - first
+    width = max(1_000_000, math.ceil((span + 1) / buckets))
+    count = span // width + 1
+    offset = sqld.micros_between(
+        db.dialect, literal(session["first_ts"], events.c.ts.type), events.c.ts
+    )
+    inner = (
+        select(
+            (offset // literal(width, BigInteger)).label("b"),
+            *(events.c[c] for c in TIMELINE_SUMS),
+        )
+        .where(events.c.workspace_id == workspace_id, events.c.session_id == session["id"])
+        .subquery("session_events")
+    )
+    query = select(
+        inner.c.b, func.count(), *(func.sum(inner.c[c]) for c in TIMELINE_SUMS)
+    ).group_by(inner.c.b)
+    rows = [{"requests": 0, **dict.fromkeys(TIMELINE_SUMS, 0)} for _ in range(count)]
+    async with db.read() as conn:
+        for b, n, *sums in (await conn.execute(query)).all():
+            slot = rows[min(max(int(b), 0), count - 1)]
+            slot["requests"] += int(n)
+            for column, value in zip(TIMELINE_SUMS, sums, strict=True):
+                slot[column] += int(value or 0)
+    return Timeline([first + i * width for i in range(count)], width, rows)

@@ -1,0 +1,240 @@
+"""The parts of a session's view: per-model rows, token mix, timeline, the exact statistics of
+a filter set, and the comparison with its median session."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from enum import Enum
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import strawberry
+
+from tallyql.engine import sessions as engine
+from tallyql.engine.filters import EventFilterSpec
+from tallyql.engine.timerange import TimeWindow
+from tallyql.ingest.pricing import NANO_PER_USD
+from tallyql.schema.scalars import Long
+from tallyql.storage.database import Database
+from tallyql.storage.types import from_micros
+
+
+@strawberry.type(description="A session's use of one model.")
+class SessionModel:
+    provider: str | None
+    model: str | None
+    requests: Long
+    errors: Long
+    input_tokens: Long
+    output_tokens: Long
+    cache_read_tokens: Long
+    cache_write_tokens: Long
+    reasoning_tokens: Long
+    total_tokens: Long
+    cost_usd: float
+    avg_latency_ms: float | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> SessionModel:
+        return cls(
+            provider=row["provider"] or None,
+            model=row["model"] or None,
+            requests=row["requests"],
+            errors=row["errors"],
+            input_tokens=row["input_tokens"],
+            output_tokens=row["output_tokens"],
+            cache_read_tokens=row["cache_read_tokens"],
+            cache_write_tokens=row["cache_write_tokens"],
+            reasoning_tokens=row["reasoning_tokens"],
+            total_tokens=row["input_tokens"] + row["output_tokens"],
+            cost_usd=row["cost_nanousd"] / NANO_PER_USD,
+            avg_latency_ms=(
+                row["latency_ms_sum"] / row["latency_count"] if row["latency_count"] else None
+            ),
+        )
+
+
+@strawberry.enum(description="Token kinds that add up to a total without overlap.")
+class TokenType(Enum):
+    UNCACHED_INPUT = "UNCACHED_INPUT"
+    CACHE_READ = "CACHE_READ"
+    CACHE_WRITE = "CACHE_WRITE"
+    OUTPUT = "OUTPUT"
+    """Output tokens other than reasoning ones."""
+    REASONING = "REASONING"
+
+
+@strawberry.type(description="One kind of token and its share (0 to 1) of all tokens.")
+class TokenShare:
+    type: TokenType
+    tokens: Long
+    share: float | None
+
+
+def token_mix(row: dict[str, Any]) -> list[TokenShare]:
+    cached = row["cache_read_tokens"] + row["cache_write_tokens"]
+    parts = {
+        TokenType.UNCACHED_INPUT: max(row["input_tokens"] - cached, 0),
+        TokenType.CACHE_READ: row["cache_read_tokens"],
+        TokenType.CACHE_WRITE: row["cache_write_tokens"],
+        TokenType.OUTPUT: max(row["output_tokens"] - row["reasoning_tokens"], 0),
+        TokenType.REASONING: row["reasoning_tokens"],
+    }
+    total = sum(parts.values())
+    return [
+        TokenShare(type=t, tokens=n, share=n / total if total else None) for t, n in parts.items()
+    ]
+
+
+@strawberry.type(description="A session's lifespan in equal buckets, columnar.")
+class SessionTimeline:
+    buckets: list[datetime] = strawberry.field(description="Bucket starts.")
+    bucket_seconds: float
+    requests: list[Long]
+    input_tokens: list[Long]
+    output_tokens: list[Long]
+    total_tokens: list[Long]
+    cost_usd: list[float]
+    cumulative_cost_usd: list[float] = strawberry.field(
+        description="Cost from the session's start to the end of each bucket."
+    )
+
+    @classmethod
+    def of(cls, timeline: engine.Timeline) -> SessionTimeline:
+        rows = timeline.rows
+        costs = [r["cost_nanousd"] for r in rows]
+        running, cumulative = 0, []
+        for cost in costs:
+            running += cost
+            cumulative.append(running / NANO_PER_USD)
+        return cls(
+            buckets=[from_micros(s) for s in timeline.starts],
+            bucket_seconds=timeline.width_micros / 1e6,
+            requests=[r["requests"] for r in rows],
+            input_tokens=[r["input_tokens"] for r in rows],
+            output_tokens=[r["output_tokens"] for r in rows],
+            total_tokens=[r["input_tokens"] + r["output_tokens"] for r in rows],
+            cost_usd=[c / NANO_PER_USD for c in costs],
+            cumulative_cost_usd=cumulative,
+        )
+
+
+@strawberry.type(description="Exact P50, average and P95 over the sessions of a filter set.")
+class Distribution:
+    p50: float | None
+    avg: float | None
+    p95: float | None
+
+
+@strawberry.type(description="Sessions overlapping the range and matching the filter.")
+class SessionStats:
+    sessions: int
+    cost_usd: Distribution
+    total_tokens: Distribution
+    duration_ms: Distribution
+    requests: Distribution
+
+    @classmethod
+    def of(cls, result: engine.SessionStatsResult) -> SessionStats:
+        def dist(name: str) -> Distribution:
+            d = result.measures[name]
+            return Distribution(p50=d.p50, avg=d.avg, p95=d.p95)
+
+        return cls(
+            sessions=result.sessions,
+            cost_usd=dist("cost"),
+            total_tokens=dist("tokens"),
+            duration_ms=dist("duration"),
+            requests=dist("requests"),
+        )
+
+
+@strawberry.type(description="A session's value next to the median session of the set.")
+class ComparisonValue:
+    value: float
+    median: float | None
+    ratio: float | None = strawberry.field(
+        description="value / median (2.1 = 2.1x the median); null when the median is 0."
+    )
+    top5_percent: bool = strawberry.field(
+        description="The value is above the set's P95 (rank floor(0.95 (n - 1)))."
+    )
+
+
+@strawberry.type(description="A session against the sessions of the same filter set.")
+class SessionComparison:
+    baseline_sessions: int = strawberry.field(description="Sessions in the set.")
+    cost_usd: ComparisonValue
+    total_tokens: ComparisonValue
+    duration_ms: ComparisonValue
+    requests: ComparisonValue
+
+
+class Baseline:
+    """The exact statistics of one filter set, computed once however many sessions of a
+    page compare themselves with it."""
+
+    def __init__(
+        self,
+        db: Database,
+        workspace_id: int,
+        window: TimeWindow | None,
+        spec: EventFilterSpec,
+        members: frozenset[str] | None = None,
+    ) -> None:
+        self.db, self.workspace_id, self.window, self.spec = db, workspace_id, window, spec
+        self.members = members
+        """Sessions known to be in the set (a listed page); others are checked."""
+        self._stats: engine.SessionStatsResult | None = None
+        self._lock = asyncio.Lock()
+
+    async def stats(self) -> engine.SessionStatsResult:
+        async with self._lock:
+            if self._stats is None:
+                self._stats = await engine.session_stats(
+                    self.db, self.workspace_id, self.window, self.spec
+                )
+            return self._stats
+
+    async def compare(self, row: dict[str, Any]) -> SessionComparison | None:
+        stats = await self.stats()
+        member = row["id"] in self.members if self.members is not None else None
+        if member is None and self.window is None and self.spec.is_empty():
+            member = True  # every session of the workspace
+        if member is None:
+            member = await engine.in_filter_set(
+                self.db, self.workspace_id, self.window, self.spec, row["id"]
+            )
+        if stats.sessions - int(member) < 2:
+            return None
+
+        def value(name: str) -> ComparisonValue:
+            mine = engine.measure_of(name, row)
+            median, p95 = stats.p(name, 0.5), stats.p(name, 0.95)
+            return ComparisonValue(
+                value=mine,
+                median=median,
+                ratio=mine / median if median else None,
+                top5_percent=p95 is not None and mine > p95,
+            )
+
+        return SessionComparison(
+            baseline_sessions=stats.sessions,
+            cost_usd=value("cost"),
+            total_tokens=value("tokens"),
+            duration_ms=value("duration"),
+            requests=value("requests"),
+        )
+
+
+_DEFAULT_BASELINES: WeakKeyDictionary[Any, Baseline] = WeakKeyDictionary()
+
+
+def default_baseline(context: Any, db: Database, workspace_id: int) -> Baseline:
+    """Every session of the workspace: the baseline of sessions reached without a range and
+    filter (through a request or a breakdown row), shared by all of them in one request."""
+    found = _DEFAULT_BASELINES.get(context)
+    if found is None:
+        found = _DEFAULT_BASELINES[context] = Baseline(db, workspace_id, None, EventFilterSpec())
+    return found

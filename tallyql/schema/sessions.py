@@ -1,0 +1,241 @@
+"""`sessions`, `session(id)` and `sessionStats`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+
+from tallyql.auth.principal import Permission
+from tallyql.engine import request_log
+from tallyql.engine import sessions as engine
+from tallyql.engine.filters import EventFilterSpec
+from tallyql.engine.timerange import TimeWindow
+from tallyql.ingest.pricing import NANO_PER_USD
+from tallyql.schema import loaders
+from tallyql.schema.common import EventFilter, PageInfo, TimeRangeInput, filter_spec
+from tallyql.schema.context import TallyInfo
+from tallyql.schema.directory import User, load_user
+from tallyql.schema.errors import BadInput
+from tallyql.schema.requests import Request, RequestConnection, RequestEdge
+from tallyql.schema.scalars import Long
+from tallyql.schema.session_types import (
+    Baseline,
+    SessionComparison,
+    SessionModel,
+    SessionStats,
+    SessionTimeline,
+    TokenShare,
+    default_baseline,
+    token_mix,
+)
+from tallyql.storage.types import to_micros
+
+SessionOrder = strawberry.enum(
+    engine.SessionOrder,
+    name="SessionOrder",
+    description="COST, TOKENS (input + output), RECENT (last activity), DURATION, REQUESTS.",
+)
+
+
+@strawberry.type(description="A conversation or agent session, with totals over its life.")
+class Session:
+    id: strawberry.ID
+    user_id: str | None
+    agent_id: str | None
+    first_timestamp: datetime
+    last_timestamp: datetime
+    duration_ms: float
+    request_count: Long
+    error_count: Long
+    input_tokens: Long
+    output_tokens: Long
+    cache_read_tokens: Long
+    cache_write_tokens: Long
+    reasoning_tokens: Long
+    total_tokens: Long
+    cost_usd: float
+    _row: strawberry.Private[dict[str, Any]]
+    _baseline: strawberry.Private[Baseline | None]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], baseline: Baseline | None = None) -> Session:
+        return cls(
+            id=strawberry.ID(row["id"]),
+            user_id=row["user_id"],
+            agent_id=row["agent_id"],
+            first_timestamp=row["first_ts"],
+            last_timestamp=row["last_ts"],
+            duration_ms=(to_micros(row["last_ts"]) - to_micros(row["first_ts"])) / 1000,
+            request_count=row["requests"],
+            error_count=row["errors"],
+            input_tokens=row["input_tokens"],
+            output_tokens=row["output_tokens"],
+            cache_read_tokens=row["cache_read_tokens"],
+            cache_write_tokens=row["cache_write_tokens"],
+            reasoning_tokens=row["reasoning_tokens"],
+            total_tokens=row["input_tokens"] + row["output_tokens"],
+            cost_usd=row["cost_nanousd"] / NANO_PER_USD,
+            _row=row,
+            _baseline=baseline,
+        )
+
+    @strawberry.field(description="The session's user, when the directory knows them.")
+    async def user(self, info: TallyInfo) -> User | None:
+        return await load_user(info, self.user_id)
+
+    @strawberry.field(description="Per model: tokens, cost and average latency, costliest first.")
+    async def models(self, info: TallyInfo) -> list[SessionModel]:
+        rows = await loaders.session_models(info.context).load(str(self.id))
+        return [SessionModel.from_row(r) for r in rows]
+
+    @strawberry.field(description="Mean latency of the session's events that report one.")
+    async def avg_latency_ms(self, info: TallyInfo) -> float | None:
+        rows = await loaders.session_models(info.context).load(str(self.id))
+        count = sum(r["latency_count"] for r in rows)
+        return sum(r["latency_ms_sum"] for r in rows) / count if count else None
+
+    @strawberry.field(description="Tokens by kind; the kinds add up to input + output.")
+    def token_mix(self) -> list[TokenShare]:
+        return token_mix(self._row)
+
+    @strawberry.field(description="Tokens and cost over the session's lifespan.")
+    async def timeline(self, info: TallyInfo, buckets: int = 20) -> SessionTimeline:
+        if not 1 <= buckets <= 200:
+            raise BadInput("buckets must be between 1 and 200")
+        principal = info.context.require(Permission.READ)
+        timeline = await engine.session_timeline(
+            info.context.services.db, principal.workspace_id, self._row, buckets
+        )
+        return SessionTimeline.of(timeline)
+
+    @strawberry.field(description="The session's events, newest first.")
+    async def requests(
+        self, info: TallyInfo, first: int = 50, after: str | None = None
+    ) -> RequestConnection:
+        principal = info.context.require(Permission.READ)
+        spec = EventFilterSpec(sessions=(str(self.id),))
+        db = info.context.services.db
+        page = await request_log.list_requests(db, principal.workspace_id, None, spec, first, after)
+        edges = [RequestEdge(cursor=page.cursor(r), node=Request.from_row(r)) for r in page.rows]
+        return RequestConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next_page,
+                end_cursor=edges[-1].cursor if edges else None,
+                has_previous_page=after is not None,
+                start_cursor=edges[0].cursor if edges else None,
+            ),
+            _workspace_id=principal.workspace_id,
+            _window=None,
+            _filter=spec,
+        )
+
+    @strawberry.field(
+        description="Against the median session of the same range and filter; null without "
+        "a baseline (fewer than 2 other sessions)."
+    )
+    async def comparison(self, info: TallyInfo) -> SessionComparison | None:
+        if self._baseline is None:
+            principal = info.context.require(Permission.READ)
+            db = info.context.services.db
+            self._baseline = default_baseline(info.context, db, principal.workspace_id)
+        return await self._baseline.compare(self._row)
+
+
+async def load_session(info: TallyInfo, session_id: str | None) -> Session | None:
+    """A session by id through the request's loader (None when absent)."""
+    if not session_id:
+        return None
+    row = await loaders.session_rows(info.context).load(session_id)
+    return Session.from_row(row) if row else None
+
+
+@strawberry.type
+class SessionEdge:
+    cursor: str
+    node: Session
+
+
+@strawberry.type(description="Sessions overlapping the range and matching the filter.")
+class SessionConnection:
+    edges: list[SessionEdge]
+    page_info: PageInfo
+    _baseline: strawberry.Private[Baseline]
+
+    @strawberry.field
+    def nodes(self) -> list[Session]:
+        return [e.node for e in self.edges]
+
+    @strawberry.field(description="Sessions in the set (counted on request).")
+    async def total_count(self) -> int:
+        b = self._baseline
+        return await engine.count_sessions(b.db, b.workspace_id, b.window, b.spec)
+
+
+def _window(range: TimeRangeInput | None) -> TimeWindow | None:
+    return range.resolve() if range is not None else None
+
+
+@strawberry.type
+class SessionQuery:
+    @strawberry.field(description="Sessions active in the range, best first, with cursors.")
+    async def sessions(
+        self,
+        info: TallyInfo,
+        range: TimeRangeInput,
+        filter: EventFilter | None = None,
+        order_by: SessionOrder = engine.SessionOrder.COST,  # type: ignore[valid-type]
+        descending: bool = True,
+        first: int = 10,
+        after: str | None = None,
+    ) -> SessionConnection:
+        principal = info.context.require(Permission.READ)
+        window, spec = range.resolve(), filter_spec(filter)
+        db = info.context.services.db
+        page = await engine.list_sessions(
+            db, principal.workspace_id, window, spec, order_by, descending, first, after
+        )
+        members = frozenset(r["id"] for r in page.rows)
+        baseline = Baseline(db, principal.workspace_id, window, spec, members)
+        edges = [SessionEdge(cursor=page.cursor(r), node=Session.from_row(r, baseline))
+                 for r in page.rows]  # fmt: skip
+        return SessionConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next_page,
+                end_cursor=edges[-1].cursor if edges else None,
+                has_previous_page=after is not None,
+                start_cursor=edges[0].cursor if edges else None,
+            ),
+            _baseline=baseline,
+        )
+
+    @strawberry.field(
+        description="One session; range and filter choose the sessions it is compared with "
+        "(default: every session of the workspace)."
+    )
+    async def session(
+        self,
+        info: TallyInfo,
+        id: strawberry.ID,
+        range: TimeRangeInput | None = None,
+        filter: EventFilter | None = None,
+    ) -> Session | None:
+        principal = info.context.require(Permission.READ)
+        session = await load_session(info, str(id))
+        if session is not None:
+            db, window = info.context.services.db, _window(range)
+            session._baseline = Baseline(db, principal.workspace_id, window, filter_spec(filter))
+        return session
+
+    @strawberry.field(description="Exact P50, average and P95 of the set's sessions.")
+    async def session_stats(
+        self, info: TallyInfo, range: TimeRangeInput, filter: EventFilter | None = None
+    ) -> SessionStats:
+        principal = info.context.require(Permission.READ)
+        result = await engine.session_stats(
+            info.context.services.db, principal.workspace_id, range.resolve(), filter_spec(filter)
+        )
+        return SessionStats.of(result)

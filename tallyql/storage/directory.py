@@ -1,0 +1,114 @@
+"""Users and groups of a workspace, with groups' current membership."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tallyql.storage.tables import group_members, groups, users
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: str
+    email: str | None = None
+    display_name: str | None = None
+
+
+async def upsert_users(
+    conn: AsyncConnection, workspace_id: int, records: Sequence[UserRecord]
+) -> int:
+    """Create or update users by id; returns how many were new."""
+    if not records:
+        return 0
+    now = datetime.now(UTC)
+    ids = [r.id for r in records]
+    existing = set(
+        (
+            await conn.execute(
+                select(users.c.id).where(users.c.workspace_id == workspace_id, users.c.id.in_(ids))
+            )
+        ).scalars()
+    )
+    new = set(ids) - existing
+    for record in records:
+        values = {"email": record.email, "display_name": record.display_name, "updated_at": now}
+        if record.id in existing:
+            await conn.execute(
+                users.update()
+                .where(users.c.workspace_id == workspace_id, users.c.id == record.id)
+                .values(**values)
+            )
+        else:
+            await conn.execute(
+                users.insert().values(
+                    workspace_id=workspace_id, id=record.id, created_at=now, **values
+                )
+            )
+            existing.add(record.id)
+    return len(new)
+
+
+async def set_group_members(
+    conn: AsyncConnection,
+    workspace_id: int,
+    group: str,
+    user_ids: Iterable[str],
+    description: str | None = None,
+) -> tuple[set[str], set[str]]:
+    """Make the group's members exactly `user_ids`; returns (added, removed)."""
+    wanted = set(user_ids)
+    found = (
+        await conn.execute(
+            select(groups.c.name).where(
+                groups.c.workspace_id == workspace_id, groups.c.name == group
+            )
+        )
+    ).first()
+    if found is None:
+        await conn.execute(
+            groups.insert().values(
+                workspace_id=workspace_id,
+                name=group,
+                description=description,
+                created_at=datetime.now(UTC),
+            )
+        )
+    elif description is not None:
+        await conn.execute(
+            groups.update()
+            .where(groups.c.workspace_id == workspace_id, groups.c.name == group)
+            .values(description=description)
+        )
+    current = set(
+        (
+            await conn.execute(
+                select(group_members.c.user_id).where(
+                    group_members.c.workspace_id == workspace_id,
+                    group_members.c.group_name == group,
+                )
+            )
+        ).scalars()
+    )
+    added, removed = wanted - current, current - wanted
+    if removed:
+        await conn.execute(
+            delete(group_members).where(
+                group_members.c.workspace_id == workspace_id,
+                group_members.c.group_name == group,
+                group_members.c.user_id.in_(sorted(removed)),
+            )
+        )
+    if added:
+        await conn.execute(
+            group_members.insert(),
+            [
+                {"workspace_id": workspace_id, "group_name": group, "user_id": u}
+                for u in sorted(added)
+            ],
+        )
+    return added, removed

@@ -1,0 +1,177 @@
+"""session(id): per-model rollup, token mix, timeline with cumulative cost, its requests, and
+the comparison with the median session of the same filter set."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from tests.conftest import Api
+from tests.ops_data import RANGE, group, nano, quantile, status, traffic, ts_of
+from tests.test_sessions import Expected, expected_sessions
+
+DETAIL = """
+query($id: ID!, $buckets: Int!, $range: TimeRangeInput, $filter: EventFilter) {
+  session(id: $id, range: $range, filter: $filter) {
+    id avgLatencyMs
+    models { provider model requests errors inputTokens outputTokens totalTokens costUsd
+             avgLatencyMs }
+    tokenMix { type tokens share }
+    timeline(buckets: $buckets) { buckets bucketSeconds requests inputTokens outputTokens
+                                  totalTokens costUsd cumulativeCostUsd }
+    requests(first: 3) { edges { node { id } } pageInfo { hasNextPage endCursor } }
+    comparison { baselineSessions costUsd { value median ratio top5Percent }
+                 totalTokens { value median ratio top5Percent }
+                 durationMs { value median ratio top5Percent }
+                 requests { value median ratio top5Percent } }
+  }
+}"""
+
+
+def micros(s: Expected, e: dict[str, Any]) -> int:
+    delta = ts_of(e) - s.first
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+async def test_session_detail(api: Api) -> None:
+    key = await api.key()
+    events = traffic(seed=21, sessions=30)
+    await api.ingest(key, events)
+    sessions = expected_sessions(events)
+    target = max(sessions.values(), key=lambda s: (len(s.events), s.id))
+    assert len(target.events) >= 4
+    data = await api.data(key, DETAIL, {"id": target.id, "buckets": 5})
+    got = data["session"]
+
+    models = group(target.events, lambda e: (e.get("provider"), e.get("model")))
+    assert len(got["models"]) == len(models)
+    for m in got["models"]:
+        evs = models[(m["provider"], m["model"])]
+        assert m["requests"] == len(evs)
+        assert m["errors"] == sum(status(e) == "error" for e in evs)
+        assert m["inputTokens"] == sum(e.get("input_tokens", 0) for e in evs)
+        assert m["costUsd"] == pytest.approx(sum(nano(e) for e in evs) / 1e9)
+        assert m["avgLatencyMs"] == pytest.approx(sum(e["latency_ms"] for e in evs) / len(evs))
+    costs = [m["costUsd"] for m in got["models"]]
+    assert costs == sorted(costs, reverse=True)
+    assert got["avgLatencyMs"] == pytest.approx(
+        sum(e["latency_ms"] for e in target.events) / len(target.events)
+    )
+
+    def total(name: str) -> int:
+        return sum(e.get(name, 0) for e in target.events)
+
+    mix = {t["type"]: t["tokens"] for t in got["tokenMix"]}
+    assert mix == {
+        "UNCACHED_INPUT": total("input_tokens")
+        - total("cache_read_tokens")
+        - total("cache_write_tokens"),
+        "CACHE_READ": total("cache_read_tokens"),
+        "CACHE_WRITE": total("cache_write_tokens"),
+        "OUTPUT": total("output_tokens") - total("reasoning_tokens"),
+        "REASONING": total("reasoning_tokens"),
+    }
+    assert sum(t["share"] for t in got["tokenMix"]) == pytest.approx(1.0)
+
+    timeline = got["timeline"]
+    width = max(1_000_000, math.ceil((target.duration_us + 1) / 5))
+    count = target.duration_us // width + 1
+    assert len(timeline["buckets"]) == count
+    assert timeline["bucketSeconds"] == width / 1e6
+    per_bucket = group(target.events, lambda e: micros(target, e) // width)
+    for i in range(count):
+        evs = per_bucket.get(i, [])
+        assert timeline["requests"][i] == len(evs)
+        assert timeline["inputTokens"][i] == sum(e.get("input_tokens", 0) for e in evs)
+        assert timeline["costUsd"][i] == pytest.approx(sum(nano(e) for e in evs) / 1e9)
+    assert timeline["cumulativeCostUsd"][-1] == pytest.approx(target.cost / 1e9)
+    assert timeline["cumulativeCostUsd"] == sorted(timeline["cumulativeCostUsd"])
+
+    newest = sorted(target.events, key=lambda e: (ts_of(e), e["id"]), reverse=True)
+    assert [e["node"]["id"] for e in got["requests"]["edges"]] == [e["id"] for e in newest[:3]]
+    assert got["requests"]["pageInfo"]["hasNextPage"] is True
+
+    check_comparison(got["comparison"], target, list(sessions.values()))
+
+
+def check_comparison(got: dict[str, Any], target: Expected, baseline: list[Expected]) -> None:
+    assert got["baselineSessions"] == len(baseline)
+    measures = {
+        "costUsd": lambda s: s.cost / 1e9,
+        "totalTokens": lambda s: float(s.tokens),
+        "durationMs": lambda s: s.duration_us / 1000,
+        "requests": lambda s: float(len(s.events)),
+    }
+    for name, measure in measures.items():
+        values = [measure(s) for s in baseline]
+        median, p95 = quantile(values, 0.5), quantile(values, 0.95)
+        mine = measure(target)
+        assert got[name]["value"] == pytest.approx(mine)
+        assert got[name]["median"] == pytest.approx(median)
+        assert got[name]["ratio"] == (pytest.approx(mine / median) if median else None)
+        assert got[name]["top5Percent"] is (mine > p95)
+
+
+async def test_comparison_uses_the_same_filter_set(api: Api) -> None:
+    key = await api.key()
+    events = traffic(seed=8, sessions=40, loose=0)
+    await api.ingest(key, events)
+    sessions = expected_sessions(events)
+    costliest = max(sessions.values(), key=lambda s: s.cost)
+    data = await api.data(key, DETAIL, {"id": costliest.id, "buckets": 1, "range": RANGE})
+    comparison = data["session"]["comparison"]
+    check_comparison(comparison, costliest, list(sessions.values()))
+    assert comparison["costUsd"]["top5Percent"] is True
+    # in a list, every node compares with the list's own filter set
+    flt = {"providers": ["openai"]}
+    listed = await api.data(
+        key,
+        """query($r: TimeRangeInput!, $f: EventFilter) { sessions(range: $r, filter: $f,
+             first: 5) { nodes { id comparison { baselineSessions costUsd { value median ratio
+             top5Percent } totalTokens { value median ratio top5Percent } durationMs { value
+             median ratio top5Percent } requests { value median ratio top5Percent } } } } }""",
+        {"r": RANGE, "f": flt},
+    )
+    subset = [s for s in sessions.values() if any(e.get("provider") == "openai" for e in s.events)]
+    assert 2 < len(subset) < len(sessions)
+    for node in listed["sessions"]["nodes"]:
+        check_comparison(node["comparison"], sessions[node["id"]], subset)
+    # a session outside the set, or a set too small, has no baseline
+    alone = {"users": [next(s.user for s in sessions.values() if s.user)]}
+    small = [s for s in sessions.values() if s.user == alone["users"][0]]
+    other = next(s for s in sessions.values() if s.user != alone["users"][0])
+    data = await api.data(
+        key, DETAIL, {"id": other.id, "buckets": 1, "range": RANGE, "filter": alone}
+    )
+    assert (data["session"]["comparison"] is None) is (len(small) < 2)
+    if len(small) >= 2:
+        check_comparison(data["session"]["comparison"], other, small)
+
+
+async def test_a_session_with_one_event(api: Api) -> None:
+    key = await api.key()
+    await api.ingest(
+        key,
+        [
+            {
+                "id": "only",
+                "timestamp": "2026-11-20T10:00:00Z",
+                "session_id": "solo",
+                "provider": "openai",
+                "model": "gpt-4o",
+                "input_tokens": 10,
+                "output_tokens": 2,
+                "cost_usd": 0.5,
+            }
+        ],
+    )
+    data = await api.data(key, DETAIL, {"id": "solo", "buckets": 20})
+    got = data["session"]
+    assert got["timeline"]["requests"] == [1]
+    assert got["timeline"]["cumulativeCostUsd"] == [0.5]
+    assert got["comparison"] is None  # no other session
+    assert (await api.data(key, DETAIL, {"id": "nope", "buckets": 2}))["session"] is None
+    body = await api.graphql(key, DETAIL, {"id": "solo", "buckets": 0})
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
