@@ -1,0 +1,1 @@
+"""Cost intelligence: price overrides, repricing, model prices and cost insights."""

@@ -1,0 +1,73 @@
+"""Every workspace's price overrides, in memory, for pricing at ingest.
+
+Loaded when the server starts, reloaded at once in the process that changes an override, and
+reloaded every `price_refresh_seconds` (default 30) so that other replicas pick up a change
+within that delay. Each reload swaps in a new immutable map, so pricing never sees a half-built
+one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from tallyql.costs.overrides import PriceOverride, WorkspacePrices
+from tallyql.storage.database import Database
+from tallyql.storage.price_overrides import list_overrides
+
+log = logging.getLogger(__name__)
+
+_EMPTY = WorkspacePrices([])
+
+
+class PriceBook:
+    def __init__(self, db: Database | None = None) -> None:
+        self._db = db
+        self._by_workspace: dict[int, WorkspacePrices] = {}
+        self.loaded_at: datetime | None = None
+        self.count = 0
+
+    def for_workspace(self, workspace_id: int) -> WorkspacePrices:
+        return self._by_workspace.get(workspace_id, _EMPTY)
+
+    def find(
+        self, workspace_id: int, provider: str | None, model: str, at: datetime
+    ) -> PriceOverride | None:
+        prices = self._by_workspace.get(workspace_id)
+        if prices is None:
+            return None
+        return prices.find(provider, model, at)
+
+    def replace(self, overrides: list[PriceOverride]) -> None:
+        grouped: dict[int, list[PriceOverride]] = defaultdict(list)
+        for override in overrides:
+            grouped[override.workspace_id].append(override)
+        self._by_workspace = {ws: WorkspacePrices(items) for ws, items in grouped.items()}
+        self.count = len(overrides)
+        self.loaded_at = datetime.now(UTC)
+
+    async def refresh(self) -> None:
+        if self._db is None:
+            return
+        self.replace(await list_overrides(self._db))
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "overrides": self.count,
+            "workspaces": len(self._by_workspace),
+            "last_refresh": self.loaded_at.isoformat() if self.loaded_at else None,
+        }
+
+    async def keep_fresh(self, interval: float, reports: dict[str, dict[str, Any]]) -> None:
+        """Background job: reload every `interval` seconds; the last run shows in /health."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.refresh()
+                reports["price_overrides"] = {**self.report(), "ok": True}
+            except Exception as exc:  # keep the last good map; try again next time
+                log.exception("refreshing price overrides failed")
+                reports["price_overrides"] = {**self.report(), "ok": False, "error": str(exc)}

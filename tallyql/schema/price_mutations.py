@@ -1,0 +1,183 @@
+"""Admin mutations on prices: create, change and delete overrides; reprice stored events."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import strawberry
+
+from tallyql.auth.principal import Permission
+from tallyql.costs.repricing import reprice
+from tallyql.costs.validation import check_override
+from tallyql.ingest.pricing import NANO_PER_USD
+from tallyql.schema.common import EventFilter, TimeRangeInput, filter_spec
+from tallyql.schema.context import TallyInfo
+from tallyql.schema.ingest import UserError
+from tallyql.schema.prices import PriceOverride
+from tallyql.storage import price_overrides as repo
+from tallyql.storage.price_overrides import Actor
+
+
+@strawberry.input(description="A price override; rates are USD per million tokens.")
+class PriceOverrideInput:
+    model: str = strawberry.field(description="Exact model name, or a regex (modelIsRegex).")
+    input_per_mtok: float
+    output_per_mtok: float
+    provider: str | None = strawberry.field(default=None, description="null: any provider.")
+    model_is_regex: bool = strawberry.field(
+        default=False, description="Match the whole model name against `model` as a regex."
+    )
+    effective_from: datetime | None = None
+    effective_until: datetime | None = None
+    cache_read_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
+    reasoning_per_mtok: float | None = None
+    description: str | None = None
+
+
+@strawberry.input(description="Fields to change; omitted fields keep their value, null clears.")
+class PriceOverridePatch:
+    model: str | None = strawberry.UNSET
+    input_per_mtok: float | None = strawberry.UNSET
+    output_per_mtok: float | None = strawberry.UNSET
+    provider: str | None = strawberry.UNSET
+    model_is_regex: bool | None = strawberry.UNSET
+    effective_from: datetime | None = strawberry.UNSET
+    effective_until: datetime | None = strawberry.UNSET
+    cache_read_per_mtok: float | None = strawberry.UNSET
+    cache_write_per_mtok: float | None = strawberry.UNSET
+    reasoning_per_mtok: float | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+
+
+# GraphQL input field -> column
+_COLUMNS = {
+    "model": "model",
+    "input_per_mtok": "input_mtok",
+    "output_per_mtok": "output_mtok",
+    "provider": "provider",
+    "effective_from": "effective_from",
+    "effective_until": "effective_until",
+    "cache_read_per_mtok": "cache_read_mtok",
+    "cache_write_per_mtok": "cache_write_mtok",
+    "reasoning_per_mtok": "reasoning_mtok",
+    "description": "description",
+}
+
+
+def _values(source: Any) -> dict[str, Any]:
+    """Columns given in an input or patch (UNSET fields left out; null clears)."""
+    out = {
+        column: getattr(source, name)
+        for name, column in _COLUMNS.items()
+        if getattr(source, name) is not strawberry.UNSET
+    }
+    regex = source.model_is_regex
+    if regex is not strawberry.UNSET and regex is not None:
+        out["model_match"] = "regex" if regex else "exact"
+    return out
+
+
+@strawberry.type
+class PriceOverridePayload:
+    price_override: PriceOverride | None
+    user_errors: list[UserError]
+
+
+@strawberry.type(description="What repricing changed. Costs the caller provided are never touched.")
+class RepriceResult:
+    scanned: int = strawberry.field(description="Computed and unpriced events looked at.")
+    changed: int = strawberry.field(description="Events whose stored cost changed.")
+    newly_priced: int = strawberry.field(description="Unpriced events that now have a price.")
+    still_unpriced: int
+    cost_delta_usd: float = strawberry.field(description="New total minus old total.")
+    batches: int
+    days_rebuilt: list[date] = strawberry.field(description="UTC days whose rollups were rebuilt.")
+    audit_event_id: strawberry.ID
+
+
+def _errors(problems: list[tuple[str, str]]) -> list[UserError]:
+    return [UserError(field=f, message=m, code="INVALID_PRICE") for f, m in problems]
+
+
+def _actor(info: TallyInfo) -> tuple[int, Actor]:
+    principal = info.context.require(Permission.ADMIN)
+    return principal.workspace_id, Actor(principal.key_id, "api_key", info.context.client_ip)
+
+
+def _not_found(override_id: str) -> PriceOverridePayload:
+    error = UserError(field="id", message=f"no price override {override_id}", code="NOT_FOUND")
+    return PriceOverridePayload(price_override=None, user_errors=[error])
+
+
+@strawberry.type
+class PriceMutation:
+    @strawberry.mutation(description="Add a price override (admin). Applies to new events now.")
+    async def create_price_override(
+        self, info: TallyInfo, input: PriceOverrideInput
+    ) -> PriceOverridePayload:
+        workspace_id, actor = _actor(info)
+        values = {"model_match": "exact", **_values(input)}
+        problems = check_override(values)
+        if problems:
+            return PriceOverridePayload(price_override=None, user_errors=_errors(problems))
+        services = info.context.services
+        created = await repo.create_override(services.db, workspace_id, values, actor)
+        await services.prices.refresh()
+        return PriceOverridePayload(price_override=PriceOverride.of(created), user_errors=[])
+
+    @strawberry.mutation(description="Change a price override (admin).")
+    async def update_price_override(
+        self, info: TallyInfo, id: strawberry.ID, patch: PriceOverridePatch
+    ) -> PriceOverridePayload:
+        workspace_id, actor = _actor(info)
+        services = info.context.services
+        current = await repo.get_override(services.db, workspace_id, str(id))
+        if current is None:
+            return _not_found(str(id))
+        changes = _values(patch)
+        merged = {c: getattr(current, c) for c in repo.EDITABLE} | changes
+        problems = check_override(merged)
+        if problems:
+            return PriceOverridePayload(price_override=None, user_errors=_errors(problems))
+        updated = await repo.update_override(services.db, workspace_id, str(id), changes, actor)
+        await services.prices.refresh()
+        if updated is None:
+            return _not_found(str(id))
+        return PriceOverridePayload(price_override=PriceOverride.of(updated), user_errors=[])
+
+    @strawberry.mutation(description="Delete a price override (admin).")
+    async def delete_price_override(
+        self, info: TallyInfo, id: strawberry.ID
+    ) -> PriceOverridePayload:
+        workspace_id, actor = _actor(info)
+        services = info.context.services
+        removed = await repo.delete_override(services.db, workspace_id, str(id), actor)
+        await services.prices.refresh()
+        if removed is None:
+            return _not_found(str(id))
+        return PriceOverridePayload(price_override=PriceOverride.of(removed), user_errors=[])
+
+    @strawberry.mutation(
+        description="Recompute the stored cost of computed and unpriced events in the range "
+        "(and filter) with today's prices, then fix rollups and sessions (admin; audited)."
+    )
+    async def reprice_events(
+        self, info: TallyInfo, range: TimeRangeInput, filter: EventFilter | None = None
+    ) -> RepriceResult:
+        workspace_id, actor = _actor(info)
+        window = range.resolve()
+        report, audit_id = await reprice(
+            info.context.services, workspace_id, window, filter_spec(filter), actor
+        )
+        return RepriceResult(
+            scanned=report.scanned,
+            changed=report.changed,
+            newly_priced=report.newly_priced,
+            still_unpriced=report.still_unpriced,
+            cost_delta_usd=report.delta_nanousd / NANO_PER_USD,
+            batches=report.batches,
+            days_rebuilt=report.days,
+            audit_event_id=strawberry.ID(audit_id),
+        )
