@@ -1,0 +1,128 @@
+"""The subscriber side of bench/live.py: one process holding many graphql-transport-ws
+subscriptions, counting what each receives and timing each receipt against `committedAt`."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+
+QUERY = """subscription {
+  events(types: [REQUEST, COST_UPDATE], interval: 3600) {
+    __typename
+    ... on RequestEvent { id committedAt }
+    ... on Lagged { count }
+  }
+}"""
+MEASURED_PREFIX = "c-"  # ids of the paced phase with subscribers
+BUCKET_MS = 0.1
+CONNECT_AT_ONCE = 50
+
+
+@dataclass
+class Subscriber:
+    index: int
+    workspace: int
+    received: int = 0
+    lagged: int = 0
+    ws: ClientConnection | None = None
+
+
+async def _open(url: str, key: str, sub: Subscriber) -> None:
+    ws = await connect(
+        url, subprotocols=["graphql-transport-ws"], ping_interval=None, max_size=None
+    )
+    init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}}
+    await ws.send(orjson.dumps(init).decode())
+    ack = orjson.loads(await ws.recv())
+    assert ack["type"] == "connection_ack", ack
+    await ws.send(
+        orjson.dumps({"type": "subscribe", "id": "1", "payload": {"query": QUERY}}).decode()
+    )
+    first = orjson.loads(await ws.recv())
+    assert first["type"] == "next" and first["payload"]["data"], first
+    sub.ws = ws
+
+
+async def _consume(sub: Subscriber, histogram: Counter[int]) -> None:
+    assert sub.ws is not None
+    try:
+        async for raw in sub.ws:
+            arrived = time.time()
+            message = orjson.loads(raw)
+            if message["type"] != "next":
+                continue
+            item = message["payload"]["data"]["events"]
+            kind = item["__typename"]
+            if kind == "RequestEvent":
+                if item["id"].startswith(MEASURED_PREFIX):
+                    sub.received += 1
+                    committed = datetime.fromisoformat(item["committedAt"]).timestamp()
+                    histogram[int((arrived - committed) * 1000 / BUCKET_MS)] += 1
+            elif kind == "Lagged":
+                sub.lagged += item["count"]
+    except Exception:  # the connection closed at the end of the run
+        return
+
+
+async def _main(
+    url: str, keys: list[str], count: int, offset: int, commands: Any, results: Any
+) -> None:
+    subs = [Subscriber(offset + i, (offset + i) % len(keys)) for i in range(count)]
+    for start in range(0, count, CONNECT_AT_ONCE):
+        chunk = subs[start : start + CONNECT_AT_ONCE]
+        await asyncio.gather(*(_open(url, keys[s.workspace], s) for s in chunk))
+    histogram: Counter[int] = Counter()
+    tasks = [asyncio.create_task(_consume(s, histogram)) for s in subs]
+    results.put({"ready": count})
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            command = await loop.run_in_executor(None, commands.get, True, 1.0)
+        except queue.Empty:
+            continue
+        if command == "report":
+            results.put(
+                {
+                    "subscribers": [
+                        {"workspace": s.workspace, "received": s.received, "lagged": s.lagged}
+                        for s in subs
+                    ],
+                    "histogram": dict(histogram),
+                }
+            )
+        elif command == "stop":
+            break
+    for sub in subs:
+        if sub.ws is not None:
+            await sub.ws.close()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run_clients(
+    url: str, keys: list[str], count: int, offset: int, commands: Any, results: Any
+) -> None:
+    asyncio.run(_main(url, keys, count, offset, commands, results))
+
+
+def histogram_quantile(histogram: dict[int, int], q: float) -> float:
+    """Seconds at quantile q of a merged receipt-latency histogram."""
+    total = sum(histogram.values())
+    if not total:
+        return float("nan")
+    rank = q * (total - 1)
+    seen = 0
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        if seen > rank:
+            return (bucket + 0.5) * BUCKET_MS / 1000
+    return max(histogram) * BUCKET_MS / 1000

@@ -1,0 +1,97 @@
+"""Alert rules: a metric of the engine over a trailing window, compared with a threshold."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from tallyql.engine.filter_codec import spec_from_json
+from tallyql.engine.filters import EventFilterSpec
+from tallyql.engine.registry import Metric
+
+MAX_WINDOW_SECONDS = 31 * 86400
+
+
+class Operator(Enum):
+    GT = "gt"
+    GTE = "gte"
+    LT = "lt"
+    LTE = "lte"
+    EQ = "eq"
+
+
+def holds(operator: Operator, value: float | None, threshold: float) -> bool:
+    """Whether `value <operator> threshold`; a metric with no value (a rate over no events)
+    never meets a condition."""
+    if value is None or math.isnan(value):
+        return False
+    if operator is Operator.GT:
+        return value > threshold
+    if operator is Operator.GTE:
+        return value >= threshold
+    if operator is Operator.LT:
+        return value < threshold
+    if operator is Operator.LTE:
+        return value <= threshold
+    return math.isclose(value, threshold, rel_tol=1e-9, abs_tol=1e-12)
+
+
+class AlertState(Enum):
+    OK = "ok"
+    FIRING = "firing"
+
+
+class AlertError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    workspace_id: int
+    id: str
+    name: str
+    metric: Metric
+    window_seconds: int
+    filter: EventFilterSpec
+    operator: Operator
+    threshold: float
+    cooldown_seconds: int
+    webhook_ids: tuple[str, ...]
+    enabled: bool
+    state: AlertState
+    state_version: int
+    current_firing_id: str | None
+    last_value: float | None
+    last_evaluated_at: datetime | None
+    last_fired_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> AlertRule:
+        return cls(
+            workspace_id=row["workspace_id"],
+            id=row["id"],
+            name=row["name"],
+            metric=Metric(row["metric"]),
+            window_seconds=int(row["window_seconds"]),
+            filter=spec_from_json(row["filter"]),
+            operator=Operator(row["operator"]),
+            threshold=float(row["threshold"]),
+            cooldown_seconds=int(row["cooldown_seconds"]),
+            webhook_ids=tuple(row["webhook_ids"]),
+            enabled=bool(row["enabled"]),
+            state=AlertState(row["state"]),
+            state_version=int(row["state_version"]),
+            current_firing_id=row["current_firing_id"],
+            last_value=row["last_value"],
+            last_evaluated_at=row["last_evaluated_at"],
+            last_fired_at=row["last_fired_at"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )

@@ -1,0 +1,176 @@
+"""Evaluates every enabled alert rule on a schedule, through the engine.
+
+A rule's metric is read over the trailing window ending now. OK -> FIRING when the condition
+holds and the cooldown since the last firing has passed; FIRING -> OK when it no longer holds.
+Each transition is an UPDATE guarded by the rule's `state_version`, so when replicas
+evaluate the same rule concurrently exactly one of them records it: a firing (or its
+resolution) in `alert_firings`, webhook deliveries in the same transaction, and after commit
+an ALERT on the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import update
+
+from tallyql.alerts.model import AlertRule, AlertState, holds
+from tallyql.alerts.store import enabled_rules
+from tallyql.engine.analytics import Asker
+from tallyql.engine.compiler import Scope
+from tallyql.engine.timerange import TimeWindow
+from tallyql.live.bus import LiveBus
+from tallyql.live.subscriber import ALERT
+from tallyql.storage.database import Database
+from tallyql.storage.live_tables import alert_firings, alert_rules
+from tallyql.storage.types import to_micros
+from tallyql.webhooks.dispatcher import WebhookDispatcher
+from tallyql.webhooks.store import enqueue
+
+log = logging.getLogger(__name__)
+
+
+class AlertScheduler:
+    def __init__(
+        self, db: Database, bus: LiveBus, dispatcher: WebhookDispatcher, interval_seconds: float
+    ) -> None:
+        self._db = db
+        self._bus = bus
+        self._dispatcher = dispatcher
+        self._interval = interval_seconds
+        self.evaluations = 0
+        self.last_run: float | None = None
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.evaluate_all()
+            except Exception:
+                log.exception("alert evaluation failed")
+            await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - started)))
+
+    async def evaluate_all(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Evaluate every enabled rule; returns the transitions this call recorded."""
+        now = now or datetime.now(UTC)
+        notices: list[dict[str, Any]] = []
+        for rule in await enabled_rules(self._db):
+            try:
+                notice = await self.evaluate(rule, now)
+            except Exception:
+                log.exception("alert rule %s could not be evaluated", rule.id)
+                continue
+            if notice is not None:
+                notices.append(notice)
+        if notices:
+            self._dispatcher.notify()
+        self.evaluations += 1
+        self.last_run = time.time()
+        return notices
+
+    async def evaluate(self, rule: AlertRule, now: datetime) -> dict[str, Any] | None:
+        window = TimeWindow(now - timedelta(seconds=rule.window_seconds), now, ZoneInfo("UTC"))
+        asker = Asker(self._db, Scope.of(rule.workspace_id), window, rule.filter)
+        value = (await asker.run((rule.metric,))).value((0,), rule.metric)
+        condition = holds(rule.operator, value, rule.threshold)
+        cooled = rule.last_fired_at is None or now - rule.last_fired_at >= timedelta(
+            seconds=rule.cooldown_seconds
+        )
+        if rule.state is AlertState.OK and condition and cooled:
+            notice = await self._transition(rule, now, value, AlertState.FIRING)
+        elif rule.state is AlertState.FIRING and not condition:
+            notice = await self._transition(rule, now, value, AlertState.OK)
+        else:
+            notice = None
+            async with self._db.write() as conn:
+                await conn.execute(
+                    update(alert_rules)
+                    .where(*_key(rule))
+                    .values(last_value=value, last_evaluated_at=now)
+                )
+        if notice is not None:
+            self._bus.publish_notice(rule.workspace_id, ALERT, notice)
+        return notice
+
+    async def _transition(
+        self, rule: AlertRule, now: datetime, value: float | None, to: AlertState
+    ) -> dict[str, Any] | None:
+        firing = to is AlertState.FIRING
+        firing_id = uuid.uuid4().hex if firing else rule.current_firing_id
+        changes: dict[str, Any] = {
+            "state": to.value,
+            "state_version": rule.state_version + 1,
+            "current_firing_id": firing_id if firing else None,
+            "last_value": value,
+            "last_evaluated_at": now,
+        }
+        if firing:
+            changes["last_fired_at"] = now
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                update(alert_rules)
+                .where(*_key(rule), alert_rules.c.state_version == rule.state_version)
+                .values(**changes)
+            )
+            if result.rowcount != 1:
+                return None  # another replica recorded this transition
+            if firing:
+                await conn.execute(
+                    alert_firings.insert().values(
+                        workspace_id=rule.workspace_id,
+                        id=firing_id,
+                        rule_id=rule.id,
+                        rule_name=rule.name,
+                        metric=rule.metric.value,
+                        operator=rule.operator.value,
+                        threshold=rule.threshold,
+                        window_seconds=rule.window_seconds,
+                        value=value,
+                        fired_at=now,
+                    )
+                )
+            elif firing_id is not None:
+                await conn.execute(
+                    update(alert_firings)
+                    .where(
+                        alert_firings.c.workspace_id == rule.workspace_id,
+                        alert_firings.c.id == firing_id,
+                    )
+                    .values(resolved_at=now, resolved_value=value)
+                )
+            data = {
+                "ruleId": rule.id,
+                "ruleName": rule.name,
+                "firingId": firing_id,
+                "state": to.name,
+                "metric": rule.metric.value,
+                "operator": rule.operator.name,
+                "threshold": rule.threshold,
+                "value": value,
+                "windowMinutes": rule.window_seconds / 60,
+                "at": now.isoformat(),
+            }
+            event = "alert.firing" if firing else "alert.resolved"
+            await enqueue(conn, rule.workspace_id, rule.webhook_ids, event, data)
+        return {
+            "rule_id": rule.id,
+            "rule_name": rule.name,
+            "firing_id": firing_id,
+            "state": to.value,
+            "metric": rule.metric.value,
+            "operator": rule.operator.value,
+            "threshold": rule.threshold,
+            "value": value,
+            "window_seconds": rule.window_seconds,
+            "at_us": to_micros(now),
+        }
+
+
+def _key(rule: AlertRule) -> tuple[Any, ...]:
+    return (alert_rules.c.workspace_id == rule.workspace_id, alert_rules.c.id == rule.id)

@@ -1,0 +1,206 @@
+"""Alert rules in the database (create, change, delete: each audited) and their firings."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tallyql.alerts.model import MAX_WINDOW_SECONDS, AlertError, AlertRule, AlertState, Operator
+from tallyql.engine.filter_codec import spec_to_json
+from tallyql.engine.filters import EventFilterSpec
+from tallyql.engine.registry import Metric
+from tallyql.storage.actor import Actor, audit_change
+from tallyql.storage.database import Database
+from tallyql.storage.live_tables import alert_firings, alert_rules
+from tallyql.storage.pages import Page, keyset_page
+from tallyql.webhooks.store import existing_ids
+
+
+@dataclass
+class RuleFields:
+    """An alert rule's settable fields; None leaves a field as it is (on update)."""
+
+    name: str | None = None
+    metric: Metric | None = None
+    window_seconds: int | None = None
+    filter: EventFilterSpec | None = None
+    operator: Operator | None = None
+    threshold: float | None = None
+    cooldown_seconds: int | None = None
+    webhook_ids: Sequence[str] | None = None
+    enabled: bool | None = None
+
+
+async def _values(
+    conn: AsyncConnection, workspace_id: int, fields: RuleFields, base: dict[str, Any]
+) -> dict[str, Any]:
+    values = dict(base)
+    simple = {
+        "name": fields.name,
+        "window_seconds": fields.window_seconds,
+        "threshold": fields.threshold,
+        "cooldown_seconds": fields.cooldown_seconds,
+        "enabled": fields.enabled,
+    }
+    values.update({k: v for k, v in simple.items() if v is not None})
+    if fields.metric is not None:
+        values["metric"] = fields.metric.value
+    if fields.operator is not None:
+        values["operator"] = fields.operator.value
+    if fields.filter is not None:
+        values["filter"] = spec_to_json(fields.filter)
+    if fields.webhook_ids is not None:
+        wanted = list(dict.fromkeys(fields.webhook_ids))
+        missing = set(wanted) - await existing_ids(conn, workspace_id, wanted)
+        if missing:
+            raise AlertError("webhookIds", f"no such webhook: {', '.join(sorted(missing))}")
+        values["webhook_ids"] = wanted
+    if not values["name"].strip():
+        raise AlertError("name", "give the rule a name")
+    if not 60 <= values["window_seconds"] <= MAX_WINDOW_SECONDS:
+        raise AlertError("windowMinutes", "the window must be from 1 minute to 31 days")
+    if not 0 <= values["cooldown_seconds"] <= MAX_WINDOW_SECONDS:
+        raise AlertError("cooldownMinutes", "the cooldown must be from 0 to 31 days")
+    if not math.isfinite(values["threshold"]):
+        raise AlertError("threshold", "the threshold must be a finite number")
+    return values
+
+
+async def create_rule(
+    db: Database, workspace_id: int, fields: RuleFields, actor: Actor
+) -> AlertRule:
+    now = datetime.now(UTC)
+    base = {
+        "workspace_id": workspace_id,
+        "id": uuid.uuid4().hex,
+        "name": "",
+        "metric": Metric.REQUESTS.value,
+        "window_seconds": 300,
+        "filter": {},
+        "operator": Operator.GT.value,
+        "threshold": 0.0,
+        "cooldown_seconds": 3600,
+        "webhook_ids": [],
+        "enabled": True,
+        "state": AlertState.OK.value,
+        "state_version": 0,
+        "current_firing_id": None,
+        "last_value": None,
+        "last_evaluated_at": None,
+        "last_fired_at": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    async with db.write() as conn:
+        values = await _values(conn, workspace_id, fields, base)
+        await conn.execute(alert_rules.insert().values(**values))
+        await audit_change(
+            conn, workspace_id, "create", "alert_rule", values["id"], actor, _described(values)
+        )
+    return AlertRule.from_row(values)
+
+
+async def update_rule(
+    db: Database, workspace_id: int, rule_id: str, fields: RuleFields, actor: Actor
+) -> AlertRule | None:
+    async with db.write() as conn:
+        row = await _row(conn, workspace_id, rule_id)
+        if row is None:
+            return None
+        values = await _values(conn, workspace_id, fields, row)
+        values["updated_at"] = datetime.now(UTC)
+        settable = ("workspace_id", "id", "state", "state_version", "current_firing_id")
+        await conn.execute(
+            update(alert_rules)
+            .where(alert_rules.c.workspace_id == workspace_id, alert_rules.c.id == rule_id)
+            .values(**{k: v for k, v in values.items() if k not in settable})
+        )
+        await audit_change(
+            conn, workspace_id, "update", "alert_rule", rule_id, actor, _described(values)
+        )
+    return AlertRule.from_row(values)
+
+
+async def delete_rule(db: Database, workspace_id: int, rule_id: str, actor: Actor) -> bool:
+    async with db.write() as conn:
+        row = await _row(conn, workspace_id, rule_id)
+        if row is None:
+            return False
+        await conn.execute(
+            delete(alert_rules).where(
+                alert_rules.c.workspace_id == workspace_id, alert_rules.c.id == rule_id
+            )
+        )
+        await audit_change(
+            conn, workspace_id, "delete", "alert_rule", rule_id, actor, {"name": row["name"]}
+        )
+    return True
+
+
+async def get_rule(db: Database, workspace_id: int, rule_id: str) -> AlertRule | None:
+    async with db.read() as conn:
+        row = await _row(conn, workspace_id, rule_id)
+    return AlertRule.from_row(row) if row else None
+
+
+async def list_rules(db: Database, workspace_id: int, first: int, after: str | None) -> Page:
+    query = select(alert_rules).where(alert_rules.c.workspace_id == workspace_id)
+    return await keyset_page(
+        db, query, alert_rules.c.created_at, alert_rules.c.id, "ar", first, after, False
+    )
+
+
+async def enabled_rules(db: Database) -> list[AlertRule]:
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(alert_rules)
+                .where(alert_rules.c.enabled.is_(True))
+                .order_by(alert_rules.c.workspace_id, alert_rules.c.id)
+            )
+        ).mappings()
+        return [AlertRule.from_row(r) for r in rows]
+
+
+async def list_firings(
+    db: Database, workspace_id: int, rule_id: str | None, first: int, after: str | None
+) -> Page:
+    t = alert_firings
+    query = select(t).where(t.c.workspace_id == workspace_id)
+    if rule_id is not None:
+        query = query.where(t.c.rule_id == rule_id)
+    return await keyset_page(db, query, t.c.fired_at, t.c.id, "af", first, after, True)
+
+
+async def _row(conn: AsyncConnection, workspace_id: int, rule_id: str) -> dict[str, Any] | None:
+    found = (
+        (
+            await conn.execute(
+                select(alert_rules).where(
+                    alert_rules.c.workspace_id == workspace_id, alert_rules.c.id == rule_id
+                )
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return dict(found) if found else None
+
+
+def _described(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": values["name"],
+        "metric": values["metric"],
+        "window_seconds": values["window_seconds"],
+        "operator": values["operator"],
+        "threshold": values["threshold"],
+        "cooldown_seconds": values["cooldown_seconds"],
+        "enabled": values["enabled"],
+    }

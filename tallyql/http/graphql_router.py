@@ -1,0 +1,60 @@
+"""The GraphQL router: queries and mutations over HTTP; subscriptions over WebSocket
+(`graphql-transport-ws` and the legacy `graphql-ws`) and over SSE (GraphQL over SSE,
+distinct-connections mode: POST /graphql with `Accept: text/event-stream`).
+
+WebSocket connections authenticate once, at `connection_init`: the API key comes from the
+init payload (`{"Authorization": "Bearer <key>"}`) or else from the handshake's
+Authorization header. A missing, unknown or revoked key closes the socket with 4403 (on both
+protocols; the legacy one first sends `connection_error`). SSE requests authenticate like
+any HTTP request (401 without a valid key). Live subscriptions over WebSocket are delivered
+by tallyql/http/live_transport.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.fastapi import GraphQLRouter
+from strawberry.subscriptions import (
+    GRAPHQL_SSE_PROTOCOL,
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+)
+from strawberry.types.unset import UNSET, UnsetType
+
+from tallyql.http.auth import bearer_key
+from tallyql.http.live_transport import LegacyWSHandler, TransportWSHandler
+from tallyql.schema.context import Context
+
+PROTOCOLS = (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL)
+
+
+def key_from_params(params: Any) -> str | None:
+    """The key of a connection_init payload: {"Authorization": "Bearer <key>"} (any case)."""
+    if not isinstance(params, dict):
+        return None
+    for name, value in params.items():
+        if isinstance(name, str) and name.lower() == "authorization" and isinstance(value, str):
+            scheme, _, key = value.strip().partition(" ")
+            if scheme.lower() == "bearer" and key.strip():
+                return key.strip()
+            return None
+    return None
+
+
+class TallyGraphQLRouter(GraphQLRouter[Context, None]):
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        key = key_from_params(context.connection_params)
+        if key is None and context.request is not None:
+            key = bearer_key(context.request)
+        if key is None:
+            raise ConnectionRejectionError({"message": "missing API key"})
+        principal = await context.services.keys.authenticate(key)
+        if principal is None:
+            raise ConnectionRejectionError({"message": "invalid or revoked API key"})
+        context.principal = principal
+        return UNSET

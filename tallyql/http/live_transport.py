@@ -1,0 +1,183 @@
+"""WebSocket handlers that deliver live subscriptions themselves.
+
+Strawberry parses, validates and authorises every operation and runs the resolver; when that
+resolver is `Subscription.events`, it hands its item stream to the handler (live/sink.py),
+which sends each item as pre-rendered JSON (schema/live_render.py): an item is executed and
+encoded once per distinct operation, not once per subscriber. Sending awaits the socket, so
+a subscriber that does not read only fills its own bounded queue (and gets a Lagged notice);
+nobody else waits for it. Everything else (queries, mutations over WebSocket, errors) takes
+strawberry's own path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from typing import Any
+
+import orjson
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    CompleteMessage,
+    ConnectionInitMessage,
+    ErrorMessage,
+)
+from strawberry.types.execution import PreExecutionError
+
+from tallyql.live.sink import LIVE_SINK, LiveSink
+from tallyql.live.subscriber import Item
+from tallyql.schema.context import Context
+from tallyql.schema.live_render import RENDERERS
+
+log = logging.getLogger(__name__)
+
+FORBIDDEN = 4403
+YIELD_EVERY = 32  # items sent before letting other tasks (ingest) run
+
+Frame = Callable[[bytes], str]
+Send = Callable[[str], Awaitable[None]]
+
+
+async def deliver(
+    schema: Any,
+    query: str,
+    variables: dict[str, Any] | None,
+    operation_name: str | None,
+    stream: AsyncIterator[Item],
+    frame: Frame,
+    send: Send,
+) -> None:
+    """Send every item of a live stream until it ends or the socket goes away."""
+    key, renderer = RENDERERS.acquire(schema._schema, query, variables, operation_name)
+    sent = 0
+    try:
+        async with aclosing(stream):  # type: ignore[type-var]
+            async for kind, value in stream:
+                await send(frame(renderer.payload(kind, value)))
+                sent += 1
+                if sent % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+    finally:
+        RENDERERS.release(key)
+
+
+def _frame(prefix: str) -> Frame:
+    head = prefix.encode()
+    return lambda payload: (head + payload + b"}").decode()
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws with the live fast path."""
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        LIVE_SINK.set(LiveSink())  # this operation's task only
+        await super().run_operation(operation)
+
+    async def _send_result_stream(
+        self, operation: Operation[Context, None], result_source: Any
+    ) -> None:
+        await super()._send_result_stream(operation, result_source)
+        sink = LIVE_SINK.get()
+        if sink is None or sink.stream is None:
+            return
+        ws = self.websocket.ws  # type: ignore[attr-defined]
+        op_id = orjson.dumps(operation.id).decode()
+
+        async def send(text: str) -> None:
+            if operation.completed:
+                raise asyncio.CancelledError
+            try:
+                await ws.send_text(text)
+            except Exception:
+                operation.completed = True  # the socket is gone: send nothing more
+                raise asyncio.CancelledError from None
+
+        try:
+            await deliver(
+                self.schema,
+                operation.query,
+                operation.variables,
+                operation.operation_name,
+                sink.stream,
+                _frame(f'{{"id":{op_id},"type":"next","payload":'),
+                send,
+            )
+        except asyncio.CancelledError:
+            if not operation.completed:
+                raise
+
+
+class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+    """graphql-ws with the live fast path, closing with 4403 (after `connection_error`) when
+    the key is refused."""
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        payload = message.get("payload")
+        if payload is not None and not isinstance(payload, dict):
+            await self.send_message({"type": "connection_error"})
+            await self.websocket.close(code=1000, reason="")
+            return
+        self.context.connection_params = payload
+        try:
+            await self.view.on_ws_connect(self.context)
+        except ConnectionRejectionError as exc:
+            await self.send_message({"type": "connection_error", "payload": exc.payload})
+            await self.websocket.close(code=FORBIDDEN, reason="Forbidden")
+            return
+        await self.send_message({"type": "connection_ack"})
+        self.connection_acknowledged = True
+
+    async def handle_async_results(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        sink = LiveSink()
+        LIVE_SINK.set(sink)
+        try:
+            result_source = await self.schema.subscribe(
+                query=query,
+                variable_values=variables,
+                operation_name=operation_name,
+                context_value=self.context,
+                root_value=self.root_value,
+            )
+            self.subscriptions[operation_id] = result_source
+            is_first_result = True
+            async for result in result_source:
+                if is_first_result and isinstance(result, PreExecutionError):
+                    assert result.errors
+                    error = ErrorMessage(
+                        type="error", id=operation_id, payload=result.errors[0].formatted
+                    )
+                    await self.send_message(error)
+                    return
+                await self.send_data_message(result, operation_id)
+                is_first_result = False
+            if sink.stream is not None:
+                ws = self.websocket.ws  # type: ignore[attr-defined]
+                op_id = orjson.dumps(operation_id).decode()
+                await deliver(
+                    self.schema,
+                    query,
+                    variables,
+                    operation_name,
+                    sink.stream,
+                    _frame(f'{{"type":"data","id":{op_id},"payload":'),
+                    ws.send_text,
+                )
+            await self.send_message(CompleteMessage(type="complete", id=operation_id))
+        except asyncio.CancelledError:
+            await self.send_message(CompleteMessage(type="complete", id=operation_id))
+        finally:
+            self.subscriptions.pop(operation_id, None)
+            self.tasks.pop(operation_id, None)

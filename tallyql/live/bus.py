@@ -1,0 +1,150 @@
+"""The live bus: committed events and notices, fanned out to this process's subscribers.
+
+The writer calls `on_commit` after each commit; it only queues the batch (the writer never
+waits on subscribers). The bus's task turns the batch into live rows, offers them to the
+subscribers of each row's workspace (never waiting: every subscriber has a bounded queue),
+hands them to the relay for other replicas, and tells batch observers (budgets) which
+workspaces received events. Notices (limit warnings, alert firings, audit events) take the
+same way. With a relay, rows and notices that arrive from other replicas are delivered here
+with `deliver_rows` / `deliver_notice`, never relayed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tallyql.ingest.validate import ValidEvent
+from tallyql.live.compact import LiveRow, compact_row
+from tallyql.live.subscriber import Subscriber
+
+log = logging.getLogger(__name__)
+
+BatchObserver = Callable[[set[int]], None]
+
+
+class Relay(Protocol):
+    """Carries rows and notices to the other replicas."""
+
+    def publish_rows(self, rows: Sequence[LiveRow]) -> None: ...
+
+    def publish_notice(self, workspace_id: int, kind: str, notice: dict[str, Any]) -> None: ...
+
+    def wants(self, workspace_id: int) -> bool: ...
+
+    def interest_changed(self) -> None: ...
+
+
+@dataclass
+class BusStats:
+    batches: int = 0
+    rows: int = 0
+    deliveries: int = 0
+    notices: int = 0
+
+
+class LiveBus:
+    def __init__(self) -> None:
+        self._subscribers: dict[int, set[Subscriber]] = defaultdict(set)
+        self._pending: deque[tuple[float, Sequence[ValidEvent]]] = deque()
+        self._wake = asyncio.Event()
+        self.relay: Relay | None = None
+        self.observers: list[BatchObserver] = []
+        self.stats = BusStats()
+
+    # ------------------------------------------------------------------ subscribers
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        fresh = not self._subscribers.get(subscriber.workspace_id)
+        self._subscribers[subscriber.workspace_id].add(subscriber)
+        if fresh and self.relay is not None:
+            self.relay.interest_changed()
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        subscribers = self._subscribers.get(subscriber.workspace_id)
+        if subscribers is None:
+            return
+        subscribers.discard(subscriber)
+        if not subscribers:
+            del self._subscribers[subscriber.workspace_id]
+            if self.relay is not None:
+                self.relay.interest_changed()
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._subscribers.values())
+
+    def workspaces(self) -> list[int]:
+        """Workspaces with a subscriber in this process."""
+        return sorted(self._subscribers)
+
+    # ------------------------------------------------------------------ input
+
+    def on_commit(self, events: Sequence[ValidEvent]) -> None:
+        """The writer's commit listener: O(1), never waits."""
+        if events:
+            self._pending.append((time.time(), events))
+            self._wake.set()
+
+    def publish_notice(self, workspace_id: int, kind: str, notice: dict[str, Any]) -> None:
+        """A notice for one workspace's subscribers here and on every other replica."""
+        self.deliver_notice(workspace_id, kind, notice)
+        if self.relay is not None:
+            self.relay.publish_notice(workspace_id, kind, notice)
+
+    # ------------------------------------------------------------------ delivery
+
+    def deliver_rows(self, rows: Sequence[LiveRow]) -> None:
+        by_workspace: dict[int, list[LiveRow]] = defaultdict(list)
+        for row in rows:
+            if row["workspace_id"] in self._subscribers:
+                by_workspace[row["workspace_id"]].append(row)
+        for workspace_id, batch in by_workspace.items():
+            for subscriber in tuple(self._subscribers.get(workspace_id, ())):
+                subscriber.offer_events(batch)
+                self.stats.deliveries += len(batch)
+
+    def deliver_notice(self, workspace_id: int, kind: str, notice: dict[str, Any]) -> None:
+        self.stats.notices += 1
+        for subscriber in tuple(self._subscribers.get(workspace_id, ())):
+            subscriber.offer_notice(kind, notice)
+
+    async def run(self) -> None:
+        """Drain committed batches, for the life of the process."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                committed_at, events = self._pending.popleft()
+                try:
+                    self._process(committed_at, events)
+                except Exception:
+                    log.exception("live bus failed on a batch of %d events", len(events))
+                await asyncio.sleep(0)  # let subscribers and requests run between batches
+
+    def _process(self, committed_at: float, events: Sequence[ValidEvent]) -> None:
+        self.stats.batches += 1
+        relay = self.relay
+        rows = [
+            compact_row(e.row, committed_at)
+            for e in events
+            if e.row["workspace_id"] in self._subscribers
+            or (relay is not None and relay.wants(e.row["workspace_id"]))
+        ]
+        self.stats.rows += len(rows)
+        if rows:
+            self.deliver_rows(rows)
+            if relay is not None:
+                relay.publish_rows(rows)
+        if self.observers:
+            workspaces = {e.row["workspace_id"] for e in events}
+            for observer in self.observers:
+                try:
+                    observer(workspaces)
+                except Exception:
+                    log.exception("live batch observer failed")

@@ -1,0 +1,67 @@
+"""The bus's form of a committed event: the columns that filters read and that live items
+show, as plain JSON-ready values (timestamps as epoch microseconds).
+
+`committed_at` (epoch seconds) is when the writer's transaction committed, stamped on the
+process that committed it; receivers measure delivery latency against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tallyql.storage.types import to_micros
+
+LiveRow = dict[str, Any]
+
+COLUMNS: tuple[str, ...] = (
+    "workspace_id",
+    "id",
+    "kind",
+    "status",
+    "status_code",
+    "error_type",
+    "error_message",
+    "policy_id",
+    "policy_name",
+    "user_id",
+    "api_key_id",
+    "caller",
+    "caller_ip",
+    "agent_id",
+    "agent_instance_id",
+    "session_id",
+    "trace_id",
+    "run_id",
+    "node",
+    "provider",
+    "model",
+    "tool",
+    "mcp_server",
+    "gateway",
+    "protocol",
+    "request_type",
+    "billing_mode",
+    "is_byok",
+    "cost_source",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_nanousd",
+    "latency_ms",
+    "ttft_ms",
+    "tags",
+    "metadata",
+)
+
+
+def compact_row(row: dict[str, Any], committed_at: float) -> LiveRow:
+    """The live form of an events row (as the writer inserted it)."""
+    out = {name: row.get(name) for name in COLUMNS}
+    out["ts_us"] = to_micros(row["ts"])
+    out["committed_at"] = committed_at
+    out["is_byok"] = bool(out["is_byok"])
+    out["tags"] = list(out["tags"] or ())
+    out["metadata"] = out["metadata"] or {}
+    return out

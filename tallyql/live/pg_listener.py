@@ -1,0 +1,76 @@
+"""One PostgreSQL connection that LISTENs on the live channels, reconnecting when it drops.
+
+Handlers are plain callbacks called with each notification's payload (in the event loop).
+`on_connect` hooks run after every (re)connection, e.g. to ask the other replicas to
+announce what they are subscribed to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str], None]
+HEALTH_CHECK_SECONDS = 15.0
+RECONNECT_SECONDS = 1.0
+
+
+class PgListener:
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._handlers: dict[str, Handler] = {}
+        self.on_connect: list[Callable[[], Awaitable[None]]] = []
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+
+    def add(self, channel: str, handler: Handler) -> None:
+        self._handlers[channel] = handler
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("live LISTEN connection lost (%s); reconnecting", exc)
+            self.connected.clear()
+            self.reconnects += 1
+            await asyncio.sleep(RECONNECT_SECONDS)
+
+    async def _session(self) -> None:
+        conn = await asyncpg.connect(self._dsn)
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: lost.set())
+        try:
+            for channel, handler in self._handlers.items():
+                await conn.add_listener(channel, self._callback(handler))
+            self.connected.set()
+            for hook in self.on_connect:
+                await hook()
+            while not lost.is_set():
+                try:
+                    async with asyncio.timeout(HEALTH_CHECK_SECONDS):
+                        await lost.wait()
+                except TimeoutError:
+                    async with asyncio.timeout(HEALTH_CHECK_SECONDS):
+                        await conn.execute("SELECT 1")
+            raise ConnectionError("connection closed")
+        finally:
+            if not conn.is_closed():
+                await conn.close(timeout=5)
+
+    @staticmethod
+    def _callback(handler: Handler) -> Callable[..., None]:
+        def on_notification(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            try:
+                handler(payload)
+            except Exception:
+                log.exception("live notification handler failed")
+
+        return on_notification

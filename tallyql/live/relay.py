@@ -1,0 +1,254 @@
+"""The bus across replicas on PostgreSQL: LISTEN/NOTIFY on one channel.
+
+Messages (JSON, each tagged with its origin process):
+- `e`: live rows, packed into as few notifications as fit under NOTIFY's 8000-byte limit;
+- `n`: a notice (limit warning, alert) for one workspace;
+- `r`: a reference to an `live_outbox` row holding a message too big for one notification
+  (one huge event, say); it is written in the same transaction as the NOTIFY, so receivers
+  find it, and rows older than `OUTBOX_KEEP` are deleted;
+- `i`: which workspaces the origin has subscribers for, sent on change and every
+  `INTEREST_SECONDS` (and in reply to `h`, which a replica sends when it connects). Rows are
+  only published for workspaces that some other replica is interested in, so ingest pays
+  nothing for the relay while nobody elsewhere subscribes.
+A replica ignores its own `e`, `n` and `r` messages (its bus delivered them already).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import orjson
+from sqlalchemy import delete, select
+
+from tallyql.live.bus import LiveBus
+from tallyql.live.compact import LiveRow
+from tallyql.live.pg_listener import PgListener
+from tallyql.storage.database import Database
+from tallyql.storage.live_tables import live_outbox
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "tallyql_live"
+MAX_PAYLOAD = 7900  # bytes; PostgreSQL refuses payloads of 8000 bytes and more
+INTEREST_SECONDS = 10.0
+INTEREST_TTL = 3 * INTEREST_SECONDS
+OUTBOX_KEEP = timedelta(minutes=10)
+MAX_PENDING = 20_000  # messages waiting for the database; the oldest go first when full
+NOTIFY_SQL = "SELECT pg_notify($1, m) FROM unnest($2::text[]) AS m"
+
+
+class PgRelay:
+    def __init__(self, db: Database, bus: LiveBus, listener: PgListener) -> None:
+        self.origin = uuid.uuid4().hex[:12]
+        self._db = db
+        self._bus = bus
+        self._listener = listener
+        self._pending: deque[tuple[str, str | None]] = deque()  # (payload, outbox body)
+        self._wake = asyncio.Event()
+        self._remote: dict[str, tuple[float, frozenset[int]]] = {}
+        self._wanted: frozenset[int] = frozenset()
+        self._echo: dict[str, asyncio.Future[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._header = f'{{"k":"e","o":"{self.origin}","e":['.encode()
+        self.sent = 0
+        self.received = 0
+        self.dropped = 0
+        listener.add(CHANNEL, self._on_message)
+        listener.on_connect.append(self._hello)
+
+    # ------------------------------------------------------------------ publishing
+
+    def wants(self, workspace_id: int) -> bool:
+        return workspace_id in self._wanted
+
+    def publish_rows(self, rows: Sequence[LiveRow]) -> None:
+        chunk: list[bytes] = []
+        size = len(self._header) + 2
+        for row in rows:
+            if row["workspace_id"] not in self._wanted:
+                continue
+            encoded = orjson.dumps(row)
+            if len(self._header) + len(encoded) + 2 > MAX_PAYLOAD:
+                self._via_outbox(self._header + encoded + b"]}")
+                continue
+            if chunk and size + len(encoded) + 1 > MAX_PAYLOAD:
+                self._enqueue(self._header + b",".join(chunk) + b"]}")
+                chunk, size = [], len(self._header) + 2
+            chunk.append(encoded)
+            size += len(encoded) + 1
+        if chunk:
+            self._enqueue(self._header + b",".join(chunk) + b"]}")
+
+    def publish_notice(self, workspace_id: int, kind: str, notice: dict[str, Any]) -> None:
+        message = orjson.dumps(
+            {"k": "n", "o": self.origin, "w": workspace_id, "t": kind, "n": notice}
+        )
+        if len(message) > MAX_PAYLOAD:
+            self._via_outbox(message)
+        else:
+            self._enqueue(message)
+
+    def interest_changed(self) -> None:
+        self._enqueue(self._interest_message())
+
+    async def sync(self, wait_seconds: float = 2.0) -> None:
+        """Announce this replica's interest and wait until PostgreSQL has delivered it."""
+        nonce = uuid.uuid4().hex[:8]
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._echo[nonce] = future
+        self._enqueue(self._interest_message(nonce))
+        try:
+            async with asyncio.timeout(wait_seconds):
+                await future
+        except TimeoutError:
+            log.warning("live relay: interest announcement not echoed within %.1fs", wait_seconds)
+        finally:
+            self._echo.pop(nonce, None)
+
+    def _interest_message(self, nonce: str | None = None) -> bytes:
+        message: dict[str, Any] = {"k": "i", "o": self.origin, "w": self._bus.workspaces()}
+        if nonce:
+            message["x"] = nonce
+        return orjson.dumps(message)
+
+    def _enqueue(self, payload: bytes, outbox: bytes | None = None) -> None:
+        if len(self._pending) >= MAX_PENDING:
+            self._pending.popleft()
+            self.dropped += 1
+        self._pending.append((payload.decode(), None if outbox is None else outbox.decode()))
+        self._wake.set()
+
+    def _via_outbox(self, message: bytes) -> None:
+        ref = uuid.uuid4().hex
+        self._enqueue(orjson.dumps({"k": "r", "o": self.origin, "ref": ref}), message)
+
+    async def run(self) -> None:
+        """Send queued messages, for the life of the process."""
+        next_interest = time.monotonic() + INTEREST_SECONDS
+        next_cleanup = time.monotonic()
+        conn: asyncpg.Connection | None = None
+        while True:
+            try:
+                async with asyncio.timeout(max(0.0, next_interest - time.monotonic())):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            now = time.monotonic()
+            if now >= next_interest:
+                next_interest = now + INTEREST_SECONDS
+                self._enqueue(self._interest_message())
+                self._prune(now)
+            try:
+                if conn is None or conn.is_closed():
+                    conn = await asyncpg.connect(self._db.asyncpg_dsn)
+                await self._send(conn)
+                if now >= next_cleanup:
+                    next_cleanup = now + 60
+                    await self._cleanup()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("live relay: NOTIFY failed (%s); retrying", exc)
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()
+                conn = None
+                await asyncio.sleep(1)
+                self._wake.set()
+
+    async def _send(self, conn: asyncpg.Connection) -> None:
+        while self._pending:
+            batch = [self._pending.popleft() for _ in range(min(len(self._pending), 500))]
+            try:
+                async with conn.transaction():
+                    created = datetime.now(UTC)
+                    for payload, body in batch:
+                        if body is not None:
+                            ref = orjson.loads(payload)["ref"]
+                            await conn.execute(
+                                "INSERT INTO live_outbox (id, created_at, body)"
+                                " VALUES ($1, $2, $3)",
+                                ref,
+                                created,
+                                body,
+                            )
+                    await conn.execute(NOTIFY_SQL, CHANNEL, [p for p, _ in batch])
+            except BaseException:
+                self._pending.extendleft(reversed(batch))
+                raise
+            self.sent += len(batch)
+
+    async def _cleanup(self) -> None:
+        cutoff = datetime.now(UTC) - OUTBOX_KEEP
+        async with self._db.write() as conn:
+            await conn.execute(delete(live_outbox).where(live_outbox.c.created_at < cutoff))
+
+    # ------------------------------------------------------------------ receiving
+
+    async def _hello(self) -> None:
+        self._enqueue(orjson.dumps({"k": "h", "o": self.origin}))
+        self._enqueue(self._interest_message())
+
+    def _on_message(self, payload: str) -> None:
+        message = orjson.loads(payload)
+        kind, origin = message["k"], message["o"]
+        if kind == "i":
+            if origin == self.origin:
+                echo = self._echo.get(message.get("x", ""))
+                if echo is not None and not echo.done():
+                    echo.set_result(None)
+                return
+            self._remote[origin] = (time.monotonic() + INTEREST_TTL, frozenset(message["w"]))
+            self._recompute()
+            return
+        if origin == self.origin:
+            return
+        self.received += 1
+        if kind == "h":
+            self.interest_changed()
+        elif kind == "r":
+            task = asyncio.create_task(self._fetch(message["ref"]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._handle(message)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        if message["k"] == "e":
+            self._bus.deliver_rows(message["e"])
+        elif message["k"] == "n":
+            self._bus.deliver_notice(message["w"], message["t"], message["n"])
+
+    async def _fetch(self, ref: str) -> None:
+        try:
+            async with self._db.read() as conn:
+                body = (
+                    await conn.execute(select(live_outbox.c.body).where(live_outbox.c.id == ref))
+                ).scalar_one_or_none()
+            if body is None:
+                log.warning("live relay: outbox message %s is gone", ref)
+                return
+            self._handle(orjson.loads(body))
+        except Exception:
+            log.exception("live relay: reading outbox message %s failed", ref)
+
+    def _prune(self, now: float) -> None:
+        expired = [o for o, (until, _) in self._remote.items() if until < now]
+        for origin in expired:
+            del self._remote[origin]
+        if expired:
+            self._recompute()
+
+    def _recompute(self) -> None:
+        wanted: set[int] = set()
+        for _, workspaces in self._remote.values():
+            wanted |= workspaces
+        self._wanted = frozenset(wanted)

@@ -1,0 +1,77 @@
+"""The live machinery of one process: the bus, group membership for filters, the audit feed
+and, on PostgreSQL, the LISTEN/NOTIFY relay to other replicas."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+from tallyql.live.audit_feed import PgAuditFeed, SqliteAuditFeed
+from tallyql.live.bus import LiveBus
+from tallyql.live.membership import GroupMembership
+from tallyql.live.pg_listener import PgListener
+from tallyql.live.relay import PgRelay
+from tallyql.live.stream import StreamRequest, open_stream
+from tallyql.live.subscriber import Item
+from tallyql.storage.database import Database
+
+Spawn = Callable[[str, Coroutine[Any, Any, None]], None]
+
+
+class LiveService:
+    def __init__(
+        self,
+        db: Database,
+        queue_size: int,
+        group_refresh_seconds: float,
+        audit_poll_seconds: float,
+        cross_replica: bool = True,
+    ) -> None:
+        self.db = db
+        self.queue_size = queue_size
+        self.bus = LiveBus()
+        self.membership = GroupMembership(db, group_refresh_seconds)
+        self.listener: PgListener | None = None
+        self.relay: PgRelay | None = None
+        self._audit_poll_seconds = audit_poll_seconds
+        self._sqlite_audit: SqliteAuditFeed | None = None
+        if db.is_postgres:
+            self.listener = PgListener(db.asyncpg_dsn)
+            PgAuditFeed(db, self.bus, self.listener)
+            if cross_replica:
+                self.relay = PgRelay(db, self.bus, self.listener)
+                self.bus.relay = self.relay
+        else:
+            self._sqlite_audit = SqliteAuditFeed(db, self.bus, audit_poll_seconds)
+
+    def start(self, spawn: Spawn) -> None:
+        spawn("live-bus", self.bus.run())
+        spawn("live-groups", self.membership.run())
+        if self.listener is not None:
+            spawn("live-listen", self.listener.run())
+        if self.relay is not None:
+            spawn("live-relay", self.relay.run())
+        if self._sqlite_audit is not None:
+            spawn("live-audit", self._sqlite_audit.run())
+
+    def stream(self, request: StreamRequest) -> AsyncIterator[Item]:
+        return open_stream(self, request)
+
+    def report(self) -> dict[str, Any]:
+        """What /health shows of the live bus."""
+        report: dict[str, Any] = {
+            "subscribers": self.bus.subscriber_count,
+            "batches": self.bus.stats.batches,
+            "rows": self.bus.stats.rows,
+            "deliveries": self.bus.stats.deliveries,
+            "notices": self.bus.stats.notices,
+        }
+        if self.relay is not None:
+            report["relay"] = {
+                "origin": self.relay.origin,
+                "sent": self.relay.sent,
+                "received": self.relay.received,
+                "dropped": self.relay.dropped,
+                "connected": self.listener is not None and self.listener.connected.is_set(),
+            }
+        return report

@@ -1,0 +1,35 @@
+"""Running totals of live rows: requests, errors, tokens and cost (exact, in nano-USD)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tallyql.live.compact import LiveRow
+
+
+@dataclass
+class Totals:
+    requests: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_nanousd: int = 0
+
+    def add(self, row: LiveRow) -> None:
+        self.requests += 1
+        if row["status"] == "error":
+            self.errors += 1
+        self.input_tokens += row["input_tokens"] or 0
+        self.output_tokens += row["output_tokens"] or 0
+        self.cache_read_tokens += row["cache_read_tokens"] or 0
+        self.cache_write_tokens += row["cache_write_tokens"] or 0
+        self.reasoning_tokens += row["reasoning_tokens"] or 0
+        self.cost_nanousd += row["cost_nanousd"] or 0
+
+    def plus(self, other: Totals) -> Totals:
+        return Totals(
+            *(getattr(self, name) + getattr(other, name) for name in self.__dataclass_fields__)
+        )

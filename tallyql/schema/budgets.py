@@ -1,0 +1,243 @@
+"""Budgets: `budgets`, `budget(id)` (READ) and `createBudget`, `updateBudget`,
+`deleteBudget` (ADMIN). Spend, projection and status come from the engine."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import strawberry
+
+from tallyql.auth.principal import Permission, Principal
+from tallyql.budgets import model, store
+from tallyql.budgets.model import BudgetError, BudgetScope
+from tallyql.budgets.status import BudgetState, BudgetStatus, budget_status
+from tallyql.engine.periods import Period
+from tallyql.ingest.pricing import NANO_PER_USD
+from tallyql.schema.changes import DeletePayload, actor_of, invalid, not_found
+from tallyql.schema.common import EventFilter
+from tallyql.schema.context import TallyInfo
+from tallyql.schema.filter_output import filter_as_input
+from tallyql.schema.ingest import UserError
+from tallyql.schema.live_types import BudgetPeriod
+from tallyql.schema.pages import Connection, connection
+from tallyql.schema.scalars import JSON
+
+BudgetScopeType = strawberry.enum(
+    BudgetScope, name="BudgetScope", description="What a budget's spend covers."
+)
+BudgetStatusType = strawberry.enum(
+    BudgetState,
+    name="BudgetStatus",
+    description="EXCEEDED at 100 %; WARNING from the lowest threshold; AT_RISK when the "
+    "projection is above the limit; else OK.",
+)
+
+
+@strawberry.type(description="A spending limit for a period over a scope of the traffic.")
+class Budget:
+    id: strawberry.ID
+    name: str
+    amount_usd: float = strawberry.field(description="The limit, in USD.")
+    period: BudgetPeriod  # type: ignore[valid-type]
+    timezone: str = strawberry.field(description="IANA zone of the period's boundaries.")
+    scope: BudgetScopeType  # type: ignore[valid-type]
+    scope_value: str | None = strawberry.field(
+        description="The user, group, API key, model or provider (for those scopes)."
+    )
+    filter: JSON | None = strawberry.field(description="The EventFilter of a FILTER budget.")
+    thresholds: list[int] = strawberry.field(description="Warning thresholds, in percent.")
+    webhook_ids: list[strawberry.ID]
+    created_at: datetime
+    updated_at: datetime
+    _budget: strawberry.Private[model.Budget]
+    _status: strawberry.Private[asyncio.Future[BudgetStatus] | None] = None
+
+    async def _get_status(self, info: TallyInfo) -> BudgetStatus:
+        if self._status is None:
+            self._status = asyncio.ensure_future(
+                budget_status(info.context.services.db, self._budget)
+            )
+        return await self._status
+
+    @strawberry.field(description="Spend in the current period, in USD.")
+    async def current_spend_usd(self, info: TallyInfo) -> float:
+        return (await self._get_status(info)).spend_nanousd / NANO_PER_USD
+
+    @strawberry.field(description="Current spend as a percent of the limit.")
+    async def percent_used(self, info: TallyInfo) -> float:
+        return (await self._get_status(info)).percent_used
+
+    @strawberry.field(
+        description="Projected spend at period end: the daily average over the days that "
+        "have data, times the days in the period."
+    )
+    async def projected_spend_usd(self, info: TallyInfo) -> float:
+        return (await self._get_status(info)).projected_nanousd / NANO_PER_USD
+
+    @strawberry.field(description="Days (with fractions) until the period ends.")
+    async def days_remaining(self, info: TallyInfo) -> float:
+        return (await self._get_status(info)).days_remaining
+
+    @strawberry.field(description="Days of the current period with at least one event.")
+    async def days_with_data(self, info: TallyInfo) -> int:
+        return (await self._get_status(info)).days_with_data
+
+    @strawberry.field
+    async def status(self, info: TallyInfo) -> BudgetStatusType:  # type: ignore[valid-type]
+        return (await self._get_status(info)).state
+
+    @strawberry.field(description="Start of the current period.")
+    async def period_start(self, info: TallyInfo) -> datetime:
+        return (await self._get_status(info)).period_start
+
+    @strawberry.field(description="End (exclusive) of the current period.")
+    async def period_end(self, info: TallyInfo) -> datetime:
+        return (await self._get_status(info)).period_end
+
+    @strawberry.field(description="Thresholds already announced in the current period.")
+    async def crossed_thresholds(self, info: TallyInfo) -> list[int]:
+        status = await self._get_status(info)
+        return await store.crossed_thresholds(
+            info.context.services.db, self._budget, status.period_start
+        )
+
+    @classmethod
+    def of(cls, budget: model.Budget) -> Budget:
+        return cls(
+            id=strawberry.ID(budget.id),
+            name=budget.name,
+            amount_usd=budget.amount_nanousd / NANO_PER_USD,
+            period=budget.period,
+            timezone=budget.timezone,
+            scope=budget.scope,
+            scope_value=budget.scope_value,
+            filter=filter_as_input(budget.filter) if budget.scope is BudgetScope.FILTER else None,
+            thresholds=list(budget.thresholds),
+            webhook_ids=[strawberry.ID(i) for i in budget.webhook_ids],
+            created_at=budget.created_at,
+            updated_at=budget.updated_at,
+            _budget=budget,
+        )
+
+
+@strawberry.input(description="A new budget.")
+class BudgetInput:
+    name: str
+    amount_usd: float
+    period: BudgetPeriod = Period.MONTH  # type: ignore[valid-type]
+    timezone: str = "UTC"
+    scope: BudgetScopeType = BudgetScope.WORKSPACE  # type: ignore[valid-type]
+    scope_value: str | None = None
+    filter: EventFilter | None = None
+    thresholds: list[int] | None = strawberry.field(
+        default=None, description="Percents; default 50, 80, 100."
+    )
+    webhook_ids: list[strawberry.ID] | None = None
+
+
+@strawberry.input(description="Fields to change; omitted (or null) fields keep their value.")
+class BudgetPatch:
+    name: str | None = None
+    amount_usd: float | None = None
+    period: BudgetPeriod | None = None  # type: ignore[valid-type]
+    timezone: str | None = None
+    scope: BudgetScopeType | None = None  # type: ignore[valid-type]
+    scope_value: str | None = None
+    filter: EventFilter | None = None
+    thresholds: list[int] | None = None
+    webhook_ids: list[strawberry.ID] | None = None
+
+
+@strawberry.type
+class BudgetPayload:
+    budget: Budget | None
+    user_errors: list[UserError]
+
+
+def _fields(value: BudgetInput | BudgetPatch) -> store.BudgetFields:
+    return store.BudgetFields(
+        name=value.name,
+        amount_usd=value.amount_usd,
+        period=value.period,
+        timezone=value.timezone,
+        scope=value.scope,
+        scope_value=value.scope_value,
+        filter=value.filter.to_spec() if value.filter is not None else None,
+        thresholds=value.thresholds,
+        webhook_ids=[str(i) for i in value.webhook_ids] if value.webhook_ids is not None else None,
+    )
+
+
+@strawberry.type
+class BudgetQuery:
+    @strawberry.field(description="The workspace's budgets, oldest first.")
+    async def budgets(
+        self, info: TallyInfo, first: int = 50, after: str | None = None
+    ) -> Connection[Budget]:
+        principal = info.context.require(Permission.READ)
+        db = info.context.services.db
+        page = await store.list_budgets(db, principal.workspace_id, first, after)
+        nodes = [Budget.of(model.Budget.from_row(r)) for r in page.rows]
+        return connection(nodes, page.cursors, page.total_count, page.has_next_page, after)
+
+    @strawberry.field
+    async def budget(self, info: TallyInfo, id: strawberry.ID) -> Budget | None:
+        principal = info.context.require(Permission.READ)
+        found = await store.get_budget(info.context.services.db, principal.workspace_id, str(id))
+        return Budget.of(found) if found else None
+
+
+@strawberry.type
+class BudgetMutation:
+    @strawberry.mutation(description="Create a budget (admin).")
+    async def create_budget(self, info: TallyInfo, input: BudgetInput) -> BudgetPayload:
+        principal = info.context.require(Permission.ADMIN)
+        try:
+            budget = await store.create_budget(
+                info.context.services.db,
+                principal.workspace_id,
+                _fields(input),
+                actor_of(info, principal),
+            )
+        except BudgetError as exc:
+            return BudgetPayload(budget=None, user_errors=invalid(exc.field, str(exc)))
+        _kick(info, principal)
+        return BudgetPayload(budget=Budget.of(budget), user_errors=[])
+
+    @strawberry.mutation(description="Change a budget (admin).")
+    async def update_budget(
+        self, info: TallyInfo, id: strawberry.ID, input: BudgetPatch
+    ) -> BudgetPayload:
+        principal = info.context.require(Permission.ADMIN)
+        try:
+            budget = await store.update_budget(
+                info.context.services.db,
+                principal.workspace_id,
+                str(id),
+                _fields(input),
+                actor_of(info, principal),
+            )
+        except BudgetError as exc:
+            return BudgetPayload(budget=None, user_errors=invalid(exc.field, str(exc)))
+        if budget is None:
+            return BudgetPayload(budget=None, user_errors=not_found("budget"))
+        _kick(info, principal)
+        return BudgetPayload(budget=Budget.of(budget), user_errors=[])
+
+    @strawberry.mutation(description="Delete a budget (admin).")
+    async def delete_budget(self, info: TallyInfo, id: strawberry.ID) -> DeletePayload:
+        principal = info.context.require(Permission.ADMIN)
+        deleted = await store.delete_budget(
+            info.context.services.db, principal.workspace_id, str(id), actor_of(info, principal)
+        )
+        if not deleted:
+            return DeletePayload(deleted_id=None, user_errors=not_found("budget"))
+        return DeletePayload(deleted_id=id, user_errors=[])
+
+
+def _kick(info: TallyInfo, principal: Principal) -> None:
+    """Check the workspace's budgets soon (a new or lowered limit may be crossed already)."""
+    live = info.context.services.live
+    if live is not None:
+        live.budgets.on_batch({principal.workspace_id})

@@ -1,0 +1,29 @@
+"""Shared by the mutations on budgets, alert rules and webhooks."""
+
+from __future__ import annotations
+
+import strawberry
+
+from tallyql.auth.principal import Principal
+from tallyql.schema.context import TallyInfo
+from tallyql.schema.ingest import UserError
+from tallyql.storage.actor import Actor
+
+
+@strawberry.type
+class DeletePayload:
+    deleted_id: strawberry.ID | None
+    user_errors: list[UserError]
+
+
+def actor_of(info: TallyInfo, principal: Principal) -> Actor:
+    """The caller, for the audit trail."""
+    return Actor(principal.key_id, "api_key", info.context.client_ip)
+
+
+def invalid(field: str, message: str) -> list[UserError]:
+    return [UserError(field=field, message=message, code="INVALID")]
+
+
+def not_found(what: str) -> list[UserError]:
+    return [UserError(field="id", message=f"no such {what}", code="NOT_FOUND")]

@@ -1,0 +1,119 @@
+"""Renders live items to the JSON of a GraphQL response, once per item and operation.
+
+Subscribers that run the same operation (query text, operation name and variables) share a
+`Renderer`: each shared item (an event, a limit warning, an alert, an audit event) is
+executed against the operation's selection set and encoded once, whatever the number of
+subscribers it goes to. Items that belong to one subscriber (cost updates, lag notices) are
+rendered for it alone. The operation was parsed, validated and authorised by strawberry
+before it gets here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from graphql import DocumentNode, ExecutionResult, GraphQLError, GraphQLSchema, parse
+from graphql.execution.executor_throwing_on_incremental import ExecutorThrowingOnIncremental
+
+from tallyql.live import subscriber as kinds
+from tallyql.schema.errors import is_internal, user_error_code
+from tallyql.schema.live_types import to_live_event
+
+log = logging.getLogger(__name__)
+
+SHARED = frozenset({kinds.REQUEST, kinds.ERROR, kinds.LIMIT_WARNING, kinds.AUDIT, kinds.ALERT})
+CACHE_ITEMS = 4096
+
+
+@lru_cache(maxsize=256)
+def _document(query: str) -> DocumentNode:
+    return parse(query)
+
+
+def _format(error: GraphQLError) -> dict[str, Any]:
+    if is_internal(error):
+        log.error("internal error rendering a live item: %s", error.original_error)
+        return {"message": "Internal server error", "extensions": {"code": "INTERNAL_ERROR"}}
+    formatted = dict(error.formatted)
+    code = user_error_code(error.original_error) or "BAD_USER_INPUT"
+    formatted["extensions"] = {**(formatted.get("extensions") or {}), "code": code}
+    return formatted
+
+
+class Renderer:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+    ) -> None:
+        built = ExecutorThrowingOnIncremental.build(
+            schema, _document(query), None, None, variables, operation_name
+        )
+        if isinstance(built, list):
+            raise GraphQLError(built[0].message)
+        self._executor = built
+        self._cache: OrderedDict[int, tuple[Any, bytes]] = OrderedDict()
+        self.users = 0
+        self.renders = 0
+
+    def payload(self, kind: str, value: Any) -> bytes:
+        """The JSON of the `next`/`data` payload for one item."""
+        if kind in SHARED:
+            hit = self._cache.get(id(value))
+            if hit is not None and hit[0] is value:
+                return hit[1]
+        result = self._executor.build_per_event_executor(
+            to_live_event(kind, value)
+        ).execute_operation(False)
+        assert isinstance(result, ExecutionResult), "live items resolve synchronously"
+        body: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            body["errors"] = [_format(e) for e in result.errors]
+        encoded = orjson.dumps(body)
+        self.renders += 1
+        if kind in SHARED:
+            self._cache[id(value)] = (value, encoded)
+            if len(self._cache) > CACHE_ITEMS:
+                self._cache.popitem(last=False)
+        return encoded
+
+
+class Renderers:
+    """The renderers in use, one per distinct operation."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[bytes, Renderer] = {}
+
+    def acquire(
+        self,
+        schema: GraphQLSchema,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+    ) -> tuple[bytes, Renderer]:
+        key = orjson.dumps([query, operation_name, variables or {}], option=orjson.OPT_SORT_KEYS)
+        renderer = self._by_key.get(key)
+        if renderer is None:
+            renderer = Renderer(schema, query, variables, operation_name)
+            self._by_key[key] = renderer
+        renderer.users += 1
+        return key, renderer
+
+    def release(self, key: bytes) -> None:
+        renderer = self._by_key.get(key)
+        if renderer is not None:
+            renderer.users -= 1
+            if renderer.users <= 0:
+                del self._by_key[key]
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+
+RENDERERS = Renderers()

@@ -1,0 +1,212 @@
+"""Sends pending webhook deliveries, retrying failures with exponential backoff.
+
+Every replica runs a dispatcher. A delivery is claimed with a conditional UPDATE (pending and
+due, or `sending` with an expired lease after a crash), so only one replica sends each
+attempt. An attempt succeeds on any 2xx answer; otherwise the next one is due after
+`backoff * 2**(attempts - 1)` seconds (at most `backoff_max`), until `max_attempts`, when
+the delivery is marked failed. Every attempt is appended to the delivery's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import and_, or_, select, update
+
+from tallyql.storage.database import Database
+from tallyql.storage.live_tables import webhook_deliveries, webhooks
+from tallyql.webhooks.signing import (
+    DELIVERY_HEADER,
+    EVENT_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    signature_header,
+)
+
+log = logging.getLogger(__name__)
+
+CLAIM_BATCH = 20
+USER_AGENT = "tallyql-webhooks/1"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 8
+    backoff_seconds: float = 5.0
+    backoff_max_seconds: float = 3600.0
+
+    def delay(self, attempts: int) -> float:
+        """Seconds to wait after the `attempts`-th failed attempt."""
+        return min(self.backoff_seconds * 2 ** (attempts - 1), self.backoff_max_seconds)
+
+
+class WebhookDispatcher:
+    def __init__(
+        self, db: Database, policy: RetryPolicy, timeout_seconds: float, poll_seconds: float
+    ) -> None:
+        self._db = db
+        self._policy = policy
+        self._timeout = timeout_seconds
+        self._poll = poll_seconds
+        self._wake = asyncio.Event()
+        self.sent = 0
+        self.failed_attempts = 0
+
+    def notify(self) -> None:
+        """New deliveries are waiting: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as client:
+            while True:
+                try:
+                    claimed = await self._claim()
+                    if claimed:
+                        await asyncio.gather(*(self._attempt(client, row) for row in claimed))
+                        continue
+                    wait = await self._seconds_to_next()
+                except Exception:
+                    log.exception("webhook dispatcher failed; retrying")
+                    wait = self._poll
+                try:
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+
+    async def _seconds_to_next(self) -> float:
+        """Until the next pending delivery is due (at most the poll interval)."""
+        t = webhook_deliveries
+        async with self._db.read() as conn:
+            soonest = (
+                await conn.execute(
+                    select(t.c.next_attempt_at)
+                    .where(t.c.status == "pending")
+                    .order_by(t.c.next_attempt_at)
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+        if soonest is None:
+            return self._poll
+        seconds = (soonest - datetime.now(UTC)).total_seconds()
+        return min(self._poll, max(0.01, seconds))
+
+    async def _claim(self) -> list[dict[str, Any]]:
+        now = datetime.now(UTC)
+        t = webhook_deliveries
+        due = or_(
+            and_(t.c.status == "pending", t.c.next_attempt_at <= now),
+            and_(t.c.status == "sending", t.c.lease_until < now),
+        )
+        async with self._db.read() as conn:
+            candidates = (
+                await conn.execute(
+                    select(t.c.workspace_id, t.c.id)
+                    .where(due)
+                    .order_by(t.c.next_attempt_at)
+                    .limit(CLAIM_BATCH)
+                )
+            ).all()
+        if not candidates:
+            return []
+        lease = now + timedelta(seconds=self._timeout + 30)
+        claimed: list[dict[str, Any]] = []
+        async with self._db.write() as conn:
+            for workspace_id, delivery_id in candidates:
+                mine = and_(t.c.workspace_id == workspace_id, t.c.id == delivery_id)
+                result = await conn.execute(
+                    update(t).where(mine, due).values(status="sending", lease_until=lease)
+                )
+                if result.rowcount != 1:
+                    continue  # another replica took it
+                row = (
+                    (
+                        await conn.execute(
+                            select(t, webhooks.c.secret)
+                            .outerjoin(
+                                webhooks,
+                                and_(
+                                    webhooks.c.workspace_id == t.c.workspace_id,
+                                    webhooks.c.id == t.c.webhook_id,
+                                ),
+                            )
+                            .where(mine)
+                        )
+                    )
+                    .mappings()
+                    .one()
+                )
+                claimed.append(dict(row))
+        return claimed
+
+    async def _attempt(self, client: httpx.AsyncClient, row: dict[str, Any]) -> None:
+        body = row["body"].encode()
+        started = time.monotonic()
+        status_code: int | None = None
+        error: str | None = None
+        if row["secret"] is None:
+            error = "the webhook was deleted"
+        else:
+            timestamp = int(time.time())
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+                TIMESTAMP_HEADER: str(timestamp),
+                SIGNATURE_HEADER: signature_header(row["secret"], timestamp, body),
+                EVENT_HEADER: row["event_type"],
+                DELIVERY_HEADER: row["id"],
+            }
+            try:
+                response = await client.post(row["url"], content=body, headers=headers)
+                status_code = response.status_code
+                if not 200 <= status_code < 300:
+                    error = f"HTTP {status_code}: {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"[:300]
+        await self._record(row, status_code, error, time.monotonic() - started)
+
+    async def _record(
+        self, row: dict[str, Any], status_code: int | None, error: str | None, elapsed: float
+    ) -> None:
+        now = datetime.now(UTC)
+        attempts = row["attempts"] + 1
+        entry = {
+            "at": now.isoformat().replace("+00:00", "Z"),
+            "statusCode": status_code,
+            "error": error,
+            "durationMs": round(elapsed * 1000, 1),
+        }
+        values: dict[str, Any] = {
+            "attempts": attempts,
+            "last_status_code": status_code,
+            "last_error": error,
+            "attempt_log": [*row["attempt_log"], entry],
+            "lease_until": None,
+            "updated_at": now,
+        }
+        if error is None:
+            values |= {"status": "succeeded", "delivered_at": now}
+            self.sent += 1
+        else:
+            self.failed_attempts += 1
+            gone = row["secret"] is None
+            if gone or attempts >= self._policy.max_attempts:
+                values["status"] = "failed"
+            else:
+                delay = timedelta(seconds=self._policy.delay(attempts))
+                values |= {"status": "pending", "next_attempt_at": now + delay}
+                log.info("webhook %s attempt %d failed: %s", row["id"], attempts, error)
+        t = webhook_deliveries
+        async with self._db.write() as conn:
+            await conn.execute(
+                update(t)
+                .where(t.c.workspace_id == row["workspace_id"], t.c.id == row["id"])
+                .values(**values)
+            )

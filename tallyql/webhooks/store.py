@@ -1,0 +1,152 @@
+"""Webhook endpoints and the delivery log.
+
+`enqueue` writes one pending delivery per target in the caller's transaction, so a
+delivery exists exactly when the thing it reports (a threshold crossing, an alert firing)
+was committed; the dispatcher sends it afterwards.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tallyql.storage.database import Database
+from tallyql.storage.live_tables import webhook_deliveries, webhooks
+from tallyql.storage.pages import Page, keyset_page
+
+DELIVERY_STATUSES = ("pending", "sending", "succeeded", "failed")
+
+
+class WebhookError(ValueError):
+    """A webhook the caller described wrongly."""
+
+
+def check_url(url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise WebhookError("url must be an absolute http:// or https:// URL")
+    if len(url) > 2000:
+        raise WebhookError("url must be at most 2000 characters")
+    return url.strip()
+
+
+async def create_webhook(
+    conn: AsyncConnection, workspace_id: int, url: str, description: str | None
+) -> tuple[dict[str, Any], str]:
+    """A new endpoint and its signing secret (shown to the caller once)."""
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    row = {
+        "workspace_id": workspace_id,
+        "id": uuid.uuid4().hex,
+        "url": check_url(url),
+        "secret": secret,
+        "description": description,
+        "created_at": datetime.now(UTC),
+    }
+    await conn.execute(webhooks.insert().values(**row))
+    return row, secret
+
+
+async def delete_webhook(
+    conn: AsyncConnection, workspace_id: int, webhook_id: str
+) -> dict[str, Any] | None:
+    """Delete an endpoint; returns the deleted row (None when there was none)."""
+    mine = (webhooks.c.workspace_id == workspace_id, webhooks.c.id == webhook_id)
+    found = (await conn.execute(select(webhooks).where(*mine))).mappings().first()
+    if found is None:
+        return None
+    await conn.execute(delete(webhooks).where(*mine))
+    return dict(found)
+
+
+async def existing_ids(conn: AsyncConnection, workspace_id: int, ids: Sequence[str]) -> set[str]:
+    if not ids:
+        return set()
+    rows = await conn.execute(
+        select(webhooks.c.id).where(
+            webhooks.c.workspace_id == workspace_id, webhooks.c.id.in_(list(ids))
+        )
+    )
+    return set(rows.scalars())
+
+
+async def list_webhooks(db: Database, workspace_id: int, first: int, after: str | None) -> Page:
+    query = select(webhooks).where(webhooks.c.workspace_id == workspace_id)
+    return await keyset_page(
+        db, query, webhooks.c.created_at, webhooks.c.id, "wh", first, after, newest_first=False
+    )
+
+
+async def enqueue(
+    conn: AsyncConnection,
+    workspace_id: int,
+    webhook_ids: Sequence[str],
+    event_type: str,
+    data: dict[str, Any],
+) -> list[str]:
+    """One pending delivery per existing target; returns their ids."""
+    if not webhook_ids:
+        return []
+    targets = (
+        await conn.execute(
+            select(webhooks.c.id, webhooks.c.url).where(
+                webhooks.c.workspace_id == workspace_id, webhooks.c.id.in_(list(webhook_ids))
+            )
+        )
+    ).all()
+    now = datetime.now(UTC)
+    ids: list[str] = []
+    for webhook_id, url in sorted(targets):
+        delivery_id = uuid.uuid4().hex
+        body = orjson.dumps(
+            {
+                "id": delivery_id,
+                "type": event_type,
+                "createdAt": now.isoformat().replace("+00:00", "Z"),
+                "workspaceId": workspace_id,
+                "data": data,
+            }
+        ).decode()
+        await conn.execute(
+            webhook_deliveries.insert().values(
+                workspace_id=workspace_id,
+                id=delivery_id,
+                webhook_id=webhook_id,
+                url=url,
+                event_type=event_type,
+                body=body,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                attempt_log=[],
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        ids.append(delivery_id)
+    return ids
+
+
+async def list_deliveries(
+    db: Database,
+    workspace_id: int,
+    webhook_id: str | None,
+    status: str | None,
+    first: int,
+    after: str | None,
+) -> Page:
+    t = webhook_deliveries
+    query = select(t).where(t.c.workspace_id == workspace_id)
+    if webhook_id is not None:
+        query = query.where(t.c.webhook_id == webhook_id)
+    if status is not None:
+        query = query.where(t.c.status == status)
+    return await keyset_page(db, query, t.c.created_at, t.c.id, "whd", first, after, True)
