@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from tallyql.ingest.service import IngestResult
+from tallyql.ingest.validate import IngestResult
 
 
 class Metrics:

@@ -23,7 +23,7 @@ from tallyql.http.body import read_body
 from tallyql.ingest.body import BodyError
 from tallyql.ingest.otlp_decode import OtlpError, decode_json, decode_protobuf
 from tallyql.ingest.otlp_map import span_to_event
-from tallyql.ingest.service import IngestResult
+from tallyql.ingest.validate import IngestResult
 from tallyql.storage.writer import WriterBusy, WriterFailed, WriterStopped
 
 router = APIRouter()

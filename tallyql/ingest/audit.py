@@ -6,14 +6,13 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from tallyql.ingest.fields import MAX_METADATA_BYTES
-from tallyql.ingest.validate import MAX_FUTURE, FieldError, parse_timestamp
+from tallyql.ingest.validate import MAX_FUTURE, FieldError, IngestResult, parse_timestamp
 from tallyql.storage.audit import ACTIONS, ACTOR_TYPES, OUTCOMES, AuditRecord
 from tallyql.storage.audit_store import insert_audit_records
 from tallyql.storage.database import Database
@@ -22,22 +21,6 @@ TEXT_LIMITS = {"id": 128, "actor_id": 256, "resource_type": 128, "resource_id": 
 CHOICES = {"actor_type": ACTOR_TYPES, "action": ACTIONS, "outcome": OUTCOMES}
 REQUIRED = ("actor_type", "action", "resource_type")
 KNOWN = frozenset({*TEXT_LIMITS, *CHOICES, "timestamp", "source_ip", "details"})
-
-
-@dataclass
-class AuditIngestResult:
-    accepted: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    errors: list[FieldError] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "accepted": self.accepted,
-            "duplicates": self.duplicates,
-            "rejected": self.rejected,
-            "errors": [e.as_dict() for e in self.errors],
-        }
 
 
 def _value(name: str, value: Any, now: datetime) -> Any:
@@ -111,7 +94,7 @@ async def ingest_audit_events(
     workspace_id: int,
     raw_events: Sequence[Any],
     earlier_errors: Sequence[FieldError] = (),
-) -> AuditIngestResult:
+) -> IngestResult:
     """Store the valid audit events (returns after commit); `earlier_errors` come from
     parsing the body (their items are `None`)."""
     now = datetime.now(UTC)
@@ -137,7 +120,7 @@ async def ingest_audit_events(
         async with db.write() as conn:
             new = await insert_audit_records(conn, unique)
     accepted = sum(1 for r in unique if r.id in new)
-    return AuditIngestResult(
+    return IngestResult(
         accepted=accepted,
         duplicates=len(valid) - accepted,
         rejected=len({e.index for e in errors}),

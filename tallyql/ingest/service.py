@@ -7,31 +7,14 @@ what was a duplicate of an event already stored, and what was rejected and why.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from tallyql.ingest import fastpath
 from tallyql.ingest.body import NDJSON_TYPES, parse_events
 from tallyql.ingest.pricing import Pricer
-from tallyql.ingest.validate import FieldError, ValidEvent, validate_event
+from tallyql.ingest.validate import FieldError, IngestResult, ValidEvent, validate_event
 from tallyql.storage.writer import Writer
-
-
-@dataclass
-class IngestResult:
-    accepted: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    errors: list[FieldError] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "accepted": self.accepted,
-            "duplicates": self.duplicates,
-            "rejected": self.rejected,
-            "errors": [e.as_dict() for e in self.errors],
-        }
 
 
 class IngestService:

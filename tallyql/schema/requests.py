@@ -183,6 +183,33 @@ class RequestConnection:
         )
 
 
+async def request_page(
+    info: TallyInfo,
+    workspace_id: int,
+    window: TimeWindow | None,
+    spec: EventFilterSpec,
+    first: int,
+    after: str | None,
+) -> RequestConnection:
+    """One page of the request log as a connection (for `requests` and a session's)."""
+    page = await request_log.list_requests(
+        info.context.services.db, workspace_id, window, spec, first, after
+    )
+    edges = [RequestEdge(cursor=page.cursor(r), node=Request.from_row(r)) for r in page.rows]
+    return RequestConnection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next_page,
+            end_cursor=edges[-1].cursor if edges else None,
+            has_previous_page=after is not None,
+            start_cursor=edges[0].cursor if edges else None,
+        ),
+        _workspace_id=workspace_id,
+        _window=window,
+        _filter=spec,
+    )
+
+
 @strawberry.type
 class RequestQuery:
     @strawberry.field(description="The request log, newest first, with keyset cursors.")
@@ -197,22 +224,7 @@ class RequestQuery:
         principal = info.context.require(Permission.READ)
         window = range.resolve() if range is not None else None
         spec = filter_spec(filter)
-        page = await request_log.list_requests(
-            info.context.services.db, principal.workspace_id, window, spec, first, after
-        )
-        edges = [RequestEdge(cursor=page.cursor(r), node=Request.from_row(r)) for r in page.rows]
-        return RequestConnection(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=page.has_next_page,
-                end_cursor=edges[-1].cursor if edges else None,
-                has_previous_page=after is not None,
-                start_cursor=edges[0].cursor if edges else None,
-            ),
-            _workspace_id=principal.workspace_id,
-            _window=window,
-            _filter=spec,
-        )
+        return await request_page(info, principal.workspace_id, window, spec, first, after)
 
     @strawberry.field(description="One event of the request log, with its payloads.")
     async def request(self, info: TallyInfo, id: strawberry.ID) -> Request | None:

@@ -8,7 +8,6 @@ from typing import Any
 import strawberry
 
 from tallyql.auth.principal import Permission
-from tallyql.engine import request_log
 from tallyql.engine import sessions as engine
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import TimeWindow
@@ -18,7 +17,7 @@ from tallyql.schema.common import EventFilter, PageInfo, TimeRangeInput, filter_
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.directory import User, load_user
 from tallyql.schema.errors import BadInput
-from tallyql.schema.requests import Request, RequestConnection, RequestEdge
+from tallyql.schema.requests import RequestConnection, request_page
 from tallyql.schema.scalars import Long
 from tallyql.schema.session_types import (
     Baseline,
@@ -116,21 +115,7 @@ class Session:
     ) -> RequestConnection:
         principal = info.context.require(Permission.READ)
         spec = EventFilterSpec(sessions=(str(self.id),))
-        db = info.context.services.db
-        page = await request_log.list_requests(db, principal.workspace_id, None, spec, first, after)
-        edges = [RequestEdge(cursor=page.cursor(r), node=Request.from_row(r)) for r in page.rows]
-        return RequestConnection(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=page.has_next_page,
-                end_cursor=edges[-1].cursor if edges else None,
-                has_previous_page=after is not None,
-                start_cursor=edges[0].cursor if edges else None,
-            ),
-            _workspace_id=principal.workspace_id,
-            _window=None,
-            _filter=spec,
-        )
+        return await request_page(info, principal.workspace_id, None, spec, first, after)
 
     @strawberry.field(
         description="Against the median session of the same range and filter; null without "
