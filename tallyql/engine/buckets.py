@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import BigInteger, ColumnElement, case, literal
 
-from tallyql.engine.timerange import TimeWindow
+from tallyql.engine.timerange import TimeWindow, local_floor
 from tallyql.storage.types import EPOCH
 
 MAX_BUCKETS = 2_000
@@ -62,23 +62,7 @@ def epoch_seconds(value: datetime) -> int:
 
 def _local_start(value: datetime, granularity: Granularity, tz: ZoneInfo) -> datetime:
     """The local start of the bucket holding `value` (naive local wall time)."""
-    local = value.astimezone(tz).replace(tzinfo=None)
-    if granularity is Granularity.MINUTE:
-        return local.replace(second=0, microsecond=0)
-    if granularity is Granularity.HOUR:
-        return local.replace(minute=0, second=0, microsecond=0)
-    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    if granularity is Granularity.DAY:
-        return day
-    if granularity is Granularity.WEEK:
-        return day - timedelta(days=day.weekday())
-    if granularity is Granularity.MONTH:
-        return day.replace(day=1)
-    if granularity is Granularity.QUARTER:
-        return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
-    if granularity is Granularity.YEAR:
-        return day.replace(month=1, day=1)
-    raise AssertionError(granularity)
+    return local_floor(value.astimezone(tz).replace(tzinfo=None), granularity.value)
 
 
 def _next_local(local: datetime, granularity: Granularity) -> datetime:

@@ -50,19 +50,33 @@ def zone(name: str | None) -> ZoneInfo:
         ) from None
 
 
+def local_floor(local: datetime, unit: str) -> datetime:
+    """The start of the MINUTE, HOUR, DAY, WEEK (Monday), MONTH, QUARTER or YEAR holding a
+    naive local wall time."""
+    if unit == "MINUTE":
+        return local.replace(second=0, microsecond=0)
+    if unit == "HOUR":
+        return local.replace(minute=0, second=0, microsecond=0)
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if unit == "DAY":
+        return day
+    if unit == "WEEK":
+        return day - timedelta(days=day.weekday())
+    if unit == "MONTH":
+        return day.replace(day=1)
+    if unit == "QUARTER":
+        return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+    if unit == "YEAR":
+        return day.replace(month=1, day=1)
+    raise AssertionError(unit)
+
+
 def period_start(preset: Preset, local_now: datetime) -> datetime:
     """Local start of the period that a period-to-date preset covers."""
-    midnight = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
     if preset is Preset.TODAY:
-        return midnight
-    if preset is Preset.THIS_WEEK:
-        return midnight - timedelta(days=midnight.weekday())
-    if preset is Preset.THIS_MONTH:
-        return midnight.replace(day=1)
-    if preset is Preset.THIS_QUARTER:
-        return midnight.replace(month=(midnight.month - 1) // 3 * 3 + 1, day=1)
-    if preset is Preset.THIS_YEAR:
-        return midnight.replace(month=1, day=1)
+        return local_floor(local_now, "DAY")
+    if preset.value.startswith("THIS_"):
+        return local_floor(local_now, preset.value.removeprefix("THIS_"))
     raise AssertionError(preset)
 
 
