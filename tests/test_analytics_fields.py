@@ -165,6 +165,27 @@ async def _plans(api: Api, key: str, query: str, variables: dict[str, Any]) -> l
     return body["extensions"]["plans"]
 
 
+async def test_overview_computes_only_what_is_read(api: Api) -> None:
+    key = await _setup(api)
+    plain = "query($r: TimeRangeInput!) { overview(range: $r) { totalRequests } }"
+    plans = await _plans(api, key, plain, {"r": RANGE})
+    assert [p["group"] for p in plans] == ["measures"]  # no histogram, no distinct counts
+    fragment = """query($r: TimeRangeInput!) {
+        overview(range: $r) { ...F previous { activeUsers } } }
+        fragment F on Overview { p95LatencyMs }"""
+    plans = await _plans(api, key, fragment, {"r": RANGE})
+    groups = sorted(p["group"] for p in plans)
+    assert groups == sorted(["histogram:latency", "distinct:user_id"] * 2), groups
+    data = await api.data(key, fragment, {"r": RANGE})
+    ov = data["overview"]
+    assert abs(ov["p95LatencyMs"] - (100 + 10 * 56)) <= 0.01 * (100 + 10 * 56)
+    assert ov["previous"] == {"activeUsers": 0}
+    changes = "query($r: TimeRangeInput!) { overview(range: $r) { changes { field current } } }"
+    data = await api.data(key, changes, {"r": RANGE})
+    figures = {c["field"]: c["current"] for c in data["overview"]["changes"]}
+    assert figures["totalRequests"] == 60 and figures["activeUsers"] == 3
+
+
 async def test_planner_uses_rollups_and_falls_back_to_raw(api: Api) -> None:
     key = await _setup(api)
     overview = "query($r: TimeRangeInput!) { overview(range: $r) { totalRequests p95LatencyMs } }"

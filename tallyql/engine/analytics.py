@@ -4,6 +4,7 @@ overview, time series, breakdowns, hourly distribution, errors and custom querie
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -107,9 +108,14 @@ OVERVIEW_FIELDS: dict[str, Metric] = {
 }
 
 
-async def overview(asker: Asker) -> dict[str, float | None]:
-    result = await asker.run(tuple(OVERVIEW_FIELDS.values()))
-    return {name: result.value((0,), metric) for name, metric in OVERVIEW_FIELDS.items()}
+async def overview(asker: Asker, names: Collection[str] | None = None) -> dict[str, float | None]:
+    """The overview's figures (only `names` of OVERVIEW_FIELDS when given; the rest None)."""
+    wanted = {n: m for n, m in OVERVIEW_FIELDS.items() if names is None or n in names}
+    if not wanted:
+        return dict.fromkeys(OVERVIEW_FIELDS)
+    result = await asker.run(tuple(dict.fromkeys(wanted.values())))
+    values = {name: result.value((0,), metric) for name, metric in wanted.items()}
+    return {name: values.get(name) for name in OVERVIEW_FIELDS}
 
 
 # ---------------------------------------------------------------- breakdown

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
+from strawberry.types.nodes import SelectedField, Selection
 
 from tallyql.engine import analytics as engine
 from tallyql.engine.buckets import Granularity as EngineGranularity
@@ -103,6 +105,31 @@ class OverviewChange:
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(p.title() for p in rest)
+
+
+_OVERVIEW_NAMES = {_camel(name): name for name in engine.OVERVIEW_FIELDS}
+
+
+def _selected_names(selections: list[Selection]) -> set[str]:
+    """Field names asked for, through fragments."""
+    names: set[str] = set()
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            names.add(selection.name)
+            if selection.name == "previous":
+                names |= _selected_names(selection.selections)
+        else:
+            names |= _selected_names(selection.selections)
+    return names
+
+
+def _overview_selection(info: TallyInfo) -> tuple[set[str] | None, bool]:
+    """Which overview figures the query reads (None: all) and whether `previous` is read; the
+    other figures are not computed."""
+    asked = _selected_names(info.selected_fields[0].selections)
+    if "changes" in asked:
+        return None, True
+    return {_OVERVIEW_NAMES[n] for n in asked if n in _OVERVIEW_NAMES}, "previous" in asked
 
 
 def _overview(values: dict[str, float | None], start: datetime, end: datetime) -> Overview:
@@ -283,12 +310,18 @@ class AnalyticsQuery:
         workspace: WorkspaceArg = None,
     ) -> Overview:
         asker = info.context.asker(range, filter, workspace)
-        current = await engine.overview(asker)
+        names, with_previous = _overview_selection(info)
         previous_window = asker.window.previous()
-        before = await engine.overview(asker.for_window(previous_window))
-        previous = _overview(before, previous_window.start, previous_window.end)
+        if with_previous:
+            current, before = await asyncio.gather(
+                engine.overview(asker, names),
+                engine.overview(asker.for_window(previous_window), names),
+            )
+        else:
+            current, before = await engine.overview(asker, names), None
         result = _overview(current, asker.window.start, asker.window.end)
-        result.previous = previous
+        if before is not None:
+            result.previous = _overview(before, previous_window.start, previous_window.end)
         return result
 
     @strawberry.field(
