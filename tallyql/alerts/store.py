@@ -22,6 +22,19 @@ from tallyql.storage.live_tables import alert_firings, alert_rules
 from tallyql.storage.pages import Page, keyset_page
 from tallyql.webhooks.store import existing_ids
 
+EVALUATION_COLUMNS = (
+    "workspace_id",
+    "id",
+    "state",
+    "state_version",
+    "current_firing_id",
+    "last_value",
+    "last_evaluated_at",
+    "last_fired_at",
+)
+"""Kept by `update_rule` as they are in the database (the scheduler owns the last five: an
+update that wrote back what it read could undo a concurrent firing and its cooldown)."""
+
 
 @dataclass
 class RuleFields:
@@ -116,11 +129,10 @@ async def update_rule(
             return None
         values = await _values(conn, workspace_id, fields, row)
         values["updated_at"] = datetime.now(UTC)
-        settable = ("workspace_id", "id", "state", "state_version", "current_firing_id")
         await conn.execute(
             update(alert_rules)
             .where(alert_rules.c.workspace_id == workspace_id, alert_rules.c.id == rule_id)
-            .values(**{k: v for k, v in values.items() if k not in settable})
+            .values(**{k: v for k, v in values.items() if k not in EVALUATION_COLUMNS})
         )
         await audit_change(
             conn, workspace_id, "update", "alert_rule", rule_id, actor, _described(values)
@@ -138,6 +150,16 @@ async def delete_rule(db: Database, workspace_id: int, rule_id: str, actor: Acto
                 alert_rules.c.workspace_id == workspace_id, alert_rules.c.id == rule_id
             )
         )
+        if row["current_firing_id"] is not None:  # no evaluation will ever resolve it now
+            await conn.execute(
+                update(alert_firings)
+                .where(
+                    alert_firings.c.workspace_id == workspace_id,
+                    alert_firings.c.id == row["current_firing_id"],
+                    alert_firings.c.resolved_at.is_(None),
+                )
+                .values(resolved_at=datetime.now(UTC))
+            )
         await audit_change(
             conn, workspace_id, "delete", "alert_rule", rule_id, actor, {"name": row["name"]}
         )

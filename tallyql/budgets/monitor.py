@@ -95,21 +95,23 @@ class BudgetMonitor:
             except Exception:
                 log.exception("budget evaluation failed")
 
-    async def evaluate(self, workspace_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
-        """Check the budgets (of some workspaces, or all); returns the warnings this call
-        announced."""
+    async def evaluate(
+        self, workspace_ids: Sequence[int] | None = None, now: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Check the budgets (of some workspaces, or all) as of `now` (default: the clock);
+        returns the warnings this call announced."""
         announced: list[dict[str, Any]] = []
         for budget in await all_budgets(self._db, workspace_ids):
             try:
-                announced += await self._check(budget)
+                announced += await self._check(budget, now)
             except Exception:
                 log.exception("budget %s could not be evaluated", budget.id)
         self.evaluations += 1
         self.last_run = time.time()
         return announced
 
-    async def _check(self, budget: Budget) -> list[dict[str, Any]]:
-        status = await budget_status(self._db, budget)
+    async def _check(self, budget: Budget, now: datetime | None) -> list[dict[str, Any]]:
+        status = await budget_status(self._db, budget, now)
         reached = [
             t for t in budget.thresholds if status.spend_nanousd * 100 >= t * budget.amount_nanousd
         ]
