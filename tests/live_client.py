@@ -41,15 +41,24 @@ class LiveServer:
 
 
 @asynccontextmanager
-async def live_server(settings: Settings, db_kind: str) -> AsyncIterator[LiveServer]:
-    """The app served by uvicorn on a free port, in this event loop."""
+async def live_server(
+    settings: Settings, db_kind: str, send_buffer: int | None = None
+) -> AsyncIterator[LiveServer]:
+    """The app served by uvicorn on a free port, in this event loop. `send_buffer` caps the
+    kernel's send buffer of every connection (SO_SNDBUF), so that a client that stops
+    reading soon makes the server wait (loopback buffers otherwise hold megabytes)."""
     if db_kind == "postgresql":
         await _reset_postgres(settings.database_url)
     app = create_app(settings)
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)  # accepted inherit it
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
             task.result()
@@ -59,6 +68,7 @@ async def live_server(settings: Settings, db_kind: str) -> AsyncIterator[LiveSer
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
+        sock.close()
 
 
 class Subscription:
@@ -69,10 +79,11 @@ class Subscription:
         self.protocol = protocol
         self.op_id = op_id
 
-    async def next(self, timeout: float = 10.0) -> dict[str, Any]:
-        """The next `events` item (raises on errors or completion)."""
+    async def next(self, wait: float = 10.0) -> dict[str, Any]:
+        """The next `events` item (raises on errors or completion; TimeoutError after
+        `wait` seconds without one)."""
         while True:
-            message = orjson.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+            message = orjson.loads(await asyncio.wait_for(self.ws.recv(), wait))
             kind = message["type"]
             if kind in ("next", "data"):
                 payload = message["payload"]
@@ -83,17 +94,17 @@ class Subscription:
                 continue
             raise AssertionError(f"unexpected message {message}")
 
-    async def until(self, typename: str, timeout: float = 10.0) -> dict[str, Any]:
+    async def until(self, typename: str, wait: float = 10.0) -> dict[str, Any]:
         """Skip items until one of this __typename."""
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + wait
         while True:
             left = deadline - asyncio.get_running_loop().time()
             item = await self.next(max(left, 0.01))
             if item["__typename"] == typename:
                 return item
 
-    async def raw(self, timeout: float = 10.0) -> dict[str, Any]:
-        return orjson.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+    async def raw(self, wait: float = 10.0) -> dict[str, Any]:
+        return orjson.loads(await asyncio.wait_for(self.ws.recv(), wait))
 
 
 @asynccontextmanager

@@ -79,6 +79,10 @@ class LiveBus:
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())
 
+    def subscribers(self, workspace_id: int) -> tuple[Subscriber, ...]:
+        """This process's subscribers of one workspace (for /health and tests)."""
+        return tuple(self._subscribers.get(workspace_id, ()))
+
     def workspaces(self) -> list[int]:
         """Workspaces with a subscriber in this process."""
         return sorted(self._subscribers)

@@ -5,7 +5,8 @@ Messages (JSON, each tagged with its origin process):
 - `n`: a notice (limit warning, alert) for one workspace;
 - `r`: a reference to an `live_outbox` row holding a message too big for one notification
   (one huge event, say); it is written in the same transaction as the NOTIFY, so receivers
-  find it, and rows older than `OUTBOX_KEEP` are deleted;
+  find it, and rows older than `OUTBOX_KEEP` are deleted; messages received after an `r`
+  wait until its row was read, so that rows arrive in commit order;
 - `i`: which workspaces the origin has subscribers for, sent on change and every
   `INTEREST_SECONDS` (and in reply to `h`, which a replica sends when it connects). Rows are
   only published for workspaces that some other replica is interested in, so ingest pays
@@ -56,7 +57,8 @@ class PgRelay:
         self._remote: dict[str, tuple[float, frozenset[int]]] = {}
         self._wanted: frozenset[int] = frozenset()
         self._echo: dict[str, asyncio.Future[None]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._inbox: deque[dict[str, Any]] = deque()  # received, behind an outbox read
+        self._reader: asyncio.Task[None] | None = None
         self._header = f'{{"k":"e","o":"{self.origin}","e":['.encode()
         self.sent = 0
         self.received = 0
@@ -77,6 +79,9 @@ class PgRelay:
                 continue
             encoded = orjson.dumps(row)
             if len(self._header) + len(encoded) + 2 > MAX_PAYLOAD:
+                if chunk:  # the rows before it go first: receivers keep the commit order
+                    self._enqueue(self._header + b",".join(chunk) + b"]}")
+                    chunk, size = [], len(self._header) + 2
                 self._via_outbox(self._header + encoded + b"]}")
                 continue
             if chunk and size + len(encoded) + 1 > MAX_PAYLOAD:
@@ -214,12 +219,27 @@ class PgRelay:
         self.received += 1
         if kind == "h":
             self.interest_changed()
-        elif kind == "r":
-            task = asyncio.create_task(self._fetch(message["ref"]))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        elif kind == "r" or self._inbox:
+            # an outbox message is read from the database: later messages wait for it, so
+            # that each replica's rows keep their commit order
+            self._inbox.append(message)
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.create_task(self._read_inbox())
         else:
             self._handle(message)
+
+    async def _read_inbox(self) -> None:
+        while self._inbox:
+            message = self._inbox[0]
+            try:
+                if message["k"] == "r":
+                    await self._fetch(message["ref"])  # logs its own failures
+                else:
+                    self._handle(message)
+            except Exception:
+                log.exception("live relay: delivering a received message failed")
+            finally:
+                self._inbox.popleft()
 
     def _handle(self, message: dict[str, Any]) -> None:
         if message["k"] == "e":

@@ -19,7 +19,7 @@ from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.periods import Period, period_bounds
 from tallyql.live.matcher import compile_matcher
 from tallyql.live.subscriber import COST_UPDATE, Item, Subscriber, TodayCount
-from tallyql.live.today import totals_between
+from tallyql.live.today import Marker, totals_between, visible_in_base
 from tallyql.live.totals import Totals
 from tallyql.storage.types import to_micros
 
@@ -46,9 +46,18 @@ class CostSnapshot:
     timezone: str
 
 
+CLOCK_SLACK = 1.0
+"""Seconds by which an event's commit stamp may trail its commit (or replicas' clocks
+differ): events stamped up to this long after the base was read are checked against it."""
+
+
+@dataclass
 class _Day:
-    def __init__(self, start: datetime, end: datetime, base: Totals, count: TodayCount) -> None:
-        self.start, self.end, self.base, self.count = start, end, base, count
+    start: datetime
+    end: datetime
+    base: Totals
+    marker: Marker
+    count: TodayCount
 
 
 async def open_stream(live: LiveService, request: StreamRequest) -> AsyncIterator[Item]:
@@ -86,6 +95,8 @@ async def open_stream(live: LiveService, request: StreamRequest) -> AsyncIterato
                 next_update = loop.time() + request.interval
                 if datetime.now(UTC) >= day.end:
                     day = await _start_day(live, request, subscriber)
+                elif day.count.unchecked:
+                    await _check(live, request, day)
                 yield (COST_UPDATE, _snapshot(request, subscriber, since, day))
     finally:
         live.bus.unsubscribe(subscriber)
@@ -94,12 +105,27 @@ async def open_stream(live: LiveService, request: StreamRequest) -> AsyncIterato
 
 
 async def _start_day(live: LiveService, request: StreamRequest, subscriber: Subscriber) -> _Day:
-    """Read today's base from the engine; events committed from now on are added to it."""
+    """Read today's base from the engine; events streamed from now on are added to it, but
+    for those the base counted already."""
     start, end = period_bounds(Period.DAY, datetime.now(UTC), request.tz)
-    count = TodayCount(to_micros(start), to_micros(end), started_at=time.time())
+    count = TodayCount(to_micros(start), to_micros(end))
     subscriber.today = count
-    base = await totals_between(live.db, request.workspace_id, request.filter, start, end)
-    return _Day(start, end, base, count)
+    base, marker = await totals_between(live.db, request.workspace_id, request.filter, start, end)
+    count.check_until = time.time() + CLOCK_SLACK
+    day = _Day(start, end, base, marker, count)
+    await _check(live, request, day)
+    return day
+
+
+async def _check(live: LiveService, request: StreamRequest, day: _Day) -> None:
+    """Take off the streamed events that the base counted already."""
+    rows, day.count.unchecked = day.count.unchecked, []
+    if not rows:
+        return
+    by_id = {row["id"]: row for row in rows}
+    counted = await visible_in_base(live.db, request.workspace_id, day.marker, list(by_id))
+    for event_id in counted:
+        day.count.totals.remove(by_id[event_id])
 
 
 def _snapshot(

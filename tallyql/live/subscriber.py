@@ -8,6 +8,7 @@ items went missing. Totals count every matching event, dropped or not.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,14 +32,17 @@ Item = tuple[str, Any]  # (kind, live row | notice dict | lag count)
 
 @dataclass
 class TodayCount:
-    """Streamed events that count towards today on top of a base read from the engine:
-    those with a timestamp in [start, end) committed at or after `started_at` (the events
-    committed earlier are in the base)."""
+    """Streamed events that count towards today on top of a base read from the engine: those
+    with a timestamp in [start, end), streamed from just before the base was read. Those
+    committed until `check_until` (epoch seconds, as stamped by the committing process) may
+    be in the base too: they wait in `unchecked` until live/today.py tells which ones the
+    base counted, and those are taken off again."""
 
     start_us: int
     end_us: int
-    started_at: float
+    check_until: float = math.inf
     totals: Totals = field(default_factory=Totals)
+    unchecked: list[LiveRow] = field(default_factory=list)
 
 
 class Subscriber:
@@ -90,12 +94,10 @@ class Subscriber:
     def _count(self, row: LiveRow) -> None:
         self.since_start.add(row)
         today = self.today
-        if (
-            today is not None
-            and today.start_us <= row["ts_us"] < today.end_us
-            and row["committed_at"] >= today.started_at
-        ):
+        if today is not None and today.start_us <= row["ts_us"] < today.end_us:
             today.totals.add(row)
+            if row["committed_at"] <= today.check_until:
+                today.unchecked.append(row)
 
     def _put(self, item: Item) -> bool:
         if self._size < self.max_queue:
