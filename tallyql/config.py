@@ -28,6 +28,9 @@ class Settings:
     """Events waiting for the writer before ingest answers 503 with Retry-After."""
     writer_batch_events: int = 20_000
     """Most events the writer commits in one transaction (group commit)."""
+    writer_connections: int = 2
+    """PostgreSQL: batch transactions in flight at once (one commits while the next runs);
+    SQLite has one writer."""
     db_pool_size: int = 10
     """Read connections (SQLite) or pooled connections (PostgreSQL)."""
     key_cache_seconds: float = 10.0

@@ -78,7 +78,7 @@ async def start_services(
         await upgrade(db)
     metrics = metrics or Metrics()
     writer = Writer(
-        batches_for(db),
+        batches_for(db, settings.writer_connections),
         contributors=[session_statements, rollup_statements],
         max_queue_events=settings.writer_queue_events,
         max_batch_events=settings.writer_batch_events,

@@ -260,6 +260,38 @@ async def test_fifty_concurrent_calls(api: Api) -> None:
     assert api.services.writer.stats.events_committed == calls * per_call
 
 
+async def test_overlapping_batches_in_parallel_lanes_count_once(api: Api) -> None:
+    """Calls re-sending the same ids in opposite orders, committed by concurrent writer
+    transactions on PostgreSQL: exact counts, and no transaction fails (no deadlock)."""
+    key = await api.key()
+    batches = api.services.writer.batches
+    original = batches.transaction
+    active = peak = 0
+
+    @asynccontextmanager
+    async def counted():  # type: ignore[no-untyped-def]
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        try:
+            async with original() as tx:
+                yield tx
+        finally:
+            active -= 1
+
+    batches.transaction = counted  # type: ignore[method-assign]
+    pool = [llm(f"p{i:03d}", session_id=f"s{i % 3}") for i in range(150)]
+    calls = [pool if c % 2 else pool[::-1] for c in range(16)]
+    results = await asyncio.gather(*(api.ingest(key, events) for events in calls))
+    assert sum(r["accepted"] for r in results) == 150
+    assert sum(r["duplicates"] for r in results) == 15 * 150
+    assert await total_count(api, key) == 150
+    sessions = await session_rows(api.services)
+    assert {sid: s["requests"] for sid, s in sessions.items()} == {f"s{k}": 50 for k in range(3)}
+    assert api.services.writer.stats.failures == 0
+    assert peak == (2 if api.services.db.is_postgres else 1)
+
+
 # --- sessions -----------------------------------------------------------------------------
 
 MODELS = [
@@ -385,7 +417,8 @@ async def test_sessions_table_equals_recomputation(api: Api) -> None:
 async def test_full_writer_queue_answers_503_and_stores_nothing(
     settings: Settings, db_kind: str, monkeypatch: Any
 ) -> None:
-    async with running_api(replace(settings, writer_queue_events=10), db_kind) as api:
+    one_lane = replace(settings, writer_queue_events=10, writer_connections=1)
+    async with running_api(one_lane, db_kind) as api:
         key = await api.key()
         writer = api.services.writer
         batches = writer._batches

@@ -8,6 +8,7 @@ aggregated by the database into sessions and rollups (see `upsert.py`).
 
 from __future__ import annotations
 
+import asyncio
 import operator
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -44,6 +45,8 @@ class BatchTx(Protocol):
 
 class Batches(Protocol):
     dialect: str
+    lanes: int
+    """Batch transactions that may run at once."""
 
     def transaction(self) -> Any:
         """`async with batches.transaction() as tx:` one atomic batch."""
@@ -86,6 +89,10 @@ def _sqlite_record(row: dict[str, Any]) -> list[Any]:
     return values
 
 
+def _event_key(event: ValidEvent) -> tuple[int, str]:
+    return event.row["workspace_id"], event.row["id"]
+
+
 class _PostgresTx:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
@@ -93,13 +100,15 @@ class _PostgresTx:
     async def insert_new_events(self, events: Sequence[ValidEvent]) -> list[ValidEvent]:
         if not events:
             return []
+        # in key order, so that two transactions holding the same ids never deadlock
+        ordered = sorted(events, key=_event_key)
         rows = await self.conn.fetch(
             "INSERT INTO event_keys (workspace_id, event_id, ts) "
             "SELECT * FROM unnest($1::int4[], $2::text[], $3::timestamptz[]) "
             "ON CONFLICT DO NOTHING RETURNING workspace_id, event_id",
-            [e.row["workspace_id"] for e in events],
-            [e.row["id"] for e in events],
-            [e.row["ts"] for e in events],
+            [e.row["workspace_id"] for e in ordered],
+            [e.row["id"] for e in ordered],
+            [e.row["ts"] for e in ordered],
         )
         new_keys = {(r["workspace_id"], r["event_id"]) for r in rows}
         new = [e for e in events if (e.row["workspace_id"], e.row["id"]) in new_keys]
@@ -133,50 +142,67 @@ class _PostgresTx:
 
 
 class PostgresBatches:
-    """Batches on a dedicated asyncpg connection, reopened when it breaks."""
+    """Batches on dedicated asyncpg connections (one per writer lane), reopened when broken."""
 
     dialect = "postgresql"
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, lanes: int = 2) -> None:
         self._dsn = db.asyncpg_dsn
-        self._conn: asyncpg.Connection | None = None
+        self.lanes = max(1, lanes)
+        self._idle: list[asyncpg.Connection] = []
         self._partitions = PartitionManager()
+        self._partition_lock = asyncio.Lock()
 
-    async def _connection(self) -> asyncpg.Connection:
-        if self._conn is None or self._conn.is_closed():
-            conn = await asyncpg.connect(self._dsn)
-            # batches aggregate tens of thousands of rows: sort and hash in memory
-            await conn.execute("SET work_mem = '64MB'")
-            await conn.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {BATCH_TABLE} "
-                "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-            )
-            self._conn = conn
-        return self._conn
+    async def _acquire(self) -> asyncpg.Connection:
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.is_closed():
+                return conn
+        conn = await asyncpg.connect(self._dsn)
+        # batches aggregate tens of thousands of rows: sort and hash in memory
+        await conn.execute("SET work_mem = '64MB'")
+        await conn.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {BATCH_TABLE} "
+            "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        return conn
+
+    def _release(self, conn: asyncpg.Connection) -> None:
+        if not conn.is_closed():
+            self._idle.append(conn)
 
     async def prepare(self, events: Sequence[ValidEvent]) -> None:
         days: set[date] = {e.row["ts"].date() for e in events}
-        conn = await self._connection()
-        await self._partitions.ensure(conn, days)
+        if self._partitions.knows(days):
+            return
+        async with self._partition_lock:
+            conn = await self._acquire()
+            try:
+                await self._partitions.ensure(conn, days)
+            finally:
+                self._release(conn)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[BatchTx]:
-        conn = await self._connection()
+        conn = await self._acquire()
         try:
             async with conn.transaction():
                 yield _PostgresTx(conn)
         except (asyncpg.PostgresConnectionError, OSError):
-            await self.close()
+            await conn.close()
             raise
+        finally:
+            self._release(conn)
 
     @property
     def partitions(self) -> PartitionManager:
         return self._partitions
 
     async def close(self) -> None:
-        if self._conn is not None and not self._conn.is_closed():
-            await self._conn.close()
-        self._conn = None
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            if not conn.is_closed():
+                await conn.close()
 
 
 class _SqliteTx:
@@ -236,6 +262,7 @@ class SqliteBatches:
     """Batches on the single SQLite writer connection (shared with administrative writes)."""
 
     dialect = "sqlite"
+    lanes = 1
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -266,5 +293,6 @@ class SqliteBatches:
         return None
 
 
-def batches_for(db: Database) -> Batches:
-    return PostgresBatches(db) if db.is_postgres else SqliteBatches(db)
+def batches_for(db: Database, lanes: int = 2) -> Batches:
+    """The writer's database side; `lanes` transactions at once on PostgreSQL (SQLite: one)."""
+    return PostgresBatches(db, lanes) if db.is_postgres else SqliteBatches(db)

@@ -41,6 +41,10 @@ class PartitionManager:
         days = {day_of_partition(r["relname"]) for r in rows}
         return {d for d in days if d is not None}
 
+    def knows(self, days: set[date]) -> bool:
+        """Whether every day's partition is known to exist (nothing to create)."""
+        return self._loaded and days <= self._known
+
     async def ensure(self, conn: Any, days: set[date]) -> None:
         if not self._loaded:
             self._known = await self.existing_days(conn)

@@ -5,6 +5,8 @@ in one transaction (new events, payloads, and every contributor's aggregating st
 as sessions and rollups, over the new events only), commits, and only then answers each call.
 When the queue is full a call is refused at once (`WriterBusy`), before anything is written.
 A failed batch is retried call by call, so one bad call cannot fail its neighbours.
+On PostgreSQL up to `lanes` batches are in flight at once (their upserts commute and take
+their keys in sorted order, as two replicas' writers would).
 """
 
 from __future__ import annotations
@@ -135,15 +137,25 @@ class Writer:
         return await asyncio.shield(future)
 
     async def _run(self) -> None:
+        """Take batches while a lane is free: on PostgreSQL a second transaction runs while
+        the first commits, so the database never waits for Python between batches."""
+        lanes = max(1, getattr(self._batches, "lanes", 1))
+        running: set[asyncio.Task[None]] = set()
+
+        def done(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            self._wake.set()
+
         while True:
-            if not self._queue:
-                if self._stopping:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
+            if self._queue and len(running) < lanes:
+                task = asyncio.create_task(self._write(self._take_batch()))
+                running.add(task)
+                task.add_done_callback(done)
                 continue
-            batch = self._take_batch()
-            await self._write(batch)
+            if self._stopping and not self._queue and not running:
+                return
+            self._wake.clear()
+            await self._wake.wait()
 
     def _take_batch(self) -> list[_Submission]:
         batch: list[_Submission] = []
