@@ -19,17 +19,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from tallyql.config import normalize_database_url
 
 
-def _sqlite_pragmas(synchronous: str, cache_mib: int) -> Any:
-    """WAL, durability level and a per-connection page cache. No mmap: every connection's
-    mapping would count the same file pages again in the process's RSS; the OS page cache
-    serves reads as well."""
+def _sqlite_pragmas(synchronous: str, cache_mib: int, temp_store: str) -> Any:
+    """WAL, durability level, a per-connection page cache and where temporary tables and
+    sorts live. No mmap: every connection's mapping would count the same file pages again in
+    the process's RSS; the OS page cache serves reads as well."""
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA temp_store=MEMORY")
+        cursor.execute(f"PRAGMA temp_store={temp_store}")
         cursor.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
         cursor.close()
 
@@ -57,8 +57,11 @@ class Database:
             readers = min(pool_size, 4)
             self.reader = create_async_engine(self.url, pool_size=readers, max_overflow=0)
             self.writer = create_async_engine(self.url, pool_size=1, max_overflow=0)
-            event.listen(self.reader.sync_engine, "connect", _sqlite_pragmas("NORMAL", 32))
-            event.listen(self.writer.sync_engine, "connect", _sqlite_pragmas("FULL", 64))
+            # readers sort and group in temporary files (the OS caches them): a scan of raw
+            # events would otherwise hold its whole sort in the process's memory
+            readers_pragmas = _sqlite_pragmas("NORMAL", 32, "FILE")
+            event.listen(self.reader.sync_engine, "connect", readers_pragmas)
+            event.listen(self.writer.sync_engine, "connect", _sqlite_pragmas("FULL", 64, "MEMORY"))
 
     @property
     def asyncpg_dsn(self) -> str:
