@@ -14,11 +14,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
+from functools import partial
 from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Select, func, literal, select, tuple_
 
 from tallyql.engine.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
+from tallyql.engine.exact_stats import Bracket, ExactMeasure, Sampling, exact_summary
 from tallyql.engine.filters import EventFilterSpec, filter_conditions
 from tallyql.engine.timerange import TimeWindow
 from tallyql.storage import dialect as sqld
@@ -65,12 +67,17 @@ def order_value(order: SessionOrder, row: dict[str, Any]) -> int:
 
 
 def session_conditions(
-    dialect: str, workspace_id: int, window: TimeWindow | None, spec: EventFilterSpec
+    dialect: str,
+    workspace_id: int,
+    window: TimeWindow | None,
+    spec: EventFilterSpec,
+    overlap: bool = True,
 ) -> list[ColumnElement[bool]]:
-    """Conditions on `sessions` selecting the filter set (window None: any time)."""
+    """Conditions on `sessions` selecting the filter set (window None: any time). Without
+    `overlap`, the caller bounds the sessions' times itself (within the window)."""
     s = sessions.c
     out: list[ColumnElement[bool]] = [s.workspace_id == workspace_id]
-    if window is not None:
+    if window is not None and overlap:
         out += [s.first_ts < window.end, s.last_ts >= window.start]
     if spec.sessions:
         out.append(s.id.in_(list(spec.sessions)))
@@ -186,13 +193,21 @@ class StatMeasure:
     expr: Callable[[str], ColumnElement[Any]]
     scale: float
     """Multiplies the stored integer into the API's unit (USD, milliseconds)."""
+    decode: Callable[[Any], int] = int
+    """A value as read back (see `sqld.elapsed`) to the stored integer."""
+    encode: Callable[[str, int], Any] = sqld.same_value
+    """The stored integer to a bound for `expr` (by dialect)."""
 
 
 STAT_MEASURES: tuple[StatMeasure, ...] = (
     StatMeasure("cost", lambda d: sessions.c.cost_nanousd, 1e-9),
     StatMeasure("tokens", lambda d: sessions.c.input_tokens + sessions.c.output_tokens, 1.0),
     StatMeasure(
-        "duration", lambda d: sqld.micros_between(d, sessions.c.first_ts, sessions.c.last_ts), 1e-3
+        "duration",
+        lambda d: sqld.elapsed(d, sessions.c.first_ts, sessions.c.last_ts),
+        1e-3,
+        sqld.elapsed_micros,
+        sqld.elapsed_value,
     ),
     StatMeasure("requests", lambda d: sessions.c.requests, 1.0),
 )
@@ -216,29 +231,55 @@ class SessionStatsResult:
         return dist.p50 if q == 0.5 else dist.p95
 
 
+def exact_measures(dialect: str) -> list[ExactMeasure]:
+    return [
+        ExactMeasure(m.name, m.expr(dialect), m.decode, partial(m.encode, dialect))
+        for m in STAT_MEASURES
+    ]
+
+
 async def session_stats(
-    db: Database, workspace_id: int, window: TimeWindow | None, spec: EventFilterSpec
+    db: Database,
+    workspace_id: int,
+    window: TimeWindow | None,
+    spec: EventFilterSpec,
+    brackets: dict[tuple[str, float], Bracket] | None = None,
 ) -> SessionStatsResult:
-    """Count, and exact P50, average and P95 of each measure, in one statement."""
-    matching = (
-        select(*(m.expr(db.dialect).label(m.name) for m in STAT_MEASURES))
-        .where(*session_conditions(db.dialect, workspace_id, window, spec))
-        .cte("matching")
-    )
-    n = select(func.count().label("n")).select_from(matching).cte("counted").c.n
-    columns: list[ColumnElement[Any]] = [func.count()]
-    for m in STAT_MEASURES:
-        columns.append(func.avg(matching.c[m.name]))
-        columns += [sqld.exact_quantile(db.dialect, matching, n, m.name, q) for q in QUANTILES]
+    """Count, and exact P50, average and P95 of each measure, reading the set's sessions once
+    (`tallyql.engine.exact_stats`). A sample brackets the quantiles first, reading slices of
+    the window through ix_sessions_ws_last, unless the filter reaches the sessions' models or
+    events: the sample would run those subqueries again in full, so every value is gathered
+    instead. `brackets` replaces the sample (tests)."""
+    through_events = replace(spec, **{name: () for name in _DIRECT})
+    sampling = None
+    if not (spec.providers or spec.models or not through_events.is_empty()):
+        sampling = Sampling(
+            session_conditions(db.dialect, workspace_id, window, spec, overlap=False),
+            sessions.c.last_ts,
+            (window.start, window.end) if window is not None else None,
+            [sessions.c.workspace_id == workspace_id],
+            slices_joined=spec.is_empty(),
+        )
+    conditions = session_conditions(db.dialect, workspace_id, window, spec)
     async with db.read() as conn:
-        row = (await conn.execute(select(*columns).select_from(matching))).one()
+        summary = await exact_summary(
+            conn,
+            db.dialect,
+            conditions,
+            exact_measures(db.dialect),
+            QUANTILES,
+            sampling,
+            brackets,
+        )
+    n = summary.count
     measures = {}
-    for i, m in enumerate(STAT_MEASURES):
-        avg, p50, p95 = row[1 + 3 * i : 4 + 3 * i]
+    for m in STAT_MEASURES:
+        p50, p95 = (summary.quantiles.get((m.name, q)) for q in QUANTILES)
+        avg = summary.totals[m.name] / n if n else None
         measures[m.name] = Distribution(
             p50=_scaled(p50, m.scale), avg=_scaled(avg, m.scale), p95=_scaled(p95, m.scale)
         )
-    return SessionStatsResult(int(row[0]), measures)
+    return SessionStatsResult(n, measures)
 
 
 def _scaled(value: Any, scale: float) -> float | None:

@@ -6,6 +6,7 @@ Everything else in tallyql's SQL is written once with SQLAlchemy Core.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Float,
     Insert,
     Integer,
+    Interval,
     Table,
     Text,
     case,
@@ -25,8 +27,9 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP, aggregate_order_by
 from sqlalchemy.sql import FromClause
+from sqlalchemy.sql.functions import Function
 
 
 def is_postgres(dialect: str) -> bool:
@@ -85,6 +88,70 @@ def micros_between(
     if is_postgres(dialect):
         return cast(func.extract("epoch", end - start) * 1_000_000, BigInteger)
     return type_coerce(end - start, BigInteger)
+
+
+def elapsed(dialect: str, start: ColumnElement[Any], end: ColumnElement[Any]) -> ColumnElement[Any]:
+    """`end - start` in the form the database computes cheapest: an interval on PostgreSQL
+    (ordered and summed like its microseconds; a conversion to a number is the costly part),
+    whole microseconds on SQLite. Read it back with `elapsed_micros`; bind bounds to compare
+    it with through `elapsed_value`."""
+    if is_postgres(dialect):
+        return type_coerce(end - start, Interval())
+    return type_coerce(end - start, BigInteger)
+
+
+def elapsed_micros(value: Any) -> int:
+    """Whole microseconds of an `elapsed` value (or of its sum) as read back."""
+    if isinstance(value, timedelta):
+        return (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    return int(value)
+
+
+def same_value(dialect: str, value: int) -> Any:
+    """A bound for a stored integer: itself on either database."""
+    return value
+
+
+def elapsed_value(dialect: str, micros: int) -> Any:
+    """A bound for comparisons with an `elapsed` expression."""
+    return timedelta(microseconds=micros) if is_postgres(dialect) else micros
+
+
+def time_along(
+    dialect: str,
+    start: ColumnElement[Any],
+    end: ColumnElement[Any],
+    fraction: ColumnElement[float],
+) -> ColumnElement[Any]:
+    """The stored time `fraction` of the way from `start` to `end` (both stored times)."""
+    if is_postgres(dialect):
+        span = type_coerce(type_coerce(end - start, Float) * fraction, Interval())
+        return type_coerce(start, TIMESTAMP(timezone=True)) + span
+    span_micros = type_coerce(end, BigInteger) - type_coerce(start, BigInteger)
+    return type_coerce(start, BigInteger) + cast(span_micros * fraction, BigInteger)
+
+
+def collect(dialect: str, value: ColumnElement[Any]) -> Function[Any]:
+    """An aggregate gathering values (add `.filter(...)` to choose them): on PostgreSQL an
+    array in ascending order (for `nth_collected`), on SQLite a JSON array (in no order)."""
+    if is_postgres(dialect):
+        return func.array_agg(aggregate_order_by(value, value))
+    return func.json_group_array(value)
+
+
+def nth_collected(
+    dialect: str, collected: ColumnElement[Any], low: Any, k: ColumnElement[int]
+) -> ColumnElement[Any]:
+    """PostgreSQL: the k-th (0-based) of the `collect`ed values that are >= `low` (None: of
+    all), NULL when there are not that many; `k` may refer to the enclosing row. (SQLite
+    returns its JSON array to be picked from.)"""
+    if not is_postgres(dialect):
+        raise NotImplementedError("nth_collected is for PostgreSQL")
+    skipped: ColumnElement[int] = literal(0, BigInteger)
+    if low is not None:
+        value = func.unnest(collected).column_valued("collected_value")
+        skipped = select(func.count()).where(value < low).scalar_subquery()
+    return collected[skipped + k + 1]
 
 
 def insert_ignoring_duplicates(dialect: str, table: Table) -> Insert:
