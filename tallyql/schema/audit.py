@@ -218,12 +218,7 @@ class AuditQuery:
         ]
         return AuditEventConnection(
             edges=edges,
-            page_info=PageInfo(
-                has_next_page=len(rows) > first,
-                end_cursor=edges[-1].cursor if edges else None,
-                has_previous_page=after is not None,
-                start_cursor=edges[0].cursor if edges else None,
-            ),
+            page_info=PageInfo.of([e.cursor for e in edges], len(rows) > first, after),
             _db=db,
             _conditions=conditions,
         )

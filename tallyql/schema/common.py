@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
 
@@ -149,3 +150,13 @@ class PageInfo:
     end_cursor: str | None
     has_previous_page: bool
     start_cursor: str | None
+
+    @classmethod
+    def of(cls, cursors: Sequence[str], has_next_page: bool, after: str | None) -> PageInfo:
+        """The page info of a forward page with these cursors, asked for after `after`."""
+        return cls(
+            has_next_page=has_next_page,
+            end_cursor=cursors[-1] if cursors else None,
+            has_previous_page=after is not None,
+            start_cursor=cursors[0] if cursors else None,
+        )

@@ -42,12 +42,7 @@ def connection(
     return Connection(
         total_count=total_count,
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=has_next_page,
-            end_cursor=cursors[-1] if cursors else None,
-            has_previous_page=after is not None,
-            start_cursor=cursors[0] if cursors else None,
-        ),
+        page_info=PageInfo.of(cursors, has_next_page, after),
     )
 
 

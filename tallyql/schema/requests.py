@@ -198,12 +198,7 @@ async def request_page(
     edges = [RequestEdge(cursor=page.cursor(r), node=Request.from_row(r)) for r in page.rows]
     return RequestConnection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=page.has_next_page,
-            end_cursor=edges[-1].cursor if edges else None,
-            has_previous_page=after is not None,
-            start_cursor=edges[0].cursor if edges else None,
-        ),
+        page_info=PageInfo.of([e.cursor for e in edges], page.has_next_page, after),
         _workspace_id=workspace_id,
         _window=window,
         _filter=spec,

@@ -188,12 +188,7 @@ class SessionQuery:
                  for r in page.rows]  # fmt: skip
         return SessionConnection(
             edges=edges,
-            page_info=PageInfo(
-                has_next_page=page.has_next_page,
-                end_cursor=edges[-1].cursor if edges else None,
-                has_previous_page=after is not None,
-                start_cursor=edges[0].cursor if edges else None,
-            ),
+            page_info=PageInfo.of([e.cursor for e in edges], page.has_next_page, after),
             _baseline=baseline,
         )
 
