@@ -139,7 +139,7 @@ class Writer:
     async def _run(self) -> None:
         """Take batches while a lane is free: on PostgreSQL a second transaction runs while
         the first commits, so the database never waits for Python between batches."""
-        lanes = max(1, getattr(self._batches, "lanes", 1))
+        lanes = max(1, self._batches.lanes)
         running: set[asyncio.Task[None]] = set()
 
         def done(task: asyncio.Task[None]) -> None:
