@@ -313,8 +313,10 @@ async def test_today_follows_the_timezone(server: LiveServer) -> None:
     """COST_UPDATE's `today` starts at midnight in the subscription's time zone: the engine's
     figure at the start plus the streamed events of that day."""
     key = await make_key(server)
-    spacing = timedelta(hours=3)  # 30 hours of events: each zone's today holds a different part
-    before = mixed_events("pre", 11, spacing=spacing)
+    # an event every hour for 30 hours: the three zones' midnights are at least two hours
+    # apart at any time of day, so each zone's today holds a different number of them
+    spacing = timedelta(hours=1)
+    before = mixed_events("pre", 31, spacing=spacing)
     await ingest(server.url, key, before)
     zones = ("UTC", "America/Los_Angeles", "Pacific/Kiritimati")
     async with AsyncExitStack() as stack:
