@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import asyncpg
 import httpx
 import orjson
 from otlp_bodies import otlp_body, rejected_spans  # bench/ is the script's directory
+from support import admin, free_port, peak_rss_mib, tallyql
 
 from tallyql.demo.generator import generate_batches
 
@@ -51,36 +51,6 @@ class Outcome:
     server_cpu: float = 0.0
     database_cpu: float | None = None
     """CPU seconds of the PostgreSQL backends serving the server (None on SQLite)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def tallyql(*args: str, env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "tallyql", *args], capture_output=True, text=True, env=env
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"tallyql {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    return done.stdout
-
-
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -203,7 +173,7 @@ def main() -> None:
         database_url = f"sqlite:///{workdir / 'bench.db'}"
     elif args.database_url.startswith(("postgresql://", "postgres://")):
         scratch_admin = args.database_url
-        asyncio.run(_admin(scratch_admin, f'CREATE DATABASE "{scratch_name}"'))
+        asyncio.run(admin(scratch_admin, f'CREATE DATABASE "{scratch_name}"'))
         database_url = f"{args.database_url.rpartition('/')[0]}/{scratch_name}"
     else:
         database_url = args.database_url
@@ -295,7 +265,7 @@ def main() -> None:
                 print((workdir / "server.log").read_text())
         if scratch_admin is not None:
             asyncio.run(
-                _admin(scratch_admin, f'DROP DATABASE IF EXISTS "{scratch_name}" WITH (FORCE)')
+                admin(scratch_admin, f'DROP DATABASE IF EXISTS "{scratch_name}" WITH (FORCE)')
             )
         shutil.rmtree(workdir, ignore_errors=True)
 

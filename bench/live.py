@@ -29,7 +29,6 @@ import asyncio
 import multiprocessing as mp
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,13 +39,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from live_clients import histogram_quantile, run_clients
+from support import admin, free_port, peak_rss_mib, tallyql  # bench/ is the script's directory
 
 
 @dataclass
@@ -58,28 +57,6 @@ class Ingest:
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def tallyql(*args: str, env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "tallyql", *args], capture_output=True, text=True, env=env
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"tallyql {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    return done.stdout
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -323,7 +300,7 @@ def main() -> None:
         if args.database_url:
             base, _, _ = args.database_url.rpartition("/")
             scratch = f"tallyql_live_{uuid.uuid4().hex[:8]}"
-            asyncio.run(_admin(args.database_url, f'CREATE DATABASE "{scratch}"'))
+            asyncio.run(admin(args.database_url, f'CREATE DATABASE "{scratch}"'))
             database_url = f"{base}/{scratch}"
         else:
             database_url = f"sqlite:///{workdir / 'tallyql.db'}"
@@ -340,16 +317,8 @@ def main() -> None:
         asyncio.run(run(args, server, url, ingest_keys, read_keys))
     finally:
         if scratch:
-            asyncio.run(_admin(args.database_url, f'DROP DATABASE "{scratch}" WITH (FORCE)'))
+            asyncio.run(admin(args.database_url, f'DROP DATABASE "{scratch}" WITH (FORCE)'))
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 if __name__ == "__main__":
