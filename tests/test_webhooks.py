@@ -20,8 +20,8 @@ from tallyql.storage.live_tables import webhook_deliveries
 from tallyql.webhooks.signing import signature_header, verify
 from tests.conftest import Api, running_api
 from tests.helpers import iso, llm
-from tests.live_client import free_port
 from tests.notify_helpers import check_signature, quiet_settings, webhook_receiver
+from tests.server import free_port
 
 BASE = datetime(2025, 11, 19, 12, tzinfo=UTC)
 CREATE_WEBHOOK = """mutation($input: WebhookInput!) { createWebhook(input: $input) {
