@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from tallyql.services import Services
 from tallyql.storage.tables import events, session_models, sessions
@@ -94,3 +97,28 @@ async def workspace_id_of(services: Services, key: str) -> int:
     principal = await services.keys.authenticate(key)
     assert principal is not None
     return principal.workspace_id
+
+
+_COUNTING: ContextVar[bool] = ContextVar("counting_statements", default=False)
+
+
+@contextmanager
+def counting_statements(services: Services) -> Iterator[list[str]]:
+    """The SQL statements this task runs inside the block (background jobs share the engines
+    but run in tasks of their own, so theirs are not counted)."""
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if _COUNTING.get():
+            statements.append(statement)
+
+    engines = {services.db.reader.sync_engine, services.db.writer.sync_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
+    token = _COUNTING.set(True)
+    try:
+        yield statements
+    finally:
+        _COUNTING.reset(token)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)

@@ -3,14 +3,8 @@ nested query does not grow with the number of rows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Any
-
-from sqlalchemy import event
-
 from tests.conftest import Api
+from tests.helpers import counting_statements
 from tests.ops_data import RANGE, traffic
 
 REQUESTS = """
@@ -48,31 +42,6 @@ BREAKDOWN_STATEMENTS = 11
 LIST_STATEMENTS = 20
 
 
-_COUNTING: ContextVar[bool] = ContextVar("counting", default=False)
-
-
-@contextmanager
-def counting(api: Api) -> Iterator[list[str]]:
-    """The statements this task runs inside the block (background jobs share the engines and
-    run in tasks of their own, so they are not counted)."""
-    statements: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if _COUNTING.get():
-            statements.append(statement)
-
-    engines = {api.services.db.reader.sync_engine, api.services.db.writer.sync_engine}
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", count)
-    token = _COUNTING.set(True)
-    try:
-        yield statements
-    finally:
-        _COUNTING.reset(token)
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", count)
-
-
 async def seeded(api: Api) -> str:
     key = await api.key()
     events = traffic(seed=51, sessions=60, loose=100)
@@ -96,7 +65,7 @@ async def seeded(api: Api) -> str:
 async def statement_counts(api: Api, key: str, query: str, sizes: tuple[int, ...]) -> dict:
     counts = {}
     for n in sizes:
-        with counting(api) as statements:
+        with counting_statements(api.services) as statements:
             data = await api.data(key, query, {"n": n, "r": RANGE})
         counts[n] = len(statements)
         assert data

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import logging
-from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from tallyql.config import Settings
 from tallyql.engine import request_log
 from tests.conftest import Api, running_api
-from tests.helpers import llm
+from tests.helpers import counting_statements, llm
 
 
 async def _post(api: Api, key: str, query: str) -> dict[str, Any]:
@@ -100,31 +98,14 @@ async def test_nested_payloads_use_a_bounded_number_of_statements(api: Api) -> N
     await api.ingest(
         key, [llm(f"e{i:02d}", request={"i": i}, response={"ok": i}) for i in range(60)]
     )
-    statements: list[str] = []
-    counting: ContextVar[bool] = ContextVar("counting", default=False)
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        # only this request's statements, not those of background jobs sharing the engine
-        if counting.get():
-            statements.append(statement)
-
-    engine = api.services.db.reader.sync_engine
     query = "query($n: Int!) { requests(first: $n) { nodes { id payload { request response } } } }"
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        counts = {}
-        for n in (1, 5, 50):
-            statements.clear()
-            token = counting.set(True)
-            try:
-                data = await api.data(key, query, {"n": n})
-            finally:
-                counting.reset(token)
-            nodes = data["requests"]["nodes"]
-            assert len(nodes) == n
-            assert all(node["payload"]["request"] == {"i": int(node["id"][1:])} for node in nodes)
-            counts[n] = len(statements)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+    counts = {}
+    for n in (1, 5, 50):
+        with counting_statements(api.services) as statements:
+            data = await api.data(key, query, {"n": n})
+        nodes = data["requests"]["nodes"]
+        assert len(nodes) == n
+        assert all(node["payload"]["request"] == {"i": int(node["id"][1:])} for node in nodes)
+        counts[n] = len(statements)
     assert counts[1] == counts[5] == counts[50], counts
     assert 2 <= counts[50] <= 3, statements  # the key (no cache in tests), the page, the payloads
