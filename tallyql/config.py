@@ -31,6 +31,9 @@ class Settings:
     writer_connections: int = 2
     """PostgreSQL: batch transactions in flight at once (one commits while the next runs);
     SQLite has one writer."""
+    rollup_compaction_seconds: float = 1.0
+    """PostgreSQL: how often staged batch aggregates (rollup deltas) are compacted into the
+    rollup tables. Queries read both, so this changes speed, never results."""
     db_pool_size: int = 10
     """Read connections (SQLite) or pooled connections (PostgreSQL)."""
     key_cache_seconds: float = 10.0

@@ -18,9 +18,10 @@ from tallyql.live.wiring import LiveComponents, start_live
 from tallyql.observability import Metrics
 from tallyql.retention import RetentionJob
 from tallyql.storage.batch import batches_for
+from tallyql.storage.compaction import CompactionJob
 from tallyql.storage.database import Database
 from tallyql.storage.migrate import upgrade
-from tallyql.storage.rollups import rollup_statements
+from tallyql.storage.rollup_folds import staging_statements
 from tallyql.storage.session_rollup import session_statements
 from tallyql.storage.writer import Writer
 
@@ -79,7 +80,7 @@ async def start_services(
     metrics = metrics or Metrics()
     writer = Writer(
         batches_for(db, settings.writer_connections),
-        contributors=[session_statements, rollup_statements],
+        contributors=[session_statements, staging_statements],
         max_queue_events=settings.writer_queue_events,
         max_batch_events=settings.writer_batch_events,
         observer=metrics.observe_batch,
@@ -107,5 +108,8 @@ async def start_services(
     )
     if settings.retention_interval_seconds > 0:
         services.spawn("retention", services.retention.run_forever())
+    if db.is_postgres and settings.rollup_compaction_seconds > 0:
+        compaction = CompactionJob(db, settings.rollup_compaction_seconds, services.reports)
+        services.spawn("rollup_compaction", compaction.run_forever())
     services.live = start_live(services)
     return services

@@ -20,6 +20,7 @@ from tallyql.demo.catalog import build_world
 from tallyql.demo.generator import generate_batches
 from tallyql.ingest import fastpath
 from tallyql.services import Services, start_services
+from tallyql.storage.compaction import compact
 from tallyql.storage.directory import UserRecord, set_group_members, upsert_users
 from tallyql.storage.tables import events
 from tallyql.storage.workspaces import get_or_create_workspace
@@ -77,6 +78,7 @@ async def load_demo(
         if pending:
             await asyncio.wait(pending)
     if services.db.is_postgres:
+        await compact(services.db, wait=True)  # the staged batches into the rollup tables
         # Statistics for the planner, and visibility maps so that distinct counts over the
         # just-written rollups are index-only scans (autovacuum would get there later).
         async with services.db.writer.connect() as conn:

@@ -36,7 +36,15 @@ from tallyql.engine.filters import EventFilterSpec, filter_conditions
 from tallyql.engine.planner import Piece, Plan
 from tallyql.engine.registry import OTHER, Dimension, DimensionRef
 from tallyql.storage import dialect as sqld
-from tallyql.storage.rollups import BOOL_DIMS, MAX_MEASURES, ROLLUP_TABLES, SUM_MEASURES, TAG
+from tallyql.storage.rollups import (
+    BOOL_DIMS,
+    DELTA_TABLES,
+    GROUP_OF,
+    MAX_MEASURES,
+    ROLLUP_TABLES,
+    SUM_MEASURES,
+    TAG,
+)
 from tallyql.storage.tables import events, group_members
 
 SUM_SQL = dict(SUM_MEASURES)
@@ -80,13 +88,19 @@ def _time_expr(piece: Piece, src: FromClause, dialect: str) -> ColumnElement[int
 
 _EVENTS_SRC = events.alias("src")
 _ROLLUP_SRC = {name: table.alias("src") for name, table in ROLLUP_TABLES.items()}
+_DELTA_SRC = {name: DELTA_TABLES[GROUP_OF[name].delta_table].alias("src") for name in ROLLUP_TABLES}
 
 
-def _source(piece: Piece, plan: Plan, group: GroupSpec) -> FromClause:
-    """The piece's table as `src` (aliases are immutable, so built once)."""
+def _sources(piece: Piece, plan: Plan, dialect: str) -> list[FromClause]:
+    """The piece's tables as `src` (aliases are immutable, so built once): raw events, or a
+    rollup table and, on PostgreSQL, its group's delta of batches not yet compacted (hour rows
+    keeping every column the rollup keeps, so they answer hour and day pieces alike)."""
     if piece.grain == "raw" or plan.rollup is None:
-        return _EVENTS_SRC
-    return _ROLLUP_SRC[plan.rollup.table(piece.grain)]
+        return [_EVENTS_SRC]
+    table = plan.rollup.table(piece.grain)
+    if sqld.is_postgres(dialect):
+        return [_ROLLUP_SRC[table], _DELTA_SRC[table]]
+    return [_ROLLUP_SRC[table]]
 
 
 def _fold(expr: ColumnElement[Any], keep: tuple[str | None, ...]) -> ColumnElement[Any]:
@@ -112,6 +126,7 @@ class PieceCompiler:
         spec: EventFilterSpec,
         scope: Scope,
         dialect: str,
+        src: FromClause,
     ) -> None:
         self.piece = piece
         self.plan = plan
@@ -122,7 +137,7 @@ class PieceCompiler:
         self.scope = scope
         self.dialect = dialect
         self.raw = piece.grain == "raw"
-        self.src = _source(piece, plan, group)
+        self.src = src
         self.t = _time_expr(piece, self.src, dialect)
         self.from_: FromClause = self.src
 
@@ -254,8 +269,9 @@ def compile_group(
 ) -> Select[Any]:
     """One statement: the pieces' SELECTs under UNION ALL, folded by bucket and keys."""
     parts = [
-        PieceCompiler(p, plan, group, bucketing, dimensions, spec, scope, dialect).select()
+        PieceCompiler(p, plan, group, bucketing, dimensions, spec, scope, dialect, src).select()
         for p in plan.pieces
+        for src in _sources(p, plan, dialect)
     ]
     union = parts[0].subquery("u") if len(parts) == 1 else union_all(*parts).subquery("u")
     keys = [union.c.b, *(union.c[f"d{i}"] for i in range(len(dimensions)))]

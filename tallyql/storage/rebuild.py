@@ -3,8 +3,10 @@
 Used by `tallyql rollups rebuild`, by the bulk demo loader (which writes raw events first and
 aggregates once at the end) and after repricing. The range is widened to whole UTC days so
 that every hour and day row it touches is recomputed from all of its events. On PostgreSQL
-the summary tables are locked for the transaction, so concurrent ingest waits rather than
-folding a batch into a half-rebuilt range; on SQLite the single writer connection serialises.
+the summary and delta tables are locked for the transaction (and the compaction lock taken), so
+concurrent ingest waits rather than staging a batch into a half-rebuilt range, and the range's
+staged deltas are dropped with its rollup rows (the events they came from are re-read); on
+SQLite the single writer connection serialises.
 """
 
 from __future__ import annotations
@@ -16,15 +18,11 @@ from sqlalchemy import func, select, text
 
 from tallyql.config import Settings
 from tallyql.ingest.validate import parse_timestamp
+from tallyql.storage.compaction import LOCK_ID as COMPACTION_LOCK
 from tallyql.storage.database import Database
 from tallyql.storage.migrate import upgrade
-from tallyql.storage.rollups import (
-    HISTOGRAM_ROLLUPS,
-    ROLLUPS,
-    Rollup,
-    day_from_hour_statements,
-    rollup_statements,
-)
+from tallyql.storage.rollup_folds import rollup_statements
+from tallyql.storage.rollups import DELTA_TABLES, HISTOGRAM_ROLLUPS, ROLLUPS
 from tallyql.storage.session_rollup import session_statements
 from tallyql.storage.tables import events
 from tallyql.storage.types import to_micros
@@ -52,10 +50,6 @@ def day_ceil(value: datetime) -> datetime:
     return floor if floor == value else floor + DAY
 
 
-def _day_only() -> list[Rollup]:
-    return [r for r in (*ROLLUPS, *HISTOGRAM_ROLLUPS) if r.grains == ("d",)]
-
-
 def _summary_tables() -> list[str]:
     return [r.table(g) for r in (*ROLLUPS, *HISTOGRAM_ROLLUPS) for g in r.grains]
 
@@ -78,29 +72,23 @@ async def rebuild(
     source = f"(SELECT * FROM events WHERE ts >= :start AND ts < :end{where_ws})"
     async with db.write() as conn:
         if pg:
-            tables = [*_summary_tables(), *(["sessions", "session_models"] if sessions else [])]
+            # no compaction meanwhile; tables in the order the writer takes them (sessions,
+            # then the deltas, in one statement, in the order of DELTA_TABLES)
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": COMPACTION_LOCK})
+            tables = [
+                *(["session_models", "sessions"] if sessions else []),
+                *DELTA_TABLES,
+                *_summary_tables(),
+            ]
             await conn.execute(text(f"LOCK TABLE {', '.join(tables)} IN SHARE ROW EXCLUSIVE MODE"))
             await conn.execute(text("SET LOCAL work_mem = '256MB'"))
-        for table in _summary_tables():
+        for table in [*_summary_tables(), *(DELTA_TABLES if pg else ())]:
             await conn.execute(
                 text(f"DELETE FROM {table} WHERE period >= :p0 AND period < :p1{where_ws}"),
                 {**period, **params},
             )
-        # hours (and day-only tables) from events, then days from the much smaller hour rows
-        for statement in rollup_statements(db.dialect, source, grains=("h",)):
+        for statement in rollup_statements(db.dialect, source):
             await conn.execute(text(statement), {**bounds, **params})
-        day_only = [
-            s
-            for s in rollup_statements(db.dialect, source, grains=("d",))
-            if any(f"INSERT INTO {r.table('d')} " in s for r in _day_only())
-        ]
-        for statement in day_only:
-            await conn.execute(text(statement), {**bounds, **params})
-        hours = "src.period >= :p0 AND src.period < :p1"
-        if workspace_id is not None:
-            hours += " AND src.workspace_id = :ws"
-        for statement in day_from_hour_statements(db.dialect, hours):
-            await conn.execute(text(statement), {**period, **params})
         if sessions:
             ws_only = " WHERE workspace_id = :ws" if workspace_id is not None else ""
             for table in ("session_models", "sessions"):

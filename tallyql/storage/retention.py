@@ -23,7 +23,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from tallyql.storage.database import Database
 from tallyql.storage.partitions import PARTITIONED_TABLES, PartitionManager, day_of_partition
-from tallyql.storage.rollups import ROLLUP_TABLES
+from tallyql.storage.rollups import DELTA_TABLES, ROLLUP_TABLES
 from tallyql.storage.tables import session_models, sessions, workspaces
 from tallyql.storage.types import UtcDateTime
 
@@ -95,8 +95,9 @@ class Purger:
                 await self._purge_raw(ws, raw_cutoff, result)
         if rollup_cutoff is not None:
             period = int(rollup_cutoff.timestamp())
+            deltas = sorted(DELTA_TABLES) if self.db.is_postgres else []
             for ws in ids:
-                for table in sorted(ROLLUP_TABLES):
+                for table in [*sorted(ROLLUP_TABLES), *deltas]:
                     n = await self._delete_all(
                         table, "workspace_id = :ws AND period < :period", {"period": period}, ws
                     )

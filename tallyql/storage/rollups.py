@@ -10,8 +10,11 @@ percentiles merge across rows. A histogram row holds one bucket, so these tables
 with few dimensions: none at all (the overview and plain time series), kind and status, and
 provider and model.
 
-The writer folds each batch's new events in with the statements below (the database does the
-aggregation); `rebuild_statements` recomputes a time range from raw events.
+Rollups are grouped (`FOLD_GROUPS`): each group's members are fed from one hour aggregate of
+the new events by the group's dimensions (see `rollup_folds.py`). On PostgreSQL the writer
+only appends each batch's aggregates to the group's delta table, which takes no row locks, so
+concurrent batches never wait for each other; a background job compacts deltas into the
+rollup tables, and queries read both.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from dataclasses import dataclass
 from sqlalchemy import BigInteger, Boolean, Column, Float, Integer, SmallInteger, Table, Text
 
 from tallyql.storage.tables import EVENT_TOKEN_COLUMNS, metadata
-from tallyql.storage.upsert import AggregateUpsert
 
 HOUR = 3600
 DAY = 86400
@@ -137,112 +139,72 @@ ROLLUP_TABLES: dict[str, Table] = {
 }
 
 
-def period_expr(dialect: str, grain_seconds: int) -> str:
-    """Start of the event's period in epoch seconds (ts is timestamptz / epoch micros)."""
-    if dialect == "postgresql":  # date_part is float8 (extract is numeric, much slower)
-        return f"(floor(date_part('epoch', src.ts))::bigint / {grain_seconds} * {grain_seconds})"
-    return f"((src.ts / {grain_seconds * 1_000_000}) * {grain_seconds})"
+@dataclass(frozen=True)
+class FoldGroup:
+    """Rollups fed from one hour aggregate of the new events by `dims` (see `rollup_folds`),
+    and on PostgreSQL staged together in one delta table until they are compacted."""
+
+    name: str
+    dims: tuple[str, ...]
+    members: tuple[Rollup, ...]
+    histogram: bool = False
+
+    @property
+    def delta_table(self) -> str:
+        return f"rollup_delta_{self.name}"
 
 
-def _tag_join(dialect: str) -> tuple[str, str]:
-    """(FROM items, expression) that explode an event's tags into one row per tag."""
-    if dialect == "postgresql":
-        return (
-            "CROSS JOIN LATERAL unnest(CASE WHEN cardinality(src.tags) = 0 "
-            "THEN ARRAY['']::text[] ELSE src.tags END) AS tag_each(tag)",
-            "tag_each.tag",
-        )
+def _group_rollups() -> tuple[FoldGroup, ...]:
+    """Each rollup joins the widest rollup whose dimensions cover its own (the tag rollup,
+    which counts an event once per tag, only covers tag rollups); the histogram rollups are all
+    small and share one group by the union of their dimensions."""
+    groups: list[tuple[tuple[str, ...], list[Rollup]]] = []
+    for rollup in sorted(ROLLUPS, key=lambda r: -len(r.dims)):
+        for dims, members in groups:
+            if set(rollup.dims) <= set(dims) and (TAG in rollup.dims) == (TAG in dims):
+                members.append(rollup)
+                break
+        else:
+            groups.append((rollup.dims, [rollup]))
+    histogram_dims = tuple(dict.fromkeys(d for r in HISTOGRAM_ROLLUPS for d in r.dims))
     return (
-        "JOIN json_each(CASE WHEN src.tags = '[]' THEN '[\"\"]' ELSE src.tags END) AS tag_each",
-        "tag_each.value",
+        *(FoldGroup(members[0].name, dims, tuple(members)) for dims, members in groups),
+        FoldGroup("histograms", histogram_dims, HISTOGRAM_ROLLUPS, histogram=True),
     )
 
 
-def _keys(rollup: Rollup, dialect: str, grain: str) -> tuple[tuple[tuple[str, str], ...], str]:
-    joins = ""
-    keys: list[tuple[str, str]] = [
-        ("workspace_id", "src.workspace_id"),
-        ("period", period_expr(dialect, GRAINS[grain])),
-    ]
-    for dim in rollup.dims:
-        if dim == TAG:
-            joins, expr = _tag_join(dialect)
-            keys.append((TAG, expr))
-        elif dim in BOOL_DIMS:
-            keys.append((dim, f"src.{dim}"))
-        else:
-            keys.append((dim, f"COALESCE(src.{dim}, '')"))
-    return tuple(keys), joins
+FOLD_GROUPS: tuple[FoldGroup, ...] = _group_rollups()
+GROUP_OF: dict[str, FoldGroup] = {
+    r.table(g): group for group in FOLD_GROUPS for r in group.members for g in r.grains
+}
+"""Each rollup table's fold group."""
 
 
-def _histogram_source(source: str, rollup: Rollup) -> str:
-    """The latency and TTFT buckets of `source` as rows (workspace_id, ts, dims..., hb, hl, ht)."""
-    columns = ", ".join(f"src.{c}" for c in ("workspace_id", "ts", *rollup.dims))
-    parts = [
-        f"SELECT {columns}, src.{bucket} AS hb, {int(column == 'latency_n')} AS hl, "
-        f"{int(column == 'ttft_n')} AS ht FROM {source} AS src WHERE src.{bucket} IS NOT NULL"
-        for column, bucket in HISTOGRAMS
-    ]
-    return "(" + " UNION ALL ".join(parts) + ")"
+def _delta(group: FoldGroup) -> Table:
+    if group.histogram:
+        measures = [
+            Column("bucket", SmallInteger, nullable=False),
+            *(Column(c, BigInteger, nullable=False) for c, _ in HISTOGRAMS),
+        ]
+    else:
+        measures = [
+            *(
+                Column(c, Float if c in FLOAT_MEASURES else BigInteger, nullable=False)
+                for c, _ in SUM_MEASURES
+            ),
+            *(Column(c, Float) for c, _ in MAX_MEASURES),
+        ]
+    dims = [Column(d, Boolean if d in BOOL_DIMS else Text, nullable=False) for d in group.dims]
+    return Table(
+        group.delta_table,
+        metadata,
+        Column("workspace_id", Integer, nullable=False),
+        Column("period", BigInteger, nullable=False),
+        *dims,
+        *measures,
+    )
 
 
-def rollup_statements(dialect: str, source: str, grains: tuple[str, ...] = ("h", "d")) -> list[str]:
-    """Aggregating upserts folding the events of `source` into every rollup and histogram
-    (at the given grains)."""
-    statements = []
-    for rollup in ROLLUPS:
-        for grain in rollup.grains:
-            if grain not in grains:
-                continue
-            keys, joins = _keys(rollup, dialect, grain)
-            statements.append(
-                AggregateUpsert(
-                    table=rollup.table(grain),
-                    keys=keys,
-                    sums=SUM_MEASURES,
-                    maxes=MAX_MEASURES,
-                    joins=joins,
-                ).sql(dialect, source)
-            )
-    for rollup in HISTOGRAM_ROLLUPS:
-        histogram_source = _histogram_source(source, rollup)
-        for grain in rollup.grains:
-            if grain not in grains:
-                continue
-            keys, joins = _keys(rollup, dialect, grain)
-            statements.append(
-                AggregateUpsert(
-                    table=rollup.table(grain),
-                    keys=(*keys, ("bucket", "src.hb")),
-                    sums=(("latency_n", "src.hl"), ("ttft_n", "src.ht")),
-                    joins=joins,
-                ).sql(dialect, histogram_source)
-            )
-    return statements
-
-
-def day_from_hour_statements(dialect: str, where: str) -> list[str]:
-    """Upserts folding hour rows (those matching `where`, SQL over `src`) into day rows, for
-    every rollup kept at both grains: sums of sums, maxima of maxima."""
-    statements = []
-    for rollup in (*ROLLUPS, *HISTOGRAM_ROLLUPS):
-        if not {"h", "d"} <= set(rollup.grains):
-            continue
-        keys = (
-            ("workspace_id", "src.workspace_id"),
-            ("period", f"(src.period / {DAY} * {DAY})"),
-            *((d, f"src.{d}") for d in rollup.dims),
-        )
-        if rollup.histogram:
-            keys = (*keys, ("bucket", "src.bucket"))
-            sums = tuple((c, f"src.{c}") for c, _ in HISTOGRAMS)
-            maxes: tuple[tuple[str, str], ...] = ()
-        else:
-            sums = tuple((c, f"src.{c}") for c, _ in SUM_MEASURES)
-            maxes = tuple((c, f"src.{c}") for c, _ in MAX_MEASURES)
-        statements.append(
-            AggregateUpsert(
-                table=rollup.table("d"), keys=keys, sums=sums, maxes=maxes, where=where
-            ).sql(dialect, rollup.table("h"))
-        )
-    return statements
+DELTA_TABLES: dict[str, Table] = {g.delta_table: _delta(g) for g in FOLD_GROUPS}
+"""PostgreSQL only: each fold group's hour aggregates of committed batches not yet compacted
+into its rollup tables. Queries read a rollup table together with its group's delta."""

@@ -1,26 +1,38 @@
 """Keeps `sessions` and `session_models` current, inside each ingest transaction.
 
 Only newly inserted events reach the source relation, so a retried batch changes nothing.
+One fold: the batch is aggregated per session and model, and both tables are fed from that.
 """
 
 from __future__ import annotations
 
+from tallyql.storage.fold import Fold, fold_statements
 from tallyql.storage.tables import EVENT_TOKEN_COLUMNS
-from tallyql.storage.upsert import AggregateUpsert
+from tallyql.storage.upsert import Aggregate, AggregateUpsert
 
 _IS_ERROR = "CASE WHEN status = 'error' THEN 1 ELSE 0 END"
-_TOKENS = tuple((c, c) for c in EVENT_TOKEN_COLUMNS)
+_SESSION_SUMS = (
+    ("requests", "1"),
+    ("errors", _IS_ERROR),
+    *((c, c) for c in EVENT_TOKEN_COLUMNS),
+    ("cost_nanousd", "cost_nanousd"),
+    ("latency_ms_sum", "COALESCE(latency_ms, 0)"),
+)
+_MODEL_SUMS = (*_SESSION_SUMS, ("latency_count", "CASE WHEN latency_ms IS NULL THEN 0 ELSE 1 END"))
 
-SESSIONS = AggregateUpsert(
-    table="sessions",
-    keys=(("workspace_id", "workspace_id"), ("id", "session_id")),
-    sums=(
-        ("requests", "1"),
-        ("errors", _IS_ERROR),
-        *_TOKENS,
-        ("cost_nanousd", "cost_nanousd"),
-        ("latency_ms_sum", "COALESCE(latency_ms, 0)"),
+
+def _from_agg(exprs: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((c, f"src.{c}") for c, _ in exprs)
+
+
+PER_SESSION_MODEL = Aggregate(
+    keys=(
+        ("workspace_id", "workspace_id"),
+        ("session_id", "session_id"),
+        ("provider", "COALESCE(provider, '')"),
+        ("model", "COALESCE(model, '')"),
     ),
+    sums=_MODEL_SUMS,
     maxes=(("last_ts", "ts"),),
     mins=(("first_ts", "ts"),),
     firsts=(("user_id", "user_id"), ("agent_id", "agent_id")),
@@ -29,23 +41,21 @@ SESSIONS = AggregateUpsert(
 
 SESSION_MODELS = AggregateUpsert(
     table="session_models",
-    keys=(
-        ("workspace_id", "workspace_id"),
-        ("session_id", "session_id"),
-        ("provider", "COALESCE(provider, '')"),
-        ("model", "COALESCE(model, '')"),
-    ),
-    sums=(
-        ("requests", "1"),
-        ("errors", _IS_ERROR),
-        *_TOKENS,
-        ("cost_nanousd", "cost_nanousd"),
-        ("latency_ms_sum", "COALESCE(latency_ms, 0)"),
-        ("latency_count", "CASE WHEN latency_ms IS NULL THEN 0 ELSE 1 END"),
-    ),
-    where="session_id IS NOT NULL",
+    keys=_from_agg(PER_SESSION_MODEL.keys),
+    sums=_from_agg(_MODEL_SUMS),
 )
+
+SESSIONS = AggregateUpsert(
+    table="sessions",
+    keys=(("workspace_id", "src.workspace_id"), ("id", "src.session_id")),
+    sums=_from_agg(_SESSION_SUMS),
+    maxes=(("last_ts", "src.last_ts"),),
+    mins=(("first_ts", "src.first_ts"),),
+    firsts=(("user_id", "src.user_id"), ("agent_id", "src.agent_id")),
+)
+
+SESSION_FOLD = Fold("sessions", PER_SESSION_MODEL, (SESSION_MODELS, SESSIONS))
 
 
 def session_statements(dialect: str, source: str) -> list[str]:
-    return [SESSIONS.sql(dialect, source), SESSION_MODELS.sql(dialect, source)]
+    return fold_statements((SESSION_FOLD,), dialect, source)

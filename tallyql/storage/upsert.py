@@ -4,6 +4,8 @@ The database aggregates a batch of events (staged in a temporary table, or a ran
 events table when rebuilding) and folds the result into a summary table: sums add, maxima and
 minima merge, "first" columns keep the first non-null value. These merges commute, so
 concurrent writers stay exact; rows go in key order so two PostgreSQL writers never deadlock.
+The same merges are associative, so a summary may also be folded from an aggregate of the
+source rather than from the source itself (see `fold.py`).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from dataclasses import dataclass
 Expr = tuple[str, str]  # (target column, SQL expression over the source rows)
 
 
-@dataclass(frozen=True)
-class AggregateUpsert:
-    table: str
+@dataclass(frozen=True, kw_only=True)
+class Aggregate:
+    """`SELECT keys, SUM(..), MAX(..), .. FROM source GROUP BY keys`, with named columns."""
+
     keys: tuple[Expr, ...]
     sums: tuple[Expr, ...] = ()
     maxes: tuple[Expr, ...] = ()
@@ -25,16 +28,34 @@ class AggregateUpsert:
     joins: str = ""
     """Extra FROM items after the source (e.g. a lateral unnest of tags)."""
 
-    def sql(self, dialect: str, source: str) -> str:
-        t = self.table
+    @property
+    def columns(self) -> list[str]:
+        return [c for c, _ in (*self.keys, *self.sums, *self.maxes, *self.mins, *self.firsts)]
+
+    @property
+    def key_columns(self) -> list[str]:
+        return [c for c, _ in self.keys]
+
+    def select(self, source: str, ordered: bool = False) -> str:
         selects = [*(f"{e} AS {c}" for c, e in self.keys)]
         selects += [f"SUM({e}) AS {c}" for c, e in self.sums]
         selects += [f"MAX({e}) AS {c}" for c, e in self.maxes]
         selects += [f"MIN({e}) AS {c}" for c, e in self.mins]
         selects += [f"MIN({e}) AS {c}" for c, e in self.firsts]
-        columns = [c for c, _ in (*self.keys, *self.sums, *self.maxes, *self.mins, *self.firsts)]
-        key_cols = [c for c, _ in self.keys]
         group_by = ", ".join(str(i) for i in range(1, len(self.keys) + 1))
+        order = f" ORDER BY {group_by}" if ordered else ""
+        return (
+            f"SELECT {', '.join(selects)} FROM {source} AS src {self.joins} WHERE {self.where} "
+            f"GROUP BY {group_by}{order}"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class AggregateUpsert(Aggregate):
+    table: str
+
+    def sql(self, dialect: str, source: str) -> str:
+        t = self.table
         if dialect == "postgresql":
             greatest, least = "GREATEST({a}, {b})", "LEAST({a}, {b})"
         else:  # SQLite's max()/min() are NULL when an argument is: keep PostgreSQL's meaning
@@ -47,8 +68,6 @@ class AggregateUpsert:
         sets += [f"{c} = " + least.format(a=f"{t}.{c}", b=f"excluded.{c}") for c, _ in self.mins]
         sets += [f"{c} = COALESCE({t}.{c}, excluded.{c})" for c, _ in self.firsts]
         return (
-            f"INSERT INTO {t} ({', '.join(columns)}) "
-            f"SELECT {', '.join(selects)} FROM {source} AS src {self.joins} WHERE {self.where} "
-            f"GROUP BY {group_by} ORDER BY {group_by} "
-            f"ON CONFLICT ({', '.join(key_cols)}) DO UPDATE SET {', '.join(sets)}"
+            f"INSERT INTO {t} ({', '.join(self.columns)}) {self.select(source, ordered=True)} "
+            f"ON CONFLICT ({', '.join(self.key_columns)}) DO UPDATE SET {', '.join(sets)}"
         )
