@@ -94,7 +94,7 @@ def serve(
 def tune_gc() -> None:
     """Fewer cyclic garbage collections for a long-running server.
 
-    Ingest allocates tens of objects per event, nearly all freed by reference counting; with
+    Ingest (and the demo loader) allocates tens of objects per event, nearly all freed by reference counting; with
     the default thresholds the collector still ran every 700 allocations and walked the whole
     heap every few batches, about a third of ingest's CPU time. Objects that exist at start
     (modules, the schema) are frozen out of collection altogether."""
@@ -213,6 +213,7 @@ def demo(
     from tallyql.demo.load import load_demo_into
 
     settings = _settings(database_url=database_url, data_dir=data_dir)
+    tune_gc()
     report = asyncio.run(load_demo_into(settings, workspace, count, days, seed))
     click.echo(
         f"wrote {report.accepted} events ({report.duplicates} already present) into "
