@@ -94,9 +94,10 @@ def serve(
 def tune_gc() -> None:
     """Fewer cyclic garbage collections for a long-running server.
 
-    Ingest (and the demo loader) allocates tens of objects per event, nearly all freed by reference counting; with
-    the default thresholds the collector still ran every 700 allocations and walked the whole
-    heap every few batches, about a third of ingest's CPU time. Objects that exist at start
+    Ingest (and the demo loader) allocates tens of objects per event, nearly all freed by
+    reference counting; with the default thresholds the collector still ran every 700
+    allocations and walked the whole heap every few batches, about a third of ingest's CPU
+    time. Objects that exist at start
     (modules, the schema) are frozen out of collection altogether."""
     import gc
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
-    Float,
+    LargeBinary,
     Select,
     and_,
     case,
@@ -24,7 +24,6 @@ from sqlalchemy import (
     literal,
     literal_column,
     null,
-    or_,
     select,
     true,
     union_all,
@@ -55,6 +54,8 @@ def _int(value: int) -> ColumnElement[int]:
 
 
 MAX_SQL = dict(MAX_MEASURES)
+_NULL_INT = cast(null(), BigInteger)
+_NULL_BLOB = cast(null(), LargeBinary)
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,14 @@ class PieceCompiler:
         if group.kind == "measures":
             columns = [*keys, *self._measure_columns()]
         elif group.kind == "histogram":
+            # rows (keys..., hb, n, blob): a blob per rollup row, merged in Python with the
+            # (bucket, count) rows of raw events and of PostgreSQL's row-per-bucket deltas
             assert group.histogram is not None
+            if not self.raw and group.histogram in self.src.c:
+                blob = self.src.c[group.histogram]
+                conditions.append(blob.is_not(None))
+                columns = [*keys, _NULL_INT.label("hb"), _NULL_INT.label("n"), blob.label("blob")]
+                return select(*columns).select_from(self.from_).where(*conditions)
             if self.raw:
                 hb = self.src.c[f"{group.histogram}_bucket"]
                 n = func.count()
@@ -233,7 +241,7 @@ class PieceCompiler:
                 n = func.sum(self.src.c[f"{group.histogram}_n"])
                 conditions.append(self.src.c[f"{group.histogram}_n"] > 0)
             keys.append(hb.label("hb"))
-            columns = [*keys, n.label("n")]
+            columns = [*keys, cast(n, BigInteger).label("n"), _NULL_BLOB.label("blob")]
         else:
             assert group.distinct is not None
             value = self.src.c[group.distinct]
@@ -281,35 +289,5 @@ def compile_group(
         ]
         return select(*keys, *columns).group_by(*keys)
     if group.kind == "histogram":
-        return _quantiles(union, keys, group.quantiles, dialect)
+        return select(*union.c)
     return select(*keys, func.count(union.c.v.distinct()).label("n")).group_by(*keys)
-
-
-def _quantiles(
-    union: FromClause, keys: list[ColumnElement[Any]], quantiles: tuple[float, ...], dialect: str
-) -> Select[Any]:
-    """Per (bucket, keys) and quantile q, the histogram bucket holding the value of rank
-    floor(q * (n - 1)): running counts over the merged histogram, in SQL, so that only one
-    row per group and quantile leaves the database."""
-    merged = (
-        select(*keys, union.c.hb, func.sum(union.c.n).label("n"))
-        .group_by(*keys, union.c.hb)
-        .subquery("merged")
-    )
-    part = [merged.c.b, *(merged.c[f"d{i}"] for i in range(len(keys) - 1))]
-    running = select(
-        *part,
-        merged.c.hb,
-        merged.c.n,
-        func.sum(merged.c.n).over(partition_by=part, order_by=merged.c.hb).label("cum"),
-        func.sum(merged.c.n).over(partition_by=part).label("total"),
-    ).subquery("running")
-    columns = [running.c.b, *(running.c[f"d{i}"] for i in range(len(keys) - 1))]
-    hits = []
-    for q in quantiles:
-        rank = sqld.floor_nonnegative(
-            dialect, literal(q, Float) * (cast(running.c.total, Float) - 1)
-        )
-        hits.append(and_(running.c.cum - running.c.n <= rank, running.c.cum > rank))
-    flags = [case((hit, 1), else_=0).label(f"q{i}") for i, hit in enumerate(hits)]
-    return select(*columns, running.c.hb, *flags).where(or_(*hits))

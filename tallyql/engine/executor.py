@@ -15,13 +15,13 @@ from typing import Any
 
 from sqlalchemy import Select
 
-from tallyql import sketch
 from tallyql.engine.buckets import Bucketing, Granularity, make_bucketing, single_bucket
 from tallyql.engine.compiler import GroupSpec, Scope, compile_group
 from tallyql.engine.filters import NO_FILTER, EventFilterSpec
 from tallyql.engine.planner import Plan, plan_group
 from tallyql.engine.registry import METRICS, DimensionRef, Metric
 from tallyql.engine.timerange import TimeWindow
+from tallyql.histogram import Accumulator
 from tallyql.storage.database import Database
 
 Key = tuple[Any, ...]  # (bucket index, dimension values...)
@@ -124,6 +124,7 @@ async def run_query(db: Database, query: MetricsQuery, explain: bool = False) ->
     n_dims = len(query.dimensions)
     raw_values: dict[Key, dict[str, Any]] = defaultdict(dict)
     quantiles: dict[str, dict[Key, dict[float, float]]] = defaultdict(lambda: defaultdict(dict))
+    histograms: dict[Key, Accumulator] = {}
     for (name, group), rows in zip(groups.items(), results, strict=True):
         for row in rows:
             key = tuple(_key_value(v) for v in row[: 1 + n_dims])
@@ -131,16 +132,22 @@ async def run_query(db: Database, query: MetricsQuery, explain: bool = False) ->
                 values = raw_values[key]
                 for m, v in zip(group.measures, row[1 + n_dims :], strict=True):
                     values[m] = _number(v)
-            elif group.kind == "histogram":  # (keys..., bucket, one flag per quantile)
-                value = sketch.value_of(int(row[1 + n_dims]))
-                for q, flag in zip(group.quantiles, row[2 + n_dims :], strict=True):
-                    if flag:
-                        quantiles[name][key][q] = value
+            elif group.kind == "histogram":  # (keys..., bucket, count, blob)
+                accumulator = histograms.setdefault(key, Accumulator())
+                blob = row[3 + n_dims]
+                if blob is not None:
+                    accumulator.add_blob(bytes(blob))
+                else:
+                    accumulator.add(int(row[1 + n_dims]), int(row[2 + n_dims]))
             else:
                 raw_values[key][name] = int(row[1 + n_dims])
         if group.kind == "histogram":
-            for key in quantiles[name]:
-                raw_values.setdefault(key, {})
+            for key, accumulator in histograms.items():
+                found = accumulator.quantiles(group.quantiles)
+                if found:
+                    quantiles[name][key] = found
+                    raw_values.setdefault(key, {})
+            histograms.clear()
     values = {
         key: {m: _finish(m, measures, quantiles, key) for m in query.metrics}
         for key, measures in raw_values.items()

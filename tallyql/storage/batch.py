@@ -20,6 +20,7 @@ import orjson
 
 from tallyql.ingest.validate import ValidEvent
 from tallyql.storage.database import Database
+from tallyql.storage.histogram_fold import RowRunner, SqliteRunner
 from tallyql.storage.partitions import PartitionManager
 from tallyql.storage.tables import EVENT_COLUMNS
 from tallyql.storage.types import sqlite_value, to_micros
@@ -40,6 +41,11 @@ class BatchTx(Protocol):
 
     async def execute(self, sql: str) -> None:
         """A statement without parameters (the aggregating upserts)."""
+        ...
+
+    @property
+    def runner(self) -> RowRunner:
+        """The transaction for Python steps (histogram merges; SQLite only)."""
         ...
 
 
@@ -96,6 +102,10 @@ def _event_key(event: ValidEvent) -> tuple[int, str]:
 class _PostgresTx:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+
+    @property
+    def runner(self) -> RowRunner:
+        raise NotImplementedError("the PostgreSQL writer only stages aggregates in SQL")
 
     async def insert_new_events(self, events: Sequence[ValidEvent]) -> list[ValidEvent]:
         if not events:
@@ -208,6 +218,7 @@ class PostgresBatches:
 class _SqliteTx:
     def __init__(self, conn: Any) -> None:
         self.conn = conn  # aiosqlite.Connection
+        self.runner = SqliteRunner(conn)
 
     async def insert_new_events(self, events: Sequence[ValidEvent]) -> list[ValidEvent]:
         if not events:

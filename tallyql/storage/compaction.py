@@ -2,7 +2,8 @@
 
 The writer appends each batch's hour aggregates to its fold group's delta table
 (`rollup_folds.staging_statements`); this job folds every delta into the group's rollup tables
-at both grains, one statement per group (`DELETE ... RETURNING` feeding the upserts), so a row
+at every grain, one statement per group (`DELETE ... RETURNING` feeding the upserts; for
+histograms, feeding the blob merge of `histogram_fold.py` in the same transaction), so a row
 is counted in the delta or in the rollup, never both and never neither, in every snapshot.
 Queries read rollups and deltas together, so how often it runs changes speed, not answers.
 Compaction aggregates many batches at once: a key that every batch touches (the current hour's
@@ -22,7 +23,8 @@ from typing import Any
 from sqlalchemy import text
 
 from tallyql.storage.database import Database
-from tallyql.storage.rollup_folds import compaction_statements
+from tallyql.storage.histogram_fold import SqlAlchemyRunner
+from tallyql.storage.rollup_folds import compact_histograms, compaction_statements
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ async def compact(db: Database, wait: bool = False) -> int | None:
         moved = 0
         for sql in statements:
             moved += int((await conn.execute(text(sql))).scalar_one())
+        moved += await compact_histograms(SqlAlchemyRunner(conn))
     return moved
 
 

@@ -36,7 +36,8 @@ class Fold:
     def temp_table(self) -> str:
         return f"_fold_{self.name}"
 
-    def _select(self, source: str) -> str:
+    def select(self, source: str) -> str:
+        """The aggregate of `source`."""
         relation = source if self.relation is None else self.relation(source)
         return self.aggregate.select(relation)
 
@@ -47,20 +48,20 @@ class Fold:
     def statements(self, dialect: str, source: str) -> list[str]:
         """Aggregate `source` and fold the result into every target now."""
         if dialect == "postgresql":
-            agg = f"agg AS MATERIALIZED ({self._select(source)})"
+            agg = f"agg AS MATERIALIZED ({self.select(source)})"
             return [f"WITH {agg}, {self._apply(dialect, 'agg')} SELECT 1"]
         columns = ", ".join(self.aggregate.columns)
         temp = f"temp.{self.temp_table}"
         return [
             f"CREATE TEMP TABLE IF NOT EXISTS {self.temp_table} ({columns})",
             f"DELETE FROM {temp}",
-            f"INSERT INTO {temp} ({columns}) {self._select(source)}",
+            f"INSERT INTO {temp} ({columns}) {self.select(source)}",
             *(t.sql(dialect, temp) for t in self.targets),
         ]
 
     def stage_statement(self, source: str, delta: str) -> str:
         """Append the aggregate of `source` to the delta table (a plain insert: no row locks)."""
-        return f"INSERT INTO {delta} ({', '.join(self.aggregate.columns)}) {self._select(source)}"
+        return f"INSERT INTO {delta} ({', '.join(self.aggregate.columns)}) {self.select(source)}"
 
     def compact_statement(self, delta: str) -> str:
         """PostgreSQL: move every row of the delta table into the targets, in one statement
@@ -69,7 +70,3 @@ class Fold:
         columns = ", ".join(self.aggregate.columns)
         moved = f"moved AS (DELETE FROM {delta} RETURNING {columns})"
         return f"WITH {moved}, {self._apply('postgresql', 'moved')} SELECT count(*) FROM moved"
-
-
-def fold_statements(folds: tuple[Fold, ...], dialect: str, source: str) -> list[str]:
-    return [sql for fold in folds for sql in fold.statements(dialect, source)]

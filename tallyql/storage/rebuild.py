@@ -20,8 +20,9 @@ from tallyql.config import Settings
 from tallyql.ingest.validate import parse_timestamp
 from tallyql.storage.compaction import LOCK_ID as COMPACTION_LOCK
 from tallyql.storage.database import Database
+from tallyql.storage.histogram_fold import SqlAlchemyRunner
 from tallyql.storage.migrate import upgrade
-from tallyql.storage.rollup_folds import rollup_statements
+from tallyql.storage.rollup_folds import rollup_steps
 from tallyql.storage.rollups import DELTA_TABLES, HISTOGRAM_ROLLUPS, ROLLUPS
 from tallyql.storage.session_rollup import session_statements
 from tallyql.storage.tables import events
@@ -87,8 +88,11 @@ async def rebuild(
                 text(f"DELETE FROM {table} WHERE period >= :p0 AND period < :p1{where_ws}"),
                 {**period, **params},
             )
-        for statement in rollup_statements(db.dialect, source):
-            await conn.execute(text(statement), {**bounds, **params})
+        for step in rollup_steps(db.dialect, source, fresh=True):
+            if isinstance(step, str):
+                await conn.execute(text(step), {**bounds, **params})
+            else:
+                await step(SqlAlchemyRunner(conn), {**bounds, **params})
         if sessions:
             ws_only = " WHERE workspace_id = :ws" if workspace_id is not None else ""
             for table in ("session_models", "sessions"):

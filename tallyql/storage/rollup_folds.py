@@ -1,18 +1,24 @@
-"""The statements that keep rollups current: one fold per fold group (`rollups.FOLD_GROUPS`).
+"""The steps that keep rollups current: one fold per fold group (`rollups.FOLD_GROUPS`).
 
-- `rollup_statements`: aggregate a source of events and upsert every rollup at both grains now
-  (rebuilds, and the SQLite writer, whose single connection never runs two batches at once).
+A step is an SQL statement, or for the histogram group a Python step (`HistogramStep`) that
+reads the group's aggregate and merges it into the histogram blobs (`histogram_fold.py`).
+
+- `rollup_steps`: aggregate a source of events and fold it into every rollup at every grain
+  now (rebuilds, and the SQLite writer, whose single connection never runs two batches at once).
 - `staging_statements`: the PostgreSQL writer's part: each group's hour aggregate appended to
   its delta table, in one statement. Plain inserts take no row locks, so the writer's
   concurrent batches (and other replicas') never wait for each other's commit.
-- `compaction_statements`: move the deltas into the rollup tables (`storage/compaction.py`).
+- `compaction_statements` and `compact_histograms`: move the deltas into the rollup tables
+  (`storage/compaction.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from tallyql.storage.fold import Fold, fold_statements
+from tallyql.storage.fold import Fold
+from tallyql.storage.histogram_fold import RowRunner, fold_histogram_rows, targets_select
 from tallyql.storage.rollups import (
     BOOL_DIMS,
     DAY,
@@ -106,15 +112,15 @@ def _member(rollup: Rollup, grain: str) -> AggregateUpsert:
 
 def _fold(group: FoldGroup, dialect: str) -> Fold:
     keys, joins = _key_exprs(group.dims, dialect)
-    targets = tuple(_member(r, g) for r in group.members for g in r.grains)
-    if group.histogram:
+    if group.histogram:  # its tables are merged in Python (`histogram_fold.py`)
         aggregate = Aggregate(
             keys=(*keys, ("bucket", "src.hb")),
             sums=(("latency_n", "src.hl"), ("ttft_n", "src.ht")),
             joins=joins,
         )
-        return Fold(group.name, aggregate, targets, relation=_histogram_source(group.dims))
+        return Fold(group.name, aggregate, (), relation=_histogram_source(group.dims))
     aggregate = Aggregate(keys=keys, sums=SUM_MEASURES, maxes=MAX_MEASURES, joins=joins)
+    targets = tuple(_member(r, g) for r in group.members for g in r.grains)
     return Fold(group.name, aggregate, targets)
 
 
@@ -123,16 +129,37 @@ _FOLDS: dict[str, tuple[tuple[FoldGroup, Fold], ...]] = {
     for dialect in ("postgresql", "sqlite")
 }
 
-
-def rollup_statements(dialect: str, source: str) -> list[str]:
-    """Statements folding the events of `source` into every rollup and histogram, both grains."""
-    return fold_statements(tuple(f for _, f in _FOLDS[dialect]), dialect, source)
+HistogramStep = Callable[[RowRunner, dict[str, Any]], Awaitable[None]]
+Step = str | HistogramStep
 
 
-def staging_statements(dialect: str, source: str) -> list[str]:
-    """The writer's rollup statements: staged in deltas on PostgreSQL, folded now on SQLite."""
+def histogram_step(dialect: str, source: str, fresh: bool = False) -> HistogramStep:
+    """Aggregate `source` by the histogram group and merge it into every histogram table
+    (`fresh`: they hold nothing for its keys yet)."""
+    fold = next(f for g, f in _FOLDS[dialect] if g.histogram)
+    query = f"WITH agg AS ({fold.select(source)}) {targets_select('agg')}"
+
+    async def step(run: RowRunner, params: dict[str, Any]) -> None:
+        await fold_histogram_rows(run, await run.fetch(query, params), fresh)
+
+    return step
+
+
+def rollup_steps(dialect: str, source: str, fresh: bool = False) -> list[Step]:
+    """Steps folding the events of `source` into every rollup and histogram, every grain."""
+    steps: list[Step] = []
+    for group, fold in _FOLDS[dialect]:
+        if group.histogram:
+            steps.append(histogram_step(dialect, source, fresh))
+        else:
+            steps += fold.statements(dialect, source)
+    return steps
+
+
+def staging_statements(dialect: str, source: str) -> list[Step]:
+    """The writer's rollup steps: staged in deltas on PostgreSQL, folded now on SQLite."""
     if dialect != "postgresql":
-        return rollup_statements(dialect, source)
+        return rollup_steps(dialect, source)
     inserts = [
         f"s{i} AS ({fold.stage_statement(source, group.delta_table)})"
         for i, (group, fold) in enumerate(_FOLDS[dialect])
@@ -141,5 +168,19 @@ def staging_statements(dialect: str, source: str) -> list[str]:
 
 
 def compaction_statements() -> list[str]:
-    """PostgreSQL: one statement per fold group moving its delta into its rollup tables."""
-    return [fold.compact_statement(group.delta_table) for group, fold in _FOLDS["postgresql"]]
+    """PostgreSQL: one statement per sum fold group moving its delta into its rollup tables."""
+    return [
+        fold.compact_statement(group.delta_table)
+        for group, fold in _FOLDS["postgresql"]
+        if not group.histogram
+    ]
+
+
+async def compact_histograms(run: RowRunner) -> int:
+    """PostgreSQL: move the histogram delta into the histogram tables; rows moved."""
+    group, fold = next((g, f) for g, f in _FOLDS["postgresql"] if g.histogram)
+    columns = ", ".join(fold.aggregate.columns)
+    moved = f"moved AS (DELETE FROM {group.delta_table} RETURNING {columns})"
+    rows = await run.fetch(f"WITH {moved} {targets_select('moved')}")
+    await fold_histogram_rows(run, rows)
+    return len(rows)

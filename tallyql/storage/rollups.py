@@ -6,9 +6,9 @@ sums and counts, the latency maximum and byte sums. Absent text dimensions are s
 (keys cannot be NULL).
 
 Histogram rollups keep log-bucketed latency and TTFT counts (see `tallyql.sketch`), so
-percentiles merge across rows. A histogram row holds one bucket, so these tables only pay off
-with few dimensions: none at all (the overview and plain time series), kind and status, and
-provider and model.
+percentiles merge across rows: one blob per value and row (`tallyql.histogram`), merged in
+Python by `histogram_fold.py`. They keep few dimensions: none at all (the overview and plain
+time series), kind and status, and provider and model.
 
 Rollups are grouped (`FOLD_GROUPS`): each group's members are fed from one hour aggregate of
 the new events by the group's dimensions (see `rollup_folds.py`). On PostgreSQL the writer
@@ -21,7 +21,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, Integer, SmallInteger, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    Table,
+    Text,
+)
 
 from tallyql.storage.tables import EVENT_TOKEN_COLUMNS, metadata
 
@@ -46,6 +56,9 @@ SUM_MEASURES: tuple[tuple[str, str], ...] = (
 MAX_MEASURES: tuple[tuple[str, str], ...] = (("latency_max", "src.latency_ms"),)
 FLOAT_MEASURES = frozenset({"latency_sum", "ttft_sum", "latency_max"})
 HISTOGRAMS = (("latency_n", "latency_bucket"), ("ttft_n", "ttft_bucket"))
+"""Per-bucket counts of a staged histogram aggregate: (count column, event bucket column)."""
+HISTOGRAM_VALUES = ("latency", "ttft")
+"""The histogram blob columns of a histogram rollup row (see `tallyql.histogram`)."""
 
 TAG = "tag"  # the exploded tags dimension: one row per tag ('' for untagged events)
 BOOL_DIMS = frozenset({"is_byok"})
@@ -59,7 +72,7 @@ class Rollup:
     histogram: bool = False
 
     def table(self, grain: str) -> str:
-        prefix = "hist" if self.histogram else "rollup"
+        prefix = "histogram" if self.histogram else "rollup"
         return f"{prefix}_{self.name}_{grain}"
 
 
@@ -112,10 +125,7 @@ def _dim_column(name: str) -> Column:
 
 def _table(rollup: Rollup, grain: str) -> Table:
     if rollup.histogram:
-        measures = [
-            Column("bucket", SmallInteger, primary_key=True),
-            *(Column(c, BigInteger, nullable=False) for c, _ in HISTOGRAMS),
-        ]
+        measures = [Column(c, LargeBinary) for c in HISTOGRAM_VALUES]
     else:
         measures = [
             *(

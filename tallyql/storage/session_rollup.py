@@ -6,7 +6,7 @@ One fold: the batch is aggregated per session and model, and both tables are fed
 
 from __future__ import annotations
 
-from tallyql.storage.fold import Fold, fold_statements
+from tallyql.storage.fold import Fold
 from tallyql.storage.tables import EVENT_TOKEN_COLUMNS
 from tallyql.storage.upsert import Aggregate, AggregateUpsert
 
@@ -58,4 +58,4 @@ SESSION_FOLD = Fold("sessions", PER_SESSION_MODEL, (SESSION_MODELS, SESSIONS))
 
 
 def session_statements(dialect: str, source: str) -> list[str]:
-    return fold_statements((SESSION_FOLD,), dialect, source)
+    return SESSION_FOLD.statements(dialect, source)

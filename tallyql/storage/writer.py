@@ -15,16 +15,20 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tallyql.ingest.validate import ValidEvent
 from tallyql.storage.batch import BATCH_TABLE, Batches
 
 log = logging.getLogger(__name__)
 
-Contributor = Callable[[str, str], list[str]]
-"""(dialect, source relation) -> aggregating statements that read the batch's new events."""
+Step = str | Callable[[Any, dict[str, Any]], Awaitable[None]]
+"""An aggregating statement, or a Python step given the batch's row runner (`BatchTx.runner`)
+and parameters."""
+Contributor = Callable[[str, str], Sequence[Step]]
+"""(dialect, source relation) -> aggregating steps that read the batch's new events."""
 CommitListener = Callable[[Sequence[ValidEvent]], None]
 
 
@@ -95,7 +99,7 @@ class Writer:
         """The database side of the writer (its PostgreSQL partition manager, for retention)."""
         return self._batches
 
-    def _compile(self) -> list[str]:
+    def _compile(self) -> list[Step]:
         dialect = self._batches.dialect
         return [sql for c in self._contributors for sql in c(dialect, BATCH_TABLE)]
 
@@ -208,8 +212,11 @@ class Writer:
         async with self._batches.transaction() as tx:
             new = await tx.insert_new_events(unique)
             if new:
-                for sql in self._statements:
-                    await tx.execute(sql)
+                for step in self._statements:
+                    if isinstance(step, str):
+                        await tx.execute(step)
+                    else:
+                        await step(tx.runner, {})
         new_ids = {id(e) for e in new}
         results = [[id(e) in new_ids for e in s.events] for s in batch]
         elapsed = time.perf_counter() - started

@@ -1,0 +1,189 @@
+"""Folds hour aggregates of histogram buckets into the histogram rollup tables.
+
+The source is rows of the histogram fold group's hour aggregate, one per (workspace, hour, the
+group's dimensions, bucket) with latency and TTFT counts: a batch's new events (SQLite's
+writer), the staged deltas (PostgreSQL's compaction) or a range of raw events (rebuilds). One
+statement re-aggregates them for every histogram table at every grain (`targets_select`);
+here the rows of each table and key become blobs (`tallyql.histogram`), merged with the blobs
+already stored and written back. The callers hold the only writer of these tables (SQLite's
+single writer connection; PostgreSQL's compaction lock, which rebuilds take too), so the read,
+merge and write cannot lose a concurrent update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Any, Protocol
+
+import numpy as np
+from sqlalchemy import text
+
+from tallyql import histogram
+from tallyql.storage.rollups import (
+    DAY,
+    FOLD_GROUPS,
+    HISTOGRAM_VALUES,
+    HISTOGRAMS,
+    FoldGroup,
+    Rollup,
+)
+
+GROUP: FoldGroup = next(g for g in FOLD_GROUPS if g.histogram)
+COUNTS = tuple(c for c, _ in HISTOGRAMS)  # ("latency_n", "ttft_n"), as HISTOGRAM_VALUES
+
+
+class RowRunner(Protocol):
+    """A connection inside the caller's transaction, with named (:name) parameters."""
+
+    async def fetch(
+        self, sql: str, params: dict[str, Any] | None = None
+    ) -> list[Sequence[Any]]: ...
+
+    async def execute_many(self, sql: str, rows: list[dict[str, Any]]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Target:
+    index: int
+    rollup: Rollup
+    grain: str
+
+    @property
+    def table(self) -> str:
+        return self.rollup.table(self.grain)
+
+    def period_sql(self) -> str:
+        return "src.period" if self.grain == "h" else f"(src.period / {DAY} * {DAY})"
+
+
+TARGETS: tuple[Target, ...] = tuple(
+    Target(i, r, g) for i, (r, g) in enumerate((r, g) for r in GROUP.members for g in r.grains)
+)
+
+
+def targets_select(source: str) -> str:
+    """Over hour aggregate rows in `source` (workspace_id, period, the group's dimensions,
+    bucket, latency_n, ttft_n): per target table (t), key and bucket, the summed counts,
+    ordered by t, key and bucket. Dimensions a table does not keep read ''."""
+    dims = GROUP.dims
+    parts = []
+    for t in TARGETS:
+        kept = [f"src.{d}" if d in t.rollup.dims else "''" for d in dims]
+        parts.append(
+            f"SELECT {t.index} AS t, src.workspace_id AS workspace_id, {t.period_sql()} AS period, "
+            + "".join(f"{e} AS {d}, " for e, d in zip(kept, dims, strict=True))
+            + f"src.bucket AS bucket, {', '.join(f'src.{c} AS {c}' for c in COUNTS)} "
+            f"FROM {source} AS src"
+        )
+    keys = ", ".join(("t", "workspace_id", "period", *dims, "bucket"))
+    sums = ", ".join(f"SUM(u.{c}) AS {c}" for c in COUNTS)
+    return (
+        f"SELECT {keys}, {sums} FROM ({' UNION ALL '.join(parts)}) AS u "
+        f"GROUP BY {keys} ORDER BY {keys}"
+    )
+
+
+def _blobs(rows: list[Sequence[Any]], first_count: int) -> list[bytes | None]:
+    """One blob per counted value from rows of (..., bucket, latency_n, ttft_n)."""
+    buckets = np.fromiter((r[first_count - 1] for r in rows), np.int16, len(rows))
+    out = []
+    for offset in range(len(COUNTS)):
+        counts = np.fromiter((r[first_count + offset] for r in rows), np.uint64, len(rows))
+        keep = counts > 0
+        out.append(histogram.encode(buckets[keep], counts[keep]))
+    return out
+
+
+async def fold_histogram_rows(
+    run: RowRunner, rows: Sequence[Sequence[Any]], fresh: bool = False
+) -> int:
+    """Merge `targets_select` rows into the histogram tables; the number of rows written.
+    `fresh`: the tables hold nothing for these keys (a rebuild deleted them), skip reading."""
+    n_dims = len(GROUP.dims)
+    first_count = 3 + n_dims + 1  # t, workspace_id, period, dims..., bucket
+    written = 0
+    for t_index, table_rows in groupby(rows, key=lambda r: r[0]):
+        target = TARGETS[t_index]
+        dim_at = [GROUP.dims.index(d) for d in target.rollup.dims]
+        new: dict[tuple[Any, ...], list[bytes | None]] = {}
+        for key, key_rows in groupby(table_rows, key=lambda r: r[1 : 3 + n_dims]):
+            ws, period = key[0], key[1]
+            new[(ws, period, *(key[2 + i] for i in dim_at))] = _blobs(list(key_rows), first_count)
+        if not fresh:
+            for key, stored in (await _stored(run, target, new)).items():
+                if key in new:
+                    new[key] = [
+                        histogram.merge_blobs((a, b)) for a, b in zip(stored, new[key], strict=True)
+                    ]
+        await _write(run, target, new)
+        written += len(new)
+    return written
+
+
+async def _stored(
+    run: RowRunner, target: Target, keys: dict[tuple[Any, ...], Any]
+) -> dict[tuple[Any, ...], list[bytes | None]]:
+    """The stored blobs of the tables' rows in the keys' workspaces and periods."""
+    out: dict[tuple[Any, ...], list[bytes | None]] = {}
+    by_workspace: dict[int, list[int]] = {}
+    for key in keys:
+        by_workspace.setdefault(key[0], []).append(key[1])
+    columns = ", ".join(("workspace_id", "period", *target.rollup.dims, *HISTOGRAM_VALUES))
+    for ws, periods in by_workspace.items():
+        rows = await run.fetch(
+            f"SELECT {columns} FROM {target.table} "
+            "WHERE workspace_id = :ws AND period >= :p0 AND period <= :p1",
+            {"ws": ws, "p0": min(periods), "p1": max(periods)},
+        )
+        width = 2 + len(target.rollup.dims)
+        for row in rows:
+            out[tuple(row[:width])] = [bytes(v) if v is not None else None for v in row[width:]]
+    return out
+
+
+async def _write(
+    run: RowRunner, target: Target, blobs: dict[tuple[Any, ...], list[bytes | None]]
+) -> None:
+    if not blobs:
+        return
+    keys = ("workspace_id", "period", *target.rollup.dims)
+    columns = (*keys, *HISTOGRAM_VALUES)
+    sets = ", ".join(f"{c} = excluded.{c}" for c in HISTOGRAM_VALUES)
+    sql = (
+        f"INSERT INTO {target.table} ({', '.join(columns)}) "
+        f"VALUES ({', '.join(':' + c for c in columns)}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}"
+    )
+    rows = [
+        dict(zip(columns, (*key, *values), strict=True)) for key, values in sorted(blobs.items())
+    ]
+    await run.execute_many(sql, rows)
+
+
+class SqlAlchemyRunner:
+    """A RowRunner over an SQLAlchemy async connection (compaction and rebuilds)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn  # sqlalchemy.ext.asyncio.AsyncConnection
+
+    async def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Sequence[Any]]:
+        return list((await self.conn.execute(text(sql), params or {})).all())
+
+    async def execute_many(self, sql: str, rows: list[dict[str, Any]]) -> None:
+        await self.conn.execute(text(sql), rows)
+
+
+class SqliteRunner:
+    """A RowRunner over the SQLite writer's raw aiosqlite connection (the batch transaction)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn  # aiosqlite.Connection
+
+    async def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Sequence[Any]]:
+        cursor = await self.conn.execute(sql, params or {})
+        return list(await cursor.fetchall())
+
+    async def execute_many(self, sql: str, rows: list[dict[str, Any]]) -> None:
+        await self.conn.executemany(sql, rows)
