@@ -5,7 +5,8 @@ data, and report the run in `/health` (jobs.retention).
 Cutoffs are whole UTC days, so both databases keep exactly the same data: raw data before
 midnight UTC of (now - retention_days) goes, and rollup rows before midnight UTC of
 (now - rollup_retention_days), never later than the raw cutoff (rollups outlive raw events,
-never the reverse, or the planner would read zeros where raw events exist). A setting of 0 or
+never the reverse, or the planner would read zeros where raw events exist), and moved back to
+the Monday that starts its week (week rows and their day rows expire together). A setting of 0 or
 less keeps that kind of data forever (raw kept forever keeps rollups too). On PostgreSQL an
 advisory lock lets one replica purge at a time, and each run also creates the day partitions
 of today and the next two days ahead of ingest.
@@ -27,6 +28,7 @@ from tallyql.storage.audit_store import insert_audit_records
 from tallyql.storage.database import Database
 from tallyql.storage.partitions import PartitionManager
 from tallyql.storage.retention import Purger, PurgeResult
+from tallyql.storage.rollups import grain_start
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,9 @@ def cutoffs(settings: Settings, now: datetime) -> tuple[datetime | None, datetim
     )
     if raw is None or rollup is None:  # rollups live at least as long as raw events
         return raw, None
-    return raw, min(rollup, raw)
+    # on a week start (Monday 00:00 UTC), so that no week row keeps days that day rows lost
+    start = grain_start("w", int(min(rollup, raw).timestamp()))
+    return raw, datetime.fromtimestamp(start, UTC)
 
 
 def _iso(value: datetime | None) -> str | None:

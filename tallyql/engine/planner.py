@@ -5,7 +5,8 @@ each group is planned on its own: the first (smallest) rollup that keeps every c
 group, the dimensions and the filter need. Its window is cut into pieces:
   raw   the ragged edges shorter than an hour (and everything, when no rollup covers),
   hour  whole hours,
-  day   whole UTC days, when the buckets are whole UTC days (or there is one bucket)
+  day   whole UTC days, when the buckets are whole UTC days (or there is one bucket),
+  week  whole weeks from Monday 00:00 UTC, when the buckets are such weeks (or there is one)
 so that no rollup row straddles a bucket boundary.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 from tallyql.engine.buckets import Bucketing, Granularity
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.registry import Dimension, DimensionRef
-from tallyql.storage.rollups import HISTOGRAM_ROLLUPS, ROLLUPS, TAG, Rollup
+from tallyql.storage.rollups import GRAINS, HISTOGRAM_ROLLUPS, ROLLUPS, TAG, Rollup, grain_start
 
 TIME_DIMENSIONS = frozenset({Dimension.HOUR_OF_DAY, Dimension.DAY_OF_WEEK})
 RAW_ONLY_DIMENSIONS = frozenset({Dimension.METADATA, Dimension.SESSION})
@@ -90,63 +91,61 @@ def covering_rollup(needed: set[str], histogram: bool) -> Rollup | None:
     return None
 
 
-def _aligned(instants: list[datetime], seconds: int) -> bool:
-    return all(int(i.timestamp()) % seconds == 0 for i in instants)
+def _aligned(instants: list[datetime], grain: str) -> bool:
+    return all(grain_start(grain, int(i.timestamp())) == i.timestamp() for i in instants)
 
 
-def grains_allowed(bucketing: Bucketing, dimensions: tuple[DimensionRef, ...]) -> tuple[bool, bool]:
-    """(hour rows usable, day rows usable) for these buckets and dimensions."""
+def grains_allowed(bucketing: Bucketing, dimensions: tuple[DimensionRef, ...]) -> tuple[str, ...]:
+    """The rollup grains (finest first) whose rows never straddle a bucket boundary and keep
+    what the dimensions need."""
     if bucketing.granularity is Granularity.MINUTE:
-        return False, False
+        return ()
     time_dims = {r.dimension for r in dimensions} & TIME_DIMENSIONS
     offsets = [offset for _, offset in bucketing.transitions]
     boundaries = bucketing.boundaries()
-    hour_ok = _aligned(boundaries, 3600) and (not time_dims or all(o % 3600 == 0 for o in offsets))
-    day_ok = (
-        hour_ok
-        and bucketing.granularity is not Granularity.HOUR
-        and _aligned(boundaries, 86400)
-        and Dimension.HOUR_OF_DAY not in time_dims
-        and (Dimension.DAY_OF_WEEK not in time_dims or all(o == 0 for o in offsets))
-    )
-    return hour_ok, day_ok
+    if not _aligned(boundaries, "h") or (time_dims and any(o % 3600 for o in offsets)):
+        return ()
+    if (
+        bucketing.granularity is Granularity.HOUR
+        or not _aligned(boundaries, "d")
+        or Dimension.HOUR_OF_DAY in time_dims
+        or (Dimension.DAY_OF_WEEK in time_dims and any(offsets))
+    ):
+        return ("h",)
+    if not _aligned(boundaries, "w") or time_dims:
+        return ("h", "d")
+    return ("h", "d", "w")
 
 
-def _ceil(value: datetime, seconds: int) -> datetime:
-    ts = int(value.timestamp())
-    rounded = -(-ts // seconds) * seconds
-    if rounded == ts and value.microsecond:
-        rounded += seconds
-    return datetime.fromtimestamp(rounded, UTC)
+def _ceil(value: datetime, grain: str) -> datetime:
+    ts = value.timestamp()
+    start = grain_start(grain, int(ts // 1))
+    if start < ts:
+        start = grain_start(grain, start + GRAINS[grain])
+    return datetime.fromtimestamp(start, UTC)
 
 
-def _floor(value: datetime, seconds: int) -> datetime:
-    ts = int(value.timestamp())
-    return datetime.fromtimestamp(ts - ts % seconds, UTC)
+def _floor(value: datetime, grain: str) -> datetime:
+    return datetime.fromtimestamp(grain_start(grain, int(value.timestamp() // 1)), UTC)
 
 
-def split_window(start: datetime, end: datetime, hour_ok: bool, day_ok: bool) -> list[Piece]:
-    """Raw edges, whole hours and whole UTC days covering [start, end) exactly once."""
-    if not hour_ok:
-        return [Piece("raw", start, end)]
-    h0, h1 = _ceil(start, 3600), _floor(end, 3600)
-    if h0 >= h1:
-        return [Piece("raw", start, end)]
-    pieces = []
-    if start < h0:
-        pieces.append(Piece("raw", start, h0))
-    d0, d1 = _ceil(h0, 86400), _floor(h1, 86400)
-    if day_ok and d0 < d1:
-        if h0 < d0:
-            pieces.append(Piece("h", h0, d0))
-        pieces.append(Piece("d", d0, d1))
-        if d1 < h1:
-            pieces.append(Piece("h", d1, h1))
-    else:
-        pieces.append(Piece("h", h0, h1))
-    if h1 < end:
-        pieces.append(Piece("raw", h1, end))
-    return pieces
+def split_window(start: datetime, end: datetime, grains: tuple[str, ...]) -> list[Piece]:
+    """Raw edges, then whole periods of each grain in turn (finest first) covering
+    [start, end) exactly once: the coarsest grain that fits takes the middle, each finer one
+    the ragged edges around it."""
+    left: list[Piece] = []
+    right: list[Piece] = []
+    lo, hi, edge = start, end, "raw"
+    for grain in grains:
+        a, b = _ceil(lo, grain), _floor(hi, grain)
+        if a >= b:
+            break
+        if lo < a:
+            left.append(Piece(edge, lo, a))
+        if b < hi:
+            right.insert(0, Piece(edge, b, hi))
+        lo, hi, edge = a, b, grain
+    return [*left, Piece(edge, lo, hi), *right]
 
 
 def plan_group(
@@ -168,10 +167,7 @@ def plan_group(
     rollup = covering_rollup(needed, histogram)
     if rollup is None:
         return Plan(group, None, raw, "no rollup keeps " + ", ".join(sorted(needed)))
-    hour_ok, day_ok = grains_allowed(bucketing, dimensions)
-    pieces = [
-        p if p.grain == "raw" or p.grain in rollup.grains else Piece("raw", p.start, p.end)
-        for p in split_window(start, end, hour_ok, day_ok)
-    ]
-    reason = "smallest covering rollup" if hour_ok else "buckets not on whole UTC hours"
+    grains = tuple(g for g in grains_allowed(bucketing, dimensions) if g in rollup.grains)
+    pieces = split_window(start, end, grains)
+    reason = "smallest covering rollup" if grains else "buckets not on whole UTC hours"
     return Plan(group, rollup, pieces, reason)

@@ -36,6 +36,14 @@ def _sqlite_pragmas(synchronous: str, cache_mib: int, temp_store: str) -> Any:
     return on_connect
 
 
+POSTGRES_SETTINGS = {"parallel_setup_cost": "20000"}
+"""Session settings of every pooled PostgreSQL connection. A dashboard field runs several
+small statements at once (rollup rows, raw edges of a few thousand events); with the default
+setup cost (1000) the planner gave many of them parallel workers, whose start-up cost more CPU
+than the scans (bench/query.py on 10M events: overview 154 ms of PostgreSQL CPU per request,
+67 ms without). Scans of millions of rows still get their workers."""
+
+
 class Database:
     """The database tallyql runs on, with its dialect and engines."""
 
@@ -46,7 +54,11 @@ class Database:
         self.is_postgres = self.dialect == "postgresql"
         if self.is_postgres:
             self.reader = create_async_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                self.url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                connect_args={"server_settings": POSTGRES_SETTINGS},
             )
             self.writer = self.reader
         else:

@@ -22,12 +22,12 @@ from sqlalchemy import text
 
 from tallyql import histogram
 from tallyql.storage.rollups import (
-    DAY,
     FOLD_GROUPS,
     HISTOGRAM_VALUES,
     HISTOGRAMS,
     FoldGroup,
     Rollup,
+    grain_period_sql,
 )
 
 GROUP: FoldGroup = next(g for g in FOLD_GROUPS if g.histogram)
@@ -55,7 +55,7 @@ class Target:
         return self.rollup.table(self.grain)
 
     def period_sql(self) -> str:
-        return "src.period" if self.grain == "h" else f"(src.period / {DAY} * {DAY})"
+        return grain_period_sql(self.grain, "src.period")
 
 
 TARGETS: tuple[Target, ...] = tuple(
@@ -63,13 +63,15 @@ TARGETS: tuple[Target, ...] = tuple(
 )
 
 
-def targets_select(source: str) -> str:
+def targets_select(source: str, grains: tuple[str, ...] = ("h", "d", "w")) -> str:
     """Over hour aggregate rows in `source` (workspace_id, period, the group's dimensions,
     bucket, latency_n, ttft_n): per target table (t), key and bucket, the summed counts,
     ordered by t, key and bucket. Dimensions a table does not keep read ''."""
     dims = GROUP.dims
     parts = []
     for t in TARGETS:
+        if t.grain not in grains:
+            continue
         kept = [f"src.{d}" if d in t.rollup.dims else "''" for d in dims]
         parts.append(
             f"SELECT {t.index} AS t, src.workspace_id AS workspace_id, {t.period_sql()} AS period, "
@@ -187,3 +189,39 @@ class SqliteRunner:
 
     async def execute_many(self, sql: str, rows: list[dict[str, Any]]) -> None:
         await self.conn.executemany(sql, rows)
+
+
+async def weeks_from_days(run: RowRunner, w0: int, w1: int, workspace_id: int | None) -> int:
+    """Recompute the histogram week rows of weeks [w0, w1) from their day rows (the caller
+    deleted those week rows); the number of rows written."""
+    written = 0
+    for rollup in GROUP.members:
+        if not {"d", "w"} <= set(rollup.grains):
+            continue
+        target = Target(-1, rollup, "w")
+        dims = rollup.dims
+        where = "period >= :w0 AND period < :w1"
+        params: dict[str, Any] = {"w0": w0, "w1": w1}
+        if workspace_id is not None:
+            where += " AND workspace_id = :ws"
+            params["ws"] = workspace_id
+        week = grain_period_sql("w", "period")
+        rows = await run.fetch(
+            f"SELECT workspace_id, {week}, {''.join(d + ', ' for d in dims)}"
+            f"{', '.join(HISTOGRAM_VALUES)} FROM {rollup.table('d')} WHERE {where} "
+            f"ORDER BY {', '.join(('1', '2', *dims))}",
+            params,
+        )
+        width = 2 + len(dims)
+        weeks = {
+            key: [
+                histogram.merge_blobs(bytes(r[width + i]) if r[width + i] else None for r in group)
+                for i in range(len(HISTOGRAM_VALUES))
+            ]
+            for key, group in (
+                (k, list(g)) for k, g in groupby(rows, key=lambda r: tuple(r[:width]))
+            )
+        }
+        await _write(run, target, weeks)
+        written += len(weeks)
+    return written

@@ -2,7 +2,9 @@
 
 Used by `tallyql rollups rebuild`, by the bulk demo loader (which writes raw events first and
 aggregates once at the end) and after repricing. The range is widened to whole UTC days so
-that every hour and day row it touches is recomputed from all of its events. On PostgreSQL
+that every hour and day row it touches is recomputed from all of its events; the week rows of
+the weeks it touches are then recomputed from their day rows (a week may reach back past the
+raw events' retention, its days' rows do not). On PostgreSQL
 the summary and delta tables are locked for the transaction (and the compaction lock taken), so
 concurrent ingest waits rather than staging a batch into a half-rebuilt range, and the range's
 staged deltas are dropped with its rollup rows (the events they came from are re-read); on
@@ -20,10 +22,10 @@ from tallyql.config import Settings
 from tallyql.ingest.validate import parse_timestamp
 from tallyql.storage.compaction import LOCK_ID as COMPACTION_LOCK
 from tallyql.storage.database import Database
-from tallyql.storage.histogram_fold import SqlAlchemyRunner
+from tallyql.storage.histogram_fold import SqlAlchemyRunner, weeks_from_days
 from tallyql.storage.migrate import upgrade
-from tallyql.storage.rollup_folds import rollup_steps
-from tallyql.storage.rollups import DELTA_TABLES, HISTOGRAM_ROLLUPS, ROLLUPS
+from tallyql.storage.rollup_folds import rollup_steps, weeks_from_days_statements
+from tallyql.storage.rollups import DELTA_TABLES, HISTOGRAM_ROLLUPS, ROLLUPS, WEEK, grain_start
 from tallyql.storage.session_rollup import session_statements
 from tallyql.storage.tables import events
 from tallyql.storage.types import to_micros
@@ -68,6 +70,10 @@ async def rebuild(
     pg = db.is_postgres
     bounds = {"start": start if pg else to_micros(start), "end": end if pg else to_micros(end)}
     period = {"p0": int(start.timestamp()), "p1": int(end.timestamp())}
+    week_bounds = {
+        "w0": grain_start("w", period["p0"]),
+        "w1": grain_start("w", period["p1"] + WEEK - 1),
+    }
     where_ws = " AND workspace_id = :ws" if workspace_id is not None else ""
     params = {"ws": workspace_id} if workspace_id is not None else {}
     source = f"(SELECT * FROM events WHERE ts >= :start AND ts < :end{where_ws})"
@@ -83,16 +89,24 @@ async def rebuild(
             ]
             await conn.execute(text(f"LOCK TABLE {', '.join(tables)} IN SHARE ROW EXCLUSIVE MODE"))
             await conn.execute(text("SET LOCAL work_mem = '256MB'"))
+        weeks_range = {"p0": week_bounds["w0"], "p1": week_bounds["w1"]}
         for table in [*_summary_tables(), *(DELTA_TABLES if pg else ())]:
             await conn.execute(
                 text(f"DELETE FROM {table} WHERE period >= :p0 AND period < :p1{where_ws}"),
-                {**period, **params},
+                {**(weeks_range if table.endswith("_w") else period), **params},
             )
-        for step in rollup_steps(db.dialect, source, fresh=True):
+        for step in rollup_steps(db.dialect, source, fresh=True, grains=("h", "d")):
             if isinstance(step, str):
                 await conn.execute(text(step), {**bounds, **params})
             else:
                 await step(SqlAlchemyRunner(conn), {**bounds, **params})
+        # the weeks the range touches, from their day rows (days outside the range included)
+        weeks = "src.period >= :w0 AND src.period < :w1"
+        if workspace_id is not None:
+            weeks += " AND src.workspace_id = :ws"
+        for statement in weeks_from_days_statements(db.dialect, weeks):
+            await conn.execute(text(statement), {**week_bounds, **params})
+        await weeks_from_days(SqlAlchemyRunner(conn), *week_bounds.values(), workspace_id)
         if sessions:
             ws_only = " WHERE workspace_id = :ws" if workspace_id is not None else ""
             for table in ("session_models", "sessions"):

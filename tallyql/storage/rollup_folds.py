@@ -21,7 +21,6 @@ from tallyql.storage.fold import Fold
 from tallyql.storage.histogram_fold import RowRunner, fold_histogram_rows, targets_select
 from tallyql.storage.rollups import (
     BOOL_DIMS,
-    DAY,
     FOLD_GROUPS,
     HISTOGRAMS,
     HOUR,
@@ -30,6 +29,7 @@ from tallyql.storage.rollups import (
     TAG,
     FoldGroup,
     Rollup,
+    grain_period_sql,
 )
 from tallyql.storage.upsert import Aggregate, AggregateUpsert
 
@@ -90,7 +90,7 @@ def _histogram_source(dims: tuple[str, ...]) -> Callable[[str], str]:
 
 def _member(rollup: Rollup, grain: str) -> AggregateUpsert:
     """`rollup` at `grain`, fed from its group's hour aggregate."""
-    period = "src.period" if grain == "h" else f"(src.period / {DAY} * {DAY})"
+    period = grain_period_sql(grain, "src.period")
     keys = (
         ("workspace_id", "src.workspace_id"),
         ("period", period),
@@ -110,7 +110,10 @@ def _member(rollup: Rollup, grain: str) -> AggregateUpsert:
     )
 
 
-def _fold(group: FoldGroup, dialect: str) -> Fold:
+ALL_GRAINS = ("h", "d", "w")
+
+
+def _fold(group: FoldGroup, dialect: str, grains: tuple[str, ...] = ALL_GRAINS) -> Fold:
     keys, joins = _key_exprs(group.dims, dialect)
     if group.histogram:  # its tables are merged in Python (`histogram_fold.py`)
         aggregate = Aggregate(
@@ -120,7 +123,7 @@ def _fold(group: FoldGroup, dialect: str) -> Fold:
         )
         return Fold(group.name, aggregate, (), relation=_histogram_source(group.dims))
     aggregate = Aggregate(keys=keys, sums=SUM_MEASURES, maxes=MAX_MEASURES, joins=joins)
-    targets = tuple(_member(r, g) for r in group.members for g in r.grains)
+    targets = tuple(_member(r, g) for r in group.members for g in r.grains if g in grains)
     return Fold(group.name, aggregate, targets)
 
 
@@ -133,11 +136,13 @@ HistogramStep = Callable[[RowRunner, dict[str, Any]], Awaitable[None]]
 Step = str | HistogramStep
 
 
-def histogram_step(dialect: str, source: str, fresh: bool = False) -> HistogramStep:
-    """Aggregate `source` by the histogram group and merge it into every histogram table
-    (`fresh`: they hold nothing for its keys yet)."""
+def histogram_step(
+    dialect: str, source: str, fresh: bool = False, grains: tuple[str, ...] = ALL_GRAINS
+) -> HistogramStep:
+    """Aggregate `source` by the histogram group and merge it into every histogram table of
+    `grains` (`fresh`: they hold nothing for its keys yet)."""
     fold = next(f for g, f in _FOLDS[dialect] if g.histogram)
-    query = f"WITH agg AS ({fold.select(source)}) {targets_select('agg')}"
+    query = f"WITH agg AS ({fold.select(source)}) {targets_select('agg', grains)}"
 
     async def step(run: RowRunner, params: dict[str, Any]) -> None:
         await fold_histogram_rows(run, await run.fetch(query, params), fresh)
@@ -145,15 +150,40 @@ def histogram_step(dialect: str, source: str, fresh: bool = False) -> HistogramS
     return step
 
 
-def rollup_steps(dialect: str, source: str, fresh: bool = False) -> list[Step]:
-    """Steps folding the events of `source` into every rollup and histogram, every grain."""
+def rollup_steps(
+    dialect: str, source: str, fresh: bool = False, grains: tuple[str, ...] = ALL_GRAINS
+) -> list[Step]:
+    """Steps folding the events of `source` into every rollup and histogram at `grains`."""
     steps: list[Step] = []
     for group, fold in _FOLDS[dialect]:
         if group.histogram:
-            steps.append(histogram_step(dialect, source, fresh))
+            steps.append(histogram_step(dialect, source, fresh, grains))
         else:
+            if grains != ALL_GRAINS:
+                fold = _fold(group, dialect, grains)
             steps += fold.statements(dialect, source)
     return steps
+
+
+def weeks_from_days_statements(dialect: str, where: str) -> list[str]:
+    """Upserts of the sum rollups' week rows from their day rows matching `where` (SQL over
+    `src`): a week is the sum of its days."""
+    out = []
+    for group in FOLD_GROUPS:
+        if group.histogram:
+            continue
+        for rollup in group.members:
+            upsert = _member(rollup, "w")
+            out.append(
+                AggregateUpsert(
+                    table=upsert.table,
+                    keys=upsert.keys,
+                    sums=upsert.sums,
+                    maxes=upsert.maxes,
+                    where=where,
+                ).sql(dialect, rollup.table("d"))
+            )
+    return out
 
 
 def staging_statements(dialect: str, source: str) -> list[Step]:

@@ -1,9 +1,9 @@
 """Rollups, declared as data: a name and the event dimensions each keeps.
 
-Every rollup exists at two grains, hour (`_h`) and UTC day (`_d`); its period column holds the
-period's start in epoch seconds. Each row holds counts, token and cost sums, latency and TTFT
-sums and counts, the latency maximum and byte sums. Absent text dimensions are stored as ''
-(keys cannot be NULL).
+Every rollup exists at three grains, hour (`_h`), UTC day (`_d`) and week from Monday 00:00
+UTC (`_w`); its period column holds the period's start in epoch seconds. Each row holds
+counts, token and cost sums, latency and TTFT sums and counts, the latency maximum and byte
+sums. Absent text dimensions are stored as '' (keys cannot be NULL).
 
 Histogram rollups keep log-bucketed latency and TTFT counts (see `tallyql.sketch`), so
 percentiles merge across rows: one blob per value and row (`tallyql.histogram`), merged in
@@ -37,7 +37,27 @@ from tallyql.storage.tables import EVENT_TOKEN_COLUMNS, metadata
 
 HOUR = 3600
 DAY = 86400
-GRAINS: dict[str, int] = {"h": HOUR, "d": DAY}
+WEEK = 7 * DAY
+WEEK_ORIGIN = 4 * DAY
+"""Weeks start on Monday 00:00 UTC: 1970-01-05, four days after the epoch."""
+GRAINS: dict[str, int] = {"h": HOUR, "d": DAY, "w": WEEK}
+
+
+def grain_period_sql(grain: str, hour_period: str) -> str:
+    """SQL: the start (epoch seconds) of the `grain` period holding an hour or day period."""
+    if grain == "h":
+        return hour_period
+    if grain == "d":
+        return f"({hour_period} / {DAY} * {DAY})"
+    return f"(({hour_period} - {WEEK_ORIGIN}) / {WEEK} * {WEEK} + {WEEK_ORIGIN})"
+
+
+def grain_start(grain: str, epoch: int) -> int:
+    """The start of the `grain` period holding an instant (epoch seconds)."""
+    if grain == "w":
+        return (epoch - WEEK_ORIGIN) // WEEK * WEEK + WEEK_ORIGIN
+    return epoch - epoch % GRAINS[grain]
+
 
 # Measure columns of every rollup row: (column, SQL over an event row, merge).
 SUM_MEASURES: tuple[tuple[str, str], ...] = (
@@ -68,7 +88,7 @@ BOOL_DIMS = frozenset({"is_byok"})
 class Rollup:
     name: str
     dims: tuple[str, ...]
-    grains: tuple[str, ...] = ("h", "d")
+    grains: tuple[str, ...] = ("h", "d", "w")
     histogram: bool = False
 
     def table(self, grain: str) -> str:
