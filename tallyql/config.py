@@ -34,7 +34,7 @@ class Settings:
     rollup_compaction_seconds: float = 1.0
     """PostgreSQL: how often staged batch aggregates (rollup deltas) are compacted into the
     rollup tables. Queries read both, so this changes speed, never results."""
-    db_pool_size: int = 10
+    db_pool_size: int = 20
     """Read connections (SQLite) or pooled connections (PostgreSQL)."""
     key_cache_seconds: float = 10.0
     """How long a verified API key is trusted before it is checked again (revocation delay)."""

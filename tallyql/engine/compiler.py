@@ -92,16 +92,24 @@ _ROLLUP_SRC = {name: table.alias("src") for name, table in ROLLUP_TABLES.items()
 _DELTA_SRC = {name: DELTA_TABLES[GROUP_OF[name].delta_table].alias("src") for name in ROLLUP_TABLES}
 
 
-def _sources(piece: Piece, plan: Plan, dialect: str) -> list[FromClause]:
-    """The piece's tables as `src` (aliases are immutable, so built once): raw events, or a
-    rollup table and, on PostgreSQL, its group's delta of batches not yet compacted (hour rows
-    keeping every column the rollup keeps, so they answer hour and day pieces alike)."""
-    if piece.grain == "raw" or plan.rollup is None:
-        return [_EVENTS_SRC]
-    table = plan.rollup.table(piece.grain)
-    if sqld.is_postgres(dialect):
-        return [_ROLLUP_SRC[table], _DELTA_SRC[table]]
-    return [_ROLLUP_SRC[table]]
+def _sources(plan: Plan, dialect: str) -> list[tuple[Piece, FromClause]]:
+    """Each piece with its table as `src` (aliases are immutable, so built once): raw events
+    or a rollup table; and on PostgreSQL, once for all the rollup pieces (they are contiguous),
+    the rollup's delta of batches not yet compacted: hour rows keeping every column the rollup
+    keeps, whose periods place them in hour, day and week pieces alike."""
+    out: list[tuple[Piece, FromClause]] = []
+    rolled: list[Piece] = []
+    for piece in plan.pieces:
+        if piece.grain == "raw" or plan.rollup is None:
+            out.append((piece, _EVENTS_SRC))
+        else:
+            table = plan.rollup.table(piece.grain)
+            out.append((piece, _ROLLUP_SRC[table]))
+            rolled.append(piece)
+    if rolled and sqld.is_postgres(dialect):
+        span = Piece("h", rolled[0].start, rolled[-1].end)
+        out.append((span, _DELTA_SRC[plan.rollup.table(rolled[0].grain)]))  # type: ignore[union-attr]
+    return out
 
 
 def _fold(expr: ColumnElement[Any], keep: tuple[str | None, ...]) -> ColumnElement[Any]:
@@ -278,8 +286,7 @@ def compile_group(
     """One statement: the pieces' SELECTs under UNION ALL, folded by bucket and keys."""
     parts = [
         PieceCompiler(p, plan, group, bucketing, dimensions, spec, scope, dialect, src).select()
-        for p in plan.pieces
-        for src in _sources(p, plan, dialect)
+        for p, src in _sources(plan, dialect)
     ]
     union = parts[0].subquery("u") if len(parts) == 1 else union_all(*parts).subquery("u")
     keys = [union.c.b, *(union.c[f"d{i}"] for i in range(len(dimensions)))]

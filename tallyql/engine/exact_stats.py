@@ -14,8 +14,9 @@ between the two counts) or the values within [lo, hi], gathered, of which the an
 that quantile alone is recomputed by ordering every value. The sample only decides how much is
 gathered, never the answer.
 
-PostgreSQL runs the statements in one REPEATABLE READ transaction (one snapshot) and picks the
-answer from the gathered values in SQL; SQLite returns them as JSON arrays, picked here.
+PostgreSQL runs the statements in one REPEATABLE READ transaction (one snapshot), the scan in
+parallel workers, and picks the answer from the gathered values in SQL; SQLite returns them as
+JSON arrays, picked here.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from sqlalchemy import (
     case,
     func,
     literal,
-    literal_column,
     or_,
     select,
     true,
@@ -54,12 +54,17 @@ BRACKET_Z = 4.0
 MIN_SAMPLE = 40
 """Below this many sampled rows, every value is gathered (the set is small)."""
 SAMPLE_LIMIT = 50_000
-SCAN_SETTINGS = (("parallel_tuple_cost", "0.01"), ("jit", "off"))
-"""PostgreSQL, for the rest of the transaction: the scan's aggregates cannot run in parallel
-workers (array_agg has no combine step before PostgreSQL 16), but workers can read, filter and
-measure the rows for the leader; the default cost of passing a row through Gather (0.1) keeps
-the planner from that plan although it measures about a quarter faster on a million rows. JIT
-compilation gains nothing on these plans and costs 15 ms to several hundred."""
+SCAN_SETTINGS = (
+    ("parallel_setup_cost", "1000"),
+    ("parallel_tuple_cost", "0.01"),
+    ("min_parallel_index_scan_size", "64"),
+    ("jit", "off"),
+)
+"""PostgreSQL, for the rest of the transaction: the scan aggregates in parallel workers (its
+gathering aggregate has a combine step, `sqld.collect`), so the planner is told the default
+setup cost that tallyql's sessions raise (`storage/database.py`), a cheaper Gather, and that an
+index of a few megabytes is worth splitting. JIT compilation gains nothing on these plans and
+costs 15 ms to several hundred."""
 
 
 def _same(value: int) -> Any:
@@ -295,10 +300,9 @@ class _Scan:
         self.dialect, self.measures, self.quantiles = dialect, measures, quantiles
         self.brackets = brackets
         self.pg = sqld.is_postgres(dialect)
+        # no fence (OFFSET 0) to compute each measure once per row: it would keep the scan
+        # from parallel workers, and the measures are columns or a sum of two
         rows = select(*(m.expr.label(f"m{i}") for i, m in enumerate(measures))).where(*conditions)
-        if self.pg:
-            # a fence: each measure computed once per row, not once per aggregate using it
-            rows = rows.offset(literal_column("0"))
         self.rows = rows.subquery("measured")
         self.columns: list[ColumnElement[Any]] = [func.count()]
         self.columns += [func.sum(self.value(i)) for i in range(len(measures))]

@@ -194,7 +194,7 @@ class StatMeasure:
     scale: float
     """Multiplies the stored integer into the API's unit (USD, milliseconds)."""
     decode: Callable[[Any], int] = int
-    """A value as read back (see `sqld.elapsed`) to the stored integer."""
+    """A value as read back to the stored integer."""
     encode: Callable[[str, int], Any] = sqld.same_value
     """The stored integer to a bound for `expr` (by dialect)."""
 
@@ -202,13 +202,7 @@ class StatMeasure:
 STAT_MEASURES: tuple[StatMeasure, ...] = (
     StatMeasure("cost", lambda d: sessions.c.cost_nanousd, 1e-9),
     StatMeasure("tokens", lambda d: sessions.c.input_tokens + sessions.c.output_tokens, 1.0),
-    StatMeasure(
-        "duration",
-        lambda d: sqld.elapsed(d, sessions.c.first_ts, sessions.c.last_ts),
-        1e-3,
-        sqld.elapsed_micros,
-        sqld.elapsed_value,
-    ),
+    StatMeasure("duration", lambda d: sessions.c.duration_us, 1e-3),
     StatMeasure("requests", lambda d: sessions.c.requests, 1.0),
 )
 QUANTILES = (0.5, 0.95)

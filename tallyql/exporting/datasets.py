@@ -68,7 +68,7 @@ class ExportJob:
 
 
 async def _stream(db: Database, query: Select[Any], shape: Callable[[Any], Sequence[Any]]) -> Rows:
-    async with db.read() as conn:
+    async with db.read_snapshot() as conn:  # one snapshot, read through a server-side cursor
         result = await conn.stream(query.execution_options(yield_per=BATCH_ROWS))
         async for partition in result.partitions(BATCH_ROWS):
             yield [shape(row) for row in partition]

@@ -2,7 +2,7 @@
 
 SQLite runs in WAL mode with exactly one writer connection (the `writer` engine has a pool of
 one, shared by the event writer and every small administrative write) and a pool of readers.
-PostgreSQL uses one pool for both.
+PostgreSQL has a pool of autocommit readers and a pool for transactions (`write`).
 """
 
 from __future__ import annotations
@@ -36,12 +36,16 @@ def _sqlite_pragmas(synchronous: str, cache_mib: int, temp_store: str) -> Any:
     return on_connect
 
 
-POSTGRES_SETTINGS = {"parallel_setup_cost": "20000"}
-"""Session settings of every pooled PostgreSQL connection. A dashboard field runs several
-small statements at once (rollup rows, raw edges of a few thousand events); with the default
-setup cost (1000) the planner gave many of them parallel workers, whose start-up cost more CPU
-than the scans (bench/query.py on 10M events: overview 154 ms of PostgreSQL CPU per request,
-67 ms without). Scans of millions of rows still get their workers."""
+POSTGRES_SETTINGS = {"parallel_setup_cost": "20000", "random_page_cost": "1.1"}
+"""Session settings of every pooled PostgreSQL connection.
+- parallel_setup_cost: a dashboard field runs several small statements at once (rollup rows,
+  raw edges of a few thousand events); with the default (1000) the planner gave many of them
+  parallel workers, whose start-up cost more CPU than the scans (bench/query.py on 10M events:
+  overview 154 ms of PostgreSQL CPU per request, 67 ms without). Scans of millions of rows
+  still get their workers.
+- random_page_cost: the usual value for SSDs and cached data (the default, 4, is for spinning
+  disks); with it the planner reads a window's sessions from their covering index instead of
+  scanning the table."""
 
 
 class Database:
@@ -53,14 +57,21 @@ class Database:
         self.dialect: str = parsed.get_backend_name()
         self.is_postgres = self.dialect == "postgresql"
         if self.is_postgres:
+            options: dict[str, Any] = {
+                "pool_pre_ping": True,
+                "connect_args": {"server_settings": POSTGRES_SETTINGS},
+            }
+            # reads run in autocommit: no BEGIN and ROLLBACK round trips around each of a
+            # field's statements (each statement reads one snapshot either way; readers that
+            # need one snapshot for several ask for REPEATABLE READ on their connection)
             self.reader = create_async_engine(
                 self.url,
                 pool_size=pool_size,
                 max_overflow=pool_size,
-                pool_pre_ping=True,
-                connect_args={"server_settings": POSTGRES_SETTINGS},
+                isolation_level="AUTOCOMMIT",
+                **options,
             )
-            self.writer = self.reader
+            self.writer = create_async_engine(self.url, pool_size=5, max_overflow=10, **options)
         else:
             path = parsed.database
             if path and path != ":memory:":
@@ -83,6 +94,16 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.reader.connect() as conn:
             yield conn
+
+    @asynccontextmanager
+    async def read_snapshot(self) -> AsyncIterator[AsyncConnection]:
+        """A read connection inside one transaction: every statement sees one snapshot
+        (REPEATABLE READ on PostgreSQL, where it also allows server-side cursors)."""
+        async with self.reader.connect() as conn:
+            if self.is_postgres:
+                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:

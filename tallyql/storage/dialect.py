@@ -6,7 +6,6 @@ Everything else in tallyql's SQL is written once with SQLAlchemy Core.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -90,31 +89,9 @@ def micros_between(
     return type_coerce(end - start, BigInteger)
 
 
-def elapsed(dialect: str, start: ColumnElement[Any], end: ColumnElement[Any]) -> ColumnElement[Any]:
-    """`end - start` in the form the database computes cheapest: an interval on PostgreSQL
-    (ordered and summed like its microseconds; a conversion to a number is the costly part),
-    whole microseconds on SQLite. Read it back with `elapsed_micros`; bind bounds to compare
-    it with through `elapsed_value`."""
-    if is_postgres(dialect):
-        return type_coerce(end - start, Interval())
-    return type_coerce(end - start, BigInteger)
-
-
-def elapsed_micros(value: Any) -> int:
-    """Whole microseconds of an `elapsed` value (or of its sum) as read back."""
-    if isinstance(value, timedelta):
-        return (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
-    return int(value)
-
-
 def same_value(dialect: str, value: int) -> Any:
     """A bound for a stored integer: itself on either database."""
     return value
-
-
-def elapsed_value(dialect: str, micros: int) -> Any:
-    """A bound for comparisons with an `elapsed` expression."""
-    return timedelta(microseconds=micros) if is_postgres(dialect) else micros
 
 
 def time_along(
@@ -131,27 +108,33 @@ def time_along(
     return type_coerce(start, BigInteger) + cast(span_micros * fraction, BigInteger)
 
 
+COLLECT_AGGREGATE = "tallyql_collect"
+"""PostgreSQL: array_agg with a combine step (migration 0010), so that the scans of
+`engine/exact_stats.py` can run in parallel workers (array_agg combines only from 16 on)."""
+
+
 def collect(dialect: str, value: ColumnElement[Any]) -> Function[Any]:
-    """An aggregate gathering values (add `.filter(...)` to choose them): on PostgreSQL an
-    array in ascending order (for `nth_collected`), on SQLite a JSON array (in no order)."""
+    """An aggregate gathering values (add `.filter(...)` to choose them), in no order: on
+    PostgreSQL an array (pick from it with `nth_collected`), on SQLite a JSON array."""
     if is_postgres(dialect):
-        return func.array_agg(aggregate_order_by(value, value))
+        return getattr(func, COLLECT_AGGREGATE)(value)
     return func.json_group_array(value)
 
 
 def nth_collected(
     dialect: str, collected: ColumnElement[Any], low: Any, k: ColumnElement[int]
 ) -> ColumnElement[Any]:
-    """PostgreSQL: the k-th (0-based) of the `collect`ed values that are >= `low` (None: of
-    all), NULL when there are not that many; `k` may refer to the enclosing row. (SQLite
-    returns its JSON array to be picked from.)"""
+    """PostgreSQL: the k-th (0-based, ascending) of the `collect`ed values that are >= `low`
+    (None: of all), NULL when there are not that many; `k` may refer to the enclosing row.
+    (SQLite returns its JSON array to be picked from.)"""
     if not is_postgres(dialect):
         raise NotImplementedError("nth_collected is for PostgreSQL")
     skipped: ColumnElement[int] = literal(0, BigInteger)
+    value = func.unnest(collected).column_valued("collected_value")
     if low is not None:
-        value = func.unnest(collected).column_valued("collected_value")
         skipped = select(func.count()).where(value < low).scalar_subquery()
-    return collected[skipped + k + 1]
+    ordered = select(func.array_agg(aggregate_order_by(value, value))).scalar_subquery()
+    return ordered[skipped + k + 1]
 
 
 def insert_ignoring_duplicates(dialect: str, table: Table) -> Insert:

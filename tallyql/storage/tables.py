@@ -9,6 +9,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Computed,
     Float,
     ForeignKey,
     Index,
@@ -176,6 +177,8 @@ sessions = Table(
     *(Column(name, BigInteger, nullable=False) for name in EVENT_TOKEN_COLUMNS),
     Column("cost_nanousd", BigInteger, nullable=False),
     Column("latency_ms_sum", Float, nullable=False),
+    # last_ts - first_ts in whole microseconds, computed by the database (migration 0010)
+    Column("duration_us", BigInteger, Computed("last_ts - first_ts")),
 )
 Index("ix_sessions_ws_last", sessions.c.workspace_id, sessions.c.last_ts)
 
