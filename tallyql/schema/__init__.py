@@ -8,12 +8,13 @@ from functools import lru_cache
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
-    MaxAliasesLimiter,
+    AddValidationRules,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as alias_limit
+from strawberry.extensions.query_depth_limiter import create_validator as depth_limit
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
@@ -87,14 +88,20 @@ def _root_types() -> tuple[type, type, type]:
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or Settings()
     query, mutation, subscription = _root_types()
+    # The depth and alias limits as validation rules made once: the validation cache is keyed
+    # by the rules too, and QueryDepthLimiter / MaxAliasesLimiter make new rule classes for
+    # every request, so that no validation was ever a cache hit.
+    limits = [
+        depth_limit(settings.graphql_max_depth, None),
+        alias_limit(settings.graphql_max_aliases),
+    ]
     return TallySchema(
         query=query,
         mutation=mutation,
         subscription=subscription,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=[
-            lambda: QueryDepthLimiter(max_depth=settings.graphql_max_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
+            lambda: AddValidationRules(limits),
             lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
             lambda: ParserCache(maxsize=settings.graphql_cache_size),
             lambda: ValidationCache(maxsize=settings.graphql_cache_size),
