@@ -1,9 +1,9 @@
 """Turns a planned measure group into one SQL statement for either dialect.
 
-Each piece of the plan (raw events, hour rows, day rows) becomes a pre-aggregated SELECT of
-(bucket index, dimension keys, measures); the pieces are combined with UNION ALL and folded
-again outside. Everything the caller supplies travels as bound parameters; the only SQL text
-built here is integer arithmetic and fixed column names.
+The pieces of the plan (raw events, hour, day and week rows) of each grain become one
+pre-aggregated SELECT of (bucket index, dimension keys, measures); these are combined with
+UNION ALL and folded again outside. Everything the caller supplies travels as bound
+parameters; the only SQL text built here is integer arithmetic and fixed column names.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     null,
+    or_,
     select,
     true,
     union_all,
@@ -80,9 +81,9 @@ class GroupSpec:
     distinct: str | None = None
 
 
-def _time_expr(piece: Piece, src: FromClause, dialect: str) -> ColumnElement[int]:
-    """Integer epoch seconds of a row of this piece."""
-    if piece.grain != "raw":
+def _time_expr(grain: str, src: FromClause, dialect: str) -> ColumnElement[int]:
+    """Integer epoch seconds of a row of this grain's table."""
+    if grain != "raw":
         return src.c.period
     return sqld.epoch_seconds_int(dialect, src.c.ts)
 
@@ -92,24 +93,34 @@ _ROLLUP_SRC = {name: table.alias("src") for name, table in ROLLUP_TABLES.items()
 _DELTA_SRC = {name: DELTA_TABLES[GROUP_OF[name].delta_table].alias("src") for name in ROLLUP_TABLES}
 
 
-def _sources(plan: Plan, dialect: str) -> list[tuple[Piece, FromClause]]:
-    """Each piece with its table as `src` (aliases are immutable, so built once): raw events
-    or a rollup table; and on PostgreSQL, once for all the rollup pieces (they are contiguous),
-    the rollup's delta of batches not yet compacted: hour rows keeping every column the rollup
-    keeps, whose periods place them in hour, day and week pieces alike."""
-    out: list[tuple[Piece, FromClause]] = []
-    rolled: list[Piece] = []
+def _sources(plan: Plan, dialect: str) -> list[tuple[str, list[Piece], FromClause]]:
+    """The plan's pieces by table, as (grain, pieces, `src`) (aliases are immutable, so built
+    once): raw events (each edge of the window on its own, an index range scan), each grain's
+    rollup table (its pieces before and after the coarser middle in one SELECT), and on
+    PostgreSQL, once for all the rollup pieces (they are contiguous), the rollup's delta of
+    batches not yet compacted:
+    hour rows keeping every column the rollup keeps, whose periods place them in hour, day and
+    week pieces alike."""
+    out: list[tuple[str, list[Piece], FromClause]] = []
+    by_grain: dict[str, list[Piece]] = {}
     for piece in plan.pieces:
         if piece.grain == "raw" or plan.rollup is None:
-            out.append((piece, _EVENTS_SRC))
+            out.append(("raw", [piece], _EVENTS_SRC))  # an index range scan each
         else:
-            table = plan.rollup.table(piece.grain)
-            out.append((piece, _ROLLUP_SRC[table]))
-            rolled.append(piece)
-    if rolled and sqld.is_postgres(dialect):
+            by_grain.setdefault(piece.grain, []).append(piece)
+    for grain, pieces in by_grain.items():
+        out.append((grain, pieces, _ROLLUP_SRC[plan.rollup.table(grain)]))  # type: ignore[union-attr]
+    rolled = [p for p in plan.pieces if p.grain != "raw"]
+    if rolled and plan.rollup is not None and sqld.is_postgres(dialect):
         span = Piece("h", rolled[0].start, rolled[-1].end)
-        out.append((span, _DELTA_SRC[plan.rollup.table(rolled[0].grain)]))  # type: ignore[union-attr]
+        out.append(("h", [span], _DELTA_SRC[plan.rollup.table(rolled[0].grain)]))
     return out
+
+
+def _within(column: ColumnElement[Any], ranges: list[tuple[Any, Any]]) -> ColumnElement[bool]:
+    """`column` in any of the half-open ranges (one or two: the pieces of one grain)."""
+    terms = [and_(column >= a, column < b) for a, b in ranges]
+    return terms[0] if len(terms) == 1 else or_(*terms)
 
 
 def _fold(expr: ColumnElement[Any], keep: tuple[str | None, ...]) -> ColumnElement[Any]:
@@ -123,11 +134,12 @@ def _fold(expr: ColumnElement[Any], keep: tuple[str | None, ...]) -> ColumnEleme
 
 
 class PieceCompiler:
-    """Builds the SELECT of one piece."""
+    """Builds the SELECT of the pieces of one grain."""
 
     def __init__(
         self,
-        piece: Piece,
+        grain: str,
+        pieces: list[Piece],
         plan: Plan,
         group: GroupSpec,
         bucketing: Bucketing,
@@ -137,7 +149,7 @@ class PieceCompiler:
         dialect: str,
         src: FromClause,
     ) -> None:
-        self.piece = piece
+        self.pieces = pieces
         self.plan = plan
         self.group = group
         self.bucketing = bucketing
@@ -145,9 +157,9 @@ class PieceCompiler:
         self.spec = spec
         self.scope = scope
         self.dialect = dialect
-        self.raw = piece.grain == "raw"
+        self.raw = grain == "raw"
         self.src = src
-        self.t = _time_expr(piece, self.src, dialect)
+        self.t = _time_expr(grain, self.src, dialect)
         self.from_: FromClause = self.src
 
     def _text_dim(self, column: str) -> ColumnElement[Any]:
@@ -208,15 +220,12 @@ class PieceCompiler:
             out = [src.c.workspace_id == self.scope.workspace_ids[0]]
         else:
             out = [src.c.workspace_id.in_(self.scope.workspace_ids)]
-        piece = self.piece
         if self.raw:
-            out += [src.c.ts >= piece.start, src.c.ts < piece.end]
+            out.append(_within(src.c.ts, [(p.start, p.end) for p in self.pieces]))
             out += filter_conditions(self.spec, src.c, self.dialect)
         else:
-            out += [
-                src.c.period >= epoch_seconds(piece.start),
-                src.c.period < epoch_seconds(piece.end),
-            ]
+            ranges = [(epoch_seconds(p.start), epoch_seconds(p.end)) for p in self.pieces]
+            out.append(_within(src.c.period, ranges))
             out += filter_conditions(replace(self.spec, tags=()), src.c, self.dialect)
             if self.spec.tags:
                 out.append(src.c[TAG].in_(list(self.spec.tags)))
@@ -285,8 +294,10 @@ def compile_group(
 ) -> Select[Any]:
     """One statement: the pieces' SELECTs under UNION ALL, folded by bucket and keys."""
     parts = [
-        PieceCompiler(p, plan, group, bucketing, dimensions, spec, scope, dialect, src).select()
-        for p, src in _sources(plan, dialect)
+        PieceCompiler(
+            grain, pieces, plan, group, bucketing, dimensions, spec, scope, dialect, src
+        ).select()
+        for grain, pieces, src in _sources(plan, dialect)
     ]
     union = parts[0].subquery("u") if len(parts) == 1 else union_all(*parts).subquery("u")
     keys = [union.c.b, *(union.c[f"d{i}"] for i in range(len(dimensions)))]
