@@ -2,8 +2,9 @@
 and quantiles with NumPy.
 
 A histogram rollup row keeps one blob per measured value (latency, TTFT): its non-empty
-buckets in ascending order as little-endian int16 indices, followed by their counts as
-little-endian uint64. One row per period and key instead of one row per bucket makes a day of
+buckets in ascending order as big-endian int16 indices, followed by their counts as big-endian
+uint64 (network order, which PostgreSQL's int2send and int8send write, so that the database
+can build blobs itself). One row per period and key instead of one row per bucket makes a day of
 a busy workspace's latencies one row of a few kilobytes instead of hundreds of rows, which
 both the writer and the queries pay for. The encoding is canonical (sorted, no zeros), so equal
 histograms are equal blobs.
@@ -22,8 +23,8 @@ import numpy.typing as npt
 
 from tallyql import sketch
 
-_BUCKET = np.dtype("<i2")
-_COUNT = np.dtype("<u8")
+_BUCKET = np.dtype(">i2")
+_COUNT = np.dtype(">u8")
 _ENTRY_BYTES = _BUCKET.itemsize + _COUNT.itemsize
 
 Buckets = npt.NDArray[np.int16]
@@ -55,8 +56,8 @@ def combine(
     """The sum of several (buckets, counts) pieces, canonical: sorted, unique, no zeros."""
     if not buckets:
         return np.empty(0, _BUCKET), np.empty(0, _COUNT)
-    b = np.concatenate(buckets).astype(np.int32, copy=False)
-    c = np.concatenate(counts).astype(np.uint64, copy=False)
+    b = np.concatenate(buckets).astype(np.int32)
+    c = np.concatenate(counts).astype(np.uint64)
     if len(b) == 0:
         return np.empty(0, _BUCKET), np.empty(0, _COUNT)
     unique, inverse = np.unique(b, return_inverse=True)
@@ -111,3 +112,30 @@ class Accumulator:
             at = int(np.searchsorted(cumulative, rank, side="right"))
             out[q] = sketch.value_of(int(buckets[min(at, len(buckets) - 1)]))
         return out
+
+
+def combine_many(pieces: Sequence[tuple[int, Buckets, Counts]], n_keys: int) -> list[bytes | None]:
+    """The blob of each of `n_keys` histograms, each the sum of its (key index, buckets,
+    counts) pieces: one sort over every piece at once rather than one merge per key."""
+    if not pieces:
+        return [None] * n_keys
+    keys = np.concatenate([np.full(len(b), k, np.int64) for k, b, _ in pieces])
+    buckets = np.concatenate([b for _, b, _ in pieces]).astype(np.int64)
+    counts = np.concatenate([c for _, _, c in pieces]).astype(np.uint64)
+    if len(keys) == 0:
+        return [None] * n_keys
+    order = np.lexsort((buckets, keys))
+    keys, buckets, counts = keys[order], buckets[order], counts[order]
+    starts = np.flatnonzero(
+        np.concatenate(([True], (keys[1:] != keys[:-1]) | (buckets[1:] != buckets[:-1])))
+    )
+    keys, buckets, sums = keys[starts], buckets[starts], np.add.reduceat(counts, starts)
+    keep = sums > 0
+    keys, buckets, sums = keys[keep], buckets[keep], sums[keep]
+    bounds = np.searchsorted(keys, np.arange(n_keys + 1))
+    b16, c64 = buckets.astype(_BUCKET), sums.astype(_COUNT)
+    out: list[bytes | None] = []
+    for k in range(n_keys):
+        lo, hi = bounds[k], bounds[k + 1]
+        out.append(b16[lo:hi].tobytes() + c64[lo:hi].tobytes() if hi > lo else None)
+    return out

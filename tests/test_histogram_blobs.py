@@ -128,3 +128,16 @@ async def test_migration_turns_bucket_rows_into_blobs(services: Services) -> Non
 
 def _binary(services: Services) -> str:
     return "BYTEA" if services.db.is_postgres else "BLOB"
+
+
+@given(st.lists(st.tuples(st.integers(0, 4), bucket_counts), max_size=12))
+def test_combine_many_sums_each_key(parts: list[tuple[int, dict[int, int]]]) -> None:
+    pieces = []
+    expected: list[Counter[int]] = [Counter() for _ in range(5)]
+    for k, counts in parts:
+        buckets, values = histogram.decode(_blob(counts))
+        pieces.append((k, buckets, values))
+        expected[k].update(counts)
+    blobs = histogram.combine_many(pieces, 5)
+    assert [_as_dict(b) for b in blobs] == [dict(e) for e in expected]
+    assert blobs == [_blob(dict(e)) for e in expected]

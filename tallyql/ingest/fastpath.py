@@ -83,7 +83,6 @@ class _Wrapped(msgspec.Struct, forbid_unknown_fields=True):
 _LIST_DECODER = msgspec.json.Decoder(list[EventStruct])  # type: ignore[valid-type]
 _WRAPPED_DECODER = msgspec.json.Decoder(_Wrapped)
 _ONE_DECODER = msgspec.json.Decoder(EventStruct)
-_SPECIAL = frozenset({"id", "timestamp", "cost_usd", "token_accounting", "request", "response"})
 
 
 def decode_body(body: bytes, ndjson: bool) -> list[Any]:
@@ -109,43 +108,49 @@ def convert(raw_events: Sequence[Any]) -> list[Any]:
         raise SlowPath from None
 
 
+_SET_DEFAULTS = tuple((k, v) for k, v in _COLUMN_DEFAULTS.items() if v is not None)
+"""Columns whose absent value is not NULL (token counts, kind, flags, tags, metadata)."""
+
+
 def to_valid(struct: Any, index: int, now: datetime) -> ValidEvent:
     """The normalised event of a struct (the same row `validate_event` makes)."""
-    values = msgspec.structs.asdict(struct)
-    ts = values["timestamp"]
+    row = msgspec.structs.asdict(struct)
+    ts = row.pop("timestamp")
     if ts is not None:
         if ts.tzinfo is None:
             raise SlowPath
         ts = ts.astimezone(UTC)
         if ts > now + MAX_FUTURE:
             raise SlowPath
-    metadata = values["metadata"]
+    metadata = row["metadata"]
     if metadata and len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
         raise SlowPath
-    row = dict(_COLUMN_DEFAULTS)
-    for name, value in values.items():
-        if value is not None and name not in _SPECIAL:
-            row[name] = value
+    event_id = row.pop("id")
+    request, response = row.pop("request"), row.pop("response")
+    cost_usd, accounting = row.pop("cost_usd"), row.pop("token_accounting")
+    for name, default in _SET_DEFAULTS:
+        if row[name] is None:
+            row[name] = default
     for name, limit in _TRUNCATED.items():
         text = row[name]
         if text is not None and len(text) > limit:
             row[name] = text[:limit]
-    if values["tags"]:
-        row["tags"] = sorted(set(values["tags"]))
+    if row["tags"]:
+        row["tags"] = sorted(set(row["tags"]))
     event = ValidEvent(
         index=index,
         row=row,
-        request=values["request"],
-        response=values["response"],
-        has_payload=values["request"] is not None or values["response"] is not None,
-        cost_usd=values["cost_usd"],
-        token_accounting=values["token_accounting"] or "inclusive",
+        request=request,
+        response=response,
+        has_payload=request is not None or response is not None,
+        cost_usd=cost_usd,
+        token_accounting=accounting or "inclusive",
     )
     errors: list[FieldError] = []
     _normalise_tokens(event, errors)
     if errors or _normalise_status(row, index):
         raise SlowPath
-    row["id"] = values["id"] or uuid.uuid4().hex
+    row["id"] = event_id or uuid.uuid4().hex
     row["ts"] = ts or now
     row["caller"] = row["api_key_id"] or (f"ip:{row['caller_ip']}" if row["caller_ip"] else None)
     row["latency_bucket"] = sketch.bucket_of(row["latency_ms"])

@@ -28,6 +28,7 @@ from tallyql.storage.rollups import (
     FoldGroup,
     Rollup,
     grain_period_sql,
+    grain_start,
 )
 
 GROUP: FoldGroup = next(g for g in FOLD_GROUPS if g.histogram)
@@ -63,10 +64,13 @@ TARGETS: tuple[Target, ...] = tuple(
 )
 
 
-def targets_select(source: str, grains: tuple[str, ...] = ("h", "d", "w")) -> str:
+def targets_select(source: str, dialect: str, grains: tuple[str, ...] = ("h", "d", "w")) -> str:
     """Over hour aggregate rows in `source` (workspace_id, period, the group's dimensions,
-    bucket, latency_n, ttft_n): per target table (t), key and bucket, the summed counts,
-    ordered by t, key and bucket. Dimensions a table does not keep read ''."""
+    bucket, latency_n, ttft_n): per target table (t), key and bucket the summed counts,
+    ordered by t and key; dimensions a table does not keep read ''. On PostgreSQL the
+    database also builds each key's blobs (`tallyql.histogram`: big-endian int2send and
+    int8send), so rows are (t, key..., latency blob, ttft blob); on SQLite they are
+    (t, key..., bucket, latency_n, ttft_n), one per bucket."""
     dims = GROUP.dims
     parts = []
     for t in TARGETS:
@@ -79,40 +83,113 @@ def targets_select(source: str, grains: tuple[str, ...] = ("h", "d", "w")) -> st
             + f"src.bucket AS bucket, {', '.join(f'src.{c} AS {c}' for c in COUNTS)} "
             f"FROM {source} AS src"
         )
-    keys = ", ".join(("t", "workspace_id", "period", *dims, "bucket"))
+    keys = ", ".join(("t", "workspace_id", "period", *dims))
     sums = ", ".join(f"SUM(u.{c}) AS {c}" for c in COUNTS)
+    per_bucket = f"SELECT {keys}, bucket, {sums} FROM ({' UNION ALL '.join(parts)}) AS u "
+    if dialect != "postgresql":
+        return f"{per_bucket} GROUP BY {keys}, bucket ORDER BY {keys}, bucket"
+    blobs = ", ".join(
+        f"string_agg(int2send(b.bucket::int2), ''::bytea ORDER BY b.bucket) "
+        f"FILTER (WHERE b.{c} > 0) || string_agg(int8send(b.{c}::int8), ''::bytea "
+        f"ORDER BY b.bucket) FILTER (WHERE b.{c} > 0) AS {c}"
+        for c in COUNTS
+    )
     return (
-        f"SELECT {keys}, {sums} FROM ({' UNION ALL '.join(parts)}) AS u "
+        f"SELECT {keys}, {blobs} FROM ({per_bucket} GROUP BY {keys}, bucket) AS b "
         f"GROUP BY {keys} ORDER BY {keys}"
     )
 
 
-def _blobs(rows: list[Sequence[Any]], first_count: int) -> list[bytes | None]:
-    """One blob per counted value from rows of (..., bucket, latency_n, ttft_n)."""
-    buckets = np.fromiter((r[first_count - 1] for r in rows), np.int16, len(rows))
+def blob_select(source: str) -> str:
+    """PostgreSQL, over per-bucket hour aggregate rows in `source` (workspace_id, period,
+    the group's dimensions, bucket, latency_n, ttft_n): one row per hour and key with its blobs
+    (big-endian int2send and int8send, as `tallyql.histogram` encodes)."""
+    keys = ", ".join(("workspace_id", "period", *GROUP.dims))
+    blobs = ", ".join(
+        f"string_agg(int2send(b.bucket::int2), ''::bytea ORDER BY b.bucket) "
+        f"FILTER (WHERE b.{c} > 0) || string_agg(int8send(b.{c}::int8), ''::bytea "
+        f"ORDER BY b.bucket) FILTER (WHERE b.{c} > 0) AS {v}"
+        for c, v in zip(COUNTS, HISTOGRAM_VALUES, strict=True)
+    )
+    return f"SELECT {keys}, {blobs} FROM {source} AS b GROUP BY {keys}"
+
+
+async def fold_delta_blobs(run: RowRunner, rows: Sequence[Sequence[Any]]) -> int:
+    """Merge staged delta rows (workspace_id, hour, the group's dimensions, latency blob,
+    ttft blob) into every histogram table at every grain; the number of rows written."""
+    n_dims = len(GROUP.dims)
+    n_values = len(HISTOGRAM_VALUES)
+    decoded = [
+        (r[0], r[1], r[2 : 2 + n_dims], [histogram.decode(_bytes(v)) for v in r[2 + n_dims :]])
+        for r in rows
+    ]
+    written = 0
+    for target in TARGETS:
+        dim_at = [GROUP.dims.index(d) for d in target.rollup.dims]
+        index: dict[tuple[Any, ...], int] = {}
+        pieces: list[list[tuple[int, Any, Any]]] = [[] for _ in range(n_values)]
+        for ws, hour, dims, values in decoded:
+            key = (ws, grain_start(target.grain, hour), *(dims[i] for i in dim_at))
+            k = index.setdefault(key, len(index))
+            for i, (b, c) in enumerate(values):
+                pieces[i].append((k, b, c))
+        for key, stored in (await _stored(run, target, index)).items():
+            k = index.get(key)
+            if k is not None:
+                for i, blob in enumerate(stored):
+                    b, c = histogram.decode(blob)
+                    pieces[i].append((k, b, c))
+        merged = [histogram.combine_many(p, len(index)) for p in pieces]
+        new = {key: [merged[i][k] for i in range(n_values)] for key, k in index.items()}
+        await _write(run, target, new)
+        written += len(new)
+    return written
+
+
+def _bucket_blobs(rows: list[Sequence[Any]]) -> list[bytes | None]:
+    """One blob per counted value from SQLite's rows of (..., bucket, latency_n, ttft_n)."""
+    width = len(rows[0])
+    buckets = np.fromiter((r[width - 3] for r in rows), np.int16, len(rows))
     out = []
     for offset in range(len(COUNTS)):
-        counts = np.fromiter((r[first_count + offset] for r in rows), np.uint64, len(rows))
+        counts = np.fromiter((r[width - 2 + offset] for r in rows), np.uint64, len(rows))
         keep = counts > 0
         out.append(histogram.encode(buckets[keep], counts[keep]))
     return out
 
 
+def _keyed_blobs(
+    rows: Sequence[Sequence[Any]], n_dims: int, per_bucket: bool
+) -> list[tuple[int, tuple[Any, ...], list[bytes | None]]]:
+    """(target index, (workspace_id, period, group dims...), blobs) per key."""
+    if not per_bucket:
+        return [
+            (r[0], tuple(r[1 : 3 + n_dims]), [_bytes(v) for v in r[3 + n_dims :]]) for r in rows
+        ]
+    out = []
+    for key, key_rows in groupby(rows, key=lambda r: tuple(r[: 3 + n_dims])):
+        out.append((key[0], key[1:], _bucket_blobs(list(key_rows))))
+    return out
+
+
+def _bytes(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
 async def fold_histogram_rows(
-    run: RowRunner, rows: Sequence[Sequence[Any]], fresh: bool = False
+    run: RowRunner, rows: Sequence[Sequence[Any]], dialect: str, fresh: bool = False
 ) -> int:
     """Merge `targets_select` rows into the histogram tables; the number of rows written.
     `fresh`: the tables hold nothing for these keys (a rebuild deleted them), skip reading."""
     n_dims = len(GROUP.dims)
-    first_count = 3 + n_dims + 1  # t, workspace_id, period, dims..., bucket
     written = 0
-    for t_index, table_rows in groupby(rows, key=lambda r: r[0]):
+    keyed = _keyed_blobs(rows, n_dims, per_bucket=dialect != "postgresql")
+    for t_index, table_rows in groupby(keyed, key=lambda r: r[0]):
         target = TARGETS[t_index]
         dim_at = [GROUP.dims.index(d) for d in target.rollup.dims]
-        new: dict[tuple[Any, ...], list[bytes | None]] = {}
-        for key, key_rows in groupby(table_rows, key=lambda r: r[1 : 3 + n_dims]):
-            ws, period = key[0], key[1]
-            new[(ws, period, *(key[2 + i] for i in dim_at))] = _blobs(list(key_rows), first_count)
+        new: dict[tuple[Any, ...], list[bytes | None]] = {
+            (key[0], key[1], *(key[2 + i] for i in dim_at)): blobs for _, key, blobs in table_rows
+        }
         if not fresh:
             for key, stored in (await _stored(run, target, new)).items():
                 if key in new:

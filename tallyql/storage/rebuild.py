@@ -95,11 +95,21 @@ async def rebuild(
                 text(f"DELETE FROM {table} WHERE period >= :p0 AND period < :p1{where_ws}"),
                 {**(weeks_range if table.endswith("_w") else period), **params},
             )
-        for step in rollup_steps(db.dialect, source, fresh=True, grains=("h", "d")):
-            if isinstance(step, str):
-                await conn.execute(text(step), {**bounds, **params})
-            else:
-                await step(SqlAlchemyRunner(conn), {**bounds, **params})
+        # a day at a time: each aggregate stays small enough to hash in memory (a year of
+        # events at once would be sorted on disk), and the day's rows are new (fresh)
+        steps = rollup_steps(db.dialect, source, fresh=True, grains=("h", "d"))
+        day = start
+        while day < end:
+            day_bounds = {
+                "start": day if pg else to_micros(day),
+                "end": day + DAY if pg else to_micros(day + DAY),
+            }
+            for step in steps:
+                if isinstance(step, str):
+                    await conn.execute(text(step), {**day_bounds, **params})
+                else:
+                    await step(SqlAlchemyRunner(conn), {**day_bounds, **params})
+            day += DAY
         # the weeks the range touches, from their day rows (days outside the range included)
         weeks = "src.period >= :w0 AND src.period < :w1"
         if workspace_id is not None:

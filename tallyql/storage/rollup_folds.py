@@ -18,10 +18,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tallyql.storage.fold import Fold
-from tallyql.storage.histogram_fold import RowRunner, fold_histogram_rows, targets_select
+from tallyql.storage.histogram_fold import (
+    RowRunner,
+    blob_select,
+    fold_delta_blobs,
+    fold_histogram_rows,
+    targets_select,
+)
 from tallyql.storage.rollups import (
     BOOL_DIMS,
     FOLD_GROUPS,
+    HISTOGRAM_VALUES,
     HISTOGRAMS,
     HOUR,
     MAX_MEASURES,
@@ -142,10 +149,10 @@ def histogram_step(
     """Aggregate `source` by the histogram group and merge it into every histogram table of
     `grains` (`fresh`: they hold nothing for its keys yet)."""
     fold = next(f for g, f in _FOLDS[dialect] if g.histogram)
-    query = f"WITH agg AS ({fold.select(source)}) {targets_select('agg', grains)}"
+    query = f"WITH agg AS ({fold.select(source)}) {targets_select('agg', dialect, grains)}"
 
     async def step(run: RowRunner, params: dict[str, Any]) -> None:
-        await fold_histogram_rows(run, await run.fetch(query, params), fresh)
+        await fold_histogram_rows(run, await run.fetch(query, params), dialect, fresh)
 
     return step
 
@@ -190,10 +197,14 @@ def staging_statements(dialect: str, source: str) -> list[Step]:
     """The writer's rollup steps: staged in deltas on PostgreSQL, folded now on SQLite."""
     if dialect != "postgresql":
         return rollup_steps(dialect, source)
-    inserts = [
-        f"s{i} AS ({fold.stage_statement(source, group.delta_table)})"
-        for i, (group, fold) in enumerate(_FOLDS[dialect])
-    ]
+    inserts = []
+    for i, (group, fold) in enumerate(_FOLDS[dialect]):
+        if group.histogram:  # a blob per hour and key, not a row per bucket
+            columns = ", ".join(("workspace_id", "period", *group.dims, *HISTOGRAM_VALUES))
+            blobs = blob_select(f"({fold.select(source)})")
+            inserts.append(f"s{i} AS (INSERT INTO {group.delta_table} ({columns}) {blobs})")
+        else:
+            inserts.append(f"s{i} AS ({fold.stage_statement(source, group.delta_table)})")
     return [f"WITH {', '.join(inserts)} SELECT 1"]
 
 
@@ -208,9 +219,8 @@ def compaction_statements() -> list[str]:
 
 async def compact_histograms(run: RowRunner) -> int:
     """PostgreSQL: move the histogram delta into the histogram tables; rows moved."""
-    group, fold = next((g, f) for g, f in _FOLDS["postgresql"] if g.histogram)
-    columns = ", ".join(fold.aggregate.columns)
-    moved = f"moved AS (DELETE FROM {group.delta_table} RETURNING {columns})"
-    rows = await run.fetch(f"WITH {moved} {targets_select('moved')}")
-    await fold_histogram_rows(run, rows)
+    group = next(g for g in FOLD_GROUPS if g.histogram)
+    columns = ", ".join(("workspace_id", "period", *group.dims, *HISTOGRAM_VALUES))
+    rows = await run.fetch(f"DELETE FROM {group.delta_table} RETURNING {columns}")
+    await fold_delta_blobs(run, rows)
     return len(rows)

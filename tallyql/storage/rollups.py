@@ -28,7 +28,6 @@ from sqlalchemy import (
     Float,
     Integer,
     LargeBinary,
-    SmallInteger,
     Table,
     Text,
 )
@@ -211,11 +210,8 @@ GROUP_OF: dict[str, FoldGroup] = {
 
 
 def _delta(group: FoldGroup) -> Table:
-    if group.histogram:
-        measures = [
-            Column("bucket", SmallInteger, nullable=False),
-            *(Column(c, BigInteger, nullable=False) for c, _ in HISTOGRAMS),
-        ]
+    if group.histogram:  # one row per batch, hour and key, a blob per value
+        measures = [Column(c, LargeBinary) for c in HISTOGRAM_VALUES]
     else:
         measures = [
             *(

@@ -84,12 +84,11 @@ def upgrade() -> None:
             sa.Column("latency_max", sa.Float),
         )
     name, dims = HISTOGRAM_GROUP
-    op.create_table(
+    op.create_table(  # a row per batch, hour and key, with a blob per value (as in 0008)
         f"rollup_delta_{name}",
         *_keys(dims),
-        sa.Column("bucket", sa.SmallInteger, nullable=False),
-        sa.Column("latency_n", sa.BigInteger, nullable=False),
-        sa.Column("ttft_n", sa.BigInteger, nullable=False),
+        sa.Column("latency", sa.LargeBinary),
+        sa.Column("ttft", sa.LargeBinary),
     )
 
 

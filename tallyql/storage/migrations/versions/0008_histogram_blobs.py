@@ -5,8 +5,8 @@ Revises: 0007_rollup_deltas
 Create Date: 2026-12-03
 
 `hist_<name>_<grain>` (one row per bucket) becomes `histogram_<name>_<grain>` with `latency` and
-`ttft` blobs: the non-empty buckets ascending as little-endian int16, then their counts as
-little-endian uint64 (the encoding of `tallyql.histogram` at this revision). Existing rows are
+`ttft` blobs: the non-empty buckets ascending as big-endian int16, then their counts as
+big-endian uint64 (the encoding of `tallyql.histogram` at this revision). Existing rows are
 converted, then the old tables dropped.
 """
 
@@ -35,8 +35,8 @@ def _encode(buckets: list[int], counts: list[int]) -> bytes | None:
     if not pairs:
         return None
     return (
-        np.asarray([b for b, _ in pairs], "<i2").tobytes()
-        + np.asarray([c for _, c in pairs], "<u8").tobytes()
+        np.asarray([b for b, _ in pairs], ">i2").tobytes()
+        + np.asarray([c for _, c in pairs], ">u8").tobytes()
     )
 
 

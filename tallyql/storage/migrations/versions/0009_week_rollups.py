@@ -79,20 +79,20 @@ def _sum(name: str) -> sa.Column:
 
 
 def _merge(blobs: list[bytes | None]) -> bytes | None:
-    """The sum of day histogram blobs (int16 buckets, then uint64 counts, little-endian)."""
+    """The sum of day histogram blobs (int16 buckets, then uint64 counts, big-endian)."""
     buckets, counts = [], []
     for blob in blobs:
         if blob:
             blob = bytes(blob)
             n = len(blob) // 10
-            buckets.append(np.frombuffer(blob, "<i2", count=n).astype(np.int32))
-            counts.append(np.frombuffer(blob, "<u8", count=n, offset=2 * n))
+            buckets.append(np.frombuffer(blob, ">i2", count=n).astype(np.int32))
+            counts.append(np.frombuffer(blob, ">u8", count=n, offset=2 * n))
     if not buckets:
         return None
     unique, inverse = np.unique(np.concatenate(buckets), return_inverse=True)
     summed = np.zeros(len(unique), np.uint64)
     np.add.at(summed, inverse, np.concatenate(counts))
-    return unique.astype("<i2").tobytes() + summed.astype("<u8").tobytes()
+    return unique.astype(">i2").tobytes() + summed.astype(">u8").tobytes()
 
 
 def _histogram_weeks(bind: sa.Connection, name: str, dims: tuple[str, ...]) -> None:
