@@ -156,7 +156,10 @@ def plan_group(
     histogram: bool = False,
     distinct: str | None = None,
     force_raw: bool = False,
+    quiet_until: datetime | None = None,
 ) -> Plan:
+    """`quiet_until`: no event lies between the window's end and this instant (the end of
+    its hour), so whole hour rows may answer the window's last, partial hour."""
     start, end = bucketing.start, bucketing.end
     raw = [Piece("raw", start, end)]
     if force_raw:
@@ -168,6 +171,8 @@ def plan_group(
     if rollup is None:
         return Plan(group, None, raw, "no rollup keeps " + ", ".join(sorted(needed)))
     grains = tuple(g for g in grains_allowed(bucketing, dimensions) if g in rollup.grains)
-    pieces = split_window(start, end, grains)
     reason = "smallest covering rollup" if grains else "buckets not on whole UTC hours"
-    return Plan(group, rollup, pieces, reason)
+    if grains and quiet_until is not None and quiet_until > end:
+        end = quiet_until
+        reason += "; nothing after the window's end in its last hour, read whole"
+    return Plan(group, rollup, split_window(start, end, grains), reason)

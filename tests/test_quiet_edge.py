@@ -1,0 +1,74 @@
+"""A window that ends inside an hour: when no event lies between its end and the end of that
+hour, the hour's rollup row answers the last, partial hour (no raw edge); once one does, the
+raw edge is back and that event is not counted."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.conftest import Api
+
+HOUR = datetime(2026, 11, 10, 14, tzinfo=UTC)
+END = HOUR + timedelta(minutes=40)
+WINDOW = {"start": (HOUR - timedelta(days=3)).isoformat(), "end": END.isoformat()}
+QUERY = """query($r: TimeRangeInput!) {
+  overview(range: $r) { totalRequests costUsd p95LatencyMs activeUsers }
+  timeseries(metrics: [REQUESTS, COST_USD], range: $r, granularity: HOUR) {
+    series { values } }
+}"""
+
+
+def _event(i: int, ts: datetime) -> dict[str, Any]:
+    return {
+        "id": f"q{i}",
+        "timestamp": ts.isoformat(),
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "latency_ms": 100.0 + 17 * i,
+        "input_tokens": 10 + i,
+        "output_tokens": 5,
+        "cost_usd": 0.001 * (1 + i % 4),
+        "user_id": f"u{i % 3}",
+    }
+
+
+async def _ask(api: Api, key: str, plan_header: dict[str, str]) -> dict[str, Any]:
+    response = await api.client.post(
+        "/graphql",
+        json={"query": QUERY, "variables": {"r": WINDOW}},
+        headers={"Authorization": f"Bearer {key}", **plan_header},
+    )
+    body = response.json()
+    assert "errors" not in body, body
+    return body
+
+
+def _last_piece(body: dict[str, Any]) -> set[str]:
+    ends = set()
+    for plan in body["extensions"]["plans"]:
+        last = max(plan["pieces"], key=lambda p: p["end"])
+        ends.add(last["grain"])
+    return ends
+
+
+async def test_quiet_last_hour_reads_the_hour_row(api: Api) -> None:
+    key = await api.key()
+    events = [_event(i, HOUR - timedelta(hours=30) + timedelta(minutes=37 * i)) for i in range(80)]
+    events = [e for e in events if datetime.fromisoformat(e["timestamp"]) < END]
+    events.append(_event(500, HOUR + timedelta(minutes=5)))  # inside the window's last hour
+    assert (await api.ingest(key, events))["accepted"] == len(events)
+
+    quiet = await _ask(api, key, {"X-Tallyql-Explain": "1"})
+    assert _last_piece(quiet) == {"h"}, quiet["extensions"]["plans"]
+    raw = await _ask(api, key, {"X-Tallyql-Plan": "raw"})
+    assert quiet["data"] == raw["data"]
+    assert quiet["data"]["overview"]["totalRequests"] == len(events)
+    last_hour = [e for e in events if datetime.fromisoformat(e["timestamp"]) >= HOUR]
+    assert quiet["data"]["timeseries"]["series"][0]["values"][-1] == len(last_hour) >= 1
+
+    # an event after the window's end, in the same hour: the hour row would count it
+    assert (await api.ingest(key, [_event(501, END + timedelta(minutes=3))]))["accepted"] == 1
+    busy = await _ask(api, key, {"X-Tallyql-Explain": "1"})
+    assert _last_piece(busy) == {"raw"}
+    assert busy["data"] == quiet["data"]
