@@ -109,7 +109,12 @@ async def start_services(
     if settings.retention_interval_seconds > 0:
         services.spawn("retention", services.retention.run_forever())
     if db.is_postgres and settings.rollup_compaction_seconds > 0:
-        compaction = CompactionJob(db, settings.rollup_compaction_seconds, services.reports)
+        compaction = CompactionJob(
+            db,
+            settings.rollup_compaction_seconds,
+            services.reports,
+            activity=lambda: writer.stats.batches,
+        )
         services.spawn("rollup_compaction", compaction.run_forever())
     services.live = start_live(services)
     return services

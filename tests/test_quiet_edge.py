@@ -1,6 +1,7 @@
 """A window that ends inside an hour: when no event lies between its end and the end of that
 hour, the hour's rollup row answers the last, partial hour (no raw edge); once one does, the
-raw edge is back and that event is not counted."""
+raw edge is back and that event is not counted. (The window may end a little in the future:
+ingest accepts timestamps up to a day ahead.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 
 from tests.conftest import Api
 
-HOUR = datetime(2026, 11, 10, 14, tzinfo=UTC)
+HOUR = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+"""The current hour: the probe is made only for windows ending within the last hour."""
 END = HOUR + timedelta(minutes=40)
 WINDOW = {"start": (HOUR - timedelta(days=3)).isoformat(), "end": END.isoformat()}
 QUERY = """query($r: TimeRangeInput!) {

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from tallyql.config import Settings
 from tallyql.demo.generator import generate_batches
-from tallyql.storage.compaction import compact
+from tallyql.storage.compaction import CompactionJob, compact
 from tallyql.storage.rebuild import rebuild
 from tallyql.storage.rollups import DELTA_TABLES, FLOAT_MEASURES, ROLLUP_TABLES
 from tests.conftest import Api, running_api
@@ -149,3 +149,37 @@ async def test_compaction_reports_in_health(api: Api) -> None:
     assert health["jobs"]["rollup_compaction"]["ok"] is True
     assert health["jobs"]["rollup_compaction"]["rows_moved_total"] > 0
     assert await _delta_rows(api) == 0
+
+
+async def test_an_idle_compactor_skips_until_a_batch_commits(
+    settings: Settings, db_kind: str
+) -> None:
+    """After a run that compacted everything (histograms included), nothing runs until this
+    process's writer commits again; then runs resume until the histograms are folded too."""
+    async with running_api(replace(settings, rollup_compaction_seconds=0), db_kind) as api:
+        if not api.services.db.is_postgres:  # no deltas: the writer folds in its transaction
+            assert await _delta_rows(api) == 0
+            assert "rollup_compaction" not in api.services.background_status()
+            return
+        writer = api.services.writer
+        job = CompactionJob(
+            api.services.db, 0.01, {}, histogram_every=3, activity=lambda: writer.stats.batches
+        )
+        key = await api.key()
+        assert not job.settled  # never ran: deltas of an earlier process may wait
+        await job.run_once()  # run 0 folds histograms too
+        assert job.settled
+        await api.ingest(key, _batches(40, 40)[0])
+        assert not job.settled and await _delta_rows(api) > 0
+        task = asyncio.create_task(job.run_forever())
+        try:
+            for _ in range(200):
+                if job.settled:
+                    break
+                await asyncio.sleep(0.01)
+            assert job.settled and job.runs == 4  # runs 1 and 2 skip histograms, 3 folds them
+            assert await _delta_rows(api) == 0
+            await asyncio.sleep(0.1)
+            assert job.runs == 4  # idle: no more runs
+        finally:
+            task.cancel()

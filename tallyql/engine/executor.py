@@ -100,8 +100,8 @@ async def quiet_until(db: Database, scope: Scope, end: datetime) -> datetime | N
     stamped after a window that ends now.)"""
     end = end.astimezone(UTC)
     hour = end.replace(minute=0, second=0, microsecond=0)
-    if hour == end:
-        return None
+    if hour == end or end < datetime.now(UTC) - timedelta(hours=1):
+        return None  # whole already, or long past: its hour has had time to fill, likely busy
     ceil = hour + timedelta(hours=1)
     conditions = [events.c.ts >= end, events.c.ts < ceil]
     if scope.workspace_ids is not None:
