@@ -15,6 +15,7 @@ from tallyql.http import audit, events, export, health, otlp
 from tallyql.http.auth import authenticate, client_ip, services_of
 from tallyql.http.graphql_router import PROTOCOLS as SUBSCRIPTION_PROTOCOLS
 from tallyql.http.graphql_router import TallyGraphQLRouter
+from tallyql.http.idle_gc import IdleCollector
 from tallyql.http.observe import RequestMetrics
 from tallyql.observability import Metrics
 from tallyql.schema import build_schema
@@ -83,4 +84,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(export.router)
     app.include_router(health.router)
     app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(IdleCollector)  # outermost: counts a request until it is answered
     return app
