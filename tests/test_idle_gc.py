@@ -57,8 +57,9 @@ async def test_no_collection_while_a_request_is_in_flight() -> None:
         transport = httpx.ASGITransport(app=collector)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             slow = asyncio.create_task(client.get("/slow"))
-            while collector.in_flight == 0:
+            for _ in range(20):  # until the slow request has started
                 await asyncio.sleep(0)
+            assert collector.in_flight == 1
             assert (await client.get("/")).status_code == 200
             for _ in range(5):
                 await asyncio.sleep(0)

@@ -37,10 +37,10 @@ class IdleCollector:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
-            if self.in_flight == 0 and gc.isenabled():
-                if gc.get_count()[0] >= self.young_objects:
-                    # after this task's last step: the response has been sent
-                    asyncio.get_running_loop().call_soon(self._collect)
+            idle = self.in_flight == 0 and gc.isenabled()
+            if idle and gc.get_count()[0] >= self.young_objects:
+                # after this task's last step: the response has been sent
+                asyncio.get_running_loop().call_soon(self._collect)
 
     def _collect(self) -> None:
         if self.in_flight == 0:
