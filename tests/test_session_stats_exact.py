@@ -189,7 +189,7 @@ async def test_every_bracket_gives_the_exact_value(api: Api) -> None:
     await api.ingest(key, events_of(sessions))
     db, ws = api.services.db, await workspace_id_of(api.services, key)
     window = TimeWindow(DAY, DAY + timedelta(days=1), ZoneInfo("UTC"))
-    measures = engine.exact_measures(db.dialect)
+    measures = engine.exact_measures()
     conditions = engine.session_conditions(db.dialect, ws, window, EventFilterSpec())
     sampling = exact_stats.Sampling(conditions, engine.sessions.c.last_ts, None)
     values = {m: [s.measures()[m] for s in sessions] for m in FIELDS}

@@ -11,10 +11,8 @@ that match it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
-from functools import partial
 from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Select, func, literal, select, tuple_
@@ -190,20 +188,17 @@ async def count_sessions(
 @dataclass(frozen=True)
 class StatMeasure:
     name: str
-    expr: Callable[[str], ColumnElement[Any]]
+    expr: ColumnElement[Any]
+    """A stored integer per session, on either database."""
     scale: float
     """Multiplies the stored integer into the API's unit (USD, milliseconds)."""
-    decode: Callable[[Any], int] = int
-    """A value as read back to the stored integer."""
-    encode: Callable[[str, int], Any] = sqld.same_value
-    """The stored integer to a bound for `expr` (by dialect)."""
 
 
 STAT_MEASURES: tuple[StatMeasure, ...] = (
-    StatMeasure("cost", lambda d: sessions.c.cost_nanousd, 1e-9),
-    StatMeasure("tokens", lambda d: sessions.c.input_tokens + sessions.c.output_tokens, 1.0),
-    StatMeasure("duration", lambda d: sessions.c.duration_us, 1e-3),
-    StatMeasure("requests", lambda d: sessions.c.requests, 1.0),
+    StatMeasure("cost", sessions.c.cost_nanousd, 1e-9),
+    StatMeasure("tokens", sessions.c.input_tokens + sessions.c.output_tokens, 1.0),
+    StatMeasure("duration", sessions.c.duration_us, 1e-3),
+    StatMeasure("requests", sessions.c.requests, 1.0),
 )
 QUANTILES = (0.5, 0.95)
 
@@ -225,11 +220,8 @@ class SessionStatsResult:
         return dist.p50 if q == 0.5 else dist.p95
 
 
-def exact_measures(dialect: str) -> list[ExactMeasure]:
-    return [
-        ExactMeasure(m.name, m.expr(dialect), m.decode, partial(m.encode, dialect))
-        for m in STAT_MEASURES
-    ]
+def exact_measures() -> list[ExactMeasure]:
+    return [ExactMeasure(m.name, m.expr) for m in STAT_MEASURES]
 
 
 async def session_stats(
@@ -260,7 +252,7 @@ async def session_stats(
             conn,
             db.dialect,
             conditions,
-            exact_measures(db.dialect),
+            exact_measures(),
             QUANTILES,
             sampling,
             brackets,

@@ -89,11 +89,6 @@ def micros_between(
     return type_coerce(end - start, BigInteger)
 
 
-def same_value(dialect: str, value: int) -> Any:
-    """A bound for a stored integer: itself on either database."""
-    return value
-
-
 def time_along(
     dialect: str,
     start: ColumnElement[Any],
