@@ -88,14 +88,9 @@ def targets_select(source: str, dialect: str, grains: tuple[str, ...] = ("h", "d
     per_bucket = f"SELECT {keys}, bucket, {sums} FROM ({' UNION ALL '.join(parts)}) AS u "
     if dialect != "postgresql":
         return f"{per_bucket} GROUP BY {keys}, bucket ORDER BY {keys}, bucket"
-    blobs = ", ".join(
-        f"string_agg(int2send(b.bucket::int2), ''::bytea ORDER BY b.bucket) "
-        f"FILTER (WHERE b.{c} > 0) || string_agg(int8send(b.{c}::int8), ''::bytea "
-        f"ORDER BY b.bucket) FILTER (WHERE b.{c} > 0) AS {c}"
-        for c in COUNTS
-    )
     return (
-        f"SELECT {keys}, {blobs} FROM ({per_bucket} GROUP BY {keys}, bucket) AS b "
+        f"SELECT {keys}, {_blob_columns(COUNTS)} "
+        f"FROM ({per_bucket} GROUP BY {keys}, bucket) AS b "
         f"GROUP BY {keys} ORDER BY {keys}"
     )
 
@@ -105,13 +100,23 @@ def blob_select(source: str) -> str:
     the group's dimensions, bucket, latency_n, ttft_n): one row per hour and key with its blobs
     (big-endian int2send and int8send, as `tallyql.histogram` encodes)."""
     keys = ", ".join(("workspace_id", "period", *GROUP.dims))
-    blobs = ", ".join(
+    return f"SELECT {keys}, {_blob_columns(HISTOGRAM_VALUES)} FROM {source} AS b GROUP BY {keys}"
+
+
+DELTA_COLUMNS = ("workspace_id", "period", *GROUP.dims, *HISTOGRAM_VALUES)
+"""The histogram delta table's columns: a blob per value for each batch, hour and key."""
+
+
+def _blob_columns(names: Sequence[str]) -> str:
+    """PostgreSQL, over per-bucket rows `b` (bucket and the COUNTS): each counted value's blob
+    of the group's rows (big-endian int2send and int8send, as `tallyql.histogram` encodes),
+    named as `names`."""
+    return ", ".join(
         f"string_agg(int2send(b.bucket::int2), ''::bytea ORDER BY b.bucket) "
         f"FILTER (WHERE b.{c} > 0) || string_agg(int8send(b.{c}::int8), ''::bytea "
-        f"ORDER BY b.bucket) FILTER (WHERE b.{c} > 0) AS {v}"
-        for c, v in zip(COUNTS, HISTOGRAM_VALUES, strict=True)
+        f"ORDER BY b.bucket) FILTER (WHERE b.{c} > 0) AS {name}"
+        for c, name in zip(COUNTS, names, strict=True)
     )
-    return f"SELECT {keys}, {blobs} FROM {source} AS b GROUP BY {keys}"
 
 
 async def fold_delta_blobs(run: RowRunner, rows: Sequence[Sequence[Any]]) -> int:

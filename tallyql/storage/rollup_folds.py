@@ -19,6 +19,7 @@ from typing import Any
 
 from tallyql.storage.fold import Fold
 from tallyql.storage.histogram_fold import (
+    DELTA_COLUMNS,
     RowRunner,
     blob_select,
     fold_delta_blobs,
@@ -28,7 +29,6 @@ from tallyql.storage.histogram_fold import (
 from tallyql.storage.rollups import (
     BOOL_DIMS,
     FOLD_GROUPS,
-    HISTOGRAM_VALUES,
     HISTOGRAMS,
     HOUR,
     MAX_MEASURES,
@@ -200,8 +200,8 @@ def staging_statements(dialect: str, source: str) -> list[Step]:
     inserts = []
     for i, (group, fold) in enumerate(_FOLDS[dialect]):
         if group.histogram:  # a blob per hour and key, not a row per bucket
-            columns = ", ".join(("workspace_id", "period", *group.dims, *HISTOGRAM_VALUES))
             blobs = blob_select(f"({fold.select(source)})")
+            columns = ", ".join(DELTA_COLUMNS)
             inserts.append(f"s{i} AS (INSERT INTO {group.delta_table} ({columns}) {blobs})")
         else:
             inserts.append(f"s{i} AS ({fold.stage_statement(source, group.delta_table)})")
@@ -220,7 +220,6 @@ def compaction_statements() -> list[str]:
 async def compact_histograms(run: RowRunner) -> int:
     """PostgreSQL: move the histogram delta into the histogram tables; rows moved."""
     group = next(g for g in FOLD_GROUPS if g.histogram)
-    columns = ", ".join(("workspace_id", "period", *group.dims, *HISTOGRAM_VALUES))
-    rows = await run.fetch(f"DELETE FROM {group.delta_table} RETURNING {columns}")
+    rows = await run.fetch(f"DELETE FROM {group.delta_table} RETURNING {', '.join(DELTA_COLUMNS)}")
     await fold_delta_blobs(run, rows)
     return len(rows)
