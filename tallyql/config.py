@@ -46,6 +46,9 @@ class Settings:
     live_queue_size: int = 1000
     """Items a live subscriber may have waiting; beyond it events are dropped for that
     subscriber (it receives a Lagged item with the count)."""
+    live_delivery_share: float = 0.5
+    """The share of the event loop's time that live deliveries may use while other work waits
+    (live/pacer.py); subscribers that need more fall behind and receive Lagged items."""
     live_group_refresh_seconds: float = 30.0
     """How often live filters reload the members of the groups they filter on."""
     live_audit_poll_seconds: float = 0.5
@@ -130,4 +133,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     settings = Settings(**values)
     if not 1 <= settings.max_batch_events <= 10_000:
         raise ValueError("TALLYQL_MAX_BATCH_EVENTS must be between 1 and 10000")
+    if not 0.0 < settings.live_delivery_share <= 1.0:
+        raise ValueError("TALLYQL_LIVE_DELIVERY_SHARE must be above 0 and at most 1")
     return settings

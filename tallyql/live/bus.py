@@ -2,7 +2,8 @@
 
 The writer calls `on_commit` after each commit; it only queues the batch (the writer never
 waits on subscribers). The bus's task turns the batch into live rows, offers them to the
-subscribers of each row's workspace (never waiting: every subscriber has a bounded queue),
+subscribers of each row's workspace (never waiting: every subscriber has a bounded queue;
+subscribers of one filter share the batch's view, live/fanout.py),
 hands them to the relay for other replicas, and tells batch observers (budgets) which
 workspaces received events. Notices (limit warnings, alert firings, audit events) take the
 same way. With a relay, rows and notices that arrive from other replicas are delivered here
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 
 from tallyql.ingest.validate import ValidEvent
 from tallyql.live.compact import LiveRow, compact_row
+from tallyql.live.fanout import FilterKey, FilterView
 from tallyql.live.subscriber import Subscriber
 
 log = logging.getLogger(__name__)
@@ -109,9 +111,13 @@ class LiveBus:
             if row["workspace_id"] in self._subscribers:
                 by_workspace[row["workspace_id"]].append(row)
         for workspace_id, batch in by_workspace.items():
+            views: dict[FilterKey, FilterView] = {}
             for subscriber in tuple(self._subscribers.get(workspace_id, ())):
-                subscriber.offer_events(batch)
-                self.stats.deliveries += len(batch)
+                view = views.get(subscriber.filter_key)
+                if view is None:
+                    view = views[subscriber.filter_key] = FilterView(subscriber.matcher, batch)
+                subscriber.offer(view)
+                self.stats.deliveries += len(view.rows)
 
     def deliver_notice(self, workspace_id: int, kind: str, notice: dict[str, Any]) -> None:
         self.stats.notices += 1

@@ -9,6 +9,7 @@ from typing import Any
 from tallyql.live.audit_feed import PgAuditFeed, SqliteAuditFeed
 from tallyql.live.bus import LiveBus
 from tallyql.live.membership import GroupMembership
+from tallyql.live.pacer import DeliveryPacer
 from tallyql.live.pg_listener import PgListener
 from tallyql.live.relay import PgRelay
 from tallyql.live.stream import StreamRequest, open_stream
@@ -26,9 +27,11 @@ class LiveService:
         group_refresh_seconds: float,
         audit_poll_seconds: float,
         cross_replica: bool = True,
+        delivery_share: float = 0.5,
     ) -> None:
         self.db = db
         self.queue_size = queue_size
+        self.pacer = DeliveryPacer(delivery_share)
         self.bus = LiveBus()
         self.membership = GroupMembership(db, group_refresh_seconds)
         self.listener: PgListener | None = None
@@ -65,6 +68,7 @@ class LiveService:
             "rows": self.bus.stats.rows,
             "deliveries": self.bus.stats.deliveries,
             "notices": self.bus.stats.notices,
+            "paced_deliveries": self.pacer.waits,
         }
         if self.relay is not None:
             report["relay"] = {

@@ -72,6 +72,7 @@ async def open_stream(live: LiveService, request: StreamRequest) -> AsyncIterato
         request.types,
         live.queue_size,
         count_totals=wants_cost,
+        filter_key=(request.filter, groups),  # a GroupSet is equal only to itself
     )
     since = datetime.now(UTC)
     live.bus.subscribe(subscriber)
@@ -82,12 +83,16 @@ async def open_stream(live: LiveService, request: StreamRequest) -> AsyncIterato
         if wants_cost:
             day = await _start_day(live, request, subscriber)
             yield (COST_UPDATE, _snapshot(request, subscriber, since, day))
+        pacer = live.pacer
         loop = asyncio.get_running_loop()
         next_update = loop.time() + request.interval
         while True:
             await subscriber.wait(next_update - loop.time() if wants_cost else None)
             while (item := subscriber.take()) is not None:
+                await pacer.turn()
+                started = time.perf_counter()
                 yield item
+                pacer.done(started)
                 if wants_cost and loop.time() >= next_update:
                     break
             if wants_cost and loop.time() >= next_update:

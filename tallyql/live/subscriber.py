@@ -3,6 +3,10 @@
 The bus offers items without ever waiting: when the queue is full the item is dropped and
 counted, and the consumer receives a `lagged` item with the count, in the place where the
 items went missing. Totals count every matching event, dropped or not.
+
+A batch of events arrives as a `FilterView` shared by every subscriber of the same filter:
+its items go into the queue as one run (a shared list and a position), and its totals are
+added whole, so that offering a batch costs the same whatever its size.
 """
 
 from __future__ import annotations
@@ -15,11 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tallyql.live.compact import LiveRow
+from tallyql.live.fanout import ERROR, REQUEST, FilterKey, FilterView
 from tallyql.live.matcher import Matcher
 from tallyql.live.totals import Totals
 
-REQUEST = "request"
-ERROR = "error"
 COST_UPDATE = "cost_update"
 LIMIT_WARNING = "limit_warning"
 AUDIT = "audit"
@@ -28,6 +31,16 @@ LAGGED = "lagged"
 ALL_TYPES = frozenset({REQUEST, ERROR, COST_UPDATE, LIMIT_WARNING, AUDIT, ALERT})
 
 Item = tuple[str, Any]  # (kind, live row | notice dict | lag count)
+
+
+class _Run:
+    """Items of one batch waiting in a queue: `items[position:]`."""
+
+    __slots__ = ("items", "position")
+
+    def __init__(self, items: Sequence[Item]) -> None:
+        self.items = items
+        self.position = 0
 
 
 @dataclass
@@ -53,9 +66,12 @@ class Subscriber:
         types: frozenset[str],
         max_queue: int,
         count_totals: bool = False,
+        filter_key: FilterKey | None = None,
     ) -> None:
         self.workspace_id = workspace_id
         self.matcher = matcher
+        self.filter_key: FilterKey = filter_key if filter_key is not None else object()
+        """Subscribers with equal keys have equal matchers and share each batch's view."""
         self.types = types
         self.max_queue = max_queue
         self.count_totals = count_totals
@@ -63,7 +79,7 @@ class Subscriber:
         self.today: TodayCount | None = None
         self.dropped_total = 0
         self.delivered_total = 0
-        self._queue: deque[Item] = deque()
+        self._queue: deque[Item | _Run] = deque()
         self._size = 0
         self._wake = asyncio.Event()
         self._wants_request = REQUEST in types
@@ -74,54 +90,70 @@ class Subscriber:
         return self._size
 
     def offer_events(self, rows: Sequence[LiveRow]) -> None:
-        added = False
-        for row in rows:
-            if not self.matcher(row):
-                continue
-            if self.count_totals:
-                self._count(row)
-            if row["status"] == "error" and self._wants_error:
-                added |= self._put((ERROR, row))
-            elif self._wants_request:
-                added |= self._put((REQUEST, row))
-        if added:
-            self._wake.set()
+        """Offer a batch of rows (the bus shares one view among a filter's subscribers)."""
+        self.offer(FilterView(self.matcher, rows))
+
+    def offer(self, view: FilterView) -> None:
+        if not view.rows:
+            return
+        if self.count_totals:
+            self._count(view)
+        if self._wants_request or self._wants_error:
+            items = view.items(self._wants_request, self._wants_error)
+            if items:
+                self._put_run(items)
+                self._wake.set()
 
     def offer_notice(self, kind: str, notice: dict[str, Any]) -> None:
-        if kind in self.types and self._put((kind, notice)):
+        if kind in self.types:
+            self._put_run(((kind, notice),))
             self._wake.set()
 
-    def _count(self, row: LiveRow) -> None:
-        self.since_start.add(row)
+    def _count(self, view: FilterView) -> None:
+        self.since_start.absorb(view.totals)
         today = self.today
-        if today is not None and today.start_us <= row["ts_us"] < today.end_us:
-            today.totals.add(row)
-            if row["committed_at"] <= today.check_until:
-                today.unchecked.append(row)
+        if today is None:
+            return
+        totals, rows = view.window(today.start_us, today.end_us)
+        if not rows:
+            return
+        today.totals.absorb(totals)
+        check_until = today.check_until
+        today.unchecked.extend(row for row in rows if row["committed_at"] <= check_until)
 
-    def _put(self, item: Item) -> bool:
-        if self._size < self.max_queue:
-            self._queue.append(item)
-            self._size += 1
-            return True
-        self.dropped_total += 1
-        if self._queue and self._queue[-1][0] == LAGGED:
-            self._queue[-1][1][0] += 1
+    def _put_run(self, items: Sequence[Item]) -> None:
+        room = self.max_queue - self._size
+        if room >= len(items):
+            self._queue.append(_Run(items))
+            self._size += len(items)
+            return
+        if room > 0:
+            self._queue.append(_Run(items[:room]))
+            self._size += room
+        dropped = len(items) - max(room, 0)
+        self.dropped_total += dropped
+        tail = self._queue[-1] if self._queue else None
+        if isinstance(tail, tuple) and tail[0] == LAGGED:
+            tail[1][0] += dropped
         else:
-            self._queue.append((LAGGED, [1]))
-        return True
+            self._queue.append((LAGGED, [dropped]))
 
     def take(self) -> Item | None:
         """The next item, or None when the queue is empty."""
         if not self._queue:
             self._wake.clear()
             return None
-        kind, value = self._queue.popleft()
-        if kind == LAGGED:
-            return (LAGGED, value[0])
+        head = self._queue[0]
+        if isinstance(head, tuple):  # a lag notice
+            self._queue.popleft()
+            return (LAGGED, head[1][0])
+        item = head.items[head.position]
+        head.position += 1
+        if head.position == len(head.items):
+            self._queue.popleft()
         self._size -= 1
         self.delivered_total += 1
-        return (kind, value)
+        return item
 
     async def wait(self, seconds: float | None) -> None:
         """Until an item arrives (or the timeout passes)."""

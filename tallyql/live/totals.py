@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tallyql.live.compact import LiveRow
@@ -28,6 +29,18 @@ class Totals:
         self.cache_write_tokens += row["cache_write_tokens"] or 0
         self.reasoning_tokens += row["reasoning_tokens"] or 0
         self.cost_nanousd += row["cost_nanousd"] or 0
+
+    @classmethod
+    def of(cls, rows: Iterable[LiveRow]) -> Totals:
+        totals = cls()
+        for row in rows:
+            totals.add(row)
+        return totals
+
+    def absorb(self, other: Totals) -> None:
+        """Add another set of totals to this one."""
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def remove(self, row: LiveRow) -> None:
         """Undo `add(row)`."""

@@ -56,6 +56,7 @@ def start_live(services: Services) -> LiveComponents:
     live = LiveService(
         services.db,
         queue_size=settings.live_queue_size,
+        delivery_share=settings.live_delivery_share,
         group_refresh_seconds=settings.live_group_refresh_seconds,
         audit_poll_seconds=settings.live_audit_poll_seconds,
         cross_replica=settings.live_cross_replica,

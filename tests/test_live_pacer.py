@@ -1,0 +1,108 @@
+"""The delivery pacer keeps live deliveries to their share of the event loop: with two hundred
+busy senders, other tasks still get the loop every few milliseconds and the senders use about
+their share of the time, no more; a lone sender never waits; a cancelled waiter does not hold
+up the others."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tallyql.live.pacer import DeliveryPacer
+
+SENDERS = 200
+COST = 0.0005  # seconds of loop time per delivery
+RUN = 1.0
+
+
+def busy(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+async def contend(pacer: DeliveryPacer | None) -> tuple[float, float, float]:
+    """Run SENDERS busy senders beside a probe for RUN seconds: (time the senders used,
+    elapsed time, the probe's longest wait for the loop)."""
+    used = 0.0
+    stop = False
+
+    async def sender() -> None:
+        nonlocal used
+        while not stop:
+            if pacer is not None:
+                await pacer.turn()
+            started = time.perf_counter()
+            busy(COST)
+            used += time.perf_counter() - started
+            if pacer is not None:
+                pacer.done(started)
+            await asyncio.sleep(0)  # a send that completes at once still yields
+
+    longest = 0.0
+
+    async def probe() -> None:
+        nonlocal longest
+        while not stop:
+            before = time.perf_counter()
+            await asyncio.sleep(0.001)
+            longest = max(longest, time.perf_counter() - before - 0.001)
+
+    began = time.perf_counter()
+    tasks = [asyncio.create_task(sender()) for _ in range(SENDERS)]
+    probing = asyncio.create_task(probe())
+    await asyncio.sleep(RUN)
+    stop = True
+    await asyncio.gather(*tasks, probing)
+    return used, time.perf_counter() - began, longest
+
+
+async def test_busy_senders_keep_to_their_share() -> None:
+    # every delivery charged in full (max_cost), so that time this process spends descheduled
+    # by the machine inside a busy loop counts on both sides of the comparison
+    pacer = DeliveryPacer(share=0.5, max_cost=1.0)
+    used, elapsed, longest = await contend(pacer)
+    assert used <= 0.5 * elapsed + pacer.burst + 0.05, (used, elapsed)
+    assert used >= 0.3 * elapsed, (used, elapsed)  # paced, not starved
+    assert longest < 0.04, f"the loop was held for {longest * 1000:.1f} ms"
+    assert pacer.waits > 0
+
+
+async def test_without_the_pacer_the_probe_waits_long() -> None:
+    """The control: the same senders unpaced hold the loop for a whole round of them."""
+    used, elapsed, longest = await contend(None)
+    assert used > 0.8 * elapsed
+    assert longest > 0.04  # a round of SENDERS * COST = 100 ms
+
+
+async def test_a_lone_sender_never_waits() -> None:
+    pacer = DeliveryPacer(share=0.5)
+    for _ in range(200):
+        await pacer.turn()
+        started = time.perf_counter()
+        busy(0.00001)
+        pacer.done(started)
+        await asyncio.sleep(0.0001)
+    assert pacer.waits == 0
+
+
+async def test_cancelled_waiters_leave_the_others_going() -> None:
+    pacer = DeliveryPacer(share=0.5, burst=0.001, max_cost=1.0)
+    await pacer.turn()
+    started = time.perf_counter()
+    busy(0.01)  # well over the burst: the next ones wait
+    pacer.done(started)
+    finished: list[int] = []
+
+    async def waiter(n: int) -> None:
+        await pacer.turn()
+        pacer.done(time.perf_counter())
+        finished.append(n)
+
+    tasks = [asyncio.create_task(waiter(n)) for n in range(40)]
+    await asyncio.sleep(0)
+    for task in tasks[::2]:
+        task.cancel()
+    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+    assert sorted(finished) == list(range(1, 40, 2))
+    assert all(isinstance(r, asyncio.CancelledError) for r in results[::2])
