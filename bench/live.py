@@ -292,7 +292,13 @@ def main() -> None:
     parser.add_argument("--burst-batch", type=int, default=500, help="events per burst call")
     parser.add_argument("--client-procs", type=int, default=2)
     parser.add_argument("--queue-size", type=int, default=1000)
-    parser.add_argument("--drain", type=float, default=3.0, help="seconds to let deliveries end")
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=12.0,
+        help="seconds to let deliveries end (past TALLYQL_LIVE_MAX_AGE_SECONDS, so that "
+        "subscribers far behind have heard of it)",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="tallyql-live-"))
     scratch = None

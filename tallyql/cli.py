@@ -88,6 +88,7 @@ def serve(
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,
+        ws_per_message_deflate=False,  # compressing every copy of a live item costs more
     )
 
 

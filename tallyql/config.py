@@ -46,6 +46,9 @@ class Settings:
     live_queue_size: int = 1000
     """Items a live subscriber may have waiting; beyond it events are dropped for that
     subscriber (it receives a Lagged item with the count)."""
+    live_max_age_seconds: float = 10.0
+    """Seconds after its commit that an event may still be sent to a live subscriber; a
+    subscriber further behind has the older events dropped (it receives a Lagged item)."""
     live_delivery_share: float = 0.5
     """The share of the event loop's time that live deliveries may use while other work waits
     (live/pacer.py); subscribers that need more fall behind and receive Lagged items."""
@@ -133,6 +136,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     settings = Settings(**values)
     if not 1 <= settings.max_batch_events <= 10_000:
         raise ValueError("TALLYQL_MAX_BATCH_EVENTS must be between 1 and 10000")
+    if settings.live_max_age_seconds <= 0:
+        raise ValueError("TALLYQL_LIVE_MAX_AGE_SECONDS must be above 0")
     if not 0.0 < settings.live_delivery_share <= 1.0:
         raise ValueError("TALLYQL_LIVE_DELIVERY_SHARE must be above 0 and at most 1")
     return settings

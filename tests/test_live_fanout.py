@@ -165,3 +165,30 @@ def test_today_counts_the_window_and_marks_the_unchecked() -> None:
     assert vars(subscriber.today.totals) == expected_totals(inside + late)
     assert len(subscriber.today.unchecked) == len(inside)
     assert Counter(r["id"] for r in subscriber.today.unchecked) == Counter(r["id"] for r in inside)
+
+
+def test_events_past_their_age_are_dropped_and_counted() -> None:
+    subscriber = Subscriber(WORKSPACE, lambda r: True, frozenset({REQUEST, "audit"}), 100)
+    subscriber.max_age = 5.0
+    now = time.time()
+    old = [row(n) | {"committed_at": now - 60} for n in range(4)]
+    older_too = [row(n) | {"committed_at": now - 30} for n in range(4, 7)]
+    fresh = [row(n) | {"committed_at": now} for n in range(7, 9)]
+    subscriber.offer_events(old)
+    subscriber.offer_events(older_too[:1])
+    subscriber.offer_notice("audit", {"id": "a1"})  # notices do not age
+    subscriber.offer_events(older_too[1:] + fresh)
+    kinds = [(k, v if k == LAGGED else v["id"]) for k, v in drain(subscriber)]
+    assert kinds == [(LAGGED, 5), ("audit", "a1"), (LAGGED, 2), (REQUEST, "e7"), (REQUEST, "e8")]
+    assert subscriber.dropped_total == 7 and subscriber.delivered_total == 3
+    assert subscriber.queued == 0
+
+
+def test_stale_events_merge_with_a_lag_notice_behind_them() -> None:
+    subscriber = Subscriber(WORKSPACE, lambda r: True, frozenset({REQUEST}), 3)
+    subscriber.max_age = 5.0
+    stale = [row(n) | {"committed_at": time.time() - 60} for n in range(5)]
+    subscriber.offer_events(stale)  # 3 queued (then stale), 2 over the bound
+    subscriber.offer_events([row(9)])  # over the bound: counted with the 2
+    assert drain(subscriber) == [(LAGGED, 6)]
+    assert subscriber.dropped_total == 6 and subscriber.queued == 0

@@ -39,7 +39,6 @@ from tallyql.schema.live_render import RENDERERS
 log = logging.getLogger(__name__)
 
 FORBIDDEN = 4403
-YIELD_EVERY = 32  # items sent before letting other tasks (ingest) run
 
 Frame = Callable[[bytes], str]
 Send = Callable[[str], Awaitable[None]]
@@ -56,14 +55,10 @@ async def deliver(
 ) -> None:
     """Send every item of a live stream until it ends or the socket goes away."""
     key, renderer = RENDERERS.acquire(schema._schema, query, variables, operation_name)
-    sent = 0
     try:
         async with aclosing(stream):  # type: ignore[type-var]
-            async for kind, value in stream:
+            async for kind, value in stream:  # paced by the stream (live/pacer.py)
                 await send(frame(renderer.payload(kind, value)))
-                sent += 1
-                if sent % YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
     finally:
         RENDERERS.release(key)
 

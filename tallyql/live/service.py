@@ -28,9 +28,11 @@ class LiveService:
         audit_poll_seconds: float,
         cross_replica: bool = True,
         delivery_share: float = 0.5,
+        max_age: float = 10.0,
     ) -> None:
         self.db = db
         self.queue_size = queue_size
+        self.max_age = max_age
         self.pacer = DeliveryPacer(delivery_share)
         self.bus = LiveBus()
         self.membership = GroupMembership(db, group_refresh_seconds)

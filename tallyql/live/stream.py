@@ -73,6 +73,7 @@ async def open_stream(live: LiveService, request: StreamRequest) -> AsyncIterato
         live.queue_size,
         count_totals=wants_cost,
         filter_key=(request.filter, groups),  # a GroupSet is equal only to itself
+        max_age=live.max_age,
     )
     since = datetime.now(UTC)
     live.bus.subscribe(subscriber)

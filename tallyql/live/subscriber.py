@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,11 @@ class TodayCount:
     unchecked: list[LiveRow] = field(default_factory=list)
 
 
+def _committed_at(item: Item) -> float:
+    kind, value = item
+    return value["committed_at"] if kind in (REQUEST, ERROR) else math.inf
+
+
 class Subscriber:
     def __init__(
         self,
@@ -67,6 +73,7 @@ class Subscriber:
         max_queue: int,
         count_totals: bool = False,
         filter_key: FilterKey | None = None,
+        max_age: float = math.inf,
     ) -> None:
         self.workspace_id = workspace_id
         self.matcher = matcher
@@ -74,6 +81,9 @@ class Subscriber:
         """Subscribers with equal keys have equal matchers and share each batch's view."""
         self.types = types
         self.max_queue = max_queue
+        self.max_age = max_age
+        """Seconds after its commit that an event may still be sent; older ones are dropped
+        and counted (a subscriber far behind hears of it soon, not after its whole queue)."""
         self.count_totals = count_totals
         self.since_start = Totals()
         self.today: TodayCount | None = None
@@ -143,6 +153,8 @@ class Subscriber:
         if not self._queue:
             self._wake.clear()
             return None
+        if self.max_age != math.inf and (stale := self._drop_stale()):
+            return (LAGGED, stale)
         head = self._queue[0]
         if isinstance(head, tuple):  # a lag notice
             self._queue.popleft()
@@ -154,6 +166,33 @@ class Subscriber:
         self._size -= 1
         self.delivered_total += 1
         return item
+
+    def _drop_stale(self) -> int:
+        """Drop the events at the head committed more than max_age ago, with the lag notices
+        among them; the count of events missing there."""
+        cutoff = time.time() - self.max_age
+        missing = 0
+        while self._queue:
+            head = self._queue[0]
+            if isinstance(head, tuple):
+                if not missing:
+                    break  # a notice of its own; anything stale behind it comes next
+                missing += head[1][0]
+                self._queue.popleft()
+                continue
+            items, start = head.items, head.position
+            end = start
+            while end < len(items) and _committed_at(items[end]) < cutoff:
+                end += 1
+            dropped = end - start
+            missing += dropped
+            self._size -= dropped
+            self.dropped_total += dropped
+            if end < len(items):
+                head.position = end
+                break
+            self._queue.popleft()
+        return missing
 
     async def wait(self, seconds: float | None) -> None:
         """Until an item arrives (or the timeout passes)."""
