@@ -17,6 +17,7 @@ from tallyql.ingest.service import IngestService
 from tallyql.live.wiring import LiveComponents, start_live
 from tallyql.observability import Metrics
 from tallyql.retention import RetentionJob
+from tallyql.storage import session_versions
 from tallyql.storage.batch import batches_for
 from tallyql.storage.compaction import CompactionJob
 from tallyql.storage.database import Database
@@ -80,7 +81,7 @@ async def start_services(
     metrics = metrics or Metrics()
     writer = Writer(
         batches_for(db, settings.writer_connections),
-        contributors=[session_statements, staging_statements],
+        contributors=[session_statements, staging_statements, session_versions.batch_statements],
         max_queue_events=settings.writer_queue_events,
         max_batch_events=settings.writer_batch_events,
         observer=metrics.observe_batch,

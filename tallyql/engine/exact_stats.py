@@ -183,7 +183,7 @@ async def sample_brackets(
     rows = sampled.subquery("sampled")
     columns = [sqld.collect(dialect, column) for column in rows.c]
     if sqld.is_postgres(dialect):
-        columns += _scan_settings()
+        columns += scan_settings()
     row = (await conn.execute(select(*columns))).one()
     out = {}
     for i, m in enumerate(measures):
@@ -233,7 +233,7 @@ async def _extent(
     return None if first is None else (first, last + timedelta(microseconds=1))
 
 
-def _scan_settings() -> list[ColumnElement[Any]]:
+def scan_settings() -> list[ColumnElement[Any]]:
     return [func.set_config(name, value, True) for name, value in SCAN_SETTINGS]
 
 
@@ -260,7 +260,7 @@ async def exact_summary(
     if brackets is None and sampling is not None:
         brackets = await sample_brackets(conn, dialect, sampling, measures, quantiles)
     elif sqld.is_postgres(dialect):
-        await conn.execute(select(*_scan_settings()))
+        await conn.execute(select(*scan_settings()))
     if brackets is None:
         brackets = {(m.name, q): WHOLE for m in measures for q in quantiles}
     scan = _Scan(dialect, conditions, measures, quantiles, brackets)

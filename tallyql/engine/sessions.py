@@ -15,11 +15,35 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Select, func, literal, select, tuple_
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    and_,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+)
 
 from tallyql.engine.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
-from tallyql.engine.exact_stats import Bracket, ExactMeasure, Sampling, exact_summary
+from tallyql.engine.exact_stats import (
+    Bracket,
+    ExactMeasure,
+    Sampling,
+    exact_summary,
+    scan_settings,
+)
 from tallyql.engine.filters import EventFilterSpec, filter_conditions
+from tallyql.engine.session_digests import (
+    MIN_WHOLE_DAYS,
+    cache_of,
+    day_start,
+    digest_summary,
+    keeps,
+    whole_days,
+)
 from tallyql.engine.timerange import TimeWindow
 from tallyql.storage import dialect as sqld
 from tallyql.storage.database import Database
@@ -236,6 +260,9 @@ async def session_stats(
     the window through ix_sessions_ws_last, unless the filter reaches the sessions' models or
     events: the sample would run those subqueries again in full, so every value is gathered
     instead. `brackets` replaces the sample (tests)."""
+    days = whole_days(window) if window is not None else range(0)
+    if brackets is None and keeps(spec) and len(days) >= MIN_WHOLE_DAYS:
+        return await _digest_stats(db, workspace_id, window, spec, days)
     through_events = replace(spec, **{name: () for name in _DIRECT})
     sampling = None
     if not (spec.providers or spec.models or not through_events.is_empty()):
@@ -257,11 +284,46 @@ async def session_stats(
             sampling,
             brackets,
         )
-    n = summary.count
+    return _result(summary.count, summary.totals, summary.quantiles)
+
+
+async def _digest_stats(
+    db: Database, workspace_id: int, window: TimeWindow | None, spec: EventFilterSpec, days: range
+) -> SessionStatsResult:
+    """`session_stats` from kept digests of the window's whole days (session_digests.py)."""
+    s = sessions.c
+    assert window is not None
+    rest = [  # the overlapping sessions that end on neither whole day: two index ranges
+        *session_conditions(db.dialect, workspace_id, window, spec),
+        or_(
+            and_(s.last_ts >= window.start, s.last_ts < day_start(days.start)),
+            and_(s.last_ts >= day_start(days.stop), s.first_ts < window.end),
+        ),
+    ]
+    async with db.read_snapshot() as conn:
+        summary = await digest_summary(
+            conn,
+            db.dialect,
+            cache_of(db),
+            workspace_id,
+            spec,
+            days,
+            session_conditions(db.dialect, workspace_id, None, spec),
+            rest,
+            [(m.name, m.expr) for m in STAT_MEASURES],
+            QUANTILES,
+            scan_settings() if db.is_postgres else (),
+        )
+    return _result(summary.count, summary.totals, summary.quantiles)
+
+
+def _result(
+    n: int, totals: dict[str, int], quantiles: dict[tuple[str, float], int]
+) -> SessionStatsResult:
     measures = {}
     for m in STAT_MEASURES:
-        p50, p95 = (summary.quantiles.get((m.name, q)) for q in QUANTILES)
-        avg = summary.totals[m.name] / n if n else None
+        p50, p95 = (quantiles.get((m.name, q)) for q in QUANTILES)
+        avg = totals[m.name] / n if n else None
         measures[m.name] = Distribution(
             p50=_scaled(p50, m.scale), avg=_scaled(avg, m.scale), p95=_scaled(p95, m.scale)
         )

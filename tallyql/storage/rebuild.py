@@ -27,6 +27,7 @@ from tallyql.storage.migrate import upgrade
 from tallyql.storage.rollup_folds import rollup_steps, weeks_from_days_statements
 from tallyql.storage.rollups import DELTA_TABLES, HISTOGRAM_ROLLUPS, ROLLUPS, WEEK, grain_start
 from tallyql.storage.session_rollup import session_statements
+from tallyql.storage.session_versions import stamp_workspace
 from tallyql.storage.tables import events
 from tallyql.storage.types import to_micros
 from tallyql.storage.workspaces import find_workspace
@@ -118,12 +119,14 @@ async def rebuild(
             await conn.execute(text(statement), {**week_bounds, **params})
         await weeks_from_days(SqlAlchemyRunner(conn), *week_bounds.values(), workspace_id)
         if sessions:
+            await stamp_workspace(conn, db.dialect, workspace_id)  # the days they leave
             ws_only = " WHERE workspace_id = :ws" if workspace_id is not None else ""
             for table in ("session_models", "sessions"):
                 await conn.execute(text(f"DELETE FROM {table}{ws_only}"), params)
             all_events = f"(SELECT * FROM events{ws_only})"
             for statement in session_statements(db.dialect, all_events):
                 await conn.execute(text(statement), params)
+            await stamp_workspace(conn, db.dialect, workspace_id)  # and the days they reach
         count = (
             await conn.execute(
                 text(f"SELECT count(*) FROM events WHERE ts >= :start AND ts < :end{where_ws}"),

@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, literal, select, text, tuple_, update
 from tallyql.engine.filters import EventFilterSpec, filter_conditions
 from tallyql.storage.database import Database
 from tallyql.storage.rebuild import day_floor, rebuild
+from tallyql.storage.session_versions import stamp_sessions
 from tallyql.storage.tables import EVENT_TOKEN_COLUMNS, events, session_models, sessions
 
 REPRICEABLE = ("computed", "unpriced")
@@ -191,6 +192,9 @@ async def _apply(
     ]
     if session_params:
         await conn.execute(_UPDATE_SESSION, session_params)
+        await stamp_sessions(
+            conn, conn.dialect.name, workspace_id, [p["sid"] for p in session_params]
+        )
     model_params = [
         {"ws": workspace_id, "sid": sid, "prov": prov, "mod": mod, "delta": d}
         for (sid, prov, mod), d in sorted(by_model.items())

@@ -24,6 +24,7 @@ from sqlalchemy.sql.elements import TextClause
 from tallyql.storage.database import Database
 from tallyql.storage.partitions import PARTITIONED_TABLES, PartitionManager, day_of_partition
 from tallyql.storage.rollups import DELTA_TABLES, ROLLUP_TABLES
+from tallyql.storage.session_versions import stamp_sessions
 from tallyql.storage.tables import session_models, sessions, workspaces
 from tallyql.storage.types import UtcDateTime
 
@@ -169,6 +170,7 @@ class Purger:
                     ).scalars()
                 )
                 if ids:
+                    await stamp_sessions(conn, self.db.dialect, workspace_id, ids)
                     await conn.execute(
                         delete(session_models).where(
                             session_models.c.workspace_id == workspace_id,

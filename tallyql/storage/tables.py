@@ -206,6 +206,14 @@ session_models = Table(
     Column("latency_count", BigInteger, nullable=False),
 )
 
+session_day_versions = Table(
+    "session_day_versions",
+    metadata,
+    Column("workspace_id", Integer, primary_key=True),
+    Column("day", Integer, primary_key=True),  # UTC days since the epoch
+    Column("version", BigInteger, nullable=False),  # storage/session_versions.py
+)
+
 audit_events = Table(
     "audit_events",
     metadata,
