@@ -1,7 +1,6 @@
 """Recomputes rollups (and, for whole workspaces, sessions) from raw events.
 
-Used by `tallyql rollups rebuild`, by the bulk demo loader (which writes raw events first and
-aggregates once at the end) and after repricing. The range is widened to whole UTC days so
+Used by `tallyql rollups rebuild` and after repricing. The range is widened to whole UTC days so
 that every hour and day row it touches is recomputed from all of its events; the week rows of
 the weeks it touches are then recomputed from their day rows (a week may reach back past the
 raw events' retention, its days' rows do not). On PostgreSQL
