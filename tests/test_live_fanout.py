@@ -9,19 +9,13 @@ from collections import Counter
 from typing import Any
 
 from tallyql.engine.filters import EventFilterSpec
+from tallyql.ingest.fields import TOKEN_FIELDS
 from tallyql.live.bus import LiveBus
 from tallyql.live.compact import LiveRow
 from tallyql.live.matcher import compile_matcher
 from tallyql.live.subscriber import ERROR, LAGGED, REQUEST, Subscriber, TodayCount
 
 WORKSPACE = 7
-TOKEN_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-)
 
 
 def row(n: int, *, model: str = "gpt-4o", status: str = "ok", ts_us: int = 0) -> LiveRow:

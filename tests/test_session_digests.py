@@ -21,18 +21,11 @@ from tallyql.storage.retention import Purger
 from tests.conftest import Api
 from tests.test_price_overrides import create, override_nano
 from tests.test_reprice import REPRICE
+from tests.test_sessions import STATS
 
 DAY0 = datetime(2026, 11, 10, tzinfo=UTC)
 WINDOW = {"start": "2026-11-11T07:00:00Z", "end": "2026-11-15T05:00:00Z"}  # whole: 12-14
 START, END = datetime(2026, 11, 11, 7, tzinfo=UTC), datetime(2026, 11, 15, 5, tzinfo=UTC)
-STATS = """
-query($range: TimeRangeInput!, $filter: EventFilter) {
-  sessionStats(range: $range, filter: $filter) {
-    sessions
-    costUsd { p50 avg p95 } totalTokens { p50 avg p95 } durationMs { p50 avg p95 }
-    requests { p50 avg p95 }
-  }
-}"""
 FIELDS = {"cost": "costUsd", "tokens": "totalTokens", "duration": "durationMs"}
 UNITS = {"cost": 1e9, "tokens": 1.0, "duration": 1e3, "requests": 1.0}
 
