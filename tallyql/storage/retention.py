@@ -21,6 +21,7 @@ import asyncpg
 from sqlalchemy import bindparam, delete, select, text
 from sqlalchemy.sql.elements import TextClause
 
+from tallyql.storage.compaction import LOCK_ID as COMPACTION_LOCK
 from tallyql.storage.database import Database
 from tallyql.storage.partitions import PARTITIONED_TABLES, PartitionManager, day_of_partition
 from tallyql.storage.rollups import DELTA_TABLES, ROLLUP_TABLES
@@ -97,10 +98,16 @@ class Purger:
         if rollup_cutoff is not None:
             period = int(rollup_cutoff.timestamp())
             deltas = sorted(DELTA_TABLES) if self.db.is_postgres else []
+            # deltas first, each batch under the compaction lock: a compaction in flight
+            # has then moved its rows into the rollup tables, which are purged after
             for ws in ids:
-                for table in [*sorted(ROLLUP_TABLES), *deltas]:
+                for table in [*deltas, *sorted(ROLLUP_TABLES)]:
                     n = await self._delete_all(
-                        table, "workspace_id = :ws AND period < :period", {"period": period}, ws
+                        table,
+                        "workspace_id = :ws AND period < :period",
+                        {"period": period},
+                        ws,
+                        lock=table in DELTA_TABLES,
                     )
                     result.add(ws, "rollup_rows", n)
         return result
@@ -131,9 +138,15 @@ class Purger:
         result.add(ws, "sessions", await self._delete_sessions(ws, cutoff))
 
     async def _delete_all(
-        self, table: str, where: str, params: dict[str, Any], workspace_id: int | None = None
+        self,
+        table: str,
+        where: str,
+        params: dict[str, Any],
+        workspace_id: int | None = None,
+        lock: bool = False,
     ) -> int:
-        """Batch after batch until none is left; returns the rows deleted."""
+        """Batch after batch until none is left; returns the rows deleted. `lock`: each batch
+        holds the compaction lock (PostgreSQL's staged deltas)."""
         statement = _batched_delete(self.db.dialect, table, where)
         binds = [bindparam("n", self.batch_rows)]
         if "cutoff" in params:
@@ -146,6 +159,10 @@ class Purger:
         total = 0
         while True:
             async with self.db.write() as conn:
+                if lock:
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:id)"), {"id": COMPACTION_LOCK}
+                    )
                 deleted = (await conn.execute(statement)).rowcount
             total += deleted
             if deleted < self.batch_rows:
