@@ -4,6 +4,7 @@ they had when they blocked; recomputed in Python, from rollups, per workspace.""
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -140,3 +141,41 @@ async def test_policy_name_dimension(api: Api) -> None:
     }
     assert {n["key"]: n["values"] for n in got} == want
     assert {"No shell", "PII guard", "Shell off", None} == set(want)
+
+
+async def test_policy_descriptions_over_several_days(api: Api) -> None:
+    """The latest description of each policy in the window, whether it last blocked on the
+    window's last day (looked at first) or only before it."""
+    key = await api.key()
+    start = DAY - timedelta(days=2)
+
+    def blocked(n: int, at: datetime, policy: str, description: str) -> dict[str, Any]:
+        return {
+            "id": f"pd{n}",
+            "timestamp": iso(at),
+            "kind": "tool_call",
+            "tool": "shell",
+            "status": "blocked",
+            "policy_id": policy,
+            "policy_name": policy.upper(),
+            "policy_description": description,
+        }
+
+    events = [
+        blocked(0, start + timedelta(hours=1), "early", "early v1"),
+        blocked(1, start + timedelta(hours=30), "early", "early v2"),  # its last: day 2 of 3
+        blocked(2, start + timedelta(hours=2), "both", "both v1"),
+        blocked(3, DAY + timedelta(hours=5), "both", "both v2"),  # on the last day
+        blocked(4, DAY + timedelta(hours=6), "late", "late v1"),
+        blocked(5, DAY + timedelta(days=1, hours=1), "early", "after the window"),
+    ]
+    await api.ingest(key, events)
+    query = """query($r: TimeRangeInput!) { security(range: $r) {
+        topPolicies { nodes { policyId policyDescription blockedCalls } } } }"""
+    window = {"start": iso(start), "end": iso(DAY + timedelta(days=1))}
+    nodes = (await api.data(key, query, {"r": window}))["security"]["topPolicies"]["nodes"]
+    assert {n["policyId"]: (n["policyDescription"], n["blockedCalls"]) for n in nodes} == {
+        "early": ("early v2", 2),
+        "both": ("both v2", 2),
+        "late": ("late v1", 1),
+    }
