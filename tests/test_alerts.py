@@ -344,6 +344,35 @@ async def test_each_workspace_sees_only_its_rules_and_firings(api: Api) -> None:
     assert kept["resolvedAt"] is not None  # deleting a firing rule closes its firing
 
 
+
+async def test_disabling_a_firing_rule_ends_its_firing(api: Api) -> None:
+    key = await api.key()
+    rule = await create(api, key, name="any", metric="REQUESTS", windowMinutes=5,
+                        operator="GT", threshold=0, cooldownMinutes=0)  # fmt: skip
+    await api.ingest(key, [llm("x", timestamp=iso(BASE - timedelta(minutes=1)))])
+    assert api.services.live is not None
+    alerts = api.services.live.alerts
+    await alerts.evaluate_all(BASE)
+    (fired,) = (await api.data(key, FIRINGS, {"rule": rule["id"]}))["alertFirings"]["nodes"]
+    assert fired["state"] == "FIRING" and fired["resolvedAt"] is None
+
+    off = await api.data(key, UPDATE, {"id": rule["id"], "input": {"enabled": False}})
+    assert off["updateAlertRule"]["alertRule"]["state"] == "OK"
+    (ended,) = (await api.data(key, FIRINGS, {"rule": rule["id"]}))["alertFirings"]["nodes"]
+    assert (ended["id"], ended["state"]) == (fired["id"], "RESOLVED")
+    assert ended["resolvedAt"] is not None
+    await alerts.evaluate_all(BASE + timedelta(seconds=30))  # disabled: not evaluated
+    assert (await api.data(key, ONE, {"id": rule["id"]}))["alertRule"]["state"] == "OK"
+
+    # enabled again with the condition still true: a new firing, not the old one
+    on = await api.data(key, UPDATE, {"id": rule["id"], "input": {"enabled": True}})
+    assert on["updateAlertRule"]["alertRule"]["state"] == "OK"
+    await alerts.evaluate_all(BASE + timedelta(minutes=1))
+    nodes = (await api.data(key, FIRINGS, {"rule": rule["id"]}))["alertFirings"]["nodes"]
+    assert len(nodes) == 2 and {n["state"] for n in nodes} == {"FIRING", "RESOLVED"}
+    assert next(n for n in nodes if n["state"] == "FIRING")["id"] != fired["id"]
+
+
 ALERTS = """subscription { events(types: [ALERT]) { __typename ... on AlertEvent {
   ruleId ruleName firingId transition metric operator threshold value windowMinutes at } } }"""
 

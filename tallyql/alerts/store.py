@@ -129,10 +129,22 @@ async def update_rule(
             return None
         values = await _values(conn, workspace_id, fields, row)
         values["updated_at"] = datetime.now(UTC)
+        changes = {k: v for k, v in values.items() if k not in EVALUATION_COLUMNS}
+        if not values["enabled"] and row["current_firing_id"] is not None:
+            # disabled while firing: no evaluation will resolve it, so it ends here, and the
+            # rule starts from OK when enabled again
+            await _close_firing(conn, workspace_id, row["current_firing_id"])
+            reset = {
+                "state": AlertState.OK.value,
+                "state_version": row["state_version"] + 1,
+                "current_firing_id": None,
+            }
+            changes |= reset
+            values |= reset
         await conn.execute(
             update(alert_rules)
             .where(alert_rules.c.workspace_id == workspace_id, alert_rules.c.id == rule_id)
-            .values(**{k: v for k, v in values.items() if k not in EVALUATION_COLUMNS})
+            .values(**changes)
         )
         await audit_change(
             conn, workspace_id, "update", "alert_rule", rule_id, actor, _described(values)
@@ -151,19 +163,24 @@ async def delete_rule(db: Database, workspace_id: int, rule_id: str, actor: Acto
             )
         )
         if row["current_firing_id"] is not None:  # no evaluation will ever resolve it now
-            await conn.execute(
-                update(alert_firings)
-                .where(
-                    alert_firings.c.workspace_id == workspace_id,
-                    alert_firings.c.id == row["current_firing_id"],
-                    alert_firings.c.resolved_at.is_(None),
-                )
-                .values(resolved_at=datetime.now(UTC))
-            )
+            await _close_firing(conn, workspace_id, row["current_firing_id"])
         await audit_change(
             conn, workspace_id, "delete", "alert_rule", rule_id, actor, {"name": row["name"]}
         )
     return True
+
+
+async def _close_firing(conn: AsyncConnection, workspace_id: int, firing_id: str) -> None:
+    """End an open firing of a rule that will not be evaluated (deleted or disabled)."""
+    await conn.execute(
+        update(alert_firings)
+        .where(
+            alert_firings.c.workspace_id == workspace_id,
+            alert_firings.c.id == firing_id,
+            alert_firings.c.resolved_at.is_(None),
+        )
+        .values(resolved_at=datetime.now(UTC))
+    )
 
 
 async def get_rule(db: Database, workspace_id: int, rule_id: str) -> AlertRule | None:
