@@ -344,7 +344,6 @@ async def test_each_workspace_sees_only_its_rules_and_firings(api: Api) -> None:
     assert kept["resolvedAt"] is not None  # deleting a firing rule closes its firing
 
 
-
 async def test_disabling_a_firing_rule_ends_its_firing(api: Api) -> None:
     key = await api.key()
     rule = await create(api, key, name="any", metric="REQUESTS", windowMinutes=5,

@@ -17,7 +17,12 @@ import pytest
 from sqlalchemy import select
 
 from tallyql.auth.principal import Role
-from tallyql.budgets.store import BudgetFields, create_budget, crossed_thresholds
+from tallyql.budgets.store import (
+    BudgetFields,
+    create_budget,
+    crossed_thresholds,
+    update_budget,
+)
 from tallyql.config import Settings
 from tallyql.engine.periods import Period
 from tallyql.live.subscriber import LIMIT_WARNING
@@ -314,3 +319,24 @@ async def test_end_to_end_over_a_subscription_and_a_webhook(
                 (budget_a["id"], 80),
                 (budget_a["id"], 100),
             ]
+
+
+async def test_a_changed_limit_announces_its_thresholds_afresh(
+    settings: Settings, db_kind: str
+) -> None:
+    async with running(settings, reset=True) as svc:
+        key, _ = await svc.keys.create("acme", Role.ADMIN, "t")
+        ws = await workspace_id_of(svc, key)
+        fields = BudgetFields(name="monthly", amount_usd=10, period=Period.MONTH)
+        b = (await create_budget(svc.db, ws, fields, ACTOR)).id
+        await spend(svc, ws, "a", 9.0, datetime(2025, 11, 3, tzinfo=UTC))
+        assert await evaluate(svc, NOV) == [(b, 50), (b, 80)]
+        await update_budget(svc.db, ws, b, BudgetFields(name="renamed"), ACTOR)
+        assert await evaluate(svc, NOV) == []  # the same limit: nothing new
+        await update_budget(svc.db, ws, b, BudgetFields(amount_usd=20), ACTOR)
+        assert await evaluate(svc, NOV) == []  # 45 % of the new limit
+        await spend(svc, ws, "b", 2.0, datetime(2025, 11, 4, tzinfo=UTC))
+        assert await evaluate(svc, NOV) == [(b, 50)]  # 55 % of 20 USD
+        await spend(svc, ws, "c", 5.0, datetime(2025, 11, 5, tzinfo=UTC))
+        assert await evaluate(svc, NOV) == [(b, 80)]
+        assert [t for _, t, _ in await audited_warnings(svc)] == [50, 80, 50, 80]

@@ -141,6 +141,10 @@ async def update_budget(
             .where(budgets.c.workspace_id == workspace_id, budgets.c.id == budget_id)
             .values(**{k: v for k, v in values.items() if k not in ("workspace_id", "id")})
         )
+        if any(values[c] != row[c] for c in DEFINING_COLUMNS):
+            # the crossings recorded so far were of another limit or spend: a threshold of
+            # the budget as it now stands is announced when its spend reaches it
+            await _forget_crossings(conn, workspace_id, budget_id)
         await audit_change(
             conn, workspace_id, "update", "budget", budget_id, actor, _described(values)
         )
@@ -154,16 +158,32 @@ async def delete_budget(db: Database, workspace_id: int, budget_id: str, actor: 
             return False
         mine = (budgets.c.workspace_id == workspace_id, budgets.c.id == budget_id)
         await conn.execute(delete(budgets).where(*mine))
-        await conn.execute(
-            delete(budget_crossings).where(
-                budget_crossings.c.workspace_id == workspace_id,
-                budget_crossings.c.budget_id == budget_id,
-            )
-        )
+        await _forget_crossings(conn, workspace_id, budget_id)
         await audit_change(
             conn, workspace_id, "delete", "budget", budget_id, actor, {"name": row["name"]}
         )
     return True
+
+
+DEFINING_COLUMNS = (
+    "amount_nanousd",
+    "period",
+    "timezone",
+    "scope_type",
+    "scope_value",
+    "filter",
+)
+"""A change to any of these changes what a threshold means (its name, thresholds and
+webhooks do not)."""
+
+
+async def _forget_crossings(conn: AsyncConnection, workspace_id: int, budget_id: str) -> None:
+    await conn.execute(
+        delete(budget_crossings).where(
+            budget_crossings.c.workspace_id == workspace_id,
+            budget_crossings.c.budget_id == budget_id,
+        )
+    )
 
 
 async def get_budget(db: Database, workspace_id: int, budget_id: str) -> Budget | None:
