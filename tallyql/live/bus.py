@@ -140,21 +140,22 @@ class LiveBus:
     def _process(self, committed_at: float, events: Sequence[ValidEvent]) -> None:
         self.stats.batches += 1
         relay = self.relay
-        rows = [
-            compact_row(e.row, committed_at)
-            for e in events
-            if e.row["workspace_id"] in self._subscribers
-            or (relay is not None and relay.wants(e.row["workspace_id"]))
-        ]
-        self.stats.rows += len(rows)
-        if rows:
+        workspaces = {e.row["workspace_id"] for e in events}
+        wanted = {
+            w
+            for w in workspaces
+            if w in self._subscribers or (relay is not None and relay.wants(w))
+        }
+        if wanted:  # else nobody here or elsewhere listens: no live rows at all
+            rows = [
+                compact_row(e.row, committed_at) for e in events if e.row["workspace_id"] in wanted
+            ]
+            self.stats.rows += len(rows)
             self.deliver_rows(rows)
             if relay is not None:
                 relay.publish_rows(rows)
-        if self.observers:
-            workspaces = {e.row["workspace_id"] for e in events}
-            for observer in self.observers:
-                try:
-                    observer(workspaces)
-                except Exception:
-                    log.exception("live batch observer failed")
+        for observer in self.observers:
+            try:
+                observer(workspaces)
+            except Exception:
+                log.exception("live batch observer failed")
