@@ -55,3 +55,28 @@ async def test_backfill_equals_what_the_writer_keeps(api: Api) -> None:
             async with db.read() as conn:
                 filled = (await conn.execute(text(f"SELECT * FROM {table} ORDER BY {order}"))).all()
             assert filled == kept, table
+
+
+STAMPS = importlib.import_module("tallyql.storage.migrations.versions.0011_session_day_versions")
+
+
+async def test_the_stamp_backfill_covers_every_day_that_sessions_span(api: Api) -> None:
+    key = await api.key()
+    start = datetime(2026, 11, 10, 22, tzinfo=UTC)
+    events = [
+        llm("a0", timestamp=start.isoformat(), session_id="a"),
+        llm("a1", timestamp=(start + timedelta(days=2, hours=1)).isoformat(), session_id="a"),
+        llm("b0", timestamp=(start + timedelta(days=5)).isoformat(), session_id="b"),
+    ]
+    await api.ingest(key, events)
+    db = api.services.db
+    async with db.write() as conn:
+        written = (await conn.execute(text("SELECT day FROM session_day_versions"))).scalars()
+        written = sorted(written)
+        await conn.execute(text("DELETE FROM session_day_versions"))
+        await conn.execute(text(STAMPS.STAMP_POSTGRESQL if db.is_postgres else STAMPS.STAMP_SQLITE))
+        rows = (await conn.execute(text("SELECT day, version FROM session_day_versions"))).all()
+    first = (start - datetime(1970, 1, 1, tzinfo=UTC)).days
+    assert written == [first, first + 1, first + 2, first + 5]  # what the writer stamped
+    assert sorted(day for day, _ in rows) == written  # the backfill, the same days
+    assert all(version is not None for _, version in rows)
