@@ -8,7 +8,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tallyql.engine.compiler import Scope
+from tallyql.engine.executor import quiet_until
 from tests.conftest import Api
+from tests.helpers import workspace_id_of
 
 HOUR = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 """The current hour: the probe is made only for windows ending within the last hour."""
@@ -74,3 +77,16 @@ async def test_quiet_last_hour_reads_the_hour_row(api: Api) -> None:
     busy = await _ask(api, key, {"X-Tallyql-Explain": "1"})
     assert _last_piece(busy) == {"raw"}
     assert busy["data"] == quiet["data"]
+
+
+async def test_a_day_without_events_is_quiet(api: Api) -> None:
+    """No event on the day of the window's end (on PostgreSQL not even a partition, two days
+    ahead): the probe finds the rest of that hour quiet rather than failing."""
+    key = await api.key()
+    await api.ingest(key, [_event(0, HOUR - timedelta(days=3))])
+    ws = await workspace_id_of(api.services, key)
+    for end in (datetime.now(UTC), datetime.now(UTC) + timedelta(days=2)):
+        if end.minute == end.second == end.microsecond == 0:
+            end += timedelta(microseconds=1)  # a whole hour is never probed
+        ceil = end.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        assert await quiet_until(api.services.db, Scope.of(ws), end) == ceil

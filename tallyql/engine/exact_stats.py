@@ -187,7 +187,7 @@ async def sample_brackets(
     row = (await conn.execute(select(*columns))).one()
     out = {}
     for i, m in enumerate(measures):
-        ordered = sorted(_as_list(row[i]))  # as read: intervals order like their microseconds
+        ordered = sorted(as_list(row[i]))  # as read: intervals order like their microseconds
         for q in quantiles:
             b = bracket(ordered, q)
             lo = m.decode(b.lo) if b.lo is not None else None
@@ -237,7 +237,7 @@ def scan_settings() -> list[ColumnElement[Any]]:
     return [func.set_config(name, value, True) for name, value in SCAN_SETTINGS]
 
 
-def _as_list(collected: Any) -> list[Any]:
+def as_list(collected: Any) -> list[Any]:
     """Collected values (`sqld.collect`) as read back: an array, or SQLite's JSON text."""
     if isinstance(collected, str):
         return json.loads(collected)  # type: ignore[no-any-return]
@@ -384,7 +384,7 @@ class _Scan:
             value = None if picked is None else m.decode(picked)
             return None if value is None or (b.hi is not None and value > b.hi) else value
         if i not in self.sorted:
-            self.sorted[i] = sorted(_as_list(row[self.gathers[i]]))
+            self.sorted[i] = sorted(as_list(row[self.gathers[i]]))
         gathered = self.sorted[i]
         start = bisect.bisect_left(gathered, b.lo) if b.lo is not None else 0
         end = bisect.bisect_right(gathered, b.hi) if b.hi is not None else len(gathered)

@@ -93,6 +93,9 @@ def measure_groups(metrics: Sequence[Metric]) -> dict[str, GroupSpec]:
     return groups
 
 
+UNDEFINED_TABLE = "42P01"  # PostgreSQL SQLSTATE
+
+
 async def quiet_until(db: Database, scope: Scope, end: datetime) -> datetime | None:
     """The end of the hour holding `end` when no event of the scope lies between the two, so
     that its hour rows count only events inside the window (a window ending now is the usual
@@ -116,7 +119,7 @@ async def quiet_until(db: Database, scope: Scope, end: datetime) -> datetime | N
         async with db.read() as conn:
             found = (await conn.execute(probe)).first()
     except ProgrammingError as exc:
-        if db.is_postgres and "does not exist" in str(exc.orig):
+        if getattr(exc.orig, "sqlstate", None) == UNDEFINED_TABLE:
             return ceil  # no partition for that day: no events either
         raise
     return None if found is not None else ceil

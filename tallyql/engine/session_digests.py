@@ -17,7 +17,6 @@ change without any session changing.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, Integer, and_, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tallyql.engine.exact_stats import as_list
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import TimeWindow
 from tallyql.storage import dialect as sqld
@@ -64,8 +64,6 @@ class DigestSummary:
     count: int
     totals: dict[str, int]
     quantiles: dict[tuple[str, float], int]
-    days_read: int
-    days_kept: int
 
 
 DigestKey = tuple[int, EventFilterSpec, int]  # workspace, filter, day
@@ -77,7 +75,7 @@ class DigestCache:
         self._digests: OrderedDict[DigestKey, Digest] = OrderedDict()
         self._values = 0
         self.days_read = 0
-        """Whole days read from the database (for tests and /health)."""
+        """Whole days read from the database (tests count them)."""
         self.days_kept = 0
         """Whole days answered from a kept digest."""
 
@@ -172,9 +170,8 @@ async def digest_summary(
         await conn.execute(select(*_aggregates(dialect, measures)).where(*rest_conditions))
     ).one()
     missing = [day for day in days if day not in digests]
-    kept_before = len(digests)
     cache.days_read += len(missing)
-    cache.days_kept += kept_before
+    cache.days_kept += len(digests)
     if missing:
         if scan_settings and len(missing) >= PARALLEL_DAYS:
             await conn.execute(select(*scan_settings))
@@ -190,14 +187,10 @@ async def digest_summary(
             .where(*own_conditions, in_missing)
             .group_by(day_expr)
         )
-        read = {
-            row[0]: _digest(versions.get(row[0]), row[1:], len(measures))
-            for row in (await conn.execute(query)).all()
-        }
-        empty = Digest(None, 0, (0,) * len(measures), tuple(_EMPTY for _ in measures))
+        read = {row[0]: row[1:] for row in (await conn.execute(query)).all()}
+        nothing = (0, *(0,) * len(measures), *(None,) * len(measures))
         for day in missing:
-            digest = read.get(day, empty)
-            digest = Digest(versions.get(day), digest.count, digest.sums, digest.values)
+            digest = _digest(versions.get(day), read.get(day, nothing), len(measures))
             digests[day] = digest
             if digest.version is not None:
                 cache.put((workspace_id, spec, day), digest)
@@ -212,7 +205,7 @@ async def digest_summary(
             chosen = np.partition(values, ranks)
             for q in quantiles:
                 picked[(name, q)] = int(chosen[math.floor(q * (count - 1))])
-    return DigestSummary(count, totals, picked, len(missing), kept_before)
+    return DigestSummary(count, totals, picked)
 
 
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -250,9 +243,7 @@ def _digest(version: int | None, row: Sequence[Any], width: int) -> Digest:
 
 
 def _array(collected: Any) -> np.ndarray:
-    if isinstance(collected, str):
-        collected = json.loads(collected)
-    return np.array(collected or (), dtype=np.int64)
+    return np.array(as_list(collected), dtype=np.int64)
 
 
 __all__ = [
