@@ -81,7 +81,9 @@ async def start_services(
     metrics = metrics or Metrics()
     writer = Writer(
         batches_for(db, settings.writer_connections),
-        contributors=[session_statements, staging_statements, session_versions.batch_statements],
+        # rollups first: the session upserts lock rows that a concurrent batch may need, so they
+        # come last, just before the commit
+        contributors=[staging_statements, session_statements, session_versions.batch_statements],
         max_queue_events=settings.writer_queue_events,
         max_batch_events=settings.writer_batch_events,
         observer=metrics.observe_batch,

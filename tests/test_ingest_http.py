@@ -6,7 +6,6 @@ import asyncio
 import gzip
 import random
 from collections import defaultdict
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -265,21 +264,19 @@ async def test_overlapping_batches_in_parallel_lanes_count_once(api: Api) -> Non
     transactions on PostgreSQL: exact counts, and no transaction fails (no deadlock)."""
     key = await api.key()
     batches = api.services.writer.batches
-    original = batches.transaction
+    original = batches.write
     active = peak = 0
 
-    @asynccontextmanager
-    async def counted():  # type: ignore[no-untyped-def]
+    async def counted(events, steps):  # type: ignore[no-untyped-def]
         nonlocal active, peak
         active += 1
         peak = max(peak, active)
         try:
-            async with original() as tx:
-                yield tx
+            return await original(events, steps)
         finally:
             active -= 1
 
-    batches.transaction = counted  # type: ignore[method-assign]
+    batches.write = counted  # type: ignore[method-assign]
     pool = [llm(f"p{i:03d}", session_id=f"s{i % 3}") for i in range(150)]
     calls = [pool if c % 2 else pool[::-1] for c in range(16)]
     results = await asyncio.gather(*(api.ingest(key, events) for events in calls))
@@ -422,18 +419,16 @@ async def test_full_writer_queue_answers_503_and_stores_nothing(
         key = await api.key()
         writer = api.services.writer
         batches = writer._batches
-        original = batches.transaction
+        original = batches.write
         entered = asyncio.Event()
         gate = asyncio.Event()
 
-        @asynccontextmanager
-        async def slow_transaction():  # type: ignore[no-untyped-def]
+        async def slow_write(events, steps):  # type: ignore[no-untyped-def]
             entered.set()
             await gate.wait()
-            async with original() as tx:
-                yield tx
+            return await original(events, steps)
 
-        monkeypatch.setattr(batches, "transaction", slow_transaction)
+        monkeypatch.setattr(batches, "write", slow_write)
         first = asyncio.create_task(api.ingest(key, [llm(f"a{i}") for i in range(6)]))
         await asyncio.wait_for(entered.wait(), 5)  # the writer holds the first call
         second = asyncio.create_task(api.ingest(key, [llm(f"b{i}") for i in range(8)]))

@@ -1,8 +1,10 @@
 """One ingest transaction, on either database: new events in, duplicates out.
 
-New events are staged in a temporary table (`BATCH_TABLE`), copied into `events`, and then
-aggregated by the database into sessions and rollups (see `upsert.py`).
-`PostgresBatches` speaks asyncpg directly (keys through `unnest`, rows through COPY);
+A batch's events are staged in a temporary table (`BATCH_TABLE`); those whose (workspace_id,
+id) is new are copied into `events`, and the writer's steps (`writer.Step`: the aggregating
+statements of `upsert.py`, and on SQLite Python steps such as histogram merges) fold them into
+sessions and rollups in the same transaction.
+`PostgresBatches` speaks asyncpg directly (rows through COPY, the rest in one round trip);
 `SqliteBatches` speaks to the single SQLite writer connection (executemany).
 """
 
@@ -10,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from typing import Any, Protocol
 
@@ -30,23 +31,11 @@ _SQLITE_CHUNK = 400  # bound parameters per IN (...) lookup
 
 
 BATCH_TABLE = "_batch"
-"""Temporary table holding the batch's new events; contributors aggregate from it."""
+"""Temporary table holding the batch's new events; the steps aggregate from it."""
 
-
-class BatchTx(Protocol):
-    async def insert_new_events(self, events: Sequence[ValidEvent]) -> list[ValidEvent]:
-        """Insert events whose (workspace_id, id) is new; return those, in order. They are
-        also staged in BATCH_TABLE for the rest of the transaction."""
-        ...
-
-    async def execute(self, sql: str) -> None:
-        """A statement without parameters (the aggregating upserts)."""
-        ...
-
-    @property
-    def runner(self) -> RowRunner:
-        """The transaction for Python steps (histogram merges; SQLite only)."""
-        ...
+Step = str | Callable[[RowRunner, dict[str, Any]], Awaitable[None]]
+"""An aggregating statement over `BATCH_TABLE`, or (SQLite only) a Python step given the
+batch's row runner and parameters."""
 
 
 class Batches(Protocol):
@@ -54,12 +43,9 @@ class Batches(Protocol):
     lanes: int
     """Batch transactions that may run at once."""
 
-    def transaction(self) -> Any:
-        """`async with batches.transaction() as tx:` one atomic batch."""
-        ...
-
-    async def prepare(self, events: Sequence[ValidEvent]) -> None:
-        """Work that must precede the batch transaction (PostgreSQL partitions)."""
+    async def write(self, events: Sequence[ValidEvent], steps: Sequence[Step]) -> list[ValidEvent]:
+        """In one transaction: store the events whose (workspace_id, id) is new, run the
+        steps over them, commit. Returns the new events, in order."""
         ...
 
     async def close(self) -> None: ...
@@ -99,60 +85,46 @@ def _event_key(event: ValidEvent) -> tuple[int, str]:
     return event.row["workspace_id"], event.row["id"]
 
 
-class _PostgresTx:
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self.conn = conn
+_PG_DEDUPE = (
+    "WITH new AS (INSERT INTO event_keys (workspace_id, event_id, ts) "
+    f"SELECT workspace_id, id, ts FROM {BATCH_TABLE} ORDER BY workspace_id, id "
+    "ON CONFLICT DO NOTHING RETURNING workspace_id, event_id) "
+    f"DELETE FROM {BATCH_TABLE} AS b WHERE NOT EXISTS (SELECT 1 FROM new "
+    "WHERE new.workspace_id = b.workspace_id AND new.event_id = b.id) "
+    "RETURNING b.workspace_id, b.id"
+)
+"""Claims the batch's keys (in key order, so that two transactions holding the same ids
+never deadlock) and removes the events already stored from the batch; returns those."""
+PAYLOAD_BATCH_TABLE = "_batch_payloads"
+_PG_PAYLOADS = (
+    f"INSERT INTO payloads ({', '.join(PAYLOAD_COLUMNS)}) "
+    f"SELECT {', '.join('p.' + c for c in PAYLOAD_COLUMNS)} FROM {PAYLOAD_BATCH_TABLE} AS p "
+    f"WHERE EXISTS (SELECT 1 FROM {BATCH_TABLE} AS b "
+    "WHERE b.workspace_id = p.workspace_id AND b.id = p.event_id)"
+)
 
-    @property
-    def runner(self) -> RowRunner:
-        raise NotImplementedError("the PostgreSQL writer only stages aggregates in SQL")
 
-    async def insert_new_events(self, events: Sequence[ValidEvent]) -> list[ValidEvent]:
-        if not events:
-            return []
-        # in key order, so that two transactions holding the same ids never deadlock
-        ordered = sorted(events, key=_event_key)
-        rows = await self.conn.fetch(
-            "INSERT INTO event_keys (workspace_id, event_id, ts) "
-            "SELECT * FROM unnest($1::int4[], $2::text[], $3::timestamptz[]) "
-            "ON CONFLICT DO NOTHING RETURNING workspace_id, event_id",
-            [e.row["workspace_id"] for e in ordered],
-            [e.row["id"] for e in ordered],
-            [e.row["ts"] for e in ordered],
-        )
-        new_keys = {(r["workspace_id"], r["event_id"]) for r in rows}
-        new = [e for e in events if (e.row["workspace_id"], e.row["id"]) in new_keys]
-        if not new:
-            return []
-        records = [_postgres_record(e.row) for e in new]
-        await self.conn.copy_records_to_table(BATCH_TABLE, records=records, columns=EVENT_COLUMNS)
-        await self.conn.execute(
-            f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {BATCH_TABLE}"
-        )
-        with_payload = [e for e in new if e.has_payload]
-        if with_payload:
-            await self.conn.copy_records_to_table(
-                "payloads",
-                records=[
-                    (
-                        e.row["workspace_id"],
-                        e.row["id"],
-                        e.row["ts"],
-                        _json_or_none(e.request),
-                        _json_or_none(e.response),
-                    )
-                    for e in with_payload
-                ],
-                columns=PAYLOAD_COLUMNS,
-            )
-        return new
-
-    async def execute(self, sql: str) -> None:
-        await self.conn.execute(sql)
+def _payload_record(event: ValidEvent) -> tuple[Any, ...]:
+    row = event.row
+    return (
+        row["workspace_id"],
+        row["id"],
+        row["ts"],
+        _json_or_none(event.request),
+        _json_or_none(event.response),
+    )
 
 
 class PostgresBatches:
-    """Batches on dedicated asyncpg connections (one per writer lane), reopened when broken."""
+    """Batches on dedicated asyncpg connections (one per writer lane), reopened when broken.
+
+    A batch is five round trips: BEGIN, COPY of its events (and payloads) into temporary
+    tables, the claim of its keys (returning the duplicates), then every remaining statement
+    and COMMIT in one multi-statement query. Python prepares everything before BEGIN and does
+    nothing between the last two, so the rows the aggregating upserts lock (sessions, day
+    versions) stay locked only while the database works on them, never while this process's
+    event loop is busy with other requests; concurrent lanes then rarely wait for each other.
+    """
 
     dialect = "postgresql"
 
@@ -173,7 +145,9 @@ class PostgresBatches:
         await conn.execute("SET work_mem = '64MB'")
         await conn.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {BATCH_TABLE} "
-            "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS; "
+            f"CREATE TEMP TABLE IF NOT EXISTS {PAYLOAD_BATCH_TABLE} "
+            "(LIKE payloads) ON COMMIT DELETE ROWS"
         )
         return conn
 
@@ -181,7 +155,7 @@ class PostgresBatches:
         if not conn.is_closed():
             self._idle.append(conn)
 
-    async def prepare(self, events: Sequence[ValidEvent]) -> None:
+    async def _ensure_partitions(self, events: Sequence[ValidEvent]) -> None:
         days: set[date] = {e.row["ts"].date() for e in events}
         if self._partitions.knows(days):
             return
@@ -192,17 +166,42 @@ class PostgresBatches:
             finally:
                 self._release(conn)
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[BatchTx]:
+    async def write(self, events: Sequence[ValidEvent], steps: Sequence[Step]) -> list[ValidEvent]:
+        if not events:
+            return []
+        statements = [s for s in steps if isinstance(s, str)]
+        if len(statements) != len(steps):
+            raise NotImplementedError("the PostgreSQL writer only runs SQL steps")
+        records = [_postgres_record(e.row) for e in events]
+        payloads = [_payload_record(e) for e in events if e.has_payload]
+        finish = [
+            f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {BATCH_TABLE}",
+            *([_PG_PAYLOADS] if payloads else []),
+            *statements,
+            "COMMIT",
+        ]
+        await self._ensure_partitions(events)
         conn = await self._acquire()
         try:
-            async with conn.transaction():
-                yield _PostgresTx(conn)
-        except (asyncpg.PostgresConnectionError, OSError):
-            await conn.close()
-            raise
+            await conn.execute("BEGIN")
+            try:
+                await conn.copy_records_to_table(
+                    BATCH_TABLE, records=records, columns=EVENT_COLUMNS
+                )
+                if payloads:
+                    await conn.copy_records_to_table(
+                        PAYLOAD_BATCH_TABLE, records=payloads, columns=PAYLOAD_COLUMNS
+                    )
+                duplicates = {(r[0], r[1]) for r in await conn.fetch(_PG_DEDUPE)}
+                await conn.execute(";\n".join(finish))
+            except BaseException:
+                await _rollback(conn)
+                raise
         finally:
             self._release(conn)
+        if not duplicates:
+            return list(events)
+        return [e for e in events if _event_key(e) not in duplicates]
 
     @property
     def partitions(self) -> PartitionManager:
@@ -215,14 +214,25 @@ class PostgresBatches:
                 await conn.close()
 
 
+async def _rollback(conn: asyncpg.Connection) -> None:
+    """End a failed batch's transaction; a connection that cannot is closed (and reopened by
+    the next batch)."""
+    if conn.is_closed():
+        return
+    try:
+        await conn.execute("ROLLBACK")
+    except BaseException:
+        conn.terminate()
+
+
 class _SqliteTx:
     def __init__(self, conn: Any) -> None:
         self.conn = conn  # aiosqlite.Connection
         self.runner = SqliteRunner(conn)
 
     async def insert_new_events(self, events: Sequence[ValidEvent]) -> list[ValidEvent]:
-        if not events:
-            return []
+        """Insert the events whose (workspace_id, id) is new and stage them in BATCH_TABLE;
+        returns those, in order."""
         existing: set[tuple[int, str]] = set()
         by_workspace: dict[int, list[str]] = {}
         for e in events:
@@ -265,9 +275,6 @@ class _SqliteTx:
             )
         return new
 
-    async def execute(self, sql: str) -> None:
-        await self.conn.execute(sql)
-
 
 class SqliteBatches:
     """Batches on the single SQLite writer connection (shared with administrative writes)."""
@@ -278,11 +285,9 @@ class SqliteBatches:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def prepare(self, events: Sequence[ValidEvent]) -> None:
-        return None
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[BatchTx]:
+    async def write(self, events: Sequence[ValidEvent], steps: Sequence[Step]) -> list[ValidEvent]:
+        if not events:
+            return []
         async with self._db.writer.connect() as sa_conn:
             raw = await sa_conn.get_raw_connection()
             conn = raw.driver_connection
@@ -293,12 +298,20 @@ class SqliteBatches:
             await conn.execute("BEGIN IMMEDIATE")
             try:
                 await conn.execute(f"DELETE FROM temp.{BATCH_TABLE}")
-                yield _SqliteTx(conn)
+                tx = _SqliteTx(conn)
+                new = await tx.insert_new_events(events)
+                if new:
+                    for step in steps:
+                        if isinstance(step, str):
+                            await conn.execute(step)
+                        else:
+                            await step(tx.runner, {})
                 await conn.execute(f"DELETE FROM temp.{BATCH_TABLE}")
             except BaseException:
                 await conn.rollback()
                 raise
             await conn.commit()
+        return new
 
     async def close(self) -> None:
         return None

@@ -15,18 +15,14 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from tallyql.ingest.validate import ValidEvent
-from tallyql.storage.batch import BATCH_TABLE, Batches
+from tallyql.storage.batch import BATCH_TABLE, Batches, Step
 
 log = logging.getLogger(__name__)
 
-Step = str | Callable[[Any, dict[str, Any]], Awaitable[None]]
-"""An aggregating statement, or a Python step given the batch's row runner (`BatchTx.runner`)
-and parameters."""
 Contributor = Callable[[str, str], Sequence[Step]]
 """(dialect, source relation) -> aggregating steps that read the batch's new events."""
 CommitListener = Callable[[Sequence[ValidEvent]], None]
@@ -102,10 +98,6 @@ class Writer:
     def _compile(self) -> list[Step]:
         dialect = self._batches.dialect
         return [sql for c in self._contributors for sql in c(dialect, BATCH_TABLE)]
-
-    def add_contributor(self, contributor: Contributor) -> None:
-        self._contributors.append(contributor)
-        self._statements = self._compile()
 
     def add_listener(self, listener: CommitListener) -> None:
         """Called after each commit with the newly inserted events."""
@@ -208,15 +200,7 @@ class Writer:
                 if key not in seen:
                     seen.add(key)
                     unique.append(event)
-        await self._batches.prepare(unique)
-        async with self._batches.transaction() as tx:
-            new = await tx.insert_new_events(unique)
-            if new:
-                for step in self._statements:
-                    if isinstance(step, str):
-                        await tx.execute(step)
-                    else:
-                        await step(tx.runner, {})
+        new = await self._batches.write(unique, self._statements)
         new_ids = {id(e) for e in new}
         results = [[id(e) in new_ids for e in s.events] for s in batch]
         elapsed = time.perf_counter() - started
