@@ -17,7 +17,6 @@ from tallyql.ingest.service import IngestService
 from tallyql.live.wiring import LiveComponents, start_live
 from tallyql.observability import Metrics
 from tallyql.retention import RetentionJob
-from tallyql.storage import session_versions
 from tallyql.storage.batch import batches_for
 from tallyql.storage.compaction import CompactionJob
 from tallyql.storage.database import Database
@@ -83,7 +82,7 @@ async def start_services(
         batches_for(db, settings.writer_connections),
         # rollups first: the session upserts lock rows that a concurrent batch may need, so they
         # come last, just before the commit
-        contributors=[staging_statements, session_statements, session_versions.batch_statements],
+        contributors=[staging_statements, session_statements],
         max_queue_events=settings.writer_queue_events,
         max_batch_events=settings.writer_batch_events,
         observer=metrics.observe_batch,

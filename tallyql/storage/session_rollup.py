@@ -1,12 +1,14 @@
 """Keeps `sessions` and `session_models` current, inside each ingest transaction.
 
 Only newly inserted events reach the source relation, so a retried batch changes nothing.
-One fold: the batch is aggregated per session and model, and both tables are fed from that.
+One fold: the batch is aggregated per session and model, and both tables are fed from that;
+then the days of the sessions it touched get new stamps (`session_versions`).
 """
 
 from __future__ import annotations
 
 from tallyql.storage.fold import Fold
+from tallyql.storage.session_versions import batch_statements, stamp_sql
 from tallyql.storage.tables import EVENT_TOKEN_COLUMNS
 from tallyql.storage.upsert import Aggregate, AggregateUpsert
 
@@ -58,4 +60,14 @@ SESSION_FOLD = Fold("sessions", PER_SESSION_MODEL, (SESSION_MODELS, SESSIONS))
 
 
 def session_statements(dialect: str, source: str) -> list[str]:
-    return SESSION_FOLD.statements(dialect, source)
+    """Fold the events of `source` into sessions and session_models, and stamp the days of
+    the sessions they touched (`session_versions`). On PostgreSQL that is one statement: the
+    session upsert returns the spans it wrote, so no session is looked up again."""
+    if dialect != "postgresql":
+        return [*SESSION_FOLD.statements(dialect, source), *batch_statements(dialect, source)]
+    agg = f"agg AS MATERIALIZED ({SESSION_FOLD.select(source)})"
+    models = f"models AS ({SESSION_MODELS.sql(dialect, 'agg')})"
+    spans = (
+        f"spans AS ({SESSIONS.sql(dialect, 'agg', returning='workspace_id, first_ts, last_ts')})"
+    )
+    return [f"WITH {agg}, {models}, {spans} {stamp_sql(dialect, 'spans AS s')}"]

@@ -54,8 +54,8 @@ def stamp_sql(dialect: str, sessions_from: str, where: str = "true") -> str:
 
 
 def batch_statements(dialect: str, source: str) -> list[str]:
-    """The writer's contributor: stamp the days of the sessions the batch touched (after
-    the session fold has brought them up to date)."""
+    """Stamp the days of the sessions that the events of `source` touched (after the session
+    fold has brought them up to date; PostgreSQL stamps within the fold instead)."""
     touched = (
         "sessions AS s JOIN (SELECT DISTINCT workspace_id, session_id "
         f"FROM {source} WHERE session_id IS NOT NULL) AS b "

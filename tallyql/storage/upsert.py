@@ -54,7 +54,9 @@ class Aggregate:
 class AggregateUpsert(Aggregate):
     table: str
 
-    def sql(self, dialect: str, source: str) -> str:
+    def sql(self, dialect: str, source: str, returning: str = "") -> str:
+        """The upsert of the aggregate of `source` (`returning`: PostgreSQL columns of the
+        rows written)."""
         t = self.table
         if dialect == "postgresql":
             greatest, least = "GREATEST({a}, {b})", "LEAST({a}, {b})"
@@ -70,4 +72,5 @@ class AggregateUpsert(Aggregate):
         return (
             f"INSERT INTO {t} ({', '.join(self.columns)}) {self.select(source, ordered=True)} "
             f"ON CONFLICT ({', '.join(self.key_columns)}) DO UPDATE SET {', '.join(sets)}"
+            + (f" RETURNING {returning}" if returning else "")
         )
