@@ -14,7 +14,7 @@ from tallyql.storage.types import sqlite_value
 from tests.helpers import iso, llm
 
 
-def _rows() -> list[dict]:
+def _records() -> list[list]:
     service = IngestService(None, Pricer())  # type: ignore[arg-type]
     now = datetime.now(UTC)
     valid, errors = service.prepare(
@@ -36,20 +36,20 @@ def _rows() -> list[dict]:
         now,
     )
     assert not errors
-    return [e.row for e in valid]
+    return [e.record for e in valid]
 
 
 def test_sqlite_records_equal_the_generic_conversion() -> None:
-    for row in _rows():
-        assert set(row) >= set(EVENT_COLUMNS)
-        assert batch._sqlite_record(row) == [sqlite_value(row[c]) for c in EVENT_COLUMNS]
+    for record in _records():
+        assert len(record) == len(EVENT_COLUMNS)
+        assert batch._sqlite_record(record) == [sqlite_value(v) for v in record]
 
 
 def test_postgres_records_keep_values_and_encode_metadata() -> None:
-    for row in _rows():
-        record = batch._postgres_record(row)
-        for column, value in zip(EVENT_COLUMNS, record, strict=True):
+    for record in _records():
+        encoded = batch._postgres_record(record)
+        for column, value, original in zip(EVENT_COLUMNS, encoded, record, strict=True):
             if column == "metadata":
-                assert orjson.loads(value) == row["metadata"]
+                assert orjson.loads(value) == original
             else:
-                assert value is row[column] or value == row[column], column
+                assert value is original or value == original, column

@@ -25,17 +25,12 @@ from tallyql.ingest.fields import (
     MAX_TAGS,
     FieldType,
 )
-from tallyql.ingest.validate import (
-    _COLUMN_DEFAULTS,
-    MAX_FUTURE,
-    MAX_INT,
-    FieldError,
-    ValidEvent,
-    _normalise_status,
-    _normalise_tokens,
-)
+from tallyql.ingest.validate import MAX_FUTURE, MAX_INT, ValidEvent
 
 _TRUNCATED = {"error_message": 2000, "policy_description": 2000}
+_ERROR_MESSAGE_MAX = _TRUNCATED["error_message"]
+_POLICY_DESCRIPTION_MAX = _TRUNCATED["policy_description"]
+bucket_of = sketch.bucket_of
 
 
 class SlowPath(Exception):
@@ -108,51 +103,106 @@ def convert(raw_events: Sequence[Any]) -> list[Any]:
         raise SlowPath from None
 
 
-_SET_DEFAULTS = tuple((k, v) for k, v in _COLUMN_DEFAULTS.items() if v is not None)
-"""Columns whose absent value is not NULL (token counts, kind, flags, tags, metadata)."""
-
-
 def to_valid(struct: Any, index: int, now: datetime) -> ValidEvent:
-    """The normalised event of a struct (the same row `validate_event` makes)."""
-    row = msgspec.structs.asdict(struct)
-    ts = row.pop("timestamp")
-    if ts is not None:
+    """The normalised event of a struct: the record `validate_event` makes, built straight
+    from the struct's attributes (the workspace, the time of receipt and the cost are left for
+    `IngestService._finish`)."""
+    s = struct
+    ts = s.timestamp
+    if ts is None:
+        ts = now
+    else:
         if ts.tzinfo is None:
             raise SlowPath
         ts = ts.astimezone(UTC)
         if ts > now + MAX_FUTURE:
             raise SlowPath
-    metadata = row["metadata"]
-    if metadata and len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
+    metadata = s.metadata
+    if metadata is None:
+        metadata = {}
+    elif metadata and len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
         raise SlowPath
-    event_id = row.pop("id")
-    request, response = row.pop("request"), row.pop("response")
-    cost_usd, accounting = row.pop("cost_usd"), row.pop("token_accounting")
-    for name, default in _SET_DEFAULTS:
-        if row[name] is None:
-            row[name] = default
-    for name, limit in _TRUNCATED.items():
-        text = row[name]
-        if text is not None and len(text) > limit:
-            row[name] = text[:limit]
-    if row["tags"]:
-        row["tags"] = sorted(set(row["tags"]))
-    event = ValidEvent(
-        index=index,
-        row=row,
-        request=request,
-        response=response,
-        has_payload=request is not None or response is not None,
-        cost_usd=cost_usd,
-        token_accounting=accounting or "inclusive",
-    )
-    errors: list[FieldError] = []
-    _normalise_tokens(event, errors)
-    if errors or _normalise_status(row, index):
-        raise SlowPath
-    row["id"] = event_id or uuid.uuid4().hex
-    row["ts"] = ts or now
-    row["caller"] = row["api_key_id"] or (f"ip:{row['caller_ip']}" if row["caller_ip"] else None)
-    row["latency_bucket"] = sketch.bucket_of(row["latency_ms"])
-    row["ttft_bucket"] = sketch.bucket_of(row["ttft_ms"])
-    return event
+    tags = s.tags
+    tags = sorted(set(tags)) if tags else []
+    input_tokens = s.input_tokens or 0
+    output_tokens = s.output_tokens or 0
+    cache_read = s.cache_read_tokens or 0
+    cache_write = s.cache_write_tokens or 0
+    reasoning = s.reasoning_tokens or 0
+    accounting = s.token_accounting or "inclusive"
+    if accounting == "exclusive":
+        input_tokens += cache_read + cache_write
+        output_tokens += reasoning
+    elif cache_read + cache_write > input_tokens or reasoning > output_tokens:
+        raise SlowPath  # the detailed path explains what is wrong
+    status, error_type = s.status, s.error_type
+    if status is None:
+        status = "error" if error_type else "success"
+    if status == "success":
+        if error_type is not None:
+            raise SlowPath
+    elif error_type is None:
+        error_type = "policy_blocked" if status == "blocked" else "other"
+    error_message, policy_description = s.error_message, s.policy_description
+    if error_message is not None and len(error_message) > _ERROR_MESSAGE_MAX:
+        error_message = error_message[:_ERROR_MESSAGE_MAX]
+    if policy_description is not None and len(policy_description) > _POLICY_DESCRIPTION_MAX:
+        policy_description = policy_description[:_POLICY_DESCRIPTION_MAX]
+    api_key_id, caller_ip = s.api_key_id, s.caller_ip
+    latency, ttft = s.latency_ms, s.ttft_ms
+    is_byok = s.is_byok
+    request, response = s.request, s.response
+    has_payload = request is not None or response is not None
+    # the values of EVENT_COLUMNS, in order (tests/test_fastpath.py compares with the detailed
+    # path, which fills them by name)
+    record = [
+        None,  # workspace_id
+        s.id or uuid.uuid4().hex,
+        ts,
+        s.kind or "llm_call",
+        status,
+        s.status_code,
+        error_type,
+        error_message,
+        s.policy_id,
+        s.policy_name,
+        policy_description,
+        s.user_id,
+        api_key_id,
+        caller_ip,
+        api_key_id or (f"ip:{caller_ip}" if caller_ip else None),  # caller
+        s.agent_id,
+        s.agent_instance_id,
+        s.session_id,
+        s.trace_id,
+        s.parent_id,
+        s.run_id,
+        s.node,
+        s.provider,
+        s.model,
+        s.tool,
+        s.mcp_server,
+        s.gateway,
+        s.protocol,
+        s.request_type,
+        s.billing_mode,
+        False if is_byok is None else is_byok,
+        input_tokens,
+        output_tokens,
+        cache_read,
+        cache_write,
+        reasoning,
+        None,  # cost_nanousd
+        None,  # cost_source
+        latency,
+        ttft,
+        bucket_of(latency),
+        bucket_of(ttft),
+        s.request_bytes,
+        s.response_bytes,
+        None,  # has_payload
+        tags,
+        metadata,
+        None,  # received_at
+    ]
+    return ValidEvent(index, record, request, response, has_payload, s.cost_usd, accounting)

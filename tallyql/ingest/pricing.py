@@ -18,11 +18,24 @@ from typing import TYPE_CHECKING, Any
 from genai_prices import Usage, calc_price, data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices
 
+from tallyql.ingest.fields import TOKEN_FIELDS
+from tallyql.ingest.validate import (
+    CACHE_READ,
+    CACHE_WRITE,
+    COST,
+    COST_SOURCE,
+    INPUT,
+    MODEL,
+    OUTPUT,
+    PROVIDER,
+    REASONING,
+    TS,
+)
+
 if TYPE_CHECKING:
     from tallyql.costs.book import PriceBook
 
 NANO_PER_USD = 1_000_000_000
-_NANO_PER_MTOK_USD = Decimal(1000)  # usd/MTok * count * 1000 = nano-USD
 _TOKEN_PRICE_KEYS = frozenset({"input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok"})
 # Price keys for usage kinds that events never report, so they cost nothing here.
 _UNREPORTED_PRICE_KEYS = frozenset(
@@ -72,17 +85,6 @@ class PriceQuote:
     cache_read_mtok: Rate
     cache_write_mtok: Rate
     simple: bool
-
-
-def _rate_at(rate: Rate, input_tokens: int) -> Decimal | None:
-    if rate is None or isinstance(rate, Decimal):
-        return rate
-    applicable = rate.base
-    for tier in reversed(rate.tiers):
-        if input_tokens > tier.start:
-            applicable = tier.price
-            break
-    return applicable
 
 
 def to_nano(usd: Decimal | float) -> int:
@@ -136,52 +138,135 @@ class BuiltinPrices:
         self, provider: str | None, model: str, usage: TokenUsage, at: datetime
     ) -> int | None:
         """Cost in nano-USD, or None when genai-prices does not know the model."""
+        return self.cost_of(
+            provider,
+            model,
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+            usage.cache_write_tokens,
+            usage.reasoning_tokens,
+            at,
+        )
+
+    def cost_of(
+        self,
+        provider: str | None,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int,
+        cache_write_tokens: int,
+        reasoning_tokens: int,
+        at: datetime,
+    ) -> int | None:
+        """`cost_nano` with the token counts given one by one (the ingest path)."""
         found = self.find(provider, model)
         if found is None:
             return None
         prov, info = found
         price = info.get_prices(at)
-        cached = _fast_rates(price)
-        if cached is not None:
-            return _linear_cost(cached, usage)
+        rates = _int_rates(price)
+        if rates is not None:
+            return _int_cost(
+                rates, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens
+            )
+        usage = TokenUsage(
+            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens
+        )
         result = info.calc_price(_usage(usage), prov, genai_request_timestamp=at)
         return to_nano(result.total_price)
 
 
-_RATES_CACHE: dict[int, tuple[ModelPrice, tuple[Rate, Rate, Rate, Rate]] | None] = {}
+_SCALE = 10**9
+"""Integer rates are USD per million tokens times this: nano-USD per token times 10**6."""
+IntRate = int | tuple[int, tuple[tuple[int, int], ...]] | None
+"""A flat scaled rate, a scaled base with (start, scaled rate) tiers on input tokens, or none."""
+_RATES_CACHE: dict[int, tuple[ModelPrice, tuple[IntRate, IntRate, IntRate, IntRate]] | None] = {}
 
 
-def _fast_rates(price: ModelPrice) -> tuple[Rate, Rate, Rate, Rate] | None:
-    """The four token rates of a price, or None when the price needs `calc_price`."""
+def _scaled(rate: Decimal) -> int | None:
+    scaled = rate * _SCALE
+    return int(scaled) if scaled == scaled.to_integral_value() else None
+
+
+def _int_rate(rate: Rate) -> IntRate | bool:
+    """A rate in scaled integers; False when one of its prices has more decimals than that."""
+    if rate is None:
+        return None
+    if isinstance(rate, Decimal):
+        flat = _scaled(rate)
+        return False if flat is None else flat
+    base = _scaled(rate.base)
+    tiers = tuple((tier.start, _scaled(tier.price)) for tier in rate.tiers)
+    if base is None or any(price is None for _, price in tiers):
+        return False
+    return base, tiers  # type: ignore[return-value]
+
+
+def _int_rates(price: ModelPrice) -> tuple[IntRate, IntRate, IntRate, IntRate] | None:
+    """The four token rates of a price in scaled integers, or None when the price needs
+    `calc_price` (other usage kinds, or rates finer than a billionth of a dollar)."""
     hit = _RATES_CACHE.get(id(price), False)
     if hit is not False and hit is not None and hit[0] is price:
         return hit[1]
     if hit is None:
         return None
     keys = {k for k, v in price.__dict__.items() if v is not None and not k.startswith("_")}
-    if not keys <= (_TOKEN_PRICE_KEYS | _UNREPORTED_PRICE_KEYS):
+    rates = tuple(
+        _int_rate(r)
+        for r in (
+            price.input_mtok,
+            price.output_mtok,
+            price.cache_read_mtok,
+            price.cache_write_mtok,
+        )
+    )
+    if not keys <= (_TOKEN_PRICE_KEYS | _UNREPORTED_PRICE_KEYS) or False in rates:
         _RATES_CACHE[id(price)] = None
         return None
-    rates = (price.input_mtok, price.output_mtok, price.cache_read_mtok, price.cache_write_mtok)
-    _RATES_CACHE[id(price)] = (price, rates)
-    return rates
+    _RATES_CACHE[id(price)] = (price, rates)  # type: ignore[assignment]
+    return rates  # type: ignore[return-value]
 
 
-def _linear_cost(rates: tuple[Rate, Rate, Rate, Rate], usage: TokenUsage) -> int:
-    total_in = usage.input_tokens
-    r_in = _rate_at(rates[0], total_in) or Decimal(0)
-    r_out = _rate_at(rates[1], total_in) or Decimal(0)
-    r_cr = _rate_at(rates[2], total_in)
-    r_cw = _rate_at(rates[3], total_in)
-    cr, cw = usage.cache_read_tokens, usage.cache_write_tokens
-    uncached = total_in - (cr if r_cr is not None else 0) - (cw if r_cw is not None else 0)
-    usd_mtok = r_in * uncached + r_out * usage.output_tokens
+def _int_rate_at(rate: IntRate, input_tokens: int) -> int | None:
+    """The rate that applies to a call with `input_tokens` (tiers start above their start)."""
+    if rate is None or isinstance(rate, int):
+        return rate
+    base, tiers = rate
+    for start, price in reversed(tiers):
+        if input_tokens > start:
+            return price
+    return base
+
+
+def _int_cost(
+    rates: tuple[IntRate, IntRate, IntRate, IntRate],
+    input_tokens: int,
+    output_tokens: int,
+    cache_read: int,
+    cache_write: int,
+) -> int:
+    """Nano-USD, rounded half-even once: cached tokens at their own rate when the model has
+    one (else as plain input), reasoning tokens as output."""
+    r_in = _int_rate_at(rates[0], input_tokens) or 0
+    r_out = _int_rate_at(rates[1], input_tokens) or 0
+    r_cr = _int_rate_at(rates[2], input_tokens)
+    r_cw = _int_rate_at(rates[3], input_tokens)
+    uncached = input_tokens
+    scaled = r_out * output_tokens
     if r_cr is not None:
-        usd_mtok += r_cr * cr
+        uncached -= cache_read
+        scaled += r_cr * cache_read
     if r_cw is not None:
-        usd_mtok += r_cw * cw
-    nano = usd_mtok * _NANO_PER_MTOK_USD
-    return int(nano.to_integral_value(rounding=ROUND_HALF_EVEN))
+        uncached -= cache_write
+        scaled += r_cw * cache_write
+    scaled += r_in * uncached
+    nano, rest = divmod(scaled, _SCALE // 1000)
+    twice = 2 * rest
+    if twice > _SCALE // 1000 or (twice == _SCALE // 1000 and nano % 2):
+        nano += 1
+    return nano
 
 
 def _usage(usage: TokenUsage) -> Usage:
@@ -215,35 +300,56 @@ class Pricer:
 
     def cost(self, workspace_id: int, row: dict[str, Any]) -> int | None:
         """Nano-USD for an event's tokens, or None when its model has no known price."""
-        if self.overrides is not None:
-            override = self.overrides.find(workspace_id, row["provider"], row["model"], row["ts"])
-            if override is not None:
-                return override.cost_nano(
-                    row["input_tokens"],
-                    row["output_tokens"],
-                    row["cache_read_tokens"],
-                    row["cache_write_tokens"],
-                    row["reasoning_tokens"],
-                )
-        usage = TokenUsage(
-            row["input_tokens"],
-            row["output_tokens"],
-            row["cache_read_tokens"],
-            row["cache_write_tokens"],
-            row["reasoning_tokens"],
+        return self.cost_of(
+            workspace_id,
+            row["provider"],
+            row["model"],
+            *(row[c] for c in TOKEN_FIELDS),
+            row["ts"],
         )
-        return self.builtin.cost_nano(row["provider"], row["model"], usage, row["ts"])
 
-    def apply(self, workspace_id: int, row: dict[str, Any], cost_usd: float | None) -> None:
+    def cost_of(
+        self,
+        workspace_id: int,
+        provider: str | None,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int,
+        cache_write_tokens: int,
+        reasoning_tokens: int,
+        at: datetime,
+    ) -> int | None:
+        """`cost` with the event's values given one by one."""
+        tokens = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
+        if self.overrides is not None:
+            override = self.overrides.find(workspace_id, provider, model, at)
+            if override is not None:
+                return override.cost_nano(*tokens, reasoning_tokens)
+        return self.builtin.cost_of(provider, model, *tokens, reasoning_tokens, at)
+
+    def apply(self, workspace_id: int, record: list[Any], cost_usd: float | None) -> None:
+        """Set an event record's cost and its source."""
         if cost_usd is not None:
-            row["cost_nanousd"] = to_nano(cost_usd)
-            row["cost_source"] = "provided"
+            record[COST] = to_nano(cost_usd)
+            record[COST_SOURCE] = "provided"
             return
-        if row["model"] is None:
-            has_tokens = row["input_tokens"] or row["output_tokens"]
-            row["cost_nanousd"] = 0
-            row["cost_source"] = "unpriced" if has_tokens else "computed"
+        model = record[MODEL]
+        if model is None:
+            has_tokens = record[INPUT] or record[OUTPUT]
+            record[COST] = 0
+            record[COST_SOURCE] = "unpriced" if has_tokens else "computed"
             return
-        nano = self.cost(workspace_id, row)
-        row["cost_nanousd"] = nano or 0
-        row["cost_source"] = "unpriced" if nano is None else "computed"
+        nano = self.cost_of(
+            workspace_id,
+            record[PROVIDER],
+            model,
+            record[INPUT],
+            record[OUTPUT],
+            record[CACHE_READ],
+            record[CACHE_WRITE],
+            record[REASONING],
+            record[TS],
+        )
+        record[COST] = nano or 0
+        record[COST_SOURCE] = "unpriced" if nano is None else "computed"

@@ -13,7 +13,15 @@ from typing import Any
 from tallyql.ingest import fastpath
 from tallyql.ingest.body import NDJSON_TYPES, parse_events
 from tallyql.ingest.pricing import Pricer
-from tallyql.ingest.validate import FieldError, IngestResult, ValidEvent, validate_event
+from tallyql.ingest.validate import (
+    HAS_PAYLOAD,
+    RECEIVED_AT,
+    WORKSPACE,
+    FieldError,
+    IngestResult,
+    ValidEvent,
+    validate_event,
+)
 from tallyql.storage.writer import Writer
 
 
@@ -55,11 +63,11 @@ class IngestService:
         ]
 
     def _finish(self, checked: ValidEvent, workspace_id: int, now: datetime) -> ValidEvent:
-        row = checked.row
-        row["workspace_id"] = workspace_id
-        row["received_at"] = now
-        row["has_payload"] = checked.has_payload
-        self.pricer.apply(workspace_id, row, checked.cost_usd)
+        record = checked.record
+        record[WORKSPACE] = workspace_id
+        record[RECEIVED_AT] = now
+        record[HAS_PAYLOAD] = checked.has_payload
+        self.pricer.apply(workspace_id, record, checked.cost_usd)
         return checked
 
     async def ingest_body(

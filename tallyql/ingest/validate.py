@@ -1,8 +1,10 @@
 """Checks one raw event against the contract in `fields.py` and normalises it.
 
-The result is a row for the events table (a dict keyed by column name) plus the payloads, or a
-list of errors naming the field and what is wrong with it. Pricing happens afterwards
-(`normalize.py`), once the event is known to be valid.
+The result is a record for the events table (its values in `EVENT_COLUMNS` order) plus the
+payloads, or a list of errors naming the field and what is wrong with it. This is the detailed
+path, which reports every error; `fastpath.py` makes the same records from msgspec structs.
+The workspace, the time of receipt and the cost are set afterwards (`service.py`,
+`pricing.py`), once the event is known to be valid.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tallyql.ingest.fields import (
     MAX_TAGS,
     FieldType,
 )
+from tallyql.storage.tables import EVENT_COLUMNS
 
 MAX_FUTURE = timedelta(days=1)
 MAX_INT = 2**53  # integers beyond JSON-safe range are rejected
@@ -56,17 +59,53 @@ class IngestResult:
         }
 
 
+AT: dict[str, int] = {c: i for i, c in enumerate(EVENT_COLUMNS)}
+"""Each column's position in a record."""
+WORKSPACE, ID, TS = AT["workspace_id"], AT["id"], AT["ts"]
+PROVIDER, MODEL = AT["provider"], AT["model"]
+INPUT, OUTPUT, CACHE_READ, CACHE_WRITE, REASONING = (
+    AT[c]
+    for c in (
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+    )
+)
+COST, COST_SOURCE = AT["cost_nanousd"], AT["cost_source"]
+HAS_PAYLOAD, TAGS, METADATA, RECEIVED_AT = (
+    AT["has_payload"],
+    AT["tags"],
+    AT["metadata"],
+    AT["received_at"],
+)
+
+
 @dataclass(slots=True)
 class ValidEvent:
-    """A checked event: its events-table columns (without workspace and cost) and payloads."""
+    """A checked event: its events-table record and its payloads."""
 
     index: int
-    row: dict[str, Any]
+    record: list[Any]
+    """The values of `EVENT_COLUMNS`, in order (a list: the workspace, the time of receipt and
+    the cost are filled in once the event is accepted)."""
     request: Any = None
     response: Any = None
     has_payload: bool = False
     cost_usd: float | None = None
     token_accounting: str = "inclusive"
+
+    @property
+    def row(self) -> dict[str, Any]:
+        """The record by column name (a new dict)."""
+        return dict(zip(EVENT_COLUMNS, self.record, strict=True))
+
+    @property
+    def key(self) -> tuple[int, str]:
+        """(workspace_id, id): unique among stored events."""
+        record = self.record
+        return record[WORKSPACE], record[ID]
 
 
 _COLUMN_DEFAULTS: dict[str, Any] = {
@@ -180,7 +219,7 @@ def validate_event(raw: Any, index: int, now: datetime) -> ValidEvent | list[Fie
         return [FieldError(index, "", "event must be a JSON object")]
     errors: list[FieldError] = []
     row = dict(_COLUMN_DEFAULTS)
-    event = ValidEvent(index=index, row=row)
+    event = ValidEvent(index=index, record=[])
     event_id: str | None = None
     ts: datetime | None = None
     for name, value in raw.items():
@@ -213,7 +252,7 @@ def validate_event(raw: Any, index: int, now: datetime) -> ValidEvent | list[Fie
             errors.append(FieldError(index, name, str(exc)))
     if errors:
         return errors
-    _normalise_tokens(event, errors)
+    _normalise_tokens(row, event.token_accounting, index, errors)
     if errors:
         return errors
     status_error = _normalise_status(row, index)
@@ -224,19 +263,21 @@ def validate_event(raw: Any, index: int, now: datetime) -> ValidEvent | list[Fie
     row["caller"] = row["api_key_id"] or (f"ip:{row['caller_ip']}" if row["caller_ip"] else None)
     row["latency_bucket"] = sketch.bucket_of(row["latency_ms"])
     row["ttft_bucket"] = sketch.bucket_of(row["ttft_ms"])
+    event.record = [row.get(c) for c in EVENT_COLUMNS]
     return event
 
 
-def _normalise_tokens(event: ValidEvent, errors: list[FieldError]) -> None:
-    row = event.row
-    if event.token_accounting == "exclusive":
+def _normalise_tokens(
+    row: dict[str, Any], accounting: str, index: int, errors: list[FieldError]
+) -> None:
+    if accounting == "exclusive":
         row["input_tokens"] += row["cache_read_tokens"] + row["cache_write_tokens"]
         row["output_tokens"] += row["reasoning_tokens"]
         return
     if row["cache_read_tokens"] + row["cache_write_tokens"] > row["input_tokens"]:
         errors.append(
             FieldError(
-                event.index,
+                index,
                 "cache_read_tokens",
                 "cache_read_tokens + cache_write_tokens exceed input_tokens; input_tokens must "
                 'include cached tokens, or set token_accounting to "exclusive"',
@@ -245,7 +286,7 @@ def _normalise_tokens(event: ValidEvent, errors: list[FieldError]) -> None:
     if row["reasoning_tokens"] > row["output_tokens"]:
         errors.append(
             FieldError(
-                event.index,
+                index,
                 "reasoning_tokens",
                 "reasoning_tokens exceed output_tokens; output_tokens must include reasoning "
                 'tokens, or set token_accounting to "exclusive"',

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tallyql.ingest.validate import ValidEvent
+from tallyql.ingest.validate import WORKSPACE, ValidEvent
 from tallyql.live.compact import LiveRow, compact_row
 from tallyql.live.fanout import FilterKey, FilterView
 from tallyql.live.subscriber import Subscriber
@@ -140,7 +140,7 @@ class LiveBus:
     def _process(self, committed_at: float, events: Sequence[ValidEvent]) -> None:
         self.stats.batches += 1
         relay = self.relay
-        workspaces = {e.row["workspace_id"] for e in events}
+        workspaces = {e.record[WORKSPACE] for e in events}
         wanted = {
             w
             for w in workspaces
@@ -148,7 +148,7 @@ class LiveBus:
         }
         if wanted:  # else nobody here or elsewhere listens: no live rows at all
             rows = [
-                compact_row(e.row, committed_at) for e in events if e.row["workspace_id"] in wanted
+                compact_row(e.row, committed_at) for e in events if e.record[WORKSPACE] in wanted
             ]
             self.stats.rows += len(rows)
             self.deliver_rows(rows)

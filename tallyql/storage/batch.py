@@ -11,7 +11,6 @@ sessions and rollups in the same transaction.
 from __future__ import annotations
 
 import asyncio
-import operator
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from typing import Any, Protocol
@@ -19,7 +18,7 @@ from typing import Any, Protocol
 import asyncpg
 import orjson
 
-from tallyql.ingest.validate import ValidEvent
+from tallyql.ingest.validate import ID, METADATA, TAGS, TS, WORKSPACE, ValidEvent
 from tallyql.storage.database import Database
 from tallyql.storage.histogram_fold import RowRunner, SqliteRunner
 from tallyql.storage.partitions import PartitionManager
@@ -55,34 +54,28 @@ def _json_or_none(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
-_METADATA_INDEX = EVENT_COLUMNS.index("metadata")
 _COLUMN_LIST = ", ".join(EVENT_COLUMNS)
-_EVENT_VALUES = operator.itemgetter(*EVENT_COLUMNS)
-"""A row's values in column order, in one C call (the hot loop of every batch)."""
 _SQLITE_TIMES = tuple(EVENT_COLUMNS.index(c) for c in ("ts", "received_at"))
-_SQLITE_JSON = tuple(EVENT_COLUMNS.index(c) for c in ("tags", "metadata"))
+_SQLITE_JSON = (TAGS, METADATA)
 
 
-def _postgres_record(row: dict[str, Any]) -> list[Any]:
-    values = list(_EVENT_VALUES(row))
-    values[_METADATA_INDEX] = orjson.dumps(values[_METADATA_INDEX]).decode()
+def _postgres_record(record: list[Any]) -> list[Any]:
+    """The record as COPY sends it (metadata as JSON text)."""
+    values = list(record)
+    values[METADATA] = orjson.dumps(values[METADATA]).decode()
     return values
 
 
-def _sqlite_record(row: dict[str, Any]) -> list[Any]:
-    """The row as SQLite stores it (see storage/types.py): the same values `sqlite_value`
+def _sqlite_record(record: list[Any]) -> list[Any]:
+    """The record as SQLite stores it (see storage/types.py): the same values `sqlite_value`
     gives, converting only the columns that need it."""
-    values = list(_EVENT_VALUES(row))
+    values = list(record)
     for i in _SQLITE_TIMES:
         if values[i] is not None:
             values[i] = to_micros(values[i])
     for i in _SQLITE_JSON:
         values[i] = orjson.dumps(values[i]).decode()
     return values
-
-
-def _event_key(event: ValidEvent) -> tuple[int, str]:
-    return event.row["workspace_id"], event.row["id"]
 
 
 _PG_CLAIM = (
@@ -116,11 +109,11 @@ _PG_PAYLOADS = (
 
 
 def _payload_record(event: ValidEvent) -> tuple[Any, ...]:
-    row = event.row
+    record = event.record
     return (
-        row["workspace_id"],
-        row["id"],
-        row["ts"],
+        record[WORKSPACE],
+        record[ID],
+        record[TS],
         _json_or_none(event.request),
         _json_or_none(event.response),
     )
@@ -168,7 +161,7 @@ class PostgresBatches:
             self._idle.append(conn)
 
     async def _ensure_partitions(self, events: Sequence[ValidEvent]) -> None:
-        days: set[date] = {e.row["ts"].date() for e in events}
+        days: set[date] = {e.record[TS].date() for e in events}
         if self._partitions.knows(days):
             return
         async with self._partition_lock:
@@ -184,7 +177,7 @@ class PostgresBatches:
         statements = [s for s in steps if isinstance(s, str)]
         if len(statements) != len(steps):
             raise NotImplementedError("the PostgreSQL writer only runs SQL steps")
-        records = [_postgres_record(e.row) for e in events]
+        records = [_postgres_record(e.record) for e in events]
         payloads = [_payload_record(e) for e in events if e.has_payload]
         finish = [
             f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {BATCH_TABLE}",
@@ -220,7 +213,7 @@ class PostgresBatches:
             self._release(conn)
         if not duplicates:
             return list(events)
-        return [e for e in events if _event_key(e) not in duplicates]
+        return [e for e in events if e.key not in duplicates]
 
     @property
     def partitions(self) -> PartitionManager:
@@ -255,7 +248,7 @@ class _SqliteTx:
         existing: set[tuple[int, str]] = set()
         by_workspace: dict[int, list[str]] = {}
         for e in events:
-            by_workspace.setdefault(e.row["workspace_id"], []).append(e.row["id"])
+            by_workspace.setdefault(e.record[WORKSPACE], []).append(e.record[ID])
         for workspace_id, ids in by_workspace.items():
             for i in range(0, len(ids), _SQLITE_CHUNK):
                 chunk = ids[i : i + _SQLITE_CHUNK]
@@ -265,13 +258,13 @@ class _SqliteTx:
                     (workspace_id, *chunk),
                 )
                 existing.update((workspace_id, r[0]) for r in await cursor.fetchall())
-        new = [e for e in events if (e.row["workspace_id"], e.row["id"]) not in existing]
+        new = [e for e in events if e.key not in existing]
         if not new:
             return []
         marks = ",".join("?" * len(EVENT_COLUMNS))
         await self.conn.executemany(
             f"INSERT INTO temp.{BATCH_TABLE} ({_COLUMN_LIST}) VALUES ({marks})",
-            [_sqlite_record(e.row) for e in new],
+            [_sqlite_record(e.record) for e in new],
         )
         await self.conn.execute(
             f"INSERT INTO main.events ({_COLUMN_LIST}) "
@@ -283,9 +276,9 @@ class _SqliteTx:
                 f"INSERT INTO payloads ({','.join(PAYLOAD_COLUMNS)}) VALUES (?,?,?,?,?)",
                 [
                     (
-                        e.row["workspace_id"],
-                        e.row["id"],
-                        sqlite_value(e.row["ts"]),
+                        e.record[WORKSPACE],
+                        e.record[ID],
+                        sqlite_value(e.record[TS]),
                         _json_or_none(e.request),
                         _json_or_none(e.response),
                     )

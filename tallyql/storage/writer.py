@@ -196,7 +196,7 @@ class Writer:
         seen: set[tuple[int, str]] = set()
         for submission in batch:
             for event in submission.events:
-                key = (event.row["workspace_id"], event.row["id"])
+                key = event.key
                 if key not in seen:
                     seen.add(key)
                     unique.append(event)
