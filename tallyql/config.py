@@ -28,8 +28,8 @@ class Settings:
     """Events waiting for the writer before ingest answers 503 with Retry-After."""
     writer_batch_events: int = 20_000
     """Most events the writer commits in one transaction (group commit)."""
-    writer_connections: int = 2
-    """PostgreSQL: batch transactions in flight at once (one commits while the next runs);
+    writer_connections: int = 3
+    """PostgreSQL: batch transactions in flight at once (while one commits, the others run);
     SQLite has one writer."""
     rollup_compaction_seconds: float = 1.0
     """PostgreSQL: how often staged batch aggregates (rollup deltas) are compacted into the

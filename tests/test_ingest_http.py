@@ -286,7 +286,10 @@ async def test_overlapping_batches_in_parallel_lanes_count_once(api: Api) -> Non
     sessions = await session_rows(api.services)
     assert {sid: s["requests"] for sid, s in sessions.items()} == {f"s{k}": 50 for k in range(3)}
     assert api.services.writer.stats.failures == 0
-    assert peak == (2 if api.services.db.is_postgres else 1)
+    if api.services.db.is_postgres:
+        assert 2 <= peak <= batches.lanes  # transactions did overlap
+    else:
+        assert peak == 1
 
 
 # --- sessions -----------------------------------------------------------------------------

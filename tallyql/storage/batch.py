@@ -47,6 +47,10 @@ class Batches(Protocol):
         steps over them, commit. Returns the new events, in order."""
         ...
 
+    async def ensure_days(self, days: set[date]) -> None:
+        """Make the storage for events of these UTC days ready (PostgreSQL partitions)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -161,7 +165,12 @@ class PostgresBatches:
             self._idle.append(conn)
 
     async def _ensure_partitions(self, events: Sequence[ValidEvent]) -> None:
-        days: set[date] = {e.record[TS].date() for e in events}
+        await self.ensure_days({e.record[TS].date() for e in events})
+
+    async def ensure_days(self, days: set[date]) -> None:
+        """Create the day partitions that are missing (a bulk load asks for all of its days
+        first: creating a partition locks the parent table, which waits for every batch in
+        flight and holds the next ones back)."""
         if self._partitions.knows(days):
             return
         async with self._partition_lock:
@@ -296,6 +305,9 @@ class SqliteBatches:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    async def ensure_days(self, days: set[date]) -> None:
+        return None
 
     async def write(self, events: Sequence[ValidEvent], steps: Sequence[Step]) -> list[ValidEvent]:
         if not events:
