@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from tallyql.auth.principal import Role
 from tallyql.config import Settings, load_settings
+
+T = TypeVar("T")
 
 FIRST_QUERY = """{
   me { workspace role }
@@ -74,7 +77,7 @@ def serve(
     if demo:
         from tallyql.demo.load import seed_for_serve
 
-        key = asyncio.run(seed_for_serve(settings, demo_events))
+        key = run_async(seed_for_serve(settings, demo_events))
         url = f"http://{settings.host}:{settings.port}/graphql"
         click.echo(f"\nDemo workspace ready. Admin API key (shown once):\n\n  {key}\n")
         click.echo(f"GraphiQL: {url}")
@@ -90,6 +93,16 @@ def serve(
         access_log=False,
         ws_per_message_deflate=False,  # compressing every copy of a live item costs more
     )
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine on uvloop (what `serve` runs on, through uvicorn) when it is
+    installed, else on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] installs it on Linux and macOS
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def tune_gc() -> None:
@@ -129,7 +142,7 @@ def migrate(database_url: str | None, data_dir: Path | None) -> None:
         finally:
             await db.dispose()
 
-    click.echo(f"database at revision {asyncio.run(run())}")
+    click.echo(f"database at revision {run_async(run())}")
 
 
 @main.group()
@@ -161,7 +174,7 @@ def keys_create(
 ) -> None:
     """Create a key; the key alone is printed on the last line."""
     settings = _settings(database_url=database_url, data_dir=data_dir)
-    key, info = asyncio.run(
+    key, info = run_async(
         _with_keys(settings, lambda ks: ks.create(workspace, Role(role), name, actor="cli"))
     )
     click.echo(f"created {info.role.value} key {info.id} ({info.name}) in workspace {workspace}")
@@ -179,7 +192,7 @@ def keys_list(
 ) -> None:
     """List keys (never their secrets)."""
     settings = _settings(database_url=database_url, data_dir=data_dir)
-    infos = asyncio.run(_with_keys(settings, lambda ks: ks.list(include_revoked=include_revoked)))
+    infos = run_async(_with_keys(settings, lambda ks: ks.list(include_revoked=include_revoked)))
     for info in infos:
         if workspace and info.workspace_name != workspace:
             continue
@@ -194,7 +207,7 @@ def keys_list(
 def keys_revoke(key_id: str, database_url: str | None, data_dir: Path | None) -> None:
     """Revoke a key by its id (the part after tq_)."""
     settings = _settings(database_url=database_url, data_dir=data_dir)
-    info = asyncio.run(_with_keys(settings, lambda ks: ks.revoke(key_id, actor="cli")))
+    info = run_async(_with_keys(settings, lambda ks: ks.revoke(key_id, actor="cli")))
     if info is None:
         raise click.ClickException(f"no active key {key_id}")
     click.echo(f"revoked {key_id}")
@@ -220,7 +233,7 @@ def demo(
 
     settings = _settings(database_url=database_url, data_dir=data_dir)
     tune_gc()
-    report = asyncio.run(load_demo_into(settings, workspace, count, days, seed))
+    report = run_async(load_demo_into(settings, workspace, count, days, seed))
     click.echo(
         f"wrote {report.accepted} events ({report.duplicates} already present) into "
         f"workspace {workspace} in {report.seconds:.1f} s ({report.rate:,.0f} events/s)"
@@ -252,7 +265,7 @@ def rollups_rebuild(
 
     settings = _settings(database_url=database_url, data_dir=data_dir)
     try:
-        report = asyncio.run(rebuild_command(settings, start, end, workspace, sessions))
+        report = run_async(rebuild_command(settings, start, end, workspace, sessions))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(

@@ -119,20 +119,47 @@ def combine_many(pieces: Sequence[tuple[int, Buckets, Counts]], n_keys: int) -> 
     counts) pieces: one sort over every piece at once rather than one merge per key."""
     if not pieces:
         return [None] * n_keys
-    keys = np.concatenate([np.full(len(b), k, np.int64) for k, b, _ in pieces])
-    buckets = np.concatenate([b for _, b, _ in pieces]).astype(np.int64)
-    counts = np.concatenate([c for _, _, c in pieces]).astype(np.uint64)
+    lengths = np.fromiter((len(b) for _, b, _ in pieces), np.int64, len(pieces))
+    keys = np.repeat(np.fromiter((k for k, _, _ in pieces), np.int64, len(pieces)), lengths)
+    buckets = np.concatenate([b for _, b, _ in pieces])
+    counts = np.concatenate([c for _, _, c in pieces])
+    return combine_entries(keys, buckets, counts, n_keys)
+
+
+def decode_many(blobs: Sequence[bytes | None]) -> tuple[npt.NDArray[np.int64], Buckets, Counts]:
+    """Every entry of several blobs at once: (index of its blob, bucket, count)."""
+    parts = [decode(b) for b in blobs]
+    lengths = np.fromiter((len(b) for b, _ in parts), np.int64, len(parts))
+    owners = np.repeat(np.arange(len(parts), dtype=np.int64), lengths)
+    if not len(owners):
+        return owners, np.empty(0, _BUCKET), np.empty(0, _COUNT)
+    return (
+        owners,
+        np.concatenate([b for b, _ in parts]),
+        np.concatenate([c for _, c in parts]),
+    )
+
+
+def combine_entries(
+    keys: npt.NDArray[np.integer],
+    buckets: npt.NDArray[np.integer],
+    counts: npt.NDArray[np.integer],
+    n_keys: int,
+) -> list[bytes | None]:
+    """The blob of each of `n_keys` histograms from entries (key index, bucket, count), in
+    any order and with repeats."""
     if len(keys) == 0:
         return [None] * n_keys
+    keys, buckets = keys.astype(np.int64), buckets.astype(np.int64)
     order = np.lexsort((buckets, keys))
-    keys, buckets, counts = keys[order], buckets[order], counts[order]
+    keys, buckets, counts = keys[order], buckets[order], counts.astype(np.uint64)[order]
     starts = np.flatnonzero(
         np.concatenate(([True], (keys[1:] != keys[:-1]) | (buckets[1:] != buckets[:-1])))
     )
     keys, buckets, sums = keys[starts], buckets[starts], np.add.reduceat(counts, starts)
     keep = sums > 0
     keys, buckets, sums = keys[keep], buckets[keep], sums[keep]
-    bounds = np.searchsorted(keys, np.arange(n_keys + 1))
+    bounds = np.searchsorted(keys, np.arange(n_keys + 1)).tolist()
     b16, c64 = buckets.astype(_BUCKET), sums.astype(_COUNT)
     out: list[bytes | None] = []
     for k in range(n_keys):

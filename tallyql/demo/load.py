@@ -1,36 +1,48 @@
 """Loads demo traffic through the ingest pipeline's bulk path, plus its users and groups.
 
 The bulk path skips HTTP: events are checked in C (the msgspec fast path), priced, and handed
-to the writer in large batches; the database folds each batch into sessions and rollups while
-Python prepares the next one, so both cores work. PostgreSQL tables are vacuumed and analysed
-at the end so that the first queries plan well."""
+to a writer in large batches; the database folds each batch into sessions and rollups while
+Python prepares the next one, so both cores work. On PostgreSQL a batch is a whole UTC day,
+written by a writer of the loader's own that upserts hour and day rollup rows directly (see
+`_load_postgres`); the tables are vacuumed and analysed at the end so that the first queries
+plan well."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
+from typing import Any
 
 from sqlalchemy import func, select, text
 
 from tallyql.auth.principal import Role
 from tallyql.config import Settings
 from tallyql.demo.catalog import build_world
-from tallyql.demo.generator import generate_batches
+from tallyql.demo.generator import generate_batches, generate_events
 from tallyql.ingest import fastpath
 from tallyql.services import Services, start_services
+from tallyql.storage.batch import batches_for
+from tallyql.storage.compaction import LOCK_ID as COMPACTION_LOCK
 from tallyql.storage.compaction import compact
 from tallyql.storage.directory import UserRecord, set_group_members, upsert_users
+from tallyql.storage.rebuild import recompute_weeks
+from tallyql.storage.rollup_folds import whole_day_statements
+from tallyql.storage.rollups import WEEK, grain_start
+from tallyql.storage.session_rollup import session_statements
 from tallyql.storage.tables import events
 from tallyql.storage.workspaces import get_or_create_workspace
+from tallyql.storage.writer import Writer
 
 BATCH = 10_000
+"""SQLite: events per batch (PostgreSQL's batches are whole days)."""
 IN_FLIGHT = 4
 COMPACT_EVERY = 200_000
-"""PostgreSQL: events between two compactions of the staged rollup deltas. The loader compacts
-itself instead of every second: each run then folds a stretch of hours and days that many
-batches share, upserting each rollup row once instead of once per batch."""
+"""PostgreSQL: events between two compactions of the staged histogram deltas. The loader
+compacts itself instead of every second: each run then merges a stretch of hours and days."""
 
 
 @dataclass
@@ -56,9 +68,26 @@ async def load_demo(
         )
         for group, members in sorted(world.groups.items()):
             await set_group_members(conn, workspace_id, group, members)
-    accepted = duplicates = 0
-    pending: set[asyncio.Task[list[bool]]] = set()
     end = datetime.now(UTC).replace(second=0, microsecond=0)
+    if services.db.is_postgres:
+        accepted, duplicates = await _load_postgres(services, workspace_id, count, days, seed, end)
+    else:
+        batches = generate_batches(count, days, seed=seed, end=end, batch_size=BATCH)
+        accepted, duplicates = await _submit(services, services.writer, workspace_id, batches)
+    return LoadReport(accepted, duplicates, time.perf_counter() - started)
+
+
+async def _submit(
+    services: Services,
+    writer: Writer,
+    workspace_id: int,
+    batches: Iterable[list[dict[str, Any]]],
+    between: Callable[[int], Awaitable[None]] | None = None,
+) -> tuple[int, int]:
+    """Check, price and write the batches, IN_FLIGHT at once; (accepted, duplicates).
+    `between` is called after each batch is handed over, with the events handed so far."""
+    accepted = duplicates = handed = 0
+    pending: set[asyncio.Task[list[bool]]] = set()
 
     def collect(done: set[asyncio.Task[list[bool]]]) -> None:
         nonlocal accepted, duplicates
@@ -67,40 +96,83 @@ async def load_demo(
             accepted += sum(flags)
             duplicates += len(flags) - sum(flags)
 
-    # every day's partition first: creating one locks the events table, which waits for the
-    # batches in flight and holds back the next ones
-    first_day = (end - timedelta(days=days)).date()
-    await services.writer.batches.ensure_days(
-        {first_day + timedelta(days=i) for i in range((end.date() - first_day).days + 1)}
-    )
-    compaction: asyncio.Task[int | None] | None = None
-    since_compaction = 0
     try:
-        for batch in generate_batches(count, days, seed=seed, end=end, batch_size=BATCH):
+        for batch in batches:
             valid = services.ingest.prepare_fast(workspace_id, fastpath.convert(batch))
-            pending.add(asyncio.create_task(services.writer.submit(valid)))
-            since_compaction += len(batch)
-            if services.db.is_postgres and since_compaction >= COMPACT_EVERY:
-                if compaction is not None:
-                    await compaction
-                compaction = asyncio.create_task(compact(services.db, wait=True))
-                since_compaction = 0
+            pending.add(asyncio.create_task(writer.submit(valid)))
+            handed += len(batch)
+            if between is not None:
+                await between(handed)
             await asyncio.sleep(0)  # let the writer pick the batch up
             if len(pending) >= IN_FLIGHT:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 collect(done)
         if pending:
-            done, _ = await asyncio.wait(pending)
+            done, pending = await asyncio.wait(pending)
             collect(done)
     finally:
         if pending:
             await asyncio.wait(pending)
-    if compaction is not None:
-        await compaction
-    if services.db.is_postgres:
-        await compact(services.db, wait=True)  # the staged batches into the rollup tables
-        await _settle_postgres(services)
-    return LoadReport(accepted, duplicates, time.perf_counter() - started)
+    return accepted, duplicates
+
+
+def whole_days(events: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Demo events in batches of whole UTC days (the generator writes UTC times, '...Z', in
+    ascending order, so a day is a run of one date prefix)."""
+    for _, day in groupby(events, key=lambda e: e["timestamp"][:10]):
+        yield list(day)
+
+
+async def _load_postgres(
+    services: Services, workspace_id: int, count: int, days: int, seed: int, end: datetime
+) -> tuple[int, int]:
+    """PostgreSQL's bulk path: batches of whole days on a writer of their own that upserts the
+    hour and day rows of the rollups directly (`rollup_folds.whole_day_statements`: lanes
+    writing different days never wait for each other, and no delta is staged and compacted),
+    then the week rows of the loaded weeks from their days, then statistics."""
+    db = services.db
+    writer = Writer(
+        batches_for(db, services.settings.writer_connections),
+        contributors=[whole_day_statements, session_statements],
+        max_queue_events=services.settings.writer_queue_events,
+        max_batch_events=services.settings.writer_batch_events,
+    )
+    # every day's partition first: creating one locks the events table, which waits for the
+    # batches in flight and holds back the next ones
+    start = end - timedelta(days=days)
+    first_day = start.date()
+    await writer.batches.ensure_days(
+        {first_day + timedelta(days=i) for i in range((end.date() - first_day).days + 1)}
+    )
+    compactions: list[asyncio.Task[int | None]] = []
+
+    async def compact_now_and_then(handed: int) -> None:
+        """The histogram deltas, while the load runs (their merge is Python's work)."""
+        if handed // COMPACT_EVERY > len(compactions):
+            if compactions:
+                await compactions[-1]
+            compactions.append(asyncio.create_task(compact(db, wait=True)))
+
+    writer.start()
+    try:
+        events = generate_events(count, days, seed=seed, end=end)
+        counts = await _submit(
+            services, writer, workspace_id, whole_days(events), compact_now_and_then
+        )
+    finally:
+        await writer.stop()
+        if compactions:
+            await compactions[-1]
+    await compact(db, wait=True)  # the rest of the staged histograms
+    weeks = (
+        grain_start("w", int(start.timestamp())),
+        grain_start("w", int(end.timestamp())) + WEEK,
+    )
+    async with db.write() as conn:
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": COMPACTION_LOCK})
+        await recompute_weeks(conn, db.dialect, *weeks, workspace_id, histograms=False)
+    await _settle_postgres(services)
+    return counts
 
 
 RAW_TABLES = ("events", "payloads", "event_keys")

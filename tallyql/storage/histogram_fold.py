@@ -38,6 +38,8 @@ COUNTS = tuple(c for c, _ in HISTOGRAMS)  # ("latency_n", "ttft_n"), as HISTOGRA
 class RowRunner(Protocol):
     """A connection inside the caller's transaction, with named (:name) parameters."""
 
+    dialect: str
+
     async def fetch(
         self, sql: str, params: dict[str, Any] | None = None
     ) -> list[Sequence[Any]]: ...
@@ -123,29 +125,42 @@ async def fold_delta_blobs(run: RowRunner, rows: Sequence[Sequence[Any]]) -> int
     """Merge staged delta rows (workspace_id, hour, the group's dimensions, latency blob,
     ttft blob) into every histogram table at every grain; the number of rows written."""
     n_dims = len(GROUP.dims)
-    n_values = len(HISTOGRAM_VALUES)
-    decoded = [
-        (r[0], r[1], r[2 : 2 + n_dims], [histogram.decode(_bytes(v)) for v in r[2 + n_dims :]])
-        for r in rows
+    # every entry of every row's blobs, once: (row, bucket, count) per counted value
+    entries = [
+        histogram.decode_many([_bytes(r[2 + n_dims + i]) for r in rows])
+        for i in range(len(HISTOGRAM_VALUES))
     ]
     written = 0
     for target in TARGETS:
-        dim_at = [GROUP.dims.index(d) for d in target.rollup.dims]
+        dim_at = [2 + GROUP.dims.index(d) for d in target.rollup.dims]
+        grain = target.grain
         index: dict[tuple[Any, ...], int] = {}
-        pieces: list[list[tuple[int, Any, Any]]] = [[] for _ in range(n_values)]
-        for ws, hour, dims, values in decoded:
-            key = (ws, grain_start(target.grain, hour), *(dims[i] for i in dim_at))
-            k = index.setdefault(key, len(index))
-            for i, (b, c) in enumerate(values):
-                pieces[i].append((k, b, c))
-        for key, stored in (await _stored(run, target, index)).items():
-            k = index.get(key)
-            if k is not None:
-                for i, blob in enumerate(stored):
-                    b, c = histogram.decode(blob)
-                    pieces[i].append((k, b, c))
-        merged = [histogram.combine_many(p, len(index)) for p in pieces]
-        new = {key: [merged[i][k] for i in range(n_values)] for key, k in index.items()}
+        key_of_row = np.fromiter(
+            (
+                index.setdefault(
+                    (r[0], grain_start(grain, r[1]), *(r[i] for i in dim_at)), len(index)
+                )
+                for r in rows
+            ),
+            np.int64,
+            len(rows),
+        )
+        stored = [
+            (index[key], blobs)
+            for key, blobs in (await _stored(run, target, index)).items()
+            if key in index
+        ]
+        merged = []
+        for i, (owners, buckets, counts) in enumerate(entries):
+            keys = key_of_row[owners]
+            if stored:
+                s_owners, s_buckets, s_counts = histogram.decode_many([b[i] for _, b in stored])
+                s_keys = np.fromiter((k for k, _ in stored), np.int64, len(stored))[s_owners]
+                keys = np.concatenate([keys, s_keys])
+                buckets = np.concatenate([buckets, s_buckets])
+                counts = np.concatenate([counts, s_counts])
+            merged.append(histogram.combine_entries(keys, buckets, counts, len(index)))
+        new = {key: [m[k] for m in merged] for key, k in index.items()}
         await _write(run, target, new)
         written += len(new)
     return written
@@ -235,14 +250,23 @@ async def _write(
     keys = ("workspace_id", "period", *target.rollup.dims)
     columns = (*keys, *HISTOGRAM_VALUES)
     sets = ", ".join(f"{c} = excluded.{c}" for c in HISTOGRAM_VALUES)
+    conflict = f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}"
+    ordered = sorted(blobs.items())
+    if run.dialect == "postgresql":  # one statement: a row per array element
+        types = ("int4", "int8", *("text" for _ in target.rollup.dims), "bytea", "bytea")
+        arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(columns, types, strict=True))
+        values = list(zip(*((*key, *blobs) for key, blobs in ordered), strict=True))
+        await run.fetch(
+            f"INSERT INTO {target.table} ({', '.join(columns)}) "
+            f"SELECT * FROM unnest({arrays}) {conflict} RETURNING 1",
+            {c: list(v) for c, v in zip(columns, values, strict=True)},
+        )
+        return
     sql = (
         f"INSERT INTO {target.table} ({', '.join(columns)}) "
-        f"VALUES ({', '.join(':' + c for c in columns)}) "
-        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}"
+        f"VALUES ({', '.join(':' + c for c in columns)}) {conflict}"
     )
-    rows = [
-        dict(zip(columns, (*key, *values), strict=True)) for key, values in sorted(blobs.items())
-    ]
+    rows = [dict(zip(columns, (*key, *values), strict=True)) for key, values in ordered]
     await run.execute_many(sql, rows)
 
 
@@ -251,6 +275,7 @@ class SqlAlchemyRunner:
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn  # sqlalchemy.ext.asyncio.AsyncConnection
+        self.dialect = conn.dialect.name
 
     async def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Sequence[Any]]:
         return list((await self.conn.execute(text(sql), params or {})).all())
@@ -261,6 +286,8 @@ class SqlAlchemyRunner:
 
 class SqliteRunner:
     """A RowRunner over the SQLite writer's raw aiosqlite connection (the batch transaction)."""
+
+    dialect = "sqlite"
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn  # aiosqlite.Connection

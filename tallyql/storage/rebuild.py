@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tallyql.config import Settings
 from tallyql.ingest.validate import parse_timestamp
@@ -57,6 +59,33 @@ def _summary_tables() -> list[str]:
     return [r.table(g) for r in (*ROLLUPS, *HISTOGRAM_ROLLUPS) for g in r.grains]
 
 
+async def recompute_weeks(
+    conn: AsyncConnection,
+    dialect: str,
+    w0: int,
+    w1: int,
+    workspace_id: int | None,
+    histograms: bool = True,
+) -> None:
+    """Replace the week rows of weeks [w0, w1) (epoch seconds of Mondays; one workspace, or
+    all) by the sums of their day rows; `histograms`: the histogram rollups' too. The caller
+    holds what keeps other writers of these rows out (on PostgreSQL the compaction lock: rows
+    still staged in deltas reach day and week rows together later)."""
+    weeks = "period >= :w0 AND period < :w1"
+    params: dict[str, Any] = {"w0": w0, "w1": w1}
+    if workspace_id is not None:
+        weeks += " AND workspace_id = :ws"
+        params["ws"] = workspace_id
+    for rollup in [*ROLLUPS, *(HISTOGRAM_ROLLUPS if histograms else ())]:
+        if "w" in rollup.grains:
+            await conn.execute(text(f"DELETE FROM {rollup.table('w')} WHERE {weeks}"), params)
+    weeks = weeks.replace("period", "src.period").replace("workspace_id", "src.workspace_id")
+    for statement in weeks_from_days_statements(dialect, weeks):
+        await conn.execute(text(statement), params)
+    if histograms:
+        await weeks_from_days(SqlAlchemyRunner(conn), w0, w1, workspace_id)
+
+
 async def rebuild(
     db: Database,
     start: datetime,
@@ -89,12 +118,12 @@ async def rebuild(
             ]
             await conn.execute(text(f"LOCK TABLE {', '.join(tables)} IN SHARE ROW EXCLUSIVE MODE"))
             await conn.execute(text("SET LOCAL work_mem = '256MB'"))
-        weeks_range = {"p0": week_bounds["w0"], "p1": week_bounds["w1"]}
         for table in [*_summary_tables(), *(DELTA_TABLES if pg else ())]:
-            await conn.execute(
-                text(f"DELETE FROM {table} WHERE period >= :p0 AND period < :p1{where_ws}"),
-                {**(weeks_range if table.endswith("_w") else period), **params},
-            )
+            if not table.endswith("_w"):  # recompute_weeks clears those
+                await conn.execute(
+                    text(f"DELETE FROM {table} WHERE period >= :p0 AND period < :p1{where_ws}"),
+                    {**period, **params},
+                )
         # a day at a time: each aggregate stays small enough to hash in memory (a year of
         # events at once would be sorted on disk), and the day's rows are new (fresh)
         steps = rollup_steps(db.dialect, source, fresh=True, grains=("h", "d"))
@@ -111,12 +140,7 @@ async def rebuild(
                     await step(SqlAlchemyRunner(conn), {**day_bounds, **params})
             day += DAY
         # the weeks the range touches, from their day rows (days outside the range included)
-        weeks = "src.period >= :w0 AND src.period < :w1"
-        if workspace_id is not None:
-            weeks += " AND src.workspace_id = :ws"
-        for statement in weeks_from_days_statements(db.dialect, weeks):
-            await conn.execute(text(statement), {**week_bounds, **params})
-        await weeks_from_days(SqlAlchemyRunner(conn), *week_bounds.values(), workspace_id)
+        await recompute_weeks(conn, db.dialect, week_bounds["w0"], week_bounds["w1"], workspace_id)
         if sessions:
             await stamp_workspace(conn, db.dialect, workspace_id)  # the days they leave
             ws_only = " WHERE workspace_id = :ws" if workspace_id is not None else ""
