@@ -10,6 +10,7 @@ plan well."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -40,6 +41,9 @@ from tallyql.storage.writer import Writer
 BATCH = 10_000
 """SQLite: events per batch (PostgreSQL's batches are whole days)."""
 IN_FLIGHT = 4
+IN_FLIGHT_EVENTS = 250_000
+"""Batches handed to the writer and not yet committed: at most IN_FLIGHT of them, and no more
+once they hold this many events (a day of a ten-million-event load holds 110,000)."""
 COMPACT_EVERY = 200_000
 """PostgreSQL: events between two compactions of the staged histogram deltas. The loader
 compacts itself instead of every second: each run then merges a stretch of hours and days."""
@@ -84,15 +88,18 @@ async def _submit(
     batches: Iterable[list[dict[str, Any]]],
     between: Callable[[int], Awaitable[None]] | None = None,
 ) -> tuple[int, int]:
-    """Check, price and write the batches, IN_FLIGHT at once; (accepted, duplicates).
-    `between` is called after each batch is handed over, with the events handed so far."""
+    """Check, price and write the batches, a few at once (`IN_FLIGHT`, `IN_FLIGHT_EVENTS`);
+    (accepted, duplicates). `between` is called after each batch is handed over, with the
+    events handed so far."""
     accepted = duplicates = handed = 0
     pending: set[asyncio.Task[list[bool]]] = set()
+    in_flight = 0
 
     def collect(done: set[asyncio.Task[list[bool]]]) -> None:
-        nonlocal accepted, duplicates
+        nonlocal accepted, duplicates, in_flight
         for task in done:
             flags = task.result()
+            in_flight -= len(flags)
             accepted += sum(flags)
             duplicates += len(flags) - sum(flags)
 
@@ -101,10 +108,11 @@ async def _submit(
             valid = services.ingest.prepare_fast(workspace_id, fastpath.convert(batch))
             pending.add(asyncio.create_task(writer.submit(valid)))
             handed += len(batch)
+            in_flight += len(batch)
             if between is not None:
                 await between(handed)
             await asyncio.sleep(0)  # let the writer pick the batch up
-            if len(pending) >= IN_FLIGHT:
+            while pending and (len(pending) >= IN_FLIGHT or in_flight >= IN_FLIGHT_EVENTS):
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 collect(done)
         if pending:
@@ -134,7 +142,9 @@ async def _load_postgres(
     writer = Writer(
         batches_for(db, services.settings.writer_connections),
         contributors=[whole_day_statements, session_statements],
-        max_queue_events=services.settings.writer_queue_events,
+        # the loader bounds what is in flight itself (`_submit`), and a day of a big load may
+        # hold more events than a server's queue takes
+        max_queue_events=sys.maxsize,
         max_batch_events=services.settings.writer_batch_events,
     )
     # every day's partition first: creating one locks the events table, which waits for the
