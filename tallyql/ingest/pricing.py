@@ -10,7 +10,7 @@ Costs are integer nano-USD (1e-9 USD), rounded half-even once per event.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
@@ -61,6 +61,10 @@ _UNREPORTED_PRICE_KEYS = frozenset(
 )
 
 Rate = Decimal | TieredPrices | None
+
+
+Tokens = tuple[int, int, int, int, int]
+"""Input (cached included), output (reasoning included), cache read, cache write, reasoning."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,29 +142,10 @@ class BuiltinPrices:
         self, provider: str | None, model: str, usage: TokenUsage, at: datetime
     ) -> int | None:
         """Cost in nano-USD, or None when genai-prices does not know the model."""
-        return self.cost_of(
-            provider,
-            model,
-            usage.input_tokens,
-            usage.output_tokens,
-            usage.cache_read_tokens,
-            usage.cache_write_tokens,
-            usage.reasoning_tokens,
-            at,
-        )
+        return self.cost_of(provider, model, astuple(usage), at)
 
-    def cost_of(
-        self,
-        provider: str | None,
-        model: str,
-        input_tokens: int,
-        output_tokens: int,
-        cache_read_tokens: int,
-        cache_write_tokens: int,
-        reasoning_tokens: int,
-        at: datetime,
-    ) -> int | None:
-        """`cost_nano` with the token counts given one by one (the ingest path)."""
+    def cost_of(self, provider: str | None, model: str, tokens: Tokens, at: datetime) -> int | None:
+        """`cost_nano` with the token counts as a tuple (the ingest path)."""
         found = self.find(provider, model)
         if found is None:
             return None
@@ -168,12 +153,8 @@ class BuiltinPrices:
         price = info.get_prices(at)
         rates = _int_rates(price)
         if rates is not None:
-            return _int_cost(
-                rates, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens
-            )
-        usage = TokenUsage(
-            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens
-        )
+            return _int_cost(rates, *tokens[:4])
+        usage = TokenUsage(*tokens)
         result = info.calc_price(_usage(usage), prov, genai_request_timestamp=at)
         return to_nano(result.total_price)
 
@@ -300,33 +281,18 @@ class Pricer:
 
     def cost(self, workspace_id: int, row: dict[str, Any]) -> int | None:
         """Nano-USD for an event's tokens, or None when its model has no known price."""
-        return self.cost_of(
-            workspace_id,
-            row["provider"],
-            row["model"],
-            *(row[c] for c in TOKEN_FIELDS),
-            row["ts"],
-        )
+        tokens: Tokens = tuple(row[c] for c in TOKEN_FIELDS)  # type: ignore[assignment]
+        return self.cost_of(workspace_id, row["provider"], row["model"], tokens, row["ts"])
 
     def cost_of(
-        self,
-        workspace_id: int,
-        provider: str | None,
-        model: str,
-        input_tokens: int,
-        output_tokens: int,
-        cache_read_tokens: int,
-        cache_write_tokens: int,
-        reasoning_tokens: int,
-        at: datetime,
+        self, workspace_id: int, provider: str | None, model: str, tokens: Tokens, at: datetime
     ) -> int | None:
-        """`cost` with the event's values given one by one."""
-        tokens = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
+        """`cost` with the event's values given apart."""
         if self.overrides is not None:
             override = self.overrides.find(workspace_id, provider, model, at)
             if override is not None:
-                return override.cost_nano(*tokens, reasoning_tokens)
-        return self.builtin.cost_of(provider, model, *tokens, reasoning_tokens, at)
+                return override.cost_nano(*tokens)
+        return self.builtin.cost_of(provider, model, tokens, at)
 
     def apply(self, workspace_id: int, record: list[Any], cost_usd: float | None) -> None:
         """Set an event record's cost and its source."""
@@ -340,16 +306,13 @@ class Pricer:
             record[COST] = 0
             record[COST_SOURCE] = "unpriced" if has_tokens else "computed"
             return
-        nano = self.cost_of(
-            workspace_id,
-            record[PROVIDER],
-            model,
+        tokens = (
             record[INPUT],
             record[OUTPUT],
             record[CACHE_READ],
             record[CACHE_WRITE],
             record[REASONING],
-            record[TS],
         )
+        nano = self.cost_of(workspace_id, record[PROVIDER], model, tokens, record[TS])
         record[COST] = nano or 0
         record[COST_SOURCE] = "unpriced" if nano is None else "computed"
