@@ -134,18 +134,28 @@ class Api:
         return key
 
     async def graphql(
-        self, key: str | None, query: str, variables: dict[str, Any] | None = None
+        self,
+        key: str | None,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers = {**({"Authorization": f"Bearer {key}"} if key else {}), **(headers or {})}
         response = await self.client.post(
             "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
         )
         assert response.status_code == 200, response.text
         return response.json()
 
-    async def data(self, key: str, query: str, variables: dict[str, Any] | None = None) -> Any:
-        """GraphQL data, asserting there were no errors."""
-        body = await self.graphql(key, query, variables)
+    async def data(
+        self,
+        key: str,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """GraphQL data, asserting there were no errors (`headers`: more request headers)."""
+        body = await self.graphql(key, query, variables, headers)
         assert "errors" not in body, body["errors"]
         return body["data"]
 

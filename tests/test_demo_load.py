@@ -11,6 +11,7 @@ from tallyql.demo.load import RAW_TABLES, load_demo
 from tests.conftest import Api
 from tests.helpers import ago, llm
 
+RAW = {"X-Tallyql-Plan": "raw"}  # the engine answers from raw events (admin keys)
 QUERY = """query($r: TimeRangeInput!) {
   overview(range: $r) { totalRequests errorRate costUsd p95LatencyMs activeUsers modelsUsed }
   breakdown(dimension: MODEL, metrics: [REQUESTS, COST_USD], range: $r, first: 50) {
@@ -28,13 +29,7 @@ async def test_demo_load_lands_every_event_once(api: Api) -> None:
     key, _ = await services.keys.create("demo", Role.ADMIN, "t")  # forcing a plan is for admins
     variables = {"r": {"preset": "LAST_7D"}}
     planned = await api.data(key, QUERY, variables)
-    raw = (
-        await api.client.post(
-            "/graphql",
-            json={"query": QUERY, "variables": variables},
-            headers={"Authorization": f"Bearer {key}", "X-Tallyql-Plan": "raw"},
-        )
-    ).json()["data"]
+    raw = await api.data(key, QUERY, variables, headers=RAW)
     assert planned == raw
     assert planned["overview"]["totalRequests"] == 4_000
 
@@ -83,14 +78,7 @@ WEEKS_QUERY = """query($r: TimeRangeInput!) {
 async def _planned_and_raw(api: Api, key: str) -> tuple[dict, dict]:
     variables = {"r": {"preset": "LAST_30D"}}
     planned = await api.data(key, WEEKS_QUERY, variables)
-    response = await api.client.post(
-        "/graphql",
-        json={"query": WEEKS_QUERY, "variables": variables},
-        headers={"Authorization": f"Bearer {key}", "X-Tallyql-Plan": "raw"},
-    )
-    body = response.json()
-    assert "errors" not in body, body
-    return planned, body["data"]
+    return planned, await api.data(key, WEEKS_QUERY, variables, headers=RAW)
 
 
 async def test_a_load_over_weeks_keeps_every_grain_exact(api: Api) -> None:
