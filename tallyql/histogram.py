@@ -114,18 +114,6 @@ class Accumulator:
         return out
 
 
-def combine_many(pieces: Sequence[tuple[int, Buckets, Counts]], n_keys: int) -> list[bytes | None]:
-    """The blob of each of `n_keys` histograms, each the sum of its (key index, buckets,
-    counts) pieces: one sort over every piece at once rather than one merge per key."""
-    if not pieces:
-        return [None] * n_keys
-    lengths = np.fromiter((len(b) for _, b, _ in pieces), np.int64, len(pieces))
-    keys = np.repeat(np.fromiter((k for k, _, _ in pieces), np.int64, len(pieces)), lengths)
-    buckets = np.concatenate([b for _, b, _ in pieces])
-    counts = np.concatenate([c for _, _, c in pieces])
-    return combine_entries(keys, buckets, counts, n_keys)
-
-
 def decode_many(blobs: Sequence[bytes | None]) -> tuple[npt.NDArray[np.int64], Buckets, Counts]:
     """Every entry of several blobs at once: (index of its blob, bucket, count)."""
     parts = [decode(b) for b in blobs]

@@ -131,13 +131,13 @@ def _binary(services: Services) -> str:
 
 
 @given(st.lists(st.tuples(st.integers(0, 4), bucket_counts), max_size=12))
-def test_combine_many_sums_each_key(parts: list[tuple[int, dict[int, int]]]) -> None:
-    pieces = []
+def test_combined_entries_sum_each_key(parts: list[tuple[int, dict[int, int]]]) -> None:
+    """Blobs decoded at once and their entries summed per key (as compaction merges)."""
     expected: list[Counter[int]] = [Counter() for _ in range(5)]
     for k, counts in parts:
-        buckets, values = histogram.decode(_blob(counts))
-        pieces.append((k, buckets, values))
         expected[k].update(counts)
-    blobs = histogram.combine_many(pieces, 5)
+    owners, buckets, counts = histogram.decode_many([_blob(c) for _, c in parts])
+    keys = np.array([k for k, _ in parts], np.int64)[owners]
+    blobs = histogram.combine_entries(keys, buckets, counts, 5)
     assert [_as_dict(b) for b in blobs] == [dict(e) for e in expected]
     assert blobs == [_blob(dict(e)) for e in expected]
