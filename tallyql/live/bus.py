@@ -148,7 +148,7 @@ class LiveBus:
         }
         if wanted:  # else nobody here or elsewhere listens: no live rows at all
             rows = [
-                compact_row(e.row, committed_at) for e in events if e.record[WORKSPACE] in wanted
+                compact_row(e.record, committed_at) for e in events if e.record[WORKSPACE] in wanted
             ]
             self.stats.rows += len(rows)
             self.deliver_rows(rows)

@@ -7,8 +7,10 @@ process that committed it; receivers measure delivery latency against it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from tallyql.ingest.validate import AT, TS
 from tallyql.storage.types import to_micros
 
 LiveRow = dict[str, Any]
@@ -56,10 +58,13 @@ COLUMNS: tuple[str, ...] = (
 )
 
 
-def compact_row(row: dict[str, Any], committed_at: float) -> LiveRow:
-    """The live form of an events row (as the writer inserted it)."""
-    out = {name: row.get(name) for name in COLUMNS}
-    out["ts_us"] = to_micros(row["ts"])
+_AT = tuple(AT[name] for name in COLUMNS)
+
+
+def compact_row(record: Sequence[Any], committed_at: float) -> LiveRow:
+    """The live form of an event's record (`ValidEvent.record`, as the writer inserted it)."""
+    out = {name: record[i] for name, i in zip(COLUMNS, _AT, strict=True)}
+    out["ts_us"] = to_micros(record[TS])
     out["committed_at"] = committed_at
     out["is_byok"] = bool(out["is_byok"])
     out["tags"] = list(out["tags"] or ())
