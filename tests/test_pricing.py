@@ -6,11 +6,20 @@ from __future__ import annotations
 import random
 import warnings
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from genai_prices import data_snapshot
+from genai_prices.types import ModelPrice
 
-from tallyql.ingest.pricing import NANO_PER_USD, BuiltinPrices, TokenUsage, reference_cost_nano
+from tallyql.ingest.pricing import (
+    NANO_PER_USD,
+    BuiltinPrices,
+    TokenUsage,
+    _int_cost,
+    _int_rates,
+    reference_cost_nano,
+)
 from tests.conftest import Api
 from tests.helpers import event_rows, llm, workspace_id_of
 
@@ -167,3 +176,11 @@ async def test_provided_unpriced_and_free_costs(api: Api) -> None:
         "unknown",
         "unknown-zero",
     ]
+
+
+def test_free_rates_stay_on_the_integer_path() -> None:
+    """A rate of zero is a price like any other (not a rate too fine for integers)."""
+    free_input = ModelPrice(input_mtok=Decimal(0), output_mtok=Decimal("1.5"))
+    rates = _int_rates(free_input)
+    assert rates is not None
+    assert _int_cost(rates, 1_000, 2_000, 0, 0) == 3_000_000  # 2,000 tokens at $1.50/M

@@ -203,7 +203,8 @@ def _int_rates(price: ModelPrice) -> tuple[IntRate, IntRate, IntRate, IntRate] |
             price.cache_write_mtok,
         )
     )
-    if not keys <= (_TOKEN_PRICE_KEYS | _UNREPORTED_PRICE_KEYS) or False in rates:
+    unscaled = any(r is False for r in rates)  # not `False in rates`: a free rate is 0 == False
+    if not keys <= (_TOKEN_PRICE_KEYS | _UNREPORTED_PRICE_KEYS) or unscaled:
         _RATES_CACHE[id(price)] = None
         return None
     _RATES_CACHE[id(price)] = (price, rates)  # type: ignore[assignment]
