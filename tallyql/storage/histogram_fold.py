@@ -150,13 +150,13 @@ async def fold_delta_blobs(run: RowRunner, rows: Sequence[Sequence[Any]]) -> int
             for key, blobs in (await _stored(run, target, index)).items()
             if key in index
         ]
+        key_of_stored = np.fromiter((k for k, _ in stored), np.int64, len(stored))
         merged = []
         for i, (owners, buckets, counts) in enumerate(entries):
             keys = key_of_row[owners]
             if stored:
                 s_owners, s_buckets, s_counts = histogram.decode_many([b[i] for _, b in stored])
-                s_keys = np.fromiter((k for k, _ in stored), np.int64, len(stored))[s_owners]
-                keys = np.concatenate([keys, s_keys])
+                keys = np.concatenate([keys, key_of_stored[s_owners]])
                 buckets = np.concatenate([buckets, s_buckets])
                 counts = np.concatenate([counts, s_counts])
             merged.append(histogram.combine_entries(keys, buckets, counts, len(index)))

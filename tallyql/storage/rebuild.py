@@ -71,16 +71,18 @@ async def recompute_weeks(
     all) by the sums of their day rows; `histograms`: the histogram rollups' too. The caller
     holds what keeps other writers of these rows out (on PostgreSQL the compaction lock: rows
     still staged in deltas reach day and week rows together later)."""
-    weeks = "period >= :w0 AND period < :w1"
     params: dict[str, Any] = {"w0": w0, "w1": w1}
     if workspace_id is not None:
-        weeks += " AND workspace_id = :ws"
         params["ws"] = workspace_id
+
+    def weeks(alias: str) -> str:
+        scope = f" AND {alias}workspace_id = :ws" if workspace_id is not None else ""
+        return f"{alias}period >= :w0 AND {alias}period < :w1{scope}"
+
     for rollup in [*ROLLUPS, *(HISTOGRAM_ROLLUPS if histograms else ())]:
         if "w" in rollup.grains:
-            await conn.execute(text(f"DELETE FROM {rollup.table('w')} WHERE {weeks}"), params)
-    weeks = weeks.replace("period", "src.period").replace("workspace_id", "src.workspace_id")
-    for statement in weeks_from_days_statements(dialect, weeks):
+            await conn.execute(text(f"DELETE FROM {rollup.table('w')} WHERE {weeks('')}"), params)
+    for statement in weeks_from_days_statements(dialect, weeks("src.")):
         await conn.execute(text(statement), params)
     if histograms:
         await weeks_from_days(SqlAlchemyRunner(conn), w0, w1, workspace_id)
