@@ -11,7 +11,7 @@ sessions and rollups in the same transaction.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import date
 from typing import Any, Protocol
 
@@ -20,8 +20,9 @@ import orjson
 
 from tallyql.ingest.validate import ID, METADATA, TAGS, TS, WORKSPACE, ValidEvent
 from tallyql.storage.database import Database
-from tallyql.storage.histogram_fold import RowRunner, SqliteRunner
+from tallyql.storage.histogram_fold import SqliteRunner
 from tallyql.storage.partitions import PartitionManager
+from tallyql.storage.rollup_folds import Step
 from tallyql.storage.tables import EVENT_COLUMNS
 from tallyql.storage.types import sqlite_value, to_micros
 
@@ -31,10 +32,6 @@ _SQLITE_CHUNK = 400  # bound parameters per IN (...) lookup
 
 BATCH_TABLE = "_batch"
 """Temporary table holding the batch's new events; the steps aggregate from it."""
-
-Step = str | Callable[[RowRunner, dict[str, Any]], Awaitable[None]]
-"""An aggregating statement over `BATCH_TABLE`, or (SQLite only) a Python step given the
-batch's row runner and parameters."""
 
 
 class Batches(Protocol):

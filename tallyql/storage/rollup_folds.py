@@ -141,6 +141,8 @@ _FOLDS: dict[str, tuple[tuple[FoldGroup, Fold], ...]] = {
 
 HistogramStep = Callable[[RowRunner, dict[str, Any]], Awaitable[None]]
 Step = str | HistogramStep
+"""A writer step over the batch's staged events (`batch.BATCH_TABLE`): an aggregating
+statement, or (SQLite only) a Python step given the batch's row runner and parameters."""
 
 
 def histogram_step(
