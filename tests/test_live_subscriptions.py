@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,6 +20,7 @@ from tallyql.config import Settings
 from tests.helpers import iso
 from tests.live_client import TRANSPORT_WS, LiveServer, live_server
 from tests.live_support import (
+    SSE,
     TRANSPORTS,
     LiveClient,
     check_request_item,
@@ -96,13 +98,14 @@ async def request_items(live: LiveClient, count: int) -> list[dict[str, Any]]:
 
 
 async def audit_item(live: LiveClient, audit_id: str) -> dict[str, Any]:
-    """The AUDIT item of this id (audit events recorded before the subscription, such as the
-    key's creation, may come first and are skipped; nothing but audit items may arrive)."""
+    """The next item but cost updates, which must be the AUDIT item of this id: audit events
+    committed before the subscription (such as the key's creation) never arrive."""
     while True:
         item = await live.next()
-        assert item["__typename"] in ("AuditEvent", "CostUpdate"), item
-        if item["__typename"] == "AuditEvent" and item["id"] == audit_id:
-            return item
+        if item["__typename"] == "CostUpdate":
+            continue
+        assert (item["__typename"], item["id"]) == ("AuditEvent", audit_id), item
+        return item
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -272,14 +275,11 @@ async def test_types_and_filter_select_items(server: LiveServer, transport: str)
 
 
 async def first_request(live: LiveClient) -> dict[str, Any]:
-    """The next REQUEST/ERROR item. On SQLite the audit feed polls, so the audit events of
-    the keys' creation (just before subscribing) may come first: those are skipped."""
-    while True:
-        item = await live.next()
-        if item["__typename"] == "AuditEvent" and item["resourceType"] == "api_key":
-            continue
-        assert item["__typename"] in ("RequestEvent", "ErrorEvent"), item
-        return item
+    """The next item, which must be a REQUEST/ERROR item (the audit events of the keys'
+    creation, committed just before subscribing, must not arrive)."""
+    item = await live.next()
+    assert item["__typename"] in ("RequestEvent", "ErrorEvent"), item
+    return item
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -307,6 +307,27 @@ async def test_subscriber_sees_only_its_workspace(server: LiveServer, transport:
         await post(server.url, "/v1/audit-events", acme, [audit])
         check_audit_item(await audit_item(mine, "aud-acme"), audit)
         await mine.nothing_within(0.6)
+
+
+async def test_a_subscription_gets_the_audit_events_committed_after_it(
+    settings: Settings, db_kind: str
+) -> None:
+    """Audit events committed before a subscription starts are history, not live items; those
+    committed after it arrive. On SQLite the feed polls (here only every minute): a starting
+    subscription reads what is committed first, delivering it to the subscribers before it."""
+    slow_poll = replace(settings, live_audit_poll_seconds=60.0)
+    async with live_server(slow_poll, db_kind) as server:
+        key = await make_key(server)  # its creation is an audit event, committed before ...
+        audit_only = {"types": ["AUDIT"]}
+        async with open_live(server, TRANSPORT_WS, key, audit_only) as first:  # ... this
+            await wait_subscribers(server, 1)
+            audit = audit_event("aud-after")
+            await post(server.url, "/v1/audit-events", key, [audit])
+            async with open_live(server, SSE, key, audit_only) as second:
+                await wait_subscribers(server, 2)
+                check_audit_item(await first.next(wait=5), audit)
+                await first.nothing_within(0.5)
+                await second.nothing_within(0.5)
 
 
 async def test_today_follows_the_timezone(server: LiveServer) -> None:

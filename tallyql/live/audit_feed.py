@@ -53,7 +53,15 @@ class PgAuditFeed:
         self._bus = bus
         self._keys: list[tuple[int, str]] = []
         self._task: asyncio.Task[None] | None = None
+        self._listener = listener
         listener.add(AUDIT_CHANNEL, self._on_notify)
+
+    async def catch_up(self) -> None:
+        """Deliver every row committed so far (its notification fetched by a round trip on
+        the listening connection), so that a subscriber registered next does not get them."""
+        await self._listener.round_trip()
+        if self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
 
     def _on_notify(self, payload: str) -> None:
         key = orjson.loads(payload)
@@ -87,22 +95,39 @@ class SqliteAuditFeed:
         self._db = db
         self._bus = bus
         self._poll_seconds = poll_seconds
+        self._last: int | None = None  # the highest rowid read; None until the first read
+        self._lock = asyncio.Lock()
 
     async def run(self) -> None:
-        last = await self._max_rowid()
+        await self.catch_up()
         while True:
             await asyncio.sleep(self._poll_seconds)
             try:
-                last = await self._poll(last)
+                await self.catch_up()
             except Exception:
                 log.exception("live audit feed: polling audit events failed")
+
+    async def catch_up(self) -> None:
+        """Deliver every row committed so far that the feed has not read yet, so that a
+        subscriber registered next receives only rows committed after it. The first call
+        only sets the starting point: rows older than the feed are history, not live."""
+        async with self._lock:
+            if self._last is None:
+                self._last = await self._max_rowid()
+                return
+            while True:
+                self._last, read = await self._poll(self._last)
+                if read < POLL_BATCH:
+                    return
 
     async def _max_rowid(self) -> int:
         async with self._db.read() as conn:
             value = (await conn.execute(select(func.max(ROWID)).select_from(audit_events))).scalar()
         return int(value or 0)
 
-    async def _poll(self, last: int) -> int:
+    async def _poll(self, last: int) -> tuple[int, int]:
+        """Reads and delivers up to POLL_BATCH rows after `last`: (the new last, rows read)."""
+        read = 0
         async with self._db.read() as conn:
             rows = (
                 await conn.execute(
@@ -114,6 +139,7 @@ class SqliteAuditFeed:
             ).mappings()
             by_workspace: dict[int, list[Any]] = defaultdict(list)
             for row in rows:
+                read += 1
                 last = max(last, int(row["rowid_"]))
                 by_workspace[row["workspace_id"]].append(row)
         wanted = set(self._bus.workspaces())
@@ -121,4 +147,4 @@ class SqliteAuditFeed:
             if workspace_id in wanted:
                 for row in found:
                     self._bus.deliver_notice(workspace_id, AUDIT, audit_notice(row))
-        return last
+        return last, read

@@ -27,9 +27,25 @@ class PgListener:
         self.on_connect: list[Callable[[], Awaitable[None]]] = []
         self.connected = asyncio.Event()
         self.reconnects = 0
+        self._conn: asyncpg.Connection | None = None
+        self._query_lock = asyncio.Lock()  # one query at a time on the listening connection
 
     def add(self, channel: str, handler: Handler) -> None:
         self._handlers[channel] = handler
+
+    async def round_trip(self, wait_seconds: float = 2.0) -> None:
+        """One query on the listening connection. PostgreSQL sends a session its pending
+        notifications before it answers, so when this returns the handlers have been called
+        for every notification of a transaction committed before the call."""
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            async with asyncio.timeout(wait_seconds), self._query_lock:
+                await conn.execute("SELECT 1")
+        except Exception as exc:  # the session loop reconnects; the caller goes on
+            log.warning("live LISTEN round trip failed (%s)", exc)
+        await asyncio.sleep(0)  # asyncpg calls the listeners soon, not inline
 
     async def run(self) -> None:
         while True:
@@ -50,6 +66,7 @@ class PgListener:
         try:
             for channel, handler in self._handlers.items():
                 await conn.add_listener(channel, self._callback(handler))
+            self._conn = conn
             self.connected.set()
             for hook in self.on_connect:
                 await hook()
@@ -58,10 +75,11 @@ class PgListener:
                     async with asyncio.timeout(HEALTH_CHECK_SECONDS):
                         await lost.wait()
                 except TimeoutError:
-                    async with asyncio.timeout(HEALTH_CHECK_SECONDS):
+                    async with asyncio.timeout(HEALTH_CHECK_SECONDS), self._query_lock:
                         await conn.execute("SELECT 1")
             raise ConnectionError("connection closed")
         finally:
+            self._conn = None
             if not conn.is_closed():
                 await conn.close(timeout=5)
 

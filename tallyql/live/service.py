@@ -38,16 +38,17 @@ class LiveService:
         self.membership = GroupMembership(db, group_refresh_seconds)
         self.listener: PgListener | None = None
         self.relay: PgRelay | None = None
-        self._audit_poll_seconds = audit_poll_seconds
+        self._audit: PgAuditFeed | SqliteAuditFeed
         self._sqlite_audit: SqliteAuditFeed | None = None
         if db.is_postgres:
             self.listener = PgListener(db.asyncpg_dsn)
-            PgAuditFeed(db, self.bus, self.listener)
+            self._audit = PgAuditFeed(db, self.bus, self.listener)
             if cross_replica:
                 self.relay = PgRelay(db, self.bus, self.listener)
                 self.bus.relay = self.relay
         else:
             self._sqlite_audit = SqliteAuditFeed(db, self.bus, audit_poll_seconds)
+            self._audit = self._sqlite_audit
 
     def start(self, spawn: Spawn) -> None:
         spawn("live-bus", self.bus.run())
@@ -58,6 +59,11 @@ class LiveService:
             spawn("live-relay", self.relay.run())
         if self._sqlite_audit is not None:
             spawn("live-audit", self._sqlite_audit.run())
+
+    async def audit_caught_up(self) -> None:
+        """Delivers the audit events committed so far to the current subscribers; a subscriber
+        registered right after this receives only audit events committed after it."""
+        await self._audit.catch_up()
 
     def stream(self, request: StreamRequest) -> AsyncIterator[Item]:
         return open_stream(self, request)

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.periods import Period, period_bounds
 from tallyql.live.matcher import compile_matcher
-from tallyql.live.subscriber import COST_UPDATE, Item, Subscriber, TodayCount
+from tallyql.live.subscriber import AUDIT, COST_UPDATE, Item, Subscriber, TodayCount
 from tallyql.live.today import Marker, totals_between, visible_in_base
 from tallyql.live.totals import Totals
 from tallyql.storage.types import to_micros
@@ -75,6 +75,8 @@ async def open_stream(live: LiveService, request: StreamRequest) -> AsyncIterato
         filter_key=(request.filter, groups),  # a GroupSet is equal only to itself
         max_age=live.max_age,
     )
+    if AUDIT in request.types:
+        await live.audit_caught_up()  # audit events committed before this stream are history
     since = datetime.now(UTC)
     live.bus.subscribe(subscriber)
     try:
