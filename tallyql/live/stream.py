@@ -62,6 +62,8 @@ class _Day:
 
 async def open_stream(live: LiveService, request: StreamRequest) -> AsyncIterator[Item]:
     """The items of one subscription; unregisters when the consumer stops or disconnects."""
+    if AUDIT in request.types:
+        await live.audit_caught_up()  # audit events committed before this stream are history
     groups = None
     if request.filter.groups:
         groups = await live.membership.track(request.workspace_id, request.filter.groups)
@@ -75,8 +77,6 @@ async def open_stream(live: LiveService, request: StreamRequest) -> AsyncIterato
         filter_key=(request.filter, groups),  # a GroupSet is equal only to itself
         max_age=live.max_age,
     )
-    if AUDIT in request.types:
-        await live.audit_caught_up()  # audit events committed before this stream are history
     since = datetime.now(UTC)
     live.bus.subscribe(subscriber)
     try:
