@@ -39,7 +39,6 @@ class LiveService:
         self.listener: PgListener | None = None
         self.relay: PgRelay | None = None
         self._audit: PgAuditFeed | SqliteAuditFeed
-        self._sqlite_audit: SqliteAuditFeed | None = None
         if db.is_postgres:
             self.listener = PgListener(db.asyncpg_dsn)
             self._audit = PgAuditFeed(db, self.bus, self.listener)
@@ -47,8 +46,7 @@ class LiveService:
                 self.relay = PgRelay(db, self.bus, self.listener)
                 self.bus.relay = self.relay
         else:
-            self._sqlite_audit = SqliteAuditFeed(db, self.bus, audit_poll_seconds)
-            self._audit = self._sqlite_audit
+            self._audit = SqliteAuditFeed(db, self.bus, audit_poll_seconds)
 
     def start(self, spawn: Spawn) -> None:
         spawn("live-bus", self.bus.run())
@@ -57,8 +55,8 @@ class LiveService:
             spawn("live-listen", self.listener.run())
         if self.relay is not None:
             spawn("live-relay", self.relay.run())
-        if self._sqlite_audit is not None:
-            spawn("live-audit", self._sqlite_audit.run())
+        if isinstance(self._audit, SqliteAuditFeed):  # PostgreSQL's is driven by the listener
+            spawn("live-audit", self._audit.run())
 
     async def audit_caught_up(self) -> None:
         """Delivers the audit events committed so far to the current subscribers; a subscriber
