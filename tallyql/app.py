@@ -13,6 +13,7 @@ from tallyql import __version__
 from tallyql.config import Settings, load_settings
 from tallyql.http import audit, events, export, health, otlp
 from tallyql.http.auth import authenticate, client_ip, services_of
+from tallyql.http.errors import install_error_handlers
 from tallyql.http.graphql_router import PROTOCOLS as SUBSCRIPTION_PROTOCOLS
 from tallyql.http.graphql_router import TallyGraphQLRouter
 from tallyql.http.idle_gc import IdleCollector
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(otlp.router)
     app.include_router(export.router)
     app.include_router(health.router)
+    install_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(IdleCollector)  # outermost: counts a request until it is answered
     return app

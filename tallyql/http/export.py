@@ -19,7 +19,7 @@ from tallyql.exporting.datasets import DATASETS, ExportJob, Rows
 from tallyql.exporting.encoders import MEDIA_TYPES, encode
 from tallyql.exporting.params import ExportParamError, parse
 from tallyql.http.auth import client_ip, requires, services_of
-from tallyql.http.events import error_response
+from tallyql.http.errors import error_response
 from tallyql.storage.audit import AuditRecord, record_audit
 
 router = APIRouter()
