@@ -18,6 +18,7 @@ from tallyql.http.graphql_router import PROTOCOLS as SUBSCRIPTION_PROTOCOLS
 from tallyql.http.graphql_router import TallyGraphQLRouter
 from tallyql.http.idle_gc import IdleCollector
 from tallyql.http.observe import RequestMetrics
+from tallyql.http.static_files import STATIC_PATH, static_app
 from tallyql.observability import Metrics
 from tallyql.schema import build_schema
 from tallyql.schema.context import EXPLAIN_HEADER, PLAN_HEADER, Context
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(otlp.router)
     app.include_router(export.router)
     app.include_router(health.router)
+    app.mount(STATIC_PATH, static_app(), name="static")
     install_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(IdleCollector)  # outermost: counts a request until it is answered
