@@ -13,6 +13,7 @@ from tallyql import __version__
 from tallyql.config import Settings, load_settings
 from tallyql.http import audit, events, export, health, otlp
 from tallyql.http.auth import authenticate, client_ip, services_of
+from tallyql.http.cors import install_cors
 from tallyql.http.errors import install_error_handlers
 from tallyql.http.graphql_router import PROTOCOLS as SUBSCRIPTION_PROTOCOLS
 from tallyql.http.graphql_router import TallyGraphQLRouter
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         path="/graphql",
         context_getter=graphql_context,
         subscription_protocols=SUBSCRIPTION_PROTOCOLS,
+        allowed_origins=settings.cors_origin_list,  # WebSocket handshakes from these pages
     )
     app.include_router(graphql)
     app.include_router(events.router)
@@ -86,7 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(export.router)
     app.include_router(health.router)
     app.mount(STATIC_PATH, static_app(), name="static")
-    install_error_handlers(app)
+    install_error_handlers(app, {otlp.TRACES_PATH: otlp.status_response})
     app.add_middleware(RequestMetrics, metrics=metrics)
+    install_cors(app, settings.cors_origin_list)  # outside the routes: their errors too
     app.add_middleware(IdleCollector)  # outermost: counts a request until it is answered
     return app
