@@ -1,8 +1,9 @@
-"""GraphiQL in a real browser (Debian's chromium, driven by Playwright) against a real server:
-every request to another host is blocked and recorded, and none may happen. The key is entered
-once, the README's first query runs from the default tab, the docs pane fills in once the key
-is set, and subscriptions (anonymous and named) receive events ingested during the test over
-graphql-transport-ws."""
+"""GraphiQL (/graphql) and the REST docs (/docs) in a real browser (Debian's chromium, driven by
+Playwright) against a real server: every request to another host is blocked and recorded, and
+none may happen. In GraphiQL the key is entered once, the README's first query runs from the
+default tab, the docs pane fills in once the key is set, and subscriptions (anonymous and
+named) receive events ingested during the test over graphql-transport-ws. In the REST docs a
+newcomer authorizes with the key and tries POST /v1/events."""
 
 from __future__ import annotations
 
@@ -93,13 +94,14 @@ def served(
         server.stop()
 
 
-def _open(browser: Browser, served: Served) -> tuple[Page, Offline]:
+def _open(browser: Browser, served: Served, path: str = "/graphql") -> tuple[Page, Offline]:
     offline = Offline()
     context = browser.new_context()  # fresh localStorage
     context.route("**/*", offline.route)
     page = context.new_page()
-    page.goto(f"{served.server.url}/graphql", wait_until="load")
-    page.wait_for_selector(".graphiql-execute-button")
+    page.goto(f"{served.server.url}{path}", wait_until="load")
+    if path == "/graphql":
+        page.wait_for_selector(".graphiql-execute-button")
     return page, offline
 
 
@@ -241,5 +243,41 @@ def test_subscription_receives_an_event_ingested_during_the_test(
     assert json.loads(shown)["data"]["events"]["model"] in sent
 
     page.click(".graphiql-execute-button")  # stop
+    page.context.close()
+    assert offline.blocked == [], f"the page asked other hosts: {offline.blocked}"
+
+
+def _count_of_model(served: Served, model: str) -> int:
+    response = httpx.post(
+        f"{served.server.url}/graphql",
+        json={
+            "query": "query($m: [String!]) { requests(filter: {models: $m}) { totalCount } }",
+            "variables": {"m": [model]},
+        },
+        headers={"Authorization": f"Bearer {served.key}"},
+    )
+    return response.json()["data"]["requests"]["totalCount"]
+
+
+def test_rest_docs_try_post_v1_events(browser: Browser, served: Served) -> None:
+    example = httpx.get(f"{served.server.url}/openapi.json").json()["components"]["schemas"][
+        "Event"
+    ]["example"]
+    before = _count_of_model(served, example["model"])
+    page, offline = _open(browser, served, "/docs")
+    page.click("button.authorize")
+    page.fill(".modal-ux input", served.key)
+    page.click(".modal-ux button.authorize")
+    page.click(".modal-ux button.btn-done")
+    operation = page.locator("#operations-Ingest-ingest_events_v1_events_post")
+    operation.locator(".opblock-summary").click()
+    operation.locator("button.execute").click()  # the documented example body
+    status = operation.locator(".live-responses-table tbody .response-col_status").first
+    status.wait_for()
+    assert status.inner_text().strip() == "200"
+    body = operation.locator(".live-responses-table tbody .response-col_description").first
+    shown = body.locator("pre.microlight").first.inner_text()
+    assert json.loads(shown) == {"accepted": 1, "duplicates": 0, "rejected": 0, "errors": []}
+    assert _count_of_model(served, example["model"]) == before + 1
     page.context.close()
     assert offline.blocked == [], f"the page asked other hosts: {offline.blocked}"
