@@ -52,7 +52,7 @@ def graphiql_html() -> str:
 <body>
 <form id="tallyql-key" class="tallyql-key" autocomplete="off">
   <label for="tallyql-key-input">API key</label>
-  <input id="tallyql-key-input" name="key" type="password" spellcheck="false"
+  <input id="tallyql-key-input" name="key" type="password" spellcheck="false" autocomplete="off"
          placeholder="tq_… (printed by tallyql serve --demo or tallyql keys create)">
   <button id="tallyql-key-save" type="submit">Use this key</button>
   <span id="tallyql-key-status" role="status"></span>
