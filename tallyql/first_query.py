@@ -1,7 +1,10 @@
-"""The first query a newcomer runs: the README's, printed by `tallyql serve --demo` and shown in
-GraphiQL's first tab. tests/test_readme.py keeps the README's copy identical."""
+"""The README's first query: one copy, shown in GraphiQL's default tab, printed by
+`tallyql serve --demo`, and checked against the README by tests/test_readme.py."""
 
-FIRST_QUERY = """{
+from __future__ import annotations
+
+FIRST_QUERY = """\
+{
   me { workspace role }
   overview(range: {preset: LAST_7D}) {
     totalRequests successRate p95LatencyMs costUsd
@@ -20,4 +23,5 @@ FIRST_QUERY = """{
     totalCount
     nodes { timestamp provider model status inputTokens outputTokens costUsd latencyMs }
   }
-}"""
+}
+"""

@@ -7,19 +7,15 @@ import asyncio
 import io
 import re
 import uuid
-from pathlib import Path
 
 import asyncpg
 import pytest
 from click.testing import CliRunner
 
 from tallyql.cli import main
-from tallyql.first_query import FIRST_QUERY
 from tallyql.progress import Progress
 from tallyql.storage.bootstrap import DatabaseSetupError, ensure_postgres_database
 from tests.conftest import POSTGRES_URL
-
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 
 def _url_of(database: str) -> str:
@@ -144,9 +140,3 @@ def test_progress_draws_a_bar_on_a_terminal() -> None:
     assert bar is not None and bar.group(1) == "#" * 8 + "." * 22  # a quarter of 30
     assert "100/400 events (25%), 50/s, 0:02 elapsed, 0:06 left" in text
     assert text.endswith("\n")
-
-
-def test_the_readme_and_the_cli_show_the_same_first_query() -> None:
-    found = re.search(r"```graphql\n(.*?)```", README, re.S)
-    assert found is not None
-    assert found.group(1).rstrip("\n") == FIRST_QUERY
