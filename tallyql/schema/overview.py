@@ -11,36 +11,59 @@ from strawberry.types.nodes import SelectedField, Selection
 
 from tallyql.engine import analytics as engine
 from tallyql.schema.context import TallyInfo
+from tallyql.schema.scalars import Long
 
 
-@strawberry.type(description="Headline figures of a window; rates are 0 to 1, costs in USD.")
+@strawberry.type(
+    description="Headline figures of a window over the events the filter selects: counts of "
+    "events and tokens, rates as fractions from 0 to 1, latencies in milliseconds, costs in USD."
+)
 class Overview:
-    total_requests: float
-    success_rate: float | None
-    error_rate: float | None
-    blocked_requests: float
-    avg_latency_ms: float | None
-    p50_latency_ms: float | None
-    p95_latency_ms: float | None
-    p99_latency_ms: float | None
-    avg_ttft_ms: float | None
-    input_tokens: float
-    output_tokens: float
-    cache_read_tokens: float
-    cache_write_tokens: float
-    reasoning_tokens: float
-    total_tokens: float
-    cost_usd: float
-    unique_callers: float
-    active_users: float
-    active_agents: float
-    active_tools: float
-    active_gateways: float
-    models_used: float
-    start: datetime
-    end: datetime
+    total_requests: Long = strawberry.field(description="Events of every kind (count).")
+    success_rate: float | None = strawberry.field(
+        description="Share of events with status success, 0 to 1; null without events."
+    )
+    error_rate: float | None = strawberry.field(
+        description="Share of events with status error, 0 to 1; null without events."
+    )
+    blocked_requests: Long = strawberry.field(
+        description="Events blocked by a policy (status blocked; count)."
+    )
+    avg_latency_ms: float | None = strawberry.field(
+        description="Mean latency in ms of the events that report one; null when none does."
+    )
+    p50_latency_ms: float | None = strawberry.field(
+        description="Median latency in ms (within 1 % relative error)."
+    )
+    p95_latency_ms: float | None = strawberry.field(
+        description="95th percentile latency in ms (within 1 % relative error)."
+    )
+    p99_latency_ms: float | None = strawberry.field(
+        description="99th percentile latency in ms (within 1 % relative error)."
+    )
+    avg_ttft_ms: float | None = strawberry.field(
+        description="Mean time to first token in ms of the events that report one."
+    )
+    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
+    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
+    cache_read_tokens: Long = strawberry.field(description="Input tokens read from cache.")
+    cache_write_tokens: Long = strawberry.field(description="Input tokens written to cache.")
+    reasoning_tokens: Long = strawberry.field(description="Output tokens spent reasoning.")
+    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
+    cost_usd: float = strawberry.field(description="Cost in USD.")
+    unique_callers: int = strawberry.field(
+        description="Distinct callers (API key, else client IP; count)."
+    )
+    active_users: int = strawberry.field(description="Distinct end users (count).")
+    active_agents: int = strawberry.field(description="Distinct agents (count).")
+    active_tools: int = strawberry.field(description="Distinct tools called (count).")
+    active_gateways: int = strawberry.field(description="Distinct gateways (count).")
+    models_used: int = strawberry.field(description="Distinct models (count).")
+    start: datetime = strawberry.field(description="The window's start (inclusive).")
+    end: datetime = strawberry.field(description="The window's end (exclusive).")
     previous: Overview | None = strawberry.field(
-        default=None, description="The same figures for the previous period."
+        default=None,
+        description="The same figures for the previous period of the same length.",
     )
 
     @strawberry.field(description="Each figure next to the previous period's, with the change.")
@@ -54,14 +77,21 @@ class Overview:
         return out
 
 
-@strawberry.type
+@strawberry.type(description="One overview figure now and in the previous period.")
 class OverviewChange:
-    field: str
-    current: float | None
-    previous: float | None
-    absolute: float | None = strawberry.field(description="current - previous")
+    field: str = strawberry.field(description="The Overview field's name, e.g. costUsd.")
+    current: float | None = strawberry.field(
+        description="The figure in the window, in the field's unit (counts are whole numbers)."
+    )
+    previous: float | None = strawberry.field(
+        description="The figure in the previous period of the same length."
+    )
+    absolute: float | None = strawberry.field(
+        description="current - previous, in the field's unit; null when either is null."
+    )
     relative: float | None = strawberry.field(
-        description="(current - previous) / previous; null when previous is 0 or missing"
+        description="(current - previous) / previous as a fraction (0.1 is +10 %); null when "
+        "previous is 0 or null."
     )
 
     @classmethod

@@ -22,18 +22,22 @@ from tallyql.storage.types import from_micros
 
 @strawberry.type(description="A session's use of one model.")
 class SessionModel:
-    provider: str | None
-    model: str | None
-    requests: Long
-    errors: Long
-    input_tokens: Long
-    output_tokens: Long
-    cache_read_tokens: Long
-    cache_write_tokens: Long
-    reasoning_tokens: Long
-    total_tokens: Long
-    cost_usd: float
-    avg_latency_ms: float | None
+    provider: str | None = strawberry.field(description="The provider; null for events without.")
+    model: str | None = strawberry.field(
+        description="The model; null for events without one (tool calls, agent runs...)."
+    )
+    requests: Long = strawberry.field(description="Events with this model (count).")
+    errors: Long = strawberry.field(description="Those with status error (count).")
+    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
+    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
+    cache_read_tokens: Long = strawberry.field(description="Input tokens read from cache.")
+    cache_write_tokens: Long = strawberry.field(description="Input tokens written to cache.")
+    reasoning_tokens: Long = strawberry.field(description="Output tokens spent reasoning.")
+    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
+    cost_usd: float = strawberry.field(description="Cost in USD.")
+    avg_latency_ms: float | None = strawberry.field(
+        description="Mean latency in ms of these events that report one."
+    )
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> SessionModel:
@@ -57,19 +61,22 @@ class SessionModel:
 
 @strawberry.enum(description="Token kinds that add up to a total without overlap.")
 class TokenType(Enum):
-    UNCACHED_INPUT = "UNCACHED_INPUT"
-    CACHE_READ = "CACHE_READ"
-    CACHE_WRITE = "CACHE_WRITE"
-    OUTPUT = "OUTPUT"
-    """Output tokens other than reasoning ones."""
-    REASONING = "REASONING"
+    UNCACHED_INPUT = strawberry.enum_value(
+        "UNCACHED_INPUT", description="Input tokens neither read from nor written to cache."
+    )
+    CACHE_READ = strawberry.enum_value("CACHE_READ", description="Input tokens read from cache.")
+    CACHE_WRITE = strawberry.enum_value("CACHE_WRITE", description="Input tokens written to cache.")
+    OUTPUT = strawberry.enum_value("OUTPUT", description="Output tokens other than reasoning.")
+    REASONING = strawberry.enum_value("REASONING", description="Output tokens spent reasoning.")
 
 
 @strawberry.type(description="One kind of token and its share (0 to 1) of all tokens.")
 class TokenShare:
-    type: TokenType
-    tokens: Long
-    share: float | None
+    type: TokenType = strawberry.field(description="The kind of token.")
+    tokens: Long = strawberry.field(description="Tokens of this kind (count).")
+    share: float | None = strawberry.field(
+        description="tokens / all tokens, 0 to 1; null when there are none."
+    )
 
 
 def token_mix(row: dict[str, Any]) -> list[TokenShare]:
@@ -90,12 +97,12 @@ def token_mix(row: dict[str, Any]) -> list[TokenShare]:
 @strawberry.type(description="A session's lifespan in equal buckets, columnar.")
 class SessionTimeline:
     buckets: list[datetime] = strawberry.field(description="Bucket starts.")
-    bucket_seconds: float
-    requests: list[Long]
-    input_tokens: list[Long]
-    output_tokens: list[Long]
-    total_tokens: list[Long]
-    cost_usd: list[float]
+    bucket_seconds: float = strawberry.field(description="Each bucket's width in seconds.")
+    requests: list[Long] = strawberry.field(description="Events per bucket (count).")
+    input_tokens: list[Long] = strawberry.field(description="Input tokens per bucket.")
+    output_tokens: list[Long] = strawberry.field(description="Output tokens per bucket.")
+    total_tokens: list[Long] = strawberry.field(description="Input plus output per bucket.")
+    cost_usd: list[float] = strawberry.field(description="Cost in USD per bucket.")
     cumulative_cost_usd: list[float] = strawberry.field(
         description="Cost from the session's start to the end of each bucket."
     )
@@ -122,18 +129,24 @@ class SessionTimeline:
 
 @strawberry.type(description="Exact P50, average and P95 over the sessions of a filter set.")
 class Distribution:
-    p50: float | None
-    avg: float | None
-    p95: float | None
+    p50: float | None = strawberry.field(
+        description="Median over the sessions, in the measure's unit; null without sessions."
+    )
+    avg: float | None = strawberry.field(description="Mean over the sessions.")
+    p95: float | None = strawberry.field(
+        description="95th percentile over the sessions (exact: rank floor(0.95 (n - 1)))."
+    )
 
 
 @strawberry.type(description="Sessions overlapping the range and matching the filter.")
 class SessionStats:
-    sessions: int
-    cost_usd: Distribution
-    total_tokens: Distribution
-    duration_ms: Distribution
-    requests: Distribution
+    sessions: int = strawberry.field(description="Sessions in the set (count).")
+    cost_usd: Distribution = strawberry.field(description="Cost per session in USD.")
+    total_tokens: Distribution = strawberry.field(description="Tokens per session.")
+    duration_ms: Distribution = strawberry.field(
+        description="Session duration in ms (first to last event)."
+    )
+    requests: Distribution = strawberry.field(description="Events per session.")
 
     @classmethod
     def of(cls, result: engine.SessionStatsResult) -> SessionStats:
@@ -152,8 +165,8 @@ class SessionStats:
 
 @strawberry.type(description="A session's value next to the median session of the set.")
 class ComparisonValue:
-    value: float
-    median: float | None
+    value: float = strawberry.field(description="The session's value, in the measure's unit.")
+    median: float | None = strawberry.field(description="The set's median, same unit.")
     ratio: float | None = strawberry.field(
         description="value / median (2.1 = 2.1x the median); null when the median is 0."
     )
@@ -165,10 +178,10 @@ class ComparisonValue:
 @strawberry.type(description="A session against the sessions of the same filter set.")
 class SessionComparison:
     baseline_sessions: int = strawberry.field(description="Sessions in the set.")
-    cost_usd: ComparisonValue
-    total_tokens: ComparisonValue
-    duration_ms: ComparisonValue
-    requests: ComparisonValue
+    cost_usd: ComparisonValue = strawberry.field(description="Cost in USD.")
+    total_tokens: ComparisonValue = strawberry.field(description="Input plus output tokens.")
+    duration_ms: ComparisonValue = strawberry.field(description="Duration in ms.")
+    requests: ComparisonValue = strawberry.field(description="Events (count).")
 
 
 class Baseline:
