@@ -98,6 +98,11 @@ def _percentile(metric: Metric, description: str, histogram: str, q: float) -> M
     return MetricDef(metric, description, histogram=histogram, quantile=q)
 
 
+MIXES = (
+    " Over every event the filter selects: across kinds it mixes LLM and tool calls with agent "
+    "runs (whose latency is their duration); name kinds in the filter to measure one."
+)
+
 METRICS: dict[Metric, MetricDef] = {
     d.metric: d
     for d in (
@@ -156,38 +161,40 @@ METRICS: dict[Metric, MetricDef] = {
         ),
         MetricDef(
             Metric.AVG_LATENCY_MS,
-            "Mean latency of events that report one.",
+            "Mean latency in ms of the selected events that report one." + MIXES,
             ("latency_sum", "latency_count"),
             _ratio("latency_sum", "latency_count"),
         ),
-        _percentile(Metric.P50_LATENCY_MS, "Median latency (within 1%).", "latency", 0.50),
+        _percentile(
+            Metric.P50_LATENCY_MS, "Median latency in ms (within 1 %)." + MIXES, "latency", 0.50
+        ),
         _percentile(
             Metric.P95_LATENCY_MS,
-            "95th percentile latency (within 1%).",
+            "95th percentile latency in ms (within 1 %)." + MIXES,
             "latency",
             0.95,
         ),
         _percentile(
             Metric.P99_LATENCY_MS,
-            "99th percentile latency (within 1%).",
+            "99th percentile latency in ms (within 1 %)." + MIXES,
             "latency",
             0.99,
         ),
         MetricDef(
             Metric.MAX_LATENCY_MS,
-            "Largest latency.",
+            "Largest latency in ms." + MIXES,
             ("latency_max",),
             lambda v: v.get("latency_max"),
         ),
         MetricDef(
             Metric.AVG_TTFT_MS,
-            "Mean time to first token.",
+            "Mean time to first token in ms of the selected events that report one.",
             ("ttft_sum", "ttft_count"),
             _ratio("ttft_sum", "ttft_count"),
         ),
         _percentile(
             Metric.P95_TTFT_MS,
-            "95th percentile time to first token.",
+            "95th percentile time to first token in ms (within 1 %).",
             "ttft",
             0.95,
         ),

@@ -55,10 +55,36 @@ class AgentNode:
     requests: Long = strawberry.field(description="Events of the node, of every kind (count).")
     errors: Long = strawberry.field(description="Events of the node with status error (count).")
     error_rate: float | None = strawberry.field(description="Errors / events, 0 to 1.")
-    avg_latency_ms: float | None = strawberry.field(
-        description="Mean latency in ms of the node's events that report one."
-    )
     cost_usd: float = strawberry.field(description="Cost of the node's events in USD.")
+    _agent_id: strawberry.Private[str]
+    _asker: strawberry.Private[Asker]
+
+    async def _timing(self, info: TallyInfo) -> engine_agents.NodeTiming | None:
+        """Both timings of every node asked for with this asker, in one batch."""
+        asker = self._asker
+
+        async def load(keys: list[tuple[str, str]]) -> list[engine_agents.NodeTiming | None]:
+            agents = tuple(sorted({agent for agent, _ in keys}))
+            found = await engine_agents.node_timings(asker, agents)
+            return [found.get(k) for k in keys]
+
+        loader = info.context.loader(("node_timings", id(asker)), load)
+        return await loader.load((self._agent_id, self.node))
+
+    @strawberry.field(
+        description="Mean latency in ms of the node's calls (LLM, tool and HTTP calls) that "
+        "report one; agent runs are not calls (see avgRunDurationMs)."
+    )
+    async def avg_latency_ms(self, info: TallyInfo) -> float | None:
+        timing = await self._timing(info)
+        return timing.avg_latency_ms if timing else None
+
+    @strawberry.field(
+        description="Mean duration in ms of the node's agent runs; null without runs."
+    )
+    async def avg_run_duration_ms(self, info: TallyInfo) -> float | None:
+        timing = await self._timing(info)
+        return timing.avg_run_duration_ms if timing else None
 
 
 @strawberry.type(description="An agent over the range: runs (agent_run events) and all calls.")
@@ -106,7 +132,9 @@ class AgentStats:
 
         async def load(ids: list[str]) -> list[list[AgentNode]]:
             found = await engine_agents.agent_nodes(asker, tuple(sorted(set(ids))))
-            return [[AgentNode(**vars(n)) for n in found[i]] for i in ids]
+            return [
+                [AgentNode(**vars(n), _agent_id=i, _asker=asker) for n in found[i]] for i in ids
+            ]
 
         return await info.context.loader(("agent_nodes", id(asker)), load).load(self.agent_id)
 

@@ -15,6 +15,8 @@ from tallyql.engine import sessions as engine
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import TimeWindow
 from tallyql.ingest.pricing import NANO_PER_USD
+from tallyql.schema import loaders
+from tallyql.schema.context import TallyInfo
 from tallyql.schema.scalars import Long
 from tallyql.storage.database import Database
 from tallyql.storage.types import from_micros
@@ -35,12 +37,26 @@ class SessionModel:
     reasoning_tokens: Long = strawberry.field(description="Output tokens spent reasoning.")
     total_tokens: Long = strawberry.field(description="Input plus output tokens.")
     cost_usd: float = strawberry.field(description="Cost in USD.")
-    avg_latency_ms: float | None = strawberry.field(
-        description="Mean latency in ms of these events that report one."
+    _span: strawberry.Private[engine.SessionSpan]
+
+    @strawberry.field(
+        description="Mean latency in ms of these calls that report one; agent runs (whose "
+        "latency is a run's duration) are left out."
     )
+    async def avg_latency_ms(self, info: TallyInfo) -> float | None:
+        rows = await loaders.session_latencies(info.context).load(self._span)
+        kept = [
+            r
+            for r in rows
+            if r["kind"] != "agent_run"
+            and (r["provider"] or None, r["model"] or None) == (self.provider, self.model)
+        ]
+        count = sum(r["latency_count"] for r in kept)
+        return sum(r["latency_ms_sum"] for r in kept) / count if count else None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> SessionModel:
+    def from_row(cls, row: dict[str, Any], span: engine.SessionSpan) -> SessionModel:
+        """`span`: the session's id, first and last timestamps (to read its latencies)."""
         return cls(
             provider=row["provider"] or None,
             model=row["model"] or None,
@@ -53,9 +69,7 @@ class SessionModel:
             reasoning_tokens=row["reasoning_tokens"],
             total_tokens=row["input_tokens"] + row["output_tokens"],
             cost_usd=row["cost_nanousd"] / NANO_PER_USD,
-            avg_latency_ms=(
-                row["latency_ms_sum"] / row["latency_count"] if row["latency_count"] else None
-            ),
+            _span=span,
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -108,16 +109,31 @@ class Session:
     async def user(self, info: TallyInfo) -> User | None:
         return await load_user(info, self.user_id)
 
-    @strawberry.field(description="Per model: tokens, cost and average latency, costliest first.")
+    async def _latencies(self, info: TallyInfo) -> list[dict[str, Any]]:
+        span = (str(self.id), self.first_timestamp, self.last_timestamp)
+        return await loaders.session_latencies(info.context).load(span)
+
+    @strawberry.field(
+        description="Per model: tokens, cost and average call latency, costliest first."
+    )
     async def models(self, info: TallyInfo) -> list[SessionModel]:
         rows = await loaders.session_models(info.context).load(str(self.id))
-        return [SessionModel.from_row(r) for r in rows]
+        span = (str(self.id), self.first_timestamp, self.last_timestamp)
+        return [SessionModel.from_row(r, span) for r in rows]
 
-    @strawberry.field(description="Mean latency in ms of the session's events that report one.")
+    @strawberry.field(
+        description="Mean latency in ms of the session's LLM calls (kind llm_call) that report "
+        "one, as the overview's latency; null without any. Agent runs are in avgRunDurationMs."
+    )
     async def avg_latency_ms(self, info: TallyInfo) -> float | None:
-        rows = await loaders.session_models(info.context).load(str(self.id))
-        count = sum(r["latency_count"] for r in rows)
-        return sum(r["latency_ms_sum"] for r in rows) / count if count else None
+        return _mean(await self._latencies(info), lambda kind: kind == "llm_call")
+
+    @strawberry.field(
+        description="Mean duration in ms of the session's agent runs (kind agent_run); null "
+        "without runs."
+    )
+    async def avg_run_duration_ms(self, info: TallyInfo) -> float | None:
+        return _mean(await self._latencies(info), lambda kind: kind == RUN_KIND)
 
     @strawberry.field(description="Tokens by kind; the kinds add up to input + output.")
     def token_mix(self) -> list[TokenShare]:
@@ -157,6 +173,16 @@ class Session:
             db = info.context.services.db
             self._baseline = default_baseline(info.context, db, principal.workspace_id)
         return await self._baseline.compare(self._row)
+
+
+RUN_KIND = "agent_run"
+
+
+def _mean(rows: list[dict[str, Any]], kind_wanted: Callable[[str], bool]) -> float | None:
+    """Mean latency over the rows of the wanted kinds."""
+    kept = [r for r in rows if kind_wanted(r["kind"])]
+    count = sum(r["latency_count"] for r in kept)
+    return sum(r["latency_ms_sum"] for r in kept) / count if count else None
 
 
 async def load_session(info: TallyInfo, session_id: str | None) -> Session | None:
