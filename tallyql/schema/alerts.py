@@ -54,7 +54,9 @@ class AlertRule:
     threshold: float = strawberry.field(
         description="The threshold, in the metric's unit (a rate is 0 to 1, a cost in USD)."
     )
-    cooldown_minutes: int = strawberry.field(description="Least time between two firings.")
+    cooldown_minutes: int = strawberry.field(
+        description="Least time between two firings, in minutes."
+    )
     webhook_ids: list[strawberry.ID] = strawberry.field(
         description="Webhooks notified when the rule fires or resolves."
     )
@@ -62,7 +64,9 @@ class AlertRule:
     state: AlertStateType = strawberry.field(  # type: ignore[valid-type]
         description="Whether the rule is firing now."
     )
-    last_value: float | None = strawberry.field(description="The metric at the last evaluation.")
+    last_value: float | None = strawberry.field(
+        description="The metric at the last evaluation, in its unit."
+    )
     last_evaluated_at: datetime | None = strawberry.field(
         description="When the rule was last evaluated; null before the first time."
     )
@@ -107,7 +111,9 @@ class AlertFiring:
     )
     threshold: float = strawberry.field(description="The rule's threshold, in the metric's unit.")
     window_minutes: int = strawberry.field(description="The rule's window in minutes.")
-    value: float | None = strawberry.field(description="The metric when the rule fired.")
+    value: float | None = strawberry.field(
+        description="The metric when the rule fired, in its unit."
+    )
     fired_at: datetime = strawberry.field(description="When it started firing.")
     resolved_at: datetime | None = strawberry.field(
         description="When it resolved; null while firing."

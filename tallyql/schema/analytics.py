@@ -89,8 +89,8 @@ class Series:
         description="The metric per bucket, in the order of TimeSeries.buckets." + VALUES_NOTE
     )
     previous: list[float | None] | None = strawberry.field(
-        description="The previous period, bucket by bucket (with compareToPrevious); null "
-        "without it."
+        description="The metric over the previous period of the same length, bucket by bucket "
+        "(with compareToPrevious), in the same units as values; null without it."
     )
 
 

@@ -124,7 +124,9 @@ class Budget:
     async def period_end(self, info: TallyInfo) -> datetime:
         return (await self._get_status(info)).period_end
 
-    @strawberry.field(description="Thresholds already announced in the current period.")
+    @strawberry.field(
+        description="Thresholds (percent of the limit) already announced in the current period."
+    )
     async def crossed_thresholds(self, info: TallyInfo) -> list[int]:
         status = await self._get_status(info)
         return await store.crossed_thresholds(

@@ -70,7 +70,10 @@ class CostTrend:
     current_usd: float = strawberry.field(description="Cost in the range, in USD.")
     previous_usd: float = strawberry.field(description="Cost in the previous period, in USD.")
     direction: TrendDirection = strawberry.field(description="Which way the cost moved.")
-    percent: float | None = strawberry.field(description="null when the previous period is 0.")
+    percent: float | None = strawberry.field(
+        description="(current - previous) / previous in percent; null when the previous period is "
+        "0."
+    )
 
 
 @strawberry.type(description="Average cost per day with data, times 30.")

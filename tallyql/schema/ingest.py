@@ -89,7 +89,7 @@ class UserError:
         description="A stable machine-readable code, e.g. INVALID_EVENT, NOT_FOUND."
     )
     index: int | None = strawberry.field(
-        default=None, description="For lists: the position of the item at fault."
+        default=None, description="For lists: the position (from 0) of the item at fault."
     )
 
 

@@ -133,7 +133,7 @@ class OverviewChange:
         description="The figure in the window, in the field's unit (counts are whole numbers)."
     )
     previous: float | None = strawberry.field(
-        description="The figure in the previous period of the same length."
+        description="The figure in the previous period of the same length, in the field's unit."
     )
     absolute: float | None = strawberry.field(
         description="current - previous, in the field's unit; null when either is null."

@@ -91,7 +91,9 @@ class WorkspaceAnomaly:
     workspace_id: strawberry.ID = strawberry.field(description="The workspace's id.")
     workspace_name: str | None = strawberry.field(description="The workspace's name.")
     day: datetime | None = strawberry.field(description="COST_JUMP: the local day's start.")
-    cost_usd: float = strawberry.field(description="The workspace's cost (range, or that day).")
+    cost_usd: float = strawberry.field(
+        description="The workspace's cost in USD (range, or that day)."
+    )
     baseline_usd: float = strawberry.field(
         description="HIGH_COST: the average over active workspaces; COST_JUMP: the day before."
     )

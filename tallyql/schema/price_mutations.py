@@ -133,7 +133,9 @@ class RepriceResult:
     changed: int = strawberry.field(description="Events whose stored cost changed.")
     newly_priced: int = strawberry.field(description="Unpriced events that now have a price.")
     still_unpriced: int = strawberry.field(description="Events still without a price (count).")
-    cost_delta_usd: float = strawberry.field(description="New total minus old total.")
+    cost_delta_usd: float = strawberry.field(
+        description="New total cost minus old total cost, in USD."
+    )
     batches: int = strawberry.field(description="Transactions used (count).")
     days_rebuilt: list[date] = strawberry.field(description="UTC days whose rollups were rebuilt.")
     audit_event_id: strawberry.ID = strawberry.field(

@@ -53,13 +53,13 @@ class PriceOverride:
     input_per_mtok: float = strawberry.field(description="USD per million input tokens.")
     output_per_mtok: float = strawberry.field(description="USD per million output tokens.")
     cache_read_per_mtok: float | None = strawberry.field(
-        description="null: cache reads cost the input rate."
+        description="USD per million input tokens read from cache; null: the input rate."
     )
     cache_write_per_mtok: float | None = strawberry.field(
-        description="null: cache writes cost the input rate."
+        description="USD per million input tokens written to cache; null: the input rate."
     )
     reasoning_per_mtok: float | None = strawberry.field(
-        description="null: reasoning tokens cost the output rate."
+        description="USD per million reasoning tokens; null: the output rate."
     )
     description: str | None = strawberry.field(description="A note for people.")
     created_at: datetime = strawberry.field(description="When it was created.")

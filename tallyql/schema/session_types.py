@@ -115,10 +115,10 @@ class SessionTimeline:
     requests: list[Long] = strawberry.field(description="Events per bucket (count).")
     input_tokens: list[Long] = strawberry.field(description="Input tokens per bucket.")
     output_tokens: list[Long] = strawberry.field(description="Output tokens per bucket.")
-    total_tokens: list[Long] = strawberry.field(description="Input plus output per bucket.")
+    total_tokens: list[Long] = strawberry.field(description="Input plus output tokens per bucket.")
     cost_usd: list[float] = strawberry.field(description="Cost in USD per bucket.")
     cumulative_cost_usd: list[float] = strawberry.field(
-        description="Cost from the session's start to the end of each bucket."
+        description="Cost in USD from the session's start to the end of each bucket."
     )
 
     @classmethod
