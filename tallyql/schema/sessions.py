@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -11,6 +10,7 @@ import strawberry
 from tallyql.auth.principal import Permission
 from tallyql.engine import sessions as engine
 from tallyql.engine.filters import EventFilterSpec
+from tallyql.engine.sessions import SessionSpan
 from tallyql.engine.timerange import TimeWindow
 from tallyql.ingest.pricing import NANO_PER_USD
 from tallyql.schema import loaders
@@ -109,31 +109,32 @@ class Session:
     async def user(self, info: TallyInfo) -> User | None:
         return await load_user(info, self.user_id)
 
+    def _span(self) -> SessionSpan:
+        return (str(self.id), self.first_timestamp, self.last_timestamp)
+
     async def _latencies(self, info: TallyInfo) -> list[dict[str, Any]]:
-        span = (str(self.id), self.first_timestamp, self.last_timestamp)
-        return await loaders.session_latencies(info.context).load(span)
+        return await loaders.session_latencies(info.context).load(self._span())
 
     @strawberry.field(
         description="Per model: tokens, cost and average call latency, costliest first."
     )
     async def models(self, info: TallyInfo) -> list[SessionModel]:
         rows = await loaders.session_models(info.context).load(str(self.id))
-        span = (str(self.id), self.first_timestamp, self.last_timestamp)
-        return [SessionModel.from_row(r, span) for r in rows]
+        return [SessionModel.from_row(r, self._span()) for r in rows]
 
     @strawberry.field(
         description="Mean latency in ms of the session's LLM calls (kind llm_call) that report "
         "one, as the overview's latency; null without any. Agent runs are in avgRunDurationMs."
     )
     async def avg_latency_ms(self, info: TallyInfo) -> float | None:
-        return _mean(await self._latencies(info), lambda kind: kind == "llm_call")
+        return _mean(await self._latencies(info), "llm_call")
 
     @strawberry.field(
         description="Mean duration in ms of the session's agent runs (kind agent_run); null "
         "without runs."
     )
     async def avg_run_duration_ms(self, info: TallyInfo) -> float | None:
-        return _mean(await self._latencies(info), lambda kind: kind == RUN_KIND)
+        return _mean(await self._latencies(info), "agent_run")
 
     @strawberry.field(description="Tokens by kind; the kinds add up to input + output.")
     def token_mix(self) -> list[TokenShare]:
@@ -175,12 +176,9 @@ class Session:
         return await self._baseline.compare(self._row)
 
 
-RUN_KIND = "agent_run"
-
-
-def _mean(rows: list[dict[str, Any]], kind_wanted: Callable[[str], bool]) -> float | None:
-    """Mean latency over the rows of the wanted kinds."""
-    kept = [r for r in rows if kind_wanted(r["kind"])]
+def _mean(rows: list[dict[str, Any]], kind: str) -> float | None:
+    """Mean latency of one kind's events (agent runs: their duration)."""
+    kept = [r for r in rows if r["kind"] == kind]
     count = sum(r["latency_count"] for r in kept)
     return sum(r["latency_ms_sum"] for r in kept) / count if count else None
 
