@@ -318,7 +318,7 @@ async def _digest_stats(
 
 
 def _result(
-    n: int, totals: dict[str, int], quantiles: dict[tuple[str, float], int]
+    n: int, totals: dict[str, int], quantiles: dict[tuple[str, float], float]
 ) -> SessionStatsResult:
     measures = {}
     for m in STAT_MEASURES:

@@ -140,11 +140,17 @@ def insert_ignoring_duplicates(dialect: str, table: Table) -> Insert:
 
 
 def exact_quantile(
-    dialect: str, source: FromClause, count: ColumnElement[int], column: str, q: float
+    dialect: str,
+    source: FromClause,
+    count: ColumnElement[int],
+    column: str,
+    q: float,
+    upper: bool = False,
 ) -> ColumnElement[Any]:
-    """The value of rank floor(q * (n - 1)) (0-based, ascending, in float8 arithmetic: the
-    rule of `tallyql.sketch.exact_quantile`) of `column` over the n rows of `source`, where
-    `count` is n as a column of a one-row CTE (read once, by an init plan).
+    """The value of rank floor(q * (n - 1)) (0-based, ascending, in float8 arithmetic), or with
+    `upper` of the next rank (at most n - 1): the two neighbours that the q-quantile
+    interpolates between (`tallyql.sketch.exact_quantile`), of `column` over the n rows of
+    `source`, where `count` is n as a column of a one-row CTE (read once, by an init plan).
 
     PostgreSQL: an aggregate over `source`, percentile_disc at (rank + 0.5) / n, whose first
     position reaching that fraction is exactly rank + 1, so that every quantile of a statement
@@ -152,9 +158,15 @@ def exact_quantile(
     it a CTE, so that the rows are computed once). NULL over no rows."""
     scaled = literal(q, Float) * (count - 1)
     if is_postgres(dialect):
-        fraction = select((func.floor(scaled) + 0.5) / func.nullif(count, 0)).scalar_subquery()
+        rank: ColumnElement[Any] = func.floor(scaled)
+        if upper:
+            rank = func.least(rank + 1, count - 1)
+        fraction = select((rank + 0.5) / func.nullif(count, 0)).scalar_subquery()
         return func.percentile_disc(fraction).within_group(source.c[column])
-    offset = select(cast(scaled, Integer)).scalar_subquery()
+    offset_value: ColumnElement[Any] = cast(scaled, Integer)
+    if upper:
+        offset_value = func.min(offset_value + 1, count - 1)  # SQLite's scalar min
+    offset = select(offset_value).scalar_subquery()
     return (
         select(source.c[column])
         .order_by(source.c[column])
