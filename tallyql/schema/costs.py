@@ -19,6 +19,7 @@ from tallyql.engine.analytics import Asker
 from tallyql.engine.buckets import Granularity
 from tallyql.engine.registry import Dimension, DimensionRef, Metric
 from tallyql.schema.analytics import WorkspaceArg
+from tallyql.schema.change_note import ChangeNote, note_of
 from tallyql.schema.common import EventFilter, TimeRangeInput
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.errors import BadInput
@@ -56,12 +57,22 @@ class CostShare:
         )
 
 
-@strawberry.type
+@strawberry.type(description="Cost of the range against the previous period of equal length.")
 class CostTrend:
     current_usd: float
     previous_usd: float
-    direction: TrendDirection
-    percent: float | None = strawberry.field(description="null when the previous period is 0.")
+    direction: TrendDirection = strawberry.field(
+        description="By percent (FLAT within 1 %); without one, by the sign of the difference."
+    )
+    percent: float | None = strawberry.field(
+        description=(
+            "(current - previous) / previous * 100; null when the previous period's cost is "
+            "zero or negligible (see percentNote), so never above +9,900 %."
+        )
+    )
+    percent_note: ChangeNote | None = strawberry.field(
+        description="Why percent is null; null when it is not."
+    )
 
 
 @strawberry.type(description="Average cost per day with data, times 30.")
@@ -70,7 +81,15 @@ class MonthProjection:
     daily_average_usd: float | None
     projected_usd: float | None
     previous_projected_usd: float | None
-    change_percent: float | None
+    change_percent: float | None = strawberry.field(
+        description=(
+            "projectedUsd against previousProjectedUsd, in percent; null when either is "
+            "missing or the previous one is negligible (see changeNote)."
+        )
+    )
+    change_note: ChangeNote | None = strawberry.field(
+        description="Why changePercent is null; null when it is not."
+    )
 
 
 @strawberry.type(description="A number behind a recommendation.")
@@ -136,6 +155,7 @@ class CostInsights:
             previous_usd=t.previous_usd,
             direction=TrendDirection(t.direction),
             percent=t.percent,
+            percent_note=note_of(t.percent_note),
         )
 
     @strawberry.field
@@ -147,6 +167,7 @@ class CostInsights:
             projected_usd=p.projected_usd,
             previous_projected_usd=p.previous_projected_usd,
             change_percent=p.change_percent,
+            change_note=note_of(p.change_note),
         )
 
     @strawberry.field(description="Ways to spend less, largest estimated saving first.")
