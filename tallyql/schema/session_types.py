@@ -121,11 +121,18 @@ class SessionTimeline:
         )
 
 
-@strawberry.type(description="Exact P50, average and P95 over the sessions of a filter set.")
+@strawberry.type(
+    description=(
+        "Exact P50, average and P95 over the sessions of a filter set. A percentile q of n "
+        "values is linear interpolation between the closest ranks: with the values ascending "
+        "v[0..n-1] and h = q (n - 1), v[floor h] + (h - floor h) (v[ceil h] - v[floor h]) "
+        "(PostgreSQL's percentile_cont, NumPy's default), so it may fall between two sessions."
+    )
+)
 class Distribution:
-    p50: float | None
-    avg: float | None
-    p95: float | None
+    p50: float | None = strawberry.field(description="The median; null over no sessions.")
+    avg: float | None = strawberry.field(description="The mean; null over no sessions.")
+    p95: float | None = strawberry.field(description="The 95th percentile; null over none.")
 
 
 @strawberry.type(description="Sessions overlapping the range and matching the filter.")
