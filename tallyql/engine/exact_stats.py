@@ -370,9 +370,8 @@ class _Scan:
                 gathered = summed.c[f"a{self.gathers[i]}"]
                 self.picks[(i, q)] = len(out)
                 low = self.bound(i, b.lo) if b.lo is not None else None
-                # the value of rank floor(h), then the next (rank ceil(h) when h is fractional)
-                out.append(sqld.nth_collected(self.dialect, gathered, low, k))
-                out.append(sqld.nth_collected(self.dialect, gathered, low, k + 1))
+                # the values of rank floor(h) and the next (rank ceil(h) when h is fractional)
+                out.append(sqld.nth_collected(self.dialect, gathered, low, k, width=2))
         return select(*out)
 
     def neighbour(self, row: Sequence[Any], i: int, q: float, rank: int, upper: bool) -> int | None:
@@ -386,7 +385,8 @@ class _Scan:
         if b.is_point:
             return b.lo if rank < row[self.counts[(i, "<=", b.lo)]] else None
         if self.pg:
-            picked = row[self.picks[(i, q)] + int(upper)]
+            pair = as_list(row[self.picks[(i, q)]])
+            picked = pair[int(upper)] if len(pair) > int(upper) else None
             value = None if picked is None else m.decode(picked)
             return None if value is None or (b.hi is not None and value > b.hi) else value
         if i not in self.sorted:
@@ -404,7 +404,7 @@ async def _ordered(
     conditions: Sequence[ColumnElement[bool]],
     measure: ExactMeasure,
     quantiles: Sequence[float],
-) -> dict[tuple[str, float], int]:
+) -> dict[tuple[str, float], float]:
     """Quantiles of one measure by ordering every value (when a bracket missed): both
     neighbours of each, interpolated here."""
     matching = select(measure.expr.label("v")).where(*conditions).cte("matching")

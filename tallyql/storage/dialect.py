@@ -117,11 +117,12 @@ def collect(dialect: str, value: ColumnElement[Any]) -> Function[Any]:
 
 
 def nth_collected(
-    dialect: str, collected: ColumnElement[Any], low: Any, k: ColumnElement[int]
+    dialect: str, collected: ColumnElement[Any], low: Any, k: ColumnElement[int], width: int = 1
 ) -> ColumnElement[Any]:
     """PostgreSQL: the k-th (0-based, ascending) of the `collect`ed values that are >= `low`
     (None: of all), NULL when there are not that many; `k` may refer to the enclosing row.
-    (SQLite returns its JSON array to be picked from.)"""
+    With `width` > 1, an array of the k-th and the following values (shorter, or empty, where
+    there are not that many), sorted once. (SQLite returns its JSON array to be picked from.)"""
     if not is_postgres(dialect):
         raise NotImplementedError("nth_collected is for PostgreSQL")
     skipped: ColumnElement[int] = literal(0, BigInteger)
@@ -129,6 +130,8 @@ def nth_collected(
     if low is not None:
         skipped = select(func.count()).where(value < low).scalar_subquery()
     ordered = select(func.array_agg(aggregate_order_by(value, value))).scalar_subquery()
+    if width > 1:
+        return ordered[skipped + k + 1 : skipped + k + width]
     return ordered[skipped + k + 1]
 
 
