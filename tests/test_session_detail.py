@@ -22,10 +22,10 @@ query($id: ID!, $buckets: Int!, $range: TimeRangeInput, $filter: EventFilter) {
     timeline(buckets: $buckets) { buckets bucketSeconds requests inputTokens outputTokens
                                   totalTokens costUsd cumulativeCostUsd }
     requests(first: 3) { edges { node { id } } pageInfo { hasNextPage endCursor } }
-    comparison { baselineSessions costUsd { value median ratio top5Percent }
-                 totalTokens { value median ratio top5Percent }
-                 durationMs { value median ratio top5Percent }
-                 requests { value median ratio top5Percent } }
+    comparison { baselineSessions costUsd { value median ratio rank top5Percent }
+                 totalTokens { value median ratio rank top5Percent }
+                 durationMs { value median ratio rank top5Percent }
+                 requests { value median ratio rank top5Percent } }
   }
 }"""
 
@@ -114,12 +114,15 @@ def check_comparison(got: dict[str, Any], target: Expected, baseline: list[Expec
     }
     for name, measure in measures.items():
         values = [measure(s) for s in baseline]
-        median, p95 = quantile(values, 0.5), quantile(values, 0.95)
+        median = quantile(values, 0.5)
         mine = measure(target)
         assert got[name]["value"] == pytest.approx(mine)
         assert got[name]["median"] == pytest.approx(median)
         assert got[name]["ratio"] == (pytest.approx(mine / median) if median else None)
-        assert got[name]["top5Percent"] is (mine > p95)
+        rank = 1 + sum(v > mine for v in values)
+        assert got[name]["rank"] == rank
+        n = len(values)
+        assert got[name]["top5Percent"] is (n >= 20 and rank <= 0.05 * n)
 
 
 async def test_comparison_uses_the_same_filter_set(api: Api) -> None:
@@ -138,8 +141,9 @@ async def test_comparison_uses_the_same_filter_set(api: Api) -> None:
         key,
         """query($r: TimeRangeInput!, $f: EventFilter) { sessions(range: $r, filter: $f,
              first: 5) { nodes { id comparison { baselineSessions costUsd { value median ratio
-             top5Percent } totalTokens { value median ratio top5Percent } durationMs { value
-             median ratio top5Percent } requests { value median ratio top5Percent } } } } }""",
+             rank top5Percent } totalTokens { value median ratio rank top5Percent } durationMs {
+             value median ratio rank top5Percent } requests { value median ratio rank
+             top5Percent } } } } }""",
         {"r": RANGE, "f": flt},
     )
     subset = [s for s in sessions.values() if any(e.get("provider") == "openai" for e in s.events)]
@@ -183,3 +187,63 @@ async def test_a_session_with_one_event(api: Api) -> None:
     assert (await api.data(key, DETAIL, {"id": "nope", "buckets": 2}))["session"] is None
     body = await api.graphql(key, DETAIL, {"id": "solo", "buckets": 0})
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+SMALL_SET_COSTS = (5.0, 12.5, 12.5, 33.3)
+"""The audit's four sessions: by rank, P95 was 12.5 (below the average) and 33.3 was "top 5 %"."""
+
+
+def one_call_sessions(costs: tuple[float, ...], prefix: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"{prefix}{i}",
+            "timestamp": f"2026-11-20T10:{i:02d}:00Z",
+            "session_id": f"{prefix}{i}",
+            "provider": "openai",
+            "model": "gpt-4o",
+            "input_tokens": 10,
+            "output_tokens": 2,
+            "cost_usd": cost,
+        }
+        for i, cost in enumerate(costs)
+    ]
+
+
+async def test_small_set_percentiles_and_chips(api: Api) -> None:
+    """Four sessions: P95 interpolates between the two largest (NumPy's linear method), and
+    no session is "top 5 %" of a set of four; its rank says where it stands."""
+    key = await api.key()
+    await api.ingest(key, one_call_sessions(SMALL_SET_COSTS, "small"))
+    stats = await api.data(
+        key,
+        "query($r: TimeRangeInput!) { sessionStats(range: $r) { costUsd { p50 p95 } } }",
+        {"r": RANGE},
+    )
+    cost = stats["sessionStats"]["costUsd"]
+    assert cost["p50"] == pytest.approx(12.5, rel=1e-12)
+    assert cost["p95"] == pytest.approx(quantile(SMALL_SET_COSTS, 0.95), rel=1e-12)
+    assert cost["p95"] == pytest.approx(30.18, rel=1e-12)  # 12.5 + 0.85 * (33.3 - 12.5)
+    top = await api.data(key, DETAIL, {"id": "small3", "buckets": 1, "range": RANGE})
+    chip = top["session"]["comparison"]["costUsd"]
+    assert chip["rank"] == 1
+    assert chip["top5Percent"] is False
+    tied = await api.data(key, DETAIL, {"id": "small1", "buckets": 1, "range": RANGE})
+    assert tied["session"]["comparison"]["costUsd"]["rank"] == 2  # ties share the better rank
+    assert tied["session"]["comparison"]["baselineSessions"] == 4
+
+
+async def test_top_chip_needs_twenty_sessions(api: Api) -> None:
+    """19 sessions: the largest is not "top 5 %"; with a 20th (smaller) one it is, and the
+    second largest is not (rank 2 > 5 % of 20)."""
+    key = await api.key()
+    costs = tuple(float(i + 1) for i in range(19))
+    await api.ingest(key, one_call_sessions(costs, "t"))
+    largest = await api.data(key, DETAIL, {"id": "t18", "buckets": 1, "range": RANGE})
+    assert largest["session"]["comparison"]["costUsd"]["top5Percent"] is False
+    await api.ingest(key, one_call_sessions((0.5,) * 20, "u")[19:])
+    for sid, rank, top in (("t18", 1, True), ("t17", 2, False)):
+        got = await api.data(key, DETAIL, {"id": sid, "buckets": 1, "range": RANGE})
+        comparison = got["session"]["comparison"]
+        assert comparison["baselineSessions"] == 20
+        assert comparison["costUsd"]["rank"] == rank
+        assert comparison["costUsd"]["top5Percent"] is top

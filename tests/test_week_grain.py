@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from tallyql.engine.planner import Piece, split_window
 from tallyql.storage.rollups import grain_start
 from tests.conftest import Api
+from tests.helpers import check_planned_against_raw, planned_and_exact_percentile
 
 MONDAY = datetime(2026, 11, 2, tzinfo=UTC)
 
@@ -105,8 +107,18 @@ async def test_week_rows_answer_like_raw_events(api: Api) -> None:
             headers={"Authorization": f"Bearer {key}", "X-Tallyql-Plan": "raw"},
         )
     ).json()["data"]
-    assert planned == raw
     start, end = (datetime.fromisoformat(window[k]) for k in ("start", "end"))
+    # percentiles: the sketch estimate of the stored events when planned, exact when raw
+    at = partial(planned_and_exact_percentile, api.services, key, start=start, end=end)
+    paths = {("overview", f"p{q}LatencyMs"): await at(q=q / 100) for q in (50, 95)}
+    for i, node in enumerate(planned["models"]["nodes"]):
+        paths[("models", "nodes", i, "values", 2)] = await at(q=0.95, where={"model": node["key"]})
+    weeks = [datetime.fromisoformat(b) for b in planned["weekly"]["buckets"]]
+    for i, week in enumerate(weeks):
+        bounds = max(week, start), min(weeks[i + 1] if i + 1 < len(weeks) else end, end)
+        found = await planned_and_exact_percentile(api.services, key, *bounds, 0.99)
+        paths[("weekly", "series", 1, "values", i)] = found
+    check_planned_against_raw(planned, raw, paths)
     inside = [e for e in _events() if start <= datetime.fromisoformat(e["timestamp"]) < end]
     assert planned["overview"]["totalRequests"] == len(inside) > 200
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Select, column, literal, select, table
 from sqlalchemy.exc import ProgrammingError
 
+from tallyql import sketch
 from tallyql.engine.buckets import Bucketing, Granularity, make_bucketing, single_bucket
 from tallyql.engine.compiler import GroupSpec, Scope, compile_group
 from tallyql.engine.filters import NO_FILTER, EventFilterSpec
@@ -163,7 +164,12 @@ async def run_query(db: Database, query: MetricsQuery, explain: bool = False) ->
     raw_values: dict[Key, dict[str, Any]] = defaultdict(dict)
     quantiles: dict[str, dict[Key, dict[float, float]]] = defaultdict(lambda: defaultdict(dict))
     histograms: dict[Key, Accumulator] = {}
-    for (name, group), rows in zip(groups.items(), results, strict=True):
+    for (name, group), rows, plan in zip(groups.items(), results, plans, strict=True):
+        if group.kind == "histogram" and plan.exact:
+            for key, found in _exact_quantiles(rows, n_dims, group.quantiles).items():
+                quantiles[name][key] = found
+                raw_values.setdefault(key, {})
+            continue
         for row in rows:
             key = tuple(_key_value(v) for v in row[: 1 + n_dims])
             if group.kind == "measures":
@@ -191,6 +197,28 @@ async def run_query(db: Database, query: MetricsQuery, explain: bool = False) ->
         for key, measures in raw_values.items()
     }
     return MetricsResult(bucketing, values, plans)
+
+
+def _exact_quantiles(
+    rows: Sequence[Sequence[Any]], n_dims: int, qs: Sequence[float]
+) -> dict[Key, dict[float, float]]:
+    """Each group's percentiles from the rows of `compiler.exact_percentiles` (keys..., n, r,
+    v): interpolated between the values of the two closest ranks."""
+    counts: dict[Key, int] = {}
+    ranked: dict[Key, dict[int, float]] = defaultdict(dict)
+    for row in rows:
+        key = tuple(_key_value(v) for v in row[: 1 + n_dims])
+        n, r, v = row[1 + n_dims :]
+        counts[key] = int(n)
+        ranked[key][int(r)] = float(v)
+    out: dict[Key, dict[float, float]] = {}
+    for key, n in counts.items():
+        found = {}
+        for q in qs:
+            low, high, t = sketch.neighbour_ranks(q, n)
+            found[q] = sketch.interpolate(ranked[key][low], ranked[key][high], t)
+        out[key] = found
+    return out
 
 
 def _key_value(value: Any) -> Any:

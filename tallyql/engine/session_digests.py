@@ -7,8 +7,9 @@ holds the day's sessions' measures (as NumPy arrays), their count and their exac
 together with the day's stamp from `session_day_versions` (storage/session_versions.py). A
 digest whose stamp is unchanged is used as it is; the others, and the rest, are read in the
 same snapshot, stamps first (a change committed between the two reads makes the digest newer
-than its stamp, which only means it is read again next time). The quantile of rank
-floor(q * (n - 1)) is then picked from all the values with one partition per measure.
+than its stamp, which only means it is read again next time). The values of ranks floor(h)
+and ceil(h), h = q * (n - 1), are then picked from all the values with one partition per
+measure, and each quantile interpolated between them (`tallyql.sketch.exact_quantile`).
 
 Only filters that select sessions by their own columns (users, agents, sessions, providers
 and models through session_models) are kept: a group's members or an event-level filter can
@@ -29,6 +30,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, Integer, and_, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tallyql import sketch
 from tallyql.engine.exact_stats import as_list
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import TimeWindow
@@ -63,7 +65,7 @@ class Digest:
 class DigestSummary:
     count: int
     totals: dict[str, int]
-    quantiles: dict[tuple[str, float], int]
+    quantiles: dict[tuple[str, float], float]
 
 
 DigestKey = tuple[int, EventFilterSpec, int]  # workspace, filter, day
@@ -197,14 +199,16 @@ async def digest_summary(
     parts = [*digests.values(), _digest(None, tuple(rest_row), len(measures))]
     count = sum(p.count for p in parts)
     totals = {name: sum(p.sums[i] for p in parts) for i, (name, _) in enumerate(measures)}
-    picked: dict[tuple[str, float], int] = {}
+    picked: dict[tuple[str, float], float] = {}
     if count:
-        ranks = sorted({math.floor(q * (count - 1)) for q in quantiles})
+        neighbours = {q: sketch.neighbour_ranks(q, count) for q in quantiles}
+        ranks = sorted({r for low, high, _ in neighbours.values() for r in (low, high)})
         for i, (name, _) in enumerate(measures):
             values = np.concatenate([p.values[i] for p in parts if p.count])
             chosen = np.partition(values, ranks)
-            for q in quantiles:
-                picked[(name, q)] = int(chosen[math.floor(q * (count - 1))])
+            for q, (low, high, t) in neighbours.items():
+                lower, higher = int(chosen[low]), int(chosen[high])
+                picked[(name, q)] = sketch.interpolate(lower, higher, t)
     return DigestSummary(count, totals, picked)
 
 

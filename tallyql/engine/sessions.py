@@ -46,6 +46,7 @@ from tallyql.engine.session_digests import (
     whole_days,
 )
 from tallyql.engine.timerange import TimeWindow
+from tallyql.sketch import exact_quantile
 from tallyql.storage import dialect as sqld
 from tallyql.storage.database import Database
 from tallyql.storage.tables import events, group_members, session_models, sessions
@@ -319,7 +320,7 @@ async def _digest_stats(
 
 
 def _result(
-    n: int, totals: dict[str, int], quantiles: dict[tuple[str, float], int]
+    n: int, totals: dict[str, int], quantiles: dict[tuple[str, float], float]
 ) -> SessionStatsResult:
     measures = {}
     for m in STAT_MEASURES:
@@ -345,6 +346,47 @@ def measure_of(name: str, row: dict[str, Any]) -> float:
     if name == "duration":
         return (to_micros(row["last_ts"]) - to_micros(row["first_ts"])) * scale
     return float(row["requests"])
+
+
+RANKED_SET_LIMIT = 10_000
+"""Sets of at most this many sessions are read whole to rank a session among them (four
+integers a session: a few hundred kilobytes); larger ones compare with their P95 only."""
+
+
+async def set_values(
+    db: Database,
+    workspace_id: int,
+    window: TimeWindow | None,
+    spec: EventFilterSpec,
+    limit: int = RANKED_SET_LIMIT,
+) -> dict[str, list[int]] | None:
+    """Each statistics measure's stored integers over the set's sessions (those
+    `session_stats` summarises), ascending; None when the set holds more than `limit`."""
+    columns = [m.expr.label(m.name) for m in STAT_MEASURES]
+    query = (
+        select(*columns)
+        .where(*session_conditions(db.dialect, workspace_id, window, spec))
+        .limit(limit + 1)
+    )
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).all()
+    if len(rows) > limit:
+        return None
+    return {m.name: sorted(int(row[i]) for row in rows) for i, m in enumerate(STAT_MEASURES)}
+
+
+def stats_of_values(values: dict[str, list[int]]) -> SessionStatsResult:
+    """`session_stats` of a set read whole (`set_values`): the same figures, by the same
+    definition and arithmetic as the database paths."""
+    n = len(values[STAT_MEASURES[0].name])
+    totals = {m.name: sum(values[m.name]) for m in STAT_MEASURES}
+    quantiles: dict[tuple[str, float], float] = {}
+    for m in STAT_MEASURES:
+        for q in QUANTILES:
+            found = exact_quantile(values[m.name], q)
+            if found is not None:
+                quantiles[(m.name, q)] = found
+    return _result(n, totals, quantiles)
 
 
 async def in_filter_set(

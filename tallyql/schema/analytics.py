@@ -36,7 +36,10 @@ Metric = strawberry.enum(
     name="Metric",
     description="A measure over the events a query selects. Counts (REQUESTS, ERRORS, tokens, "
     "UNIQUE_*) are whole numbers; rates are fractions 0 to 1; latencies and TTFT in ms; "
-    "COST_USD in USD; bytes are sums.",
+    "COST_USD in USD; bytes are sums. Percentiles (P50/P95/P99_LATENCY_MS, P95_TTFT_MS) are "
+    "linear interpolation between the closest ranks (PostgreSQL's percentile_cont): estimated "
+    "within 1 % relative error from DDSketch buckets, exact when the request sends "
+    "X-Tallyql-Plan: raw.",
 )
 describe_values(Metric, {m.name: METRICS[m].description for m in EngineMetric})
 Dimension = strawberry.enum(

@@ -19,6 +19,7 @@ from tallyql.engine.analytics import Asker
 from tallyql.engine.buckets import Granularity
 from tallyql.engine.registry import Dimension, DimensionRef, Metric
 from tallyql.schema.analytics import WorkspaceArg
+from tallyql.schema.change_note import ChangeNote, note_of
 from tallyql.schema.common import FilterArg, RangeArg
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.errors import BadInput
@@ -69,10 +70,17 @@ class CostShare:
 class CostTrend:
     current_usd: float = strawberry.field(description="Cost in the range, in USD.")
     previous_usd: float = strawberry.field(description="Cost in the previous period, in USD.")
-    direction: TrendDirection = strawberry.field(description="Which way the cost moved.")
+    direction: TrendDirection = strawberry.field(
+        description="By percent (FLAT within 1 %); without one, by the sign of the difference."
+    )
     percent: float | None = strawberry.field(
-        description="(current - previous) / previous in percent; null when the previous period is "
-        "0."
+        description=(
+            "(current - previous) / previous * 100; null when the previous period's cost is "
+            "zero or negligible (see percentNote), so never above +9,900 %."
+        )
+    )
+    percent_note: ChangeNote | None = strawberry.field(
+        description="Why percent is null; null when it is not."
     )
 
 
@@ -87,7 +95,13 @@ class MonthProjection:
         description="The same projection for the previous period, in USD."
     )
     change_percent: float | None = strawberry.field(
-        description="(projected - previous) / previous in percent; null when previous is 0."
+        description=(
+            "projectedUsd against previousProjectedUsd, in percent; null when either is "
+            "missing or the previous one is negligible (see changeNote)."
+        )
+    )
+    change_note: ChangeNote | None = strawberry.field(
+        description="Why changePercent is null; null when it is not."
     )
 
 
@@ -158,6 +172,7 @@ class CostInsights:
             previous_usd=t.previous_usd,
             direction=TrendDirection(t.direction),
             percent=t.percent,
+            percent_note=note_of(t.percent_note),
         )
 
     @strawberry.field(description="Projected cost of 30 days at the range's daily average.")
@@ -169,6 +184,7 @@ class CostInsights:
             projected_usd=p.projected_usd,
             previous_projected_usd=p.previous_projected_usd,
             change_percent=p.change_percent,
+            change_note=note_of(p.change_note),
         )
 
     @strawberry.field(description="Ways to spend less, largest estimated saving first.")

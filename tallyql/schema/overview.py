@@ -10,6 +10,8 @@ import strawberry
 from strawberry.types.nodes import SelectedField, Selection
 
 from tallyql.engine import analytics as engine
+from tallyql.engine.relative_change import floor_of, relative_change
+from tallyql.schema.change_note import ChangeNote, note_of
 from tallyql.schema.common import EventKind
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.scalars import Long
@@ -90,7 +92,8 @@ class Overview:
         out = []
         for name in engine.OVERVIEW_FIELDS:
             now, before = getattr(self, name), getattr(self.previous, name)
-            out.append(OverviewChange.of(_camel(name), now, before))
+            floor = floor_of(engine.OVERVIEW_FIELDS[name])
+            out.append(OverviewChange.of(_camel(name), now, before, floor))
         return out
 
 
@@ -139,16 +142,29 @@ class OverviewChange:
         description="current - previous, in the field's unit; null when either is null."
     )
     relative: float | None = strawberry.field(
-        description="(current - previous) / previous as a fraction (0.1 is +10 %); null when "
-        "previous is 0 or null."
+        description=(
+            "(current - previous) / previous (0.25 = +25 %); null when either is missing or "
+            "the previous figure is zero or negligible (see relativeNote), so never above 99."
+        )
+    )
+    relative_note: ChangeNote | None = strawberry.field(
+        description="Why relative is null; null when it is not."
     )
 
     @classmethod
-    def of(cls, name: str, current: float | None, previous: float | None) -> OverviewChange:
+    def of(
+        cls, name: str, current: float | None, previous: float | None, floor: float
+    ) -> OverviewChange:
+        """`floor`: the absolute floor of the figure's unit (`relative_change.floor_of`)."""
         absolute = None if current is None or previous is None else current - previous
-        relative = absolute / previous if absolute is not None and previous else None
+        change = relative_change(current, previous, floor)
         return cls(
-            field=name, current=current, previous=previous, absolute=absolute, relative=relative
+            field=name,
+            current=current,
+            previous=previous,
+            absolute=absolute,
+            relative=change.relative,
+            relative_note=note_of(change.note),
         )
 
 

@@ -4,6 +4,7 @@ a filter set, and the comparison with its median session."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -141,14 +142,24 @@ class SessionTimeline:
         )
 
 
-@strawberry.type(description="Exact P50, average and P95 over the sessions of a filter set.")
+@strawberry.type(
+    description=(
+        "Exact P50, average and P95 over the sessions of a filter set. A percentile q of n "
+        "values is linear interpolation between the closest ranks: with the values ascending "
+        "v[0..n-1] and h = q (n - 1), v[floor h] + (h - floor h) (v[ceil h] - v[floor h]) "
+        "(PostgreSQL's percentile_cont, NumPy's default), so it may fall between two sessions."
+    )
+)
 class Distribution:
     p50: float | None = strawberry.field(
         description="Median over the sessions, in the measure's unit; null without sessions."
     )
-    avg: float | None = strawberry.field(description="Mean over the sessions.")
+    avg: float | None = strawberry.field(
+        description="Mean over the sessions, in the measure's unit; null without sessions."
+    )
     p95: float | None = strawberry.field(
-        description="95th percentile over the sessions (exact: rank floor(0.95 (n - 1)))."
+        description="95th percentile over the sessions, in the measure's unit; null without "
+        "sessions."
     )
 
 
@@ -177,15 +188,36 @@ class SessionStats:
         )
 
 
+TOP_SHARE_MIN_SESSIONS = 20
+"""Below this many sessions, one session is more than 5 % of the set: no "top 5 %" chip."""
+
+
 @strawberry.type(description="A session's value next to the median session of the set.")
 class ComparisonValue:
-    value: float = strawberry.field(description="The session's value, in the measure's unit.")
-    median: float | None = strawberry.field(description="The set's median, same unit.")
+    value: float = strawberry.field(
+        description="The session's value, in the measure's unit (USD, tokens, ms, calls)."
+    )
+    median: float | None = strawberry.field(
+        description="The set's exact median (P50, interpolated between the closest ranks), same "
+        "unit."
+    )
     ratio: float | None = strawberry.field(
         description="value / median (2.1 = 2.1x the median); null when the median is 0."
     )
+    rank: int | None = strawberry.field(
+        description=(
+            "The value's position in the set, largest first: 1 + the set's sessions with a "
+            "strictly larger value (ties share the better position), out of baselineSessions. "
+            f"Null when the set holds more than {engine.RANKED_SET_LIMIT:,} sessions."
+        )
+    )
     top5_percent: bool = strawberry.field(
-        description="The value is above the set's P95 (rank floor(0.95 (n - 1)))."
+        description=(
+            "The value is among the largest 5 % of the set: the set holds at least "
+            f"{TOP_SHARE_MIN_SESSIONS} sessions (never on fewer, where one session is already "
+            "more than 5 %) and rank <= 5 % of baselineSessions; on sets too large to rank, "
+            "the value exceeds the set's exact P95."
+        )
     )
 
 
@@ -214,14 +246,27 @@ class Baseline:
         self.members = members
         """Sessions known to be in the set (a listed page); others are checked."""
         self._stats: engine.SessionStatsResult | None = None
+        self._ranked: dict[str, list[float]] | None = None
+        """Each measure's values over the set, ascending, in the API's unit; None when the
+        set is too large to read whole (`engine.RANKED_SET_LIMIT`)."""
         self._lock = asyncio.Lock()
 
     async def stats(self) -> engine.SessionStatsResult:
+        """One statement: a set small enough is read whole (its statistics computed from the
+        values, as the database paths compute them, and its values kept for ranks); only a
+        larger one is summarised by `engine.session_stats`."""
         async with self._lock:
             if self._stats is None:
-                self._stats = await engine.session_stats(
-                    self.db, self.workspace_id, self.window, self.spec
-                )
+                values = await engine.set_values(self.db, self.workspace_id, self.window, self.spec)
+                if values is None:
+                    self._stats = await engine.session_stats(
+                        self.db, self.workspace_id, self.window, self.spec
+                    )
+                else:
+                    self._stats = engine.stats_of_values(values)
+                    self._ranked = {
+                        m.name: [v * m.scale for v in values[m.name]] for m in engine.STAT_MEASURES
+                    }
             return self._stats
 
     async def compare(self, row: dict[str, Any]) -> SessionComparison | None:
@@ -235,15 +280,23 @@ class Baseline:
             )
         if stats.sessions - int(member) < 2:
             return None
+        ranked, n = self._ranked, stats.sessions
 
         def value(name: str) -> ComparisonValue:
             mine = engine.measure_of(name, row)
             median, p95 = stats.p(name, 0.5), stats.p(name, 0.95)
+            rank = None
+            if ranked is not None:
+                rank = 1 + len(ranked[name]) - bisect.bisect_right(ranked[name], mine)
+                top = n >= TOP_SHARE_MIN_SESSIONS and rank * 20 <= n
+            else:
+                top = p95 is not None and mine > p95
             return ComparisonValue(
                 value=mine,
                 median=median,
                 ratio=mine / median if median else None,
-                top5_percent=p95 is not None and mine > p95,
+                rank=rank,
+                top5_percent=top,
             )
 
         return SessionComparison(
