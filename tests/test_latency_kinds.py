@@ -24,8 +24,9 @@ SKETCH_ERROR = 0.01
 
 
 def exact_quantile(values: list[float], q: float) -> float | None:
-    """The exact q-quantile by the sketch's rank rule, floor(q (n - 1)) (numpy's "lower")."""
-    return float(np.percentile(values, 100 * q, method="lower")) if values else None
+    """The exact q-quantile by the documented rule: linear interpolation between the closest
+    ranks (numpy's default, PostgreSQL's percentile_cont)."""
+    return float(np.percentile(values, 100 * q, method="linear")) if values else None
 
 
 def _event(i: int, at: datetime, kind: str, latency: float, **extra: Any) -> dict[str, Any]:
