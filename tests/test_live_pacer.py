@@ -1,7 +1,7 @@
 """The delivery pacer keeps live deliveries to their share of the event loop: with two hundred
 busy senders, other tasks still get the loop after a few of them (counted, not timed, so a
-their share of the time, no more; a lone sender never waits; a cancelled waiter does not
-hold up the others."""
+loaded machine cannot fail it) and the senders use about their share of the time, no more; a
+lone sender never waits; a cancelled waiter does not hold up the others."""
 
 from __future__ import annotations
 
