@@ -5,17 +5,31 @@ ingest accepts timestamps up to a day ahead.)"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
+import time_machine
 
 from tallyql.engine.compiler import Scope
 from tallyql.engine.executor import quiet_until
 from tests.conftest import Api
 from tests.helpers import workspace_id_of
 
-HOUR = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-"""The current hour: the probe is made only for windows ending within the last hour."""
+HOUR = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+"""The current hour (each test runs from 12:50 on, below): the probe is made only for windows
+ending within the last hour. Not the hour the suite runs in: at 23:00 the rest of the hour is
+the rest of the day, and the planner rightly reads the day's row instead of the hour's."""
 END = HOUR + timedelta(minutes=40)
+
+
+@pytest.fixture(autouse=True)
+def at_ten_to_one() -> Iterator[None]:
+    with time_machine.travel(HOUR + timedelta(minutes=50), tick=True):
+        yield
+
+
 WINDOW = {"start": (HOUR - timedelta(days=3)).isoformat(), "end": END.isoformat()}
 QUERY = """query($r: TimeRangeInput!) {
   overview(range: $r) { totalRequests costUsd p95LatencyMs activeUsers }
