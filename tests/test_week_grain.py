@@ -7,10 +7,12 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tallyql.engine.planner import Piece, split_window
 from tallyql.storage.rollups import grain_start
 from tests.conftest import Api
+from tests.reference import aggregate, bucket_starts, close, normalise
 
 MONDAY = datetime(2026, 11, 2, tzinfo=UTC)
 
@@ -109,6 +111,32 @@ async def test_week_rows_answer_like_raw_events(api: Api) -> None:
     start, end = (datetime.fromisoformat(window[k]) for k in ("start", "end"))
     inside = [e for e in _events() if start <= datetime.fromisoformat(e["timestamp"]) < end]
     assert planned["overview"]["totalRequests"] == len(inside) > 200
+
+    # and both are what tests/reference.py recomputes from the events
+    events = [normalise(e) for e in _events()]
+    utc = ZoneInfo("UTC")
+    weekly = ["REQUESTS", "P99_LATENCY_MS"]
+    want = aggregate(events, weekly, [], start, end, utc, "WEEK", {}, {})
+    buckets = [b.isoformat() for b in bucket_starts(start, end, "WEEK", utc)]
+    assert [datetime.fromisoformat(b) for b in planned["weekly"]["buckets"]] == [
+        datetime.fromisoformat(b) for b in buckets
+    ]
+    for i, metric in enumerate(weekly):
+        got = planned["weekly"]["series"][i]["values"]
+        expected = [
+            want.get((b,), {}).get(metric, 0 if metric == "REQUESTS" else None) for b in buckets
+        ]
+        assert all(close(w, g, metric) for w, g in zip(expected, got, strict=True)), (metric, got)
+    for alias, metrics, dimension in (
+        ("models", ["REQUESTS", "COST_USD", "P95_LATENCY_MS"], "MODEL"),
+        ("users", ["REQUESTS", "TOTAL_TOKENS"], "USER"),
+    ):
+        want = aggregate(events, metrics, [(dimension, None)], start, end, utc, None, {}, {})
+        got = {n["key"]: n["values"] for n in planned[alias]["nodes"]}
+        assert set(got) == {k[1] for k in want}, alias
+        for (_, name), values in want.items():
+            for metric, value in zip(metrics, got[name], strict=True):
+                assert close(values[metric], value, metric), (alias, name, metric)
 
 
 async def test_weeks_in_another_time_zone_are_not_used(api: Api) -> None:
