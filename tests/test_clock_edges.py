@@ -15,14 +15,17 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tallyql.clock import clock
+from tallyql.config import Settings
 from tallyql.engine.periods import Period, period_bounds
 from tallyql.engine.timerange import Preset, resolve_window
 from tests.conftest import Api
 from tests.helpers import iso, llm
+from tests.live_client import TRANSPORT_WS, live_server
+from tests.live_support import expected_totals, ingest, make_key, mixed_events, open_live
 from tests.reference import bucket_starts
 
 MOMENTS = {
-    "before-midnight": (datetime(2026, 12, 6, 23, 59, 50, tzinfo=UTC), "UTC"),
+    "before-midnight": (datetime(2026, 6, 15, 23, 59, 50, tzinfo=UTC), "UTC"),
     "month-end": (datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC), "UTC"),
     # already 1 December in Paris: its month and day began an hour ago
     "month-end-paris": (datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC), "Europe/Paris"),
@@ -118,3 +121,23 @@ async def test_today_and_this_month_at_the_edges(api: Api, moment: tuple[datetim
         for i, b in enumerate(buckets)
     ]
     assert got["hours"]["series"][0]["values"] == per_hour
+
+
+async def test_live_today_just_before_midnight(settings: Settings, db_kind: str) -> None:
+    """A COST_UPDATE subscription opened at 23:59:50 UTC (and in Paris, where the next day
+    began at 22:00 UTC) counts today's events only: those since midnight in its zone."""
+    at = MOMENTS["before-midnight"][0]
+    with clock.pinned(at, tick=False):
+        async with live_server(settings, db_kind) as server:
+            key = await make_key(server)
+            events = mixed_events("late", 14, now=at, spacing=timedelta(minutes=135))
+            await ingest(server.url, key, events)
+            for name in ("UTC", "Europe/Paris"):
+                variables = {"types": ["COST_UPDATE"], "interval": 60, "timezone": name}
+                async with open_live(server, TRANSPORT_WS, key, variables) as live:
+                    first = await live.next()
+                midnight = local_midnight(at, ZoneInfo(name))
+                assert datetime.fromisoformat(first["todayStart"]) == midnight, name
+                today = [e for e in events if datetime.fromisoformat(e["timestamp"]) >= midnight]
+                assert 0 < len(today) < len(events) - 1, name  # yesterday's are left out
+                assert first["today"] == expected_totals(today), name
