@@ -141,3 +141,18 @@ async def test_live_today_just_before_midnight(settings: Settings, db_kind: str)
                 today = [e for e in events if datetime.fromisoformat(e["timestamp"]) >= midnight]
                 assert 0 < len(today) < len(events) - 1, name  # yesterday's are left out
                 assert first["today"] == expected_totals(today), name
+
+
+def test_the_clock_runs_on_from_a_set_moment_and_comes_back() -> None:
+    at = datetime(2026, 2, 28, 23, 59, 59, tzinfo=UTC)
+    before = datetime.now(UTC)
+    with clock.pinned(at):  # running on: later, but not by more than this test takes
+        first = clock.now()
+        assert at <= first < at + timedelta(seconds=30)
+        with clock.pinned(at + timedelta(days=1), tick=False):
+            assert clock.now() == clock.now() == at + timedelta(days=1)
+        assert first <= clock.now() < at + timedelta(seconds=30)  # the outer setting again
+        assert abs(clock.timestamp() - clock.now().timestamp()) < 1
+    assert before <= clock.now() <= datetime.now(UTC)  # the system's time again
+    with pytest.raises(ValueError):
+        clock.set(datetime(2026, 1, 1))  # naive: which zone?
