@@ -18,6 +18,7 @@ from sqlalchemy import Select, column, literal, select, table
 from sqlalchemy.exc import ProgrammingError
 
 from tallyql import sketch
+from tallyql.clock import clock
 from tallyql.engine.buckets import Bucketing, Granularity, make_bucketing, single_bucket
 from tallyql.engine.compiler import GroupSpec, Scope, compile_group
 from tallyql.engine.filters import NO_FILTER, EventFilterSpec
@@ -106,7 +107,7 @@ async def quiet_until(db: Database, scope: Scope, end: datetime) -> datetime | N
     stamped after a window that ends now.)"""
     end = end.astimezone(UTC)
     hour = end.replace(minute=0, second=0, microsecond=0)
-    if hour == end or end < datetime.now(UTC) - timedelta(hours=1):
+    if hour == end or end < clock.now() - timedelta(hours=1):
         return None  # whole already, or long past: its hour has had time to fill, likely busy
     ceil = hour + timedelta(hours=1)
     source: Any = events
