@@ -21,6 +21,7 @@ import orjson
 from tallyql import sketch
 from tallyql.ingest.fields import (
     EVENT_FIELDS,
+    MAX_JSON_DEPTH,
     MAX_METADATA_BYTES,
     MAX_TAGS,
     EventField,
@@ -110,6 +111,24 @@ def convert(raw_events: Sequence[Any]) -> list[Any]:
         raise SlowPath from None
 
 
+def _encoded(payload: Any) -> Any:
+    """A payload as the JSON the writer stores (an orjson Fragment, which it copies as is),
+    encoded once here so that what orjson or jsonb cannot hold (integers beyond 64 bits,
+    deep nesting) sends the batch to the detailed path instead of failing its commit."""
+    if payload is None:
+        return None
+    try:
+        encoded = orjson.dumps(payload)
+    except (TypeError, orjson.JSONEncodeError):
+        raise SlowPath from None
+    if (
+        encoded.count(b"{") + encoded.count(b"[") > MAX_JSON_DEPTH
+        and json_problem(payload, strings=False) is not None
+    ):
+        raise SlowPath
+    return orjson.Fragment(encoded)
+
+
 def to_valid(struct: Any, index: int, now: datetime, oldest: datetime | None) -> ValidEvent:
     """The normalised event of a struct: the record `validate_event` makes, built straight
     from the struct's attributes (the workspace, the time of receipt and the cost are left for
@@ -130,11 +149,17 @@ def to_valid(struct: Any, index: int, now: datetime, oldest: datetime | None) ->
     metadata = s.metadata
     if metadata is None:
         metadata = {}
-    elif metadata and (
-        json_problem(metadata, strings=False) is not None
-        or len(orjson.dumps(metadata)) > MAX_METADATA_BYTES
-    ):
-        raise SlowPath
+    elif metadata:
+        try:  # orjson refuses integers beyond 64 bits and 255 levels of nesting
+            encoded = orjson.dumps(metadata)
+        except (TypeError, orjson.JSONEncodeError):
+            raise SlowPath from None
+        if len(encoded) > MAX_METADATA_BYTES or (
+            # fewer containers than levels allowed cannot nest too deep: the walk is rare
+            encoded.count(b"{") + encoded.count(b"[") > MAX_JSON_DEPTH
+            and json_problem(metadata, strings=False) is not None
+        ):
+            raise SlowPath
     tags = s.tags
     tags = sorted(set(tags)) if tags else []
     input_tokens = s.input_tokens or 0
@@ -166,11 +191,8 @@ def to_valid(struct: Any, index: int, now: datetime, oldest: datetime | None) ->
     is_byok = s.is_byok
     request, response = s.request, s.response
     has_payload = request is not None or response is not None
-    if has_payload and (
-        json_problem(request, strings=False) is not None
-        or json_problem(response, strings=False) is not None
-    ):
-        raise SlowPath
+    if has_payload:
+        request, response = _encoded(request), _encoded(response)
     # the values of EVENT_COLUMNS, in order (tests/test_fastpath.py compares with the detailed
     # path, which fills them by name)
     record = [
