@@ -295,3 +295,26 @@ async def test_override_patterns_re2_cannot_run_are_user_errors(api: Api) -> Non
         (error,) = data["createPriceOverride"]["userErrors"]
         assert error["field"] == "model"
         assert "RE2 syntax" in error["message"] and reason in error["message"], error
+
+
+async def test_an_event_nested_deeper_than_parsers_read_is_one_error(api: Api) -> None:
+    key = await api.key()
+    deep = b'{"k":' * 3000 + b"{}" + b"}" * 3000  # beyond orjson's 1,024 levels
+    bad = orjson.dumps(llm("deep"))[:-1] + b',"request":' + deep + b"}"
+    middle = orjson.dumps(llm("mid", request=_nested(100)))
+    body = b"[" + b",".join([orjson.dumps(llm("d1")), bad, middle, orjson.dumps(llm("d2"))]) + b"]"
+    response = await _post(api, key, body)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["accepted"] == 2
+    assert [(e["index"], e["field"]) for e in result["errors"]] == [(1, ""), (2, "request")]
+    assert "nested too deep" in result["errors"][0]["message"]
+    assert "nested deeper than 64 levels" in result["errors"][1]["message"]
+    assert await _stored_ids(api, key) == ["d1", "d2"]
+
+
+def _nested(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"k": value}
+    return value

@@ -219,6 +219,8 @@ def parse_events(body: bytes, content_type: str | None, max_events: int) -> Pars
         except orjson.JSONDecodeError as exc:
             if _looks_like_ndjson(body):
                 parsed = _ndjson(body)
+            elif (deep := _array_one_by_one(body)) is not None:
+                parsed = deep
             else:
                 raise BodyError(f"body is not valid JSON: {exc}") from None
         else:
@@ -228,6 +230,63 @@ def parse_events(body: bytes, content_type: str | None, max_events: int) -> Pars
             f"{len(parsed.events)} events in one call; send at most {max_events} per call", 413
         )
     return parsed
+
+
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _array_one_by_one(body: bytes) -> ParsedBody | None:
+    """A JSON array whose elements are read one at a time, for a body that orjson refuses as
+    a whole because one element nests deeper than it reads (1,024 levels): such an element is
+    that event's error and the others are kept. None when the body is not such an array."""
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        return None
+    i = _BLANK.match(text).end()  # type: ignore[union-attr]
+    if not text.startswith("[", i):
+        return None
+    parsed = ParsedBody([])
+    i = _BLANK.match(text, i + 1).end()  # type: ignore[union-attr]
+    if text.startswith("]", i):
+        return parsed
+    while True:
+        index = len(parsed.events)
+        try:
+            value, i = _SCAN(text, i)
+        except RecursionError:
+            end = _skip_value(text, i)
+            if end is None:
+                return None
+            value, i = None, end
+            parsed.errors.append(
+                FieldError(index, "", "event is nested too deep to be read (1,000 levels)")
+            )
+        except (ValueError, StopIteration):
+            return None
+        parsed.events.append(value)
+        i = _BLANK.match(text, i).end()  # type: ignore[union-attr]
+        if text.startswith("]", i):
+            rest = _BLANK.match(text, i + 1).end()  # type: ignore[union-attr]
+            return parsed if rest == len(text) else None
+        if not text.startswith(",", i):
+            return None
+        i = _BLANK.match(text, i + 1).end()  # type: ignore[union-attr]
+
+
+def _skip_value(text: str, start: int) -> int | None:
+    """The position after the object or array opening at `start`, found without parsing it
+    (strings skipped whole, brackets counted); None when it never closes."""
+    depth = 0
+    for token in _TOKEN.finditer(text, start):
+        mark = token.group()
+        if mark in "[{":
+            depth += 1
+        elif mark in "]}":
+            depth -= 1
+            if depth == 0:
+                return token.end()
+    return None
 
 
 def _looks_like_ndjson(body: bytes) -> bool:
