@@ -318,3 +318,67 @@ def _nested(levels: int) -> dict[str, Any]:
     for _ in range(levels - 1):
         value = {"k": value}
     return value
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        if value < 0x80:
+            return bytes(out + bytes([value]))
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+
+
+async def test_an_otlp_call_of_a_million_empty_spans_is_refused_before_parsing(
+    api: Api,
+) -> None:
+    from tallyql.ingest.otlp_decode import MAX_SPANS, count_protobuf_spans
+
+    key = await api.key()
+    spans = b"\x12\x00" * 1_000_000  # ScopeSpans.spans (2), each an empty Span
+    scope = b"\x12" + _varint(len(spans)) + spans  # ResourceSpans.scope_spans (2)
+    protobuf = b"\x0a" + _varint(len(scope)) + scope  # ExportTraceServiceRequest (1)
+    assert count_protobuf_spans(protobuf) == MAX_SPANS + 1  # counting stops past the bound
+    json_body = b'{"resourceSpans":[{"scopeSpans":[{"spans":[' + b"{}," * 110_000 + b"{}]}]}]}"
+    tracemalloc.start()
+    try:
+        answers = [
+            await api.client.post(
+                "/v1/traces",
+                content=gzip.compress(body, 9),
+                headers={
+                    "Authorization": f"Bearer {key}",
+                    "Content-Type": media,
+                    "Content-Encoding": "gzip",
+                },
+            )
+            for body, media in (
+                (protobuf, "application/x-protobuf"),
+                (json_body, "application/json"),
+            )
+        ]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [a.status_code for a in answers] == [413, 413]
+    assert b"more than 100,000 spans in one call" in answers[0].content
+    assert answers[1].json()["message"].startswith("more than 100,000 spans in one call")
+    assert peak < 200 * 2**20, peak
+    # a normal protobuf body counts what it holds
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    request = ExportTraceServiceRequest()
+    for r in range(2):
+        resource = request.resource_spans.add()
+        resource.resource.attributes.add(key="service.name").value.string_value = "svc"
+        for s in range(3):
+            scope = resource.scope_spans.add()
+            scope.scope.name = "lib"
+            for n in range(r + s + 1):
+                span = scope.spans.add(name=f"s{n}", start_time_unix_nano=5)
+                span.attributes.add(key="k").value.int_value = 7
+    assert count_protobuf_spans(request.SerializeToString()) == sum(
+        r + s + 1 for r in range(2) for s in range(3)
+    )

@@ -151,3 +151,29 @@ async def test_a_job_failing_run_after_run_degrades_health_with_its_reason(
         await job.run_once()
         assert api.services.reports[REPORT]["consecutive_failures"] == 0
         assert (await api.client.get("/health")).status_code == 200
+
+
+async def test_a_retention_job_failing_twice_degrades_health(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tallyql import retention
+
+    job = api.services.retention
+    assert job is not None
+
+    async def broken(*args: Any) -> None:
+        raise RuntimeError("purge refused")
+
+    monkeypatch.setattr(job, "_purge_once", broken)
+    for run in range(1, retention.FAILING_AFTER + 1):
+        report = await job.run_once()
+        assert report["ok"] is False and report["consecutive_failures"] == run
+    health = await api.client.get("/health")
+    assert health.status_code == 503
+    assert health.json()["reasons"] == [
+        f"retention: failed {retention.FAILING_AFTER} runs in a row"
+    ]
+    monkeypatch.undo()
+    report = await job.run_once()
+    assert report["ok"] is True and "degraded" not in report
+    assert (await api.client.get("/health")).status_code == 200

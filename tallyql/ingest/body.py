@@ -111,15 +111,10 @@ _BLANK = re.compile(r"[ \t\n\r]*")
 _LINE = re.compile(rb"[^\s][^\n]*")
 
 
-def check_event_count(body: bytes, ndjson: bool, max_events: int) -> None:
-    """BodyError(413) when a body holds more than `max_events` events or `MAX_JSON_VALUES`
-    values, found before anything is parsed whole. Byte counts bound both: every value but
-    the first follows a comma or opens a container, every event is an object or a line. Only
-    when they cannot settle it are the events counted exactly, one at a time (in constant
-    memory), up to the limit."""
-    # every value but the last takes two bytes at least (itself and a separator): a body of
-    # fewer bytes than twice the bound needs no counting, nor one of fewer than three bytes
-    # per event allowed ("{}," is the smallest event)
+def check_json_values(body: bytes) -> None:
+    """BodyError(413) when a JSON body holds more than `MAX_JSON_VALUES` values, found with
+    byte counts: every value but the first follows a comma or opens a container, and takes
+    two bytes with its separator, so a body under twice the bound needs no counting."""
     if len(body) >= 2 * MAX_JSON_VALUES:
         values = body.count(b",") + body.count(b"{") + body.count(b"[") + 1
         if values > MAX_JSON_VALUES:
@@ -127,6 +122,16 @@ def check_event_count(body: bytes, ndjson: bool, max_events: int) -> None:
                 f"body holds more than {MAX_JSON_VALUES:,} JSON values; send fewer events per call",
                 413,
             )
+
+
+def check_event_count(body: bytes, ndjson: bool, max_events: int) -> None:
+    """BodyError(413) when a body holds more than `max_events` events or `MAX_JSON_VALUES`
+    values, found before anything is parsed whole. Byte counts bound both: every value but
+    the first follows a comma or opens a container, every event is an object or a line. Only
+    when they cannot settle it are the events counted exactly, one at a time (in constant
+    memory), up to the limit."""
+    check_json_values(body)
+    # "{}," is the smallest event: a body of fewer than three bytes per event allowed fits
     if len(body) < 3 * max_events:
         return
     if ndjson:
