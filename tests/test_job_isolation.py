@@ -8,6 +8,7 @@ quarantines their workspace, compacts the others, and /health reports it as degr
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -151,6 +152,22 @@ async def test_a_job_failing_run_after_run_degrades_health_with_its_reason(
         await job.run_once()
         assert api.services.reports[REPORT]["consecutive_failures"] == 0
         assert (await api.client.get("/health")).status_code == 200
+
+
+async def test_a_compactor_falling_behind_says_so(settings: Settings, db_kind: str) -> None:
+    async with running_api(replace(settings, rollup_compaction_seconds=0), db_kind) as api:
+        batches = [0]
+        job = CompactionJob(api.services.db, 1.0, api.services.reports, activity=lambda: batches[0])
+        await job.run_once()
+        assert job.settled and job.degraded_reason() is None
+        # batches keep being committed while no run has succeeded for a minute
+        batches[0] += 1
+        job._last_success = time.monotonic() - 60
+        reason = job.degraded_reason()
+        assert reason is not None and reason.startswith("no successful run for 60 s")
+        assert "falling behind" in reason
+        await job.run_once()  # a successful run catches up
+        assert job.degraded_reason() is None
 
 
 async def test_a_retention_job_failing_twice_degrades_health(
