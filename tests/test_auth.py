@@ -39,12 +39,15 @@ async def test_missing_bad_and_revoked_keys_get_401(api: Api) -> None:
         response = await api.client.post("/v1/events", json=[llm("a")], headers=headers)
         assert response.status_code == 401, name
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
-        assert response.json()["detail"]["code"] == "UNAUTHENTICATED", name
+        assert response.json()["error"]["code"] == "UNAUTHENTICATED", name
         response = await api.client.post(
             "/graphql", json={"query": "{ me { role } }"}, headers=headers
         )
         assert response.status_code == 401, name
-        assert response.json()["detail"]["code"] == "UNAUTHENTICATED", name
+        # GraphQL clients show the reason: a GraphQL body with the code in its extensions
+        (error,) = response.json()["errors"]
+        assert error["extensions"]["code"] == "UNAUTHENTICATED", name
+        assert "API key" in error["message"], name
         response = await api.client.get(
             "/graphql", params={"query": "{ me { role } }"}, headers=headers
         )
@@ -100,7 +103,7 @@ async def test_role_matrix(api: Api, role: Role) -> None:
         assert response.json()["accepted"] == 1
     else:
         assert response.status_code == 403
-        assert response.json()["detail"]["code"] == "FORBIDDEN"
+        assert response.json()["error"]["code"] == "FORBIDDEN"
 
     body = await api.graphql(key, INGEST_MUTATION, {"events": [{"id": f"{role}-gql"}]})
     if may_ingest:

@@ -18,10 +18,10 @@ from tallyql.engine.planner import Plan
 from tallyql.engine.registry import (
     DIMENSIONS,
     METRICS,
-    OTHER,
     Dimension,
     DimensionRef,
     Metric,
+    other_key,
 )
 from tallyql.engine.timerange import TimeWindow
 from tallyql.storage.database import Database
@@ -248,7 +248,7 @@ async def timeseries(
         dims = (replace(group_by, keep=keep),)
         groups = [((k,), False) for k in keep]
         if len(ranked) > limit_groups:
-            groups.append(((OTHER,), True))
+            groups.append(((other_key(group_by.dimension),), True))
     current = await asker.run(metrics, dims, granularity)
     bucketing: Bucketing = current.bucketing
     previous = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from tallyql.ingest.pricing import NANO_PER_USD
 
@@ -259,7 +260,7 @@ class DimensionRef:
 
     dimension: Dimension
     metadata_key: str | None = None
-    keep: tuple[str | None, ...] | None = None
+    keep: tuple[Any, ...] | None = None
 
     @property
     def definition(self) -> DimensionDef:
@@ -267,4 +268,16 @@ class DimensionRef:
 
 
 OTHER = "\uffffother"
-"""The group key of values folded into "other"."""
+"""The group key of values folded into "other" (text dimensions)."""
+OTHER_NUMBER = -1
+"""The group key of values folded into "other" for dimensions whose values are numbers or
+booleans (no hour, weekday or workspace id is negative; booleans fold as 0 and 1): one SQL
+expression cannot mix a text sentinel with them (PostgreSQL refuses the CASE)."""
+NUMERIC_DIMENSIONS = frozenset(
+    {Dimension.BYOK, Dimension.HOUR_OF_DAY, Dimension.DAY_OF_WEEK, Dimension.WORKSPACE}
+)
+
+
+def other_key(dimension: Dimension) -> str | int:
+    """The key under which `dimension`'s folded values come back."""
+    return OTHER_NUMBER if dimension in NUMERIC_DIMENSIONS else OTHER
