@@ -88,6 +88,18 @@ class Settings:
     after start."""
     retention_batch_rows: int = 5_000
     """Rows deleted per short transaction by the retention job."""
+    max_event_age_days: int = 0
+    """How far back an ingested event's timestamp may be, in days; older events are rejected
+    one by one (each would need storage, a partition on PostgreSQL, for its day). 0: the raw
+    retention window (retention_days), or 3,650 days when retention keeps everything."""
+
+    @property
+    def event_age_days(self) -> int:
+        """The bound `max_event_age_days` stands for."""
+        if self.max_event_age_days > 0:
+            return self.max_event_age_days
+        return self.retention_days if self.retention_days > 0 else 3650
+
     cors_origins: str = ""
     """Origins whose pages may call the API (CORS), comma-separated, e.g.
     `https://dash.example.com,http://localhost:5173`; `*` for any; empty: no CORS headers."""
@@ -168,6 +180,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     settings = Settings(**values)
     if not 1 <= settings.max_batch_events <= 10_000:
         raise ValueError("TALLYQL_MAX_BATCH_EVENTS must be between 1 and 10000")
+    if not 0 <= settings.max_event_age_days <= 36_500:
+        raise ValueError("TALLYQL_MAX_EVENT_AGE_DAYS must be between 0 and 36500")
     if settings.live_max_age_seconds <= 0:
         raise ValueError("TALLYQL_LIVE_MAX_AGE_SECONDS must be above 0")
     parse_cors_origins(settings.cors_origins)

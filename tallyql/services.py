@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tallyql.auth.keys import KeyService
@@ -90,7 +90,12 @@ async def start_services(
     writer.start()
     prices = PriceBook(db)
     await prices.refresh()
-    ingest = IngestService(writer, Pricer(overrides=prices), observer=metrics.observe_ingest)
+    ingest = IngestService(
+        writer,
+        Pricer(overrides=prices),
+        observer=metrics.observe_ingest,
+        max_event_age=timedelta(days=settings.event_age_days),
+    )
     services = Services(
         settings=settings,
         db=db,

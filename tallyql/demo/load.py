@@ -123,7 +123,9 @@ async def _submit(
 
     try:
         for batch in batches:
-            valid = services.ingest.prepare_fast(workspace_id, fastpath.convert(batch))
+            valid = services.ingest.prepare_fast(
+                workspace_id, fastpath.convert(batch), history=True
+            )
             pending.add(asyncio.create_task(writer.submit(valid)))
             handed += len(batch)
             in_flight += len(batch)

@@ -20,9 +20,18 @@ async def health(request: Request) -> JSONBody:
     database_ok = await services.db.ping()
     writer = services.writer
     tasks = {"writer": writer.alive, **services.background_status()}
-    healthy = database_ok and all(tasks.values())
+    jobs = services.job_reports()
+    # a job that keeps failing, falls behind or has quarantined a workspace says why
+    reasons = [
+        f"{name}: {report['degraded']}" for name, report in jobs.items() if report.get("degraded")
+    ]
+    if not database_ok:
+        reasons.insert(0, "database unreachable")
+    reasons += [f"{name}: background task stopped" for name, alive in tasks.items() if not alive]
+    healthy = not reasons
     body = {
         "status": "ok" if healthy else "degraded",
+        "reasons": reasons,
         "version": __version__,
         "database": {"dialect": services.db.dialect, "reachable": database_ok},
         "writer": {
@@ -34,7 +43,7 @@ async def health(request: Request) -> JSONBody:
             "last_commit_ms": round(writer.stats.last_commit_seconds * 1000, 3),
         },
         "background_tasks": tasks,
-        "jobs": services.job_reports(),
+        "jobs": jobs,
         "uptime_seconds": round((datetime.now(UTC) - services.started_at).total_seconds(), 1),
     }
     return JSONBody(body, status_code=200 if healthy else 503)

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter
 from tallyql.auth.principal import Permission, Principal
 from tallyql.http.auth import requires, services_of
 from tallyql.http.body import read_body
-from tallyql.ingest.body import BodyError
+from tallyql.ingest.body import BodyError, check_json_values
 from tallyql.ingest.otlp_decode import OtlpError, decode_json, decode_protobuf
 from tallyql.ingest.otlp_map import span_to_event
 from tallyql.ingest.validate import IngestResult
@@ -116,6 +116,7 @@ async def export_traces(
     try:
         body = await read_body(request, settings.max_body_bytes)
         if media == JSON:
+            check_json_values(body)  # before orjson builds what a small body can hold
             try:
                 doc = orjson.loads(body)
             except orjson.JSONDecodeError as exc:

@@ -97,10 +97,29 @@ def is_genai(attrs: dict[str, Any]) -> bool:
     return attrs.get("openinference.span.kind") in OPENINFERENCE_KINDS
 
 
+_LAST_NS = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()) * 1_000_000_000
+_INT64 = range(-(2**63), 2**63)
+
+
 def _rfc3339(ns: int) -> str:
-    seconds, rest = divmod(ns, 1_000_000_000)
+    """The RFC 3339 form of nanoseconds since the epoch; beyond year 9999 (10^22 fits in a
+    JSON number) the last representable second, which the validator refuses as too far in
+    the future, for that span alone."""
+    seconds, rest = divmod(min(ns, _LAST_NS), 1_000_000_000)
     moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=rest // 1000)
     return moment.isoformat().replace("+00:00", "Z")
+
+
+def _storable(value: Any) -> Any:
+    """`value` with integers beyond 64 bits as floats: the event is re-encoded as JSON for
+    the ingest pipeline, and the validator then names the field that is out of range."""
+    if type(value) is int:
+        return value if value in _INT64 else float(value)
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
 
 
 def _kind(attrs: dict[str, Any]) -> tuple[str, str | None]:
@@ -252,4 +271,4 @@ def span_to_event(span: OtlpSpan) -> dict[str, Any] | None:
         if attrs.get(key) is not None:
             metadata[key] = attrs[key]
     event["metadata"] = metadata
-    return event
+    return {name: _storable(value) for name, value in event.items()}

@@ -7,14 +7,16 @@ what was a duplicate of an event already stored, and what was rejected and why.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from tallyql.clock import clock
 from tallyql.ingest import fastpath
-from tallyql.ingest.body import NDJSON_TYPES, parse_events
-from tallyql.ingest.pricing import Pricer
+from tallyql.ingest.body import NDJSON_TYPES, check_event_count, parse_events
+from tallyql.ingest.fields import MAX_COST_USD
+from tallyql.ingest.pricing import NANO_PER_USD, Pricer
 from tallyql.ingest.validate import (
+    COST,
     HAS_PAYLOAD,
     RECEIVED_AT,
     WORKSPACE,
@@ -25,6 +27,12 @@ from tallyql.ingest.validate import (
 )
 from tallyql.storage.writer import Writer
 
+MAX_COST_NANO = int(MAX_COST_USD) * NANO_PER_USD
+
+
+class CostTooHigh(ValueError):
+    """An event's computed cost is beyond what one event may cost."""
+
 
 class IngestService:
     def __init__(
@@ -32,36 +40,57 @@ class IngestService:
         writer: Writer,
         pricer: Pricer,
         observer: Callable[[IngestResult], None] | None = None,
+        max_event_age: timedelta | None = None,
     ) -> None:
+        """`max_event_age`: how far back an event's timestamp may be (None: no bound, for the
+        bulk loader of synthetic history and for tests)."""
         self.writer = writer
         self.pricer = pricer
         self._observer = observer
+        self.max_event_age = max_event_age
+
+    def oldest(self, now: datetime) -> datetime | None:
+        """The oldest event time accepted at `now`."""
+        return None if self.max_event_age is None else now - self.max_event_age
 
     def prepare(
         self, workspace_id: int, raw_events: Sequence[Any], now: datetime | None = None
     ) -> tuple[list[ValidEvent], list[FieldError]]:
         """Validate, normalise and price; the valid events and the errors of the others."""
         now = now or clock.now()
+        oldest = self.oldest(now)
         valid: list[ValidEvent] = []
         errors: list[FieldError] = []
         for index, raw in enumerate(raw_events):
-            checked = validate_event(raw, index, now)
+            checked = validate_event(raw, index, now, oldest)
             if isinstance(checked, list):
                 errors.extend(checked)
                 continue
-            valid.append(self._finish(checked, workspace_id, now))
+            try:
+                valid.append(self._finish(checked, workspace_id, now))
+            except CostTooHigh as exc:
+                errors.append(FieldError(index, "cost_usd", str(exc)))
         return valid, errors
 
     def prepare_fast(
-        self, workspace_id: int, structs: Sequence[Any], now: datetime | None = None
+        self,
+        workspace_id: int,
+        structs: Sequence[Any],
+        now: datetime | None = None,
+        history: bool = False,
     ) -> list[ValidEvent]:
         """`prepare` for structs that msgspec already checked; SlowPath when one needs the
-        detailed validator."""
+        detailed validator. `history`: any past time is accepted (the bulk loader, which
+        makes its partitions first)."""
         now = now or clock.now()
-        return [
-            self._finish(fastpath.to_valid(s, i, now), workspace_id, now)
-            for i, s in enumerate(structs)
-        ]
+        oldest = None if history else self.oldest(now)
+        try:
+            return [
+                self._finish(fastpath.to_valid(s, i, now, oldest), workspace_id, now)
+                for i, s in enumerate(structs)
+            ]
+        except CostTooHigh:
+            raise fastpath.SlowPath from None
 
     def _finish(self, checked: ValidEvent, workspace_id: int, now: datetime) -> ValidEvent:
         record = checked.record
@@ -69,6 +98,14 @@ class IngestService:
         record[RECEIVED_AT] = now
         record[HAS_PAYLOAD] = checked.has_payload
         self.pricer.apply(workspace_id, record, checked.cost_usd)
+        if record[COST] > MAX_COST_NANO:
+            # only a computed cost can get here (cost_usd is bounded by the contract): huge
+            # token counts at a high price; refused so that cost sums stay far from overflow
+            raise CostTooHigh(
+                f"the cost computed from the tokens, {record[COST] / NANO_PER_USD:,.2f} USD, "
+                f"exceeds the {MAX_COST_USD:,.0f} USD one event may cost; check the token "
+                "counts and the model's price"
+            )
         return checked
 
     async def ingest_body(
@@ -77,6 +114,8 @@ class IngestService:
         """Ingest a request body: the msgspec fast path when the whole batch is valid, else
         the detailed path with per-event errors. BodyError when the body is unreadable."""
         media = (content_type or "").split(";")[0].strip().lower()
+        # before any parser builds objects: a small body may hold millions of empty events
+        check_event_count(body, media in NDJSON_TYPES, max_events)
         try:
             structs = fastpath.decode_body(body, media in NDJSON_TYPES)
             if len(structs) > max_events:
