@@ -74,6 +74,10 @@ class Settings:
     """Longest delay between two attempts."""
     webhook_poll_seconds: float = 5.0
     """How often due retries (and other replicas' deliveries) are looked for."""
+    webhook_allow_private: bool = False
+    """Let webhooks reach loopback, private, link-local and other non-public addresses (a
+    receiver inside the operator's network). Off: such URLs are refused at creation and every
+    delivery resolves its host and refuses a non-public address (tallyql/webhooks/addresses.py)."""
     operator_workspace: str = "default"
     """Workspace whose admin keys may ask across workspaces (TALLYQL_OPERATOR_WORKSPACE)."""
     price_refresh_seconds: float = 30.0

@@ -40,6 +40,7 @@ def quiet_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Setti
         "webhook_backoff_seconds": 0.1,
         "webhook_poll_seconds": 0.2,
         "webhook_timeout_seconds": 5.0,
+        "webhook_allow_private": True,  # the receiver listens on loopback
     }
     values.update(overrides)
     return Settings(**values)
