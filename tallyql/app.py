@@ -18,6 +18,7 @@ from tallyql.http.graphql_router import PROTOCOLS as SUBSCRIPTION_PROTOCOLS
 from tallyql.http.graphql_router import TallyGraphQLRouter
 from tallyql.http.idle_gc import IdleCollector
 from tallyql.http.observe import RequestMetrics
+from tallyql.http.outage import DatabaseOutage
 from tallyql.observability import Metrics
 from tallyql.schema import build_schema
 from tallyql.schema.context import EXPLAIN_HEADER, PLAN_HEADER, Context
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(export.router)
     app.include_router(health.router)
     install_error_handlers(app)
+    app.add_middleware(DatabaseOutage)  # inside RequestMetrics: its 503s are counted
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(IdleCollector)  # outermost: counts a request until it is answered
     return app

@@ -102,7 +102,9 @@ async def test_once_per_threshold_per_period_even_after_a_restart(
             key, _ = await svc.keys.create("acme", Role.ADMIN, "t")
             ws = await workspace_id_of(svc, key)
             async with svc.db.write() as conn:
-                hook, secret = await create_webhook(conn, ws, receiver.url, None)
+                hook, secret = await create_webhook(
+                    conn, ws, receiver.url, None, allow_private=True
+                )
             fields = BudgetFields(
                 name="monthly", amount_usd=10, period=Period.MONTH, webhook_ids=[hook["id"]]
             )

@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from tallyql import __version__
 from tallyql.http.auth import services_of
 from tallyql.http.responses import JSONBody
+from tallyql.storage.outage import RETRY_AFTER_SECONDS
 
 router = APIRouter()
 
@@ -37,7 +38,9 @@ async def health(request: Request) -> JSONBody:
         "jobs": services.job_reports(),
         "uptime_seconds": round((datetime.now(UTC) - services.started_at).total_seconds(), 1),
     }
-    return JSONBody(body, status_code=200 if healthy else 503)
+    # Retry-After: load balancers and clients wait before asking again (as on every 503)
+    headers = None if healthy else {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return JSONBody(body, status_code=200 if healthy else 503, headers=headers)
 
 
 @router.get("/metrics")
