@@ -43,6 +43,12 @@ class Settings:
     graphql_max_tokens: int = 5_000
     graphql_cache_size: int = 256
     """Entries of the parser and validation caches."""
+    introspection: str = "all"
+    """Who may introspect the GraphQL schema (__schema, __type): `all` keys, `admin` keys
+    only, or nobody (`off`); refused operations fail with INTROSPECTION_DISABLED."""
+    metrics_token: str = ""
+    """When set, GET /metrics requires `Authorization: Bearer <this token>` (401 otherwise);
+    empty: /metrics is open."""
     live_queue_size: int = 1000
     """Items a live subscriber may have waiting; beyond it events are dropped for that
     subscriber (it receives a Lagged item with the count)."""
@@ -140,6 +146,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     settings = Settings(**values)
     if not 1 <= settings.max_batch_events <= 10_000:
         raise ValueError("TALLYQL_MAX_BATCH_EVENTS must be between 1 and 10000")
+    if settings.introspection not in ("all", "admin", "off"):
+        raise ValueError("TALLYQL_INTROSPECTION must be all, admin or off")
     if settings.live_max_age_seconds <= 0:
         raise ValueError("TALLYQL_LIVE_MAX_AGE_SECONDS must be above 0")
     if not 0.0 < settings.live_delivery_share <= 1.0:
