@@ -14,7 +14,7 @@ import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from tallyql.storage.outage import is_database_unavailable
 from tests.conftest import running_api
 from tests.helpers import llm
 
-NO_DATABASE = {"/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+NO_DATABASE = {"/metrics", "/docs", "/openapi.json", "/static"}
 """Routes that never touch the database (they answer as usual during an outage)."""
 
 
@@ -174,6 +174,16 @@ def route_requests(key: str) -> dict[str, Request]:
     }
 
 
+def _routes(routes: list[Any]) -> Iterator[Any]:
+    """Every route, included routers walked."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _routes(included.routes)
+        else:
+            yield route
+
+
 def check_unavailable(path: str, response: httpx.Response) -> None:
     assert response.status_code == 503, (path, response.status_code, response.text)
     assert int(response.headers["retry-after"]) >= 1, path
@@ -183,6 +193,9 @@ def check_unavailable(path: str, response: httpx.Response) -> None:
         (error,) = body["errors"]
         assert error["extensions"]["code"] == "UNAVAILABLE", body
         assert body["data"] is None
+    elif path == "/v1/traces":  # OTLP's google.rpc.Status (JSON, as the request was)
+        assert body["code"] == 14, body  # UNAVAILABLE: exporters retry it
+        assert "retry" in body["message"]
     elif path == "/health":
         assert body["status"] == "degraded" and body["database"]["reachable"] is False
     else:

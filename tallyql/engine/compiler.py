@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Integer,
     LargeBinary,
     Select,
     and_,
@@ -34,7 +35,7 @@ from sqlalchemy.sql import FromClause
 from tallyql.engine.buckets import Bucketing, epoch_seconds
 from tallyql.engine.filters import EventFilterSpec, filter_conditions
 from tallyql.engine.planner import Piece, Plan
-from tallyql.engine.registry import OTHER, Dimension, DimensionRef
+from tallyql.engine.registry import Dimension, DimensionRef, other_key
 from tallyql.storage import dialect as sqld
 from tallyql.storage.rollups import (
     BOOL_DIMS,
@@ -123,13 +124,19 @@ def _within(column: ColumnElement[Any], ranges: list[tuple[Any, Any]]) -> Column
     return terms[0] if len(terms) == 1 else or_(*terms)
 
 
-def _fold(expr: ColumnElement[Any], keep: tuple[str | None, ...]) -> ColumnElement[Any]:
-    """Values outside `keep` become OTHER (NULL stays NULL when NULL is kept)."""
+def _fold(
+    expr: ColumnElement[Any], keep: tuple[Any, ...], dimension: Dimension
+) -> ColumnElement[Any]:
+    """Values outside `keep` become the dimension's other key (NULL stays NULL when NULL is
+    kept). Booleans are compared as they are but come back as 0 and 1, so that the CASE has
+    one type; Python's True == 1 finds them under the kept keys alike."""
+    other = other_key(dimension)
     kept = [k for k in keep if k is not None]
+    value = cast(expr, Integer) if dimension is Dimension.BYOK else expr
     return case(
-        (expr.in_(kept), expr) if kept else (literal(False), expr),
-        (expr.is_(None), null() if None in keep else literal(OTHER)),
-        else_=literal(OTHER),
+        (expr.in_(kept), value) if kept else (literal(False), value),
+        (expr.is_(None), null() if None in keep else literal(other)),
+        else_=literal(other),
     )
 
 
@@ -210,7 +217,7 @@ class PieceCompiler:
             column = ref.definition.column
             assert column is not None
             expr = self._text_dim(column)
-        return _fold(expr, ref.keep) if ref.keep is not None else expr
+        return _fold(expr, ref.keep, d) if ref.keep is not None else expr
 
     def conditions(self) -> list[ColumnElement[bool]]:
         src = self.src

@@ -55,7 +55,7 @@ class MetricsResult:
     def value(self, key: Key, metric: Metric) -> float | None:
         row = self.values.get(key)
         if row is None:
-            return 0.0 if METRICS[metric].zero_when_empty else None
+            return 0 if METRICS[metric].zero_when_empty else None
         return row[metric]
 
 
@@ -210,13 +210,15 @@ def _finish(
         found = quantiles.get(f"histogram:{definition.histogram}", {}).get(key, {})
         return found.get(definition.quantile or 0.5)
     if definition.distinct:
-        return float(measures.get(f"distinct:{definition.distinct}", 0))
+        return int(measures.get(f"distinct:{definition.distinct}", 0))
     assert definition.compute is not None
     if all(measures.get(m) is None for m in definition.measures):
-        return 0.0 if definition.zero_when_empty else None
+        return 0 if definition.zero_when_empty else None
     filled = {
         m: (measures.get(m) if m == "latency_max" else measures.get(m) or 0)
         for m in definition.measures
     }
     value = definition.compute(filled)
-    return None if value is None else float(value)
+    if value is None or isinstance(value, int):  # counts stay exact integers
+        return value
+    return float(value)

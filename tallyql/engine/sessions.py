@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -389,6 +390,51 @@ async def get_session_models(
     async with db.read() as conn:
         for r in (await conn.execute(query)).mappings():
             out[r["session_id"]].append(dict(r))
+    return out
+
+
+SessionSpan = tuple[str, datetime, datetime]
+"""A session's id with its first and last event's timestamps."""
+
+
+async def get_session_latencies(
+    db: Database, workspace_id: int, spans: list[SessionSpan]
+) -> dict[SessionSpan, list[dict[str, Any]]]:
+    """Each session's latency sums and counts by kind, provider and model, read from its
+    events (index on workspace, session and time; the spans bound the days read). The
+    session_models rows cannot say which kind a latency was: their model-less row mixes tool
+    calls with agent runs, whose latency is a run's duration."""
+    out: dict[SessionSpan, list[dict[str, Any]]] = {s: [] for s in spans}
+    if not spans:
+        return out
+    e = events.c
+    provider, model = func.coalesce(e.provider, ""), func.coalesce(e.model, "")
+    query = (
+        select(
+            e.session_id,
+            e.kind,
+            provider.label("provider"),
+            model.label("model"),
+            func.sum(e.latency_ms).label("latency_ms_sum"),
+            func.count(e.latency_ms).label("latency_count"),
+        )
+        .where(
+            e.workspace_id == workspace_id,
+            e.session_id.in_(sorted({s[0] for s in spans})),
+            e.ts >= min(s[1] for s in spans),
+            e.ts <= max(s[2] for s in spans),
+            e.latency_ms.is_not(None),
+        )
+        .group_by(e.session_id, e.kind, provider, model)
+    )
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    async with db.read() as conn:
+        for r in (await conn.execute(query)).mappings():
+            by_id.setdefault(r["session_id"], []).append(
+                {**r, "latency_ms_sum": float(r["latency_ms_sum"])}
+            )
+    for span in spans:
+        out[span] = by_id.get(span[0], [])
     return out
 
 

@@ -3,12 +3,14 @@
 REST routes answer every error with `{"error": {"code": "...", "message": "..."}}` and the HTTP
 status (`Retry-After` where a retry helps). `/graphql` answers errors raised before execution
 (401, 403, 413, 429, 503) with a GraphQL body, `{"errors": [{"message", "extensions": {"code"}}]}`,
-and the same status, so that GraphQL clients show the reason.
+and the same status, so that GraphQL clients show the reason. `/v1/traces` speaks OTLP, whose
+specification requires a google.rpc.Status body in the request's encoding for every error: it
+registers that shape here (tallyql/http/otlp.py), for the 401 and 403 of its key check too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
@@ -77,31 +79,40 @@ def api_error(
     )
 
 
-def _respond(request: Request, status: int, code: str, message: str, headers: Any) -> Response:
-    if request.url.path == GRAPHQL_PATH:
-        return graphql_error_response(status, code, message, headers)
-    return error_response(status, code, message, headers)
+ErrorShape = Callable[[Request, int, str, Mapping[str, str] | None], Response]
+"""A protocol's own error body: (request, HTTP status, message, headers) -> response."""
 
 
-async def _http_exception(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    detail = exc.detail
-    if isinstance(detail, dict) and "code" in detail:
-        code, message = str(detail["code"]), str(detail.get("message", ""))
-    else:
-        code, message = code_of_status(exc.status_code), str(detail)
-    return _respond(request, exc.status_code, code, message, exc.headers)
+def install_error_handlers(
+    app: FastAPI, own_shapes: Mapping[str, ErrorShape] | None = None
+) -> None:
+    """`own_shapes`: the paths whose protocol prescribes another error body."""
+    shapes = dict(own_shapes or {})
 
+    def respond(request: Request, status: int, code: str, message: str, headers: Any) -> Response:
+        path = request.url.path
+        if path == GRAPHQL_PATH:
+            return graphql_error_response(status, code, message, headers)
+        if path in shapes:
+            return shapes[path](request, status, message, headers)
+        return error_response(status, code, message, headers)
 
-async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    reasons = "; ".join(
-        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
-        for e in exc.errors()
-    )
-    return _respond(request, 400, "BAD_REQUEST", reasons or "invalid request", None)
+    async def http_exception(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        detail = exc.detail
+        if isinstance(detail, dict) and "code" in detail:
+            code, message = str(detail["code"]), str(detail.get("message", ""))
+        else:
+            code, message = code_of_status(exc.status_code), str(detail)
+        return respond(request, exc.status_code, code, message, exc.headers)
 
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        reasons = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+            for e in exc.errors()
+        )
+        return respond(request, 400, "BAD_REQUEST", reasons or "invalid request", None)
 
-def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(StarletteHTTPException, _http_exception)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_exception)
+    app.add_exception_handler(RequestValidationError, validation_error)

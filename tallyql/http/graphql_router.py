@@ -25,6 +25,8 @@ from strawberry.subscriptions import (
 from strawberry.types.unset import UNSET, UnsetType
 
 from tallyql.http.auth import bearer_key
+from tallyql.http.graphiql import GraphiQLPage
+from tallyql.http.graphql_http import GraphQLHTTPErrors
 from tallyql.http.live_transport import LegacyWSHandler, TransportWSHandler
 from tallyql.http.outage import RETRY_HEADERS, has_unavailable_error
 from tallyql.schema.context import Context
@@ -45,7 +47,7 @@ def key_from_params(params: Any) -> str | None:
     return None
 
 
-class TallyGraphQLRouter(GraphQLRouter[Context, None]):
+class TallyGraphQLRouter(GraphiQLPage, GraphQLHTTPErrors, GraphQLRouter[Context, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 
