@@ -26,11 +26,14 @@ from tallyql.http.errors import (
     error_response,
     graphql_error_response,
 )
-from tallyql.storage.outage import RETRY_AFTER_SECONDS, is_database_unavailable
+from tallyql.storage.outage import (
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE_MESSAGE,
+    is_database_unavailable,
+)
 
 log = logging.getLogger(__name__)
 
-UNAVAILABLE_MESSAGE = "the database is unavailable; retry later"
 RETRY_HEADERS = {"Retry-After": str(RETRY_AFTER_SECONDS)}
 _LOG_EVERY_SECONDS = 10.0
 

@@ -20,7 +20,7 @@ from tallyql.engine.analytics import QueryError
 from tallyql.engine.buckets import BucketError
 from tallyql.engine.cursors import CursorError
 from tallyql.engine.timerange import TimeRangeError
-from tallyql.storage.outage import is_database_unavailable
+from tallyql.storage.outage import UNAVAILABLE_MESSAGE, is_database_unavailable
 
 log = logging.getLogger("tallyql.graphql")
 
@@ -45,9 +45,6 @@ USER_ERRORS: dict[type[Exception], str] = {
     PermissionDenied: "FORBIDDEN",
     NotFound: "NOT_FOUND",
 }
-
-
-UNAVAILABLE_MESSAGE = "the database is unavailable; retry later"
 
 
 def user_error_code(error: BaseException | None) -> str | None:

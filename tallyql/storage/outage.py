@@ -24,6 +24,9 @@ RETRY_AFTER_SECONDS = 2
 """What clients are told to wait: PostgreSQL restarts in a few seconds, and pools retry at
 the next checkout."""
 
+UNAVAILABLE_MESSAGE = "the database is unavailable; retry later"
+"""What clients are told (never the driver's text, which may name hosts and ports)."""
+
 _ASYNCPG_OUTAGES: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,  # class 08: connection exceptions
     asyncpg.CannotConnectNowError,  # 57P03: starting up or shutting down
