@@ -63,6 +63,11 @@ QUERIES: dict[str, str] = {
 }
 
 
+LIMITS = httpx.Limits(max_connections=16, keepalive_expiry=2.0)
+"""Idle connections are dropped by the client before uvicorn closes them (after 5 s): with
+both at 5 s, a request sent on a connection the server was closing failed (ReadError)."""
+
+
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -97,8 +102,7 @@ class Soak:
         interval = self.args.batch / self.args.rate
         n = 0
         tasks: set[asyncio.Task[None]] = set()
-        limits = httpx.Limits(max_connections=16)
-        async with httpx.AsyncClient(base_url=self.url, timeout=60, limits=limits) as client:
+        async with httpx.AsyncClient(base_url=self.url, timeout=60, limits=LIMITS) as client:
 
             async def send(n: int) -> None:
                 ingest_key, _ = self.keys[n % len(self.keys)]
@@ -138,7 +142,7 @@ class Soak:
     async def query(self, seed: int) -> None:
         rng = random.Random(seed)
         names = list(QUERIES)
-        async with httpx.AsyncClient(base_url=self.url, timeout=60) as client:
+        async with httpx.AsyncClient(base_url=self.url, timeout=60, limits=LIMITS) as client:
             while time.monotonic() < self.deadline:
                 _, viewer = self.keys[rng.randrange(len(self.keys))]
                 headers = {"Authorization": f"Bearer {viewer}"}
