@@ -44,6 +44,12 @@ class Settings:
     graphql_max_tokens: int = 5_000
     graphql_cache_size: int = 256
     """Entries of the parser and validation caches."""
+    introspection: str = "all"
+    """Who may introspect the GraphQL schema (__schema, __type): `all` keys, `admin` keys
+    only, or nobody (`off`); refused operations fail with INTROSPECTION_DISABLED."""
+    metrics_token: str = ""
+    """When set, GET /metrics requires `Authorization: Bearer <this token>` (401 otherwise);
+    empty: /metrics is open."""
     live_queue_size: int = 1000
     """Items a live subscriber may have waiting; beyond it events are dropped for that
     subscriber (it receives a Lagged item with the count)."""
@@ -75,6 +81,10 @@ class Settings:
     """Longest delay between two attempts."""
     webhook_poll_seconds: float = 5.0
     """How often due retries (and other replicas' deliveries) are looked for."""
+    webhook_allow_private: bool = False
+    """Let webhooks reach loopback, private, link-local and other non-public addresses (a
+    receiver inside the operator's network). Off: such URLs are refused at creation and every
+    delivery resolves its host and refuses a non-public address (tallyql/webhooks/addresses.py)."""
     operator_workspace: str = "default"
     """Workspace whose admin keys may ask across workspaces (TALLYQL_OPERATOR_WORKSPACE)."""
     price_refresh_seconds: float = 30.0
@@ -182,6 +192,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise ValueError("TALLYQL_MAX_BATCH_EVENTS must be between 1 and 10000")
     if not 0 <= settings.max_event_age_days <= 36_500:
         raise ValueError("TALLYQL_MAX_EVENT_AGE_DAYS must be between 0 and 36500")
+    if settings.introspection not in ("all", "admin", "off"):
+        raise ValueError("TALLYQL_INTROSPECTION must be all, admin or off")
     if settings.live_max_age_seconds <= 0:
         raise ValueError("TALLYQL_LIVE_MAX_AGE_SECONDS must be above 0")
     parse_cors_origins(settings.cors_origins)

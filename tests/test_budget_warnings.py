@@ -102,7 +102,9 @@ async def test_once_per_threshold_per_period_even_after_a_restart(
             key, _ = await svc.keys.create("acme", Role.ADMIN, "t")
             ws = await workspace_id_of(svc, key)
             async with svc.db.write() as conn:
-                hook, secret = await create_webhook(conn, ws, receiver.url, None)
+                hook, secret = await create_webhook(
+                    conn, ws, receiver.url, None, allow_private=True
+                )
             fields = BudgetFields(
                 name="monthly", amount_usd=10, period=Period.MONTH, webhook_ids=[hook["id"]]
             )
@@ -188,7 +190,9 @@ async def test_two_replicas_on_one_database_announce_each_crossing_once(
         key, _ = await one.keys.create("acme", Role.ADMIN, "t")
         ws = await workspace_id_of(one, key)
         async with one.db.write() as conn:
-            hook, _ = await create_webhook(conn, ws, "http://127.0.0.1:9/unused", None)
+            hook, _ = await create_webhook(
+                conn, ws, "http://127.0.0.1:9/unused", None, allow_private=True
+            )
         ids = []
         for n in range(4):
             fields = BudgetFields(name=f"b{n}", amount_usd=10 + n, webhook_ids=[hook["id"]])

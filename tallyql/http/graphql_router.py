@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Response
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import (
@@ -27,6 +28,7 @@ from tallyql.http.auth import bearer_key
 from tallyql.http.graphiql import GraphiQLPage
 from tallyql.http.graphql_http import GraphQLHTTPErrors
 from tallyql.http.live_transport import LegacyWSHandler, TransportWSHandler
+from tallyql.http.outage import RETRY_HEADERS, has_unavailable_error
 from tallyql.schema.context import Context
 
 PROTOCOLS = (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL)
@@ -60,3 +62,10 @@ class TallyGraphQLRouter(GraphiQLPage, GraphQLHTTPErrors, GraphQLRouter[Context,
             raise ConnectionRejectionError({"message": "invalid or revoked API key"})
         context.principal = principal
         return UNSET
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        response = super().create_response(response_data, sub_response)
+        if has_unavailable_error(response_data):  # the database failed during execution
+            response.status_code = 503
+            response.headers.update(RETRY_HEADERS)
+        return response

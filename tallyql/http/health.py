@@ -1,15 +1,18 @@
-"""`GET /health` and `GET /metrics` (Prometheus text format). Neither needs a key."""
+"""`GET /health` and `GET /metrics` (Prometheus text format). Neither needs an API key;
+`/metrics` needs the metrics token when TALLYQL_METRICS_TOKEN is set."""
 
 from __future__ import annotations
 
+import hmac
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tallyql import __version__
-from tallyql.http.auth import services_of
+from tallyql.http.auth import bearer_key, services_of, unauthenticated
 from tallyql.http.responses import JSONBody
+from tallyql.storage.outage import RETRY_AFTER_SECONDS
 
 router = APIRouter()
 
@@ -46,11 +49,19 @@ async def health(request: Request) -> JSONBody:
         "jobs": jobs,
         "uptime_seconds": round((datetime.now(UTC) - services.started_at).total_seconds(), 1),
     }
-    return JSONBody(body, status_code=200 if healthy else 503)
+    # Retry-After: load balancers and clients wait before asking again (as on every 503)
+    headers = None if healthy else {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return JSONBody(body, status_code=200 if healthy else 503, headers=headers)
 
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     services = services_of(request)
+    token = services.settings.metrics_token
+    if token:
+        given = bearer_key(request) or ""
+        # constant time: the comparison tells nothing about how much of a guess was right
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise unauthenticated("GET /metrics requires Authorization: Bearer <metrics token>")
     services.metrics.queue_depth.set(services.writer.queue_depth)
     return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)

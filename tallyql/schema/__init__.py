@@ -4,6 +4,7 @@ Subscription."""
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
@@ -30,6 +31,7 @@ from tallyql.schema.directory import DirectoryQuery
 from tallyql.schema.directory_mutations import DirectoryMutation
 from tallyql.schema.errors import ErrorCodes, ExplainPlans, log_internal_errors
 from tallyql.schema.ingest import IngestMutation
+from tallyql.schema.introspection import introspection_policy
 from tallyql.schema.live import LiveSubscription
 from tallyql.schema.me import MeQuery
 from tallyql.schema.platform import PlatformQuery
@@ -106,19 +108,23 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         depth_limit(settings.graphql_max_depth, None),
         alias_limit(settings.graphql_max_aliases),
     ]
+    extensions: list[Any] = [
+        lambda: AddValidationRules(limits),
+        lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
+        lambda: ParserCache(maxsize=settings.graphql_cache_size),
+        lambda: ValidationCache(maxsize=settings.graphql_cache_size),
+        ErrorCodes,
+        ExplainPlans,
+    ]
+    policy = introspection_policy(settings.introspection)
+    if policy is not None:
+        extensions.append(policy)  # after the validation cache: adds to its result
     return TallySchema(
         query=query,
         mutation=mutation,
         subscription=subscription,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
-        extensions=[
-            lambda: AddValidationRules(limits),
-            lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
-            lambda: ParserCache(maxsize=settings.graphql_cache_size),
-            lambda: ValidationCache(maxsize=settings.graphql_cache_size),
-            ErrorCodes,
-            ExplainPlans,
-        ],
+        extensions=extensions,
     )
 
 

@@ -1,8 +1,9 @@
 """GraphQL errors: user mistakes carry `extensions.code`; everything else is masked.
 
 Codes: BAD_USER_INPUT, UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, GRAPHQL_PARSE_FAILED (syntax
-errors and the token limit), GRAPHQL_VALIDATION_FAILED,
-INTERNAL_ERROR (the message is replaced and the original is logged with its traceback).
+errors and the token limit), GRAPHQL_VALIDATION_FAILED, UNAVAILABLE (the database cannot be
+reached: retry later; the HTTP answer is then 503 with Retry-After), INTERNAL_ERROR (the
+message is replaced and the original is logged with its traceback).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tallyql.engine.analytics import QueryError
 from tallyql.engine.buckets import BucketError
 from tallyql.engine.cursors import CursorError
 from tallyql.engine.timerange import TimeRangeError
+from tallyql.storage.outage import UNAVAILABLE_MESSAGE, is_database_unavailable
 
 log = logging.getLogger("tallyql.graphql")
 
@@ -46,8 +48,11 @@ USER_ERRORS: dict[type[Exception], str] = {
 
 
 def user_error_code(error: BaseException | None) -> str | None:
+    """The code of an error that is not ours to mask: the caller's mistake, or an outage."""
     if error is None:
         return None
+    if is_database_unavailable(error):
+        return "UNAVAILABLE"
     for cls, code in USER_ERRORS.items():
         if isinstance(error, cls):
             return code
@@ -84,7 +89,7 @@ class ErrorCodes(MaskErrors):
             raise
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        processed = super()._process_errors(errors)
+        processed = [_unavailable(e) for e in super()._process_errors(errors)]
         for error in processed:
             extensions: dict[str, Any] = dict(error.extensions or {})
             if "code" not in extensions:
@@ -98,6 +103,19 @@ class ErrorCodes(MaskErrors):
                 extensions["code"] = code
                 error.extensions = extensions
         return processed
+
+
+def _unavailable(error: GraphQLError) -> GraphQLError:
+    """An outage's error with our message (the driver's may name hosts and ports)."""
+    if error.original_error is None or not is_database_unavailable(error.original_error):
+        return error
+    return GraphQLError(
+        UNAVAILABLE_MESSAGE,
+        nodes=error.nodes,
+        path=error.path,
+        original_error=error.original_error,
+        extensions={"code": "UNAVAILABLE"},
+    )
 
 
 def log_internal_errors(errors: list[GraphQLError]) -> None:
