@@ -18,12 +18,13 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import and_, or_, select, update
 
+from tallyql.clock import clock
 from tallyql.storage.database import Database
 from tallyql.storage.live_tables import webhook_deliveries, webhooks
 from tallyql.webhooks.addresses import AddressRefused
@@ -122,11 +123,11 @@ class WebhookDispatcher:
             ).scalar_one_or_none()
         if soonest is None:
             return self._poll
-        seconds = (soonest - datetime.now(UTC)).total_seconds()
+        seconds = (soonest - clock.now()).total_seconds()
         return min(self._poll, max(0.01, seconds))
 
     async def _claim(self) -> list[dict[str, Any]]:
-        now = datetime.now(UTC)
+        now = clock.now()
         t = webhook_deliveries
         due = or_(
             and_(t.c.status == "pending", t.c.next_attempt_at <= now),
@@ -181,7 +182,7 @@ class WebhookDispatcher:
         if row["secret"] is None:
             error = "the webhook was deleted"
         else:
-            timestamp = int(time.time())
+            timestamp = int(clock.timestamp())
             headers = {
                 "Content-Type": "application/json",
                 "User-Agent": USER_AGENT,
@@ -209,7 +210,7 @@ class WebhookDispatcher:
     async def _record(
         self, row: dict[str, Any], status_code: int | None, error: str | None, elapsed: float
     ) -> None:
-        now = datetime.now(UTC)
+        now = clock.now()
         attempts = row["attempts"] + 1
         entry = {
             "at": now.isoformat().replace("+00:00", "Z"),

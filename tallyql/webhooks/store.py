@@ -10,13 +10,13 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tallyql.clock import clock
 from tallyql.storage.database import Database
 from tallyql.storage.live_tables import webhook_deliveries, webhooks
 from tallyql.storage.pages import Page, keyset_page
@@ -41,7 +41,7 @@ async def create_webhook(
         "url": check_url(url, allow_private),
         "secret": secret,
         "description": description,
-        "created_at": datetime.now(UTC),
+        "created_at": clock.now(),
     }
     await conn.execute(webhooks.insert().values(**row))
     return row, secret
@@ -94,7 +94,7 @@ async def enqueue(
             )
         )
     ).all()
-    now = datetime.now(UTC)
+    now = clock.now()
     ids: list[str] = []
     for webhook_id, url in sorted(targets):
         delivery_id = uuid.uuid4().hex
