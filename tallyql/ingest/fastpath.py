@@ -75,6 +75,22 @@ class _Wrapped(msgspec.Struct, forbid_unknown_fields=True):
     events: list[EventStruct]  # type: ignore[valid-type]
 
 
+EventRow = msgspec.defstruct(
+    "EventRow",
+    [
+        (f.name, _annotation(f.name, f.type, f.max_length, f.choices) | None, None)
+        for f in EVENT_FIELDS
+    ],
+    array_like=True,
+    kw_only=True,
+)
+"""`EventStruct` read from a list of values in `EVENT_FIELDS` order: the same types and
+limits, for doors that build events from another format (OTLP spans) without making a dict per
+event first. `to_valid` takes either."""
+ROW_AT: dict[str, int] = {f.name: i for i, f in enumerate(EVENT_FIELDS)}
+"""Each field's position in a row."""
+ROW_WIDTH = len(EVENT_FIELDS)
+
 _LIST_DECODER = msgspec.json.Decoder(list[EventStruct])  # type: ignore[valid-type]
 _WRAPPED_DECODER = msgspec.json.Decoder(_Wrapped)
 _ONE_DECODER = msgspec.json.Decoder(EventStruct)
@@ -101,6 +117,31 @@ def convert(raw_events: Sequence[Any]) -> list[Any]:
         return msgspec.convert(raw_events, list[EventStruct])  # type: ignore[valid-type]
     except msgspec.ValidationError:
         raise SlowPath from None
+
+
+def convert_rows(rows: Sequence[list[Any]]) -> list[Any]:
+    """Structs from rows of field values; SlowPath if any row is not perfectly valid."""
+    try:
+        return msgspec.convert(rows, list[EventRow])  # type: ignore[valid-type]
+    except msgspec.ValidationError:
+        raise SlowPath from None
+
+
+def convert_row(row: list[Any]) -> Any:
+    """The struct of one row; SlowPath if it is not perfectly valid."""
+    try:
+        return msgspec.convert(row, EventRow)
+    except msgspec.ValidationError:
+        raise SlowPath from None
+
+
+def row_event(row: list[Any]) -> dict[str, Any]:
+    """The raw REST event of a row, for the detailed validator (which names what is wrong)."""
+    event = {f.name: v for f, v in zip(EVENT_FIELDS, row, strict=True) if v is not None}
+    ts = event.get("timestamp")
+    if isinstance(ts, datetime):
+        event["timestamp"] = ts.isoformat()
+    return event
 
 
 def to_valid(struct: Any, index: int, now: datetime) -> ValidEvent:

@@ -25,7 +25,7 @@ class OtlpError(ValueError):
     """The request cannot be read at all (HTTP 400)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class OtlpSpan:
     trace_id: str | None
     span_id: str | None
