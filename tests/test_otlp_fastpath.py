@@ -244,3 +244,21 @@ def test_span_beyond_year_9999_is_rejected_not_a_crash() -> None:
     valid, errors = _service().prepare_rows(7, [row], NOW)
     assert valid == [] and [(e.index, e.field) for e in errors] == [(0, "timestamp")]
     assert fastpath.row_event(row)["timestamp"].startswith("9999-12-31")
+
+
+def test_token_count_beyond_64_bits_is_rejected_not_a_crash() -> None:
+    """A float count such as 1e20 became an integer orjson could not encode (a 500 before)."""
+    span = OtlpSpan(
+        None,
+        "00000000000000ab",
+        None,
+        "chat",
+        NOW_NS,
+        NOW_NS,
+        {"llm.model_name": "m", "gen_ai.usage.output_tokens": 1e20},
+        {},
+    )
+    row = span_row(span)
+    assert row is not None
+    valid, errors = _service().prepare_rows(7, [row], NOW)
+    assert valid == [] and [(e.index, e.field) for e in errors] == [(0, "output_tokens")]
