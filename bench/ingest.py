@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gzip
 import os
 import shutil
 import sqlite3
@@ -37,7 +38,11 @@ from pathlib import Path
 import asyncpg
 import httpx
 import orjson
-from otlp_bodies import otlp_body, rejected_spans  # bench/ is the script's directory
+from otlp_bodies import (
+    otlp_body,
+    otlp_json_body,
+    rejected_spans,
+)  # bench/ is the script's directory
 from otlp_sdk import Plan, run_clients
 from support import admin, free_port, peak_rss_mib, tallyql
 
@@ -109,10 +114,14 @@ async def send(
     pid: int,
     otlp: bool = False,
     database: tuple[str, str] | None = None,
+    otlp_json: bool = False,
+    gzipped: bool = False,
 ) -> Outcome:
     """Warm-up calls first (not timed), then every other body from `clients` workers."""
-    media = "application/x-protobuf" if otlp else "application/json"
+    media = "application/x-protobuf" if otlp and not otlp_json else "application/json"
     headers = {"Authorization": f"Bearer {key}", "Content-Type": media}
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
     outcome = Outcome()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
@@ -123,7 +132,7 @@ async def send(
             if response.status_code != 200:
                 raise SystemExit(f"HTTP {response.status_code}: {response.text[:500]}")
             if otlp:  # the answer counts rejected spans only; the rest are stored or duplicates
-                rejected = rejected_spans(response.content)
+                rejected = rejected_spans(response.content, otlp_json)
                 result = {"accepted": body_spans[id(body)] - rejected, "duplicates": 0}
                 result["rejected"] = rejected
             else:
@@ -173,6 +182,10 @@ def main() -> None:
         "--otlp", action="store_true", help="send OTLP protobuf spans to /v1/traces instead"
     )
     parser.add_argument(
+        "--otlp-json", action="store_true", help="with --otlp: OTLP/JSON instead of protobuf"
+    )
+    parser.add_argument("--gzip", action="store_true", help="gzip the request bodies")
+    parser.add_argument(
         "--otlp-sdk",
         action="store_true",
         help="send spans with the real OpenTelemetry SDK exporter (OTLPSpanExporter, "
@@ -216,10 +229,10 @@ def main() -> None:
         warmup = args.clients
         total = args.events + warmup * args.batch
         t0 = time.perf_counter()
-        encode = otlp_body if args.otlp else orjson.dumps
+        encode = (otlp_json_body if args.otlp_json else otlp_body) if args.otlp else orjson.dumps
         bodies = []
         for batch in generate_batches(total, args.days, seed=args.seed, batch_size=args.batch):
-            bodies.append(encode(batch))
+            bodies.append(gzip.compress(encode(batch)) if args.gzip else encode(batch))
             body_spans[id(bodies[-1])] = len(batch)
         body_bytes = sum(len(b) for b in bodies[warmup:])
         print(
@@ -247,6 +260,8 @@ def main() -> None:
                 warmup,
                 process.pid,
                 otlp=args.otlp,
+                otlp_json=args.otlp_json,
+                gzipped=args.gzip,
                 database=(scratch_admin, scratch_name) if scratch_admin else None,
             )
         )
