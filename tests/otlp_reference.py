@@ -103,7 +103,9 @@ def is_genai(attrs: dict[str, Any]) -> bool:
     for key in attrs:
         if key.startswith(("gen_ai.", "llm.token_count.")) or key in _OPENINFERENCE_HINTS:
             return True
-    return attrs.get("openinference.span.kind") in OPENINFERENCE_KINDS
+    # a list here raised TypeError (a 500) in the previous door; fixed in both
+    kind = attrs.get("openinference.span.kind")
+    return isinstance(kind, str) and kind in OPENINFERENCE_KINDS
 
 
 def _rfc3339(ns: int) -> str:

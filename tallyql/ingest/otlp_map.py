@@ -131,7 +131,9 @@ def is_genai(attrs: dict[str, Any]) -> bool:
     for key in attrs:
         if key.startswith(("gen_ai.", "llm.token_count.")) or key in _OPENINFERENCE_HINTS:
             return True
-    return attrs.get("openinference.span.kind") in OPENINFERENCE_KINDS
+    # any attribute value type may arrive (a list is unhashable)
+    kind = attrs.get("openinference.span.kind")
+    return isinstance(kind, str) and kind in OPENINFERENCE_KINDS
 
 
 def _kind(attrs: dict[str, Any]) -> tuple[str, str | None]:
