@@ -394,8 +394,9 @@ def sdk_bench(
     print(
         f"database      {'sqlite' if database_url.startswith('sqlite') else 'postgresql'}\n"
         f"clients       {args.processes} processes, {mode}; spans over {args.days:g} days\n"
-        f"spans         {created:,} created, {exported:,} acknowledged, {failed:,} failed "
-        f"exports' spans, {stored:,} stored ({created - stored:,} lost)\n"
+        f"spans         {created:,} created, {exported:,} acknowledged, {failed:,} in failed "
+        f"exports, {created - exported - failed:,} never exported (dropped by the SDK's "
+        f"processor: its queue was full), {stored:,} stored ({created - stored:,} lost)\n"
         f"elapsed       {seconds:.2f} s\n"
         f"throughput    {stored / seconds:,.0f} spans/s durable (each acknowledged export "
         f"is committed)\n"
