@@ -94,10 +94,17 @@ class Server:
                 self.kill()
 
 
-def start_server(database_url: str, data_dir: Path, name: str = "server") -> Server:
+def start_server(
+    database_url: str,
+    data_dir: Path,
+    name: str = "server",
+    extra_env: dict[str, str] | None = None,
+) -> Server:
+    """`tallyql serve` on a free port; `extra_env` sets more TALLYQL_* variables."""
     port = free_port()
     log = data_dir / f"{name}.log"
     env = _env(TALLYQL_DATA_DIR=str(data_dir), TALLYQL_LOG_LEVEL="warning")
+    env.update(extra_env or {})
     with log.open("wb") as out:
         process = subprocess.Popen(
             tallyql_argv("serve", "--port", str(port), "--database-url", database_url),

@@ -27,7 +27,7 @@ from tallyql.ingest.fields import (
     EventField,
     FieldType,
 )
-from tallyql.ingest.json_values import json_problem
+from tallyql.ingest.json_values import json_problem, text_problem
 from tallyql.ingest.validate import MAX_FUTURE, ValidEvent
 
 _TRUNCATED = {"error_message": 2000, "policy_description": 2000}
@@ -79,6 +79,19 @@ class _Wrapped(msgspec.Struct, forbid_unknown_fields=True):
     events: list[EventStruct]  # type: ignore[valid-type]
 
 
+EventRow = msgspec.defstruct(
+    "EventRow",
+    [(f.name, _annotation(f) | None, None) for f in EVENT_FIELDS],
+    array_like=True,
+    kw_only=True,
+)
+"""`EventStruct` read from a list of values in `EVENT_FIELDS` order: the same types and
+limits, for doors that build events from another format (OTLP spans) without making a dict per
+event first. `to_valid` takes either."""
+ROW_AT: dict[str, int] = {f.name: i for i, f in enumerate(EVENT_FIELDS)}
+"""Each field's position in a row."""
+ROW_WIDTH = len(EVENT_FIELDS)
+
 _LIST_DECODER = msgspec.json.Decoder(list[EventStruct])  # type: ignore[valid-type]
 _WRAPPED_DECODER = msgspec.json.Decoder(_Wrapped)
 _ONE_DECODER = msgspec.json.Decoder(EventStruct)
@@ -127,6 +140,48 @@ def _encoded(payload: Any) -> Any:
     ):
         raise SlowPath
     return orjson.Fragment(encoded)
+
+
+def _storable(row: list[Any]) -> bool:
+    """Whether PostgreSQL can store every text of a row. Rows come from decoded protobuf, not
+    from JSON bytes that `decode_body` could scan for an escaped NUL, so their strings (and
+    the JSON objects among them) are checked here; the detailed path names the field."""
+    for value in row:
+        if type(value) is str:
+            if "\x00" in value or (not value.isascii() and text_problem(value) is not None):
+                return False
+        elif isinstance(value, dict | list) and json_problem(value) is not None:
+            return False
+    return True
+
+
+def convert_rows(rows: Sequence[list[Any]]) -> list[Any]:
+    """Structs from rows of field values; SlowPath if any row is not perfectly valid."""
+    if not all(_storable(row) for row in rows):
+        raise SlowPath
+    try:
+        return msgspec.convert(rows, list[EventRow])  # type: ignore[valid-type]
+    except msgspec.ValidationError:
+        raise SlowPath from None
+
+
+def convert_row(row: list[Any]) -> Any:
+    """The struct of one row; SlowPath if it is not perfectly valid."""
+    if not _storable(row):
+        raise SlowPath
+    try:
+        return msgspec.convert(row, EventRow)
+    except msgspec.ValidationError:
+        raise SlowPath from None
+
+
+def row_event(row: list[Any]) -> dict[str, Any]:
+    """The raw REST event of a row, for the detailed validator (which names what is wrong)."""
+    event = {f.name: v for f, v in zip(EVENT_FIELDS, row, strict=True) if v is not None}
+    ts = event.get("timestamp")
+    if isinstance(ts, datetime):
+        event["timestamp"] = ts.isoformat()
+    return event
 
 
 def to_valid(struct: Any, index: int, now: datetime, oldest: datetime | None) -> ValidEvent:

@@ -13,6 +13,7 @@ import binascii
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -28,7 +29,7 @@ class OtlpError(ValueError):
     """The request cannot be read at all (HTTP 400)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class OtlpSpan:
     trace_id: str | None
     span_id: str | None
@@ -183,6 +184,7 @@ def _get(obj: dict[str, Any], camel: str, snake: str | None = None) -> Any:
     return obj.get(snake or _snake(camel))
 
 
+@cache  # a handful of field names, looked up for every absent optional field of every span
 def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
@@ -267,14 +269,28 @@ def _special_float(raw: str) -> float:
         raise OtlpError(f"doubleValue must be a number, got {raw!r}") from None
 
 
+_PLAIN_VALUES = frozenset({"stringValue", "string_value", "boolValue", "bool_value"})
+
+
 def _json_attributes(items: Any) -> dict[str, Any]:
     if not isinstance(items, list):
         return {}
-    return {
-        kv["key"]: _json_value(kv.get("value"))
-        for kv in items
-        if isinstance(kv, dict) and isinstance(kv.get("key"), str)
-    }
+    out: dict[str, Any] = {}
+    for kv in items:
+        if not isinstance(kv, dict):
+            continue
+        key = kv.get("key")
+        if not isinstance(key, str):
+            continue
+        value = kv.get("value")
+        # the common case inline (one string or boolean): this runs for every attribute
+        if type(value) is dict and len(value) == 1:
+            name, raw = next(iter(value.items()))
+            if name in _PLAIN_VALUES:
+                out[key] = raw
+                continue
+        out[key] = _json_value(value)
+    return out
 
 
 def _status_code(value: Any) -> int:

@@ -92,6 +92,37 @@ class IngestService:
         except CostTooHigh:
             raise fastpath.SlowPath from None
 
+    def prepare_rows(
+        self, workspace_id: int, rows: Sequence[list[Any]], now: datetime | None = None
+    ) -> tuple[list[ValidEvent], list[FieldError]]:
+        """`prepare` for rows of field values (`fastpath.EventRow`, as the OTLP door makes
+        them): the whole batch through msgspec at once; when that fails, each row on its own,
+        and only the rows that still fail through the detailed validator, which names every
+        error (so one bad span does not send its whole batch down the slow path)."""
+        now = now or clock.now()
+        oldest = self.oldest(now)
+        try:
+            return self.prepare_fast(workspace_id, fastpath.convert_rows(rows), now), []
+        except fastpath.SlowPath:
+            pass
+        valid: list[ValidEvent] = []
+        errors: list[FieldError] = []
+        for index, row in enumerate(rows):
+            try:
+                checked: ValidEvent | list[FieldError] = fastpath.to_valid(
+                    fastpath.convert_row(row), index, now, oldest
+                )
+            except fastpath.SlowPath:
+                checked = validate_event(fastpath.row_event(row), index, now, oldest)
+            if isinstance(checked, list):
+                errors.extend(checked)
+                continue
+            try:
+                valid.append(self._finish(checked, workspace_id, now))
+            except CostTooHigh as exc:
+                errors.append(FieldError(index, "cost_usd", str(exc)))
+        return valid, errors
+
     def _finish(self, checked: ValidEvent, workspace_id: int, now: datetime) -> ValidEvent:
         record = checked.record
         record[WORKSPACE] = workspace_id
@@ -125,6 +156,11 @@ class IngestService:
             parsed = parse_events(body, content_type, max_events)
             return await self.ingest(workspace_id, parsed.events, parsed.errors)
         return await self._store(valid, [])
+
+    async def ingest_rows(self, workspace_id: int, rows: Sequence[list[Any]]) -> IngestResult:
+        """Store rows of field values (see `prepare_rows`); returns after commit."""
+        valid, errors = self.prepare_rows(workspace_id, rows)
+        return await self._store(valid, errors)
 
     async def ingest(
         self,
