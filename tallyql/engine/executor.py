@@ -19,6 +19,8 @@ from sqlalchemy.exc import ProgrammingError
 
 from tallyql.engine.buckets import Bucketing, Granularity, make_bucketing, single_bucket
 from tallyql.engine.compiler import GroupSpec, Scope, compile_group
+from tallyql.engine.cost import query_cost
+from tallyql.engine.cost_meter import CostMeter
 from tallyql.engine.filters import NO_FILTER, EventFilterSpec
 from tallyql.engine.planner import Plan, plan_group
 from tallyql.engine.registry import METRICS, DimensionRef, Metric
@@ -130,7 +132,10 @@ async def _fetch(db: Database, statement: Select[Any]) -> list[Sequence[Any]]:
         return [tuple(r) for r in (await conn.execute(statement)).all()]
 
 
-async def run_query(db: Database, query: MetricsQuery, explain: bool = False) -> MetricsResult:
+async def run_query(
+    db: Database, query: MetricsQuery, explain: bool = False, meter: CostMeter | None = None
+) -> MetricsResult:
+    """The query's plans, paid for with `meter` (engine/cost.py) before any of them runs."""
     bucketing = (
         single_bucket(query.window)
         if query.granularity is None
@@ -158,6 +163,10 @@ async def run_query(db: Database, query: MetricsQuery, explain: bool = False) ->
             plan.sql.append(str(statement.compile(db.reader.sync_engine)))
         plans.append(plan)
         statements.append(statement)
+    if meter is not None:
+        by = " x ".join(d.dimension.value for d in query.dimensions) or "no dimension"
+        what = f"{len(query.metrics)} metrics by {by} in {bucketing.count} buckets"
+        meter.charge(query_cost(plans, query.dimensions, bucketing.count), what)
     results = await asyncio.gather(*(_fetch(db, s) for s in statements))
     n_dims = len(query.dimensions)
     raw_values: dict[Key, dict[str, Any]] = defaultdict(dict)

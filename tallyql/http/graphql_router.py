@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.requests import Request
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import (
@@ -23,7 +24,8 @@ from strawberry.subscriptions import (
 )
 from strawberry.types.unset import UNSET, UnsetType
 
-from tallyql.http.auth import bearer_key
+from tallyql.http.auth import bearer_key, services_of
+from tallyql.http.graphql_limits import refuse_large_body
 from tallyql.http.live_transport import LegacyWSHandler, TransportWSHandler
 from tallyql.schema.context import Context
 
@@ -46,6 +48,15 @@ def key_from_params(params: Any) -> str | None:
 class TallyGraphQLRouter(GraphQLRouter[Context, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        """The body limit first (tallyql/http/graphql_limits.py), then strawberry's view."""
+        if isinstance(request, Request) and request.scope["type"] == "http":
+            limit = services_of(request).settings.graphql_max_body_bytes
+            refused = await refuse_large_body(request, limit)
+            if refused is not None:
+                return refused
+        return await super().run(request, context, root_value)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         key = key_from_params(context.connection_params)

@@ -20,6 +20,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from tallyql.config import Settings
+from tallyql.engine.cost_meter import KeyBuckets
 from tallyql.schema.agents import AgentsQuery
 from tallyql.schema.alerts import AlertMutation, AlertQuery
 from tallyql.schema.analytics import AnalyticsQuery
@@ -30,6 +31,7 @@ from tallyql.schema.directory import DirectoryQuery
 from tallyql.schema.directory_mutations import DirectoryMutation
 from tallyql.schema.errors import ErrorCodes, ExplainPlans, log_internal_errors
 from tallyql.schema.ingest import IngestMutation
+from tallyql.schema.limits import RequestLimits
 from tallyql.schema.live import LiveSubscription
 from tallyql.schema.me import MeQuery
 from tallyql.schema.platform import PlatformQuery
@@ -95,6 +97,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         depth_limit(settings.graphql_max_depth, None),
         alias_limit(settings.graphql_max_aliases),
     ]
+    # one bucket of cost points per key for the schema's life (that is, the server's)
+    buckets = KeyBuckets(settings.cost_key_limit_per_minute)
     return TallySchema(
         query=query,
         mutation=mutation,
@@ -107,6 +111,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
             lambda: ValidationCache(maxsize=settings.graphql_cache_size),
             ErrorCodes,
             ExplainPlans,
+            lambda: RequestLimits(settings, buckets),
         ],
     )
 

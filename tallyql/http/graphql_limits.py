@@ -1,0 +1,43 @@
+"""The size limit of GraphQL requests over HTTP, checked before anything parses them.
+
+A POST body larger than TALLYQL_GRAPHQL_MAX_BODY_BYTES (query, variables and all) is refused
+with 413 and a GraphQL error body (code PAYLOAD_TOO_LARGE): from its Content-Length when
+declared, else while it streams in, so that the refused part is never read, let alone
+decoded as JSON or coerced. The document's own size limit (TALLYQL_GRAPHQL_MAX_QUERY_BYTES)
+is checked by schema/limits.py, for every transport.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tallyql.http.responses import JSONBody
+
+CODE = "PAYLOAD_TOO_LARGE"
+
+
+def too_large(limit: int) -> Response:
+    message = (
+        f"the request body exceeds the limit of {limit} bytes (TALLYQL_GRAPHQL_MAX_BODY_BYTES)"
+    )
+    return JSONBody({"errors": [{"message": message, "extensions": {"code": CODE}}]}, 413)
+
+
+async def refuse_large_body(request: Request, limit: int) -> Response | None:
+    """A 413 answer when the body is over `limit` bytes; else None, the body read and kept
+    on the request for the GraphQL view to parse."""
+    if request.method != "POST":
+        return None
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return too_large(limit)
+        chunks.append(chunk)
+    request._body = b"".join(chunks)  # Starlette's cache of the body: request.body() reads it
+    return None
