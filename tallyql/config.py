@@ -52,7 +52,7 @@ class Settings:
     cost_request_limit: int = 20_000
     """Most cost points one GraphQL request may spend (README, "Query cost"); a field that
     would go beyond fails with COST_LIMIT before it reads anything."""
-    cost_key_limit_per_minute: int = 100_000
+    cost_key_limit_per_minute: int = 60_000
     """Cost points each API key may spend per minute, shared by its requests (a bucket that
     refills continuously); beyond it fields fail with RATE_LIMITED and HTTP 429."""
     request_deadline_seconds: float = 30.0

@@ -1,13 +1,15 @@
 """What a question costs, in points, from its plans, before any of them runs.
 
-One point is about a hundred rows read or answered. A plan (one statement) costs one point,
-plus what it reads, plus what it answers:
+A plan (one statement) costs one point, plus what it reads, plus what it answers, rounded up:
 - a raw piece reads RAW_EVENTS_PER_HOUR events for each hour it spans (parts of an hour
   count as parts), times RAW_DIMENSION_FACTOR for each dimension that groups raw events by a
-  value of many (sessions, metadata: the sort grows with them);
+  value of many (sessions, metadata: the sort grows with them); RAW_EVENTS_PER_POINT such
+  events cost a point (the database scans them);
 - a rollup piece reads one row per period (hour, day or week) for each combination of the
   dimensions' values (the product of their estimated cardinalities);
-- the answer holds one value row per bucket and combination of the dimensions' values.
+- the answer holds one row per bucket and combination of the dimensions' values (a
+  dimension folded into its top groups and "other" has that many);
+ROWS_PER_POINT rollup or answered rows cost a point (each is merged and finished in Python).
 A dimension's cardinality is estimated from its kind (CARDINALITY), not measured: the model
 is a bound on the work a question may cause, fixed before it runs and the same for every
 workspace, so that a caller can predict it. Costs are whole points, rounded up.
@@ -22,6 +24,7 @@ from tallyql.engine.planner import Plan
 from tallyql.engine.registry import Dimension, DimensionRef
 
 ROWS_PER_POINT = 100
+RAW_EVENTS_PER_POINT = 10_000
 RAW_EVENTS_PER_HOUR = 2_000
 """Events assumed in an hour of raw events (a busy workspace's hour)."""
 HIGH_CARDINALITY = 1_000
@@ -44,6 +47,8 @@ GRAIN_SECONDS = {"h": 3_600, "d": 86_400, "w": 604_800}
 
 
 def cardinality(ref: DimensionRef) -> int:
+    if ref.keep is not None:  # its top groups and "other"
+        return len(ref.keep) + 1
     if ref.dimension in CARDINALITY:
         return CARDINALITY[ref.dimension]
     if ref.definition.high_cardinality or ref.dimension in (
@@ -67,15 +72,15 @@ def plan_cost(plan: Plan, dimensions: Sequence[DimensionRef], buckets: int) -> i
     raw_factor = RAW_DIMENSION_FACTOR ** sum(
         1 for ref in dimensions if cardinality(ref) >= HIGH_CARDINALITY
     )
-    rows = 0.0
+    raw_events = 0.0
+    rows = buckets * combos
     for piece in plan.pieces:
         seconds = (piece.end - piece.start).total_seconds()
         if piece.grain == "raw":
-            rows += seconds / 3600 * RAW_EVENTS_PER_HOUR * raw_factor
+            raw_events += seconds / 3600 * RAW_EVENTS_PER_HOUR * raw_factor
         else:
             rows += math.ceil(seconds / GRAIN_SECONDS[piece.grain]) * combos
-    rows += buckets * combos
-    return 1 + math.ceil(rows / ROWS_PER_POINT)
+    return 1 + math.ceil(raw_events / RAW_EVENTS_PER_POINT + rows / ROWS_PER_POINT)
 
 
 def query_cost(plans: Sequence[Plan], dimensions: Sequence[DimensionRef], buckets: int) -> int:

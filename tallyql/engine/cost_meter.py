@@ -45,10 +45,10 @@ class KeyBuckets:
         self.per_minute = per_minute
         self.rate = per_minute / 60.0
         self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (points, at)
 
     def clock(self) -> float:
         return (self._clock or monotonic)()
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (points, at)
 
     def level(self, key: str) -> float:
         """The points the key may spend now."""
