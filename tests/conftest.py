@@ -104,7 +104,14 @@ def database_url(db_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, database_url=database_url, key_cache_seconds=0.0)
+    # one key asks many questions in quick succession here: the per-key budget per minute is
+    # tested, with its own settings, in test_request_limits.py
+    return Settings(
+        data_dir=tmp_path,
+        database_url=database_url,
+        key_cache_seconds=0.0,
+        cost_key_limit_per_minute=1_000_000_000,
+    )
 
 
 @pytest.fixture
