@@ -309,3 +309,25 @@ async def test_a_request_past_its_deadline_starts_no_statement(
         key = await api.key()
         body = (await post(api, key, SERIES, {"r": WINDOW})).json()
         assert body["errors"][0]["extensions"]["code"] == "DEADLINE_EXCEEDED", body
+
+
+def test_a_key_refusal_sets_the_wait_even_after_a_request_refusal() -> None:
+    """The HTTP status follows any refusal by the key's budget, whatever came first."""
+    now = [0.0]
+    buckets = cost_meter.KeyBuckets(60, clock=lambda: now[0])
+    meter = cost_meter.CostMeter(100, buckets, "k")
+    meter.charge(50, "a")
+    with pytest.raises(cost_meter.CostLimitExceeded):
+        meter.charge(51, "b")  # over the request's 100
+    assert meter.retry_after is None
+    meter.charge(10, "c")  # the key has 60: 0 left
+    with pytest.raises(cost_meter.RateLimited):
+        meter.charge(5, "d")
+    assert meter.retry_after == 5  # 5 points at one a second
+    assert meter.summary() == {
+        "spent": 60,
+        "requestLimit": 100,
+        "requestRemaining": 40,
+        "keyLimitPerMinute": 60,
+        "keyRemaining": 0,
+    }

@@ -89,8 +89,9 @@ class CostMeter:
         self.buckets = buckets
         self.key = key
         self.spent = 0
-        self.refused: CostLimitExceeded | RateLimited | None = None
-        """The first refusal (the HTTP answer's status follows it)."""
+        self.retry_after: int | None = None
+        """Set when the key's budget refused something: the longest wait it named (the
+        HTTP answer is then 429 with Retry-After)."""
 
     def charge(self, points: int, what: str) -> None:
         """Pay `points` for `what` before doing it; raises (paying nothing) when over budget."""
@@ -108,9 +109,8 @@ class CostMeter:
                         f"{self.buckets.per_minute} per minute"
                     )
                 self.buckets.take(self.key, points)
-        except (CostLimitExceeded, RateLimited) as refusal:
-            if self.refused is None:
-                self.refused = refusal
+        except RateLimited as refusal:
+            self.retry_after = max(self.retry_after or 0, refusal.retry_after)
             raise
         self.spent += points
 

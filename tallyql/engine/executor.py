@@ -146,27 +146,29 @@ async def run_query(
     statements: list[Select[Any]] = []
     quiet = None if query.force_raw else await quiet_until(db, query.scope, bucketing.end)
     for name, group in groups.items():
-        plan = plan_group(
-            name,
-            bucketing,
-            query.dimensions,
-            query.filter,
-            histogram=group.kind == "histogram",
-            distinct=group.distinct,
-            force_raw=query.force_raw,
-            quiet_until=quiet,
+        plans.append(
+            plan_group(
+                name,
+                bucketing,
+                query.dimensions,
+                query.filter,
+                histogram=group.kind == "histogram",
+                distinct=group.distinct,
+                force_raw=query.force_raw,
+                quiet_until=quiet,
+            )
         )
+    if meter is not None:  # paid before its statements are even built (milliseconds each)
+        by = " x ".join(d.dimension.value for d in query.dimensions) or "no dimension"
+        what = f"{len(query.metrics)} metrics by {by} in {bucketing.count} buckets"
+        meter.charge(query_cost(plans, query.dimensions, bucketing.count), what)
+    for plan, group in zip(plans, groups.values(), strict=True):
         statement = compile_group(
             plan, group, bucketing, query.dimensions, query.filter, query.scope, db.dialect
         )
         if explain:
             plan.sql.append(str(statement.compile(db.reader.sync_engine)))
-        plans.append(plan)
         statements.append(statement)
-    if meter is not None:
-        by = " x ".join(d.dimension.value for d in query.dimensions) or "no dimension"
-        what = f"{len(query.metrics)} metrics by {by} in {bucketing.count} buckets"
-        meter.charge(query_cost(plans, query.dimensions, bucketing.count), what)
     results = await asyncio.gather(*(_fetch(db, s) for s in statements))
     n_dims = len(query.dimensions)
     raw_values: dict[Key, dict[str, Any]] = defaultdict(dict)

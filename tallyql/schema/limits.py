@@ -255,9 +255,9 @@ class RequestLimits(SchemaExtension):
     def _answer_status(context: Any, meter: CostMeter) -> None:
         """Over HTTP, a key over its budget per minute gets 429 with Retry-After."""
         response = getattr(context, "response", None)
-        if isinstance(meter.refused, RateLimited) and isinstance(response, Response):
+        if meter.retry_after is not None and isinstance(response, Response):
             response.status_code = 429
-            response.headers["Retry-After"] = str(meter.refused.retry_after)
+            response.headers["Retry-After"] = str(meter.retry_after)
 
     def get_results(self) -> dict[str, Any]:
         meter = getattr(self.execution_context.context, "meter", None)
