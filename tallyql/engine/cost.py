@@ -6,9 +6,11 @@ A plan (one statement) costs one point, plus what it reads, plus what it answers
   value of many (sessions, metadata: the sort grows with them); RAW_EVENTS_PER_POINT such
   events cost a point (the database scans them);
 - a rollup piece reads one row per period (hour, day or week) for each combination of the
-  dimensions' values (the product of their estimated cardinalities);
+  dimensions' values (the product of their estimated cardinalities), at most one per event
+  the period is assumed to hold;
 - the answer holds one row per bucket and combination of the dimensions' values (a
-  dimension folded into its top groups and "other" has that many);
+  dimension folded into its top groups and "other" has that many), at most one per event
+  the window is assumed to hold (and at least one per bucket);
 ROWS_PER_POINT rollup or answered rows cost a point (each is merged and finished in Python).
 A dimension's cardinality is estimated from its kind (CARDINALITY), not measured: the model
 is a bound on the work a question may cause, fixed before it runs and the same for every
@@ -73,13 +75,19 @@ def plan_cost(plan: Plan, dimensions: Sequence[DimensionRef], buckets: int) -> i
         1 for ref in dimensions if cardinality(ref) >= HIGH_CARDINALITY
     )
     raw_events = 0.0
-    rows = buckets * combos
+    window_events = 0.0  # no more rows can exist than events: a bound on every row count
+    rows = 0.0
     for piece in plan.pieces:
         seconds = (piece.end - piece.start).total_seconds()
+        events_in = seconds / 3600 * RAW_EVENTS_PER_HOUR
+        window_events += events_in
         if piece.grain == "raw":
-            raw_events += seconds / 3600 * RAW_EVENTS_PER_HOUR * raw_factor
+            raw_events += events_in * raw_factor
         else:
-            rows += math.ceil(seconds / GRAIN_SECONDS[piece.grain]) * combos
+            periods = math.ceil(seconds / GRAIN_SECONDS[piece.grain])
+            per_period = GRAIN_SECONDS[piece.grain] / 3600 * RAW_EVENTS_PER_HOUR
+            rows += periods * min(combos, per_period)
+    rows += min(buckets * combos, max(window_events, buckets))
     return 1 + math.ceil(raw_events / RAW_EVENTS_PER_POINT + rows / ROWS_PER_POINT)
 
 
