@@ -331,3 +331,40 @@ def test_a_key_refusal_sets_the_wait_even_after_a_request_refusal() -> None:
         "keyLimitPerMinute": 60,
         "keyRemaining": 0,
     }
+
+
+async def test_each_answer_keeps_its_own_status_while_bodies_arrive_slowly(
+    settings: Settings, db_kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request refused by its key's budget answers 429 even when another request was
+    answered while its body was still arriving (the body limit awaits the body)."""
+    import orjson
+
+    monkeypatch.setattr(cost_meter, "monotonic", lambda: 0.0)  # no refill
+    async with running_api(replace(settings, cost_key_limit_per_minute=6), db_kind) as api:
+        spent, other = await api.key("a"), await api.key("b")
+        assert (await post(api, spent, SERIES, {"r": WINDOW})).status_code == 200  # 5 of 6
+        payload = orjson.dumps({"query": SERIES, "variables": {"r": WINDOW}})
+        arrived = asyncio.Event()
+
+        async def slowly() -> Any:
+            yield payload[:10]
+            await arrived.wait()  # the other request is answered meanwhile
+            yield payload[10:]
+
+        async def slow_request() -> Any:
+            return await api.client.post(
+                "/graphql",
+                content=slowly(),
+                headers={"Authorization": f"Bearer {spent}", "Content-Type": "application/json"},
+            )
+
+        slow = asyncio.create_task(slow_request())
+        await asyncio.sleep(0.2)
+        quick = await post(api, other, "{ me { role } }")
+        arrived.set()
+        refused = await slow
+        assert quick.status_code == 200
+        assert refused.status_code == 429, refused.json()
+        assert refused.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+        assert refused.headers["Retry-After"] == "40"  # 4 points at 0.1 a second

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import Response
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import (
@@ -52,11 +53,19 @@ class TallyGraphQLRouter(GraphQLRouter[Context, None]):
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         """The body limit first (tallyql/http/graphql_limits.py), then strawberry's view."""
         if isinstance(request, Request) and request.scope["type"] == "http":
+            # strawberry keeps this request's response on the router until run() reads it,
+            # without awaiting in between; reading the body awaits, so it is kept on the
+            # request meanwhile (else a concurrent request's response would be taken)
+            request.state.sub_response = self.temporal_response
             limit = services_of(request).settings.graphql_max_body_bytes
             refused = await refuse_large_body(request, limit)
             if refused is not None:
                 return refused
         return await super().run(request, context, root_value)
+
+    async def get_sub_response(self, request: Request) -> Response:
+        kept = getattr(request.state, "sub_response", None)
+        return kept if kept is not None else self.temporal_response
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         key = key_from_params(context.connection_params)
