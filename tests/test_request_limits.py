@@ -368,3 +368,38 @@ async def test_each_answer_keeps_its_own_status_while_bodies_arrive_slowly(
         assert refused.status_code == 429, refused.json()
         assert refused.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
         assert refused.headers["Retry-After"] == "40"  # 4 points at 0.1 a second
+
+
+async def test_windows_of_millennia_are_planned_without_visiting_their_days(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A UTC window from year 1 to 9999 is planned (and priced) without stepping through its
+    3.6 million days looking for offset changes; in a zone with daylight saving time a window
+    spans at most 100 years."""
+    from tallyql.engine import buckets
+
+    looked: list[int] = []
+    real = buckets._offset
+
+    def counted(instant: datetime, tz: Any) -> int:
+        looked.append(1)
+        return real(instant, tz)
+
+    monkeypatch.setattr(buckets, "_offset", counted)
+    key = await api.key()
+    await api.ingest(key, [{"id": "e1", "model": "m", "provider": "p"}])
+    wide = '{start: "0001-01-01T00:00:00Z", end: "9999-12-31T00:00:00Z"'
+    query = "{ breakdown(dimension: MODEL, metrics: [REQUESTS], range: %s}) { totalCount } }"
+    body = (await post(api, key, query % wide)).json()
+    # 521,722 weeks of rollup rows x 20 models / 100 + 20 answered rows / 100 + 1
+    assert body["errors"][0]["extensions"]["code"] == "COST_LIMIT"
+    assert "104347 cost points" in body["errors"][0]["message"]
+    assert len(looked) <= 4
+    paris = wide + ', timezone: "Europe/Paris"'
+    body = (await post(api, key, query % paris)).json()
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "at most 100 years" in body["errors"][0]["message"]
+    century = '{start: "2000-01-01T00:00:00Z", end: "2026-12-31T00:00:00Z"'
+    century += ', timezone: "Europe/Paris"'
+    body = (await post(api, key, query % century)).json()
+    assert body["data"]["breakdown"]["totalCount"] == 1
