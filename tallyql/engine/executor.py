@@ -142,11 +142,10 @@ async def run_query(
         else make_bucketing(query.window, query.granularity)
     )
     groups = measure_groups(query.metrics)
-    plans: list[Plan] = []
     statements: list[Select[Any]] = []
-    quiet = None if query.force_raw else await quiet_until(db, query.scope, bucketing.end)
-    for name, group in groups.items():
-        plans.append(
+
+    def plan_all(quiet: datetime | None) -> list[Plan]:
+        return [
             plan_group(
                 name,
                 bucketing,
@@ -157,11 +156,18 @@ async def run_query(
                 force_raw=query.force_raw,
                 quiet_until=quiet,
             )
-        )
-    if meter is not None:  # paid before its statements are even built (milliseconds each)
+            for name, group in groups.items()
+        ]
+
+    plans = plan_all(None)
+    if meter is not None:  # paid before any statement, even the probe (what a quiet last
+        # hour saves is less than a point: the price is that of the plans without it)
         by = " x ".join(d.dimension.value for d in query.dimensions) or "no dimension"
         what = f"{len(query.metrics)} metrics by {by} in {bucketing.count} buckets"
         meter.charge(query_cost(plans, query.dimensions, bucketing.count), what)
+    quiet = None if query.force_raw else await quiet_until(db, query.scope, bucketing.end)
+    if quiet is not None:
+        plans = plan_all(quiet)
     for plan, group in zip(plans, groups.values(), strict=True):
         statement = compile_group(
             plan, group, bucketing, query.dimensions, query.filter, query.scope, db.dialect
