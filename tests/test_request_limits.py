@@ -123,6 +123,7 @@ async def test_bodies_and_documents_over_their_limits_are_refused_before_parsing
         for padding in (" " * 3000, "#" + "c" * 3000 + "\n"):
             body = (await post(api, key, "{ me { role } " + padding + "}")).json()
             assert body["errors"][0]["extensions"]["code"] == "QUERY_TOO_LARGE", body
+            assert body["extensions"]["cost"]["spent"] == 0  # every answer says its cost
         literal = '{ me { role } __type(name: "' + "x" * 3000 + '") { name } }'
         body = (await post(api, key, literal)).json()
         assert body["errors"][0]["extensions"]["code"] == "QUERY_TOO_LARGE"

@@ -151,6 +151,13 @@ class RequestLimits(SchemaExtension):
     def __init__(self, settings: Settings, buckets: KeyBuckets) -> None:
         self.settings = settings
         self.buckets = buckets
+        self.meter: CostMeter | None = None
+        """This operation's meter (the context may serve several: a WebSocket's)."""
+
+    def _new_meter(self) -> CostMeter:
+        principal = getattr(self.execution_context.context, "principal", None)
+        key = principal.key_id if principal is not None else None
+        return CostMeter(self.settings.cost_request_limit, self.buckets, key)
 
     def on_operation(self) -> Iterator[None]:
         """A document over TALLYQL_GRAPHQL_MAX_QUERY_BYTES is refused before it is parsed:
@@ -169,11 +176,7 @@ class RequestLimits(SchemaExtension):
         ec = self.execution_context
         context = ec.context
         principal = getattr(context, "principal", None)
-        meter = CostMeter(
-            self.settings.cost_request_limit,
-            self.buckets,
-            principal.key_id if principal is not None else None,
-        )
+        meter = self.meter = self._new_meter()
         context.meter = meter
         operation = self._operation()
         kind = operation.operation if operation is not None else None
@@ -260,7 +263,6 @@ class RequestLimits(SchemaExtension):
             response.headers["Retry-After"] = str(meter.retry_after)
 
     def get_results(self) -> dict[str, Any]:
-        meter = getattr(self.execution_context.context, "meter", None)
-        if meter is None:
-            return {}
-        return {"cost": meter.summary()}
+        """`extensions.cost` on every answer; nothing spent when refused before execution
+        (a syntax error, a failed validation, a document over its limit)."""
+        return {"cost": (self.meter or self._new_meter()).summary()}
