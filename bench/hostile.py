@@ -76,11 +76,18 @@ async def victim_loop(
         await asyncio.sleep(0.05)  # a dashboard polling, not a flood
 
 
-async def attacker(client: httpx.AsyncClient, key: str, stop: asyncio.Event, seen: Counter) -> None:
+async def attacker(
+    client: httpx.AsyncClient, key: str, stop: asyncio.Event, seen: Counter, kinds: list[str]
+) -> None:
     now = datetime.now(UTC)
     days83 = {"start": (now - timedelta(days=83)).isoformat(), "end": now.isoformat()}
     ten_years = {"start": (now - timedelta(days=3652)).isoformat(), "end": now.isoformat()}
-    requests = [(HEAVY_SERIES, {"r": days83}), (HEAVY_METRICS, {"r": ten_years}), (MILLENNIA, {})]
+    every = {
+        "series": (HEAVY_SERIES, {"r": days83}),
+        "metrics": (HEAVY_METRICS, {"r": ten_years}),
+        "millennia": (MILLENNIA, {}),
+    }
+    requests = [every[name] for name in kinds]
     i = 0
     while not stop.is_set():
         query, variables = requests[i % len(requests)]
@@ -99,7 +106,9 @@ async def attacker(client: httpx.AsyncClient, key: str, stop: asyncio.Event, see
         seen[f"{response.status_code} {','.join(sorted(c or '?' for c in codes)) or 'ok'}"] += 1
 
 
-async def run(base: str, victim: str, hostile: str, seconds: float, attackers: int) -> None:
+async def run(
+    base: str, victim: str, hostile: str, seconds: float, attackers: int, kinds: list[str]
+) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
         await victim_loop(client, victim, 2, [], Counter())  # warm-up
         alone: list[float] = []
@@ -107,7 +116,8 @@ async def run(base: str, victim: str, hostile: str, seconds: float, attackers: i
         stop = asyncio.Event()
         seen: Counter = Counter()
         tasks = [
-            asyncio.create_task(attacker(client, hostile, stop, seen)) for _ in range(attackers)
+            asyncio.create_task(attacker(client, hostile, stop, seen, kinds))
+            for _ in range(attackers)
         ]
         await asyncio.sleep(1)
         attacked: list[float] = []
@@ -132,6 +142,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--attackers", type=int, default=4)
     parser.add_argument("--no-load", action="store_true", help="the workspaces are loaded")
+    parser.add_argument(
+        "--requests",
+        default="series,metrics,millennia",
+        help="the attackers' requests, in turn (comma-separated: series, metrics, millennia)",
+    )
     args = parser.parse_args()
     env = {**os.environ, "TALLYQL_DATABASE_URL": args.database_url}
     for workspace, seed in () if args.no_load else (("victim", "1"), ("hostile", "2")):
@@ -158,7 +173,8 @@ def main() -> None:
             time.sleep(0.2)
         else:
             raise SystemExit("server did not start")
-        asyncio.run(run(base, victim, hostile, args.seconds, args.attackers))
+        kinds = args.requests.split(",")
+        asyncio.run(run(base, victim, hostile, args.seconds, args.attackers, kinds))
     finally:
         server.terminate()
         server.wait()

@@ -404,3 +404,27 @@ async def test_windows_of_millennia_are_planned_without_visiting_their_days(
     century += ', timezone: "Europe/Paris"'
     body = (await post(api, key, query % century)).json()
     assert body["data"]["breakdown"]["totalCount"] == 1
+
+
+async def test_session_stats_pays_for_the_days_that_hold_sessions(api: Api) -> None:
+    key = await api.key()
+    await api.ingest(
+        key,
+        [
+            {"id": f"s{i}", "session_id": f"x{i % 4}", "model": "m", "provider": "p",
+             "timestamp": f"2026-11-0{1 + i % 3}T10:00:00Z"}
+            for i in range(12)
+        ],
+    )  # fmt: skip
+    async with api.services.db.read() as conn:
+        stamped = (await conn.execute(text("SELECT count(*) FROM session_day_versions"))).scalar()
+    assert stamped and stamped >= 1
+    query = """{ sessionStats(range: {start: "0001-01-01T00:00:00Z",
+      end: "9999-12-31T00:00:00Z"}) { sessions } }"""
+    body = (await post(api, key, query)).json()
+    assert body["data"]["sessionStats"]["sessions"] == 4
+    # the field's point, then 1 + (stamped days + two edge days) x 500 sessions / 100
+    assert body["extensions"]["cost"]["spent"] == 1 + 1 + math.ceil((stamped + 2) * 500 / 100)
+    filtered = query.replace("}) {", '}, filter: {tags: ["a"]}) {', 1)
+    body = (await post(api, key, filtered)).json()  # a scan of 3.6 million days: refused
+    assert body["errors"][0]["extensions"]["code"] == "COST_LIMIT", body

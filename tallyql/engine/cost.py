@@ -103,3 +103,14 @@ PAGE_ITEMS_PER_POINT = 10
 
 def field_cost(page_size: int | None) -> int:
     return FIELD_POINTS + (math.ceil(page_size / PAGE_ITEMS_PER_POINT) if page_size else 0)
+
+
+SESSIONS_PER_DAY = 500
+"""Sessions assumed to end on a day that holds any (sessionStats gathers every one of the
+window's sessions' measures in Python to pick exact quantiles)."""
+
+
+def session_stats_cost(days: int) -> int:
+    """sessionStats over `days` days that may hold sessions (the stamped ones, or every day
+    of the window when a filter makes it scan)."""
+    return 1 + math.ceil(days * SESSIONS_PER_DAY / ROWS_PER_POINT)

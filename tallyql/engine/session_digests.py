@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -147,9 +147,12 @@ async def digest_summary(
     measures: Sequence[tuple[str, ColumnElement[Any]]],
     quantiles: Sequence[float],
     scan_settings: Sequence[ColumnElement[Any]] = (),
+    pay: Callable[[int], None] | None = None,
 ) -> DigestSummary:
-    """`own_conditions` select the filter's sessions at any time; `rest_conditions` those of
-    the window that do not end on one of `days`. One snapshot: `conn` is in a transaction.
+    """`pay` is told how many of the days hold sessions before they are read (it may
+    refuse: engine/cost.py). `own_conditions` select the filter's sessions at any time;
+    `rest_conditions` those of the window that do not end on one of `days`. One snapshot:
+    `conn` is in a transaction.
     `scan_settings` (set_config calls) go before reading many days, which is a scan best
     done in parallel; the rest, two index ranges, is read before them."""
     versions = dict(
@@ -163,6 +166,8 @@ async def digest_summary(
             )
         ).all()
     )
+    if pay is not None:  # the days that hold sessions, before any of them is read
+        pay(len(versions))
     # Only stamped days can be kept, and only they are visited in Python: a window of any
     # width (0001 to 9999 is 3.6 million days) costs what the workspace's stamped days cost,
     # the days in between being read as a few [start, stop) runs by one statement.
@@ -179,7 +184,9 @@ async def digest_summary(
     cache.days_read += missing_count
     cache.days_kept += len(digests)
     if missing_runs:
-        if scan_settings and missing_count >= PARALLEL_DAYS:
+        # only stamped days hold sessions: the unstamped rest of a wide window is empty
+        # index ranges, no reason for parallel workers
+        if scan_settings and len(versions) - len(digests) >= PARALLEL_DAYS:
             await conn.execute(select(*scan_settings))
         day_expr = literal_column(day_of_sql(dialect, "sessions.last_ts"), Integer)
         in_missing = or_(
