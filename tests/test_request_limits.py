@@ -188,6 +188,12 @@ async def test_a_key_over_its_budget_per_minute_gets_429_with_retry_after(
         third = await post(api, key, SERIES, {"r": WINDOW})
         assert third.status_code == 200 and "errors" not in third.json()
         assert third.json()["extensions"]["cost"]["keyRemaining"] == 0
+        # a key that cannot pay even a field's point is refused before its body is read:
+        # a body over the limit gets 429, not 413, and the same wait (1 point at 0.2 a second)
+        huge = await post(api, key, "{ me { role } }", {"pad": "x" * (5 * 1024 * 1024)})
+        assert huge.status_code == 429 and huge.headers["Retry-After"] == "5"
+        assert huge.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+        assert huge.json()["extensions"]["cost"]["keyRemaining"] == 0
 
 
 async def test_one_request_over_its_own_budget_is_refused_field_by_field(

@@ -1,4 +1,5 @@
-"""The size limit of GraphQL requests over HTTP, checked before anything parses them.
+"""The size limit of GraphQL requests over HTTP, checked before anything parses them, and
+the refusal of a key whose budget of cost points is spent, before its body is even read.
 
 A POST body larger than TALLYQL_GRAPHQL_MAX_BODY_BYTES (query, variables and all) is refused
 with 413 and a GraphQL error body (code PAYLOAD_TOO_LARGE): from its Content-Length when
@@ -12,6 +13,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tallyql.engine.cost import FIELD_POINTS
+from tallyql.engine.cost_meter import CostMeter, KeyBuckets
 from tallyql.http.responses import JSONBody
 
 CODE = "PAYLOAD_TOO_LARGE"
@@ -41,3 +44,24 @@ async def refuse_large_body(request: Request, limit: int) -> Response | None:
         chunks.append(chunk)
     request._body = b"".join(chunks)  # Starlette's cache of the body: request.body() reads it
     return None
+
+
+def refuse_spent_key(buckets: KeyBuckets | None, key: str | None, limit: int) -> Response | None:
+    """429 at once when the key cannot pay even a field's point: a key over its budget that
+    keeps asking costs the server next to nothing (no body read, no parsing)."""
+    if buckets is None or key is None:
+        return None
+    level = buckets.level(key)
+    if level >= FIELD_POINTS:
+        return None
+    wait = max(1, -(-(FIELD_POINTS - level) // buckets.rate))
+    message = (
+        f"this key has spent its {buckets.per_minute} cost points of the last minute; "
+        f"retry in {int(wait)} s"
+    )
+    body = {
+        "data": None,
+        "errors": [{"message": message, "extensions": {"code": "RATE_LIMITED"}}],
+        "extensions": {"cost": CostMeter(limit, buckets, key).summary()},
+    }
+    return JSONBody(body, 429, headers={"Retry-After": str(int(wait))})

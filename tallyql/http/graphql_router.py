@@ -26,7 +26,7 @@ from strawberry.subscriptions import (
 from strawberry.types.unset import UNSET, UnsetType
 
 from tallyql.http.auth import bearer_key, services_of
-from tallyql.http.graphql_limits import refuse_large_body
+from tallyql.http.graphql_limits import refuse_large_body, refuse_spent_key
 from tallyql.http.live_transport import LegacyWSHandler, TransportWSHandler
 from tallyql.schema.context import Context
 
@@ -57,8 +57,16 @@ class TallyGraphQLRouter(GraphQLRouter[Context, None]):
             # without awaiting in between; reading the body awaits, so it is kept on the
             # request meanwhile (else a concurrent request's response would be taken)
             request.state.sub_response = self.temporal_response
-            limit = services_of(request).settings.graphql_max_body_bytes
-            refused = await refuse_large_body(request, limit)
+            settings = services_of(request).settings
+            principal = getattr(context, "principal", None)
+            spent = refuse_spent_key(
+                getattr(self.schema, "key_buckets", None),
+                principal.key_id if principal is not None else None,
+                settings.cost_request_limit,
+            )
+            if spent is not None:
+                return spent
+            refused = await refuse_large_body(request, settings.graphql_max_body_bytes)
             if refused is not None:
                 return refused
         return await super().run(request, context, root_value)

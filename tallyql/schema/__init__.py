@@ -72,6 +72,9 @@ SUBSCRIPTION_TYPES: tuple[type, ...] = (LiveSubscription,)
 
 
 class TallySchema(strawberry.Schema):
+    key_buckets: KeyBuckets | None = None
+    """Every key's cost points (engine/cost_meter.py), shared by the schema's requests."""
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -99,7 +102,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     ]
     # one bucket of cost points per key for the schema's life (that is, the server's)
     buckets = KeyBuckets(settings.cost_key_limit_per_minute)
-    return TallySchema(
+    schema = TallySchema(
         query=query,
         mutation=mutation,
         subscription=subscription,
@@ -114,6 +117,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
             lambda: RequestLimits(settings, buckets),
         ],
     )
+    schema.key_buckets = buckets  # the HTTP view refuses an empty bucket before the body
+    return schema
 
 
 def export_sdl() -> str:
