@@ -11,12 +11,16 @@ from starlette.requests import HTTPConnection
 
 from tallyql import __version__
 from tallyql.config import Settings, load_settings
-from tallyql.http import audit, events, export, health, otlp
+from tallyql.http import audit, docs, events, export, health, otlp
 from tallyql.http.auth import authenticate, client_ip, services_of
+from tallyql.http.cors import install_cors
+from tallyql.http.errors import install_error_handlers
 from tallyql.http.graphql_router import PROTOCOLS as SUBSCRIPTION_PROTOCOLS
 from tallyql.http.graphql_router import TallyGraphQLRouter
 from tallyql.http.idle_gc import IdleCollector
 from tallyql.http.observe import RequestMetrics
+from tallyql.http.openapi import install_openapi
+from tallyql.http.static_files import STATIC_PATH, static_app
 from tallyql.observability import Metrics
 from tallyql.schema import build_schema
 from tallyql.schema.context import EXPLAIN_HEADER, PLAN_HEADER, Context
@@ -69,6 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="GraphQL analytics for LLM, tool and agent traffic.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load from a CDN: http/docs.py serves an offline one
+        redoc_url=None,
+        openapi_url=docs.OPENAPI_PATH,
     )
     # the path on the routes themselves (not a prefix), so that /metrics sees the template
     graphql = TallyGraphQLRouter(
@@ -76,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         path="/graphql",
         context_getter=graphql_context,
         subscription_protocols=SUBSCRIPTION_PROTOCOLS,
+        allowed_origins=settings.cors_origin_list,  # WebSocket handshakes from these pages
     )
     app.include_router(graphql)
     app.include_router(events.router)
@@ -83,6 +91,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(otlp.router)
     app.include_router(export.router)
     app.include_router(health.router)
+    app.include_router(docs.router)
+    app.mount(STATIC_PATH, static_app(), name="static")
+    install_openapi(app)
+    install_error_handlers(app, {otlp.TRACES_PATH: otlp.status_response})
     app.add_middleware(RequestMetrics, metrics=metrics)
+    install_cors(app, settings.cors_origin_list)  # outside the routes: their errors too
     app.add_middleware(IdleCollector)  # outermost: counts a request until it is answered
     return app

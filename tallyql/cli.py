@@ -13,23 +13,34 @@ import click
 
 from tallyql.auth.principal import Role
 from tallyql.config import Settings, load_settings
+from tallyql.first_query import FIRST_QUERY
+from tallyql.progress import Progress
 
 T = TypeVar("T")
 
-FIRST_QUERY = """{
-  me { workspace role }
-  requests(range: {preset: LAST_24H}, first: 5) {
-    totalCount
-    nodes { timestamp provider model status inputTokens outputTokens costUsd latencyMs }
-  }
-}"""
-
 
 def _settings(**overrides: Any) -> Settings:
+    """The settings, with the command's flags; a PostgreSQL database that does not exist yet is
+    created first (when the role may; otherwise one line says how)."""
     try:
-        return load_settings().with_overrides(**overrides)
+        settings = load_settings().with_overrides(**overrides)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    if settings.resolved_database_url.startswith("postgresql"):
+        from tallyql.storage.bootstrap import DatabaseSetupError, ensure_postgres_database
+
+        try:
+            created = run_async(ensure_postgres_database(settings.resolved_database_url))
+        except DatabaseSetupError as exc:
+            raise click.ClickException(str(exc)) from None
+        if created:
+            click.echo(created, err=True)
+    return settings
+
+
+def _progress(total: int) -> Progress:
+    """A progress bar on a terminal, plain lines every few seconds otherwise."""
+    return Progress(total, "events", stream=sys.stderr)
 
 
 database_option = click.option(
@@ -77,11 +88,16 @@ def serve(
     if demo:
         from tallyql.demo.load import seed_for_serve
 
-        key = run_async(seed_for_serve(settings, demo_events))
+        progress = _progress(demo_events)
+        key = run_async(seed_for_serve(settings, demo_events, progress=progress.update))
+        if progress.done:
+            progress.finish()
         url = f"http://{settings.host}:{settings.port}/graphql"
         click.echo(f"\nDemo workspace ready. Admin API key (shown once):\n\n  {key}\n")
         click.echo(f"GraphiQL: {url}")
-        click.echo('Add the header {"Authorization": "Bearer <key>"} and paste:\n')
+        click.echo("Paste this into GraphiQL's headers pane (or give the key when it asks):\n")
+        click.echo(f'  {{"Authorization": "Bearer {key}"}}\n')
+        click.echo("and run the first query:\n")
         click.echo(FIRST_QUERY + "\n")
     app = create_app(settings)
     tune_gc()
@@ -233,7 +249,9 @@ def demo(
 
     settings = _settings(database_url=database_url, data_dir=data_dir)
     tune_gc()
-    report = run_async(load_demo_into(settings, workspace, count, days, seed))
+    progress = _progress(count)
+    report = run_async(load_demo_into(settings, workspace, count, days, seed, progress.update))
+    progress.finish()
     click.echo(
         f"wrote {report.accepted} events ({report.duplicates} already present) into "
         f"workspace {workspace} in {report.seconds:.1f} s ({report.rate:,.0f} events/s)"

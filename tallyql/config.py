@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,13 @@ class Settings:
     after start."""
     retention_batch_rows: int = 5_000
     """Rows deleted per short transaction by the retention job."""
+    cors_origins: str = ""
+    """Origins whose pages may call the API (CORS), comma-separated, e.g.
+    `https://dash.example.com,http://localhost:5173`; `*` for any; empty: no CORS headers."""
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        return parse_cors_origins(self.cors_origins)
 
     @property
     def resolved_database_url(self) -> str:
@@ -131,6 +139,30 @@ def normalize_database_url(url: str) -> str:
         if url.startswith(prefix):
             return url if driver is None else driver + url[len(prefix) :]
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path or postgresql://...")
+
+
+def parse_cors_origins(raw: str) -> tuple[str, ...]:
+    """The origins of TALLYQL_CORS_ORIGINS; ValueError for anything that is not
+    `scheme://host[:port]` or `*` (a path or a trailing slash would never match a browser's
+    Origin header, so it is refused rather than silently ignored)."""
+    origins = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for origin in origins:
+        if origin == "*":
+            continue
+        parts = urlsplit(origin)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or parts.username
+        ):
+            raise ValueError(
+                f"TALLYQL_CORS_ORIGINS: {origin!r} is not an origin "
+                "(scheme://host[:port], no path) or *"
+            )
+    return origins
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -168,6 +200,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise ValueError("TALLYQL_DB_WORKSPACE_SHARE must be above 0 and at most 1")
     if settings.live_max_age_seconds <= 0:
         raise ValueError("TALLYQL_LIVE_MAX_AGE_SECONDS must be above 0")
+    parse_cors_origins(settings.cors_origins)
     if not 0.0 < settings.live_delivery_share <= 1.0:
         raise ValueError("TALLYQL_LIVE_DELIVERY_SHARE must be above 0 and at most 1")
     return settings

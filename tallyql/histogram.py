@@ -10,7 +10,8 @@ both the writer and the queries pay for. The encoding is canonical (sorted, no z
 histograms are equal blobs.
 
 Merging and quantiles run here rather than in SQL, the same on both databases: counts add
-exactly (uint64), and the quantile of rank floor(q * (n - 1)) is read off the cumulative counts.
+exactly (uint64), and the quantile is interpolated between the buckets holding ranks floor(h)
+and ceil(h), h = q * (n - 1), read off the cumulative counts (`tallyql.sketch`).
 """
 
 from __future__ import annotations
@@ -100,17 +101,22 @@ class Accumulator:
         return combine(buckets, counts)
 
     def quantiles(self, qs: Sequence[float]) -> dict[float, float]:
-        """Each q-quantile by the sketch's rank rule; empty when there are no values."""
+        """Each q-quantile by the sketch's definition; empty when there are no values."""
         buckets, counts = self.merged()
         if len(buckets) == 0:
             return {}
         cumulative = np.cumsum(counts)
         total = int(cumulative[-1])
+        last = len(buckets) - 1
+
+        def at(rank: int) -> float:
+            i = int(np.searchsorted(cumulative, rank, side="right"))
+            return sketch.value_of(int(buckets[min(i, last)]))
+
         out = {}
         for q in qs:
-            rank = int(q * (total - 1))  # floor: q and total - 1 are non-negative
-            at = int(np.searchsorted(cumulative, rank, side="right"))
-            out[q] = sketch.value_of(int(buckets[min(at, len(buckets) - 1)]))
+            low, high, t = sketch.neighbour_ranks(q, total)
+            out[q] = sketch.interpolate(at(low), at(high), t)
         return out
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 
+from tallyql.clock import clock
 from tallyql.config import Settings
 from tallyql.storage.audit import AuditRecord
 from tallyql.storage.audit_store import insert_audit_records
@@ -89,7 +90,7 @@ class RetentionJob:
 
     async def run_once(self, now: datetime | None = None) -> dict[str, Any]:
         """One purge; never raises (a failure is logged and reported)."""
-        now = now or datetime.now(UTC)
+        now = now or clock.now()
         raw, rollup = cutoffs(self.settings, now)
         started = time.perf_counter()
         report: dict[str, Any] = {
@@ -114,7 +115,7 @@ class RetentionJob:
         report["seconds"] = round(time.perf_counter() - started, 3)
         interval = self.settings.retention_interval_seconds
         if interval > 0:
-            report["next_run"] = _iso(datetime.now(UTC) + timedelta(seconds=interval))
+            report["next_run"] = _iso(clock.now() + timedelta(seconds=interval))
         self.reports[REPORT] = report
         return report
 

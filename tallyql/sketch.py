@@ -5,9 +5,15 @@ and a = RELATIVE_ACCURACY. The bucket's representative value 2 * gamma**i / (gam
 within a relative error of `a` (1%) of every value in the bucket. Histograms are maps from bucket
 index to count, so they merge by summing: rollup rows, hours and databases all agree.
 
-The percentile q of n values is defined as the value of rank floor(q * (n - 1)) in ascending
-order (the "lower" interpolation); the sketch returns that value within 1% relative error.
-Values at or below ZERO_THRESHOLD_MS share bucket ZERO_BUCKET and read back as 0.
+The percentile q (0 <= q <= 1) of n values, everywhere in tallyql, is the linear interpolation
+between the closest ranks: with the values in ascending order v[0] .. v[n - 1] and
+h = q * (n - 1), it is v[floor(h)] + (h - floor(h)) * (v[ceil(h)] - v[floor(h)]), which is
+PostgreSQL's `percentile_cont` and NumPy's default `np.percentile(..., method="linear")`. Exact
+paths compute it from the two values of ranks floor(h) and ceil(h) (`interpolate`); the sketch
+interpolates the same way between its estimates of those two values, each within 1% relative
+error, so its answer is within 1% of the exact one too (a weighted mean of two values each
+within 1% is within 1% of their weighted mean). Values at or below ZERO_THRESHOLD_MS share
+bucket ZERO_BUCKET and read back as 0.
 """
 
 from __future__ import annotations
@@ -39,24 +45,46 @@ def value_of(bucket: int) -> float:
     return 2.0 * GAMMA**bucket / (GAMMA + 1.0)
 
 
+def neighbour_ranks(q: float, n: int) -> tuple[int, int, float]:
+    """(floor(h), ceil(h), h - floor(h)) with h = q * (n - 1), in float arithmetic (as
+    PostgreSQL computes it): the 0-based ranks whose values the q-quantile of n values
+    interpolates between, and the weight of the upper one."""
+    h = q * (n - 1)
+    low = math.floor(h)
+    return low, min(low + 1, n - 1) if h > low else low, h - low
+
+
+def interpolate(low: float, high: float, t: float) -> float:
+    """low + t * (high - low), computed as NumPy's linear method does (from the nearer end),
+    so that exact answers equal `np.percentile` to the last bit where the inputs agree."""
+    diff = high - low
+    return high - diff * (1 - t) if t >= 0.5 else low + diff * t
+
+
 def quantile(counts: Mapping[int, int] | Iterable[tuple[int, int]], q: float) -> float | None:
-    """The q-quantile (0 <= q <= 1) of a histogram given as bucket -> count."""
+    """The q-quantile (0 <= q <= 1) of a histogram given as bucket -> count: interpolated
+    between the representative values of the buckets holding ranks floor(h) and ceil(h)."""
     items = sorted(counts.items() if isinstance(counts, Mapping) else counts)
     total = sum(c for _, c in items)
     if total <= 0:
         return None
-    rank = math.floor(q * (total - 1))
+    low, high, t = neighbour_ranks(q, total)
+    found: dict[int, float] = {}
     seen = 0
     for bucket, count in items:
         seen += count
-        if seen > rank:
-            return value_of(bucket)
-    return value_of(items[-1][0])
+        for rank in (low, high):
+            if rank not in found and seen > rank:
+                found[rank] = value_of(bucket)
+        if high in found:
+            break
+    return interpolate(found[low], found[high], t)
 
 
 def exact_quantile(values: Iterable[float], q: float) -> float | None:
-    """The exact q-quantile by the same rank rule, for tests and exact paths."""
+    """The exact q-quantile, interpolated between the closest ranks (tests and exact paths)."""
     ordered = sorted(values)
     if not ordered:
         return None
-    return ordered[math.floor(q * (len(ordered) - 1))]
+    low, high, t = neighbour_ranks(q, len(ordered))
+    return interpolate(ordered[low], ordered[high], t)

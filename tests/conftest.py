@@ -13,12 +13,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+import time_machine
 from fastapi import FastAPI
 
 from tallyql.app import create_app
@@ -31,6 +33,44 @@ POSTGRES_URL = os.environ.get(
     "TALLYQL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 DATABASES = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clock",
+        default=os.environ.get("TALLYQL_TEST_CLOCK"),
+        help="run the tests with the wall clock set to this ISO 8601 moment, running on from "
+        "there (e.g. 2026-01-31T23:59:50+00:00); also TALLYQL_TEST_CLOCK",
+    )
+
+
+_TRAVELLER: list[time_machine.travel] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With --clock the whole session, test modules' imports, tests and server alike, runs
+    from that moment on: the way to prove that no test depends on the hour it runs at
+    (time_machine moves datetime.now and time.time, which test code reads too; the event
+    loop's monotonic clock is untouched)."""
+    at = config.getoption("--clock")
+    if at:
+        traveller = time_machine.travel(datetime.fromisoformat(at), tick=True)
+        traveller.start()
+        _TRAVELLER.append(traveller)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _TRAVELLER:
+        _TRAVELLER.pop().stop()
+
+
+@pytest.fixture
+def midday() -> Iterator[datetime]:
+    """Today's noon UTC, the clock running on from there: for tests whose events, stamped
+    seconds to minutes back, must all fall in today (and in this hour) whenever they run."""
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    with time_machine.travel(noon, tick=True):
+        yield noon
 
 
 def _admin_dsn() -> str:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import copy
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
+import pytest
 from sqlalchemy import event, select
 
+from tallyql import sketch
 from tallyql.services import Services
 from tallyql.storage.tables import events, session_models, sessions
 
@@ -122,3 +127,57 @@ def counting_statements(services: Services) -> Iterator[list[str]]:
         _COUNTING.reset(token)
         for engine in engines:
             event.remove(engine, "before_cursor_execute", count)
+
+
+async def planned_and_exact_percentile(
+    services: Services,
+    key: str,
+    start: datetime,
+    end: datetime,
+    q: float,
+    where: dict[str, Any] | None = None,
+) -> tuple[float | None, float | None]:
+    """From the workspace's stored events in [start, end) (those whose columns hold the values
+    `where` gives, None included): the
+    latency q-percentile the planned path must answer exactly (the DDSketch estimate from the
+    events' stored buckets, interpolated between the closest ranks), and the exact one the raw
+    path must answer (NumPy's linear interpolation of the values)."""
+    workspace_id = await workspace_id_of(services, key)
+    chosen = [
+        r
+        for r in await event_rows(services, workspace_id)
+        if start <= r["ts"] < end
+        and r["latency_ms"] is not None
+        and all(r[column] == value for column, value in (where or {}).items())
+    ]
+    if not chosen:
+        return None, None
+    buckets = Counter(int(r["latency_bucket"]) for r in chosen)
+    exact = float(np.quantile([r["latency_ms"] for r in chosen], q, method="linear"))
+    return sketch.quantile(buckets, q), exact
+
+
+def check_planned_against_raw(
+    planned: dict[str, Any],
+    raw: dict[str, Any],
+    percentiles: dict[tuple[Any, ...], tuple[float | None, float | None]],
+) -> None:
+    """Planned and raw answers agree on every figure; at each percentile's path (keys and
+    list indices into the data) the planned one is the sketch estimate, the raw one exact,
+    given as (estimate, exact), the estimate within 1 % of the exact value."""
+
+    def at(data: Any, path: tuple[Any, ...]) -> Any:
+        for step in path:
+            data = data[step]
+        return data
+
+    planned, raw = copy.deepcopy(planned), copy.deepcopy(raw)
+    for path, (estimate, exact) in percentiles.items():
+        got_planned, got_raw = at(planned, path), at(raw, path)
+        assert got_planned == estimate, (path, got_planned, estimate)
+        assert got_raw == (None if exact is None else pytest.approx(exact, rel=1e-12)), path
+        if estimate is not None and exact is not None:
+            assert abs(estimate - exact) <= 0.01 * exact + 1e-6, path
+        *head, last = path
+        at(planned, tuple(head))[last] = at(raw, tuple(head))[last] = None
+    assert planned == raw

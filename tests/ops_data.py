@@ -3,12 +3,13 @@ security), and plain-Python helpers that recompute what the API should answer.""
 
 from __future__ import annotations
 
-import math
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import numpy as np
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 RANGE = {"start": "2026-11-20T00:00:00Z", "end": "2026-11-21T00:00:00Z"}
@@ -120,8 +121,9 @@ def nano(event: dict[str, Any]) -> int:
 
 
 def quantile(values: Iterable[float], q: float) -> float | None:
-    ordered = sorted(values)
-    return ordered[math.floor(q * (len(ordered) - 1))] if ordered else None
+    """Linear interpolation between the closest ranks, by NumPy (the documented definition)."""
+    listed = list(values)
+    return float(np.quantile(listed, q, method="linear")) if listed else None
 
 
 def in_window(event: dict[str, Any], start: datetime, end: datetime) -> bool:

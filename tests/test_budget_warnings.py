@@ -269,8 +269,9 @@ async def test_end_to_end_over_a_subscription_and_a_webhook(
                 subscribe(server, b, SUBSCRIPTION) as sub_b,
             ):
                 assert svc.live is not None
-                while svc.live.service.bus.subscriber_count < 2:  # noqa: ASYNC110 (no event)
-                    await asyncio.sleep(0.01)
+                async with asyncio.timeout(30):  # a regression fails here instead of hanging
+                    while svc.live.service.bus.subscriber_count < 2:  # noqa: ASYNC110 (no event)
+                        await asyncio.sleep(0.01)
                 await pay(a, "a1", 0.6)
                 item = await sub_a.next()
                 month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)

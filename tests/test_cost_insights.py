@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from genai_prices import data_snapshot
 
-from tallyql.ingest.pricing import NANO_PER_USD, TokenUsage, reference_cost_nano
+from tallyql.ingest.pricing import NANO_PER_USD, TokenUsage
 from tests.conftest import Api
 from tests.helpers import event_rows, iso, workspace_id_of
+from tests.reference_pricing import reference_cost_nano
 
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 START, END = TODAY - timedelta(days=6), TODAY
@@ -266,3 +267,72 @@ async def test_cost_fields_are_scoped(api: Api) -> None:
     assert via_operator == own
     refused = await api.graphql(key, query, {"range": RANGE, "ws": acme_id})
     assert {e["extensions"]["code"] for e in refused["errors"]} == {"FORBIDDEN"}
+
+
+TREND = """query($range: TimeRangeInput!) { costInsights(range: $range) {
+  trend { currentUsd previousUsd direction percent percentNote }
+  projectedMonth { projectedUsd previousProjectedUsd changePercent changeNote } } }"""
+OVERVIEW_CHANGES = """query($r: TimeRangeInput!) { overview(range: $r) {
+  changes { field current previous absolute relative relativeNote } } }"""
+
+
+def _costly(ident: str, days_ago: int, cost: float, model: str = "gpt-4o") -> dict[str, Any]:
+    return {
+        "id": ident,
+        "timestamp": _at(days_ago),
+        "provider": "openai",
+        "model": model,
+        "cost_usd": cost,
+    }
+
+
+@pytest.mark.parametrize(
+    ("before", "note"),
+    [(0.00095, "NEGLIGIBLE_BASELINE"), (None, "NO_BASELINE"), (3.0, "NEGLIGIBLE_BASELINE")],
+    ids=["audit", "zero", "under 1 %"],
+)
+async def test_trend_against_a_negligible_or_zero_baseline(
+    api: Api, before: float | None, note: str
+) -> None:
+    """The audit's $0.00095 baseline gave +50,148,987 %: now no percentage, and why."""
+    key = await api.key()
+    events = [_costly("now", 2, 476.4)]
+    if before is not None:
+        events.append(_costly("then", 9, before))
+    await api.ingest(key, events)
+    data = (await api.data(key, TREND, {"range": RANGE}))["costInsights"]
+    trend = data["trend"]
+    assert trend["currentUsd"] == pytest.approx(476.4)
+    assert trend["previousUsd"] == pytest.approx(before or 0.0)
+    assert trend["percent"] is None
+    assert trend["percentNote"] == note
+    assert trend["direction"] == "UP"
+    projected = data["projectedMonth"]
+    assert projected["projectedUsd"] == pytest.approx(476.4 * 30)
+    assert projected["changePercent"] is None
+    assert projected["changeNote"] == note
+    changes = (await api.data(key, OVERVIEW_CHANGES, {"r": RANGE}))["overview"]["changes"]
+    cost = next(c for c in changes if c["field"] == "costUsd")
+    assert cost["absolute"] == pytest.approx(476.4 - (before or 0.0))
+    assert (cost["relative"], cost["relativeNote"]) == (None, note)
+    requests = next(c for c in changes if c["field"] == "totalRequests")
+    if before is None:
+        assert (requests["relative"], requests["relativeNote"]) == (None, "NO_BASELINE")
+    else:  # one event before, one now: a real baseline
+        assert (requests["relative"], requests["relativeNote"]) == (0.0, None)
+    latency = next(c for c in changes if c["field"] == "avgLatencyMs")
+    assert (latency["relative"], latency["relativeNote"]) == (None, "NO_VALUE")
+
+
+async def test_trend_above_the_floors_keeps_its_percentage(api: Api) -> None:
+    """A baseline of 2 % of the current cost and above $0.01 is a baseline: +4,900 %."""
+    key = await api.key()
+    await api.ingest(key, [_costly("now", 2, 50.0), _costly("then", 9, 1.0)])
+    trend = (await api.data(key, TREND, {"range": RANGE}))["costInsights"]["trend"]
+    assert trend["percent"] == pytest.approx(4900.0)
+    assert trend["percentNote"] is None
+    # below $0.01 it is negligible however large against the current figure
+    key = await api.key(workspace="tiny-baseline")
+    await api.ingest(key, [_costly("now", 2, 0.5), _costly("then", 9, 0.009)])
+    trend = (await api.data(key, TREND, {"range": RANGE}))["costInsights"]["trend"]
+    assert (trend["percent"], trend["percentNote"]) == (None, "NEGLIGIBLE_BASELINE")

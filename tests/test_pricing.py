@@ -18,10 +18,10 @@ from tallyql.ingest.pricing import (
     TokenUsage,
     _int_cost,
     _int_rates,
-    reference_cost_nano,
 )
 from tests.conftest import Api
 from tests.helpers import event_rows, llm, workspace_id_of
+from tests.reference_pricing import reference_cost_nano
 
 
 def _reference_or_none(provider: str, model: str, usage: TokenUsage, at: datetime) -> int | None:

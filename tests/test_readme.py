@@ -9,6 +9,7 @@ from click import Group
 
 from tallyql.cli import main
 from tallyql.config import Settings
+from tallyql.first_query import FIRST_QUERY
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
@@ -36,3 +37,8 @@ def test_every_command_is_in_the_readme() -> None:
     assert len(names) >= 7
     missing = [name for name in names if f"`{name}" not in README]
     assert not missing, f"document these commands in README.md: {missing}"
+
+
+def test_the_first_query_is_the_one_graphiql_and_the_cli_show() -> None:
+    # tallyql/first_query.py is the one copy the GraphiQL page and `serve --demo` use
+    assert f"```graphql\n{FIRST_QUERY}```" in README

@@ -1,6 +1,7 @@
-"""sessionStats stays exact whatever the sample brackets: quantile ranks at edge sizes (1, 2,
-3, 20, 21 sessions, with ties), every way a bracket can hit or miss its rank, and the sampled
-path itself, all against plain Python (value of rank floor(q * (n - 1)), ascending)."""
+"""sessionStats stays exact whatever the sample brackets: quantiles at edge sizes (1, 2, 3, 20,
+21 sessions, with ties), every way a bracket can hit or miss the ranks a quantile needs, and the
+sampled path itself, all against NumPy's linear interpolation between the closest ranks (the
+documented definition, PostgreSQL's percentile_cont)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 
 from tallyql.engine import exact_stats
@@ -103,9 +105,23 @@ def events_of(sessions: list[Planned]) -> list[dict[str, Any]]:
     return out
 
 
-def rank_value(values: list[int], q: float) -> int:
+def interpolated(values: list[int], q: float) -> float:
+    """The exact q-quantile by NumPy (independent of tallyql's arithmetic)."""
+    return float(np.quantile(values, q, method="linear"))
+
+
+def neighbours(values: list[int], q: float) -> tuple[int, int, int, int]:
+    """(rank floor(h), rank ceil(h), their values), h = q * (n - 1): what a bracket must hold."""
     ordered = sorted(values)
-    return ordered[math.floor(q * (len(ordered) - 1))]
+    h = q * (len(ordered) - 1)
+    low, high = math.floor(h), math.ceil(h)
+    return low, high, ordered[low], ordered[high]
+
+
+def api_value(got: float | None, name: str) -> float:
+    """An API value back in the database's integer unit."""
+    assert got is not None
+    return got * UNITS[name]
 
 
 def check(stats: dict[str, Any], sessions: list[Planned]) -> None:
@@ -116,8 +132,9 @@ def check(stats: dict[str, Any], sessions: list[Planned]) -> None:
         if not values:
             assert got == {"p50": None, "avg": None, "p95": None}
             continue
-        assert round(got["p50"] * UNITS[name]) == rank_value(values, 0.5), (name, values)
-        assert round(got["p95"] * UNITS[name]) == rank_value(values, 0.95), (name, values)
+        for q, field in ((0.5, "p50"), (0.95, "p95")):
+            want = interpolated(values, q)
+            assert api_value(got[field], name) == pytest.approx(want, rel=1e-12), (name, values)
         assert got["avg"] * UNITS[name] == pytest.approx(sum(values) / len(values), rel=1e-12)
 
 
@@ -155,37 +172,51 @@ async def test_all_equal_values(api: Api, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def brackets_around(values: list[int], q: float) -> dict[str, Bracket]:
-    """Brackets that hit, miss on either side, split tie groups or leave a side open."""
+    """Brackets that hold both neighbours, miss either on either side, split tie groups or
+    leave a side open."""
     ordered = sorted(values)
-    answer = rank_value(values, q)
-    below = [v for v in ordered if v < answer]
-    above = [v for v in ordered if v > answer]
+    _, _, lower, upper = neighbours(values, q)
+    below = [v for v in ordered if v < lower]
+    above = [v for v in ordered if v > upper]
     out = {
         "whole": WHOLE,
-        "point": Bracket(answer, answer),
+        "point lower": Bracket(lower, lower),
+        "point upper": Bracket(upper, upper),
         "around": Bracket(ordered[0], ordered[-1]),
-        "from answer": Bracket(answer, None),
-        "up to answer": Bracket(None, answer),
+        "neighbours": Bracket(lower, upper),
+        "from lower": Bracket(lower, None),
+        "from upper": Bracket(upper, None),
+        "up to lower": Bracket(None, lower),
+        "up to upper": Bracket(None, upper),
     }
     if below:
         out |= {
             "point below": Bracket(below[-1], below[-1]),
             "all below": Bracket(None, below[-1]),
-            "split below": Bracket(below[-1], answer),
+            "split below": Bracket(below[-1], upper),
         }
     if above:
         out |= {
             "point above": Bracket(above[0], above[0]),
             "all above": Bracket(above[0], None),
-            "split above": Bracket(answer, above[0]),
+            "split above": Bracket(lower, above[0]),
             "just above": Bracket(above[0], above[-1]),
         }
     return out
 
 
+def misses(values: list[int], q: float, b: Bracket) -> bool:
+    """Whether bracket b fails to hold the values of both ranks the quantile needs: the
+    values below lo must be at most rank floor(h) many, those up to hi more than ceil(h)."""
+    low, high, _, _ = neighbours(values, q)
+    below = sum(v < b.lo for v in values) if b.lo is not None else 0
+    up_to = sum(v <= b.hi for v in values) if b.hi is not None else len(values)
+    return not (below <= low and high < up_to)
+
+
 async def test_every_bracket_gives_the_exact_value(api: Api) -> None:
     key = await api.key()
-    sessions = planned(random.Random(5), 21, "b")
+    sessions = planned(random.Random(5), 22, "b")  # h = 10.5 and 19.95: both interpolate
     await api.ingest(key, events_of(sessions))
     db, ws = api.services.db, await workspace_id_of(api.services, key)
     window = TimeWindow(DAY, DAY + timedelta(days=1), ZoneInfo("UTC"))
@@ -193,6 +224,10 @@ async def test_every_bracket_gives_the_exact_value(api: Api) -> None:
     conditions = engine.session_conditions(db.dialect, ws, window, EventFilterSpec())
     sampling = exact_stats.Sampling(conditions, engine.sessions.c.last_ts, None)
     values = {m: [s.measures()[m] for s in sessions] for m in FIELDS}
+    # the neighbours differ somewhere, so that an upper neighbour outside a bracket is tried
+    assert any(
+        neighbours(values[m], q)[2] != neighbours(values[m], q)[3] for m in FIELDS for q in QS
+    )
     recounted = 0
     for name in FIELDS:
         for q in QS:
@@ -204,10 +239,9 @@ async def test_every_bracket_gives_the_exact_value(api: Api) -> None:
                     )
                 assert summary.count == len(sessions)
                 got = summary.quantiles[(name, q)]
-                assert got == rank_value(values[name], q), (name, q, label, b)
+                assert got == interpolated(values[name], q), (name, q, label, b)
                 assert summary.totals[name] == sum(values[name])
-                missed = "below" in label or "above" in label
-                missed = missed and not label.startswith("split")
+                missed = misses(values[name], q, b)
                 assert summary.recounted == int(missed), (name, q, label)
                 recounted += summary.recounted
     assert recounted > 0
@@ -218,9 +252,8 @@ async def test_every_bracket_gives_the_exact_value(api: Api) -> None:
     result = await engine.session_stats(db, ws, window, EventFilterSpec(), brackets)
     for name in FIELDS:
         for q in QS:
-            got = result.p(name, q)
-            assert got is not None
-            assert round(got * UNITS[name]) == rank_value(values[name], q)
+            want = interpolated(values[name], q)
+            assert api_value(result.p(name, q), name) == pytest.approx(want, rel=1e-12)
 
 
 @pytest.mark.parametrize("with_range", [True, False], ids=["range", "no range"])
@@ -257,9 +290,9 @@ async def test_sampled_brackets_over_many_sessions(
         for name in FIELDS:
             values = [s.measures()[name] for s in chosen]
             for q in QS:
-                got = result.p(name, q)
-                assert got is not None
-                assert round(got * UNITS[name]) == rank_value(values, q), (name, q)
+                want = interpolated(values, q)
+                got = api_value(result.p(name, q), name)
+                assert got == pytest.approx(want, rel=1e-12), (name, q)
     # the bracketed path ran: bounded brackets, some of them gathering values
     assert len(sampled) == 3
     bounded = [b for b in sampled[0].values() if b.lo is not None and b.hi is not None]
@@ -282,3 +315,12 @@ def test_brackets_from_a_sample() -> None:
     assert all(0 <= a < b < 1 + 1 / exact_stats.SAMPLE_SLICES for a, b in slices)
     widths = {round((b - a) * exact_stats.SAMPLE_SLICES, 9) for a, b in slices}
     assert widths == {exact_stats.SAMPLE_FRACTION}
+
+
+def test_the_sample_is_the_same_every_time() -> None:
+    """No unseeded draw: one question reads one sample, so its cost is reproducible."""
+    first = exact_stats.sample_fractions()
+    assert exact_stats.sample_fractions() == first
+    assert len(first) == exact_stats.SAMPLE_SLICES
+    width = exact_stats.SAMPLE_FRACTION / exact_stats.SAMPLE_SLICES
+    assert all(0 <= lo < 1 and hi - lo == pytest.approx(width) for lo, hi in first)

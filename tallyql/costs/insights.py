@@ -1,6 +1,7 @@
 """`costInsights`: where the money goes and how to spend less, every figure from the engine.
 
-- cost by request type; trend versus the previous period (UP/DOWN/FLAT within 1%);
+- cost by request type; trend versus the previous period (UP/DOWN/FLAT within 1%), its
+  percentage null against a zero or negligible baseline (`engine/relative_change.py`);
 - top drivers: models, users and agents by cost;
 - projected month: the average cost per day with data, times 30, next to the previous
   period's projection;
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from tallyql.engine.analytics import Asker, ranked_groups
 from tallyql.engine.buckets import Granularity
 from tallyql.engine.registry import Dimension, DimensionRef, Metric
+from tallyql.engine.relative_change import USD_FLOOR, ChangeNote, relative_change
 
 TOP_DRIVERS = 5
 FLAT_PERCENT = 1.0
@@ -35,6 +37,8 @@ class Trend:
     previous_usd: float
     direction: str  # UP | DOWN | FLAT
     percent: float | None
+    percent_note: ChangeNote | None = None
+    """Why `percent` is None."""
 
 
 @dataclass
@@ -44,6 +48,8 @@ class Projection:
     projected_usd: float | None
     previous_projected_usd: float | None
     change_percent: float | None
+    change_note: ChangeNote | None = None
+    """Why `change_percent` is None."""
 
 
 @dataclass
@@ -55,10 +61,6 @@ class CostOverview:
     top_agents: list[Share] = field(default_factory=list)
 
 
-def percent_change(current: float, previous: float) -> float | None:
-    return (current - previous) / previous * 100 if previous else None
-
-
 async def total_cost(asker: Asker) -> float:
     result = await asker.run((Metric.COST_USD,))
     return result.value((0,), Metric.COST_USD) or 0.0
@@ -67,14 +69,15 @@ async def total_cost(asker: Asker) -> float:
 async def trend(asker: Asker) -> Trend:
     current = await total_cost(asker)
     previous = await total_cost(asker.for_window(asker.window.previous()))
-    percent = percent_change(current, previous)
-    if percent is None:
-        direction = "UP" if current > 0 else "FLAT"
+    change = relative_change(current, previous, USD_FLOOR)
+    percent = change.percent
+    if percent is None:  # no baseline to speak of: the sign of the difference
+        direction = "UP" if current > previous else "DOWN" if current < previous else "FLAT"
     elif abs(percent) < FLAT_PERCENT:
         direction = "FLAT"
     else:
         direction = "UP" if percent > 0 else "DOWN"
-    return Trend(current, previous, direction, percent)
+    return Trend(current, previous, direction, percent, change.note)
 
 
 async def _projection_of(asker: Asker) -> tuple[int, float | None, float | None]:
@@ -92,8 +95,8 @@ async def _projection_of(asker: Asker) -> tuple[int, float | None, float | None]
 async def projection(asker: Asker) -> Projection:
     days, average, projected = await _projection_of(asker)
     _, _, before = await _projection_of(asker.for_window(asker.window.previous()))
-    change = percent_change(projected, before) if projected is not None and before else None
-    return Projection(days, average, projected, before, change)
+    change = relative_change(projected, before, USD_FLOOR)
+    return Projection(days, average, projected, before, change.percent, change.note)
 
 
 async def _shares(

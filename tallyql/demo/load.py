@@ -14,13 +14,14 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Any
 
 from sqlalchemy import func, select, text
 
 from tallyql.auth.principal import Role
+from tallyql.clock import clock
 from tallyql.config import Settings
 from tallyql.demo.catalog import build_world
 from tallyql.demo.generator import generate_batches, generate_events
@@ -60,8 +61,17 @@ class LoadReport:
         return (self.accepted + self.duplicates) / self.seconds if self.seconds else 0.0
 
 
+ProgressCallback = Callable[[int], None]
+"""Told the number of events committed so far, after each batch."""
+
+
 async def load_demo(
-    services: Services, workspace: str, count: int, days: int, seed: int
+    services: Services,
+    workspace: str,
+    count: int,
+    days: int,
+    seed: int,
+    progress: ProgressCallback | None = None,
 ) -> LoadReport:
     started = time.perf_counter()
     world = build_world(seed)
@@ -72,12 +82,16 @@ async def load_demo(
         )
         for group, members in sorted(world.groups.items()):
             await set_group_members(conn, workspace_id, group, members)
-    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    end = clock.now().replace(second=0, microsecond=0)
     if services.db.is_postgres:
-        accepted, duplicates = await _load_postgres(services, workspace_id, count, days, seed, end)
+        accepted, duplicates = await _load_postgres(
+            services, workspace_id, count, days, seed, end, progress
+        )
     else:
         batches = generate_batches(count, days, seed=seed, end=end, batch_size=BATCH)
-        accepted, duplicates = await _submit(services, services.writer, workspace_id, batches)
+        accepted, duplicates = await _submit(
+            services, services.writer, workspace_id, batches, progress=progress
+        )
     return LoadReport(accepted, duplicates, time.perf_counter() - started)
 
 
@@ -87,10 +101,12 @@ async def _submit(
     workspace_id: int,
     batches: Iterable[list[dict[str, Any]]],
     between: Callable[[int], Awaitable[None]] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> tuple[int, int]:
     """Check, price and write the batches, a few at once (`IN_FLIGHT`, `IN_FLIGHT_EVENTS`);
     (accepted, duplicates). `between` is called after each batch is handed over, with the
-    events handed so far."""
+    events handed so far; `progress` after each batch is committed, with the events committed
+    so far."""
     accepted = duplicates = handed = 0
     pending: set[asyncio.Task[list[bool]]] = set()
     in_flight = 0
@@ -102,6 +118,8 @@ async def _submit(
             in_flight -= len(flags)
             accepted += sum(flags)
             duplicates += len(flags) - sum(flags)
+        if progress is not None:
+            progress(accepted + duplicates)
 
     try:
         for batch in batches:
@@ -132,7 +150,13 @@ def whole_days(events: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]
 
 
 async def _load_postgres(
-    services: Services, workspace_id: int, count: int, days: int, seed: int, end: datetime
+    services: Services,
+    workspace_id: int,
+    count: int,
+    days: int,
+    seed: int,
+    end: datetime,
+    progress: ProgressCallback | None = None,
 ) -> tuple[int, int]:
     """PostgreSQL's bulk path: batches of whole days on a writer of their own that upserts the
     hour and day rows of the rollups directly (`rollup_folds.whole_day_statements`: lanes
@@ -167,7 +191,7 @@ async def _load_postgres(
     try:
         events = generate_events(count, days, seed=seed, end=end)
         counts = await _submit(
-            services, writer, workspace_id, whole_days(events), compact_now_and_then
+            services, writer, workspace_id, whole_days(events), compact_now_and_then, progress
         )
     finally:
         await writer.stop()
@@ -233,16 +257,26 @@ async def _autocommit(services: Services, statements: list[str]) -> None:
 
 
 async def load_demo_into(
-    settings: Settings, workspace: str, count: int, days: int, seed: int
+    settings: Settings,
+    workspace: str,
+    count: int,
+    days: int,
+    seed: int,
+    progress: ProgressCallback | None = None,
 ) -> LoadReport:
     services = await start_services(replace(settings, rollup_compaction_seconds=0))
     try:
-        return await load_demo(services, workspace, count, days, seed)
+        return await load_demo(services, workspace, count, days, seed, progress)
     finally:
         await services.stop()
 
 
-async def seed_for_serve(settings: Settings, count: int, workspace: str = "demo") -> str:
+async def seed_for_serve(
+    settings: Settings,
+    count: int,
+    workspace: str = "demo",
+    progress: ProgressCallback | None = None,
+) -> str:
     """Seed 30 days of demo traffic unless the workspace has events; returns a new admin key."""
     services = await start_services(settings)
     try:
@@ -257,7 +291,7 @@ async def seed_for_serve(settings: Settings, count: int, workspace: str = "demo"
                 )
             ).scalar_one()
         if not existing:
-            report = await load_demo(services, workspace, count, 30, seed=42)
+            report = await load_demo(services, workspace, count, 30, 42, progress)
             print(f"seeded {report.accepted:,} demo events in {report.seconds:.1f} s")
         key, _ = await services.keys.create(workspace, Role.ADMIN, "demo admin", actor="cli")
         return key

@@ -3,6 +3,7 @@ tokens and cost of all its events, and for pipeline agents the same per node."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
@@ -31,13 +32,9 @@ ALL_METRICS = (
     Metric.COST_USD,
     Metric.UNIQUE_AGENT_INSTANCES,
 )
-NODE_METRICS = (
-    Metric.REQUESTS,
-    Metric.ERRORS,
-    Metric.ERROR_RATE,
-    Metric.AVG_LATENCY_MS,
-    Metric.COST_USD,
-)
+NODE_METRICS = (Metric.REQUESTS, Metric.ERRORS, Metric.ERROR_RATE, Metric.COST_USD)
+CALL_KINDS = ("llm_call", "tool_call", "http_request")
+"""The kinds whose latency is a call's: an agent run's latency is its duration, kept apart."""
 
 
 @dataclass(frozen=True)
@@ -71,8 +68,40 @@ class NodeFigures:
     requests: float
     errors: float
     error_rate: float | None
-    avg_latency_ms: float | None
     cost_usd: float
+
+
+@dataclass(frozen=True)
+class NodeTiming:
+    """A pipeline node's mean call latency and mean run duration, never mixed: an agent run's
+    latency is how long the run took, not how long a call waited."""
+
+    avg_latency_ms: float | None
+    avg_run_duration_ms: float | None
+
+
+async def node_timings(
+    asker: Asker, agent_ids: tuple[str, ...]
+) -> dict[tuple[str, str], NodeTiming]:
+    """Per (agent, node) of the given agents: two concurrent questions, calls and runs."""
+    if not agent_ids:
+        return {}
+    spec = replace(asker.filter, agents=agent_ids)
+    dims = (Dimension.AGENT, Dimension.NODE)
+    latency = (Metric.AVG_LATENCY_MS,)
+    calls, runs = await asyncio.gather(
+        grouped(asker, dims, latency, replace(spec, kinds=narrow(spec.kinds, CALL_KINDS))),
+        grouped(asker, dims, latency, replace(spec, kinds=narrow(spec.kinds, ("agent_run",)))),
+    )
+    call_latency, run_duration = dict(calls), dict(runs)
+    return {
+        key: NodeTiming(
+            call_latency.get(key, {}).get(Metric.AVG_LATENCY_MS),
+            run_duration.get(key, {}).get(Metric.AVG_LATENCY_MS),
+        )
+        for key in {*call_latency, *run_duration}
+        if key[1] is not None
+    }
 
 
 async def agent_figures(
@@ -130,10 +159,9 @@ async def agent_nodes(asker: Asker, agent_ids: tuple[str, ...]) -> dict[str, lis
         out[agent_id].append(
             NodeFigures(
                 node=node,
-                requests=v.get(Metric.REQUESTS) or 0.0,
-                errors=v.get(Metric.ERRORS) or 0.0,
+                requests=v.get(Metric.REQUESTS) or 0,
+                errors=v.get(Metric.ERRORS) or 0,
                 error_rate=v.get(Metric.ERROR_RATE),
-                avg_latency_ms=v.get(Metric.AVG_LATENCY_MS),
                 cost_usd=v.get(Metric.COST_USD) or 0.0,
             )
         )

@@ -3,6 +3,7 @@ overview, time series, breakdowns, hourly distribution, errors and custom querie
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
@@ -19,10 +20,10 @@ from tallyql.engine.planner import Plan
 from tallyql.engine.registry import (
     DIMENSIONS,
     METRICS,
-    OTHER,
     Dimension,
     DimensionRef,
     Metric,
+    other_key,
 )
 from tallyql.engine.timerange import TimeWindow
 from tallyql.storage.database import Database
@@ -59,7 +60,9 @@ class Asker:
         dimensions: tuple[DimensionRef, ...] = (),
         granularity: Granularity | None = None,
         extra_filter: EventFilterSpec | None = None,
+        note: str | None = None,
     ) -> MetricsResult:
+        """`note`: what the answer is used for, shown by explain."""
         query = MetricsQuery(
             scope=self.scope,
             metrics=metrics,
@@ -71,16 +74,22 @@ class Asker:
         )
         result = await run_query(self.db, query, explain=self.explain, meter=self.meter)
         if self.explain:
-            self.plans.extend(_describe(p, query) for p in result.plans)
+            self.plans.extend(_describe(p, query, note) for p in result.plans)
         return result
 
 
-def _describe(plan: Plan, query: MetricsQuery) -> dict[str, Any]:
-    return {
+def _describe(plan: Plan, query: MetricsQuery, note: str | None) -> dict[str, Any]:
+    """A plan for explain, with the event kinds its question covers: latency metrics over
+    several kinds mix them."""
+    described = {
         "metrics": [m.value for m in query.metrics],
         "dimensions": [d.dimension.value for d in query.dimensions],
+        "kinds": list(query.filter.kinds) or "all",
         **plan.describe(),
     }
+    if note:
+        described["note"] = note
+    return described
 
 
 # ---------------------------------------------------------------- overview
@@ -111,14 +120,106 @@ OVERVIEW_FIELDS: dict[str, Metric] = {
 }
 
 
-async def overview(asker: Asker, names: Collection[str] | None = None) -> dict[str, float | None]:
-    """The overview's figures (only `names` of OVERVIEW_FIELDS when given; the rest None)."""
+LATENCY_FIELDS = frozenset(
+    {"avg_latency_ms", "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "avg_ttft_ms"}
+)
+"""Overview figures that time calls: they cover one kind of event, LLM calls, unless the
+filter names kinds. A blend of model calls, tool calls and minute-long agent runs describes
+no kind of event and moves with the mix."""
+DEFAULT_LATENCY_KIND = "llm_call"
+KIND_ORDER = ("llm_call", "tool_call", "agent_run", "http_request")
+KIND_LATENCY_METRICS = (
+    Metric.REQUESTS,
+    Metric.AVG_LATENCY_MS,
+    Metric.P50_LATENCY_MS,
+    Metric.P95_LATENCY_MS,
+    Metric.P99_LATENCY_MS,
+)
+
+
+@dataclass(frozen=True)
+class KindLatency:
+    """One kind's events and latency (for agent runs: their durations) in the window."""
+
+    kind: str
+    requests: int
+    avg_latency_ms: float | None
+    p50_latency_ms: float | None
+    p95_latency_ms: float | None
+    p99_latency_ms: float | None
+
+
+@dataclass
+class OverviewFigures:
+    values: dict[str, float | None]
+    """Every name of OVERVIEW_FIELDS; None for those not asked for."""
+    latency_by_kind: list[KindLatency] | None = None
+    """Per kind, when asked for."""
+
+
+async def overview(
+    asker: Asker, names: Collection[str] | None = None, latency_by_kind: bool = False
+) -> OverviewFigures:
+    """The overview's figures (only `names` of OVERVIEW_FIELDS when given; the rest None).
+
+    The latency and TTFT figures cover LLM calls unless the filter names kinds (then the
+    kinds it names). Without named kinds they are read from a query grouped by kind, which
+    also answers `latency_by_kind`: at most two queries, run concurrently, both from rollups
+    (the kind is a key of the totals rollup and of the kinds histogram)."""
     wanted = {n: m for n, m in OVERVIEW_FIELDS.items() if names is None or n in names}
-    if not wanted:
-        return dict.fromkeys(OVERVIEW_FIELDS)
-    result = await asker.run(tuple(dict.fromkeys(wanted.values())))
-    values = {name: result.value((0,), metric) for name, metric in wanted.items()}
-    return {name: values.get(name) for name in OVERVIEW_FIELDS}
+    kinds_named = bool(asker.filter.kinds)
+    plain = {n: m for n, m in wanted.items() if kinds_named or n not in LATENCY_FIELDS}
+    timed = {n: m for n, m in wanted.items() if n not in plain}
+    by_kind_metrics = (*timed.values(), *(KIND_LATENCY_METRICS if latency_by_kind else ()))
+    plain_metrics = tuple(dict.fromkeys(plain.values()))
+    kind_metrics = tuple(dict.fromkeys(by_kind_metrics))
+    kind_dim = (DimensionRef(Dimension.KIND),)
+    whole, per_kind = await asyncio.gather(
+        asker.run(plain_metrics) if plain_metrics else _nothing(),
+        asker.run(kind_metrics, kind_dim, note=_KIND_NOTE if timed else None)
+        if kind_metrics
+        else _nothing(),
+    )
+    values: dict[str, float | None] = dict.fromkeys(OVERVIEW_FIELDS)
+    if whole is not None:
+        values.update({name: whole.value((0,), metric) for name, metric in plain.items()})
+    if per_kind is not None:
+        key = (0, DEFAULT_LATENCY_KIND)
+        values.update({name: per_kind.value(key, metric) for name, metric in timed.items()})
+    rows = None
+    if latency_by_kind:
+        rows = _kind_latencies(per_kind) if per_kind is not None else []
+    return OverviewFigures(values, rows)
+
+
+_KIND_NOTE = (
+    "grouped by kind: the overview's latency and TTFT figures are the llm_call group's (the "
+    "filter names no kinds)"
+)
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _kind_latencies(result: MetricsResult) -> list[KindLatency]:
+    """One row per kind with events, in KIND_ORDER (other kinds after, by name)."""
+    kinds = [key[1] for key in result.group_keys() if key[1]]
+    kinds.sort(key=lambda k: (KIND_ORDER.index(k) if k in KIND_ORDER else len(KIND_ORDER), k))
+    rows = []
+    for kind in kinds:
+        v = result.values[(0, kind)]
+        rows.append(
+            KindLatency(
+                kind=kind,
+                requests=int(v[Metric.REQUESTS] or 0),
+                avg_latency_ms=v[Metric.AVG_LATENCY_MS],
+                p50_latency_ms=v[Metric.P50_LATENCY_MS],
+                p95_latency_ms=v[Metric.P95_LATENCY_MS],
+                p99_latency_ms=v[Metric.P99_LATENCY_MS],
+            )
+        )
+    return rows
 
 
 # ---------------------------------------------------------------- breakdown
@@ -251,7 +352,7 @@ async def timeseries(
         dims = (replace(group_by, keep=keep),)
         groups = [((k,), False) for k in keep]
         if len(ranked) > limit_groups:
-            groups.append(((OTHER,), True))
+            groups.append(((other_key(group_by.dimension),), True))
     current = await asker.run(metrics, dims, granularity)
     bucketing: Bucketing = current.bucketing
     previous = None

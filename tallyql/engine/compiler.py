@@ -4,6 +4,11 @@ The pieces of the plan (raw events, hour, day and week rows) of each grain becom
 pre-aggregated SELECT of (bucket index, dimension keys, measures); these are combined with
 UNION ALL and folded again outside. Everything the caller supplies travels as bound
 parameters; the only SQL text built here is integer arithmetic and fixed column names.
+
+An exact histogram plan (the forced raw path) orders each group's values instead, with window
+functions on both databases, and returns only the values at the ranks the percentiles
+interpolate between (`exact_percentiles`): at most two rows per percentile and group, however
+many events, so the server's memory stays bounded (the database sorts, spilling to disk).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Float,
+    Integer,
     LargeBinary,
     Select,
     and_,
@@ -34,7 +41,7 @@ from sqlalchemy.sql import FromClause
 from tallyql.engine.buckets import Bucketing, epoch_seconds
 from tallyql.engine.filters import EventFilterSpec, filter_conditions
 from tallyql.engine.planner import Piece, Plan
-from tallyql.engine.registry import OTHER, Dimension, DimensionRef
+from tallyql.engine.registry import Dimension, DimensionRef, other_key
 from tallyql.storage import dialect as sqld
 from tallyql.storage.rollups import (
     BOOL_DIMS,
@@ -123,13 +130,19 @@ def _within(column: ColumnElement[Any], ranges: list[tuple[Any, Any]]) -> Column
     return terms[0] if len(terms) == 1 else or_(*terms)
 
 
-def _fold(expr: ColumnElement[Any], keep: tuple[str | None, ...]) -> ColumnElement[Any]:
-    """Values outside `keep` become OTHER (NULL stays NULL when NULL is kept)."""
+def _fold(
+    expr: ColumnElement[Any], keep: tuple[Any, ...], dimension: Dimension
+) -> ColumnElement[Any]:
+    """Values outside `keep` become the dimension's other key (NULL stays NULL when NULL is
+    kept). Booleans are compared as they are but come back as 0 and 1, so that the CASE has
+    one type; Python's True == 1 finds them under the kept keys alike."""
+    other = other_key(dimension)
     kept = [k for k in keep if k is not None]
+    value = cast(expr, Integer) if dimension is Dimension.BYOK else expr
     return case(
-        (expr.in_(kept), expr) if kept else (literal(False), expr),
-        (expr.is_(None), null() if None in keep else literal(OTHER)),
-        else_=literal(OTHER),
+        (expr.in_(kept), value) if kept else (literal(False), value),
+        (expr.is_(None), null() if None in keep else literal(other)),
+        else_=literal(other),
     )
 
 
@@ -210,7 +223,7 @@ class PieceCompiler:
             column = ref.definition.column
             assert column is not None
             expr = self._text_dim(column)
-        return _fold(expr, ref.keep) if ref.keep is not None else expr
+        return _fold(expr, ref.keep, d) if ref.keep is not None else expr
 
     def conditions(self) -> list[ColumnElement[bool]]:
         src = self.src
@@ -244,6 +257,10 @@ class PieceCompiler:
             # rows (keys..., hb, n, blob): a blob per rollup row, merged in Python with the
             # (bucket, count) rows of raw events and of PostgreSQL's row-per-bucket deltas
             assert group.histogram is not None
+            if self.plan.exact:  # (keys..., v): every value, ordered and picked outside
+                value = self.src.c[f"{group.histogram}_ms"]
+                conditions.append(value.is_not(None))
+                return select(*keys, value.label("v")).select_from(self.from_).where(*conditions)
             if not self.raw and group.histogram in self.src.c:
                 blob = self.src.c[group.histogram]
                 conditions.append(blob.is_not(None))
@@ -301,6 +318,8 @@ def compile_group(
     ]
     union = parts[0].subquery("u") if len(parts) == 1 else union_all(*parts).subquery("u")
     keys = [union.c.b, *(union.c[f"d{i}"] for i in range(len(dimensions)))]
+    if plan.exact:
+        return exact_percentiles(union, keys, group.quantiles, dialect)
     if group.kind == "measures":
         columns = [
             (func.max if m in MAX_SQL else func.sum)(union.c[m]).label(m) for m in group.measures
@@ -309,3 +328,29 @@ def compile_group(
     if group.kind == "histogram":
         return select(*union.c)
     return select(*keys, func.count(union.c.v.distinct()).label("n")).group_by(*keys)
+
+
+def exact_percentiles(
+    values: FromClause,
+    keys: Sequence[ColumnElement[Any]],
+    quantiles: Sequence[float],
+    dialect: str,
+) -> Select[Any]:
+    """Rows (keys..., n, r, v): per group of `keys`, its count n and the values v of 0-based
+    ascending rank r = floor(q * (n - 1)) and the next, for each q (`tallyql.sketch` then
+    interpolates between them). The ranks are float8 arithmetic on both databases, as
+    `sketch.neighbour_ranks` computes them."""
+    partition = list(keys)
+    ranked = select(
+        *keys,
+        values.c.v,
+        (func.row_number().over(partition_by=partition, order_by=values.c.v) - 1).label("r"),
+        func.count().over(partition_by=partition).label("n"),
+    ).subquery("ranked")
+    n, r = ranked.c.n, ranked.c.r
+    wanted = []
+    for q in dict.fromkeys(quantiles):
+        low = sqld.floor_nonnegative(dialect, literal(q, Float) * (n - 1))
+        wanted += [r == low, r == low + 1]
+    out_keys = [ranked.c[k.name] for k in keys]
+    return select(*out_keys, n, r, ranked.c.v).where(or_(*wanted))

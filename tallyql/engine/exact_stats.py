@@ -1,18 +1,20 @@
 """Exact count, sums and quantiles of a few integer measures over the rows that conditions
 select, reading those rows once.
 
-The quantile q of n values is the value of rank floor(q * (n - 1)) in ascending order (the rule
-of `tallyql.sketch.exact_quantile`). Ordering a million rows by each measure costs several times
-more than reading them, so a sample brackets each quantile first: the rows whose time column
-falls in SAMPLE_SLICES short slices spread evenly over the span (SAMPLE_FRACTION of it in all,
-one index range scan per slice) place the value of that rank between two sampled values lo and
-hi, with a margin of BRACKET_Z standard deviations. One statement then reads every row once and
-computes, exactly: the count n, each measure's sum, for each quantile the number of values
-below lo, and either the number at most hi (lo = hi: the answer is lo when the rank falls
-between the two counts) or the values within [lo, hi], gathered, of which the answer is the
-(rank - below)-th. When the counts show that a bracket missed its rank (an unlucky sample),
-that quantile alone is recomputed by ordering every value. The sample only decides how much is
-gathered, never the answer.
+The quantile q of n values interpolates linearly between the values of ranks floor(h) and
+ceil(h), h = q * (n - 1), in ascending order (`tallyql.sketch.exact_quantile`, PostgreSQL's
+`percentile_cont`): the scan finds both neighbours exactly, and `sketch.interpolate` combines
+them here, the same on both databases. Ordering a million rows by each measure costs several
+times more than reading them, so a sample brackets each quantile first: the rows whose time
+column falls in SAMPLE_SLICES short slices spread evenly over the span (SAMPLE_FRACTION of it in
+all, one index range scan per slice) place the values of those ranks between two sampled values
+lo and hi, with a margin of BRACKET_Z standard deviations. One statement then reads every row
+once and computes, exactly: the count n, each measure's sum, for each quantile the number of
+values below lo, and either the number at most hi (lo = hi: a neighbour is lo when its rank
+falls between the two counts) or the values within [lo, hi], gathered, of which the neighbours
+are the (rank - below)-th and the next. When the counts show that a bracket missed a rank (an
+unlucky sample), that quantile alone is recomputed by ordering every value. The sample only
+decides how much is gathered, never the answer.
 
 PostgreSQL runs the statements in one REPEATABLE READ transaction (one snapshot), the scan in
 parallel workers, and picks the answer from the gathered values in SQL; SQLite returns them as
@@ -46,6 +48,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tallyql import sketch
 from tallyql.storage import dialect as sqld
 
 SAMPLE_FRACTION = 0.02
@@ -96,10 +99,6 @@ class Bracket:
 WHOLE = Bracket(None, None)
 
 
-def rank_of(q: float, n: int) -> int:
-    return math.floor(q * (n - 1))
-
-
 def bracket(ordered: Sequence[Any], q: float, z: float | None = None) -> Bracket:
     """The bracket of quantile q from a sorted sample (its values as they are read back)."""
     s = len(ordered)
@@ -111,10 +110,16 @@ def bracket(ordered: Sequence[Any], q: float, z: float | None = None) -> Bracket
     return Bracket(ordered[low] if low >= 0 else None, ordered[high] if high < s else None)
 
 
+SAMPLE_SEED = 20240601
+"""Seeds the slices' offset when the caller gives no generator: the same question reads the same
+sample every time, so how much work it takes (and whether a quantile is recounted) is
+reproducible; the figures are exact whatever the sample."""
+
+
 def sample_fractions(rng: random.Random | None = None) -> list[tuple[float, float]]:
-    """SAMPLE_SLICES slices of [0, 1), evenly spaced from a random offset, covering
-    SAMPLE_FRACTION of it."""
-    offset = (rng or random).random()
+    """SAMPLE_SLICES slices of [0, 1), evenly spaced from a pseudo-random offset (from
+    SAMPLE_SEED unless `rng` is given), covering SAMPLE_FRACTION of it."""
+    offset = (rng or random.Random(SAMPLE_SEED)).random()
     return [
         ((i + offset) / SAMPLE_SLICES, (i + offset + SAMPLE_FRACTION) / SAMPLE_SLICES)
         for i in range(SAMPLE_SLICES)
@@ -143,8 +148,9 @@ class Sampling:
 class ExactSummary:
     count: int
     totals: dict[str, int]
-    quantiles: dict[tuple[str, float], int] = field(default_factory=dict)
-    """(measure, q) -> value; empty when count is 0."""
+    quantiles: dict[tuple[str, float], float] = field(default_factory=dict)
+    """(measure, q) -> value, interpolated (fractional between two integers); empty when count
+    is 0."""
     recounted: int = 0
     """Quantiles whose bracket missed and that were recomputed by a full ordering."""
 
@@ -269,15 +275,17 @@ async def exact_summary(
     totals = {m.name: m.decode(row[1 + i]) if n else 0 for i, m in enumerate(measures)}
     if n == 0:
         return ExactSummary(0, totals)
-    values: dict[tuple[str, float], int] = {}
+    values: dict[tuple[str, float], float] = {}
     missed: dict[int, list[float]] = {}
     for i, m in enumerate(measures):
         for q in quantiles:
-            value = scan.quantile(row, i, q, rank_of(q, n))
-            if value is None:
+            low, high, t = sketch.neighbour_ranks(q, n)
+            lower = scan.neighbour(row, i, q, low, upper=False)
+            higher = lower if high == low else scan.neighbour(row, i, q, high, upper=True)
+            if lower is None or higher is None:
                 missed.setdefault(i, []).append(q)
             else:
-                values[(m.name, q)] = value
+                values[(m.name, q)] = sketch.interpolate(lower, higher, t)
     for i, qs in missed.items():
         values.update(await _ordered(conn, dialect, conditions, measures[i], qs))
     return ExactSummary(n, totals, values, sum(len(qs) for qs in missed.values()))
@@ -286,8 +294,9 @@ async def exact_summary(
 class _Scan:
     """The one statement over the rows: count, sums, and per quantile with bracket [lo, hi]
     the count below lo; a point bracket (lo = hi) also counts the values at most hi, any
-    other gathers the values within it, picked from in SQL on PostgreSQL (NULL or above hi
-    when the bracket holds fewer values than the rank needs) and here on SQLite."""
+    other gathers the values within it, from which both neighbours of the quantile's ranks
+    are picked: in SQL on PostgreSQL (NULL or above hi when the bracket holds fewer values than
+    the rank needs) and here on SQLite."""
 
     def __init__(
         self,
@@ -367,11 +376,13 @@ class _Scan:
                 gathered = summed.c[f"a{self.gathers[i]}"]
                 self.picks[(i, q)] = len(out)
                 low = self.bound(i, b.lo) if b.lo is not None else None
-                out.append(sqld.nth_collected(self.dialect, gathered, low, k))
+                # the values of rank floor(h) and the next (rank ceil(h) when h is fractional)
+                out.append(sqld.nth_collected(self.dialect, gathered, low, k, width=2))
         return select(*out)
 
-    def quantile(self, row: Sequence[Any], i: int, q: float, rank: int) -> int | None:
-        """The value of `rank`, None when the bracket missed it."""
+    def neighbour(self, row: Sequence[Any], i: int, q: float, rank: int, upper: bool) -> int | None:
+        """The value of `rank` (floor(h), or with `upper` floor(h) + 1), None when the bracket
+        missed it."""
         m = self.measures[i]
         b = self.brackets[(m.name, q)]
         below = row[self.counts[(i, "<", b.lo)]] if b.lo is not None else 0
@@ -380,7 +391,8 @@ class _Scan:
         if b.is_point:
             return b.lo if rank < row[self.counts[(i, "<=", b.lo)]] else None
         if self.pg:
-            picked = row[self.picks[(i, q)]]
+            pair = as_list(row[self.picks[(i, q)]])
+            picked = pair[int(upper)] if len(pair) > int(upper) else None
             value = None if picked is None else m.decode(picked)
             return None if value is None or (b.hi is not None and value > b.hi) else value
         if i not in self.sorted:
@@ -398,10 +410,20 @@ async def _ordered(
     conditions: Sequence[ColumnElement[bool]],
     measure: ExactMeasure,
     quantiles: Sequence[float],
-) -> dict[tuple[str, float], int]:
-    """Quantiles of one measure by ordering every value (when a bracket missed)."""
+) -> dict[tuple[str, float], float]:
+    """Quantiles of one measure by ordering every value (when a bracket missed): both
+    neighbours of each, interpolated here."""
     matching = select(measure.expr.label("v")).where(*conditions).cte("matching")
     n = select(func.count().label("n")).select_from(matching).cte("counted").c.n
-    picks = [sqld.exact_quantile(dialect, matching, n, "v", q) for q in quantiles]
-    row = (await conn.execute(select(*picks))).one()
-    return {(measure.name, q): measure.decode(v) for q, v in zip(quantiles, row, strict=True)}
+    picks = [
+        sqld.exact_quantile(dialect, matching, n, "v", q, upper)
+        for q in quantiles
+        for upper in (False, True)
+    ]
+    row = (await conn.execute(select(select(n).scalar_subquery(), *picks))).one()
+    out = {}
+    for j, q in enumerate(quantiles):
+        _, _, t = sketch.neighbour_ranks(q, int(row[0]))
+        lower, higher = (measure.decode(v) for v in row[1 + 2 * j : 3 + 2 * j])
+        out[(measure.name, q)] = sketch.interpolate(lower, higher, t)
+    return out

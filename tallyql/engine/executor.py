@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy import Select, column, literal, select, table
 from sqlalchemy.exc import ProgrammingError
 
+from tallyql import sketch
+from tallyql.clock import clock
 from tallyql.engine.buckets import Bucketing, Granularity, make_bucketing, single_bucket
 from tallyql.engine.compiler import GroupSpec, Scope, compile_group
 from tallyql.engine.cost import query_cost
@@ -57,7 +59,7 @@ class MetricsResult:
     def value(self, key: Key, metric: Metric) -> float | None:
         row = self.values.get(key)
         if row is None:
-            return 0.0 if METRICS[metric].zero_when_empty else None
+            return 0 if METRICS[metric].zero_when_empty else None
         return row[metric]
 
 
@@ -107,7 +109,7 @@ async def quiet_until(db: Database, scope: Scope, end: datetime) -> datetime | N
     stamped after a window that ends now.)"""
     end = end.astimezone(UTC)
     hour = end.replace(minute=0, second=0, microsecond=0)
-    if hour == end or end < datetime.now(UTC) - timedelta(hours=1):
+    if hour == end or end < clock.now() - timedelta(hours=1):
         return None  # whole already, or long past: its hour has had time to fill, likely busy
     ceil = hour + timedelta(hours=1)
     source: Any = events
@@ -180,7 +182,12 @@ async def run_query(
     raw_values: dict[Key, dict[str, Any]] = defaultdict(dict)
     quantiles: dict[str, dict[Key, dict[float, float]]] = defaultdict(lambda: defaultdict(dict))
     histograms: dict[Key, Accumulator] = {}
-    for (name, group), rows in zip(groups.items(), results, strict=True):
+    for (name, group), rows, plan in zip(groups.items(), results, plans, strict=True):
+        if group.kind == "histogram" and plan.exact:
+            for key, found in _exact_quantiles(rows, n_dims, group.quantiles).items():
+                quantiles[name][key] = found
+                raw_values.setdefault(key, {})
+            continue
         for row in rows:
             key = tuple(_key_value(v) for v in row[: 1 + n_dims])
             if group.kind == "measures":
@@ -210,6 +217,28 @@ async def run_query(
     return MetricsResult(bucketing, values, plans)
 
 
+def _exact_quantiles(
+    rows: Sequence[Sequence[Any]], n_dims: int, qs: Sequence[float]
+) -> dict[Key, dict[float, float]]:
+    """Each group's percentiles from the rows of `compiler.exact_percentiles` (keys..., n, r,
+    v): interpolated between the values of the two closest ranks."""
+    counts: dict[Key, int] = {}
+    ranked: dict[Key, dict[int, float]] = defaultdict(dict)
+    for row in rows:
+        key = tuple(_key_value(v) for v in row[: 1 + n_dims])
+        n, r, v = row[1 + n_dims :]
+        counts[key] = int(n)
+        ranked[key][int(r)] = float(v)
+    out: dict[Key, dict[float, float]] = {}
+    for key, n in counts.items():
+        found = {}
+        for q in qs:
+            low, high, t = sketch.neighbour_ranks(q, n)
+            found[q] = sketch.interpolate(ranked[key][low], ranked[key][high], t)
+        out[key] = found
+    return out
+
+
 def _key_value(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value)
@@ -227,13 +256,15 @@ def _finish(
         found = quantiles.get(f"histogram:{definition.histogram}", {}).get(key, {})
         return found.get(definition.quantile or 0.5)
     if definition.distinct:
-        return float(measures.get(f"distinct:{definition.distinct}", 0))
+        return int(measures.get(f"distinct:{definition.distinct}", 0))
     assert definition.compute is not None
     if all(measures.get(m) is None for m in definition.measures):
-        return 0.0 if definition.zero_when_empty else None
+        return 0 if definition.zero_when_empty else None
     filled = {
         m: (measures.get(m) if m == "latency_max" else measures.get(m) or 0)
         for m in definition.measures
     }
     value = definition.compute(filled)
-    return None if value is None else float(value)
+    if value is None or isinstance(value, int):  # counts stay exact integers
+        return value
+    return float(value)

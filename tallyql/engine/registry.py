@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from tallyql.ingest.pricing import NANO_PER_USD
 
@@ -62,7 +63,17 @@ def _ratio(num: str, den: str, scale: float = 1.0) -> Callable[[Values], float |
 
 
 def _sum(*names: str, scale: float = 1.0) -> Callable[[Values], float | None]:
+    """Sums of integer columns stay integers (exact, printed without a fraction); scaled ones,
+    like nano-USD to USD, become floats."""
+    if scale == 1.0:
+        return lambda v: sum(v.get(n, 0) for n in names)
     return lambda v: sum(v.get(n, 0) for n in names) * scale
+
+
+PERCENTILE_NOTE = (
+    ", ms: linear interpolation between the closest ranks (PostgreSQL percentile_cont); "
+    "within 1% relative error (DDSketch), exact with X-Tallyql-Plan: raw."
+)
 
 
 @dataclass(frozen=True)
@@ -94,12 +105,21 @@ def _percentile(metric: Metric, description: str, histogram: str, q: float) -> M
     return MetricDef(metric, description, histogram=histogram, quantile=q)
 
 
+MIXES = (
+    " Over every event the filter selects: across kinds it mixes LLM and tool calls with agent "
+    "runs (whose latency is their duration); name kinds in the filter to measure one."
+)
+
 METRICS: dict[Metric, MetricDef] = {
     d.metric: d
     for d in (
-        _additive(Metric.REQUESTS, "Events (calls) of every kind.", "requests"),
-        _additive(Metric.ERRORS, "Events with status error.", "errors"),
-        _additive(Metric.BLOCKED, "Events blocked by a policy.", "blocked"),
+        _additive(
+            Metric.REQUESTS,
+            "Events (count) of the kinds the filter selects (every kind without one).",
+            "requests",
+        ),
+        _additive(Metric.ERRORS, "Events with status error (count).", "errors"),
+        _additive(Metric.BLOCKED, "Events with status blocked by a policy (count).", "blocked"),
         MetricDef(
             Metric.SUCCESS_RATE,
             "Share of events with status success (0 to 1).",
@@ -116,54 +136,79 @@ METRICS: dict[Metric, MetricDef] = {
             ("errors", "requests"),
             _ratio("errors", "requests"),
         ),
-        _additive(Metric.INPUT_TOKENS, "Input tokens, cached ones included.", "input_tokens"),
-        _additive(Metric.OUTPUT_TOKENS, "Output tokens, reasoning included.", "output_tokens"),
-        _additive(Metric.CACHE_READ_TOKENS, "Input tokens read from cache.", "cache_read_tokens"),
         _additive(
-            Metric.CACHE_WRITE_TOKENS, "Input tokens written to cache.", "cache_write_tokens"
+            Metric.INPUT_TOKENS, "Input tokens (count), cached ones included.", "input_tokens"
         ),
-        _additive(Metric.REASONING_TOKENS, "Output tokens spent reasoning.", "reasoning_tokens"),
+        _additive(
+            Metric.OUTPUT_TOKENS, "Output tokens (count), reasoning included.", "output_tokens"
+        ),
+        _additive(
+            Metric.CACHE_READ_TOKENS, "Input tokens read from cache (count).", "cache_read_tokens"
+        ),
+        _additive(
+            Metric.CACHE_WRITE_TOKENS,
+            "Input tokens written to cache (count).",
+            "cache_write_tokens",
+        ),
+        _additive(
+            Metric.REASONING_TOKENS, "Output tokens spent reasoning (count).", "reasoning_tokens"
+        ),
         MetricDef(
             Metric.TOTAL_TOKENS,
-            "Input plus output tokens.",
+            "Input plus output tokens (count).",
             ("input_tokens", "output_tokens"),
             _sum("input_tokens", "output_tokens"),
             additive=True,
         ),
-        _additive(Metric.COST_USD, "Cost in USD.", "cost_nanousd", scale=1 / NANO_PER_USD),
+        _additive(
+            Metric.COST_USD,
+            "Cost in USD (caller-provided, else priced at ingest).",
+            "cost_nanousd",
+            scale=1 / NANO_PER_USD,
+        ),
         MetricDef(
             Metric.AVG_LATENCY_MS,
-            "Mean latency of events that report one.",
+            "Mean latency in ms of the selected events that report one." + MIXES,
             ("latency_sum", "latency_count"),
             _ratio("latency_sum", "latency_count"),
         ),
-        _percentile(Metric.P50_LATENCY_MS, "Median latency (within 1%).", "latency", 0.50),
-        _percentile(Metric.P95_LATENCY_MS, "95th percentile latency (within 1%).", "latency", 0.95),
-        _percentile(Metric.P99_LATENCY_MS, "99th percentile latency (within 1%).", "latency", 0.99),
+        _percentile(
+            Metric.P50_LATENCY_MS, "Median latency" + PERCENTILE_NOTE + MIXES, "latency", 0.50
+        ),
+        _percentile(
+            Metric.P95_LATENCY_MS, "P95 latency" + PERCENTILE_NOTE + MIXES, "latency", 0.95
+        ),
+        _percentile(
+            Metric.P99_LATENCY_MS, "P99 latency" + PERCENTILE_NOTE + MIXES, "latency", 0.99
+        ),
         MetricDef(
             Metric.MAX_LATENCY_MS,
-            "Largest latency.",
+            "Largest latency in ms." + MIXES,
             ("latency_max",),
             lambda v: v.get("latency_max"),
         ),
         MetricDef(
             Metric.AVG_TTFT_MS,
-            "Mean time to first token.",
+            "Mean time to first token in ms of the selected events that report one.",
             ("ttft_sum", "ttft_count"),
             _ratio("ttft_sum", "ttft_count"),
         ),
-        _percentile(Metric.P95_TTFT_MS, "95th percentile time to first token.", "ttft", 0.95),
-        _additive(Metric.REQUEST_BYTES, "Request bytes.", "request_bytes"),
-        _additive(Metric.RESPONSE_BYTES, "Response bytes.", "response_bytes"),
-        _distinct(Metric.UNIQUE_USERS, "Distinct users.", "user_id"),
-        _distinct(Metric.UNIQUE_CALLERS, "Distinct callers (API key, else IP).", "caller"),
-        _distinct(Metric.UNIQUE_SESSIONS, "Distinct sessions.", "session_id"),
-        _distinct(Metric.UNIQUE_MODELS, "Distinct models.", "model"),
-        _distinct(Metric.UNIQUE_AGENTS, "Distinct agents.", "agent_id"),
-        _distinct(Metric.UNIQUE_AGENT_INSTANCES, "Distinct agent instances.", "agent_instance_id"),
-        _distinct(Metric.UNIQUE_TOOLS, "Distinct tools.", "tool"),
-        _distinct(Metric.UNIQUE_MCP_SERVERS, "Distinct MCP servers.", "mcp_server"),
-        _distinct(Metric.UNIQUE_GATEWAYS, "Distinct gateways.", "gateway"),
+        _percentile(Metric.P95_TTFT_MS, "P95 time to first token" + PERCENTILE_NOTE, "ttft", 0.95),
+        _additive(Metric.REQUEST_BYTES, "Request body bytes (sum).", "request_bytes"),
+        _additive(Metric.RESPONSE_BYTES, "Response body bytes (sum).", "response_bytes"),
+        _distinct(Metric.UNIQUE_USERS, "Distinct end users (count).", "user_id"),
+        _distinct(
+            Metric.UNIQUE_CALLERS, "Distinct callers: API key, else client IP (count).", "caller"
+        ),
+        _distinct(Metric.UNIQUE_SESSIONS, "Distinct sessions (count).", "session_id"),
+        _distinct(Metric.UNIQUE_MODELS, "Distinct models (count).", "model"),
+        _distinct(Metric.UNIQUE_AGENTS, "Distinct agents (count).", "agent_id"),
+        _distinct(
+            Metric.UNIQUE_AGENT_INSTANCES, "Distinct agent instances (count).", "agent_instance_id"
+        ),
+        _distinct(Metric.UNIQUE_TOOLS, "Distinct tools (count).", "tool"),
+        _distinct(Metric.UNIQUE_MCP_SERVERS, "Distinct MCP servers (count).", "mcp_server"),
+        _distinct(Metric.UNIQUE_GATEWAYS, "Distinct gateways (count).", "gateway"),
     )
 }
 assert set(METRICS) == set(Metric), "every Metric needs a definition"
@@ -259,7 +304,7 @@ class DimensionRef:
 
     dimension: Dimension
     metadata_key: str | None = None
-    keep: tuple[str | None, ...] | None = None
+    keep: tuple[Any, ...] | None = None
 
     @property
     def definition(self) -> DimensionDef:
@@ -267,4 +312,16 @@ class DimensionRef:
 
 
 OTHER = "\uffffother"
-"""The group key of values folded into "other"."""
+"""The group key of values folded into "other" (text dimensions)."""
+OTHER_NUMBER = -1
+"""The group key of values folded into "other" for dimensions whose values are numbers or
+booleans (no hour, weekday or workspace id is negative; booleans fold as 0 and 1): one SQL
+expression cannot mix a text sentinel with them (PostgreSQL refuses the CASE)."""
+NUMERIC_DIMENSIONS = frozenset(
+    {Dimension.BYOK, Dimension.HOUR_OF_DAY, Dimension.DAY_OF_WEEK, Dimension.WORKSPACE}
+)
+
+
+def other_key(dimension: Dimension) -> str | int:
+    """The key under which `dimension`'s folded values come back."""
+    return OTHER_NUMBER if dimension in NUMERIC_DIMENSIONS else OTHER

@@ -7,8 +7,9 @@ holds the day's sessions' measures (as NumPy arrays), their count and their exac
 together with the day's stamp from `session_day_versions` (storage/session_versions.py). A
 digest whose stamp is unchanged is used as it is; the others, and the rest, are read in the
 same snapshot, stamps first (a change committed between the two reads makes the digest newer
-than its stamp, which only means it is read again next time). The quantile of rank
-floor(q * (n - 1)) is then picked from all the values with one partition per measure.
+than its stamp, which only means it is read again next time). The values of ranks floor(h)
+and ceil(h), h = q * (n - 1), are then picked from all the values with one partition per
+measure, and each quantile interpolated between them (`tallyql.sketch.exact_quantile`).
 
 Only filters that select sessions by their own columns (users, agents, sessions, providers
 and models through session_models) are kept: a group's members or an event-level filter can
@@ -30,6 +31,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, Integer, and_, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tallyql import sketch
 from tallyql.engine.exact_stats import as_list
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import TimeWindow
@@ -67,7 +69,7 @@ class Digest:
 class DigestSummary:
     count: int
     totals: dict[str, int]
-    quantiles: dict[tuple[str, float], int]
+    quantiles: dict[tuple[str, float], float]
 
 
 DigestKey = tuple[int, EventFilterSpec, int]  # workspace, filter, day
@@ -212,7 +214,7 @@ async def digest_summary(
     parts = [*digests.values(), _digest(None, tuple(rest_row), len(measures))]
     count = sum(p.count for p in parts)
     totals = {name: sum(p.sums[i] for p in parts) for i, (name, _) in enumerate(measures)}
-    picked: dict[tuple[str, float], int] = {}
+    picked: dict[tuple[str, float], float] = {}
     if count:
         arrays = [[p.values[i] for p in parts if p.count] for i in range(len(measures))]
         names = [name for name, _ in measures]
@@ -231,14 +233,16 @@ def _pick(
     arrays: Sequence[Sequence[np.ndarray]],
     count: int,
     quantiles: Sequence[float],
-) -> dict[tuple[str, float], int]:
-    """The value of rank floor(q * (count - 1)) of each measure, one partition per measure."""
-    ranks = sorted({math.floor(q * (count - 1)) for q in quantiles})
-    picked: dict[tuple[str, float], int] = {}
+) -> dict[tuple[str, float], float]:
+    """Each measure's quantiles, interpolated between the values of ranks floor(h) and
+    ceil(h), h = q * (count - 1) (`tallyql.sketch.exact_quantile`): one partition each."""
+    neighbours = {q: sketch.neighbour_ranks(q, count) for q in quantiles}
+    ranks = sorted({r for low, high, _ in neighbours.values() for r in (low, high)})
+    picked: dict[tuple[str, float], float] = {}
     for name, parts in zip(names, arrays, strict=True):
         chosen = np.partition(np.concatenate(parts), ranks)
-        for q in quantiles:
-            picked[(name, q)] = int(chosen[math.floor(q * (count - 1))])
+        for q, (low, high, t) in neighbours.items():
+            picked[(name, q)] = sketch.interpolate(int(chosen[low]), int(chosen[high]), t)
     return picked
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -47,6 +48,7 @@ from tallyql.engine.session_digests import (
     whole_days,
 )
 from tallyql.engine.timerange import TimeWindow
+from tallyql.sketch import exact_quantile
 from tallyql.storage import dialect as sqld
 from tallyql.storage.database import Database
 from tallyql.storage.tables import events, group_members, session_models, sessions
@@ -334,7 +336,7 @@ async def _digest_stats(
 
 
 def _result(
-    n: int, totals: dict[str, int], quantiles: dict[tuple[str, float], int]
+    n: int, totals: dict[str, int], quantiles: dict[tuple[str, float], float]
 ) -> SessionStatsResult:
     measures = {}
     for m in STAT_MEASURES:
@@ -360,6 +362,47 @@ def measure_of(name: str, row: dict[str, Any]) -> float:
     if name == "duration":
         return (to_micros(row["last_ts"]) - to_micros(row["first_ts"])) * scale
     return float(row["requests"])
+
+
+RANKED_SET_LIMIT = 10_000
+"""Sets of at most this many sessions are read whole to rank a session among them (four
+integers a session: a few hundred kilobytes); larger ones compare with their P95 only."""
+
+
+async def set_values(
+    db: Database,
+    workspace_id: int,
+    window: TimeWindow | None,
+    spec: EventFilterSpec,
+    limit: int = RANKED_SET_LIMIT,
+) -> dict[str, list[int]] | None:
+    """Each statistics measure's stored integers over the set's sessions (those
+    `session_stats` summarises), ascending; None when the set holds more than `limit`."""
+    columns = [m.expr.label(m.name) for m in STAT_MEASURES]
+    query = (
+        select(*columns)
+        .where(*session_conditions(db.dialect, workspace_id, window, spec))
+        .limit(limit + 1)
+    )
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).all()
+    if len(rows) > limit:
+        return None
+    return {m.name: sorted(int(row[i]) for row in rows) for i, m in enumerate(STAT_MEASURES)}
+
+
+def stats_of_values(values: dict[str, list[int]]) -> SessionStatsResult:
+    """`session_stats` of a set read whole (`set_values`): the same figures, by the same
+    definition and arithmetic as the database paths."""
+    n = len(values[STAT_MEASURES[0].name])
+    totals = {m.name: sum(values[m.name]) for m in STAT_MEASURES}
+    quantiles: dict[tuple[str, float], float] = {}
+    for m in STAT_MEASURES:
+        for q in QUANTILES:
+            found = exact_quantile(values[m.name], q)
+            if found is not None:
+                quantiles[(m.name, q)] = found
+    return _result(n, totals, quantiles)
 
 
 async def in_filter_set(
@@ -405,6 +448,51 @@ async def get_session_models(
     async with db.read() as conn:
         for r in (await conn.execute(query)).mappings():
             out[r["session_id"]].append(dict(r))
+    return out
+
+
+SessionSpan = tuple[str, datetime, datetime]
+"""A session's id with its first and last event's timestamps."""
+
+
+async def get_session_latencies(
+    db: Database, workspace_id: int, spans: list[SessionSpan]
+) -> dict[SessionSpan, list[dict[str, Any]]]:
+    """Each session's latency sums and counts by kind, provider and model, read from its
+    events (index on workspace, session and time; the spans bound the days read). The
+    session_models rows cannot say which kind a latency was: their model-less row mixes tool
+    calls with agent runs, whose latency is a run's duration."""
+    out: dict[SessionSpan, list[dict[str, Any]]] = {s: [] for s in spans}
+    if not spans:
+        return out
+    e = events.c
+    provider, model = func.coalesce(e.provider, ""), func.coalesce(e.model, "")
+    query = (
+        select(
+            e.session_id,
+            e.kind,
+            provider.label("provider"),
+            model.label("model"),
+            func.sum(e.latency_ms).label("latency_ms_sum"),
+            func.count(e.latency_ms).label("latency_count"),
+        )
+        .where(
+            e.workspace_id == workspace_id,
+            e.session_id.in_(sorted({s[0] for s in spans})),
+            e.ts >= min(s[1] for s in spans),
+            e.ts <= max(s[2] for s in spans),
+            e.latency_ms.is_not(None),
+        )
+        .group_by(e.session_id, e.kind, provider, model)
+    )
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    async with db.read() as conn:
+        for r in (await conn.execute(query)).mappings():
+            by_id.setdefault(r["session_id"], []).append(
+                {**r, "latency_ms_sum": float(r["latency_ms_sum"])}
+            )
+    for span in spans:
+        out[span] = by_id.get(span[0], [])
     return out
 
 

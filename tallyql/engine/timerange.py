@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from tallyql.clock import clock
+
 
 class Preset(Enum):
     LAST_1H = "LAST_1H"
@@ -140,7 +142,7 @@ def resolve_window(
     now: datetime | None = None,
 ) -> TimeWindow:
     tz = zone(timezone)
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = (now or clock.now()).astimezone(UTC)
     if preset is not None:
         if start is not None or end is not None:
             raise TimeRangeError("give either preset or start/end, not both")

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from tallyql.auth.principal import Permission, Principal
 from tallyql.http.auth import requires, services_of
 from tallyql.http.body import read_body
-from tallyql.http.events import error_response
+from tallyql.http.errors import error_response
 from tallyql.http.responses import JSONBody
 from tallyql.ingest.audit import ingest_audit_events
 from tallyql.ingest.body import BodyError, parse_events

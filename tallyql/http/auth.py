@@ -6,6 +6,7 @@ from fastapi import HTTPException, Request
 from starlette.requests import HTTPConnection
 
 from tallyql.auth.principal import Permission, Principal
+from tallyql.http.errors import api_error
 from tallyql.services import Services
 
 
@@ -24,10 +25,8 @@ def bearer_key(conn: HTTPConnection) -> str | None:
 
 
 def unauthenticated(message: str = "missing or invalid API key") -> HTTPException:
-    return HTTPException(
-        status_code=401,
-        detail={"code": "UNAUTHENTICATED", "message": message},
-        headers={"WWW-Authenticate": 'Bearer realm="tallyql"'},
+    return api_error(
+        401, "UNAUTHENTICATED", message, {"WWW-Authenticate": 'Bearer realm="tallyql"'}
     )
 
 
@@ -46,13 +45,7 @@ def requires(permission: Permission):
     async def dependency(request: Request) -> Principal:
         principal = await authenticate(request)
         if not principal.can(permission):
-            raise HTTPException(
-                status_code=403,
-                detail={
-                    "code": "FORBIDDEN",
-                    "message": f"a {principal.role.value} key may not do this",
-                },
-            )
+            raise api_error(403, "FORBIDDEN", f"a {principal.role.value} key may not do this")
         return principal
 
     return dependency

@@ -7,17 +7,12 @@ from fastapi import APIRouter, Depends, Request
 from tallyql.auth.principal import Permission, Principal
 from tallyql.http.auth import requires, services_of
 from tallyql.http.body import read_body
+from tallyql.http.errors import error_response
 from tallyql.http.responses import JSONBody
 from tallyql.ingest.body import BodyError
 from tallyql.storage.writer import WriterBusy, WriterFailed, WriterStopped
 
 router = APIRouter()
-
-
-def error_response(status: int, code: str, message: str, **headers: str) -> JSONBody:
-    return JSONBody(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers or None
-    )
 
 
 @router.post("/v1/events")
@@ -39,11 +34,11 @@ async def ingest_events(
         return error_response(exc.status, code, str(exc))
     except WriterBusy as exc:
         return error_response(
-            503, "BUSY", f"{exc}; nothing was stored, retry", **{"Retry-After": "1"}
+            503, "BUSY", f"{exc}; nothing was stored, retry", {"Retry-After": "1"}
         )
     except WriterStopped:
         return error_response(
-            503, "UNAVAILABLE", "server is shutting down; retry", **{"Retry-After": "2"}
+            503, "UNAVAILABLE", "server is shutting down; retry", {"Retry-After": "2"}
         )
     except WriterFailed as exc:
         return error_response(500, "WRITE_FAILED", str(exc))

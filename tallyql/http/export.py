@@ -14,12 +14,13 @@ from starlette.responses import Response, StreamingResponse
 
 from tallyql.auth.principal import Permission, Principal
 from tallyql.engine.analytics import QueryError
+from tallyql.engine.buckets import BucketError
 from tallyql.engine.filter_codec import spec_to_json
 from tallyql.exporting.datasets import DATASETS, ExportJob, Rows
 from tallyql.exporting.encoders import MEDIA_TYPES, encode
 from tallyql.exporting.params import ExportParamError, parse
 from tallyql.http.auth import client_ip, requires, services_of
-from tallyql.http.events import error_response
+from tallyql.http.errors import error_response
 from tallyql.storage.audit import AuditRecord, record_audit
 
 router = APIRouter()
@@ -55,7 +56,7 @@ async def export(
         job = ExportJob(services.db, principal.workspace_id, params)
         columns, rows = build(job)
         first = await anext(rows, None)  # engine questions fail here, before any byte is sent
-    except (ExportParamError, QueryError) as exc:
+    except (ExportParamError, QueryError, BucketError) as exc:
         return error_response(400, "BAD_REQUEST", str(exc))
     window = params.window
     try:

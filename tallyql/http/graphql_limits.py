@@ -24,7 +24,9 @@ def too_large(limit: int) -> Response:
     message = (
         f"the request body exceeds the limit of {limit} bytes (TALLYQL_GRAPHQL_MAX_BODY_BYTES)"
     )
-    return JSONBody({"errors": [{"message": message, "extensions": {"code": CODE}}]}, 413)
+    return JSONBody(
+        {"data": None, "errors": [{"message": message, "extensions": {"code": CODE}}]}, 413
+    )
 
 
 async def refuse_large_body(request: Request, limit: int) -> Response | None:

@@ -26,6 +26,8 @@ from strawberry.subscriptions import (
 from strawberry.types.unset import UNSET, UnsetType
 
 from tallyql.http.auth import bearer_key, services_of
+from tallyql.http.graphiql import GraphiQLPage
+from tallyql.http.graphql_http import GraphQLHTTPErrors
 from tallyql.http.graphql_limits import refuse_large_body, refuse_spent_key
 from tallyql.http.live_transport import LegacyWSHandler, TransportWSHandler
 from tallyql.schema.context import Context
@@ -46,7 +48,7 @@ def key_from_params(params: Any) -> str | None:
     return None
 
 
-class TallyGraphQLRouter(GraphQLRouter[Context, None]):
+class TallyGraphQLRouter(GraphiQLPage, GraphQLHTTPErrors, GraphQLRouter[Context, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 

@@ -9,6 +9,7 @@ reasons); spans without GenAI attributes are acknowledged, skipped, counted in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -162,3 +163,18 @@ async def export_traces(
         if count:
             counter.labels(outcome).inc(count)
     return _answer(media, total.rejected, _message(total, indexes, skipped))
+
+
+# google.rpc.Code of an HTTP status, for errors raised before the route runs
+_GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 413: 8, 415: 3, 429: 8, 500: 13, 503: 14}
+TRACES_PATH = "/v1/traces"
+
+
+def status_response(
+    request: Request, status: int, message: str, headers: Mapping[str, str] | None
+) -> Response:
+    """An error met before the route ran (the key check's 401 and 403), as the OTLP
+    specification wants every error: a google.rpc.Status in the request's encoding."""
+    media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    media = JSON if media == JSON else PROTOBUF
+    return _error(media, status, _GRPC_CODES.get(status, 2), message, **dict(headers or {}))

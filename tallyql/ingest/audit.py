@@ -6,11 +6,12 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 
+from tallyql.clock import clock
 from tallyql.ingest.fields import MAX_METADATA_BYTES
 from tallyql.ingest.validate import MAX_FUTURE, FieldError, IngestResult, parse_timestamp
 from tallyql.storage.audit import ACTIONS, ACTOR_TYPES, OUTCOMES, AuditRecord
@@ -97,7 +98,7 @@ async def ingest_audit_events(
 ) -> IngestResult:
     """Store the valid audit events (returns after commit); `earlier_errors` come from
     parsing the body (their items are `None`)."""
-    now = datetime.now(UTC)
+    now = clock.now()
     bad = {e.index for e in earlier_errors}
     errors = list(earlier_errors)
     valid: list[AuditRecord] = []

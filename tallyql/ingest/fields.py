@@ -116,7 +116,9 @@ EVENT_FIELDS: tuple[EventField, ...] = (
         "exclusive (Anthropic style): they are reported apart and tallyql adds them.",
     ),
     _number("cost_usd", "Cost the caller already knows, in USD; wins over computed prices."),
-    _number("latency_ms", "End-to-end latency in milliseconds."),
+    _number(
+        "latency_ms", "End-to-end latency in milliseconds; for agent_run events the run's duration."
+    ),
     _number("ttft_ms", "Time to first token in milliseconds."),
     _int("request_bytes", "Request size in bytes."),
     _int("response_bytes", "Response size in bytes."),

@@ -7,9 +7,10 @@ what was a duplicate of an event already stored, and what was rejected and why.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from tallyql.clock import clock
 from tallyql.ingest import fastpath
 from tallyql.ingest.body import NDJSON_TYPES, parse_events
 from tallyql.ingest.pricing import Pricer
@@ -40,7 +41,7 @@ class IngestService:
         self, workspace_id: int, raw_events: Sequence[Any], now: datetime | None = None
     ) -> tuple[list[ValidEvent], list[FieldError]]:
         """Validate, normalise and price; the valid events and the errors of the others."""
-        now = now or datetime.now(UTC)
+        now = now or clock.now()
         valid: list[ValidEvent] = []
         errors: list[FieldError] = []
         for index, raw in enumerate(raw_events):
@@ -56,7 +57,7 @@ class IngestService:
     ) -> list[ValidEvent]:
         """`prepare` for structs that msgspec already checked; SlowPath when one needs the
         detailed validator."""
-        now = now or datetime.now(UTC)
+        now = now or clock.now()
         return [
             self._finish(fastpath.to_valid(s, i, now), workspace_id, now)
             for i, s in enumerate(structs)

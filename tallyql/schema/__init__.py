@@ -84,10 +84,21 @@ class TallySchema(strawberry.Schema):
 
 @lru_cache(maxsize=1)
 def _root_types() -> tuple[type, type, type]:
-    query = merge_types("Query", QUERY_TYPES)
-    mutation = merge_types("Mutation", MUTATION_TYPES)
-    subscription = merge_types("Subscription", SUBSCRIPTION_TYPES)
+    query = _merged("Query", QUERY_TYPES, "Everything a key of the workspace may read.")
+    mutation = _merged(
+        "Mutation", MUTATION_TYPES, "Changes; each answers with userErrors rather than failing."
+    )
+    subscription = _merged(
+        "Subscription", SUBSCRIPTION_TYPES, "Live streams, over WebSocket or SSE."
+    )
     return query, mutation, subscription
+
+
+def _merged(name: str, types: tuple[type, ...], description: str) -> type:
+    """One root type holding every domain's fields, described."""
+    merged = merge_types(name, types)
+    merged.__strawberry_definition__.description = description  # type: ignore[attr-defined]
+    return merged
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:

@@ -3,7 +3,7 @@ its traffic, callers, bandwidth and errors. Both through the engine's rollups.""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -12,41 +12,101 @@ from tallyql.engine import gateways as engine_gateways
 from tallyql.engine.analytics import Asker
 from tallyql.engine.ranking import Values
 from tallyql.engine.registry import Metric
-from tallyql.schema.common import EventFilter, TimeRangeInput
+from tallyql.schema.common import AfterArg, DescendingArg, FilterArg, FirstArg, RangeArg
 from tallyql.schema.context import TallyInfo
+from tallyql.schema.described import describe_values
 from tallyql.schema.pages import Connection, ranked_connection
+from tallyql.schema.scalars import Long
 
-AgentOrder = strawberry.enum(engine_agents.AgentOrder, name="AgentOrder")
+AgentOrder = strawberry.enum(
+    engine_agents.AgentOrder, name="AgentOrder", description="How to order agents."
+)
+describe_values(
+    AgentOrder,
+    {
+        "RUNS": "By agent runs (count).",
+        "REQUESTS": "By events of the agent, runs included (count).",
+        "COST": "By cost in USD.",
+        "TOKENS": "By input plus output tokens.",
+        "SUCCESS_RATE": "By the share of runs that succeeded.",
+        "AVG_RUN_DURATION": "By mean run duration in ms.",
+    },
+)
 GatewayOrder = strawberry.enum(
     engine_gateways.GatewayOrder,
     name="GatewayOrder",
-    description="BANDWIDTH is request plus response bytes.",
+    description="How to order gateways; BANDWIDTH is request plus response bytes.",
+)
+describe_values(
+    GatewayOrder,
+    {
+        "REQUESTS": "By events (count).",
+        "BANDWIDTH": "By request plus response bytes.",
+        "ERROR_RATE": "By errors / events.",
+        "UNIQUE_CALLERS": "By distinct callers.",
+        "COST": "By cost in USD.",
+    },
 )
 
 
 @strawberry.type(description="A pipeline node of an agent.")
 class AgentNode:
-    node: str
-    requests: float
-    errors: float
-    error_rate: float | None
-    avg_latency_ms: float | None
-    cost_usd: float
+    node: str = strawberry.field(description="The node's name.")
+    requests: Long = strawberry.field(description="Events of the node, of every kind (count).")
+    errors: Long = strawberry.field(description="Events of the node with status error (count).")
+    error_rate: float | None = strawberry.field(description="Errors / events, 0 to 1.")
+    cost_usd: float = strawberry.field(description="Cost of the node's events in USD.")
+    _agent_id: strawberry.Private[str]
+    _asker: strawberry.Private[Asker]
+
+    async def _timing(self, info: TallyInfo) -> engine_agents.NodeTiming | None:
+        """Both timings of every node asked for with this asker, in one batch."""
+        asker = self._asker
+
+        async def load(keys: list[tuple[str, str]]) -> list[engine_agents.NodeTiming | None]:
+            agents = tuple(sorted({agent for agent, _ in keys}))
+            found = await engine_agents.node_timings(asker, agents)
+            return [found.get(k) for k in keys]
+
+        loader = info.context.loader(("node_timings", id(asker)), load)
+        return await loader.load((self._agent_id, self.node))
+
+    @strawberry.field(
+        description="Mean latency in ms of the node's calls (LLM, tool and HTTP calls) that "
+        "report one; agent runs are not calls (see avgRunDurationMs)."
+    )
+    async def avg_latency_ms(self, info: TallyInfo) -> float | None:
+        timing = await self._timing(info)
+        return timing.avg_latency_ms if timing else None
+
+    @strawberry.field(
+        description="Mean duration in ms of the node's agent runs; null without runs."
+    )
+    async def avg_run_duration_ms(self, info: TallyInfo) -> float | None:
+        timing = await self._timing(info)
+        return timing.avg_run_duration_ms if timing else None
 
 
 @strawberry.type(description="An agent over the range: runs (agent_run events) and all calls.")
 class AgentStats:
-    agent_id: str
-    runs: float
-    success_rate: float | None = strawberry.field(description="Share of runs that succeeded.")
-    avg_run_duration_ms: float | None
-    requests: float = strawberry.field(description="Every event of the agent, runs included.")
-    errors: float
-    input_tokens: float
-    output_tokens: float
-    total_tokens: float
-    cost_usd: float
-    instances: float = strawberry.field(description="Distinct agent instances.")
+    agent_id: str = strawberry.field(description="The agent's id.")
+    runs: Long = strawberry.field(description="Agent runs (agent_run events; count).")
+    success_rate: float | None = strawberry.field(
+        description="Share of runs that succeeded, 0 to 1."
+    )
+    avg_run_duration_ms: float | None = strawberry.field(
+        description="Mean duration in ms of the agent's runs (agent_run events only; never "
+        "mixed with the latency of its calls)."
+    )
+    requests: Long = strawberry.field(
+        description="Every event of the agent, runs included (count)."
+    )
+    errors: Long = strawberry.field(description="Events with status error (count).")
+    input_tokens: Long = strawberry.field(description="Input tokens of its events.")
+    output_tokens: Long = strawberry.field(description="Output tokens of its events.")
+    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
+    cost_usd: float = strawberry.field(description="Cost of its events in USD.")
+    instances: int = strawberry.field(description="Distinct agent instances (count).")
     _asker: strawberry.Private[Asker]
 
     @classmethod
@@ -72,7 +132,9 @@ class AgentStats:
 
         async def load(ids: list[str]) -> list[list[AgentNode]]:
             found = await engine_agents.agent_nodes(asker, tuple(sorted(set(ids))))
-            return [[AgentNode(**vars(n)) for n in found[i]] for i in ids]
+            return [
+                [AgentNode(**vars(n), _agent_id=i, _asker=asker) for n in found[i]] for i in ids
+            ]
 
         return await info.context.loader(("agent_nodes", id(asker)), load).load(self.agent_id)
 
@@ -90,17 +152,22 @@ async def agent_stats(info: TallyInfo, asker: Asker, agent_id: str) -> AgentStat
 
 @strawberry.type(description="A gateway over the range.")
 class GatewayStats:
-    gateway: str
-    requests: float
-    unique_callers: float
-    request_bytes: float
-    response_bytes: float
-    bandwidth_bytes: float = strawberry.field(description="Request plus response bytes.")
-    errors: float
-    error_rate: float | None
-    blocked: float
-    avg_latency_ms: float | None
-    cost_usd: float
+    gateway: str = strawberry.field(description="The gateway's name.")
+    requests: Long = strawberry.field(description="Events through the gateway (count).")
+    unique_callers: int = strawberry.field(
+        description="Distinct callers: API key, else client IP (count)."
+    )
+    request_bytes: Long = strawberry.field(description="Request body bytes (sum).")
+    response_bytes: Long = strawberry.field(description="Response body bytes (sum).")
+    bandwidth_bytes: Long = strawberry.field(description="Request plus response bytes.")
+    errors: Long = strawberry.field(description="Events with status error (count).")
+    error_rate: float | None = strawberry.field(description="Errors / events, 0 to 1.")
+    blocked: Long = strawberry.field(description="Events blocked by a policy (count).")
+    avg_latency_ms: float | None = strawberry.field(
+        description="Mean latency in ms of the gateway's events that report one (its kinds "
+        "mixed, as the filter selects)."
+    )
+    cost_usd: float = strawberry.field(description="Cost in USD.")
 
 
 def _gateway(keys: tuple[Any, ...], v: Values) -> GatewayStats:
@@ -125,12 +192,15 @@ class AgentsQuery:
     async def agents(
         self,
         info: TallyInfo,
-        range: TimeRangeInput,
-        filter: EventFilter | None = None,
-        order_by: AgentOrder = engine_agents.AgentOrder.RUNS,  # type: ignore[valid-type]
-        descending: bool = True,
-        first: int = 10,
-        after: str | None = None,
+        range: RangeArg,
+        filter: FilterArg = None,
+        order_by: Annotated[
+            AgentOrder,  # type: ignore[valid-type]
+            strawberry.argument(description="What ranks the agents."),
+        ] = engine_agents.AgentOrder.RUNS,
+        descending: DescendingArg = True,
+        first: FirstArg = 10,
+        after: AfterArg = None,
     ) -> Connection[AgentStats]:
         asker = info.context.asker(range, filter)
         page, figures = await engine_agents.agents_page(asker, order_by, descending, first, after)
@@ -140,12 +210,15 @@ class AgentsQuery:
     async def gateways(
         self,
         info: TallyInfo,
-        range: TimeRangeInput,
-        filter: EventFilter | None = None,
-        order_by: GatewayOrder = engine_gateways.GatewayOrder.REQUESTS,  # type: ignore[valid-type]
-        descending: bool = True,
-        first: int = 10,
-        after: str | None = None,
+        range: RangeArg,
+        filter: FilterArg = None,
+        order_by: Annotated[
+            GatewayOrder,  # type: ignore[valid-type]
+            strawberry.argument(description="What ranks the gateways."),
+        ] = engine_gateways.GatewayOrder.REQUESTS,
+        descending: DescendingArg = True,
+        first: FirstArg = 10,
+        after: AfterArg = None,
     ) -> Connection[GatewayStats]:
         asker = info.context.asker(range, filter)
         page = await engine_gateways.gateways_page(asker, order_by, descending, first, after)

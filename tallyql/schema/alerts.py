@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -15,8 +15,9 @@ from tallyql.auth.principal import Permission
 from tallyql.engine.registry import Metric as EngineMetric
 from tallyql.schema.analytics import Metric
 from tallyql.schema.changes import DeletePayload, actor_of, invalid, not_found
-from tallyql.schema.common import EventFilter
+from tallyql.schema.common import AfterArg, EventFilter, FirstArg, IdArg
 from tallyql.schema.context import TallyInfo
+from tallyql.schema.described import describe_values
 from tallyql.schema.filter_output import filter_as_input
 from tallyql.schema.ingest import UserError
 from tallyql.schema.live_types import AlertOperator
@@ -24,32 +25,56 @@ from tallyql.schema.pages import Connection, connection
 from tallyql.schema.scalars import JSON
 
 AlertStateType = strawberry.enum(AlertState, name="AlertState", description="OK or FIRING.")
+describe_values(
+    AlertStateType,
+    {"OK": "The condition does not hold.", "FIRING": "The condition holds: the rule is firing."},
+)
 
 
 @strawberry.enum(description="Whether a firing is still going on.")
 class FiringState(Enum):
-    FIRING = "firing"
-    RESOLVED = "resolved"
+    FIRING = strawberry.enum_value("firing", description="The condition still holds.")
+    RESOLVED = strawberry.enum_value("resolved", description="The condition stopped holding.")
 
 
 @strawberry.type(description="metric over the trailing window <operator> threshold.")
 class AlertRule:
-    id: strawberry.ID
-    name: str
-    metric: Metric  # type: ignore[valid-type]
-    window_minutes: int
+    id: strawberry.ID = strawberry.field(description="The rule's id.")
+    name: str = strawberry.field(description="A name for people.")
+    metric: Metric = strawberry.field(  # type: ignore[valid-type]
+        description="The metric measured over the window, e.g. ERROR_RATE or COST_USD."
+    )
+    window_minutes: int = strawberry.field(
+        description="The trailing window the metric is measured over, in minutes."
+    )
     filter: JSON = strawberry.field(description="The rule's EventFilter ({} for all events).")
-    operator: AlertOperator  # type: ignore[valid-type]
-    threshold: float
-    cooldown_minutes: int = strawberry.field(description="Least time between two firings.")
-    webhook_ids: list[strawberry.ID]
-    enabled: bool
-    state: AlertStateType  # type: ignore[valid-type]
-    last_value: float | None = strawberry.field(description="The metric at the last evaluation.")
-    last_evaluated_at: datetime | None
-    last_fired_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
+    operator: AlertOperator = strawberry.field(  # type: ignore[valid-type]
+        description="How the metric is compared with the threshold."
+    )
+    threshold: float = strawberry.field(
+        description="The threshold, in the metric's unit (a rate is 0 to 1, a cost in USD)."
+    )
+    cooldown_minutes: int = strawberry.field(
+        description="Least time between two firings, in minutes."
+    )
+    webhook_ids: list[strawberry.ID] = strawberry.field(
+        description="Webhooks notified when the rule fires or resolves."
+    )
+    enabled: bool = strawberry.field(description="Disabled rules are not evaluated.")
+    state: AlertStateType = strawberry.field(  # type: ignore[valid-type]
+        description="Whether the rule is firing now."
+    )
+    last_value: float | None = strawberry.field(
+        description="The metric at the last evaluation, in its unit."
+    )
+    last_evaluated_at: datetime | None = strawberry.field(
+        description="When the rule was last evaluated; null before the first time."
+    )
+    last_fired_at: datetime | None = strawberry.field(
+        description="When the rule last started firing."
+    )
+    created_at: datetime = strawberry.field(description="When the rule was created.")
+    updated_at: datetime = strawberry.field(description="When the rule was last changed.")
 
     @classmethod
     def of(cls, rule: model.AlertRule) -> AlertRule:
@@ -75,50 +100,99 @@ class AlertRule:
 
 @strawberry.type(description="A time a rule fired, and when it resolved.")
 class AlertFiring:
-    id: strawberry.ID
-    rule_id: strawberry.ID
-    rule_name: str
-    metric: Metric  # type: ignore[valid-type]
-    operator: AlertOperator  # type: ignore[valid-type]
-    threshold: float
-    window_minutes: int
-    value: float | None = strawberry.field(description="The metric when the rule fired.")
-    fired_at: datetime
-    resolved_at: datetime | None
-    resolved_value: float | None
-    state: FiringState
+    id: strawberry.ID = strawberry.field(description="The firing's id.")
+    rule_id: strawberry.ID = strawberry.field(description="The rule that fired.")
+    rule_name: str = strawberry.field(description="The rule's name when it fired.")
+    metric: Metric = strawberry.field(  # type: ignore[valid-type]
+        description="The rule's metric."
+    )
+    operator: AlertOperator = strawberry.field(  # type: ignore[valid-type]
+        description="The rule's operator."
+    )
+    threshold: float = strawberry.field(description="The rule's threshold, in the metric's unit.")
+    window_minutes: int = strawberry.field(description="The rule's window in minutes.")
+    value: float | None = strawberry.field(
+        description="The metric when the rule fired, in its unit."
+    )
+    fired_at: datetime = strawberry.field(description="When it started firing.")
+    resolved_at: datetime | None = strawberry.field(
+        description="When it resolved; null while firing."
+    )
+    resolved_value: float | None = strawberry.field(
+        description="The metric when it resolved, in its unit."
+    )
+    state: FiringState = strawberry.field(description="Firing or resolved.")
 
 
 @strawberry.input(description="A new alert rule.")
 class AlertRuleInput:
-    name: str
-    metric: Metric  # type: ignore[valid-type]
-    window_minutes: int
-    operator: AlertOperator  # type: ignore[valid-type]
-    threshold: float
-    filter: EventFilter | None = None
-    cooldown_minutes: int = 60
-    webhook_ids: list[strawberry.ID] | None = None
-    enabled: bool = True
+    name: str = strawberry.field(description="A name for people.")
+    metric: Metric = strawberry.field(  # type: ignore[valid-type]
+        description="The metric measured over the window, e.g. ERROR_RATE or COST_USD."
+    )
+    window_minutes: int = strawberry.field(
+        description="The trailing window the metric is measured over, in minutes."
+    )
+    operator: AlertOperator = strawberry.field(  # type: ignore[valid-type]
+        description="How the metric is compared with the threshold."
+    )
+    threshold: float = strawberry.field(
+        description="The threshold, in the metric's unit (a rate is 0 to 1, a cost in USD)."
+    )
+    filter: EventFilter | None = strawberry.field(
+        default=None, description="Which events the metric counts; null: all of the workspace."
+    )
+    cooldown_minutes: int = strawberry.field(
+        default=60, description="Least time between two firings, in minutes."
+    )
+    webhook_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Webhooks notified when the rule fires or resolves."
+    )
+    enabled: bool = strawberry.field(default=True, description="Disabled rules are not evaluated.")
 
 
 @strawberry.input(description="Fields to change; omitted (or null) fields keep their value.")
 class AlertRulePatch:
-    name: str | None = None
-    metric: Metric | None = None  # type: ignore[valid-type]
-    window_minutes: int | None = None
-    operator: AlertOperator | None = None  # type: ignore[valid-type]
-    threshold: float | None = None
-    filter: EventFilter | None = None
-    cooldown_minutes: int | None = None
-    webhook_ids: list[strawberry.ID] | None = None
-    enabled: bool | None = None
+    name: str | None = strawberry.field(default=None, description="New value: a name for people.")
+    metric: Metric | None = strawberry.field(  # type: ignore[valid-type]
+        default=None,
+        description="New value: the metric measured over the window, e.g. ERROR_RATE or COST_USD.",
+    )
+    window_minutes: int | None = strawberry.field(
+        default=None,
+        description="New value: the trailing window the metric is measured over, in minutes.",
+    )
+    operator: AlertOperator | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="New value: how the metric is compared with the threshold."
+    )
+    threshold: float | None = strawberry.field(
+        default=None,
+        description="New value: the threshold, in the metric's unit (a rate is 0 to 1, a cost in "
+        "USD).",
+    )
+    filter: EventFilter | None = strawberry.field(
+        default=None,
+        description="New value: which events the metric counts; null: all of the workspace.",
+    )
+    cooldown_minutes: int | None = strawberry.field(
+        default=None, description="New value: least time between two firings, in minutes."
+    )
+    webhook_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="New value: webhooks notified when the rule fires or resolves."
+    )
+    enabled: bool | None = strawberry.field(
+        default=None, description="New value: disabled rules are not evaluated."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The result of an alert rule mutation.")
 class AlertRulePayload:
-    alert_rule: AlertRule | None
-    user_errors: list[UserError]
+    alert_rule: AlertRule | None = strawberry.field(
+        description="The rule as stored; null on errors."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        description="What was wrong with the input; empty on success."
+    )
 
 
 def _fields(value: AlertRuleInput | AlertRulePatch) -> store.RuleFields:
@@ -158,7 +232,7 @@ def _firing(row: dict[str, Any]) -> AlertFiring:
 class AlertQuery:
     @strawberry.field(description="The workspace's alert rules, oldest first.")
     async def alert_rules(
-        self, info: TallyInfo, first: int = 50, after: str | None = None
+        self, info: TallyInfo, first: FirstArg = 50, after: AfterArg = None
     ) -> Connection[AlertRule]:
         principal = info.context.require(Permission.READ)
         db = info.context.services.db
@@ -166,8 +240,8 @@ class AlertQuery:
         nodes = [AlertRule.of(model.AlertRule.from_row(r)) for r in page.rows]
         return connection(nodes, page.cursors, page.total_count, page.has_next_page, after)
 
-    @strawberry.field
-    async def alert_rule(self, info: TallyInfo, id: strawberry.ID) -> AlertRule | None:
+    @strawberry.field(description="One alert rule by id; null when absent.")
+    async def alert_rule(self, info: TallyInfo, id: IdArg) -> AlertRule | None:
         principal = info.context.require(Permission.READ)
         rule = await store.get_rule(info.context.services.db, principal.workspace_id, str(id))
         return AlertRule.of(rule) if rule else None
@@ -176,9 +250,12 @@ class AlertQuery:
     async def alert_firings(
         self,
         info: TallyInfo,
-        rule_id: strawberry.ID | None = None,
-        first: int = 50,
-        after: str | None = None,
+        rule_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="Only this rule's firings; null: every rule's."),
+        ] = None,
+        first: FirstArg = 50,
+        after: AfterArg = None,
     ) -> Connection[AlertFiring]:
         principal = info.context.require(Permission.READ)
         page = await store.list_firings(
@@ -195,7 +272,14 @@ class AlertQuery:
 @strawberry.type
 class AlertMutation:
     @strawberry.mutation(description="Create an alert rule.")
-    async def create_alert_rule(self, info: TallyInfo, input: AlertRuleInput) -> AlertRulePayload:
+    async def create_alert_rule(
+        self,
+        info: TallyInfo,
+        input: Annotated[
+            AlertRuleInput,
+            strawberry.argument(description="The new rule."),
+        ],
+    ) -> AlertRulePayload:
         principal = info.context.require(Permission.MANAGE)
         try:
             rule = await store.create_rule(
@@ -210,7 +294,13 @@ class AlertMutation:
 
     @strawberry.mutation(description="Change an alert rule.")
     async def update_alert_rule(
-        self, info: TallyInfo, id: strawberry.ID, input: AlertRulePatch
+        self,
+        info: TallyInfo,
+        id: IdArg,
+        input: Annotated[
+            AlertRulePatch,
+            strawberry.argument(description="The fields to change."),
+        ],
     ) -> AlertRulePayload:
         principal = info.context.require(Permission.MANAGE)
         try:
@@ -228,7 +318,7 @@ class AlertMutation:
         return AlertRulePayload(alert_rule=AlertRule.of(rule), user_errors=[])
 
     @strawberry.mutation(description="Delete an alert rule (its firings are kept).")
-    async def delete_alert_rule(self, info: TallyInfo, id: strawberry.ID) -> DeletePayload:
+    async def delete_alert_rule(self, info: TallyInfo, id: IdArg) -> DeletePayload:
         principal = info.context.require(Permission.MANAGE)
         deleted = await store.delete_rule(
             info.context.services.db, principal.workspace_id, str(id), actor_of(info, principal)

@@ -9,26 +9,66 @@ import strawberry
 
 from tallyql.engine import analytics as engine
 from tallyql.engine.buckets import Granularity as EngineGranularity
+from tallyql.engine.registry import DIMENSIONS, METRICS, DimensionRef
 from tallyql.engine.registry import Dimension as EngineDimension
-from tallyql.engine.registry import DimensionRef
 from tallyql.engine.registry import Metric as EngineMetric
-from tallyql.schema.common import EventFilter, TimeRangeInput
+from tallyql.schema.common import (
+    AfterArg,
+    DescendingArg,
+    EventFilter,
+    FilterArg,
+    FirstArg,
+    RangeArg,
+    TimeRangeInput,
+)
 from tallyql.schema.context import TallyInfo
+from tallyql.schema.described import describe_values
 from tallyql.schema.overview import Overview, resolve_overview
+from tallyql.schema.scalars import Long
 
 if TYPE_CHECKING:
     from tallyql.schema.agents import AgentStats
     from tallyql.schema.directory import User
     from tallyql.schema.sessions import Session
 
-Metric = strawberry.enum(EngineMetric, name="Metric", description="A measure over events.")
+Metric = strawberry.enum(
+    EngineMetric,
+    name="Metric",
+    description="A measure over the events a query selects. Counts (REQUESTS, ERRORS, tokens, "
+    "UNIQUE_*) are whole numbers; rates are fractions 0 to 1; latencies and TTFT in ms; "
+    "COST_USD in USD; bytes are sums. Percentiles (P50/P95/P99_LATENCY_MS, P95_TTFT_MS) are "
+    "linear interpolation between the closest ranks (PostgreSQL's percentile_cont): estimated "
+    "within 1 % relative error from DDSketch buckets, exact when the request sends "
+    "X-Tallyql-Plan: raw.",
+)
+describe_values(Metric, {m.name: METRICS[m].description for m in EngineMetric})
 Dimension = strawberry.enum(
     EngineDimension, name="Dimension", description="What to group events by."
 )
+describe_values(Dimension, {d.name: DIMENSIONS[d].description for d in EngineDimension})
 Granularity = strawberry.enum(
     EngineGranularity,
     name="Granularity",
     description="Time bucket size; AUTO is HOUR up to two days, else DAY. Weeks start Monday.",
+)
+describe_values(
+    Granularity,
+    {
+        "AUTO": "HOUR for windows up to two days, else DAY.",
+        "MINUTE": "One-minute buckets (answered from raw events).",
+        "HOUR": "One-hour buckets.",
+        "DAY": "Local calendar days in the range's time zone.",
+        "WEEK": "Local weeks starting Monday 00:00.",
+        "MONTH": "Local calendar months.",
+        "QUARTER": "Local calendar quarters.",
+        "YEAR": "Local calendar years.",
+    },
+)
+
+VALUES_NOTE = (
+    " Counts and byte sums appear as whole numbers (exact up to 2^53), rates as fractions 0 to "
+    "1, latencies in ms, costs in USD; null where a metric has no value (a ratio or latency "
+    "without events)."
 )
 
 
@@ -43,26 +83,40 @@ def _key_text(value: Any) -> str | None:
 
 @strawberry.type(description="One line of a chart: a metric, optionally for one group.")
 class Series:
-    metric: Metric  # type: ignore[valid-type]
+    metric: Metric = strawberry.field(  # type: ignore[valid-type]
+        description="The metric every value of this series measures."
+    )
     group: str | None = strawberry.field(description="The group's key; null when not grouped.")
     is_other: bool = strawberry.field(description="All groups beyond the top ones.")
-    values: list[float | None]
+    values: list[float | None] = strawberry.field(
+        description="The metric per bucket, in the order of TimeSeries.buckets." + VALUES_NOTE
+    )
     previous: list[float | None] | None = strawberry.field(
-        description="The previous period, bucket by bucket (with compareToPrevious)."
+        description="The metric over the previous period of the same length, bucket by bucket "
+        "(with compareToPrevious), in the same units as values; null without it."
     )
 
 
 @strawberry.type(description="Columnar time series: one bucket list, a value list per series.")
 class TimeSeries:
-    granularity: Granularity  # type: ignore[valid-type]
-    buckets: list[datetime]
-    series: list[Series]
+    granularity: Granularity = strawberry.field(  # type: ignore[valid-type]
+        description="The bucket size used (AUTO resolved)."
+    )
+    buckets: list[datetime] = strawberry.field(
+        description="Bucket starts, in order; each series has one value per bucket."
+    )
+    series: list[Series] = strawberry.field(
+        description="One series per metric (and per group with groupBy)."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="One group of a breakdown.")
 class BreakdownNode:
     key: str | None = strawberry.field(description="The group's key; null when absent.")
-    values: list[float | None] = strawberry.field(description="In the order of `metrics`.")
+    values: list[float | None] = strawberry.field(
+        description="One value per metric, in the order of BreakdownConnection.metrics."
+        + VALUES_NOTE
+    )
     _dimension: strawberry.Private[EngineDimension | None] = None
     _asker: strawberry.Private[Any] = None
 
@@ -91,67 +145,88 @@ class BreakdownNode:
         return await breakdown_session(info, self._dimension, self._asker, self.key)
 
 
-@strawberry.type
+@strawberry.type(description="A group with its cursor.")
 class BreakdownEdge:
-    cursor: str
-    node: BreakdownNode
+    cursor: str = strawberry.field(description="Opaque; pass as `after` for the next page.")
+    node: BreakdownNode = strawberry.field(description="The group.")
 
 
 @strawberry.type(description="Groups of a dimension, best first, 10 per page by default.")
 class BreakdownConnection:
-    total_count: int
-    metrics: list[Metric]  # type: ignore[valid-type]
-    edges: list[BreakdownEdge]
-    has_next_page: bool
-    end_cursor: str | None
+    total_count: int = strawberry.field(description="Groups in the whole breakdown (count).")
+    metrics: list[Metric] = strawberry.field(  # type: ignore[valid-type]
+        description="The metrics asked for: labels of every node's `values`, in order."
+    )
+    edges: list[BreakdownEdge] = strawberry.field(description="This page's groups.")
+    has_next_page: bool = strawberry.field(description="More groups follow this page.")
+    end_cursor: str | None = strawberry.field(description="The last group's cursor.")
 
-    @strawberry.field
+    @strawberry.field(description="This page's groups, without cursors.")
     def nodes(self) -> list[BreakdownNode]:
         return [e.node for e in self.edges]
 
 
-@strawberry.type
+@strawberry.type(description="Errors of one error type.")
 class ErrorTypeCount:
-    type: str | None
-    count: float
+    type: str | None = strawberry.field(description="The error type; null when not reported.")
+    count: Long = strawberry.field(description="Events with status error of this type.")
 
 
-@strawberry.type
+@strawberry.type(description="Errors of one model.")
 class ModelErrors:
-    model: str | None
-    provider: str | None
-    errors: float
-    error_rate: float | None
+    model: str | None = strawberry.field(description="The model; null for events without one.")
+    provider: str | None = strawberry.field(description="The model's provider.")
+    errors: Long = strawberry.field(description="Events with status error (count).")
+    error_rate: float | None = strawberry.field(description="Errors / events of the model, 0 to 1.")
 
 
-@strawberry.type
+@strawberry.type(description="Errors of the range and filter.")
 class ErrorsSummary:
-    total_errors: float
-    error_rate: float | None
-    by_type: list[ErrorTypeCount]
-    by_model: list[ModelErrors]
+    total_errors: Long = strawberry.field(description="Events with status error (count).")
+    error_rate: float | None = strawberry.field(
+        description="Errors / events, 0 to 1; null without events."
+    )
+    by_type: list[ErrorTypeCount] = strawberry.field(description="Errors per error type.")
+    by_model: list[ModelErrors] = strawberry.field(description="Errors per model.")
 
 
-@strawberry.input
+@strawberry.input(description="A dimension of a custom query.")
 class DimensionInput:
-    dimension: Dimension  # type: ignore[valid-type]
-    metadata_key: str | None = None
+    dimension: Dimension = strawberry.field(  # type: ignore[valid-type]
+        description="What to group by."
+    )
+    metadata_key: str | None = strawberry.field(
+        default=None, description="The metadata key, for the METADATA dimension."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="Order rows of a custom query by a metric.")
 class MetricOrderInput:
-    metric: Metric  # type: ignore[valid-type]
-    descending: bool = True
+    metric: Metric = strawberry.field(  # type: ignore[valid-type]
+        description="The metric to order by (one of the query's metrics or another)."
+    )
+    descending: bool = strawberry.field(default=True, description="Largest first.")
 
 
 @strawberry.input(description="A custom query: metrics grouped by up to 3 dimensions and time.")
 class MetricsQueryInput:
-    metrics: list[Metric]  # type: ignore[valid-type]
-    range: TimeRangeInput
-    dimensions: list[DimensionInput] | None = None
-    filter: EventFilter | None = None
-    granularity: Granularity | None = None  # type: ignore[valid-type]
-    order_by: list[MetricOrderInput] | None = None
+    metrics: list[Metric] = strawberry.field(  # type: ignore[valid-type]
+        description="What to measure; each row's values follow this order. Latency metrics are "
+        "over every event selected, so name kinds in the filter to keep them to one kind."
+    )
+    range: TimeRangeInput = strawberry.field(description="The window and its time zone.")
+    dimensions: list[DimensionInput] | None = strawberry.field(
+        default=None, description="Up to 3 dimensions to group by; none: one row per bucket."
+    )
+    filter: EventFilter | None = strawberry.field(
+        default=None, description="Which events count; null: all of the workspace."
+    )
+    granularity: Granularity | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="Time buckets; null: one bucket for the whole range."
+    )
+    order_by: list[MetricOrderInput] | None = strawberry.field(
+        default=None, description="Row order; default: the first metric, largest first."
+    )
     limit: int | None = strawberry.field(
         default=None,
         description="Rows to return (default 100, at most 10,000); required for USER, "
@@ -159,37 +234,61 @@ class MetricsQueryInput:
     )
 
 
-@strawberry.type
+@strawberry.type(description="One row of a custom query: a bucket, group keys and values.")
 class MetricsRow:
-    bucket: datetime | None
-    keys: list[str | None]
-    values: list[float | None]
+    bucket: datetime | None = strawberry.field(
+        description="The bucket's start; null without granularity."
+    )
+    keys: list[str | None] = strawberry.field(
+        description="One key per dimension, in the order of MetricsResult.dimensions."
+    )
+    values: list[float | None] = strawberry.field(
+        description="One value per metric, in the order of MetricsResult.metrics." + VALUES_NOTE
+    )
 
 
 @strawberry.type(description="Rows of a custom query; `columns` holds the same data columnar.")
 class MetricsResult:
-    metrics: list[Metric]  # type: ignore[valid-type]
-    dimensions: list[Dimension]  # type: ignore[valid-type]
-    rows: list[MetricsRow]
-    total_rows: int
-    truncated: bool
+    metrics: list[Metric] = strawberry.field(  # type: ignore[valid-type]
+        description="Labels of every row's `values`, in order."
+    )
+    dimensions: list[Dimension] = strawberry.field(  # type: ignore[valid-type]
+        description="Labels of every row's `keys`, in order."
+    )
+    rows: list[MetricsRow] = strawberry.field(description="The rows, in the asked order.")
+    total_rows: int = strawberry.field(description="Rows before the limit (count).")
+    truncated: bool = strawberry.field(description="True when rows were cut at the limit.")
 
     @strawberry.field(
         description="Columnar form: buckets, one key list per dimension, one value list per metric."
     )
     def columns(self) -> MetricsColumns:
         return MetricsColumns(
+            metrics=self.metrics,
+            dimensions=self.dimensions,
             buckets=[r.bucket for r in self.rows],
             keys=[[r.keys[i] for r in self.rows] for i in range(len(self.dimensions))],
             values=[[r.values[i] for r in self.rows] for i in range(len(self.metrics))],
         )
 
 
-@strawberry.type
+@strawberry.type(description="A custom query's rows as columns (row i is index i of each list).")
 class MetricsColumns:
-    buckets: list[datetime | None]
-    keys: list[list[str | None]]
-    values: list[list[float | None]]
+    metrics: list[Metric] = strawberry.field(  # type: ignore[valid-type]
+        description="Labels of `values`: values[i] holds metrics[i] for every row."
+    )
+    dimensions: list[Dimension] = strawberry.field(  # type: ignore[valid-type]
+        description="Labels of `keys`: keys[i] holds dimensions[i] for every row."
+    )
+    buckets: list[datetime | None] = strawberry.field(
+        description="Each row's bucket start; null without granularity."
+    )
+    keys: list[list[str | None]] = strawberry.field(
+        description="One list per dimension, one key per row."
+    )
+    values: list[list[float | None]] = strawberry.field(
+        description="One list per metric, one value per row." + VALUES_NOTE
+    )
 
 
 WorkspaceArg = Annotated[
@@ -210,8 +309,8 @@ class AnalyticsQuery:
     async def overview(
         self,
         info: TallyInfo,
-        range: TimeRangeInput,
-        filter: EventFilter | None = None,
+        range: RangeArg,
+        filter: FilterArg = None,
         workspace: WorkspaceArg = None,
     ) -> Overview:
         return await resolve_overview(info, info.context.asker(range, filter, workspace))
@@ -222,14 +321,46 @@ class AnalyticsQuery:
     async def timeseries(
         self,
         info: TallyInfo,
-        metrics: list[Metric],  # type: ignore[valid-type]
-        range: TimeRangeInput,
-        granularity: Granularity = EngineGranularity.AUTO,  # type: ignore[valid-type]
-        filter: EventFilter | None = None,
-        group_by: Dimension | None = None,  # type: ignore[valid-type]
-        metadata_key: str | None = None,
-        limit_groups: int = 10,
-        compare_to_previous: bool = False,
+        metrics: Annotated[
+            list[Metric],  # type: ignore[valid-type]
+            strawberry.argument(
+                description="What to measure: one series per metric (and per group). Latency "
+                "metrics are over every event selected: name kinds in the filter to "
+                "keep them to one kind."
+            ),
+        ],
+        range: RangeArg,
+        granularity: Annotated[
+            Granularity,  # type: ignore[valid-type]
+            strawberry.argument(
+                description="Bucket size (AUTO: hourly up to two days, else daily)."
+            ),
+        ] = EngineGranularity.AUTO,
+        filter: FilterArg = None,
+        group_by: Annotated[
+            Dimension | None,  # type: ignore[valid-type]
+            strawberry.argument(
+                description="A dimension whose top groups get a series each, plus an 'other' "
+                "series."
+            ),
+        ] = None,
+        metadata_key: Annotated[
+            str | None,
+            strawberry.argument(description="The metadata key, for groupBy METADATA."),
+        ] = None,
+        limit_groups: Annotated[
+            int,
+            strawberry.argument(
+                description="How many top groups get their own series (ranked by the first metric)."
+            ),
+        ] = 10,
+        compare_to_previous: Annotated[
+            bool,
+            strawberry.argument(
+                description="Also give each series' values over the previous period of the same "
+                "length."
+            ),
+        ] = False,
         workspace: WorkspaceArg = None,
     ) -> TimeSeries:
         asker = info.context.asker(range, filter, workspace)
@@ -260,15 +391,33 @@ class AnalyticsQuery:
     async def breakdown(
         self,
         info: TallyInfo,
-        dimension: Dimension,  # type: ignore[valid-type]
-        metrics: list[Metric],  # type: ignore[valid-type]
-        range: TimeRangeInput,
-        filter: EventFilter | None = None,
-        metadata_key: str | None = None,
-        order_by: Metric | None = None,  # type: ignore[valid-type]
-        descending: bool = True,
-        first: int = 10,
-        after: str | None = None,
+        dimension: Annotated[
+            Dimension,  # type: ignore[valid-type]
+            strawberry.argument(description="What to group by."),
+        ],
+        metrics: Annotated[
+            list[Metric],  # type: ignore[valid-type]
+            strawberry.argument(
+                description="What to measure; each node's values follow this order. Latency "
+                "metrics are over every event selected: name kinds in the filter to "
+                "keep them to one kind."
+            ),
+        ],
+        range: RangeArg,
+        filter: FilterArg = None,
+        metadata_key: Annotated[
+            str | None,
+            strawberry.argument(description="The metadata key, for the METADATA dimension."),
+        ] = None,
+        order_by: Annotated[
+            Metric | None,  # type: ignore[valid-type]
+            strawberry.argument(
+                description="The metric that ranks the groups; default: the first of `metrics`."
+            ),
+        ] = None,
+        descending: DescendingArg = True,
+        first: FirstArg = 10,
+        after: AfterArg = None,
         workspace: WorkspaceArg = None,
     ) -> BreakdownConnection:
         asker = info.context.asker(range, filter, workspace)
@@ -296,9 +445,12 @@ class AnalyticsQuery:
     async def hourly_distribution(
         self,
         info: TallyInfo,
-        metric: Metric,  # type: ignore[valid-type]
-        range: TimeRangeInput,
-        filter: EventFilter | None = None,
+        metric: Annotated[
+            Metric,  # type: ignore[valid-type]
+            strawberry.argument(description="What to measure per local hour of day."),
+        ],
+        range: RangeArg,
+        filter: FilterArg = None,
         workspace: WorkspaceArg = None,
     ) -> list[float | None]:
         asker = info.context.asker(range, filter, workspace)
@@ -308,8 +460,8 @@ class AnalyticsQuery:
     async def errors(
         self,
         info: TallyInfo,
-        range: TimeRangeInput,
-        filter: EventFilter | None = None,
+        range: RangeArg,
+        filter: FilterArg = None,
         workspace: WorkspaceArg = None,
     ) -> ErrorsSummary:
         summary = await engine.errors(info.context.asker(range, filter, workspace))
@@ -327,7 +479,10 @@ class AnalyticsQuery:
     async def metrics(
         self,
         info: TallyInfo,
-        query: MetricsQueryInput,
+        query: Annotated[
+            MetricsQueryInput,
+            strawberry.argument(description="The custom query."),
+        ],
         workspace: WorkspaceArg = None,
     ) -> MetricsResult:
         asker = info.context.asker(query.range, query.filter, workspace)

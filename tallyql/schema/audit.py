@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
 from tallyql.auth.principal import Permission
 from tallyql.engine.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
 from tallyql.ingest.audit import ingest_audit_events
-from tallyql.schema.common import PageInfo, TimeRangeInput
+from tallyql.schema.common import AfterArg, FirstArg, OptionalRangeArg, PageInfo
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.ingest import UserError
 from tallyql.schema.scalars import JSON
@@ -30,41 +30,45 @@ MAX_RECORD_PER_CALL = 10_000
 
 @strawberry.enum(description="Who acted.")
 class AuditActorType(Enum):
-    USER = "user"
-    API_KEY = "api_key"
-    SYSTEM = "system"
+    USER = strawberry.enum_value("user", description="A person.")
+    API_KEY = strawberry.enum_value("api_key", description="An API key (a program).")
+    SYSTEM = strawberry.enum_value("system", description="tallyql itself.")
 
 
 @strawberry.enum(description="What was done.")
 class AuditAction(Enum):
-    CREATE = "create"
-    UPDATE = "update"
-    DELETE = "delete"
-    EXECUTE = "execute"
-    LOGIN = "login"
-    EXPORT = "export"
-    BLOCK = "block"
+    CREATE = strawberry.enum_value("create", description="Created a resource.")
+    UPDATE = strawberry.enum_value("update", description="Changed a resource.")
+    DELETE = strawberry.enum_value("delete", description="Deleted a resource.")
+    EXECUTE = strawberry.enum_value("execute", description="Ran something (a tool, a job).")
+    LOGIN = strawberry.enum_value("login", description="Signed in.")
+    EXPORT = strawberry.enum_value("export", description="Exported data.")
+    BLOCK = strawberry.enum_value("block", description="Blocked a call or an actor.")
 
 
 @strawberry.enum(description="How it ended.")
 class AuditOutcome(Enum):
-    SUCCESS = "success"
-    FAILURE = "failure"
-    DENIED = "denied"
+    SUCCESS = strawberry.enum_value("success", description="It worked.")
+    FAILURE = strawberry.enum_value("failure", description="It failed.")
+    DENIED = strawberry.enum_value("denied", description="It was not allowed.")
 
 
 @strawberry.type(description="Who did what to which resource, from where, and how it ended.")
 class AuditEvent:
-    id: strawberry.ID
-    timestamp: datetime
-    actor_id: str | None
-    actor_type: AuditActorType
-    action: AuditAction
-    resource_type: str
-    resource_id: str | None
-    source_ip: str | None
-    outcome: AuditOutcome
-    details: JSON
+    id: strawberry.ID = strawberry.field(description="The audit event's id (unique per workspace).")
+    timestamp: datetime = strawberry.field(description="When it happened.")
+    actor_id: str | None = strawberry.field(
+        description="Who acted (a user id, a key id); null for the system."
+    )
+    actor_type: AuditActorType = strawberry.field(description="What kind of actor.")
+    action: AuditAction = strawberry.field(description="What was done.")
+    resource_type: str = strawberry.field(
+        description="The kind of resource acted on, e.g. api_key, budget."
+    )
+    resource_id: str | None = strawberry.field(description="The resource's id.")
+    source_ip: str | None = strawberry.field(description="The actor's IP address.")
+    outcome: AuditOutcome = strawberry.field(description="How it ended.")
+    details: JSON = strawberry.field(description="More about it: a JSON object.")
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> AuditEvent:
@@ -85,12 +89,24 @@ class AuditEvent:
 @strawberry.input(description="Lists mean any of; fields combine with AND.")
 class AuditFilter:
     actors: list[str] | None = strawberry.field(default=None, description="Actor ids.")
-    actor_types: list[AuditActorType] | None = None
-    actions: list[AuditAction] | None = None
-    resource_types: list[str] | None = None
-    resource_ids: list[str] | None = None
-    source_ips: list[str] | None = None
-    outcomes: list[AuditOutcome] | None = None
+    actor_types: list[AuditActorType] | None = strawberry.field(
+        default=None, description="Any of these actor types."
+    )
+    actions: list[AuditAction] | None = strawberry.field(
+        default=None, description="Any of these actions."
+    )
+    resource_types: list[str] | None = strawberry.field(
+        default=None, description="Any of these resource types."
+    )
+    resource_ids: list[str] | None = strawberry.field(
+        default=None, description="Any of these resource ids."
+    )
+    source_ips: list[str] | None = strawberry.field(
+        default=None, description="Any of these source IP addresses."
+    )
+    outcomes: list[AuditOutcome] | None = strawberry.field(
+        default=None, description="Any of these outcomes."
+    )
 
     def to_spec(self) -> AuditFilterSpec:
         def values(items: list[Any] | None) -> tuple[str, ...]:
@@ -109,19 +125,21 @@ class AuditFilter:
 
 @strawberry.input(description="An audit event; the same fields as POST /v1/audit-events.")
 class AuditEventInput:
-    actor_type: AuditActorType
-    action: AuditAction
-    resource_type: str
+    actor_type: AuditActorType = strawberry.field(description="What kind of actor.")
+    action: AuditAction = strawberry.field(description="What was done.")
+    resource_type: str = strawberry.field(description="The kind of resource acted on.")
     id: str | None = strawberry.field(
         default=None, description="Idempotency key, unique per workspace; generated if absent."
     )
     timestamp: datetime | None = strawberry.field(
         default=None, description="With offset; defaults to receive time."
     )
-    actor_id: str | None = None
-    resource_id: str | None = None
-    source_ip: str | None = None
-    outcome: AuditOutcome = AuditOutcome.SUCCESS
+    actor_id: str | None = strawberry.field(default=None, description="Who acted.")
+    resource_id: str | None = strawberry.field(default=None, description="The resource's id.")
+    source_ip: str | None = strawberry.field(default=None, description="The actor's IP address.")
+    outcome: AuditOutcome = strawberry.field(
+        default=AuditOutcome.SUCCESS, description="How it ended (default SUCCESS)."
+    )
     details: JSON | None = strawberry.field(default=None, description="A JSON object.")
 
     def to_raw(self) -> dict[str, Any]:
@@ -141,12 +159,16 @@ class AuditEventInput:
         return raw
 
 
-@strawberry.type
+@strawberry.type(description="What recordAuditEvents stored.")
 class RecordAuditEventsPayload:
-    accepted: int
-    duplicates: int
-    rejected: int
-    user_errors: list[UserError]
+    accepted: int = strawberry.field(description="New audit events stored (count).")
+    duplicates: int = strawberry.field(
+        description="Audit events already stored under their id, left unchanged (count)."
+    )
+    rejected: int = strawberry.field(description="Invalid audit events, not stored (count).")
+    user_errors: list[UserError] = strawberry.field(
+        description="Why each rejected event was rejected."
+    )
 
 
 def _decode_after(cursor: str) -> tuple[datetime, str]:
@@ -159,20 +181,22 @@ def _decode_after(cursor: str) -> tuple[datetime, str]:
         raise CursorError("invalid cursor") from None
 
 
-@strawberry.type
+@strawberry.type(description="An audit event with its cursor.")
 class AuditEventEdge:
-    cursor: str
-    node: AuditEvent
+    cursor: str = strawberry.field(description="Opaque; pass as `after` to page on from here.")
+    node: AuditEvent = strawberry.field(description="The item.")
 
 
 @strawberry.type(description="A page of the audit trail, newest first.")
 class AuditEventConnection:
-    edges: list[AuditEventEdge]
-    page_info: PageInfo
+    edges: list[AuditEventEdge] = strawberry.field(
+        description="This page's audit events with cursors."
+    )
+    page_info: PageInfo = strawberry.field(description="Whether more pages follow, and cursors.")
     _db: strawberry.Private[Database]
     _conditions: strawberry.Private[list[Any]]
 
-    @strawberry.field
+    @strawberry.field(description="This page's audit events, without cursors.")
     def nodes(self) -> list[AuditEvent]:
         return [e.node for e in self.edges]
 
@@ -190,10 +214,13 @@ class AuditQuery:
     async def audit_events(
         self,
         info: TallyInfo,
-        range: TimeRangeInput | None = None,
-        filter: AuditFilter | None = None,
-        first: int = 50,
-        after: str | None = None,
+        range: OptionalRangeArg = None,
+        filter: Annotated[
+            AuditFilter | None,
+            strawberry.argument(description="Which audit events; null: all."),
+        ] = None,
+        first: FirstArg = 50,
+        after: AfterArg = None,
     ) -> AuditEventConnection:
         principal = info.context.require(Permission.READ)
         check_page_size(first)
@@ -230,7 +257,12 @@ class AuditMutation:
         description="Store audit events; returns after commit. Retries are idempotent by id."
     )
     async def record_audit_events(
-        self, info: TallyInfo, events: list[AuditEventInput]
+        self,
+        info: TallyInfo,
+        events: Annotated[
+            list[AuditEventInput],
+            strawberry.argument(description="The audit events to store (at most 10,000 per call)."),
+        ],
     ) -> RecordAuditEventsPayload:
         principal = info.context.require(Permission.INGEST)
         if len(events) > MAX_RECORD_PER_CALL:

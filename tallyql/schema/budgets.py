@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 
@@ -15,8 +16,9 @@ from tallyql.budgets.status import BudgetState, BudgetStatus, budget_status
 from tallyql.engine.periods import Period
 from tallyql.ingest.pricing import NANO_PER_USD
 from tallyql.schema.changes import DeletePayload, actor_of, invalid, not_found
-from tallyql.schema.common import EventFilter
+from tallyql.schema.common import AfterArg, EventFilter, FirstArg, IdArg
 from tallyql.schema.context import TallyInfo
+from tallyql.schema.described import describe_values
 from tallyql.schema.filter_output import filter_as_input
 from tallyql.schema.ingest import UserError
 from tallyql.schema.live_types import BudgetPeriod
@@ -26,30 +28,57 @@ from tallyql.schema.scalars import JSON
 BudgetScopeType = strawberry.enum(
     BudgetScope, name="BudgetScope", description="What a budget's spend covers."
 )
+describe_values(
+    BudgetScopeType,
+    {
+        "WORKSPACE": "Every event of the workspace.",
+        "USER": "One end user's events (scopeValue: the user id).",
+        "GROUP": "The events of a group's current members (scopeValue: the group id).",
+        "API_KEY": "One caller API key's events (scopeValue: the key id).",
+        "MODEL": "One model's events (scopeValue: the model).",
+        "PROVIDER": "One provider's events (scopeValue: the provider).",
+        "FILTER": "The events an EventFilter selects (filter).",
+    },
+)
 BudgetStatusType = strawberry.enum(
     BudgetState,
     name="BudgetStatus",
     description="EXCEEDED at 100 %; WARNING from the lowest threshold; AT_RISK when the "
     "projection is above the limit; else OK.",
 )
+describe_values(
+    BudgetStatusType,
+    {
+        "OK": "Below every threshold and projected within the limit.",
+        "AT_RISK": "Projected to pass the limit by the period's end.",
+        "WARNING": "At or above the lowest threshold.",
+        "EXCEEDED": "At or above 100 % of the limit.",
+    },
+)
 
 
 @strawberry.type(description="A spending limit for a period over a scope of the traffic.")
 class Budget:
-    id: strawberry.ID
-    name: str
+    id: strawberry.ID = strawberry.field(description="The budget's id.")
+    name: str = strawberry.field(description="A name for people.")
     amount_usd: float = strawberry.field(description="The limit, in USD.")
-    period: BudgetPeriod  # type: ignore[valid-type]
+    period: BudgetPeriod = strawberry.field(  # type: ignore[valid-type]
+        description="The budget's period."
+    )
     timezone: str = strawberry.field(description="IANA zone of the period's boundaries.")
-    scope: BudgetScopeType  # type: ignore[valid-type]
+    scope: BudgetScopeType = strawberry.field(  # type: ignore[valid-type]
+        description="What the spend covers."
+    )
     scope_value: str | None = strawberry.field(
         description="The user, group, API key, model or provider (for those scopes)."
     )
     filter: JSON | None = strawberry.field(description="The EventFilter of a FILTER budget.")
     thresholds: list[int] = strawberry.field(description="Warning thresholds, in percent.")
-    webhook_ids: list[strawberry.ID]
-    created_at: datetime
-    updated_at: datetime
+    webhook_ids: list[strawberry.ID] = strawberry.field(
+        description="Webhooks told when a threshold is crossed."
+    )
+    created_at: datetime = strawberry.field(description="When the budget was created.")
+    updated_at: datetime = strawberry.field(description="When the budget was last changed.")
     _budget: strawberry.Private[model.Budget]
     _status: strawberry.Private[asyncio.Future[BudgetStatus] | None] = None
 
@@ -83,7 +112,7 @@ class Budget:
     async def days_with_data(self, info: TallyInfo) -> int:
         return (await self._get_status(info)).days_with_data
 
-    @strawberry.field
+    @strawberry.field(description="Where the spend stands against the limit.")
     async def status(self, info: TallyInfo) -> BudgetStatusType:  # type: ignore[valid-type]
         return (await self._get_status(info)).state
 
@@ -95,7 +124,9 @@ class Budget:
     async def period_end(self, info: TallyInfo) -> datetime:
         return (await self._get_status(info)).period_end
 
-    @strawberry.field(description="Thresholds already announced in the current period.")
+    @strawberry.field(
+        description="Thresholds (percent of the limit) already announced in the current period."
+    )
     async def crossed_thresholds(self, info: TallyInfo) -> list[int]:
         status = await self._get_status(info)
         return await store.crossed_thresholds(
@@ -123,36 +154,67 @@ class Budget:
 
 @strawberry.input(description="A new budget.")
 class BudgetInput:
-    name: str
-    amount_usd: float
-    period: BudgetPeriod = Period.MONTH  # type: ignore[valid-type]
-    timezone: str = "UTC"
-    scope: BudgetScopeType = BudgetScope.WORKSPACE  # type: ignore[valid-type]
-    scope_value: str | None = None
-    filter: EventFilter | None = None
+    name: str = strawberry.field(description="A name for people.")
+    amount_usd: float = strawberry.field(description="The limit per period, in USD.")
+    period: BudgetPeriod = strawberry.field(  # type: ignore[valid-type]
+        default=Period.MONTH, description="The budget's period (default MONTH)."
+    )
+    timezone: str = strawberry.field(
+        default="UTC", description="IANA zone of the period's boundaries (default UTC)."
+    )
+    scope: BudgetScopeType = strawberry.field(  # type: ignore[valid-type]
+        default=BudgetScope.WORKSPACE, description="What the spend covers (default WORKSPACE)."
+    )
+    scope_value: str | None = strawberry.field(
+        default=None, description="The user, group, API key, model or provider, for those scopes."
+    )
+    filter: EventFilter | None = strawberry.field(
+        default=None, description="The events a FILTER budget covers."
+    )
     thresholds: list[int] | None = strawberry.field(
         default=None, description="Percents; default 50, 80, 100."
     )
-    webhook_ids: list[strawberry.ID] | None = None
+    webhook_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Webhooks told when a threshold is crossed."
+    )
 
 
 @strawberry.input(description="Fields to change; omitted (or null) fields keep their value.")
 class BudgetPatch:
-    name: str | None = None
-    amount_usd: float | None = None
-    period: BudgetPeriod | None = None  # type: ignore[valid-type]
-    timezone: str | None = None
-    scope: BudgetScopeType | None = None  # type: ignore[valid-type]
-    scope_value: str | None = None
-    filter: EventFilter | None = None
-    thresholds: list[int] | None = None
-    webhook_ids: list[strawberry.ID] | None = None
+    name: str | None = strawberry.field(default=None, description="New value: a name for people.")
+    amount_usd: float | None = strawberry.field(
+        default=None, description="New value: the limit per period, in USD."
+    )
+    period: BudgetPeriod | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="New value: the budget's period (default MONTH)."
+    )
+    timezone: str | None = strawberry.field(
+        default=None, description="New value: iANA zone of the period's boundaries (default UTC)."
+    )
+    scope: BudgetScopeType | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="New value: what the spend covers (default WORKSPACE)."
+    )
+    scope_value: str | None = strawberry.field(
+        default=None,
+        description="New value: the user, group, API key, model or provider, for those scopes.",
+    )
+    filter: EventFilter | None = strawberry.field(
+        default=None, description="New value: the events a FILTER budget covers."
+    )
+    thresholds: list[int] | None = strawberry.field(
+        default=None, description="New value: warning thresholds in percent of the limit."
+    )
+    webhook_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="New value: webhooks told when a threshold is crossed."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The result of a budget mutation.")
 class BudgetPayload:
-    budget: Budget | None
-    user_errors: list[UserError]
+    budget: Budget | None = strawberry.field(description="The budget as stored; null on errors.")
+    user_errors: list[UserError] = strawberry.field(
+        description="What was wrong with the input; empty on success."
+    )
 
 
 def _fields(value: BudgetInput | BudgetPatch) -> store.BudgetFields:
@@ -173,7 +235,7 @@ def _fields(value: BudgetInput | BudgetPatch) -> store.BudgetFields:
 class BudgetQuery:
     @strawberry.field(description="The workspace's budgets, oldest first.")
     async def budgets(
-        self, info: TallyInfo, first: int = 50, after: str | None = None
+        self, info: TallyInfo, first: FirstArg = 50, after: AfterArg = None
     ) -> Connection[Budget]:
         principal = info.context.require(Permission.READ)
         db = info.context.services.db
@@ -181,8 +243,8 @@ class BudgetQuery:
         nodes = [Budget.of(model.Budget.from_row(r)) for r in page.rows]
         return connection(nodes, page.cursors, page.total_count, page.has_next_page, after)
 
-    @strawberry.field
-    async def budget(self, info: TallyInfo, id: strawberry.ID) -> Budget | None:
+    @strawberry.field(description="One budget by id; null when absent.")
+    async def budget(self, info: TallyInfo, id: IdArg) -> Budget | None:
         principal = info.context.require(Permission.READ)
         found = await store.get_budget(info.context.services.db, principal.workspace_id, str(id))
         return Budget.of(found) if found else None
@@ -191,7 +253,14 @@ class BudgetQuery:
 @strawberry.type
 class BudgetMutation:
     @strawberry.mutation(description="Create a budget (admin).")
-    async def create_budget(self, info: TallyInfo, input: BudgetInput) -> BudgetPayload:
+    async def create_budget(
+        self,
+        info: TallyInfo,
+        input: Annotated[
+            BudgetInput,
+            strawberry.argument(description="The new budget."),
+        ],
+    ) -> BudgetPayload:
         principal = info.context.require(Permission.ADMIN)
         try:
             budget = await store.create_budget(
@@ -207,7 +276,13 @@ class BudgetMutation:
 
     @strawberry.mutation(description="Change a budget (admin).")
     async def update_budget(
-        self, info: TallyInfo, id: strawberry.ID, input: BudgetPatch
+        self,
+        info: TallyInfo,
+        id: IdArg,
+        input: Annotated[
+            BudgetPatch,
+            strawberry.argument(description="The fields to change."),
+        ],
     ) -> BudgetPayload:
         principal = info.context.require(Permission.ADMIN)
         try:
@@ -226,7 +301,7 @@ class BudgetMutation:
         return BudgetPayload(budget=Budget.of(budget), user_errors=[])
 
     @strawberry.mutation(description="Delete a budget (admin).")
-    async def delete_budget(self, info: TallyInfo, id: strawberry.ID) -> DeletePayload:
+    async def delete_budget(self, info: TallyInfo, id: IdArg) -> DeletePayload:
         principal = info.context.require(Permission.ADMIN)
         deleted = await store.delete_budget(
             info.context.services.db, principal.workspace_id, str(id), actor_of(info, principal)

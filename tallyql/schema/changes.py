@@ -10,10 +10,14 @@ from tallyql.schema.ingest import UserError
 from tallyql.storage.actor import Actor
 
 
-@strawberry.type
+@strawberry.type(description="The result of a delete mutation.")
 class DeletePayload:
-    deleted_id: strawberry.ID | None
-    user_errors: list[UserError]
+    deleted_id: strawberry.ID | None = strawberry.field(
+        description="The id deleted; null on errors."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        description="What was wrong with the input; empty on success."
+    )
 
 
 def actor_of(info: TallyInfo, principal: Principal) -> Actor:

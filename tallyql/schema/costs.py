@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
+from tallyql.clock import clock
 from tallyql.costs import insights
 from tallyql.costs.prices import current_price
 from tallyql.costs.recommendations import recommendations
@@ -19,35 +20,45 @@ from tallyql.engine.analytics import Asker
 from tallyql.engine.buckets import Granularity
 from tallyql.engine.registry import Dimension, DimensionRef, Metric
 from tallyql.schema.analytics import WorkspaceArg
-from tallyql.schema.common import EventFilter, TimeRangeInput
+from tallyql.schema.change_note import ChangeNote, note_of
+from tallyql.schema.common import FilterArg, RangeArg
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.errors import BadInput
 from tallyql.schema.prices import ModelPrice
+from tallyql.schema.scalars import Long
 
 MAX_COMPARED = 4
 
 
 @strawberry.enum(description="Change versus the previous period (FLAT within 1%).")
 class TrendDirection(Enum):
-    UP = "UP"
-    DOWN = "DOWN"
-    FLAT = "FLAT"
+    UP = strawberry.enum_value("UP", description="Cost rose by 1 % or more (or from 0).")
+    DOWN = strawberry.enum_value("DOWN", description="Cost fell by 1 % or more.")
+    FLAT = strawberry.enum_value("FLAT", description="Within 1 % either way.")
 
 
-@strawberry.enum
+@strawberry.enum(description="What a recommendation suggests.")
 class RecommendationKind(Enum):
-    CHEAPER_MODEL = "CHEAPER_MODEL"
-    PROMPT_CACHING = "PROMPT_CACHING"
-    FAILED_CALLS = "FAILED_CALLS"
+    CHEAPER_MODEL = strawberry.enum_value(
+        "CHEAPER_MODEL", description="Move calls to a cheaper model of similar use."
+    )
+    PROMPT_CACHING = strawberry.enum_value(
+        "PROMPT_CACHING", description="Use prompt caching for repeated input."
+    )
+    FAILED_CALLS = strawberry.enum_value(
+        "FAILED_CALLS", description="Stop paying for calls that fail."
+    )
 
 
 @strawberry.type(description="A group's cost and its share of the total (0 to 1).")
 class CostShare:
-    key: str | None
+    key: str | None = strawberry.field(description="The group's key; null when absent.")
     provider: str | None = strawberry.field(description="For models: their provider.")
-    cost_usd: float
-    requests: float
-    share: float | None
+    cost_usd: float = strawberry.field(description="The group's cost in USD.")
+    requests: Long = strawberry.field(description="The group's events (count).")
+    share: float | None = strawberry.field(
+        description="The group's share of the total cost, 0 to 1; null when the total is 0."
+    )
 
     @classmethod
     def of(cls, s: insights.Share) -> CostShare:
@@ -56,39 +67,65 @@ class CostShare:
         )
 
 
-@strawberry.type
+@strawberry.type(description="The range's cost against the previous period of the same length.")
 class CostTrend:
-    current_usd: float
-    previous_usd: float
-    direction: TrendDirection
-    percent: float | None = strawberry.field(description="null when the previous period is 0.")
+    current_usd: float = strawberry.field(description="Cost in the range, in USD.")
+    previous_usd: float = strawberry.field(description="Cost in the previous period, in USD.")
+    direction: TrendDirection = strawberry.field(
+        description="By percent (FLAT within 1 %); without one, by the sign of the difference."
+    )
+    percent: float | None = strawberry.field(
+        description=(
+            "(current - previous) / previous * 100; null when the previous period's cost is "
+            "zero or negligible (see percentNote), so never above +9,900 %."
+        )
+    )
+    percent_note: ChangeNote | None = strawberry.field(
+        description="Why percent is null; null when it is not."
+    )
 
 
 @strawberry.type(description="Average cost per day with data, times 30.")
 class MonthProjection:
-    days_with_data: int
-    daily_average_usd: float | None
-    projected_usd: float | None
-    previous_projected_usd: float | None
-    change_percent: float | None
+    days_with_data: int = strawberry.field(description="Local days of the range with cost (count).")
+    daily_average_usd: float | None = strawberry.field(
+        description="Mean cost per day with data, in USD."
+    )
+    projected_usd: float | None = strawberry.field(description="dailyAverageUsd times 30, in USD.")
+    previous_projected_usd: float | None = strawberry.field(
+        description="The same projection for the previous period, in USD."
+    )
+    change_percent: float | None = strawberry.field(
+        description=(
+            "projectedUsd against previousProjectedUsd, in percent; null when either is "
+            "missing or the previous one is negligible (see changeNote)."
+        )
+    )
+    change_note: ChangeNote | None = strawberry.field(
+        description="Why changePercent is null; null when it is not."
+    )
 
 
 @strawberry.type(description="A number behind a recommendation.")
 class Figure:
-    name: str
-    value: float | None
+    name: str = strawberry.field(description="What the number is.")
+    value: float | None = strawberry.field(description="The number, in `unit`.")
     unit: str = strawberry.field(description="USD, TOKENS, CALLS, RATIO or USD_PER_MTOK.")
 
 
-@strawberry.type
+@strawberry.type(description="A way to spend less, with its estimated saving.")
 class Recommendation:
-    kind: RecommendationKind
-    title: str
-    estimated_saving_usd: float
-    provider: str | None
-    model: str | None
-    suggested_model: str | None
-    figures: list[Figure]
+    kind: RecommendationKind = strawberry.field(description="What it suggests.")
+    title: str = strawberry.field(description="One sentence for people.")
+    estimated_saving_usd: float = strawberry.field(
+        description="Estimated saving over the range, in USD."
+    )
+    provider: str | None = strawberry.field(description="The provider concerned.")
+    model: str | None = strawberry.field(description="The model concerned.")
+    suggested_model: str | None = strawberry.field(
+        description="For CHEAPER_MODEL: the model to use instead."
+    )
+    figures: list[Figure] = strawberry.field(description="The numbers behind it.")
 
 
 @strawberry.type(description="Where the money goes; each part is computed when selected.")
@@ -105,11 +142,11 @@ class CostInsights:
     async def _total(self) -> float:
         return await self._once("total", lambda: insights.total_cost(self._asker))
 
-    @strawberry.field
+    @strawberry.field(description="Cost in the range, in USD.")
     async def total_usd(self) -> float:
         return await self._total()
 
-    @strawberry.field
+    @strawberry.field(description="Cost per request type (chat, embedding...).")
     async def by_request_type(self) -> list[CostShare]:
         return [CostShare.of(s) for s in (await self._overview()).by_request_type]
 
@@ -117,18 +154,18 @@ class CostInsights:
     async def top_models(self) -> list[CostShare]:
         return [CostShare.of(s) for s in (await self._overview()).top_models]
 
-    @strawberry.field
+    @strawberry.field(description="The 5 costliest end users.")
     async def top_users(self) -> list[CostShare]:
         return [CostShare.of(s) for s in (await self._overview()).top_users]
 
-    @strawberry.field
+    @strawberry.field(description="The 5 costliest agents.")
     async def top_agents(self) -> list[CostShare]:
         return [CostShare.of(s) for s in (await self._overview()).top_agents]
 
     async def _overview(self) -> insights.CostOverview:
         return await self._once("overview", lambda: insights.overview(self._asker))
 
-    @strawberry.field
+    @strawberry.field(description="Against the previous period.")
     async def trend(self) -> CostTrend:
         t = await insights.trend(self._asker)
         return CostTrend(
@@ -136,9 +173,10 @@ class CostInsights:
             previous_usd=t.previous_usd,
             direction=TrendDirection(t.direction),
             percent=t.percent,
+            percent_note=note_of(t.percent_note),
         )
 
-    @strawberry.field
+    @strawberry.field(description="Projected cost of 30 days at the range's daily average.")
     async def projected_month(self) -> MonthProjection:
         p = await insights.projection(self._asker)
         return MonthProjection(
@@ -147,6 +185,7 @@ class CostInsights:
             projected_usd=p.projected_usd,
             previous_projected_usd=p.previous_projected_usd,
             change_percent=p.change_percent,
+            change_note=note_of(p.change_note),
         )
 
     @strawberry.field(description="Ways to spend less, largest estimated saving first.")
@@ -159,7 +198,7 @@ class CostInsights:
             services.ingest.pricer.builtin,
             ids[0] if ids and len(ids) == 1 else None,
             await self._total(),
-            datetime.now(UTC),
+            clock.now(),
         )
         return [
             Recommendation(
@@ -175,30 +214,44 @@ class CostInsights:
         ]
 
 
-@strawberry.input
+@strawberry.input(description="A model to compare, by name (and provider).")
 class ModelRefInput:
-    model: str
+    model: str = strawberry.field(description="The model's name.")
     provider: str | None = strawberry.field(default=None, description="null: any provider.")
 
 
 @strawberry.type(description="One model's price and usage, for side-by-side comparison.")
 class ModelComparison:
-    provider: str | None
-    model: str
-    price: ModelPrice
-    context_window: int | None
-    requests: float
-    error_rate: float | None
-    input_tokens: float
-    output_tokens: float
-    cache_read_tokens: float
-    cost_usd: float
-    avg_cost_per_request_usd: float | None
-    avg_input_tokens: float | None
-    avg_output_tokens: float | None
-    avg_latency_ms: float | None
-    p95_latency_ms: float | None
-    avg_ttft_ms: float | None
+    provider: str | None = strawberry.field(description="The model's provider.")
+    model: str = strawberry.field(description="The model's name.")
+    price: ModelPrice = strawberry.field(description="Its current price.")
+    context_window: int | None = strawberry.field(
+        description="Context window in tokens, where genai-prices knows."
+    )
+    requests: Long = strawberry.field(description="Events with this model (count).")
+    error_rate: float | None = strawberry.field(description="Errors / events, 0 to 1.")
+    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
+    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
+    cache_read_tokens: Long = strawberry.field(description="Input tokens read from cache.")
+    cost_usd: float = strawberry.field(description="Cost in USD.")
+    avg_cost_per_request_usd: float | None = strawberry.field(
+        description="costUsd / requests, in USD."
+    )
+    avg_input_tokens: float | None = strawberry.field(
+        description="Mean input tokens per event (a mean, so fractional)."
+    )
+    avg_output_tokens: float | None = strawberry.field(
+        description="Mean output tokens per event (a mean, so fractional)."
+    )
+    avg_latency_ms: float | None = strawberry.field(
+        description="Mean latency in ms of its events that report one."
+    )
+    p95_latency_ms: float | None = strawberry.field(
+        description="95th percentile latency in ms (within 1 %)."
+    )
+    avg_ttft_ms: float | None = strawberry.field(
+        description="Mean time to first token in ms of its events that report one."
+    )
 
 
 COMPARISON_METRICS = (
@@ -220,17 +273,21 @@ def _per(value: float | None, count: float | None) -> float | None:
 
 @strawberry.type(description="Cost per local day: one series per top model, plus the rest.")
 class DailyCostByModel:
-    buckets: list[datetime]
-    series: list[ModelCostSeries]
-    totals: list[float] = strawberry.field(description="All models, per bucket.")
+    buckets: list[datetime] = strawberry.field(
+        description="Local day starts; every list below has one value per bucket."
+    )
+    series: list[ModelCostSeries] = strawberry.field(description="The top models, then the rest.")
+    totals: list[float] = strawberry.field(description="Cost in USD of all models, per bucket.")
 
 
-@strawberry.type
+@strawberry.type(description="One model's cost per day.")
 class ModelCostSeries:
     model: str | None = strawberry.field(description="null for events without a model.")
     is_other: bool = strawberry.field(description="Every model beyond the top ones.")
-    values: list[float]
-    total_usd: float
+    values: list[float] = strawberry.field(
+        description="Cost in USD per bucket, in the order of DailyCostByModel.buckets."
+    )
+    total_usd: float = strawberry.field(description="Cost in USD over the range.")
 
 
 @strawberry.type
@@ -239,8 +296,8 @@ class CostQuery:
     async def cost_insights(
         self,
         info: TallyInfo,
-        range: TimeRangeInput,
-        filter: EventFilter | None = None,
+        range: RangeArg,
+        filter: FilterArg = None,
         workspace: WorkspaceArg = None,
     ) -> CostInsights:
         return CostInsights(_asker=info.context.asker(range, filter, workspace), _memo={})
@@ -249,9 +306,12 @@ class CostQuery:
     async def model_comparison(
         self,
         info: TallyInfo,
-        models: list[ModelRefInput],
-        range: TimeRangeInput,
-        filter: EventFilter | None = None,
+        models: Annotated[
+            list[ModelRefInput],
+            strawberry.argument(description="The models to compare (1 to 4)."),
+        ],
+        range: RangeArg,
+        filter: FilterArg = None,
         workspace: WorkspaceArg = None,
     ) -> list[ModelComparison]:
         if not 1 <= len(models) <= MAX_COMPARED:
@@ -260,7 +320,7 @@ class CostQuery:
         services = info.context.services
         ids = asker.scope.workspace_ids
         workspace_id = ids[0] if ids and len(ids) == 1 else -1
-        now = datetime.now(UTC)
+        now = clock.now()
         out = []
         for ref in models:
             spec = replace(
@@ -304,9 +364,14 @@ class CostQuery:
     async def daily_cost_by_model(
         self,
         info: TallyInfo,
-        range: TimeRangeInput,
-        filter: EventFilter | None = None,
-        top: int = 8,
+        range: RangeArg,
+        filter: FilterArg = None,
+        top: Annotated[
+            int,
+            strawberry.argument(
+                description="How many costliest models get their own series; the rest are summed."
+            ),
+        ] = 8,
         workspace: WorkspaceArg = None,
     ) -> DailyCostByModel:
         asker = info.context.asker(range, filter, workspace)

@@ -4,7 +4,7 @@ change it (MANAGE permission, audited)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -12,19 +12,29 @@ from tallyql.auth.principal import Permission
 from tallyql.engine import directory
 from tallyql.engine.registry import Dimension
 from tallyql.schema import loaders
-from tallyql.schema.common import EventFilter, TimeRangeInput, filter_spec
+from tallyql.schema.common import (
+    AfterArg,
+    EventFilter,
+    FilterArg,
+    FirstArg,
+    IdArg,
+    RangeArg,
+    TimeRangeInput,
+    filter_spec,
+)
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.pages import Connection, connection
+from tallyql.schema.scalars import Long
 
 
 @strawberry.type(description="Usage over a window: requests, errors, tokens, cost in USD.")
 class Usage:
-    requests: float
-    errors: float
-    input_tokens: float
-    output_tokens: float
-    total_tokens: float
-    cost_usd: float
+    requests: Long = strawberry.field(description="Events of every kind (count).")
+    errors: Long = strawberry.field(description="Events with status error (count).")
+    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
+    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
+    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
+    cost_usd: float = strawberry.field(description="Cost in USD.")
 
     @classmethod
     def of(cls, values: dict[Any, float | None]) -> Usage:
@@ -53,11 +63,11 @@ async def usage_of(
 
 @strawberry.type(description="A user of the directory.")
 class User:
-    id: strawberry.ID
-    email: str | None
-    display_name: str | None
-    created_at: datetime
-    updated_at: datetime
+    id: strawberry.ID = strawberry.field(description="The user id sent with events.")
+    email: str | None = strawberry.field(description="The user's email, when known.")
+    display_name: str | None = strawberry.field(description="A name for people.")
+    created_at: datetime = strawberry.field(description="When the directory first stored the user.")
+    updated_at: datetime = strawberry.field(description="When the user was last changed.")
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> User:
@@ -74,9 +84,7 @@ class User:
         return await loaders.user_groups(info.context).load(str(self.id))
 
     @strawberry.field(description="The user's usage over a window.")
-    async def usage(
-        self, info: TallyInfo, range: TimeRangeInput, filter: EventFilter | None = None
-    ) -> Usage:
+    async def usage(self, info: TallyInfo, range: RangeArg, filter: FilterArg = None) -> Usage:
         return await usage_of(info, Dimension.USER, str(self.id), range, filter)
 
 
@@ -90,9 +98,9 @@ async def load_user(info: TallyInfo, user_id: str | None) -> User | None:
 
 @strawberry.type(description="A group and its current members.")
 class Group:
-    name: str
-    description: str | None
-    created_at: datetime
+    name: str = strawberry.field(description="The group's name (its id).")
+    description: str | None = strawberry.field(description="A note for people.")
+    created_at: datetime = strawberry.field(description="When the group was created.")
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Group:
@@ -102,7 +110,7 @@ class Group:
     async def member_ids(self, info: TallyInfo) -> list[str]:
         return await loaders.group_members(info.context).load(self.name)
 
-    @strawberry.field
+    @strawberry.field(description="Current members (count).")
     async def member_count(self, info: TallyInfo) -> int:
         return len(await loaders.group_members(info.context).load(self.name))
 
@@ -113,9 +121,7 @@ class Group:
         return [User.from_row(r) for r in rows if r]
 
     @strawberry.field(description="Usage of the current members (their history included).")
-    async def usage(
-        self, info: TallyInfo, range: TimeRangeInput, filter: EventFilter | None = None
-    ) -> Usage:
+    async def usage(self, info: TallyInfo, range: RangeArg, filter: FilterArg = None) -> Usage:
         return await usage_of(info, Dimension.GROUP, self.name, range, filter)
 
 
@@ -125,9 +131,14 @@ class DirectoryQuery:
     async def users(
         self,
         info: TallyInfo,
-        search: str | None = None,
-        first: int = 50,
-        after: str | None = None,
+        search: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Case-insensitive text matched against id, email and display name."
+            ),
+        ] = None,
+        first: FirstArg = 50,
+        after: AfterArg = None,
     ) -> Connection[User]:
         principal = info.context.require(Permission.READ)
         db = info.context.services.db
@@ -138,13 +149,13 @@ class DirectoryQuery:
         return connection(nodes, cursors, total, page.has_next_page, after)
 
     @strawberry.field(description="One directory user.")
-    async def user(self, info: TallyInfo, id: strawberry.ID) -> User | None:
+    async def user(self, info: TallyInfo, id: IdArg) -> User | None:
         info.context.require(Permission.READ)
         return await load_user(info, str(id))
 
     @strawberry.field(description="Groups in name order.")
     async def groups(
-        self, info: TallyInfo, first: int = 50, after: str | None = None
+        self, info: TallyInfo, first: FirstArg = 50, after: AfterArg = None
     ) -> Connection[Group]:
         principal = info.context.require(Permission.READ)
         db = info.context.services.db
@@ -155,7 +166,14 @@ class DirectoryQuery:
         return connection(nodes, cursors, total, page.has_next_page, after)
 
     @strawberry.field(description="One group.")
-    async def group(self, info: TallyInfo, name: str) -> Group | None:
+    async def group(
+        self,
+        info: TallyInfo,
+        name: Annotated[
+            str,
+            strawberry.argument(description="The group's name."),
+        ],
+    ) -> Group | None:
         info.context.require(Permission.READ)
         row = await loaders.groups(info.context).load(name)
         return Group.from_row(row) if row else None

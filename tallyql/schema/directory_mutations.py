@@ -3,7 +3,7 @@ same transaction: actor the caller's API key, with its IP address."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy import select
@@ -24,25 +24,33 @@ LIMITS = {"id": 256, "email": 320, "displayName": 256}
 
 @strawberry.input(description="A user to create or update; fields left out keep their value.")
 class UserInput:
-    id: strawberry.ID
-    email: str | None = strawberry.UNSET
-    display_name: str | None = strawberry.UNSET
+    id: strawberry.ID = strawberry.field(description="The user id sent with events.")
+    email: str | None = strawberry.field(
+        default=strawberry.UNSET, description="The email; omitted keeps it, null clears it."
+    )
+    display_name: str | None = strawberry.field(
+        default=strawberry.UNSET, description="A name for people; omitted keeps it, null clears it."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The result of upsertUsers.")
 class UpsertUsersPayload:
-    created: int
-    updated: int
-    users: list[User]
-    user_errors: list[UserError]
+    created: int = strawberry.field(description="Users created (count).")
+    updated: int = strawberry.field(description="Users changed (count).")
+    users: list[User] = strawberry.field(description="The users as stored.")
+    user_errors: list[UserError] = strawberry.field(
+        description="What was wrong with the input; empty on success."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The result of setGroupMembers.")
 class SetGroupMembersPayload:
-    group: Group | None
-    added: list[str]
-    removed: list[str]
-    user_errors: list[UserError]
+    group: Group | None = strawberry.field(description="The group as stored; null on errors.")
+    added: list[str] = strawberry.field(description="User ids that joined.")
+    removed: list[str] = strawberry.field(description="User ids that left.")
+    user_errors: list[UserError] = strawberry.field(
+        description="What was wrong with the input; empty on success."
+    )
 
 
 def _check_users(items: list[UserInput]) -> list[UserError]:
@@ -93,7 +101,14 @@ def _given(value: Any, current: Any) -> Any:
 @strawberry.type
 class DirectoryMutation:
     @strawberry.mutation(description="Create or update users by id (audited per user).")
-    async def upsert_users(self, info: TallyInfo, users: list[UserInput]) -> UpsertUsersPayload:
+    async def upsert_users(
+        self,
+        info: TallyInfo,
+        users: Annotated[
+            list[UserInput],
+            strawberry.argument(description="Users to create or update (by id)."),
+        ],
+    ) -> UpsertUsersPayload:
         principal = info.context.require(Permission.MANAGE)
         errors = _check_users(users)
         if errors:
@@ -146,9 +161,20 @@ class DirectoryMutation:
     async def set_group_members(
         self,
         info: TallyInfo,
-        group: str,
-        user_ids: list[str],
-        description: str | None = None,
+        group: Annotated[
+            str,
+            strawberry.argument(
+                description="The group's name (1 to 256 characters); created if new."
+            ),
+        ],
+        user_ids: Annotated[
+            list[str],
+            strawberry.argument(description="The user ids that make up the group from now on."),
+        ],
+        description: Annotated[
+            str | None,
+            strawberry.argument(description="A new note for people; null keeps the current one."),
+        ] = None,
     ) -> SetGroupMembersPayload:
         principal = info.context.require(Permission.MANAGE)
         errors = []

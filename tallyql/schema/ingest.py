@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -22,8 +22,16 @@ from tallyql.storage.writer import WriterBusy, WriterFailed, WriterStopped
 
 @strawberry.enum(description="How an event counts cached and reasoning tokens.")
 class TokenAccounting(Enum):
-    INCLUSIVE = "inclusive"
-    EXCLUSIVE = "exclusive"
+    INCLUSIVE = strawberry.enum_value(
+        "inclusive",
+        description="inputTokens includes cached tokens and outputTokens includes reasoning "
+        "tokens.",
+    )
+    EXCLUSIVE = strawberry.enum_value(
+        "exclusive",
+        description="Anthropic style: cached and reasoning tokens are reported apart; tallyql "
+        "adds them.",
+    )
 
 
 _ENUMS: dict[str, type[Enum]] = {
@@ -75,18 +83,26 @@ def event_input_to_raw(event: Any) -> dict[str, Any]:
 
 @strawberry.type(description="A mistake in the input, with where it is and a stable code.")
 class UserError:
-    field: str
-    message: str
-    code: str
-    index: int | None = None
+    field: str = strawberry.field(description="The input field at fault (camelCase path).")
+    message: str = strawberry.field(description="What is wrong, for people.")
+    code: str = strawberry.field(
+        description="A stable machine-readable code, e.g. INVALID_EVENT, NOT_FOUND."
+    )
+    index: int | None = strawberry.field(
+        default=None, description="For lists: the position (from 0) of the item at fault."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="What ingestEvents stored.")
 class IngestEventsPayload:
-    accepted: int
-    duplicates: int
-    rejected: int
-    user_errors: list[UserError]
+    accepted: int = strawberry.field(description="New events stored (count).")
+    duplicates: int = strawberry.field(
+        description="Events already stored under their id, left unchanged (count)."
+    )
+    rejected: int = strawberry.field(description="Invalid events, not stored (count).")
+    user_errors: list[UserError] = strawberry.field(
+        description="Why each rejected event was rejected."
+    )
 
 
 @strawberry.type
@@ -97,7 +113,12 @@ class IngestMutation:
     async def ingest_events(
         self,
         info: TallyInfo,
-        events: list[EventInput],  # type: ignore[valid-type]
+        events: Annotated[
+            list[EventInput],  # type: ignore[valid-type]
+            strawberry.argument(
+                description="The events to store (at most TALLYQL_MAX_BATCH_EVENTS per call)."
+            ),
+        ],
     ) -> IngestEventsPayload:
         principal = info.context.require(Permission.INGEST)
         services = info.context.services

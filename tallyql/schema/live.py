@@ -4,6 +4,7 @@ audit events of the caller's workspace, as they happen."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from typing import Annotated
 
 import strawberry
 
@@ -12,7 +13,7 @@ from tallyql.engine.timerange import zone
 from tallyql.live.sink import LIVE_SINK
 from tallyql.live.stream import StreamRequest
 from tallyql.live.subscriber import ALL_TYPES
-from tallyql.schema.common import EventFilter, filter_spec
+from tallyql.schema.common import FilterArg, filter_spec
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.errors import BadInput
 from tallyql.schema.live_types import LiveEvent, LiveEventType, to_live_event
@@ -31,10 +32,21 @@ class LiveSubscription:
     async def events(
         self,
         info: TallyInfo,
-        filter: EventFilter | None = None,
-        types: list[LiveEventType] | None = None,
-        interval: int = 10,
-        timezone: str = "UTC",
+        filter: FilterArg = None,
+        types: Annotated[
+            list[LiveEventType] | None,
+            strawberry.argument(description="What to receive; null: every type."),
+        ] = None,
+        interval: Annotated[
+            int,
+            strawberry.argument(description="Seconds between COST_UPDATE items (1 to 3600)."),
+        ] = 10,
+        timezone: Annotated[
+            str,
+            strawberry.argument(
+                description="IANA zone that sets today's boundaries for COST_UPDATE."
+            ),
+        ] = "UTC",
     ) -> AsyncGenerator[LiveEvent, None]:  # type: ignore[valid-type]
         principal = info.context.require(Permission.READ)
         if not 1 <= interval <= MAX_INTERVAL:

@@ -19,82 +19,108 @@ from tallyql.live.totals import Totals
 from tallyql.schema.analytics import Metric
 from tallyql.schema.audit import AuditEvent
 from tallyql.schema.common import ErrorType, EventKind, EventStatus
+from tallyql.schema.described import describe_values, event_field
 from tallyql.schema.scalars import Long
 from tallyql.storage.types import from_micros
 
 
 @strawberry.enum(description="What a live subscription receives (Lagged notices always come).")
 class LiveEventType(Enum):
-    REQUEST = kinds.REQUEST
-    ERROR = kinds.ERROR
-    COST_UPDATE = kinds.COST_UPDATE
-    LIMIT_WARNING = kinds.LIMIT_WARNING
-    AUDIT = kinds.AUDIT
-    ALERT = kinds.ALERT
+    REQUEST = strawberry.enum_value(kinds.REQUEST, description="Every committed event.")
+    ERROR = strawberry.enum_value(kinds.ERROR, description="Committed events with status error.")
+    COST_UPDATE = strawberry.enum_value(
+        kinds.COST_UPDATE, description="Running totals, at most once per interval."
+    )
+    LIMIT_WARNING = strawberry.enum_value(
+        kinds.LIMIT_WARNING, description="A budget crossed a threshold."
+    )
+    AUDIT = strawberry.enum_value(kinds.AUDIT, description="Audit events recorded.")
+    ALERT = strawberry.enum_value(kinds.ALERT, description="Alert rules firing or resolving.")
 
 
 BudgetPeriod = strawberry.enum(Period, name="BudgetPeriod", description="A budget's period.")
+describe_values(
+    BudgetPeriod,
+    {
+        "DAY": "A local calendar day.",
+        "WEEK": "A local week from Monday 00:00.",
+        "MONTH": "A local calendar month.",
+    },
+)
 AlertOperator = strawberry.enum(
     Operator, name="AlertOperator", description="metric <operator> threshold."
+)
+describe_values(
+    AlertOperator,
+    {
+        "GT": "Fires when the metric is greater than the threshold.",
+        "GTE": "Fires when the metric is greater than or equal to the threshold.",
+        "LT": "Fires when the metric is less than the threshold.",
+        "LTE": "Fires when the metric is less than or equal to the threshold.",
+        "EQ": "Fires when the metric equals the threshold.",
+    },
 )
 
 
 @strawberry.enum(description="Whether an alert started or stopped firing.")
 class AlertTransition(Enum):
-    FIRING = "firing"
-    RESOLVED = "ok"
+    FIRING = strawberry.enum_value("firing", description="The condition started to hold.")
+    RESOLVED = strawberry.enum_value("ok", description="The condition stopped holding.")
 
 
 @strawberry.type(description="A committed event (REQUEST), compact.")
 class RequestEvent:
-    id: strawberry.ID
-    timestamp: datetime
+    id: strawberry.ID = event_field("id")
+    timestamp: datetime = event_field("timestamp")
     committed_at: datetime = strawberry.field(description="When the event was committed.")
-    kind: EventKind
-    status: EventStatus
-    status_code: int | None
-    provider: str | None
-    model: str | None
-    user_id: str | None
-    api_key_id: str | None
-    agent_id: str | None
-    agent_instance_id: str | None
-    session_id: str | None
-    trace_id: str | None
-    tool: str | None
-    mcp_server: str | None
-    gateway: str | None
-    input_tokens: Long
-    output_tokens: Long
-    cache_read_tokens: Long
-    cache_write_tokens: Long
-    reasoning_tokens: Long
-    total_tokens: Long
-    cost_usd: float
-    latency_ms: float | None
-    ttft_ms: float | None
-    tags: list[str]
+    kind: EventKind = event_field("kind")
+    status: EventStatus = event_field("status")
+    status_code: int | None = event_field("status_code")
+    provider: str | None = event_field("provider")
+    model: str | None = event_field("model")
+    user_id: str | None = event_field("user_id")
+    api_key_id: str | None = event_field("api_key_id")
+    agent_id: str | None = event_field("agent_id")
+    agent_instance_id: str | None = event_field("agent_instance_id")
+    session_id: str | None = event_field("session_id")
+    trace_id: str | None = event_field("trace_id")
+    tool: str | None = event_field("tool")
+    mcp_server: str | None = event_field("mcp_server")
+    gateway: str | None = event_field("gateway")
+    input_tokens: Long = event_field("input_tokens")
+    output_tokens: Long = event_field("output_tokens")
+    cache_read_tokens: Long = event_field("cache_read_tokens")
+    cache_write_tokens: Long = event_field("cache_write_tokens")
+    reasoning_tokens: Long = event_field("reasoning_tokens")
+    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
+    cost_usd: float = strawberry.field(
+        description="Cost in USD: the caller's, else priced at ingest; 0 when unpriced (see "
+        "costSource)."
+    )
+    latency_ms: float | None = event_field("latency_ms")
+    ttft_ms: float | None = event_field("ttft_ms")
+    tags: list[str] = event_field("tags")
 
 
 @strawberry.type(description="A committed event with status error (ERROR).")
 class ErrorEvent(RequestEvent):
-    error_type: ErrorType | None
-    error_message: str | None
-    policy_id: str | None
-    policy_name: str | None
+    error_type: ErrorType | None = event_field("error_type")
+    error_message: str | None = event_field("error_message")
+    policy_id: str | None = event_field("policy_id")
+    policy_name: str | None = event_field("policy_name")
 
 
 @strawberry.type(description="Requests, tokens and cost (exact sums).")
 class CostTotals:
-    requests: Long
-    errors: Long
-    input_tokens: Long
-    output_tokens: Long
-    cache_read_tokens: Long
-    cache_write_tokens: Long
-    reasoning_tokens: Long
-    total_tokens: Long
-    cost_usd: float
+    requests: Long = strawberry.field(description="Events (count).")
+    errors: Long = strawberry.field(description="Events with status error (count).")
+    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
+    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
+    cache_read_tokens: Long = strawberry.field(description="Input tokens read from cache.")
+    cache_write_tokens: Long = strawberry.field(description="Input tokens written to cache.")
+    reasoning_tokens: Long = strawberry.field(description="Output tokens spent reasoning.")
+    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
+    cost_usd: float = strawberry.field(description="Cost in USD.")
 
     @classmethod
     def of(cls, totals: Totals) -> CostTotals:
@@ -116,45 +142,57 @@ class CostTotals:
     "and for today in its time zone (the engine's figure at the start plus streamed events)."
 )
 class CostUpdate:
-    at: datetime
-    since: datetime
-    since_start: CostTotals
-    today_start: datetime
-    today: CostTotals
-    timezone: str
+    at: datetime = strawberry.field(description="When these totals were taken.")
+    since: datetime = strawberry.field(description="When the subscription began.")
+    since_start: CostTotals = strawberry.field(description="Totals since the subscription began.")
+    today_start: datetime = strawberry.field(description="Local midnight of today.")
+    today: CostTotals = strawberry.field(description="Totals since local midnight.")
+    timezone: str = strawberry.field(description="The IANA zone that sets today.")
 
 
 @strawberry.type(description="A budget crossed one of its thresholds (once per period).")
 class LimitWarning:
-    budget_id: strawberry.ID
-    budget_name: str
+    budget_id: strawberry.ID = strawberry.field(description="The budget's id.")
+    budget_name: str = strawberry.field(description="The budget's name.")
     threshold: int = strawberry.field(description="The percent of the limit that was reached.")
-    percent_used: float
-    spend_usd: float
-    limit_usd: float
-    period: BudgetPeriod  # type: ignore[valid-type]
-    period_start: datetime
-    period_end: datetime
-    at: datetime
+    percent_used: float = strawberry.field(
+        description="Spend / limit in percent (100 is the whole limit)."
+    )
+    spend_usd: float = strawberry.field(description="Spend in the period so far, in USD.")
+    limit_usd: float = strawberry.field(description="The budget's limit in USD.")
+    period: BudgetPeriod = strawberry.field(  # type: ignore[valid-type]
+        description="The budget's period."
+    )
+    period_start: datetime = strawberry.field(description="The current period's start.")
+    period_end: datetime = strawberry.field(description="The current period's end.")
+    at: datetime = strawberry.field(description="When the crossing was found.")
 
 
 @strawberry.type(description="An alert rule started (FIRING) or stopped (RESOLVED) firing.")
 class AlertEvent:
-    rule_id: strawberry.ID
-    rule_name: str
-    firing_id: strawberry.ID | None
-    transition: AlertTransition
-    metric: Metric  # type: ignore[valid-type]
-    operator: AlertOperator  # type: ignore[valid-type]
-    threshold: float
-    value: float | None
-    window_minutes: float
-    at: datetime
+    rule_id: strawberry.ID = strawberry.field(description="The alert rule's id.")
+    rule_name: str = strawberry.field(description="The alert rule's name.")
+    firing_id: strawberry.ID | None = strawberry.field(description="The firing's id.")
+    transition: AlertTransition = strawberry.field(description="Started or stopped firing.")
+    metric: Metric = strawberry.field(  # type: ignore[valid-type]
+        description="The metric the rule watches."
+    )
+    operator: AlertOperator = strawberry.field(  # type: ignore[valid-type]
+        description="How the metric is compared with the threshold."
+    )
+    threshold: float = strawberry.field(description="The threshold, in the metric's unit.")
+    value: float | None = strawberry.field(
+        description="The metric's value over the window, in its unit; null without data."
+    )
+    window_minutes: int = strawberry.field(
+        description="The rule's window in minutes: the metric was measured over its last minutes."
+    )
+    at: datetime = strawberry.field(description="When the transition was found.")
 
 
 @strawberry.type(description="Items were dropped for this subscriber because it fell behind.")
 class Lagged:
-    count: int
+    count: int = strawberry.field(description="Items dropped for this subscriber (count).")
 
 
 LiveEvent = Annotated[
@@ -240,7 +278,7 @@ def to_live_event(kind: str, value: Any) -> Any:
             operator=Operator(value["operator"]),
             threshold=value["threshold"],
             value=value["value"],
-            window_minutes=value["window_seconds"] / 60,
+            window_minutes=value["window_seconds"] // 60,
             at=from_micros(value["at_us"]),
         )
     if kind == kinds.AUDIT:

@@ -51,3 +51,8 @@ def session_rows(context: Context) -> DataLoader[str, dict[str, Any] | None]:
 
 def session_models(context: Context) -> DataLoader[str, list[dict[str, Any]]]:
     return _loader(context, "session_models", sessions.get_session_models, [])
+
+
+def session_latencies(context: Context) -> DataLoader[sessions.SessionSpan, list[dict[str, Any]]]:
+    """Latency sums and counts by kind, provider and model of sessions (id, first, last)."""
+    return _loader(context, "session_latencies", sessions.get_session_latencies, [])

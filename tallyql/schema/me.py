@@ -10,11 +10,11 @@ from tallyql.schema.context import TallyInfo
 
 @strawberry.type(description="The caller: the workspace and role of the API key in use.")
 class Me:
-    workspace: str
-    workspace_id: strawberry.ID
-    role: str
-    key_id: str
-    key_name: str
+    workspace: str = strawberry.field(description="The workspace's name.")
+    workspace_id: strawberry.ID = strawberry.field(description="The workspace's id.")
+    role: str = strawberry.field(description="admin, member, viewer or ingest.")
+    key_id: str = strawberry.field(description="The API key's id.")
+    key_name: str = strawberry.field(description="The API key's label.")
 
 
 @strawberry.type

@@ -10,37 +10,79 @@ import strawberry
 from strawberry.types.nodes import SelectedField, Selection
 
 from tallyql.engine import analytics as engine
+from tallyql.engine.relative_change import floor_of, relative_change
+from tallyql.schema.change_note import ChangeNote, note_of
+from tallyql.schema.common import EventKind
 from tallyql.schema.context import TallyInfo
+from tallyql.schema.scalars import Long
+
+LATENCY_SCOPE = (
+    " Covers LLM calls (kind llm_call) unless the filter names kinds, then the kinds it names; "
+    "latencyByKind gives each kind's."
+)
 
 
-@strawberry.type(description="Headline figures of a window; rates are 0 to 1, costs in USD.")
+@strawberry.type(
+    description="Headline figures of a window over the events the filter selects: counts of "
+    "events and tokens, rates as fractions from 0 to 1, latencies in milliseconds, costs in USD."
+)
 class Overview:
-    total_requests: float
-    success_rate: float | None
-    error_rate: float | None
-    blocked_requests: float
-    avg_latency_ms: float | None
-    p50_latency_ms: float | None
-    p95_latency_ms: float | None
-    p99_latency_ms: float | None
-    avg_ttft_ms: float | None
-    input_tokens: float
-    output_tokens: float
-    cache_read_tokens: float
-    cache_write_tokens: float
-    reasoning_tokens: float
-    total_tokens: float
-    cost_usd: float
-    unique_callers: float
-    active_users: float
-    active_agents: float
-    active_tools: float
-    active_gateways: float
-    models_used: float
-    start: datetime
-    end: datetime
+    total_requests: Long = strawberry.field(
+        description="Events the filter selects, of every kind unless it names kinds (count)."
+    )
+    success_rate: float | None = strawberry.field(
+        description="Share of events with status success, 0 to 1; null without events."
+    )
+    error_rate: float | None = strawberry.field(
+        description="Share of events with status error, 0 to 1; null without events."
+    )
+    blocked_requests: Long = strawberry.field(
+        description="Events blocked by a policy (status blocked; count)."
+    )
+    avg_latency_ms: float | None = strawberry.field(
+        description="Mean latency in ms of the covered events that report one; null when none "
+        "does." + LATENCY_SCOPE
+    )
+    p50_latency_ms: float | None = strawberry.field(
+        description="Median latency in ms (within 1 % relative error)." + LATENCY_SCOPE
+    )
+    p95_latency_ms: float | None = strawberry.field(
+        description="95th percentile latency in ms (within 1 % relative error)." + LATENCY_SCOPE
+    )
+    p99_latency_ms: float | None = strawberry.field(
+        description="99th percentile latency in ms (within 1 % relative error)." + LATENCY_SCOPE
+    )
+    avg_ttft_ms: float | None = strawberry.field(
+        description="Mean time to first token in ms of the covered events that report one."
+        + LATENCY_SCOPE
+    )
+    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
+    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
+    cache_read_tokens: Long = strawberry.field(description="Input tokens read from cache.")
+    cache_write_tokens: Long = strawberry.field(description="Input tokens written to cache.")
+    reasoning_tokens: Long = strawberry.field(description="Output tokens spent reasoning.")
+    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
+    cost_usd: float = strawberry.field(description="Cost in USD.")
+    unique_callers: int = strawberry.field(
+        description="Distinct callers (API key, else client IP; count)."
+    )
+    active_users: int = strawberry.field(description="Distinct end users (count).")
+    active_agents: int = strawberry.field(description="Distinct agents (count).")
+    active_tools: int = strawberry.field(description="Distinct tools called (count).")
+    active_gateways: int = strawberry.field(description="Distinct gateways (count).")
+    models_used: int = strawberry.field(description="Distinct models (count).")
+    start: datetime = strawberry.field(description="The window's start (inclusive).")
+    end: datetime = strawberry.field(description="The window's end (exclusive).")
     previous: Overview | None = strawberry.field(
-        default=None, description="The same figures for the previous period."
+        default=None,
+        description="The same figures for the previous period of the same length (latency "
+        "covering the same kinds).",
+    )
+    latency_by_kind: list[KindLatency] = strawberry.field(
+        default_factory=list,
+        description="Events and latency of each kind with events in the window, in the order "
+        "llm_call, tool_call, agent_run, http_request. For agent_run the figures are run "
+        "durations.",
     )
 
     @strawberry.field(description="Each figure next to the previous period's, with the change.")
@@ -50,26 +92,79 @@ class Overview:
         out = []
         for name in engine.OVERVIEW_FIELDS:
             now, before = getattr(self, name), getattr(self.previous, name)
-            out.append(OverviewChange.of(_camel(name), now, before))
+            floor = floor_of(engine.OVERVIEW_FIELDS[name])
+            out.append(OverviewChange.of(_camel(name), now, before, floor))
         return out
 
 
-@strawberry.type
-class OverviewChange:
-    field: str
-    current: float | None
-    previous: float | None
-    absolute: float | None = strawberry.field(description="current - previous")
-    relative: float | None = strawberry.field(
-        description="(current - previous) / previous; null when previous is 0 or missing"
+@strawberry.type(
+    description="One kind of event's count and latency in the window (from the same rollups as "
+    "the overview)."
+)
+class KindLatency:
+    kind: EventKind = strawberry.field(description="The kind of event.")
+    requests: Long = strawberry.field(description="Events of this kind (count).")
+    avg_latency_ms: float | None = strawberry.field(
+        description="Mean latency in ms of its events that report one (agent runs: duration)."
+    )
+    p50_latency_ms: float | None = strawberry.field(
+        description="Median latency in ms (within 1 % relative error)."
+    )
+    p95_latency_ms: float | None = strawberry.field(
+        description="95th percentile latency in ms (within 1 % relative error)."
+    )
+    p99_latency_ms: float | None = strawberry.field(
+        description="99th percentile latency in ms (within 1 % relative error)."
     )
 
     @classmethod
-    def of(cls, name: str, current: float | None, previous: float | None) -> OverviewChange:
-        absolute = None if current is None or previous is None else current - previous
-        relative = absolute / previous if absolute is not None and previous else None
+    def of(cls, row: engine.KindLatency) -> KindLatency:
         return cls(
-            field=name, current=current, previous=previous, absolute=absolute, relative=relative
+            kind=EventKind(row.kind),
+            requests=Long(row.requests),
+            avg_latency_ms=row.avg_latency_ms,
+            p50_latency_ms=row.p50_latency_ms,
+            p95_latency_ms=row.p95_latency_ms,
+            p99_latency_ms=row.p99_latency_ms,
+        )
+
+
+@strawberry.type(description="One overview figure now and in the previous period.")
+class OverviewChange:
+    field: str = strawberry.field(description="The Overview field's name, e.g. costUsd.")
+    current: float | None = strawberry.field(
+        description="The figure in the window, in the field's unit (counts are whole numbers)."
+    )
+    previous: float | None = strawberry.field(
+        description="The figure in the previous period of the same length, in the field's unit."
+    )
+    absolute: float | None = strawberry.field(
+        description="current - previous, in the field's unit; null when either is null."
+    )
+    relative: float | None = strawberry.field(
+        description=(
+            "(current - previous) / previous (0.25 = +25 %); null when either is missing or "
+            "the previous figure is zero or negligible (see relativeNote), so never above 99."
+        )
+    )
+    relative_note: ChangeNote | None = strawberry.field(
+        description="Why relative is null; null when it is not."
+    )
+
+    @classmethod
+    def of(
+        cls, name: str, current: float | None, previous: float | None, floor: float
+    ) -> OverviewChange:
+        """`floor`: the absolute floor of the figure's unit (`relative_change.floor_of`)."""
+        absolute = None if current is None or previous is None else current - previous
+        change = relative_change(current, previous, floor)
+        return cls(
+            field=name,
+            current=current,
+            previous=previous,
+            absolute=absolute,
+            relative=change.relative,
+            relative_note=note_of(change.note),
         )
 
 
@@ -94,30 +189,38 @@ def _selected_names(selections: list[Selection]) -> set[str]:
     return names
 
 
-def _overview_selection(info: TallyInfo) -> tuple[set[str] | None, bool]:
-    """Which overview figures the query reads (None: all) and whether `previous` is read; the
-    other figures are not computed."""
+def _overview_selection(info: TallyInfo) -> tuple[set[str] | None, bool, bool]:
+    """Which overview figures the query reads (None: all), whether `previous` is read and
+    whether `latencyByKind` is (here or in `previous`); the other figures are not computed."""
     asked = _selected_names(info.selected_fields[0].selections)
+    by_kind = "latencyByKind" in asked
     if "changes" in asked:
-        return None, True
-    return {_OVERVIEW_NAMES[n] for n in asked if n in _OVERVIEW_NAMES}, "previous" in asked
+        return None, True, by_kind
+    names = {_OVERVIEW_NAMES[n] for n in asked if n in _OVERVIEW_NAMES}
+    return names, "previous" in asked, by_kind
 
 
-def _overview(values: dict[str, float | None], start: datetime, end: datetime) -> Overview:
-    return Overview(**values, start=start, end=end)  # type: ignore[arg-type]
+def _overview(figures: engine.OverviewFigures, start: datetime, end: datetime) -> Overview:
+    rows = [KindLatency.of(r) for r in figures.latency_by_kind or ()]
+    return Overview(
+        **figures.values,  # type: ignore[arg-type]
+        start=start,
+        end=end,
+        latency_by_kind=rows,
+    )
 
 
 async def resolve_overview(info: TallyInfo, asker: engine.Asker) -> Overview:
     """The current window's figures and, when read, the previous period's (concurrently)."""
-    names, with_previous = _overview_selection(info)
+    names, with_previous, by_kind = _overview_selection(info)
     previous_window = asker.window.previous()
     if with_previous:
         current, before = await asyncio.gather(
-            engine.overview(asker, names),
-            engine.overview(asker.for_window(previous_window), names),
+            engine.overview(asker, names, by_kind),
+            engine.overview(asker.for_window(previous_window), names, by_kind),
         )
     else:
-        current, before = await engine.overview(asker, names), None
+        current, before = await engine.overview(asker, names, by_kind), None
     result = _overview(current, asker.window.start, asker.window.end)
     if before is not None:
         result.previous = _overview(before, previous_window.start, previous_window.end)

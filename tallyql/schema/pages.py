@@ -14,19 +14,19 @@ from tallyql.schema.common import PageInfo
 T = TypeVar("T")
 
 
-@strawberry.type
+@strawberry.type(description="An item of a page with its cursor.")
 class Edge(Generic[T]):
-    cursor: str
-    node: T
+    cursor: str = strawberry.field(description="Opaque; pass as `after` to page on from here.")
+    node: T = strawberry.field(description="The item.")
 
 
 @strawberry.type(description="A page of a list, with opaque cursors (first/after).")
 class Connection(Generic[T]):
-    total_count: int
-    edges: list[Edge[T]]
-    page_info: PageInfo
+    total_count: int = strawberry.field(description="Items in the whole list (count).")
+    edges: list[Edge[T]] = strawberry.field(description="This page's items with cursors.")
+    page_info: PageInfo = strawberry.field(description="Whether more pages follow, and cursors.")
 
-    @strawberry.field
+    @strawberry.field(description="This page's items, without cursors.")
     def nodes(self) -> list[T]:
         return [e.node for e in self.edges]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
+from typing import Annotated
 
 import strawberry
 
@@ -15,8 +16,9 @@ from tallyql.engine.analytics import Asker
 from tallyql.engine.buckets import Granularity as EngineGranularity
 from tallyql.engine.registry import Dimension, DimensionRef, Metric
 from tallyql.schema.analytics import Series, TimeSeries
-from tallyql.schema.common import TimeRangeInput
+from tallyql.schema.common import DescendingArg, RangeArg
 from tallyql.schema.context import TallyInfo
+from tallyql.schema.scalars import Long
 from tallyql.storage.workspace_directory import WorkspaceInfo, list_workspaces
 
 PROVIDER_SERIES = 10
@@ -24,68 +26,81 @@ PROVIDER_SERIES = 10
 
 @strawberry.enum(description="How to order workspaces.")
 class WorkspaceOrder(Enum):
-    COST = "COST"
-    REQUESTS = "REQUESTS"
-    TOKENS = "TOKENS"
-    NAME = "NAME"
+    COST = strawberry.enum_value("COST", description="By cost in USD.")
+    REQUESTS = strawberry.enum_value("REQUESTS", description="By events (count).")
+    TOKENS = strawberry.enum_value("TOKENS", description="By input plus output tokens.")
+    NAME = strawberry.enum_value("NAME", description="By name.")
 
 
 @strawberry.enum(
     description="HIGH_COST: above 2x the average; COST_JUMP: a day at 2x the day before."
 )
 class AnomalyKind(Enum):
-    HIGH_COST = "HIGH_COST"
-    COST_JUMP = "COST_JUMP"
+    HIGH_COST = strawberry.enum_value(
+        "HIGH_COST", description="The range's cost is above 2x the active workspaces' average."
+    )
+    COST_JUMP = strawberry.enum_value(
+        "COST_JUMP", description="A local day's cost is at least 2x the day before."
+    )
 
 
 @strawberry.type(description="One workspace's usage in the range.")
 class WorkspaceUsage:
-    id: strawberry.ID
-    name: str
-    created_at: datetime
-    requests: float
-    errors: float
-    input_tokens: float
-    output_tokens: float
-    total_tokens: float
-    cost_usd: float
+    id: strawberry.ID = strawberry.field(description="The workspace's id.")
+    name: str = strawberry.field(description="The workspace's name.")
+    created_at: datetime = strawberry.field(description="When the workspace was created.")
+    requests: Long = strawberry.field(description="Events of every kind (count).")
+    errors: Long = strawberry.field(description="Events with status error (count).")
+    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
+    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
+    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
+    cost_usd: float = strawberry.field(description="Cost in USD.")
     cost_share: float | None = strawberry.field(description="Of the platform's cost (0 to 1).")
 
 
-@strawberry.type
+@strawberry.type(description="Totals over every workspace in the range.")
 class PlatformTotals:
     workspaces: int = strawberry.field(description="Workspaces that exist.")
     active_workspaces: int = strawberry.field(description="Workspaces with traffic in the range.")
-    requests: float
-    errors: float
-    input_tokens: float
-    output_tokens: float
-    total_tokens: float
-    cost_usd: float
+    requests: Long = strawberry.field(description="Events of every kind (count).")
+    errors: Long = strawberry.field(description="Events with status error (count).")
+    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
+    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
+    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
+    cost_usd: float = strawberry.field(description="Cost in USD.")
 
 
 @strawberry.type(
     description="Spend on the caller's own provider keys (BYOK) versus the platform's."
 )
 class SpendSplit:
-    byok_cost_usd: float
-    platform_cost_usd: float
-    byok_requests: float
-    platform_requests: float
+    byok_cost_usd: float = strawberry.field(
+        description="Cost in USD of calls made with the caller's own provider keys."
+    )
+    platform_cost_usd: float = strawberry.field(
+        description="Cost in USD of calls made with the platform's keys."
+    )
+    byok_requests: Long = strawberry.field(description="Events with isByok true (count).")
+    platform_requests: Long = strawberry.field(description="Other events (count).")
     byok_share: float | None = strawberry.field(description="BYOK share of the cost (0 to 1).")
 
 
-@strawberry.type
+@strawberry.type(description="A workspace whose cost stands out.")
 class WorkspaceAnomaly:
-    kind: AnomalyKind
-    workspace_id: strawberry.ID
-    workspace_name: str | None
+    kind: AnomalyKind = strawberry.field(description="What stands out.")
+    workspace_id: strawberry.ID = strawberry.field(description="The workspace's id.")
+    workspace_name: str | None = strawberry.field(description="The workspace's name.")
     day: datetime | None = strawberry.field(description="COST_JUMP: the local day's start.")
-    cost_usd: float = strawberry.field(description="The workspace's cost (range, or that day).")
+    cost_usd: float = strawberry.field(
+        description="The workspace's cost in USD (range, or that day)."
+    )
     baseline_usd: float = strawberry.field(
         description="HIGH_COST: the average over active workspaces; COST_JUMP: the day before."
     )
-    ratio: float | None
+    ratio: float | None = strawberry.field(
+        description="costUsd / baselineUsd (2.5 is two and a half times); null when the "
+        "baseline is 0."
+    )
 
 
 def _usage(info: WorkspaceInfo, figures: dict[Metric, float], total_cost: float) -> WorkspaceUsage:
@@ -130,7 +145,7 @@ class WorkspacesReport:
             rows.sort(key=lambda u: (sign * value(u), u.name, int(u.id)))
         return rows
 
-    @strawberry.field
+    @strawberry.field(description="Totals over every workspace.")
     async def totals(self, info: TallyInfo) -> PlatformTotals:
         values = await platform.totals(self._asker)
         figures = await platform.figures_by_workspace(self._asker)
@@ -171,7 +186,7 @@ class WorkspacesReport:
             ],
         )
 
-    @strawberry.field
+    @strawberry.field(description="Spend on the callers' own keys versus the platform's.")
     async def byok_vs_platform(self) -> SpendSplit:
         split = await platform.byok_split(self._asker)
         total = split.byok_cost_usd + split.platform_cost_usd
@@ -209,9 +224,12 @@ class PlatformQuery:
     async def workspaces(
         self,
         info: TallyInfo,
-        range: TimeRangeInput,
-        order_by: WorkspaceOrder = WorkspaceOrder.COST,
-        descending: bool = True,
+        range: RangeArg,
+        order_by: Annotated[
+            WorkspaceOrder,
+            strawberry.argument(description="What ranks the workspaces."),
+        ] = WorkspaceOrder.COST,
+        descending: DescendingArg = True,
     ) -> WorkspacesReport:
         principal = info.context.require(Permission.ADMIN)
         require_operator(principal, info.context.services.settings)

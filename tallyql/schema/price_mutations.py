@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -11,7 +11,7 @@ from tallyql.auth.principal import Permission
 from tallyql.costs.repricing import reprice
 from tallyql.costs.validation import check_override
 from tallyql.ingest.pricing import NANO_PER_USD
-from tallyql.schema.common import EventFilter, TimeRangeInput, filter_spec
+from tallyql.schema.common import FilterArg, IdArg, RangeArg, filter_spec
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.ingest import UserError
 from tallyql.schema.prices import PriceOverride
@@ -22,33 +22,71 @@ from tallyql.storage.price_overrides import Actor
 @strawberry.input(description="A price override; rates are USD per million tokens.")
 class PriceOverrideInput:
     model: str = strawberry.field(description="Exact model name, or a regex (modelIsRegex).")
-    input_per_mtok: float
-    output_per_mtok: float
+    input_per_mtok: float = strawberry.field(description="USD per million input tokens.")
+    output_per_mtok: float = strawberry.field(description="USD per million output tokens.")
     provider: str | None = strawberry.field(default=None, description="null: any provider.")
     model_is_regex: bool = strawberry.field(
         default=False, description="Match the whole model name against `model` as a regex."
     )
-    effective_from: datetime | None = None
-    effective_until: datetime | None = None
-    cache_read_per_mtok: float | None = None
-    cache_write_per_mtok: float | None = None
-    reasoning_per_mtok: float | None = None
-    description: str | None = None
+    effective_from: datetime | None = strawberry.field(
+        default=None, description="Applies to events from this instant (inclusive); null: always."
+    )
+    effective_until: datetime | None = strawberry.field(
+        default=None,
+        description="Applies to events before this instant (exclusive); null: open-ended.",
+    )
+    cache_read_per_mtok: float | None = strawberry.field(
+        default=None,
+        description="USD per million input tokens read from cache. Null: the input rate.",
+    )
+    cache_write_per_mtok: float | None = strawberry.field(
+        default=None,
+        description="USD per million input tokens written to cache. Null: the input rate.",
+    )
+    reasoning_per_mtok: float | None = strawberry.field(
+        default=None, description="USD per million reasoning tokens. Null: the output rate."
+    )
+    description: str | None = strawberry.field(default=None, description="A note for people.")
 
 
 @strawberry.input(description="Fields to change; omitted fields keep their value, null clears.")
 class PriceOverridePatch:
-    model: str | None = strawberry.UNSET
-    input_per_mtok: float | None = strawberry.UNSET
-    output_per_mtok: float | None = strawberry.UNSET
-    provider: str | None = strawberry.UNSET
-    model_is_regex: bool | None = strawberry.UNSET
-    effective_from: datetime | None = strawberry.UNSET
-    effective_until: datetime | None = strawberry.UNSET
-    cache_read_per_mtok: float | None = strawberry.UNSET
-    cache_write_per_mtok: float | None = strawberry.UNSET
-    reasoning_per_mtok: float | None = strawberry.UNSET
-    description: str | None = strawberry.UNSET
+    model: str | None = strawberry.field(
+        default=strawberry.UNSET, description="New model name or regex."
+    )
+    input_per_mtok: float | None = strawberry.field(
+        default=strawberry.UNSET, description="USD per million input tokens."
+    )
+    output_per_mtok: float | None = strawberry.field(
+        default=strawberry.UNSET, description="USD per million output tokens."
+    )
+    provider: str | None = strawberry.field(
+        default=strawberry.UNSET, description="New provider; null: any provider."
+    )
+    model_is_regex: bool | None = strawberry.field(
+        default=strawberry.UNSET, description="Whether `model` is a regex."
+    )
+    effective_from: datetime | None = strawberry.field(
+        default=strawberry.UNSET, description="New start (inclusive); null: always."
+    )
+    effective_until: datetime | None = strawberry.field(
+        default=strawberry.UNSET, description="New end (exclusive); null: open-ended."
+    )
+    cache_read_per_mtok: float | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="USD per million input tokens read from cache. Null: the input rate.",
+    )
+    cache_write_per_mtok: float | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="USD per million input tokens written to cache. Null: the input rate.",
+    )
+    reasoning_per_mtok: float | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="USD per million reasoning tokens. Null: the output rate.",
+    )
+    description: str | None = strawberry.field(
+        default=strawberry.UNSET, description="A note for people."
+    )
 
 
 # GraphQL input field -> column
@@ -79,10 +117,14 @@ def _values(source: Any) -> dict[str, Any]:
     return out
 
 
-@strawberry.type
+@strawberry.type(description="The result of a price override mutation.")
 class PriceOverridePayload:
-    price_override: PriceOverride | None
-    user_errors: list[UserError]
+    price_override: PriceOverride | None = strawberry.field(
+        description="The override as stored; null on errors."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        description="What was wrong with the input; empty on success."
+    )
 
 
 @strawberry.type(description="What repricing changed. Costs the caller provided are never touched.")
@@ -90,11 +132,15 @@ class RepriceResult:
     scanned: int = strawberry.field(description="Computed and unpriced events looked at.")
     changed: int = strawberry.field(description="Events whose stored cost changed.")
     newly_priced: int = strawberry.field(description="Unpriced events that now have a price.")
-    still_unpriced: int
-    cost_delta_usd: float = strawberry.field(description="New total minus old total.")
-    batches: int
+    still_unpriced: int = strawberry.field(description="Events still without a price (count).")
+    cost_delta_usd: float = strawberry.field(
+        description="New total cost minus old total cost, in USD."
+    )
+    batches: int = strawberry.field(description="Transactions used (count).")
     days_rebuilt: list[date] = strawberry.field(description="UTC days whose rollups were rebuilt.")
-    audit_event_id: strawberry.ID
+    audit_event_id: strawberry.ID = strawberry.field(
+        description="The audit event that records the repricing."
+    )
 
 
 def _errors(problems: list[tuple[str, str]]) -> list[UserError]:
@@ -115,7 +161,12 @@ def _not_found(override_id: str) -> PriceOverridePayload:
 class PriceMutation:
     @strawberry.mutation(description="Add a price override (admin). Applies to new events now.")
     async def create_price_override(
-        self, info: TallyInfo, input: PriceOverrideInput
+        self,
+        info: TallyInfo,
+        input: Annotated[
+            PriceOverrideInput,
+            strawberry.argument(description="The new override."),
+        ],
     ) -> PriceOverridePayload:
         workspace_id, actor = _actor(info)
         values = {"model_match": "exact", **_values(input)}
@@ -129,7 +180,13 @@ class PriceMutation:
 
     @strawberry.mutation(description="Change a price override (admin).")
     async def update_price_override(
-        self, info: TallyInfo, id: strawberry.ID, patch: PriceOverridePatch
+        self,
+        info: TallyInfo,
+        id: IdArg,
+        patch: Annotated[
+            PriceOverridePatch,
+            strawberry.argument(description="The fields to change."),
+        ],
     ) -> PriceOverridePayload:
         workspace_id, actor = _actor(info)
         services = info.context.services
@@ -149,7 +206,12 @@ class PriceMutation:
 
     @strawberry.mutation(description="Delete a price override (admin).")
     async def delete_price_override(
-        self, info: TallyInfo, id: strawberry.ID
+        self,
+        info: TallyInfo,
+        id: Annotated[
+            strawberry.ID,
+            strawberry.argument(description="The override's id."),
+        ],
     ) -> PriceOverridePayload:
         workspace_id, actor = _actor(info)
         services = info.context.services
@@ -164,7 +226,7 @@ class PriceMutation:
         "(and filter) with today's prices, then fix rollups and sessions (admin; audited)."
     )
     async def reprice_events(
-        self, info: TallyInfo, range: TimeRangeInput, filter: EventFilter | None = None
+        self, info: TallyInfo, range: RangeArg, filter: FilterArg = None
     ) -> RepriceResult:
         workspace_id, actor = _actor(info)
         window = range.resolve()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
+from typing import Annotated
 
 import strawberry
 
 from tallyql.auth.principal import Permission
+from tallyql.clock import clock
 from tallyql.costs.overrides import PriceOverride as Override
 from tallyql.costs.prices import ModelPriceInfo, current_price
 from tallyql.costs.prices import PriceSource as EnginePriceSource
@@ -15,6 +17,8 @@ from tallyql.engine.registry import Dimension, DimensionRef, Metric
 from tallyql.engine.timerange import Preset
 from tallyql.schema.common import TimeRangeInput
 from tallyql.schema.context import TallyInfo
+from tallyql.schema.described import describe_values
+from tallyql.schema.scalars import Long
 from tallyql.storage.price_overrides import list_overrides
 
 PriceSource = strawberry.enum(
@@ -22,6 +26,14 @@ PriceSource = strawberry.enum(
     name="PriceSource",
     description="Where a model's price comes from: the workspace's override, genai-prices, "
     "or nowhere.",
+)
+describe_values(
+    PriceSource,
+    {
+        "OVERRIDE": "The workspace's price override.",
+        "BUILTIN": "genai-prices' bundled data.",
+        "UNPRICED": "No price is known: events are stored with cost 0 and costSource UNPRICED.",
+    },
 )
 
 
@@ -31,26 +43,28 @@ def _float(value: Decimal | None) -> float | None:
 
 @strawberry.type(description="A workspace's own price for a model; wins over genai-prices.")
 class PriceOverride:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description="The override's id.")
     provider: str | None = strawberry.field(description="null: any provider.")
     model: str = strawberry.field(description="Exact model name, or a regex (modelIsRegex).")
-    model_is_regex: bool
+    model_is_regex: bool = strawberry.field(
+        description="`model` is a regular expression matched against the whole name."
+    )
     effective_from: datetime | None = strawberry.field(description="Inclusive; null: always.")
     effective_until: datetime | None = strawberry.field(description="Exclusive; null: open.")
     input_per_mtok: float = strawberry.field(description="USD per million input tokens.")
-    output_per_mtok: float
+    output_per_mtok: float = strawberry.field(description="USD per million output tokens.")
     cache_read_per_mtok: float | None = strawberry.field(
-        description="null: cache reads cost the input rate."
+        description="USD per million input tokens read from cache; null: the input rate."
     )
     cache_write_per_mtok: float | None = strawberry.field(
-        description="null: cache writes cost the input rate."
+        description="USD per million input tokens written to cache; null: the input rate."
     )
     reasoning_per_mtok: float | None = strawberry.field(
-        description="null: reasoning tokens cost the output rate."
+        description="USD per million reasoning tokens; null: the output rate."
     )
-    description: str | None
-    created_at: datetime
-    updated_at: datetime
+    description: str | None = strawberry.field(description="A note for people.")
+    created_at: datetime = strawberry.field(description="When it was created.")
+    updated_at: datetime = strawberry.field(description="When it was last changed.")
 
     @classmethod
     def of(cls, o: Override) -> PriceOverride:
@@ -74,16 +88,30 @@ class PriceOverride:
 
 @strawberry.type(description="A model's price per million tokens (USD) as it applies now.")
 class ModelPrice:
-    source: PriceSource  # type: ignore[valid-type]
-    input_per_mtok: float | None
-    output_per_mtok: float | None
-    cache_read_per_mtok: float | None
-    cache_write_per_mtok: float | None
-    reasoning_per_mtok: float | None
+    source: PriceSource = strawberry.field(  # type: ignore[valid-type]
+        description="Where the price comes from."
+    )
+    input_per_mtok: float | None = strawberry.field(
+        description="USD per million input tokens. Null when unknown."
+    )
+    output_per_mtok: float | None = strawberry.field(
+        description="USD per million output tokens. Null when unknown."
+    )
+    cache_read_per_mtok: float | None = strawberry.field(
+        description="USD per million input tokens read from cache. Null when unknown."
+    )
+    cache_write_per_mtok: float | None = strawberry.field(
+        description="USD per million input tokens written to cache. Null when unknown."
+    )
+    reasoning_per_mtok: float | None = strawberry.field(
+        description="USD per million reasoning tokens. Null when unknown."
+    )
     tiered: bool = strawberry.field(
         description="The built-in price rises with prompt size; the rates shown are the base tier."
     )
-    override_id: strawberry.ID | None
+    override_id: strawberry.ID | None = strawberry.field(
+        description="The override that sets it, for OVERRIDE."
+    )
 
     @classmethod
     def of(cls, info: ModelPriceInfo) -> ModelPrice:
@@ -101,17 +129,17 @@ class ModelPrice:
 
 @strawberry.type(description="A model seen in the workspace's events, with its current price.")
 class Model:
-    provider: str | None
-    model: str
-    price: ModelPrice
+    provider: str | None = strawberry.field(description="The model's provider.")
+    model: str = strawberry.field(description="The model's name.")
+    price: ModelPrice = strawberry.field(description="Its current price.")
     context_window: int | None = strawberry.field(description="Tokens, where genai-prices knows.")
     genai_prices_id: str | None = strawberry.field(
         description="The genai-prices model this name matched."
     )
-    requests: float
-    input_tokens: float
-    output_tokens: float
-    cost_usd: float
+    requests: Long = strawberry.field(description="Events with this model in the range (count).")
+    input_tokens: Long = strawberry.field(description="Their input tokens.")
+    output_tokens: Long = strawberry.field(description="Their output tokens.")
+    cost_usd: float = strawberry.field(description="Their cost in USD.")
 
 
 _MODEL_METRICS = (Metric.REQUESTS, Metric.INPUT_TOKENS, Metric.OUTPUT_TOKENS, Metric.COST_USD)
@@ -129,7 +157,16 @@ class PriceQuery:
         description="Every model seen in the range (default the last 90 days), most used "
         "first, with the price that applies now and its source."
     )
-    async def models(self, info: TallyInfo, range: TimeRangeInput | None = None) -> list[Model]:
+    async def models(
+        self,
+        info: TallyInfo,
+        range: Annotated[
+            TimeRangeInput | None,
+            strawberry.argument(
+                description="The window whose usage is shown; null: the last 90 days."
+            ),
+        ] = None,
+    ) -> list[Model]:
         principal = info.context.require(Permission.READ)
         asker = info.context.asker(range or TimeRangeInput(preset=Preset.LAST_90D), None)
         result = await asker.run(
@@ -137,7 +174,7 @@ class PriceQuery:
         )
         services = info.context.services
         builtin = services.ingest.pricer.builtin
-        now = datetime.now(UTC)
+        now = clock.now()
         out = []
         for key in result.group_keys():
             provider, model = key[1], key[2]

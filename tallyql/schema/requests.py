@@ -13,16 +13,20 @@ from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import TimeWindow
 from tallyql.ingest.pricing import NANO_PER_USD
 from tallyql.schema.common import (
+    AfterArg,
     CostSource,
     ErrorType,
-    EventFilter,
     EventKind,
     EventStatus,
+    FilterArg,
+    FirstArg,
+    IdArg,
+    OptionalRangeArg,
     PageInfo,
-    TimeRangeInput,
     filter_spec,
 )
 from tallyql.schema.context import TallyInfo
+from tallyql.schema.described import event_field
 from tallyql.schema.scalars import JSON, Long
 
 if TYPE_CHECKING:
@@ -32,57 +36,60 @@ if TYPE_CHECKING:
 
 @strawberry.type(description="A request or response body stored with an event.")
 class Payload:
-    request: JSON | None
-    response: JSON | None
+    request: JSON | None = strawberry.field(description="The request body as sent; null if none.")
+    response: JSON | None = strawberry.field(description="The response body; null if none.")
 
 
 @strawberry.type(description="One event of the request log.")
 class Request:
-    id: strawberry.ID
-    timestamp: datetime
-    kind: EventKind
-    status: EventStatus
-    status_code: int | None
-    error_type: ErrorType | None
-    error_message: str | None
-    policy_id: str | None
-    policy_name: str | None
-    policy_description: str | None
-    user_id: str | None
-    api_key_id: str | None
-    caller_ip: str | None
-    agent_id: str | None
-    agent_instance_id: str | None
-    session_id: str | None
-    trace_id: str | None
-    parent_id: str | None
-    run_id: str | None
-    node: str | None
-    provider: str | None
-    model: str | None
-    tool: str | None
-    mcp_server: str | None
-    gateway: str | None
-    protocol: str | None
-    request_type: str | None
-    billing_mode: str | None
-    is_byok: bool
-    input_tokens: Long
-    output_tokens: Long
-    cache_read_tokens: Long
-    cache_write_tokens: Long
-    reasoning_tokens: Long
-    total_tokens: Long
-    cost_usd: float
-    cost_source: CostSource
-    latency_ms: float | None
-    ttft_ms: float | None
-    request_bytes: Long | None
-    response_bytes: Long | None
-    tags: list[str]
-    metadata: JSON
-    received_at: datetime
-    has_payload: bool
+    id: strawberry.ID = event_field("id")
+    timestamp: datetime = event_field("timestamp")
+    kind: EventKind = event_field("kind")
+    status: EventStatus = event_field("status")
+    status_code: int | None = event_field("status_code")
+    error_type: ErrorType | None = event_field("error_type")
+    error_message: str | None = event_field("error_message")
+    policy_id: str | None = event_field("policy_id")
+    policy_name: str | None = event_field("policy_name")
+    policy_description: str | None = event_field("policy_description")
+    user_id: str | None = event_field("user_id")
+    api_key_id: str | None = event_field("api_key_id")
+    caller_ip: str | None = event_field("caller_ip")
+    agent_id: str | None = event_field("agent_id")
+    agent_instance_id: str | None = event_field("agent_instance_id")
+    session_id: str | None = event_field("session_id")
+    trace_id: str | None = event_field("trace_id")
+    parent_id: str | None = event_field("parent_id")
+    run_id: str | None = event_field("run_id")
+    node: str | None = event_field("node")
+    provider: str | None = event_field("provider")
+    model: str | None = event_field("model")
+    tool: str | None = event_field("tool")
+    mcp_server: str | None = event_field("mcp_server")
+    gateway: str | None = event_field("gateway")
+    protocol: str | None = event_field("protocol")
+    request_type: str | None = event_field("request_type")
+    billing_mode: str | None = event_field("billing_mode")
+    is_byok: bool = event_field("is_byok")
+    input_tokens: Long = event_field("input_tokens")
+    output_tokens: Long = event_field("output_tokens")
+    cache_read_tokens: Long = event_field("cache_read_tokens")
+    cache_write_tokens: Long = event_field("cache_write_tokens")
+    reasoning_tokens: Long = event_field("reasoning_tokens")
+    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
+    cost_usd: float = strawberry.field(
+        description="Cost in USD: the caller's, else priced at ingest; 0 when unpriced (see "
+        "costSource)."
+    )
+    cost_source: CostSource = strawberry.field(description="Where costUsd came from.")
+    latency_ms: float | None = event_field("latency_ms")
+    ttft_ms: float | None = event_field("ttft_ms")
+    request_bytes: Long | None = event_field("request_bytes")
+    response_bytes: Long | None = event_field("response_bytes")
+    tags: list[str] = event_field("tags")
+    metadata: JSON = event_field("metadata")
+    received_at: datetime = strawberry.field(description="When the server received the event.")
+    has_payload: bool = strawberry.field(description="A request or response body was stored.")
 
     @strawberry.field(description="Request and response bodies, when the event carried them.")
     async def payload(self, info: TallyInfo) -> Payload | None:
@@ -158,26 +165,26 @@ class Request:
         )
 
 
-@strawberry.type
+@strawberry.type(description="An event with its cursor.")
 class RequestEdge:
-    cursor: str
-    node: Request
+    cursor: str = strawberry.field(description="Opaque; pass as `after` to page on from here.")
+    node: Request = strawberry.field(description="The event.")
 
 
 @strawberry.type(description="A page of the request log, newest first.")
 class RequestConnection:
-    edges: list[RequestEdge]
-    page_info: PageInfo
+    edges: list[RequestEdge] = strawberry.field(description="This page's events with cursors.")
+    page_info: PageInfo = strawberry.field(description="Whether more pages follow, and cursors.")
     _workspace_id: strawberry.Private[int]
     _window: strawberry.Private[TimeWindow | None]
     _filter: strawberry.Private[EventFilterSpec]
 
-    @strawberry.field
+    @strawberry.field(description="This page's events, without cursors.")
     def nodes(self) -> list[Request]:
         return [edge.node for edge in self.edges]
 
     @strawberry.field(description="Events matching the range and filter (counted on request).")
-    async def total_count(self, info: TallyInfo) -> int:
+    async def total_count(self, info: TallyInfo) -> Long:
         return await request_log.count_requests(
             info.context.services.db, self._workspace_id, self._window, self._filter
         )
@@ -211,10 +218,10 @@ class RequestQuery:
     async def requests(
         self,
         info: TallyInfo,
-        range: TimeRangeInput | None = None,
-        filter: EventFilter | None = None,
-        first: int = 50,
-        after: str | None = None,
+        range: OptionalRangeArg = None,
+        filter: FilterArg = None,
+        first: FirstArg = 50,
+        after: AfterArg = None,
     ) -> RequestConnection:
         principal = info.context.require(Permission.READ)
         window = range.resolve() if range is not None else None
@@ -222,7 +229,7 @@ class RequestQuery:
         return await request_page(info, principal.workspace_id, window, spec, first, after)
 
     @strawberry.field(description="One event of the request log, with its payloads.")
-    async def request(self, info: TallyInfo, id: strawberry.ID) -> Request | None:
+    async def request(self, info: TallyInfo, id: IdArg) -> Request | None:
         principal = info.context.require(Permission.READ)
         row = await request_log.get_request(info.context.services.db, principal.workspace_id, id)
         return Request.from_row(row) if row else None

@@ -4,6 +4,7 @@ a filter set, and the comparison with its median session."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -15,6 +16,8 @@ from tallyql.engine import sessions as engine
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import TimeWindow
 from tallyql.ingest.pricing import NANO_PER_USD
+from tallyql.schema import loaders
+from tallyql.schema.context import TallyInfo
 from tallyql.schema.scalars import Long
 from tallyql.storage.database import Database
 from tallyql.storage.types import from_micros
@@ -22,21 +25,39 @@ from tallyql.storage.types import from_micros
 
 @strawberry.type(description="A session's use of one model.")
 class SessionModel:
-    provider: str | None
-    model: str | None
-    requests: Long
-    errors: Long
-    input_tokens: Long
-    output_tokens: Long
-    cache_read_tokens: Long
-    cache_write_tokens: Long
-    reasoning_tokens: Long
-    total_tokens: Long
-    cost_usd: float
-    avg_latency_ms: float | None
+    provider: str | None = strawberry.field(description="The provider; null for events without.")
+    model: str | None = strawberry.field(
+        description="The model; null for events without one (tool calls, agent runs...)."
+    )
+    requests: Long = strawberry.field(description="Events with this model (count).")
+    errors: Long = strawberry.field(description="Those with status error (count).")
+    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
+    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
+    cache_read_tokens: Long = strawberry.field(description="Input tokens read from cache.")
+    cache_write_tokens: Long = strawberry.field(description="Input tokens written to cache.")
+    reasoning_tokens: Long = strawberry.field(description="Output tokens spent reasoning.")
+    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
+    cost_usd: float = strawberry.field(description="Cost in USD.")
+    _span: strawberry.Private[engine.SessionSpan]
+
+    @strawberry.field(
+        description="Mean latency in ms of these calls that report one; agent runs (whose "
+        "latency is a run's duration) are left out."
+    )
+    async def avg_latency_ms(self, info: TallyInfo) -> float | None:
+        rows = await loaders.session_latencies(info.context).load(self._span)
+        kept = [
+            r
+            for r in rows
+            if r["kind"] != "agent_run"
+            and (r["provider"] or None, r["model"] or None) == (self.provider, self.model)
+        ]
+        count = sum(r["latency_count"] for r in kept)
+        return sum(r["latency_ms_sum"] for r in kept) / count if count else None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> SessionModel:
+    def from_row(cls, row: dict[str, Any], span: engine.SessionSpan) -> SessionModel:
+        """`span`: the session's id, first and last timestamps (to read its latencies)."""
         return cls(
             provider=row["provider"] or None,
             model=row["model"] or None,
@@ -49,27 +70,28 @@ class SessionModel:
             reasoning_tokens=row["reasoning_tokens"],
             total_tokens=row["input_tokens"] + row["output_tokens"],
             cost_usd=row["cost_nanousd"] / NANO_PER_USD,
-            avg_latency_ms=(
-                row["latency_ms_sum"] / row["latency_count"] if row["latency_count"] else None
-            ),
+            _span=span,
         )
 
 
 @strawberry.enum(description="Token kinds that add up to a total without overlap.")
 class TokenType(Enum):
-    UNCACHED_INPUT = "UNCACHED_INPUT"
-    CACHE_READ = "CACHE_READ"
-    CACHE_WRITE = "CACHE_WRITE"
-    OUTPUT = "OUTPUT"
-    """Output tokens other than reasoning ones."""
-    REASONING = "REASONING"
+    UNCACHED_INPUT = strawberry.enum_value(
+        "UNCACHED_INPUT", description="Input tokens neither read from nor written to cache."
+    )
+    CACHE_READ = strawberry.enum_value("CACHE_READ", description="Input tokens read from cache.")
+    CACHE_WRITE = strawberry.enum_value("CACHE_WRITE", description="Input tokens written to cache.")
+    OUTPUT = strawberry.enum_value("OUTPUT", description="Output tokens other than reasoning.")
+    REASONING = strawberry.enum_value("REASONING", description="Output tokens spent reasoning.")
 
 
 @strawberry.type(description="One kind of token and its share (0 to 1) of all tokens.")
 class TokenShare:
-    type: TokenType
-    tokens: Long
-    share: float | None
+    type: TokenType = strawberry.field(description="The kind of token.")
+    tokens: Long = strawberry.field(description="Tokens of this kind (count).")
+    share: float | None = strawberry.field(
+        description="tokens / all tokens, 0 to 1; null when there are none."
+    )
 
 
 def token_mix(row: dict[str, Any]) -> list[TokenShare]:
@@ -90,14 +112,14 @@ def token_mix(row: dict[str, Any]) -> list[TokenShare]:
 @strawberry.type(description="A session's lifespan in equal buckets, columnar.")
 class SessionTimeline:
     buckets: list[datetime] = strawberry.field(description="Bucket starts.")
-    bucket_seconds: float
-    requests: list[Long]
-    input_tokens: list[Long]
-    output_tokens: list[Long]
-    total_tokens: list[Long]
-    cost_usd: list[float]
+    bucket_seconds: float = strawberry.field(description="Each bucket's width in seconds.")
+    requests: list[Long] = strawberry.field(description="Events per bucket (count).")
+    input_tokens: list[Long] = strawberry.field(description="Input tokens per bucket.")
+    output_tokens: list[Long] = strawberry.field(description="Output tokens per bucket.")
+    total_tokens: list[Long] = strawberry.field(description="Input plus output tokens per bucket.")
+    cost_usd: list[float] = strawberry.field(description="Cost in USD per bucket.")
     cumulative_cost_usd: list[float] = strawberry.field(
-        description="Cost from the session's start to the end of each bucket."
+        description="Cost in USD from the session's start to the end of each bucket."
     )
 
     @classmethod
@@ -120,20 +142,36 @@ class SessionTimeline:
         )
 
 
-@strawberry.type(description="Exact P50, average and P95 over the sessions of a filter set.")
+@strawberry.type(
+    description=(
+        "Exact P50, average and P95 over the sessions of a filter set. A percentile q of n "
+        "values is linear interpolation between the closest ranks: with the values ascending "
+        "v[0..n-1] and h = q (n - 1), v[floor h] + (h - floor h) (v[ceil h] - v[floor h]) "
+        "(PostgreSQL's percentile_cont, NumPy's default), so it may fall between two sessions."
+    )
+)
 class Distribution:
-    p50: float | None
-    avg: float | None
-    p95: float | None
+    p50: float | None = strawberry.field(
+        description="Median over the sessions, in the measure's unit; null without sessions."
+    )
+    avg: float | None = strawberry.field(
+        description="Mean over the sessions, in the measure's unit; null without sessions."
+    )
+    p95: float | None = strawberry.field(
+        description="95th percentile over the sessions, in the measure's unit; null without "
+        "sessions."
+    )
 
 
 @strawberry.type(description="Sessions overlapping the range and matching the filter.")
 class SessionStats:
-    sessions: int
-    cost_usd: Distribution
-    total_tokens: Distribution
-    duration_ms: Distribution
-    requests: Distribution
+    sessions: int = strawberry.field(description="Sessions in the set (count).")
+    cost_usd: Distribution = strawberry.field(description="Cost per session in USD.")
+    total_tokens: Distribution = strawberry.field(description="Tokens per session.")
+    duration_ms: Distribution = strawberry.field(
+        description="Session duration in ms (first to last event)."
+    )
+    requests: Distribution = strawberry.field(description="Events per session.")
 
     @classmethod
     def of(cls, result: engine.SessionStatsResult) -> SessionStats:
@@ -150,25 +188,46 @@ class SessionStats:
         )
 
 
+TOP_SHARE_MIN_SESSIONS = 20
+"""Below this many sessions, one session is more than 5 % of the set: no "top 5 %" chip."""
+
+
 @strawberry.type(description="A session's value next to the median session of the set.")
 class ComparisonValue:
-    value: float
-    median: float | None
+    value: float = strawberry.field(
+        description="The session's value, in the measure's unit (USD, tokens, ms, calls)."
+    )
+    median: float | None = strawberry.field(
+        description="The set's exact median (P50, interpolated between the closest ranks), same "
+        "unit."
+    )
     ratio: float | None = strawberry.field(
         description="value / median (2.1 = 2.1x the median); null when the median is 0."
     )
+    rank: int | None = strawberry.field(
+        description=(
+            "The value's position in the set, largest first: 1 + the set's sessions with a "
+            "strictly larger value (ties share the better position), out of baselineSessions. "
+            f"Null when the set holds more than {engine.RANKED_SET_LIMIT:,} sessions."
+        )
+    )
     top5_percent: bool = strawberry.field(
-        description="The value is above the set's P95 (rank floor(0.95 (n - 1)))."
+        description=(
+            "The value is among the largest 5 % of the set: the set holds at least "
+            f"{TOP_SHARE_MIN_SESSIONS} sessions (never on fewer, where one session is already "
+            "more than 5 %) and rank <= 5 % of baselineSessions; on sets too large to rank, "
+            "the value exceeds the set's exact P95."
+        )
     )
 
 
 @strawberry.type(description="A session against the sessions of the same filter set.")
 class SessionComparison:
     baseline_sessions: int = strawberry.field(description="Sessions in the set.")
-    cost_usd: ComparisonValue
-    total_tokens: ComparisonValue
-    duration_ms: ComparisonValue
-    requests: ComparisonValue
+    cost_usd: ComparisonValue = strawberry.field(description="Cost in USD.")
+    total_tokens: ComparisonValue = strawberry.field(description="Input plus output tokens.")
+    duration_ms: ComparisonValue = strawberry.field(description="Duration in ms.")
+    requests: ComparisonValue = strawberry.field(description="Events (count).")
 
 
 class Baseline:
@@ -187,14 +246,27 @@ class Baseline:
         self.members = members
         """Sessions known to be in the set (a listed page); others are checked."""
         self._stats: engine.SessionStatsResult | None = None
+        self._ranked: dict[str, list[float]] | None = None
+        """Each measure's values over the set, ascending, in the API's unit; None when the
+        set is too large to read whole (`engine.RANKED_SET_LIMIT`)."""
         self._lock = asyncio.Lock()
 
     async def stats(self) -> engine.SessionStatsResult:
+        """One statement: a set small enough is read whole (its statistics computed from the
+        values, as the database paths compute them, and its values kept for ranks); only a
+        larger one is summarised by `engine.session_stats`."""
         async with self._lock:
             if self._stats is None:
-                self._stats = await engine.session_stats(
-                    self.db, self.workspace_id, self.window, self.spec
-                )
+                values = await engine.set_values(self.db, self.workspace_id, self.window, self.spec)
+                if values is None:
+                    self._stats = await engine.session_stats(
+                        self.db, self.workspace_id, self.window, self.spec
+                    )
+                else:
+                    self._stats = engine.stats_of_values(values)
+                    self._ranked = {
+                        m.name: [v * m.scale for v in values[m.name]] for m in engine.STAT_MEASURES
+                    }
             return self._stats
 
     async def compare(self, row: dict[str, Any]) -> SessionComparison | None:
@@ -208,15 +280,23 @@ class Baseline:
             )
         if stats.sessions - int(member) < 2:
             return None
+        ranked, n = self._ranked, stats.sessions
 
         def value(name: str) -> ComparisonValue:
             mine = engine.measure_of(name, row)
             median, p95 = stats.p(name, 0.5), stats.p(name, 0.95)
+            rank = None
+            if ranked is not None:
+                rank = 1 + len(ranked[name]) - bisect.bisect_right(ranked[name], mine)
+                top = n >= TOP_SHARE_MIN_SESSIONS and rank * 20 <= n
+            else:
+                top = p95 is not None and mine > p95
             return ComparisonValue(
                 value=mine,
                 median=median,
                 ratio=mine / median if median else None,
-                top5_percent=p95 is not None and mine > p95,
+                rank=rank,
+                top5_percent=top,
             )
 
         return SessionComparison(

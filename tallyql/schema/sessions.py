@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
 from tallyql.auth.principal import Permission
 from tallyql.engine import sessions as engine
 from tallyql.engine.filters import EventFilterSpec
+from tallyql.engine.sessions import SessionSpan
 from tallyql.engine.timerange import TimeWindow
 from tallyql.ingest.pricing import NANO_PER_USD
 from tallyql.schema import loaders
-from tallyql.schema.common import EventFilter, PageInfo, TimeRangeInput, filter_spec
+from tallyql.schema.common import (
+    AfterArg,
+    DescendingArg,
+    FilterArg,
+    FirstArg,
+    IdArg,
+    OptionalRangeArg,
+    PageInfo,
+    RangeArg,
+    TimeRangeInput,
+    filter_spec,
+)
 from tallyql.schema.context import TallyInfo
+from tallyql.schema.described import describe_values
 from tallyql.schema.directory import User, load_user
 from tallyql.schema.errors import BadInput
 from tallyql.schema.requests import RequestConnection, request_page
@@ -34,27 +47,39 @@ from tallyql.storage.types import to_micros
 SessionOrder = strawberry.enum(
     engine.SessionOrder,
     name="SessionOrder",
-    description="COST, TOKENS (input + output), RECENT (last activity), DURATION, REQUESTS.",
+    description="How to order sessions.",
+)
+describe_values(
+    SessionOrder,
+    {
+        "COST": "By cost in USD.",
+        "TOKENS": "By input plus output tokens.",
+        "RECENT": "By last activity.",
+        "DURATION": "By duration (first to last event).",
+        "REQUESTS": "By events (count).",
+    },
 )
 
 
 @strawberry.type(description="A conversation or agent session, with totals over its life.")
 class Session:
-    id: strawberry.ID
-    user_id: str | None
-    agent_id: str | None
-    first_timestamp: datetime
-    last_timestamp: datetime
-    duration_ms: float
-    request_count: Long
-    error_count: Long
-    input_tokens: Long
-    output_tokens: Long
-    cache_read_tokens: Long
-    cache_write_tokens: Long
-    reasoning_tokens: Long
-    total_tokens: Long
-    cost_usd: float
+    id: strawberry.ID = strawberry.field(description="The session id sent with its events.")
+    user_id: str | None = strawberry.field(description="The end user sent with its events.")
+    agent_id: str | None = strawberry.field(description="The agent sent with its events.")
+    first_timestamp: datetime = strawberry.field(description="Its first event's timestamp.")
+    last_timestamp: datetime = strawberry.field(description="Its last event's timestamp.")
+    duration_ms: float = strawberry.field(
+        description="From the first to the last event's timestamp, in ms."
+    )
+    request_count: Long = strawberry.field(description="Events of every kind (count).")
+    error_count: Long = strawberry.field(description="Events with status error (count).")
+    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
+    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
+    cache_read_tokens: Long = strawberry.field(description="Input tokens read from cache.")
+    cache_write_tokens: Long = strawberry.field(description="Input tokens written to cache.")
+    reasoning_tokens: Long = strawberry.field(description="Output tokens spent reasoning.")
+    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
+    cost_usd: float = strawberry.field(description="Cost in USD.")
     _row: strawberry.Private[dict[str, Any]]
     _baseline: strawberry.Private[Baseline | None]
 
@@ -84,23 +109,45 @@ class Session:
     async def user(self, info: TallyInfo) -> User | None:
         return await load_user(info, self.user_id)
 
-    @strawberry.field(description="Per model: tokens, cost and average latency, costliest first.")
+    def _span(self) -> SessionSpan:
+        return (str(self.id), self.first_timestamp, self.last_timestamp)
+
+    async def _latencies(self, info: TallyInfo) -> list[dict[str, Any]]:
+        return await loaders.session_latencies(info.context).load(self._span())
+
+    @strawberry.field(
+        description="Per model: tokens, cost and average call latency, costliest first."
+    )
     async def models(self, info: TallyInfo) -> list[SessionModel]:
         rows = await loaders.session_models(info.context).load(str(self.id))
-        return [SessionModel.from_row(r) for r in rows]
+        return [SessionModel.from_row(r, self._span()) for r in rows]
 
-    @strawberry.field(description="Mean latency of the session's events that report one.")
+    @strawberry.field(
+        description="Mean latency in ms of the session's LLM calls (kind llm_call) that report "
+        "one, as the overview's latency; null without any. Agent runs are in avgRunDurationMs."
+    )
     async def avg_latency_ms(self, info: TallyInfo) -> float | None:
-        rows = await loaders.session_models(info.context).load(str(self.id))
-        count = sum(r["latency_count"] for r in rows)
-        return sum(r["latency_ms_sum"] for r in rows) / count if count else None
+        return _mean(await self._latencies(info), "llm_call")
+
+    @strawberry.field(
+        description="Mean duration in ms of the session's agent runs (kind agent_run); null "
+        "without runs."
+    )
+    async def avg_run_duration_ms(self, info: TallyInfo) -> float | None:
+        return _mean(await self._latencies(info), "agent_run")
 
     @strawberry.field(description="Tokens by kind; the kinds add up to input + output.")
     def token_mix(self) -> list[TokenShare]:
         return token_mix(self._row)
 
     @strawberry.field(description="Tokens and cost over the session's lifespan.")
-    async def timeline(self, info: TallyInfo, buckets: int = 20) -> SessionTimeline:
+    async def timeline(
+        self,
+        info: TallyInfo,
+        buckets: Annotated[
+            int, strawberry.argument(description="Equal buckets to cut the lifespan into (1-200).")
+        ] = 20,
+    ) -> SessionTimeline:
         if not 1 <= buckets <= 200:
             raise BadInput("buckets must be between 1 and 200")
         principal = info.context.require(Permission.READ)
@@ -111,7 +158,7 @@ class Session:
 
     @strawberry.field(description="The session's events, newest first.")
     async def requests(
-        self, info: TallyInfo, first: int = 50, after: str | None = None
+        self, info: TallyInfo, first: FirstArg = 50, after: AfterArg = None
     ) -> RequestConnection:
         principal = info.context.require(Permission.READ)
         spec = EventFilterSpec(sessions=(str(self.id),))
@@ -129,6 +176,13 @@ class Session:
         return await self._baseline.compare(self._row)
 
 
+def _mean(rows: list[dict[str, Any]], kind: str) -> float | None:
+    """Mean latency of one kind's events (agent runs: their duration)."""
+    kept = [r for r in rows if r["kind"] == kind]
+    count = sum(r["latency_count"] for r in kept)
+    return sum(r["latency_ms_sum"] for r in kept) / count if count else None
+
+
 async def load_session(info: TallyInfo, session_id: str | None) -> Session | None:
     """A session by id through the request's loader (None when absent)."""
     if not session_id:
@@ -137,19 +191,19 @@ async def load_session(info: TallyInfo, session_id: str | None) -> Session | Non
     return Session.from_row(row) if row else None
 
 
-@strawberry.type
+@strawberry.type(description="A session with its cursor.")
 class SessionEdge:
-    cursor: str
-    node: Session
+    cursor: str = strawberry.field(description="Opaque; pass as `after` to page on from here.")
+    node: Session = strawberry.field(description="The session.")
 
 
 @strawberry.type(description="Sessions overlapping the range and matching the filter.")
 class SessionConnection:
-    edges: list[SessionEdge]
-    page_info: PageInfo
+    edges: list[SessionEdge] = strawberry.field(description="This page's sessions with cursors.")
+    page_info: PageInfo = strawberry.field(description="Whether more pages follow, and cursors.")
     _baseline: strawberry.Private[Baseline]
 
-    @strawberry.field
+    @strawberry.field(description="This page's sessions, without cursors.")
     def nodes(self) -> list[Session]:
         return [e.node for e in self.edges]
 
@@ -169,12 +223,15 @@ class SessionQuery:
     async def sessions(
         self,
         info: TallyInfo,
-        range: TimeRangeInput,
-        filter: EventFilter | None = None,
-        order_by: SessionOrder = engine.SessionOrder.COST,  # type: ignore[valid-type]
-        descending: bool = True,
-        first: int = 10,
-        after: str | None = None,
+        range: RangeArg,
+        filter: FilterArg = None,
+        order_by: Annotated[
+            SessionOrder,  # type: ignore[valid-type]
+            strawberry.argument(description="What ranks the sessions."),
+        ] = engine.SessionOrder.COST,
+        descending: DescendingArg = True,
+        first: FirstArg = 10,
+        after: AfterArg = None,
     ) -> SessionConnection:
         principal = info.context.require(Permission.READ)
         window, spec = range.resolve(), filter_spec(filter)
@@ -199,9 +256,9 @@ class SessionQuery:
     async def session(
         self,
         info: TallyInfo,
-        id: strawberry.ID,
-        range: TimeRangeInput | None = None,
-        filter: EventFilter | None = None,
+        id: IdArg,
+        range: OptionalRangeArg = None,
+        filter: FilterArg = None,
     ) -> Session | None:
         principal = info.context.require(Permission.READ)
         session = await load_session(info, str(id))
@@ -212,7 +269,7 @@ class SessionQuery:
 
     @strawberry.field(description="Exact P50, average and P95 of the set's sessions.")
     async def session_stats(
-        self, info: TallyInfo, range: TimeRangeInput, filter: EventFilter | None = None
+        self, info: TallyInfo, range: RangeArg, filter: FilterArg = None
     ) -> SessionStats:
         principal = info.context.require(Permission.READ)
         result = await engine.session_stats(

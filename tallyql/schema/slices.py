@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -16,10 +16,11 @@ from tallyql.engine.ranking import Values
 from tallyql.engine.registry import Metric
 from tallyql.engine.slices import Slice
 from tallyql.schema.analytics import Granularity, Series, TimeSeries
-from tallyql.schema.common import EventFilter, TimeRangeInput
+from tallyql.schema.common import AfterArg, FilterArg, FirstArg, RangeArg
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.directory import User, load_user
 from tallyql.schema.pages import Connection, ranked_connection
+from tallyql.schema.scalars import Long
 
 
 class Once:
@@ -39,62 +40,69 @@ class Once:
             return self._value
 
 
-def _n(values: Values, metric: Metric) -> float:
-    return values.get(metric) or 0.0
+def _n(values: Values, metric: Metric) -> int:
+    """A count (0 when absent), as an exact integer."""
+    return int(values.get(metric) or 0)
 
 
 @strawberry.type(description="A tool (with the MCP server that owns it) in this view.")
 class ToolRow:
-    tool: str
-    mcp_server: str | None
-    calls: float = strawberry.field(description="Calls in this view (executions, or blocked).")
-    errors: float
-    error_rate: float | None
-    avg_latency_ms: float | None
+    tool: str = strawberry.field(description="The tool's name.")
+    mcp_server: str | None = strawberry.field(description="The MCP server that owns it.")
+    calls: Long = strawberry.field(
+        description="Tool calls in this view (executions, or blocked calls; count)."
+    )
+    errors: Long = strawberry.field(description="Calls with status error (count).")
+    error_rate: float | None = strawberry.field(description="Errors / calls, 0 to 1.")
+    avg_latency_ms: float | None = strawberry.field(
+        description="Mean latency in ms of the tool calls that report one."
+    )
 
 
 @strawberry.type(description="An agent instance, its agent and its busiest user.")
 class AgentInstanceRow:
-    agent_instance_id: str
-    agent_id: str | None
+    agent_instance_id: str = strawberry.field(description="The agent instance's id.")
+    agent_id: str | None = strawberry.field(description="The agent it is an instance of.")
     user_id: str | None = strawberry.field(description="The user with the most calls here.")
     users: int = strawberry.field(description="Distinct users of the instance in this view.")
-    calls: float
-    errors: float
-    error_rate: float | None
+    calls: Long = strawberry.field(description="Tool calls of the instance in this view (count).")
+    errors: Long = strawberry.field(description="Calls with status error (count).")
+    error_rate: float | None = strawberry.field(description="Errors / calls, 0 to 1.")
 
-    @strawberry.field
+    @strawberry.field(description="The directory's entry for userId; null when unknown.")
     async def user(self, info: TallyInfo) -> User | None:
         return await load_user(info, self.user_id)
 
 
-@strawberry.type
+@strawberry.type(description="An end user in this view.")
 class UserRow:
-    user_id: str
-    calls: float
-    errors: float
-    error_rate: float | None
+    user_id: str = strawberry.field(description="The user's id as sent with events.")
+    calls: Long = strawberry.field(description="Tool calls of the user in this view (count).")
+    errors: Long = strawberry.field(description="Calls with status error (count).")
+    error_rate: float | None = strawberry.field(description="Errors / calls, 0 to 1.")
 
-    @strawberry.field
+    @strawberry.field(description="The directory's entry for userId; null when unknown.")
     async def user(self, info: TallyInfo) -> User | None:
         return await load_user(info, self.user_id)
 
 
-@strawberry.type
+@strawberry.type(description="An MCP server in this view.")
 class McpServerRow:
-    mcp_server: str
-    tools: float = strawberry.field(description="Distinct tools called on the server.")
-    calls: float
-    errors: float
-    error_rate: float | None
-    avg_latency_ms: float | None
+    mcp_server: str = strawberry.field(description="The MCP server's name.")
+    tools: int = strawberry.field(description="Distinct tools called on the server (count).")
+    calls: Long = strawberry.field(description="Tool calls to the server (count).")
+    errors: Long = strawberry.field(description="Calls with status error (count).")
+    error_rate: float | None = strawberry.field(description="Errors / calls, 0 to 1.")
+    avg_latency_ms: float | None = strawberry.field(
+        description="Mean latency in ms of its tool calls that report one."
+    )
 
 
 @strawberry.type(description="A policy as it was named when it blocked calls.")
 class PolicyRow:
-    policy_id: str
-    policy_name: str | None
-    blocked_calls: float
+    policy_id: str = strawberry.field(description="The policy's id.")
+    policy_name: str | None = strawberry.field(description="Its name as recorded on the events.")
+    blocked_calls: Long = strawberry.field(description="Calls it blocked (count).")
     _slice: strawberry.Private[Slice]
 
     @strawberry.field(description="The description recorded with its latest blocked call.")
@@ -193,70 +201,80 @@ class ToolUsage:
         values: Values = await self._totals.get()
         return values.get(metric)
 
-    @strawberry.field(description="Tool calls.")
-    async def executions(self) -> float:
-        return await self._total(Metric.REQUESTS) or 0.0
+    async def _count(self, metric: Metric) -> int:
+        return int(await self._total(metric) or 0)
 
-    @strawberry.field
-    async def errors(self) -> float:
-        return await self._total(Metric.ERRORS) or 0.0
+    @strawberry.field(description="Tool calls (count).")
+    async def executions(self) -> Long:
+        return Long(await self._count(Metric.REQUESTS))
 
-    @strawberry.field
+    @strawberry.field(description="Tool calls with status error (count).")
+    async def errors(self) -> Long:
+        return Long(await self._count(Metric.ERRORS))
+
+    @strawberry.field(description="Errors / tool calls, 0 to 1; null without calls.")
     async def error_rate(self) -> float | None:
         return await self._total(Metric.ERROR_RATE)
 
-    @strawberry.field(description="Tool calls blocked by a policy.")
-    async def blocked(self) -> float:
-        return await self._total(Metric.BLOCKED) or 0.0
+    @strawberry.field(description="Tool calls blocked by a policy (count).")
+    async def blocked(self) -> Long:
+        return Long(await self._count(Metric.BLOCKED))
 
-    @strawberry.field
+    @strawberry.field(description="Mean latency in ms of the tool calls that report one.")
     async def avg_latency_ms(self) -> float | None:
         return await self._total(Metric.AVG_LATENCY_MS)
 
-    @strawberry.field
-    async def unique_tools(self) -> float:
-        return await self._total(Metric.UNIQUE_TOOLS) or 0.0
+    @strawberry.field(description="Distinct tools called (count).")
+    async def unique_tools(self) -> int:
+        return await self._count(Metric.UNIQUE_TOOLS)
 
-    @strawberry.field
-    async def active_agent_instances(self) -> float:
-        return await self._total(Metric.UNIQUE_AGENT_INSTANCES) or 0.0
+    @strawberry.field(description="Distinct agent instances that called tools (count).")
+    async def active_agent_instances(self) -> int:
+        return await self._count(Metric.UNIQUE_AGENT_INSTANCES)
 
-    @strawberry.field
-    async def active_users(self) -> float:
-        return await self._total(Metric.UNIQUE_USERS) or 0.0
+    @strawberry.field(description="Distinct end users whose calls used tools (count).")
+    async def active_users(self) -> int:
+        return await self._count(Metric.UNIQUE_USERS)
 
-    @strawberry.field
-    async def mcp_servers(self) -> float:
-        return await self._total(Metric.UNIQUE_MCP_SERVERS) or 0.0
+    @strawberry.field(description="Distinct MCP servers called (count).")
+    async def mcp_servers(self) -> int:
+        return await self._count(Metric.UNIQUE_MCP_SERVERS)
 
     @strawberry.field(description="Executions over time (AUTO: hourly up to two days).")
     async def executions_over_time(
         self,
-        granularity: Granularity = EngineGranularity.AUTO,  # type: ignore[valid-type]
+        granularity: Annotated[
+            Granularity,  # type: ignore[valid-type]
+            strawberry.argument(
+                description="Bucket size (AUTO: hourly up to two days, else daily)."
+            ),
+        ] = EngineGranularity.AUTO,
     ) -> TimeSeries:
         return await _over_time(self._slice, granularity)
 
-    @strawberry.field(description="24 values: executions by local hour of day.")
-    async def hourly_distribution(self) -> list[float | None]:
-        return await self._slice.hourly()
+    @strawberry.field(
+        description="24 counts: tool calls by local hour of day (index 0 is 00:00-01:00)."
+    )
+    async def hourly_distribution(self) -> list[Long]:
+        return [Long(int(v or 0)) for v in await self._slice.hourly()]
 
-    @strawberry.field
-    async def top_tools(self, first: int = 10, after: str | None = None) -> Connection[ToolRow]:
+    @strawberry.field(description="Tools by tool calls, busiest first.")
+    async def top_tools(self, first: FirstArg = 10, after: AfterArg = None) -> Connection[ToolRow]:
         return ranked_connection(await self._slice.tools(first, after), after, _tool)
 
-    @strawberry.field
+    @strawberry.field(description="Agent instances by tool calls, busiest first.")
     async def top_agent_instances(
-        self, first: int = 10, after: str | None = None
+        self, first: FirstArg = 10, after: AfterArg = None
     ) -> Connection[AgentInstanceRow]:
         return await _instances(self._slice, first, after)
 
-    @strawberry.field
-    async def top_users(self, first: int = 10, after: str | None = None) -> Connection[UserRow]:
+    @strawberry.field(description="End users by tool calls, busiest first.")
+    async def top_users(self, first: FirstArg = 10, after: AfterArg = None) -> Connection[UserRow]:
         return ranked_connection(await self._slice.users(first, after), after, _user)
 
-    @strawberry.field
+    @strawberry.field(description="MCP servers by tool calls, busiest first.")
     async def top_mcp_servers(
-        self, first: int = 10, after: str | None = None
+        self, first: FirstArg = 10, after: AfterArg = None
     ) -> Connection[McpServerRow]:
         return ranked_connection(await self._slice.mcp_servers(first, after), after, _server)
 
@@ -266,15 +284,15 @@ class SecurityOverview:
     _slice: strawberry.Private[Slice]
     _totals: strawberry.Private[Once]
 
-    @strawberry.field
-    async def blocked_calls(self) -> float:
+    @strawberry.field(description="Calls blocked by a policy (count).")
+    async def blocked_calls(self) -> Long:
         values: Values = await self._totals.get()
-        return values.get(Metric.BLOCKED) or 0.0
+        return Long(_n(values, Metric.BLOCKED))
 
-    @strawberry.field(description="Every call of the range and filter, blocked or not.")
-    async def total_requests(self) -> float:
+    @strawberry.field(description="Every call of the range and filter, blocked or not (count).")
+    async def total_requests(self) -> Long:
         values: Values = await self._totals.get()
-        return values.get(Metric.REQUESTS) or 0.0
+        return Long(_n(values, Metric.REQUESTS))
 
     @strawberry.field(description="Blocked calls / all calls (0 to 1).")
     async def blocked_rate(self) -> float | None:
@@ -282,40 +300,47 @@ class SecurityOverview:
         total = values.get(Metric.REQUESTS) or 0.0
         return (values.get(Metric.BLOCKED) or 0.0) / total if total else None
 
-    @strawberry.field
+    @strawberry.field(
+        description="Blocked calls over time (REQUESTS of blocked events per bucket)."
+    )
     async def blocked_over_time(
         self,
-        granularity: Granularity = EngineGranularity.AUTO,  # type: ignore[valid-type]
+        granularity: Annotated[
+            Granularity,  # type: ignore[valid-type]
+            strawberry.argument(
+                description="Bucket size (AUTO: hourly up to two days, else daily)."
+            ),
+        ] = EngineGranularity.AUTO,
     ) -> TimeSeries:
         return await _over_time(self._slice, granularity)
 
-    @strawberry.field
+    @strawberry.field(description="Tools by blocked calls.")
     async def top_blocked_tools(
-        self, first: int = 10, after: str | None = None
+        self, first: FirstArg = 10, after: AfterArg = None
     ) -> Connection[ToolRow]:
         return ranked_connection(await self._slice.tools(first, after), after, _tool)
 
-    @strawberry.field
+    @strawberry.field(description="Agent instances by blocked calls.")
     async def top_blocked_agent_instances(
-        self, first: int = 10, after: str | None = None
+        self, first: FirstArg = 10, after: AfterArg = None
     ) -> Connection[AgentInstanceRow]:
         return await _instances(self._slice, first, after)
 
-    @strawberry.field
+    @strawberry.field(description="End users by blocked calls.")
     async def top_blocked_users(
-        self, first: int = 10, after: str | None = None
+        self, first: FirstArg = 10, after: AfterArg = None
     ) -> Connection[UserRow]:
         return ranked_connection(await self._slice.users(first, after), after, _user)
 
-    @strawberry.field
+    @strawberry.field(description="MCP servers by blocked calls.")
     async def top_blocked_mcp_servers(
-        self, first: int = 10, after: str | None = None
+        self, first: FirstArg = 10, after: AfterArg = None
     ) -> Connection[McpServerRow]:
         return ranked_connection(await self._slice.mcp_servers(first, after), after, _server)
 
     @strawberry.field(description="Policies by blocked calls, with their names as recorded.")
     async def top_policies(
-        self, first: int = 10, after: str | None = None
+        self, first: FirstArg = 10, after: AfterArg = None
     ) -> Connection[PolicyRow]:
         s = self._slice
 
@@ -334,14 +359,14 @@ class SecurityOverview:
 class SlicesQuery:
     @strawberry.field(description="Tool executions, tools, agent instances, users, MCP servers.")
     async def tool_usage(
-        self, info: TallyInfo, range: TimeRangeInput, filter: EventFilter | None = None
+        self, info: TallyInfo, range: RangeArg, filter: FilterArg = None
     ) -> ToolUsage:
         s = Slice.tool_calls(info.context.asker(range, filter))
         return ToolUsage(_slice=s, _totals=Once(lambda: s.totals(TOOL_TOTALS)))
 
     @strawberry.field(description="Blocked calls and what blocked them.")
     async def security(
-        self, info: TallyInfo, range: TimeRangeInput, filter: EventFilter | None = None
+        self, info: TallyInfo, range: RangeArg, filter: FilterArg = None
     ) -> SecurityOverview:
         asker = info.context.asker(range, filter)
         s = Slice.blocked(asker)

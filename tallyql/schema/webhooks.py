@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 import strawberry
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tallyql.auth.principal import Permission
 from tallyql.schema.changes import DeletePayload, actor_of, invalid, not_found
+from tallyql.schema.common import AfterArg, FirstArg, IdArg
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.ingest import UserError
 from tallyql.schema.pages import Connection, connection
@@ -24,18 +25,18 @@ from tallyql.webhooks.store import WebhookError
 
 @strawberry.enum(description="Where a delivery stands.")
 class DeliveryStatus(Enum):
-    PENDING = "pending"
-    SENDING = "sending"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
+    PENDING = strawberry.enum_value("pending", description="Waiting for its next attempt.")
+    SENDING = strawberry.enum_value("sending", description="An attempt is in flight.")
+    SUCCEEDED = strawberry.enum_value("succeeded", description="A 2xx answer was received.")
+    FAILED = strawberry.enum_value("failed", description="Every attempt failed; no more retries.")
 
 
 @strawberry.type(description="An HTTP endpoint that receives signed JSON POSTs.")
 class Webhook:
-    id: strawberry.ID
-    url: str
-    description: str | None
-    created_at: datetime
+    id: strawberry.ID = strawberry.field(description="The webhook's id.")
+    url: str = strawberry.field(description="Where deliveries are POSTed.")
+    description: str | None = strawberry.field(description="A note for people.")
+    created_at: datetime = strawberry.field(description="When the webhook was created.")
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> Webhook:
@@ -49,29 +50,37 @@ class Webhook:
 
 @strawberry.type(description="One attempt to deliver.")
 class DeliveryAttempt:
-    at: datetime
-    status_code: int | None
-    error: str | None
-    duration_ms: float
+    at: datetime = strawberry.field(description="When the attempt started.")
+    status_code: int | None = strawberry.field(
+        description="The HTTP status answered; null when none came."
+    )
+    error: str | None = strawberry.field(description="What went wrong; null on success.")
+    duration_ms: float = strawberry.field(description="How long the attempt took, in ms.")
 
 
 @strawberry.type(description="One notification to one webhook, with every attempt.")
 class WebhookDelivery:
-    id: strawberry.ID
-    webhook_id: strawberry.ID
-    url: str
+    id: strawberry.ID = strawberry.field(
+        description="The delivery's id (the X-Tallyql-Delivery header)."
+    )
+    webhook_id: strawberry.ID = strawberry.field(description="The webhook it goes to.")
+    url: str = strawberry.field(description="The URL it goes to.")
     event_type: str = strawberry.field(
         description="budget.limit_warning, alert.firing or alert.resolved."
     )
     payload: JSON = strawberry.field(description="The JSON body that is sent.")
-    status: DeliveryStatus
-    attempts: int
+    status: DeliveryStatus = strawberry.field(description="Where it stands.")
+    attempts: int = strawberry.field(description="Attempts made so far (count).")
     next_attempt_at: datetime | None = strawberry.field(description="While pending.")
-    last_status_code: int | None
-    last_error: str | None
-    attempt_log: list[DeliveryAttempt]
-    created_at: datetime
-    delivered_at: datetime | None
+    last_status_code: int | None = strawberry.field(description="The last attempt's HTTP status.")
+    last_error: str | None = strawberry.field(description="The last attempt's error.")
+    attempt_log: list[DeliveryAttempt] = strawberry.field(
+        description="Every attempt, oldest first."
+    )
+    created_at: datetime = strawberry.field(description="When the delivery was created.")
+    delivered_at: datetime | None = strawberry.field(
+        description="When it succeeded; null until then."
+    )
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> WebhookDelivery:
@@ -103,24 +112,26 @@ class WebhookDelivery:
 
 @strawberry.input(description="A new webhook endpoint.")
 class WebhookInput:
-    url: str
-    description: str | None = None
+    url: str = strawberry.field(description="An http(s) URL to POST to.")
+    description: str | None = strawberry.field(default=None, description="A note for people.")
 
 
-@strawberry.type
+@strawberry.type(description="The result of createWebhook.")
 class CreateWebhookPayload:
-    webhook: Webhook | None
+    webhook: Webhook | None = strawberry.field(description="The webhook as stored; null on errors.")
     secret: str | None = strawberry.field(
         description="The signing secret; shown only here, keep it safe."
     )
-    user_errors: list[UserError]
+    user_errors: list[UserError] = strawberry.field(
+        description="What was wrong with the input; empty on success."
+    )
 
 
 @strawberry.type
 class WebhookQuery:
     @strawberry.field(description="The workspace's webhook endpoints, oldest first.")
     async def webhooks(
-        self, info: TallyInfo, first: int = 50, after: str | None = None
+        self, info: TallyInfo, first: FirstArg = 50, after: AfterArg = None
     ) -> Connection[Webhook]:
         principal = info.context.require(Permission.MANAGE)
         db = info.context.services.db
@@ -132,10 +143,16 @@ class WebhookQuery:
     async def webhook_deliveries(
         self,
         info: TallyInfo,
-        webhook_id: strawberry.ID | None = None,
-        status: DeliveryStatus | None = None,
-        first: int = 50,
-        after: str | None = None,
+        webhook_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="Only this webhook's deliveries; null: all."),
+        ] = None,
+        status: Annotated[
+            DeliveryStatus | None,
+            strawberry.argument(description="Only deliveries in this state; null: all."),
+        ] = None,
+        first: FirstArg = 50,
+        after: AfterArg = None,
     ) -> Connection[WebhookDelivery]:
         principal = info.context.require(Permission.MANAGE)
         page = await store.list_deliveries(
@@ -160,7 +177,14 @@ async def _audit(
 @strawberry.type
 class WebhookMutation:
     @strawberry.mutation(description="Add a webhook endpoint; returns its signing secret once.")
-    async def create_webhook(self, info: TallyInfo, input: WebhookInput) -> CreateWebhookPayload:
+    async def create_webhook(
+        self,
+        info: TallyInfo,
+        input: Annotated[
+            WebhookInput,
+            strawberry.argument(description="The new webhook."),
+        ],
+    ) -> CreateWebhookPayload:
         principal = info.context.require(Permission.MANAGE)
         try:
             async with info.context.services.db.write() as conn:
@@ -175,7 +199,7 @@ class WebhookMutation:
         return CreateWebhookPayload(webhook=Webhook.of(row), secret=secret, user_errors=[])
 
     @strawberry.mutation(description="Remove a webhook endpoint (pending deliveries fail).")
-    async def delete_webhook(self, info: TallyInfo, id: strawberry.ID) -> DeletePayload:
+    async def delete_webhook(self, info: TallyInfo, id: IdArg) -> DeletePayload:
         principal = info.context.require(Permission.MANAGE)
         async with info.context.services.db.write() as conn:
             row = await store.delete_webhook(conn, principal.workspace_id, str(id))

@@ -18,11 +18,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
 
+from tallyql.clock import clock
 from tallyql.storage.database import Database
 from tallyql.storage.histogram_fold import SqlAlchemyRunner
 from tallyql.storage.rollup_folds import compact_histograms, compaction_statements
@@ -100,7 +100,7 @@ class CompactionJob:
 
     async def run_once(self) -> None:
         started = time.perf_counter()
-        report: dict[str, Any] = {"last_run": datetime.now(UTC).isoformat()}
+        report: dict[str, Any] = {"last_run": clock.now().isoformat()}
         mark = self.activity() if self.activity is not None else None
         complete = self.runs % self.histogram_every == 0
         try:

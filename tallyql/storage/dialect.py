@@ -117,11 +117,12 @@ def collect(dialect: str, value: ColumnElement[Any]) -> Function[Any]:
 
 
 def nth_collected(
-    dialect: str, collected: ColumnElement[Any], low: Any, k: ColumnElement[int]
+    dialect: str, collected: ColumnElement[Any], low: Any, k: ColumnElement[int], width: int = 1
 ) -> ColumnElement[Any]:
     """PostgreSQL: the k-th (0-based, ascending) of the `collect`ed values that are >= `low`
     (None: of all), NULL when there are not that many; `k` may refer to the enclosing row.
-    (SQLite returns its JSON array to be picked from.)"""
+    With `width` > 1, an array of the k-th and the following values (shorter, or empty, where
+    there are not that many), sorted once. (SQLite returns its JSON array to be picked from.)"""
     if not is_postgres(dialect):
         raise NotImplementedError("nth_collected is for PostgreSQL")
     skipped: ColumnElement[int] = literal(0, BigInteger)
@@ -129,6 +130,8 @@ def nth_collected(
     if low is not None:
         skipped = select(func.count()).where(value < low).scalar_subquery()
     ordered = select(func.array_agg(aggregate_order_by(value, value))).scalar_subquery()
+    if width > 1:
+        return ordered[skipped + k + 1 : skipped + k + width]
     return ordered[skipped + k + 1]
 
 
@@ -140,11 +143,17 @@ def insert_ignoring_duplicates(dialect: str, table: Table) -> Insert:
 
 
 def exact_quantile(
-    dialect: str, source: FromClause, count: ColumnElement[int], column: str, q: float
+    dialect: str,
+    source: FromClause,
+    count: ColumnElement[int],
+    column: str,
+    q: float,
+    upper: bool = False,
 ) -> ColumnElement[Any]:
-    """The value of rank floor(q * (n - 1)) (0-based, ascending, in float8 arithmetic: the
-    rule of `tallyql.sketch.exact_quantile`) of `column` over the n rows of `source`, where
-    `count` is n as a column of a one-row CTE (read once, by an init plan).
+    """The value of rank floor(q * (n - 1)) (0-based, ascending, in float8 arithmetic), or with
+    `upper` of the next rank (at most n - 1): the two neighbours that the q-quantile
+    interpolates between (`tallyql.sketch.exact_quantile`), of `column` over the n rows of
+    `source`, where `count` is n as a column of a one-row CTE (read once, by an init plan).
 
     PostgreSQL: an aggregate over `source`, percentile_disc at (rank + 0.5) / n, whose first
     position reaching that fraction is exactly rank + 1, so that every quantile of a statement
@@ -152,9 +161,15 @@ def exact_quantile(
     it a CTE, so that the rows are computed once). NULL over no rows."""
     scaled = literal(q, Float) * (count - 1)
     if is_postgres(dialect):
-        fraction = select((func.floor(scaled) + 0.5) / func.nullif(count, 0)).scalar_subquery()
+        rank: ColumnElement[Any] = func.floor(scaled)
+        if upper:
+            rank = func.least(rank + 1, count - 1)
+        fraction = select((rank + 0.5) / func.nullif(count, 0)).scalar_subquery()
         return func.percentile_disc(fraction).within_group(source.c[column])
-    offset = select(cast(scaled, Integer)).scalar_subquery()
+    offset_value: ColumnElement[Any] = cast(scaled, Integer)
+    if upper:
+        offset_value = func.min(offset_value + 1, count - 1)  # SQLite's scalar min
+    offset = select(offset_value).scalar_subquery()
     return (
         select(source.c[column])
         .order_by(source.c[column])

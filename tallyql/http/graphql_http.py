@@ -1,0 +1,72 @@
+"""GraphQL over plain HTTP: the errors strawberry meets before execution, in the GraphQL shape.
+
+Strawberry answers a body it cannot parse, a mutation sent by GET or an unknown operation name
+with a plain-text 400; here they become `{"data": null, "errors": [{"message", "extensions":
+{"code"}}]}` with the same status (tallyql/http/errors.py), as every other /graphql error.
+
+A subscription needs a stream: WebSocket (graphql-transport-ws or graphql-ws) or GraphQL over
+SSE (POST with `Accept: text/event-stream`). Sent as a plain request, strawberry would execute
+it as a query and fail inside the resolver (INTERNAL_ERROR and a logged traceback); it gets a
+400 BAD_REQUEST that says which transports to use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cross_web import HTTPException as StrawberryHTTPException
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
+
+from tallyql.http.errors import api_error, code_of_status
+
+SUBSCRIPTION_NEEDS_A_STREAM = (
+    "subscriptions need a streaming transport: open a WebSocket on /graphql "
+    "(graphql-transport-ws) or POST with `Accept: text/event-stream` (GraphQL over SSE)"
+)
+
+
+class GraphQLHTTPErrors:
+    """Mixed into the GraphQL router, before strawberry's GraphQLRouter."""
+
+    async def run(self, request: Any, context: Any = None, root_value: Any = None) -> Any:
+        try:
+            return await super().run(request, context, root_value)  # type: ignore[misc]
+        except StrawberryHTTPException as exc:
+            status = exc.status_code
+            raise api_error(status, code_of_status(status), exc.reason) from None
+
+    async def execute_single(
+        self,
+        request: Any,
+        request_adapter: Any,
+        sub_response: Any,
+        context: Any,
+        root_value: Any,
+        request_data: Any,
+    ) -> ExecutionResult:
+        # strawberry's own, except that a plain request never runs a subscription
+        allowed = OperationType.from_http(request_adapter.method) - {OperationType.SUBSCRIPTION}
+        if request_adapter.method == "GET" and not self.allow_queries_via_get:  # type: ignore[attr-defined]
+            allowed -= {OperationType.QUERY}
+        try:
+            return await self.schema.execute(  # type: ignore[attr-defined]
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
+            )
+        except InvalidOperationTypeError as exc:
+            if exc.operation_type is OperationType.SUBSCRIPTION:
+                raise api_error(400, "BAD_REQUEST", SUBSCRIPTION_NEEDS_A_STREAM) from None
+            reason = exc.as_http_error_reason(request_adapter.method)
+            raise api_error(400, "BAD_REQUEST", reason) from None
+        except CannotGetOperationTypeError as exc:
+            raise api_error(400, "BAD_REQUEST", exc.as_http_error_reason()) from None
+        except MissingQueryError:
+            raise api_error(400, "BAD_REQUEST", "no GraphQL query found in the request") from None
