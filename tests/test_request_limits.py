@@ -197,8 +197,9 @@ async def test_a_key_over_its_budget_per_minute_gets_429_with_retry_after(
 
 
 async def test_one_request_over_its_own_budget_is_refused_field_by_field(
-    settings: Settings, db_kind: str
+    settings: Settings, db_kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(cost_meter, "monotonic", lambda: 0.0)  # no refill
     async with running_api(settings, db_kind) as probe:
         key = await probe.key()
         each = (await post(probe, key, SERIES, {"r": WINDOW})).json()["extensions"]["cost"]
@@ -216,8 +217,10 @@ async def test_one_request_over_its_own_budget_is_refused_field_by_field(
         assert response.status_code == 200  # nothing to retry: ask for less
         body = response.json()
         assert [e["extensions"]["code"] for e in body["errors"]] == ["COST_LIMIT"]
-        assert body["extensions"]["cost"]["spent"] == 2 + plan_points
-        assert body["extensions"]["cost"]["requestRemaining"] == limit - 2 - plan_points
+        # the refused question spends the request: the key pays what the request had left
+        cost = body["extensions"]["cost"]
+        assert cost["spent"] == limit and cost["requestRemaining"] == 0
+        assert cost["keyRemaining"] == cost["keyLimitPerMinute"] - limit
 
 
 async def test_the_worst_questions_run_only_what_the_budget_pays(
@@ -255,9 +258,8 @@ async def test_the_worst_questions_run_only_what_the_budget_pays(
     # answered rows / 100, plus the statement's point); the budget pays 24 of them, and the
     # series never start. What ran is exactly what was paid.
     top_groups = 1 + math.ceil(1992 * 2000 * 2 / 10_000 + 1000 / 100)
-    cost = body["extensions"]["cost"]
-    assert cost["spent"] == 30 + top_groups * len(fetched) <= 20_000
     assert len(fetched) == (20_000 - 30) // top_groups
+    assert body["extensions"]["cost"]["spent"] == 20_000  # the refusal spent the request
 
 
 async def test_a_statement_over_the_timeout_is_cancelled(db_kind: str, database_url: str) -> None:
@@ -318,26 +320,33 @@ async def test_a_request_past_its_deadline_starts_no_statement(
         assert body["errors"][0]["extensions"]["code"] == "DEADLINE_EXCEEDED", body
 
 
-def test_a_key_refusal_sets_the_wait_even_after_a_request_refusal() -> None:
-    """The HTTP status follows any refusal by the key's budget, whatever came first."""
+def test_a_request_refusal_spends_the_request_and_keeps_the_wait() -> None:
+    """A key's refusal sets the wait (the HTTP answer's 429), whatever comes after; a question
+    over the request's budget spends the request, and what it had left is taken from the key
+    as far as the key has it."""
     now = [0.0]
     buckets = cost_meter.KeyBuckets(60, clock=lambda: now[0])
     meter = cost_meter.CostMeter(100, buckets, "k")
     meter.charge(50, "a")
-    with pytest.raises(cost_meter.CostLimitExceeded):
-        meter.charge(51, "b")  # over the request's 100
-    assert meter.retry_after is None
-    meter.charge(10, "c")  # the key has 60: 0 left
+    meter.charge(5, "b")  # the key has 5 left
     with pytest.raises(cost_meter.RateLimited):
-        meter.charge(5, "d")
-    assert meter.retry_after == 5  # 5 points at one a second
+        meter.charge(6, "c")
+    assert meter.retry_after == 1  # 1 point at one a second
+    with pytest.raises(cost_meter.CostLimitExceeded):
+        meter.charge(50, "d")  # 55 + 50 > 100: the request is spent, the key's 5 taken
+    assert meter.retry_after == 1
     assert meter.summary() == {
-        "spent": 60,
+        "spent": 100,
         "requestLimit": 100,
-        "requestRemaining": 40,
+        "requestRemaining": 0,
         "keyLimitPerMinute": 60,
         "keyRemaining": 0,
     }
+    other = cost_meter.CostMeter(100, cost_meter.KeyBuckets(1000, clock=lambda: 0.0), "j")
+    other.charge(30, "e")
+    with pytest.raises(cost_meter.CostLimitExceeded):
+        other.charge(71, "f")
+    assert other.summary()["keyRemaining"] == 900  # 30 paid + the 70 the request had left
 
 
 async def test_each_answer_keeps_its_own_status_while_bodies_arrive_slowly(

@@ -75,6 +75,10 @@ class KeyBuckets:
         self._buckets[key] = (left, self.clock())
         return left
 
+    def take_up_to(self, key: str, points: int) -> None:
+        """Take `points` from the key's bucket, or all it has when that is less."""
+        self.take(key, max(0, min(points, math.floor(self.level(key)))))
+
     def _forget_full(self) -> None:
         for key in [k for k in self._buckets if self.level(k) >= self.per_minute]:
             del self._buckets[key]
@@ -94,14 +98,22 @@ class CostMeter:
         HTTP answer is then 429 with Retry-After)."""
 
     def charge(self, points: int, what: str) -> None:
-        """Pay `points` for `what` before doing it; raises (paying nothing) when over budget."""
+        """Pay `points` for `what` before doing it; raises when over budget. A question over
+        the request's budget is refused, and the request is then spent: what it had left is
+        taken from the key too (as far as the key has it), so that a key sending oversized
+        requests runs out of its minute's budget as one asking for that much work would (it
+        is then refused with 429 before its requests are even parsed)."""
         try:
             if self.spent + points > self.request_limit:
-                raise CostLimitExceeded(
+                refusal = CostLimitExceeded(
                     f"{what} would cost {points} cost points; this request has spent "
                     f"{self.spent} of its {self.request_limit}. Ask for a shorter window, a "
                     "coarser granularity, fewer dimensions or fewer fields at once"
                 )
+                if self.buckets is not None and self.key is not None:
+                    self.buckets.take_up_to(self.key, self.request_limit - self.spent)
+                self.spent = self.request_limit
+                raise refusal
             if self.buckets is not None and self.key is not None:
                 if points > self.buckets.per_minute:
                     raise CostLimitExceeded(
