@@ -50,6 +50,28 @@ class Settings:
     metrics_token: str = ""
     """When set, GET /metrics requires `Authorization: Bearer <this token>` (401 otherwise);
     empty: /metrics is open."""
+    graphql_max_body_bytes: int = 4 * 1024 * 1024
+    """Largest /graphql request body (query, variables and all), refused with 413 before it is
+    parsed; ingestEvents' 10,000 events fit (bulk ingest belongs on /v1/events)."""
+    graphql_max_query_bytes: int = 256 * 1024
+    """Largest GraphQL document (the query text), refused with 413 before it is parsed, so
+    that whitespace, comments or string literals cost nothing to refuse."""
+    cost_request_limit: int = 20_000
+    """Most cost points one GraphQL request may spend (README, "Query cost"); a field that
+    would go beyond fails with COST_LIMIT before it reads anything."""
+    cost_key_limit_per_minute: int = 60_000
+    """Cost points each API key may spend per minute, shared by its requests (a bucket that
+    refills continuously); beyond it fields fail with RATE_LIMITED and HTTP 429."""
+    request_deadline_seconds: float = 30.0
+    """How long a GraphQL request may run: after it no new statement starts (the field fails
+    with DEADLINE_EXCEEDED)."""
+    db_statement_timeout_seconds: float = 15.0
+    """Longest read statement (PostgreSQL statement_timeout on read connections; SQLite a
+    progress handler); beyond it the statement is cancelled and the field fails with
+    QUERY_TIMEOUT (0: no limit)."""
+    db_workspace_share: float = 0.5
+    """The share of the read connections one workspace may hold at once (at least one), so
+    that one tenant's heavy requests cannot starve the others; the rest wait their turn."""
     live_queue_size: int = 1000
     """Items a live subscriber may have waiting; beyond it events are dropped for that
     subscriber (it receives a Lagged item with the count)."""
@@ -194,6 +216,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise ValueError("TALLYQL_MAX_EVENT_AGE_DAYS must be between 0 and 36500")
     if settings.introspection not in ("all", "admin", "off"):
         raise ValueError("TALLYQL_INTROSPECTION must be all, admin or off")
+    if settings.graphql_max_body_bytes < 1024 or settings.graphql_max_query_bytes < 1024:
+        raise ValueError("TALLYQL_GRAPHQL_MAX_BODY_BYTES and _MAX_QUERY_BYTES must be >= 1024")
+    if settings.cost_request_limit < 1 or settings.cost_key_limit_per_minute < 1:
+        raise ValueError("TALLYQL_COST_REQUEST_LIMIT and _KEY_LIMIT_PER_MINUTE must be >= 1")
+    if settings.request_deadline_seconds <= 0 or settings.db_statement_timeout_seconds < 0:
+        raise ValueError("TALLYQL_REQUEST_DEADLINE_SECONDS must be above 0, the timeout >= 0")
+    if not 0.0 < settings.db_workspace_share <= 1.0:
+        raise ValueError("TALLYQL_DB_WORKSPACE_SHARE must be above 0 and at most 1")
     if settings.live_max_age_seconds <= 0:
         raise ValueError("TALLYQL_LIVE_MAX_AGE_SECONDS must be above 0")
     parse_cors_origins(settings.cors_origins)

@@ -74,7 +74,12 @@ class Services:
 async def start_services(
     settings: Settings, migrate: bool = True, metrics: Metrics | None = None
 ) -> Services:
-    db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
+    db = Database(
+        settings.resolved_database_url,
+        pool_size=settings.db_pool_size,
+        statement_timeout=settings.db_statement_timeout_seconds,
+        workspace_share=settings.db_workspace_share,
+    )
     if migrate:
         await upgrade(db)
     metrics = metrics or Metrics()

@@ -146,11 +146,14 @@ def database_url(db_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -
 def settings(database_url: str, tmp_path: Path) -> Settings:
     # tests ingest at fixed dates (2026-11-20, ...) that the default age bound, the retention
     # window, would refuse as time goes by; tests of the bound set their own
+    # one key asks many questions in quick succession here: the per-key budget per minute is
+    # tested, with its own settings, in test_request_limits.py
     return Settings(
         data_dir=tmp_path,
         database_url=database_url,
         key_cache_seconds=0.0,
         max_event_age_days=36_500,
+        cost_key_limit_per_minute=1_000_000_000,
     )
 
 

@@ -1,7 +1,9 @@
 """GraphQL errors: user mistakes carry `extensions.code`; everything else is masked.
 
 Codes: BAD_USER_INPUT, UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, GRAPHQL_PARSE_FAILED (syntax
-errors and the token limit), GRAPHQL_VALIDATION_FAILED, UNAVAILABLE (the database cannot be
+errors and the token limit), GRAPHQL_VALIDATION_FAILED, COST_LIMIT and RATE_LIMITED (query
+cost, schema/limits.py), QUERY_TIMEOUT (a statement ran past the statement timeout),
+DEADLINE_EXCEEDED (the request ran past its deadline), UNAVAILABLE (the database cannot be
 reached: retry later; the HTTP answer is then 503 with Retry-After), INTERNAL_ERROR (the
 message is replaced and the original is logged with its traceback).
 """
@@ -18,9 +20,11 @@ from strawberry.extensions import MaskErrors, SchemaExtension
 from tallyql.auth.principal import AuthError, PermissionDenied
 from tallyql.engine.analytics import QueryError
 from tallyql.engine.buckets import BucketError
+from tallyql.engine.cost_meter import CostLimitExceeded, RateLimited
 from tallyql.engine.cursors import CursorError
 from tallyql.engine.timerange import TimeRangeError
 from tallyql.storage.outage import UNAVAILABLE_MESSAGE, is_database_unavailable
+from tallyql.storage.read_limits import DeadlineExceeded, StatementTimeout
 
 log = logging.getLogger("tallyql.graphql")
 
@@ -44,6 +48,10 @@ USER_ERRORS: dict[type[Exception], str] = {
     AuthError: "UNAUTHENTICATED",
     PermissionDenied: "FORBIDDEN",
     NotFound: "NOT_FOUND",
+    CostLimitExceeded: "COST_LIMIT",
+    RateLimited: "RATE_LIMITED",
+    StatementTimeout: "QUERY_TIMEOUT",
+    DeadlineExceeded: "DEADLINE_EXCEEDED",
 }
 
 
