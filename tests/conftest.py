@@ -32,6 +32,9 @@ POSTGRES_URL = os.environ.get(
 )
 DATABASES = ("sqlite", "postgresql")
 
+# the browser tests' fixtures (Debian's chromium through Playwright), shared by their modules
+pytest_plugins = ["tests.browser"]
+
 
 def _admin_dsn() -> str:
     return POSTGRES_URL

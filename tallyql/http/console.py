@@ -41,9 +41,7 @@ def _import_map() -> str:
 @cache
 def console_html() -> str:
     styles = "\n".join(f'<link rel="stylesheet" href="{escape(asset_url(s))}">' for s in _STYLES)
-    scripts = "\n".join(
-        f'<script src="{escape(asset_url(s))}"></script>' for s in _CLASSIC_SCRIPTS
-    )
+    scripts = "\n".join(f'<script src="{escape(asset_url(s))}"></script>' for s in _CLASSIC_SCRIPTS)
     main = escape(asset_url(f"{_MODULE_DIR}/main.js"))
     return f"""<!doctype html>
 <html lang="en">

@@ -1,0 +1,351 @@
+"""The console (GET /) in a real browser (Debian's chromium through Playwright) on demo data,
+SQLite and PostgreSQL: every view loads with no console error and no request to another
+host; the Overview's figures (read through data-value) equal the API's own answers for the
+same range, filters and time zone; a filter chosen in the bar changes the URL and the
+figures, and a reload keeps both; sign-in, the role's effect, sign-out and a bad key's
+message; the Live view shows an event ingested during the test within 2 seconds. Screenshots
+of each view go to .tallyql/artifacts/console/."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page
+
+from tests.browser import ARTIFACTS, Offline, Served
+from tests.conftest import DATABASES
+from tests.server import cli, create_key, reset_database, start_server
+
+DEMO_EVENTS = 2_000
+TIME_ZONE = "Europe/Paris"  # the browser's: the console must default to it, not to UTC
+SHOTS = ARTIFACTS / "console"
+
+OVERVIEW = """query($range: TimeRangeInput!, $filter: EventFilter) {
+  overview(range: $range, filter: $filter) {
+    totalRequests successRate p95LatencyMs totalTokens costUsd
+    activeUsers activeAgents activeTools activeGateways
+    changes { field previous }
+  }
+  topModels: breakdown(dimension: MODEL, metrics: [COST_USD, REQUESTS, TOTAL_TOKENS],
+                       range: $range, filter: $filter, first: 5) { nodes { key values } }
+}"""
+KPIS = (
+    "totalRequests",
+    "successRate",
+    "p95LatencyMs",
+    "totalTokens",
+    "costUsd",
+    "activeUsers",
+    "activeAgents",
+    "activeTools",
+    "activeGateways",
+)
+
+
+@dataclass
+class Console(Served):
+    viewer: str = ""
+    ingest_key: str = ""
+    db: str = ""
+
+
+@dataclass
+class Tab:
+    page: Page
+    offline: Offline
+    errors: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.page.context.close()
+        assert self.offline.blocked == [], f"the console asked other hosts: {self.offline.blocked}"
+        assert self.errors == [], f"the console logged errors: {self.errors}"
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def console(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Console]:
+    data_dir = tmp_path_factory.mktemp(f"console-{request.param}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{data_dir / 'tallyql.db'}"
+    else:
+        url = request.getfixturevalue("postgres_database")
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, reset_database(url)).result()
+    # three days ending now: the last-7-days window cannot lose events while a test runs
+    cli("demo", "--workspace", "acme", "--events", str(DEMO_EVENTS), "--days", "3",
+        "--database-url", url, data_dir=data_dir)  # fmt: skip
+    admin = create_key(url, data_dir, role="admin")
+    viewer = create_key(url, data_dir, role="viewer")
+    ingest = create_key(url, data_dir, role="ingest")
+    server = start_server(url, data_dir, "console")
+    try:
+        yield Console(server, admin, viewer=viewer, ingest_key=ingest, db=request.param)
+    finally:
+        server.stop()
+
+
+def _open(browser: Browser, console: Console, path: str = "/") -> Tab:
+    context = browser.new_context(
+        timezone_id=TIME_ZONE, viewport={"width": 1300, "height": 900}
+    )  # fresh session storage
+    tab = Tab(context.new_page(), Offline())
+    context.route("**/*", tab.offline.route)
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            tab.errors.append(message.text)
+
+    tab.page.on("console", on_console)
+    tab.page.on("pageerror", lambda error: tab.errors.append(str(error)))
+    tab.page.goto(f"{console.server.url}{path}", wait_until="load")
+    return tab
+
+
+def _signed_in(browser: Browser, console: Console, query: str = "", key: str = "") -> Tab:
+    tab = _open(browser, console, f"/{query}#key={key or console.key}")
+    tab.page.wait_for_selector("nav.views")
+    return tab
+
+
+def _params(page: Page) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(page.url).query)
+
+
+def _value(page: Page, metric: str, within: str = "main") -> float | None:
+    raw = page.get_attribute(f"{within} [data-metric='{metric}']", "data-value")
+    assert raw is not None, f"no {metric} on the page"
+    return None if raw == "" else float(raw)
+
+
+def _wait_overview(page: Page) -> None:
+    page.wait_for_selector("main [data-metric='totalRequests']")
+
+
+def _shot(page: Page, console: Console, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}-{console.db}.png"), full_page=True)
+
+
+def _expected(console: Console, tz: str, filter: dict[str, list[str]] | None = None) -> dict:
+    return console.graphql(
+        OVERVIEW, {"range": {"preset": "LAST_7D", "timezone": tz}, "filter": filter}
+    )
+
+
+def _assert_overview_matches(page: Page, expected: dict) -> None:
+    overview = expected["overview"]
+    for field_name in KPIS:
+        shown = _value(page, field_name, "section.kpis")
+        assert shown == overview[field_name], field_name
+    for change in overview["changes"]:
+        if (
+            change["field"] in KPIS
+            and page.locator(f"[data-metric='{change['field']}.previous']").count()
+        ):
+            assert _value(page, f"{change['field']}.previous") == change["previous"]
+    shown_costs = [
+        float(v)
+        for v in page.locator("section.tops table")
+        .first.locator("[data-metric='COST_USD']")
+        .evaluate_all("els => els.map(e => e.dataset.value)")
+    ]
+    assert shown_costs == [n["values"][0] for n in expected["topModels"]["nodes"]]
+
+
+def test_views_load_offline_with_no_error(browser: Browser, console: Console) -> None:
+    tab = _signed_in(browser, console)
+    page = tab.page
+    # the key came in the fragment: taken and wiped from the address bar at once
+    assert "key=" not in page.url
+    # the defaults are written into the URL, the time zone being the browser's
+    assert _params(page) == {"view": ["overview"], "range": ["LAST_7D"], "tz": [TIME_ZONE]}
+    _wait_overview(page)
+    page.wait_for_selector("figure.chart canvas")
+    assert page.locator("figure.chart").count() == 2
+    _shot(page, console, "overview")
+
+    page.click("nav.views >> text=Requests")
+    page.wait_for_selector("table.requests tbody tr")
+    assert _params(page)["view"] == ["requests"]
+    assert page.locator("table.requests tbody tr").count() == 50
+    total = console.graphql("{ requests(range: {preset: LAST_7D}) { totalCount } }")["requests"][
+        "totalCount"
+    ]
+    assert _value(page, "totalCount") == total == DEMO_EVENTS
+    _shot(page, console, "requests")
+
+    page.click("nav.views >> text=Live")
+    page.wait_for_selector(".live-status.up")
+    page.wait_for_selector("[data-metric='today.costUsd']")
+    _shot(page, console, "live")
+    tab.close()
+
+
+def test_overview_figures_equal_the_api_answer(browser: Browser, console: Console) -> None:
+    tab = _signed_in(browser, console)
+    _wait_overview(tab.page)
+    expected = _expected(console, TIME_ZONE)
+    assert expected["overview"]["totalRequests"] == DEMO_EVENTS
+    _assert_overview_matches(tab.page, expected)
+    tab.close()
+
+
+def test_filter_changes_url_and_figures_and_reload_keeps_both(
+    browser: Browser, console: Console
+) -> None:
+    tab = _signed_in(browser, console)
+    page = tab.page
+    _wait_overview(page)
+    page.select_option("#filter-dimension", "models")
+    # the values come from the workspace's data: the second most expensive model
+    model = _expected(console, TIME_ZONE)["topModels"]["nodes"][1]["key"]
+    page.wait_for_selector(f"#filter-values option[value='{model}']", state="attached")
+    page.fill("#filter-value", model)
+    page.click("form.add-filter button[type=submit]")
+    page.wait_for_function("new URL(location).searchParams.has('models')")
+    assert _params(page)["models"] == [model]
+    page.wait_for_selector(f".chip[data-value='{model}']")
+    _wait_overview(page)
+    filtered = _expected(console, TIME_ZONE, {"models": [model]})
+    assert 0 < filtered["overview"]["totalRequests"] < DEMO_EVENTS
+    page.wait_for_function(
+        "n => document.querySelector(\"[data-metric='totalRequests']\")?.dataset.value == n",
+        arg=str(filtered["overview"]["totalRequests"]),
+    )
+    _assert_overview_matches(page, filtered)
+    _shot(page, console, "overview-filtered")
+
+    url = page.url
+    page.reload(wait_until="load")
+    _wait_overview(page)
+    assert page.url == url
+    assert page.locator(f".chip[data-value='{model}']").count() == 1
+    _assert_overview_matches(page, filtered)
+
+    # the same filter holds in the request log
+    page.click("nav.views >> text=Requests")
+    page.wait_for_selector("table.requests tbody tr")
+    assert _params(page)["models"] == [model]
+    count = console.graphql(
+        "query($m: [String!]) { requests(range: {preset: LAST_7D}, filter: {models: $m})"
+        " { totalCount } }",
+        {"m": [model]},
+    )["requests"]["totalCount"]
+    assert _value(page, "totalCount") == count == filtered["overview"]["totalRequests"]
+
+    # removing the chip goes back to every event
+    page.click(f".chip[data-value='{model}'] button")
+    page.wait_for_function("!new URL(location).searchParams.has('models')")
+    page.wait_for_function(
+        "n => document.querySelector(\"[data-metric='totalCount']\")?.dataset.value == n",
+        arg=str(DEMO_EVENTS),
+    )
+    tab.close()
+
+
+def test_request_drawer_shows_the_request_and_survives_reload(
+    browser: Browser, console: Console
+) -> None:
+    tab = _signed_in(browser, console, "?view=requests")
+    page = tab.page
+    page.wait_for_selector("table.requests tbody tr")
+    page.locator("table.requests tbody tr button.link").nth(2).click()
+    page.wait_for_selector(".drawer dl.facts")
+    request_id = _params(page)["request"][0]
+    detail = console.graphql(
+        "query($id: ID!) { request(id: $id) { id costUsd totalTokens inputTokens } }",
+        {"id": request_id},
+    )["request"]
+    assert detail["id"] == request_id
+    for metric in ("costUsd", "totalTokens", "inputTokens"):
+        assert _value(page, metric, ".drawer") == detail[metric]
+    _shot(page, console, "request-drawer")
+    page.reload(wait_until="load")
+    page.wait_for_selector(".drawer dl.facts")
+    assert request_id in page.inner_text(".drawer header")
+    page.keyboard.press("Escape")
+    page.wait_for_function("!new URL(location).searchParams.has('request')")
+    assert page.locator(".drawer").count() == 0
+    tab.close()
+
+
+def test_sign_in_roles_sign_out_and_a_bad_key(browser: Browser, console: Console) -> None:
+    tab = _open(browser, console)
+    page = tab.page
+    page.wait_for_selector("form.sign-in")
+    _shot(page, console, "sign-in")
+
+    # a bad key: the API's own message
+    answer = httpx.post(
+        f"{console.server.url}/graphql",
+        json={"query": "{ me { role } }"},
+        headers={"Authorization": "Bearer tq_bad_key"},
+    )
+    assert answer.status_code == 401
+    message = answer.json()["errors"][0]["message"]
+    page.fill("#key", "tq_bad_key")
+    page.click("form.sign-in button[type=submit]")
+    page.wait_for_function(
+        "m => document.querySelector('#sign-in-status').textContent === m", arg=message
+    )
+    assert page.evaluate("sessionStorage.length") == 0
+    # the browser itself logs the 401 answer; the page logs nothing of its own
+    assert tab.errors == [
+        "Failed to load resource: the server responded with a status of 401 (Unauthorized)"
+    ]
+    tab.errors.clear()
+
+    # a viewer reads every view
+    page.fill("#key", console.viewer)
+    page.click("form.sign-in button[type=submit]")
+    page.wait_for_selector("nav.views")
+    assert page.inner_text("header .who .badge") == "viewer"
+    assert page.locator("nav.views a").all_inner_texts() == ["Overview", "Requests", "Live"]
+    _wait_overview(page)
+
+    # sign-out forgets the key: a reload asks for one again
+    page.click("button.sign-out")
+    page.wait_for_selector("form.sign-in")
+    assert page.evaluate("sessionStorage.length") == 0
+    page.reload(wait_until="load")
+    page.wait_for_selector("form.sign-in")
+    assert page.locator("nav.views").count() == 0
+
+    # an ingest key is told it cannot read, and is shown no view
+    page.fill("#key", console.ingest_key)
+    page.click("form.sign-in button[type=submit]")
+    page.wait_for_selector("text=This key cannot read analytics")
+    assert page.locator("nav.views").count() == 0
+    assert page.locator("[data-metric]").count() == 0
+    _shot(page, console, "ingest-key")
+    page.click("text=Sign out")
+    page.wait_for_selector("form.sign-in")
+    tab.close()
+
+
+def test_live_shows_an_event_ingested_during_the_test(browser: Browser, console: Console) -> None:
+    tab = _signed_in(browser, console, "?view=live")
+    page = tab.page
+    page.wait_for_selector(".live-status.up")
+    # the first cost update proves the subscription runs (it comes at its start)
+    page.wait_for_selector("[data-metric='today.costUsd']")
+    model = f"live-{uuid.uuid4().hex[:8]}"
+    sent = time.monotonic()
+    console.ingest([{"provider": "openai", "model": model, "input_tokens": 1000,
+                     "output_tokens": 100, "latency_ms": 420}])  # fmt: skip
+    page.wait_for_selector(f"table.live-feed tr:has-text('{model}')", timeout=2_000)
+    assert time.monotonic() - sent <= 2.0
+    row = page.locator(f"table.live-feed tr:has-text('{model}')")
+    assert row.locator("[data-metric='totalTokens']").get_attribute("data-value") == "1100"
+    assert row.locator("[data-metric='latencyMs']").get_attribute("data-value") == "420"
+    _shot(page, console, "live-event")
+    tab.close()
