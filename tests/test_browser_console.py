@@ -4,7 +4,9 @@ host; the Overview's figures (read through data-value) equal the API's own answe
 same range, filters and time zone; a filter chosen in the bar changes the URL and the
 figures, and a reload keeps both; sign-in, the role's effect, sign-out and a bad key's
 message; the Live view shows an event ingested during the test within 2 seconds. Screenshots
-of each view go to .tallyql/artifacts/console/."""
+of each view go to .tallyql/artifacts/console/. Sessions: the distribution cards and the ranked
+list equal sessionStats and sessions, a column header re-sorts (in the URL), and a session's
+page equals session(id)."""
 
 from __future__ import annotations
 
@@ -183,6 +185,10 @@ def test_views_load_offline_with_no_error(browser: Browser, console: Console) ->
     assert _value(page, "totalCount") == total == DEMO_EVENTS
     _shot(page, console, "requests")
 
+    page.click("nav.views >> text=Sessions")
+    page.wait_for_selector("table.sessions tbody tr")
+    _shot(page, console, "sessions")
+
     page.click("nav.views >> text=Live")
     page.wait_for_selector(".live-status.up")
     page.wait_for_selector("[data-metric='today.costUsd']")
@@ -309,7 +315,12 @@ def test_sign_in_roles_sign_out_and_a_bad_key(browser: Browser, console: Console
     page.click("form.sign-in button[type=submit]")
     page.wait_for_selector("nav.views")
     assert page.inner_text("header .who .badge") == "viewer"
-    assert page.locator("nav.views a").all_inner_texts() == ["Overview", "Requests", "Live"]
+    assert page.locator("nav.views a").all_inner_texts() == [
+        "Overview",
+        "Requests",
+        "Sessions",
+        "Live",
+    ]
     _wait_overview(page)
 
     # sign-out forgets the key: a reload asks for one again
@@ -348,4 +359,80 @@ def test_live_shows_an_event_ingested_during_the_test(browser: Browser, console:
     assert row.locator("[data-metric='totalTokens']").get_attribute("data-value") == "1100"
     assert row.locator("[data-metric='latencyMs']").get_attribute("data-value") == "420"
     _shot(page, console, "live-event")
+    tab.close()
+
+
+SESSIONS = """query($range: TimeRangeInput!, $order: SessionOrder!) {
+  sessionStats(range: $range) {
+    sessions
+    costUsd { p50 avg p95 } totalTokens { p50 avg p95 }
+    durationMs { p50 avg p95 } requests { p50 avg p95 }
+  }
+  sessions(range: $range, orderBy: $order, first: 25) {
+    totalCount nodes { id costUsd totalTokens requestCount }
+  }
+}"""
+
+
+def _column(page: Page, table: str, metric: str) -> list[float]:
+    values = page.locator(f"{table} tbody [data-metric='{metric}']").evaluate_all(
+        "els => els.map(e => e.dataset.value)"
+    )
+    return [float(v) for v in values]
+
+
+def test_sessions_list_sort_and_session_page(browser: Browser, console: Console) -> None:
+    tab = _signed_in(browser, console, "?view=sessions")
+    page = tab.page
+    page.wait_for_selector("table.sessions tbody tr")
+    range_ = {"preset": "LAST_7D", "timezone": TIME_ZONE}
+    expected = console.graphql(SESSIONS, {"range": range_, "order": "COST"})
+    stats = expected["sessionStats"]
+    assert stats["sessions"] > 25
+    assert _value(page, "sessionStats.sessions") == stats["sessions"]
+    for measure in ("costUsd", "totalTokens", "durationMs", "requests"):
+        for q in ("p50", "avg", "p95"):
+            assert _value(page, f"sessionStats.{measure}.{q}") == stats[measure][q], measure
+    costs = [n["costUsd"] for n in expected["sessions"]["nodes"]]
+    assert _column(page, "table.sessions", "costUsd") == costs
+    assert costs == sorted(costs, reverse=True)
+    assert _value(page, "totalCount") == expected["sessions"]["totalCount"]
+
+    # a header re-sorts, and the order goes into the URL
+    page.click("table.sessions th button.sort >> text=Tokens")
+    page.wait_for_function("new URL(location).searchParams.get('sort') === 'TOKENS'")
+    by_tokens = console.graphql(SESSIONS, {"range": range_, "order": "TOKENS"})["sessions"]
+    tokens = [float(n["totalTokens"]) for n in by_tokens["nodes"]]
+    page.wait_for_function(
+        "n => document.querySelector(\"table.sessions tbody [data-metric='totalTokens']\")"
+        "?.dataset.value == n",
+        arg=str(by_tokens["nodes"][0]["totalTokens"]),
+    )
+    assert _column(page, "table.sessions", "totalTokens") == tokens
+
+    # a session's page
+    first = by_tokens["nodes"][0]["id"]
+    page.click(f"table.sessions a >> text={first}")
+    page.wait_for_function("new URL(location).searchParams.has('session')")
+    assert _params(page)["session"] == [first]
+    page.wait_for_selector("section.kpis [data-metric='costUsd']")
+    page.wait_for_selector("figure.chart canvas")
+    session = console.graphql(
+        "query($id: ID!, $range: TimeRangeInput) { session(id: $id, range: $range) {"
+        " costUsd requestCount totalTokens durationMs"
+        " models { costUsd } requests(first: 100) { nodes { costUsd } } } }",
+        {"id": first, "range": range_},
+    )["session"]
+    for metric in ("costUsd", "requestCount", "totalTokens", "durationMs"):
+        assert _value(page, metric, "section.kpis") == session[metric], metric
+    assert sorted(_column(page, "section.tops table", "costUsd")) == sorted(
+        m["costUsd"] for m in session["models"]
+    )
+    assert _column(page, "table.session-requests", "costUsd") == [
+        r["costUsd"] for r in session["requests"]["nodes"]
+    ]
+    _shot(page, console, "session")
+    page.reload(wait_until="load")
+    page.wait_for_selector("section.kpis [data-metric='costUsd']")
+    assert _value(page, "costUsd", "section.kpis") == session["costUsd"]
     tab.close()

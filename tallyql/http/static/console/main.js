@@ -9,8 +9,9 @@ import {
 import live from "./views/live.js";
 import overview from "./views/overview.js";
 import requests from "./views/requests.js";
+import sessions from "./views/sessions.js";
 
-const VIEWS = [overview, requests, live];
+const VIEWS = [overview, requests, sessions, live];
 const VIEW_IDS = VIEWS.map((v) => v.id);
 const READ_ROLES = new Set(["admin", "member", "viewer"]);
 const app = document.getElementById("app");
@@ -113,7 +114,9 @@ function start(me) {
 
 function navigate(shell, state, patch, { replace = false, rerender = true } = {}) {
   const next = { ...state, ...patch };
-  if ("view" in patch && patch.view !== state.view) next.request = null;
+  if ("view" in patch && patch.view !== state.view) {
+    Object.assign(next, { request: null, session: null, sort: null });
+  }
   const search = toSearch(next);
   if (search !== location.search) {
     if (replace) history.replaceState(null, "", search);
@@ -144,7 +147,7 @@ function show(shell, state) {
 
 function renderNav(nav, state, go) {
   nav.replaceChildren(...VIEWS.map((v) => h("a", {
-    href: toSearch({ ...state, view: v.id, request: null }),
+    href: toSearch({ ...state, view: v.id, request: null, session: null, sort: null }),
     "aria-current": v.id === state.view ? "page" : null,
     onclick: (event) => {
       if (event.metaKey || event.ctrlKey || event.shiftKey) return; // a new tab

@@ -54,6 +54,8 @@ export function readState(views, search = location.search) {
     tz: params.get("tz") || browserTimeZone(),
     filters,
     request: params.get("request"),
+    session: params.get("session"),
+    sort: params.get("sort"),
   };
 }
 
@@ -74,7 +76,10 @@ export function toSearch(state) {
     // one parameter per value: a value may itself hold a comma
     for (const value of state.filters[field] || []) params.append(field, value);
   }
-  if (state.request) params.set("request", state.request);
+  // a view's own place: the open request or session, the order of a list
+  for (const name of ["request", "session", "sort"]) {
+    if (state[name]) params.set(name, state[name]);
+  }
   return `?${params}`;
 }
 
