@@ -6,7 +6,8 @@ figures, and a reload keeps both; sign-in, the role's effect, sign-out and a bad
 message; the Live view shows an event ingested during the test within 2 seconds. Screenshots
 of each view go to .tallyql/artifacts/console/. Sessions: the distribution cards and the ranked
 list equal sessionStats and sessions, a column header re-sorts (in the URL), and a session's
-page equals session(id)."""
+page equals session(id). Costs: the figures, shares and savings equal costInsights, and models
+ticked for comparison go into the URL and equal modelComparison."""
 
 from __future__ import annotations
 
@@ -185,6 +186,11 @@ def test_views_load_offline_with_no_error(browser: Browser, console: Console) ->
     assert _value(page, "totalCount") == total == DEMO_EVENTS
     _shot(page, console, "requests")
 
+    page.click("nav.views >> text=Costs")
+    page.wait_for_selector("section.compare")
+    page.wait_for_selector("figure.chart canvas")
+    _shot(page, console, "costs")
+
     page.click("nav.views >> text=Sessions")
     page.wait_for_selector("table.sessions tbody tr")
     _shot(page, console, "sessions")
@@ -317,6 +323,7 @@ def test_sign_in_roles_sign_out_and_a_bad_key(browser: Browser, console: Console
     assert page.inner_text("header .who .badge") == "viewer"
     assert page.locator("nav.views a").all_inner_texts() == [
         "Overview",
+        "Costs",
         "Requests",
         "Sessions",
         "Live",
@@ -375,7 +382,7 @@ SESSIONS = """query($range: TimeRangeInput!, $order: SessionOrder!) {
 
 
 def _column(page: Page, table: str, metric: str) -> list[float]:
-    values = page.locator(f"{table} tbody [data-metric='{metric}']").evaluate_all(
+    values = page.locator(f"{table} [data-metric='{metric}']").evaluate_all(
         "els => els.map(e => e.dataset.value)"
     )
     return [float(v) for v in values]
@@ -435,4 +442,69 @@ def test_sessions_list_sort_and_session_page(browser: Browser, console: Console)
     page.reload(wait_until="load")
     page.wait_for_selector("section.kpis [data-metric='costUsd']")
     assert _value(page, "costUsd", "section.kpis") == session["costUsd"]
+    tab.close()
+
+
+COSTS = """query($range: TimeRangeInput!, $compare: [ModelRefInput!]!, $comparing: Boolean!) {
+  costInsights(range: $range) {
+    totalUsd trend { previousUsd } projectedMonth { dailyAverageUsd projectedUsd }
+    topModels { key costUsd share requests } recommendations { estimatedSavingUsd }
+  }
+  modelComparison(models: $compare, range: $range) @include(if: $comparing) {
+    model requests costUsd avgCostPerRequestUsd errorRate p95LatencyMs
+    price { inputPerMtok outputPerMtok }
+  }
+}"""
+
+
+def test_costs_figures_and_model_comparison(browser: Browser, console: Console) -> None:
+    tab = _signed_in(browser, console, "?view=costs")
+    page = tab.page
+    page.wait_for_selector("section.compare")
+    range_ = {"preset": "LAST_7D", "timezone": TIME_ZONE}
+    insights = console.graphql(COSTS, {"range": range_, "compare": [], "comparing": False})[
+        "costInsights"
+    ]
+    assert insights["totalUsd"] > 0
+    assert _value(page, "totalUsd") == insights["totalUsd"]
+    assert _value(page, "trend.previousUsd") == insights["trend"]["previousUsd"]
+    for field_name in ("dailyAverageUsd", "projectedUsd"):
+        shown = _value(page, f"projectedMonth.{field_name}")
+        assert shown == insights["projectedMonth"][field_name]
+    models_table = "section.tops section.panel:first-child table"
+    assert _column(page, models_table, "costUsd") == [m["costUsd"] for m in insights["topModels"]]
+    assert _column(page, models_table, "share") == [m["share"] for m in insights["topModels"]]
+    assert _column(page, "section.recommendations", "estimatedSavingUsd") == [
+        r["estimatedSavingUsd"] for r in insights["recommendations"]
+    ]
+
+    # tick two models: they go into the URL and side by side
+    chosen = [m["key"] for m in insights["topModels"][:2]]
+    for model in chosen:
+        page.check(f"section.compare input[value='{model}']")
+        page.wait_for_selector(f"section.compare input[value='{model}']:checked")
+    page.wait_for_function("new URL(location).searchParams.getAll('compare').length === 2")
+    assert _params(page)["compare"] == chosen
+    page.wait_for_selector("table.comparison")
+    answer = console.graphql(
+        COSTS, {"range": range_, "compare": [{"model": m} for m in chosen], "comparing": True}
+    )["modelComparison"]
+    assert [r["model"] for r in answer] == chosen
+    for row in answer:
+        for metric in ("requests", "costUsd", "avgCostPerRequestUsd", "errorRate", "p95LatencyMs"):
+            shown = page.get_attribute(
+                f"table.comparison [data-metric='{metric}'][data-model='{row['model']}']",
+                "data-value",
+            )
+            assert shown is not None
+            assert (None if shown == "" else float(shown)) == row[metric], metric
+        price = page.get_attribute(
+            f"table.comparison [data-metric='price.inputPerMtok'][data-model='{row['model']}']",
+            "data-value",
+        )
+        assert float(price) == row["price"]["inputPerMtok"]
+    _shot(page, console, "costs-compare")
+    page.reload(wait_until="load")
+    page.wait_for_selector("table.comparison")
+    assert page.locator("section.compare input:checked").count() == 2
     tab.close()

@@ -4,7 +4,8 @@
 import { h } from "./dom.js";
 
 export const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00",
-  "#F0E442", "#000000"];
+  "#F0E442"];
+export const OTHER = "#999999"; // "every other model": grey, not a colour of its own
 
 function cssVar(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
@@ -88,4 +89,64 @@ function dataTable(title, buckets, series, formatX) {
     h("tbody", {}, buckets.map((b, i) => h("tr", {},
       h("th", { scope: "row" }, formatX(b)),
       series.map((s) => h("td", {}, s.values[i] == null ? "—" : s.format(s.values[i])))))));
+}
+
+// stacked bars: series [{label, values, format, other}] drawn as running sums, tallest first,
+// so that each series' bar shows its own share; the legend gives each series' own value
+export function stackedBars({ title, buckets, series, timeZone, formatX, format }) {
+  const x = buckets.map((b) => Date.parse(b) / 1000);
+  const sums = [];
+  let running = buckets.map(() => 0);
+  for (const s of series) {
+    running = running.map((v, i) => v + (s.values[i] || 0));
+    sums.push(running);
+  }
+  const figure = h("figure", { class: "chart" });
+  const plotBox = h("div", {
+    class: "chart-plot", role: "img", "aria-label": summary(title, buckets, series, formatX),
+  });
+  figure.append(h("figcaption", {}, title), plotBox, dataTable(title, buckets, series, formatX));
+  const axisColor = cssVar("--muted") || "#666";
+  const gridColor = cssVar("--grid") || "#ddd";
+  const colour = (i) => (series[i].other ? OTHER : PALETTE[i % PALETTE.length]);
+  // drawn from the top of the stack down: later series paint over the lower part
+  const order = series.map((_, i) => i).reverse();
+  const plot = new uPlot({
+    width: 600,
+    height: 260,
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), timeZone),
+    legend: { live: true },
+    scales: { x: { time: true } },
+    axes: [
+      {
+        stroke: axisColor, grid: { stroke: gridColor, width: 1 }, ticks: { stroke: gridColor },
+        // one tick per bucket (every few on long ranges), labelled by the bucket's own day
+        splits: () => x.filter((_, i) => i % Math.ceil(x.length / 12) === 0),
+        values: (u, splits) => splits.map((v) => formatX(new Date(v * 1000).toISOString())),
+      },
+      {
+        stroke: axisColor, grid: { stroke: gridColor, width: 1 }, ticks: { stroke: gridColor },
+        size: 70, values: (u, splits) => splits.map((v) => format(v)),
+      },
+    ],
+    series: [{}, ...order.map((i) => ({
+      label: series[i].label,
+      stroke: colour(i),
+      fill: colour(i),
+      width: 1,
+      paths: uPlot.paths.bars({ size: [0.75, 60] }),
+      points: { show: false },
+      value: (u, v, s, idx) => (idx == null ? "—" : format(series[i].values[idx] || 0)),
+    }))],
+  }, [x, ...order.map((i) => sums[i])], plotBox);
+  const resize = new ResizeObserver(() => {
+    const width = Math.max(240, Math.floor(plotBox.clientWidth));
+    if (width !== plot.width) plot.setSize({ width, height: 260 });
+  });
+  resize.observe(plotBox);
+  figure.dispose = () => {
+    resize.disconnect();
+    plot.destroy();
+  };
+  return figure;
 }

@@ -76,3 +76,12 @@ function dateTimeFormat(timeZone, withSeconds) {
 export function fmtDateTime(iso, timeZone, withSeconds = true) {
   return iso ? dateTimeFormat(timeZone, withSeconds).format(new Date(iso)) : DASH;
 }
+
+const dayFormats = new Map();
+// a local day, as on a daily chart's axis ("Dec 03")
+export function fmtDay(iso, timeZone) {
+  if (!dayFormats.has(timeZone)) {
+    dayFormats.set(timeZone, new Intl.DateTimeFormat(undefined, { timeZone, month: "short", day: "2-digit" }));
+  }
+  return dayFormats.get(timeZone).format(new Date(iso));
+}

@@ -8,10 +8,11 @@ import {
 } from "./state.js";
 import live from "./views/live.js";
 import overview from "./views/overview.js";
+import costs from "./views/costs.js";
 import requests from "./views/requests.js";
 import sessions from "./views/sessions.js";
 
-const VIEWS = [overview, requests, sessions, live];
+const VIEWS = [overview, costs, requests, sessions, live];
 const VIEW_IDS = VIEWS.map((v) => v.id);
 const READ_ROLES = new Set(["admin", "member", "viewer"]);
 const app = document.getElementById("app");
@@ -115,7 +116,7 @@ function start(me) {
 function navigate(shell, state, patch, { replace = false, rerender = true } = {}) {
   const next = { ...state, ...patch };
   if ("view" in patch && patch.view !== state.view) {
-    Object.assign(next, { request: null, session: null, sort: null });
+    Object.assign(next, { request: null, session: null, sort: null, compare: [] });
   }
   const search = toSearch(next);
   if (search !== location.search) {
@@ -147,7 +148,7 @@ function show(shell, state) {
 
 function renderNav(nav, state, go) {
   nav.replaceChildren(...VIEWS.map((v) => h("a", {
-    href: toSearch({ ...state, view: v.id, request: null, session: null, sort: null }),
+    href: toSearch({ ...state, view: v.id, request: null, session: null, sort: null, compare: [] }),
     "aria-current": v.id === state.view ? "page" : null,
     onclick: (event) => {
       if (event.metaKey || event.ctrlKey || event.shiftKey) return; // a new tab

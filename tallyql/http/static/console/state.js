@@ -15,6 +15,7 @@ export const PRESETS = [
 ];
 export const CUSTOM = "CUSTOM";
 export const DEFAULT_PRESET = "LAST_7D";
+export const MAX_COMPARE = 4; // models side by side in the Costs view
 
 // the EventFilter fields the filter bar offers, with the Dimension that suggests their values
 export const FILTERS = [
@@ -56,6 +57,7 @@ export function readState(views, search = location.search) {
     request: params.get("request"),
     session: params.get("session"),
     sort: params.get("sort"),
+    compare: [...new Set(params.getAll("compare").filter(Boolean))].slice(0, MAX_COMPARE),
   };
 }
 
@@ -80,6 +82,7 @@ export function toSearch(state) {
   for (const name of ["request", "session", "sort"]) {
     if (state[name]) params.set(name, state[name]);
   }
+  for (const model of state.compare || []) params.append("compare", model);
   return `?${params}`;
 }
 
