@@ -17,7 +17,9 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -175,6 +177,9 @@ def test_views_load_offline_with_no_error(browser: Browser, console: Console) ->
     page.wait_for_selector("figure.chart canvas")
     assert page.locator("figure.chart").count() == 2
     _shot(page, console, "overview")
+    page.emulate_media(color_scheme="dark")
+    _shot(page, console, "overview-dark")
+    page.emulate_media(color_scheme="light")
 
     page.click("nav.views >> text=Requests")
     page.wait_for_selector("table.requests tbody tr")
@@ -507,4 +512,39 @@ def test_costs_figures_and_model_comparison(browser: Browser, console: Console) 
     page.reload(wait_until="load")
     page.wait_for_selector("table.comparison")
     assert page.locator("section.compare input:checked").count() == 2
+    tab.close()
+
+
+def test_custom_range_in_the_chosen_zone_and_the_empty_state(
+    browser: Browser, console: Console
+) -> None:
+    # yesterday 06:00 to 18:00 on Paris's wall clock: the console turns it into instants
+    zone = ZoneInfo(TIME_ZONE)
+    day = (datetime.now(zone) - timedelta(days=1)).date()
+    start = datetime(day.year, day.month, day.day, 6, tzinfo=zone)
+    end = start + timedelta(hours=12)
+    query = (
+        f"?view=overview&range=CUSTOM&start={start:%Y-%m-%dT%H:%M}&end={end:%Y-%m-%dT%H:%M}"
+        f"&tz={TIME_ZONE}"
+    )
+    tab = _signed_in(browser, console, query)
+    page = tab.page
+    _wait_overview(page)
+    assert page.input_value("#start") == f"{start:%Y-%m-%dT%H:%M}"
+    expected = console.graphql(
+        OVERVIEW,
+        {"range": {"start": start.isoformat(), "end": end.isoformat(), "timezone": TIME_ZONE}},
+    )
+    assert 0 < expected["overview"]["totalRequests"] < DEMO_EVENTS
+    _assert_overview_matches(page, expected)
+
+    # a range with no events says how to send a first one
+    page.fill("#start", "2020-01-01T00:00")
+    page.fill("#end", "2020-01-02T00:00")
+    page.click("form.custom-range button[type=submit]")
+    page.wait_for_selector("text=No events in this range yet")
+    assert _params(page)["start"] == ["2020-01-01T00:00"]
+    assert f"{console.server.url}/v1/events" in page.inner_text(".empty pre")
+    assert page.locator("section.kpis").count() == 0
+    _shot(page, console, "overview-empty")
     tab.close()
