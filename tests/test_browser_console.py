@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page
+from playwright.sync_api import Browser, ConsoleMessage, Page, WebSocket
 
 from tests.browser import ARTIFACTS, Offline, Served
 from tests.conftest import DATABASES
@@ -98,11 +98,18 @@ def console(
         server.stop()
 
 
-def _open(browser: Browser, console: Console, path: str = "/") -> Tab:
+def _open(
+    browser: Browser,
+    console: Console,
+    path: str = "/",
+    on_socket: Callable[[WebSocket], None] | None = None,
+) -> Tab:
     context = browser.new_context(
         timezone_id=TIME_ZONE, viewport={"width": 1300, "height": 900}
     )  # fresh session storage
     tab = Tab(context.new_page(), Offline())
+    if on_socket:
+        tab.page.on("websocket", on_socket)
     context.route("**/*", tab.offline.route)
 
     def on_console(message: ConsoleMessage) -> None:
@@ -356,7 +363,10 @@ def test_sign_in_roles_sign_out_and_a_bad_key(browser: Browser, console: Console
 
 
 def test_live_shows_an_event_ingested_during_the_test(browser: Browser, console: Console) -> None:
-    tab = _signed_in(browser, console, "?view=live")
+    sockets: list[WebSocket] = []
+    tab = _open(
+        browser, console, "/?view=live#key=" + console.key, on_socket=lambda ws: sockets.append(ws)
+    )
     page = tab.page
     page.wait_for_selector(".live-status.up")
     # the first cost update proves the subscription runs (it comes at its start)
@@ -371,6 +381,14 @@ def test_live_shows_an_event_ingested_during_the_test(browser: Browser, console:
     assert row.locator("[data-metric='totalTokens']").get_attribute("data-value") == "1100"
     assert row.locator("[data-metric='latencyMs']").get_attribute("data-value") == "420"
     _shot(page, console, "live-event")
+    # one socket, to this server; signing out closes it (it carries the key)
+    assert [urlsplit(ws.url).path for ws in sockets] == ["/graphql"]
+    page.click("button.sign-out")
+    page.wait_for_selector("form.sign-in")
+    deadline = time.monotonic() + 5
+    while not sockets[0].is_closed() and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert sockets[0].is_closed()
     tab.close()
 
 

@@ -67,6 +67,8 @@ async function whoAmI(key) {
 }
 
 function signOut() {
+  leaveView(); // the Live view's socket carries the key: close it too
+  window.onpopstate = null;
   forgetKey();
   history.replaceState(null, "", location.pathname + location.search);
   signInForm("Signed out.");
@@ -126,8 +128,14 @@ function navigate(shell, state, patch, { replace = false, rerender = true } = {}
   if (rerender) show(shell, next);
 }
 
-function show(shell, state) {
+function leaveView() {
   if (current) current.leave.forEach((fn) => fn());
+  current = null;
+  renderToken += 1; // a request still under way finds its view stale
+}
+
+function show(shell, state) {
+  leaveView();
   const token = ++renderToken;
   current = { leave: [], token };
   const go = (patch, options) => navigate(shell, state, patch, options);
