@@ -293,6 +293,12 @@ def test_request_drawer_shows_the_request_and_survives_reload(
     for metric in ("costUsd", "totalTokens", "inputTokens"):
         assert _value(page, metric, ".drawer") == detail[metric]
     _shot(page, console, "request-drawer")
+    # a modal dialog: focus starts on its close button and Tab stays inside it
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == (
+        "Close the request detail"
+    )
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.closest('.drawer') !== null")
     page.reload(wait_until="load")
     page.wait_for_selector(".drawer dl.facts")
     assert request_id in page.inner_text(".drawer header")

@@ -107,6 +107,21 @@ function drawerBody(request, tz) {
   ];
 }
 
+// a modal dialog: Tab and Shift+Tab cycle through its own controls
+function keepFocusInside(dialog, event) {
+  const focusable = [...dialog.querySelectorAll("button, a[href], input, select, [tabindex='0']")];
+  if (!focusable.length) return;
+  const first = focusable[0];
+  const last = focusable[focusable.length - 1];
+  if (event.shiftKey && document.activeElement === first) {
+    event.preventDefault();
+    last.focus();
+  } else if (!event.shiftKey && document.activeElement === last) {
+    event.preventDefault();
+    first.focus();
+  }
+}
+
 async function openDrawer(ctx, id, opener) {
   const { state } = ctx;
   const close = () => {
@@ -119,7 +134,10 @@ async function openDrawer(ctx, id, opener) {
   const closeButton = h("button", { type: "button", class: "close", onclick: close, "aria-label": "Close the request detail" }, "×");
   const drawer = h("aside", {
     class: "drawer", role: "dialog", "aria-modal": "true", "aria-labelledby": "drawer-title",
-    onkeydown: (event) => { if (event.key === "Escape") close(); },
+    onkeydown: (event) => {
+      if (event.key === "Escape") close();
+      else if (event.key === "Tab") keepFocusInside(drawer, event);
+    },
   },
   h("header", {}, h("h2", { id: "drawer-title" }, "Request ", h("code", {}, id)), closeButton),
   body);
