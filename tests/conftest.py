@@ -34,6 +34,9 @@ POSTGRES_URL = os.environ.get(
 )
 DATABASES = ("sqlite", "postgresql")
 
+# the browser tests' fixtures (Debian's chromium through Playwright), shared by their modules
+pytest_plugins = ["tests.browser"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
