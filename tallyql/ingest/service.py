@@ -6,7 +6,7 @@ what was a duplicate of an event already stored, and what was rejected and why.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -59,18 +59,8 @@ class IngestService:
         """Validate, normalise and price; the valid events and the errors of the others."""
         now = now or clock.now()
         oldest = self.oldest(now)
-        valid: list[ValidEvent] = []
-        errors: list[FieldError] = []
-        for index, raw in enumerate(raw_events):
-            checked = validate_event(raw, index, now, oldest)
-            if isinstance(checked, list):
-                errors.extend(checked)
-                continue
-            try:
-                valid.append(self._finish(checked, workspace_id, now))
-            except CostTooHigh as exc:
-                errors.append(FieldError(index, "cost_usd", str(exc)))
-        return valid, errors
+        checked = (validate_event(raw, i, now, oldest) for i, raw in enumerate(raw_events))
+        return self._finish_all(checked, workspace_id, now)
 
     def prepare_fast(
         self,
@@ -105,22 +95,27 @@ class IngestService:
             return self.prepare_fast(workspace_id, fastpath.convert_rows(rows), now), []
         except fastpath.SlowPath:
             pass
+        checked = (_check_row(row, i, now, oldest) for i, row in enumerate(rows))
+        return self._finish_all(checked, workspace_id, now)
+
+    def _finish_all(
+        self,
+        checked: Iterable[ValidEvent | list[FieldError]],
+        workspace_id: int,
+        now: datetime,
+    ) -> tuple[list[ValidEvent], list[FieldError]]:
+        """The checked events finished (`_finish`), in order, and every error: the checks'
+        own and a computed cost beyond what one event may cost."""
         valid: list[ValidEvent] = []
         errors: list[FieldError] = []
-        for index, row in enumerate(rows):
-            try:
-                checked: ValidEvent | list[FieldError] = fastpath.to_valid(
-                    fastpath.convert_row(row), index, now, oldest
-                )
-            except fastpath.SlowPath:
-                checked = validate_event(fastpath.row_event(row), index, now, oldest)
-            if isinstance(checked, list):
-                errors.extend(checked)
+        for item in checked:
+            if isinstance(item, list):
+                errors.extend(item)
                 continue
             try:
-                valid.append(self._finish(checked, workspace_id, now))
+                valid.append(self._finish(item, workspace_id, now))
             except CostTooHigh as exc:
-                errors.append(FieldError(index, "cost_usd", str(exc)))
+                errors.append(FieldError(item.index, "cost_usd", str(exc)))
         return valid, errors
 
     def _finish(self, checked: ValidEvent, workspace_id: int, now: datetime) -> ValidEvent:
@@ -190,3 +185,14 @@ class IngestService:
         if self._observer is not None:
             self._observer(result)
         return result
+
+
+def _check_row(
+    row: list[Any], index: int, now: datetime, oldest: datetime | None
+) -> ValidEvent | list[FieldError]:
+    """One row through msgspec, else through the detailed validator, which names what is
+    wrong."""
+    try:
+        return fastpath.to_valid(fastpath.convert_row(row), index, now, oldest)
+    except fastpath.SlowPath:
+        return validate_event(fastpath.row_event(row), index, now, oldest)
