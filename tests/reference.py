@@ -36,6 +36,7 @@ COLUMN_DIMENSIONS = {
     "MODEL": "model",
     "KIND": "kind",
     "STATUS": "status",
+    "STATUS_CODE": "status_code",
     "ERROR_TYPE": "error_type",
     "USER": "user_id",
     "AGENT": "agent_id",
@@ -54,6 +55,15 @@ COLUMN_DIMENSIONS = {
     "COST_SOURCE": "cost_source",
     "SESSION": "session_id",
 }
+CODE_ERROR_TYPES = {
+    429: "rate_limit",
+    401: "auth_error",
+    403: "auth_error",
+    408: "timeout",
+    504: "timeout",
+    **dict.fromkeys((400, 404, 409, 413, 422), "invalid_request"),
+}
+"""The issue's table of HTTP codes that name an error type (any other code: other)."""
 FILTER_FIELDS = {
     "providers": "provider",
     "models": "model",
@@ -71,10 +81,12 @@ def normalise(event: Event) -> Event:
     use model names genai-prices does not know, so without cost_usd they cost nothing."""
     out = dict(event)
     out.setdefault("kind", "llm_call")
+    code = out.get("status_code")
     if "status" not in out:
-        out["status"] = "error" if out.get("error_type") else "success"
+        failed = out.get("error_type") or (code is not None and 400 <= code < 600)
+        out["status"] = "error" if failed else "success"
     if out["status"] == "error" and not out.get("error_type"):
-        out["error_type"] = "other"
+        out["error_type"] = CODE_ERROR_TYPES.get(code, "other")
     if out["status"] == "blocked" and not out.get("error_type"):
         out["error_type"] = "policy_blocked"
     out["caller"] = out.get("api_key_id") or (
@@ -146,6 +158,8 @@ def matches(event: Event, spec: dict[str, Any], members: dict[str, set[str]]) ->
         users = set().union(*(members.get(g, set()) for g in spec["groups"]))
         if event.get("user_id") not in users:
             return False
+    if spec.get("statusCodes") and event.get("status_code") not in spec["statusCodes"]:
+        return False
     if spec.get("tags") and not set(spec["tags"]) & set(event["tags"]):
         return False
     for pair in spec.get("metadata") or ():
@@ -170,6 +184,9 @@ def dimension_values(
         return [_text(event.get(COLUMN_DIMENSIONS[dimension]))]
     if dimension == "BYOK":
         return [_text(event["is_byok"])]
+    if dimension == "STATUS_CLASS":
+        code = event.get("status_code")
+        return [f"{code // 100}xx" if code is not None and 100 <= code <= 599 else None]
     if dimension == "TAG":
         return list(event["tags"]) or [None]
     if dimension == "GROUP":

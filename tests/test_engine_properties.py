@@ -47,6 +47,7 @@ event_fields = st.fixed_dictionaries(
         "model": _maybe(["m-small", "m-large", "m-mini"]),
         "kind": _maybe(["llm_call", "tool_call", "agent_run", "http_request"]),
         "status": _maybe(["success", "success", "error", "blocked"]),
+        "status_code": _maybe([101, 200, 201, 302, 400, 404, 429, 500, 503, 504]),
         "user_id": _maybe(["u1", "u2", "u3", "u4"]),
         "agent_id": _maybe(["ag1", "ag2"]),
         "agent_instance_id": _maybe(["i1", "i2", "i3"]),
@@ -95,6 +96,7 @@ def questions(draw: st.DrawFn) -> dict[str, Any]:
         ("users", ["u1", "u3"]),
         ("groups", ["eng"]),
         ("tags", ["a"]),
+        ("statusCodes", [200, 429, 500]),
     ):
         if draw(st.integers(0, 5)) == 0:
             spec[name] = draw(st.lists(st.sampled_from(values), min_size=1, unique=True))
@@ -238,6 +240,7 @@ async def test_every_dimension_on_a_fixed_dataset(api: Api) -> None:
             ("api_key_id", ["k1", None]),
             ("session_id", ["s1", "s2"]),
             ("policy_id", ["p1", None]),
+            ("status_code", [200, 404, 429, 503, None]),
         ):
             value = rng.choice(values)
             if value is not None:

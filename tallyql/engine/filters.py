@@ -1,6 +1,7 @@
 """Event filters: what the caller selects, compiled to SQL conditions.
 
-Lists mean "any of"; different fields combine with AND. `groups` means the groups' members as
+Lists mean "any of"; different fields combine with AND. `status_codes` are HTTP codes
+(integers). `groups` means the groups' members as
 they stand now. Conditions are compiled against any table whose columns carry the events'
 names (the events table, and rollups for the dimensions they keep).
 """
@@ -79,6 +80,7 @@ class EventFilterSpec:
     tags: tuple[str, ...] = ()
     metadata: tuple[MetadataMatch, ...] = ()
     is_byok: bool | None = None
+    status_codes: tuple[int, ...] = ()
 
     def columns_used(self) -> set[str]:
         """Event columns the filter reads (a rollup must keep them to answer it)."""
@@ -91,6 +93,8 @@ class EventFilterSpec:
             used.add("metadata")
         if self.is_byok is not None:
             used.add("is_byok")
+        if self.status_codes:
+            used.add("status_code")
         return used
 
     def is_empty(self) -> bool:
@@ -120,6 +124,8 @@ def filter_conditions(
         conditions.append(columns["user_id"].in_(members))
     if spec.is_byok is not None:
         conditions.append(columns["is_byok"].is_(spec.is_byok))
+    if spec.status_codes:  # rollups key an absent code as -1, which no listed code equals
+        conditions.append(columns["status_code"].in_(list(spec.status_codes)))
     if spec.tags:
         conditions.append(sqld.tags_overlap(dialect, columns["tags"], spec.tags))
     for match in spec.metadata:

@@ -226,7 +226,7 @@ def span_to_event(span: OtlpSpan) -> dict[str, Any] | None:
         "tool": _first(attrs, "gen_ai.tool.name", "tool.name"),
         "trace_id": span.trace_id,
         "parent_id": span.parent_id,
-        "status_code": _status_code(attrs.get("http.response.status_code")),
+        "status_code": _status_code(_first(attrs, "http.response.status_code", "http.status_code")),
     }
     event.update({k: v for k, v in optional.items() if v is not None})
     _tokens(attrs, event)

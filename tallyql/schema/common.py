@@ -175,6 +175,11 @@ class EventFilter:
     is_byok: bool | None = strawberry.field(
         default=None, description="true: only calls on the caller's own provider keys."
     )
+    status_codes: list[int] | None = strawberry.field(
+        default=None,
+        description="Any of these HTTP status codes (e.g. 429, 500); events without a code "
+        "never match.",
+    )
     tags: list[str] | None = strawberry.field(default=None, description="Any of these tags.")
     metadata: list[MetadataFilterInput] | None = strawberry.field(
         default=None, description="All of these key/value pairs."
@@ -210,6 +215,7 @@ class EventFilter:
             policies=values(self.policies),
             cost_sources=values(self.cost_sources),
             is_byok=self.is_byok,
+            status_codes=tuple(self.status_codes or ()),
             tags=values(self.tags),
             metadata=tuple(MetadataMatch(m.key, m.value) for m in self.metadata or ()),
         )
