@@ -27,6 +27,7 @@ from tallyql.demo.generator import generate_batches, generate_events
 from tallyql.ingest import fastpath
 from tallyql.services import Services, start_services
 from tallyql.storage.batch import batches_for
+from tallyql.storage.block_audit import block_audit_statements
 from tallyql.storage.compaction import LOCK_ID as COMPACTION_LOCK
 from tallyql.storage.compaction import compact
 from tallyql.storage.directory import UserRecord, set_group_members, upsert_users
@@ -164,7 +165,7 @@ async def _load_postgres(
     db = services.db
     writer = Writer(
         batches_for(db, services.settings.writer_connections),
-        contributors=[whole_day_statements, session_statements],
+        contributors=[whole_day_statements, block_audit_statements, session_statements],
         # the loader bounds what is in flight itself (`_submit`), and a day of a big load may
         # hold more events than a server's queue takes
         max_queue_events=sys.maxsize,
