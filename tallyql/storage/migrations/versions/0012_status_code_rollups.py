@@ -141,15 +141,16 @@ def backfill_sql(dialect: str, table: str, dims: tuple[str, ...], grain: str) ->
 
 
 def keep_sql(dialect: str, table: str, old: str, dims: tuple[str, ...], grain: str) -> str:
-    """Copy the old rows of periods no refill covers, under an absent status code."""
+    """Copy the old rows of periods no refill covers, under an absent status code (a join
+    with the first periods, computed once, rather than a subquery per row)."""
     first = period_sql(epoch_sql(dialect, "min(ts)"), grain)
     columns = [d for d in dims if d != "status_code"]
     kept = ", ".join(("workspace_id", "period", *columns, *SUMS, "latency_max"))
     return (
         f"INSERT INTO {table} ({kept}, status_code) SELECT {kept}, {ABSENT} FROM {old} AS o "
-        f"WHERE NOT EXISTS (SELECT 1 FROM (SELECT workspace_id AS ws, {first} AS first_period "
-        "FROM events GROUP BY workspace_id) AS f "
-        "WHERE f.ws = o.workspace_id AND o.period > f.first_period)"
+        f"LEFT JOIN (SELECT workspace_id AS ws, {first} AS first_period FROM events "
+        "GROUP BY workspace_id) AS f ON f.ws = o.workspace_id "
+        "WHERE f.ws IS NULL OR o.period <= f.first_period"
     )
 
 
