@@ -14,6 +14,10 @@ import pytest
 from alembic import command
 from sqlalchemy import text
 
+from tallyql.engine.filter_codec import spec_from_json, spec_to_json
+from tallyql.engine.filters import EventFilterSpec
+from tallyql.live.matcher import compile_matcher
+from tallyql.schema.filter_output import filter_as_input
 from tallyql.storage.compaction import compact
 from tallyql.storage.migrate import _config, upgrade
 from tests.conftest import Api
@@ -320,3 +324,32 @@ async def test_migration_round_trip_keeps_every_total(api: Api) -> None:
                 del want[k]
             want[(first, -1)] = total
         assert after[table] == want, table
+
+
+def test_status_codes_survive_stored_filters_and_match_live_rows() -> None:
+    spec = EventFilterSpec(status_codes=(429, 503), kinds=("http_request",))
+    stored = spec_to_json(spec)
+    assert stored == {"kinds": ["http_request"], "status_codes": [429, 503]}
+    assert spec_from_json(orjson.loads(orjson.dumps(stored))) == spec
+    assert filter_as_input(spec) == {"kinds": ["HTTP_REQUEST"], "statusCodes": [429, 503]}
+    matcher = compile_matcher(EventFilterSpec(status_codes=(429,)))
+    assert [matcher({"status_code": c}) for c in (429, 500, None)] == [True, False, False]
+
+
+async def test_export_takes_status_codes(api: Api) -> None:
+    key = await api.key()
+    events = [llm(f"x{i}", status_code=code) for i, code in enumerate((200, 429, 429, 500))]
+    events.append(llm("x-none"))
+    assert (await api.ingest(key, events))["accepted"] == 5
+    headers = {"Authorization": f"Bearer {key}"}
+    response = await api.client.get(
+        "/v1/export/requests",
+        params={"preset": "LAST_24H", "statusCodes": "429,500", "format": "json"},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    assert sorted(r["id"] for r in orjson.loads(response.content)) == ["x1", "x2", "x3"]
+    bad = await api.client.get(
+        "/v1/export/requests", params={"statusCodes": "abc"}, headers=headers
+    )
+    assert bad.status_code == 400
