@@ -39,6 +39,7 @@ COLUMN_DIMENSIONS = {
     "STATUS_CODE": "status_code",
     "ERROR_TYPE": "error_type",
     "USER": "user_id",
+    "DEPARTMENT": "department",
     "AGENT": "agent_id",
     "AGENT_INSTANCE": "agent_instance_id",
     "NODE": "node",
@@ -70,16 +71,18 @@ FILTER_FIELDS = {
     "kinds": "kind",
     "statuses": "status",
     "users": "user_id",
+    "departments": "department",
     "agents": "agent_id",
     "tools": "tool",
     "gateways": "gateway",
 }
 
 
-def normalise(event: Event) -> Event:
+def normalise(event: Event, departments: dict[str, str] | None = None) -> Event:
     """The stored view of a test event (the defaults the contract documents). Test events
     use model names genai-prices does not know, so without cost_usd they cost nothing."""
     out = dict(event)
+    out["department"] = (departments or {}).get(out.get("user_id") or "")
     out.setdefault("kind", "llm_call")
     code = out.get("status_code")
     if "status" not in out:

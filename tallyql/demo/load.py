@@ -78,7 +78,12 @@ async def load_demo(
     async with services.db.write() as conn:
         workspace_id = await get_or_create_workspace(conn, workspace)
         await upsert_users(
-            conn, workspace_id, [UserRecord(u.id, u.email, u.display_name) for u in world.users]
+            conn,
+            workspace_id,
+            [
+                UserRecord(u.id, u.email, u.display_name, world.user_group[u.id])
+                for u in world.users
+            ],
         )
         for group, members in sorted(world.groups.items()):
             await set_group_members(conn, workspace_id, group, members)

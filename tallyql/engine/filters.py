@@ -25,6 +25,7 @@ LIST_FILTERS: dict[str, str] = {
     "statuses": "status",
     "error_types": "error_type",
     "users": "user_id",
+    "departments": "department",
     "api_keys": "api_key_id",
     "callers": "caller",
     "caller_ips": "caller_ip",
@@ -59,6 +60,7 @@ class EventFilterSpec:
     statuses: tuple[str, ...] = ()
     error_types: tuple[str, ...] = ()
     users: tuple[str, ...] = ()
+    departments: tuple[str, ...] = ()
     api_keys: tuple[str, ...] = ()
     callers: tuple[str, ...] = ()
     caller_ips: tuple[str, ...] = ()

@@ -224,6 +224,7 @@ class Dimension(Enum):
     ERROR_TYPE = "ERROR_TYPE"
     USER = "USER"
     GROUP = "GROUP"
+    DEPARTMENT = "DEPARTMENT"
     AGENT = "AGENT"
     AGENT_INSTANCE = "AGENT_INSTANCE"
     NODE = "NODE"
@@ -279,7 +280,18 @@ DIMENSIONS: dict[Dimension, DimensionDef] = {
         ),
         _dim(Dimension.ERROR_TYPE, "Error class.", "error_type"),
         _dim(Dimension.USER, "End user.", "user_id", high=True),
-        _dim(Dimension.GROUP, "User group (current members).", "user_id"),
+        _dim(
+            Dimension.GROUP,
+            "User group, by its current members: a user in several groups counts in each, so "
+            "rows can add up to more than the total (see rowsOverlap).",
+            "user_id",
+        ),
+        _dim(
+            Dimension.DEPARTMENT,
+            "The department (cost centre) the event's user had when the event was stored; "
+            "null for events without a user or whose user had none. Rows sum to the total.",
+            "department",
+        ),
         _dim(Dimension.AGENT, "Agent.", "agent_id"),
         _dim(Dimension.AGENT_INSTANCE, "Agent instance.", "agent_instance_id"),
         _dim(Dimension.NODE, "Pipeline node.", "node"),
@@ -339,6 +351,11 @@ NUMERIC_DIMENSIONS = frozenset(
         Dimension.WORKSPACE,
     }
 )
+
+
+OVERLAPPING_DIMENSIONS = frozenset({Dimension.GROUP, Dimension.TAG})
+"""Dimensions under which one event can count in several rows (a user in several groups, an
+event with several tags): their rows' additive figures can sum to more than the total."""
 
 
 def other_key(dimension: Dimension) -> str | int:

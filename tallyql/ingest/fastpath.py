@@ -201,5 +201,6 @@ def to_valid(struct: Any, index: int, now: datetime) -> ValidEvent:
         tags,
         metadata,
         None,  # received_at
+        None,  # department (the writer fills it from the users table)
     ]
     return ValidEvent(index, record, request, response, has_payload, s.cost_usd, accounting)

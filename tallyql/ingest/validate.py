@@ -75,6 +75,7 @@ INPUT, OUTPUT, CACHE_READ, CACHE_WRITE, REASONING = (
     )
 )
 COST, COST_SOURCE = AT["cost_nanousd"], AT["cost_source"]
+DEPARTMENT, USER = AT["department"], AT["user_id"]
 HAS_PAYLOAD, TAGS, METADATA, RECEIVED_AT = (
     AT["has_payload"],
     AT["tags"],

@@ -129,6 +129,11 @@ class EventFilter:
     groups: list[str] | None = strawberry.field(
         default=None, description="Any of these group ids: their current members' events."
     )
+    departments: list[str] | None = strawberry.field(
+        default=None,
+        description="Any of these departments: events whose user had one of them when the "
+        "event was stored.",
+    )
     api_keys: list[str] | None = strawberry.field(
         default=None, description="Any of these aPI key ids of the callers."
     )
@@ -197,6 +202,7 @@ class EventFilter:
             error_types=values(self.error_types),
             users=values(self.users),
             groups=values(self.groups),
+            departments=values(self.departments),
             api_keys=values(self.api_keys),
             callers=values(self.callers),
             caller_ips=values(self.caller_ips),
