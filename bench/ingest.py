@@ -9,6 +9,10 @@ events/s (each 200 means the call's events are committed) and the server's peak 
     .venv/bin/python bench/ingest.py                                   # SQLite, 200,000 events
     .venv/bin/python bench/ingest.py --database-url postgresql://postgres@127.0.0.1:5432/test
     .venv/bin/python bench/ingest.py --otlp     # the same events as OTLP spans to /v1/traces
+    .venv/bin/python bench/ingest.py --otlp-sdk --processes 4 --events 40000 --days 30
+        # the real OpenTelemetry SDK exporter (OTLPSpanExporter) from 4 processes, batches of 512
+    .venv/bin/python bench/ingest.py --otlp-sdk --processes 8 --rate 20000 --events 200000
+        # BatchSpanProcessor (default settings) in 8 processes offered 20,000 spans/s in all
 
 The events span `--days` (7 by default: each commit then touches many hours of rollup rows,
 the costly case; a gateway sending live traffic is closer to `--days 0.04`, one hour).
@@ -19,8 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gzip
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -32,7 +38,12 @@ from pathlib import Path
 import asyncpg
 import httpx
 import orjson
-from otlp_bodies import otlp_body, rejected_spans  # bench/ is the script's directory
+from otlp_bodies import (
+    otlp_body,
+    otlp_json_body,
+    rejected_spans,
+)  # bench/ is the script's directory
+from otlp_sdk import Plan, run_clients
 from support import admin, free_port, peak_rss_mib, tallyql
 
 from tallyql.demo.generator import generate_batches
@@ -103,10 +114,14 @@ async def send(
     pid: int,
     otlp: bool = False,
     database: tuple[str, str] | None = None,
+    otlp_json: bool = False,
+    gzipped: bool = False,
 ) -> Outcome:
     """Warm-up calls first (not timed), then every other body from `clients` workers."""
-    media = "application/x-protobuf" if otlp else "application/json"
+    media = "application/x-protobuf" if otlp and not otlp_json else "application/json"
     headers = {"Authorization": f"Bearer {key}", "Content-Type": media}
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
     outcome = Outcome()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
@@ -117,7 +132,7 @@ async def send(
             if response.status_code != 200:
                 raise SystemExit(f"HTTP {response.status_code}: {response.text[:500]}")
             if otlp:  # the answer counts rejected spans only; the rest are stored or duplicates
-                rejected = rejected_spans(response.content)
+                rejected = rejected_spans(response.content, otlp_json)
                 result = {"accepted": body_spans[id(body)] - rejected, "duplicates": 0}
                 result["rejected"] = rejected
             else:
@@ -152,7 +167,9 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
     parser.add_argument("--events", type=int, default=200_000, help="events timed")
     parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
-    parser.add_argument("--batch", type=int, default=1_000, help="events per call")
+    parser.add_argument(
+        "--batch", type=int, default=None, help="events per call (1,000; --otlp-sdk: 512)"
+    )
     parser.add_argument(
         "--days",
         type=float,
@@ -164,7 +181,27 @@ def main() -> None:
     parser.add_argument(
         "--otlp", action="store_true", help="send OTLP protobuf spans to /v1/traces instead"
     )
+    parser.add_argument(
+        "--otlp-json", action="store_true", help="with --otlp: OTLP/JSON instead of protobuf"
+    )
+    parser.add_argument("--gzip", action="store_true", help="gzip the request bodies")
+    parser.add_argument(
+        "--otlp-sdk",
+        action="store_true",
+        help="send spans with the real OpenTelemetry SDK exporter (OTLPSpanExporter, "
+        "HTTP/protobuf) from --processes processes",
+    )
+    parser.add_argument("--processes", type=int, default=4, help="--otlp-sdk: client processes")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="--otlp-sdk: offered spans/s in all, created through a BatchSpanProcessor with its "
+        "default settings in each process (without it: export batches back to back)",
+    )
     args = parser.parse_args()
+    if args.batch is None:
+        args.batch = 512 if args.otlp_sdk else 1_000
 
     workdir = Path(tempfile.mkdtemp(prefix="tallyql-bench-"))
     scratch_admin: str | None = None
@@ -186,13 +223,16 @@ def main() -> None:
         )  # fmt: skip
         key = out.strip().splitlines()[-1]
 
+        if args.otlp_sdk:
+            sdk_bench(args, database_url, key, env, workdir, scratch_admin, scratch_name)
+            return
         warmup = args.clients
         total = args.events + warmup * args.batch
         t0 = time.perf_counter()
-        encode = otlp_body if args.otlp else orjson.dumps
+        encode = (otlp_json_body if args.otlp_json else otlp_body) if args.otlp else orjson.dumps
         bodies = []
         for batch in generate_batches(total, args.days, seed=args.seed, batch_size=args.batch):
-            bodies.append(encode(batch))
+            bodies.append(gzip.compress(encode(batch)) if args.gzip else encode(batch))
             body_spans[id(bodies[-1])] = len(batch)
         body_bytes = sum(len(b) for b in bodies[warmup:])
         print(
@@ -220,6 +260,8 @@ def main() -> None:
                 warmup,
                 process.pid,
                 otlp=args.otlp,
+                otlp_json=args.otlp_json,
+                gzipped=args.gzip,
                 database=(scratch_admin, scratch_name) if scratch_admin else None,
             )
         )
@@ -268,6 +310,111 @@ def main() -> None:
                 admin(scratch_admin, f'DROP DATABASE IF EXISTS "{scratch_name}" WITH (FORCE)')
             )
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def stored_events(database_url: str) -> int:
+    """Events in the database (the durable count)."""
+    if database_url.startswith("sqlite"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
+            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    async def count() -> int:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM events"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def sdk_bench(
+    args: argparse.Namespace,
+    database_url: str,
+    key: str,
+    env: dict[str, str],
+    workdir: Path,
+    scratch_admin: str | None,
+    scratch_name: str,
+) -> None:
+    """--otlp-sdk: the real SDK exporter from processes; durable spans/s, ack latency, CPU."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = workdir / "server.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tallyql", "serve", "--port", str(port),
+             "--database-url", database_url],
+            stdout=sink, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    try:
+        wait_healthy(url, process, log)
+        plan = Plan(url, key, 0, args.batch, args.days, None)
+        warm = run_clients(
+            Plan(url, key, args.batch, args.batch, args.days, None), args.processes, args.seed + 7
+        )[0]  # not timed: connections, caches and the first partitions
+        warm_spans = sum(r.exported for r in warm)
+        plan.spans = args.events // args.processes
+        plan.rate = args.rate / args.processes if args.rate else None
+        database = (scratch_admin, scratch_name) if scratch_admin else None
+        pids = asyncio.run(backend_pids(*database)) if database else []
+        marks: dict[str, float] = {}
+
+        def before() -> None:
+            marks["server"] = cpu_seconds(process.pid)
+            marks["database"] = total_cpu(pids)
+
+        results, seconds = run_clients(plan, args.processes, args.seed, before)
+        server_cpu = cpu_seconds(process.pid) - marks["server"]
+        database_cpu = total_cpu(pids) - marks["database"] if database else None
+        rss = peak_rss_mib(process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        if args.keep_log:
+            print(log.read_text())
+    created = sum(r.created for r in results)
+    exported = sum(r.exported for r in results)
+    failed = sum(r.failed for r in results)
+    stored = stored_events(database_url) - warm_spans
+    latencies = [t for r in results for t in r.latencies]
+    mode = (
+        f"BatchSpanProcessor (defaults), {args.rate:,.0f} spans/s offered"
+        if args.rate
+        else f"OTLPSpanExporter.export, batches of {args.batch}"
+    )
+    print(
+        f"database      {'sqlite' if database_url.startswith('sqlite') else 'postgresql'}\n"
+        f"clients       {args.processes} processes, {mode}; spans over {args.days:g} days\n"
+        f"spans         {created:,} created, {exported:,} acknowledged, {failed:,} in failed "
+        f"exports, {created - exported - failed:,} never exported (dropped by the SDK's "
+        f"processor: its queue was full), {stored:,} stored ({created - stored:,} lost)\n"
+        f"elapsed       {seconds:.2f} s\n"
+        f"throughput    {stored / seconds:,.0f} spans/s durable (each acknowledged export "
+        f"is committed)\n"
+        f"ack latency   p50 {quantile(latencies, 0.5) * 1000:.1f} ms, "
+        f"p99 {quantile(latencies, 0.99) * 1000:.1f} ms ({len(latencies)} exports)\n"
+        f"server CPU    {server_cpu / max(stored, 1) * 1e6:.1f} us/span "
+        f"({server_cpu / seconds:.0%} of one core)\n"
+        + (
+            f"database CPU  {database_cpu / max(stored, 1) * 1e6:.1f} us/span "
+            f"({database_cpu / seconds:.0%} of one core, its backends)\n"
+            if database_cpu is not None
+            else ""
+        )
+        + f"machine load  {os.getloadavg()[0]:.2f} (1-min average, {os.cpu_count()} CPUs)\n"
+        f"peak RSS      {rss:,.0f} MiB (server VmHWM)"
+    )
+    if stored != created:
+        raise SystemExit("some spans were not stored")
 
 
 if __name__ == "__main__":

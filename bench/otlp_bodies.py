@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import datetime
 from typing import Any
 
+import orjson
+from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -80,5 +83,21 @@ def otlp_body(events: list[dict[str, Any]]) -> bytes:
     return request.SerializeToString()
 
 
-def rejected_spans(content: bytes) -> int:
+def otlp_json_body(events: list[dict[str, Any]]) -> bytes:
+    """The same request in OTLP/JSON (lowerCamelCase names, hex ids, 64-bit integers as
+    strings), as OTLP/HTTP JSON exporters send it."""
+    request = ExportTraceServiceRequest.FromString(otlp_body(events))
+    doc = json_format.MessageToDict(request)  # the protobuf JSON mapping: ids in base64
+    for resource_spans in doc["resourceSpans"]:
+        for scope_spans in resource_spans["scopeSpans"]:
+            for span in scope_spans["spans"]:
+                for name in ("traceId", "spanId", "parentSpanId"):
+                    if name in span:
+                        span[name] = base64.b64decode(span[name]).hex()
+    return orjson.dumps(doc)
+
+
+def rejected_spans(content: bytes, json: bool = False) -> int:
+    if json:
+        return int(orjson.loads(content).get("partialSuccess", {}).get("rejectedSpans", 0))
     return ExportTraceServiceResponse.FromString(content).partial_success.rejected_spans

@@ -11,7 +11,7 @@ from starlette.requests import HTTPConnection
 
 from tallyql import __version__
 from tallyql.config import Settings, load_settings
-from tallyql.http import audit, docs, events, export, health, otlp
+from tallyql.http import audit, console, docs, events, export, health, otlp
 from tallyql.http.auth import authenticate, client_ip, services_of
 from tallyql.http.cors import install_cors
 from tallyql.http.errors import install_error_handlers
@@ -20,6 +20,7 @@ from tallyql.http.graphql_router import TallyGraphQLRouter
 from tallyql.http.idle_gc import IdleCollector
 from tallyql.http.observe import RequestMetrics
 from tallyql.http.openapi import install_openapi
+from tallyql.http.outage import DatabaseOutage
 from tallyql.http.static_files import STATIC_PATH, static_app
 from tallyql.observability import Metrics
 from tallyql.schema import build_schema
@@ -92,9 +93,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(export.router)
     app.include_router(health.router)
     app.include_router(docs.router)
+    app.include_router(console.router)
     app.mount(STATIC_PATH, static_app(), name="static")
     install_openapi(app)
-    install_error_handlers(app, {otlp.TRACES_PATH: otlp.status_response})
+    own_shapes = {otlp.TRACES_PATH: otlp.status_response}
+    install_error_handlers(app, own_shapes)
+    # inside RequestMetrics: its 503s are counted
+    app.add_middleware(DatabaseOutage, own_shapes=own_shapes)
     app.add_middleware(RequestMetrics, metrics=metrics)
     install_cors(app, settings.cors_origin_list)  # outside the routes: their errors too
     app.add_middleware(IdleCollector)  # outermost: counts a request until it is answered

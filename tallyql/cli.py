@@ -92,9 +92,11 @@ def serve(
         key = run_async(seed_for_serve(settings, demo_events, progress=progress.update))
         if progress.done:
             progress.finish()
-        url = f"http://{settings.host}:{settings.port}/graphql"
+        base = f"http://{settings.host}:{settings.port}"
         click.echo(f"\nDemo workspace ready. Admin API key (shown once):\n\n  {key}\n")
-        click.echo(f"GraphiQL: {url}")
+        # the fragment never reaches the server, and the console wipes it from the address bar
+        click.echo(f"Console (signs in with the key): {base}/#key={key}")
+        click.echo(f"GraphiQL: {base}/graphql")
         click.echo("Paste this into GraphiQL's headers pane (or give the key when it asks):\n")
         click.echo(f'  {{"Authorization": "Bearer {key}"}}\n')
         click.echo("and run the first query:\n")

@@ -44,6 +44,34 @@ class Settings:
     graphql_max_tokens: int = 5_000
     graphql_cache_size: int = 256
     """Entries of the parser and validation caches."""
+    introspection: str = "all"
+    """Who may introspect the GraphQL schema (__schema, __type): `all` keys, `admin` keys
+    only, or nobody (`off`); refused operations fail with INTROSPECTION_DISABLED."""
+    metrics_token: str = ""
+    """When set, GET /metrics requires `Authorization: Bearer <this token>` (401 otherwise);
+    empty: /metrics is open."""
+    graphql_max_body_bytes: int = 4 * 1024 * 1024
+    """Largest /graphql request body (query, variables and all), refused with 413 before it is
+    parsed; ingestEvents' 10,000 events fit (bulk ingest belongs on /v1/events)."""
+    graphql_max_query_bytes: int = 256 * 1024
+    """Largest GraphQL document (the query text), refused with 413 before it is parsed, so
+    that whitespace, comments or string literals cost nothing to refuse."""
+    cost_request_limit: int = 20_000
+    """Most cost points one GraphQL request may spend (README, "Query cost"); a field that
+    would go beyond fails with COST_LIMIT before it reads anything."""
+    cost_key_limit_per_minute: int = 60_000
+    """Cost points each API key may spend per minute, shared by its requests (a bucket that
+    refills continuously); beyond it fields fail with RATE_LIMITED and HTTP 429."""
+    request_deadline_seconds: float = 30.0
+    """How long a GraphQL request may run: after it no new statement starts (the field fails
+    with DEADLINE_EXCEEDED)."""
+    db_statement_timeout_seconds: float = 15.0
+    """Longest read statement (PostgreSQL statement_timeout on read connections; SQLite a
+    progress handler); beyond it the statement is cancelled and the field fails with
+    QUERY_TIMEOUT (0: no limit)."""
+    db_workspace_share: float = 0.5
+    """The share of the read connections one workspace may hold at once (at least one), so
+    that one tenant's heavy requests cannot starve the others; the rest wait their turn."""
     live_queue_size: int = 1000
     """Items a live subscriber may have waiting; beyond it events are dropped for that
     subscriber (it receives a Lagged item with the count)."""
@@ -75,6 +103,10 @@ class Settings:
     """Longest delay between two attempts."""
     webhook_poll_seconds: float = 5.0
     """How often due retries (and other replicas' deliveries) are looked for."""
+    webhook_allow_private: bool = False
+    """Let webhooks reach loopback, private, link-local and other non-public addresses (a
+    receiver inside the operator's network). Off: such URLs are refused at creation and every
+    delivery resolves its host and refuses a non-public address (tallyql/webhooks/addresses.py)."""
     operator_workspace: str = "default"
     """Workspace whose admin keys may ask across workspaces (TALLYQL_OPERATOR_WORKSPACE)."""
     price_refresh_seconds: float = 30.0
@@ -88,6 +120,18 @@ class Settings:
     after start."""
     retention_batch_rows: int = 5_000
     """Rows deleted per short transaction by the retention job."""
+    max_event_age_days: int = 0
+    """How far back an ingested event's timestamp may be, in days; older events are rejected
+    one by one (each would need storage, a partition on PostgreSQL, for its day). 0: the raw
+    retention window (retention_days), or 3,650 days when retention keeps everything."""
+
+    @property
+    def event_age_days(self) -> int:
+        """The bound `max_event_age_days` stands for."""
+        if self.max_event_age_days > 0:
+            return self.max_event_age_days
+        return self.retention_days if self.retention_days > 0 else 3650
+
     cors_origins: str = ""
     """Origins whose pages may call the API (CORS), comma-separated, e.g.
     `https://dash.example.com,http://localhost:5173`; `*` for any; empty: no CORS headers."""
@@ -168,6 +212,18 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     settings = Settings(**values)
     if not 1 <= settings.max_batch_events <= 10_000:
         raise ValueError("TALLYQL_MAX_BATCH_EVENTS must be between 1 and 10000")
+    if not 0 <= settings.max_event_age_days <= 36_500:
+        raise ValueError("TALLYQL_MAX_EVENT_AGE_DAYS must be between 0 and 36500")
+    if settings.introspection not in ("all", "admin", "off"):
+        raise ValueError("TALLYQL_INTROSPECTION must be all, admin or off")
+    if settings.graphql_max_body_bytes < 1024 or settings.graphql_max_query_bytes < 1024:
+        raise ValueError("TALLYQL_GRAPHQL_MAX_BODY_BYTES and _MAX_QUERY_BYTES must be >= 1024")
+    if settings.cost_request_limit < 1 or settings.cost_key_limit_per_minute < 1:
+        raise ValueError("TALLYQL_COST_REQUEST_LIMIT and _KEY_LIMIT_PER_MINUTE must be >= 1")
+    if settings.request_deadline_seconds <= 0 or settings.db_statement_timeout_seconds < 0:
+        raise ValueError("TALLYQL_REQUEST_DEADLINE_SECONDS must be above 0, the timeout >= 0")
+    if not 0.0 < settings.db_workspace_share <= 1.0:
+        raise ValueError("TALLYQL_DB_WORKSPACE_SHARE must be above 0 and at most 1")
     if settings.live_max_age_seconds <= 0:
         raise ValueError("TALLYQL_LIVE_MAX_AGE_SECONDS must be above 0")
     parse_cors_origins(settings.cors_origins)

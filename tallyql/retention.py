@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 
+from tallyql.clock import clock
 from tallyql.config import Settings
 from tallyql.storage.audit import AuditRecord
 from tallyql.storage.audit_store import insert_audit_records
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 REPORT = "retention"
 FIRST_RUN_MAX_DELAY = 300.0
 PARTITION_DAYS_AHEAD = 2
+FAILING_AFTER = 2
+"""Consecutive failed runs (hours apart by default) after which /health reports the job."""
 _LOCK_ID = 0x7A11_7003
 
 
@@ -79,6 +82,7 @@ class RetentionJob:
         self.reports = reports
         self.purger = Purger(db, settings.retention_batch_rows, partitions)
         self._running = asyncio.Lock()
+        self.consecutive_failures = 0
 
     async def run_forever(self) -> None:
         interval = self.settings.retention_interval_seconds
@@ -89,7 +93,7 @@ class RetentionJob:
 
     async def run_once(self, now: datetime | None = None) -> dict[str, Any]:
         """One purge; never raises (a failure is logged and reported)."""
-        now = now or datetime.now(UTC)
+        now = now or clock.now()
         raw, rollup = cutoffs(self.settings, now)
         started = time.perf_counter()
         report: dict[str, Any] = {
@@ -108,13 +112,19 @@ class RetentionJob:
             ready = await self.purger.create_ahead(now, PARTITION_DAYS_AHEAD)
             if ready is not None:
                 report["partitions_ready_until"] = ready.isoformat()
+            self.consecutive_failures = 0
         except Exception as exc:
             log.exception("retention purge failed")
             report |= {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            self.consecutive_failures += 1
+        report["consecutive_failures"] = self.consecutive_failures
+        if self.consecutive_failures >= FAILING_AFTER:
+            # /health reports the job degraded: data past the retention window stays
+            report["degraded"] = f"failed {self.consecutive_failures} runs in a row"
         report["seconds"] = round(time.perf_counter() - started, 3)
         interval = self.settings.retention_interval_seconds
         if interval > 0:
-            report["next_run"] = _iso(datetime.now(UTC) + timedelta(seconds=interval))
+            report["next_run"] = _iso(clock.now() + timedelta(seconds=interval))
         self.reports[REPORT] = report
         return report
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tallyql.auth.keys import KeyService
@@ -75,7 +75,12 @@ class Services:
 async def start_services(
     settings: Settings, migrate: bool = True, metrics: Metrics | None = None
 ) -> Services:
-    db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
+    db = Database(
+        settings.resolved_database_url,
+        pool_size=settings.db_pool_size,
+        statement_timeout=settings.db_statement_timeout_seconds,
+        workspace_share=settings.db_workspace_share,
+    )
     if migrate:
         await upgrade(db)
     metrics = metrics or Metrics()
@@ -91,7 +96,12 @@ async def start_services(
     writer.start()
     prices = PriceBook(db)
     await prices.refresh()
-    ingest = IngestService(writer, Pricer(overrides=prices), observer=metrics.observe_ingest)
+    ingest = IngestService(
+        writer,
+        Pricer(overrides=prices),
+        observer=metrics.observe_ingest,
+        max_event_age=timedelta(days=settings.event_age_days),
+    )
     services = Services(
         settings=settings,
         db=db,

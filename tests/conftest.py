@@ -13,12 +13,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+import time_machine
 from fastapi import FastAPI
 
 from tallyql.app import create_app
@@ -31,6 +33,47 @@ POSTGRES_URL = os.environ.get(
     "TALLYQL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 DATABASES = ("sqlite", "postgresql")
+
+# the browser tests' fixtures (Debian's chromium through Playwright), shared by their modules
+pytest_plugins = ["tests.browser"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clock",
+        default=os.environ.get("TALLYQL_TEST_CLOCK"),
+        help="run the tests with the wall clock set to this ISO 8601 moment, running on from "
+        "there (e.g. 2026-01-31T23:59:50+00:00); also TALLYQL_TEST_CLOCK",
+    )
+
+
+_TRAVELLER: list[time_machine.travel] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With --clock the whole session, test modules' imports, tests and server alike, runs
+    from that moment on: the way to prove that no test depends on the hour it runs at
+    (time_machine moves datetime.now and time.time, which test code reads too; the event
+    loop's monotonic clock is untouched)."""
+    at = config.getoption("--clock")
+    if at:
+        traveller = time_machine.travel(datetime.fromisoformat(at), tick=True)
+        traveller.start()
+        _TRAVELLER.append(traveller)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _TRAVELLER:
+        _TRAVELLER.pop().stop()
+
+
+@pytest.fixture
+def midday() -> Iterator[datetime]:
+    """Today's noon UTC, the clock running on from there: for tests whose events, stamped
+    seconds to minutes back, must all fall in today (and in this hour) whenever they run."""
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    with time_machine.travel(noon, tick=True):
+        yield noon
 
 
 def _admin_dsn() -> str:
@@ -104,7 +147,17 @@ def database_url(db_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, database_url=database_url, key_cache_seconds=0.0)
+    # tests ingest at fixed dates (2026-11-20, ...) that the default age bound, the retention
+    # window, would refuse as time goes by; tests of the bound set their own
+    # one key asks many questions in quick succession here: the per-key budget per minute is
+    # tested, with its own settings, in test_request_limits.py
+    return Settings(
+        data_dir=tmp_path,
+        database_url=database_url,
+        key_cache_seconds=0.0,
+        max_event_age_days=36_500,
+        cost_key_limit_per_minute=1_000_000_000,
+    )
 
 
 @pytest.fixture

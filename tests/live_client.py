@@ -53,10 +53,11 @@ async def live_server(
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
+    async with asyncio.timeout(30):  # a server that never starts fails the test, not CI
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
     try:
         yield LiveServer(app, f"http://127.0.0.1:{port}")
     finally:

@@ -9,18 +9,35 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import POSTGRES_URL, _reset_postgres
+from tests.conftest import _TRAVELLER, POSTGRES_URL, _reset_postgres
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tallyql_argv(*args: str) -> list[str]:
+    """The command line of `tallyql ARGS`; while the session runs at a set hour (--clock), the
+    process starts at the tests' current time too (tests/clocked.py)."""
+    if _TRAVELLER:
+        moment = datetime.now(UTC).isoformat()
+        return [sys.executable, "-m", "tests.clocked", moment, *args]
+    return [sys.executable, "-m", "tallyql", *args]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
 
 
 def cli(*args: str, data_dir: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """`tallyql ARGS` in a subprocess; raises with its output when it fails."""
-    env = {**os.environ, "TALLYQL_DATA_DIR": str(data_dir)}
+    env = _env(TALLYQL_DATA_DIR=str(data_dir))
     done = subprocess.run(
-        [sys.executable, "-m", "tallyql", *args],
+        tallyql_argv(*args),
         capture_output=True,
         text=True,
         env=env,
@@ -77,22 +94,20 @@ class Server:
                 self.kill()
 
 
-def start_server(database_url: str, data_dir: Path, name: str = "server") -> Server:
+def start_server(
+    database_url: str,
+    data_dir: Path,
+    name: str = "server",
+    extra_env: dict[str, str] | None = None,
+) -> Server:
+    """`tallyql serve` on a free port; `extra_env` sets more TALLYQL_* variables."""
     port = free_port()
     log = data_dir / f"{name}.log"
-    env = {**os.environ, "TALLYQL_DATA_DIR": str(data_dir), "TALLYQL_LOG_LEVEL": "warning"}
+    env = _env(TALLYQL_DATA_DIR=str(data_dir), TALLYQL_LOG_LEVEL="warning")
+    env.update(extra_env or {})
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tallyql",
-                "serve",
-                "--port",
-                str(port),
-                "--database-url",
-                database_url,
-            ],
+            tallyql_argv("serve", "--port", str(port), "--database-url", database_url),
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,

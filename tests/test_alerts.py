@@ -398,8 +398,9 @@ async def test_transitions_reach_the_rule_workspace_subscription(
         assert (await svc.ingest.ingest(ws_a, mine)).accepted == 4
         assert (await svc.ingest.ingest(ws_b, [llm("b0", timestamp=iso(now))])).accepted == 1
         async with subscribe(server, a, ALERTS) as sub_a, subscribe(server, b, ALERTS) as sub_b:
-            while svc.live.service.bus.subscriber_count < 2:  # noqa: ASYNC110 (no event)
-                await asyncio.sleep(0.01)
+            async with asyncio.timeout(30):  # a regression fails here instead of hanging
+                while svc.live.service.bus.subscriber_count < 2:  # noqa: ASYNC110 (no event)
+                    await asyncio.sleep(0.01)
             await svc.live.alerts.evaluate_all(now + timedelta(seconds=1))
             fired = await sub_a.next()
             assert fired["__typename"] == "AlertEvent"

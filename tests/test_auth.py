@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import select
 
@@ -164,3 +165,31 @@ async def test_key_creation_and_revocation_are_audited(api: Api) -> None:
     assert listed[first.id].revoked_at is not None
     assert listed[second.id].revoked_at is None
     assert first.id not in {k.id for k in await keys.list()}
+
+
+async def test_graphql_over_get_answers_queries_and_refuses_mutations(api: Api) -> None:
+    key = await api.key()
+    headers = {"Authorization": f"Bearer {key}"}
+    events = [llm(f"g{i}", input_tokens=10 + i) for i in range(3)]
+    assert (await api.ingest(key, events))["accepted"] == 3
+    response = await api.client.get(
+        "/graphql",
+        params={
+            "query": "query($n: Int!) { me { role workspace } "
+            "requests(first: $n) { totalCount nodes { id } } }",
+            "variables": orjson.dumps({"n": 2}).decode(),
+        },
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert data["me"] == {"role": "admin", "workspace": "acme"}
+    assert data["requests"]["totalCount"] == 3
+    # the variables were read: two nodes of the three
+    assert len(data["requests"]["nodes"]) == 2
+    assert {n["id"] for n in data["requests"]["nodes"]} < {e["id"] for e in events}
+    # a mutation over GET changes nothing (a link or an image could trigger it)
+    ingest = 'mutation { ingestEvents(events: [{id: "via-get", model: "gpt-4o"}]) { accepted } }'
+    response = await api.client.get("/graphql", params={"query": ingest}, headers=headers)
+    assert response.status_code in (400, 405), response.text
+    assert (await api.data(key, READ_QUERY))["requests"]["totalCount"] == 3

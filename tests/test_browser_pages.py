@@ -13,66 +13,16 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, Route, WebSocket, sync_playwright
+from playwright.sync_api import Browser, Page, WebSocket
 
 from tallyql.first_query import FIRST_QUERY
+from tests.browser import Offline, Served
 from tests.conftest import DATABASES
-from tests.server import Server, create_key, reset_database, start_server
-
-CHROMIUM = "/usr/bin/chromium"
-LOCAL_HOSTS = {"127.0.0.1", "localhost"}
-
-
-@dataclass
-class Served:
-    server: Server
-    key: str
-
-    def ingest(self, events: list[dict[str, object]]) -> dict[str, object]:
-        response = httpx.post(
-            f"{self.server.url}/v1/events",
-            json=events,
-            headers={"Authorization": f"Bearer {self.key}"},
-            timeout=10,
-        )
-        assert response.status_code == 200, response.text
-        return response.json()
-
-
-@dataclass
-class Offline:
-    """Requests the page tried to send to another host (all aborted)."""
-
-    blocked: list[str] = field(default_factory=list)
-
-    def route(self, route: Route) -> None:
-        if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
-            route.continue_()
-        else:
-            self.blocked.append(route.request.url)
-            route.abort()
-
-
-@pytest.fixture(scope="module")
-def playwright(postgres_database: str) -> Iterator[Playwright]:
-    # Playwright's sync API runs an event loop in this thread, where asyncio.run then fails:
-    # the PostgreSQL database is created before it starts, and reset in another thread
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    # Debian's chromium (.ci/run installs it): `playwright install` would download a browser
-    browser = playwright.chromium.launch(executable_path=CHROMIUM)
-    yield browser
-    browser.close()
+from tests.server import create_key, reset_database, start_server
 
 
 @pytest.fixture(scope="module", params=DATABASES)

@@ -102,7 +102,9 @@ async def test_once_per_threshold_per_period_even_after_a_restart(
             key, _ = await svc.keys.create("acme", Role.ADMIN, "t")
             ws = await workspace_id_of(svc, key)
             async with svc.db.write() as conn:
-                hook, secret = await create_webhook(conn, ws, receiver.url, None)
+                hook, secret = await create_webhook(
+                    conn, ws, receiver.url, None, allow_private=True
+                )
             fields = BudgetFields(
                 name="monthly", amount_usd=10, period=Period.MONTH, webhook_ids=[hook["id"]]
             )
@@ -188,7 +190,9 @@ async def test_two_replicas_on_one_database_announce_each_crossing_once(
         key, _ = await one.keys.create("acme", Role.ADMIN, "t")
         ws = await workspace_id_of(one, key)
         async with one.db.write() as conn:
-            hook, _ = await create_webhook(conn, ws, "http://127.0.0.1:9/unused", None)
+            hook, _ = await create_webhook(
+                conn, ws, "http://127.0.0.1:9/unused", None, allow_private=True
+            )
         ids = []
         for n in range(4):
             fields = BudgetFields(name=f"b{n}", amount_usd=10 + n, webhook_ids=[hook["id"]])
@@ -269,8 +273,9 @@ async def test_end_to_end_over_a_subscription_and_a_webhook(
                 subscribe(server, b, SUBSCRIPTION) as sub_b,
             ):
                 assert svc.live is not None
-                while svc.live.service.bus.subscriber_count < 2:  # noqa: ASYNC110 (no event)
-                    await asyncio.sleep(0.01)
+                async with asyncio.timeout(30):  # a regression fails here instead of hanging
+                    while svc.live.service.bus.subscriber_count < 2:  # noqa: ASYNC110 (no event)
+                        await asyncio.sleep(0.01)
                 await pay(a, "a1", 0.6)
                 item = await sub_a.next()
                 month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)

@@ -4,15 +4,23 @@ analysed (rollups and sessions vacuumed too)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections import defaultdict
+from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from tallyql.auth.principal import Role
+from tallyql.clock import clock
+from tallyql.demo.generator import generate_events
 from tallyql.demo.load import RAW_TABLES, load_demo
+from tallyql.ingest.pricing import NANO_PER_USD, TokenUsage
 from tests.conftest import Api
 from tests.helpers import ago, check_planned_against_raw, llm, planned_and_exact_percentile
+from tests.reference import normalise
+from tests.reference_pricing import reference_cost_nano
 
 RAW = {"X-Tallyql-Plan": "raw"}  # the engine answers from raw events (admin keys)
 QUERY = """query($r: TimeRangeInput!) {
@@ -23,23 +31,87 @@ QUERY = """query($r: TimeRangeInput!) {
 }"""
 
 
+def _cost_nano(event: dict[str, Any]) -> int:
+    """What the pricer must charge: genai-prices' calc_price under the event's provider, else
+    under any (as the pricer falls back); nothing for a model it does not know or no model."""
+    if not event.get("model"):
+        return 0
+    tokens = TokenUsage(
+        event.get("input_tokens", 0),
+        event.get("output_tokens", 0),
+        event.get("cache_read_tokens", 0),
+        event.get("cache_write_tokens", 0),
+        event.get("reasoning_tokens", 0),
+    )
+    for provider in (event.get("provider"), None):
+        try:
+            return reference_cost_nano(provider, event["model"], tokens, event["ts"])
+        except LookupError:
+            continue
+    return 0
+
+
+def _expected(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The QUERY's figures recomputed from the generated events (tests/reference.py)."""
+    events = [normalise(e) for e in events]
+    costs = {  # a cost the event carries wins (some demo traffic reports its own)
+        e["id"]: round(e["cost_usd"] * 1e9) if "cost_usd" in e else _cost_nano(e) for e in events
+    }
+    by_model: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        by_model[e.get("model")].append(e)
+    return {
+        "totalRequests": len(events),
+        "errorRate": sum(e["status"] == "error" for e in events) / len(events),
+        "costUsd": sum(costs.values()) / NANO_PER_USD,
+        "activeUsers": len({e.get("user_id") for e in events} - {None}),
+        "modelsUsed": len(set(by_model) - {None}),
+        "models": {
+            m: [len(v), sum(costs[e["id"]] for e in v) / NANO_PER_USD] for m, v in by_model.items()
+        },
+    }
+
+
 async def test_demo_load_lands_every_event_once(api: Api) -> None:
     services = api.services
-    report = await load_demo(services, "demo", 4_000, 3, seed=7)
-    assert (report.accepted, report.duplicates) == (4_000, 0)
-    again = await load_demo(services, "demo", 4_000, 3, seed=7)
-    assert (again.accepted, again.duplicates) == (0, 4_000)
+    # the clock stands still, so the loader's "now" (the end of its traffic) is known here
+    moment = datetime.now(UTC)
+    with clock.pinned(moment, tick=False):
+        report = await load_demo(services, "demo", 4_000, 3, seed=7)
+        assert (report.accepted, report.duplicates) == (4_000, 0)
+        again = await load_demo(services, "demo", 4_000, 3, seed=7)
+        assert (again.accepted, again.duplicates) == (0, 4_000)
 
-    key, _ = await services.keys.create("demo", Role.ADMIN, "t")  # forcing a plan is for admins
-    variables = {"r": {"preset": "LAST_7D"}}
-    planned = await api.data(key, QUERY, variables)
-    raw = await api.data(key, QUERY, variables, headers=RAW)
-    # LAST_7D ends at each request's now: the window of the planned answer
-    start, end = (datetime.fromisoformat(planned["overview"].pop(k)) for k in ("start", "end"))
+        key, _ = await services.keys.create("demo", Role.ADMIN, "t")  # plans are for admins
+        variables = {"r": {"preset": "LAST_7D"}}
+        planned = await api.data(key, QUERY, variables)
+        raw = await api.data(key, QUERY, variables, headers=RAW)
+    # the clock stood still: both answers cover one window
+    start, window_end = (
+        datetime.fromisoformat(planned["overview"].pop(k)) for k in ("start", "end")
+    )
     raw["overview"].pop("start"), raw["overview"].pop("end")
-    p95 = await planned_and_exact_percentile(services, key, start, end, 0.95)
+    # the overview's latency covers LLM calls (issue 23)
+    p95 = await planned_and_exact_percentile(
+        services, key, start, window_end, 0.95, {"kind": "llm_call"}
+    )
     check_planned_against_raw(planned, raw, {("overview", "p95LatencyMs"): p95})
-    assert planned["overview"]["totalRequests"] == 4_000
+    # and both are what the generated events recompute to (p95LatencyMs: planned within the
+    # sketch's error of the exact raw value, checked just above)
+    end = moment.replace(second=0, microsecond=0)
+    want = _expected(list(generate_events(4_000, 3, 7, end)))
+    overview = planned["overview"]
+    assert overview["totalRequests"] == want["totalRequests"] == 4_000
+    assert overview["errorRate"] == pytest.approx(want["errorRate"])
+    assert overview["costUsd"] == pytest.approx(want["costUsd"], rel=1e-9)
+    assert (overview["activeUsers"], overview["modelsUsed"]) == (
+        want["activeUsers"],
+        want["modelsUsed"],
+    )
+    models = {n["key"]: n["values"] for n in planned["breakdown"]["nodes"]}
+    assert planned["breakdown"]["totalCount"] == len(want["models"]) == len(models)
+    for model, (requests, cost) in want["models"].items():
+        assert models[model] == [requests, pytest.approx(cost, rel=1e-9, abs=1e-12)], model
 
     if services.db.is_postgres:
         async with services.db.read() as conn:
@@ -97,7 +169,10 @@ async def _check_weeks(api: Api, key: str, planned: dict, raw: dict) -> None:
     start, end = (datetime.fromisoformat(planned["overview"].pop(k)) for k in ("start", "end"))
     raw["overview"].pop("start"), raw["overview"].pop("end")
     p95 = partial(planned_and_exact_percentile, api.services, key, q=0.95)
-    paths = {("overview", "p95LatencyMs"): await p95(start=start, end=end)}
+    # the overview's latency covers LLM calls; the weeks' P95_LATENCY_MS every kind selected
+    paths = {
+        ("overview", "p95LatencyMs"): await p95(start=start, end=end, where={"kind": "llm_call"})
+    }
     weeks = [datetime.fromisoformat(b) for b in planned["weeks"]["buckets"]]
     series = [s["metric"] for s in planned["weeks"]["series"]].index("P95_LATENCY_MS")
     for i, week in enumerate(weeks):

@@ -8,6 +8,7 @@ import io
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -208,3 +209,83 @@ async def test_refusals(api: Api) -> None:
     assert (await api.client.get("/v1/export/requests")).status_code == 401
     empty = await _get(api, key, "/v1/export/requests", preset="LAST_24H", format="json")
     assert empty.status_code == 200 and empty.json() == []
+
+
+async def test_breakdown_and_timeseries_parameters(api: Api) -> None:
+    """orderBy, descending and metadataKey on breakdown; timezone, groupBy and limitGroups on
+    timeseries, each against a recomputation from the events."""
+    key = await api.key()
+    await api.ingest(key, _events())
+    inside = [e for e in _events() if START <= datetime.fromisoformat(e["timestamp"]) < END]
+    window = {"start": iso(START), "end": iso(END), "format": "json"}
+
+    by_user: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for e in inside:
+        by_user[e["user_id"]][0] += 1
+        by_user[e["user_id"]][1] += e["cost_usd"]
+    for descending in ("true", "false"):
+        rows = _rows(
+            await _get(
+                api,
+                key,
+                "/v1/export/breakdown",
+                **window,
+                dimension="USER",
+                metrics="REQUESTS,COST_USD",
+                orderBy="COST_USD",
+                descending=descending,
+            )
+        )
+        order = sorted(by_user, key=lambda u: by_user[u][1], reverse=descending == "true")
+        assert len(set(by_user[u][1] for u in order)) == len(order)  # no ties: one order
+        assert [r["user"] for r in rows] == order
+        for row in rows:
+            assert [row["requests"], row["cost_usd"]] == pytest.approx(by_user[row["user"]])
+
+    rows = _rows(
+        await _get(
+            api,
+            key,
+            "/v1/export/breakdown",
+            **window,
+            dimension="METADATA",
+            metadataKey="env",
+            metrics="REQUESTS,COST_USD",
+        )
+    )
+    prod = [e for e in inside if e["metadata"].get("env") == "prod"]
+    got = {r["metadata"]: [r["requests"], r["cost_usd"]] for r in rows}
+    assert got["prod"] == pytest.approx([len(prod), sum(e["cost_usd"] for e in prod)])
+    assert sum(v[0] for v in got.values()) == len(inside) > len(prod) > 0
+
+    tokyo = ZoneInfo("Asia/Tokyo")
+    rows = _rows(
+        await _get(
+            api,
+            key,
+            "/v1/export/timeseries",
+            **window,
+            timezone="Asia/Tokyo",
+            metrics="REQUESTS",
+            granularity="DAY",
+            groupBy="MODEL",
+            limitGroups="1",
+        )
+    )
+    counts: dict[tuple[Any, bool], int] = defaultdict(int)
+    models: dict[str, int] = defaultdict(int)
+    for e in inside:
+        models[e["model"]] += 1
+    top = max(models, key=lambda m: models[m])
+    assert models[top] > min(models.values())  # one model leads: limitGroups=1 keeps it
+    for e in inside:
+        local_day = datetime.fromisoformat(e["timestamp"]).astimezone(tokyo).date()
+        counts[(local_day, e["model"] == top)] += 1
+    got_counts: dict[tuple[Any, bool], float] = {}
+    for r in rows:
+        bucket = datetime.fromisoformat(r["bucket"]).astimezone(tokyo)
+        assert (bucket.hour, bucket.minute) == (0, 0), r["bucket"]  # Tokyo's midnight
+        assert r["is_other"] is (r["group"] != top), r
+        if r["requests"]:
+            got_counts[(bucket.date(), not r["is_other"])] = r["requests"]
+    assert got_counts == counts

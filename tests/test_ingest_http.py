@@ -14,7 +14,7 @@ import httpx
 import orjson
 
 from tallyql.config import Settings
-from tallyql.ingest.pricing import TokenUsage, reference_cost_nano, to_nano
+from tallyql.ingest.pricing import TokenUsage, to_nano
 from tallyql.storage.tables import SESSION_SUM_COLUMNS
 from tests.conftest import Api, running_api
 from tests.helpers import (
@@ -25,6 +25,7 @@ from tests.helpers import (
     session_rows,
     total_count,
 )
+from tests.reference_pricing import reference_cost_nano
 
 
 def _auth(key: str, **headers: str) -> dict[str, str]:

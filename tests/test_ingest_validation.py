@@ -8,13 +8,39 @@ from typing import Any
 from tests.conftest import Api
 from tests.helpers import ago, all_ids, event_rows, iso, llm, workspace_id_of
 
+
+def _nested(levels: int) -> dict[str, Any]:
+    """A JSON object nested `levels` deep."""
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"k": value}
+    return value
+
+
 # (field, value, field named in the error, part of the message)
 BAD_FIELDS: list[tuple[str, Any, str, str]] = [
-    ("input_tokens", "12", "input_tokens", "must be a non-negative integer"),
-    ("output_tokens", -1, "output_tokens", "must be a non-negative integer"),
-    ("cache_read_tokens", 1.5, "cache_read_tokens", "must be a non-negative integer"),
-    ("input_tokens", 2**60, "input_tokens", "must be a non-negative integer"),
-    ("status_code", True, "status_code", "must be a non-negative integer"),
+    ("input_tokens", "12", "input_tokens", "must be an integer from 0 to 100,000,000"),
+    ("output_tokens", -1, "output_tokens", "must be an integer from 0 to 100,000,000"),
+    ("cache_read_tokens", 1.5, "cache_read_tokens", "must be an integer from 0 to 100,000,000"),
+    ("input_tokens", 2**60, "input_tokens", "must be an integer from 0 to 100,000,000"),
+    ("reasoning_tokens", 100_000_001, "reasoning_tokens", "must be an integer from 0 to 100,0"),
+    ("status_code", True, "status_code", "must be an integer from 0 to 999"),
+    ("status_code", 2**31, "status_code", "must be an integer from 0 to 999"),
+    ("request_bytes", 2**30 + 1, "request_bytes", "must be an integer from 0 to 1,073,741,824"),
+    ("response_bytes", 2**63, "response_bytes", "must be an integer from 0 to 1,073,741,824"),
+    ("latency_ms", 1e308, "latency_ms", "must be a number from 0 to 2,592,000,000"),
+    ("ttft_ms", 2_592_000_001, "ttft_ms", "must be a number from 0 to 2,592,000,000"),
+    ("cost_usd", 9.23e9, "cost_usd", "must be a number from 0 to 10,000"),
+    ("timestamp", "0001-01-01T00:00:00+14:00", "timestamp", "is outside the years 1 to 9999"),
+    ("timestamp", "0001-01-01T00:00:00Z", "timestamp", "is before 19"),
+    ("model", "gpt\x00x", "model", "must not contain NUL characters"),
+    ("session_id", "\x00", "session_id", "must not contain NUL characters"),
+    ("tags", ["a\x00"], "tags", "each tag must not contain NUL characters"),
+    ("metadata", {"k": "v\x00"}, "metadata", "must not contain NUL characters"),
+    ("metadata", {"k\x00": 1}, "metadata", "must not contain NUL characters"),
+    ("metadata", _nested(255), "metadata", "must not be nested deeper than 64 levels"),
+    ("request", _nested(200), "request", "must not be nested deeper than 64 levels"),
+    ("response", [{"text": "\x00"}], "response", "must not contain NUL characters"),
     ("kind", "llm", "kind", "must be one of llm_call, tool_call, agent_run, http_request"),
     ("status", "ok", "status", "must be one of success, error, blocked"),
     ("error_type", "boom", "error_type", "must be one of rate_limit"),
@@ -34,8 +60,8 @@ BAD_FIELDS: list[tuple[str, Any, str, str]] = [
     ("metadata", "team=red", "metadata", "must be a JSON object"),
     ("metadata", {"blob": "x" * 17_000}, "metadata", "must encode to at most 16384 bytes"),
     ("is_byok", "yes", "is_byok", "must be true or false"),
-    ("cost_usd", -0.01, "cost_usd", "must be a non-negative number"),
-    ("latency_ms", "fast", "latency_ms", "must be a non-negative number"),
+    ("cost_usd", -0.01, "cost_usd", "must be a number from 0 to 10,000"),
+    ("latency_ms", "fast", "latency_ms", "must be a number from 0 to 2,592,000,000"),
 ]
 
 

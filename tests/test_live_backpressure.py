@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -114,12 +113,6 @@ async def test_stalled_subscriber_lags_alone(server: LiveServer, protocol: str) 
     key = await make_key(server)
     workspace = await workspace_id_of(server.app.state.services, key)
 
-    # ingest without subscribers, for a reference figure
-    started = time.perf_counter()
-    for b in range(5):
-        await ingest(server.url, key, bulky_events(f"warm{b}", BATCH))
-    alone = (time.perf_counter() - started) / 5
-
     events = bulky_events("ev", BATCH * BATCHES)
     ids = [e["id"] for e in events]
     with_totals = ("REQUEST", "ERROR", "COST_UPDATE")
@@ -136,12 +129,12 @@ async def test_stalled_subscriber_lags_alone(server: LiveServer, protocol: str) 
                     received.append(await keeping_up.next())
 
             reader = asyncio.create_task(keep_up())
-            took: list[float] = []
             after_first_drop = 0
             for b in range(BATCHES):
-                started = time.perf_counter()
-                await ingest(server.url, key, events[b * BATCH : (b + 1) * BATCH])
-                took.append(time.perf_counter() - started)
+                # a deadline, not a measure: an ingest that waited for the stalled client
+                # would hang here (how long ingest takes beside it is bench/'s business)
+                async with asyncio.timeout(60):
+                    await ingest(server.url, key, events[b * BATCH : (b + 1) * BATCH])
                 if stalled.dropped_total > 0:
                     after_first_drop += 1
             await asyncio.wait_for(reader, 20)
@@ -154,13 +147,6 @@ async def test_stalled_subscriber_lags_alone(server: LiveServer, protocol: str) 
             assert stalled.queued == QUEUE_SIZE
             assert stalled.dropped_total > 0
             assert after_first_drop >= 5, (after_first_drop, stalled.dropped_total)
-            assert max(took) < 5.0, took
-            median = sorted(took)[len(took) // 2]
-            print(
-                f"ingest of {BATCH} events: {alone * 1000:.1f} ms alone, {median * 1000:.1f} ms"
-                f" (median) beside a stalled and a keeping-up subscriber;"
-                f" {stalled.dropped_total} dropped for the stalled one"
-            )
 
         # the stalled client reads again: every event either arrives, in order, or is counted
         # by the Lagged item in the place where it went missing

@@ -1,7 +1,7 @@
 """The delivery pacer keeps live deliveries to their share of the event loop: with two hundred
-busy senders, other tasks still get the loop every few milliseconds and the senders use about
-their share of the time, no more; a lone sender never waits; a cancelled waiter does not hold
-up the others."""
+busy senders, other tasks still get the loop after a few of them (counted, not timed, so a
+loaded machine cannot fail it) and the senders use about their share of the time, no more; a
+lone sender never waits; a cancelled waiter does not hold up the others."""
 
 from __future__ import annotations
 
@@ -21,32 +21,38 @@ def busy(seconds: float) -> None:
         pass
 
 
-async def contend(pacer: DeliveryPacer | None) -> tuple[float, float, float]:
+async def contend(pacer: DeliveryPacer | None) -> tuple[float, float, int]:
     """Run SENDERS busy senders beside a probe for RUN seconds: (time the senders used,
-    elapsed time, the probe's longest wait for the loop)."""
+    elapsed time, the most deliveries that ran between two turns of the probe). The probe
+    yields at every turn, so it runs once in every loop iteration: the last figure is how many
+    deliveries the pacer let into one iteration, which is what decides how long other tasks
+    wait for the loop, and unlike a duration it does not grow on a loaded machine."""
     used = 0.0
     stop = False
+    deliveries = 0
 
     async def sender() -> None:
-        nonlocal used
+        nonlocal used, deliveries
         while not stop:
             if pacer is not None:
                 await pacer.turn()
             started = time.perf_counter()
             busy(COST)
             used += time.perf_counter() - started
+            deliveries += 1
             if pacer is not None:
                 pacer.done(started)
             await asyncio.sleep(0)  # a send that completes at once still yields
 
-    longest = 0.0
+    most = 0
 
     async def probe() -> None:
-        nonlocal longest
+        nonlocal most
+        seen = deliveries
         while not stop:
-            before = time.perf_counter()
-            await asyncio.sleep(0.001)
-            longest = max(longest, time.perf_counter() - before - 0.001)
+            await asyncio.sleep(0)
+            most = max(most, deliveries - seen)
+            seen = deliveries
 
     began = time.perf_counter()
     tasks = [asyncio.create_task(sender()) for _ in range(SENDERS)]
@@ -54,25 +60,29 @@ async def contend(pacer: DeliveryPacer | None) -> tuple[float, float, float]:
     await asyncio.sleep(RUN)
     stop = True
     await asyncio.gather(*tasks, probing)
-    return used, time.perf_counter() - began, longest
+    return used, time.perf_counter() - began, most
 
 
 async def test_busy_senders_keep_to_their_share() -> None:
     # every delivery charged in full (max_cost), so that time this process spends descheduled
     # by the machine inside a busy loop counts on both sides of the comparison
     pacer = DeliveryPacer(share=0.5, max_cost=1.0)
-    used, elapsed, longest = await contend(pacer)
+    used, elapsed, most = await contend(pacer)
     assert used <= 0.5 * elapsed + pacer.burst + 0.05, (used, elapsed)
     assert used >= 0.3 * elapsed, (used, elapsed)  # paced, not starved
-    assert longest < 0.04, f"the loop was held for {longest * 1000:.1f} ms"
+    # one iteration holds the deliveries the burst allows (burst / (COST / share) = 10, a few
+    # more as the wall clock moves on while they run) plus those woken at once; a machine that
+    # deschedules this process only charges them more, so fewer run
+    assert most <= 3 * pacer.WAKE_AT_ONCE < SENDERS // 4, most
     assert pacer.waits > 0
 
 
 async def test_without_the_pacer_the_probe_waits_long() -> None:
-    """The control: the same senders unpaced hold the loop for a whole round of them."""
-    used, elapsed, longest = await contend(None)
+    """The control: the same senders unpaced all run in every iteration, a whole round of them
+    between two turns of the probe."""
+    used, elapsed, most = await contend(None)
     assert used > 0.8 * elapsed
-    assert longest > 0.04  # a round of SENDERS * COST = 100 ms
+    assert most == SENDERS
 
 
 async def test_a_lone_sender_never_waits() -> None:

@@ -39,7 +39,8 @@ Event = dict[str, Any]
 
 
 @pytest.fixture
-async def server(settings: Settings, db_kind: str) -> AsyncIterator[LiveServer]:
+async def server(settings: Settings, db_kind: str, midday: datetime) -> AsyncIterator[LiveServer]:
+    # noon: the events stamped 30 s and more back are today's at any hour the suite runs
     async with live_server(settings, db_kind) as running:
         yield running
 

@@ -11,11 +11,12 @@ from sqlalchemy import select
 
 from tallyql.auth.principal import Role
 from tallyql.costs.book import PriceBook
-from tallyql.ingest.pricing import TokenUsage, reference_cost_nano
+from tallyql.ingest.pricing import TokenUsage
 from tallyql.storage.price_overrides import Actor, create_override
 from tallyql.storage.tables import audit_events
 from tests.conftest import Api
 from tests.helpers import event_rows, iso, llm, workspace_id_of
+from tests.reference_pricing import reference_cost_nano
 
 CREATE = """
 mutation($input: PriceOverrideInput!) {

@@ -18,10 +18,10 @@ from tallyql.ingest.pricing import (
     TokenUsage,
     _int_cost,
     _int_rates,
-    reference_cost_nano,
 )
 from tests.conftest import Api
 from tests.helpers import event_rows, llm, workspace_id_of
+from tests.reference_pricing import reference_cost_nano
 
 TOKEN_RATES = {"input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok"}
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from tallyql.costs.repricing import reprice
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import resolve_window
-from tallyql.ingest.pricing import NANO_PER_USD, TokenUsage, reference_cost_nano
+from tallyql.ingest.pricing import NANO_PER_USD, TokenUsage
 from tallyql.storage.price_overrides import Actor
 from tallyql.storage.tables import audit_events
 from tests.conftest import Api
@@ -24,6 +24,7 @@ from tests.helpers import (
     session_rows,
     workspace_id_of,
 )
+from tests.reference_pricing import reference_cost_nano
 from tests.test_price_overrides import create, override_nano
 
 REPRICE = """

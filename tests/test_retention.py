@@ -4,11 +4,14 @@ partitions and keeps ingesting into dropped days."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
+import time_machine
 from sqlalchemy import func, select, text
 
 from tallyql.config import Settings
@@ -16,10 +19,19 @@ from tallyql.storage.tables import event_keys, events, payloads, session_models,
 from tests.conftest import Api, running_api
 from tests.helpers import iso
 
-NOW = datetime.now(UTC)
+# Every test runs from today's noon UTC on (the clock set at its start), so the days built here
+# and the cut-offs and partitions the server computes from its own "now" are the same days at
+# any hour the suite runs, and a test that crosses midnight cannot split them.
+NOW = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
 OLD = (NOW - timedelta(days=200)).replace(hour=12, minute=0, second=0, microsecond=0)
 ANCIENT = (NOW - timedelta(days=500)).replace(hour=12, minute=0, second=0, microsecond=0)
 RECENT = (NOW - timedelta(days=10)).replace(hour=12, minute=0, second=0, microsecond=0)
+
+
+@pytest.fixture(autouse=True)
+def at_noon() -> Iterator[None]:
+    with time_machine.travel(NOW, tick=True):
+        yield
 
 
 def day_range(at: datetime) -> dict[str, str]:

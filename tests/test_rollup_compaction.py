@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from tallyql.config import Settings
@@ -134,10 +135,29 @@ async def test_staged_deltas_answer_like_compacted_rollups(
         _assert_same_rows(kept, await _table_rows(api))
 
 
-async def test_compaction_reports_in_health(api: Api) -> None:
-    if not api.services.db.is_postgres:
-        assert "rollup_compaction" not in api.services.background_status()
-        return
+@pytest.mark.parametrize("db_kind", ["sqlite"])
+async def test_sqlite_folds_rollups_in_the_writers_transaction_without_a_job(
+    api: Api, db_kind: str
+) -> None:
+    """SQLite only (PostgreSQL stages deltas, the tests below): no compaction job, no delta
+    tables, and the rollups hold what a rebuild computes as soon as the batch commits."""
+    assert "rollup_compaction" not in api.services.background_status()
+    assert "rollup_compaction" not in (await api.client.get("/health")).json()["jobs"]
+    key = await api.key()
+    assert (await api.ingest(key, _batches(60, 60)[0]))["accepted"] == 60
+    async with api.services.db.read() as conn:
+        names = {r[0] for r in await conn.execute(text("SELECT name FROM sqlite_master"))}
+    assert not names & set(DELTA_TABLES)
+    answered = await api.data(key, DASHBOARD, {"r": RANGE})
+    assert answered["overview"]["totalRequests"] == 60
+    kept = await _table_rows(api)
+    await rebuild(api.services.db, END - timedelta(days=4), END + timedelta(days=1))
+    _assert_same_rows(kept, await _table_rows(api))
+    assert await api.data(key, DASHBOARD, {"r": RANGE}) == answered
+
+
+@pytest.mark.parametrize("db_kind", ["postgresql"])
+async def test_compaction_reports_in_health_on_postgresql(api: Api, db_kind: str) -> None:
     key = await api.key()
     await api.ingest(key, _batches(50, 50)[0])
     for _ in range(50):
@@ -151,16 +171,14 @@ async def test_compaction_reports_in_health(api: Api) -> None:
     assert await _delta_rows(api) == 0
 
 
-async def test_an_idle_compactor_skips_until_a_batch_commits(
+@pytest.mark.parametrize("db_kind", ["postgresql"])
+async def test_an_idle_compactor_skips_until_a_batch_commits_on_postgresql(
     settings: Settings, db_kind: str
 ) -> None:
-    """After a run that compacted everything (histograms included), nothing runs until this
-    process's writer commits again; then runs resume until the histograms are folded too."""
+    """PostgreSQL only (SQLite has no deltas, no job: the test above): after a run that
+    compacted everything (histograms included), nothing runs until this process's writer
+    commits again; then runs resume until the histograms are folded too."""
     async with running_api(replace(settings, rollup_compaction_seconds=0), db_kind) as api:
-        if not api.services.db.is_postgres:  # no deltas: the writer folds in its transaction
-            assert await _delta_rows(api) == 0
-            assert "rollup_compaction" not in api.services.background_status()
-            return
         writer = api.services.writer
         job = CompactionJob(
             api.services.db, 0.01, {}, histogram_every=3, activity=lambda: writer.stats.batches

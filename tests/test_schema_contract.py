@@ -16,6 +16,7 @@ from graphql import (
     get_named_type,
 )
 
+from tallyql.ingest.fields import MAX_TOKENS  # the most one event reports in a token field
 from tallyql.schema import build_schema
 from tests.conftest import Api
 from tests.helpers import llm
@@ -167,12 +168,11 @@ def test_every_values_list_is_labelled() -> None:
         assert label in schema.type_map[owner].fields, (holder, owner)  # type: ignore[attr-defined]
 
 
-BIG = 3_000_000_000  # above 2^31: a Long, and an exact integer in JSON
-
-
 async def test_counts_are_exact_json_integers(api: Api) -> None:
     key = await api.key()
-    tokens = [BIG + 7, 123_457, 1]
+    # their sum is above 2^31: a Long, and an exact integer in JSON
+    tokens = [MAX_TOKENS] * 30 + [123_457, 1]
+    assert sum(tokens) > 2**31
     await api.ingest(
         key,
         [
@@ -192,10 +192,10 @@ async def test_counts_are_exact_json_integers(api: Api) -> None:
     )
     overview = data["overview"]
     expected = {
-        "totalRequests": 4,
+        "totalRequests": len(tokens) + 1,
         "inputTokens": sum(tokens),
-        "outputTokens": 0 + 1 + 2,
-        "totalTokens": sum(tokens) + 3,
+        "outputTokens": sum(range(len(tokens))),
+        "totalTokens": sum(tokens) + sum(range(len(tokens))),
         "modelsUsed": 1,
         "activeTools": 1,
     }
@@ -205,9 +205,9 @@ async def test_counts_are_exact_json_integers(api: Api) -> None:
     assert breakdown["metrics"] == ["REQUESTS", "INPUT_TOKENS", "AVG_LATENCY_MS"]
     by_kind = {n["key"]: n["values"] for n in breakdown["nodes"]}
     # Counts in a positional list are JSON numbers of integral value (GraphQL Float), exact.
-    assert by_kind["llm_call"][:2] == [3, sum(tokens)]
+    assert by_kind["llm_call"][:2] == [len(tokens), sum(tokens)]
     assert by_kind["llm_call"][1] == float(sum(tokens)) and sum(tokens) < 2**53
-    assert by_kind["llm_call"][2] == 101.0
+    assert by_kind["llm_call"][2] == 100.0 + sum(range(len(tokens))) / len(tokens)
     tools = data["toolUsage"]
     assert tools["executions"] == 1 and type(tools["executions"]) is int
     assert tools["uniqueTools"] == 1

@@ -4,6 +4,7 @@ the comparison with the median session of the same filter set."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -150,16 +151,27 @@ async def test_comparison_uses_the_same_filter_set(api: Api) -> None:
     assert 2 < len(subset) < len(sessions)
     for node in listed["sessions"]["nodes"]:
         check_comparison(node["comparison"], sessions[node["id"]], subset)
-    # a session outside the set, or a set too small, has no baseline
-    alone = {"users": [next(s.user for s in sessions.values() if s.user)]}
-    small = [s for s in sessions.values() if s.user == alone["users"][0]]
-    other = next(s for s in sessions.values() if s.user != alone["users"][0])
+    # a set of two sessions or more is a baseline, for a session outside it too ...
+    users = Counter(s.user for s in sessions.values() if s.user)
+    busiest = min(users, key=lambda u: (-users[u], u))
+    mine = [s for s in sessions.values() if s.user == busiest]
+    other = next(s for s in sessions.values() if s.user != busiest)
+    assert len(mine) >= 2
     data = await api.data(
-        key, DETAIL, {"id": other.id, "buckets": 1, "range": RANGE, "filter": alone}
+        key, DETAIL, {"id": other.id, "buckets": 1, "range": RANGE, "filter": {"users": [busiest]}}
     )
-    assert (data["session"]["comparison"] is None) is (len(small) < 2)
-    if len(small) >= 2:
-        check_comparison(data["session"]["comparison"], other, small)
+    check_comparison(data["session"]["comparison"], other, mine)
+    # ... and a set of one session is none, for that session and for one outside it
+    lone = {**events[0], "id": "lone-event", "session_id": "lone-session", "user_id": "lone-user"}
+    assert (await api.ingest(key, [lone]))["accepted"] == 1
+    for session_id in ("lone-session", other.id):
+        data = await api.data(
+            key,
+            DETAIL,
+            {"id": session_id, "buckets": 1, "range": RANGE, "filter": {"users": ["lone-user"]}},
+        )
+        assert data["session"]["id"] == session_id
+        assert data["session"]["comparison"] is None, session_id
 
 
 async def test_a_session_with_one_event(api: Api) -> None:

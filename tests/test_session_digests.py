@@ -216,3 +216,62 @@ async def test_repricing_and_rebuilding_change_the_days_of_their_sessions(api: A
     assert drifted["costUsd"]["avg"] == pytest.approx(mean_cost + 0.001, rel=1e-9)
     await rebuild(api.services.db, DAY0, DAY0 + timedelta(days=7), sessions=True)
     check(await stats(api, key), expected(house + priced))
+
+
+HUGE = {"start": "0001-02-01T00:00:00Z", "end": "9999-12-01T00:00:00Z"}
+
+
+async def test_a_window_of_millennia_visits_only_stamped_days(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0001 to 9999 is 3.6 million whole days: only the days that hold sessions (stamped) are
+    visited in Python, empty workspace or not, and the figures are every session's."""
+    from tallyql.engine import session_digests
+
+    made: list[int | None] = []
+    real = session_digests._digest
+
+    def counted(version: int | None, row: Any, width: int) -> Any:
+        made.append(version)
+        return real(version, row, width)
+
+    monkeypatch.setattr(session_digests, "_digest", counted)
+    key = await api.key()
+    empty = (await api.data(key, STATS, {"range": HUGE}))["sessionStats"]
+    assert empty["sessions"] == 0 and empty["costUsd"]["p50"] is None
+    assert made == [None]  # the edges' part alone: no day was visited
+
+    events = traffic(random.Random(5), 80, "h")
+    await api.ingest(key, events)
+    made.clear()
+    got = (await api.data(key, STATS, {"range": HUGE}))["sessionStats"]
+    days = {datetime.fromisoformat(e["timestamp"]).date() for e in events}
+    assert got["sessions"] == len({e["session_id"] for e in events})
+    want = expected_all(events)
+    check(got, want)
+    # one digest per stamped day (each session's span; within the traffic's days) + the edges
+    async with api.services.db.read() as conn:
+        stamped = (await conn.execute(text("SELECT count(*) FROM session_day_versions"))).scalar()
+    assert len(made) == stamped + 1 and stamped <= len(days) + 1
+    made.clear()
+    check((await api.data(key, STATS, {"range": HUGE}))["sessionStats"], want)
+    assert made == [None]  # every day kept: nothing read again
+
+
+def expected_all(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every session's measures (a window that holds them all)."""
+    by_session: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        by_session[e["session_id"]].append(e)
+    rows = []
+    for evs in by_session.values():
+        times = [datetime.fromisoformat(e["timestamp"]) for e in evs]
+        rows.append(
+            {
+                "cost": sum(round(e["cost_usd"] * 1e9) for e in evs),
+                "tokens": sum(e["input_tokens"] + e["output_tokens"] for e in evs),
+                "duration": (max(times) - min(times)) // timedelta(microseconds=1),
+                "requests": len(evs),
+            }
+        )
+    return {"sessions": len(rows), "rows": rows}

@@ -315,3 +315,12 @@ def test_brackets_from_a_sample() -> None:
     assert all(0 <= a < b < 1 + 1 / exact_stats.SAMPLE_SLICES for a, b in slices)
     widths = {round((b - a) * exact_stats.SAMPLE_SLICES, 9) for a, b in slices}
     assert widths == {exact_stats.SAMPLE_FRACTION}
+
+
+def test_the_sample_is_the_same_every_time() -> None:
+    """No unseeded draw: one question reads one sample, so its cost is reproducible."""
+    first = exact_stats.sample_fractions()
+    assert exact_stats.sample_fractions() == first
+    assert len(first) == exact_stats.SAMPLE_SLICES
+    width = exact_stats.SAMPLE_FRACTION / exact_stats.SAMPLE_SLICES
+    assert all(0 <= lo < 1 and hi - lo == pytest.approx(width) for lo, hi in first)

@@ -63,13 +63,27 @@ def expected_tops(tools: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
     def errors(evs: list[dict[str, Any]]) -> int:
         return sum(status(e) == "error" for e in evs)
 
+    def error_rate(evs: list[dict[str, Any]]) -> Any:
+        return pytest.approx(errors(evs) / len(evs))
+
+    def avg_latency(evs: list[dict[str, Any]]) -> Any:
+        timed = [e["latency_ms"] for e in evs if e.get("latency_ms") is not None]
+        return pytest.approx(sum(timed) / len(timed)) if timed else None
+
     by_instance = group(
         (e for e in tools if e.get("agent_instance_id")),
         lambda e: (e["agent_instance_id"], e.get("agent_id")),
     )
     return {
         "topTools": [
-            {"tool": k[0], "mcpServer": k[1], "calls": len(v), "errors": errors(v)}
+            {
+                "tool": k[0],
+                "mcpServer": k[1],
+                "calls": len(v),
+                "errors": errors(v),
+                "errorRate": error_rate(v),
+                "avgLatencyMs": avg_latency(v),
+            }
             for k, v in ranked(group(tools, lambda e: (e["tool"], e.get("mcp_server"))))
         ],
         "topAgentInstances": [
@@ -95,6 +109,7 @@ def expected_tops(tools: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
                 "tools": len({e["tool"] for e in v}),
                 "calls": len(v),
                 "errors": errors(v),
+                "avgLatencyMs": avg_latency(v),
             }
             for k, v in ranked(
                 group((e for e in tools if e.get("mcp_server")), lambda e: e["mcp_server"])
@@ -127,10 +142,20 @@ async def all_pages(
 
 
 def check_subset(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
+    """Every fetched field against the recomputation, for lists that fetch fewer fields than it
+    has (a fetched field it lacks fails: none goes unchecked)."""
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
-        common = set(g) & set(w)  # the fields the query selected
-        assert {k: g[k] for k in common} == {k: w[k] for k in common}
+        assert set(g) <= set(w), set(g) - set(w)
+        assert g == {k: w[k] for k in g}
+
+
+def check_all(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
+    """Every fetched field of every node against the recomputation (a field fetched but not
+    recomputed fails, so none goes unchecked)."""
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert g == w
 
 
 async def explain(api: Api, key: str, query: str, variables: dict[str, Any]) -> list[dict]:
@@ -186,7 +211,7 @@ async def test_tool_usage(api: Api, flt: dict[str, Any] | None) -> None:
 
     tops = await all_pages(api, key, TOPS, "toolUsage", LISTS, flt)
     for list_name, want in expected_tops(tools).items():
-        check_subset(tops[list_name], want)
+        check_all(tops[list_name], want)
 
 
 async def test_tool_usage_reads_rollups_and_stays_in_its_workspace(api: Api) -> None:

@@ -114,7 +114,7 @@ async def test_retried_with_exponential_backoff_until_it_succeeds(api: Api) -> N
         assert node["nextAttemptAt"] is None and node["deliveredAt"] is not None
         log = node["attemptLog"]
         assert [(a["statusCode"], a["error"]) for a in log] == [
-            (500, "HTTP 500: boom"), (500, "HTTP 500: boom"), (200, None)
+            (500, "HTTP 500"), (500, "HTTP 500"), (200, None)
         ]  # fmt: skip
         at = [datetime.fromisoformat(a["at"]) for a in log]
         assert at[1] - at[0] >= timedelta(seconds=0.1)

@@ -8,11 +8,13 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tallyql.engine.planner import Piece, split_window
 from tallyql.storage.rollups import grain_start
 from tests.conftest import Api
 from tests.helpers import check_planned_against_raw, planned_and_exact_percentile
+from tests.reference import aggregate, bucket_starts, close, normalise
 
 MONDAY = datetime(2026, 11, 2, tzinfo=UTC)
 
@@ -110,7 +112,9 @@ async def test_week_rows_answer_like_raw_events(api: Api) -> None:
     start, end = (datetime.fromisoformat(window[k]) for k in ("start", "end"))
     # percentiles: the sketch estimate of the stored events when planned, exact when raw
     at = partial(planned_and_exact_percentile, api.services, key, start=start, end=end)
-    paths = {("overview", f"p{q}LatencyMs"): await at(q=q / 100) for q in (50, 95)}
+    # the overview's latency covers LLM calls (issue 23); the breakdown and series every kind
+    llm_only = {"kind": "llm_call"}
+    paths = {("overview", f"p{q}LatencyMs"): await at(q=q / 100, where=llm_only) for q in (50, 95)}
     for i, node in enumerate(planned["models"]["nodes"]):
         paths[("models", "nodes", i, "values", 2)] = await at(q=0.95, where={"model": node["key"]})
     weeks = [datetime.fromisoformat(b) for b in planned["weekly"]["buckets"]]
@@ -121,6 +125,32 @@ async def test_week_rows_answer_like_raw_events(api: Api) -> None:
     check_planned_against_raw(planned, raw, paths)
     inside = [e for e in _events() if start <= datetime.fromisoformat(e["timestamp"]) < end]
     assert planned["overview"]["totalRequests"] == len(inside) > 200
+
+    # and both are what tests/reference.py recomputes from the events
+    events = [normalise(e) for e in _events()]
+    utc = ZoneInfo("UTC")
+    weekly = ["REQUESTS", "P99_LATENCY_MS"]
+    want = aggregate(events, weekly, [], start, end, utc, "WEEK", {}, {})
+    buckets = [b.isoformat() for b in bucket_starts(start, end, "WEEK", utc)]
+    assert [datetime.fromisoformat(b) for b in planned["weekly"]["buckets"]] == [
+        datetime.fromisoformat(b) for b in buckets
+    ]
+    for i, metric in enumerate(weekly):
+        got = planned["weekly"]["series"][i]["values"]
+        expected = [
+            want.get((b,), {}).get(metric, 0 if metric == "REQUESTS" else None) for b in buckets
+        ]
+        assert all(close(w, g, metric) for w, g in zip(expected, got, strict=True)), (metric, got)
+    for alias, metrics, dimension in (
+        ("models", ["REQUESTS", "COST_USD", "P95_LATENCY_MS"], "MODEL"),
+        ("users", ["REQUESTS", "TOTAL_TOKENS"], "USER"),
+    ):
+        want = aggregate(events, metrics, [(dimension, None)], start, end, utc, None, {}, {})
+        got = {n["key"]: n["values"] for n in planned[alias]["nodes"]}
+        assert set(got) == {k[1] for k in want}, alias
+        for (_, name), values in want.items():
+            for metric, value in zip(metrics, got[name], strict=True):
+                assert close(values[metric], value, metric), (alias, name, metric)
 
 
 async def test_weeks_in_another_time_zone_are_not_used(api: Api) -> None:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,6 +22,7 @@ from sqlalchemy import update
 
 from tallyql.alerts.model import AlertRule, AlertState, holds
 from tallyql.alerts.store import enabled_rules
+from tallyql.clock import clock
 from tallyql.engine.analytics import Asker
 from tallyql.engine.compiler import Scope
 from tallyql.engine.timerange import TimeWindow
@@ -58,7 +59,7 @@ class AlertScheduler:
 
     async def evaluate_all(self, now: datetime | None = None) -> list[dict[str, Any]]:
         """Evaluate every enabled rule; returns the transitions this call recorded."""
-        now = now or datetime.now(UTC)
+        now = now or clock.now()
         notices: list[dict[str, Any]] = []
         for rule in await enabled_rules(self._db):
             try:
@@ -71,7 +72,7 @@ class AlertScheduler:
         if notices:
             self._dispatcher.notify()
         self.evaluations += 1
-        self.last_run = time.time()
+        self.last_run = clock.timestamp()
         return notices
 
     async def evaluate(self, rule: AlertRule, now: datetime) -> dict[str, Any] | None:

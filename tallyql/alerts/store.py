@@ -6,13 +6,13 @@ import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tallyql.alerts.model import MAX_WINDOW_SECONDS, AlertError, AlertRule, AlertState, Operator
+from tallyql.clock import clock
 from tallyql.engine.filter_codec import spec_to_json
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.registry import Metric
@@ -89,7 +89,7 @@ async def _values(
 async def create_rule(
     db: Database, workspace_id: int, fields: RuleFields, actor: Actor
 ) -> AlertRule:
-    now = datetime.now(UTC)
+    now = clock.now()
     base = {
         "workspace_id": workspace_id,
         "id": uuid.uuid4().hex,
@@ -128,7 +128,7 @@ async def update_rule(
         if row is None:
             return None
         values = await _values(conn, workspace_id, fields, row)
-        values["updated_at"] = datetime.now(UTC)
+        values["updated_at"] = clock.now()
         changes = {k: v for k, v in values.items() if k not in EVALUATION_COLUMNS}
         if not values["enabled"] and row["current_firing_id"] is not None:
             # disabled while firing: no evaluation will resolve it, so it ends here, and the
@@ -179,7 +179,7 @@ async def _close_firing(conn: AsyncConnection, workspace_id: int, firing_id: str
             alert_firings.c.id == firing_id,
             alert_firings.c.resolved_at.is_(None),
         )
-        .values(resolved_at=datetime.now(UTC))
+        .values(resolved_at=clock.now())
     )
 
 

@@ -12,11 +12,12 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select, update
 
 from tallyql.auth.principal import Principal, Role
+from tallyql.clock import clock
 from tallyql.storage.audit import AuditRecord, record_audit
 from tallyql.storage.database import Database
 from tallyql.storage.tables import api_keys, workspaces
@@ -67,7 +68,7 @@ class KeyService:
         """Create a key (and the workspace if needed); returns the full key, shown once."""
         key_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(12))
         secret = secrets.token_urlsafe(32)
-        now = datetime.now(UTC)
+        now = clock.now()
         label = name or f"{role.value} key"
         async with self._db.write() as conn:
             workspace_id = await get_or_create_workspace(conn, workspace)
@@ -106,7 +107,7 @@ class KeyService:
         source_ip: str | None = None,
     ) -> KeyInfo | None:
         """Revoke a key (within a workspace when given); None when there is no such key."""
-        now = datetime.now(UTC)
+        now = clock.now()
         async with self._db.write() as conn:
             query = select(api_keys.c.workspace_id).where(
                 api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)

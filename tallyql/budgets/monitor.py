@@ -14,12 +14,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from tallyql.budgets.model import Budget
 from tallyql.budgets.status import BudgetStatus, budget_status
 from tallyql.budgets.store import all_budgets, crossed_thresholds
+from tallyql.clock import clock
 from tallyql.live.bus import LiveBus
 from tallyql.live.subscriber import LIMIT_WARNING
 from tallyql.storage.audit import AuditRecord, record_audit
@@ -46,7 +47,7 @@ def warning_notice(budget: Budget, status: BudgetStatus, threshold: int) -> dict
         "period": budget.period.value,
         "period_start_us": to_micros(status.period_start),
         "period_end_us": to_micros(status.period_end),
-        "at_us": to_micros(datetime.now(UTC)),
+        "at_us": to_micros(clock.now()),
     }
 
 
@@ -107,7 +108,7 @@ class BudgetMonitor:
             except Exception:
                 log.exception("budget %s could not be evaluated", budget.id)
         self.evaluations += 1
-        self.last_run = time.time()
+        self.last_run = clock.timestamp()
         return announced
 
     async def _check(self, budget: Budget, now: datetime | None) -> list[dict[str, Any]]:
@@ -140,7 +141,7 @@ class BudgetMonitor:
                         budget_id=budget.id,
                         period_start=status.period_start,
                         threshold=threshold,
-                        crossed_at=datetime.now(UTC),
+                        crossed_at=clock.now(),
                         spend_nanousd=status.spend_nanousd,
                         amount_nanousd=budget.amount_nanousd,
                     ).returning(budget_crossings.c.threshold)

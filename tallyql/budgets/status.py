@@ -10,10 +10,11 @@ the projection is above the limit; otherwise OK.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 
 from tallyql.budgets.model import Budget
+from tallyql.clock import clock
 from tallyql.engine.analytics import Asker
 from tallyql.engine.buckets import Granularity
 from tallyql.engine.compiler import Scope
@@ -45,7 +46,7 @@ class BudgetStatus:
 
 
 async def budget_status(db: Database, budget: Budget, now: datetime | None = None) -> BudgetStatus:
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     start, end = period_bounds(budget.period, now, budget.tz)
     asker = Asker(
         db, Scope.of(budget.workspace_id), TimeWindow(start, end, budget.tz), budget.spend_filter()

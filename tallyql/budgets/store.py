@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -18,6 +18,7 @@ from tallyql.budgets.model import (
     BudgetError,
     BudgetScope,
 )
+from tallyql.clock import clock
 from tallyql.engine.filter_codec import spec_to_json
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.periods import Period
@@ -102,7 +103,7 @@ async def _values(
 async def create_budget(
     db: Database, workspace_id: int, fields: BudgetFields, actor: Actor
 ) -> Budget:
-    now = datetime.now(UTC)
+    now = clock.now()
     base = {
         "workspace_id": workspace_id,
         "id": uuid.uuid4().hex,
@@ -135,7 +136,7 @@ async def update_budget(
         if row is None:
             return None
         values = await _values(conn, workspace_id, fields, row)
-        values["updated_at"] = datetime.now(UTC)
+        values["updated_at"] = clock.now()
         await conn.execute(
             update(budgets)
             .where(budgets.c.workspace_id == workspace_id, budgets.c.id == budget_id)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from tallyql.clock import clock
 from tallyql.costs.overrides import PriceOverride, WorkspacePrices
 from tallyql.storage.database import Database
 from tallyql.storage.price_overrides import list_overrides
@@ -47,7 +48,7 @@ class PriceBook:
             grouped[override.workspace_id].append(override)
         self._by_workspace = {ws: WorkspacePrices(items) for ws, items in grouped.items()}
         self.count = len(overrides)
-        self.loaded_at = datetime.now(UTC)
+        self.loaded_at = clock.now()
 
     async def refresh(self) -> None:
         if self._db is None:

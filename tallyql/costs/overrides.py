@@ -1,8 +1,9 @@
 """A workspace's own model prices, and how they price an event.
 
 An override names a provider (or any provider), a model (its exact name, or a regular
-expression that must match the whole name), an effective window [from, until), and USD per
-million tokens for input, output, cache reads, cache writes and reasoning. Cache rates default
+expression in RE2 syntax, matched in linear time, that must match the whole name), an
+effective window [from, until), and USD per million tokens for input, output, cache reads,
+cache writes and reasoning. Cache rates default
 to the input rate and the reasoning rate to the output rate, so an override with only input
 and output prices charges every token.
 
@@ -13,13 +14,20 @@ recently updated.
 
 from __future__ import annotations
 
-import re
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+import re2
+
+log = logging.getLogger(__name__)
+
 MAX_REGEX_LENGTH = 512
+MAX_REGEX_MEMORY = 1 << 20
+"""Bytes RE2 may use for one compiled pattern: a pattern that needs more (a{1000}{1000}, say)
+is refused when the override is created."""
 _NANO_PER_MTOK_USD = Decimal(1000)
 
 
@@ -97,26 +105,69 @@ class PriceOverride:
         return int(nano.to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
-_COMPILED: dict[str, re.Pattern[str]] = {}
+class NeverMatches:
+    """The matcher of a stored pattern that RE2 refuses (one written before patterns were
+    checked with RE2): it prices nothing rather than failing every event."""
+
+    def fullmatch(self, text: str) -> None:
+        return None
 
 
-def compiled(pattern: str) -> re.Pattern[str]:
+Matcher = Any
+"""A compiled RE2 pattern (google-re2 ships no type hints) or NeverMatches."""
+
+_COMPILED: dict[str, Matcher] = {}
+
+
+def _options() -> Any:
+    options = re2.Options()
+    options.log_errors = False  # a refused pattern is reported to the caller, not to stderr
+    options.max_mem = MAX_REGEX_MEMORY
+    return options
+
+
+_OPTIONS = _options()
+
+
+def compiled(pattern: str) -> Matcher:
+    """The pattern compiled by RE2, whose matching takes time linear in the model name's
+    length whatever the pattern (Python's `re` backtracks: `(a+)+b` took seconds on a
+    29-character name and every ingest call waited)."""
     found = _COMPILED.get(pattern)
     if found is None:
         if len(_COMPILED) > 10_000:
             _COMPILED.clear()
-        found = _COMPILED[pattern] = re.compile(pattern)
+        try:
+            found = re2.compile(pattern, _OPTIONS)
+        except re2.error as exc:
+            log.warning(
+                "price override pattern %r is refused by RE2 (%s); it matches nothing",
+                pattern,
+                _reason(exc),
+            )
+            found = NeverMatches()
+        _COMPILED[pattern] = found
     return found
+
+
+def _reason(exc: Exception) -> str:
+    message = exc.args[0] if exc.args else exc
+    return message.decode(errors="replace") if isinstance(message, bytes) else str(message)
 
 
 def check_regex(pattern: str) -> str | None:
     """Why a model pattern is unusable, or None."""
     if len(pattern) > MAX_REGEX_LENGTH:
         return f"must be at most {MAX_REGEX_LENGTH} characters"
+    if "\x00" in pattern:
+        return "must not contain NUL characters (U+0000)"
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        return f"is not a valid regular expression: {exc}"
+        re2.compile(pattern, _OPTIONS)
+    except re2.error as exc:
+        return (
+            f"is not a valid regular expression in RE2 syntax (no backreferences or "
+            f"lookaround): {_reason(exc)}"
+        )
     return None
 
 

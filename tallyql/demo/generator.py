@@ -22,6 +22,7 @@ from itertools import accumulate, islice
 from operator import itemgetter
 from typing import Any
 
+from tallyql.clock import clock
 from tallyql.demo.catalog import (
     AUTOCOMPLETE_MODELS,
     CHAT_MODELS,
@@ -409,7 +410,7 @@ def _budgets(count: int, seed: int, first_hour: int, n: int, start: int, end: in
 def _window_ms(days: float, end: datetime | None) -> tuple[int, int]:
     """[start, end) in whole epoch milliseconds, rounded inwards."""
     if end is None:
-        end = datetime.now(UTC).replace(second=0, microsecond=0)
+        end = clock.now().replace(second=0, microsecond=0)
     elif end.tzinfo is None:
         end = end.replace(tzinfo=UTC)
     end_us = (end - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)

@@ -14,13 +14,14 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Any
 
 from sqlalchemy import func, select, text
 
 from tallyql.auth.principal import Role
+from tallyql.clock import clock
 from tallyql.config import Settings
 from tallyql.demo.catalog import build_world
 from tallyql.demo.generator import generate_batches, generate_events
@@ -87,7 +88,7 @@ async def load_demo(
         )
         for group, members in sorted(world.groups.items()):
             await set_group_members(conn, workspace_id, group, members)
-    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    end = clock.now().replace(second=0, microsecond=0)
     if services.db.is_postgres:
         accepted, duplicates = await _load_postgres(
             services, workspace_id, count, days, seed, end, progress
@@ -128,7 +129,9 @@ async def _submit(
 
     try:
         for batch in batches:
-            valid = services.ingest.prepare_fast(workspace_id, fastpath.convert(batch))
+            valid = services.ingest.prepare_fast(
+                workspace_id, fastpath.convert(batch), history=True
+            )
             pending.add(asyncio.create_task(writer.submit(valid)))
             handed += len(batch)
             in_flight += len(batch)

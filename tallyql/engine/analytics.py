@@ -12,6 +12,7 @@ from typing import Any
 
 from tallyql.engine.buckets import Bucketing, Granularity
 from tallyql.engine.compiler import Scope
+from tallyql.engine.cost_meter import CostMeter
 from tallyql.engine.cursors import CursorError, decode_cursor, encode_cursor
 from tallyql.engine.executor import Key, MetricsQuery, MetricsResult, run_query
 from tallyql.engine.filters import NO_FILTER, EventFilterSpec
@@ -47,6 +48,8 @@ class Asker:
     force_raw: bool = False
     explain: bool = False
     plans: list[dict[str, Any]] = field(default_factory=list)
+    meter: CostMeter | None = None
+    """Pays for each question from its plans before it runs (None: not metered)."""
 
     def for_window(self, window: TimeWindow) -> Asker:
         return replace(self, window=window, plans=self.plans)
@@ -69,7 +72,7 @@ class Asker:
             granularity=granularity,
             force_raw=self.force_raw,
         )
-        result = await run_query(self.db, query, explain=self.explain)
+        result = await run_query(self.db, query, explain=self.explain, meter=self.meter)
         if self.explain:
             self.plans.extend(_describe(p, query, note) for p in result.plans)
         return result

@@ -148,10 +148,31 @@ class Bucketing:
         return index
 
 
+FIXED_ZONES = frozenset(
+    {"UTC", "UCT", "GMT", "GMT0", "GMT+0", "GMT-0", "Greenwich", "Universal", "Zulu"}
+)
+"""Zone names of a fixed offset (besides Etc/*): they have no transitions to look for."""
+MAX_ZONED_WINDOW = timedelta(days=36_525)
+"""The longest window in a zone whose offset changes (100 years): its transitions are found
+day by day (a window from year 1 to 9999 would take seconds); fixed zones take any window."""
+
+
+def fixed_offset(tz: ZoneInfo) -> bool:
+    key = tz.key or ""
+    return key in FIXED_ZONES or key.startswith("Etc/")
+
+
 def _transitions(start: datetime, end: datetime, tz: ZoneInfo) -> tuple[tuple[int, int], ...]:
     """Offset changes between start and end, found day by day and refined to the second
     (zones change their offset at most once a day)."""
     result = [(epoch_seconds(start), _offset(start, tz))]
+    if fixed_offset(tz):
+        return tuple(result)
+    if end - start > MAX_ZONED_WINDOW:
+        raise BucketError(
+            f"a window in {tz.key} spans at most 100 years (its daylight saving changes are "
+            "looked up day by day); use UTC for longer windows"
+        )
     probe = start
     step = timedelta(days=1)
     while probe < end:

@@ -18,8 +18,11 @@ from sqlalchemy import Select, column, literal, select, table
 from sqlalchemy.exc import ProgrammingError
 
 from tallyql import sketch
+from tallyql.clock import clock
 from tallyql.engine.buckets import Bucketing, Granularity, make_bucketing, single_bucket
 from tallyql.engine.compiler import GroupSpec, Scope, compile_group
+from tallyql.engine.cost import query_cost
+from tallyql.engine.cost_meter import CostMeter
 from tallyql.engine.filters import NO_FILTER, EventFilterSpec
 from tallyql.engine.planner import Plan, plan_group
 from tallyql.engine.registry import METRICS, DimensionRef, Metric
@@ -106,7 +109,7 @@ async def quiet_until(db: Database, scope: Scope, end: datetime) -> datetime | N
     stamped after a window that ends now.)"""
     end = end.astimezone(UTC)
     hour = end.replace(minute=0, second=0, microsecond=0)
-    if hour == end or end < datetime.now(UTC) - timedelta(hours=1):
+    if hour == end or end < clock.now() - timedelta(hours=1):
         return None  # whole already, or long past: its hour has had time to fill, likely busy
     ceil = hour + timedelta(hours=1)
     source: Any = events
@@ -131,33 +134,48 @@ async def _fetch(db: Database, statement: Select[Any]) -> list[Sequence[Any]]:
         return [tuple(r) for r in (await conn.execute(statement)).all()]
 
 
-async def run_query(db: Database, query: MetricsQuery, explain: bool = False) -> MetricsResult:
+async def run_query(
+    db: Database, query: MetricsQuery, explain: bool = False, meter: CostMeter | None = None
+) -> MetricsResult:
+    """The query's plans, paid for with `meter` (engine/cost.py) before any of them runs."""
     bucketing = (
         single_bucket(query.window)
         if query.granularity is None
         else make_bucketing(query.window, query.granularity)
     )
     groups = measure_groups(query.metrics)
-    plans: list[Plan] = []
     statements: list[Select[Any]] = []
+
+    def plan_all(quiet: datetime | None) -> list[Plan]:
+        return [
+            plan_group(
+                name,
+                bucketing,
+                query.dimensions,
+                query.filter,
+                histogram=group.kind == "histogram",
+                distinct=group.distinct,
+                force_raw=query.force_raw,
+                quiet_until=quiet,
+            )
+            for name, group in groups.items()
+        ]
+
+    plans = plan_all(None)
+    if meter is not None:  # paid before any statement, even the probe (what a quiet last
+        # hour saves is less than a point: the price is that of the plans without it)
+        by = " x ".join(d.dimension.value for d in query.dimensions) or "no dimension"
+        what = f"{len(query.metrics)} metrics by {by} in {bucketing.count} buckets"
+        meter.charge(query_cost(plans, query.dimensions, bucketing.count), what)
     quiet = None if query.force_raw else await quiet_until(db, query.scope, bucketing.end)
-    for name, group in groups.items():
-        plan = plan_group(
-            name,
-            bucketing,
-            query.dimensions,
-            query.filter,
-            histogram=group.kind == "histogram",
-            distinct=group.distinct,
-            force_raw=query.force_raw,
-            quiet_until=quiet,
-        )
+    if quiet is not None:
+        plans = plan_all(quiet)
+    for plan, group in zip(plans, groups.values(), strict=True):
         statement = compile_group(
             plan, group, bucketing, query.dimensions, query.filter, query.scope, db.dialect
         )
         if explain:
             plan.sql.append(str(statement.compile(db.reader.sync_engine)))
-        plans.append(plan)
         statements.append(statement)
     results = await asyncio.gather(*(_fetch(db, s) for s in statements))
     n_dims = len(query.dimensions)

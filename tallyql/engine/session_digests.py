@@ -18,9 +18,10 @@ change without any session changing.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -46,6 +47,9 @@ PARALLEL_DAYS = 4
 MAX_KEPT_VALUES = 12_000_000
 """Values (of all measures) kept in digests per database, least recently used dropped: about
 100 MB, three months of a workspace with a million sessions."""
+THREAD_VALUES = 500_000
+"""Sessions from which the quantiles are picked in a worker thread (a partition of this many
+values per measure takes tens of milliseconds: other requests keep the loop meanwhile)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -145,9 +149,12 @@ async def digest_summary(
     measures: Sequence[tuple[str, ColumnElement[Any]]],
     quantiles: Sequence[float],
     scan_settings: Sequence[ColumnElement[Any]] = (),
+    pay: Callable[[int], None] | None = None,
 ) -> DigestSummary:
-    """`own_conditions` select the filter's sessions at any time; `rest_conditions` those of
-    the window that do not end on one of `days`. One snapshot: `conn` is in a transaction.
+    """`pay` is told how many of the days hold sessions before they are read (it may
+    refuse: engine/cost.py). `own_conditions` select the filter's sessions at any time;
+    `rest_conditions` those of the window that do not end on one of `days`. One snapshot:
+    `conn` is in a transaction.
     `scan_settings` (set_config calls) go before reading many days, which is a scan best
     done in parallel; the rest, two index ranges, is read before them."""
     versions = dict(
@@ -161,27 +168,33 @@ async def digest_summary(
             )
         ).all()
     )
+    if pay is not None:  # the days that hold sessions, before any of them is read
+        pay(len(versions))
+    # Only stamped days can be kept, and only they are visited in Python: a window of any
+    # width (0001 to 9999 is 3.6 million days) costs what the workspace's stamped days cost,
+    # the days in between being read as a few [start, stop) runs by one statement.
     digests: dict[int, Digest] = {}
-    for day in days:
-        version = versions.get(day)
-        if version is not None:
-            kept = cache.get((workspace_id, spec, day), version)
-            if kept is not None:
-                digests[day] = kept
+    for day, version in versions.items():
+        kept = cache.get((workspace_id, spec, day), version)
+        if kept is not None:
+            digests[day] = kept
     rest_row = (
         await conn.execute(select(*_aggregates(dialect, measures)).where(*rest_conditions))
     ).one()
-    missing = [day for day in days if day not in digests]
-    cache.days_read += len(missing)
+    missing_runs = _gaps(days, sorted(digests))
+    missing_count = len(days) - len(digests)
+    cache.days_read += missing_count
     cache.days_kept += len(digests)
-    if missing:
-        if scan_settings and len(missing) >= PARALLEL_DAYS:
+    if missing_runs:
+        # only stamped days hold sessions: the unstamped rest of a wide window is empty
+        # index ranges, no reason for parallel workers
+        if scan_settings and len(versions) - len(digests) >= PARALLEL_DAYS:
             await conn.execute(select(*scan_settings))
         day_expr = literal_column(day_of_sql(dialect, "sessions.last_ts"), Integer)
         in_missing = or_(
             *(
                 and_(sessions.c.last_ts >= day_start(a), sessions.c.last_ts < day_start(b))
-                for a, b in _runs(missing)
+                for a, b in missing_runs
             )
         )
         query = (
@@ -189,9 +202,11 @@ async def digest_summary(
             .where(*own_conditions, in_missing)
             .group_by(day_expr)
         )
-        read = {row[0]: row[1:] for row in (await conn.execute(query)).all()}
+        read = {int(row[0]): row[1:] for row in (await conn.execute(query)).all()}
         nothing = (0, *(0,) * len(measures), *(None,) * len(measures))
-        for day in missing:
+        # the days read that hold sessions, and the stamped days read (kept for next time,
+        # empty or not); an unstamped day without sessions adds nothing and is not visited
+        for day in sorted(read.keys() | (versions.keys() - digests.keys())):
             digest = _digest(versions.get(day), read.get(day, nothing), len(measures))
             digests[day] = digest
             if digest.version is not None:
@@ -201,33 +216,51 @@ async def digest_summary(
     totals = {name: sum(p.sums[i] for p in parts) for i, (name, _) in enumerate(measures)}
     picked: dict[tuple[str, float], float] = {}
     if count:
-        neighbours = {q: sketch.neighbour_ranks(q, count) for q in quantiles}
-        ranks = sorted({r for low, high, _ in neighbours.values() for r in (low, high)})
-        for i, (name, _) in enumerate(measures):
-            values = np.concatenate([p.values[i] for p in parts if p.count])
-            chosen = np.partition(values, ranks)
-            for q, (low, high, t) in neighbours.items():
-                lower, higher = int(chosen[low]), int(chosen[high])
-                picked[(name, q)] = sketch.interpolate(lower, higher, t)
+        arrays = [[p.values[i] for p in parts if p.count] for i in range(len(measures))]
+        names = [name for name, _ in measures]
+        if count >= THREAD_VALUES:  # seconds of NumPy work: off the event loop
+            picked = await asyncio.to_thread(_pick, names, arrays, count, quantiles)
+        else:
+            picked = _pick(names, arrays, count, quantiles)
     return DigestSummary(count, totals, picked)
 
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
+def _pick(
+    names: Sequence[str],
+    arrays: Sequence[Sequence[np.ndarray]],
+    count: int,
+    quantiles: Sequence[float],
+) -> dict[tuple[str, float], float]:
+    """Each measure's quantiles, interpolated between the values of ranks floor(h) and
+    ceil(h), h = q * (count - 1) (`tallyql.sketch.exact_quantile`): one partition each."""
+    neighbours = {q: sketch.neighbour_ranks(q, count) for q in quantiles}
+    ranks = sorted({r for low, high, _ in neighbours.values() for r in (low, high)})
+    picked: dict[tuple[str, float], float] = {}
+    for name, parts in zip(names, arrays, strict=True):
+        chosen = np.partition(np.concatenate(parts), ranks)
+        for q, (low, high, t) in neighbours.items():
+            picked[(name, q)] = sketch.interpolate(int(chosen[low]), int(chosen[high]), t)
+    return picked
+
+
 def day_start(day: int) -> datetime:
     return datetime.fromtimestamp(day * DAY_SECONDS, UTC)
 
 
-def _runs(days: Sequence[int]) -> list[tuple[int, int]]:
-    """Ascending days as [start, stop) runs of consecutive days."""
-    runs: list[tuple[int, int]] = []
-    for day in days:
-        if runs and runs[-1][1] == day:
-            runs[-1] = (runs[-1][0], day + 1)
-        else:
-            runs.append((day, day + 1))
-    return runs
+def _gaps(days: range, kept: Sequence[int]) -> list[tuple[int, int]]:
+    """The [start, stop) runs of `days` outside the ascending `kept` days (all inside it)."""
+    gaps: list[tuple[int, int]] = []
+    lo = days.start
+    for day in kept:
+        if lo < day:
+            gaps.append((lo, day))
+        lo = day + 1
+    if lo < days.stop:
+        gaps.append((lo, days.stop))
+    return gaps
 
 
 def _aggregates(

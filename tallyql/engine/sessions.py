@@ -28,6 +28,8 @@ from sqlalchemy import (
     tuple_,
 )
 
+from tallyql.engine.cost import session_stats_cost
+from tallyql.engine.cost_meter import CostMeter
 from tallyql.engine.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
 from tallyql.engine.exact_stats import (
     Bracket,
@@ -256,6 +258,7 @@ async def session_stats(
     window: TimeWindow | None,
     spec: EventFilterSpec,
     brackets: dict[tuple[str, float], Bracket] | None = None,
+    meter: CostMeter | None = None,
 ) -> SessionStatsResult:
     """Count, and exact P50, average and P95 of each measure, reading the set's sessions once
     (`tallyql.engine.exact_stats`). A sample brackets the quantiles first, reading slices of
@@ -264,7 +267,9 @@ async def session_stats(
     instead. `brackets` replaces the sample (tests)."""
     days = whole_days(window) if window is not None else range(0)
     if brackets is None and keeps(spec) and len(days) >= MIN_WHOLE_DAYS:
-        return await _digest_stats(db, workspace_id, window, spec, days)
+        return await _digest_stats(db, workspace_id, window, spec, days, meter)
+    if meter is not None:  # a scan of the window: every day of it may hold sessions
+        meter.charge(session_stats_cost(len(days) + 2), "sessionStats scanning its window")
     through_events = replace(spec, **{name: () for name in _DIRECT})
     sampling = None
     if not (spec.providers or spec.models or not through_events.is_empty()):
@@ -290,7 +295,12 @@ async def session_stats(
 
 
 async def _digest_stats(
-    db: Database, workspace_id: int, window: TimeWindow | None, spec: EventFilterSpec, days: range
+    db: Database,
+    workspace_id: int,
+    window: TimeWindow | None,
+    spec: EventFilterSpec,
+    days: range,
+    meter: CostMeter | None = None,
 ) -> SessionStatsResult:
     """`session_stats` from kept digests of the window's whole days (session_digests.py)."""
     s = sessions.c
@@ -302,6 +312,11 @@ async def _digest_stats(
             and_(s.last_ts >= day_start(days.stop), s.first_ts < window.end),
         ),
     ]
+
+    def pay(stamped: int) -> None:
+        assert meter is not None  # the edges: up to two partial days
+        meter.charge(session_stats_cost(stamped + 2), f"sessionStats over {stamped} days")
+
     async with db.read_snapshot() as conn:
         summary = await digest_summary(
             conn,
@@ -315,6 +330,7 @@ async def _digest_stats(
             [(m.name, m.expr) for m in STAT_MEASURES],
             QUANTILES,
             scan_settings() if db.is_postgres else (),
+            None if meter is None else pay,
         )
     return _result(summary.count, summary.totals, summary.quantiles)
 

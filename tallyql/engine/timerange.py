@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from tallyql.clock import clock
+
 
 class Preset(Enum):
     LAST_1H = "LAST_1H"
@@ -112,6 +114,12 @@ def _local(naive_local: datetime, tz: ZoneInfo) -> datetime:
     return naive_local.replace(tzinfo=tz).astimezone(UTC).astimezone(tz)
 
 
+EARLIEST = datetime(1, 2, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 1, tzinfo=UTC)
+"""Windows lie between these: a month from each edge of the calendar leaves room to round
+to weeks and months and to shift by a zone's offset (datetime stops at years 1 and 9999)."""
+
+
 @dataclass(frozen=True)
 class TimeWindow:
     start: datetime
@@ -124,12 +132,24 @@ class TimeWindow:
         return self.end - self.start
 
     def previous(self) -> TimeWindow:
-        if self.preset is not None and self.preset not in ROLLING:
-            local_start = self.start.astimezone(self.tz).replace(tzinfo=None)
-            prev_start = _local(previous_period_start(self.preset, local_start), self.tz)
-            prev_end = min(prev_start + self.duration, self.start)
-            return TimeWindow(prev_start.astimezone(UTC), prev_end.astimezone(UTC), self.tz)
-        return TimeWindow(self.start - self.duration, self.start, self.tz)
+        """The window just before, of the same length; TimeRangeError when it would begin
+        before `EARLIEST` (the calendar's edge)."""
+        try:
+            if self.preset is not None and self.preset not in ROLLING:
+                local_start = self.start.astimezone(self.tz).replace(tzinfo=None)
+                prev_start = _local(previous_period_start(self.preset, local_start), self.tz)
+                prev_end = min(prev_start + self.duration, self.start)
+                window = TimeWindow(prev_start.astimezone(UTC), prev_end.astimezone(UTC), self.tz)
+            else:
+                window = TimeWindow(self.start - self.duration, self.start, self.tz)
+        except (OverflowError, ValueError):
+            window = None
+        if window is None or window.start < EARLIEST:
+            raise TimeRangeError(
+                f"the previous period of this window would begin before {EARLIEST.date()}; "
+                "ask for a later or shorter window"
+            )
+        return window
 
 
 def resolve_window(
@@ -140,7 +160,7 @@ def resolve_window(
     now: datetime | None = None,
 ) -> TimeWindow:
     tz = zone(timezone)
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = (now or clock.now()).astimezone(UTC)
     if preset is not None:
         if start is not None or end is not None:
             raise TimeRangeError("give either preset or start/end, not both")
@@ -154,7 +174,14 @@ def resolve_window(
     for name, value in (("start", start), ("end", end)):
         if value.tzinfo is None:
             raise TimeRangeError(f"{name} must carry a UTC offset (Z or +hh:mm)")
-    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    try:
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise TimeRangeError("start and end must lie within the years 1 to 9999 in UTC") from None
+    if start < EARLIEST or end > LATEST:
+        raise TimeRangeError(
+            f"start and end must lie between {EARLIEST.date()} and {LATEST.date()} (UTC)"
+        )
     if start >= end:
         raise TimeRangeError("start must be before end")
     return TimeWindow(start, end, tz, None)

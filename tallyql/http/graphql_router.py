@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import Response
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import (
@@ -23,10 +25,12 @@ from strawberry.subscriptions import (
 )
 from strawberry.types.unset import UNSET, UnsetType
 
-from tallyql.http.auth import bearer_key
+from tallyql.http.auth import bearer_key, services_of
 from tallyql.http.graphiql import GraphiQLPage
 from tallyql.http.graphql_http import GraphQLHTTPErrors
+from tallyql.http.graphql_limits import refuse_large_body, refuse_spent_key
 from tallyql.http.live_transport import LegacyWSHandler, TransportWSHandler
+from tallyql.http.outage import RETRY_HEADERS, has_unavailable_error
 from tallyql.schema.context import Context
 
 PROTOCOLS = (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL)
@@ -49,6 +53,31 @@ class TallyGraphQLRouter(GraphiQLPage, GraphQLHTTPErrors, GraphQLRouter[Context,
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        """The body limit first (tallyql/http/graphql_limits.py), then strawberry's view."""
+        if isinstance(request, Request) and request.scope["type"] == "http":
+            # strawberry keeps this request's response on the router until run() reads it,
+            # without awaiting in between; reading the body awaits, so it is kept on the
+            # request meanwhile (else a concurrent request's response would be taken)
+            request.state.sub_response = self.temporal_response
+            settings = services_of(request).settings
+            principal = getattr(context, "principal", None)
+            spent = refuse_spent_key(
+                getattr(self.schema, "key_buckets", None),
+                principal.key_id if principal is not None else None,
+                settings.cost_request_limit,
+            )
+            if spent is not None:
+                return spent
+            refused = await refuse_large_body(request, settings.graphql_max_body_bytes)
+            if refused is not None:
+                return refused
+        return await super().run(request, context, root_value)
+
+    async def get_sub_response(self, request: Request) -> Response:
+        kept = getattr(request.state, "sub_response", None)
+        return kept if kept is not None else self.temporal_response
+
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         key = key_from_params(context.connection_params)
         if key is None and context.request is not None:
@@ -60,3 +89,10 @@ class TallyGraphQLRouter(GraphiQLPage, GraphQLHTTPErrors, GraphQLRouter[Context,
             raise ConnectionRejectionError({"message": "invalid or revoked API key"})
         context.principal = principal
         return UNSET
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        response = super().create_response(response_data, sub_response)
+        if has_unavailable_error(response_data):  # the database failed during execution
+            response.status_code = 503
+            response.headers.update(RETRY_HEADERS)
+        return response

@@ -1,15 +1,18 @@
-"""`GET /health` and `GET /metrics` (Prometheus text format). Neither needs a key."""
+"""`GET /health` and `GET /metrics` (Prometheus text format). Neither needs an API key;
+`/metrics` needs the metrics token when TALLYQL_METRICS_TOKEN is set."""
 
 from __future__ import annotations
 
+import hmac
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tallyql import __version__
-from tallyql.http.auth import services_of
+from tallyql.http.auth import bearer_key, services_of, unauthenticated
 from tallyql.http.responses import JSONBody
+from tallyql.storage.outage import RETRY_AFTER_SECONDS
 
 router = APIRouter()
 
@@ -20,9 +23,18 @@ async def health(request: Request) -> JSONBody:
     database_ok = await services.db.ping()
     writer = services.writer
     tasks = {"writer": writer.alive, **services.background_status()}
-    healthy = database_ok and all(tasks.values())
+    jobs = services.job_reports()
+    # a job that keeps failing, falls behind or has quarantined a workspace says why
+    reasons = [
+        f"{name}: {report['degraded']}" for name, report in jobs.items() if report.get("degraded")
+    ]
+    if not database_ok:
+        reasons.insert(0, "database unreachable")
+    reasons += [f"{name}: background task stopped" for name, alive in tasks.items() if not alive]
+    healthy = not reasons
     body = {
         "status": "ok" if healthy else "degraded",
+        "reasons": reasons,
         "version": __version__,
         "database": {"dialect": services.db.dialect, "reachable": database_ok},
         "writer": {
@@ -34,14 +46,22 @@ async def health(request: Request) -> JSONBody:
             "last_commit_ms": round(writer.stats.last_commit_seconds * 1000, 3),
         },
         "background_tasks": tasks,
-        "jobs": services.job_reports(),
+        "jobs": jobs,
         "uptime_seconds": round((datetime.now(UTC) - services.started_at).total_seconds(), 1),
     }
-    return JSONBody(body, status_code=200 if healthy else 503)
+    # Retry-After: load balancers and clients wait before asking again (as on every 503)
+    headers = None if healthy else {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return JSONBody(body, status_code=200 if healthy else 503, headers=headers)
 
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     services = services_of(request)
+    token = services.settings.metrics_token
+    if token:
+        given = bearer_key(request) or ""
+        # constant time: the comparison tells nothing about how much of a guess was right
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise unauthenticated("GET /metrics requires Authorization: Bearer <metrics token>")
     services.metrics.queue_depth.set(services.writer.queue_depth)
     return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -31,7 +31,6 @@ from tallyql.ingest.fields import (
     EventField,
     FieldType,
 )
-from tallyql.ingest.validate import MAX_INT
 
 SECURITY_SCHEME = "bearerKey"
 PUBLIC_PATHS = frozenset({"/health", "/metrics", "/openapi.json", "/docs"})
@@ -70,9 +69,9 @@ def _event_property(f: EventField) -> dict[str, Any]:
     elif f.type is FieldType.ENUM:
         schema = {"type": "string", "enum": list(f.choices)}
     elif f.type is FieldType.INT:
-        schema = {"type": "integer", "minimum": 0, "maximum": MAX_INT}
+        schema = {"type": "integer", "minimum": 0, "maximum": int(f.maximum)}
     elif f.type is FieldType.NUMBER:
-        schema = {"type": "number", "minimum": 0}
+        schema = {"type": "number", "minimum": 0, "maximum": f.maximum}
     elif f.type is FieldType.BOOL:
         schema = {"type": "boolean"}
     elif f.type is FieldType.TIMESTAMP:

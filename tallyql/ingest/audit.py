@@ -6,12 +6,14 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 
+from tallyql.clock import clock
 from tallyql.ingest.fields import MAX_METADATA_BYTES
+from tallyql.ingest.json_values import json_problem, text_problem
 from tallyql.ingest.validate import MAX_FUTURE, FieldError, IngestResult, parse_timestamp
 from tallyql.storage.audit import ACTIONS, ACTOR_TYPES, OUTCOMES, AuditRecord
 from tallyql.storage.audit_store import insert_audit_records
@@ -30,6 +32,9 @@ def _value(name: str, value: Any, now: datetime) -> Any:
             raise ValueError("must be a non-empty string")
         if len(value) > TEXT_LIMITS[name]:
             raise ValueError(f"must be at most {TEXT_LIMITS[name]} characters")
+        problem = text_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
     if name in CHOICES:
         if value not in CHOICES[name]:
@@ -49,6 +54,9 @@ def _value(name: str, value: Any, now: datetime) -> Any:
             raise ValueError("must be an IPv4 or IPv6 address") from None
     if not isinstance(value, dict):  # details
         raise ValueError("must be a JSON object")
+    problem = json_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     if len(orjson.dumps(value)) > MAX_METADATA_BYTES:
         raise ValueError(f"must encode to at most {MAX_METADATA_BYTES} bytes")
     return value
@@ -63,7 +71,9 @@ def validate_audit_event(
     values: dict[str, Any] = {}
     for name, value in raw.items():
         if name not in KNOWN:
-            errors.append(FieldError(index, name, "unknown field; put extra facts in details"))
+            errors.append(
+                FieldError(index, name[:128], "unknown field; put extra facts in details")
+            )
         elif value is not None:
             try:
                 values[name] = _value(name, value, now)
@@ -97,7 +107,7 @@ async def ingest_audit_events(
 ) -> IngestResult:
     """Store the valid audit events (returns after commit); `earlier_errors` come from
     parsing the body (their items are `None`)."""
-    now = datetime.now(UTC)
+    now = clock.now()
     bad = {e.index for e in earlier_errors}
     errors = list(earlier_errors)
     valid: list[AuditRecord] = []

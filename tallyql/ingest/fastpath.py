@@ -21,12 +21,15 @@ import orjson
 from tallyql import sketch
 from tallyql.ingest.fields import (
     EVENT_FIELDS,
+    MAX_JSON_DEPTH,
     MAX_METADATA_BYTES,
     MAX_TAGS,
+    EventField,
     FieldType,
 )
+from tallyql.ingest.json_values import json_problem, text_problem
 from tallyql.ingest.status import derive_status
-from tallyql.ingest.validate import MAX_FUTURE, MAX_INT, ValidEvent
+from tallyql.ingest.validate import MAX_FUTURE, ValidEvent
 
 _TRUNCATED = {"error_message": 2000, "policy_description": 2000}
 _ERROR_MESSAGE_MAX = _TRUNCATED["error_message"]
@@ -34,21 +37,25 @@ _POLICY_DESCRIPTION_MAX = _TRUNCATED["policy_description"]
 bucket_of = sketch.bucket_of
 
 
+_UNSTORABLE = b"\\u0000"
+
+
 class SlowPath(Exception):
     """The batch needs the detailed validator."""
 
 
-def _annotation(name: str, ftype: FieldType, max_length: int, choices: tuple[str, ...]) -> Any:
+def _annotation(spec: EventField) -> Any:
+    ftype = spec.type
     if ftype is FieldType.TEXT:
-        if name in _TRUNCATED:
+        if spec.name in _TRUNCATED:
             return Annotated[str, msgspec.Meta(min_length=1)]
-        return Annotated[str, msgspec.Meta(min_length=1, max_length=max_length)]
+        return Annotated[str, msgspec.Meta(min_length=1, max_length=spec.max_length)]
     if ftype is FieldType.ENUM:
-        return Literal[choices]  # type: ignore[valid-type]
+        return Literal[spec.choices]  # type: ignore[name-defined]
     if ftype is FieldType.INT:
-        return Annotated[int, msgspec.Meta(ge=0, le=MAX_INT)]
+        return Annotated[int, msgspec.Meta(ge=0, le=int(spec.maximum))]
     if ftype is FieldType.NUMBER:
-        return Annotated[float, msgspec.Meta(ge=0)]
+        return Annotated[float, msgspec.Meta(ge=0, le=spec.maximum)]
     if ftype is FieldType.BOOL:
         return bool
     if ftype is FieldType.TIMESTAMP:
@@ -63,10 +70,7 @@ def _annotation(name: str, ftype: FieldType, max_length: int, choices: tuple[str
 
 EventStruct = msgspec.defstruct(
     "EventStruct",
-    [
-        (f.name, _annotation(f.name, f.type, f.max_length, f.choices) | None, None)
-        for f in EVENT_FIELDS
-    ],
+    [(f.name, _annotation(f) | None, None) for f in EVENT_FIELDS],
     forbid_unknown_fields=True,
     kw_only=True,
 )
@@ -76,6 +80,19 @@ class _Wrapped(msgspec.Struct, forbid_unknown_fields=True):
     events: list[EventStruct]  # type: ignore[valid-type]
 
 
+EventRow = msgspec.defstruct(
+    "EventRow",
+    [(f.name, _annotation(f) | None, None) for f in EVENT_FIELDS],
+    array_like=True,
+    kw_only=True,
+)
+"""`EventStruct` read from a list of values in `EVENT_FIELDS` order: the same types and
+limits, for doors that build events from another format (OTLP spans) without making a dict per
+event first. `to_valid` takes either."""
+ROW_AT: dict[str, int] = {f.name: i for i, f in enumerate(EVENT_FIELDS)}
+"""Each field's position in a row."""
+ROW_WIDTH = len(EVENT_FIELDS)
+
 _LIST_DECODER = msgspec.json.Decoder(list[EventStruct])  # type: ignore[valid-type]
 _WRAPPED_DECODER = msgspec.json.Decoder(_Wrapped)
 _ONE_DECODER = msgspec.json.Decoder(EventStruct)
@@ -83,6 +100,10 @@ _ONE_DECODER = msgspec.json.Decoder(EventStruct)
 
 def decode_body(body: bytes, ndjson: bool) -> list[Any]:
     """Structs for every event of a body; SlowPath when anything is not perfectly valid."""
+    if _UNSTORABLE in body:
+        # an escaped NUL character, which PostgreSQL refuses in text and jsonb (a raw one is
+        # invalid JSON, and msgspec refuses lone surrogates): the detailed path names its field
+        raise SlowPath
     try:
         if ndjson:
             return [_ONE_DECODER.decode(line) for line in body.split(b"\n") if line.strip()]
@@ -91,7 +112,7 @@ def decode_body(body: bytes, ndjson: bool) -> list[Any]:
             return _LIST_DECODER.decode(body)
         if stripped.startswith(b"{") and b'"events"' in body[:64]:
             return _WRAPPED_DECODER.decode(body).events
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         raise SlowPath from None
     raise SlowPath
 
@@ -104,10 +125,70 @@ def convert(raw_events: Sequence[Any]) -> list[Any]:
         raise SlowPath from None
 
 
-def to_valid(struct: Any, index: int, now: datetime) -> ValidEvent:
+def _encoded(payload: Any) -> Any:
+    """A payload as the JSON the writer stores (an orjson Fragment, which it copies as is),
+    encoded once here so that what orjson or jsonb cannot hold (integers beyond 64 bits,
+    deep nesting) sends the batch to the detailed path instead of failing its commit."""
+    if payload is None:
+        return None
+    try:
+        encoded = orjson.dumps(payload)
+    except (TypeError, orjson.JSONEncodeError):
+        raise SlowPath from None
+    if (
+        encoded.count(b"{") + encoded.count(b"[") > MAX_JSON_DEPTH
+        and json_problem(payload, strings=False) is not None
+    ):
+        raise SlowPath
+    return orjson.Fragment(encoded)
+
+
+def _storable(row: list[Any]) -> bool:
+    """Whether PostgreSQL can store every text of a row. Rows come from decoded protobuf, not
+    from JSON bytes that `decode_body` could scan for an escaped NUL, so their strings (and
+    the JSON objects among them) are checked here; the detailed path names the field."""
+    for value in row:
+        if type(value) is str:
+            if "\x00" in value or (not value.isascii() and text_problem(value) is not None):
+                return False
+        elif isinstance(value, dict | list) and json_problem(value) is not None:
+            return False
+    return True
+
+
+def convert_rows(rows: Sequence[list[Any]]) -> list[Any]:
+    """Structs from rows of field values; SlowPath if any row is not perfectly valid."""
+    if not all(_storable(row) for row in rows):
+        raise SlowPath
+    try:
+        return msgspec.convert(rows, list[EventRow])  # type: ignore[valid-type]
+    except msgspec.ValidationError:
+        raise SlowPath from None
+
+
+def convert_row(row: list[Any]) -> Any:
+    """The struct of one row; SlowPath if it is not perfectly valid."""
+    if not _storable(row):
+        raise SlowPath
+    try:
+        return msgspec.convert(row, EventRow)
+    except msgspec.ValidationError:
+        raise SlowPath from None
+
+
+def row_event(row: list[Any]) -> dict[str, Any]:
+    """The raw REST event of a row, for the detailed validator (which names what is wrong)."""
+    event = {f.name: v for f, v in zip(EVENT_FIELDS, row, strict=True) if v is not None}
+    ts = event.get("timestamp")
+    if isinstance(ts, datetime):
+        event["timestamp"] = ts.isoformat()
+    return event
+
+
+def to_valid(struct: Any, index: int, now: datetime, oldest: datetime | None) -> ValidEvent:
     """The normalised event of a struct: the record `validate_event` makes, built straight
     from the struct's attributes (the workspace, the time of receipt and the cost are left for
-    `IngestService._finish`)."""
+    `IngestService._finish`). Events timed before `oldest` go to the detailed path."""
     s = struct
     ts = s.timestamp
     if ts is None:
@@ -115,14 +196,26 @@ def to_valid(struct: Any, index: int, now: datetime) -> ValidEvent:
     else:
         if ts.tzinfo is None:
             raise SlowPath
-        ts = ts.astimezone(UTC)
-        if ts > now + MAX_FUTURE:
+        try:
+            ts = ts.astimezone(UTC)
+        except OverflowError:
+            raise SlowPath from None
+        if ts > now + MAX_FUTURE or (oldest is not None and ts < oldest):
             raise SlowPath
     metadata = s.metadata
     if metadata is None:
         metadata = {}
-    elif metadata and len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
-        raise SlowPath
+    elif metadata:
+        try:  # orjson refuses integers beyond 64 bits and 255 levels of nesting
+            encoded = orjson.dumps(metadata)
+        except (TypeError, orjson.JSONEncodeError):
+            raise SlowPath from None
+        if len(encoded) > MAX_METADATA_BYTES or (
+            # fewer containers than levels allowed cannot nest too deep: the walk is rare
+            encoded.count(b"{") + encoded.count(b"[") > MAX_JSON_DEPTH
+            and json_problem(metadata, strings=False) is not None
+        ):
+            raise SlowPath
     tags = s.tags
     tags = sorted(set(tags)) if tags else []
     input_tokens = s.input_tokens or 0
@@ -150,6 +243,8 @@ def to_valid(struct: Any, index: int, now: datetime) -> ValidEvent:
     is_byok = s.is_byok
     request, response = s.request, s.response
     has_payload = request is not None or response is not None
+    if has_payload:
+        request, response = _encoded(request), _encoded(response)
     # the values of EVENT_COLUMNS, in order (tests/test_fastpath.py compares with the detailed
     # path, which fills them by name)
     record = [

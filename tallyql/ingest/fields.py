@@ -26,6 +26,23 @@ TOKEN_ACCOUNTING = ("inclusive", "exclusive")
 MAX_EVENTS_PER_CALL = 10_000
 MAX_TAGS = 32
 MAX_METADATA_BYTES = 16_384
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of metadata, request, response (and audit details): levels of objects and
+arrays, the value itself being level 1. Encoders and PostgreSQL's jsonb recurse per level."""
+
+# Bounds of the measures. Every stored sum (rollups, sessions) is a 64-bit integer or a double:
+# with these, no arithmetic on one event can overflow, and a sum needs hundreds of thousands of
+# maximal events in one rollup row before it could (see README, "Event fields").
+MAX_TOKENS = 100_000_000
+"""Most tokens in one token field of one event (a hundred times the largest context window)."""
+MAX_DURATION_MS = 2_592_000_000.0
+"""Longest latency_ms and ttft_ms: 30 days in milliseconds."""
+MAX_BYTES = 1 << 30
+"""Largest request_bytes and response_bytes: 1 GiB."""
+MAX_COST_USD = 10_000.0
+"""Largest cost of one event in USD, provided (cost_usd) or computed from its tokens."""
+MAX_STATUS_CODE = 999
+"""Largest status_code (HTTP-like codes are three digits)."""
 
 
 class FieldType(Enum):
@@ -47,6 +64,8 @@ class EventField:
     doc: str
     max_length: int = 256
     choices: tuple[str, ...] = ()
+    maximum: float = 0
+    """INT and NUMBER fields: the largest value accepted (the smallest is 0)."""
 
 
 def _text(name: str, doc: str, max_length: int = 256) -> EventField:
@@ -57,12 +76,12 @@ def _enum(name: str, choices: tuple[str, ...], doc: str) -> EventField:
     return EventField(name, FieldType.ENUM, doc, choices=choices)
 
 
-def _int(name: str, doc: str) -> EventField:
-    return EventField(name, FieldType.INT, doc)
+def _int(name: str, doc: str, maximum: int) -> EventField:
+    return EventField(name, FieldType.INT, doc, maximum=maximum)
 
 
-def _number(name: str, doc: str) -> EventField:
-    return EventField(name, FieldType.NUMBER, doc)
+def _number(name: str, doc: str, maximum: float) -> EventField:
+    return EventField(name, FieldType.NUMBER, doc, maximum=maximum)
 
 
 EVENT_FIELDS: tuple[EventField, ...] = (
@@ -85,7 +104,8 @@ EVENT_FIELDS: tuple[EventField, ...] = (
         "status_code",
         "HTTP status code of the call; without status, 4xx/5xx mean error and name the "
         "error_type where unambiguous (429 rate_limit, 401/403 auth_error, 408/504 timeout, "
-        "400/404/409/413/422 invalid_request, other 5xx other).",
+        "400/404/409/413/422 invalid_request, other 5xx other). 0 to 999.",
+        MAX_STATUS_CODE,
     ),
     _enum("error_type", ERROR_TYPES, "Class of the error for status error or blocked."),
     _text("error_message", "Short error text (kept up to 2,000 characters).", 2000),
@@ -114,24 +134,47 @@ EVENT_FIELDS: tuple[EventField, ...] = (
     _text("billing_mode", "How the call is billed, e.g. platform, byok, free."),
     EventField("is_byok", FieldType.BOOL, "True when the caller brought their own provider key."),
     # measures
-    _int("input_tokens", "Input tokens including cached ones (see token_accounting)."),
-    _int("output_tokens", "Output tokens including reasoning ones (see token_accounting)."),
-    _int("cache_read_tokens", "Input tokens read from the provider's prompt cache."),
-    _int("cache_write_tokens", "Input tokens written to the provider's prompt cache."),
-    _int("reasoning_tokens", "Output tokens spent on reasoning."),
+    _int(
+        "input_tokens",
+        "Input tokens including cached ones, 0 to 100,000,000 (see token_accounting).",
+        MAX_TOKENS,
+    ),
+    _int(
+        "output_tokens",
+        "Output tokens including reasoning ones, 0 to 100,000,000 (see token_accounting).",
+        MAX_TOKENS,
+    ),
+    _int(
+        "cache_read_tokens",
+        "Input tokens read from the provider's prompt cache (0 to 100,000,000).",
+        MAX_TOKENS,
+    ),
+    _int(
+        "cache_write_tokens",
+        "Input tokens written to the provider's prompt cache (0 to 100,000,000).",
+        MAX_TOKENS,
+    ),
+    _int("reasoning_tokens", "Output tokens spent on reasoning (0 to 100,000,000).", MAX_TOKENS),
     _enum(
         "token_accounting",
         TOKEN_ACCOUNTING,
         "inclusive (default): input includes cached, output includes reasoning. "
         "exclusive (Anthropic style): they are reported apart and tallyql adds them.",
     ),
-    _number("cost_usd", "Cost the caller already knows, in USD; wins over computed prices."),
     _number(
-        "latency_ms", "End-to-end latency in milliseconds; for agent_run events the run's duration."
+        "cost_usd",
+        "Cost the caller already knows, in USD (0 to 10,000); wins over computed prices.",
+        MAX_COST_USD,
     ),
-    _number("ttft_ms", "Time to first token in milliseconds."),
-    _int("request_bytes", "Request size in bytes."),
-    _int("response_bytes", "Response size in bytes."),
+    _number(
+        "latency_ms",
+        "End-to-end latency in milliseconds (0 to 30 days); for agent_run events the run's "
+        "duration.",
+        MAX_DURATION_MS,
+    ),
+    _number("ttft_ms", "Time to first token in milliseconds (0 to 30 days).", MAX_DURATION_MS),
+    _int("request_bytes", "Request size in bytes (0 to 1 GiB).", MAX_BYTES),
+    _int("response_bytes", "Response size in bytes (0 to 1 GiB).", MAX_BYTES),
     # free
     EventField("tags", FieldType.TAGS, f"Up to {MAX_TAGS} strings."),
     EventField("metadata", FieldType.OBJECT, "JSON object; filterable by key and value."),

@@ -11,11 +11,15 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from tallyql.ingest.body import BodyError
 
 STATUS_ERROR = 2
 _STATUS_NAMES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
@@ -25,7 +29,7 @@ class OtlpError(ValueError):
     """The request cannot be read at all (HTTP 400)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class OtlpSpan:
     trace_id: str | None
     span_id: str | None
@@ -77,7 +81,68 @@ def _hex(raw: bytes) -> str | None:
     return raw.hex() if raw and any(raw) else None
 
 
+MAX_SPANS = 100_000
+"""Most spans in one OTLP call (exporters send batches of hundreds): an empty span is two
+bytes of protobuf, so a small body could otherwise hold millions of them."""
+
+
+def _too_many_spans() -> BodyError:
+    return BodyError(f"more than {MAX_SPANS:,} spans in one call; send smaller batches", 413)
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i
+        shift += 7
+
+
+def _length_delimited(buf: bytes, start: int, end: int, number: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each length-delimited field `number` between start and end of a
+    protobuf message, skipping the other fields unread."""
+    i = start
+    while i < end:
+        tag, i = _varint(buf, i)
+        wire = tag & 7
+        if wire == 0:
+            _, i = _varint(buf, i)
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        elif wire == 2:
+            size, i = _varint(buf, i)
+            if tag >> 3 == number:
+                yield i, i + size
+            i += size
+        else:
+            raise ValueError("unsupported wire type")
+
+
+def count_protobuf_spans(body: bytes, limit: int = MAX_SPANS) -> int:
+    """Spans in an ExportTraceServiceRequest, read from the wire format without building them
+    (resource_spans = 1, their scope_spans = 2, their spans = 2), counting no further than
+    limit + 1. A malformed body counts 0: parsing it reports the error."""
+    count = 0
+    try:
+        for r_start, r_end in _length_delimited(body, 0, len(body), 1):
+            for s_start, s_end in _length_delimited(body, r_start, r_end, 2):
+                for _ in _length_delimited(body, s_start, s_end, 2):
+                    count += 1
+                    if count > limit:
+                        return count
+    except (IndexError, ValueError):
+        return 0
+    return count
+
+
 def decode_protobuf(body: bytes) -> list[OtlpSpan]:
+    if count_protobuf_spans(body) > MAX_SPANS:
+        raise _too_many_spans()
     request = ExportTraceServiceRequest()
     try:
         request.ParseFromString(body)
@@ -119,6 +184,7 @@ def _get(obj: dict[str, Any], camel: str, snake: str | None = None) -> Any:
     return obj.get(snake or _snake(camel))
 
 
+@cache  # a handful of field names, looked up for every absent optional field of every span
 def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
@@ -203,14 +269,28 @@ def _special_float(raw: str) -> float:
         raise OtlpError(f"doubleValue must be a number, got {raw!r}") from None
 
 
+_PLAIN_VALUES = frozenset({"stringValue", "string_value", "boolValue", "bool_value"})
+
+
 def _json_attributes(items: Any) -> dict[str, Any]:
     if not isinstance(items, list):
         return {}
-    return {
-        kv["key"]: _json_value(kv.get("value"))
-        for kv in items
-        if isinstance(kv, dict) and isinstance(kv.get("key"), str)
-    }
+    out: dict[str, Any] = {}
+    for kv in items:
+        if not isinstance(kv, dict):
+            continue
+        key = kv.get("key")
+        if not isinstance(key, str):
+            continue
+        value = kv.get("value")
+        # the common case inline (one string or boolean): this runs for every attribute
+        if type(value) is dict and len(value) == 1:
+            name, raw = next(iter(value.items()))
+            if name in _PLAIN_VALUES:
+                out[key] = raw
+                continue
+        out[key] = _json_value(value)
+    return out
 
 
 def _status_code(value: Any) -> int:
@@ -234,6 +314,8 @@ def decode_json(doc: Any) -> list[OtlpSpan]:
             scope = (_get(scope_spans, "scope") or {}).get("name") or None
             for s in _get(scope_spans, "spans") or []:
                 spans.append(_json_span(s, resource, scope))
+                if len(spans) > MAX_SPANS:
+                    raise _too_many_spans()
     return spans
 
 

@@ -4,6 +4,9 @@ GenAI semantic-convention attributes (`gen_ai.*`) come first, OpenInference name
 (`llm.model_name`, `llm.token_count.prompt`, ...) are the fallback. The span id (hex) is the
 event id, so a re-sent span is a duplicate, never a second event; the span's duration is the
 latency. A span that carries none of the recognised attributes is skipped (`None`).
+A span becomes a row of field values (`fastpath.EventRow`), never a dict: the ingest fast path
+checks rows with the same types and limits as REST events, and only a row that fails goes to
+the detailed validator (as a dict), which names what is wrong.
 
 Token counts are stored inclusive (input holds cached tokens, output holds reasoning tokens);
 when a span reports more cached than input tokens (or more reasoning than output tokens) the
@@ -12,10 +15,44 @@ instrumentation counted them apart, and they are added.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tallyql.ingest.fastpath import ROW_AT, ROW_WIDTH
 from tallyql.ingest.otlp_decode import STATUS_ERROR, OtlpSpan, is_finite_number
+
+ID, TIMESTAMP, KIND, REQUEST_TYPE = (ROW_AT[n] for n in ("id", "timestamp", "kind", "request_type"))
+STATUS, STATUS_CODE, ERROR_TYPE, ERROR_MESSAGE = (
+    ROW_AT[n] for n in ("status", "status_code", "error_type", "error_message")
+)
+PROVIDER, MODEL, SESSION, USER, AGENT, TOOL, TRACE, PARENT = (
+    ROW_AT[n]
+    for n in (
+        "provider",
+        "model",
+        "session_id",
+        "user_id",
+        "agent_id",
+        "tool",
+        "trace_id",
+        "parent_id",
+    )
+)
+INPUT, OUTPUT, CACHE_READ, CACHE_WRITE, REASONING = (
+    ROW_AT[n]
+    for n in (
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+    )
+)
+COST, LATENCY, TTFT, METADATA = (
+    ROW_AT[n] for n in ("cost_usd", "latency_ms", "ttft_ms", "metadata")
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
 
 OPENINFERENCE_KINDS = {
     "LLM": ("llm_call", "chat"),
@@ -94,13 +131,9 @@ def is_genai(attrs: dict[str, Any]) -> bool:
     for key in attrs:
         if key.startswith(("gen_ai.", "llm.token_count.")) or key in _OPENINFERENCE_HINTS:
             return True
-    return attrs.get("openinference.span.kind") in OPENINFERENCE_KINDS
-
-
-def _rfc3339(ns: int) -> str:
-    seconds, rest = divmod(ns, 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=rest // 1000)
-    return moment.isoformat().replace("+00:00", "Z")
+    # any attribute value type may arrive (a list is unhashable)
+    kind = attrs.get("openinference.span.kind")
+    return isinstance(kind, str) and kind in OPENINFERENCE_KINDS
 
 
 def _kind(attrs: dict[str, Any]) -> tuple[str, str | None]:
@@ -154,102 +187,124 @@ def _error_message(span: OtlpSpan) -> str | None:
     return None
 
 
-def _tokens(attrs: dict[str, Any], event: dict[str, Any]) -> None:
-    fields = {
-        "input_tokens": _first(
-            attrs,
-            "gen_ai.usage.input_tokens",
-            "gen_ai.usage.prompt_tokens",
-            "llm.token_count.prompt",
-        ),
-        "output_tokens": _first(
-            attrs,
+_TOKENS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        INPUT,
+        ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt"),
+    ),
+    (
+        OUTPUT,
+        (
             "gen_ai.usage.output_tokens",
             "gen_ai.usage.completion_tokens",
             "llm.token_count.completion",
         ),
-        "cache_read_tokens": _first(
-            attrs,
+    ),
+    (
+        CACHE_READ,
+        (
             "gen_ai.usage.cache_read.input_tokens",
             "gen_ai.usage.cache_read_input_tokens",
             "llm.token_count.prompt_details.cache_read",
         ),
-        "cache_write_tokens": _first(
-            attrs,
+    ),
+    (
+        CACHE_WRITE,
+        (
             "gen_ai.usage.cache_creation.input_tokens",
             "gen_ai.usage.cache_creation_input_tokens",
             "llm.token_count.prompt_details.cache_write",
         ),
-        "reasoning_tokens": _first(
-            attrs,
+    ),
+    (
+        REASONING,
+        (
             "gen_ai.usage.reasoning.output_tokens",
             "gen_ai.usage.reasoning_tokens",
             "llm.token_count.completion_details.reasoning",
         ),
-    }
-    for name, value in fields.items():
+    ),
+)
+
+
+def _tokens(attrs: dict[str, Any], row: list[Any]) -> None:
+    well_formed = True
+    for position, names in _TOKENS:
+        value = _first(attrs, *names)
+        if value is None:
+            continue
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        if value is not None:
-            event[name] = value
-    ints = {k: v for k, v in event.items() if k.endswith("_tokens") and type(v) is int}
-    if len(ints) < sum(1 for v in fields.values() if v is not None):
+        row[position] = value
+        if type(value) is not int:
+            well_formed = False
+    if not well_formed:
         return  # leave malformed counts to the validator, which names the field
-    cached = ints.get("cache_read_tokens", 0) + ints.get("cache_write_tokens", 0)
-    if cached > ints.get("input_tokens", 0):
-        event["input_tokens"] = ints.get("input_tokens", 0) + cached
-    reasoning = ints.get("reasoning_tokens", 0)
-    if reasoning > ints.get("output_tokens", 0):
-        event["output_tokens"] = ints.get("output_tokens", 0) + reasoning
+    input_tokens = row[INPUT] or 0
+    cached = (row[CACHE_READ] or 0) + (row[CACHE_WRITE] or 0)
+    if cached > input_tokens:
+        row[INPUT] = input_tokens + cached
+    output_tokens = row[OUTPUT] or 0
+    reasoning = row[REASONING] or 0
+    if reasoning > output_tokens:
+        row[OUTPUT] = output_tokens + reasoning
 
 
-def span_to_event(span: OtlpSpan) -> dict[str, Any] | None:
-    """The raw event of a GenAI span, or None for a span without GenAI attributes."""
+def _start(ns: int) -> datetime:
+    """The span's start as aware UTC, to the microsecond (as RFC 3339 text would carry it)."""
+    try:
+        return _EPOCH + timedelta(microseconds=ns // 1000)
+    except OverflowError:
+        return _LATEST  # past year 9999: the validator rejects it as too far in the future
+
+
+def span_row(span: OtlpSpan) -> list[Any] | None:
+    """The event of a GenAI span as a row of field values (`fastpath.EventRow`, validated by
+    the same rules as a REST event), or None for a span without GenAI attributes."""
     attrs = span.attributes
     if not is_genai(attrs):
         return None
-    kind, request_type = _kind(attrs)
-    event: dict[str, Any] = {"kind": kind}
-    if span.span_id is not None:
-        event["id"] = span.span_id
-    if span.start_ns > 0:
-        event["timestamp"] = _rfc3339(span.start_ns)
-        if span.end_ns >= span.start_ns:
-            event["latency_ms"] = (span.end_ns - span.start_ns) / 1_000_000
-    optional = {
-        "request_type": request_type,
-        "provider": _provider(attrs),
-        "model": _first(attrs, "gen_ai.response.model", "gen_ai.request.model", "llm.model_name"),
-        "session_id": _first(attrs, "gen_ai.conversation.id", "session.id"),
-        "user_id": _first(attrs, "user.id", "enduser.id"),
-        "agent_id": _first(attrs, "gen_ai.agent.id", "gen_ai.agent.name"),
-        "tool": _first(attrs, "gen_ai.tool.name", "tool.name"),
-        "trace_id": span.trace_id,
-        "parent_id": span.parent_id,
-        "status_code": _status_code(_first(attrs, "http.response.status_code", "http.status_code")),
-    }
-    event.update({k: v for k, v in optional.items() if v is not None})
-    _tokens(attrs, event)
-    ttft = attrs.get("gen_ai.response.time_to_first_chunk")
+    get = attrs.get
+    row: list[Any] = [None] * ROW_WIDTH
+    row[KIND], row[REQUEST_TYPE] = _kind(attrs)
+    row[ID] = span.span_id
+    start = span.start_ns
+    if start > 0:
+        row[TIMESTAMP] = _start(start)
+        if span.end_ns >= start:
+            row[LATENCY] = (span.end_ns - start) / 1_000_000
+    row[PROVIDER] = _provider(attrs)
+    row[MODEL] = _first(attrs, "gen_ai.response.model", "gen_ai.request.model", "llm.model_name")
+    row[SESSION] = _first(attrs, "gen_ai.conversation.id", "session.id")
+    row[USER] = _first(attrs, "user.id", "enduser.id")
+    row[AGENT] = _first(attrs, "gen_ai.agent.id", "gen_ai.agent.name")
+    row[TOOL] = _first(attrs, "gen_ai.tool.name", "tool.name")
+    row[TRACE] = span.trace_id
+    row[PARENT] = span.parent_id
+    row[STATUS_CODE] = _status_code(_first(attrs, "http.response.status_code", "http.status_code"))
+    _tokens(attrs, row)
+    ttft = get("gen_ai.response.time_to_first_chunk")
     if is_finite_number(ttft):
-        event["ttft_ms"] = ttft * 1000
+        row[TTFT] = ttft * 1000
     cost = _first(attrs, "gen_ai.usage.cost", "llm.cost.total")
     if is_finite_number(cost):
-        event["cost_usd"] = cost
-    if span.status_code == STATUS_ERROR or attrs.get("error.type") is not None:
-        event["status"] = "error"
-        event["error_type"] = _error_type(attrs)
+        row[COST] = cost
+    if span.status_code == STATUS_ERROR or get("error.type") is not None:
+        row[STATUS] = "error"
+        row[ERROR_TYPE] = _error_type(attrs)
         message = _error_message(span)
         if message:
-            event["error_message"] = message[:2000]
+            row[ERROR_MESSAGE] = message[:2000]
     metadata: dict[str, Any] = {"span.name": span.name} if span.name else {}
     if span.scope:
         metadata["otel.scope.name"] = span.scope
+    resource = span.resource
     for key in _RESOURCE_METADATA:
-        if span.resource.get(key) is not None:
-            metadata[key] = span.resource[key]
+        if resource.get(key) is not None:
+            metadata[key] = resource[key]
     for key in _METADATA_KEYS:
-        if attrs.get(key) is not None:
-            metadata[key] = attrs[key]
-    event["metadata"] = metadata
-    return event
+        value = get(key)
+        if value is not None:
+            metadata[key] = value
+    row[METADATA] = metadata
+    return row

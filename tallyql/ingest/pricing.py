@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
-from genai_prices import Usage, calc_price, data_snapshot
+from genai_prices import Usage, data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices
 
 from tallyql.ingest.fields import TOKEN_FIELDS
@@ -270,12 +270,6 @@ def _usage(usage: TokenUsage) -> Usage:
         "output_reasoning_tokens": usage.reasoning_tokens,
     }
     return Usage(**{k: v for k, v in values.items() if v})
-
-
-def reference_cost_nano(provider: str | None, model: str, usage: TokenUsage, at: datetime) -> int:
-    """genai-prices' own answer, for tests: `calc_price` with the same usage."""
-    result = calc_price(_usage(usage), model, provider_id=provider, genai_request_timestamp=at)
-    return to_nano(result.total_price)
 
 
 class Pricer:

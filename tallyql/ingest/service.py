@@ -7,13 +7,16 @@ what was a duplicate of an event already stored, and what was rejected and why.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from tallyql.clock import clock
 from tallyql.ingest import fastpath
-from tallyql.ingest.body import NDJSON_TYPES, parse_events
-from tallyql.ingest.pricing import Pricer
+from tallyql.ingest.body import NDJSON_TYPES, check_event_count, parse_events
+from tallyql.ingest.fields import MAX_COST_USD
+from tallyql.ingest.pricing import NANO_PER_USD, Pricer
 from tallyql.ingest.validate import (
+    COST,
     HAS_PAYLOAD,
     RECEIVED_AT,
     WORKSPACE,
@@ -24,6 +27,12 @@ from tallyql.ingest.validate import (
 )
 from tallyql.storage.writer import Writer
 
+MAX_COST_NANO = int(MAX_COST_USD) * NANO_PER_USD
+
+
+class CostTooHigh(ValueError):
+    """An event's computed cost is beyond what one event may cost."""
+
 
 class IngestService:
     def __init__(
@@ -31,36 +40,88 @@ class IngestService:
         writer: Writer,
         pricer: Pricer,
         observer: Callable[[IngestResult], None] | None = None,
+        max_event_age: timedelta | None = None,
     ) -> None:
+        """`max_event_age`: how far back an event's timestamp may be (None: no bound, for the
+        bulk loader of synthetic history and for tests)."""
         self.writer = writer
         self.pricer = pricer
         self._observer = observer
+        self.max_event_age = max_event_age
+
+    def oldest(self, now: datetime) -> datetime | None:
+        """The oldest event time accepted at `now`."""
+        return None if self.max_event_age is None else now - self.max_event_age
 
     def prepare(
         self, workspace_id: int, raw_events: Sequence[Any], now: datetime | None = None
     ) -> tuple[list[ValidEvent], list[FieldError]]:
         """Validate, normalise and price; the valid events and the errors of the others."""
-        now = now or datetime.now(UTC)
+        now = now or clock.now()
+        oldest = self.oldest(now)
         valid: list[ValidEvent] = []
         errors: list[FieldError] = []
         for index, raw in enumerate(raw_events):
-            checked = validate_event(raw, index, now)
+            checked = validate_event(raw, index, now, oldest)
             if isinstance(checked, list):
                 errors.extend(checked)
                 continue
-            valid.append(self._finish(checked, workspace_id, now))
+            try:
+                valid.append(self._finish(checked, workspace_id, now))
+            except CostTooHigh as exc:
+                errors.append(FieldError(index, "cost_usd", str(exc)))
         return valid, errors
 
     def prepare_fast(
-        self, workspace_id: int, structs: Sequence[Any], now: datetime | None = None
+        self,
+        workspace_id: int,
+        structs: Sequence[Any],
+        now: datetime | None = None,
+        history: bool = False,
     ) -> list[ValidEvent]:
         """`prepare` for structs that msgspec already checked; SlowPath when one needs the
-        detailed validator."""
-        now = now or datetime.now(UTC)
-        return [
-            self._finish(fastpath.to_valid(s, i, now), workspace_id, now)
-            for i, s in enumerate(structs)
-        ]
+        detailed validator. `history`: any past time is accepted (the bulk loader, which
+        makes its partitions first)."""
+        now = now or clock.now()
+        oldest = None if history else self.oldest(now)
+        try:
+            return [
+                self._finish(fastpath.to_valid(s, i, now, oldest), workspace_id, now)
+                for i, s in enumerate(structs)
+            ]
+        except CostTooHigh:
+            raise fastpath.SlowPath from None
+
+    def prepare_rows(
+        self, workspace_id: int, rows: Sequence[list[Any]], now: datetime | None = None
+    ) -> tuple[list[ValidEvent], list[FieldError]]:
+        """`prepare` for rows of field values (`fastpath.EventRow`, as the OTLP door makes
+        them): the whole batch through msgspec at once; when that fails, each row on its own,
+        and only the rows that still fail through the detailed validator, which names every
+        error (so one bad span does not send its whole batch down the slow path)."""
+        now = now or clock.now()
+        oldest = self.oldest(now)
+        try:
+            return self.prepare_fast(workspace_id, fastpath.convert_rows(rows), now), []
+        except fastpath.SlowPath:
+            pass
+        valid: list[ValidEvent] = []
+        errors: list[FieldError] = []
+        for index, row in enumerate(rows):
+            try:
+                checked: ValidEvent | list[FieldError] = fastpath.to_valid(
+                    fastpath.convert_row(row), index, now, oldest
+                )
+            except fastpath.SlowPath:
+                checked = validate_event(fastpath.row_event(row), index, now, oldest)
+            if isinstance(checked, list):
+                errors.extend(checked)
+                continue
+            try:
+                valid.append(self._finish(checked, workspace_id, now))
+            except CostTooHigh as exc:
+                errors.append(FieldError(index, "cost_usd", str(exc)))
+        return valid, errors
 
     def _finish(self, checked: ValidEvent, workspace_id: int, now: datetime) -> ValidEvent:
         record = checked.record
@@ -68,6 +129,14 @@ class IngestService:
         record[RECEIVED_AT] = now
         record[HAS_PAYLOAD] = checked.has_payload
         self.pricer.apply(workspace_id, record, checked.cost_usd)
+        if record[COST] > MAX_COST_NANO:
+            # only a computed cost can get here (cost_usd is bounded by the contract): huge
+            # token counts at a high price; refused so that cost sums stay far from overflow
+            raise CostTooHigh(
+                f"the cost computed from the tokens, {record[COST] / NANO_PER_USD:,.2f} USD, "
+                f"exceeds the {MAX_COST_USD:,.0f} USD one event may cost; check the token "
+                "counts and the model's price"
+            )
         return checked
 
     async def ingest_body(
@@ -76,6 +145,8 @@ class IngestService:
         """Ingest a request body: the msgspec fast path when the whole batch is valid, else
         the detailed path with per-event errors. BodyError when the body is unreadable."""
         media = (content_type or "").split(";")[0].strip().lower()
+        # before any parser builds objects: a small body may hold millions of empty events
+        check_event_count(body, media in NDJSON_TYPES, max_events)
         try:
             structs = fastpath.decode_body(body, media in NDJSON_TYPES)
             if len(structs) > max_events:
@@ -85,6 +156,11 @@ class IngestService:
             parsed = parse_events(body, content_type, max_events)
             return await self.ingest(workspace_id, parsed.events, parsed.errors)
         return await self._store(valid, [])
+
+    async def ingest_rows(self, workspace_id: int, rows: Sequence[list[Any]]) -> IngestResult:
+        """Store rows of field values (see `prepare_rows`); returns after commit."""
+        valid, errors = self.prepare_rows(workspace_id, rows)
+        return await self._store(valid, errors)
 
     async def ingest(
         self,

@@ -9,7 +9,6 @@ The workspace, the time of receipt and the cost are set afterwards (`service.py`
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,13 +21,14 @@ from tallyql.ingest.fields import (
     FIELDS_BY_NAME,
     MAX_METADATA_BYTES,
     MAX_TAGS,
+    EventField,
     FieldType,
 )
+from tallyql.ingest.json_values import json_problem, text_problem
 from tallyql.ingest.status import derive_status
 from tallyql.storage.tables import EVENT_COLUMNS
 
 MAX_FUTURE = timedelta(days=1)
-MAX_INT = 2**53  # integers beyond JSON-safe range are rejected
 _TEXT_TRUNCATED = frozenset({"error_message", "policy_description"})
 
 
@@ -162,37 +162,57 @@ def parse_timestamp(value: Any) -> datetime:
         raise ValueError("must be an RFC 3339 string such as 2026-01-31T12:00:00Z") from None
     if parsed.tzinfo is None:
         raise ValueError("must carry a UTC offset (Z or +hh:mm)")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise ValueError("is outside the years 1 to 9999 in UTC") from None
 
 
-def _check(name: str, ftype: FieldType, value: Any, spec_max: int, choices: tuple[str, ...]) -> Any:
+def check_moment(ts: datetime, now: datetime, oldest: datetime | None) -> None:
+    """ValueError when an event's time is outside what ingest accepts: at most `MAX_FUTURE`
+    ahead of `now`, and not before `oldest` (older events would need storage, partitions on
+    PostgreSQL, for days that retention is about to purge)."""
+    if ts > now + MAX_FUTURE:
+        raise ValueError("is more than 24 hours in the future")
+    if oldest is not None and ts < oldest:
+        raise ValueError(
+            f"is before {oldest.strftime('%Y-%m-%dT%H:%M:%SZ')}, the oldest time accepted "
+            "(TALLYQL_MAX_EVENT_AGE_DAYS)"
+        )
+
+
+def _check(spec: EventField, value: Any) -> Any:
     """The stored form of one field value; raises ValueError with the message for the caller."""
+    ftype = spec.type
     if ftype is FieldType.TEXT:
         if not isinstance(value, str):
             raise ValueError("must be a string")
-        if len(value) > spec_max:
-            if name in _TEXT_TRUNCATED:
-                return value[:spec_max]
-            raise ValueError(f"must be at most {spec_max} characters")
+        problem = text_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        if len(value) > spec.max_length:
+            if spec.name in _TEXT_TRUNCATED:
+                return value[: spec.max_length]
+            raise ValueError(f"must be at most {spec.max_length} characters")
         return value or None
     if ftype is FieldType.ENUM:
-        if value not in choices:
-            raise ValueError("must be one of " + ", ".join(choices))
+        if value not in spec.choices:
+            raise ValueError("must be one of " + ", ".join(spec.choices))
         return value
     if ftype is FieldType.INT:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
             else:
-                raise ValueError("must be a non-negative integer")
-        if value < 0 or value > MAX_INT:
-            raise ValueError("must be a non-negative integer")
+                raise ValueError(f"must be an integer from 0 to {spec.maximum:,.0f}")
+        if value < 0 or value > spec.maximum:
+            raise ValueError(f"must be an integer from 0 to {spec.maximum:,.0f}")
         return value
     if ftype is FieldType.NUMBER:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError("must be a non-negative number")
-        if value < 0 or not math.isfinite(value):
-            raise ValueError("must be a non-negative number")
+            raise ValueError(f"must be a number from 0 to {spec.maximum:,.0f}")
+        if not 0 <= value <= spec.maximum:  # NaN fails both comparisons
+            raise ValueError(f"must be a number from 0 to {spec.maximum:,.0f}")
         return float(value)
     if ftype is FieldType.BOOL:
         if not isinstance(value, bool):
@@ -205,18 +225,33 @@ def _check(name: str, ftype: FieldType, value: Any, spec_max: int, choices: tupl
             raise ValueError(f"must hold at most {MAX_TAGS} tags")
         if any(len(t) > 128 or not t for t in value):
             raise ValueError("each tag must be 1 to 128 characters")
+        for tag in value:
+            problem = text_problem(tag)
+            if problem is not None:
+                raise ValueError(f"each tag {problem}")
         return sorted(set(value))
     if ftype is FieldType.OBJECT:
         if not isinstance(value, dict):
             raise ValueError("must be a JSON object")
+        problem = json_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         if len(orjson.dumps(value)) > MAX_METADATA_BYTES:
             raise ValueError(f"must encode to at most {MAX_METADATA_BYTES} bytes")
+        return value
+    if ftype is FieldType.PAYLOAD:
+        problem = json_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
     raise AssertionError(f"unhandled field type {ftype}")  # pragma: no cover
 
 
-def validate_event(raw: Any, index: int, now: datetime) -> ValidEvent | list[FieldError]:
-    """Check one raw (snake_case) event; the normalised event or every error found."""
+def validate_event(
+    raw: Any, index: int, now: datetime, oldest: datetime | None = None
+) -> ValidEvent | list[FieldError]:
+    """Check one raw (snake_case) event; the normalised event or every error found. Events
+    timed before `oldest` are refused (None: no lower bound)."""
     if not isinstance(raw, dict):
         return [FieldError(index, "", "event must be a JSON object")]
     errors: list[FieldError] = []
@@ -228,28 +263,28 @@ def validate_event(raw: Any, index: int, now: datetime) -> ValidEvent | list[Fie
         spec = FIELDS_BY_NAME.get(name)
         if spec is None:
             errors.append(
-                FieldError(index, name, "unknown field; put custom attributes in metadata")
+                FieldError(
+                    index, _field_name(name), "unknown field; put custom attributes in metadata"
+                )
             )
             continue
         if value is None:
             continue
-        ftype = spec.type
         try:
-            if ftype is FieldType.TIMESTAMP:
+            if spec.type is FieldType.TIMESTAMP:
                 ts = parse_timestamp(value)
-                if ts > now + MAX_FUTURE:
-                    raise ValueError("is more than 24 hours in the future")
-            elif ftype is FieldType.PAYLOAD:
-                setattr(event, name, value)
+                check_moment(ts, now, oldest)
+            elif spec.type is FieldType.PAYLOAD:
+                setattr(event, name, _check(spec, value))
                 event.has_payload = True
             elif name == "id":
-                event_id = _check(name, ftype, value, spec.max_length, spec.choices)
+                event_id = _check(spec, value)
             elif name == "cost_usd":
-                event.cost_usd = _check(name, ftype, value, spec.max_length, spec.choices)
+                event.cost_usd = _check(spec, value)
             elif name == "token_accounting":
-                event.token_accounting = _check(name, ftype, value, spec.max_length, spec.choices)
+                event.token_accounting = _check(spec, value)
             else:
-                row[name] = _check(name, ftype, value, spec.max_length, spec.choices)
+                row[name] = _check(spec, value)
         except ValueError as exc:
             errors.append(FieldError(index, name, str(exc)))
     if errors:
@@ -267,6 +302,12 @@ def validate_event(raw: Any, index: int, now: datetime) -> ValidEvent | list[Fie
     row["ttft_bucket"] = sketch.bucket_of(row["ttft_ms"])
     event.record = [row.get(c) for c in EVENT_COLUMNS]
     return event
+
+
+def _field_name(name: str) -> str:
+    """An unknown field's name as the error repeats it: bounded, and storable text."""
+    clipped = name[:128]
+    return clipped if text_problem(clipped) is None else repr(clipped)[:128]
 
 
 def _normalise_tokens(

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tallyql.clock import clock
 from tallyql.ingest.validate import WORKSPACE, ValidEvent
 from tallyql.live.compact import LiveRow, compact_row
 from tallyql.live.fanout import FilterKey, FilterView
@@ -94,7 +94,7 @@ class LiveBus:
     def on_commit(self, events: Sequence[ValidEvent]) -> None:
         """The writer's commit listener: O(1), never waits."""
         if events:
-            self._pending.append((time.time(), events))
+            self._pending.append((clock.timestamp(), events))
             self._wake.set()
 
     def publish_notice(self, workspace_id: int, kind: str, notice: dict[str, Any]) -> None:

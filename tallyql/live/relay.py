@@ -22,13 +22,14 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import orjson
 from sqlalchemy import delete, select
 
+from tallyql.clock import clock
 from tallyql.live.bus import LiveBus
 from tallyql.live.compact import LiveRow
 from tallyql.live.pg_listener import PgListener
@@ -174,7 +175,7 @@ class PgRelay:
             batch = [self._pending.popleft() for _ in range(min(len(self._pending), 500))]
             try:
                 async with conn.transaction():
-                    created = datetime.now(UTC)
+                    created = clock.now()
                     for payload, body in batch:
                         if body is not None:
                             ref = orjson.loads(payload)["ref"]
@@ -192,7 +193,7 @@ class PgRelay:
             self.sent += len(batch)
 
     async def _cleanup(self) -> None:
-        cutoff = datetime.now(UTC) - OUTBOX_KEEP
+        cutoff = clock.now() - OUTBOX_KEEP
         async with self._db.write() as conn:
             await conn.execute(delete(live_outbox).where(live_outbox.c.created_at < cutoff))
 

@@ -11,10 +11,11 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from tallyql.clock import clock
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.periods import Period, period_bounds
 from tallyql.live.matcher import compile_matcher
@@ -77,7 +78,7 @@ async def open_stream(live: LiveService, request: StreamRequest) -> AsyncIterato
         filter_key=(request.filter, groups),  # a GroupSet is equal only to itself
         max_age=live.max_age,
     )
-    since = datetime.now(UTC)
+    since = clock.now()
     live.bus.subscribe(subscriber)
     try:
         if live.relay is not None:
@@ -101,7 +102,7 @@ async def open_stream(live: LiveService, request: StreamRequest) -> AsyncIterato
             if wants_cost and loop.time() >= next_update:
                 assert day is not None
                 next_update = loop.time() + request.interval
-                if datetime.now(UTC) >= day.end:
+                if clock.now() >= day.end:
                     day = await _start_day(live, request, subscriber)
                 elif day.count.unchecked:
                     await _check(live, request, day)
@@ -115,11 +116,11 @@ async def open_stream(live: LiveService, request: StreamRequest) -> AsyncIterato
 async def _start_day(live: LiveService, request: StreamRequest, subscriber: Subscriber) -> _Day:
     """Read today's base from the engine; events streamed from now on are added to it, but
     for those the base counted already."""
-    start, end = period_bounds(Period.DAY, datetime.now(UTC), request.tz)
+    start, end = period_bounds(Period.DAY, clock.now(), request.tz)
     count = TodayCount(to_micros(start), to_micros(end))
     subscriber.today = count
     base, marker = await totals_between(live.db, request.workspace_id, request.filter, start, end)
-    count.check_until = time.time() + CLOCK_SLACK
+    count.check_until = clock.timestamp() + CLOCK_SLACK
     day = _Day(start, end, base, marker, count)
     await _check(live, request, day)
     return day
@@ -140,7 +141,7 @@ def _snapshot(
     request: StreamRequest, subscriber: Subscriber, since: datetime, day: _Day
 ) -> CostSnapshot:
     return CostSnapshot(
-        at=datetime.now(UTC),
+        at=clock.now(),
         since=since,
         since_start=Totals(**vars(subscriber.since_start)),
         today_start=day.start,

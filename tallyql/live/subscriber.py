@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tallyql.clock import clock
 from tallyql.live.compact import LiveRow
 from tallyql.live.fanout import ERROR, REQUEST, FilterKey, FilterView
 from tallyql.live.matcher import Matcher
@@ -170,7 +170,7 @@ class Subscriber:
     def _drop_stale(self) -> int:
         """Drop the events at the head committed more than max_age ago, with the lag notices
         among them; the count of events missing there."""
-        cutoff = time.time() - self.max_age
+        cutoff = clock.timestamp() - self.max_age
         missing = 0
         while self._queue:
             head = self._queue[0]

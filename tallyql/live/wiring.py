@@ -4,12 +4,12 @@ dispatcher, the budget monitor and the alert scheduler; keeps their /health repo
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tallyql.alerts.scheduler import AlertScheduler
 from tallyql.budgets.monitor import BudgetMonitor
+from tallyql.clock import clock
 from tallyql.live.service import LiveService
 from tallyql.webhooks.dispatcher import RetryPolicy, WebhookDispatcher
 
@@ -28,7 +28,7 @@ class LiveComponents:
 
     def reports(self) -> dict[str, dict[str, Any]]:
         def ago(moment: float | None) -> float | None:
-            return None if moment is None else round(time.time() - moment, 1)
+            return None if moment is None else round(clock.timestamp() - moment, 1)
 
         return {
             "live": {**self.service.report(), "ok": True},
@@ -72,6 +72,7 @@ def start_live(services: Services) -> LiveComponents:
         ),
         timeout_seconds=settings.webhook_timeout_seconds,
         poll_seconds=settings.webhook_poll_seconds,
+        allow_private=settings.webhook_allow_private,
     )
     budgets = BudgetMonitor(
         services.db,

@@ -4,6 +4,7 @@ Subscription."""
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
@@ -20,6 +21,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from tallyql.config import Settings
+from tallyql.engine.cost_meter import KeyBuckets
 from tallyql.schema.agents import AgentsQuery
 from tallyql.schema.alerts import AlertMutation, AlertQuery
 from tallyql.schema.analytics import AnalyticsQuery
@@ -30,6 +32,8 @@ from tallyql.schema.directory import DirectoryQuery
 from tallyql.schema.directory_mutations import DirectoryMutation
 from tallyql.schema.errors import ErrorCodes, ExplainPlans, log_internal_errors
 from tallyql.schema.ingest import IngestMutation
+from tallyql.schema.introspection import introspection_policy
+from tallyql.schema.limits import RequestLimits
 from tallyql.schema.live import LiveSubscription
 from tallyql.schema.me import MeQuery
 from tallyql.schema.platform import PlatformQuery
@@ -70,6 +74,9 @@ SUBSCRIPTION_TYPES: tuple[type, ...] = (LiveSubscription,)
 
 
 class TallySchema(strawberry.Schema):
+    key_buckets: KeyBuckets | None = None
+    """Every key's cost points (engine/cost_meter.py), shared by the schema's requests."""
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -106,20 +113,29 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         depth_limit(settings.graphql_max_depth, None),
         alias_limit(settings.graphql_max_aliases),
     ]
-    return TallySchema(
+    # one bucket of cost points per key for the schema's life (that is, the server's)
+    buckets = KeyBuckets(settings.cost_key_limit_per_minute)
+    extensions: list[Any] = [
+        lambda: AddValidationRules(limits),
+        lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
+        lambda: ParserCache(maxsize=settings.graphql_cache_size),
+        lambda: ValidationCache(maxsize=settings.graphql_cache_size),
+        ErrorCodes,
+        ExplainPlans,
+        lambda: RequestLimits(settings, buckets),
+    ]
+    policy = introspection_policy(settings.introspection)
+    if policy is not None:
+        extensions.append(policy)  # after the validation cache: adds to its result
+    schema = TallySchema(
         query=query,
         mutation=mutation,
         subscription=subscription,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
-        extensions=[
-            lambda: AddValidationRules(limits),
-            lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
-            lambda: ParserCache(maxsize=settings.graphql_cache_size),
-            lambda: ValidationCache(maxsize=settings.graphql_cache_size),
-            ErrorCodes,
-            ExplainPlans,
-        ],
+        extensions=extensions,
     )
+    schema.key_buckets = buckets  # the HTTP view refuses an empty bucket before the body
+    return schema
 
 
 def export_sdl() -> str:

@@ -13,6 +13,7 @@ from strawberry.types import Info
 from tallyql.auth.operator import workspace_scope
 from tallyql.auth.principal import AuthError, Permission, Principal, require
 from tallyql.engine.analytics import Asker
+from tallyql.engine.cost_meter import CostMeter
 from tallyql.engine.request_log import get_payloads
 from tallyql.schema.common import EventFilter, TimeRangeInput, filter_spec
 from tallyql.services import Services
@@ -39,6 +40,8 @@ class Context(BaseContext):
         self.force_raw = force_raw
         """Answer from raw events only (header X-Tallyql-Plan: raw; admin keys only)."""
         self.plans: list[dict[str, Any]] = []
+        self.meter: CostMeter | None = None
+        """The operation's cost meter (schema/limits.py sets it before execution)."""
         self._loaders: dict[Hashable, DataLoader[Any, Any]] = {}
 
     def asker(
@@ -57,6 +60,7 @@ class Context(BaseContext):
             force_raw=self.force_raw,
             explain=self.explain,
             plans=self.plans,
+            meter=self.meter,
         )
 
     def loader(

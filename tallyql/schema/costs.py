@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any
 
 import strawberry
 
+from tallyql.clock import clock
 from tallyql.costs import insights
 from tallyql.costs.prices import current_price
 from tallyql.costs.recommendations import recommendations
@@ -208,7 +209,7 @@ class CostInsights:
             services.ingest.pricer.builtin,
             ids[0] if ids and len(ids) == 1 else None,
             await self._total(),
-            datetime.now(UTC),
+            clock.now(),
         )
         return [
             Recommendation(
@@ -330,7 +331,7 @@ class CostQuery:
         services = info.context.services
         ids = asker.scope.workspace_ids
         workspace_id = ids[0] if ids and len(ids) == 1 else -1
-        now = datetime.now(UTC)
+        now = clock.now()
         out = []
         for ref in models:
             spec = replace(

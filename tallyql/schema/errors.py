@@ -1,8 +1,11 @@
 """GraphQL errors: user mistakes carry `extensions.code`; everything else is masked.
 
 Codes: BAD_USER_INPUT, UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, GRAPHQL_PARSE_FAILED (syntax
-errors and the token limit), GRAPHQL_VALIDATION_FAILED,
-INTERNAL_ERROR (the message is replaced and the original is logged with its traceback).
+errors and the token limit), GRAPHQL_VALIDATION_FAILED, COST_LIMIT and RATE_LIMITED (query
+cost, schema/limits.py), QUERY_TIMEOUT (a statement ran past the statement timeout),
+DEADLINE_EXCEEDED (the request ran past its deadline), UNAVAILABLE (the database cannot be
+reached: retry later; the HTTP answer is then 503 with Retry-After), INTERNAL_ERROR (the
+message is replaced and the original is logged with its traceback).
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from strawberry.extensions import MaskErrors, SchemaExtension
 from tallyql.auth.principal import AuthError, PermissionDenied
 from tallyql.engine.analytics import QueryError
 from tallyql.engine.buckets import BucketError
+from tallyql.engine.cost_meter import CostLimitExceeded, RateLimited
 from tallyql.engine.cursors import CursorError
 from tallyql.engine.timerange import TimeRangeError
+from tallyql.storage.outage import UNAVAILABLE_MESSAGE, is_database_unavailable
+from tallyql.storage.read_limits import DeadlineExceeded, StatementTimeout
 
 log = logging.getLogger("tallyql.graphql")
 
@@ -42,12 +48,19 @@ USER_ERRORS: dict[type[Exception], str] = {
     AuthError: "UNAUTHENTICATED",
     PermissionDenied: "FORBIDDEN",
     NotFound: "NOT_FOUND",
+    CostLimitExceeded: "COST_LIMIT",
+    RateLimited: "RATE_LIMITED",
+    StatementTimeout: "QUERY_TIMEOUT",
+    DeadlineExceeded: "DEADLINE_EXCEEDED",
 }
 
 
 def user_error_code(error: BaseException | None) -> str | None:
+    """The code of an error that is not ours to mask: the caller's mistake, or an outage."""
     if error is None:
         return None
+    if is_database_unavailable(error):
+        return "UNAVAILABLE"
     for cls, code in USER_ERRORS.items():
         if isinstance(error, cls):
             return code
@@ -84,7 +97,7 @@ class ErrorCodes(MaskErrors):
             raise
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        processed = super()._process_errors(errors)
+        processed = [_unavailable(e) for e in super()._process_errors(errors)]
         for error in processed:
             extensions: dict[str, Any] = dict(error.extensions or {})
             if "code" not in extensions:
@@ -98,6 +111,19 @@ class ErrorCodes(MaskErrors):
                 extensions["code"] = code
                 error.extensions = extensions
         return processed
+
+
+def _unavailable(error: GraphQLError) -> GraphQLError:
+    """An outage's error with our message (the driver's may name hosts and ports)."""
+    if error.original_error is None or not is_database_unavailable(error.original_error):
+        return error
+    return GraphQLError(
+        UNAVAILABLE_MESSAGE,
+        nodes=error.nodes,
+        path=error.path,
+        original_error=error.original_error,
+        extensions={"code": "UNAVAILABLE"},
+    )
 
 
 def log_internal_errors(errors: list[GraphQLError]) -> None:

@@ -68,9 +68,13 @@ class Renderer:
             hit = self._cache.get(id(value))
             if hit is not None and hit[0] is value:
                 return hit[1]
-        result = self._executor.build_per_event_executor(
-            to_live_event(kind, value)
-        ).execute_operation(False)
+        executor = self._executor.build_per_event_executor(to_live_event(kind, value))
+        # graphql-core memoises collected subfields per executor, keyed by the identity of
+        # lists made afresh by each execution and keeping them alive; per-event executors
+        # are shallow copies sharing that dict, so it never hit and grew by every item for
+        # as long as the operation had a subscriber (the live RSS leak). A dict per item.
+        executor._relevant_sub_fields = {}
+        result = executor.execute_operation(False)
         assert isinstance(result, ExecutionResult), "live items resolve synchronously"
         body: dict[str, Any] = {"data": result.data}
         if result.errors:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
 import strawberry
 
 from tallyql.auth.principal import Permission
+from tallyql.clock import clock
 from tallyql.costs.overrides import PriceOverride as Override
 from tallyql.costs.prices import ModelPriceInfo, current_price
 from tallyql.costs.prices import PriceSource as EnginePriceSource
@@ -173,7 +174,7 @@ class PriceQuery:
         )
         services = info.context.services
         builtin = services.ingest.pricer.builtin
-        now = datetime.now(UTC)
+        now = clock.now()
         out = []
         for key in result.group_keys():
             provider, model = key[1], key[2]

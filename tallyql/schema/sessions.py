@@ -273,6 +273,10 @@ class SessionQuery:
     ) -> SessionStats:
         principal = info.context.require(Permission.READ)
         result = await engine.session_stats(
-            info.context.services.db, principal.workspace_id, range.resolve(), filter_spec(filter)
+            info.context.services.db,
+            principal.workspace_id,
+            range.resolve(),
+            filter_spec(filter),
+            meter=info.context.meter,
         )
         return SessionStats.of(result)

@@ -20,7 +20,7 @@ from tallyql.schema.pages import Connection, connection
 from tallyql.schema.scalars import JSON
 from tallyql.storage.actor import Actor, audit_change
 from tallyql.webhooks import store
-from tallyql.webhooks.store import WebhookError
+from tallyql.webhooks.addresses import WebhookError
 
 
 @strawberry.enum(description="Where a delivery stands.")
@@ -189,7 +189,11 @@ class WebhookMutation:
         try:
             async with info.context.services.db.write() as conn:
                 row, secret = await store.create_webhook(
-                    conn, principal.workspace_id, input.url, input.description
+                    conn,
+                    principal.workspace_id,
+                    input.url,
+                    input.description,
+                    allow_private=info.context.services.settings.webhook_allow_private,
                 )
                 await _audit(conn, principal.workspace_id, "create", row, actor_of(info, principal))
         except WebhookError as exc:

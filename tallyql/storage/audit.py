@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tallyql.clock import clock
 from tallyql.storage.tables import audit_events
 
 ACTOR_TYPES = ("user", "api_key", "system")
@@ -38,7 +39,7 @@ async def record_audit(conn: AsyncConnection, record: AuditRecord) -> str:
         audit_events.insert().values(
             workspace_id=record.workspace_id,
             id=audit_id,
-            ts=record.ts or datetime.now(UTC),
+            ts=record.ts or clock.now(),
             actor_id=record.actor_id,
             actor_type=record.actor_type,
             action=record.action,

@@ -6,12 +6,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tallyql.clock import clock
 from tallyql.storage import dialect as sqld
 from tallyql.storage.audit import AuditRecord
 from tallyql.storage.tables import audit_events
@@ -22,7 +23,7 @@ async def insert_audit_records(conn: AsyncConnection, records: Sequence[AuditRec
     ids that went in (a record without an id gets a fresh one, so it is always new)."""
     if not records:
         return set()
-    now = datetime.now(UTC)
+    now = clock.now()
     rows = [
         {
             "workspace_id": r.workspace_id,

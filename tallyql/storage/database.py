@@ -7,6 +7,8 @@ PostgreSQL has a pool of autocommit readers and a pool for transactions (`write`
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,9 +16,18 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.util import await_only
 
 from tallyql.config import normalize_database_url
+from tallyql.storage.read_limits import (
+    DEADLINE,
+    DeadlineExceeded,
+    StatementTimeout,
+    TenantShares,
+    is_statement_timeout,
+)
 
 
 def _sqlite_pragmas(synchronous: str, cache_mib: int, temp_store: str) -> Any:
@@ -48,19 +59,76 @@ POSTGRES_SETTINGS = {"parallel_setup_cost": "20000", "random_page_cost": "1.1"}
   scanning the table."""
 
 
-class Database:
-    """The database tallyql runs on, with its dialect and engines."""
+PROGRESS_STEPS = 10_000
+"""SQLite virtual machine steps between two looks at a statement's clock (well under a
+millisecond of work each)."""
 
-    def __init__(self, url: str, pool_size: int = 10) -> None:
+
+def _sqlite_statement_clock(engine: Any, timeout: float) -> None:
+    """SQLite has no statement timeout: each reader gets a progress handler that interrupts
+    the running statement once its limit has passed. The limit (the statement timeout, or
+    the request's deadline when sooner) is set when the statement starts, in a cell shared
+    through the connection record; aiosqlite runs the statement (rows included) inside
+    execute, so the cell is cleared when execute returns."""
+
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
+        cell: list[float | None] = [None]
+        record.info["statement_limit"] = cell
+
+        def progress() -> int:
+            limit = cell[0]
+            return 1 if limit is not None and time.monotonic() > limit else 0
+
+        raw = dbapi_connection._connection  # the aiosqlite connection
+        await_only(raw.set_progress_handler(progress, PROGRESS_STEPS))
+
+    def before(conn: Any, _cursor: Any, *_args: Any) -> None:
+        cell = conn.info.get("statement_limit")
+        if cell is not None:
+            limit = time.monotonic() + timeout if timeout > 0 else math.inf
+            deadline = DEADLINE.get()
+            limit = min(limit, deadline) if deadline is not None else limit
+            cell[0] = None if limit == math.inf else limit
+
+    def after(conn: Any, _cursor: Any, *_args: Any) -> None:
+        cell = conn.info.get("statement_limit")
+        if cell is not None:
+            cell[0] = None
+
+    event.listen(engine, "connect", on_connect)
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+
+
+class Database:
+    """The database tallyql runs on, with its dialect and engines.
+
+    `statement_timeout` (seconds, 0: none) bounds every statement of the read connections;
+    `workspace_share` of the read connections is the most one workspace's requests hold at
+    once (storage/read_limits.py)."""
+
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 10,
+        statement_timeout: float = 0.0,
+        workspace_share: float = 1.0,
+    ) -> None:
         self.url = normalize_database_url(url)
         parsed = make_url(self.url)
         self.dialect: str = parsed.get_backend_name()
         self.is_postgres = self.dialect == "postgresql"
+        self.statement_timeout = statement_timeout
+        readers = pool_size if self.is_postgres else min(pool_size, 4)
+        self.shares = TenantShares(math.floor(readers * workspace_share))
         if self.is_postgres:
             options: dict[str, Any] = {
                 "pool_pre_ping": True,
                 "connect_args": {"server_settings": POSTGRES_SETTINGS},
             }
+            read_settings = dict(POSTGRES_SETTINGS)
+            if statement_timeout > 0:
+                read_settings["statement_timeout"] = str(max(1, round(statement_timeout * 1000)))
             # reads run in autocommit: no BEGIN and ROLLBACK round trips around each of a
             # field's statements (each statement reads one snapshot either way; readers that
             # need one snapshot for several ask for REPEATABLE READ on their connection)
@@ -69,21 +137,22 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=pool_size,
                 isolation_level="AUTOCOMMIT",
-                **options,
+                **{**options, "connect_args": {"server_settings": read_settings}},
             )
             self.writer = create_async_engine(self.url, pool_size=5, max_overflow=10, **options)
         else:
             path = parsed.database
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            # more readers than cores gains nothing with SQLite; each holds its own cache
-            readers = min(pool_size, 4)
+            # more readers than cores gains nothing with SQLite (at most 4); each holds its
+            # own cache
             self.reader = create_async_engine(self.url, pool_size=readers, max_overflow=0)
             self.writer = create_async_engine(self.url, pool_size=1, max_overflow=0)
             # readers sort and group in temporary files (the OS caches them): a scan of raw
             # events would otherwise hold its whole sort in the process's memory
             readers_pragmas = _sqlite_pragmas("NORMAL", 32, "FILE")
             event.listen(self.reader.sync_engine, "connect", readers_pragmas)
+            _sqlite_statement_clock(self.reader.sync_engine, statement_timeout)
             event.listen(self.writer.sync_engine, "connect", _sqlite_pragmas("FULL", 64, "MEMORY"))
 
     @property
@@ -92,18 +161,29 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.reader.connect() as conn:
-            yield conn
+        """A read connection, within the request's workspace share and deadline."""
+        async with self.shares.hold(), self.reader.connect() as conn:
+            try:
+                yield conn
+            except DBAPIError as exc:
+                if is_statement_timeout(exc):
+                    raise _timed_out() from exc
+                raise
 
     @asynccontextmanager
     async def read_snapshot(self) -> AsyncIterator[AsyncConnection]:
         """A read connection inside one transaction: every statement sees one snapshot
         (REPEATABLE READ on PostgreSQL, where it also allows server-side cursors)."""
-        async with self.reader.connect() as conn:
+        async with self.shares.hold(), self.reader.connect() as conn:
             if self.is_postgres:
                 conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-            async with conn.begin():
-                yield conn
+            try:
+                async with conn.begin():
+                    yield conn
+            except DBAPIError as exc:
+                if is_statement_timeout(exc):
+                    raise _timed_out() from exc
+                raise
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -123,3 +203,14 @@ class Database:
         await self.reader.dispose()
         if self.writer is not self.reader:
             await self.writer.dispose()
+
+
+def _timed_out() -> Exception:
+    """A statement the database cancelled for its time, as the error that says why."""
+    deadline = DEADLINE.get()
+    if deadline is not None and time.monotonic() >= deadline:
+        return DeadlineExceeded("the request ran past its deadline; ask for less at once")
+    return StatementTimeout(
+        "a statement ran past the database statement timeout and was cancelled; "
+        "ask for a shorter window, a coarser granularity or fewer groups"
+    )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tallyql.clock import clock
 from tallyql.storage.tables import group_members, groups, users
 
 
@@ -26,7 +26,7 @@ async def upsert_users(
     """Create or update users by id; returns how many were new."""
     if not records:
         return 0
-    now = datetime.now(UTC)
+    now = clock.now()
     ids = [r.id for r in records]
     existing = set(
         (
@@ -64,7 +64,7 @@ async def set_user_departments(
 ) -> dict[str, str | None]:
     """Give users a department (None clears it), creating users not yet known; returns each
     user's department before (None for a new user)."""
-    now = datetime.now(UTC)
+    now = clock.now()
     found = (
         await conn.execute(
             select(users.c.id, users.c.department).where(
@@ -115,7 +115,7 @@ async def set_group_members(
                 workspace_id=workspace_id,
                 name=group,
                 description=description,
-                created_at=datetime.now(UTC),
+                created_at=clock.now(),
             )
         )
     elif description is not None:

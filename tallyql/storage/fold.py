@@ -63,10 +63,12 @@ class Fold:
         """Append the aggregate of `source` to the delta table (a plain insert: no row locks)."""
         return f"INSERT INTO {delta} ({', '.join(self.aggregate.columns)}) {self.select(source)}"
 
-    def compact_statement(self, delta: str) -> str:
-        """PostgreSQL: move every row of the delta table into the targets, in one statement
-        (rows staged meanwhile stay for the next run; a concurrent compaction skips the rows
-        this one deletes). Returns the number of rows moved."""
+    def compact_statement(self, delta: str, where: str = "") -> str:
+        """PostgreSQL: move every row of the delta table (those matching `where`, a condition
+        on its columns) into the targets, in one statement (rows staged meanwhile stay for
+        the next run; a concurrent compaction skips the rows this one deletes). Returns the
+        number of rows moved."""
         columns = ", ".join(self.aggregate.columns)
-        moved = f"moved AS (DELETE FROM {delta} RETURNING {columns})"
+        condition = f" WHERE {where}" if where else ""
+        moved = f"moved AS (DELETE FROM {delta}{condition} RETURNING {columns})"
         return f"WITH {moved}, {self._apply('postgresql', 'moved')} SELECT count(*) FROM moved"

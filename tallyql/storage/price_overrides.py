@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
 
+from tallyql.clock import clock
 from tallyql.costs.overrides import PriceOverride
 from tallyql.storage.audit import AuditRecord, record_audit
 from tallyql.storage.cost_tables import price_overrides
@@ -66,7 +67,7 @@ async def get_override(db: Database, workspace_id: int, override_id: str) -> Pri
 async def create_override(
     db: Database, workspace_id: int, values: dict[str, Any], actor: Actor
 ) -> PriceOverride:
-    now = datetime.now(UTC)
+    now = clock.now()
     row = {
         **{name: values.get(name) for name in EDITABLE},
         "workspace_id": workspace_id,
@@ -89,7 +90,7 @@ async def update_override(
         found = (await conn.execute(select(price_overrides).where(where))).mappings().first()
         if found is None:
             return None
-        values = {**changes, "updated_at": datetime.now(UTC)}
+        values = {**changes, "updated_at": clock.now()}
         await conn.execute(update(price_overrides).where(where).values(**values))
         await _audit(conn, workspace_id, "update", override_id, _audit_values(changes), actor)
         row = (await conn.execute(select(price_overrides).where(where))).mappings().one()

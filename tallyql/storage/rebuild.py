@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tallyql.clock import clock
 from tallyql.config import Settings
 from tallyql.ingest.validate import parse_timestamp
 from tallyql.storage.compaction import LOCK_ID as COMPACTION_LOCK
@@ -175,8 +176,8 @@ async def rebuild_command(
                 if workspace_id is None:
                     raise ValueError(f"no workspace named {workspace!r}")
             first = (await conn.execute(select(func.min(events.c.ts)))).scalar_one()
-        begin = parse_timestamp(start) if start else first or datetime.now(UTC)
-        finish = parse_timestamp(end) if end else datetime.now(UTC) + timedelta(seconds=1)
+        begin = parse_timestamp(start) if start else first or clock.now()
+        finish = parse_timestamp(end) if end else clock.now() + timedelta(seconds=1)
         if begin >= finish:
             raise ValueError("--from must be before --to")
         return await rebuild(db, begin, finish, workspace_id, sessions)

@@ -233,18 +233,23 @@ def whole_day_statements(dialect: str, source: str) -> list[Step]:
     return [*steps, _histogram_staging(source)]
 
 
-def compaction_statements() -> list[str]:
-    """PostgreSQL: one statement per sum fold group moving its delta into its rollup tables."""
+def compaction_statements(where: str = "") -> list[str]:
+    """PostgreSQL: one statement per sum fold group moving its delta (the rows matching
+    `where`, a condition on the delta's columns) into its rollup tables."""
     return [
-        fold.compact_statement(group.delta_table)
+        fold.compact_statement(group.delta_table, where)
         for group, fold in _FOLDS["postgresql"]
         if not group.histogram
     ]
 
 
-async def compact_histograms(run: RowRunner) -> int:
-    """PostgreSQL: move the histogram delta into the histogram tables; rows moved."""
+async def compact_histograms(run: RowRunner, where: str = "") -> int:
+    """PostgreSQL: move the histogram delta (the rows matching `where`) into the histogram
+    tables; rows moved."""
     group = next(g for g in FOLD_GROUPS if g.histogram)
-    rows = await run.fetch(f"DELETE FROM {group.delta_table} RETURNING {', '.join(DELTA_COLUMNS)}")
+    condition = f" WHERE {where}" if where else ""
+    rows = await run.fetch(
+        f"DELETE FROM {group.delta_table}{condition} RETURNING {', '.join(DELTA_COLUMNS)}"
+    )
     await fold_delta_blobs(run, rows)
     return len(rows)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tallyql.clock import clock
 from tallyql.storage.tables import workspaces
 
 
@@ -26,7 +25,7 @@ async def get_or_create_workspace(conn: AsyncConnection, name: str) -> int:
     try:
         async with conn.begin_nested():
             result = await conn.execute(
-                workspaces.insert().values(name=name, created_at=datetime.now(UTC))
+                workspaces.insert().values(name=name, created_at=clock.now())
             )
         return int(result.inserted_primary_key[0])
     except IntegrityError:  # created concurrently by another process

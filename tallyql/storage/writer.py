@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from tallyql.ingest.validate import ValidEvent
 from tallyql.storage.batch import BATCH_TABLE, Batches, Step
+from tallyql.storage.outage import DatabaseUnavailable, is_database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +170,17 @@ class Writer:
     async def _write(self, batch: list[_Submission]) -> None:
         try:
             results, new = await self._commit(batch)
-        except Exception:
+        except Exception as exc:
             self.stats.failures += 1
+            if is_database_unavailable(exc):
+                # the database is down: every call fails alike, and is told to retry (503)
+                log.warning("ingest batch failed: the database is unavailable")
+                for submission in batch:
+                    if not submission.future.done():
+                        submission.future.set_exception(
+                            DatabaseUnavailable("the database is unavailable; nothing was stored")
+                        )
+                return
             if len(batch) > 1:
                 log.warning("batch of %d calls failed; retrying call by call", len(batch))
                 for submission in batch:

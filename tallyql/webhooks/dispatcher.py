@@ -5,6 +5,11 @@ due, or `sending` with an expired lease after a crash), so only one replica send
 attempt. An attempt succeeds on any 2xx answer; otherwise the next one is due after
 `backoff * 2**(attempts - 1)` seconds (at most `backoff_max`), until `max_attempts`, when
 the delivery is marked failed. Every attempt is appended to the delivery's log.
+
+Requests go through `PinnedTransport` (only checked public addresses, unless
+TALLYQL_WEBHOOK_ALLOW_PRIVATE) and redirects are not followed. The log keeps the status code
+and a short reason of our own, never the receiver's answer: a response body, or an exception
+text holding one, would let a workspace member read what an address answers.
 """
 
 from __future__ import annotations
@@ -13,14 +18,16 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import and_, or_, select, update
 
+from tallyql.clock import clock
 from tallyql.storage.database import Database
 from tallyql.storage.live_tables import webhook_deliveries, webhooks
+from tallyql.webhooks.addresses import AddressRefused
 from tallyql.webhooks.signing import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -28,6 +35,7 @@ from tallyql.webhooks.signing import (
     TIMESTAMP_HEADER,
     signature_header,
 )
+from tallyql.webhooks.transport import PinnedTransport
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +54,28 @@ class RetryPolicy:
         return min(self.backoff_seconds * 2 ** (attempts - 1), self.backoff_max_seconds)
 
 
+def failure_reason(exc: httpx.HTTPError) -> str:
+    """A short reason of ours for a failed request (never the exception's text)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(exc, httpx.ConnectError):
+        return "ConnectError: could not connect"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the receiver broke the HTTP protocol"
+    return f"request failed ({type(exc).__name__})"
+
+
 class WebhookDispatcher:
     def __init__(
-        self, db: Database, policy: RetryPolicy, timeout_seconds: float, poll_seconds: float
+        self,
+        db: Database,
+        policy: RetryPolicy,
+        timeout_seconds: float,
+        poll_seconds: float,
+        allow_private: bool = False,
     ) -> None:
         self._db = db
+        self._allow_private = allow_private
         self._policy = policy
         self._timeout = timeout_seconds
         self._poll = poll_seconds
@@ -63,7 +88,10 @@ class WebhookDispatcher:
         self._wake.set()
 
     async def run(self) -> None:
-        async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as client:
+        transport = PinnedTransport(self._allow_private)
+        async with httpx.AsyncClient(
+            transport=transport, timeout=self._timeout, follow_redirects=False, trust_env=False
+        ) as client:
             while True:
                 try:
                     claimed = await self._claim()
@@ -95,11 +123,11 @@ class WebhookDispatcher:
             ).scalar_one_or_none()
         if soonest is None:
             return self._poll
-        seconds = (soonest - datetime.now(UTC)).total_seconds()
+        seconds = (soonest - clock.now()).total_seconds()
         return min(self._poll, max(0.01, seconds))
 
     async def _claim(self) -> list[dict[str, Any]]:
-        now = datetime.now(UTC)
+        now = clock.now()
         t = webhook_deliveries
         due = or_(
             and_(t.c.status == "pending", t.c.next_attempt_at <= now),
@@ -154,7 +182,7 @@ class WebhookDispatcher:
         if row["secret"] is None:
             error = "the webhook was deleted"
         else:
-            timestamp = int(time.time())
+            timestamp = int(clock.timestamp())
             headers = {
                 "Content-Type": "application/json",
                 "User-Agent": USER_AGENT,
@@ -164,18 +192,25 @@ class WebhookDispatcher:
                 DELIVERY_HEADER: row["id"],
             }
             try:
-                response = await client.post(row["url"], content=body, headers=headers)
-                status_code = response.status_code
+                # streamed and closed unread: the body is never downloaded
+                async with client.stream(
+                    "POST", row["url"], content=body, headers=headers
+                ) as response:
+                    status_code = response.status_code
                 if not 200 <= status_code < 300:
-                    error = f"HTTP {status_code}: {response.text[:200]}"
+                    error = f"HTTP {status_code}" + (
+                        " (redirects are not followed)" if 300 <= status_code < 400 else ""
+                    )
+            except AddressRefused as exc:
+                error = f"refused: {exc}"
             except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"[:300]
+                error = failure_reason(exc)
         await self._record(row, status_code, error, time.monotonic() - started)
 
     async def _record(
         self, row: dict[str, Any], status_code: int | None, error: str | None, elapsed: float
     ) -> None:
-        now = datetime.now(UTC)
+        now = clock.now()
         attempts = row["attempts"] + 1
         entry = {
             "at": now.isoformat().replace("+00:00", "Z"),

@@ -10,46 +10,38 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tallyql.clock import clock
 from tallyql.storage.database import Database
 from tallyql.storage.live_tables import webhook_deliveries, webhooks
 from tallyql.storage.pages import Page, keyset_page
+from tallyql.webhooks.addresses import check_url
 
 DELIVERY_STATUSES = ("pending", "sending", "succeeded", "failed")
 
 
-class WebhookError(ValueError):
-    """A webhook the caller described wrongly."""
-
-
-def check_url(url: str) -> str:
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise WebhookError("url must be an absolute http:// or https:// URL")
-    if len(url) > 2000:
-        raise WebhookError("url must be at most 2000 characters")
-    return url.strip()
-
-
 async def create_webhook(
-    conn: AsyncConnection, workspace_id: int, url: str, description: str | None
+    conn: AsyncConnection,
+    workspace_id: int,
+    url: str,
+    description: str | None,
+    allow_private: bool = False,
 ) -> tuple[dict[str, Any], str]:
-    """A new endpoint and its signing secret (shown to the caller once)."""
+    """A new endpoint and its signing secret (shown to the caller once). `allow_private`:
+    TALLYQL_WEBHOOK_ALLOW_PRIVATE (tallyql/webhooks/addresses.py)."""
     secret = "whsec_" + secrets.token_urlsafe(32)
     row = {
         "workspace_id": workspace_id,
         "id": uuid.uuid4().hex,
-        "url": check_url(url),
+        "url": check_url(url, allow_private),
         "secret": secret,
         "description": description,
-        "created_at": datetime.now(UTC),
+        "created_at": clock.now(),
     }
     await conn.execute(webhooks.insert().values(**row))
     return row, secret
@@ -102,7 +94,7 @@ async def enqueue(
             )
         )
     ).all()
-    now = datetime.now(UTC)
+    now = clock.now()
     ids: list[str] = []
     for webhook_id, url in sorted(targets):
         delivery_id = uuid.uuid4().hex

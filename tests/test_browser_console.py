@@ -1,0 +1,574 @@
+"""The console (GET /) in a real browser (Debian's chromium through Playwright) on demo data,
+SQLite and PostgreSQL: every view loads with no console error and no request to another
+host; the Overview's figures (read through data-value) equal the API's own answers for the
+same range, filters and time zone; a filter chosen in the bar changes the URL and the
+figures, and a reload keeps both; sign-in, the role's effect, sign-out and a bad key's
+message; the Live view shows an event ingested during the test within 2 seconds. Screenshots
+of each view go to .tallyql/artifacts/console/. Sessions: the distribution cards and the ranked
+list equal sessionStats and sessions, a column header re-sorts (in the URL), and a session's
+page equals session(id). Costs: the figures, shares and savings equal costInsights, and models
+ticked for comparison go into the URL and equal modelComparison."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, WebSocket
+
+from tests.browser import ARTIFACTS, Offline, Served
+from tests.conftest import DATABASES
+from tests.server import cli, create_key, reset_database, start_server
+
+DEMO_EVENTS = 2_000
+TIME_ZONE = "Europe/Paris"  # the browser's: the console must default to it, not to UTC
+SHOTS = ARTIFACTS / "console"
+
+OVERVIEW = """query($range: TimeRangeInput!, $filter: EventFilter) {
+  overview(range: $range, filter: $filter) {
+    totalRequests successRate p95LatencyMs totalTokens costUsd
+    activeUsers activeAgents activeTools activeGateways
+    changes { field previous }
+  }
+  topModels: breakdown(dimension: MODEL, metrics: [COST_USD, REQUESTS, TOTAL_TOKENS],
+                       range: $range, filter: $filter, first: 5) { nodes { key values } }
+}"""
+KPIS = (
+    "totalRequests",
+    "successRate",
+    "p95LatencyMs",
+    "totalTokens",
+    "costUsd",
+    "activeUsers",
+    "activeAgents",
+    "activeTools",
+    "activeGateways",
+)
+
+
+@dataclass
+class Console(Served):
+    viewer: str = ""
+    ingest_key: str = ""
+    db: str = ""
+
+
+@dataclass
+class Tab:
+    page: Page
+    offline: Offline
+    errors: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.page.context.close()
+        assert self.offline.blocked == [], f"the console asked other hosts: {self.offline.blocked}"
+        assert self.errors == [], f"the console logged errors: {self.errors}"
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def console(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Console]:
+    data_dir = tmp_path_factory.mktemp(f"console-{request.param}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{data_dir / 'tallyql.db'}"
+    else:
+        url = request.getfixturevalue("postgres_database")
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, reset_database(url)).result()
+    # three days ending now: the last-7-days window cannot lose events while a test runs
+    cli("demo", "--workspace", "acme", "--events", str(DEMO_EVENTS), "--days", "3",
+        "--database-url", url, data_dir=data_dir)  # fmt: skip
+    admin = create_key(url, data_dir, role="admin")
+    viewer = create_key(url, data_dir, role="viewer")
+    ingest = create_key(url, data_dir, role="ingest")
+    server = start_server(url, data_dir, "console")
+    try:
+        yield Console(server, admin, viewer=viewer, ingest_key=ingest, db=request.param)
+    finally:
+        server.stop()
+
+
+def _open(
+    browser: Browser,
+    console: Console,
+    path: str = "/",
+    on_socket: Callable[[WebSocket], None] | None = None,
+) -> Tab:
+    context = browser.new_context(
+        timezone_id=TIME_ZONE, viewport={"width": 1300, "height": 900}
+    )  # fresh session storage
+    tab = Tab(context.new_page(), Offline())
+    if on_socket:
+        tab.page.on("websocket", on_socket)
+    context.route("**/*", tab.offline.route)
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            tab.errors.append(message.text)
+
+    tab.page.on("console", on_console)
+    tab.page.on("pageerror", lambda error: tab.errors.append(str(error)))
+    tab.page.goto(f"{console.server.url}{path}", wait_until="load")
+    return tab
+
+
+def _signed_in(browser: Browser, console: Console, query: str = "", key: str = "") -> Tab:
+    tab = _open(browser, console, f"/{query}#key={key or console.key}")
+    tab.page.wait_for_selector("nav.views")
+    return tab
+
+
+def _params(page: Page) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(page.url).query)
+
+
+def _value(page: Page, metric: str, within: str = "main") -> float | None:
+    raw = page.get_attribute(f"{within} [data-metric='{metric}']", "data-value")
+    assert raw is not None, f"no {metric} on the page"
+    return None if raw == "" else float(raw)
+
+
+def _wait_overview(page: Page) -> None:
+    page.wait_for_selector("main [data-metric='totalRequests']")
+
+
+def _shot(page: Page, console: Console, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}-{console.db}.png"), full_page=True)
+
+
+def _expected(console: Console, tz: str, filter: dict[str, list[str]] | None = None) -> dict:
+    return console.graphql(
+        OVERVIEW, {"range": {"preset": "LAST_7D", "timezone": tz}, "filter": filter}
+    )
+
+
+def _assert_overview_matches(page: Page, expected: dict) -> None:
+    overview = expected["overview"]
+    for field_name in KPIS:
+        shown = _value(page, field_name, "section.kpis")
+        assert shown == overview[field_name], field_name
+    for change in overview["changes"]:
+        if (
+            change["field"] in KPIS
+            and page.locator(f"[data-metric='{change['field']}.previous']").count()
+        ):
+            assert _value(page, f"{change['field']}.previous") == change["previous"]
+    shown_costs = [
+        float(v)
+        for v in page.locator("section.tops table")
+        .first.locator("[data-metric='COST_USD']")
+        .evaluate_all("els => els.map(e => e.dataset.value)")
+    ]
+    assert shown_costs == [n["values"][0] for n in expected["topModels"]["nodes"]]
+
+
+def test_views_load_offline_with_no_error(browser: Browser, console: Console) -> None:
+    tab = _signed_in(browser, console)
+    page = tab.page
+    # the key came in the fragment: taken and wiped from the address bar at once
+    assert "key=" not in page.url
+    # the defaults are written into the URL, the time zone being the browser's
+    assert _params(page) == {"view": ["overview"], "range": ["LAST_7D"], "tz": [TIME_ZONE]}
+    _wait_overview(page)
+    page.wait_for_selector("figure.chart canvas")
+    assert page.locator("figure.chart").count() == 2
+    _shot(page, console, "overview")
+    page.emulate_media(color_scheme="dark")
+    _shot(page, console, "overview-dark")
+    page.emulate_media(color_scheme="light")
+
+    page.click("nav.views >> text=Requests")
+    page.wait_for_selector("table.requests tbody tr")
+    assert _params(page)["view"] == ["requests"]
+    assert page.locator("table.requests tbody tr").count() == 50
+    total = console.graphql("{ requests(range: {preset: LAST_7D}) { totalCount } }")["requests"][
+        "totalCount"
+    ]
+    assert _value(page, "totalCount") == total == DEMO_EVENTS
+    _shot(page, console, "requests")
+
+    page.click("nav.views >> text=Costs")
+    page.wait_for_selector("section.compare")
+    page.wait_for_selector("figure.chart canvas")
+    _shot(page, console, "costs")
+
+    page.click("nav.views >> text=Sessions")
+    page.wait_for_selector("table.sessions tbody tr")
+    _shot(page, console, "sessions")
+
+    page.click("nav.views >> text=Live")
+    page.wait_for_selector(".live-status.up")
+    page.wait_for_selector("[data-metric='today.costUsd']")
+    _shot(page, console, "live")
+    tab.close()
+
+
+def test_overview_figures_equal_the_api_answer(browser: Browser, console: Console) -> None:
+    tab = _signed_in(browser, console)
+    _wait_overview(tab.page)
+    expected = _expected(console, TIME_ZONE)
+    assert expected["overview"]["totalRequests"] == DEMO_EVENTS
+    _assert_overview_matches(tab.page, expected)
+    tab.close()
+
+
+def test_filter_changes_url_and_figures_and_reload_keeps_both(
+    browser: Browser, console: Console
+) -> None:
+    tab = _signed_in(browser, console)
+    page = tab.page
+    _wait_overview(page)
+    page.select_option("#filter-dimension", "models")
+    # the values come from the workspace's data: the second most expensive model
+    model = _expected(console, TIME_ZONE)["topModels"]["nodes"][1]["key"]
+    page.wait_for_selector(f"#filter-values option[value='{model}']", state="attached")
+    page.fill("#filter-value", model)
+    page.click("form.add-filter button[type=submit]")
+    page.wait_for_function("new URL(location).searchParams.has('models')")
+    assert _params(page)["models"] == [model]
+    page.wait_for_selector(f".chip[data-value='{model}']")
+    _wait_overview(page)
+    filtered = _expected(console, TIME_ZONE, {"models": [model]})
+    assert 0 < filtered["overview"]["totalRequests"] < DEMO_EVENTS
+    page.wait_for_function(
+        "n => document.querySelector(\"[data-metric='totalRequests']\")?.dataset.value == n",
+        arg=str(filtered["overview"]["totalRequests"]),
+    )
+    _assert_overview_matches(page, filtered)
+    _shot(page, console, "overview-filtered")
+
+    url = page.url
+    page.reload(wait_until="load")
+    _wait_overview(page)
+    assert page.url == url
+    assert page.locator(f".chip[data-value='{model}']").count() == 1
+    _assert_overview_matches(page, filtered)
+
+    # the same filter holds in the request log
+    page.click("nav.views >> text=Requests")
+    page.wait_for_selector("table.requests tbody tr")
+    assert _params(page)["models"] == [model]
+    count = console.graphql(
+        "query($m: [String!]) { requests(range: {preset: LAST_7D}, filter: {models: $m})"
+        " { totalCount } }",
+        {"m": [model]},
+    )["requests"]["totalCount"]
+    assert _value(page, "totalCount") == count == filtered["overview"]["totalRequests"]
+
+    # removing the chip goes back to every event
+    page.click(f".chip[data-value='{model}'] button")
+    page.wait_for_function("!new URL(location).searchParams.has('models')")
+    page.wait_for_function(
+        "n => document.querySelector(\"[data-metric='totalCount']\")?.dataset.value == n",
+        arg=str(DEMO_EVENTS),
+    )
+    tab.close()
+
+
+def test_request_drawer_shows_the_request_and_survives_reload(
+    browser: Browser, console: Console
+) -> None:
+    tab = _signed_in(browser, console, "?view=requests")
+    page = tab.page
+    page.wait_for_selector("table.requests tbody tr")
+    page.locator("table.requests tbody tr button.link").nth(2).click()
+    page.wait_for_selector(".drawer dl.facts")
+    request_id = _params(page)["request"][0]
+    detail = console.graphql(
+        "query($id: ID!) { request(id: $id) { id costUsd totalTokens inputTokens } }",
+        {"id": request_id},
+    )["request"]
+    assert detail["id"] == request_id
+    for metric in ("costUsd", "totalTokens", "inputTokens"):
+        assert _value(page, metric, ".drawer") == detail[metric]
+    _shot(page, console, "request-drawer")
+    # a modal dialog: focus starts on its close button and Tab stays inside it
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == (
+        "Close the request detail"
+    )
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.closest('.drawer') !== null")
+    page.reload(wait_until="load")
+    page.wait_for_selector(".drawer dl.facts")
+    assert request_id in page.inner_text(".drawer header")
+    page.keyboard.press("Escape")
+    page.wait_for_function("!new URL(location).searchParams.has('request')")
+    assert page.locator(".drawer").count() == 0
+    tab.close()
+
+
+def test_sign_in_roles_sign_out_and_a_bad_key(browser: Browser, console: Console) -> None:
+    tab = _open(browser, console)
+    page = tab.page
+    page.wait_for_selector("form.sign-in")
+    _shot(page, console, "sign-in")
+
+    # a bad key: the API's own message
+    answer = httpx.post(
+        f"{console.server.url}/graphql",
+        json={"query": "{ me { role } }"},
+        headers={"Authorization": "Bearer tq_bad_key"},
+    )
+    assert answer.status_code == 401
+    message = answer.json()["errors"][0]["message"]
+    page.fill("#key", "tq_bad_key")
+    page.click("form.sign-in button[type=submit]")
+    page.wait_for_function(
+        "m => document.querySelector('#sign-in-status').textContent === m", arg=message
+    )
+    assert page.evaluate("sessionStorage.length") == 0
+    # the browser itself logs the 401 answer; the page logs nothing of its own
+    assert tab.errors == [
+        "Failed to load resource: the server responded with a status of 401 (Unauthorized)"
+    ]
+    tab.errors.clear()
+
+    # a viewer reads every view
+    page.fill("#key", console.viewer)
+    page.click("form.sign-in button[type=submit]")
+    page.wait_for_selector("nav.views")
+    assert page.inner_text("header .who .badge") == "viewer"
+    assert page.locator("nav.views a").all_inner_texts() == [
+        "Overview",
+        "Costs",
+        "Requests",
+        "Sessions",
+        "Live",
+    ]
+    _wait_overview(page)
+
+    # sign-out forgets the key: a reload asks for one again
+    page.click("button.sign-out")
+    page.wait_for_selector("form.sign-in")
+    assert page.evaluate("sessionStorage.length") == 0
+    page.reload(wait_until="load")
+    page.wait_for_selector("form.sign-in")
+    assert page.locator("nav.views").count() == 0
+
+    # an ingest key is told it cannot read, and is shown no view
+    page.fill("#key", console.ingest_key)
+    page.click("form.sign-in button[type=submit]")
+    page.wait_for_selector("text=This key cannot read analytics")
+    assert page.locator("nav.views").count() == 0
+    assert page.locator("[data-metric]").count() == 0
+    _shot(page, console, "ingest-key")
+    page.click("text=Sign out")
+    page.wait_for_selector("form.sign-in")
+    tab.close()
+
+
+def test_live_shows_an_event_ingested_during_the_test(browser: Browser, console: Console) -> None:
+    sockets: list[WebSocket] = []
+    tab = _open(
+        browser, console, "/?view=live#key=" + console.key, on_socket=lambda ws: sockets.append(ws)
+    )
+    page = tab.page
+    page.wait_for_selector(".live-status.up")
+    # the first cost update proves the subscription runs (it comes at its start)
+    page.wait_for_selector("[data-metric='today.costUsd']")
+    model = f"live-{uuid.uuid4().hex[:8]}"
+    sent = time.monotonic()
+    console.ingest([{"provider": "openai", "model": model, "input_tokens": 1000,
+                     "output_tokens": 100, "latency_ms": 420}])  # fmt: skip
+    page.wait_for_selector(f"table.live-feed tr:has-text('{model}')", timeout=2_000)
+    assert time.monotonic() - sent <= 2.0
+    row = page.locator(f"table.live-feed tr:has-text('{model}')")
+    assert row.locator("[data-metric='totalTokens']").get_attribute("data-value") == "1100"
+    assert row.locator("[data-metric='latencyMs']").get_attribute("data-value") == "420"
+    _shot(page, console, "live-event")
+    # one socket, to this server; signing out closes it (it carries the key)
+    assert [urlsplit(ws.url).path for ws in sockets] == ["/graphql"]
+    page.click("button.sign-out")
+    page.wait_for_selector("form.sign-in")
+    deadline = time.monotonic() + 5
+    while not sockets[0].is_closed() and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert sockets[0].is_closed()
+    tab.close()
+
+
+SESSIONS = """query($range: TimeRangeInput!, $order: SessionOrder!) {
+  sessionStats(range: $range) {
+    sessions
+    costUsd { p50 avg p95 } totalTokens { p50 avg p95 }
+    durationMs { p50 avg p95 } requests { p50 avg p95 }
+  }
+  sessions(range: $range, orderBy: $order, first: 25) {
+    totalCount nodes { id costUsd totalTokens requestCount }
+  }
+}"""
+
+
+def _column(page: Page, table: str, metric: str) -> list[float]:
+    values = page.locator(f"{table} [data-metric='{metric}']").evaluate_all(
+        "els => els.map(e => e.dataset.value)"
+    )
+    return [float(v) for v in values]
+
+
+def test_sessions_list_sort_and_session_page(browser: Browser, console: Console) -> None:
+    tab = _signed_in(browser, console, "?view=sessions")
+    page = tab.page
+    page.wait_for_selector("table.sessions tbody tr")
+    range_ = {"preset": "LAST_7D", "timezone": TIME_ZONE}
+    expected = console.graphql(SESSIONS, {"range": range_, "order": "COST"})
+    stats = expected["sessionStats"]
+    assert stats["sessions"] > 25
+    assert _value(page, "sessionStats.sessions") == stats["sessions"]
+    for measure in ("costUsd", "totalTokens", "durationMs", "requests"):
+        for q in ("p50", "avg", "p95"):
+            assert _value(page, f"sessionStats.{measure}.{q}") == stats[measure][q], measure
+    costs = [n["costUsd"] for n in expected["sessions"]["nodes"]]
+    assert _column(page, "table.sessions", "costUsd") == costs
+    assert costs == sorted(costs, reverse=True)
+    assert _value(page, "totalCount") == expected["sessions"]["totalCount"]
+
+    # a header re-sorts, and the order goes into the URL
+    page.click("table.sessions th button.sort >> text=Tokens")
+    page.wait_for_function("new URL(location).searchParams.get('sort') === 'TOKENS'")
+    by_tokens = console.graphql(SESSIONS, {"range": range_, "order": "TOKENS"})["sessions"]
+    tokens = [float(n["totalTokens"]) for n in by_tokens["nodes"]]
+    page.wait_for_function(
+        "n => document.querySelector(\"table.sessions tbody [data-metric='totalTokens']\")"
+        "?.dataset.value == n",
+        arg=str(by_tokens["nodes"][0]["totalTokens"]),
+    )
+    assert _column(page, "table.sessions", "totalTokens") == tokens
+
+    # a session's page
+    first = by_tokens["nodes"][0]["id"]
+    page.click(f"table.sessions a >> text={first}")
+    page.wait_for_function("new URL(location).searchParams.has('session')")
+    assert _params(page)["session"] == [first]
+    page.wait_for_selector("section.kpis [data-metric='costUsd']")
+    page.wait_for_selector("figure.chart canvas")
+    session = console.graphql(
+        "query($id: ID!, $range: TimeRangeInput) { session(id: $id, range: $range) {"
+        " costUsd requestCount totalTokens durationMs"
+        " models { costUsd } requests(first: 100) { nodes { costUsd } } } }",
+        {"id": first, "range": range_},
+    )["session"]
+    for metric in ("costUsd", "requestCount", "totalTokens", "durationMs"):
+        assert _value(page, metric, "section.kpis") == session[metric], metric
+    assert sorted(_column(page, "section.tops table", "costUsd")) == sorted(
+        m["costUsd"] for m in session["models"]
+    )
+    assert _column(page, "table.session-requests", "costUsd") == [
+        r["costUsd"] for r in session["requests"]["nodes"]
+    ]
+    _shot(page, console, "session")
+    page.reload(wait_until="load")
+    page.wait_for_selector("section.kpis [data-metric='costUsd']")
+    assert _value(page, "costUsd", "section.kpis") == session["costUsd"]
+    tab.close()
+
+
+COSTS = """query($range: TimeRangeInput!, $compare: [ModelRefInput!]!, $comparing: Boolean!) {
+  costInsights(range: $range) {
+    totalUsd trend { previousUsd } projectedMonth { dailyAverageUsd projectedUsd }
+    topModels { key costUsd share requests } recommendations { estimatedSavingUsd }
+  }
+  modelComparison(models: $compare, range: $range) @include(if: $comparing) {
+    model requests costUsd avgCostPerRequestUsd errorRate p95LatencyMs
+    price { inputPerMtok outputPerMtok }
+  }
+}"""
+
+
+def test_costs_figures_and_model_comparison(browser: Browser, console: Console) -> None:
+    tab = _signed_in(browser, console, "?view=costs")
+    page = tab.page
+    page.wait_for_selector("section.compare")
+    range_ = {"preset": "LAST_7D", "timezone": TIME_ZONE}
+    insights = console.graphql(COSTS, {"range": range_, "compare": [], "comparing": False})[
+        "costInsights"
+    ]
+    assert insights["totalUsd"] > 0
+    assert _value(page, "totalUsd") == insights["totalUsd"]
+    assert _value(page, "trend.previousUsd") == insights["trend"]["previousUsd"]
+    for field_name in ("dailyAverageUsd", "projectedUsd"):
+        shown = _value(page, f"projectedMonth.{field_name}")
+        assert shown == insights["projectedMonth"][field_name]
+    models_table = "section.tops section.panel:first-child table"
+    assert _column(page, models_table, "costUsd") == [m["costUsd"] for m in insights["topModels"]]
+    assert _column(page, models_table, "share") == [m["share"] for m in insights["topModels"]]
+    assert _column(page, "section.recommendations", "estimatedSavingUsd") == [
+        r["estimatedSavingUsd"] for r in insights["recommendations"]
+    ]
+
+    # tick two models: they go into the URL and side by side
+    chosen = [m["key"] for m in insights["topModels"][:2]]
+    for model in chosen:
+        page.check(f"section.compare input[value='{model}']")
+        page.wait_for_selector(f"section.compare input[value='{model}']:checked")
+    page.wait_for_function("new URL(location).searchParams.getAll('compare').length === 2")
+    assert _params(page)["compare"] == chosen
+    page.wait_for_selector("table.comparison")
+    answer = console.graphql(
+        COSTS, {"range": range_, "compare": [{"model": m} for m in chosen], "comparing": True}
+    )["modelComparison"]
+    assert [r["model"] for r in answer] == chosen
+    for row in answer:
+        for metric in ("requests", "costUsd", "avgCostPerRequestUsd", "errorRate", "p95LatencyMs"):
+            shown = page.get_attribute(
+                f"table.comparison [data-metric='{metric}'][data-model='{row['model']}']",
+                "data-value",
+            )
+            assert shown is not None
+            assert (None if shown == "" else float(shown)) == row[metric], metric
+        price = page.get_attribute(
+            f"table.comparison [data-metric='price.inputPerMtok'][data-model='{row['model']}']",
+            "data-value",
+        )
+        assert float(price) == row["price"]["inputPerMtok"]
+    _shot(page, console, "costs-compare")
+    page.reload(wait_until="load")
+    page.wait_for_selector("table.comparison")
+    assert page.locator("section.compare input:checked").count() == 2
+    tab.close()
+
+
+def test_custom_range_in_the_chosen_zone_and_the_empty_state(
+    browser: Browser, console: Console
+) -> None:
+    # yesterday 06:00 to 18:00 on Paris's wall clock: the console turns it into instants
+    zone = ZoneInfo(TIME_ZONE)
+    day = (datetime.now(zone) - timedelta(days=1)).date()
+    start = datetime(day.year, day.month, day.day, 6, tzinfo=zone)
+    end = start + timedelta(hours=12)
+    query = (
+        f"?view=overview&range=CUSTOM&start={start:%Y-%m-%dT%H:%M}&end={end:%Y-%m-%dT%H:%M}"
+        f"&tz={TIME_ZONE}"
+    )
+    tab = _signed_in(browser, console, query)
+    page = tab.page
+    _wait_overview(page)
+    assert page.input_value("#start") == f"{start:%Y-%m-%dT%H:%M}"
+    expected = console.graphql(
+        OVERVIEW,
+        {"range": {"start": start.isoformat(), "end": end.isoformat(), "timezone": TIME_ZONE}},
+    )
+    assert 0 < expected["overview"]["totalRequests"] < DEMO_EVENTS
+    _assert_overview_matches(page, expected)
+
+    # a range with no events says how to send a first one
+    page.fill("#start", "2020-01-01T00:00")
+    page.fill("#end", "2020-01-02T00:00")
+    page.click("form.custom-range button[type=submit]")
+    page.wait_for_selector("text=No events in this range yet")
+    assert _params(page)["start"] == ["2020-01-01T00:00"]
+    assert f"{console.server.url}/v1/events" in page.inner_text(".empty pre")
+    assert page.locator("section.kpis").count() == 0
+    _shot(page, console, "overview-empty")
+    tab.close()
