@@ -12,9 +12,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from tallyql.config import Settings
 from tallyql.engine.registry import Dimension, Metric
 from tallyql.storage.directory import set_group_members, set_user_departments
 from tallyql.storage.workspaces import get_or_create_workspace
@@ -28,6 +30,14 @@ METRICS = [m.value for m in Metric]
 MEMBERS = {"eng": {"u1", "u2"}, "ops": {"u2", "u3"}}
 DEPARTMENTS = {"u1": "d-eng", "u2": "d-eng", "u3": "d-ops"}  # u4 has none
 _counter = itertools.count()
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Every metric under two dimensions, hourly, on raw events can cost more than a request's
+    default budget (the budget has its own tests, test_request_limits.py): this test checks
+    values, so its questions are always answered."""
+    return settings.with_overrides(cost_request_limit=10**12)
 
 
 def _maybe(values: list[Any]) -> st.SearchStrategy[Any]:
@@ -201,7 +211,7 @@ async def _workspace_with(api: Api, events: list[dict[str, Any]]) -> str:
     return key
 
 
-@settings(
+@hypothesis_settings(
     max_examples=int(os.environ.get("TALLYQL_PROPERTY_EXAMPLES", "15")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -293,7 +303,7 @@ async def _sums(api: Api, key: str, q: dict[str, Any], dims: list[str]) -> dict[
     return {tuple(r["keys"]): r["values"] for r in body["data"]["metrics"]["rows"]}
 
 
-@settings(
+@hypothesis_settings(
     max_examples=int(os.environ.get("TALLYQL_PROPERTY_EXAMPLES", "15")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
