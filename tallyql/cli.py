@@ -309,3 +309,66 @@ def export_schema(output: Path | None) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+@main.group()
+def users() -> None:
+    """Manage the user directory."""
+
+
+@users.command("set-department")
+@click.option("--workspace", required=True, help="Workspace name (created if needed).")
+@click.option(
+    "--user", "user_ids", required=True, multiple=True, help="A user id (repeat for several)."
+)
+@click.option("--department", default=None, help="The department; leave out to clear it.")
+@database_option
+@data_dir_option
+def users_set_department(
+    workspace: str,
+    user_ids: tuple[str, ...],
+    department: str | None,
+    database_url: str | None,
+    data_dir: Path | None,
+) -> None:
+    """Set users' department (cost centre), creating unknown users; events stored from now on
+    carry it. Audited like upsertUsers."""
+    from tallyql.storage.audit import AuditRecord
+    from tallyql.storage.audit_store import insert_audit_records
+    from tallyql.storage.database import Database
+    from tallyql.storage.directory import set_user_departments
+    from tallyql.storage.migrate import upgrade
+    from tallyql.storage.workspaces import get_or_create_workspace
+
+    settings = _settings(database_url=database_url, data_dir=data_dir)
+
+    async def run() -> dict[str, str | None]:
+        db = Database(settings.resolved_database_url)
+        try:
+            await upgrade(db)
+            async with db.write() as conn:
+                workspace_id = await get_or_create_workspace(conn, workspace)
+                before = await set_user_departments(conn, workspace_id, user_ids, department)
+                audits = [
+                    AuditRecord(
+                        workspace_id=workspace_id,
+                        action="update",
+                        resource_type="user",
+                        resource_id=user_id,
+                        actor_id="cli",
+                        details={
+                            "before": {"department": old},
+                            "after": {"department": department},
+                        },
+                    )
+                    for user_id, old in before.items()
+                    if old != department
+                ]
+                await insert_audit_records(conn, audits)
+            return before
+        finally:
+            await db.dispose()
+
+    before = run_async(run())
+    for user_id, old in before.items():
+        click.echo(f"{user_id}: {old or '-'} -> {department or '-'}")

@@ -18,6 +18,7 @@ from tallyql.live.wiring import LiveComponents, start_live
 from tallyql.observability import Metrics
 from tallyql.retention import RetentionJob
 from tallyql.storage.batch import batches_for
+from tallyql.storage.block_audit import block_audit_statements
 from tallyql.storage.compaction import CompactionJob
 from tallyql.storage.database import Database
 from tallyql.storage.migrate import upgrade
@@ -87,7 +88,7 @@ async def start_services(
         batches_for(db, settings.writer_connections),
         # rollups first: the session upserts lock rows that a concurrent batch may need, so they
         # come last, just before the commit
-        contributors=[staging_statements, session_statements],
+        contributors=[staging_statements, block_audit_statements, session_statements],
         max_queue_events=settings.writer_queue_events,
         max_batch_events=settings.writer_batch_events,
         observer=metrics.observe_batch,

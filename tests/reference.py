@@ -36,8 +36,10 @@ COLUMN_DIMENSIONS = {
     "MODEL": "model",
     "KIND": "kind",
     "STATUS": "status",
+    "STATUS_CODE": "status_code",
     "ERROR_TYPE": "error_type",
     "USER": "user_id",
+    "DEPARTMENT": "department",
     "AGENT": "agent_id",
     "AGENT_INSTANCE": "agent_instance_id",
     "NODE": "node",
@@ -54,27 +56,40 @@ COLUMN_DIMENSIONS = {
     "COST_SOURCE": "cost_source",
     "SESSION": "session_id",
 }
+CODE_ERROR_TYPES = {
+    429: "rate_limit",
+    401: "auth_error",
+    403: "auth_error",
+    408: "timeout",
+    504: "timeout",
+    **dict.fromkeys((400, 404, 409, 413, 422), "invalid_request"),
+}
+"""The issue's table of HTTP codes that name an error type (any other code: other)."""
 FILTER_FIELDS = {
     "providers": "provider",
     "models": "model",
     "kinds": "kind",
     "statuses": "status",
     "users": "user_id",
+    "departments": "department",
     "agents": "agent_id",
     "tools": "tool",
     "gateways": "gateway",
 }
 
 
-def normalise(event: Event) -> Event:
+def normalise(event: Event, departments: dict[str, str] | None = None) -> Event:
     """The stored view of a test event (the defaults the contract documents). Test events
     use model names genai-prices does not know, so without cost_usd they cost nothing."""
     out = dict(event)
+    out["department"] = (departments or {}).get(out.get("user_id") or "")
     out.setdefault("kind", "llm_call")
+    code = out.get("status_code")
     if "status" not in out:
-        out["status"] = "error" if out.get("error_type") else "success"
+        failed = out.get("error_type") or (code is not None and 400 <= code < 600)
+        out["status"] = "error" if failed else "success"
     if out["status"] == "error" and not out.get("error_type"):
-        out["error_type"] = "other"
+        out["error_type"] = CODE_ERROR_TYPES.get(code, "other")
     if out["status"] == "blocked" and not out.get("error_type"):
         out["error_type"] = "policy_blocked"
     out["caller"] = out.get("api_key_id") or (
@@ -146,6 +161,8 @@ def matches(event: Event, spec: dict[str, Any], members: dict[str, set[str]]) ->
         users = set().union(*(members.get(g, set()) for g in spec["groups"]))
         if event.get("user_id") not in users:
             return False
+    if spec.get("statusCodes") and event.get("status_code") not in spec["statusCodes"]:
+        return False
     if spec.get("tags") and not set(spec["tags"]) & set(event["tags"]):
         return False
     for pair in spec.get("metadata") or ():
@@ -170,6 +187,9 @@ def dimension_values(
         return [_text(event.get(COLUMN_DIMENSIONS[dimension]))]
     if dimension == "BYOK":
         return [_text(event["is_byok"])]
+    if dimension == "STATUS_CLASS":
+        code = event.get("status_code")
+        return [f"{code // 100}xx" if code is not None and 100 <= code <= 599 else None]
     if dimension == "TAG":
         return list(event["tags"]) or [None]
     if dimension == "GROUP":

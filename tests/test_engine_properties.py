@@ -11,11 +11,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from tallyql.config import Settings
 from tallyql.engine.registry import Dimension, Metric
-from tallyql.storage.directory import set_group_members
+from tallyql.storage.directory import set_group_members, set_user_departments
 from tallyql.storage.workspaces import get_or_create_workspace
 from tests import reference
 from tests.conftest import Api
@@ -25,7 +28,16 @@ SPAN = timedelta(days=12)
 ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata")
 METRICS = [m.value for m in Metric]
 MEMBERS = {"eng": {"u1", "u2"}, "ops": {"u2", "u3"}}
+DEPARTMENTS = {"u1": "d-eng", "u2": "d-eng", "u3": "d-ops"}  # u4 has none
 _counter = itertools.count()
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Every metric under two dimensions, hourly, on raw events can cost more than a request's
+    default budget (the budget has its own tests, test_request_limits.py): this test checks
+    values, so its questions are always answered."""
+    return settings.with_overrides(cost_request_limit=10**12)
 
 
 def _maybe(values: list[Any]) -> st.SearchStrategy[Any]:
@@ -47,6 +59,7 @@ event_fields = st.fixed_dictionaries(
         "model": _maybe(["m-small", "m-large", "m-mini"]),
         "kind": _maybe(["llm_call", "tool_call", "agent_run", "http_request"]),
         "status": _maybe(["success", "success", "error", "blocked"]),
+        "status_code": _maybe([101, 200, 201, 302, 400, 404, 429, 500, 503, 504]),
         "user_id": _maybe(["u1", "u2", "u3", "u4"]),
         "agent_id": _maybe(["ag1", "ag2"]),
         "agent_instance_id": _maybe(["i1", "i2", "i3"]),
@@ -94,7 +107,9 @@ def questions(draw: st.DrawFn) -> dict[str, Any]:
         ("statuses", ["error", "blocked"]),
         ("users", ["u1", "u3"]),
         ("groups", ["eng"]),
+        ("departments", ["d-eng", "d-ops"]),
         ("tags", ["a"]),
+        ("statusCodes", [200, 429, 500]),
     ):
         if draw(st.integers(0, 5)) == 0:
             spec[name] = draw(st.lists(st.sampled_from(values), min_size=1, unique=True))
@@ -155,7 +170,7 @@ async def ask(api: Api, key: str, q: dict[str, Any], raw: bool) -> dict[tuple[An
 def expected(events: list[dict[str, Any]], q: dict[str, Any]) -> dict[tuple[Any, ...], Any]:
     start: datetime = q["start"]
     return reference.aggregate(
-        [reference.normalise(e) for e in events],
+        [reference.normalise(e, DEPARTMENTS) for e in events],
         METRICS,
         [(d, "env" if d == "METADATA" else None) for d in q["dimensions"]],
         start,
@@ -189,12 +204,14 @@ async def _workspace_with(api: Api, events: list[dict[str, Any]]) -> str:
         workspace_id = await get_or_create_workspace(conn, name)
         for group, users in MEMBERS.items():
             await set_group_members(conn, workspace_id, group, users)
+        for user, department in DEPARTMENTS.items():
+            await set_user_departments(conn, workspace_id, [user], department)
     result = await api.services.ingest.ingest(workspace_id, events)
     assert result.rejected == 0, result.errors
     return key
 
 
-@settings(
+@hypothesis_settings(
     max_examples=int(os.environ.get("TALLYQL_PROPERTY_EXAMPLES", "15")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -238,6 +255,7 @@ async def test_every_dimension_on_a_fixed_dataset(api: Api) -> None:
             ("api_key_id", ["k1", None]),
             ("session_id", ["s1", "s2"]),
             ("policy_id", ["p1", None]),
+            ("status_code", [200, 404, 429, 503, None]),
         ):
             value = rng.choice(values)
             if value is not None:
@@ -258,3 +276,47 @@ async def test_every_dimension_on_a_fixed_dataset(api: Api) -> None:
             compare(want, await ask(api, key, q, raw=False), f"{dimension}/{granularity}")
             raw = await ask(api, key, q, raw=True)
             compare(want, raw, f"{dimension}/{granularity}/raw", exact=True)
+
+
+SUMS = ["REQUESTS", "ERRORS", "BLOCKED", "TOTAL_TOKENS", "COST_USD", "REQUEST_BYTES"]
+
+
+async def _sums(api: Api, key: str, q: dict[str, Any], dims: list[str]) -> dict[Any, list]:
+    start: datetime = q["start"]
+    variables = {
+        "q": {
+            "metrics": SUMS,
+            "range": {"start": start.isoformat(), "end": (start + q["length"]).isoformat()},
+            "dimensions": [{"dimension": d} for d in dims],
+            "filter": _graphql_filter(q["filter"]),
+            "limit": 10_000,
+        }
+    }
+    body = (
+        await api.client.post(
+            "/graphql",
+            json={"query": QUERY, "variables": variables},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+    ).json()
+    assert "errors" not in body, body
+    return {tuple(r["keys"]): r["values"] for r in body["data"]["metrics"]["rows"]}
+
+
+@hypothesis_settings(
+    max_examples=int(os.environ.get("TALLYQL_PROPERTY_EXAMPLES", "15")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(drawn=st.lists(event_fields, min_size=1, max_size=60), q=questions())
+async def test_department_rows_sum_to_the_total(api: Api, drawn: list[dict], q: dict) -> None:
+    """For any filter, every additive figure summed over DEPARTMENT rows (null included) is
+    the total: each event counts in exactly one department row."""
+    events = [_event(i, d) for i, d in enumerate(drawn)]
+    key = await _workspace_with(api, events)
+    total = await _sums(api, key, q, [])
+    rows = await _sums(api, key, q, ["DEPARTMENT"])
+    want = total.get((), [0] * len(SUMS))
+    for i, metric in enumerate(SUMS):
+        summed = sum(values[i] for values in rows.values())
+        assert summed == pytest.approx(want[i], rel=1e-9, abs=1e-9), metric

@@ -28,6 +28,7 @@ from tallyql.demo.generator import generate_batches, generate_events
 from tallyql.ingest import fastpath
 from tallyql.services import Services, start_services
 from tallyql.storage.batch import batches_for
+from tallyql.storage.block_audit import block_audit_statements
 from tallyql.storage.compaction import LOCK_ID as COMPACTION_LOCK
 from tallyql.storage.compaction import compact
 from tallyql.storage.directory import UserRecord, set_group_members, upsert_users
@@ -78,7 +79,12 @@ async def load_demo(
     async with services.db.write() as conn:
         workspace_id = await get_or_create_workspace(conn, workspace)
         await upsert_users(
-            conn, workspace_id, [UserRecord(u.id, u.email, u.display_name) for u in world.users]
+            conn,
+            workspace_id,
+            [
+                UserRecord(u.id, u.email, u.display_name, world.user_group[u.id])
+                for u in world.users
+            ],
         )
         for group, members in sorted(world.groups.items()):
             await set_group_members(conn, workspace_id, group, members)
@@ -167,7 +173,7 @@ async def _load_postgres(
     db = services.db
     writer = Writer(
         batches_for(db, services.settings.writer_connections),
-        contributors=[whole_day_statements, session_statements],
+        contributors=[whole_day_statements, block_audit_statements, session_statements],
         # the loader bounds what is in flight itself (`_submit`), and a day of a big load may
         # hold more events than a server's queue takes
         max_queue_events=sys.maxsize,

@@ -47,6 +47,7 @@ from tallyql.storage.rollups import (
     BOOL_DIMS,
     DELTA_TABLES,
     GROUP_OF,
+    INT_DIMS,
     MAX_MEASURES,
     ROLLUP_TABLES,
     SUM_MEASURES,
@@ -179,6 +180,8 @@ class PieceCompiler:
         col = self.src.c[column]
         if self.raw or column in BOOL_DIMS or column == "workspace_id":
             return col
+        if column in INT_DIMS:
+            return func.nullif(col, INT_DIMS[column])
         return func.nullif(col, "")
 
     def _tag_dim(self) -> ColumnElement[Any]:
@@ -213,6 +216,16 @@ class PieceCompiler:
             expr = self._tag_dim()
         elif d is Dimension.METADATA:
             expr = sqld.json_text(self.dialect, self.src.c.metadata, ref.metadata_key or "")
+        elif d is Dimension.STATUS_CLASS:
+            # rollups keep absent codes as -1, which no range below holds: NULL, as raw
+            code = self.src.c.status_code
+            expr = case(
+                *(
+                    (and_(code >= _int(c * 100), code < _int(c * 100 + 100)), literal(f"{c}xx"))
+                    for c in range(1, 6)
+                ),
+                else_=null(),
+            )
         elif d is Dimension.HOUR_OF_DAY:
             local = self.t + self.bucketing.offset_expr(self.t)
             expr = (local % _int(86400)) // _int(3600)

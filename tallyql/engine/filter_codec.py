@@ -1,7 +1,8 @@
 """Event filters stored as JSON (budgets and alert rules keep theirs in a column).
 
 The JSON form has the spec's field names and only the fields that select something:
-lists of strings, `metadata` as a list of {key, value}, `is_byok` as a boolean.
+lists of strings (`status_codes`: of integers), `metadata` as a list of {key, value},
+`is_byok` as a boolean.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def spec_from_json(data: dict[str, Any] | None) -> EventFilterSpec:
             values["metadata"] = tuple(MetadataMatch(str(m["key"]), str(m["value"])) for m in raw)
         elif f.name == "is_byok":
             values["is_byok"] = None if raw is None else bool(raw)
+        elif f.name == "status_codes":
+            values["status_codes"] = tuple(int(v) for v in raw)
         else:
             values[f.name] = tuple(str(v) for v in raw)
     return EventFilterSpec(**values)

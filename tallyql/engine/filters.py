@@ -1,6 +1,7 @@
 """Event filters: what the caller selects, compiled to SQL conditions.
 
-Lists mean "any of"; different fields combine with AND. `groups` means the groups' members as
+Lists mean "any of"; different fields combine with AND. `status_codes` are HTTP codes
+(integers). `groups` means the groups' members as
 they stand now. Conditions are compiled against any table whose columns carry the events'
 names (the events table, and rollups for the dimensions they keep).
 """
@@ -24,6 +25,7 @@ LIST_FILTERS: dict[str, str] = {
     "statuses": "status",
     "error_types": "error_type",
     "users": "user_id",
+    "departments": "department",
     "api_keys": "api_key_id",
     "callers": "caller",
     "caller_ips": "caller_ip",
@@ -58,6 +60,7 @@ class EventFilterSpec:
     statuses: tuple[str, ...] = ()
     error_types: tuple[str, ...] = ()
     users: tuple[str, ...] = ()
+    departments: tuple[str, ...] = ()
     api_keys: tuple[str, ...] = ()
     callers: tuple[str, ...] = ()
     caller_ips: tuple[str, ...] = ()
@@ -79,6 +82,7 @@ class EventFilterSpec:
     tags: tuple[str, ...] = ()
     metadata: tuple[MetadataMatch, ...] = ()
     is_byok: bool | None = None
+    status_codes: tuple[int, ...] = ()
 
     def columns_used(self) -> set[str]:
         """Event columns the filter reads (a rollup must keep them to answer it)."""
@@ -91,6 +95,8 @@ class EventFilterSpec:
             used.add("metadata")
         if self.is_byok is not None:
             used.add("is_byok")
+        if self.status_codes:
+            used.add("status_code")
         return used
 
     def is_empty(self) -> bool:
@@ -120,6 +126,8 @@ def filter_conditions(
         conditions.append(columns["user_id"].in_(members))
     if spec.is_byok is not None:
         conditions.append(columns["is_byok"].is_(spec.is_byok))
+    if spec.status_codes:  # rollups key an absent code as -1, which no listed code equals
+        conditions.append(columns["status_code"].in_(list(spec.status_codes)))
     if spec.tags:
         conditions.append(sqld.tags_overlap(dialect, columns["tags"], spec.tags))
     for match in spec.metadata:

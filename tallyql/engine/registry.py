@@ -219,9 +219,12 @@ class Dimension(Enum):
     MODEL = "MODEL"
     KIND = "KIND"
     STATUS = "STATUS"
+    STATUS_CODE = "STATUS_CODE"
+    STATUS_CLASS = "STATUS_CLASS"
     ERROR_TYPE = "ERROR_TYPE"
     USER = "USER"
     GROUP = "GROUP"
+    DEPARTMENT = "DEPARTMENT"
     AGENT = "AGENT"
     AGENT_INSTANCE = "AGENT_INSTANCE"
     NODE = "NODE"
@@ -264,9 +267,31 @@ DIMENSIONS: dict[Dimension, DimensionDef] = {
         _dim(Dimension.MODEL, "Model.", "model"),
         _dim(Dimension.KIND, "llm_call, tool_call, agent_run, http_request.", "kind"),
         _dim(Dimension.STATUS, "success, error, blocked.", "status"),
+        _dim(
+            Dimension.STATUS_CODE,
+            "HTTP status code the event reported (e.g. 200, 429); null without one.",
+            "status_code",
+        ),
+        _dim(
+            Dimension.STATUS_CLASS,
+            "Class of the HTTP status code: 1xx, 2xx, 3xx, 4xx or 5xx; null without a code "
+            "or for a code outside 100-599.",
+            "status_code",
+        ),
         _dim(Dimension.ERROR_TYPE, "Error class.", "error_type"),
         _dim(Dimension.USER, "End user.", "user_id", high=True),
-        _dim(Dimension.GROUP, "User group (current members).", "user_id"),
+        _dim(
+            Dimension.GROUP,
+            "User group, by its current members: a user in several groups counts in each, so "
+            "rows can add up to more than the total (see rowsOverlap).",
+            "user_id",
+        ),
+        _dim(
+            Dimension.DEPARTMENT,
+            "The department (cost centre) the event's user had when the event was stored; "
+            "null for events without a user or whose user had none. Rows sum to the total.",
+            "department",
+        ),
         _dim(Dimension.AGENT, "Agent.", "agent_id"),
         _dim(Dimension.AGENT_INSTANCE, "Agent instance.", "agent_instance_id"),
         _dim(Dimension.NODE, "Pipeline node.", "node"),
@@ -315,11 +340,22 @@ OTHER = "\uffffother"
 """The group key of values folded into "other" (text dimensions)."""
 OTHER_NUMBER = -1
 """The group key of values folded into "other" for dimensions whose values are numbers or
-booleans (no hour, weekday or workspace id is negative; booleans fold as 0 and 1): one SQL
-expression cannot mix a text sentinel with them (PostgreSQL refuses the CASE)."""
+booleans (no hour, weekday, status code or workspace id is negative; booleans fold as 0 and
+1): one SQL expression cannot mix a text sentinel with them (PostgreSQL refuses the CASE)."""
 NUMERIC_DIMENSIONS = frozenset(
-    {Dimension.BYOK, Dimension.HOUR_OF_DAY, Dimension.DAY_OF_WEEK, Dimension.WORKSPACE}
+    {
+        Dimension.BYOK,
+        Dimension.STATUS_CODE,
+        Dimension.HOUR_OF_DAY,
+        Dimension.DAY_OF_WEEK,
+        Dimension.WORKSPACE,
+    }
 )
+
+
+OVERLAPPING_DIMENSIONS = frozenset({Dimension.GROUP, Dimension.TAG})
+"""Dimensions under which one event can count in several rows (a user in several groups, an
+event with several tags): their rows' additive figures can sum to more than the total."""
 
 
 def other_key(dimension: Dimension) -> str | int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Select, select
 
@@ -20,6 +21,7 @@ from tallyql.engine.compiler import Scope
 from tallyql.engine.filters import filter_conditions
 from tallyql.engine.registry import Dimension, DimensionRef, Metric
 from tallyql.engine.sessions import session_conditions
+from tallyql.engine.unpriced import unpriced
 from tallyql.exporting.params import ExportParamError, ExportParams
 from tallyql.ingest.pricing import NANO_PER_USD
 from tallyql.storage.audit_store import AuditFilterSpec, audit_conditions
@@ -225,3 +227,18 @@ DATASETS: dict[str, tuple[frozenset[str], Callable[[ExportJob], tuple[Sequence[s
         timeseries_rows,
     ),
 }
+
+
+COST_DATASETS = frozenset({"requests", "sessions", "breakdown", "timeseries"})
+"""Exports that carry costs, and so say what their costs leave out (`unpriced_headers`)."""
+
+
+async def unpriced_headers(job: ExportJob) -> dict[str, str]:
+    """Response headers of a cost export: how many events of its range and filter are
+    unpriced (counted as 0 USD), and their models as percent-encoded provider/model pairs,
+    most events first."""
+    found = await unpriced(job.asker)
+    models = ",".join(
+        f"{quote(m.provider or '', safe='')}/{quote(m.model or '', safe='')}" for m in found.models
+    )
+    return {"X-Tallyql-Unpriced-Events": str(found.events), "X-Tallyql-Unpriced-Models": models}

@@ -1,7 +1,8 @@
 """Export query parameters, mirroring GraphQL: a time range (`preset`, or `start` and `end`,
 with `timezone`), one parameter per EventFilter field (camelCase, repeated or comma-separated;
-`metadata=key:value`, `isByok=true|false`), `format=csv|json|ndjson`, and each dataset's own
-options. Unknown parameters are refused, so a typo never silently exports everything."""
+`metadata=key:value`, `isByok=true|false`, `statusCodes=429,500`), `format=csv|json|ndjson`,
+and each dataset's own options. Unknown parameters are refused, so a typo never silently
+exports everything."""
 
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ def camel(name: str) -> str:
     return head + "".join(p.title() for p in rest)
 
 
-FILTER_PARAMS: dict[str, str] = {camel(n): n for n in (*_LIST_FIELDS, "metadata", "is_byok")}
+FILTER_PARAMS: dict[str, str] = {
+    camel(n): n for n in (*_LIST_FIELDS, "metadata", "is_byok", "status_codes")
+}
 COMMON_PARAMS = frozenset({"preset", "start", "end", "timezone", "format"})
 
 
@@ -112,6 +115,11 @@ def _spec(items: dict[str, list[str]]) -> EventFilterSpec:
                     raise ExportParamError("metadata must be key:value")
                 matches.append(MetadataMatch(key, value))
             values[name] = tuple(matches)
+        elif name == "status_codes":
+            parts = [p for r in raw for p in _split(r)]
+            if not all(p.isdigit() for p in parts):
+                raise ExportParamError("statusCodes must be integers such as 429,500")
+            values[name] = tuple(int(p) for p in parts)
         else:
             parts = [p for r in raw for p in _split(r)]
             if name in ("kinds", "statuses", "error_types", "cost_sources"):

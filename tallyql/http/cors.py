@@ -25,7 +25,13 @@ ALLOWED_HEADERS = (
     EXPLAIN_HEADER,
     PLAN_HEADER,
 )
-EXPOSED_HEADERS = ("Retry-After", "Content-Disposition", "WWW-Authenticate")
+EXPOSED_HEADERS = (
+    "Retry-After",
+    "Content-Disposition",
+    "WWW-Authenticate",
+    "X-Tallyql-Unpriced-Events",
+    "X-Tallyql-Unpriced-Models",
+)
 PREFLIGHT_MAX_AGE_SECONDS = 600
 
 

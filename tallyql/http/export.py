@@ -1,6 +1,7 @@
 """`GET /v1/export/{dataset}`: requests, sessions, audit-events, breakdown or timeseries as
 CSV, JSON or NDJSON, streamed, with a file name that says what it holds; every export is
-recorded in the audit trail (action export) before the first byte is sent."""
+recorded in the audit trail (action export) before the first byte is sent. Exports with costs
+say in headers how many of the range's events are unpriced, and of which models."""
 
 from __future__ import annotations
 
@@ -16,7 +17,13 @@ from tallyql.auth.principal import Permission, Principal
 from tallyql.engine.analytics import QueryError
 from tallyql.engine.buckets import BucketError
 from tallyql.engine.filter_codec import spec_to_json
-from tallyql.exporting.datasets import DATASETS, ExportJob, Rows
+from tallyql.exporting.datasets import (
+    COST_DATASETS,
+    DATASETS,
+    ExportJob,
+    Rows,
+    unpriced_headers,
+)
 from tallyql.exporting.encoders import MEDIA_TYPES, encode
 from tallyql.exporting.params import ExportParamError, parse
 from tallyql.http.auth import client_ip, requires, services_of
@@ -56,6 +63,7 @@ async def export(
         job = ExportJob(services.db, principal.workspace_id, params)
         columns, rows = build(job)
         first = await anext(rows, None)  # engine questions fail here, before any byte is sent
+        extra = await unpriced_headers(job) if dataset in COST_DATASETS else {}
     except (ExportParamError, QueryError, BucketError) as exc:
         return error_response(400, "BAD_REQUEST", str(exc))
     window = params.window
@@ -69,7 +77,7 @@ async def export(
     return StreamingResponse(
         body,
         media_type=MEDIA_TYPES[params.format],
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        headers={"Content-Disposition": f'attachment; filename="{name}"', **extra},
     )
 
 

@@ -28,6 +28,7 @@ from tallyql.ingest.fields import (
     FieldType,
 )
 from tallyql.ingest.json_values import json_problem, text_problem
+from tallyql.ingest.status import derive_status
 from tallyql.ingest.validate import MAX_FUTURE, ValidEvent
 
 _TRUNCATED = {"error_message": 2000, "policy_description": 2000}
@@ -228,14 +229,10 @@ def to_valid(struct: Any, index: int, now: datetime, oldest: datetime | None) ->
         output_tokens += reasoning
     elif cache_read + cache_write > input_tokens or reasoning > output_tokens:
         raise SlowPath  # the detailed path explains what is wrong
-    status, error_type = s.status, s.error_type
-    if status is None:
-        status = "error" if error_type else "success"
-    if status == "success":
-        if error_type is not None:
-            raise SlowPath
-    elif error_type is None:
-        error_type = "policy_blocked" if status == "blocked" else "other"
+    derived = derive_status(s.status, s.status_code, s.error_type)
+    if derived is None:
+        raise SlowPath  # the detailed path names the field
+    status, error_type = derived
     error_message, policy_description = s.error_message, s.policy_description
     if error_message is not None and len(error_message) > _ERROR_MESSAGE_MAX:
         error_message = error_message[:_ERROR_MESSAGE_MAX]
@@ -299,5 +296,6 @@ def to_valid(struct: Any, index: int, now: datetime, oldest: datetime | None) ->
         tags,
         metadata,
         None,  # received_at
+        None,  # department (the writer fills it from the users table)
     ]
     return ValidEvent(index, record, request, response, has_payload, s.cost_usd, accounting)

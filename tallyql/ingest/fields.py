@@ -94,8 +94,19 @@ EVENT_FIELDS: tuple[EventField, ...] = (
     EventField("timestamp", FieldType.TIMESTAMP, "RFC 3339 with offset; defaults to receive time."),
     # what
     _enum("kind", KINDS, "llm_call (default), tool_call, agent_run or http_request."),
-    _enum("status", STATUSES, "success (default; error when error_type is set), error, blocked."),
-    _int("status_code", "HTTP-like status code of the call (0 to 999).", MAX_STATUS_CODE),
+    _enum(
+        "status",
+        STATUSES,
+        "success, error or blocked; when absent: error if error_type is set or status_code "
+        "is 400-599, else success.",
+    ),
+    _int(
+        "status_code",
+        "HTTP status code of the call; without status, 4xx/5xx mean error and name the "
+        "error_type where unambiguous (429 rate_limit, 401/403 auth_error, 408/504 timeout, "
+        "400/404/409/413/422 invalid_request, other 5xx other). 0 to 999.",
+        MAX_STATUS_CODE,
+    ),
     _enum("error_type", ERROR_TYPES, "Class of the error for status error or blocked."),
     _text("error_message", "Short error text (kept up to 2,000 characters).", 2000),
     _text("policy_id", "Policy that blocked or flagged the call."),

@@ -281,7 +281,7 @@ def span_row(span: OtlpSpan) -> list[Any] | None:
     row[TOOL] = _first(attrs, "gen_ai.tool.name", "tool.name")
     row[TRACE] = span.trace_id
     row[PARENT] = span.parent_id
-    row[STATUS_CODE] = _status_code(get("http.response.status_code"))
+    row[STATUS_CODE] = _status_code(_first(attrs, "http.response.status_code", "http.status_code"))
     _tokens(attrs, row)
     ttft = get("gen_ai.response.time_to_first_chunk")
     if is_finite_number(ttft):

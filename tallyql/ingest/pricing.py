@@ -151,12 +151,22 @@ class BuiltinPrices:
             return None
         prov, info = found
         price = info.get_prices(at)
+        if _priced_only_in_unreported_units(price):
+            return None
         rates = _int_rates(price)
         if rates is not None:
             return _int_cost(rates, *tokens[:4])
         usage = TokenUsage(*tokens)
         result = info.calc_price(_usage(usage), prov, genai_request_timestamp=at)
         return to_nano(result.total_price)
+
+
+def _priced_only_in_unreported_units(price: ModelPrice) -> bool:
+    """A model priced per image, audio hour, character or message but not per token (e.g.
+    whisper-1, tts-1): events report none of those units, so its events are unpriced rather
+    than a silent 0 (a price with no rate at all is a free model, 0 indeed)."""
+    keys = {k for k, v in price.__dict__.items() if v is not None and not k.startswith("_")}
+    return bool(keys) and not keys & _TOKEN_PRICE_KEYS
 
 
 _SCALE = 10**9

@@ -25,6 +25,7 @@ from tallyql.ingest.fields import (
     FieldType,
 )
 from tallyql.ingest.json_values import json_problem, text_problem
+from tallyql.ingest.status import derive_status
 from tallyql.storage.tables import EVENT_COLUMNS
 
 MAX_FUTURE = timedelta(days=1)
@@ -74,6 +75,7 @@ INPUT, OUTPUT, CACHE_READ, CACHE_WRITE, REASONING = (
     )
 )
 COST, COST_SOURCE = AT["cost_nanousd"], AT["cost_source"]
+DEPARTMENT, USER = AT["department"], AT["user_id"]
 HAS_PAYLOAD, TAGS, METADATA, RECEIVED_AT = (
     AT["has_payload"],
     AT["tags"],
@@ -336,13 +338,8 @@ def _normalise_tokens(
 
 
 def _normalise_status(row: dict[str, Any], index: int) -> FieldError | None:
-    status = row["status"]
-    if status is None:
-        status = "error" if row["error_type"] else "success"
-        row["status"] = status
-    if status == "success":
-        if row["error_type"] is not None:
-            return FieldError(index, "error_type", 'needs status "error" or "blocked"')
-    elif row["error_type"] is None:
-        row["error_type"] = "policy_blocked" if status == "blocked" else "other"
+    derived = derive_status(row["status"], row["status_code"], row["error_type"])
+    if derived is None:
+        return FieldError(index, "error_type", 'needs status "error" or "blocked"')
+    row["status"], row["error_type"] = derived
     return None

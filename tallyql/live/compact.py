@@ -26,6 +26,7 @@ COLUMNS: tuple[str, ...] = (
     "policy_id",
     "policy_name",
     "user_id",
+    "department",
     "api_key_id",
     "caller",
     "caller_ip",

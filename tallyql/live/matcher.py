@@ -41,6 +41,9 @@ def compile_matcher(spec: EventFilterSpec, groups: GroupSet | None = None) -> Ma
         checks.append(lambda row, g=groups: row.get("user_id") in g.users)
     if spec.is_byok is not None:
         checks.append(lambda row, b=spec.is_byok: bool(row.get("is_byok")) is b)
+    if spec.status_codes:
+        codes = frozenset(spec.status_codes)
+        checks.append(lambda row, w=codes: row.get("status_code") in w)
     if spec.tags:
         tags = frozenset(spec.tags)
         checks.append(lambda row, t=tags: not t.isdisjoint(row.get("tags") or ()))

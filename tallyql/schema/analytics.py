@@ -9,7 +9,7 @@ import strawberry
 
 from tallyql.engine import analytics as engine
 from tallyql.engine.buckets import Granularity as EngineGranularity
-from tallyql.engine.registry import DIMENSIONS, METRICS, DimensionRef
+from tallyql.engine.registry import DIMENSIONS, METRICS, OVERLAPPING_DIMENSIONS, DimensionRef
 from tallyql.engine.registry import Dimension as EngineDimension
 from tallyql.engine.registry import Metric as EngineMetric
 from tallyql.schema.common import (
@@ -160,6 +160,12 @@ class BreakdownConnection:
     edges: list[BreakdownEdge] = strawberry.field(description="This page's groups.")
     has_next_page: bool = strawberry.field(description="More groups follow this page.")
     end_cursor: str | None = strawberry.field(description="The last group's cursor.")
+    rows_overlap: bool = strawberry.field(
+        description="true when one event can count in several groups (GROUP: a user in "
+        "several groups; TAG: an event with several tags), so that counts and costs of the "
+        "groups can add up to more than the total; false when each event counts in one group "
+        "(DEPARTMENT, USER, MODEL, ...)."
+    )
 
     @strawberry.field(description="This page's groups, without cursors.")
     def nodes(self) -> list[BreakdownNode]:
@@ -439,6 +445,7 @@ class AnalyticsQuery:
             edges=edges,
             has_next_page=page.has_next_page,
             end_cursor=edges[-1].cursor if edges else None,
+            rows_overlap=dimension in OVERLAPPING_DIMENSIONS,
         )
 
     @strawberry.field(description="24 values: the metric by local hour of day (0-23).")

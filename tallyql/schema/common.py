@@ -129,6 +129,11 @@ class EventFilter:
     groups: list[str] | None = strawberry.field(
         default=None, description="Any of these group ids: their current members' events."
     )
+    departments: list[str] | None = strawberry.field(
+        default=None,
+        description="Any of these departments: events whose user had one of them when the "
+        "event was stored.",
+    )
     api_keys: list[str] | None = strawberry.field(
         default=None, description="Any of these aPI key ids of the callers."
     )
@@ -175,6 +180,11 @@ class EventFilter:
     is_byok: bool | None = strawberry.field(
         default=None, description="true: only calls on the caller's own provider keys."
     )
+    status_codes: list[int] | None = strawberry.field(
+        default=None,
+        description="Any of these HTTP status codes (e.g. 429, 500); events without a code "
+        "never match.",
+    )
     tags: list[str] | None = strawberry.field(default=None, description="Any of these tags.")
     metadata: list[MetadataFilterInput] | None = strawberry.field(
         default=None, description="All of these key/value pairs."
@@ -192,6 +202,7 @@ class EventFilter:
             error_types=values(self.error_types),
             users=values(self.users),
             groups=values(self.groups),
+            departments=values(self.departments),
             api_keys=values(self.api_keys),
             callers=values(self.callers),
             caller_ips=values(self.caller_ips),
@@ -210,6 +221,7 @@ class EventFilter:
             policies=values(self.policies),
             cost_sources=values(self.cost_sources),
             is_byok=self.is_byok,
+            status_codes=tuple(self.status_codes or ()),
             tags=values(self.tags),
             metadata=tuple(MetadataMatch(m.key, m.value) for m in self.metadata or ()),
         )

@@ -19,6 +19,7 @@ from tallyql.engine import analytics as engine
 from tallyql.engine.analytics import Asker
 from tallyql.engine.buckets import Granularity
 from tallyql.engine.registry import Dimension, DimensionRef, Metric
+from tallyql.engine.unpriced import unpriced as unpriced_events
 from tallyql.schema.analytics import WorkspaceArg
 from tallyql.schema.change_note import ChangeNote, note_of
 from tallyql.schema.common import FilterArg, RangeArg
@@ -26,6 +27,7 @@ from tallyql.schema.context import TallyInfo
 from tallyql.schema.errors import BadInput
 from tallyql.schema.prices import ModelPrice
 from tallyql.schema.scalars import Long
+from tallyql.schema.unpriced import UnpricedSummary
 
 MAX_COMPARED = 4
 
@@ -164,6 +166,15 @@ class CostInsights:
 
     async def _overview(self) -> insights.CostOverview:
         return await self._once("overview", lambda: insights.overview(self._asker))
+
+    @strawberry.field(
+        description="Events in the range stored without a price, and their models: what "
+        "totalUsd leaves out."
+    )
+    async def unpriced(self) -> UnpricedSummary:
+        return UnpricedSummary.of(
+            await self._once("unpriced", lambda: unpriced_events(self._asker))
+        )
 
     @strawberry.field(description="Against the previous period.")
     async def trend(self) -> CostTrend:

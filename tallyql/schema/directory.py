@@ -66,6 +66,10 @@ class User:
     id: strawberry.ID = strawberry.field(description="The user id sent with events.")
     email: str | None = strawberry.field(description="The user's email, when known.")
     display_name: str | None = strawberry.field(description="A name for people.")
+    department: str | None = strawberry.field(
+        description="The user's department (cost centre); events stored while it holds carry "
+        "it (the DEPARTMENT dimension)."
+    )
     created_at: datetime = strawberry.field(description="When the directory first stored the user.")
     updated_at: datetime = strawberry.field(description="When the user was last changed.")
 
@@ -75,6 +79,7 @@ class User:
             id=strawberry.ID(row["id"]),
             email=row["email"],
             display_name=row["display_name"],
+            department=row["department"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
         )

@@ -19,7 +19,7 @@ from tallyql.storage.directory import UserRecord, set_group_members, upsert_user
 
 MAX_USERS_PER_CALL = 1_000
 MAX_MEMBERS = 10_000
-LIMITS = {"id": 256, "email": 320, "displayName": 256}
+LIMITS = {"id": 256, "email": 320, "displayName": 256, "department": 256}
 
 
 @strawberry.input(description="A user to create or update; fields left out keep their value.")
@@ -30,6 +30,11 @@ class UserInput:
     )
     display_name: str | None = strawberry.field(
         default=strawberry.UNSET, description="A name for people; omitted keeps it, null clears it."
+    )
+    department: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="The user's department (cost centre), at most one; omitted keeps it, null "
+        "clears it. Events stored from now on carry it; earlier events keep theirs.",
     )
 
 
@@ -65,7 +70,12 @@ def _check_users(items: list[UserInput]) -> list[UserError]:
         ]
     seen: set[str] = set()
     for index, item in enumerate(items):
-        values = {"id": str(item.id), "email": item.email, "displayName": item.display_name}
+        values = {
+            "id": str(item.id),
+            "email": item.email,
+            "displayName": item.display_name,
+            "department": item.department,
+        }
         for name, value in values.items():
             if isinstance(value, str) and len(value) > LIMITS[name]:
                 message = f"must be at most {LIMITS[name]} characters"
@@ -127,11 +137,16 @@ class DirectoryMutation:
                     id=str(item.id),
                     email=_given(item.email, before.get("email")),
                     display_name=_given(item.display_name, before.get("display_name")),
+                    department=_given(item.department, before.get("department")),
                 )
                 records.append(record)
-                details = {"email": record.email, "display_name": record.display_name}
+                details = {
+                    "email": record.email,
+                    "display_name": record.display_name,
+                    "department": record.department,
+                }
                 if before:
-                    old = {"email": before["email"], "display_name": before["display_name"]}
+                    old = {k: before[k] for k in ("email", "display_name", "department")}
                     if old == details:
                         continue
                     details = {"before": old, "after": details}

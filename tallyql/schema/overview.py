@@ -11,10 +11,12 @@ from strawberry.types.nodes import SelectedField, Selection
 
 from tallyql.engine import analytics as engine
 from tallyql.engine.relative_change import floor_of, relative_change
+from tallyql.engine.unpriced import MAX_MODELS, Unpriced, unpriced
 from tallyql.schema.change_note import ChangeNote, note_of
 from tallyql.schema.common import EventKind
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.scalars import Long
+from tallyql.schema.unpriced import UnpricedModel
 
 LATENCY_SCOPE = (
     " Covers LLM calls (kind llm_call) unless the filter names kinds, then the kinds it names; "
@@ -84,6 +86,31 @@ class Overview:
         "llm_call, tool_call, agent_run, http_request. For agent_run the figures are run "
         "durations.",
     )
+
+    _asker: strawberry.Private[engine.Asker | None] = None
+    _unpriced: strawberry.Private[asyncio.Future[Unpriced] | None] = None
+
+    async def _unpriced_summary(self) -> Unpriced:
+        """Computed once, and only when read."""
+        if self._asker is None:
+            return Unpriced()
+        if self._unpriced is None:
+            self._unpriced = asyncio.ensure_future(unpriced(self._asker))
+        return await self._unpriced
+
+    @strawberry.field(
+        description="Events stored without a price (cost source UNPRICED), counted as 0 USD "
+        "in costUsd (count)."
+    )
+    async def unpriced_events(self) -> Long:
+        return (await self._unpriced_summary()).events
+
+    @strawberry.field(
+        description="The models of the unpriced events, most events first (up to "
+        f"{MAX_MODELS} (provider, model) pairs)."
+    )
+    async def unpriced_models(self) -> list[UnpricedModel]:
+        return [UnpricedModel.of(m) for m in (await self._unpriced_summary()).models]
 
     @strawberry.field(description="Each figure next to the previous period's, with the change.")
     def changes(self) -> list[OverviewChange]:
@@ -200,28 +227,29 @@ def _overview_selection(info: TallyInfo) -> tuple[set[str] | None, bool, bool]:
     return names, "previous" in asked, by_kind
 
 
-def _overview(figures: engine.OverviewFigures, start: datetime, end: datetime) -> Overview:
+def _overview(figures: engine.OverviewFigures, asker: engine.Asker) -> Overview:
     rows = [KindLatency.of(r) for r in figures.latency_by_kind or ()]
     return Overview(
         **figures.values,  # type: ignore[arg-type]
-        start=start,
-        end=end,
+        start=asker.window.start,
+        end=asker.window.end,
         latency_by_kind=rows,
+        _asker=asker,
     )
 
 
 async def resolve_overview(info: TallyInfo, asker: engine.Asker) -> Overview:
     """The current window's figures and, when read, the previous period's (concurrently)."""
     names, with_previous, by_kind = _overview_selection(info)
-    previous_window = asker.window.previous()
+    previous_asker = asker.for_window(asker.window.previous())
     if with_previous:
         current, before = await asyncio.gather(
             engine.overview(asker, names, by_kind),
-            engine.overview(asker.for_window(previous_window), names, by_kind),
+            engine.overview(previous_asker, names, by_kind),
         )
     else:
         current, before = await engine.overview(asker, names, by_kind), None
-    result = _overview(current, asker.window.start, asker.window.end)
+    result = _overview(current, asker)
     if before is not None:
-        result.previous = _overview(before, previous_window.start, previous_window.end)
+        result.previous = _overview(before, previous_asker)
     return result

@@ -89,6 +89,10 @@ class Request:
     tags: list[str] = event_field("tags")
     metadata: JSON = event_field("metadata")
     received_at: datetime = strawberry.field(description="When the server received the event.")
+    department: str | None = strawberry.field(
+        description="The department (cost centre) the event's user had when it was stored; "
+        "null without a user or when the user had none."
+    )
     has_payload: bool = strawberry.field(description="A request or response body was stored.")
 
     @strawberry.field(description="Request and response bodies, when the event carried them.")
@@ -161,6 +165,7 @@ class Request:
             tags=list(row["tags"] or []),
             metadata=row["metadata"],
             received_at=row["received_at"],
+            department=row["department"],
             has_payload=bool(row["has_payload"]),
         )
 

@@ -18,7 +18,16 @@ from typing import Any, Protocol
 import asyncpg
 import orjson
 
-from tallyql.ingest.validate import ID, METADATA, TAGS, TS, WORKSPACE, ValidEvent
+from tallyql.ingest.validate import (
+    DEPARTMENT,
+    ID,
+    METADATA,
+    TAGS,
+    TS,
+    USER,
+    WORKSPACE,
+    ValidEvent,
+)
 from tallyql.storage.database import Database
 from tallyql.storage.histogram_fold import SqliteRunner
 from tallyql.storage.partitions import PartitionManager
@@ -56,6 +65,27 @@ def _json_or_none(value: Any) -> str | None:
 
 
 _COLUMN_LIST = ", ".join(EVENT_COLUMNS)
+
+
+def department_sql(batch: str) -> str:
+    """Each staged event with a user takes the user's department as the users table holds it
+    now, at ingest (NULL for a user without one); returns the events that got one."""
+    return (
+        f"UPDATE {batch} SET department = (SELECT u.department FROM users AS u "
+        f"WHERE u.workspace_id = {batch}.workspace_id AND u.id = {batch}.user_id) "
+        "WHERE user_id IS NOT NULL RETURNING workspace_id, id, department"
+    )
+
+
+def _set_departments(events: Sequence[ValidEvent], rows: Sequence[Any]) -> None:
+    """Copy the departments the batch table got into the events' records (which commit
+    listeners, such as live subscriptions, read)."""
+    found = {(r[0], r[1]): r[2] for r in rows if r[2] is not None}
+    if found:
+        for event in events:
+            event.record[DEPARTMENT] = found.get(event.key)
+
+
 _SQLITE_TIMES = tuple(EVENT_COLUMNS.index(c) for c in ("ts", "received_at"))
 _SQLITE_JSON = (TAGS, METADATA)
 
@@ -203,6 +233,8 @@ class PostgresBatches:
                     await conn.copy_records_to_table(
                         PAYLOAD_BATCH_TABLE, records=payloads, columns=PAYLOAD_COLUMNS
                     )
+                if any(e.record[USER] is not None for e in events):
+                    _set_departments(events, await conn.fetch(department_sql(BATCH_TABLE)))
                 duplicates: set[tuple[int, str]] = set()
                 try:
                     await conn.execute(";\n".join((_PG_CLAIM, *finish)))
@@ -272,6 +304,9 @@ class _SqliteTx:
             f"INSERT INTO temp.{BATCH_TABLE} ({_COLUMN_LIST}) VALUES ({marks})",
             [_sqlite_record(e.record) for e in new],
         )
+        if any(e.record[USER] is not None for e in new):
+            cursor = await self.conn.execute(department_sql(f"temp.{BATCH_TABLE}"))
+            _set_departments(new, await cursor.fetchall())
         await self.conn.execute(
             f"INSERT INTO main.events ({_COLUMN_LIST}) "
             f"SELECT {_COLUMN_LIST} FROM temp.{BATCH_TABLE}"

@@ -17,6 +17,7 @@ class UserRecord:
     id: str
     email: str | None = None
     display_name: str | None = None
+    department: str | None = None
 
 
 async def upsert_users(
@@ -36,7 +37,12 @@ async def upsert_users(
     )
     new = set(ids) - existing
     for record in records:
-        values = {"email": record.email, "display_name": record.display_name, "updated_at": now}
+        values = {
+            "email": record.email,
+            "display_name": record.display_name,
+            "department": record.department,
+            "updated_at": now,
+        }
         if record.id in existing:
             await conn.execute(
                 users.update()
@@ -51,6 +57,40 @@ async def upsert_users(
             )
             existing.add(record.id)
     return len(new)
+
+
+async def set_user_departments(
+    conn: AsyncConnection, workspace_id: int, user_ids: Sequence[str], department: str | None
+) -> dict[str, str | None]:
+    """Give users a department (None clears it), creating users not yet known; returns each
+    user's department before (None for a new user)."""
+    now = clock.now()
+    found = (
+        await conn.execute(
+            select(users.c.id, users.c.department).where(
+                users.c.workspace_id == workspace_id, users.c.id.in_(list(user_ids))
+            )
+        )
+    ).all()
+    before: dict[str, str | None] = {r[0]: r[1] for r in found}
+    for user_id in dict.fromkeys(user_ids):
+        if user_id in before:
+            await conn.execute(
+                users.update()
+                .where(users.c.workspace_id == workspace_id, users.c.id == user_id)
+                .values(department=department, updated_at=now)
+            )
+        else:
+            await conn.execute(
+                users.insert().values(
+                    workspace_id=workspace_id,
+                    id=user_id,
+                    department=department,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    return {u: before.get(u) for u in user_ids}
 
 
 async def set_group_members(

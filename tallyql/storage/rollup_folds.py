@@ -31,6 +31,7 @@ from tallyql.storage.rollups import (
     FOLD_GROUPS,
     HISTOGRAMS,
     HOUR,
+    INT_DIMS,
     MAX_MEASURES,
     SUM_MEASURES,
     TAG,
@@ -75,6 +76,8 @@ def _key_exprs(dims: tuple[str, ...], dialect: str) -> tuple[tuple[tuple[str, st
             keys.append((TAG, expr))
         elif dim in BOOL_DIMS:
             keys.append((dim, f"src.{dim}"))
+        elif dim in INT_DIMS:
+            keys.append((dim, f"COALESCE(src.{dim}, {INT_DIMS[dim]})"))
         else:
             keys.append((dim, f"COALESCE(src.{dim}, '')"))
     return tuple(keys), joins

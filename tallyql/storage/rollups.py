@@ -3,7 +3,8 @@
 Every rollup exists at three grains, hour (`_h`), UTC day (`_d`) and week from Monday 00:00
 UTC (`_w`); its period column holds the period's start in epoch seconds. Each row holds
 counts, token and cost sums, latency and TTFT sums and counts, the latency maximum and byte
-sums. Absent text dimensions are stored as '' (keys cannot be NULL).
+sums. Absent text dimensions are stored as '' and absent integer ones (the HTTP status code)
+as -1 (keys cannot be NULL).
 
 Histogram rollups keep log-bucketed latency and TTFT counts (see `tallyql.sketch`), so
 percentiles merge across rows: one blob per value and row (`tallyql.histogram`), merged in
@@ -81,6 +82,8 @@ HISTOGRAM_VALUES = ("latency", "ttft")
 
 TAG = "tag"  # the exploded tags dimension: one row per tag ('' for untagged events)
 BOOL_DIMS = frozenset({"is_byok"})
+INT_DIMS: dict[str, int] = {"status_code": -1}
+"""Integer dimensions and the key that stands for an absent value (never a real value)."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ ROLLUPS: tuple[Rollup, ...] = (
             "model",
             "kind",
             "status",
+            "status_code",
             "error_type",
             "request_type",
             "cost_source",
@@ -123,7 +127,10 @@ ROLLUPS: tuple[Rollup, ...] = (
         "tools", ("tool", "mcp_server", "kind", "status", "error_type", "policy_id", "policy_name")
     ),
     Rollup("tags", (TAG, "provider", "model", "kind", "status")),
-    Rollup("gateways", ("gateway", "protocol", "caller", "api_key_id", "kind", "status")),
+    Rollup(
+        "gateways",
+        ("gateway", "protocol", "caller", "api_key_id", "kind", "status", "status_code"),
+    ),
     Rollup("users", ("user_id", "provider", "model", "kind", "status")),
     Rollup("agents", ("agent_id", "agent_instance_id", "node", "user_id", "kind", "status")),
 )
@@ -136,10 +143,16 @@ HISTOGRAM_ROLLUPS: tuple[Rollup, ...] = (
 )
 
 
-def _dim_column(name: str) -> Column:
+def _dim_type(name: str) -> type[Boolean] | type[Integer] | type[Text]:
     if name in BOOL_DIMS:
-        return Column(name, Boolean, primary_key=True)
-    return Column(name, Text, primary_key=True)
+        return Boolean
+    if name in INT_DIMS:
+        return Integer
+    return Text
+
+
+def _dim_column(name: str) -> Column:
+    return Column(name, _dim_type(name), primary_key=True)
 
 
 def _table(rollup: Rollup, grain: str) -> Table:
@@ -220,7 +233,7 @@ def _delta(group: FoldGroup) -> Table:
             ),
             *(Column(c, Float) for c, _ in MAX_MEASURES),
         ]
-    dims = [Column(d, Boolean if d in BOOL_DIMS else Text, nullable=False) for d in group.dims]
+    dims = [Column(d, _dim_type(d), nullable=False) for d in group.dims]
     return Table(
         group.delta_table,
         metadata,

@@ -101,6 +101,8 @@ events = Table(
     Column("tags", TagList(), nullable=False),
     Column("metadata", JsonValue(), nullable=False),
     Column("received_at", UtcDateTime(), nullable=False),
+    # the user's department when the event was stored (the writer reads it from `users`)
+    Column("department", Text),
 )
 Index("ix_events_ws_ts", events.c.workspace_id, events.c.ts, events.c.id)
 Index("ix_events_ws_session", events.c.workspace_id, events.c.session_id, events.c.ts)
@@ -133,6 +135,7 @@ users = Table(
     Column("id", Text, primary_key=True),
     Column("email", Text),
     Column("display_name", Text),
+    Column("department", Text),  # cost centre: at most one; events keep the one of their time
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
