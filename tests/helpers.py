@@ -181,3 +181,30 @@ def check_planned_against_raw(
         *head, last = path
         at(planned, tuple(head))[last] = at(raw, tuple(head))[last] = None
     assert planned == raw
+
+
+async def walk_pages(
+    api: Any, key: str, field: str, selection: str, arguments: str = "", first: int = 1
+) -> list[dict[str, Any]]:
+    """Every node of a connection, `first` at a time through `after`, checking on the way that
+    each page's endCursor is its last edge's cursor, the total stays the same and the walk
+    ends (a cursor that repeated would loop: the walk is bounded)."""
+    query = f"""query($first: Int!, $after: String) {{
+      {field}(first: $first, after: $after{arguments}) {{
+        totalCount pageInfo {{ hasNextPage endCursor }} edges {{ cursor node {{ {selection} }} }}
+      }} }}"""
+    nodes: list[dict[str, Any]] = []
+    after = None
+    total = None
+    for _ in range(1000):
+        page = (await api.data(key, query, {"first": first, "after": after}))[field]
+        total = page["totalCount"] if total is None else total
+        assert page["totalCount"] == total
+        assert 0 < len(page["edges"]) <= first or total == 0
+        nodes += [edge["node"] for edge in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            assert len(nodes) == total
+            return nodes
+        after = page["pageInfo"]["endCursor"]
+        assert after == page["edges"][-1]["cursor"]
+    raise AssertionError(f"{field}: paging did not end")

@@ -28,7 +28,7 @@ from tallyql.storage.actor import Actor
 from tallyql.storage.live_tables import alert_firings
 from tallyql.storage.tables import audit_events
 from tests.conftest import Api
-from tests.helpers import iso, llm, workspace_id_of
+from tests.helpers import iso, llm, walk_pages, workspace_id_of
 from tests.live_client import live_server, subscribe
 from tests.notify_helpers import Notices, quiet_settings
 from tests.reference import close, matches, metric_value, normalise
@@ -268,6 +268,9 @@ async def test_firings_and_resolutions_equal_a_recomputation(api: Api) -> None:
         assert (node["threshold"], node["windowMinutes"]) == (
             rule["threshold"], rule["windowMinutes"]
         )  # fmt: skip
+    # paged one at a time through `after`: the same firings in the same order
+    walked = await walk_pages(api, key, "alertFirings", "id")
+    assert [n["id"] for n in walked] == [n["id"] for n in got["nodes"]]
     one = (await api.data(key, FIRINGS, {"rule": made["any"]["id"]}))["alertFirings"]
     assert [datetime.fromisoformat(n["firedAt"]) for n in one["nodes"]] == [
         BASE + 12 * minute,

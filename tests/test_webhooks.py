@@ -19,7 +19,7 @@ from tallyql.config import Settings
 from tallyql.storage.live_tables import webhook_deliveries
 from tallyql.webhooks.signing import signature_header, verify
 from tests.conftest import Api, running_api
-from tests.helpers import iso, llm
+from tests.helpers import iso, llm, walk_pages
 from tests.notify_helpers import check_signature, quiet_settings, webhook_receiver
 from tests.server import free_port
 
@@ -150,6 +150,9 @@ async def test_given_up_after_the_last_attempt(api: Api) -> None:
         assert by_hook[closed]["lastError"].startswith("ConnectError")
         one = (await api.data(key, DELIVERIES, {"hook": closed}))["webhookDeliveries"]
         assert [n["webhookId"] for n in one["nodes"]] == [closed]
+        # paged one at a time through `after`: the same deliveries in the same order
+        walked = await walk_pages(api, key, "webhookDeliveries", "id")
+        assert [n["id"] for n in walked] == [n["id"] for n in nodes]
 
 
 def test_signatures_verify_only_the_exact_body_and_a_recent_time() -> None:
