@@ -4,8 +4,8 @@ analysed (rollups and sessions vacuumed too)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import UTC, datetime
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -18,7 +18,7 @@ from tallyql.demo.generator import generate_events
 from tallyql.demo.load import RAW_TABLES, load_demo
 from tallyql.ingest.pricing import NANO_PER_USD, TokenUsage
 from tests.conftest import Api
-from tests.helpers import ago, check_planned_against_raw, llm, planned_and_exact_percentile
+from tests.helpers import check_planned_against_raw, iso, llm, planned_and_exact_percentile
 from tests.reference import normalise
 from tests.reference_pricing import reference_cost_nano
 
@@ -185,27 +185,62 @@ async def _check_weeks(api: Api, key: str, planned: dict, raw: dict) -> None:
     check_planned_against_raw(planned, raw, paths)
 
 
+def _recount(events: list[dict[str, Any]], planned: dict[str, Any]) -> None:
+    """The counts of the planned answer recomputed from the events themselves (normalised by
+    tests/reference.py): weekly requests and errors, requests per user and per tool, within
+    the answer's window (its overview's start and end, still in `planned`)."""
+    start, end = (datetime.fromisoformat(planned["overview"][k]) for k in ("start", "end"))
+    inside = [e for e in map(normalise, events) if start <= e["ts"] < end]
+    assert planned["overview"]["totalRequests"] == len(inside)
+    weeks = [datetime.fromisoformat(b) for b in planned["weeks"]["buckets"]]
+    series = {s["metric"]: s["values"] for s in planned["weeks"]["series"]}
+    for i, week in enumerate(weeks):
+        until = weeks[i + 1] if i + 1 < len(weeks) else end
+        those = [e for e in inside if week <= e["ts"] < until]
+        assert series["REQUESTS"][i] == len(those), week
+        assert series["ERRORS"][i] == sum(e["status"] == "error" for e in those), week
+    for dimension, column in (("users", "user_id"), ("tools", "tool")):
+        counted = Counter(e.get(column) for e in inside)
+        got = {n["key"]: n["values"][0] for n in planned[dimension]["nodes"]}
+        assert got == dict(counted), dimension
+
+
 async def test_a_load_over_weeks_keeps_every_grain_exact(api: Api) -> None:
     """Weeks of demo traffic on top of events already stored in the same days (the loader
     writes whole days and recomputes the week rows from the day rows): hour, day and week
     rollups of every fold group answer what the raw events answer, before and after more
-    events arrive through ingest."""
+    events arrive through ingest, and their counts what the events recount to."""
     services = api.services
     key, _ = await services.keys.create("demo", Role.ADMIN, "t")
-    before = [
-        llm(f"before-{i}", timestamp=ago(days=i * 0.8), user_id="u-before", agent_id="a-before")
-        for i in range(25)
-    ]
-    assert (await api.ingest(key, before))["accepted"] == 25
-    report = await load_demo(services, "demo", 6_000, 20, seed=11)
-    assert (report.accepted, report.duplicates) == (6_000, 0)
-    planned, raw = await _planned_and_raw(api, key)
+    # the clock stands still: the loader's end and the queries' window are known here
+    moment = datetime.now(UTC)
+    with clock.pinned(moment, tick=False):
+        before = [
+            llm(
+                f"before-{i}",
+                timestamp=iso(moment - timedelta(days=i * 0.8, minutes=1)),
+                user_id="u-before",
+                agent_id="a-before",
+            )
+            for i in range(25)
+        ]
+        assert (await api.ingest(key, before))["accepted"] == 25
+        report = await load_demo(services, "demo", 6_000, 20, seed=11)
+        assert (report.accepted, report.duplicates) == (6_000, 0)
+        planned, raw = await _planned_and_raw(api, key)
+    generated = list(generate_events(6_000, 20, 11, moment.replace(second=0, microsecond=0)))
+    _recount(before + generated, planned)
     await _check_weeks(api, key, planned, raw)
     assert planned["overview"]["totalRequests"] == 6_025
     assert len(planned["weeks"]["buckets"]) >= 3
 
-    after = [llm(f"after-{i}", timestamp=ago(minutes=i), tags=["late"]) for i in range(10)]
-    assert (await api.ingest(key, after))["accepted"] == 10
-    planned, raw = await _planned_and_raw(api, key)
+    with clock.pinned(moment, tick=False):
+        after = [
+            llm(f"after-{i}", timestamp=iso(moment - timedelta(minutes=i + 1)), tags=["late"])
+            for i in range(10)
+        ]
+        assert (await api.ingest(key, after))["accepted"] == 10
+        planned, raw = await _planned_and_raw(api, key)
+    _recount(before + generated + after, planned)
     await _check_weeks(api, key, planned, raw)
     assert planned["overview"]["totalRequests"] == 6_035
