@@ -8,7 +8,9 @@ at every test's hand; they start nothing until a test asks for them.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,7 +19,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Playwright, Route, sync_playwright
 
-from tests.server import Server
+from tests.server import Server, reset_database
 
 CHROMIUM = "/usr/bin/chromium"
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
@@ -83,3 +85,17 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=CHROMIUM)
     yield browser
     browser.close()
+
+
+def module_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str
+) -> tuple[str, Path]:
+    """For a module fixture parametrized by database: its URL, emptied (PostgreSQL) or new
+    (SQLite), and a data directory of its own."""
+    data_dir = tmp_path_factory.mktemp(f"{name}-{request.param}")
+    if request.param == "sqlite":
+        return f"sqlite:///{data_dir / 'tallyql.db'}", data_dir
+    url = request.getfixturevalue("postgres_database")
+    with ThreadPoolExecutor(1) as pool:  # reset_database runs its own event loop
+        pool.submit(asyncio.run, reset_database(url)).result()
+    return url, data_dir

@@ -208,3 +208,13 @@ async def walk_pages(
         after = page["pageInfo"]["endCursor"]
         assert after == page["edges"][-1]["cursor"]
     raise AssertionError(f"{field}: paging did not end")
+
+
+def all_routes(routes: list[Any]) -> Iterator[Any]:
+    """Every route of an app, included routers walked (none of them has a prefix)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from all_routes(included.routes)
+        else:
+            yield route

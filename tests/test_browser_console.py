@@ -11,11 +11,9 @@ ticked for comparison go into the URL and equal modelComparison."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -25,9 +23,9 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, WebSocket
 
-from tests.browser import ARTIFACTS, Offline, Served
+from tests.browser import ARTIFACTS, Offline, Served, module_database
 from tests.conftest import DATABASES
-from tests.server import cli, create_key, reset_database, start_server
+from tests.server import cli, create_key, start_server
 
 DEMO_EVENTS = 2_000
 TIME_ZONE = "Europe/Paris"  # the browser's: the console must default to it, not to UTC
@@ -78,13 +76,7 @@ class Tab:
 def console(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Console]:
-    data_dir = tmp_path_factory.mktemp(f"console-{request.param}")
-    if request.param == "sqlite":
-        url = f"sqlite:///{data_dir / 'tallyql.db'}"
-    else:
-        url = request.getfixturevalue("postgres_database")
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, reset_database(url)).result()
+    url, data_dir = module_database(request, tmp_path_factory, "console")
     # three days ending now: the last-7-days window cannot lose events while a test runs
     cli("demo", "--workspace", "acme", "--events", str(DEMO_EVENTS), "--days", "3",
         "--database-url", url, data_dir=data_dir)  # fmt: skip

@@ -7,12 +7,10 @@ newcomer authorizes with the key and tries POST /v1/events."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -20,22 +18,16 @@ import pytest
 from playwright.sync_api import Browser, Page, WebSocket
 
 from tallyql.first_query import FIRST_QUERY
-from tests.browser import Offline, Served
+from tests.browser import Offline, Served, module_database
 from tests.conftest import DATABASES
-from tests.server import create_key, reset_database, start_server
+from tests.server import create_key, start_server
 
 
 @pytest.fixture(scope="module", params=DATABASES)
 def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
-    data_dir = tmp_path_factory.mktemp(f"graphiql-{request.param}")
-    if request.param == "sqlite":
-        url = f"sqlite:///{data_dir / 'tallyql.db'}"
-    else:
-        url = request.getfixturevalue("postgres_database")
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, reset_database(url)).result()
+    url, data_dir = module_database(request, tmp_path_factory, "graphiql")
     key = create_key(url, data_dir, role="admin")
     server = start_server(url, data_dir, "graphiql")
     try:

@@ -4,7 +4,6 @@ examples and documented values work against the server)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from fastapi.routing import APIRoute
@@ -14,18 +13,9 @@ from tallyql.exporting.datasets import DATASETS
 from tallyql.exporting.params import COMMON_PARAMS, FILTER_PARAMS
 from tallyql.ingest.fields import EVENT_FIELDS
 from tests.conftest import Api
+from tests.helpers import all_routes
 
 REST_WRITES = {("/v1/events", "post"), ("/v1/audit-events", "post"), ("/v1/traces", "post")}
-
-
-def _routes(routes: list[Any]) -> Iterator[Any]:
-    """Every route, included routers walked (none of them has a prefix)."""
-    for route in routes:
-        included = getattr(route, "original_router", None)
-        if included is not None:
-            yield from _routes(included.routes)
-        else:
-            yield route
 
 
 async def _document(api: Api) -> dict[str, Any]:
@@ -39,7 +29,7 @@ async def test_the_document_is_valid_and_covers_every_route(api: Api) -> None:
     validate(doc)  # OpenAPI 3.1, $refs resolved
     served = {
         (route.path, method.lower())
-        for route in _routes(api.app.routes)
+        for route in all_routes(api.app.routes)
         if isinstance(route, APIRoute) and route.include_in_schema
         for method in route.methods
     }

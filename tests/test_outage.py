@@ -14,7 +14,7 @@ import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -172,16 +172,6 @@ def route_requests(key: str) -> dict[str, Request]:
         "/graphql": lambda c, h: c.post("/graphql", json=query, headers={**auth, **h}),
         "/health": lambda c, h: c.get("/health", headers=h),
     }
-
-
-def _routes(routes: list[Any]) -> Iterator[Any]:
-    """Every route, included routers walked."""
-    for route in routes:
-        included = getattr(route, "original_router", None)
-        if included is not None:
-            yield from _routes(included.routes)
-        else:
-            yield route
 
 
 def check_unavailable(path: str, response: httpx.Response) -> None:
