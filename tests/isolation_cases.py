@@ -227,6 +227,45 @@ def _daily(d: Any, t: Tenant, w: W) -> None:
     near({s["model"]: s["totalUsd"] for s in d["series"]}, costs(t.events, "model", nulls=True))
 
 
+def _quarter_events(t: Tenant, w: W) -> list[dict[str, Any]]:
+    first = w["start"].replace(
+        month=(w["start"].month - 1) // 3 * 3 + 1, day=1, hour=0, minute=0, second=0
+    )
+    index = first.year * 12 + first.month - 1 + 3
+    end = first.replace(year=index // 12, month=index % 12 + 1)
+    return [e for e in t.events if first <= e["ts"] < end]
+
+
+STATEMENT_LINES = "totals { requests costUsd } members { key requests costUsd }"
+
+
+@case(
+    "statements",
+    "statements(period: QUARTER, of: $of) { totals { requests costUsd } "
+    f"departments {{ department {STATEMENT_LINES} }} }}",
+)
+def _statements(d: Any, t: Tenant, w: W) -> None:
+    events = _quarter_events(t, w)
+    assert d["totals"]["requests"] == len(events)
+    assert d["totals"]["costUsd"] == pytest.approx(cost(events), abs=1e-9)
+    assert [x["department"] for x in d["departments"]] == [None]  # no tenant has departments
+    members = d["departments"][0]["members"]
+    assert {m["key"]: m["requests"] for m in members} == {
+        k: len(v) for k, v in by(events, "user_id").items()
+    }
+    near({m["key"]: m["costUsd"] for m in members}, costs(events, "user_id", nulls=True))
+
+
+@case(
+    "statement",
+    f"statement(period: QUARTER, of: $of, department: null) {{ department {STATEMENT_LINES} }}",
+)
+def _statement(d: Any, t: Tenant, w: W) -> None:
+    events = _quarter_events(t, w)
+    assert d["department"] is None and d["totals"]["requests"] == len(events)
+    near({m["key"]: m["costUsd"] for m in d["members"]}, costs(events, "user_id", nulls=True))
+
+
 @case(
     "sessions",
     "sessions(range: $r, first: 50) { totalCount nodes { id userId requestCount "

@@ -36,7 +36,14 @@ from tests.isolation_data import (
 )
 from tests.notify_helpers import Receiver, quiet_settings, webhook_receiver
 
-VARS = {"r": "TimeRangeInput!", "budget": "ID!", "rule": "ID!", "hook": "ID!", "ws": "ID"}
+VARS = {
+    "r": "TimeRangeInput!",
+    "of": "Date!",
+    "budget": "ID!",
+    "rule": "ID!",
+    "hook": "ID!",
+    "ws": "ID",
+}
 IDS = {"budget": "budget", "rule": "rule", "hook": "webhook"}
 
 
@@ -62,7 +69,8 @@ async def ask(api: Api, t: Tenant, body: str, w: W, **extra: Any) -> Any:
     used = [n for n in VARS if re.search(rf"\${n}\b", body)]
     head = "query(" + ", ".join(f"${n}: {VARS[n]}" for n in used) + ")" if used else "query"
     r = {"start": w["start"].isoformat(), "end": w["end"].isoformat()}
-    values = {"r": r, **{k: t.ids[v] for k, v in IDS.items()}, **extra}
+    of = w["start"].date().isoformat()  # statements: the UTC quarter the window starts in
+    values = {"r": r, "of": of, **{k: t.ids[v] for k, v in IDS.items()}, **extra}
     return await api.graphql(t.key, f"{head} {{ {body} }}", {n: values[n] for n in used})
 
 

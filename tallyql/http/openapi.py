@@ -56,6 +56,19 @@ EXAMPLE_AUDIT_EVENT: dict[str, Any] = {
 }
 
 
+def _path(name: str, description: str, choices: list[str] | None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if choices:
+        schema["enum"] = choices
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": schema,
+    }
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -475,6 +488,45 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                             "schema": {"type": "array", "items": {"type": "object"}}
                         },
                         NDJSON: {"schema": {"type": "string"}},
+                    },
+                },
+                **_errors(400, 401, 403, 404),
+            },
+        },
+        ("/v1/statements/{period}/{of}.{fmt}", "get"): {
+            "tags": ["Export"],
+            "summary": "Download a chargeback statement",
+            "description": "The statement of the month or quarter holding `of` (as the "
+            "GraphQL field `statements` gives it) as CSV (one row per line item: department, "
+            "line = total | member | model | unpriced_model, key, provider, requests, "
+            "input_tokens, output_tokens, total_tokens, cost_usd, unpriced_events) or PDF. "
+            "Recorded in the audit trail.",
+            "parameters": [
+                _path("period", "month or quarter", ["month", "quarter"]),
+                _path("of", "Any day of the period, YYYY-MM-DD.", None),
+                _path("fmt", "The file format.", ["csv", "pdf"]),
+                {
+                    "name": "timezone",
+                    "in": "query",
+                    "required": False,
+                    "description": "The IANA zone the period's days are counted in.",
+                    "schema": {"type": "string", "default": "UTC"},
+                },
+                {
+                    "name": "department",
+                    "in": "query",
+                    "required": False,
+                    "description": "One department's statement; empty for users without one. "
+                    "Leave out for every department.",
+                    "schema": {"type": "string"},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "The statement file.",
+                    "content": {
+                        "text/csv": {"schema": {"type": "string"}},
+                        "application/pdf": {"schema": {"type": "string", "format": "binary"}},
                     },
                 },
                 **_errors(400, 401, 403, 404),

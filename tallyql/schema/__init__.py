@@ -43,6 +43,7 @@ from tallyql.schema.requests import RequestQuery
 from tallyql.schema.scalars import SCALAR_MAP
 from tallyql.schema.sessions import SessionQuery
 from tallyql.schema.slices import SlicesQuery
+from tallyql.schema.statements import StatementQuery
 from tallyql.schema.webhooks import WebhookMutation, WebhookQuery
 
 QUERY_TYPES: tuple[type, ...] = (
@@ -52,6 +53,7 @@ QUERY_TYPES: tuple[type, ...] = (
     PriceQuery,
     PlatformQuery,
     CostQuery,
+    StatementQuery,
     SessionQuery,
     SlicesQuery,
     AgentsQuery,

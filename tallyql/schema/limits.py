@@ -62,6 +62,8 @@ ROOT_PERMISSIONS: dict[str, dict[str, Permission | None]] = {
                 "costInsights",
                 "modelComparison",
                 "dailyCostByModel",
+                "statements",
+                "statement",
                 "sessions",
                 "session",
                 "sessionStats",

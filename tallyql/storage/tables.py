@@ -217,6 +217,21 @@ session_day_versions = Table(
     Column("version", BigInteger, nullable=False),  # storage/session_versions.py
 )
 
+# Chargeback statements of closed periods, as first issued and as restated after repricing
+# (costs/statements.py): a closed period's statement never changes silently.
+statement_snapshots = Table(
+    "statement_snapshots",
+    metadata,
+    Column("workspace_id", Integer, primary_key=True),
+    Column("period", Text, primary_key=True),  # month | quarter
+    Column("period_start", Text, primary_key=True),  # the local first day, YYYY-MM-DD
+    Column("timezone", Text, primary_key=True),  # the IANA zone the period is counted in
+    Column("version", Integer, primary_key=True),  # 1 when issued, +1 per restatement
+    Column("issued_at", UtcDateTime(), nullable=False),
+    Column("reason", Text),  # why this version replaced the one before; null for the first
+    Column("body", JsonValue(), nullable=False),
+)
+
 audit_events = Table(
     "audit_events",
     metadata,
