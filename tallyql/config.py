@@ -107,6 +107,12 @@ class Settings:
     """Let webhooks reach loopback, private, link-local and other non-public addresses (a
     receiver inside the operator's network). Off: such URLs are refused at creation and every
     delivery resolves its host and refuses a non-public address (tallyql/webhooks/addresses.py)."""
+    smtp_url: str = ""
+    """The SMTP server email goes through (alert and budget channels of format EMAIL):
+    smtp://[user:password@]host[:port] (STARTTLS when offered; `?starttls=require` or `off`)
+    or smtps://... (TLS from the start); empty: email channels cannot be created."""
+    mail_from: str = "tallyql@localhost"
+    """The From address of tallyql's email."""
     operator_workspace: str = "default"
     """Workspace whose admin keys may ask across workspaces (TALLYQL_OPERATOR_WORKSPACE)."""
     price_refresh_seconds: float = 30.0
@@ -227,6 +233,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     if settings.live_max_age_seconds <= 0:
         raise ValueError("TALLYQL_LIVE_MAX_AGE_SECONDS must be above 0")
     parse_cors_origins(settings.cors_origins)
+    smtp = urlsplit(settings.smtp_url) if settings.smtp_url else None
+    if smtp is not None and (smtp.scheme not in ("smtp", "smtps") or not smtp.hostname):
+        raise ValueError("TALLYQL_SMTP_URL must be smtp://[user:password@]host[:port] or smtps://")
     if not 0.0 < settings.live_delivery_share <= 1.0:
         raise ValueError("TALLYQL_LIVE_DELIVERY_SHARE must be above 0 and at most 1")
     return settings

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from tallyql.auth.keys import KeyService
@@ -15,6 +16,7 @@ from tallyql.costs.book import PriceBook
 from tallyql.ingest.pricing import Pricer
 from tallyql.ingest.service import IngestService
 from tallyql.live.wiring import LiveComponents, start_live
+from tallyql.mail.smtp import Mailer, SmtpServer
 from tallyql.observability import Metrics
 from tallyql.retention import RetentionJob
 from tallyql.storage.batch import batches_for
@@ -47,6 +49,13 @@ class Services:
     """Purges expired data (see tallyql/retention.py); its loop runs as a background job."""
     live: LiveComponents | None = None
     """Live bus, webhook dispatcher, budget monitor and alert scheduler (tallyql/live/)."""
+
+    @cached_property
+    def mailer(self) -> Mailer:
+        """Email through TALLYQL_SMTP_URL (unconfigured when it is empty)."""
+        s = self.settings
+        server = SmtpServer.parse(s.smtp_url) if s.smtp_url else None
+        return Mailer(server, s.mail_from, s.webhook_timeout_seconds)
 
     def spawn(self, name: str, job: Coroutine[Any, Any, None]) -> None:
         """Run a background job for the life of the process."""

@@ -73,6 +73,7 @@ def start_live(services: Services) -> LiveComponents:
         timeout_seconds=settings.webhook_timeout_seconds,
         poll_seconds=settings.webhook_poll_seconds,
         allow_private=settings.webhook_allow_private,
+        mailer=services.mailer,
     )
     budgets = BudgetMonitor(
         services.db,

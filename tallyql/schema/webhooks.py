@@ -1,5 +1,6 @@
 """Webhook endpoints and their delivery log: `webhooks`, `webhookDeliveries` and
-`createWebhook`, `deleteWebhook` (MANAGE). Deliveries are signed (tallyql/webhooks/signing.py)."""
+`createWebhook`, `deleteWebhook` (MANAGE). Deliveries go out in the webhook's format
+(tallyql/webhooks/formats.py); signed ones carry an HMAC (tallyql/webhooks/signing.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tallyql.auth.principal import Permission
+from tallyql.mail.smtp import MAX_RECIPIENTS
 from tallyql.schema.changes import DeletePayload, actor_of, invalid, not_found
 from tallyql.schema.common import AfterArg, FirstArg, IdArg
 from tallyql.schema.context import TallyInfo
@@ -19,7 +21,7 @@ from tallyql.schema.ingest import UserError
 from tallyql.schema.pages import Connection, connection
 from tallyql.schema.scalars import JSON
 from tallyql.storage.actor import Actor, audit_change
-from tallyql.webhooks import store
+from tallyql.webhooks import formats, store
 from tallyql.webhooks.addresses import WebhookError
 
 
@@ -31,10 +33,43 @@ class DeliveryStatus(Enum):
     FAILED = strawberry.enum_value("failed", description="Every attempt failed; no more retries.")
 
 
-@strawberry.type(description="An HTTP endpoint that receives signed JSON POSTs.")
+@strawberry.enum(description="What a webhook sends, and where.")
+class WebhookFormat(Enum):
+    SIGNED = strawberry.enum_value(
+        "signed",
+        description="tallyql's JSON envelope POSTed to the URL, HMAC-signed with the "
+        "webhook's secret (README, webhook deliveries).",
+    )
+    SLACK = strawberry.enum_value(
+        "slack",
+        description='A message `{"text": ...}` POSTed to a Slack or Mattermost incoming '
+        "webhook URL.",
+    )
+    PAGERDUTY = strawberry.enum_value(
+        "pagerduty",
+        description="A PagerDuty Events API v2 event (url: "
+        f"{formats.PAGERDUTY_EVENTS_URL}, with the integration's routingKey): trigger when "
+        "an alert fires or a budget threshold is crossed, resolve when the alert resolves "
+        "(same dedup key).",
+    )
+    EMAIL = strawberry.enum_value(
+        "email",
+        description="A plain-text email to the recipients of a mailto: URL "
+        "(mailto:a@example.org,b@example.org), through TALLYQL_SMTP_URL.",
+    )
+
+
+@strawberry.type(
+    description="A notification channel: a signed HTTP endpoint, a Slack-compatible incoming "
+    "webhook, a PagerDuty integration or email recipients. Budgets and alert rules notify "
+    "the channels they name."
+)
 class Webhook:
     id: strawberry.ID = strawberry.field(description="The webhook's id.")
-    url: str = strawberry.field(description="Where deliveries are POSTed.")
+    url: str = strawberry.field(
+        description="Where deliveries go: an http(s) URL, or mailto: recipients for EMAIL."
+    )
+    format: WebhookFormat = strawberry.field(description="What is sent (see WebhookFormat).")
     description: str | None = strawberry.field(description="A note for people.")
     created_at: datetime = strawberry.field(description="When the webhook was created.")
 
@@ -43,6 +78,7 @@ class Webhook:
         return cls(
             id=strawberry.ID(row["id"]),
             url=row["url"],
+            format=WebhookFormat(row["format"]),
             description=row["description"],
             created_at=row["created_at"],
         )
@@ -110,17 +146,29 @@ class WebhookDelivery:
         )
 
 
-@strawberry.input(description="A new webhook endpoint.")
+@strawberry.input(description="A new webhook (notification channel).")
 class WebhookInput:
-    url: str = strawberry.field(description="An http(s) URL to POST to.")
+    url: str = strawberry.field(
+        description="An http(s) URL to POST to; for EMAIL, mailto: and 1 to "
+        f"{MAX_RECIPIENTS} comma-separated addresses."
+    )
     description: str | None = strawberry.field(default=None, description="A note for people.")
+    format: WebhookFormat = strawberry.field(
+        default=WebhookFormat.SIGNED, description="What is sent (default SIGNED)."
+    )
+    routing_key: str | None = strawberry.field(
+        default=None,
+        description="PAGERDUTY only: the Events API v2 integration's routing key (never shown "
+        "again).",
+    )
 
 
 @strawberry.type(description="The result of createWebhook.")
 class CreateWebhookPayload:
     webhook: Webhook | None = strawberry.field(description="The webhook as stored; null on errors.")
     secret: str | None = strawberry.field(
-        description="The signing secret; shown only here, keep it safe."
+        description="The signing secret (SIGNED webhooks only; null for other formats); "
+        "shown only here, keep it safe."
     )
     user_errors: list[UserError] = strawberry.field(
         description="What was wrong with the input; empty on success."
@@ -167,10 +215,26 @@ class WebhookQuery:
         return connection(nodes, page.cursors, page.total_count, page.has_next_page, after)
 
 
+def _format_problem(
+    info: TallyInfo, kind: formats.WebhookFormat, routing_key: str | None
+) -> tuple[str, str] | None:
+    """(field, message) when the format's own needs are not met."""
+    if kind is formats.WebhookFormat.PAGERDUTY:
+        try:
+            formats.check_routing_key(routing_key)
+        except WebhookError as exc:
+            return "routingKey", str(exc)
+    elif routing_key is not None:
+        return "routingKey", "only a PAGERDUTY webhook takes a routing key"
+    if kind is formats.WebhookFormat.EMAIL and not info.context.services.mailer.configured:
+        return "format", "email needs an SMTP server: the operator sets TALLYQL_SMTP_URL"
+    return None
+
+
 async def _audit(
     conn: AsyncConnection, workspace_id: int, action: str, row: dict[str, Any], actor: Actor
 ) -> None:
-    details = {"url": row["url"], "description": row["description"]}
+    details = {"url": row["url"], "format": row["format"], "description": row["description"]}
     await audit_change(conn, workspace_id, action, "webhook", row["id"], actor, details)
 
 
@@ -186,6 +250,10 @@ class WebhookMutation:
         ],
     ) -> CreateWebhookPayload:
         principal = info.context.require(Permission.MANAGE)
+        kind = formats.WebhookFormat(input.format.value)
+        problem = _format_problem(info, kind, input.routing_key)
+        if problem is not None:
+            return CreateWebhookPayload(webhook=None, secret=None, user_errors=invalid(*problem))
         try:
             async with info.context.services.db.write() as conn:
                 row, secret = await store.create_webhook(
@@ -194,6 +262,8 @@ class WebhookMutation:
                     input.url,
                     input.description,
                     allow_private=info.context.services.settings.webhook_allow_private,
+                    format=kind,
+                    routing_key=input.routing_key,
                 )
                 await _audit(conn, principal.workspace_id, "create", row, actor_of(info, principal))
         except WebhookError as exc:

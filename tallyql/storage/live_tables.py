@@ -18,9 +18,11 @@ webhooks = Table(
     Column("workspace_id", Integer, primary_key=True),
     Column("id", Text, primary_key=True),
     Column("url", Text, nullable=False),
-    Column("secret", Text, nullable=False),  # the HMAC key; shown to the caller once
+    Column("secret", Text, nullable=False),  # the HMAC key (PagerDuty: the routing key)
     Column("description", Text),
     Column("created_at", UtcDateTime(), nullable=False),
+    # signed | slack | pagerduty | email (webhooks/formats.py)
+    Column("format", Text, nullable=False, server_default="signed"),
 )
 
 webhook_deliveries = Table(

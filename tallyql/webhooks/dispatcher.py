@@ -22,12 +22,16 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import orjson
 from sqlalchemy import and_, or_, select, update
 
 from tallyql.clock import clock
+from tallyql.mail.smtp import Mailer, MailError
 from tallyql.storage.database import Database
 from tallyql.storage.live_tables import webhook_deliveries, webhooks
-from tallyql.webhooks.addresses import AddressRefused
+from tallyql.webhooks import formats
+from tallyql.webhooks.addresses import AddressRefused, WebhookError
+from tallyql.webhooks.formats import WebhookFormat
 from tallyql.webhooks.signing import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -73,8 +77,10 @@ class WebhookDispatcher:
         timeout_seconds: float,
         poll_seconds: float,
         allow_private: bool = False,
+        mailer: Mailer | None = None,
     ) -> None:
         self._db = db
+        self._mailer = mailer or Mailer(None, "tallyql@localhost", timeout_seconds)
         self._allow_private = allow_private
         self._policy = policy
         self._timeout = timeout_seconds
@@ -157,7 +163,7 @@ class WebhookDispatcher:
                 row = (
                     (
                         await conn.execute(
-                            select(t, webhooks.c.secret)
+                            select(t, webhooks.c.secret, webhooks.c.format)
                             .outerjoin(
                                 webhooks,
                                 and_(
@@ -175,26 +181,19 @@ class WebhookDispatcher:
         return claimed
 
     async def _attempt(self, client: httpx.AsyncClient, row: dict[str, Any]) -> None:
-        body = row["body"].encode()
         started = time.monotonic()
         status_code: int | None = None
         error: str | None = None
         if row["secret"] is None:
             error = "the webhook was deleted"
+        elif row["format"] == WebhookFormat.EMAIL:
+            error = await self._email(row)
         else:
-            timestamp = int(clock.timestamp())
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": USER_AGENT,
-                TIMESTAMP_HEADER: str(timestamp),
-                SIGNATURE_HEADER: signature_header(row["secret"], timestamp, body),
-                EVENT_HEADER: row["event_type"],
-                DELIVERY_HEADER: row["id"],
-            }
+            request = self._request(row)
             try:
                 # streamed and closed unread: the body is never downloaded
                 async with client.stream(
-                    "POST", row["url"], content=body, headers=headers
+                    "POST", row["url"], content=request.body, headers=request.headers
                 ) as response:
                     status_code = response.status_code
                 if not 200 <= status_code < 300:
@@ -206,6 +205,42 @@ class WebhookDispatcher:
             except httpx.HTTPError as exc:
                 error = failure_reason(exc)
         await self._record(row, status_code, error, time.monotonic() - started)
+
+    def _request(self, row: dict[str, Any]) -> formats.Rendered:
+        """The body and headers of an HTTP delivery, in the channel's format."""
+        if row["format"] == WebhookFormat.SLACK:
+            rendered = formats.slack(orjson.loads(row["body"]))
+        elif row["format"] == WebhookFormat.PAGERDUTY:
+            rendered = formats.pagerduty(orjson.loads(row["body"]), row["secret"])
+        else:
+            body = row["body"].encode()
+            timestamp = int(clock.timestamp())
+            rendered = formats.Rendered(
+                body,
+                {
+                    "Content-Type": "application/json",
+                    TIMESTAMP_HEADER: str(timestamp),
+                    SIGNATURE_HEADER: signature_header(row["secret"], timestamp, body),
+                    EVENT_HEADER: row["event_type"],
+                },
+            )
+        # every format says which delivery it is, so a receiver can drop a retried duplicate
+        headers = {**rendered.headers, "User-Agent": USER_AGENT, DELIVERY_HEADER: row["id"]}
+        return formats.Rendered(rendered.body, headers)
+
+    async def _email(self, row: dict[str, Any]) -> str | None:
+        """Sends an email delivery; the error of the attempt, or None."""
+        envelope = orjson.loads(row["body"])
+        subject, text = formats.email_text(envelope)
+        try:
+            to = formats.recipients(row["url"])
+            message = self._mailer.message(
+                to, subject, text, headers={"X-Tallyql-Delivery": row["id"]}
+            )
+            await self._mailer.send(message)
+        except (MailError, WebhookError) as exc:
+            return str(exc)
+        return None
 
     async def _record(
         self, row: dict[str, Any], status_code: int | None, error: str | None, elapsed: float

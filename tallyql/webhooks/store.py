@@ -21,6 +21,7 @@ from tallyql.storage.database import Database
 from tallyql.storage.live_tables import webhook_deliveries, webhooks
 from tallyql.storage.pages import Page, keyset_page
 from tallyql.webhooks.addresses import check_url
+from tallyql.webhooks.formats import WebhookFormat, check_routing_key, recipients
 
 DELIVERY_STATUSES = ("pending", "sending", "succeeded", "failed")
 
@@ -31,17 +32,31 @@ async def create_webhook(
     url: str,
     description: str | None,
     allow_private: bool = False,
-) -> tuple[dict[str, Any], str]:
-    """A new endpoint and its signing secret (shown to the caller once). `allow_private`:
-    TALLYQL_WEBHOOK_ALLOW_PRIVATE (tallyql/webhooks/addresses.py)."""
-    secret = "whsec_" + secrets.token_urlsafe(32)
+    format: WebhookFormat = WebhookFormat.SIGNED,
+    routing_key: str | None = None,
+) -> tuple[dict[str, Any], str | None]:
+    """A new channel, and for the signed format its signing secret (shown to the caller
+    once). `allow_private`: TALLYQL_WEBHOOK_ALLOW_PRIVATE (tallyql/webhooks/addresses.py).
+    A PagerDuty channel keeps its routing key where others keep the secret."""
+    secret: str | None = None
+    if format is WebhookFormat.EMAIL:
+        url = "mailto:" + ",".join(recipients(url))
+        stored = "-"  # email is not signed; the column is kept non-null for the dispatcher
+    elif format is WebhookFormat.PAGERDUTY:
+        url = check_url(url, allow_private)
+        stored = check_routing_key(routing_key)
+    else:
+        url = check_url(url, allow_private)
+        stored = "whsec_" + secrets.token_urlsafe(32)
+        secret = stored if format is WebhookFormat.SIGNED else None
     row = {
         "workspace_id": workspace_id,
         "id": uuid.uuid4().hex,
-        "url": check_url(url, allow_private),
-        "secret": secret,
+        "url": url,
+        "secret": stored,
         "description": description,
         "created_at": clock.now(),
+        "format": format.value,
     }
     await conn.execute(webhooks.insert().values(**row))
     return row, secret

@@ -1,7 +1,7 @@
 """Chargeback statements of closed periods, kept as issued (and as restated after repricing).
 
 Revision ID: 0014_statement_snapshots
-Revises: 0013_departments
+Revises: 0005_costs (the costs branch)
 Create Date: 2026-12-06
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0014_statement_snapshots"
-down_revision = "0013_departments"
+down_revision = "0005_costs"
 branch_labels = None
 depends_on = None
 
