@@ -23,6 +23,7 @@ from tallyql.webhooks.addresses import WebhookError
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 MAX_ROUTING_KEY = 64
+PERIOD_WORDS = {"DAY": "daily", "WEEK": "weekly", "MONTH": "monthly"}
 
 
 class WebhookFormat(StrEnum):
@@ -73,7 +74,7 @@ def summary(event_type: str, data: dict[str, Any]) -> str:
         percent = round(float(data.get("percentUsed") or 0) * 100, 1)
         return (
             f"[tallyql] Budget {data.get('budgetName')} at {_number(percent)} % of its "
-            f"{str(data.get('period', '')).lower()} limit "
+            f"{PERIOD_WORDS.get(str(data.get('period')), 'budget')} limit "
             f"(${_number(data.get('spendUsd'))} of ${_number(data.get('limitUsd'))})"
         )
     return f"[tallyql] {event_type}"
