@@ -1,18 +1,30 @@
-"""Alert rules: a metric of the engine over a trailing window, compared with a threshold."""
+"""Alert rules: a metric of the engine over a trailing window, or since the start of the local
+day, week or month, compared with a threshold."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tallyql.engine.filter_codec import spec_from_json
 from tallyql.engine.filters import EventFilterSpec
+from tallyql.engine.periods import Period, period_bounds
 from tallyql.engine.registry import Metric
 
 MAX_WINDOW_SECONDS = 31 * 86400
+CALENDAR_SECONDS = {Period.DAY: 86400, Period.WEEK: 7 * 86400, Period.MONTH: 31 * 86400}
+"""A calendar rule's window_seconds: the longest its period can be (shown, never measured)."""
+
+
+def window_start(rule: AlertRule, now: datetime) -> datetime:
+    """Where the rule's window starts when evaluated at `now`."""
+    if rule.calendar is None:
+        return now - timedelta(seconds=rule.window_seconds)
+    return period_bounds(rule.calendar, now, ZoneInfo(rule.timezone))[0]
 
 
 class Operator(Enum):
@@ -63,6 +75,9 @@ class AlertRule:
     cooldown_seconds: int
     webhook_ids: tuple[str, ...]
     enabled: bool
+    calendar: Period | None
+    """Measured from the start of the local day, week or month; None: the trailing window."""
+    timezone: str
     state: AlertState
     state_version: int
     current_firing_id: str | None
@@ -86,6 +101,8 @@ class AlertRule:
             cooldown_seconds=int(row["cooldown_seconds"]),
             webhook_ids=tuple(row["webhook_ids"]),
             enabled=bool(row["enabled"]),
+            calendar=Period(row["calendar"]) if row.get("calendar") else None,
+            timezone=row.get("timezone") or "UTC",
             state=AlertState(row["state"]),
             state_version=int(row["state_version"]),
             current_firing_id=row["current_firing_id"],

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import update
 
-from tallyql.alerts.model import AlertRule, AlertState, holds
+from tallyql.alerts.model import AlertRule, AlertState, holds, window_start
 from tallyql.alerts.store import enabled_rules
 from tallyql.clock import clock
 from tallyql.engine.analytics import Asker
@@ -76,7 +76,10 @@ class AlertScheduler:
         return notices
 
     async def evaluate(self, rule: AlertRule, now: datetime) -> dict[str, Any] | None:
-        window = TimeWindow(now - timedelta(seconds=rule.window_seconds), now, ZoneInfo("UTC"))
+        """Measure the rule at `now`; the transition it recorded, if any."""
+        # a calendar window that starts this very instant still needs a length
+        start = min(window_start(rule, now), now - timedelta(microseconds=1))
+        window = TimeWindow(start, now, ZoneInfo(rule.timezone))
         asker = Asker(self._db, Scope.of(rule.workspace_id), window, rule.filter)
         value = (await asker.run((rule.metric,))).value((0,), rule.metric)
         condition = holds(rule.operator, value, rule.threshold)
@@ -131,7 +134,7 @@ class AlertScheduler:
                         metric=rule.metric.value,
                         operator=rule.operator.value,
                         threshold=rule.threshold,
-                        window_seconds=rule.window_seconds,
+                        window_seconds=_measured_seconds(rule, now),
                         value=value,
                         fired_at=now,
                     )
@@ -154,7 +157,8 @@ class AlertScheduler:
                 "operator": rule.operator.name,
                 "threshold": rule.threshold,
                 "value": value,
-                "windowMinutes": rule.window_seconds / 60,
+                "windowMinutes": _measured_seconds(rule, now) / 60,
+                "calendarWindow": rule.calendar.name if rule.calendar else None,
                 "at": now.isoformat(),
             }
             event = "alert.firing" if firing else "alert.resolved"
@@ -168,9 +172,14 @@ class AlertScheduler:
             "operator": rule.operator.value,
             "threshold": rule.threshold,
             "value": value,
-            "window_seconds": rule.window_seconds,
+            "window_seconds": _measured_seconds(rule, now),
             "at_us": to_micros(now),
         }
+
+
+def _measured_seconds(rule: AlertRule, now: datetime) -> int:
+    """How long the window measured at `now` was (a calendar rule's grows through its period)."""
+    return max(0, round((now - window_start(rule, now)).total_seconds()))
 
 
 def _key(rule: AlertRule) -> tuple[Any, ...]:

@@ -7,14 +7,23 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tallyql.alerts.model import MAX_WINDOW_SECONDS, AlertError, AlertRule, AlertState, Operator
+from tallyql.alerts.model import (
+    CALENDAR_SECONDS,
+    MAX_WINDOW_SECONDS,
+    AlertError,
+    AlertRule,
+    AlertState,
+    Operator,
+)
 from tallyql.clock import clock
 from tallyql.engine.filter_codec import spec_to_json
 from tallyql.engine.filters import EventFilterSpec
+from tallyql.engine.periods import Period
 from tallyql.engine.registry import Metric
 from tallyql.storage.actor import Actor, audit_change
 from tallyql.storage.database import Database
@@ -49,6 +58,9 @@ class RuleFields:
     cooldown_seconds: int | None = None
     webhook_ids: Sequence[str] | None = None
     enabled: bool | None = None
+    calendar: Period | None = None
+    """Measure from the start of the local period; setting it clears a trailing window."""
+    timezone: str | None = None
 
 
 async def _values(
@@ -63,6 +75,19 @@ async def _values(
         "enabled": fields.enabled,
     }
     values.update({k: v for k, v in simple.items() if v is not None})
+    if fields.calendar is not None and fields.window_seconds is not None:
+        raise AlertError("calendarWindow", "give windowMinutes or calendarWindow, not both")
+    if fields.calendar is not None:
+        values["calendar"] = fields.calendar.value
+        values["window_seconds"] = CALENDAR_SECONDS[fields.calendar]
+    elif fields.window_seconds is not None:
+        values["calendar"] = None  # a trailing window replaces a calendar one
+    if fields.timezone is not None:
+        try:
+            ZoneInfo(fields.timezone)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise AlertError("timezone", f"unknown IANA time zone {fields.timezone!r}") from None
+        values["timezone"] = fields.timezone
     if fields.metric is not None:
         values["metric"] = fields.metric.value
     if fields.operator is not None:
@@ -102,6 +127,8 @@ async def create_rule(
         "cooldown_seconds": 3600,
         "webhook_ids": [],
         "enabled": True,
+        "calendar": None,
+        "timezone": "UTC",
         "state": AlertState.OK.value,
         "state_version": 0,
         "current_firing_id": None,
@@ -238,6 +265,8 @@ def _described(values: dict[str, Any]) -> dict[str, Any]:
         "name": values["name"],
         "metric": values["metric"],
         "window_seconds": values["window_seconds"],
+        "calendar": values["calendar"],
+        "timezone": values["timezone"],
         "operator": values["operator"],
         "threshold": values["threshold"],
         "cooldown_seconds": values["cooldown_seconds"],

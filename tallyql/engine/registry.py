@@ -62,12 +62,13 @@ def _ratio(num: str, den: str, scale: float = 1.0) -> Callable[[Values], float |
     return compute
 
 
-def _sum(*names: str, scale: float = 1.0) -> Callable[[Values], float | None]:
-    """Sums of integer columns stay integers (exact, printed without a fraction); scaled ones,
-    like nano-USD to USD, become floats."""
-    if scale == 1.0:
+def _sum(*names: str, divisor: int = 1) -> Callable[[Values], float | None]:
+    """Sums of integer columns stay integers (exact, printed without a fraction); divided
+    ones, like nano-USD to USD, become floats. Divided, not multiplied by 1/divisor: 60e9 nano-
+    USD is 60.0 USD, where 60e9 * 1e-9 would be 60.00000000000001."""
+    if divisor == 1:
         return lambda v: sum(v.get(n, 0) for n in names)
-    return lambda v: sum(v.get(n, 0) for n in names) * scale
+    return lambda v: sum(v.get(n, 0) for n in names) / divisor
 
 
 PERCENTILE_NOTE = (
@@ -93,8 +94,8 @@ class MetricDef:
         return self.additive or self.distinct is not None
 
 
-def _additive(metric: Metric, description: str, measure: str, scale: float = 1.0) -> MetricDef:
-    return MetricDef(metric, description, (measure,), _sum(measure, scale=scale), additive=True)
+def _additive(metric: Metric, description: str, measure: str, divisor: int = 1) -> MetricDef:
+    return MetricDef(metric, description, (measure,), _sum(measure, divisor=divisor), additive=True)
 
 
 def _distinct(metric: Metric, description: str, column: str) -> MetricDef:
@@ -164,7 +165,7 @@ METRICS: dict[Metric, MetricDef] = {
             Metric.COST_USD,
             "Cost in USD (caller-provided, else priced at ingest).",
             "cost_nanousd",
-            scale=1 / NANO_PER_USD,
+            divisor=NANO_PER_USD,
         ),
         MetricDef(
             Metric.AVG_LATENCY_MS,

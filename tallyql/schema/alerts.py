@@ -12,6 +12,7 @@ import strawberry
 from tallyql.alerts import model, store
 from tallyql.alerts.model import AlertError, AlertState, Operator
 from tallyql.auth.principal import Permission
+from tallyql.engine.periods import Period
 from tallyql.engine.registry import Metric as EngineMetric
 from tallyql.schema.analytics import Metric
 from tallyql.schema.changes import DeletePayload, actor_of, invalid, not_found
@@ -37,7 +38,19 @@ class FiringState(Enum):
     RESOLVED = strawberry.enum_value("resolved", description="The condition stopped holding.")
 
 
-@strawberry.type(description="metric over the trailing window <operator> threshold.")
+@strawberry.enum(description="A calendar window: from the start of the local period to now.")
+class CalendarWindow(Enum):
+    TODAY = strawberry.enum_value("day", description="Since local midnight.")
+    THIS_WEEK = strawberry.enum_value("week", description="Since Monday, local midnight.")
+    THIS_MONTH = strawberry.enum_value(
+        "month", description="Since the first of the month, local midnight."
+    )
+
+
+@strawberry.type(
+    description="metric over the window <operator> threshold; the window trails the "
+    "evaluation (windowMinutes) or starts at the local day, week or month (calendarWindow)."
+)
 class AlertRule:
     id: strawberry.ID = strawberry.field(description="The rule's id.")
     name: str = strawberry.field(description="A name for people.")
@@ -45,8 +58,14 @@ class AlertRule:
         description="The metric measured over the window, e.g. ERROR_RATE or COST_USD."
     )
     window_minutes: int = strawberry.field(
-        description="The trailing window the metric is measured over, in minutes."
+        description="The trailing window the metric is measured over, in minutes; for a "
+        "calendar rule the longest its period can be (1,440, 10,080 or 44,640)."
     )
+    calendar_window: CalendarWindow | None = strawberry.field(
+        description="Measured since the start of the local day, week or month (in timezone); "
+        "null: over the trailing windowMinutes."
+    )
+    timezone: str = strawberry.field(description="The IANA zone of a calendar window.")
     filter: JSON = strawberry.field(description="The rule's EventFilter ({} for all events).")
     operator: AlertOperator = strawberry.field(  # type: ignore[valid-type]
         description="How the metric is compared with the threshold."
@@ -83,6 +102,8 @@ class AlertRule:
             name=rule.name,
             metric=rule.metric,
             window_minutes=rule.window_seconds // 60,
+            calendar_window=CalendarWindow(rule.calendar.value) if rule.calendar else None,
+            timezone=rule.timezone,
             filter=filter_as_input(rule.filter),
             operator=rule.operator,
             threshold=rule.threshold,
@@ -110,7 +131,10 @@ class AlertFiring:
         description="The rule's operator."
     )
     threshold: float = strawberry.field(description="The rule's threshold, in the metric's unit.")
-    window_minutes: int = strawberry.field(description="The rule's window in minutes.")
+    window_minutes: int = strawberry.field(
+        description="The window measured when the rule fired, in minutes (for a calendar "
+        "rule: since the period's start)."
+    )
     value: float | None = strawberry.field(
         description="The metric when the rule fired, in its unit."
     )
@@ -130,8 +154,18 @@ class AlertRuleInput:
     metric: Metric = strawberry.field(  # type: ignore[valid-type]
         description="The metric measured over the window, e.g. ERROR_RATE or COST_USD."
     )
-    window_minutes: int = strawberry.field(
-        description="The trailing window the metric is measured over, in minutes."
+    window_minutes: int | None = strawberry.field(
+        default=None,
+        description="The trailing window the metric is measured over, in minutes (1 to "
+        "44,640); give it or calendarWindow.",
+    )
+    calendar_window: CalendarWindow | None = strawberry.field(
+        default=None,
+        description='Measure since the start of the local day, week or month ("spend today '
+        '> $100"); give it or windowMinutes.',
+    )
+    timezone: str = strawberry.field(
+        default="UTC", description="The IANA zone whose day, week or month a calendar window is."
     )
     operator: AlertOperator = strawberry.field(  # type: ignore[valid-type]
         description="How the metric is compared with the threshold."
@@ -160,7 +194,16 @@ class AlertRulePatch:
     )
     window_minutes: int | None = strawberry.field(
         default=None,
-        description="New value: the trailing window the metric is measured over, in minutes.",
+        description="New value: the trailing window the metric is measured over, in minutes "
+        "(a calendar rule becomes a trailing one).",
+    )
+    calendar_window: CalendarWindow | None = strawberry.field(
+        default=None,
+        description="New value: measure since the start of the local day, week or month (a "
+        "trailing rule becomes a calendar one).",
+    )
+    timezone: str | None = strawberry.field(
+        default=None, description="New value: the IANA zone of a calendar window."
     )
     operator: AlertOperator | None = strawberry.field(  # type: ignore[valid-type]
         default=None, description="New value: how the metric is compared with the threshold."
@@ -208,6 +251,8 @@ def _fields(value: AlertRuleInput | AlertRulePatch) -> store.RuleFields:
         ),
         webhook_ids=[str(i) for i in value.webhook_ids] if value.webhook_ids is not None else None,
         enabled=value.enabled,
+        calendar=Period(value.calendar_window.value) if value.calendar_window else None,
+        timezone=value.timezone,
     )
 
 
@@ -281,6 +326,9 @@ class AlertMutation:
         ],
     ) -> AlertRulePayload:
         principal = info.context.require(Permission.MANAGE)
+        if input.window_minutes is None and input.calendar_window is None:
+            message = "give windowMinutes (a trailing window) or calendarWindow"
+            return AlertRulePayload(alert_rule=None, user_errors=invalid("windowMinutes", message))
         try:
             rule = await store.create_rule(
                 info.context.services.db,

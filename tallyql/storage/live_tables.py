@@ -95,6 +95,10 @@ alert_rules = Table(
     Column("window_seconds", Integer, nullable=False),
     Column("filter", JsonValue(), nullable=False),
     Column("operator", Text, nullable=False),  # gt | gte | lt | lte | eq
+    # day | week | month: measured from the local period's start (in `timezone`) to now;
+    # null: over the trailing window_seconds
+    Column("calendar", Text),
+    Column("timezone", Text, nullable=False, server_default="UTC"),
     Column("threshold", Float, nullable=False),
     Column("cooldown_seconds", Integer, nullable=False),
     Column("webhook_ids", JsonValue(), nullable=False),
