@@ -113,6 +113,8 @@ class Settings:
     or smtps://... (TLS from the start); empty: email channels cannot be created."""
     mail_from: str = "tallyql@localhost"
     """The From address of tallyql's email."""
+    report_poll_seconds: float = 30.0
+    """How often due scheduled reports are looked for (0: this process runs none)."""
     operator_workspace: str = "default"
     """Workspace whose admin keys may ask across workspaces (TALLYQL_OPERATOR_WORKSPACE)."""
     price_refresh_seconds: float = 30.0

@@ -18,6 +18,7 @@ from tallyql.ingest.service import IngestService
 from tallyql.live.wiring import LiveComponents, start_live
 from tallyql.mail.smtp import Mailer, SmtpServer
 from tallyql.observability import Metrics
+from tallyql.reports.runner import ReportRunner
 from tallyql.retention import RetentionJob
 from tallyql.storage.batch import batches_for
 from tallyql.storage.block_audit import block_audit_statements
@@ -49,6 +50,9 @@ class Services:
     """Purges expired data (see tallyql/retention.py); its loop runs as a background job."""
     live: LiveComponents | None = None
     """Live bus, webhook dispatcher, budget monitor and alert scheduler (tallyql/live/)."""
+
+    report_runner: ReportRunner | None = None
+    """Runs scheduled reports when due, and on demand (tallyql/reports/)."""
 
     @cached_property
     def mailer(self) -> Mailer:
@@ -139,4 +143,9 @@ async def start_services(
         )
         services.spawn("rollup_compaction", compaction.run_forever())
     services.live = start_live(services)
+    services.report_runner = ReportRunner(
+        db, services.mailer, settings.report_poll_seconds, services.reports
+    )
+    if settings.report_poll_seconds > 0:
+        services.spawn("reports", services.report_runner.run_forever())
     return services

@@ -456,6 +456,17 @@ def _firings(d: Any, t: Tenant, w: W) -> None:
     assert (d["totalCount"], [[*n.values()] for n in d["nodes"]]) == (1, [mine])
 
 
+@case("reports", "reports(first: 50) { totalCount nodes { id name webhookIds } }")
+def _reports(d: Any, t: Tenant, w: W) -> None:
+    mine = {"id": t.ids["report"], "name": f"{t.name} report", "webhookIds": [t.ids["webhook"]]}
+    assert d == {"totalCount": 1, "nodes": [mine]}
+
+
+@case("report", "report(id: $report) { id name runs(first: 5) { totalCount } }")
+def _report(d: Any, t: Tenant, w: W) -> None:
+    assert d == {"id": t.ids["report"], "name": f"{t.name} report", "runs": {"totalCount": 0}}
+
+
 @case("webhooks", "webhooks(first: 50) { totalCount nodes { id url } }")
 def _webhooks(d: Any, t: Tenant, w: W) -> None:
     assert d == {"totalCount": 1, "nodes": [{"id": t.ids["webhook"], "url": t.webhook_url}]}

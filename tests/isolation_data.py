@@ -41,6 +41,8 @@ Q = {
         accepted rejected } }""",
     "webhook": """mutation($i: WebhookInput!) { createWebhook(input: $i) {
         webhook { id } userErrors { code } } }""",
+    "report": """mutation($i: ReportInput!) { createReport(input: $i) {
+        report { id } userErrors { field code } } }""",
     "budget": """mutation($i: BudgetInput!) { createBudget(input: $i) {
         budget { id } userErrors { field code } } }""",
     "rule": """mutation($i: AlertRuleInput!) { createAlertRule(input: $i) {
@@ -265,6 +267,13 @@ async def build(api: Api, p: str, hook_base: str, now: datetime) -> Tenant:
         },
     )
     t.ids["rule"] = made["alertRule"]["id"]
+    report = {
+        "name": f"{p} report",
+        "schedule": "0 8 * * *",
+        "sections": [{"kind": "OVERVIEW"}],
+        "webhookIds": [t.ids["webhook"]],
+    }
+    t.ids["report"] = (await _ok(api, t.key, "report", {"i": report}))["report"]["id"]
     return t
 
 

@@ -8,6 +8,7 @@ import asyncio
 import calendar
 import hashlib
 import hmac
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,10 +16,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
+from email import message_from_bytes, policy
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from aiosmtpd.controller import Controller
 
 from tallyql.config import Settings
 from tallyql.live.subscriber import Subscriber
@@ -45,6 +50,63 @@ def quiet_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Setti
     }
     values.update(overrides)
     return Settings(**values)
+
+
+# ---------------------------------------------------------------- SMTP server
+
+REFUSED = "nobody@refused.example"
+
+
+@dataclass
+class Mailbox:
+    """What the SMTP server received: (envelope recipients, parsed message) per mail."""
+
+    port: int
+    mails: list[tuple[list[str], Message]] = field(default_factory=list)
+
+    async def wait_for(self, count: int, within: float = 15.0) -> list[tuple[list[str], Message]]:
+        deadline = time.monotonic() + within
+        while len(self.mails) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.mails)} mails arrived, wanted {count}")
+            await asyncio.sleep(0.02)
+        return list(self.mails)
+
+
+class _Handler:
+    def __init__(self, box: Mailbox) -> None:
+        self.box = box
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address == REFUSED:
+            return "550 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        parsed = message_from_bytes(envelope.content, policy=policy.default)
+        self.box.mails.append((list(envelope.rcpt_tos), parsed))
+        return "250 Message accepted"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def smtp_server() -> Iterator[Mailbox]:
+    """A real SMTP server (aiosmtpd) on loopback; it refuses the address REFUSED."""
+    box = Mailbox(_free_port())
+    controller = Controller(_Handler(box), hostname="127.0.0.1", port=box.port)
+    controller.start()
+    try:
+        yield box
+    finally:
+        controller.stop()
 
 
 # ---------------------------------------------------------------- webhook receiver

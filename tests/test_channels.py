@@ -6,26 +6,28 @@ are retried and logged, and a channel is checked when it is created."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes
-from email.message import Message
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from aiosmtpd.controller import Controller
 
 from tallyql.config import Settings, load_settings
 from tallyql.mail.smtp import Mailer, SmtpServer
 from tallyql.webhooks.formats import pagerduty, summary
 from tests.conftest import Api
 from tests.helpers import iso, llm
-from tests.notify_helpers import Receiver, quiet_settings, webhook_receiver
+from tests.notify_helpers import (
+    REFUSED,
+    Mailbox,
+    Receiver,
+    quiet_settings,
+    smtp_server,
+    webhook_receiver,
+)
 
 BASE = datetime(2025, 11, 19, 12, tzinfo=UTC)
 CREATE_HOOK = """mutation($i: WebhookInput!) { createWebhook(input: $i) {
@@ -34,57 +36,12 @@ CREATE_RULE = """mutation($i: AlertRuleInput!) { createAlertRule(input: $i) {
   alertRule { id } userErrors { field message } } }"""
 DELIVERIES = """query($w: ID) { webhookDeliveries(webhookId: $w, first: 50) { nodes {
   status attempts lastError eventType } } }"""
-REFUSED = "nobody@refused.example"
-
-
-@dataclass
-class Mailbox:
-    """What the SMTP server received: (envelope recipients, parsed message) per mail."""
-
-    port: int
-    mails: list[tuple[list[str], Message]] = field(default_factory=list)
-
-    async def wait_for(self, count: int, within: float = 15.0) -> list[tuple[list[str], Message]]:
-        deadline = time.monotonic() + within
-        while len(self.mails) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{len(self.mails)} mails arrived, wanted {count}")
-            await asyncio.sleep(0.02)
-        return list(self.mails)
-
-
-class _Handler:
-    def __init__(self, box: Mailbox) -> None:
-        self.box = box
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, options: Any
-    ) -> str:
-        if address == REFUSED:
-            return "550 no such user"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.box.mails.append((list(envelope.rcpt_tos), message_from_bytes(envelope.content)))
-        return "250 Message accepted"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox(_free_port())
-    controller = Controller(_Handler(box), hostname="127.0.0.1", port=box.port)
-    controller.start()
-    try:
+    with smtp_server() as box:
         yield box
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

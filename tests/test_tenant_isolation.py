@@ -42,9 +42,10 @@ VARS = {
     "budget": "ID!",
     "rule": "ID!",
     "hook": "ID!",
+    "report": "ID!",
     "ws": "ID",
 }
-IDS = {"budget": "budget", "rule": "rule", "hook": "webhook"}
+IDS = {"budget": "budget", "rule": "rule", "hook": "webhook", "report": "report"}
 
 
 @pytest.fixture
@@ -115,6 +116,7 @@ FOREIGN_LOOKUPS = {  # found by their owner, never by the other tenant
     "group": 'group(name: "@P-group") { name }',
     "budget": "budget(id: $budget) { id }",
     "alertRule": "alertRule(id: $rule) { id }",
+    "report": "report(id: $report) { id }",
     "alertFirings": "alertFirings(ruleId: $rule) { nodes { id } }",
     "webhookDeliveries": "webhookDeliveries(webhookId: $hook) { nodes { id } }",
     "requests": 'requests(filter: {users: ["@P-user-0"]}) { nodes { id } }',
@@ -162,6 +164,9 @@ FOREIGN_MUTATIONS: dict[str, tuple[str, str, str]] = {  # name: (A's object, B's
     "updateAlertRule": ("rule", 'input: {name: "stolen", enabled: false}', "alertRule { id }"),
     "deleteAlertRule": ("rule", "", "deletedId"),
     "deleteWebhook": ("webhook", "", "deletedId"),
+    "updateReport": ("report", 'input: {name: "stolen", enabled: false}', "report { id }"),
+    "deleteReport": ("report", "", "deletedId"),
+    "runReport": ("report", "", "run { id }"),
     "updatePriceOverride": ("override", "patch: {inputPerMtok: 0.5}", "priceOverride { id }"),
     "deletePriceOverride": ("override", "", "priceOverride { id }"),
 }
@@ -171,9 +176,13 @@ WEBHOOK_REFS = {  # B may not point its budgets and rules at A's webhook either
     "threshold: 1, webhookIds: [$hook]}",
     "updateBudget": "id: $mine, input: {webhookIds: [$hook]}",
     "updateAlertRule": "id: $mine, input: {webhookIds: [$hook]}",
+    "createReport": 'input: {name: "r", schedule: "0 8 * * *", sections: [{kind: OVERVIEW}], '
+    "webhookIds: [$hook]}",
+    "updateReport": "id: $mine, input: {webhookIds: [$hook]}",
 }
 A_STATE = """{ budgets { nodes { id name amountUsd webhookIds } }
   alertRules { nodes { id name enabled webhookIds } } webhooks { nodes { id url } }
+  reports { nodes { id name enabled webhookIds runs { totalCount } } }
   priceOverrides { id inputPerMtok outputPerMtok } }"""
 
 
@@ -197,7 +206,7 @@ async def test_mutations_by_id_cannot_touch_the_other_tenant(
         assert payload["userErrors"] == [{"field": "id", "code": "NOT_FOUND"}], (name, payload)
         assert [v for k, v in payload.items() if k != "userErrors"] == [None], payload
     for name, args in WEBHOOK_REFS.items():
-        mine = b.ids["rule" if "Alert" in name else "budget"]
+        mine = b.ids["rule" if "Alert" in name else "report" if "Report" in name else "budget"]
         declared = "$hook: ID!" + (", $mine: ID!" if "$mine" in args else "")
         query = f"mutation({declared}) {{ {name}({args}) {{ userErrors {{ field }} }} }}"
         wanted = {"hook": a.ids["webhook"], **({"mine": mine} if "$mine" in args else {})}

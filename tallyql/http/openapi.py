@@ -493,6 +493,33 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                 **_errors(400, 401, 403, 404),
             },
         },
+        ("/v1/reports/runs/{run_id}/file", "get"): {
+            "tags": ["Export"],
+            "summary": "Download a report run's file",
+            "description": "A file a scheduled report's run made (GraphQL "
+            "`report(id) { runs { files } }`), for 30 days after the run. Audited.",
+            "parameters": [
+                _path("run_id", "The run's id.", None),
+                {
+                    "name": "format",
+                    "in": "query",
+                    "required": False,
+                    "description": "csv (a zip of one CSV per section), html or pdf.",
+                    "schema": {"type": "string", "enum": ["csv", "html", "pdf"], "default": "pdf"},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "The file.",
+                    "content": {
+                        "application/zip": {"schema": {"type": "string", "format": "binary"}},
+                        "text/html": {"schema": {"type": "string"}},
+                        "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+                    },
+                },
+                **_errors(400, 401, 403, 404),
+            },
+        },
         ("/v1/statements/{period}/{of}.{fmt}", "get"): {
             "tags": ["Export"],
             "summary": "Download a chargeback statement",

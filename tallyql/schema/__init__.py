@@ -39,6 +39,7 @@ from tallyql.schema.me import MeQuery
 from tallyql.schema.platform import PlatformQuery
 from tallyql.schema.price_mutations import PriceMutation
 from tallyql.schema.prices import PriceQuery
+from tallyql.schema.reports import ReportMutation, ReportQuery
 from tallyql.schema.requests import RequestQuery
 from tallyql.schema.scalars import SCALAR_MAP
 from tallyql.schema.sessions import SessionQuery
@@ -54,6 +55,7 @@ QUERY_TYPES: tuple[type, ...] = (
     PlatformQuery,
     CostQuery,
     StatementQuery,
+    ReportQuery,
     SessionQuery,
     SlicesQuery,
     AgentsQuery,
@@ -71,6 +73,7 @@ MUTATION_TYPES: tuple[type, ...] = (
     BudgetMutation,
     AlertMutation,
     WebhookMutation,
+    ReportMutation,
 )
 SUBSCRIPTION_TYPES: tuple[type, ...] = (LiveSubscription,)
 

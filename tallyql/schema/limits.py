@@ -64,6 +64,8 @@ ROOT_PERMISSIONS: dict[str, dict[str, Permission | None]] = {
                 "dailyCostByModel",
                 "statements",
                 "statement",
+                "reports",
+                "report",
                 "sessions",
                 "session",
                 "sessionStats",
@@ -103,6 +105,10 @@ ROOT_PERMISSIONS: dict[str, dict[str, Permission | None]] = {
         "deleteAlertRule": Permission.MANAGE,
         "createWebhook": Permission.MANAGE,
         "deleteWebhook": Permission.MANAGE,
+        "createReport": Permission.MANAGE,
+        "updateReport": Permission.MANAGE,
+        "deleteReport": Permission.MANAGE,
+        "runReport": Permission.MANAGE,
     },
 }
 """The least permission of each root field (its resolver may require more); None: any key.

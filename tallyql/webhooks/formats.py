@@ -77,6 +77,10 @@ def summary(event_type: str, data: dict[str, Any]) -> str:
             f"{PERIOD_WORDS.get(str(data.get('period')), 'budget')} limit "
             f"(${_number(data.get('spendUsd'))} of ${_number(data.get('limitUsd'))})"
         )
+    if event_type == "report.completed":
+        files = ", ".join(f["filename"] for f in data.get("files") or []) or "no files"
+        outcome = "failed" if data.get("status") == "failed" else "ready"
+        return f"[tallyql] Report {data.get('reportName')} {outcome}: {files}"
     return f"[tallyql] {event_type}"
 
 
