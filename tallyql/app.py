@@ -18,6 +18,7 @@ from tallyql.http import (
     events,
     export,
     health,
+    imports,
     otlp,
     report_files,
     statements,
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(export.router)
     app.include_router(statements.router)
     app.include_router(report_files.router)
+    app.include_router(imports.router)
     app.include_router(health.router)
     app.include_router(docs.router)
     app.include_router(console.router)

@@ -493,6 +493,29 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                 **_errors(400, 401, 403, 404),
             },
         },
+        ("/v1/import/openrouter", "post"): {
+            "tags": ["Ingest"],
+            "summary": "Import OpenRouter activity",
+            "description": 'The JSON of OpenRouter\'s GET /api/v1/activity ({"data": [{date, '
+            "model, model_permaslug, endpoint_id, provider_name, usage, byok_usage_inference, "
+            "requests, prompt_tokens, completion_tokens, reasoning_tokens}]}, snake_case or "
+            "camelCase). Each item becomes its `requests` LLM-call events of its UTC date, "
+            "minus the traffic gateways already sent through OpenRouter for that date and "
+            "model; idempotent. One bad item is rejected alone.",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            "responses": {
+                "200": {
+                    "description": "rows, importedRows, accepted and duplicates (events), "
+                    "skippedGatewayRequests, rejected (items) and errors (index, field, "
+                    "message).",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                **_errors(400, 401, 403, 413, 503),
+            },
+        },
         ("/v1/reports/runs/{run_id}/file", "get"): {
             "tags": ["Export"],
             "summary": "Download a report run's file",
