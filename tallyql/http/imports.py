@@ -12,9 +12,8 @@ from tallyql.http.auth import client_ip, requires, services_of
 from tallyql.http.body import read_body
 from tallyql.http.errors import error_response
 from tallyql.http.responses import JSONBody
-from tallyql.imports.openrouter import MAX_EVENTS, expand, gateway_traffic, parse
+from tallyql.imports.openrouter import ImportRefused, import_activity
 from tallyql.ingest.body import BodyError
-from tallyql.ingest.validate import FieldError
 from tallyql.storage.audit import AuditRecord, record_audit
 from tallyql.storage.writer import WriterBusy, WriterFailed, WriterStopped
 
@@ -34,50 +33,21 @@ async def import_openrouter(
         return error_response(exc.status, code, str(exc))
     except orjson.JSONDecodeError:
         return error_response(400, "BAD_REQUEST", "the body is not JSON")
-    rows, errors = parse(body)
-    if errors and errors[0].index == -1:
-        return error_response(400, "BAD_REQUEST", errors[0].message)
-    items = len(rows) + len(errors)  # each parse error is one item
-    workspace = principal.workspace_id
-    accepted = duplicates = skipped = planned = imported_rows = 0
     try:
-        for index, row in rows:
-            seen = await gateway_traffic(services.db, workspace, row)
-            made = expand(row, seen)
-            skipped += min(seen.requests, row.requests)
-            if planned + len(made) > MAX_EVENTS:
-                message = f"more than {MAX_EVENTS} events in one call; import fewer days at once"
-                errors.append(FieldError(index, "requests", message))
-                continue
-            planned += len(made)
-            for start in range(0, len(made), settings.max_batch_events):
-                result = await services.ingest.ingest(
-                    workspace, made[start : start + settings.max_batch_events]
-                )
-                accepted += result.accepted
-                duplicates += result.duplicates
-                errors += [FieldError(index, e.field, e.message) for e in result.errors]
-            imported_rows += 1
+        answer = await import_activity(
+            services.db, services.ingest, principal.workspace_id, body, settings.max_batch_events
+        )
+    except ImportRefused as exc:
+        return error_response(400, "BAD_REQUEST", str(exc))
     except WriterBusy as exc:
-        return error_response(
-            503, "BUSY", f"{exc}; retry (imports are idempotent)", {"Retry-After": "1"}
-        )
+        message = f"{exc}; retry (imports are idempotent)"
+        return error_response(503, "BUSY", message, {"Retry-After": "1"})
     except WriterStopped:
-        return error_response(
-            503, "UNAVAILABLE", "server is shutting down; retry", {"Retry-After": "2"}
-        )
+        message = "server is shutting down; retry"
+        return error_response(503, "UNAVAILABLE", message, {"Retry-After": "2"})
     except WriterFailed as exc:
         return error_response(500, "WRITE_FAILED", str(exc))
-    errors.sort(key=lambda e: e.index)
-    answer = {
-        "rows": items,
-        "importedRows": imported_rows,
-        "accepted": accepted,
-        "duplicates": duplicates,
-        "skippedGatewayRequests": skipped,
-        "rejected": len({e.index for e in errors}),
-        "errors": [e.as_dict() for e in errors],
-    }
+    workspace = principal.workspace_id
     async with services.db.write() as conn:
         await record_audit(
             conn,

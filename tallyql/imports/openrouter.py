@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 
 from tallyql.ingest.pricing import NANO_PER_USD
+from tallyql.ingest.service import IngestService
 from tallyql.ingest.validate import FieldError
 from tallyql.storage.database import Database
 from tallyql.storage.tables import events
@@ -230,3 +231,45 @@ def expand(row: ActivityRow, seen: Seen) -> list[dict[str, Any]]:
             event["provider"] = row.provider
         out.append(event)
     return out
+
+
+class ImportRefused(ValueError):
+    """The body as a whole is not activity (no `data` list, too many items)."""
+
+
+async def import_activity(
+    db: Database, ingest: IngestService, workspace_id: int, body: Any, batch_events: int
+) -> dict[str, Any]:
+    """Import the activity items of `body`; the answer of POST /v1/import/openrouter.
+    Raises ImportRefused, or the writer's errors (nothing partial is lost: imports are
+    idempotent, so the caller retries the whole body)."""
+    rows, errors = parse(body)
+    if errors and errors[0].index == -1:
+        raise ImportRefused(errors[0].message)
+    items = len(rows) + len(errors)  # each parse error is one item
+    accepted = duplicates = skipped = planned = imported_rows = 0
+    for index, row in rows:
+        seen = await gateway_traffic(db, workspace_id, row)
+        made = expand(row, seen)
+        skipped += min(seen.requests, row.requests)
+        if planned + len(made) > MAX_EVENTS:
+            message = f"more than {MAX_EVENTS} events in one call; import fewer days at once"
+            errors.append(FieldError(index, "requests", message))
+            continue
+        planned += len(made)
+        for start in range(0, len(made), batch_events):
+            result = await ingest.ingest(workspace_id, made[start : start + batch_events])
+            accepted += result.accepted
+            duplicates += result.duplicates
+            errors += [FieldError(index, e.field, e.message) for e in result.errors]
+        imported_rows += 1
+    errors.sort(key=lambda e: e.index)
+    return {
+        "rows": items,
+        "importedRows": imported_rows,
+        "accepted": accepted,
+        "duplicates": duplicates,
+        "skippedGatewayRequests": skipped,
+        "rejected": len({e.index for e in errors}),
+        "errors": [e.as_dict() for e in errors],
+    }
