@@ -113,6 +113,10 @@ class Settings:
     or smtps://... (TLS from the start); empty: email channels cannot be created."""
     mail_from: str = "tallyql@localhost"
     """The From address of tallyql's email."""
+    openrouter_base_url: str = "https://openrouter.ai/api/v1"
+    """Where OpenRouter's API is (provider activity sync, credits and key fields)."""
+    provider_sync_poll_seconds: float = 300.0
+    """How often provider connections due for their daily sync are looked for (0: none)."""
     report_poll_seconds: float = 30.0
     """How often due scheduled reports are looked for (0: this process runs none)."""
     operator_workspace: str = "default"

@@ -13,6 +13,7 @@ from typing import Any
 from tallyql.auth.keys import KeyService
 from tallyql.config import Settings
 from tallyql.costs.book import PriceBook
+from tallyql.imports.sync import ProviderSync
 from tallyql.ingest.pricing import Pricer
 from tallyql.ingest.service import IngestService
 from tallyql.live.wiring import LiveComponents, start_live
@@ -51,6 +52,8 @@ class Services:
     live: LiveComponents | None = None
     """Live bus, webhook dispatcher, budget monitor and alert scheduler (tallyql/live/)."""
 
+    provider_sync: ProviderSync | None = None
+    """Imports each provider connection's activity daily (tallyql/imports/)."""
     report_runner: ReportRunner | None = None
     """Runs scheduled reports when due, and on demand (tallyql/reports/)."""
 
@@ -148,4 +151,14 @@ async def start_services(
     )
     if settings.report_poll_seconds > 0:
         services.spawn("reports", services.report_runner.run_forever())
+    services.provider_sync = ProviderSync(
+        db,
+        ingest,
+        settings.openrouter_base_url,
+        settings.max_batch_events,
+        settings.provider_sync_poll_seconds,
+        services.reports,
+    )
+    if settings.provider_sync_poll_seconds > 0:
+        services.spawn("provider_sync", services.provider_sync.run_forever())
     return services

@@ -467,6 +467,13 @@ def _report(d: Any, t: Tenant, w: W) -> None:
     assert d == {"id": t.ids["report"], "name": f"{t.name} report", "runs": {"totalCount": 0}}
 
 
+@case("providerConnection", "providerConnection { provider lastSyncAt }")
+@case("providerCredits", "providerCredits { remainingUsd }")
+@case("providerKey", "providerKey { label }")
+def _no_provider(d: Any, t: Tenant, w: W) -> None:
+    assert d is None  # no tenant connected a provider account
+
+
 @case("webhooks", "webhooks(first: 50) { totalCount nodes { id url } }")
 def _webhooks(d: Any, t: Tenant, w: W) -> None:
     assert d == {"totalCount": 1, "nodes": [{"id": t.ids["webhook"], "url": t.webhook_url}]}

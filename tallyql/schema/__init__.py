@@ -39,6 +39,7 @@ from tallyql.schema.me import MeQuery
 from tallyql.schema.platform import PlatformQuery
 from tallyql.schema.price_mutations import PriceMutation
 from tallyql.schema.prices import PriceQuery
+from tallyql.schema.providers import ProviderMutation, ProviderQuery
 from tallyql.schema.reports import ReportMutation, ReportQuery
 from tallyql.schema.requests import RequestQuery
 from tallyql.schema.scalars import SCALAR_MAP
@@ -56,6 +57,7 @@ QUERY_TYPES: tuple[type, ...] = (
     CostQuery,
     StatementQuery,
     ReportQuery,
+    ProviderQuery,
     SessionQuery,
     SlicesQuery,
     AgentsQuery,
@@ -74,6 +76,7 @@ MUTATION_TYPES: tuple[type, ...] = (
     AlertMutation,
     WebhookMutation,
     ReportMutation,
+    ProviderMutation,
 )
 SUBSCRIPTION_TYPES: tuple[type, ...] = (LiveSubscription,)
 

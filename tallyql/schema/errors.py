@@ -23,6 +23,7 @@ from tallyql.engine.buckets import BucketError
 from tallyql.engine.cost_meter import CostLimitExceeded, RateLimited
 from tallyql.engine.cursors import CursorError
 from tallyql.engine.timerange import TimeRangeError
+from tallyql.imports.openrouter_client import ProviderError
 from tallyql.storage.outage import UNAVAILABLE_MESSAGE, is_database_unavailable
 from tallyql.storage.read_limits import DeadlineExceeded, StatementTimeout
 
@@ -52,6 +53,7 @@ USER_ERRORS: dict[type[Exception], str] = {
     RateLimited: "RATE_LIMITED",
     StatementTimeout: "QUERY_TIMEOUT",
     DeadlineExceeded: "DEADLINE_EXCEEDED",
+    ProviderError: "PROVIDER_UNAVAILABLE",
 }
 
 

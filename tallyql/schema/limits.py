@@ -66,6 +66,9 @@ ROOT_PERMISSIONS: dict[str, dict[str, Permission | None]] = {
                 "statement",
                 "reports",
                 "report",
+                "providerConnection",
+                "providerCredits",
+                "providerKey",
                 "sessions",
                 "session",
                 "sessionStats",
@@ -109,6 +112,9 @@ ROOT_PERMISSIONS: dict[str, dict[str, Permission | None]] = {
         "updateReport": Permission.MANAGE,
         "deleteReport": Permission.MANAGE,
         "runReport": Permission.MANAGE,
+        "connectProvider": Permission.ADMIN,
+        "disconnectProvider": Permission.ADMIN,
+        "syncProviderActivity": Permission.ADMIN,
     },
 }
 """The least permission of each root field (its resolver may require more); None: any key.

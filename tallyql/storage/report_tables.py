@@ -1,5 +1,6 @@
 """Scheduled reports (tallyql/reports/): their definitions, each run, and the files a run
-made (kept for download until they expire)."""
+made (kept for download until they expire); and the provider connections whose activity is
+synced daily (tallyql/imports/)."""
 
 from __future__ import annotations
 
@@ -62,4 +63,21 @@ report_files = Table(
     Column("media_type", Text, nullable=False),
     Column("content", LargeBinary, nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False),
+)
+
+# A workspace's connection to a provider's account (imports/sync.py): the key tallyql reads
+# the provider's activity with, and how the last daily sync went.
+provider_connections = Table(
+    "provider_connections",
+    metadata,
+    Column("workspace_id", Integer, primary_key=True),
+    Column("provider", Text, primary_key=True),  # openrouter
+    Column("api_key", Text, nullable=False),  # never shown again
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("last_sync_at", UtcDateTime()),
+    Column("last_sync_status", Text),  # succeeded | failed
+    Column("last_error", Text),
+    Column("last_result", JsonValue()),
+    Column("claimed_until", UtcDateTime()),  # a replica's sync in progress
 )
