@@ -281,7 +281,7 @@ def event_name_of(record: OtlpLogRecord) -> str | None:
         scope = record.scope or ""
         if service == "claude-code" or "claude_code" in scope:
             return f"claude_code.{attr}"
-    for candidate in (record.event_name, attr, record.body):
+    for candidate in (record.event_name, attr):  # a body is free text, never a name
         if isinstance(candidate, str) and candidate:
             return candidate[:200]
     return None
