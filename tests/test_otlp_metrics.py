@@ -225,7 +225,9 @@ async def test_metrics_store_and_read(api: Api) -> None:
     first_minute = await api.data(
         reader,
         """query($start: DateTime!, $end: DateTime!) {
-          agentMetrics(range: {start: $start, end: $end}, names: ["claude_code.lines_of_code.count"]) {
+          agentMetrics(
+            range: {start: $start, end: $end}, names: ["claude_code.lines_of_code.count"]
+          ) {
             total points
           }
         }""",
