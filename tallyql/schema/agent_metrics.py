@@ -14,7 +14,7 @@ from tallyql.ingest.metric_store import MetricGroupRow, metric_groups
 from tallyql.schema.common import OptionalRangeArg
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.errors import BadInput
-from tallyql.schema.scalars import JSON
+from tallyql.schema.scalars import JSON, Long
 
 MAX_NAMES = 100
 MAX_GROUP_BY = 10
@@ -53,7 +53,7 @@ class MetricGroup:
         "of the group), in the metric's unit. Histograms: the sum of the observations made in "
         "the range. Gauges: null."
     )
-    count: float | None = strawberry.field(
+    count: Long | None = strawberry.field(
         description="Histograms: observations made in the range (count). Others: null."
     )
     last: float | None = strawberry.field(
@@ -83,7 +83,7 @@ class MetricGroup:
             unit=row.unit,
             group=row.group,
             total=row.total,
-            count=row.count,
+            count=None if row.count is None else Long(int(row.count)),
             last=row.last,
             minimum=row.minimum,
             maximum=row.maximum,
