@@ -119,6 +119,18 @@ async def test_metrics_store_and_read(api: Api) -> None:
                 ],
                 temporality=2,
             ),
+            {  # an up-down counter, cumulative: 5, then 3 (a change of -2, not a reset)
+                "name": "claude_code.active_sessions",
+                "unit": "1",
+                "sum": {
+                    "aggregationTemporality": 2,
+                    "isMonotonic": False,
+                    "dataPoints": [
+                        _point(BASE_NS, BASE_NS + MIN, 5, **s1),
+                        _point(BASE_NS, BASE_NS + 2 * MIN, 3, **s1),
+                    ],
+                },
+            },
             {
                 "name": "process.memory",
                 "unit": "By",
@@ -168,7 +180,7 @@ async def test_metrics_store_and_read(api: Api) -> None:
     assert response.status_code == 200, response.text
     partial = response.json()["partialSuccess"]
     assert partial["rejectedDataPoints"] == "2"
-    assert "point 17: no.time: timeUnixNano is required" in partial["errorMessage"]
+    assert "point 19: no.time: timeUnixNano is required" in partial["errorMessage"]
     assert (
         "2 point(s) of exponential histograms or summaries were skipped" in partial["errorMessage"]
     )
@@ -209,6 +221,7 @@ async def test_metrics_store_and_read(api: Api) -> None:
     assert by[("claude_code.token.usage", "cacheRead")]["total"] == 5000
     lines = by[("claude_code.lines_of_code.count", "added")]
     assert (lines["total"], lines["points"], lines["series"]) == (10 + 15 + 4, 3, 1)
+    assert by[("claude_code.active_sessions", None)]["total"] == 3
     gauge = by[("process.memory", None)]
     assert (gauge["kind"], gauge["total"], gauge["last"], gauge["series"]) == (
         "GAUGE",
@@ -247,3 +260,23 @@ async def test_metrics_store_and_read(api: Api) -> None:
 
 def _iso(ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(ns // 1_000_000_000))
+
+
+async def test_retention_purges_old_points(api: Api) -> None:
+    key = await api.key()
+    old_ns = BASE_NS - 200 * 86_400 * 1_000_000_000  # past the 90 days of raw retention
+    body = _body(
+        "claude-code",
+        [
+            _sum(
+                "claude_code.session.count",
+                "count",
+                [_point(old_ns - MIN, old_ns, 1), _point(BASE_NS - MIN, BASE_NS, 2)],
+            )
+        ],
+    )
+    assert (await _post(api, key, body)).json() == {}
+    report = await api.services.retention.run_once()  # type: ignore[union-attr]
+    assert report["ok"] is True and report["purged"]["metric_points"] == 1
+    data = await api.data(key, QUERY, {"names": ["claude_code.session.count"]})
+    assert [(g["total"], g["points"]) for g in data["agentMetrics"]] == [(2, 1)]

@@ -203,8 +203,11 @@ def _row(
         old = before.get("raw_buckets")
         if point.buckets and old and len(old) == len(point.buckets):
             row["buckets"] = [c - o for c, o in zip(point.buckets, old, strict=True)]
-    else:
+    elif point.monotonic:
         row["value"] = _delta(point.value, before.get("raw_value"))
+    elif before.get("raw_value") is not None and point.value is not None:
+        # an up-down counter may go down: its change is the difference, never a reset
+        row["value"] = point.value - before["raw_value"]
     return row
 
 
