@@ -385,6 +385,106 @@ async def test_agent_log_records_become_events(api: Api) -> None:
     )
 
 
+RECONCILE = """query($groupBy: [String!]) {
+  agentMetrics(groupBy: $groupBy) { name group total eventsTotal }
+}"""
+
+
+def _metric(name: str, unit: str, points: list[tuple[dict[str, str], float]]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "unit": unit,
+        "sum": {
+            "aggregationTemporality": 1,
+            "isMonotonic": True,
+            "dataPoints": [
+                {
+                    "startTimeUnixNano": str(NOW_NS - 60_000_000_000),
+                    "timeUnixNano": str(NOW_NS + 10_000_000),
+                    "asDouble": value,
+                    "attributes": [_attr(k, v) for k, v in attrs.items()],
+                }
+                for attrs, value in points
+            ],
+        },
+    }
+
+
+async def test_metrics_reconciled_with_the_events(api: Api) -> None:
+    key = await api.key()
+    logs = _request("claude-code", "com.anthropic.claude_code.events", CLAUDE[:3])
+    logs["resourceLogs"] += _request("gemini-cli", "gemini-cli", GEMINI[:1])["resourceLogs"]
+    assert (await _post(api, key, orjson.dumps(logs))).status_code == 200
+    sonnet = {"model": "claude-sonnet-4-5-20250929"}
+    # the agents' own tallies: Claude Code's cost is one record short (0.0023 more)
+    metrics = [
+        _metric("claude_code.cost.usage", "USD", [(sonnet, 0.0146)]),
+        _metric(
+            "claude_code.token.usage",
+            "tokens",
+            [
+                ({**sonnet, "type": "input"}, 120.0),
+                ({**sonnet, "type": "output"}, 40.0),
+                ({**sonnet, "type": "cacheRead"}, 1000.0),
+                ({**sonnet, "type": "cacheCreation"}, 200.0),
+            ],
+        ),
+        _metric(
+            "gemini_cli.token.usage",
+            "tokens",
+            [
+                ({"model": "gemini-2.5-pro", "type": "input"}, 5000.0),
+                ({"model": "gemini-2.5-pro", "type": "output"}, 400.0),
+                ({"model": "gemini-2.5-pro", "type": "thought"}, 250.0),
+                ({"model": "gemini-2.5-pro", "type": "cache"}, 2000.0),
+                ({"model": "gemini-2.5-pro", "type": "tool"}, 7.0),
+            ],
+        ),
+        _metric("claude_code.commit.count", "count", [({}, 2.0)]),
+    ]
+    body = {"resourceMetrics": [{"scopeMetrics": [{"metrics": metrics}]}]}
+    response = await api.client.post(
+        "/v1/metrics", json=body, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert response.status_code == 200 and response.json() == {}
+    rows = await event_rows(api.services, await workspace_id_of(api.services, key))
+    call = next(r for r in rows if r["model"] == sonnet["model"])
+    gem = next(r for r in rows if r["model"] == "gemini-2.5-pro")
+
+    by_type = await api.data(key, RECONCILE, {"groupBy": ["type", "model"]})
+    got = {
+        (g["name"], g["group"]["type"]): (g["total"], g["eventsTotal"])
+        for g in by_type["agentMetrics"]
+    }
+    # recomputed from the stored events the agents' way (their input and output exclude
+    # cached and thought tokens; the events store them inclusive)
+    assert got[("claude_code.token.usage", "input")] == (
+        120,
+        call["input_tokens"] - call["cache_read_tokens"] - call["cache_write_tokens"],
+    )
+    assert got[("claude_code.token.usage", "output")] == (40, call["output_tokens"])
+    assert got[("claude_code.token.usage", "cacheRead")] == (1000, call["cache_read_tokens"])
+    assert got[("claude_code.token.usage", "cacheCreation")] == (200, call["cache_write_tokens"])
+    assert got[("gemini_cli.token.usage", "output")] == (
+        400,
+        gem["output_tokens"] - gem["reasoning_tokens"],
+    )
+    assert got[("gemini_cli.token.usage", "thought")] == (250, gem["reasoning_tokens"])
+    assert got[("gemini_cli.token.usage", "cache")] == (2000, gem["cache_read_tokens"])
+    assert got[("gemini_cli.token.usage", "tool")] == (7, None)
+    assert got[("claude_code.commit.count", None)] == (2, None)
+
+    by_model = await api.data(key, RECONCILE, {"groupBy": ["model"]})
+    cost = next(g for g in by_model["agentMetrics"] if g["name"] == "claude_code.cost.usage")
+    assert cost["group"] == sonnet and cost["total"] == 0.0146
+    assert cost["eventsTotal"] == call["cost_nanousd"] / 1e9 == 0.0123  # the events win
+    tokens = next(g for g in by_model["agentMetrics"] if g["name"] == "claude_code.token.usage")
+    assert tokens["eventsTotal"] == call["input_tokens"] + call["output_tokens"] == 1360
+    # a key that names no event column: no reconciliation
+    by_terminal = await api.data(key, RECONCILE, {"groupBy": ["terminal.type"]})
+    assert {g["eventsTotal"] for g in by_terminal["agentMetrics"]} == {None}
+
+
 def _kv(key: str, value: AnyValue) -> KeyValue:
     return KeyValue(key=key, value=value)
 

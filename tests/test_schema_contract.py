@@ -72,6 +72,7 @@ FLOAT_ALLOWED = {
     "Figure.value": "any metric's value",
     "MetricGroup.total": "a coding agent's metric, in the unit it declares",
     "MetricGroup.last": "as MetricGroup.total",
+    "MetricGroup.eventsTotal": "as MetricGroup.total",
     "MetricGroup.minimum": "as MetricGroup.total",
     "MetricGroup.maximum": "as MetricGroup.total",
     "MetricsColumns.values": "mixed metrics, labelled by MetricsColumns.metrics",

@@ -21,12 +21,12 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, func, select, text, tuple_
+from sqlalchemy import ColumnElement, and_, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tallyql.ingest.otlp_metrics import GAUGE, HISTOGRAM, OtlpPoint
 from tallyql.storage import dialect as sqld
-from tallyql.storage.tables import metric_points, metric_series
+from tallyql.storage.tables import events, metric_points, metric_series
 from tallyql.storage.types import EPOCH, from_micros
 
 _LOCK_CLASS = 0x7A11_7002  # advisory lock class of metric writes (one lock per workspace)
@@ -229,6 +229,8 @@ class MetricGroupRow:
     points: int
     first_at: datetime
     last_at: datetime
+    events_total: float | None = None
+    """The same figure counted from the events (`reconcile`), where they overlap."""
 
 
 async def metric_groups(
@@ -343,3 +345,103 @@ def _pick(how: Any, a: Any, b: Any) -> Any:
     if b is None:
         return a
     return how(a, b)
+
+
+# ---------------------------------------------------------------- reconciliation with events
+
+NANO_PER_USD = 1_000_000_000
+_INPUT = "input"
+_E = events.c
+_SUMS: dict[str, ColumnElement[Any]] = {
+    "cost": func.sum(_E.cost_nanousd),
+    "input": func.sum(func.coalesce(_E.input_tokens, 0)),
+    # Claude Code counts input without cached tokens (events store input inclusive)
+    "uncached_input": func.sum(
+        func.coalesce(_E.input_tokens, 0)
+        - func.coalesce(_E.cache_read_tokens, 0)
+        - func.coalesce(_E.cache_write_tokens, 0)
+    ),
+    "output": func.sum(func.coalesce(_E.output_tokens, 0)),
+    # Gemini CLI counts output without thought tokens (events store output inclusive)
+    "visible_output": func.sum(
+        func.coalesce(_E.output_tokens, 0) - func.coalesce(_E.reasoning_tokens, 0)
+    ),
+    "cache_read": func.sum(func.coalesce(_E.cache_read_tokens, 0)),
+    "cache_write": func.sum(func.coalesce(_E.cache_write_tokens, 0)),
+    "reasoning": func.sum(func.coalesce(_E.reasoning_tokens, 0)),
+}
+OVERLAPS: dict[str, tuple[str, dict[str | None, str]]] = {
+    "claude_code.cost.usage": ("claude_code.api_request", {None: "cost"}),
+    "claude_code.token.usage": (
+        "claude_code.api_request",
+        {
+            "input": "uncached_input",
+            "output": "output",
+            "cacheRead": "cache_read",
+            "cacheCreation": "cache_write",
+        },
+    ),
+    "gemini_cli.token.usage": (
+        "gemini_cli.api_response",
+        {
+            "input": "input",
+            "output": "visible_output",
+            "thought": "reasoning",
+            "cache": "cache_read",
+        },
+    ),
+}
+"""The metrics that count what log records also carry: (the records' event name, the event
+figure of each value of the metric's `type` attribute; None: a metric without one)."""
+GROUP_COLUMNS: dict[str, ColumnElement[Any]] = {
+    "model": _E.model,
+    "session.id": _E.session_id,
+    "user.email": _E.user_id,
+}
+"""Metric attributes that name an event column (user.email: the user id the log mapping
+chose, an email when the agent sends one)."""
+
+
+async def reconcile(
+    conn: AsyncConnection,
+    workspace_id: int,
+    start: datetime | None,
+    end: datetime | None,
+    group_by: Sequence[str],
+    groups: Sequence[MetricGroupRow],
+) -> None:
+    """Set `events_total` of each group whose metric the events also count, over the same
+    range and group, when every group_by key names an event column (or the metric's type)."""
+    for name, (event_name, figures) in OVERLAPS.items():
+        mine = [g for g in groups if g.name == name]
+        typed = None not in figures
+        keys = [k for k in group_by if not (typed and k == "type")]
+        if not mine or any(k not in GROUP_COLUMNS for k in keys):
+            continue
+        columns = [GROUP_COLUMNS[k] for k in keys]
+        sums = [_SUMS[f].label(f) for f in sorted(set(figures.values()))]
+        conditions = [
+            _E.workspace_id == workspace_id,
+            sqld.json_text(conn.dialect.name, _E.metadata, "otel.event.name") == event_name,
+        ]
+        if start is not None:
+            conditions.append(_E.ts >= start)
+        if end is not None:
+            conditions.append(_E.ts < end)
+        query = select(*columns, *sums).where(*conditions)
+        if columns:
+            query = query.group_by(*columns)
+        found: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for row in (await conn.execute(query)).mappings():
+            found[tuple(row[c.name] for c in columns)] = dict(row)
+        for group in mine:
+            sums_of = found.get(tuple(group.group.get(k) for k in keys), {})
+            if typed and "type" in group_by:
+                figure = figures.get(group.group.get("type"))
+                wanted = [figure] if figure else []
+                if not figure:
+                    continue  # a type the events do not count (Gemini's tool tokens)
+            else:
+                wanted = sorted(set(figures.values()))
+            total = sum((sums_of.get(f) or 0) for f in wanted)
+            group.events_total = total / NANO_PER_USD if not typed else total

@@ -10,7 +10,7 @@ from typing import Annotated
 import strawberry
 
 from tallyql.auth.principal import Permission
-from tallyql.ingest.metric_store import MetricGroupRow, metric_groups
+from tallyql.ingest.metric_store import MetricGroupRow, metric_groups, reconcile
 from tallyql.schema.common import OptionalRangeArg
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.errors import BadInput
@@ -68,6 +68,19 @@ class MetricGroup:
         description="Histograms: the largest observation the agent reported in the range, "
         "when it reports one. Others: null."
     )
+    events_total: float | None = strawberry.field(
+        description="The same figure counted from the events of the agent's log records over "
+        "the same range and group, where they overlap (claude_code.cost.usage: the cost in "
+        "USD of claude_code.api_request events; claude_code.token.usage and "
+        "gemini_cli.token.usage: the tokens of claude_code.api_request and "
+        "gemini_cli.api_response events of the group's type, counted the agent's way). Null "
+        "for other metrics, for a groupBy key that names no event column (model, session.id, "
+        "user.email and the token metrics' type do), and for Gemini's tool tokens (type tool: "
+        "the events do not hold them; an entry not split by type leaves them out). The events "
+        "win in every event view; a gap means log records were lost or the metric counted "
+        "calls near the range's edges differently (a point covers the export interval before "
+        "its time)."
+    )
     series: int = strawberry.field(
         description="Series (distinct attribute sets, resource included) in the group (count)."
     )
@@ -87,6 +100,7 @@ class MetricGroup:
             last=row.last,
             minimum=row.minimum,
             maximum=row.maximum,
+            events_total=row.events_total,
             series=row.series,
             points=row.points,
             first_at=row.first_at,
@@ -134,5 +148,13 @@ class AgentMetricsQuery:
                 window.end if window else None,
                 names or (),
                 group_by or (),
+            )
+            await reconcile(
+                conn,
+                principal.workspace_id,
+                window.start if window else None,
+                window.end if window else None,
+                group_by or (),
+                rows,
             )
         return [MetricGroup.from_row(r) for r in rows]
