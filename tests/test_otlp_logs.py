@@ -10,6 +10,7 @@ import zlib
 from typing import Any
 
 import orjson
+import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
@@ -376,6 +377,27 @@ async def test_agent_log_records_become_events(api: Api) -> None:
         reader,
         '{ session(id: "cc-session-1") { requestCount errorCount costUsd userId agentId } }',
     )
+    window = {"start": _iso(NOW_NS - 3_600_000_000_000), "end": _iso(NOW_NS + 3_600_000_000_000)}
+    views = await api.data(
+        reader,
+        """query($r: TimeRangeInput!) {
+          toolUsage(range: $r) { executions errors uniqueTools activeUsers }
+          overview(range: $r, filter: {agents: ["claude-code"]}) { totalRequests costUsd }
+        }""",
+        {"r": window},
+    )
+    tools = [r for r in rows if r["kind"] == "tool_call"]
+    assert views["toolUsage"] == {
+        "executions": len(tools),
+        "errors": sum(r["status"] == "error" for r in tools),
+        "uniqueTools": len({r["tool"] for r in tools}),
+        "activeUsers": len({r["user_id"] for r in tools}),
+    }
+    claude = [r for r in rows if r["agent_id"] == "claude-code"]
+    assert views["overview"]["totalRequests"] == len(claude) == 3
+    assert views["overview"]["costUsd"] == pytest.approx(
+        sum(r["cost_nanousd"] for r in claude) / 1e9
+    )
     session = data["session"]
     assert (session["requestCount"], session["errorCount"]) == (3, 2)
     assert (session["userId"], session["agentId"]) == ("ada@example.com", "claude-code")
@@ -483,6 +505,10 @@ async def test_metrics_reconciled_with_the_events(api: Api) -> None:
     # a key that names no event column: no reconciliation
     by_terminal = await api.data(key, RECONCILE, {"groupBy": ["terminal.type"]})
     assert {g["eventsTotal"] for g in by_terminal["agentMetrics"]} == {None}
+
+
+def _iso(ns: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(ns // 1_000_000_000))
 
 
 def _kv(key: str, value: AnyValue) -> KeyValue:
