@@ -1,6 +1,6 @@
 """Coding agents' OTLP metrics: `metric_series` and `metric_points` (POST /v1/metrics).
 
-Revision ID: 0014_otlp_metrics
+Revision ID: 0018_otlp_metrics
 Revises: 0013_departments
 Create Date: 2026-12-06
 
@@ -14,7 +14,7 @@ from alembic import op
 
 from tallyql.storage.types import JsonValue, UtcDateTime
 
-revision = "0014_otlp_metrics"
+revision = "0018_otlp_metrics"
 down_revision = "0013_departments"
 branch_labels = None
 depends_on = None
