@@ -110,7 +110,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(console.router)
     app.mount(STATIC_PATH, static_app(), name="static")
     install_openapi(app)
-    own_shapes = {otlp.TRACES_PATH: otlp.status_response}
+    own_shapes = {
+        path: otlp.status_response for path in (otlp.TRACES_PATH, otlp.LOGS_PATH, otlp.METRICS_PATH)
+    }
     install_error_handlers(app, own_shapes)
     # inside RequestMetrics: its 503s are counted
     app.add_middleware(DatabaseOutage, own_shapes=own_shapes)

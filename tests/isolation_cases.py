@@ -378,6 +378,17 @@ def _audit(d: Any, t: Tenant, w: W) -> None:
         assert (resource, t.ids[name]) in changes  # the tenant's own changes are in its trail
 
 
+@case(
+    "agentMetrics",
+    'agentMetrics(range: $r, groupBy: ["model"]) { name unit group total series points }',
+)
+def _agent_metrics(d: Any, t: Tenant, w: W) -> None:
+    assert {g["group"]["model"]: g["total"] for g in d} == t.metrics
+    assert {(g["name"], g["unit"], g["series"], g["points"]) for g in d} == {
+        ("claude_code.cost.usage", "USD", 1, 1)
+    }
+
+
 USAGE = "usage(range: $r) { requests costUsd }"
 USER = f"id email displayName groups {USAGE}"
 GROUP = f"name description memberIds members {{ id }} {USAGE}"

@@ -64,6 +64,8 @@ class Tenant:
     ids: dict[str, str] = field(default_factory=dict)
     """override, webhook, budget, rule, firing and delivery ids."""
     webhook_url: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """claude_code.cost.usage sent through /v1/metrics, by model (one model in both)."""
 
 
 def events_of(p: str, now: datetime) -> list[dict[str, Any]]:
@@ -237,6 +239,7 @@ async def build(api: Api, p: str, hook_base: str, now: datetime) -> Tenant:
     ]
     done = (await api.data(t.key, Q["audit"], {"e": t.audit}))["recordAuditEvents"]
     assert (done["accepted"], done["rejected"]) == (len(t.audit), 0)
+    await _send_metrics(api, t, now)
     sent = events_of(p, now)
     result = await api.ingest(t.key, sent)
     assert (result["accepted"], result["duplicates"]) == (len(sent), 0), result
@@ -275,6 +278,37 @@ async def build(api: Api, p: str, hook_base: str, now: datetime) -> Tenant:
     }
     t.ids["report"] = (await _ok(api, t.key, "report", {"i": report}))["report"]["id"]
     return t
+
+
+def _otlp_value(value: Any) -> dict[str, Any]:
+    return {"doubleValue": value} if isinstance(value, float) else {"stringValue": value}
+
+
+async def _send_metrics(api: Api, t: Tenant, now: datetime) -> None:
+    """A delta cost counter by model; the shared model's series has the same name and
+    attributes (so the same series id) in both tenants."""
+    p = t.name
+    t.metrics = {SHARED_SESSION: 0.5 * SCALE[p], f"{p}-model-0": 0.25 * SCALE[p]}
+    at = int((now - timedelta(minutes=30)).timestamp()) * 1_000_000_000
+    points = [
+        {
+            "startTimeUnixNano": str(at - 60_000_000_000),
+            "timeUnixNano": str(at),
+            "asDouble": value,
+            "attributes": [{"key": "model", "value": _otlp_value(model)}],
+        }
+        for model, value in t.metrics.items()
+    ]
+    metric = {
+        "name": "claude_code.cost.usage",
+        "unit": "USD",
+        "sum": {"aggregationTemporality": 1, "isMonotonic": True, "dataPoints": points},
+    }
+    body = {"resourceMetrics": [{"scopeMetrics": [{"metrics": [metric]}]}]}
+    response = await api.client.post(
+        "/v1/metrics", json=body, headers={"Authorization": f"Bearer {t.key}"}
+    )
+    assert response.status_code == 200 and response.json() == {}, response.text
 
 
 async def build_world(api: Api, hook_base: str) -> tuple[Tenant, Tenant]:

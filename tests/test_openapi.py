@@ -15,7 +15,8 @@ from tallyql.ingest.fields import EVENT_FIELDS
 from tests.conftest import Api
 from tests.helpers import all_routes
 
-REST_WRITES = {("/v1/events", "post"), ("/v1/audit-events", "post"), ("/v1/traces", "post")}
+OTLP_WRITES = {("/v1/traces", "post"), ("/v1/logs", "post"), ("/v1/metrics", "post")}
+REST_WRITES = {("/v1/events", "post"), ("/v1/audit-events", "post"), *OTLP_WRITES}
 
 
 async def _document(api: Api) -> dict[str, Any]:
@@ -44,13 +45,14 @@ async def test_the_document_is_valid_and_covers_every_route(api: Api) -> None:
         operation = doc["paths"][path][method]
         assert operation["requestBody"]["required"] is True
         assert "200" in operation["responses"] and "401" in operation["responses"]
-    for path, method in REST_WRITES - {("/v1/traces", "post")}:
+    for path, method in REST_WRITES - OTLP_WRITES:
         errors = doc["paths"][path][method]["responses"]
         assert errors["401"]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/Error"
         }
-    otlp_401 = doc["paths"]["/v1/traces"]["post"]["responses"]["401"]
-    assert otlp_401["content"]["application/json"]["schema"]["$ref"].endswith("/OtlpStatus")
+    for path, _ in OTLP_WRITES:
+        otlp_401 = doc["paths"][path]["post"]["responses"]["401"]
+        assert otlp_401["content"]["application/json"]["schema"]["$ref"].endswith("/OtlpStatus")
     events_body = doc["paths"]["/v1/events"]["post"]["requestBody"]["content"]
     assert set(events_body) == {"application/json", "application/x-ndjson"}
     assert set(doc["components"]["schemas"]["Event"]["properties"]) == {

@@ -1,10 +1,10 @@
-"""Reads a request body with a size limit, gunzipping it as it arrives."""
+"""Reads a request body with a size limit, inflating it (gzip, deflate) as it arrives."""
 
 from __future__ import annotations
 
 from fastapi import Request
 
-from tallyql.ingest.body import BodyError, Inflater, is_gzip
+from tallyql.ingest.body import BodyError, Inflater, compression
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -23,8 +23,8 @@ async def read_body(request: Request, limit: int) -> bytes:
         size += len(chunk)
         if size > limit:
             raise BodyError(f"body exceeds the limit of {limit} bytes", 413)
-        if inflater is None and not chunks and is_gzip(chunk, encoding):
-            inflater = Inflater(limit)
+        if inflater is None and not chunks and (kind := compression(chunk, encoding)):
+            inflater = Inflater(limit, kind)
         if inflater is not None:
             inflater.feed(chunk)
         else:
@@ -32,8 +32,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     if inflater is not None:
         return inflater.result()
     body = b"".join(chunks)
-    if is_gzip(body, encoding):  # an empty body that says gzip: not valid gzip
-        inflater = Inflater(limit)
+    kind = compression(body, encoding)
+    if kind:  # an empty body that says gzip or deflate: not valid
+        inflater = Inflater(limit, kind)
         inflater.feed(body)
         return inflater.result()
     return body

@@ -197,18 +197,67 @@ def _schemas() -> dict[str, Any]:
                 "message": {"type": "string"},
             },
         },
-        "ExportTraceServiceResponse": {
-            "type": "object",
-            "description": "OTLP/JSON; protobuf requests get the protobuf message.",
-            "properties": {
-                "partialSuccess": {
-                    "type": "object",
-                    "properties": {
-                        "rejectedSpans": {"type": "string", "description": "int64 as a string."},
-                        "errorMessage": {"type": "string"},
-                    },
-                }
+        **{
+            f"Export{signal}ServiceResponse": {
+                "type": "object",
+                "description": "OTLP/JSON; protobuf requests get the protobuf message. "
+                "errorMessage alone (rejected 0) is a warning: records ignored or skipped.",
+                "properties": {
+                    "partialSuccess": {
+                        "type": "object",
+                        "properties": {
+                            field: {"type": "string", "description": "int64 as a string."},
+                            "errorMessage": {"type": "string"},
+                        },
+                    }
+                },
+            }
+            for signal, field in (
+                ("Trace", "rejectedSpans"),
+                ("Logs", "rejectedLogRecords"),
+                ("Metrics", "rejectedDataPoints"),
+            )
+        },
+    }
+
+
+def _otlp_operation(
+    summary: str, description: str, signal: str, top: str, items: str
+) -> dict[str, Any]:
+    return {
+        "tags": ["Ingest"],
+        "summary": summary,
+        "description": description + " Protobuf or JSON; `Content-Encoding: gzip` or "
+        f"`deflate` accepted; at most 100,000 {items} per call. Errors are google.rpc.Status "
+        "(OTLP), not the REST error shape.",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-protobuf": {
+                    "schema": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": f"Export{signal}ServiceRequest (protobuf).",
+                    }
+                },
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "description": f"Export{signal}ServiceRequest in OTLP/JSON.",
+                        "properties": {top: {"type": "array", "items": {}}},
+                    }
+                },
             },
+        },
+        "responses": {
+            "200": {
+                "description": f"Accepted; rejected {items} are counted in partialSuccess.",
+                "content": {
+                    "application/json": {"schema": _ref(f"Export{signal}ServiceResponse")},
+                    "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                },
+            },
+            **_errors(400, 401, 403, 413, 415, 503, schema="OtlpStatus"),
         },
     }
 
@@ -219,8 +268,8 @@ def _errors(*statuses: int, schema: str = "Error") -> dict[str, Any]:
         401: "Missing, unknown or revoked key.",
         403: "The key's role may not do this.",
         404: "No such dataset.",
-        413: "Body larger than TALLYQL_MAX_BODY_BYTES (after gzip), or too many events.",
-        415: "Unsupported Content-Type.",
+        413: "Body larger than TALLYQL_MAX_BODY_BYTES (after gzip or deflate), or too many events.",
+        415: "Unsupported Content-Type or Content-Encoding.",
         503: "The writer is saturated or stopping; nothing was stored. Retry after Retry-After.",
     }
     media = "application/json"
@@ -235,7 +284,8 @@ def _batch_body(item: str, what: str, example: Any) -> dict[str, Any]:
     return {
         "required": True,
         "description": f'{what}: a JSON array, `{{"events": [...]}}`, or NDJSON (one per line);'
-        f" at most {MAX_EVENTS_PER_CALL} per call. `Content-Encoding: gzip` is accepted.",
+        f" at most {MAX_EVENTS_PER_CALL} per call. `Content-Encoding: gzip` or `deflate` is"
+        " accepted.",
         "content": {
             "application/json": {
                 "schema": {
@@ -427,44 +477,38 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "requestBody": _batch_body("AuditEvent", "Audit events", [EXAMPLE_AUDIT_EVENT]),
             "responses": {"200": _ingest_answer(), **_errors(400, 401, 403, 413)},
         },
-        ("/v1/traces", "post"): {
-            "tags": ["Ingest"],
-            "summary": "OTLP/HTTP trace export",
-            "description": "Spans following the OpenTelemetry GenAI conventions become events; "
-            "others are acknowledged and skipped. Errors are google.rpc.Status (OTLP), not "
-            "the REST error shape.",
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/x-protobuf": {
-                        "schema": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "ExportTraceServiceRequest (protobuf).",
-                        }
-                    },
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "description": "ExportTraceServiceRequest in OTLP/JSON.",
-                            "properties": {"resourceSpans": {"type": "array", "items": {}}},
-                        }
-                    },
-                },
-            },
-            "responses": {
-                "200": {
-                    "description": "Accepted; rejected spans are counted in partialSuccess.",
-                    "content": {
-                        "application/json": {"schema": _ref("ExportTraceServiceResponse")},
-                        "application/x-protobuf": {
-                            "schema": {"type": "string", "format": "binary"}
-                        },
-                    },
-                },
-                **_errors(400, 401, 403, 413, 415, 503, schema="OtlpStatus"),
-            },
-        },
+        ("/v1/traces", "post"): _otlp_operation(
+            "OTLP/HTTP trace export",
+            "Spans following the OpenTelemetry GenAI conventions become events; others are "
+            "acknowledged and skipped.",
+            "Trace",
+            "resourceSpans",
+            "spans",
+        ),
+        ("/v1/logs", "post"): _otlp_operation(
+            "OTLP/HTTP log export (coding agents)",
+            "Log records of Claude Code (claude_code.api_request, claude_code.api_error, "
+            "claude_code.tool_result), OpenAI Codex CLI (codex.sse_event response.completed, "
+            "failed codex.api_request, codex.tool_result) and Gemini CLI "
+            "(gemini_cli.api_response, gemini_cli.api_error, gemini_cli.tool_call) become "
+            "events (model calls and tool runs with tokens, cost, latency, session, user and "
+            "status), checked like /v1/events events; a re-sent record is a duplicate. The "
+            "agents' other records are ignored and unknown ones skipped: both are acknowledged "
+            "and counted in partialSuccess.errorMessage.",
+            "Logs",
+            "resourceLogs",
+            "log records",
+        ),
+        ("/v1/metrics", "post"): _otlp_operation(
+            "OTLP/HTTP metric export (coding agents)",
+            "Sums, gauges and explicit-bucket histograms are stored in the metrics store "
+            "(counters as deltas, whatever the temporality), read through the GraphQL field "
+            "agentMetrics; a re-sent point is a duplicate. Exponential histograms and "
+            "summaries are skipped and counted in partialSuccess.errorMessage.",
+            "Metrics",
+            "resourceMetrics",
+            "data points",
+        ),
         ("/v1/export/{dataset}", "get"): {
             "tags": ["Export"],
             "summary": "Export a dataset",

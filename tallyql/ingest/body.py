@@ -50,22 +50,35 @@ about 60 bytes, so this bounds a body's parsed size to about 120 MB whatever its
 
 
 class Inflater:
-    """Gunzips a body chunk by chunk, never holding more than `limit` inflated bytes; reads
-    every member of a concatenated stream (as gzip itself does)."""
+    """Inflates a body chunk by chunk, never holding more than `limit` inflated bytes.
 
-    def __init__(self, limit: int) -> None:
+    gzip reads every member of a concatenated stream (as gzip itself does). deflate is the
+    HTTP coding of RFC 9110: a zlib stream (RFC 1950); a raw deflate stream (RFC 1951), which
+    some senders label deflate, is recognised by its missing zlib header and read too."""
+
+    def __init__(self, limit: int, encoding: str = "gzip") -> None:
         self.limit = limit
+        self.encoding = encoding
         self._out: list[bytes] = []
         self._size = 0
-        self._member = zlib.decompressobj(wbits=31)
+        self._member: Any = zlib.decompressobj(wbits=31) if encoding == "gzip" else None
+
+    def _start_deflate(self, data: bytes) -> None:
+        # a zlib header: compression method 8, and the two bytes a multiple of 31
+        zlib_header = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+        self._member = zlib.decompressobj(wbits=15 if zlib_header else -15)
 
     def feed(self, data: bytes) -> None:
-        """Inflate more of the body; BodyError(413) past the limit, (400) on bad gzip."""
+        """Inflate more of the body; BodyError(413) past the limit, (400) when malformed."""
+        if self._member is None:
+            if not data:
+                return
+            self._start_deflate(data)
         while data:
             try:
                 out = self._member.decompress(data, self.limit - self._size + 1)
             except zlib.error as exc:
-                raise BodyError(f"body is not valid gzip: {exc}") from None
+                raise BodyError(f"body is not valid {self.encoding}: {exc}") from None
             self._size += len(out)
             if self._size > self.limit:
                 raise BodyError(f"decompressed body exceeds {self.limit} bytes", 413)
@@ -75,6 +88,8 @@ class Inflater:
             elif self._member.eof:
                 # another member may follow (zero padding after the last one is tolerated)
                 data = self._member.unused_data.lstrip(b"\x00")
+                if data and self.encoding != "gzip":
+                    raise BodyError("body is not valid deflate: data after the stream's end")
                 if data:
                     self._member = zlib.decompressobj(wbits=31)
             else:
@@ -82,26 +97,34 @@ class Inflater:
 
     def result(self) -> bytes:
         """The whole inflated body; BodyError(400) when the stream ends mid-member."""
-        if not self._member.eof:
-            raise BodyError("body is not valid gzip: the stream is truncated")
+        if self._member is None or not self._member.eof:
+            raise BodyError(f"body is not valid {self.encoding}: the stream is truncated")
         return b"".join(self._out)
 
 
-def is_gzip(body: bytes, content_encoding: str | None) -> bool:
-    """Whether the body is to be gunzipped; BodyError(415) for an encoding not supported."""
+_ENCODINGS = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
+
+
+def compression(body: bytes, content_encoding: str | None) -> str | None:
+    """How the body is to be inflated ("gzip", "deflate"), or None; BodyError(415) for an
+    encoding not supported. A body without Content-Encoding that starts with gzip's magic
+    bytes is gunzipped (some senders compress without saying so)."""
     encoding = (content_encoding or "").strip().lower()
-    if encoding in ("", "identity") and not body.startswith(b"\x1f\x8b"):
-        return False
-    if encoding not in ("", "identity", "gzip", "x-gzip"):
-        raise BodyError(f"unsupported Content-Encoding {content_encoding!r}; use gzip", 415)
-    return True
+    if encoding in ("", "identity"):
+        return "gzip" if body.startswith(b"\x1f\x8b") else None
+    if encoding not in _ENCODINGS:
+        raise BodyError(
+            f"unsupported Content-Encoding {content_encoding!r}; use gzip or deflate", 415
+        )
+    return _ENCODINGS[encoding]
 
 
 def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
-    """The body, gunzipped when it says (or looks) so, never larger than `limit` bytes."""
-    if not is_gzip(body, content_encoding):
+    """The body, inflated when it says (or, for gzip, looks) so, never larger than `limit`."""
+    encoding = compression(body, content_encoding)
+    if encoding is None:
         return body
-    inflater = Inflater(limit)
+    inflater = Inflater(limit, encoding)
     inflater.feed(body)
     return inflater.result()
 

@@ -22,6 +22,7 @@ from strawberry.types import ExecutionContext
 
 from tallyql.config import Settings
 from tallyql.engine.cost_meter import KeyBuckets
+from tallyql.schema.agent_metrics import AgentMetricsQuery
 from tallyql.schema.agents import AgentsQuery
 from tallyql.schema.alerts import AlertMutation, AlertQuery
 from tallyql.schema.analytics import AnalyticsQuery
@@ -61,6 +62,7 @@ QUERY_TYPES: tuple[type, ...] = (
     SessionQuery,
     SlicesQuery,
     AgentsQuery,
+    AgentMetricsQuery,
     AuditQuery,
     DirectoryQuery,
     BudgetQuery,

@@ -77,6 +77,7 @@ ROOT_PERMISSIONS: dict[str, dict[str, Permission | None]] = {
                 "agents",
                 "gateways",
                 "auditEvents",
+                "agentMetrics",
                 "users",
                 "user",
                 "groups",

@@ -31,7 +31,15 @@ from tallyql.storage.types import UtcDateTime
 
 log = logging.getLogger(__name__)
 
-RAW_TABLES = ("events", "payloads", "event_keys", "audit_events", "sessions", "rollup_rows")
+RAW_TABLES = (
+    "events",
+    "payloads",
+    "event_keys",
+    "audit_events",
+    "sessions",
+    "metric_points",
+    "rollup_rows",
+)
 
 
 @dataclass
@@ -135,6 +143,9 @@ class Purger:
                 result.add(ws, table, await self._delete_all(table, where, {"cutoff": cutoff}, ws))
         n = await self._delete_all("audit_events", where, {"cutoff": cutoff}, ws)
         result.add(ws, "audit_events", n)
+        # coding agents' metric points (/v1/metrics) are raw data too, kept as long as events
+        n = await self._delete_all("metric_points", where, {"cutoff": cutoff}, ws)
+        result.add(ws, "metric_points", n)
         result.add(ws, "sessions", await self._delete_sessions(ws, cutoff))
 
     async def _delete_all(

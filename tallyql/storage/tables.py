@@ -248,3 +248,44 @@ audit_events = Table(
     Column("details", JsonValue(), nullable=False),
 )
 Index("ix_audit_ws_ts", audit_events.c.workspace_id, audit_events.c.ts, audit_events.c.id)
+
+# Coding agents' OTLP metrics (POST /v1/metrics): one row per series (a metric name with one
+# set of attributes, its resource's included) and one per data point. `id` is a hash of what
+# identifies the series, so replicas and retries agree on it without a lookup.
+metric_series = Table(
+    "metric_series",
+    metadata,
+    Column("workspace_id", Integer, primary_key=True),
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("kind", Text, nullable=False),  # sum | gauge | histogram
+    Column("unit", Text, nullable=False),
+    Column("monotonic", Boolean, nullable=False),
+    Column("attributes", JsonValue(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+Index("ix_metric_series_name", metric_series.c.workspace_id, metric_series.c.name)
+
+# A sum's `value` is its delta since the series' previous point (a cumulative point minus the
+# one before it; a delta point as sent), a gauge's its reading, a histogram's the delta of its
+# sum of observations (`count` and `buckets` the deltas of its counts). `raw_*` keep a
+# cumulative point as sent, for the next point's delta.
+metric_points = Table(
+    "metric_points",
+    metadata,
+    Column("workspace_id", Integer, primary_key=True),
+    Column("series_id", Text, primary_key=True),
+    Column("start_ns", BigInteger, primary_key=True),
+    Column("time_ns", BigInteger, primary_key=True),
+    Column("ts", UtcDateTime(), nullable=False),
+    Column("value", Float),
+    Column("count", BigInteger),
+    Column("buckets", JsonValue()),
+    Column("bounds", JsonValue()),
+    Column("min", Float),
+    Column("max", Float),
+    Column("raw_value", Float),
+    Column("raw_count", BigInteger),
+    Column("raw_buckets", JsonValue()),
+)
+Index("ix_metric_points_ts", metric_points.c.workspace_id, metric_points.c.ts)
