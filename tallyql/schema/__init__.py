@@ -25,6 +25,7 @@ from tallyql.engine.cost_meter import KeyBuckets
 from tallyql.schema.agents import AgentsQuery
 from tallyql.schema.alerts import AlertMutation, AlertQuery
 from tallyql.schema.analytics import AnalyticsQuery
+from tallyql.schema.ask import AskQuery
 from tallyql.schema.audit import AuditMutation, AuditQuery
 from tallyql.schema.budgets import BudgetMutation, BudgetQuery
 from tallyql.schema.costs import CostQuery
@@ -49,6 +50,7 @@ QUERY_TYPES: tuple[type, ...] = (
     MeQuery,
     RequestQuery,
     AnalyticsQuery,
+    AskQuery,
     PriceQuery,
     PlatformQuery,
     CostQuery,
