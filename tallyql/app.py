@@ -11,7 +11,7 @@ from starlette.requests import HTTPConnection
 
 from tallyql import __version__
 from tallyql.config import Settings, load_settings
-from tallyql.http import audit, console, docs, events, export, health, otlp
+from tallyql.http import audit, charts, console, docs, events, export, health, otlp
 from tallyql.http.auth import authenticate, client_ip, services_of
 from tallyql.http.cors import install_cors
 from tallyql.http.errors import install_error_handlers
@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audit.router)
     app.include_router(otlp.router)
     app.include_router(export.router)
+    app.include_router(charts.router)
     app.include_router(health.router)
     app.include_router(docs.router)
     app.include_router(console.router)

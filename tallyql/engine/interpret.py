@@ -50,7 +50,7 @@ from tallyql.engine.vocabulary import (
     STOPWORDS,
 )
 
-_HOSTILE = re.compile(r"[;{}<>`\\|=]|--|/\*")
+_HOSTILE = re.compile(r"[;{}<>`\\|=*]|--")
 """Characters of code and markup, never of a question: such input is not read further."""
 MAX_QUESTION_CHARS = 300
 """Longer input is not read at all: no question needs more, and it bounds the work."""
@@ -560,6 +560,12 @@ def _scan(tokens: list[str], index: _Index, state: _State) -> None:
             state.limit = count  # "5 most expensive models", "3 cheapest"
             i += 1
             continue
+        if count is not None and 1 <= count <= 1000 and i + 1 < len(tokens):
+            ahead = _phrase_at(tokens, i + 1, _phrases())
+            if ahead is not None and ahead.kind == "dimension":
+                state.limit = count  # "which 5 users"
+                i += 1
+                continue
         after_most = i > 0 and tokens[i - 1] in ("most", "least")  # "least expensive"
         if word in ASCENDING_WORDS and not after_most:
             state.descending = False

@@ -36,10 +36,12 @@ METRIC_WORDS: dict[Metric, Words] = {
     Metric.ERROR_RATE: Words(
         "Error rate", ("error rate", "failure rate", "error ratio", "fail rate", "errors rate")
     ),
-    Metric.INPUT_TOKENS: Words("Input tokens", ("input tokens", "prompt tokens", "input")),
+    Metric.INPUT_TOKENS: Words(
+        "Input tokens", ("input tokens", "prompt tokens", "input", "prompt")
+    ),
     Metric.OUTPUT_TOKENS: Words(
         "Output tokens",
-        ("output tokens", "completion tokens", "output"),
+        ("output tokens", "completion tokens", "output", "completion"),
     ),
     Metric.CACHE_READ_TOKENS: Words(
         "Cache read tokens", ("cache read tokens", "cached tokens", "cache reads", "cache hits")
@@ -68,6 +70,8 @@ METRIC_WORDS: dict[Metric, Words] = {
             "bill",
             "price",
             "charges",
+            "spenders",
+            "spender",
         ),
     ),
     Metric.AVG_LATENCY_MS: Words(
