@@ -53,6 +53,11 @@ def cache_key(workspace_id: int, fmt: str, scale: float, spec: dict[str, Any]) -
     return f"{workspace_id}:{fmt}:{scale}:{digest.hexdigest()}"
 
 
+def forget_images() -> None:
+    """Empty the image cache (tests that count hits and misses start from nothing)."""
+    _IMAGES.clear()
+
+
 def _render(fmt: str, spec: dict[str, Any], scale: float) -> bytes:
     if fmt == "png":
         return bytes(vl_convert.vegalite_to_png(spec, scale=scale))
