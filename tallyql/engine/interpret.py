@@ -791,7 +791,7 @@ def describe(query: Mapping[str, Any]) -> str:
         shown = [v.lower().replace("_", " ") if name in _ENUM_FILTERS else v for v in values]
         pieces.append(f"{label} {' or '.join(shown)}")
     rng = query["range"]
-    pieces.append(_range_words(rng))
+    pieces.append(range_words(rng))
     pieces.append(rng.get("timezone", "UTC"))
     return ", ".join(pieces)
 
@@ -811,7 +811,8 @@ _PRESET_WORDS = {
 }
 
 
-def _range_words(rng: Mapping[str, Any]) -> str:
+def range_words(rng: Mapping[str, Any]) -> str:
+    """A range in words: "this month", "2026-11-01 to 2026-11-16 (end excluded)"."""
     if rng.get("preset"):
         return _PRESET_WORDS[rng["preset"]]
     tz = ZoneInfo(rng.get("timezone", "UTC"))
@@ -858,7 +859,7 @@ def _examples(index: _Index) -> list[str]:
 def _close_questions(query: Mapping[str, Any], index: _Index) -> list[str]:
     """Questions near an understood one that it may have meant."""
     head = _and([METRIC_WORDS[Metric(m)].label.lower() for m in query["metrics"]])
-    when = _range_words(query["range"]) if query["range"].get("preset") else "this month"
+    when = range_words(query["range"]) if query["range"].get("preset") else "this month"
     out = [f"{head} by model {when}", f"{head} per day {when}", f"{head} by team {when}"]
     return [q for q in out if q] + _examples(index)[:2]
 

@@ -26,6 +26,7 @@ from tallyql.engine.interpret import (
     describe,
     example_questions,
     interpret,
+    range_words,
 )
 from tallyql.engine.known_values import known_values
 from tallyql.engine.registry import Dimension as EngineDimension
@@ -303,7 +304,7 @@ async def answer_question(asker_for: AskerFor, question: str, timezone: str) -> 
             chart=None,
             suggestions=reading.suggestions or example_questions(known),
         )
-    when = reading.interpretation.split(", ")[-2]
+    when = range_words(reading.query["range"])
     return Answer(
         understood=True,
         query=reading.query,
