@@ -7,6 +7,9 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from tallyql.engine.interpret import interpret
 from tallyql.engine.registry import Dimension, Metric
@@ -118,3 +121,41 @@ def test_interpreting_is_fast() -> None:
         times.append(time.perf_counter() - t)
     times.sort()
     assert times[int(len(times) * 0.95)] < 0.025  # generous: the machine is shared
+
+
+_WORDS = [
+    *(w for q, _ in CASES for w in q.split()),
+    "top",
+    "by",
+    "per",
+    "between",
+    "and",
+    "since",
+    "0",
+    "99999",
+    "feb 30",
+    "2026-13-45",
+    "last 0 days",
+    "in the last 100000 days",
+    "Europe/Paris",
+    "Nowhere/Land",
+]
+
+
+@hypothesis_settings(max_examples=400, deadline=None)
+@given(
+    text=st.one_of(
+        st.text(max_size=120),
+        st.lists(st.sampled_from(_WORDS), max_size=14).map(" ".join),
+    ),
+    tz=st.sampled_from(["UTC", "Europe/Paris", "Pacific/Kiritimati", "bogus", ""]),
+)
+def test_any_text_is_read_without_raising(text: str, tz: str) -> None:
+    """Whatever comes in, an interpretation comes out: understood with a query whose JSON
+    converts to a MetricsQueryInput, or not understood with suggestions."""
+    got = interpret(text, tz, NOW, KNOWN)
+    if got.understood:
+        assert got.query is not None
+        query_input(got.query)
+    else:
+        assert got.query is None and got.suggestions
