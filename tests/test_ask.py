@@ -147,7 +147,7 @@ async def test_values_match_a_recount_of_the_stored_events(demo: tuple[Api, str]
         by_model[r["model"]] += r["cost_nanousd"]
     best, cost = by_model.most_common(1)[0]
     assert answer["summary"].startswith(
-        f"{best} has the largest cost in usd: ${cost / NANO_PER_USD:,.2f}"
+        f"{best} has the largest cost in USD: ${cost / NANO_PER_USD:,.2f}"
     )
     assert f"({cost / sum(by_model.values()):.0%} of the total)" in answer["summary"]
     # a filter by a known value with a typo

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tallyql.engine.registry import METRICS, OVERLAPPING_DIMENSIONS, Dimension, Metric
 from tallyql.engine.vocabulary import DIMENSION_WORDS, METRIC_WORDS
@@ -108,6 +109,8 @@ class Table:
     dimensions: Sequence[Dimension]
     rows: Sequence[tuple[datetime | None, Sequence[str | None], Sequence[float | None]]]
     """(bucket, keys as text, values) per row."""
+    timezone: str = "UTC"
+    """The range's zone: buckets are drawn at their wall-clock time there."""
 
 
 def metric_label(metric: Metric) -> str:
@@ -122,11 +125,15 @@ def dimension_label(dimension: Dimension) -> str:
 def _records(table: Table) -> list[dict[str, Any]]:
     """Long form: one record per row and metric, so that several metrics share an axis."""
     dims = [dimension_label(d) for d in table.dimensions]
+    zone = ZoneInfo(table.timezone)
     out: list[dict[str, Any]] = []
     for bucket, keys, values in table.rows:
         base: dict[str, Any] = {}
         if bucket is not None:
-            base["Time"] = bucket.isoformat()
+            # the wall-clock time in the range's zone, written as UTC and drawn on a UTC
+            # scale: every renderer, whatever its own zone, labels days as the query cut them
+            wall = bucket.astimezone(zone).replace(tzinfo=None)
+            base["Time"] = wall.isoformat() + "Z"
         for name, key in zip(dims, keys, strict=True):
             base[name] = "(none)" if key is None else key
         for metric, value in zip(table.metrics, values, strict=True):
@@ -153,7 +160,12 @@ def vega_lite(table: Table, kind: str, title: str) -> dict[str, Any]:
     tooltip += [{"field": d} for d in dims] + [{"field": "Metric"}, {"field": "Value"}]
     if kind in ("LINE", "STACKED_AREA") and any("Time" in r for r in records):
         encoding: dict[str, Any] = {
-            "x": {"field": "Time", "type": "temporal", "title": None},
+            "x": {
+                "field": "Time",
+                "type": "temporal",
+                "scale": {"type": "utc"},
+                "title": f"Local time ({table.timezone})",
+            },
             "y": {
                 "field": "Value",
                 "type": "quantitative",
@@ -236,16 +248,17 @@ def summary(
     total, the total, and the change against the previous period when there is one."""
     metric = table.metrics[0]
     label = metric_label(metric)
+    lower = label[0].lower() + label[1:]  # "cost in USD"
     additive = METRICS[metric].additive
     if not table.rows or all(v[0] is None for _, _, v in table.rows):
-        return f"No events for {label.lower()} {period_words}."
+        return f"No events for {lower} {period_words}."
     sentences: list[str] = []
     if table.dimensions:
         best = max((r for r in table.rows if r[2][0] is not None), key=lambda r: r[2][0] or 0.0)
         name = " / ".join("(none)" if k is None else k for k in best[1])
         if best[0] is not None:
             name += f" on {best[0].date().isoformat()}"
-        head = f"{name} has the largest {label.lower()}: {format_value(metric, best[2][0])}"
+        head = f"{name} has the largest {lower}: {format_value(metric, best[2][0])}"
         overlap = any(d in OVERLAPPING_DIMENSIONS for d in table.dimensions)
         if additive and total and not overlap and best[0] is None:
             head += f" ({(best[2][0] or 0) / total:.0%} of the total)"

@@ -29,6 +29,7 @@ from tallyql.engine.interpret import (
     range_words,
 )
 from tallyql.engine.known_values import known_values
+from tallyql.engine.registry import METRICS
 from tallyql.engine.registry import Dimension as EngineDimension
 from tallyql.engine.registry import Metric as EngineMetric
 from tallyql.engine.timerange import Preset, TimeRangeError
@@ -240,31 +241,32 @@ AskerFor = Callable[[TimeRangeInput, EventFilter | None], Asker]
 """Makes the engine's view of a question for the caller (GraphQL: Context.asker)."""
 
 
-def table_of(result: MetricsResult) -> Table:
+def table_of(result: MetricsResult, timezone: str) -> Table:
     return Table(
         list(result.metrics),
         list(result.dimensions),
         [(r.bucket, r.keys, r.values) for r in result.rows],
+        timezone,
     )
 
 
 def chart_of(query: MetricsQueryInput, result: MetricsResult, title: str, kind: str) -> Chart:
-    return Chart(
-        kind=ChartKind[kind], title=title, vega_lite=vega_lite(table_of(result), kind, title)
-    )
+    table = table_of(result, query.range.timezone)
+    return Chart(kind=ChartKind[kind], title=title, vega_lite=vega_lite(table, kind, title))
 
 
 async def _totals(asker: Asker, metric: EngineMetric) -> tuple[float | None, float | None]:
     """The first metric over the whole window and over the previous period."""
+    empty = 0.0 if METRICS[metric].zero_when_empty else None  # no events: no cost, no rate
     now = await engine.custom_query(asker, (metric,), (), None, [], None)
-    total = now.rows[0].values[0] if now.rows else None
+    total = now.rows[0].values[0] if now.rows else empty
     try:
         before = await engine.custom_query(
             asker.for_window(asker.window.previous()), (metric,), (), None, [], None
         )
     except TimeRangeError:
         return total, None
-    return total, before.rows[0].values[0] if before.rows else None
+    return total, before.rows[0].values[0] if before.rows else empty
 
 
 def _not_understood(reading: Interpretation) -> Answer:
@@ -311,7 +313,7 @@ async def answer_question(asker_for: AskerFor, question: str, timezone: str) -> 
         interpretation=reading.interpretation,
         notes=reading.notes,
         result=result,
-        summary=summary(table_of(result), total, previous, when),
+        summary=summary(table_of(result, query.range.timezone), total, previous, when),
         chart=chart_of(query, result, reading.interpretation, reading.chart_kind),
         suggestions=reading.suggestions,
     )
