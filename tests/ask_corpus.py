@@ -441,6 +441,31 @@ INTENTS: list[tuple[dict[str, Any], list[str]]] = [
         ["spend on openai and anthropic this month", "openai or anthropic cost this month"],
     ),
     (
+        Q(
+            ["COST_USD"],
+            P("THIS_MONTH"),
+            dims=("PROVIDER",),
+            filt={"providers": ["anthropic", "openai"]},
+        ),
+        [
+            "anthropic vs openai cost this month",
+            "spend on anthropic versus openai this month",
+            "anthropic compared to openai spend this month",
+        ],
+    ),
+    (
+        Q(
+            ["P95_LATENCY_MS"],
+            P("LAST_7D"),
+            dims=("MODEL",),
+            filt={"models": ["gpt-4o", "claude-sonnet-4-5"]},
+        ),
+        [
+            "gpt-4o vs claude sonnet 4.5 latency past week",
+            "latency of gpt-4o against claude-sonnet-4-5 in the last 7 days",
+        ],
+    ),
+    (
         Q(["REQUESTS"], P("THIS_MONTH"), dims=("STATUS",)),
         ["requests by status this month", "calls per outcome this month"],
     ),

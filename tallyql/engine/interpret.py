@@ -449,6 +449,8 @@ class _State:
     matched: list[str] = field(default_factory=list)
     """Known values read from typos or loose spelling: "gtp-4o" as gpt-4o."""
     implied_metric: Metric | None = None
+    compare: bool = False
+    """ "anthropic vs openai": the values named side by side, one row each."""
 
     def add_filter(self, name: str, value: str) -> None:
         values = self.filters.setdefault(name, [])
@@ -567,6 +569,8 @@ def _scan(tokens: list[str], index: _Index, state: _State) -> None:
                 i += 1
                 continue
         after_most = i > 0 and tokens[i - 1] in ("most", "least")  # "least expensive"
+        if word in ("vs", "versus", "compared", "against"):
+            state.compare = True
         if word in ASCENDING_WORDS and not after_most:
             state.descending = False
             rank_pending = True
@@ -687,6 +691,17 @@ def _granularity_for(seconds: float) -> Granularity:
     return Granularity.WEEK
 
 
+_FILTER_DIMENSIONS = {
+    "models": Dimension.MODEL,
+    "providers": Dimension.PROVIDER,
+    "users": Dimension.USER,
+    "groups": Dimension.GROUP,
+    "agents": Dimension.AGENT,
+    "tools": Dimension.TOOL,
+    "mcpServers": Dimension.MCP_SERVER,
+    "gateways": Dimension.GATEWAY,
+    "kinds": Dimension.KIND,
+}
 _PLURAL_DIMENSIONS = frozenset({Dimension.USER, Dimension.API_KEY, Dimension.CALLER})
 _ADDITIVE = frozenset(m for m, d in METRICS.items() if d.additive)
 
@@ -707,6 +722,11 @@ def _build(
     if time is None:
         time = _preset(DEFAULT_PRESET, zone_name, "the last 30 days", 30 * 86400.0)
         notes.append("no time named: the last 30 days")
+    if state.compare:
+        for name, values in state.filters.items():
+            dim = _FILTER_DIMENSIONS.get(name)
+            if dim is not None and len(values) > 1 and dim not in state.dimensions:
+                state.dimensions.append(dim)
     dims = state.dimensions[:3]
     if len(state.dimensions) > 3:
         notes.append("at most 3 groupings: the first 3 are kept")
