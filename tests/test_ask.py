@@ -165,14 +165,14 @@ async def test_values_match_a_recount_of_the_stored_events(demo: tuple[Api, str]
     assert answer["result"]["rows"][0]["values"] == [want]
 
 
-@pytest.mark.parametrize("question", NONSENSE, ids=range(len(NONSENSE)))
-async def test_nonsense_is_answered_not_understood(api: Api, question: str) -> None:
+async def test_nonsense_is_answered_not_understood(api: Api) -> None:
     forget()
     key = await api.key("acme", Role.VIEWER)
-    answer = await _ask(api, key, question)
-    assert answer["understood"] is False
-    assert answer["query"] is None and answer["result"] is None and answer["chart"] is None
-    assert answer["suggestions"]
+    for question in NONSENSE:
+        answer = await _ask(api, key, question)
+        assert answer["understood"] is False, question
+        assert answer["query"] is None and answer["result"] is None and answer["chart"] is None
+        assert answer["suggestions"]
 
 
 async def test_a_question_the_engine_refuses_is_not_understood(demo: tuple[Api, str]) -> None:
