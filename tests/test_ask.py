@@ -8,6 +8,7 @@ import os
 import struct
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from xml.etree import ElementTree
@@ -19,12 +20,13 @@ from hypothesis import strategies as st
 
 from tallyql.auth.principal import Role
 from tallyql.clock import clock
+from tallyql.config import Settings
 from tallyql.demo.load import load_demo
 from tallyql.engine.known_values import forget
 from tallyql.http.charts import forget_images
 from tallyql.ingest.pricing import NANO_PER_USD
 from tests.ask_corpus import CASES, NONSENSE
-from tests.conftest import Api
+from tests.conftest import Api, running_api
 from tests.helpers import event_rows
 
 ASK = """query($q: String!, $tz: String!) {
@@ -291,3 +293,22 @@ async def test_chart_images(demo: tuple[Api, str]) -> None:
     ):
         assert (await api.client.get(path, headers=ingest)).status_code == 403
         assert (await api.client.get(path)).status_code == 401
+
+
+async def test_ask_pays_for_its_questions(settings: Settings, db_kind: str) -> None:
+    """An answer's queries are metered like metrics(query:)'s: over the request's budget the
+    field fails with COST_LIMIT; a question not understood asks nothing and still answers."""
+    forget()
+    async with running_api(settings, db_kind) as roomy:
+        key = await roomy.key("acme", Role.VIEWER)
+        body = await roomy.graphql(key, ASK, {"q": "cost by model per hour this week", "tz": "UTC"})
+        spent = body["extensions"]["cost"]["spent"]
+        assert body["data"]["ask"]["understood"] and spent > 2
+    forget()
+    async with running_api(replace(settings, cost_request_limit=2), db_kind) as tight:
+        key = await tight.key("acme", Role.VIEWER)
+        body = await tight.graphql(key, ASK, {"q": "cost by model per hour this week", "tz": "UTC"})
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["COST_LIMIT"]
+        body = await tight.graphql(key, ASK, {"q": "blorp", "tz": "UTC"})
+        assert "errors" not in body and body["data"]["ask"]["understood"] is False
+    forget()
