@@ -67,7 +67,9 @@ def forget(workspace_ids: tuple[int, ...] | None = None) -> None:
 async def _read(asker: Asker) -> KnownValuesKey:
     now = clock.now()
     window = TimeWindow(now - LOOKBACK, now, asker.window.tz)
-    plain = replace(asker, window=window, filter=NO_FILTER, meter=None, plans=[], explain=False)
+    plain = replace(
+        asker, window=window, filter=NO_FILTER, meter=None, plans=[], explain=False, force_raw=False
+    )
     answers = await asyncio.gather(
         *(
             custom_query(
