@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -134,7 +134,7 @@ class _Index:
     samples: dict[str, tuple[str, ...]]
 
 
-@cache
+@lru_cache(maxsize=64)  # bounded: each workspace's values change as traffic comes in
 def _index(known: KnownValuesKey) -> _Index:
     exact: dict[str, list[tuple[str, str]]] = {}
     fuzzy: dict[str, list[tuple[str, str, str]]] = {}
