@@ -13,6 +13,7 @@ from tallyql import __version__
 from tallyql.config import Settings, load_settings
 from tallyql.http import (
     audit,
+    charts,
     console,
     docs,
     events,
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(statements.router)
     app.include_router(report_files.router)
     app.include_router(imports.router)
+    app.include_router(charts.router)
     app.include_router(health.router)
     app.include_router(docs.router)
     app.include_router(console.router)

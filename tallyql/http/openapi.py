@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from tallyql.engine.buckets import Granularity
+from tallyql.engine.charts import PRESETS as CHART_PRESETS
 from tallyql.engine.registry import Dimension, Metric
 from tallyql.engine.timerange import Preset
 from tallyql.exporting.datasets import AUDIT_OPTIONS, DATASETS
@@ -267,7 +268,7 @@ def _errors(*statuses: int, schema: str = "Error") -> dict[str, Any]:
         400: "Malformed body or parameters.",
         401: "Missing, unknown or revoked key.",
         403: "The key's role may not do this.",
-        404: "No such dataset.",
+        404: "No such dataset or chart preset.",
         413: "Body larger than TALLYQL_MAX_BODY_BYTES (after gzip or deflate), or too many events.",
         415: "Unsupported Content-Type or Content-Encoding.",
         503: "The writer is saturated or stopping; nothing was stored. Retry after Retry-After.",
@@ -427,6 +428,82 @@ def _graphql_answer() -> dict[str, Any]:
     }
 
 
+def _chart_parameters(preset: bool) -> list[dict[str, Any]]:
+    """The export endpoint's range and filter parameters, plus `scale`; the preset in the
+    path (image routes) or the question (ask.png)."""
+    kept = [p for p in _export_parameters() if p["name"] not in ("dataset", "format")]
+    scale = {
+        "name": "scale",
+        "in": "query",
+        "description": "PNG pixel density, 0.5 to 4 (default 1: about 700 x 380 pixels).",
+        "schema": {"type": "number", "minimum": 0.5, "maximum": 4},
+    }
+    if not preset:
+        question = {
+            "name": "q",
+            "in": "query",
+            "required": True,
+            "description": "The question in plain words, as for GraphQL's ask.",
+            "schema": {"type": "string", "maxLength": 300},
+        }
+        zone = next(p for p in kept if p["name"] == "timezone")
+        return [question, zone, scale]
+    path = {
+        "name": "preset",
+        "in": "path",
+        "required": True,
+        "description": "A chart preset (GraphQL chartPresets). Without a range: the last 30 "
+        "days, UTC; the preset's own filter (LLM calls for latency) holds where the "
+        "parameters set no value for that field.",
+        "schema": {"type": "string", "enum": list(CHART_PRESETS)},
+    }
+    return [path, *kept, scale]
+
+
+def _image_operation(fmt: str, preset: bool) -> dict[str, Any]:
+    media = {"png": "image/png", "svg": "image/svg+xml"}[fmt]
+    headers: dict[str, Any] = {
+        "X-Tallyql-Cache": {
+            "description": "hit when the same picture (same parameters and rows) was drawn "
+            "before and kept, miss when drawn for this request.",
+            "schema": {"type": "string", "enum": ["hit", "miss"]},
+        },
+        "ETag": {"description": "The picture's identity.", "schema": {"type": "string"}},
+    }
+    if not preset:
+        headers |= {
+            "X-Tallyql-Understood": {
+                "description": "false when the question was not understood: the image then "
+                "says why and lists questions to try.",
+                "schema": {"type": "string", "enum": ["true", "false"]},
+            },
+            "X-Tallyql-Interpretation": {
+                "description": "The question as understood, in words (ASCII).",
+                "schema": {"type": "string"},
+            },
+        }
+    return {
+        "tags": ["Charts"],
+        "summary": f"A chart preset as {fmt.upper()}" if preset else "A question's chart as PNG",
+        "description": (
+            "Draws a chart preset on the server (Vega-Lite via vl-convert, no browser), over "
+            "the range and filter given as for /v1/export. Read keys (viewer and above)."
+            if preset
+            else "Answers a question as GraphQL's ask does and draws its chart. Read keys "
+            "(viewer and above)."
+        ),
+        "parameters": _chart_parameters(preset),
+        "responses": {
+            "200": {
+                "description": "The image.",
+                "headers": headers,
+                "content": {media: {"schema": {"type": "string", "format": "binary"}}},
+            },
+            **_errors(400, 401, 403, *((404,) if preset else ())),
+        },
+    }
+
+
 def _operations() -> dict[tuple[str, str], dict[str, Any]]:
     graphql_answer = {"application/json": {"schema": _graphql_answer()}}
     return {
@@ -509,6 +586,9 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "resourceMetrics",
             "data points",
         ),
+        ("/v1/charts/{preset}.png", "get"): _image_operation("png", True),
+        ("/v1/charts/{preset}.svg", "get"): _image_operation("svg", True),
+        ("/v1/ask.png", "get"): _image_operation("png", False),
         ("/v1/export/{dataset}", "get"): {
             "tags": ["Export"],
             "summary": "Export a dataset",

@@ -26,6 +26,7 @@ from tallyql.schema.agent_metrics import AgentMetricsQuery
 from tallyql.schema.agents import AgentsQuery
 from tallyql.schema.alerts import AlertMutation, AlertQuery
 from tallyql.schema.analytics import AnalyticsQuery
+from tallyql.schema.ask import AskQuery
 from tallyql.schema.audit import AuditMutation, AuditQuery
 from tallyql.schema.budgets import BudgetMutation, BudgetQuery
 from tallyql.schema.costs import CostQuery
@@ -53,6 +54,7 @@ QUERY_TYPES: tuple[type, ...] = (
     MeQuery,
     RequestQuery,
     AnalyticsQuery,
+    AskQuery,
     PriceQuery,
     PlatformQuery,
     CostQuery,

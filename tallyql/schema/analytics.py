@@ -492,19 +492,26 @@ class AnalyticsQuery:
         ],
         workspace: WorkspaceArg = None,
     ) -> MetricsResult:
-        asker = info.context.asker(query.range, query.filter, workspace)
-        dims = tuple(_ref(d.dimension, d.metadata_key) for d in query.dimensions or ())
-        order = [(o.metric, o.descending) for o in query.order_by or ()]
-        result = await engine.custom_query(
-            asker, tuple(query.metrics), dims, query.granularity, order, query.limit
+        return await answer_metrics_query(
+            info.context.asker(query.range, query.filter, workspace), query
         )
-        return MetricsResult(
-            metrics=list(query.metrics),
-            dimensions=[d.dimension for d in dims],
-            rows=[
-                MetricsRow(bucket=r.bucket, keys=[_key_text(k) for k in r.keys], values=r.values)
-                for r in result.rows
-            ],
-            total_rows=result.total_rows,
-            truncated=result.truncated,
-        )
+
+
+async def answer_metrics_query(asker: engine.Asker, query: MetricsQueryInput) -> MetricsResult:
+    """What `metrics(query:)` answers for `asker` (whose window and filter are the query's):
+    also the answer of `ask`, `chart` and the chart images, so that they agree row for row."""
+    dims = tuple(_ref(d.dimension, d.metadata_key) for d in query.dimensions or ())
+    order = [(o.metric, o.descending) for o in query.order_by or ()]
+    result = await engine.custom_query(
+        asker, tuple(query.metrics), dims, query.granularity, order, query.limit
+    )
+    return MetricsResult(
+        metrics=list(query.metrics),
+        dimensions=[d.dimension for d in dims],
+        rows=[
+            MetricsRow(bucket=r.bucket, keys=[_key_text(k) for k in r.keys], values=r.values)
+            for r in result.rows
+        ],
+        total_rows=result.total_rows,
+        truncated=result.truncated,
+    )
