@@ -478,6 +478,31 @@ def _report(d: Any, t: Tenant, w: W) -> None:
     assert d == {"id": t.ids["report"], "name": f"{t.name} report", "runs": {"totalCount": 0}}
 
 
+@case("chartPresets", "chartPresets { id title }")
+def _chart_presets(d: Any, t: Tenant, w: W) -> None:
+    assert len(d) == 6  # the same six for every workspace
+
+
+@case(
+    "chart",
+    'chart(preset: "requests-by-provider", range: $r) { kind vegaLite }',
+)
+def _chart(d: Any, t: Tenant, w: W) -> None:
+    drawn = {r["Provider"]: r["Value"] for r in d["vegaLite"]["data"]["values"]}
+    assert drawn == {k or "(none)": len(v) for k, v in by(t.events, "provider").items()}
+
+
+@case(
+    "ask",
+    'ask(question: "requests by model in the last 24 hours") '
+    "{ understood result { rows { keys values } } }",
+)
+def _ask(d: Any, t: Tenant, w: W) -> None:
+    assert d["understood"] is True
+    rows = {r["keys"][0]: r["values"][0] for r in d["result"]["rows"]}
+    assert rows == {k: len(v) for k, v in by(t.events, "model").items()}
+
+
 @case("providerConnection", "providerConnection { provider lastSyncAt }")
 @case("providerCredits", "providerCredits { remainingUsd }")
 @case("providerKey", "providerKey { label }")
