@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -57,6 +58,7 @@ KPIS = (
 class Console(Served):
     viewer: str = ""
     ingest_key: str = ""
+    member: str = ""
     db: str = ""
 
 
@@ -83,9 +85,20 @@ def console(
     admin = create_key(url, data_dir, role="admin")
     viewer = create_key(url, data_dir, role="viewer")
     ingest = create_key(url, data_dir, role="ingest")
-    server = start_server(url, data_dir, "console")
+    member = create_key(url, data_dir, role="member")
+    # acme's admins are the operator's here, so that the Workspaces view has a key to show it
+    server = start_server(
+        url, data_dir, "console", extra_env={"TALLYQL_OPERATOR_WORKSPACE": "acme"}
+    )
     try:
-        yield Console(server, admin, viewer=viewer, ingest_key=ingest, db=request.param)
+        yield Console(
+            server,
+            admin,
+            viewer=viewer,
+            ingest_key=ingest,
+            member=member,
+            db=request.param,
+        )
     finally:
         server.stop()
 
@@ -331,12 +344,21 @@ def test_sign_in_roles_sign_out_and_a_bad_key(browser: Browser, console: Console
     page.click("form.sign-in button[type=submit]")
     page.wait_for_selector("nav.views")
     assert page.inner_text("header .who .badge") == "viewer"
+    # every view but Workspaces, which is for the operator's admins
     assert page.locator("nav.views a").all_inner_texts() == [
         "Overview",
         "Costs",
+        "Usage",
         "Requests",
         "Sessions",
+        "Tools & MCP",
+        "Agents",
+        "Gateways",
+        "Security",
+        "Errors",
+        "Audit trail",
         "Live",
+        "Budgets & alerts",
     ]
     _wait_overview(page)
 
@@ -563,4 +585,255 @@ def test_custom_range_in_the_chosen_zone_and_the_empty_state(
     assert f"{console.server.url}/v1/events" in page.inner_text(".empty pre")
     assert page.locator("section.kpis").count() == 0
     _shot(page, console, "overview-empty")
+    tab.close()
+
+
+# --- the views of issue 18's second part: each loads offline with no error, and its figures
+# equal the API's answers for the same range and time zone
+
+RANGE = {"preset": "LAST_7D", "timezone": TIME_ZONE}
+# the element whose presence means each view is drawn
+DRAWN = {
+    "usage": "table.usage tbody tr",
+    "tools": "table.top-tools tbody tr",
+    "agents": "table.agents tbody tr",
+    "gateways": "table.gateways tbody tr",
+    "security": "table.top-policies tbody tr",
+    "errors": "table.errors-by-type tbody tr",
+    "audit": "table.audit tbody tr",
+    "budgets": "section.rules",
+    "workspaces": "table.workspaces tbody tr",
+}
+
+
+def _wait_value(page: Page, selector: str, value: object) -> None:
+    page.wait_for_function(
+        "([s, v]) => document.querySelector(s)?.dataset.value === v", arg=[selector, str(value)]
+    )
+
+
+def test_every_other_view_loads_offline_with_no_error(browser: Browser, console: Console) -> None:
+    tab = _signed_in(browser, console)
+    page = tab.page
+    _wait_overview(page)
+    for view, drawn in DRAWN.items():
+        page.click(f"nav.views a[href*='view={view}&']")
+        page.wait_for_selector(drawn)
+        assert _params(page)["view"] == [view]
+        # the range and the filters stay in the URL from view to view
+        assert _params(page)["range"] == ["LAST_7D"]
+        _shot(page, console, view)
+    page.emulate_media(color_scheme="dark")
+    _shot(page, console, "workspaces-dark")
+    tab.close()
+
+
+USAGE = """query($dim: Dimension!, $metrics: [Metric!]!, $range: TimeRangeInput!,
+    $order: Metric, $filter: EventFilter) {
+  breakdown(dimension: $dim, metrics: $metrics, range: $range, orderBy: $order, first: 25,
+            filter: $filter) { totalCount nodes { key values } }
+}"""
+USAGE_METRICS = [
+    "REQUESTS",
+    "ERRORS",
+    "ERROR_RATE",
+    "INPUT_TOKENS",
+    "OUTPUT_TOKENS",
+    "TOTAL_TOKENS",
+    "COST_USD",
+    "AVG_LATENCY_MS",
+    "P95_LATENCY_MS",
+]
+
+
+def _usage(console: Console, dim: str, order: str) -> dict:
+    answer = console.graphql(
+        USAGE, {"dim": dim, "metrics": USAGE_METRICS, "range": RANGE, "order": order}
+    )
+    return answer["breakdown"]
+
+
+def _assert_usage(page: Page, expected: dict) -> None:
+    keys = page.locator("table.usage tbody tr").evaluate_all("rows => rows.map(r => r.dataset.key)")
+    assert keys == [n["key"] or "" for n in expected["nodes"]]
+    for i, metric in enumerate(USAGE_METRICS):
+        shown = page.locator(f"table.usage [data-metric='{metric}']").evaluate_all(
+            "els => els.map(e => e.dataset.value === '' ? null : Number(e.dataset.value))"
+        )
+        assert shown == [n["values"][i] for n in expected["nodes"]], metric
+    assert _value(page, "totalCount") == expected["totalCount"]
+
+
+def test_usage_breakdowns_sort_and_csv(browser: Browser, console: Console, tmp_path: Path) -> None:
+    tab = _signed_in(browser, console, "?view=usage")
+    page = tab.page
+    page.wait_for_selector("table.usage tbody tr")
+    by_user = _usage(console, "USER", "COST_USD")
+    assert by_user["totalCount"] > 25  # paged
+    _assert_usage(page, by_user)
+
+    # another dimension and another order: both in the URL, the figures follow
+    page.click("nav.tabs button[data-dim='MODEL']")
+    page.wait_for_function("new URL(location).searchParams.get('dim') === 'MODEL'")
+    page.click("table.usage th button.sort[data-order='REQUESTS']")
+    page.wait_for_function("new URL(location).searchParams.get('sort') === 'REQUESTS'")
+    by_model = _usage(console, "MODEL", "REQUESTS")
+    first = by_model["nodes"][0]["key"] or ""  # tool calls and runs have no model
+    page.wait_for_selector(f"table.usage tbody tr[data-key='{first}']")
+    _assert_usage(page, by_model)
+    page.reload(wait_until="load")
+    page.wait_for_selector(f"table.usage tbody tr[data-key='{first}']")
+    _assert_usage(page, by_model)
+    _shot(page, console, "usage-models")
+
+    # the CSV comes from the export endpoint, with the same rows in the same order
+    with page.expect_download() as info:
+        page.click("button.csv")
+    download = info.value
+    assert download.suggested_filename.startswith("tallyql-acme-breakdown-")
+    assert download.suggested_filename.endswith(".csv")
+    path = tmp_path / "usage.csv"
+    download.save_as(path)
+    lines = path.read_text().strip().splitlines()
+    assert lines[0].split(",")[:3] == ["model", "requests", "errors"]
+    rows = [line.split(",") for line in lines[1:]]
+    assert len(rows) == by_model["totalCount"]
+    assert [r[0] for r in rows[:25]] == [n["key"] or "" for n in by_model["nodes"]]
+    assert [float(r[1]) for r in rows[:25]] == [n["values"][0] for n in by_model["nodes"]]
+    page.wait_for_selector("text=Downloaded tallyql-acme-breakdown-")
+    tab.close()
+
+
+TOOLS = """query($range: TimeRangeInput!) {
+  toolUsage(range: $range) {
+    executions errors errorRate blocked avgLatencyMs uniqueTools activeAgentInstances
+    activeUsers mcpServers
+    topTools { nodes { tool calls errors errorRate avgLatencyMs } }
+    topMcpServers { nodes { mcpServer tools calls } }
+  }
+  security(range: $range) {
+    blockedCalls totalRequests blockedRate
+    topPolicies { nodes { policyId blockedCalls } }
+    topBlockedTools { nodes { calls } }
+  }
+  errors(range: $range) { totalErrors errorRate byType { type count } byModel { errors errorRate } }
+}"""
+
+
+def test_tools_security_and_errors_equal_the_api(browser: Browser, console: Console) -> None:
+    expected = console.graphql(TOOLS, {"range": RANGE})
+    tab = _signed_in(browser, console, "?view=tools")
+    page = tab.page
+    page.wait_for_selector(DRAWN["tools"])
+    tools = expected["toolUsage"]
+    assert tools["executions"] > 0
+    for name in (
+        "executions",
+        "errors",
+        "errorRate",
+        "blocked",
+        "avgLatencyMs",
+        "uniqueTools",
+        "activeAgentInstances",
+        "activeUsers",
+        "mcpServers",
+    ):
+        assert _value(page, name, "section.kpis") == tools[name], name
+    top = tools["topTools"]["nodes"]
+    for name in ("calls", "errors", "errorRate", "avgLatencyMs"):
+        shown = page.locator(f"table.top-tools [data-metric='{name}']").evaluate_all(
+            "els => els.map(e => e.dataset.value === '' ? null : Number(e.dataset.value))"
+        )
+        assert shown == [t[name] for t in top], name
+    assert _column(page, "table.top-mcp", "tools") == [
+        m["tools"] for m in tools["topMcpServers"]["nodes"]
+    ]
+
+    page.click("nav.views >> text=Security")
+    page.wait_for_selector(DRAWN["security"])
+    security = expected["security"]
+    assert security["blockedCalls"] > 0
+    for name in ("blockedCalls", "totalRequests", "blockedRate"):
+        assert _value(page, name, "section.kpis") == security[name], name
+    assert _column(page, "table.top-policies", "blockedCalls") == [
+        p["blockedCalls"] for p in security["topPolicies"]["nodes"]
+    ]
+    assert _column(page, "table.blocked-tools", "calls") == [
+        t["calls"] for t in security["topBlockedTools"]["nodes"]
+    ]
+
+    page.click("nav.views >> text=Errors")
+    page.wait_for_selector(DRAWN["errors"])
+    errors = expected["errors"]
+    assert errors["totalErrors"] > 0
+    assert _value(page, "totalErrors") == errors["totalErrors"]
+    assert _value(page, "errorRate", "section.kpis") == errors["errorRate"]
+    assert _column(page, "table.errors-by-type", "count") == [t["count"] for t in errors["byType"]]
+    assert sum(_column(page, "table.errors-by-type", "share")) == pytest.approx(1.0)
+    assert _column(page, "table.errors-by-model", "errors") == [
+        m["errors"] for m in errors["byModel"]
+    ]
+    page.wait_for_selector("figure.chart canvas")
+    assert page.locator("figure.chart").count() == 2
+    tab.close()
+
+
+AGENTS = """query($range: TimeRangeInput!, $order: AgentOrder!, $gorder: GatewayOrder!) {
+  agents(range: $range, orderBy: $order, first: 25) {
+    totalCount nodes { agentId runs successRate avgRunDurationMs requests costUsd
+                       nodes { node requests costUsd } }
+  }
+  gateways(range: $range, orderBy: $gorder, first: 25) {
+    totalCount nodes { gateway requests uniqueCallers bandwidthBytes errorRate costUsd }
+  }
+}"""
+
+
+def test_agents_and_gateways_equal_the_api_and_sort(browser: Browser, console: Console) -> None:
+    tab = _signed_in(browser, console, "?view=agents")
+    page = tab.page
+    page.wait_for_selector(DRAWN["agents"])
+    expected = console.graphql(AGENTS, {"range": RANGE, "order": "RUNS", "gorder": "REQUESTS"})
+    agents = expected["agents"]["nodes"]
+    assert agents
+    order = page.locator("table.agents > tbody > tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.key)"
+    )
+    assert order == [a["agentId"] for a in agents]
+    for name in ("runs", "successRate", "avgRunDurationMs", "requests", "costUsd"):
+        shown = page.locator(f"table.agents [data-metric='{name}']").evaluate_all(
+            "els => els.map(e => e.dataset.value === '' ? null : Number(e.dataset.value))"
+        )
+        assert shown == [a[name] for a in agents], name
+    # an agent's nodes
+    with_nodes = next(a for a in agents if a["nodes"])
+    row = page.locator(f"table.agents tr[data-key='{with_nodes['agentId']}']")
+    row.locator("summary").click()
+    node_costs = row.locator("[data-metric='node.costUsd']").evaluate_all(
+        "els => els.map(e => Number(e.dataset.value))"
+    )
+    assert node_costs == [n["costUsd"] for n in with_nodes["nodes"]]
+    _shot(page, console, "agents-nodes")
+    # sorted by cost, through the header
+    page.click("table.agents th button.sort[data-order='COST']")
+    page.wait_for_function("new URL(location).searchParams.get('sort') === 'COST'")
+    by_cost = console.graphql(AGENTS, {"range": RANGE, "order": "COST", "gorder": "REQUESTS"})
+    top = by_cost["agents"]["nodes"][0]
+    page.wait_for_function(
+        "k => document.querySelector('table.agents > tbody > tr')?.dataset.key === k",
+        arg=top["agentId"],
+    )
+    assert _column(page, "table.agents", "costUsd") == [
+        a["costUsd"] for a in by_cost["agents"]["nodes"]
+    ]
+
+    page.click("nav.views >> text=Gateways")
+    page.wait_for_selector(DRAWN["gateways"])
+    gateways = expected["gateways"]["nodes"]
+    for name in ("requests", "uniqueCallers", "bandwidthBytes", "errorRate", "costUsd"):
+        shown = page.locator(f"table.gateways [data-metric='{name}']").evaluate_all(
+            "els => els.map(e => e.dataset.value === '' ? null : Number(e.dataset.value))"
+        )
+        assert shown == [g[name] for g in gateways], name
+    assert _value(page, "totalCount") == expected["gateways"]["totalCount"]
     tab.close()
