@@ -837,3 +837,113 @@ def test_agents_and_gateways_equal_the_api_and_sort(browser: Browser, console: C
         assert shown == [g[name] for g in gateways], name
     assert _value(page, "totalCount") == expected["gateways"]["totalCount"]
     tab.close()
+
+
+BUDGETS = """{ budgets(first: 100) { nodes { id name amountUsd period scope scopeValue thresholds
+  currentSpendUsd status } }
+  alertRules(first: 100) { nodes { id name metric operator threshold windowMinutes enabled } } }"""
+
+
+def _budget(console: Console, name: str) -> dict | None:
+    nodes = console.graphql(BUDGETS)["budgets"]["nodes"]
+    return next((b for b in nodes if b["name"] == name), None)
+
+
+def test_budget_created_edited_and_deleted_from_the_ui(browser: Browser, console: Console) -> None:
+    tab = _signed_in(browser, console, "?view=budgets")
+    page = tab.page
+    page.wait_for_selector("button.new-budget")
+    name = f"ui budget {uuid.uuid4().hex[:6]}"
+    page.click("button.new-budget")
+    page.fill("#budget-name", name)
+    page.fill("#budget-amountUsd", "250")
+    page.select_option("#budget-period", "WEEK")
+    page.select_option("#budget-scope", "MODEL")
+    model = _expected(console, TIME_ZONE)["topModels"]["nodes"][0]["key"]
+    page.fill("#budget-scopeValue", model)
+    page.fill("#budget-thresholds", "60, 90")
+    _shot(page, console, "budget-form")
+    page.click("form.budget-form button[type=submit]")
+    row = page.locator(f"table.budgets tbody tr:has-text('{name}')")
+    row.wait_for()
+    created = _budget(console, name)
+    assert created is not None
+    assert (created["amountUsd"], created["period"], created["scope"]) == (250.0, "WEEK", "MODEL")
+    assert (created["scopeValue"], created["thresholds"]) == (model, [60, 90])
+    assert row.get_attribute("data-id") == created["id"]
+    assert (
+        float(row.locator("[data-metric='currentSpendUsd']").get_attribute("data-value"))
+        == (created["currentSpendUsd"])
+    )
+    assert row.locator("[data-status]").get_attribute("data-status") == created["status"]
+    _shot(page, console, "budgets")
+
+    # edit: the form comes filled in; the new limit is saved
+    row.locator("button.edit").click()
+    assert page.input_value("#budget-name") == name
+    assert page.input_value("#budget-scopeValue") == model
+    page.fill("#budget-amountUsd", "300.5")
+    page.click("form.budget-form button[type=submit]")
+    _wait_value(
+        page, f"table.budgets tr[data-id='{created['id']}'] [data-metric='amountUsd']", 300.5
+    )
+    assert _budget(console, name)["amountUsd"] == 300.5
+
+    # the API's own message at its field: a user scope needs its user
+    page.click("button.new-budget")
+    page.fill("#budget-name", f"{name} bad")
+    page.fill("#budget-amountUsd", "10")
+    page.select_option("#budget-scope", "USER")
+    page.click("form.budget-form button[type=submit]")
+    page.wait_for_selector("form.budget-form .error-inline:not(:empty)")
+    assert _budget(console, f"{name} bad") is None
+    page.click("form.budget-form button:has-text('Cancel')")
+
+    # delete asks once more, in place
+    row = page.locator(f"table.budgets tr[data-id='{created['id']}']")
+    row.locator("button.danger").click()
+    row.locator("button.confirm").click()
+    page.wait_for_selector(f"table.budgets tr[data-id='{created['id']}']", state="detached")
+    assert _budget(console, name) is None
+    tab.close()
+
+
+def test_alert_rules_for_members_and_no_edit_for_viewers(
+    browser: Browser, console: Console
+) -> None:
+    tab = _signed_in(browser, console, "?view=budgets", key=console.member)
+    page = tab.page
+    page.wait_for_selector("button.new-rule")
+    assert page.locator("button.new-budget").count() == 0  # budgets are the admins'
+    name = f"ui rule {uuid.uuid4().hex[:6]}"
+    page.click("button.new-rule")
+    page.fill("#rule-name", name)
+    page.select_option("#rule-metric", "ERROR_RATE")
+    page.select_option("#rule-operator", "GTE")
+    page.fill("#rule-threshold", "0.25")
+    page.fill("#rule-windowMinutes", "15")
+    page.click("form.rule-form button[type=submit]")
+    page.wait_for_selector(f"table.rules tbody tr:has-text('{name}')")
+    rules = console.graphql(BUDGETS)["alertRules"]["nodes"]
+    rule = next(r for r in rules if r["name"] == name)
+    assert (rule["metric"], rule["operator"], rule["threshold"]) == ("ERROR_RATE", "GTE", 0.25)
+    assert (rule["windowMinutes"], rule["enabled"]) == (15, True)
+    tab.close()
+
+    # a viewer reads both lists and is offered no change
+    tab = _signed_in(browser, console, "?view=budgets", key=console.viewer)
+    page = tab.page
+    page.wait_for_selector(f"table.rules tbody tr:has-text('{name}')")
+    for control in ("button.new-rule", "button.new-budget", "button.edit", "button.danger"):
+        assert page.locator(control).count() == 0, control
+    tab.close()
+
+    # the member deletes it
+    tab = _signed_in(browser, console, "?view=budgets", key=console.member)
+    page = tab.page
+    row = page.locator(f"table.rules tr[data-id='{rule['id']}']")
+    row.locator("button.danger").click()
+    row.locator("button.confirm").click()
+    page.wait_for_selector(f"table.rules tr[data-id='{rule['id']}']", state="detached")
+    assert all(r["id"] != rule["id"] for r in console.graphql(BUDGETS)["alertRules"]["nodes"])
+    tab.close()
