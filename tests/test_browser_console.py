@@ -22,8 +22,10 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from graphql import build_schema
 from playwright.sync_api import Browser, ConsoleMessage, Page, WebSocket
 
+from tallyql.schema import export_sdl
 from tests.browser import ARTIFACTS, Offline, Served, module_database
 from tests.conftest import DATABASES
 from tests.server import cli, create_key, start_server
@@ -41,6 +43,8 @@ OVERVIEW = """query($range: TimeRangeInput!, $filter: EventFilter) {
   topModels: breakdown(dimension: MODEL, metrics: [COST_USD, REQUESTS, TOTAL_TOKENS],
                        range: $range, filter: $filter, first: 5) { nodes { key values } }
 }"""
+# every field of EventFilter, from the exported schema: the filter bar offers each
+EVENT_FILTER_FIELDS = set(build_schema(export_sdl()).type_map["EventFilter"].fields)  # type: ignore[union-attr]
 KPIS = (
     "totalRequests",
     "successRate",
@@ -946,4 +950,107 @@ def test_alert_rules_for_members_and_no_edit_for_viewers(
     row.locator("button.confirm").click()
     page.wait_for_selector(f"table.rules tr[data-id='{rule['id']}']", state="detached")
     assert all(r["id"] != rule["id"] for r in console.graphql(BUDGETS)["alertRules"]["nodes"])
+    tab.close()
+
+
+AUDIT = """query($range: TimeRangeInput, $filter: AuditFilter) {
+  auditEvents(range: $range, filter: $filter, first: 50) { totalCount nodes { id action } }
+}"""
+
+
+def test_audit_trail_equals_the_api_and_filters(browser: Browser, console: Console) -> None:
+    tab = _signed_in(browser, console, "?view=audit")
+    page = tab.page
+    page.wait_for_selector(DRAWN["audit"])
+    expected = console.graphql(AUDIT, {"range": RANGE})["auditEvents"]
+    ids = page.locator("table.audit tbody tr").evaluate_all("rows => rows.map(r => r.dataset.id)")
+    assert ids == [e["id"] for e in expected["nodes"]]
+    assert _value(page, "totalCount") == expected["totalCount"]
+    # the event filter bar does not apply here: the audit trail has its own filter
+    assert page.locator("#filter-dimension").count() == 0
+    page.select_option("#audit-field", "actions")
+    page.select_option("#audit-choice", "BLOCK")
+    page.click("form.add-filter button[type=submit]")
+    page.wait_for_function("new URL(location).searchParams.get('actions') === 'BLOCK'")
+    blocked = console.graphql(AUDIT, {"range": RANGE, "filter": {"actions": ["BLOCK"]}})
+    blocked = blocked["auditEvents"]
+    assert 0 < blocked["totalCount"] < expected["totalCount"]
+    _wait_value(page, "main [data-metric='totalCount']", blocked["totalCount"])
+    ids = page.locator("table.audit tbody tr").evaluate_all("rows => rows.map(r => r.dataset.id)")
+    assert ids == [e["id"] for e in blocked["nodes"]]
+    _shot(page, console, "audit-filtered")
+    page.reload(wait_until="load")
+    page.wait_for_selector(".audit-filters .chip[data-value='BLOCK']")
+    _wait_value(page, "main [data-metric='totalCount']", blocked["totalCount"])
+    tab.close()
+
+
+WORKSPACES = """query($range: TimeRangeInput!) {
+  workspaces(range: $range) {
+    nodes { name requests costUsd costShare }
+    totals { workspaces requests costUsd }
+    byokVsPlatform { byokCostUsd platformCostUsd }
+  }
+}"""
+
+
+def test_workspaces_for_the_operator_admin(browser: Browser, console: Console) -> None:
+    tab = _signed_in(browser, console, "?view=workspaces")
+    page = tab.page
+    page.wait_for_selector(DRAWN["workspaces"])
+    expected = console.graphql(WORKSPACES, {"range": RANGE})["workspaces"]
+    for name in ("workspaces", "requests", "costUsd"):
+        assert _value(page, f"totals.{name}") == expected["totals"][name], name
+    for name in ("byokCostUsd", "platformCostUsd"):
+        assert _value(page, f"byokVsPlatform.{name}") == expected["byokVsPlatform"][name]
+    names = page.locator("table.workspaces tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.key)"
+    )
+    assert names == [n["name"] for n in expected["nodes"]]
+    assert _column(page, "table.workspaces", "costUsd") == [n["costUsd"] for n in expected["nodes"]]
+    tab.close()
+    # a key that may not look across workspaces is not offered the view, even by its URL
+    tab = _signed_in(browser, console, "?view=workspaces", key=console.viewer)
+    page = tab.page
+    _wait_overview(page)
+    assert page.locator("nav.views a:has-text('Workspaces')").count() == 0
+    assert _params(page)["view"] == ["overview"]
+    tab.close()
+
+
+def test_every_event_filter_field_and_metadata(browser: Browser, console: Console) -> None:
+    tab = _signed_in(browser, console)
+    page = tab.page
+    _wait_overview(page)
+    fields = page.locator("#filter-dimension option").evaluate_all("os => os.map(o => o.value)")
+    assert set(fields) == EVENT_FILTER_FIELDS
+    # an enum field offers the schema's values
+    page.select_option("#filter-dimension", "statuses")
+    page.select_option("#filter-choice", "ERROR")
+    page.click("form.add-filter button[type=submit]")
+    page.wait_for_function("new URL(location).searchParams.get('statuses') === 'ERROR'")
+    errors = _expected(console, TIME_ZONE, {"statuses": ["ERROR"]})
+    _wait_value(page, "[data-metric='totalRequests']", errors["overview"]["totalRequests"])
+    _assert_overview_matches(page, errors)
+    page.click(".chip[data-value='ERROR'] button")
+    page.wait_for_function("!new URL(location).searchParams.has('statuses')")
+    _wait_overview(page)
+
+    # metadata: a key, then its values from the data
+    page.select_option("#filter-dimension", "metadata")
+    page.fill("#filter-key", "feature")
+    page.dispatch_event("#filter-key", "change")
+    page.wait_for_selector("#filter-values option", state="attached")
+    value = page.get_attribute("#filter-values option", "value")
+    page.fill("#filter-value", value)
+    page.click("form.add-filter button[type=submit]")
+    page.wait_for_function("new URL(location).searchParams.has('metadata')")
+    assert _params(page)["metadata"] == [f"feature:{value}"]
+    featured = _expected(console, TIME_ZONE, {"metadata": [{"key": "feature", "value": value}]})
+    assert 0 < featured["overview"]["totalRequests"] < DEMO_EVENTS
+    _wait_value(page, "[data-metric='totalRequests']", featured["overview"]["totalRequests"])
+    _assert_overview_matches(page, featured)
+    page.reload(wait_until="load")
+    _wait_overview(page)
+    _assert_overview_matches(page, featured)
     tab.close()
