@@ -11,6 +11,7 @@ ticked for comparison go into the URL and equal modelComparison."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from graphql import build_schema
-from playwright.sync_api import Browser, ConsoleMessage, Page, WebSocket
+from playwright.sync_api import Browser, ConsoleMessage, Page, WebSocket, WebSocketRoute
 
 from tallyql.schema import export_sdl
 from tests.browser import ARTIFACTS, Offline, Served, module_database
@@ -1054,3 +1055,60 @@ def test_every_event_filter_field_and_metadata(browser: Browser, console: Consol
     _wait_overview(page)
     _assert_overview_matches(page, featured)
     tab.close()
+
+
+def test_live_reconnects_and_shows_a_lag(browser: Browser, console: Console) -> None:
+    """The socket passes through a route that can cut it (as a restart or a network drop would)
+    and speak as the server (a Lagged item, which a real server sends when a page falls
+    behind its queue): the view says it is reconnecting, is live again, and tells how many
+    items were dropped."""
+    context = browser.new_context(timezone_id=TIME_ZONE)
+    page = context.new_page()
+    offline = Offline()
+    context.route("**/*", offline.route)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    routes: list[WebSocketRoute] = []
+    subscriptions: list[str] = []
+
+    def on_route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        routes.append(ws)
+
+        def from_page(message: str | bytes) -> None:
+            body = json.loads(message)
+            if body.get("type") == "subscribe":
+                subscriptions.append(body["id"])
+            server.send(message)
+
+        ws.on_message(from_page)
+
+    page.route_web_socket(lambda url: urlsplit(url).path == "/graphql", on_route)
+    page.goto(f"{console.server.url}/?view=live#key={console.key}", wait_until="load")
+    page.wait_for_selector(".live-status.up")
+    page.wait_for_selector("[data-metric='today.costUsd']")
+    assert len(routes) == 1 and len(subscriptions) == 1
+
+    # the server lets the page know it dropped items, twice: the counts add up
+    for count in (7, 5):
+        routes[-1].send(json.dumps({
+            "id": subscriptions[-1], "type": "next",
+            "payload": {"data": {"events": {"__typename": "Lagged", "count": count}}},
+        }))  # fmt: skip
+    _wait_value(page, "[data-metric='Lagged.count']", 12)
+    assert "dropped" in page.inner_text(".warning[role=alert]")
+    _shot(page, console, "live-lagged")
+
+    # the connection drops: the page says so, reconnects by itself and subscribes again
+    routes[-1].close(code=1012, reason="service restart")
+    page.wait_for_selector(".live-status.down")
+    assert "reconnecting" in page.inner_text(".live-status")
+    page.wait_for_selector(".live-status.up", timeout=15_000)
+    assert "Connected again" in page.inner_text(".live-status")
+    assert len(routes) == 2 and len(subscriptions) == 2
+    # and it is live: an event ingested now shows
+    model = f"again-{uuid.uuid4().hex[:8]}"
+    console.ingest([{"provider": "openai", "model": model, "input_tokens": 10, "output_tokens": 5}])
+    page.wait_for_selector(f"table.live-feed tr:has-text('{model}')", timeout=5_000)
+    context.close()
+    assert offline.blocked == [] and errors == []
