@@ -846,7 +846,8 @@ def test_agents_and_gateways_equal_the_api_and_sort(browser: Browser, console: C
 
 BUDGETS = """{ budgets(first: 100) { nodes { id name amountUsd period scope scopeValue thresholds
   currentSpendUsd status } }
-  alertRules(first: 100) { nodes { id name metric operator threshold windowMinutes enabled } } }"""
+  alertRules(first: 100) { nodes { id name metric operator threshold windowMinutes enabled
+  filter } } }"""
 
 
 def _budget(console: Console, name: str) -> dict | None:
@@ -916,12 +917,15 @@ def test_budget_created_edited_and_deleted_from_the_ui(browser: Browser, console
 def test_alert_rules_for_members_and_no_edit_for_viewers(
     browser: Browser, console: Console
 ) -> None:
-    tab = _signed_in(browser, console, "?view=budgets", key=console.member)
+    # with a model chosen in the filter bar: the new rule may watch only its events
+    model = _expected(console, TIME_ZONE)["topModels"]["nodes"][0]["key"]
+    tab = _signed_in(browser, console, f"?view=budgets&models={model}", key=console.member)
     page = tab.page
     page.wait_for_selector("button.new-rule")
     assert page.locator("button.new-budget").count() == 0  # budgets are the admins'
     name = f"ui rule {uuid.uuid4().hex[:6]}"
     page.click("button.new-rule")
+    assert page.is_checked("#rule-filter")
     page.fill("#rule-name", name)
     page.select_option("#rule-metric", "ERROR_RATE")
     page.select_option("#rule-operator", "GTE")
@@ -933,6 +937,7 @@ def test_alert_rules_for_members_and_no_edit_for_viewers(
     rule = next(r for r in rules if r["name"] == name)
     assert (rule["metric"], rule["operator"], rule["threshold"]) == ("ERROR_RATE", "GTE", 0.25)
     assert (rule["windowMinutes"], rule["enabled"]) == (15, True)
+    assert rule["filter"] == {"models": [model]}
     tab.close()
 
     # a viewer reads both lists and is offered no change

@@ -5,6 +5,7 @@
 import { gql } from "../api.js";
 import { figure, h } from "../dom.js";
 import { DASH, fmtDateTime, fmtInt, fmtPct, fmtUsd } from "../format.js";
+import { eventFilter } from "../state.js";
 import { dataTable, load } from "../tables.js";
 
 const BUDGET_FIELDS = `id name amountUsd period timezone scope scopeValue filter thresholds
@@ -33,7 +34,7 @@ const MUTATIONS = {
 };
 
 const PERIODS = ["DAY", "WEEK", "MONTH"];
-// FILTER budgets (an EventFilter) are shown, not created here: their filter has no form
+// and FILTER: the events the filter bar selects (offered when it selects some)
 const SCOPES = ["WORKSPACE", "USER", "GROUP", "API_KEY", "MODEL", "PROVIDER"];
 const OPERATORS = [["GT", ">"], ["GTE", "≥"], ["LT", "<"], ["LTE", "≤"], ["EQ", "="]];
 const RULE_METRICS = ["COST_USD", "REQUESTS", "ERRORS", "ERROR_RATE", "BLOCKED", "TOTAL_TOKENS",
@@ -80,8 +81,12 @@ function budgetForm(ctx, budget, close) {
   const amount = h("input", { id: "budget-amountUsd", type: "number", min: "0.01", step: "0.01", required: true, value: b.amountUsd ?? "" });
   const period = select("budget-period", PERIODS, b.period || "MONTH");
   const timezone = h("input", { id: "budget-timezone", value: b.timezone || ctx.state.tz, list: "zones", required: true });
+  // a FILTER budget keeps its filter; a new one takes the filter bar's
   const fixedScope = b.scope === "FILTER";
-  const scope = select("budget-scope", fixedScope ? ["FILTER"] : SCOPES, b.scope || "WORKSPACE");
+  const barFilter = eventFilter(ctx.state);
+  const scopes = fixedScope ? ["FILTER"] : barFilter ? [...SCOPES, "FILTER"] : SCOPES;
+  const scope = select("budget-scope", scopes, b.scope || "WORKSPACE",
+    (v) => (v === "FILTER" ? (fixedScope ? "its filter" : "the events the filters above select") : words(v)));
   scope.disabled = fixedScope;
   const scopeValue = h("input", { id: "budget-scopeValue", value: b.scopeValue || "", autocomplete: "off" });
   const thresholds = h("input", {
@@ -104,6 +109,7 @@ function budgetForm(ctx, budget, close) {
       if (!fixedScope) {
         input.scope = scope.value;
         input.scopeValue = scopeValue.disabled ? null : scopeValue.value.trim() || null;
+        if (scope.value === "FILTER") input.filter = barFilter;
       }
       const ok = budget
         ? await mutate(form, "updateBudget", { id: b.id, input })
@@ -137,6 +143,9 @@ function ruleForm(ctx, rule, close) {
   const window = h("input", { id: "rule-windowMinutes", type: "number", min: "1", step: "1", required: true, value: r.windowMinutes ?? 60 });
   const cooldown = h("input", { id: "rule-cooldownMinutes", type: "number", min: "0", step: "1", required: true, value: r.cooldownMinutes ?? 60 });
   const enabled = h("input", { id: "rule-enabled", type: "checkbox", checked: rule ? r.enabled : true });
+  // a new rule may watch only the events the filter bar selects; an existing one keeps its own
+  const barFilter = rule ? null : eventFilter(ctx.state);
+  const filtered = barFilter ? h("input", { id: "rule-filter", type: "checkbox", checked: true }) : null;
   const form = h("form", {
     class: "panel editor rule-form", "aria-label": rule ? `Edit alert rule ${r.name}` : "New alert rule",
     onsubmit: async (event) => {
@@ -146,6 +155,7 @@ function ruleForm(ctx, rule, close) {
         threshold: Number(threshold.value), windowMinutes: Number(window.value),
         cooldownMinutes: Number(cooldown.value), enabled: enabled.checked,
       };
+      if (filtered && filtered.checked) input.filter = barFilter;
       const ok = rule
         ? await mutate(form, "updateAlertRule", { id: r.id, input })
         : await mutate(form, "createAlertRule", { input });
@@ -160,7 +170,9 @@ function ruleForm(ctx, rule, close) {
     field("threshold", "Threshold", threshold, "in the metric's unit: a rate 0 to 1, a cost in USD"),
     field("windowMinutes", "Over the last (min)", window),
     field("cooldownMinutes", "Quiet after firing (min)", cooldown),
-    field("enabled", "Enabled", enabled)),
+    field("enabled", "Enabled", enabled),
+    filtered ? field("filter", "Only the filters above", filtered) : null,
+    rule && Object.keys(r.filter || {}).length ? h("p", { class: "muted small" }, "Watches ", h("code", {}, JSON.stringify(r.filter))) : null),
   h("p", { class: "form-error error-inline", role: "alert" }),
   h("div", { class: "actions" },
     h("button", { type: "submit", class: "primary" }, rule ? "Save" : "Create alert rule"),
@@ -200,7 +212,6 @@ export default {
   id: "budgets",
   label: "Budgets & alerts",
   usesRange: false,
-  usesFilters: false,
   async render(ctx) {
     const { state } = ctx;
     const role = ctx.me.role;
@@ -234,7 +245,8 @@ export default {
       if (mayBudgets) budgetColumns.push({ label: "Actions", cell: (b) => rowActions(`budget ${b.name}`, "deleteBudget", b, budgetForm) });
       const ruleColumns = [
         { label: "Rule", cell: (r) => [r.name, r.enabled ? "" : h("span", { class: "muted" }, " (disabled)")] },
-        { label: "Fires when", cell: (r) => `${r.metric} ${OPERATORS.find(([o]) => o === r.operator)[1]} ${r.threshold} over ${fmtInt(r.windowMinutes)} min` },
+        { label: "Fires when", cell: (r) => [`${r.metric} ${OPERATORS.find(([o]) => o === r.operator)[1]} ${r.threshold} over ${fmtInt(r.windowMinutes)} min`,
+          Object.keys(r.filter || {}).length ? h("code", { class: "small" }, ` ${JSON.stringify(r.filter)}`) : ""] },
         { label: "Threshold", metric: "threshold", get: (r) => r.threshold, format: (v) => String(v) },
         { label: "Last value", metric: "lastValue", get: (r) => r.lastValue, format: (v) => (v == null ? DASH : String(Math.round(v * 1e4) / 1e4)) },
         { label: "State", cell: (r) => h("span", { class: `badge rule-${r.state.toLowerCase()}`, "data-state": r.state }, words(r.state)) },
@@ -243,7 +255,7 @@ export default {
       if (mayRules) ruleColumns.push({ label: "Actions", cell: (r) => rowActions(`alert rule ${r.name}`, "deleteAlertRule", r, ruleForm) });
       const exceeded = budgets.nodes.filter((b) => b.status !== "OK").length;
       return [
-        h("p", { class: "muted" }, "Budgets and rules apply to the workspace as a whole; the range and filters above do not change them.",
+        h("p", { class: "muted" }, "The lists do not depend on the range or the filters; a new budget or alert rule may cover the events the filters above select.",
           mayBudgets ? "" : role === "member" ? " Budgets are changed by admins." : " Your role may read them, not change them."),
         editorSlot,
         h("section", { class: "panel budgets", "aria-label": "Budgets" },

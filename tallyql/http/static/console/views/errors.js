@@ -1,6 +1,6 @@
 // Errors: how many events failed and their share, by error type and by model, and over time
-// (errors and error rate per bucket). One GraphQL request (errors and timeseries).
-import { timeChart } from "../charts.js";
+// (errors by type and the error rate per bucket). One GraphQL request (errors and timeseries).
+import { stackedBars, timeChart } from "../charts.js";
 import { h } from "../dom.js";
 import { emptyState } from "../empty.js";
 import { fmtCompact, fmtDateTime, fmtInt, fmtPct } from "../format.js";
@@ -16,6 +16,10 @@ const QUERY = `query ConsoleErrors($range: TimeRangeInput!, $filter: EventFilter
   overTime: timeseries(metrics: [ERRORS, ERROR_RATE], range: $range, filter: $filter) {
     granularity buckets series { metric values }
   }
+  byType: timeseries(metrics: [ERRORS], range: $range, filter: $filter, groupBy: ERROR_TYPE,
+                     limitGroups: 6) {
+    buckets series { group isOther values }
+  }
 }`;
 
 export default {
@@ -23,7 +27,7 @@ export default {
   label: "Errors",
   async render(ctx) {
     const { state } = ctx;
-    await load(ctx, "Errors", QUERY, { range: timeRange(state), filter: eventFilter(state) }, ({ errors: e, overTime }) => {
+    await load(ctx, "Errors", QUERY, { range: timeRange(state), filter: eventFilter(state) }, ({ errors: e, overTime, byType }) => {
       const byMetric = Object.fromEntries(overTime.series.map((s) => [s.metric, s.values]));
       const any = byMetric.ERROR_RATE.some((v) => v != null);
       if (!any) return emptyState(state, ctx);
@@ -36,10 +40,16 @@ export default {
       }
       const formatX = (iso) => fmtDateTime(iso, state.tz, false);
       const per = overTime.granularity.toLowerCase();
+      // events that did not fail have no error type: their group counts no error
+      const typed = byType.series.filter((s) => s.values.some((v) => v));
       const charts = [
-        timeChart({
-          title: `Errors per ${per}`, buckets: overTime.buckets, timeZone: state.tz, formatX, kind: "bars",
-          series: [{ label: "Errors", values: byMetric.ERRORS, format: fmtCompact }],
+        stackedBars({
+          title: `Errors per ${per} by type`, buckets: byType.buckets, timeZone: state.tz, formatX,
+          format: fmtCompact,
+          series: typed.map((s) => ({
+            label: s.isOther ? "Other types" : s.group ? s.group.toLowerCase().replaceAll("_", " ") : "(not given)",
+            values: s.values, format: fmtCompact, other: s.isOther,
+          })),
         }),
         timeChart({
           title: `Error rate per ${per}`, buckets: overTime.buckets, timeZone: state.tz, formatX,
