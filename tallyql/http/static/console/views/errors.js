@@ -3,7 +3,7 @@
 import { stackedBars, timeChart } from "../charts.js";
 import { h } from "../dom.js";
 import { emptyState } from "../empty.js";
-import { fmtCompact, fmtDateTime, fmtInt, fmtPct } from "../format.js";
+import { fmtCompact, fmtDateTime, fmtDay, fmtInt, fmtPct, fmtTime } from "../format.js";
 import { eventFilter, timeRange } from "../state.js";
 import { card, dataTable, label, load, panel } from "../tables.js";
 
@@ -44,8 +44,10 @@ export default {
       const typed = byType.series.filter((s) => s.values.some((v) => v));
       const charts = [
         stackedBars({
-          title: `Errors per ${per} by type`, buckets: byType.buckets, timeZone: state.tz, formatX,
-          format: fmtCompact,
+          title: `Errors per ${per} by type`, buckets: byType.buckets, timeZone: state.tz,
+          // the axis names each bar's bucket: its day, or its time within a short range
+          formatX: ["MINUTE", "HOUR"].includes(overTime.granularity) ? (iso) => fmtTime(iso, state.tz) : (iso) => fmtDay(iso, state.tz),
+          format: fmtCompact, integer: true,
           series: typed.map((s) => ({
             label: s.isOther ? "Other types" : s.group ? s.group.toLowerCase().replaceAll("_", " ") : "(not given)",
             values: s.values, format: fmtCompact, other: s.isOther,
