@@ -11,6 +11,7 @@ ticked for comparison go into the URL and equal modelComparison."""
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 import uuid
@@ -964,7 +965,9 @@ AUDIT = """query($range: TimeRangeInput, $filter: AuditFilter) {
 }"""
 
 
-def test_audit_trail_equals_the_api_and_filters(browser: Browser, console: Console) -> None:
+def test_audit_trail_equals_the_api_and_filters(
+    browser: Browser, console: Console, tmp_path: Path
+) -> None:
     tab = _signed_in(browser, console, "?view=audit")
     page = tab.page
     page.wait_for_selector(DRAWN["audit"])
@@ -985,6 +988,16 @@ def test_audit_trail_equals_the_api_and_filters(browser: Browser, console: Conso
     ids = page.locator("table.audit tbody tr").evaluate_all("rows => rows.map(r => r.dataset.id)")
     assert ids == [e["id"] for e in blocked["nodes"]]
     _shot(page, console, "audit-filtered")
+    # the CSV holds the same events, through the export endpoint with the same filter
+    with page.expect_download() as info:
+        page.click("button.csv")
+    path = tmp_path / "audit.csv"
+    info.value.save_as(path)
+    assert info.value.suggested_filename.startswith("tallyql-acme-audit-events-")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == blocked["totalCount"]
+    assert {r["action"].upper() for r in rows} == {"BLOCK"}
     page.reload(wait_until="load")
     page.wait_for_selector(".audit-filters .chip[data-value='BLOCK']")
     _wait_value(page, "main [data-metric='totalCount']", blocked["totalCount"])
