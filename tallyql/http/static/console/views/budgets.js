@@ -180,32 +180,33 @@ function ruleForm(ctx, rule, close) {
   return form;
 }
 
-// Delete asks once more in place (no window.confirm: it blocks the page)
-function deleteButton(ctx, what, mutation, id, slot) {
-  const button = h("button", {
-    type: "button", class: "danger", "aria-label": `Delete ${what}`,
-    onclick: () => {
-      const problem = h("span", { class: "error-inline", role: "alert" });
-      slot.replaceChildren(
-        h("span", {}, "Delete? "),
-        h("button", {
-          type: "button", class: "danger confirm", "aria-label": `Confirm deleting ${what}`,
-          onclick: async () => {
-            try {
-              const { result } = await gql(MUTATIONS[mutation], { id });
-              if (result.userErrors.length) problem.textContent = result.userErrors.map((e) => e.message).join(" ");
-              else ctx.navigate({});
-            } catch (error) {
-              problem.textContent = error.message;
-            }
-          },
-        }, "Delete"),
-        h("button", { type: "button", onclick: () => slot.replaceChildren(...actions()) }, "Cancel"),
-        problem);
-    },
-  }, "Delete");
-  const actions = () => [slot.edit, button];
-  return actions;
+// Edit and Delete for one row; Delete asks once more in place (not window.confirm, which
+// blocks the page)
+function rowActions(ctx, what, mutation, item, openForm) {
+  const slot = h("span", { class: "row-actions" });
+  const idle = () => slot.replaceChildren(
+    h("button", { type: "button", class: "edit", "aria-label": `Edit ${what}`, onclick: () => openForm(item) }, "Edit"),
+    h("button", { type: "button", class: "danger", "aria-label": `Delete ${what}`, onclick: confirming }, "Delete"));
+  const confirming = () => {
+    const problem = h("span", { class: "error-inline", role: "alert" });
+    const confirm = h("button", {
+      type: "button", class: "danger confirm", "aria-label": `Confirm deleting ${what}`,
+      onclick: async () => {
+        try {
+          const { result } = await gql(MUTATIONS[mutation], { id: item.id });
+          if (result.userErrors.length) problem.textContent = result.userErrors.map((e) => e.message).join(" ");
+          else ctx.navigate({});
+        } catch (error) {
+          problem.textContent = error.message;
+        }
+      },
+    }, "Delete");
+    slot.replaceChildren(h("span", {}, "Delete? "), confirm,
+      h("button", { type: "button", onclick: idle }, "Cancel"), problem);
+    confirm.focus();
+  };
+  idle();
+  return slot;
 }
 
 export default {
@@ -224,12 +225,6 @@ export default {
         editorSlot.replaceChildren(form);
         form.querySelector("input").focus();
       };
-      const rowActions = (what, mutation, item, form) => {
-        const slot = h("span", { class: "row-actions" });
-        slot.edit = h("button", { type: "button", class: "edit", "aria-label": `Edit ${what}`, onclick: () => open(form(ctx, item, close)) }, "Edit");
-        slot.replaceChildren(...deleteButton(ctx, what, mutation, item.id, slot)());
-        return slot;
-      };
       const budgetColumns = [
         { label: "Budget", cell: (b) => b.name },
         { label: "Covers", cell: (b) => [words(b.scope), b.scopeValue ? h("span", { class: "muted" }, ` ${b.scopeValue}`) : "",
@@ -242,7 +237,7 @@ export default {
         { label: "Status", cell: (b) => h("span", { class: `badge budget-${b.status.toLowerCase()}`, "data-status": b.status }, STATUS[b.status]) },
         { label: "Warn at", cell: (b) => b.thresholds.map((t) => `${t} %${b.crossedThresholds.includes(t) ? " ✓" : ""}`).join(", ") },
       ];
-      if (mayBudgets) budgetColumns.push({ label: "Actions", cell: (b) => rowActions(`budget ${b.name}`, "deleteBudget", b, budgetForm) });
+      if (mayBudgets) budgetColumns.push({ label: "Actions", cell: (b) => rowActions(ctx, `budget ${b.name}`, "deleteBudget", b, (x) => open(budgetForm(ctx, x, close))) });
       const ruleColumns = [
         { label: "Rule", cell: (r) => [r.name, r.enabled ? "" : h("span", { class: "muted" }, " (disabled)")] },
         { label: "Fires when", cell: (r) => [`${r.metric} ${OPERATORS.find(([o]) => o === r.operator)[1]} ${r.threshold} over ${fmtInt(r.windowMinutes)} min`,
@@ -252,7 +247,7 @@ export default {
         { label: "State", cell: (r) => h("span", { class: `badge rule-${r.state.toLowerCase()}`, "data-state": r.state }, words(r.state)) },
         { label: "Last fired", cell: (r) => fmtDateTime(r.lastFiredAt, state.tz, false) },
       ];
-      if (mayRules) ruleColumns.push({ label: "Actions", cell: (r) => rowActions(`alert rule ${r.name}`, "deleteAlertRule", r, ruleForm) });
+      if (mayRules) ruleColumns.push({ label: "Actions", cell: (r) => rowActions(ctx, `alert rule ${r.name}`, "deleteAlertRule", r, (x) => open(ruleForm(ctx, x, close))) });
       const exceeded = budgets.nodes.filter((b) => b.status !== "OK").length;
       return [
         h("p", { class: "muted" }, "The lists do not depend on the range or the filters; a new budget or alert rule may cover the events the filters above select.",
