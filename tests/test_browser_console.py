@@ -7,7 +7,12 @@ message; the Live view shows an event ingested during the test within 2 seconds.
 of each view go to .tallyql/artifacts/console/. Sessions: the distribution cards and the ranked
 list equal sessionStats and sessions, a column header re-sorts (in the URL), and a session's
 page equals session(id). Costs: the figures, shares and savings equal costInsights, and models
-ticked for comparison go into the URL and equal modelComparison."""
+ticked for comparison go into the URL and equal modelComparison. Usage, Tools & MCP, Agents,
+Gateways, Security, Errors, the audit trail and Workspaces equal their API answers (sorts,
+dimensions and audit filters in the URL; the Usage and audit CSVs are the exports' rows); the
+filter bar offers every EventFilter field; budgets and alert rules are created, edited and
+deleted from the UI by the roles allowed to; the Live view survives a dropped connection and
+tells how many items the server dropped (Lagged)."""
 
 from __future__ import annotations
 

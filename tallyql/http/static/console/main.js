@@ -155,9 +155,9 @@ function show(shell, state) {
   const token = ++renderToken;
   current = { leave: [], token };
   const go = (patch, options) => navigate(shell, state, patch, options);
-  renderNav(shell.nav, state, go);
-  renderControls(shell.controls, state, go, VIEWS.find((v) => v.id === state.view));
   const view = VIEWS.find((v) => v.id === state.view);
+  renderNav(shell.nav, state, go);
+  renderControls(shell.controls, state, go, view);
   shell.filters.replaceChildren(view.usesFilters === false
     ? h("p", { class: "muted small filters-off" }, "The event filters do not apply to this view (they stay in the link for the others).")
     : filterBar(state, go, state.view !== "live"));
@@ -192,8 +192,8 @@ function localNow(offsetDays) {
 }
 
 function renderControls(box, state, go, view) {
-  // the live feed and the budgets (their own periods) have no range
-  const live = state.view === "live" || view.usesRange === false;
+  // the live feed and the budgets (each with its own period) have no range
+  const live = view.id === "live" || view.usesRange === false;
   const preset = h("select", {
     id: "range", "aria-label": "Time range", disabled: live,
     onchange: () => {
