@@ -39,6 +39,15 @@ VIEWS: dict[str, str] = {
     "requests": "table.requests tbody tr",
     "sessions": "table.sessions tbody tr",
     "live": "[data-metric='today.costUsd']",
+    "usage": "table.usage tbody tr",
+    "tools": "table.top-tools tbody tr",
+    "agents": "table.agents tbody tr",
+    "gateways": "table.gateways tbody tr",
+    "security": "section.kpis [data-metric='blockedCalls']",
+    "errors": "section.charts figure.chart:nth-child(2) canvas",
+    "audit": "table.audit tbody tr",
+    "budgets": "section.rules",
+    "workspaces": "table.workspaces tbody tr",
 }
 TARGETS_MS = {"overview": 1500.0}
 ANY_VIEW_MS = 2000.0
@@ -110,6 +119,8 @@ def main() -> None:
             "TALLYQL_DATABASE_URL": url,
             "TALLYQL_DATA_DIR": tmp,
             "TALLYQL_LOG_LEVEL": "warning",
+            # the benchmark's admin key may then open the Workspaces view
+            "TALLYQL_OPERATOR_WORKSPACE": WORKSPACE,
         }
         key = tallyql("keys", "create", "--workspace", WORKSPACE, "--role", "admin", env=env)
         key = key.strip().splitlines()[-1]

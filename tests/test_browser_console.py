@@ -7,22 +7,32 @@ message; the Live view shows an event ingested during the test within 2 seconds.
 of each view go to .tallyql/artifacts/console/. Sessions: the distribution cards and the ranked
 list equal sessionStats and sessions, a column header re-sorts (in the URL), and a session's
 page equals session(id). Costs: the figures, shares and savings equal costInsights, and models
-ticked for comparison go into the URL and equal modelComparison."""
+ticked for comparison go into the URL and equal modelComparison. Usage, Tools & MCP, Agents,
+Gateways, Security, Errors, the audit trail and Workspaces equal their API answers (sorts,
+dimensions and audit filters in the URL; the Usage and audit CSVs are the exports' rows); the
+filter bar offers every EventFilter field; budgets and alert rules are created, edited and
+deleted from the UI by the roles allowed to; the Live view survives a dropped connection and
+tells how many items the server dropped (Lagged)."""
 
 from __future__ import annotations
 
+import csv
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, WebSocket
+from graphql import build_schema
+from playwright.sync_api import Browser, ConsoleMessage, Page, WebSocket, WebSocketRoute
 
+from tallyql.schema import export_sdl
 from tests.browser import ARTIFACTS, Offline, Served, module_database
 from tests.conftest import DATABASES
 from tests.server import cli, create_key, start_server
@@ -40,6 +50,8 @@ OVERVIEW = """query($range: TimeRangeInput!, $filter: EventFilter) {
   topModels: breakdown(dimension: MODEL, metrics: [COST_USD, REQUESTS, TOTAL_TOKENS],
                        range: $range, filter: $filter, first: 5) { nodes { key values } }
 }"""
+# every field of EventFilter, from the exported schema: the filter bar offers each
+EVENT_FILTER_FIELDS = set(build_schema(export_sdl()).type_map["EventFilter"].fields)  # type: ignore[union-attr]
 KPIS = (
     "totalRequests",
     "successRate",
@@ -57,6 +69,7 @@ KPIS = (
 class Console(Served):
     viewer: str = ""
     ingest_key: str = ""
+    member: str = ""
     db: str = ""
 
 
@@ -83,9 +96,20 @@ def console(
     admin = create_key(url, data_dir, role="admin")
     viewer = create_key(url, data_dir, role="viewer")
     ingest = create_key(url, data_dir, role="ingest")
-    server = start_server(url, data_dir, "console")
+    member = create_key(url, data_dir, role="member")
+    # acme's admins are the operator's here, so that the Workspaces view has a key to show it
+    server = start_server(
+        url, data_dir, "console", extra_env={"TALLYQL_OPERATOR_WORKSPACE": "acme"}
+    )
     try:
-        yield Console(server, admin, viewer=viewer, ingest_key=ingest, db=request.param)
+        yield Console(
+            server,
+            admin,
+            viewer=viewer,
+            ingest_key=ingest,
+            member=member,
+            db=request.param,
+        )
     finally:
         server.stop()
 
@@ -331,12 +355,21 @@ def test_sign_in_roles_sign_out_and_a_bad_key(browser: Browser, console: Console
     page.click("form.sign-in button[type=submit]")
     page.wait_for_selector("nav.views")
     assert page.inner_text("header .who .badge") == "viewer"
+    # every view but Workspaces, which is for the operator's admins
     assert page.locator("nav.views a").all_inner_texts() == [
         "Overview",
         "Costs",
+        "Usage",
         "Requests",
         "Sessions",
+        "Tools & MCP",
+        "Agents",
+        "Gateways",
+        "Security",
+        "Errors",
+        "Audit trail",
         "Live",
+        "Budgets & alerts",
     ]
     _wait_overview(page)
 
@@ -564,3 +597,541 @@ def test_custom_range_in_the_chosen_zone_and_the_empty_state(
     assert page.locator("section.kpis").count() == 0
     _shot(page, console, "overview-empty")
     tab.close()
+
+
+# --- the views of issue 18's second part: each loads offline with no error, and its figures
+# equal the API's answers for the same range and time zone
+
+RANGE = {"preset": "LAST_7D", "timezone": TIME_ZONE}
+# the element whose presence means each view is drawn
+DRAWN = {
+    "usage": "table.usage tbody tr",
+    "tools": "table.top-tools tbody tr",
+    "agents": "table.agents tbody tr",
+    "gateways": "table.gateways tbody tr",
+    "security": "table.top-policies tbody tr",
+    "errors": "table.errors-by-type tbody tr",
+    "audit": "table.audit tbody tr",
+    "budgets": "section.rules",
+    "workspaces": "table.workspaces tbody tr",
+}
+
+
+def _wait_value(page: Page, selector: str, value: object) -> None:
+    page.wait_for_function(
+        "([s, v]) => document.querySelector(s)?.dataset.value === v", arg=[selector, str(value)]
+    )
+
+
+def test_every_other_view_loads_offline_with_no_error(browser: Browser, console: Console) -> None:
+    tab = _signed_in(browser, console)
+    page = tab.page
+    _wait_overview(page)
+    for view, drawn in DRAWN.items():
+        page.click(f"nav.views a[href*='view={view}&']")
+        page.wait_for_selector(drawn)
+        assert _params(page)["view"] == [view]
+        # the range and the filters stay in the URL from view to view
+        assert _params(page)["range"] == ["LAST_7D"]
+        _shot(page, console, view)
+    page.emulate_media(color_scheme="dark")
+    _shot(page, console, "workspaces-dark")
+    tab.close()
+
+
+USAGE = """query($dim: Dimension!, $metrics: [Metric!]!, $range: TimeRangeInput!,
+    $order: Metric, $filter: EventFilter) {
+  breakdown(dimension: $dim, metrics: $metrics, range: $range, orderBy: $order, first: 25,
+            filter: $filter) { totalCount nodes { key values } }
+}"""
+USAGE_METRICS = [
+    "REQUESTS",
+    "ERRORS",
+    "ERROR_RATE",
+    "INPUT_TOKENS",
+    "OUTPUT_TOKENS",
+    "TOTAL_TOKENS",
+    "COST_USD",
+    "AVG_LATENCY_MS",
+    "P95_LATENCY_MS",
+]
+
+
+def _usage(console: Console, dim: str, order: str) -> dict:
+    answer = console.graphql(
+        USAGE, {"dim": dim, "metrics": USAGE_METRICS, "range": RANGE, "order": order}
+    )
+    return answer["breakdown"]
+
+
+def _assert_usage(page: Page, expected: dict) -> None:
+    keys = page.locator("table.usage tbody tr").evaluate_all("rows => rows.map(r => r.dataset.key)")
+    assert keys == [n["key"] or "" for n in expected["nodes"]]
+    for i, metric in enumerate(USAGE_METRICS):
+        shown = page.locator(f"table.usage [data-metric='{metric}']").evaluate_all(
+            "els => els.map(e => e.dataset.value === '' ? null : Number(e.dataset.value))"
+        )
+        assert shown == [n["values"][i] for n in expected["nodes"]], metric
+    assert _value(page, "totalCount") == expected["totalCount"]
+
+
+def test_usage_breakdowns_sort_and_csv(browser: Browser, console: Console, tmp_path: Path) -> None:
+    tab = _signed_in(browser, console, "?view=usage")
+    page = tab.page
+    page.wait_for_selector("table.usage tbody tr")
+    by_user = _usage(console, "USER", "COST_USD")
+    assert by_user["totalCount"] > 25  # paged
+    _assert_usage(page, by_user)
+
+    # another dimension and another order: both in the URL, the figures follow
+    page.click("nav.tabs button[data-dim='MODEL']")
+    page.wait_for_function("new URL(location).searchParams.get('dim') === 'MODEL'")
+    page.click("table.usage th button.sort[data-order='REQUESTS']")
+    page.wait_for_function("new URL(location).searchParams.get('sort') === 'REQUESTS'")
+    by_model = _usage(console, "MODEL", "REQUESTS")
+    first = by_model["nodes"][0]["key"] or ""  # tool calls and runs have no model
+    page.wait_for_selector(f"table.usage tbody tr[data-key='{first}']")
+    _assert_usage(page, by_model)
+    page.reload(wait_until="load")
+    page.wait_for_selector(f"table.usage tbody tr[data-key='{first}']")
+    _assert_usage(page, by_model)
+    _shot(page, console, "usage-models")
+
+    # the CSV comes from the export endpoint, with the same rows in the same order
+    with page.expect_download() as info:
+        page.click("button.csv")
+    download = info.value
+    assert download.suggested_filename.startswith("tallyql-acme-breakdown-")
+    assert download.suggested_filename.endswith(".csv")
+    path = tmp_path / "usage.csv"
+    download.save_as(path)
+    lines = path.read_text().strip().splitlines()
+    assert lines[0].split(",")[:3] == ["model", "requests", "errors"]
+    rows = [line.split(",") for line in lines[1:]]
+    assert len(rows) == by_model["totalCount"]
+    assert [r[0] for r in rows[:25]] == [n["key"] or "" for n in by_model["nodes"]]
+    assert [float(r[1]) for r in rows[:25]] == [n["values"][0] for n in by_model["nodes"]]
+    page.wait_for_selector("text=Downloaded tallyql-acme-breakdown-")
+    tab.close()
+
+
+TOOLS = """query($range: TimeRangeInput!) {
+  toolUsage(range: $range) {
+    executions errors errorRate blocked avgLatencyMs uniqueTools activeAgentInstances
+    activeUsers mcpServers
+    topTools { nodes { tool calls errors errorRate avgLatencyMs } }
+    topMcpServers { nodes { mcpServer tools calls } }
+  }
+  security(range: $range) {
+    blockedCalls totalRequests blockedRate
+    topPolicies { nodes { policyId blockedCalls } }
+    topBlockedTools { nodes { calls } }
+  }
+  errors(range: $range) { totalErrors errorRate byType { type count } byModel { errors errorRate } }
+}"""
+
+
+def test_tools_security_and_errors_equal_the_api(browser: Browser, console: Console) -> None:
+    expected = console.graphql(TOOLS, {"range": RANGE})
+    tab = _signed_in(browser, console, "?view=tools")
+    page = tab.page
+    page.wait_for_selector(DRAWN["tools"])
+    tools = expected["toolUsage"]
+    assert tools["executions"] > 0
+    for name in (
+        "executions",
+        "errors",
+        "errorRate",
+        "blocked",
+        "avgLatencyMs",
+        "uniqueTools",
+        "activeAgentInstances",
+        "activeUsers",
+        "mcpServers",
+    ):
+        assert _value(page, name, "section.kpis") == tools[name], name
+    top = tools["topTools"]["nodes"]
+    for name in ("calls", "errors", "errorRate", "avgLatencyMs"):
+        shown = page.locator(f"table.top-tools [data-metric='{name}']").evaluate_all(
+            "els => els.map(e => e.dataset.value === '' ? null : Number(e.dataset.value))"
+        )
+        assert shown == [t[name] for t in top], name
+    assert _column(page, "table.top-mcp", "tools") == [
+        m["tools"] for m in tools["topMcpServers"]["nodes"]
+    ]
+
+    page.click("nav.views >> text=Security")
+    page.wait_for_selector(DRAWN["security"])
+    security = expected["security"]
+    assert security["blockedCalls"] > 0
+    for name in ("blockedCalls", "totalRequests", "blockedRate"):
+        assert _value(page, name, "section.kpis") == security[name], name
+    assert _column(page, "table.top-policies", "blockedCalls") == [
+        p["blockedCalls"] for p in security["topPolicies"]["nodes"]
+    ]
+    assert _column(page, "table.blocked-tools", "calls") == [
+        t["calls"] for t in security["topBlockedTools"]["nodes"]
+    ]
+
+    page.click("nav.views >> text=Errors")
+    page.wait_for_selector(DRAWN["errors"])
+    errors = expected["errors"]
+    assert errors["totalErrors"] > 0
+    assert _value(page, "totalErrors") == errors["totalErrors"]
+    assert _value(page, "errorRate", "section.kpis") == errors["errorRate"]
+    assert _column(page, "table.errors-by-type", "count") == [t["count"] for t in errors["byType"]]
+    assert sum(_column(page, "table.errors-by-type", "share")) == pytest.approx(1.0)
+    assert _column(page, "table.errors-by-model", "errors") == [
+        m["errors"] for m in errors["byModel"]
+    ]
+    page.wait_for_selector("figure.chart canvas")
+    assert page.locator("figure.chart").count() == 2
+    tab.close()
+
+
+AGENTS = """query($range: TimeRangeInput!, $order: AgentOrder!, $gorder: GatewayOrder!) {
+  agents(range: $range, orderBy: $order, first: 25) {
+    totalCount nodes { agentId runs successRate avgRunDurationMs requests costUsd
+                       nodes { node requests costUsd } }
+  }
+  gateways(range: $range, orderBy: $gorder, first: 25) {
+    totalCount nodes { gateway requests uniqueCallers bandwidthBytes errorRate costUsd }
+  }
+}"""
+
+
+def test_agents_and_gateways_equal_the_api_and_sort(browser: Browser, console: Console) -> None:
+    tab = _signed_in(browser, console, "?view=agents")
+    page = tab.page
+    page.wait_for_selector(DRAWN["agents"])
+    expected = console.graphql(AGENTS, {"range": RANGE, "order": "RUNS", "gorder": "REQUESTS"})
+    agents = expected["agents"]["nodes"]
+    assert agents
+    order = page.locator("table.agents > tbody > tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.key)"
+    )
+    assert order == [a["agentId"] for a in agents]
+    for name in ("runs", "successRate", "avgRunDurationMs", "requests", "costUsd"):
+        shown = page.locator(f"table.agents [data-metric='{name}']").evaluate_all(
+            "els => els.map(e => e.dataset.value === '' ? null : Number(e.dataset.value))"
+        )
+        assert shown == [a[name] for a in agents], name
+    # an agent's nodes
+    with_nodes = next(a for a in agents if a["nodes"])
+    row = page.locator(f"table.agents tr[data-key='{with_nodes['agentId']}']")
+    row.locator("summary").click()
+    node_costs = row.locator("[data-metric='node.costUsd']").evaluate_all(
+        "els => els.map(e => Number(e.dataset.value))"
+    )
+    assert node_costs == [n["costUsd"] for n in with_nodes["nodes"]]
+    _shot(page, console, "agents-nodes")
+    # sorted by cost, through the header
+    page.click("table.agents th button.sort[data-order='COST']")
+    page.wait_for_function("new URL(location).searchParams.get('sort') === 'COST'")
+    by_cost = console.graphql(AGENTS, {"range": RANGE, "order": "COST", "gorder": "REQUESTS"})
+    top = by_cost["agents"]["nodes"][0]
+    page.wait_for_function(
+        "k => document.querySelector('table.agents > tbody > tr')?.dataset.key === k",
+        arg=top["agentId"],
+    )
+    assert _column(page, "table.agents", "costUsd") == [
+        a["costUsd"] for a in by_cost["agents"]["nodes"]
+    ]
+
+    page.click("nav.views >> text=Gateways")
+    page.wait_for_selector(DRAWN["gateways"])
+    gateways = expected["gateways"]["nodes"]
+    for name in ("requests", "uniqueCallers", "bandwidthBytes", "errorRate", "costUsd"):
+        shown = page.locator(f"table.gateways [data-metric='{name}']").evaluate_all(
+            "els => els.map(e => e.dataset.value === '' ? null : Number(e.dataset.value))"
+        )
+        assert shown == [g[name] for g in gateways], name
+    assert _value(page, "totalCount") == expected["gateways"]["totalCount"]
+    tab.close()
+
+
+BUDGETS = """{ budgets(first: 100) { nodes { id name amountUsd period scope scopeValue thresholds
+  currentSpendUsd status } }
+  alertRules(first: 100) { nodes { id name metric operator threshold windowMinutes enabled
+  filter } } }"""
+
+
+def _budget(console: Console, name: str) -> dict | None:
+    nodes = console.graphql(BUDGETS)["budgets"]["nodes"]
+    return next((b for b in nodes if b["name"] == name), None)
+
+
+def test_budget_created_edited_and_deleted_from_the_ui(browser: Browser, console: Console) -> None:
+    tab = _signed_in(browser, console, "?view=budgets")
+    page = tab.page
+    page.wait_for_selector("button.new-budget")
+    name = f"ui budget {uuid.uuid4().hex[:6]}"
+    page.click("button.new-budget")
+    page.fill("#budget-name", name)
+    page.fill("#budget-amountUsd", "250")
+    page.select_option("#budget-period", "WEEK")
+    page.select_option("#budget-scope", "MODEL")
+    model = _expected(console, TIME_ZONE)["topModels"]["nodes"][0]["key"]
+    page.fill("#budget-scopeValue", model)
+    page.fill("#budget-thresholds", "60, 90")
+    _shot(page, console, "budget-form")
+    page.click("form.budget-form button[type=submit]")
+    row = page.locator(f"table.budgets tbody tr:has-text('{name}')")
+    row.wait_for()
+    created = _budget(console, name)
+    assert created is not None
+    assert (created["amountUsd"], created["period"], created["scope"]) == (250.0, "WEEK", "MODEL")
+    assert (created["scopeValue"], created["thresholds"]) == (model, [60, 90])
+    assert row.get_attribute("data-id") == created["id"]
+    assert (
+        float(row.locator("[data-metric='currentSpendUsd']").get_attribute("data-value"))
+        == (created["currentSpendUsd"])
+    )
+    assert row.locator("[data-status]").get_attribute("data-status") == created["status"]
+    _shot(page, console, "budgets")
+
+    # edit: the form comes filled in; the new limit is saved
+    row.locator("button.edit").click()
+    assert page.input_value("#budget-name") == name
+    assert page.input_value("#budget-scopeValue") == model
+    page.fill("#budget-amountUsd", "300.5")
+    page.click("form.budget-form button[type=submit]")
+    _wait_value(
+        page, f"table.budgets tr[data-id='{created['id']}'] [data-metric='amountUsd']", 300.5
+    )
+    assert _budget(console, name)["amountUsd"] == 300.5
+
+    # the API's own message at its field: a user scope needs its user
+    page.click("button.new-budget")
+    page.fill("#budget-name", f"{name} bad")
+    page.fill("#budget-amountUsd", "10")
+    page.select_option("#budget-scope", "USER")
+    page.click("form.budget-form button[type=submit]")
+    page.wait_for_selector("form.budget-form .error-inline:not(:empty)")
+    assert _budget(console, f"{name} bad") is None
+    page.click("form.budget-form button:has-text('Cancel')")
+
+    # delete asks once more, in place
+    row = page.locator(f"table.budgets tr[data-id='{created['id']}']")
+    row.locator("button.danger").click()
+    row.locator("button.confirm").click()
+    page.wait_for_selector(f"table.budgets tr[data-id='{created['id']}']", state="detached")
+    assert _budget(console, name) is None
+    tab.close()
+
+
+def test_alert_rules_for_members_and_no_edit_for_viewers(
+    browser: Browser, console: Console
+) -> None:
+    # with a model chosen in the filter bar: the new rule may watch only its events
+    model = _expected(console, TIME_ZONE)["topModels"]["nodes"][0]["key"]
+    tab = _signed_in(browser, console, f"?view=budgets&models={model}", key=console.member)
+    page = tab.page
+    page.wait_for_selector("button.new-rule")
+    assert page.locator("button.new-budget").count() == 0  # budgets are the admins'
+    name = f"ui rule {uuid.uuid4().hex[:6]}"
+    page.click("button.new-rule")
+    assert page.is_checked("#rule-filter")
+    page.fill("#rule-name", name)
+    page.select_option("#rule-metric", "ERROR_RATE")
+    page.select_option("#rule-operator", "GTE")
+    page.fill("#rule-threshold", "0.25")
+    page.fill("#rule-windowMinutes", "15")
+    page.click("form.rule-form button[type=submit]")
+    page.wait_for_selector(f"table.rules tbody tr:has-text('{name}')")
+    rules = console.graphql(BUDGETS)["alertRules"]["nodes"]
+    rule = next(r for r in rules if r["name"] == name)
+    assert (rule["metric"], rule["operator"], rule["threshold"]) == ("ERROR_RATE", "GTE", 0.25)
+    assert (rule["windowMinutes"], rule["enabled"]) == (15, True)
+    assert rule["filter"] == {"models": [model]}
+    tab.close()
+
+    # a viewer reads both lists and is offered no change
+    tab = _signed_in(browser, console, "?view=budgets", key=console.viewer)
+    page = tab.page
+    page.wait_for_selector(f"table.rules tbody tr:has-text('{name}')")
+    for control in ("button.new-rule", "button.new-budget", "button.edit", "button.danger"):
+        assert page.locator(control).count() == 0, control
+    tab.close()
+
+    # the member deletes it
+    tab = _signed_in(browser, console, "?view=budgets", key=console.member)
+    page = tab.page
+    row = page.locator(f"table.rules tr[data-id='{rule['id']}']")
+    row.locator("button.danger").click()
+    row.locator("button.confirm").click()
+    page.wait_for_selector(f"table.rules tr[data-id='{rule['id']}']", state="detached")
+    assert all(r["id"] != rule["id"] for r in console.graphql(BUDGETS)["alertRules"]["nodes"])
+    tab.close()
+
+
+AUDIT = """query($range: TimeRangeInput, $filter: AuditFilter) {
+  auditEvents(range: $range, filter: $filter, first: 50) { totalCount nodes { id action } }
+}"""
+
+
+def test_audit_trail_equals_the_api_and_filters(
+    browser: Browser, console: Console, tmp_path: Path
+) -> None:
+    tab = _signed_in(browser, console, "?view=audit")
+    page = tab.page
+    page.wait_for_selector(DRAWN["audit"])
+    expected = console.graphql(AUDIT, {"range": RANGE})["auditEvents"]
+    ids = page.locator("table.audit tbody tr").evaluate_all("rows => rows.map(r => r.dataset.id)")
+    assert ids == [e["id"] for e in expected["nodes"]]
+    assert _value(page, "totalCount") == expected["totalCount"]
+    # the event filter bar does not apply here: the audit trail has its own filter
+    assert page.locator("#filter-dimension").count() == 0
+    page.select_option("#audit-field", "actions")
+    page.select_option("#audit-choice", "BLOCK")
+    page.click("form.add-filter button[type=submit]")
+    page.wait_for_function("new URL(location).searchParams.get('actions') === 'BLOCK'")
+    blocked = console.graphql(AUDIT, {"range": RANGE, "filter": {"actions": ["BLOCK"]}})
+    blocked = blocked["auditEvents"]
+    assert 0 < blocked["totalCount"] < expected["totalCount"]
+    _wait_value(page, "main [data-metric='totalCount']", blocked["totalCount"])
+    ids = page.locator("table.audit tbody tr").evaluate_all("rows => rows.map(r => r.dataset.id)")
+    assert ids == [e["id"] for e in blocked["nodes"]]
+    _shot(page, console, "audit-filtered")
+    # the CSV holds the same events, through the export endpoint with the same filter
+    with page.expect_download() as info:
+        page.click("button.csv")
+    path = tmp_path / "audit.csv"
+    info.value.save_as(path)
+    assert info.value.suggested_filename.startswith("tallyql-acme-audit-events-")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == blocked["totalCount"]
+    assert {r["action"].upper() for r in rows} == {"BLOCK"}
+    page.reload(wait_until="load")
+    page.wait_for_selector(".audit-filters .chip[data-value='BLOCK']")
+    _wait_value(page, "main [data-metric='totalCount']", blocked["totalCount"])
+    tab.close()
+
+
+WORKSPACES = """query($range: TimeRangeInput!) {
+  workspaces(range: $range) {
+    nodes { name requests costUsd costShare }
+    totals { workspaces requests costUsd }
+    byokVsPlatform { byokCostUsd platformCostUsd }
+  }
+}"""
+
+
+def test_workspaces_for_the_operator_admin(browser: Browser, console: Console) -> None:
+    tab = _signed_in(browser, console, "?view=workspaces")
+    page = tab.page
+    page.wait_for_selector(DRAWN["workspaces"])
+    expected = console.graphql(WORKSPACES, {"range": RANGE})["workspaces"]
+    for name in ("workspaces", "requests", "costUsd"):
+        assert _value(page, f"totals.{name}") == expected["totals"][name], name
+    for name in ("byokCostUsd", "platformCostUsd"):
+        assert _value(page, f"byokVsPlatform.{name}") == expected["byokVsPlatform"][name]
+    names = page.locator("table.workspaces tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.key)"
+    )
+    assert names == [n["name"] for n in expected["nodes"]]
+    assert _column(page, "table.workspaces", "costUsd") == [n["costUsd"] for n in expected["nodes"]]
+    tab.close()
+    # a key that may not look across workspaces is not offered the view, even by its URL
+    tab = _signed_in(browser, console, "?view=workspaces", key=console.viewer)
+    page = tab.page
+    _wait_overview(page)
+    assert page.locator("nav.views a:has-text('Workspaces')").count() == 0
+    assert _params(page)["view"] == ["overview"]
+    tab.close()
+
+
+def test_every_event_filter_field_and_metadata(browser: Browser, console: Console) -> None:
+    tab = _signed_in(browser, console)
+    page = tab.page
+    _wait_overview(page)
+    fields = page.locator("#filter-dimension option").evaluate_all("os => os.map(o => o.value)")
+    assert set(fields) == EVENT_FILTER_FIELDS
+    # an enum field offers the schema's values
+    page.select_option("#filter-dimension", "statuses")
+    page.select_option("#filter-choice", "ERROR")
+    page.click("form.add-filter button[type=submit]")
+    page.wait_for_function("new URL(location).searchParams.get('statuses') === 'ERROR'")
+    errors = _expected(console, TIME_ZONE, {"statuses": ["ERROR"]})
+    _wait_value(page, "[data-metric='totalRequests']", errors["overview"]["totalRequests"])
+    _assert_overview_matches(page, errors)
+    page.click(".chip[data-value='ERROR'] button")
+    page.wait_for_function("!new URL(location).searchParams.has('statuses')")
+    _wait_overview(page)
+
+    # metadata: a key, then its values from the data
+    page.select_option("#filter-dimension", "metadata")
+    page.fill("#filter-key", "feature")
+    page.dispatch_event("#filter-key", "change")
+    page.wait_for_selector("#filter-values option", state="attached")
+    value = page.get_attribute("#filter-values option", "value")
+    page.fill("#filter-value", value)
+    page.click("form.add-filter button[type=submit]")
+    page.wait_for_function("new URL(location).searchParams.has('metadata')")
+    assert _params(page)["metadata"] == [f"feature:{value}"]
+    featured = _expected(console, TIME_ZONE, {"metadata": [{"key": "feature", "value": value}]})
+    assert 0 < featured["overview"]["totalRequests"] < DEMO_EVENTS
+    _wait_value(page, "[data-metric='totalRequests']", featured["overview"]["totalRequests"])
+    _assert_overview_matches(page, featured)
+    page.reload(wait_until="load")
+    _wait_overview(page)
+    _assert_overview_matches(page, featured)
+    tab.close()
+
+
+def test_live_reconnects_and_shows_a_lag(browser: Browser, console: Console) -> None:
+    """The socket passes through a route that can cut it (as a restart or a network drop would)
+    and speak as the server (a Lagged item, which a real server sends when a page falls
+    behind its queue): the view says it is reconnecting, is live again, and tells how many
+    items were dropped."""
+    context = browser.new_context(timezone_id=TIME_ZONE)
+    page = context.new_page()
+    offline = Offline()
+    context.route("**/*", offline.route)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    routes: list[WebSocketRoute] = []
+    subscriptions: list[str] = []
+
+    def on_route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        routes.append(ws)
+
+        def from_page(message: str | bytes) -> None:
+            body = json.loads(message)
+            if body.get("type") == "subscribe":
+                subscriptions.append(body["id"])
+            server.send(message)
+
+        ws.on_message(from_page)
+
+    page.route_web_socket(lambda url: urlsplit(url).path == "/graphql", on_route)
+    page.goto(f"{console.server.url}/?view=live#key={console.key}", wait_until="load")
+    page.wait_for_selector(".live-status.up")
+    page.wait_for_selector("[data-metric='today.costUsd']")
+    assert len(routes) == 1 and len(subscriptions) == 1
+
+    # the server lets the page know it dropped items, twice: the counts add up
+    for count in (7, 5):
+        routes[-1].send(json.dumps({
+            "id": subscriptions[-1], "type": "next",
+            "payload": {"data": {"events": {"__typename": "Lagged", "count": count}}},
+        }))  # fmt: skip
+    _wait_value(page, "[data-metric='Lagged.count']", 12)
+    assert "dropped" in page.inner_text(".warning[role=alert]")
+    _shot(page, console, "live-lagged")
+
+    # the connection drops: the page says so, reconnects by itself and subscribes again
+    routes[-1].close(code=1012, reason="service restart")
+    page.wait_for_selector(".live-status.down")
+    assert "reconnecting" in page.inner_text(".live-status")
+    page.wait_for_selector(".live-status.up", timeout=15_000)
+    assert "Connected again" in page.inner_text(".live-status")
+    assert len(routes) == 2 and len(subscriptions) == 2
+    # and it is live: an event ingested now shows
+    model = f"again-{uuid.uuid4().hex[:8]}"
+    console.ingest([{"provider": "openai", "model": model, "input_tokens": 10, "output_tokens": 5}])
+    page.wait_for_selector(f"table.live-feed tr:has-text('{model}')", timeout=5_000)
+    context.close()
+    assert offline.blocked == [] and errors == []

@@ -186,6 +186,25 @@ async def test_sessions_audit_breakdown_timeseries(api: Api) -> None:
     )
     assert [r["resource_id"] for r in audit] == ["timeseries", "breakdown", "sessions"]
     assert all(r["action"] == "export" for r in audit)
+    # the enums as GraphQL spells them (the console sends those) select the same events
+    upper = _rows(
+        await _get(
+            api,
+            key,
+            "/v1/export/audit-events",
+            preset="LAST_24H",
+            actions="EXPORT",
+            actorTypes="API_KEY",
+            outcomes="SUCCESS",
+            format="ndjson",
+        )
+    )
+    assert [r["resource_id"] for r in upper] == [
+        "audit-events",
+        "timeseries",
+        "breakdown",
+        "sessions",
+    ]
 
 
 async def test_refusals(api: Api) -> None:

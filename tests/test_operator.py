@@ -96,6 +96,8 @@ async def test_others_are_refused(api: Api) -> None:
             {"r": RANGE},
         )
         assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        # `me` tells them so (the console hides its Workspaces view)
+        assert (await api.data(key, "{ me { operator } }"))["me"]["operator"] is False
     # without the argument, an admin still sees exactly its own workspace
     own = await api.data(acme_admin, OVERVIEW, {"range": RANGE, "ws": None})
     _close(own["overview"], _sums(_events("acme")))
@@ -104,6 +106,7 @@ async def test_others_are_refused(api: Api) -> None:
 async def test_operator_sees_exactly_the_chosen_workspace(api: Api) -> None:
     setup = await _setup(api)
     operator = setup["keys"]["default"]
+    assert (await api.data(operator, "{ me { operator } }"))["me"]["operator"] is True
     for name, ws_id in setup["ids"].items():
         data = await api.data(operator, OVERVIEW, {"range": RANGE, "ws": str(ws_id)})
         _close(data["overview"], _sums(_events(name)))

@@ -130,6 +130,9 @@ def sessions_rows(job: ExportJob) -> tuple[Sequence[str], Rows]:
     return SESSION_COLUMNS, _stream(job.db, query, _session_row)
 
 
+_AUDIT_ENUMS = ("actor_types", "actions", "outcomes")
+
+
 def _audit_row(row: Any) -> Sequence[Any]:
     m = row._mapping
     return [m["ts"] if c == "timestamp" else m[c] for c in AUDIT_COLUMNS]
@@ -140,9 +143,12 @@ def audit_rows(job: ExportJob) -> tuple[Sequence[str], Rows]:
         raise ExportParamError(
             "event filters do not apply to audit-events; use " + ", ".join(AUDIT_OPTIONS)
         )
-    spec = AuditFilterSpec(
-        **{name: tuple(job.params.option_list(param)) for param, name in AUDIT_OPTIONS.items()}
-    )
+    values = {name: job.params.option_list(param) for param, name in AUDIT_OPTIONS.items()}
+    # the enum fields are stored lowercase; GraphQL spells them upper (BLOCK, API_KEY), and the
+    # event filters' enums are taken either way, so these are too
+    for name in _AUDIT_ENUMS:
+        values[name] = [v.lower() for v in values[name]]
+    spec = AuditFilterSpec(**{name: tuple(v) for name, v in values.items()})
     window = job.params.window
     conditions = audit_conditions(job.workspace_id, window.start, window.end, spec)
     query = (

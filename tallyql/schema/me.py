@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from tallyql.auth.operator import is_operator
 from tallyql.auth.principal import AuthError
 from tallyql.schema.context import TallyInfo
 
@@ -15,6 +16,10 @@ class Me:
     role: str = strawberry.field(description="admin, member, viewer or ingest.")
     key_id: str = strawberry.field(description="The API key's id.")
     key_name: str = strawberry.field(description="The API key's label.")
+    operator: bool = strawberry.field(
+        description="Whether this key may look across workspaces (`workspaces`, the `workspace` "
+        "argument): an admin key of the operator workspace (TALLYQL_OPERATOR_WORKSPACE)."
+    )
 
 
 @strawberry.type
@@ -30,4 +35,5 @@ class MeQuery:
             role=principal.role.value,
             key_id=principal.key_id,
             key_name=principal.key_name,
+            operator=is_operator(principal, info.context.services.settings),
         )

@@ -54,3 +54,34 @@ export async function gql(query, variables = {}, key = getKey()) {
   }
   return body.data;
 }
+
+// GET an export (/v1/export/...) with the key in the header, which a plain link cannot carry,
+// and hand it to the browser as a file under the name the server gives it
+export async function download(path, params, key = getKey()) {
+  let response;
+  try {
+    response = await fetch(`${path}?${params}`, { headers: { authorization: `Bearer ${key}` } });
+  } catch (error) {
+    throw new ApiError(`The server could not be reached (${error.message}).`, "NETWORK", 0);
+  }
+  if (!response.ok) {
+    let message = `The export failed with HTTP ${response.status}.`;
+    try {
+      const body = await response.json();
+      message = (body.error && body.error.message) || body.message || body.detail || message;
+    } catch { /* not JSON: keep the status */ }
+    throw new ApiError(message, "EXPORT", response.status);
+  }
+  const disposition = response.headers.get("content-disposition") || "";
+  const match = /filename="([^"]+)"/.exec(disposition);
+  const name = match ? match[1] : path.split("/").pop();
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+  return name;
+}

@@ -93,7 +93,11 @@ function dataTable(title, buckets, series, formatX) {
 
 // stacked bars: series [{label, values, format, other}] drawn as running sums, tallest first,
 // so that each series' bar shows its own share; the legend gives each series' own value
-export function stackedBars({ title, buckets, series, timeZone, formatX, format }) {
+// counts: ticks on whole numbers only (1, 2, 5, 10, …), never 2.5 requests
+const INTEGER_INCRS = [1, 2, 5].flatMap((m) => [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7].map((p) => m * p))
+  .sort((a, b) => a - b);
+
+export function stackedBars({ title, buckets, series, timeZone, formatX, format, integer = false }) {
   const x = buckets.map((b) => Date.parse(b) / 1000);
   const sums = [];
   let running = buckets.map(() => 0);
@@ -127,6 +131,7 @@ export function stackedBars({ title, buckets, series, timeZone, formatX, format 
       {
         stroke: axisColor, grid: { stroke: gridColor, width: 1 }, ticks: { stroke: gridColor },
         size: 70, values: (u, splits) => splits.map((v) => format(v)),
+        incrs: integer ? INTEGER_INCRS : undefined,
       },
     ],
     series: [{}, ...order.map((i) => ({

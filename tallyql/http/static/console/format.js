@@ -85,3 +85,12 @@ export function fmtDay(iso, timeZone) {
   }
   return dayFormats.get(timeZone).format(new Date(iso));
 }
+
+const timeFormats = new Map();
+// an hour or minute bucket on a chart's axis ("14:00")
+export function fmtTime(iso, timeZone) {
+  if (!timeFormats.has(timeZone)) {
+    timeFormats.set(timeZone, new Intl.DateTimeFormat(undefined, { timeZone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" }));
+  }
+  return timeFormats.get(timeZone).format(new Date(iso));
+}

@@ -6,14 +6,26 @@ import { filterBar } from "./filters.js";
 import {
   CUSTOM, PRESETS, browserTimeZone, readState, toSearch,
 } from "./state.js";
+import agents from "./views/agents.js";
+import audit from "./views/audit.js";
+import budgets from "./views/budgets.js";
+import costs from "./views/costs.js";
+import errors from "./views/errors.js";
+import gateways from "./views/gateways.js";
 import live from "./views/live.js";
 import overview from "./views/overview.js";
-import costs from "./views/costs.js";
 import requests from "./views/requests.js";
+import security from "./views/security.js";
 import sessions from "./views/sessions.js";
+import tools from "./views/tools.js";
+import usage from "./views/usage.js";
+import workspaces from "./views/workspaces.js";
 
-const VIEWS = [overview, costs, requests, sessions, live];
-const VIEW_IDS = VIEWS.map((v) => v.id);
+const ALL_VIEWS = [overview, costs, usage, requests, sessions, tools, agents, gateways,
+  security, errors, audit, live, budgets, workspaces];
+// the views of this key: Workspaces only for operator admins (the API refuses others)
+let VIEWS = ALL_VIEWS;
+let VIEW_IDS = VIEWS.map((v) => v.id);
 const READ_ROLES = new Set(["admin", "member", "viewer"]);
 const app = document.getElementById("app");
 
@@ -62,7 +74,7 @@ function signInForm(message) {
 }
 
 async function whoAmI(key) {
-  const data = await gql("{ me { workspace role keyName } }", {}, key);
+  const data = await gql("{ me { workspace role keyName operator } }", {}, key);
   return data.me;
 }
 
@@ -86,12 +98,16 @@ function cannotRead(me) {
 
 let current = null; // the view on screen: { leave: [cleanup …], token }
 let renderToken = 0;
+let who = null; // the signed-in key's `me`
 
 function start(me) {
   if (!READ_ROLES.has(me.role)) {
     cannotRead(me);
     return;
   }
+  who = me;
+  VIEWS = ALL_VIEWS.filter((v) => !v.operatorOnly || me.operator);
+  VIEW_IDS = VIEWS.map((v) => v.id);
   const state = readState(VIEW_IDS);
   // the URL says everything shown: write the defaults in, so a copied link keeps them
   history.replaceState(null, "", toSearch(state));
@@ -118,7 +134,7 @@ function start(me) {
 function navigate(shell, state, patch, { replace = false, rerender = true } = {}) {
   const next = { ...state, ...patch };
   if ("view" in patch && patch.view !== state.view) {
-    Object.assign(next, { request: null, session: null, sort: null, compare: [] });
+    Object.assign(next, { request: null, session: null, sort: null, compare: [], dim: null, audit: {} });
   }
   const search = toSearch(next);
   if (search !== location.search) {
@@ -139,13 +155,16 @@ function show(shell, state) {
   const token = ++renderToken;
   current = { leave: [], token };
   const go = (patch, options) => navigate(shell, state, patch, options);
-  renderNav(shell.nav, state, go);
-  renderControls(shell.controls, state, go);
-  shell.filters.replaceChildren(filterBar(state, go, state.view !== "live"));
   const view = VIEWS.find((v) => v.id === state.view);
+  renderNav(shell.nav, state, go);
+  renderControls(shell.controls, state, go, view);
+  shell.filters.replaceChildren(view.usesFilters === false
+    ? h("p", { class: "muted small filters-off" }, "The event filters do not apply to this view (they stay in the link for the others).")
+    : filterBar(state, go, state.view !== "live"));
   document.title = `${view.label} · tallyql console`;
   const ctx = {
     state,
+    me: who,
     main: shell.main,
     navigate: go,
     stale: () => token !== renderToken,
@@ -156,7 +175,7 @@ function show(shell, state) {
 
 function renderNav(nav, state, go) {
   nav.replaceChildren(...VIEWS.map((v) => h("a", {
-    href: toSearch({ ...state, view: v.id, request: null, session: null, sort: null, compare: [] }),
+    href: toSearch({ ...state, view: v.id, request: null, session: null, sort: null, compare: [], dim: null, audit: {} }),
     "aria-current": v.id === state.view ? "page" : null,
     onclick: (event) => {
       if (event.metaKey || event.ctrlKey || event.shiftKey) return; // a new tab
@@ -172,8 +191,9 @@ function localNow(offsetDays) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
-function renderControls(box, state, go) {
-  const live = state.view === "live";
+function renderControls(box, state, go, view) {
+  // the live feed and the budgets (each with its own period) have no range
+  const live = view.id === "live" || view.usesRange === false;
   const preset = h("select", {
     id: "range", "aria-label": "Time range", disabled: live,
     onchange: () => {

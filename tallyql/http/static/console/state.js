@@ -17,18 +17,66 @@ export const CUSTOM = "CUSTOM";
 export const DEFAULT_PRESET = "LAST_7D";
 export const MAX_COMPARE = 4; // models side by side in the Costs view
 
-// the EventFilter fields the filter bar offers, with the Dimension that suggests their values
+// the EventFilter fields the filter bar offers. type: "list" (free strings, suggested by the
+// breakdown of `dimension` when it has one), "enum" (the schema's fixed `values`), "int"
+// (statusCodes), "bool" (isByok: one value) and "metadata" (key:value pairs)
+const ENUM_VALUES = {
+  kinds: ["LLM_CALL", "TOOL_CALL", "AGENT_RUN", "HTTP_REQUEST"],
+  statuses: ["SUCCESS", "ERROR", "BLOCKED"],
+  errorTypes: ["RATE_LIMIT", "INVALID_REQUEST", "TIMEOUT", "AUTH_ERROR", "MODEL_ERROR",
+    "POLICY_BLOCKED", "OTHER"],
+  costSources: ["PROVIDED", "COMPUTED", "UNPRICED"],
+};
 export const FILTERS = [
   { field: "providers", dimension: "PROVIDER", label: "Provider" },
   { field: "models", dimension: "MODEL", label: "Model" },
   { field: "users", dimension: "USER", label: "User" },
   { field: "groups", dimension: "GROUP", label: "Group" },
+  { field: "departments", dimension: "DEPARTMENT", label: "Department" },
   { field: "agents", dimension: "AGENT", label: "Agent" },
+  { field: "agentInstances", dimension: "AGENT_INSTANCE", label: "Agent instance" },
+  { field: "nodes", dimension: "NODE", label: "Agent node" },
   { field: "tools", dimension: "TOOL", label: "Tool" },
   { field: "mcpServers", dimension: "MCP_SERVER", label: "MCP server" },
   { field: "gateways", dimension: "GATEWAY", label: "Gateway" },
   { field: "tags", dimension: "TAG", label: "Tag" },
+  { field: "metadata", type: "metadata", label: "Metadata (key:value)" },
+  { field: "kinds", type: "enum", values: ENUM_VALUES.kinds, label: "Kind" },
+  { field: "statuses", type: "enum", values: ENUM_VALUES.statuses, label: "Status" },
+  { field: "errorTypes", type: "enum", values: ENUM_VALUES.errorTypes, label: "Error type" },
+  { field: "statusCodes", type: "int", dimension: "STATUS_CODE", label: "HTTP status" },
+  { field: "apiKeys", dimension: "API_KEY", label: "API key" },
+  { field: "callers", dimension: "CALLER", label: "Caller" },
+  { field: "callerIps", label: "Caller IP" },
+  { field: "sessions", dimension: "SESSION", label: "Session" },
+  { field: "traces", label: "Trace" },
+  { field: "runs", label: "Run" },
+  { field: "protocols", dimension: "PROTOCOL", label: "Protocol" },
+  { field: "requestTypes", dimension: "REQUEST_TYPE", label: "Request type" },
+  { field: "billingModes", dimension: "BILLING_MODE", label: "Billing mode" },
+  { field: "policies", dimension: "POLICY", label: "Policy" },
+  { field: "costSources", type: "enum", values: ENUM_VALUES.costSources, label: "Cost source" },
+  { field: "isByok", type: "bool", values: ["true", "false"], label: "Own provider key (BYOK)" },
+].map((f) => ({ type: "list", ...f }));
+
+// the audit trail's own filter (AuditFilter), kept in the URL under these names
+export const AUDIT_FILTERS = [
+  { field: "actions", label: "Action", values: ["CREATE", "UPDATE", "DELETE", "EXECUTE", "LOGIN", "EXPORT", "BLOCK"] },
+  { field: "outcomes", label: "Outcome", values: ["SUCCESS", "FAILURE", "DENIED"] },
+  { field: "actorTypes", label: "Actor type", values: ["USER", "API_KEY", "SYSTEM"] },
+  { field: "actors", label: "Actor" },
+  { field: "resourceTypes", label: "Resource type" },
+  { field: "resourceIds", label: "Resource" },
+  { field: "sourceIps", label: "Source IP" },
 ];
+
+// a value as the URL holds it, valid for its field (a hand-edited link may hold anything)
+function validValue(filter, value) {
+  if (filter.type === "enum" || filter.type === "bool") return filter.values.includes(value);
+  if (filter.type === "int") return /^[0-9]{1,3}$/.test(value);
+  if (filter.type === "metadata") return value.indexOf(":") > 0;
+  return true;
+}
 
 export function browserTimeZone() {
   return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
@@ -43,9 +91,18 @@ export function readState(views, search = location.search) {
   if (range === CUSTOM && !(start && end)) range = DEFAULT_PRESET;
   if (range !== CUSTOM && !PRESETS.some(([p]) => p === range)) range = DEFAULT_PRESET;
   const filters = {};
-  for (const { field } of FILTERS) {
-    const values = params.getAll(field).flatMap(splitList);
-    if (values.length) filters[field] = [...new Set(values)];
+  for (const filter of FILTERS) {
+    // a metadata value may hold a comma: one parameter per pair
+    const raw = params.getAll(filter.field);
+    let values = (filter.type === "metadata" ? raw : raw.flatMap(splitList))
+      .filter((v) => validValue(filter, v));
+    if (filter.type === "bool") values = values.slice(-1);
+    if (values.length) filters[filter.field] = [...new Set(values)];
+  }
+  const audit = {};
+  for (const { field, values: allowed } of AUDIT_FILTERS) {
+    const values = params.getAll(field).flatMap(splitList).filter((v) => !allowed || allowed.includes(v));
+    if (values.length) audit[field] = [...new Set(values)];
   }
   return {
     view,
@@ -54,6 +111,8 @@ export function readState(views, search = location.search) {
     end: range === CUSTOM ? end : null,
     tz: params.get("tz") || browserTimeZone(),
     filters,
+    audit,
+    dim: params.get("dim"),
     request: params.get("request"),
     session: params.get("session"),
     sort: params.get("sort"),
@@ -79,7 +138,10 @@ export function toSearch(state) {
     for (const value of state.filters[field] || []) params.append(field, value);
   }
   // a view's own place: the open request or session, the order of a list
-  for (const name of ["request", "session", "sort"]) {
+  for (const { field } of AUDIT_FILTERS) {
+    for (const value of (state.audit || {})[field] || []) params.append(field, value);
+  }
+  for (const name of ["dim", "request", "session", "sort"]) {
     if (state[name]) params.set(name, state[name]);
   }
   for (const model of state.compare || []) params.append("compare", model);
@@ -123,8 +185,43 @@ export function timeRange(state) {
 // the EventFilter of the state, or null when nothing is chosen
 export function eventFilter(state) {
   const filter = {};
+  for (const { field, type } of FILTERS) {
+    const values = state.filters[field];
+    if (!values || !values.length) continue;
+    if (type === "int") filter[field] = values.map(Number);
+    else if (type === "bool") filter[field] = values[values.length - 1] === "true";
+    else if (type === "metadata") {
+      filter[field] = values.map((v) => {
+        const at = v.indexOf(":");
+        return { key: v.slice(0, at), value: v.slice(at + 1) };
+      });
+    } else filter[field] = values;
+  }
+  return Object.keys(filter).length ? filter : null;
+}
+
+// the range and filters as /v1/export parameters (the same names as EventFilter's fields)
+export function exportParams(state) {
+  const params = new URLSearchParams();
+  if (state.range === CUSTOM) {
+    const range = timeRange(state);
+    params.set("start", range.start);
+    params.set("end", range.end);
+  } else {
+    params.set("preset", state.range);
+  }
+  params.set("timezone", state.tz);
   for (const { field } of FILTERS) {
-    if (state.filters[field] && state.filters[field].length) filter[field] = state.filters[field];
+    for (const value of state.filters[field] || []) params.append(field, value);
+  }
+  return params;
+}
+
+// the AuditFilter of the state, or null
+export function auditFilter(state) {
+  const filter = {};
+  for (const { field } of AUDIT_FILTERS) {
+    if ((state.audit || {})[field] && state.audit[field].length) filter[field] = state.audit[field];
   }
   return Object.keys(filter).length ? filter : null;
 }
