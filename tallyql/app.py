@@ -58,7 +58,9 @@ async def graphql_context(conn: HTTPConnection) -> Context:
     )
 
 
-def install_fast_graphql(app: FastAPI, graphql: TallyGraphQLRouter, settings: Settings) -> None:
+def install_fast_graphql(
+    app: FastAPI, graphql: TallyGraphQLRouter, settings: Settings, metrics: Metrics
+) -> None:
     """POST /graphql with a JSON body takes the direct route (tallyql/http/graphql_fast.py),
     placed first; it hands everything else on to strawberry's POST route."""
     strawberry_post = next(
@@ -74,6 +76,7 @@ def install_fast_graphql(app: FastAPI, graphql: TallyGraphQLRouter, settings: Se
         strawberry_post,
         share=settings.share_identical_queries,
         request_limit=settings.cost_request_limit,
+        metrics=metrics,
     )
     app.router.routes.insert(0, Route(GRAPHQL_PATH, direct, methods=["POST"]))
 
@@ -110,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allowed_origins=settings.cors_origin_list,  # WebSocket handshakes from these pages
     )
     app.include_router(graphql)
-    install_fast_graphql(app, graphql, settings)
+    install_fast_graphql(app, graphql, settings, metrics)
     app.include_router(events.router)
     app.include_router(audit.router)
     app.include_router(otlp.router)

@@ -43,6 +43,7 @@ from tallyql.http.graphql_http import execute_plain
 from tallyql.http.graphql_limits import refuse_large_body, refuse_spent_key
 from tallyql.http.outage import RETRY_HEADERS, has_unavailable_error
 from tallyql.http.shared_answers import SingleFlight, shared_key
+from tallyql.observability import Metrics
 from tallyql.schema.limits import root_fields
 
 ContextGetter = Callable[[HTTPConnection], Awaitable[Any]]
@@ -96,6 +97,7 @@ class FastGraphQLPost:
         fallback: BaseRoute,
         share: bool = True,
         request_limit: int = 20_000,
+        metrics: Metrics | None = None,
     ):
         self.schema = schema
         self.context_getter = context_getter
@@ -103,6 +105,7 @@ class FastGraphQLPost:
         self.share = share
         """Identical queries share a computation (http/shared_answers.py)."""
         self.request_limit = request_limit
+        self.metrics = metrics
         self.flights: SingleFlight[tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]] = (
             SingleFlight()
         )
@@ -138,6 +141,8 @@ class FastGraphQLPost:
                 key, lambda: self._execute(context, request, data)
             )
             if shared:
+                if self.metrics is not None:
+                    self.metrics.graphql_shared_answers.inc()
                 if _refused_for_its_key(answer):  # the leader's budget, not this key's
                     status, answer, headers = await self._execute(context, request, data)
                 else:
