@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import random
@@ -32,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 from support import free_port, peak_rss_mib, tallyql  # bench/ is the script's directory
 
@@ -98,7 +100,7 @@ VIEWS: dict[str, tuple[str, dict[str, Any]]] = {
     "overview": (OVERVIEW, {"range": RANGE}),
     "costs": (COSTS, {"range": RANGE, "compare": [], "comparing": False}),
     "requests": (REQUESTS, {"range": RANGE}),
-    "sessions": (SESSIONS, {"range": RANGE, "orderBy": "LAST_ACTIVITY", "descending": True}),
+    "sessions": (SESSIONS, {"range": RANGE, "orderBy": "COST", "descending": True}),
 }
 OTHER_VIEWS = ("costs", "requests", "sessions")
 SHARED_METRIC = "tallyql_graphql_shared_answers_total"
@@ -116,6 +118,28 @@ class Tally:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def backend_pids(url: str) -> list[int]:
+    """The PostgreSQL backends connected to the bench's database (on this machine)."""
+    base, _, name = url.rpartition("/")
+    conn = await asyncpg.connect(f"{base}/postgres")
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+    finally:
+        await conn.close()
+    return [r["pid"] for r in rows]
+
+
+def total_cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, PermissionError, ProcessLookupError):
+            total += cpu_seconds(pid)
+    return total
 
 
 def rss_mib(pid: int) -> float:
@@ -185,11 +209,14 @@ def live_events(n: int, run: str) -> list[dict[str, Any]]:
 async def ingester(
     client: httpx.AsyncClient, key: str, rate: int, stop: float, tally: Tally, run: str
 ) -> None:
+    """`rate` events a second in batches of 100, sent on schedule without waiting for the
+    previous answer (at most 16 calls in flight, as several gateways would)."""
     batch = 100
     interval = batch / rate
     headers = {"Authorization": f"Bearer {key}"}
-    next_at = time.monotonic()
-    while time.monotonic() < stop:
+    in_flight = asyncio.Semaphore(16)
+
+    async def send() -> None:
         try:
             response = await client.post(
                 "/v1/events", json=live_events(batch, run), headers=headers
@@ -200,8 +227,17 @@ async def ingester(
                 tally.ingest_errors += 1
         except httpx.HTTPError:
             tally.ingest_errors += 1
+        finally:
+            in_flight.release()
+
+    sent: list[asyncio.Task[None]] = []
+    next_at = time.monotonic()
+    while time.monotonic() < stop:
+        await in_flight.acquire()
+        sent.append(asyncio.create_task(send()))
         next_at += interval
         await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+    await asyncio.gather(*sent)
 
 
 async def create_keys(url: str, users: int) -> tuple[list[str], str]:
@@ -232,7 +268,9 @@ async def run_users(args: argparse.Namespace, base: str, pid: int, share: bool) 
             )
         stop = time.monotonic() + args.seconds
         load_before = os.getloadavg()
+        backends = await backend_pids(args.database_url)
         cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
+        db_before = total_cpu(backends)
         run = uuid.uuid4().hex[:8]
         tasks = [
             user(client, key, OTHER_VIEWS[n % len(OTHER_VIEWS)], args.every, stop, tally)
@@ -251,6 +289,8 @@ async def run_users(args: argparse.Namespace, base: str, pid: int, share: bool) 
         )
         wall = time.monotonic() - wall_before
         cpu = cpu_seconds(pid) - cpu_before
+        backends_after = await backend_pids(args.database_url)
+        db_cpu = total_cpu(backends_after) - db_before  # backends opened meanwhile: whole
         metrics = (await client.get("/metrics")).text
     shared = [
         line
@@ -280,7 +320,8 @@ async def run_users(args: argparse.Namespace, base: str, pid: int, share: bool) 
     )
     print(
         f"server CPU {cpu / wall:.0%} of a core; RSS peak during the run {peak_rss:.0f} MiB "
-        f"(process peak {peak_rss_mib(pid):.0f} MiB)"
+        f"(process peak {peak_rss_mib(pid):.0f} MiB); PostgreSQL backends' CPU "
+        f"{db_cpu / wall:.0%} of a core"
     )
     for line in shared:
         print(line)

@@ -5,6 +5,7 @@ and across two replicas (two apps with their own services) on one PostgreSQL dat
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -276,3 +277,45 @@ async def test_an_event_committed_on_another_replica_is_in_the_next_answer(
     finally:
         for gen in (one_gen, two_gen):
             await gen.aclose()
+
+
+# -- the direct POST route and strawberry's route answer alike --------------------------------
+
+
+async def test_the_direct_route_answers_as_strawberrys_route(api: Api) -> None:
+    key = await api.key(role=Role.VIEWER)
+    admin = await api.key()
+    await api.ingest(admin, [event(n) for n in range(4)])
+    headers = {"Authorization": f"Bearer {key}"}
+    query = "query($r: TimeRangeInput!) { overview(range: $r) { totalRequests } me { role } }"
+    direct = await api.client.post(
+        "/graphql", json={"query": query, "variables": DAY}, headers=headers
+    )
+    by_get = await api.client.get(  # GET goes to strawberry's route
+        "/graphql", params={"query": query, "variables": json.dumps(DAY)}, headers=headers
+    )
+    assert direct.status_code == by_get.status_code == 200
+    assert direct.headers["content-type"] == "application/json"
+    assert direct.json()["data"] == by_get.json()["data"]
+    assert direct.json()["data"]["overview"]["totalRequests"] == 4
+    assert (
+        direct.json()["extensions"]["cost"]["spent"] == by_get.json()["extensions"]["cost"]["spent"]
+    )
+    # what the direct route does not take is strawberry's to answer, body and all
+    batch = await api.client.post("/graphql", json=[{"query": "{ me { role } }"}], headers=headers)
+    assert batch.status_code == 400
+    assert batch.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    wrong_type = await api.client.post(
+        "/graphql", json={"query": "{ me { role } }", "variables": [1]}, headers=headers
+    )
+    assert wrong_type.status_code == 400
+    assert "variables" in wrong_type.json()["errors"][0]["message"]
+    plain_text = await api.client.post(
+        "/graphql", content=b"{ me { role } }", headers={**headers, "Content-Type": "text/plain"}
+    )
+    assert plain_text.status_code == 400
+    assert plain_text.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    # no key: 401 in the GraphQL shape, before anything is read
+    anonymous = await api.client.post("/graphql", json={"query": "{ me { role } }"})
+    assert anonymous.status_code == 401
+    assert anonymous.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
