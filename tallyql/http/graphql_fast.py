@@ -111,6 +111,8 @@ class FastGraphQLPost:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # the route /metrics counts requests by (FastAPI does not set it for a plain route)
+        scope["route"] = self.fallback
         request = Request(scope, receive)
         if not takes_fast_path(request):
             await self._hand_on(scope, receive, send)
@@ -223,7 +225,6 @@ class FastGraphQLPost:
         return status, own, headers
 
     async def _hand_on(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["route"] = self.fallback
         await self.fallback.handle(scope, receive, send)
 
 
