@@ -258,7 +258,13 @@ async def create_keys(url: str, users: int) -> tuple[list[str], str]:
 async def run_users(args: argparse.Namespace, base: str, pid: int, share: bool) -> None:
     viewers, ingest_key = await create_keys(args.database_url, args.users)
     tally = Tally()
-    limits = httpx.Limits(max_connections=args.users + 4, max_keepalive_connections=args.users + 4)
+    # idle connections are dropped after 4 s, before uvicorn closes them (5 s): else a user
+    # refreshing every 5 s races the server's close and sees a ReadError no server caused
+    limits = httpx.Limits(
+        max_connections=args.users + 20,
+        max_keepalive_connections=args.users + 20,
+        keepalive_expiry=4.0,
+    )
     async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
         for query, variables in VIEWS.values():  # warm up: caches, pools
             await client.post(
