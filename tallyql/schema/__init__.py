@@ -73,9 +73,9 @@ SUBSCRIPTION_TYPES: tuple[type, ...] = (LiveSubscription,)
 
 class TallySchema(strawberry.Schema):
     key_buckets: KeyBuckets | None = None
+    """Every key's cost points (engine/cost_meter.py), shared by the schema's requests."""
     documents: Documents | None = None
     """The parse and validation caches (schema/documents.py), shared with the HTTP view."""
-    """Every key's cost points (engine/cost_meter.py), shared by the schema's requests."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
