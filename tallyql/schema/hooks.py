@@ -50,19 +50,34 @@ def _kind(cls: type, hook_name: str) -> tuple[str, Any] | None:
     return _kinds[key]
 
 
+_plans: dict[tuple[str, tuple[type, ...]], list[tuple[int, str, Any]]] = {}
+
+
 class _CachedLookup(ExtensionContextManagerBase):
-    def get_hook(self, extension: SchemaExtension) -> WrappedHook | None:
-        found = _kind(type(extension), self.HOOK_NAME)
-        if found is None:
-            return None
-        kind, hook = found
+    def __init__(self, extensions: list[SchemaExtension]) -> None:
+        # which of these extensions' classes implement the hook, and how: found once per
+        # list of classes (a schema has one), then only the implementing ones are wrapped
+        classes = tuple(type(extension) for extension in extensions)
+        plan = _plans.get((self.HOOK_NAME, classes))
+        if plan is None:
+            plan = _plans[(self.HOOK_NAME, classes)] = [
+                (index, *found)
+                for index, cls in enumerate(classes)
+                if (found := _kind(cls, self.HOOK_NAME)) is not None
+            ]
+        self.default_hook = getattr(SchemaExtension, self.HOOK_NAME)
+        self.hooks = [self._wrap(extensions[index], kind, hook) for index, kind, hook in plan]
+
+    def _wrap(self, extension: SchemaExtension, kind: str, hook: Any) -> WrappedHook:
         if kind == _GENERATOR:
             enter = partial(contextlib._GeneratorContextManager, hook, (extension,), {})
             return WrappedHook(extension=extension, hook=enter, is_async=False)
         if kind == _ASYNC_GENERATOR:
             enter = partial(contextlib._AsyncGeneratorContextManager, hook, (extension,), {})
             return WrappedHook(extension=extension, hook=enter, is_async=True)
-        return super().get_hook(extension)  # plain callables: strawberry's own wrapping
+        wrapped = super().get_hook(extension)  # plain callables: strawberry's own wrapping
+        assert wrapped is not None
+        return wrapped
 
 
 class _Operation(_CachedLookup, OperationContextManager):
