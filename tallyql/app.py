@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.requests import HTTPConnection
+from starlette.routing import Route
 
 from tallyql import __version__
 from tallyql.config import Settings, load_settings
@@ -26,7 +28,8 @@ from tallyql.http import (
 )
 from tallyql.http.auth import authenticate, client_ip, services_of
 from tallyql.http.cors import install_cors
-from tallyql.http.errors import install_error_handlers
+from tallyql.http.errors import GRAPHQL_PATH, install_error_handlers
+from tallyql.http.graphql_fast import FastGraphQLPost
 from tallyql.http.graphql_router import PROTOCOLS as SUBSCRIPTION_PROTOCOLS
 from tallyql.http.graphql_router import TallyGraphQLRouter
 from tallyql.http.idle_gc import IdleCollector
@@ -67,6 +70,29 @@ async def graphql_context(conn: HTTPConnection) -> Context:
     )
 
 
+def install_fast_graphql(
+    app: FastAPI, graphql: TallyGraphQLRouter, settings: Settings, metrics: Metrics
+) -> None:
+    """POST /graphql with a JSON body takes the direct route (tallyql/http/graphql_fast.py),
+    placed first; it hands everything else on to strawberry's POST route."""
+    strawberry_post = next(
+        route
+        for route in graphql.routes
+        if isinstance(route, APIRoute)
+        and route.path == GRAPHQL_PATH
+        and "POST" in (route.methods or ())
+    )
+    direct = FastGraphQLPost(
+        graphql.schema,
+        graphql_context,
+        strawberry_post,
+        share=settings.share_identical_queries,
+        request_limit=settings.cost_request_limit,
+        metrics=metrics,
+    )
+    app.router.routes.insert(0, Route(GRAPHQL_PATH, direct, methods=["POST"]))
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     metrics = Metrics()
@@ -99,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allowed_origins=settings.cors_origin_list,  # WebSocket handshakes from these pages
     )
     app.include_router(graphql)
+    install_fast_graphql(app, graphql, settings, metrics)
     app.include_router(events.router)
     app.include_router(audit.router)
     app.include_router(otlp.router)

@@ -44,6 +44,9 @@ class Settings:
     graphql_max_tokens: int = 5_000
     graphql_cache_size: int = 256
     """Entries of the parser and validation caches."""
+    share_identical_queries: bool = True
+    """Identical GraphQL queries (workspace, role, document, variables) asked while one is
+    being computed share one computation started after all of them (http/shared_answers.py)."""
     introspection: str = "all"
     """Who may introspect the GraphQL schema (__schema, __type): `all` keys, `admin` keys
     only, or nobody (`off`); refused operations fail with INTROSPECTION_DISABLED."""

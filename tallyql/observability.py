@@ -23,6 +23,12 @@ class Metrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.graphql_shared_answers = Counter(
+            "tallyql_graphql_shared_answers_total",
+            "GraphQL queries answered by a computation an identical query started "
+            "(TALLYQL_SHARE_IDENTICAL_QUERIES).",
+            registry=self.registry,
+        )
         self.events_ingested = Counter(
             "tallyql_events_ingested_total", "Events newly stored.", registry=self.registry
         )

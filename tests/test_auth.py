@@ -193,3 +193,36 @@ async def test_graphql_over_get_answers_queries_and_refuses_mutations(api: Api) 
     response = await api.client.get("/graphql", params={"query": ingest}, headers=headers)
     assert response.status_code in (400, 405), response.text
     assert (await api.data(key, READ_QUERY))["requests"]["totalCount"] == 3
+
+
+async def test_key_lookups_are_cached_and_a_revocation_elsewhere_holds_within_the_ttl(
+    services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A verified key is served from the cache (no database read) for the TTL; revoking it
+    clears this replica's cache at once, another replica's (its own KeyService on the same
+    database) once the TTL has passed. The cache holds hashes, not keys."""
+    from tallyql.auth import keys as keys_module
+    from tallyql.auth.keys import KeyService
+
+    now = [1000.0]
+    monkeypatch.setattr(keys_module.time, "monotonic", lambda: now[0])
+    here, elsewhere = KeyService(services.db, 10.0), KeyService(services.db, 10.0)
+    key, info = await here.create("acme", Role.VIEWER)
+    reads = [0]
+    lookup = KeyService._lookup
+
+    async def counted(self: KeyService, key: str) -> Any:
+        reads[0] += 1
+        return await lookup(self, key)
+
+    monkeypatch.setattr(KeyService, "_lookup", counted)
+    for service in (here, elsewhere, here, elsewhere):
+        principal = await service.authenticate(key)
+        assert principal is not None and principal.key_id == info.id
+    assert reads[0] == 2  # once per replica
+    assert all(key not in repr(k) for k in here._cache)  # hashed
+    await here.revoke(info.id)
+    assert await here.authenticate(key) is None  # at once on the replica that revoked it
+    assert await elsewhere.authenticate(key) is not None  # the other still trusts it ...
+    now[0] += 10.5
+    assert await elsewhere.authenticate(key) is None  # ... for at most the TTL

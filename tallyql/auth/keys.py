@@ -1,8 +1,11 @@
 """API keys: `tq_<id>_<secret>`. Only a SHA-256 hash of the secret is stored.
 
 The secret is 256 random bits, so a fast hash is enough (no password stretching needed), and
-it is compared in constant time. Verified keys are cached for `ttl` seconds; revoking a key
-clears this process's cache at once and other replicas' within the TTL.
+it is compared in constant time. Lookups are cached for `ttl` seconds
+(TALLYQL_KEY_CACHE_SECONDS), keyed by a SHA-256 of the whole key (the cache holds no secret)
+and bounded to MAX_CACHED keys: a dashboard's requests then cost no database read for the
+key. Revoking a key clears this process's cache at once; another replica honours the
+revocation within the TTL (the revocation delay the README states).
 """
 
 from __future__ import annotations
@@ -51,10 +54,14 @@ class KeyInfo:
 
 
 class KeyService:
+    MAX_CACHED = 10_000
+    """Lookups kept; past it the cache starts afresh (unknown keys count too, so that a
+    flood of made-up keys cannot grow it)."""
+
     def __init__(self, db: Database, ttl_seconds: float = 10.0) -> None:
         self._db = db
         self._ttl = ttl_seconds
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._cache: dict[bytes, tuple[float, Principal | None]] = {}
 
     async def create(
         self,
@@ -165,13 +172,14 @@ class KeyService:
     async def authenticate(self, key: str) -> Principal | None:
         """The principal behind a key, or None for a malformed, unknown or revoked key."""
         now = time.monotonic()
-        cached = self._cache.get(key)
+        digest = hashlib.sha256(key.encode()).digest()
+        cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
         principal = await self._lookup(key)
-        if len(self._cache) > 10_000:
+        if len(self._cache) >= self.MAX_CACHED:
             self._cache.clear()
-        self._cache[key] = (now + self._ttl, principal)
+        self._cache[digest] = (now + self._ttl, principal)
         return principal
 
     async def _lookup(self, key: str) -> Principal | None:

@@ -47,26 +47,51 @@ class GraphQLHTTPErrors:
         root_value: Any,
         request_data: Any,
     ) -> ExecutionResult:
-        # strawberry's own, except that a plain request never runs a subscription
-        allowed = OperationType.from_http(request_adapter.method) - {OperationType.SUBSCRIPTION}
-        if request_adapter.method == "GET" and not self.allow_queries_via_get:  # type: ignore[attr-defined]
-            allowed -= {OperationType.QUERY}
-        try:
-            return await self.schema.execute(  # type: ignore[attr-defined]
-                request_data.query,
-                root_value=root_value,
-                variable_values=request_data.variables,
-                context_value=context,
-                operation_name=request_data.operation_name,
-                allowed_operation_types=allowed,
-                operation_extensions=request_data.extensions,
-            )
-        except InvalidOperationTypeError as exc:
-            if exc.operation_type is OperationType.SUBSCRIPTION:
-                raise api_error(400, "BAD_REQUEST", SUBSCRIPTION_NEEDS_A_STREAM) from None
-            reason = exc.as_http_error_reason(request_adapter.method)
-            raise api_error(400, "BAD_REQUEST", reason) from None
-        except CannotGetOperationTypeError as exc:
-            raise api_error(400, "BAD_REQUEST", exc.as_http_error_reason()) from None
-        except MissingQueryError:
-            raise api_error(400, "BAD_REQUEST", "no GraphQL query found in the request") from None
+        return await execute_plain(
+            self.schema,  # type: ignore[attr-defined]
+            request_adapter.method,
+            self.allow_queries_via_get,  # type: ignore[attr-defined]
+            request_data.query,
+            request_data.variables,
+            request_data.operation_name,
+            request_data.extensions,
+            context,
+            root_value,
+        )
+
+
+async def execute_plain(
+    schema: Any,
+    method: str,
+    allow_queries_via_get: bool,
+    query: str | None,
+    variables: dict[str, Any] | None,
+    operation_name: str | None,
+    extensions: dict[str, Any] | None,
+    context: Any,
+    root_value: Any = None,
+) -> ExecutionResult:
+    """strawberry's execute_single, except that a plain request never runs a subscription
+    (shared by strawberry's view and the direct path of tallyql/http/graphql_fast.py)."""
+    allowed = OperationType.from_http(method) - {OperationType.SUBSCRIPTION}
+    if method == "GET" and not allow_queries_via_get:
+        allowed -= {OperationType.QUERY}
+    try:
+        return await schema.execute(
+            query,
+            root_value=root_value,
+            variable_values=variables,
+            context_value=context,
+            operation_name=operation_name,
+            allowed_operation_types=allowed,
+            operation_extensions=extensions,
+        )
+    except InvalidOperationTypeError as exc:
+        if exc.operation_type is OperationType.SUBSCRIPTION:
+            raise api_error(400, "BAD_REQUEST", SUBSCRIPTION_NEEDS_A_STREAM) from None
+        reason = exc.as_http_error_reason(method)
+        raise api_error(400, "BAD_REQUEST", reason) from None
+    except CannotGetOperationTypeError as exc:
+        raise api_error(400, "BAD_REQUEST", exc.as_http_error_reason()) from None
+    except MissingQueryError:
+        raise api_error(400, "BAD_REQUEST", "no GraphQL query found in the request") from None

@@ -8,14 +8,10 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ParserCache,
-    ValidationCache,
-)
+from strawberry.extensions import SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_limit
 from strawberry.extensions.query_depth_limiter import create_validator as depth_limit
+from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
@@ -32,7 +28,9 @@ from tallyql.schema.budgets import BudgetMutation, BudgetQuery
 from tallyql.schema.costs import CostQuery
 from tallyql.schema.directory import DirectoryQuery
 from tallyql.schema.directory_mutations import DirectoryMutation
+from tallyql.schema.documents import CachedDocuments, Documents
 from tallyql.schema.errors import ErrorCodes, ExplainPlans, log_internal_errors
+from tallyql.schema.hooks import CachedHooksRunner
 from tallyql.schema.ingest import IngestMutation
 from tallyql.schema.introspection import introspection_policy
 from tallyql.schema.limits import RequestLimits
@@ -88,12 +86,20 @@ SUBSCRIPTION_TYPES: tuple[type, ...] = (LiveSubscription,)
 class TallySchema(strawberry.Schema):
     key_buckets: KeyBuckets | None = None
     """Every key's cost points (engine/cost_meter.py), shared by the schema's requests."""
+    documents: Documents | None = None
+    """The parse and validation caches (schema/documents.py), shared with the HTTP view."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         """Log internal errors with their tracebacks; user mistakes are not server errors."""
         log_internal_errors(errors)
+
+    def create_extensions_runner(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
+    ) -> SchemaExtensionsRunner:
+        """strawberry's runner with each extension class's hooks looked up once (hooks.py)."""
+        return CachedHooksRunner(execution_context=execution_context, extensions=extensions)
 
 
 @lru_cache(maxsize=1)
@@ -119,19 +125,17 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or Settings()
     query, mutation, subscription = _root_types()
     # The depth and alias limits as validation rules made once: the validation cache is keyed
-    # by the rules too, and QueryDepthLimiter / MaxAliasesLimiter make new rule classes for
-    # every request, so that no validation was ever a cache hit.
-    limits = [
-        depth_limit(settings.graphql_max_depth, None),
-        alias_limit(settings.graphql_max_aliases),
-    ]
+    # by the document and rules, and QueryDepthLimiter / MaxAliasesLimiter make new rule
+    # classes for every request, so that no validation was ever a cache hit.
+    documents = Documents(
+        settings.graphql_max_tokens,
+        [depth_limit(settings.graphql_max_depth, None), alias_limit(settings.graphql_max_aliases)],
+        settings.graphql_cache_size,
+    )
     # one bucket of cost points per key for the schema's life (that is, the server's)
     buckets = KeyBuckets(settings.cost_key_limit_per_minute)
     extensions: list[Any] = [
-        lambda: AddValidationRules(limits),
-        lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
-        lambda: ParserCache(maxsize=settings.graphql_cache_size),
-        lambda: ValidationCache(maxsize=settings.graphql_cache_size),
+        lambda: CachedDocuments(documents),
         ErrorCodes,
         ExplainPlans,
         lambda: RequestLimits(settings, buckets),
@@ -146,6 +150,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=extensions,
     )
+    schema.documents = documents
     schema.key_buckets = buckets  # the HTTP view refuses an empty bucket before the body
     return schema
 

@@ -98,6 +98,12 @@ class ErrorCodes(MaskErrors):
                 error.extensions = {**(error.extensions or {}), "code": "GRAPHQL_PARSE_FAILED"}
             raise
 
+    def _process_result(self, result: object) -> None:
+        # strawberry's checks a runtime Protocol first, which costs more than the rest of it
+        # when there is nothing to mask (nearly always)
+        if getattr(result, "errors", None):
+            super()._process_result(result)
+
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         processed = [_unavailable(e) for e in super()._process_errors(errors)]
         for error in processed:
