@@ -14,12 +14,18 @@ scratch PostgreSQL database next to the one named by --database-url), then:
 4. ingests as fast as it can for --burst seconds again, with the subscribers connected.
 
 Prints p50/p99 delivery latency, events lost by subscribers that kept up (no Lagged notice),
-ingest throughput paced and maximal with versus without subscribers, and the server's peak
-RSS.
+frames and bytes received per second, ingest throughput paced and maximal with versus
+without subscribers, the server's CPU (seconds of CPU per second, in each paced phase), its
+peak RSS and the machine's load average.
+
+`--mode batches` subscribes with `eventBatches(types: [REQUEST], maxLatencyMs:
+--max-latency-ms)` instead of one item per event (`--mode events`, the default): every
+event of each batch is timed against its own `committedAt`.
 
     .venv/bin/python bench/live.py --subscribers 100 --duration 10        # a quick look
     .venv/bin/python bench/live.py                                         # 1000 x 1000/s x 60 s
     .venv/bin/python bench/live.py --database-url postgresql://postgres@127.0.0.1:5432/test
+    .venv/bin/python bench/live.py --mode batches --max-latency-ms 100 --database-url ...
 """
 
 from __future__ import annotations
@@ -57,6 +63,25 @@ class Ingest:
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds used by a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def wait_registered(url: str, count: int) -> None:
+    """Until the server's /health shows `count` live subscribers (batch subscriptions send
+    nothing before the first event, so the clients cannot tell)."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        for _ in range(600):
+            health = (await client.get("/health")).json()
+            live = health.get("jobs", {}).get("live") or {}
+            if live.get("subscribers", 0) >= count:
+                return
+            await asyncio.sleep(0.5)
+    raise SystemExit(f"the server did not register {count} subscribers: {health}")
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -197,7 +222,9 @@ async def run(
     read_keys: list[str],
 ) -> None:
     try:
+        cpu_start = cpu_seconds(server.pid)
         paced_alone, _ = await ingest(url, ingest_keys, "a", args.rate, args.duration, args.batch)
+        cpu_alone = (cpu_seconds(server.pid) - cpu_start) / paced_alone.seconds
         print(describe("paced ingest, no subscribers", paced_alone), flush=True)
         burst_alone, _ = await ingest(url, ingest_keys, "b", None, args.burst, args.burst_batch)
         print(describe("maximal ingest, no subscribers", burst_alone), flush=True)
@@ -213,7 +240,16 @@ async def run(
         procs = [
             ctx.Process(
                 target=run_clients,
-                args=(ws_url, read_keys, share, offset, cmd, results),
+                args=(
+                    ws_url,
+                    read_keys,
+                    share,
+                    offset,
+                    cmd,
+                    results,
+                    args.mode,
+                    args.max_latency_ms,
+                ),
             )
             for share, offset, cmd in zip(
                 shares, [sum(shares[:i]) for i in range(len(shares))], commands, strict=True
@@ -223,10 +259,13 @@ async def run(
             proc.start()
         ready = [results.get(timeout=300) for _ in procs]
         print(f"{sum(r['ready'] for r in ready)} subscribers connected", flush=True)
+        await wait_registered(url, args.subscribers)
 
+        cpu_start = cpu_seconds(server.pid)
         paced, per_workspace = await ingest(
             url, ingest_keys, "c", args.rate, args.duration, args.batch
         )
+        cpu_with = (cpu_seconds(server.pid) - cpu_start) / paced.seconds
         print(describe("paced ingest, with subscribers", paced), flush=True)
         await asyncio.sleep(args.drain)
         for cmd in commands:
@@ -253,12 +292,25 @@ async def run(
     extra = sum(max(0, s["received"] - per_workspace[s["workspace"]]) for s in kept_up)
     expected = sum(per_workspace[s["workspace"]] for s in kept_up + lagging)
     received = sum(s["received"] for s in kept_up + lagging)
+    frames = sum(s["frames"] for r in reports for s in r["subscribers"])
+    received_bytes = sum(s["bytes"] for r in reports for s in r["subscribers"])
     print()
+    print(
+        f"mode: {args.mode}"
+        + (f" (maxLatencyMs {args.max_latency_ms})" if args.mode == "batches" else "")
+    )
     print(
         f"subscribers: {args.subscribers} over {args.workspaces} workspace(s); ingest "
         f"{args.rate:.0f} events/s for {args.duration:.0f} s in batches of {args.batch}"
     )
-    print(f"deliveries: {received:,} of {expected:,} expected ({received / args.duration:,.0f}/s)")
+    print(
+        f"deliveries: {received:,} of {expected:,} expected "
+        f"({received / max(expected, 1) * 100:.1f}%, {received / args.duration:,.0f}/s)"
+    )
+    print(
+        f"frames received: {frames:,} ({frames / args.duration:,.0f}/s), "
+        f"{received_bytes / 1e6:,.1f} MB ({received_bytes / args.duration / 1e6:,.2f} MB/s)"
+    )
     print(
         f"delivery latency commit->receipt: p50 {histogram_quantile(histogram, 0.5) * 1000:.1f}"
         f" ms, p99 {histogram_quantile(histogram, 0.99) * 1000:.1f} ms, max "
@@ -277,7 +329,12 @@ async def run(
         f"maximal ingest throughput: {burst_alone.rate:,.0f}/s alone, {burst.rate:,.0f}/s with "
         f"subscribers ({(burst.rate / burst_alone.rate - 1) * 100:+.1f}%)"
     )
+    print(
+        f"server CPU during paced ingest: {cpu_alone:.2f} s/s alone, {cpu_with:.2f} s/s with "
+        "subscribers"
+    )
     print(f"server peak RSS: {rss_before:.0f} MiB before subscribers, {rss_peak:.0f} MiB peak")
+    print("load average (1, 5, 15 min): " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
 def main() -> None:
@@ -291,6 +348,10 @@ def main() -> None:
     parser.add_argument("--burst", type=float, default=10.0, help="seconds of maximal ingest")
     parser.add_argument("--burst-batch", type=int, default=500, help="events per burst call")
     parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--mode", choices=("events", "batches"), default="events")
+    parser.add_argument(
+        "--max-latency-ms", type=int, default=100, help="eventBatches' maxLatencyMs (batches)"
+    )
     parser.add_argument("--queue-size", type=int, default=1000)
     parser.add_argument(
         "--drain",

@@ -189,6 +189,7 @@ async def test_subscribers_of_one_shape_share_one_execution_and_message(
         await wait_subscribers(server, 12)
         assert len(server.app.state.services.live.service.batches.feeds) == 1
         assert len(RENDERERS) == 1
+        assert RENDERERS.users == 12  # SSE subscribers too take the shared path
         executions = STATS.executions
         events = mixed_events("ev", 30)
         await ingest(server.url, key, events[:15])

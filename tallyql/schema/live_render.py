@@ -31,6 +31,10 @@ SHARED = frozenset(
     {kinds.REQUEST, kinds.ERROR, kinds.LIMIT_WARNING, kinds.AUDIT, kinds.ALERT, BATCH}
 )
 CACHE_ITEMS = 4096
+CACHE_BYTES = 16 * 1024 * 1024
+"""Bound of the rendered text a renderer keeps (a batch of a busy workspace is tens of kB: an
+item count alone would let the cache hold minutes of them). An item evicted before a lagging
+subscriber takes it is rendered again for it."""
 FRAMES_PER_ITEM = 8
 """Distinct heads (operation ids) whose message is kept per item; more are spliced anew."""
 
@@ -77,6 +81,7 @@ class Renderer:
             raise GraphQLError(built[0].message)
         self._executor = built
         self._cache: OrderedDict[int, _Rendered] = OrderedDict()
+        self._bytes = 0
         self.users = 0
         self.renders = 0
 
@@ -100,6 +105,8 @@ class Renderer:
             STATS.splices += 1
             if len(frames) < FRAMES_PER_ITEM:
                 frames[(head, tail)] = text
+                self._bytes += len(text)
+                self._evict()
         return text
 
     def _entry(self, kind: str, value: Any) -> _Rendered:
@@ -124,9 +131,16 @@ class Renderer:
         STATS.executions += 1
         if shared:
             self._cache[id(value)] = entry
-            if len(self._cache) > CACHE_ITEMS:
-                self._cache.popitem(last=False)
+            self._bytes += len(entry.payload) + len(entry.text)
+            self._evict()
         return entry
+
+    def _evict(self) -> None:
+        while len(self._cache) > 1 and (
+            len(self._cache) > CACHE_ITEMS or self._bytes > CACHE_BYTES
+        ):
+            _, old = self._cache.popitem(last=False)
+            self._bytes -= old.size()
 
 
 class _Rendered:
@@ -140,6 +154,11 @@ class _Rendered:
         self.payload = payload
         self.text = payload.decode()
         self.frames: dict[tuple[str, str], str] | None = {} if shared else None
+
+    def size(self) -> int:
+        """Characters and bytes held (as counted into the renderer's bound)."""
+        spliced = sum(len(text) for text in self.frames.values()) if self.frames else 0
+        return len(self.payload) + len(self.text) + spliced
 
 
 class Renderers:
@@ -172,6 +191,11 @@ class Renderers:
 
     def __len__(self) -> int:
         return len(self._by_key)
+
+    @property
+    def users(self) -> int:
+        """Subscriptions rendered by the renderers in use (count)."""
+        return sum(renderer.users for renderer in self._by_key.values())
 
 
 RENDERERS = Renderers()
