@@ -51,7 +51,11 @@ class Subscriber:
 
 async def _open(url: str, key: str, sub: Subscriber, mode: str, max_latency_ms: int) -> None:
     ws = await connect(
-        url, subprotocols=["graphql-transport-ws"], ping_interval=None, max_size=None
+        url,
+        subprotocols=["graphql-transport-ws"],
+        ping_interval=None,
+        max_size=None,
+        open_timeout=120,  # a loaded machine (the server is busy ingesting meanwhile)
     )
     init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}}
     await ws.send(orjson.dumps(init).decode())
