@@ -18,6 +18,10 @@ frames and bytes received per second, ingest throughput paced and maximal with v
 without subscribers, the server's CPU (seconds of CPU per second, in each paced phase), its
 peak RSS and the machine's load average.
 
+`--replicas N` starts N server processes on the one database (PostgreSQL: the live relay
+carries events between them); events are ingested on the first, subscribers are spread over
+all of them (by client process), and CPU and RSS are summed over them.
+
 `--mode batches` subscribes with `eventBatches(types: [REQUEST], maxLatencyMs:
 --max-latency-ms)` instead of one item per event (`--mode events`, the default): every
 event of each batch is timed against its own `committedAt`.
@@ -175,10 +179,12 @@ def describe(name: str, outcome: Ingest) -> str:
     )
 
 
-def start_server(env: dict[str, str], workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    env: dict[str, str], workdir: Path, name: str = "server"
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = workdir / "server.log"
+    log = workdir / f"{name}.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "tallyql", "serve", "--port", str(port)],
@@ -216,21 +222,28 @@ def prepare(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[str], l
 
 async def run(
     args: argparse.Namespace,
-    server: subprocess.Popen[bytes],
-    url: str,
+    servers: list[tuple[subprocess.Popen[bytes], str]],
     ingest_keys: list[str],
     read_keys: list[str],
 ) -> None:
+    url = servers[0][1]
+
+    def cpu() -> float:
+        return sum(cpu_seconds(server.pid) for server, _ in servers)
+
+    def rss() -> list[float]:
+        return [peak_rss_mib(server.pid) for server, _ in servers]
+
     try:
-        cpu_start = cpu_seconds(server.pid)
+        cpu_start = cpu()
         paced_alone, _ = await ingest(url, ingest_keys, "a", args.rate, args.duration, args.batch)
-        cpu_alone = (cpu_seconds(server.pid) - cpu_start) / paced_alone.seconds
+        cpu_alone = (cpu() - cpu_start) / paced_alone.seconds
         print(describe("paced ingest, no subscribers", paced_alone), flush=True)
         burst_alone, _ = await ingest(url, ingest_keys, "b", None, args.burst, args.burst_batch)
         print(describe("maximal ingest, no subscribers", burst_alone), flush=True)
-        rss_before = peak_rss_mib(server.pid)
+        rss_before = rss()
 
-        ws_url = url.replace("http", "ws") + "/graphql"
+        ws_urls = [u.replace("http", "ws") + "/graphql" for _, u in servers]
         ctx = mp.get_context("spawn")
         commands = [ctx.Queue() for _ in range(args.client_procs)]
         results: mp.Queue[Any] = ctx.Queue()
@@ -241,7 +254,7 @@ async def run(
             ctx.Process(
                 target=run_clients,
                 args=(
-                    ws_url,
+                    ws_urls[i % len(ws_urls)],
                     read_keys,
                     share,
                     offset,
@@ -251,21 +264,24 @@ async def run(
                     args.max_latency_ms,
                 ),
             )
-            for share, offset, cmd in zip(
-                shares, [sum(shares[:i]) for i in range(len(shares))], commands, strict=True
+            for i, (share, offset, cmd) in enumerate(
+                zip(shares, [sum(shares[:i]) for i in range(len(shares))], commands, strict=True)
             )
         ]
         for proc in procs:
             proc.start()
         ready = [results.get(timeout=300) for _ in procs]
         print(f"{sum(r['ready'] for r in ready)} subscribers connected", flush=True)
-        await wait_registered(url, args.subscribers)
+        for n, (_, server_url) in enumerate(servers):
+            await wait_registered(
+                server_url, sum(s for i, s in enumerate(shares) if i % len(servers) == n)
+            )
 
-        cpu_start = cpu_seconds(server.pid)
+        cpu_start = cpu()
         paced, per_workspace = await ingest(
             url, ingest_keys, "c", args.rate, args.duration, args.batch
         )
-        cpu_with = (cpu_seconds(server.pid) - cpu_start) / paced.seconds
+        cpu_with = (cpu() - cpu_start) / paced.seconds
         print(describe("paced ingest, with subscribers", paced), flush=True)
         await asyncio.sleep(args.drain)
         for cmd in commands:
@@ -277,10 +293,12 @@ async def run(
             cmd.put("stop")
         for proc in procs:
             proc.join(60)
-        rss_peak = peak_rss_mib(server.pid)
+        rss_peak = rss()
     finally:
-        server.terminate()
-        server.wait(30)
+        for server, _ in servers:
+            server.terminate()
+        for server, _ in servers:
+            server.wait(30)
 
     histogram: dict[int, int] = {}
     for report in reports:
@@ -330,10 +348,16 @@ async def run(
         f"subscribers ({(burst.rate / burst_alone.rate - 1) * 100:+.1f}%)"
     )
     print(
-        f"server CPU during paced ingest: {cpu_alone:.2f} s/s alone, {cpu_with:.2f} s/s with "
-        "subscribers"
+        f"server CPU during paced ingest ({len(servers)} process(es)): {cpu_alone:.2f} s/s "
+        f"alone, {cpu_with:.2f} s/s with subscribers"
     )
-    print(f"server peak RSS: {rss_before:.0f} MiB before subscribers, {rss_peak:.0f} MiB peak")
+    print(
+        f"server peak RSS ({len(servers)} process(es)): "
+        + ", ".join(f"{b:.0f} MiB" for b in rss_before)
+        + " before subscribers; "
+        + ", ".join(f"{p:.0f} MiB" for p in rss_peak)
+        + " peak"
+    )
     print("load average (1, 5, 15 min): " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
@@ -348,6 +372,7 @@ def main() -> None:
     parser.add_argument("--burst", type=float, default=10.0, help="seconds of maximal ingest")
     parser.add_argument("--burst-batch", type=int, default=500, help="events per burst call")
     parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--replicas", type=int, default=1, help="server processes")
     parser.add_argument("--mode", choices=("events", "batches"), default="events")
     parser.add_argument(
         "--max-latency-ms", type=int, default=100, help="eventBatches' maxLatencyMs (batches)"
@@ -379,9 +404,10 @@ def main() -> None:
             "TALLYQL_LIVE_QUEUE_SIZE": str(args.queue_size),
         }
         ingest_keys, read_keys = prepare(args, env)
-        server, url = start_server(env, workdir)
-        print(f"server pid {server.pid} on {url}; database {database_url.split('@')[-1]}")
-        asyncio.run(run(args, server, url, ingest_keys, read_keys))
+        servers = [start_server(env, workdir, f"server{n}") for n in range(args.replicas)]
+        for server, url in servers:
+            print(f"server pid {server.pid} on {url}; database {database_url.split('@')[-1]}")
+        asyncio.run(run(args, servers, ingest_keys, read_keys))
     finally:
         if scratch:
             asyncio.run(admin(args.database_url, f'DROP DATABASE "{scratch}" WITH (FORCE)'))
