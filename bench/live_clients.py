@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 QUERY = """subscription {
   events(types: [REQUEST, COST_UPDATE], interval: 3600) {
@@ -50,6 +51,19 @@ class Subscriber:
 
 
 async def _open(url: str, key: str, sub: Subscriber, mode: str, max_latency_ms: int) -> None:
+    """Connect and subscribe; on a loaded machine a connection may be dropped while many
+    others are being opened (a ping unanswered in time): it is opened again."""
+    for attempt in range(3):
+        try:
+            await _open_once(url, key, sub, mode, max_latency_ms)
+            return
+        except (OSError, TimeoutError, ConnectionClosed):
+            if attempt == 2:
+                raise
+            await asyncio.sleep(1)
+
+
+async def _open_once(url: str, key: str, sub: Subscriber, mode: str, max_latency_ms: int) -> None:
     ws = await connect(
         url,
         subprotocols=["graphql-transport-ws"],
