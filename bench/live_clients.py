@@ -114,6 +114,19 @@ def _parse_batch(raw: str | bytes) -> Parsed:
     return parsed
 
 
+_receipts: dict[int, tuple[list[int], list[int]]] = {}
+"""Per distinct message (by id of its parsed offsets): its events' commit buckets and the
+arrival bucket of each receipt. The latencies are added up when a report is asked for, not
+while messages arrive: the load generator shares the machine with the server it measures."""
+
+
+def _settle(histogram: Counter[int]) -> None:
+    for offsets, arrivals in _receipts.values():
+        for arrived in arrivals:
+            histogram.update([arrived - o for o in offsets])
+    _receipts.clear()
+
+
 async def _consume_batches(sub: Subscriber, histogram: Counter[int]) -> None:
     assert sub.ws is not None
     try:
@@ -125,7 +138,10 @@ async def _consume_batches(sub: Subscriber, histogram: Counter[int]) -> None:
             sub.received += count
             sub.lagged += lagged
             if offsets:
-                histogram.update([arrived - o for o in offsets])
+                entry = _receipts.get(id(offsets))
+                if entry is None or entry[0] is not offsets:
+                    entry = _receipts[id(offsets)] = (offsets, [])
+                entry[1].append(arrived)
     except Exception:  # the connection closed at the end of the run
         return
 
@@ -180,6 +196,7 @@ async def _main(
         except queue.Empty:
             continue
         if command == "report":
+            _settle(histogram)
             results.put(
                 {
                     "subscribers": [
