@@ -17,9 +17,9 @@ Guarantees kept from the per-event form:
 - nothing before the subscription: a member that joins while a window is open closes that
   window first (its members receive it; the newcomer does not), so its first window holds
   only rows the bus delivered after it joined;
-- bounded queues: a member holds at most `max_queue` events (one window more when its queue
-  is empty, so that a window larger than the bound is still delivered to a reader that
-  keeps up); a window that does not fit is dropped for that member and counted, and the
+- bounded queues: a member holds at most `max_queue` events, or a single window larger than
+  that which arrived at an empty queue (so that a reader that keeps up still receives a
+  window larger than the bound); a window that does not fit is dropped for that member and counted, and the
   member receives a `lagged` item with the count of dropped events in its place; windows
   older than `max_age` seconds are dropped the same way;
 - cleanup: the last member leaving unregisters the feed from the bus and cancels its timer.
