@@ -14,12 +14,22 @@ scratch PostgreSQL database next to the one named by --database-url), then:
 4. ingests as fast as it can for --burst seconds again, with the subscribers connected.
 
 Prints p50/p99 delivery latency, events lost by subscribers that kept up (no Lagged notice),
-ingest throughput paced and maximal with versus without subscribers, and the server's peak
-RSS.
+frames and bytes received per second, ingest throughput paced and maximal with versus
+without subscribers, the server's CPU (seconds of CPU per second, in each paced phase), its
+peak RSS and the machine's load average.
+
+`--replicas N` starts N server processes on the one database (PostgreSQL: the live relay
+carries events between them); events are ingested on the first, subscribers are spread over
+all of them (by client process), and CPU and RSS are summed over them.
+
+`--mode batches` subscribes with `eventBatches(types: [REQUEST], maxLatencyMs:
+--max-latency-ms)` instead of one item per event (`--mode events`, the default): every
+event of each batch is timed against its own `committedAt`.
 
     .venv/bin/python bench/live.py --subscribers 100 --duration 10        # a quick look
     .venv/bin/python bench/live.py                                         # 1000 x 1000/s x 60 s
     .venv/bin/python bench/live.py --database-url postgresql://postgres@127.0.0.1:5432/test
+    .venv/bin/python bench/live.py --mode batches --max-latency-ms 100 --database-url ...
 """
 
 from __future__ import annotations
@@ -57,6 +67,25 @@ class Ingest:
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds used by a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def wait_registered(url: str, count: int) -> None:
+    """Until the server's /health shows `count` live subscribers (batch subscriptions send
+    nothing before the first event, so the clients cannot tell)."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        for _ in range(600):
+            health = (await client.get("/health")).json()
+            live = health.get("jobs", {}).get("live") or {}
+            if live.get("subscribers", 0) >= count:
+                return
+            await asyncio.sleep(0.5)
+    raise SystemExit(f"the server did not register {count} subscribers: {health}")
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -150,10 +179,12 @@ def describe(name: str, outcome: Ingest) -> str:
     )
 
 
-def start_server(env: dict[str, str], workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    env: dict[str, str], workdir: Path, name: str = "server"
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = workdir / "server.log"
+    log = workdir / f"{name}.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "tallyql", "serve", "--port", str(port)],
@@ -191,19 +222,28 @@ def prepare(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[str], l
 
 async def run(
     args: argparse.Namespace,
-    server: subprocess.Popen[bytes],
-    url: str,
+    servers: list[tuple[subprocess.Popen[bytes], str]],
     ingest_keys: list[str],
     read_keys: list[str],
 ) -> None:
+    url = servers[0][1]
+
+    def cpu() -> float:
+        return sum(cpu_seconds(server.pid) for server, _ in servers)
+
+    def rss() -> list[float]:
+        return [peak_rss_mib(server.pid) for server, _ in servers]
+
     try:
+        cpu_start = cpu()
         paced_alone, _ = await ingest(url, ingest_keys, "a", args.rate, args.duration, args.batch)
+        cpu_alone = (cpu() - cpu_start) / paced_alone.seconds
         print(describe("paced ingest, no subscribers", paced_alone), flush=True)
         burst_alone, _ = await ingest(url, ingest_keys, "b", None, args.burst, args.burst_batch)
         print(describe("maximal ingest, no subscribers", burst_alone), flush=True)
-        rss_before = peak_rss_mib(server.pid)
+        rss_before = rss()
 
-        ws_url = url.replace("http", "ws") + "/graphql"
+        ws_urls = [u.replace("http", "ws") + "/graphql" for _, u in servers]
         ctx = mp.get_context("spawn")
         commands = [ctx.Queue() for _ in range(args.client_procs)]
         results: mp.Queue[Any] = ctx.Queue()
@@ -213,20 +253,35 @@ async def run(
         procs = [
             ctx.Process(
                 target=run_clients,
-                args=(ws_url, read_keys, share, offset, cmd, results),
+                args=(
+                    ws_urls[i % len(ws_urls)],
+                    read_keys,
+                    share,
+                    offset,
+                    cmd,
+                    results,
+                    args.mode,
+                    args.max_latency_ms,
+                ),
             )
-            for share, offset, cmd in zip(
-                shares, [sum(shares[:i]) for i in range(len(shares))], commands, strict=True
+            for i, (share, offset, cmd) in enumerate(
+                zip(shares, [sum(shares[:i]) for i in range(len(shares))], commands, strict=True)
             )
         ]
         for proc in procs:
             proc.start()
         ready = [results.get(timeout=300) for _ in procs]
         print(f"{sum(r['ready'] for r in ready)} subscribers connected", flush=True)
+        for n, (_, server_url) in enumerate(servers):
+            await wait_registered(
+                server_url, sum(s for i, s in enumerate(shares) if i % len(servers) == n)
+            )
 
+        cpu_start = cpu()
         paced, per_workspace = await ingest(
             url, ingest_keys, "c", args.rate, args.duration, args.batch
         )
+        cpu_with = (cpu() - cpu_start) / paced.seconds
         print(describe("paced ingest, with subscribers", paced), flush=True)
         await asyncio.sleep(args.drain)
         for cmd in commands:
@@ -238,10 +293,12 @@ async def run(
             cmd.put("stop")
         for proc in procs:
             proc.join(60)
-        rss_peak = peak_rss_mib(server.pid)
+        rss_peak = rss()
     finally:
-        server.terminate()
-        server.wait(30)
+        for server, _ in servers:
+            server.terminate()
+        for server, _ in servers:
+            server.wait(30)
 
     histogram: dict[int, int] = {}
     for report in reports:
@@ -253,12 +310,25 @@ async def run(
     extra = sum(max(0, s["received"] - per_workspace[s["workspace"]]) for s in kept_up)
     expected = sum(per_workspace[s["workspace"]] for s in kept_up + lagging)
     received = sum(s["received"] for s in kept_up + lagging)
+    frames = sum(s["frames"] for r in reports for s in r["subscribers"])
+    received_bytes = sum(s["bytes"] for r in reports for s in r["subscribers"])
     print()
+    print(
+        f"mode: {args.mode}"
+        + (f" (maxLatencyMs {args.max_latency_ms})" if args.mode == "batches" else "")
+    )
     print(
         f"subscribers: {args.subscribers} over {args.workspaces} workspace(s); ingest "
         f"{args.rate:.0f} events/s for {args.duration:.0f} s in batches of {args.batch}"
     )
-    print(f"deliveries: {received:,} of {expected:,} expected ({received / args.duration:,.0f}/s)")
+    print(
+        f"deliveries: {received:,} of {expected:,} expected "
+        f"({received / max(expected, 1) * 100:.1f}%, {received / args.duration:,.0f}/s)"
+    )
+    print(
+        f"frames received: {frames:,} ({frames / args.duration:,.0f}/s), "
+        f"{received_bytes / 1e6:,.1f} MB ({received_bytes / args.duration / 1e6:,.2f} MB/s)"
+    )
     print(
         f"delivery latency commit->receipt: p50 {histogram_quantile(histogram, 0.5) * 1000:.1f}"
         f" ms, p99 {histogram_quantile(histogram, 0.99) * 1000:.1f} ms, max "
@@ -277,7 +347,18 @@ async def run(
         f"maximal ingest throughput: {burst_alone.rate:,.0f}/s alone, {burst.rate:,.0f}/s with "
         f"subscribers ({(burst.rate / burst_alone.rate - 1) * 100:+.1f}%)"
     )
-    print(f"server peak RSS: {rss_before:.0f} MiB before subscribers, {rss_peak:.0f} MiB peak")
+    print(
+        f"server CPU during paced ingest ({len(servers)} process(es)): {cpu_alone:.2f} s/s "
+        f"alone, {cpu_with:.2f} s/s with subscribers"
+    )
+    print(
+        f"server peak RSS ({len(servers)} process(es)): "
+        + ", ".join(f"{b:.0f} MiB" for b in rss_before)
+        + " before subscribers; "
+        + ", ".join(f"{p:.0f} MiB" for p in rss_peak)
+        + " peak"
+    )
+    print("load average (1, 5, 15 min): " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
 def main() -> None:
@@ -291,6 +372,11 @@ def main() -> None:
     parser.add_argument("--burst", type=float, default=10.0, help="seconds of maximal ingest")
     parser.add_argument("--burst-batch", type=int, default=500, help="events per burst call")
     parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--replicas", type=int, default=1, help="server processes")
+    parser.add_argument("--mode", choices=("events", "batches"), default="events")
+    parser.add_argument(
+        "--max-latency-ms", type=int, default=100, help="eventBatches' maxLatencyMs (batches)"
+    )
     parser.add_argument("--queue-size", type=int, default=1000)
     parser.add_argument(
         "--drain",
@@ -318,9 +404,10 @@ def main() -> None:
             "TALLYQL_LIVE_QUEUE_SIZE": str(args.queue_size),
         }
         ingest_keys, read_keys = prepare(args, env)
-        server, url = start_server(env, workdir)
-        print(f"server pid {server.pid} on {url}; database {database_url.split('@')[-1]}")
-        asyncio.run(run(args, server, url, ingest_keys, read_keys))
+        servers = [start_server(env, workdir, f"server{n}") for n in range(args.replicas)]
+        for server, url in servers:
+            print(f"server pid {server.pid} on {url}; database {database_url.split('@')[-1]}")
+        asyncio.run(run(args, servers, ingest_keys, read_keys))
     finally:
         if scratch:
             asyncio.run(admin(args.database_url, f'DROP DATABASE "{scratch}" WITH (FORCE)'))

@@ -84,7 +84,7 @@ class Subscription:
                 payload = message["payload"]
                 if payload.get("errors"):
                     raise AssertionError(payload["errors"])
-                return payload["data"]["events"]
+                return next(iter(payload["data"].values()))  # the root field: events, eventBatches
             if kind in ("ka", "ping", "pong"):
                 continue
             raise AssertionError(f"unexpected message {message}")
@@ -150,6 +150,6 @@ async def sse_items(
                 payload = orjson.loads(line.split(":", 1)[1])
                 if payload.get("errors"):
                     raise AssertionError(payload["errors"])
-                yield payload["data"]["events"]
+                yield next(iter(payload["data"].values()))
             elif line.startswith("data:") and event == "complete":
                 return

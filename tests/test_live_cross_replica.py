@@ -213,3 +213,78 @@ def big_batch(count: int) -> list[Event]:
             metadata={"blob": "n" * 9_000},
         )
     return events
+
+
+BATCH_QUERY = """
+subscription Batches {
+  eventBatches(maxLatencyMs: 50) {
+    __typename
+    ... on EventBatch {
+      events { ... on RequestEvent { id } ... on ErrorEvent { id } }
+      runningTotals { requests errors inputTokens outputTokens cacheReadTokens
+                      cacheWriteTokens reasoningTokens totalTokens costUsd }
+    }
+    ... on Lagged { count }
+  }
+}
+"""
+
+
+async def test_event_batches_cross_replicas_postgresql_only(
+    replicas: tuple[LiveServer, LiveServer, str, str, str],
+) -> None:
+    """Coalesced subscribers on both replicas receive the events ingested on either, in
+    commit order, exactly once, with running totals that grow by exactly what was ingested."""
+    one, two, acme, _, _ = replicas
+    async with AsyncExitStack() as stack:
+        subs = {
+            name: await stack.enter_async_context(
+                open_live(server, transport, acme, {}, query=BATCH_QUERY)
+            )
+            for name, server, transport in (
+                ("one/ws", one, TRANSPORT_WS),
+                ("two/sse", two, SSE),
+                ("two/legacy", two, LEGACY_WS),
+            )
+        }
+        last: dict[str, dict[str, Any]] = {}
+
+        async def drain(name: str, live: LiveClient, wait: float) -> list[str]:
+            ids: list[str] = []
+            while True:
+                try:
+                    item = await live.next(wait)
+                except TimeoutError:
+                    return ids
+                assert item["__typename"] == "EventBatch", item
+                ids += [e["id"] for e in item["events"]]
+                last[name] = item["runningTotals"]
+
+        # probe until an event ingested on each replica reaches every subscriber
+        for n in range(20):
+            await ingest(one.url, acme, mixed_events(f"probe-one-{n}", 1))
+            await ingest(two.url, acme, mixed_events(f"probe-two-{n}", 1))
+            got = [await drain(name, live, 1.0) for name, live in subs.items()]
+            if all(any(i.startswith(f"probe-two-{n}") for i in ids) for ids in got) and all(
+                any(i.startswith(f"probe-one-{n}") for i in ids) for ids in got
+            ):
+                break
+        else:
+            raise AssertionError("the replicas never relayed to each other")
+        before = {name: last[name] for name in subs}
+
+        events = mixed_events("ev", 40)
+        await ingest(one.url, acme, events[:25])
+        await ingest(two.url, acme, events[25:])
+        for name, live in subs.items():
+            ids: list[str] = []
+            while len(ids) < len(events):
+                ids += await drain(name, live, 5.0) or []
+                if not ids:
+                    break
+            assert ids == [e["id"] for e in events], name
+            grown = {k: last[name][k] - before[name][k] for k in last[name]}
+            want = expected_totals(events)
+            assert grown.keys() == want.keys()
+            for k, v in want.items():
+                assert grown[k] == pytest.approx(v), (name, k)

@@ -12,12 +12,15 @@ by tallyql/http/live_transport.py.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
+from strawberry.http import GraphQLRequestData
+from strawberry.http.streaming import HTTPStreamTransport, SSETransport, merge_stream_with_heartbeat
 from strawberry.subscriptions import (
     GRAPHQL_SSE_PROTOCOL,
     GRAPHQL_TRANSPORT_WS_PROTOCOL,
@@ -29,7 +32,7 @@ from tallyql.http.auth import bearer_key, services_of
 from tallyql.http.graphiql import GraphiQLPage
 from tallyql.http.graphql_http import GraphQLHTTPErrors
 from tallyql.http.graphql_limits import refuse_large_body, refuse_spent_key
-from tallyql.http.live_transport import LegacyWSHandler, TransportWSHandler
+from tallyql.http.live_transport import LegacyWSHandler, TransportWSHandler, sse_messages
 from tallyql.http.outage import RETRY_HEADERS, has_unavailable_error
 from tallyql.schema.context import Context
 
@@ -73,6 +76,50 @@ class TallyGraphQLRouter(GraphiQLPage, GraphQLHTTPErrors, GraphQLRouter[Context,
             if refused is not None:
                 return refused
         return await super().run(request, context, root_value)
+
+    async def execute_operation(
+        self,
+        request: Any,
+        request_adapter: Any,
+        request_data: Any,
+        context: Any,
+        root_value: Any,
+        sub_response: Any,
+    ) -> Any:
+        if isinstance(request_data, GraphQLRequestData) and request_data.protocol == "sse":
+            request.state.graphql_operation = request_data  # for _stream_result
+        return await super().execute_operation(
+            request, request_adapter, request_data, context, root_value, sub_response
+        )
+
+    def _stream_result(self, request: Any, result: Any, transport: HTTPStreamTransport) -> Any:
+        """GraphQL over SSE: live items take the shared path (http/live_transport.py)."""
+        operation = getattr(request.state, "graphql_operation", None)
+        if not isinstance(transport, SSETransport) or operation is None:
+            return super()._stream_result(request, result, transport)
+
+        async def first(value: Any) -> str:
+            response, _ = await self._process_stream_result(request, value, [])
+            return transport.encode_next(response, self.encode_json_string)
+
+        async def stream() -> AsyncIterator[str]:
+            async for text in sse_messages(
+                self.schema,
+                operation.query,
+                operation.variables,
+                operation.operation_name,
+                result,
+                first,
+            ):
+                yield text
+            yield transport.encode_complete()
+
+        return merge_stream_with_heartbeat(
+            stream,
+            lambda: transport.heartbeat_message(self.encode_json_string),
+            interval=transport.heartbeat_interval,
+            send_initial_heartbeat=transport.send_initial_heartbeat,
+        )
 
     async def get_sub_response(self, request: Request) -> Response:
         kept = getattr(request.state, "sub_response", None)

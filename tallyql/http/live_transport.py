@@ -1,12 +1,13 @@
-"""WebSocket handlers that deliver live subscriptions themselves.
+"""WebSocket handlers (and the SSE stream) that deliver live subscriptions themselves.
 
 Strawberry parses, validates and authorises every operation and runs the resolver; when that
 resolver is `Subscription.events`, it hands its item stream to the handler (live/sink.py),
 which sends each item as pre-rendered JSON (schema/live_render.py): an item is executed and
 encoded once per distinct operation, not once per subscriber. Sending awaits the socket, so
 a subscriber that does not read only fills its own bounded queue (and gets a Lagged notice);
-nobody else waits for it. Everything else (queries, mutations over WebSocket, errors) takes
-strawberry's own path.
+nobody else waits for it. GraphQL over SSE takes the same path (`sse_messages`, used by
+the router), with the same payload text. Everything else (queries, mutations over
+WebSocket, errors) takes strawberry's own path.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 FORBIDDEN = 4403
 
-Frame = Callable[[bytes], str]
 Send = Callable[[str], Awaitable[None]]
 
 
@@ -50,22 +50,34 @@ async def deliver(
     variables: dict[str, Any] | None,
     operation_name: str | None,
     stream: AsyncIterator[Item],
-    frame: Frame,
+    head: str,
+    tail: str,
     send: Send,
 ) -> None:
-    """Send every item of a live stream until it ends or the socket goes away."""
+    """Send every item of a live stream, as `head + payload + tail`, until it ends or the
+    socket goes away. Subscribers of one operation share each item's message (the renderer
+    splices it once per distinct head and tail)."""
+    async for text in frames(schema, query, variables, operation_name, stream, head, tail):
+        await send(text)
+
+
+async def frames(
+    schema: Any,
+    query: str,
+    variables: dict[str, Any] | None,
+    operation_name: str | None,
+    stream: AsyncIterator[Item],
+    head: str,
+    tail: str,
+) -> AsyncIterator[str]:
+    """The messages of a live stream's items, rendered once per distinct operation."""
     key, renderer = RENDERERS.acquire(schema._schema, query, variables, operation_name)
     try:
         async with aclosing(stream):  # type: ignore[type-var]
             async for kind, value in stream:  # paced by the stream (live/pacer.py)
-                await send(frame(renderer.payload(kind, value)))
+                yield renderer.frame(kind, value, head, tail)
     finally:
         RENDERERS.release(key)
-
-
-def _frame(prefix: str) -> Frame:
-    head = prefix.encode()
-    return lambda payload: (head + payload + b"}").decode()
 
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
@@ -101,7 +113,8 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 operation.variables,
                 operation.operation_name,
                 sink.stream,
-                _frame(f'{{"id":{op_id},"type":"next","payload":'),
+                f'{{"id":{op_id},"type":"next","payload":',
+                "}",
                 send,
             )
         except asyncio.CancelledError:
@@ -167,7 +180,8 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
                     variables,
                     operation_name,
                     sink.stream,
-                    _frame(f'{{"type":"data","id":{op_id},"payload":'),
+                    f'{{"type":"data","id":{op_id},"payload":',
+                    "}",
                     ws.send_text,
                 )
             await self.send_message(CompleteMessage(type="complete", id=operation_id))
@@ -176,3 +190,30 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
         finally:
             self.subscriptions.pop(operation_id, None)
             self.tasks.pop(operation_id, None)
+
+
+SSE_NEXT = "event: next\r\ndata: "
+SSE_END = "\r\n\r\n"
+
+
+async def sse_messages(
+    schema: Any,
+    query: str,
+    variables: dict[str, Any] | None,
+    operation_name: str | None,
+    results: AsyncIterator[Any],
+    first: Callable[[Any], Awaitable[str]],
+) -> AsyncIterator[str]:
+    """The SSE messages of a subscription: strawberry's own results (errors, or the items of
+    any other subscription) rendered by `first`, then, when the resolver handed its stream to
+    the sink, each live item as `event: next` with the payload shared by every subscriber of
+    the operation (the same text as on the WebSockets)."""
+    sink = LiveSink()
+    LIVE_SINK.set(sink)  # this stream's task only (strawberry runs it in a task of its own)
+    async for result in results:
+        yield await first(result)
+    if sink.stream is not None:
+        async for text in frames(
+            schema, query, variables, operation_name, sink.stream, SSE_NEXT, SSE_END
+        ):
+            yield text

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from tallyql.clock import clock
 from tallyql.ingest.validate import WORKSPACE, ValidEvent
+from tallyql.live.batches import BatchFeed
 from tallyql.live.compact import LiveRow, compact_row
 from tallyql.live.fanout import FilterKey, FilterView
 from tallyql.live.subscriber import Subscriber
@@ -28,6 +29,9 @@ from tallyql.live.subscriber import Subscriber
 log = logging.getLogger(__name__)
 
 BatchObserver = Callable[[set[int]], None]
+Receiver = Subscriber | BatchFeed
+"""What the bus offers rows to: a subscriber, or a feed standing for its coalesced members
+(live/batches.py)."""
 
 
 class Relay(Protocol):
@@ -52,7 +56,7 @@ class BusStats:
 
 class LiveBus:
     def __init__(self) -> None:
-        self._subscribers: dict[int, set[Subscriber]] = defaultdict(set)
+        self._subscribers: dict[int, set[Receiver]] = defaultdict(set)
         self._pending: deque[tuple[float, Sequence[ValidEvent]]] = deque()
         self._wake = asyncio.Event()
         self.relay: Relay | None = None
@@ -61,13 +65,13 @@ class LiveBus:
 
     # ------------------------------------------------------------------ subscribers
 
-    def subscribe(self, subscriber: Subscriber) -> None:
+    def subscribe(self, subscriber: Receiver) -> None:
         fresh = not self._subscribers.get(subscriber.workspace_id)
         self._subscribers[subscriber.workspace_id].add(subscriber)
         if fresh and self.relay is not None:
             self.relay.interest_changed()
 
-    def unsubscribe(self, subscriber: Subscriber) -> None:
+    def unsubscribe(self, subscriber: Receiver) -> None:
         subscribers = self._subscribers.get(subscriber.workspace_id)
         if subscribers is None:
             return
@@ -79,9 +83,14 @@ class LiveBus:
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._subscribers.values())
+        """Subscriptions in this process: a feed counts as its members."""
+        return sum(
+            len(r.members) if isinstance(r, BatchFeed) else 1
+            for receivers in self._subscribers.values()
+            for r in receivers
+        )
 
-    def subscribers(self, workspace_id: int) -> tuple[Subscriber, ...]:
+    def subscribers(self, workspace_id: int) -> tuple[Receiver, ...]:
         """This process's subscribers of one workspace (for /health and tests)."""
         return tuple(self._subscribers.get(workspace_id, ()))
 

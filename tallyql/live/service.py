@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from tallyql.live.audit_feed import PgAuditFeed, SqliteAuditFeed
+from tallyql.live.batches import BatchFeeds
 from tallyql.live.bus import LiveBus
 from tallyql.live.membership import GroupMembership
 from tallyql.live.pacer import DeliveryPacer
 from tallyql.live.pg_listener import PgListener
 from tallyql.live.relay import PgRelay
-from tallyql.live.stream import StreamRequest, open_stream
+from tallyql.live.stream import BatchRequest, StreamRequest, open_batch_stream, open_stream
 from tallyql.live.subscriber import Item
 from tallyql.storage.database import Database
 
@@ -35,6 +36,7 @@ class LiveService:
         self.max_age = max_age
         self.pacer = DeliveryPacer(delivery_share)
         self.bus = LiveBus()
+        self.batches = BatchFeeds(self.bus)
         self.membership = GroupMembership(db, group_refresh_seconds)
         self.listener: PgListener | None = None
         self.relay: PgRelay | None = None
@@ -66,6 +68,9 @@ class LiveService:
     def stream(self, request: StreamRequest) -> AsyncIterator[Item]:
         return open_stream(self, request)
 
+    def batch_stream(self, request: BatchRequest) -> AsyncIterator[Item]:
+        return open_batch_stream(self, request)
+
     def report(self) -> dict[str, Any]:
         """What /health shows of the live bus."""
         report: dict[str, Any] = {
@@ -75,6 +80,8 @@ class LiveService:
             "deliveries": self.bus.stats.deliveries,
             "notices": self.bus.stats.notices,
             "paced_deliveries": self.pacer.waits,
+            "batch_feeds": len(self.batches.feeds),
+            "batch_windows": sum(f.stats.windows for f in self.batches.feeds.values()),
         }
         if self.relay is not None:
             report["relay"] = {

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from tallyql.clock import clock
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.periods import Period, period_bounds
+from tallyql.live.fanout import ERROR, REQUEST
 from tallyql.live.matcher import compile_matcher
 from tallyql.live.subscriber import AUDIT, COST_UPDATE, Item, Subscriber, TodayCount
 from tallyql.live.today import Marker, totals_between, visible_in_base
@@ -45,6 +46,17 @@ class CostSnapshot:
     today_start: datetime
     today: Totals
     timezone: str
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """A coalesced subscription: the events of `types` (REQUEST, ERROR) matching `filter`,
+    gathered for at most `window` seconds into one item."""
+
+    workspace_id: int
+    filter: EventFilterSpec
+    types: frozenset[str]
+    window: float
 
 
 CLOCK_SLACK = 1.0
@@ -109,6 +121,39 @@ async def open_stream(live: LiveService, request: StreamRequest) -> AsyncIterato
                 yield (COST_UPDATE, _snapshot(request, subscriber, since, day))
     finally:
         live.bus.unsubscribe(subscriber)
+        if groups is not None:
+            live.membership.untrack(groups)
+
+
+async def open_batch_stream(live: LiveService, request: BatchRequest) -> AsyncIterator[Item]:
+    """The windows of one coalesced subscription (live/batches.py) and its Lagged notices;
+    leaves its feed when the consumer stops or disconnects."""
+    groups = None
+    if request.filter.groups:
+        groups = await live.membership.track(request.workspace_id, request.filter.groups)
+    member = live.batches.join(
+        request.workspace_id,
+        compile_matcher(request.filter, groups),
+        (request.filter, groups),  # a GroupSet is equal only to itself
+        REQUEST in request.types,
+        ERROR in request.types,
+        request.window,
+        live.queue_size,
+        live.max_age,
+    )
+    try:
+        if live.relay is not None:
+            await live.relay.sync()
+        pacer = live.pacer
+        while True:
+            await member.wait()
+            while (item := member.take()) is not None:
+                await pacer.turn()
+                started = time.perf_counter()
+                yield item
+                pacer.done(started)
+    finally:
+        live.batches.leave(member)
         if groups is not None:
             live.membership.untrack(groups)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -20,13 +21,22 @@ from graphql import DocumentNode, ExecutionResult, GraphQLError, GraphQLSchema, 
 from graphql.execution.executor_throwing_on_incremental import ExecutorThrowingOnIncremental
 
 from tallyql.live import subscriber as kinds
+from tallyql.live.batches import BATCH
 from tallyql.schema.errors import is_internal, user_error_code
 from tallyql.schema.live_types import to_live_event
 
 log = logging.getLogger(__name__)
 
-SHARED = frozenset({kinds.REQUEST, kinds.ERROR, kinds.LIMIT_WARNING, kinds.AUDIT, kinds.ALERT})
+SHARED = frozenset(
+    {kinds.REQUEST, kinds.ERROR, kinds.LIMIT_WARNING, kinds.AUDIT, kinds.ALERT, BATCH}
+)
 CACHE_ITEMS = 4096
+CACHE_BYTES = 16 * 1024 * 1024
+"""Bound of the rendered text a renderer keeps (a batch of a busy workspace is tens of kB: an
+item count alone would let the cache hold minutes of them). An item evicted before a lagging
+subscriber takes it is rendered again for it."""
+FRAMES_PER_ITEM = 8
+"""Distinct heads (operation ids) whose message is kept per item; more are spliced anew."""
 
 
 @lru_cache(maxsize=256)
@@ -44,6 +54,18 @@ def _format(error: GraphQLError) -> dict[str, Any]:
     return formatted
 
 
+@dataclass
+class RenderStats:
+    """Process-wide counts (for /health, the benchmark and tests): how often items were
+    executed and encoded, and how often a message was spliced from an encoded payload."""
+
+    executions: int = 0
+    splices: int = 0
+
+
+STATS = RenderStats()
+
+
 class Renderer:
     def __init__(
         self,
@@ -58,16 +80,41 @@ class Renderer:
         if isinstance(built, list):
             raise GraphQLError(built[0].message)
         self._executor = built
-        self._cache: OrderedDict[int, tuple[Any, bytes]] = OrderedDict()
+        self._cache: OrderedDict[int, _Rendered] = OrderedDict()
+        self._bytes = 0
         self.users = 0
         self.renders = 0
 
     def payload(self, kind: str, value: Any) -> bytes:
         """The JSON of the `next`/`data` payload for one item."""
-        if kind in SHARED:
+        return self._entry(kind, value).payload
+
+    def frame(self, kind: str, value: Any, head: str, tail: str) -> str:
+        """The whole message for one item: `head + payload + tail`. A transport's head holds
+        what differs between subscribers (the operation id), so the message is spliced once
+        per shared item and distinct head (clients mostly number their operations alike, so
+        usually once per item): the same string goes to every socket."""
+        entry = self._entry(kind, value)
+        frames = entry.frames
+        if frames is None:  # an item of one subscriber: spliced for it alone
+            STATS.splices += 1
+            return head + entry.text + tail
+        text = frames.get((head, tail))
+        if text is None:
+            text = head + entry.text + tail
+            STATS.splices += 1
+            if len(frames) < FRAMES_PER_ITEM:
+                frames[(head, tail)] = text
+                self._bytes += len(text)
+                self._evict()
+        return text
+
+    def _entry(self, kind: str, value: Any) -> _Rendered:
+        shared = kind in SHARED
+        if shared:
             hit = self._cache.get(id(value))
-            if hit is not None and hit[0] is value:
-                return hit[1]
+            if hit is not None and hit.value is value:
+                return hit
         executor = self._executor.build_per_event_executor(to_live_event(kind, value))
         # graphql-core memoises collected subfields per executor, keyed by the identity of
         # lists made afresh by each execution and keeping them alive; per-event executors
@@ -79,13 +126,39 @@ class Renderer:
         body: dict[str, Any] = {"data": result.data}
         if result.errors:
             body["errors"] = [_format(e) for e in result.errors]
-        encoded = orjson.dumps(body)
+        entry = _Rendered(value, orjson.dumps(body), shared)
         self.renders += 1
-        if kind in SHARED:
-            self._cache[id(value)] = (value, encoded)
-            if len(self._cache) > CACHE_ITEMS:
-                self._cache.popitem(last=False)
-        return encoded
+        STATS.executions += 1
+        if shared:
+            self._cache[id(value)] = entry
+            self._bytes += len(entry.payload) + len(entry.text)
+            self._evict()
+        return entry
+
+    def _evict(self) -> None:
+        while len(self._cache) > 1 and (
+            len(self._cache) > CACHE_ITEMS or self._bytes > CACHE_BYTES
+        ):
+            _, old = self._cache.popitem(last=False)
+            self._bytes -= old.size()
+
+
+class _Rendered:
+    """One item rendered for one operation: its payload, as bytes and text, and the messages
+    spliced from it so far (None for an item of one subscriber, never reused)."""
+
+    __slots__ = ("frames", "payload", "text", "value")
+
+    def __init__(self, value: Any, payload: bytes, shared: bool) -> None:
+        self.value = value  # kept so that id(value) is not reused while cached
+        self.payload = payload
+        self.text = payload.decode()
+        self.frames: dict[tuple[str, str], str] | None = {} if shared else None
+
+    def size(self) -> int:
+        """Characters and bytes held (as counted into the renderer's bound)."""
+        spliced = sum(len(text) for text in self.frames.values()) if self.frames else 0
+        return len(self.payload) + len(self.text) + spliced
 
 
 class Renderers:
@@ -118,6 +191,11 @@ class Renderers:
 
     def __len__(self) -> int:
         return len(self._by_key)
+
+    @property
+    def users(self) -> int:
+        """Subscriptions rendered by the renderers in use (count)."""
+        return sum(renderer.users for renderer in self._by_key.values())
 
 
 RENDERERS = Renderers()

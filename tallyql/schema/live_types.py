@@ -13,6 +13,7 @@ from tallyql.alerts.model import Operator
 from tallyql.engine.periods import Period
 from tallyql.ingest.pricing import NANO_PER_USD
 from tallyql.live import subscriber as kinds
+from tallyql.live.batches import BATCH, EventWindow
 from tallyql.live.compact import LiveRow
 from tallyql.live.stream import CostSnapshot
 from tallyql.live.totals import Totals
@@ -201,6 +202,56 @@ LiveEvent = Annotated[
 ]
 
 
+BatchedEvent = Annotated[
+    RequestEvent | ErrorEvent,
+    strawberry.union("BatchedEvent", description="One committed event of an EventBatch."),
+]
+
+
+@strawberry.type(
+    description="The events of one window of a coalesced subscription (eventBatches), in "
+    "commit order, with the window's totals and running totals. Every subscriber of the same "
+    "workspace, filter, types and maxLatencyMs on one server receives the same batches."
+)
+class EventBatch:
+    events: list[BatchedEvent] = strawberry.field(  # type: ignore[valid-type]
+        description="The window's events of the chosen types, in commit order."
+    )
+    count: int = strawberry.field(description="Events in `events` (count).")
+    opened_at: datetime = strawberry.field(
+        description="When the window's first event reached this server's live bus."
+    )
+    closed_at: datetime = strawberry.field(
+        description="When the window closed: at most maxLatencyMs after openedAt."
+    )
+    totals: CostTotals = strawberry.field(
+        description="Totals of the window's events that match the filter, of every type "
+        "(an ERROR-only batch still counts the requests)."
+    )
+    running_totals: CostTotals = strawberry.field(
+        description="Totals of the events that match the filter since runningSince, this "
+        "window and any dropped for a lagging subscriber included."
+    )
+    running_since: datetime = strawberry.field(
+        description="When this server started the running totals: when the first current "
+        "subscriber of this workspace, filter, types and maxLatencyMs subscribed (at or "
+        "before your own subscription)."
+    )
+    sequence: Long = strawberry.field(
+        description="Windows this server made for these subscribers before this one (count)."
+    )
+
+
+EventBatchItem = Annotated[
+    EventBatch | Lagged,
+    strawberry.union(
+        "EventBatchItem",
+        description="One item of a coalesced subscription: a batch, or Lagged when batches "
+        "were dropped because the subscriber fell behind.",
+    ),
+]
+
+
 def _request_fields(row: LiveRow) -> dict[str, Any]:
     return {
         "id": strawberry.ID(row["id"]),
@@ -285,4 +336,16 @@ def to_live_event(kind: str, value: Any) -> Any:
         return AuditEvent.from_row({**value, "ts": from_micros(value["ts_us"])})
     if kind == kinds.LAGGED:
         return Lagged(count=value)
+    if kind == BATCH:
+        window: EventWindow = value
+        return EventBatch(
+            events=[to_live_event(k, row) for k, row in window.items],
+            count=len(window.items),
+            opened_at=datetime.fromtimestamp(window.opened_at, tz=UTC),
+            closed_at=datetime.fromtimestamp(window.closed_at, tz=UTC),
+            totals=CostTotals.of(window.totals),
+            running_totals=CostTotals.of(window.running),
+            running_since=datetime.fromtimestamp(window.since, tz=UTC),
+            sequence=window.sequence,
+        )
     raise ValueError(f"unknown live item {kind!r}")

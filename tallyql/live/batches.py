@@ -1,0 +1,290 @@
+"""Coalesced live delivery: a subscription's committed events gathered into one item per window.
+
+With one message per event per subscriber, a thousand people watching a workspace that
+commits a thousand events a second need a million WebSocket frames a second, which no
+process on two cores sends. A coalesced subscription instead joins a `BatchFeed`: one per
+workspace, filter, choice of event types and window length in this process, registered on
+the bus like a single subscriber (so publishing costs the same whatever the number of
+people watching). The feed gathers the matching rows of every batch the bus hands it; when
+its window closes (at most `window` seconds after the first row arrived) it makes one
+`EventWindow` (the events in commit order, the window's totals and the feed's running
+totals) and puts that same object into the bounded queue of every member. Every member of a
+feed thus receives identical windows, which the transport renders and encodes once
+(schema/live_render.py) and sends as the same bytes to every socket.
+
+Guarantees kept from the per-event form:
+- commit order: rows are appended in the order the bus delivers them, windows in order;
+- nothing before the subscription: a member that joins while a window is open closes that
+  window first (its members receive it; the newcomer does not), so its first window holds
+  only rows the bus delivered after it joined;
+- bounded queues: a member holds at most `max_queue` events, or a single window larger than
+  that which arrived at an empty queue (so that a reader that keeps up still receives a
+  window larger than the bound); a window that does not fit is dropped for that member and counted, and the
+  member receives a `lagged` item with the count of dropped events in its place; windows
+  older than `max_age` seconds are dropped the same way;
+- cleanup: the last member leaving unregisters the feed from the bus and cancels its timer.
+
+Running totals count every event of the feed's filter (whatever the event types chosen,
+dropped windows included) since `since`: the moment this process started the feed, at or
+before the subscription of each member (members of one feed share one frame, so they share
+one starting point too; it is in every item).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tallyql.clock import clock
+from tallyql.live.compact import LiveRow
+from tallyql.live.fanout import FilterKey, FilterView
+from tallyql.live.matcher import Matcher
+from tallyql.live.subscriber import LAGGED, Item
+from tallyql.live.totals import Totals
+
+if TYPE_CHECKING:
+    from tallyql.live.bus import LiveBus
+
+BATCH = "batch"
+
+FeedKey = Hashable
+
+
+@dataclass(frozen=True, eq=False)
+class EventWindow:
+    """One window of a feed, shared (the same object) by every member of the feed."""
+
+    sequence: int
+    """Windows made by the feed before this one (count)."""
+    opened_at: float
+    """When the first row of the window reached the feed (epoch seconds)."""
+    closed_at: float
+    """When the window closed (epoch seconds)."""
+    items: tuple[Item, ...]
+    """(REQUEST or ERROR, live row) in commit order."""
+    totals: Totals
+    """Totals of the window's rows that match the filter (every type)."""
+    running: Totals
+    """Totals of the feed's matching rows since `since`, this window included."""
+    since: float
+    """When the feed started counting (epoch seconds)."""
+
+
+@dataclass
+class FeedStats:
+    windows: int = 0
+    events: int = 0
+
+
+class BatchMember:
+    """One coalesced subscription's mailbox: windows of its feed, a lag count, a bound."""
+
+    def __init__(self, feed: BatchFeed, max_queue: int, max_age: float) -> None:
+        self.feed = feed
+        self.max_queue = max_queue
+        self.max_age = max_age
+        self.dropped_total = 0
+        """Events dropped for this member (count)."""
+        self.delivered_windows = 0
+        self._queue: deque[EventWindow | list[int]] = deque()
+        self._size = 0  # events in the queued windows
+        self._wake = asyncio.Event()
+
+    @property
+    def queued(self) -> int:
+        """Events waiting in this member's queue."""
+        return self._size
+
+    def put(self, window: EventWindow) -> None:
+        """Queue a window (never waits): dropped and counted when it does not fit."""
+        size = len(window.items)
+        if self._queue and self._size + size > self.max_queue:
+            self._lag(size)
+        else:
+            self._queue.append(window)
+            self._size += size
+        self._wake.set()
+
+    def _lag(self, dropped: int) -> None:
+        self.dropped_total += dropped
+        tail = self._queue[-1] if self._queue else None
+        if isinstance(tail, list):
+            tail[0] += dropped
+        else:
+            self._queue.append([dropped])
+
+    def take(self) -> Item | None:
+        """The next item, (BATCH, window) or (LAGGED, count), or None when empty."""
+        if not self._queue:
+            self._wake.clear()
+            return None
+        if self.max_age != math.inf and (stale := self._drop_stale()):
+            return (LAGGED, stale)
+        head = self._queue.popleft()
+        if isinstance(head, list):
+            return (LAGGED, head[0])
+        self._size -= len(head.items)
+        self.delivered_windows += 1
+        return (BATCH, head)
+
+    def _drop_stale(self) -> int:
+        """Drop the windows at the head that closed more than max_age ago, with the lag
+        notices among them; the count of events missing there."""
+        cutoff = clock.timestamp() - self.max_age
+        missing = 0
+        while self._queue:
+            head = self._queue[0]
+            if isinstance(head, list):
+                if not missing:
+                    break  # a notice of its own; anything stale behind it comes next
+                missing += head[0]
+            elif head.closed_at < cutoff:
+                missing += len(head.items)
+                self._size -= len(head.items)
+                self.dropped_total += len(head.items)
+            else:
+                break
+            self._queue.popleft()
+        return missing
+
+    async def wait(self) -> None:
+        """Until an item arrives."""
+        if self._queue:
+            return
+        self._wake.clear()
+        await self._wake.wait()
+
+
+class BatchFeed:
+    """The coalesced events of one workspace, filter, choice of types and window length.
+
+    Registered on the bus in place of its members: the bus offers it each batch's shared
+    `FilterView` like any subscriber (`workspace_id`, `filter_key`, `offer`,
+    `offer_notice`)."""
+
+    def __init__(
+        self,
+        key: FeedKey,
+        workspace_id: int,
+        matcher: Matcher,
+        filter_key: FilterKey,
+        wants_request: bool,
+        wants_error: bool,
+        window: float,
+    ) -> None:
+        self.key = key
+        self.workspace_id = workspace_id
+        self.matcher = matcher
+        self.filter_key = filter_key
+        self.window = window
+        self.members: set[BatchMember] = set()
+        self.running = Totals()
+        self.since = clock.timestamp()
+        self.stats = FeedStats()
+        self._wants_request = wants_request
+        self._wants_error = wants_error
+        self._items: list[Item] = []
+        self._totals = Totals()
+        self._rows = 0
+        self._opened_at = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    # the bus's side (live/bus.py)
+
+    def offer(self, view: FilterView) -> None:
+        if not view.rows:
+            return
+        if not self._rows:
+            self._opened_at = clock.timestamp()
+            self._timer = asyncio.get_running_loop().call_later(self.window, self.flush)
+        self._rows += len(view.rows)
+        self._totals.absorb(view.totals)
+        if self._wants_request or self._wants_error:
+            self._items.extend(view.items(self._wants_request, self._wants_error))
+
+    def offer_events(self, rows: list[LiveRow]) -> None:
+        self.offer(FilterView(self.matcher, rows))
+
+    def offer_notice(self, kind: str, notice: dict[str, Any]) -> None:
+        """Notices go to `events` subscriptions only."""
+
+    # the window
+
+    def flush(self) -> None:
+        """Close the open window (if any) and queue it for every member."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._rows:
+            return
+        self.running.absorb(self._totals)
+        window = EventWindow(
+            sequence=self.stats.windows,
+            opened_at=self._opened_at,
+            closed_at=clock.timestamp(),
+            items=tuple(self._items),
+            totals=self._totals,
+            running=Totals(**vars(self.running)),
+            since=self.since,
+        )
+        self._items, self._totals, self._rows = [], Totals(), 0
+        self.stats.windows += 1
+        self.stats.events += len(window.items)
+        for member in self.members:
+            member.put(window)
+
+    def close(self) -> None:
+        """Stop the timer and drop the open window (the last member left)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._items, self._totals, self._rows = [], Totals(), 0
+
+
+@dataclass
+class BatchFeeds:
+    """This process's feeds, made on the first member's arrival and dropped with the last's."""
+
+    bus: LiveBus
+    feeds: dict[FeedKey, BatchFeed] = field(default_factory=dict)
+
+    def join(
+        self,
+        workspace_id: int,
+        matcher: Matcher,
+        filter_key: FilterKey,
+        wants_request: bool,
+        wants_error: bool,
+        window: float,
+        max_queue: int,
+        max_age: float,
+    ) -> BatchMember:
+        key = (workspace_id, filter_key, wants_request, wants_error, window)
+        feed = self.feeds.get(key)
+        if feed is None:
+            feed = BatchFeed(
+                key, workspace_id, matcher, filter_key, wants_request, wants_error, window
+            )
+            self.feeds[key] = feed
+            self.bus.subscribe(feed)
+        else:
+            feed.flush()  # its open window holds rows from before this member joined
+        member = BatchMember(feed, max_queue, max_age)
+        feed.members.add(member)
+        return member
+
+    def leave(self, member: BatchMember) -> None:
+        feed = member.feed
+        feed.members.discard(member)
+        if not feed.members and self.feeds.get(feed.key) is feed:
+            del self.feeds[feed.key]
+            feed.close()
+            self.bus.unsubscribe(feed)
+
+    @property
+    def member_count(self) -> int:
+        return sum(len(feed.members) for feed in self.feeds.values())
