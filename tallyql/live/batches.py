@@ -19,8 +19,8 @@ Guarantees kept from the per-event form:
   only rows the bus delivered after it joined;
 - bounded queues: a member holds at most `max_queue` events, or a single window larger than
   that which arrived at an empty queue (so that a reader that keeps up still receives a
-  window larger than the bound); a window that does not fit is dropped for that member and counted, and the
-  member receives a `lagged` item with the count of dropped events in its place; windows
+  window larger than the bound); a window that does not fit is dropped for that member and
+  counted, and the member receives a `lagged` item with the count of dropped events in its place; windows
   older than `max_age` seconds are dropped the same way;
 - cleanup: the last member leaving unregisters the feed from the bus and cancels its timer.
 
