@@ -20,8 +20,8 @@ Guarantees kept from the per-event form:
 - bounded queues: a member holds at most `max_queue` events, or a single window larger than
   that which arrived at an empty queue (so that a reader that keeps up still receives a
   window larger than the bound); a window that does not fit is dropped for that member and
-  counted, and the member receives a `lagged` item with the count of dropped events in its place; windows
-  older than `max_age` seconds are dropped the same way;
+  counted, and the member receives a `lagged` item with the count of dropped events in its
+  place; windows older than `max_age` seconds are dropped the same way;
 - cleanup: the last member leaving unregisters the feed from the bus and cancels its timer.
 
 Running totals count every event of the feed's filter (whatever the event types chosen,
