@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
 
@@ -43,12 +44,33 @@ BATCH_TABLE = "_batch"
 """Temporary table holding the batch's new events; the steps aggregate from it."""
 
 
+@dataclass(frozen=True)
+class OnlyIf:
+    """A statement the batch runs only when one of its events holds `value` at record
+    position `column`: run for every batch, a statement that rarely finds anything (the
+    audit events of blocked calls) costs a scan of the whole batch table each time."""
+
+    sql: str
+    column: int
+    value: object
+
+    def wanted(self, events: Sequence[ValidEvent]) -> bool:
+        column, value = self.column, self.value
+        return any(e.record[column] == value for e in events)
+
+
+WriterStep = Step | OnlyIf
+"""What a writer contributor gives the batch: a step, or a statement run only when needed."""
+
+
 class Batches(Protocol):
     dialect: str
     lanes: int
     """Batch transactions that may run at once."""
 
-    async def write(self, events: Sequence[ValidEvent], steps: Sequence[Step]) -> list[ValidEvent]:
+    async def write(
+        self, events: Sequence[ValidEvent], steps: Sequence[WriterStep]
+    ) -> list[ValidEvent]:
         """In one transaction: store the events whose (workspace_id, id) is new, run the
         steps over them, commit. Returns the new events, in order."""
         ...
@@ -218,12 +240,20 @@ class PostgresBatches:
             finally:
                 self._release(conn)
 
-    async def write(self, events: Sequence[ValidEvent], steps: Sequence[Step]) -> list[ValidEvent]:
+    async def write(
+        self, events: Sequence[ValidEvent], steps: Sequence[WriterStep]
+    ) -> list[ValidEvent]:
         if not events:
             return []
-        statements = [s for s in steps if isinstance(s, str)]
-        if len(statements) != len(steps):
-            raise NotImplementedError("the PostgreSQL writer only runs SQL steps")
+        statements: list[str] = []
+        for step in steps:
+            if isinstance(step, OnlyIf):
+                if step.wanted(events):
+                    statements.append(step.sql)
+            elif isinstance(step, str):
+                statements.append(step)
+            else:
+                raise NotImplementedError("the PostgreSQL writer only runs SQL steps")
         payloads = [_payload_record(e) for e in events if e.has_payload]
         finish = [
             f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {BATCH_TABLE}",
@@ -368,7 +398,9 @@ class SqliteBatches:
     async def ensure_days(self, days: set[date]) -> None:
         return None
 
-    async def write(self, events: Sequence[ValidEvent], steps: Sequence[Step]) -> list[ValidEvent]:
+    async def write(
+        self, events: Sequence[ValidEvent], steps: Sequence[WriterStep]
+    ) -> list[ValidEvent]:
         if not events:
             return []
         async with self._db.writer.connect() as sa_conn:
@@ -385,7 +417,10 @@ class SqliteBatches:
                 new = await tx.insert_new_events(events)
                 if new:
                     for step in steps:
-                        if isinstance(step, str):
+                        if isinstance(step, OnlyIf):
+                            if step.wanted(new):
+                                await conn.execute(step.sql)
+                        elif isinstance(step, str):
                             await conn.execute(step)
                         else:
                             await step(tx.runner, {})
