@@ -186,7 +186,8 @@ def _payload_record(event: ValidEvent) -> tuple[Any, ...]:
 class PostgresBatches:
     """Batches on dedicated asyncpg connections (one per writer lane), reopened when broken.
 
-    A batch is three round trips: BEGIN, COPY of its events (and payloads) into temporary
+    A batch is three round trips (four when its events name users: their departments are read
+    first, before BEGIN): BEGIN, COPY of its events (and payloads) into temporary
     tables, then the claim of its keys and every other statement and COMMIT in one
     multi-statement query (when a key was stored already, one more: the claim that returns the
     duplicates). Python prepares everything before BEGIN, so the rows that the aggregating
