@@ -151,7 +151,7 @@ def _error_type(attrs: dict[str, Any]) -> str:
 
 
 def _status_code(value: Any) -> int | None:
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     return value if type(value) is int else None
 

@@ -280,3 +280,53 @@ def test_span_kind_of_any_type_is_not_a_crash() -> None:
     plain.attributes = {"openinference.span.kind": ["LLM"], "llm.model_name": "m"}
     row = span_row(plain)
     assert row is not None and row[fastpath.ROW_AT["kind"]] == "llm_call"
+
+
+def test_status_code_of_non_ascii_digits_is_not_a_crash() -> None:
+    """'²' is a digit to str.isdigit but not to int(): the mapping raised (a 500); it is no
+    status code, like any other text that is not one."""
+    attributes: dict[str, Any] = {"gen_ai.operation.name": "chat"}
+    span = OtlpSpan(None, "00000000000000ad", None, "x", NOW_NS, NOW_NS, attributes, {})
+    for text, code in (("²", None), ("٣٠٠", None), ("503", 503)):
+        attributes["http.response.status_code"] = text
+        row = span_row(span)
+        assert row is not None and row[fastpath.ROW_AT["status_code"]] == code
+
+
+_JSON_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.sampled_from(["\x00", "a\ud800b", "null", "\\u0000", "[{"]),
+    st.binary(max_size=2),
+)
+_JSON_VALUES = st.recursive(
+    _JSON_LEAVES,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(st.integers(0, fastpath.ROW_WIDTH - 1), _JSON_VALUES), max_size=6),
+    st.booleans(),
+    st.integers(0, 70),
+)
+def test_storable_screen_answers_as_the_exact_check(
+    values: list[tuple[int, Any]], timed: bool, depth: int
+) -> None:
+    """`_storable` screens a row with one orjson encoding and settles any doubt value by
+    value: for decoded values (texts, numbers, booleans, bytes, None, lists and objects of
+    them, nested up to past the depth bound) it answers as `_storable_exactly`."""
+    row: list[Any] = [None] * fastpath.ROW_WIDTH
+    row[fastpath.ROW_AT["timestamp"]] = NOW if timed else None
+    for position, value in values:
+        row[position] = value
+    nested: Any = "x"
+    for _ in range(depth):
+        nested = [nested]
+    row[fastpath.ROW_AT["metadata"]] = {"deep": nested}
+    assert fastpath._storable(row) == fastpath._storable_exactly(row)

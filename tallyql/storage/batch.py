@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
 
@@ -43,12 +44,33 @@ BATCH_TABLE = "_batch"
 """Temporary table holding the batch's new events; the steps aggregate from it."""
 
 
+@dataclass(frozen=True)
+class OnlyIf:
+    """A statement the batch runs only when one of its events holds `value` at record
+    position `column`: run for every batch, a statement that rarely finds anything (the
+    audit events of blocked calls) costs a scan of the whole batch table each time."""
+
+    sql: str
+    column: int
+    value: object
+
+    def wanted(self, events: Sequence[ValidEvent]) -> bool:
+        column, value = self.column, self.value
+        return any(e.record[column] == value for e in events)
+
+
+WriterStep = Step | OnlyIf
+"""What a writer contributor gives the batch: a step, or a statement run only when needed."""
+
+
 class Batches(Protocol):
     dialect: str
     lanes: int
     """Batch transactions that may run at once."""
 
-    async def write(self, events: Sequence[ValidEvent], steps: Sequence[Step]) -> list[ValidEvent]:
+    async def write(
+        self, events: Sequence[ValidEvent], steps: Sequence[WriterStep]
+    ) -> list[ValidEvent]:
         """In one transaction: store the events whose (workspace_id, id) is new, run the
         steps over them, commit. Returns the new events, in order."""
         ...
@@ -67,23 +89,34 @@ def _json_or_none(value: Any) -> str | None:
 _COLUMN_LIST = ", ".join(EVENT_COLUMNS)
 
 
-def department_sql(batch: str) -> str:
-    """Each staged event with a user takes the user's department as the users table holds it
-    now, at ingest (NULL for a user without one); returns the events that got one."""
-    return (
-        f"UPDATE {batch} SET department = (SELECT u.department FROM users AS u "
-        f"WHERE u.workspace_id = {batch}.workspace_id AND u.id = {batch}.user_id) "
-        "WHERE user_id IS NOT NULL RETURNING workspace_id, id, department"
-    )
+def _users_of(events: Sequence[ValidEvent]) -> dict[int, set[str]]:
+    """The users the events name, by workspace."""
+    users: dict[int, set[str]] = {}
+    for event in events:
+        user = event.record[USER]
+        if user is not None:
+            users.setdefault(event.record[WORKSPACE], set()).add(user)
+    return users
 
 
-def _set_departments(events: Sequence[ValidEvent], rows: Sequence[Any]) -> None:
-    """Copy the departments the batch table got into the events' records (which commit
-    listeners, such as live subscriptions, read)."""
-    found = {(r[0], r[1]): r[2] for r in rows if r[2] is not None}
-    if found:
-        for event in events:
-            event.record[DEPARTMENT] = found.get(event.key)
+def _set_departments(events: Sequence[ValidEvent], found: dict[tuple[int, str], str]) -> None:
+    """Stamp each event with its user's department as the users table holds it now, at
+    ingest (None for a user without one). Done on the records before they are staged, so that
+    the batch table is written once (an UPDATE of the staged rows rewrote every row with a
+    user, a tenth of the database's cost per event) and commit listeners, such as live
+    subscriptions, read the same value."""
+    for event in events:
+        record = event.record
+        if record[USER] is not None:
+            record[DEPARTMENT] = found.get((record[WORKSPACE], record[USER]))
+
+
+_PG_DEPARTMENTS = (
+    "SELECT u.workspace_id, u.id, u.department FROM users AS u "
+    "JOIN unnest($1::int[], $2::text[]) AS k(workspace_id, id) "
+    "ON u.workspace_id = k.workspace_id AND u.id = k.id WHERE u.department IS NOT NULL"
+)
+"""The departments of the batch's users (workspace ids and user ids as parallel arrays)."""
 
 
 _SQLITE_TIMES = tuple(EVENT_COLUMNS.index(c) for c in ("ts", "received_at"))
@@ -153,7 +186,8 @@ def _payload_record(event: ValidEvent) -> tuple[Any, ...]:
 class PostgresBatches:
     """Batches on dedicated asyncpg connections (one per writer lane), reopened when broken.
 
-    A batch is three round trips: BEGIN, COPY of its events (and payloads) into temporary
+    A batch is three round trips (four when its events name users: their departments are read
+    first, before BEGIN): BEGIN, COPY of its events (and payloads) into temporary
     tables, then the claim of its keys and every other statement and COMMIT in one
     multi-statement query (when a key was stored already, one more: the claim that returns the
     duplicates). Python prepares everything before BEGIN, so the rows that the aggregating
@@ -207,13 +241,20 @@ class PostgresBatches:
             finally:
                 self._release(conn)
 
-    async def write(self, events: Sequence[ValidEvent], steps: Sequence[Step]) -> list[ValidEvent]:
+    async def write(
+        self, events: Sequence[ValidEvent], steps: Sequence[WriterStep]
+    ) -> list[ValidEvent]:
         if not events:
             return []
-        statements = [s for s in steps if isinstance(s, str)]
-        if len(statements) != len(steps):
-            raise NotImplementedError("the PostgreSQL writer only runs SQL steps")
-        records = [_postgres_record(e.record) for e in events]
+        statements: list[str] = []
+        for step in steps:
+            if isinstance(step, OnlyIf):
+                if step.wanted(events):
+                    statements.append(step.sql)
+            elif isinstance(step, str):
+                statements.append(step)
+            else:
+                raise NotImplementedError("the PostgreSQL writer only runs SQL steps")
         payloads = [_payload_record(e) for e in events if e.has_payload]
         finish = [
             f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {BATCH_TABLE}",
@@ -224,6 +265,12 @@ class PostgresBatches:
         await self._ensure_partitions(events)
         conn = await self._acquire()
         try:
+            users = _users_of(events)
+            if users:  # read before BEGIN: a plain read, nothing to hold locked meanwhile
+                pairs = [(w, u) for w, ids in users.items() for u in ids]
+                rows = await conn.fetch(_PG_DEPARTMENTS, *zip(*pairs, strict=True))
+                _set_departments(events, {(r[0], r[1]): r[2] for r in rows})
+            records = [_postgres_record(e.record) for e in events]
             await conn.execute("BEGIN")
             try:
                 await conn.copy_records_to_table(
@@ -233,8 +280,6 @@ class PostgresBatches:
                     await conn.copy_records_to_table(
                         PAYLOAD_BATCH_TABLE, records=payloads, columns=PAYLOAD_COLUMNS
                     )
-                if any(e.record[USER] is not None for e in events):
-                    _set_departments(events, await conn.fetch(department_sql(BATCH_TABLE)))
                 duplicates: set[tuple[int, str]] = set()
                 try:
                     await conn.execute(";\n".join((_PG_CLAIM, *finish)))
@@ -299,14 +344,12 @@ class _SqliteTx:
         new = [e for e in events if e.key not in existing]
         if not new:
             return []
+        _set_departments(new, await self._departments(_users_of(new)))
         marks = ",".join("?" * len(EVENT_COLUMNS))
         await self.conn.executemany(
             f"INSERT INTO temp.{BATCH_TABLE} ({_COLUMN_LIST}) VALUES ({marks})",
             [_sqlite_record(e.record) for e in new],
         )
-        if any(e.record[USER] is not None for e in new):
-            cursor = await self.conn.execute(department_sql(f"temp.{BATCH_TABLE}"))
-            _set_departments(new, await cursor.fetchall())
         await self.conn.execute(
             f"INSERT INTO main.events ({_COLUMN_LIST}) "
             f"SELECT {_COLUMN_LIST} FROM temp.{BATCH_TABLE}"
@@ -328,6 +371,21 @@ class _SqliteTx:
             )
         return new
 
+    async def _departments(self, users: dict[int, set[str]]) -> dict[tuple[int, str], str]:
+        """The departments of these users, by (workspace, user); users without one left out."""
+        found: dict[tuple[int, str], str] = {}
+        for workspace_id, ids in users.items():
+            ordered = sorted(ids)
+            for i in range(0, len(ordered), _SQLITE_CHUNK):
+                chunk = ordered[i : i + _SQLITE_CHUNK]
+                cursor = await self.conn.execute(
+                    "SELECT id, department FROM users WHERE workspace_id = ? "
+                    f"AND id IN ({','.join('?' * len(chunk))}) AND department IS NOT NULL",
+                    (workspace_id, *chunk),
+                )
+                found.update(((workspace_id, r[0]), r[1]) for r in await cursor.fetchall())
+        return found
+
 
 class SqliteBatches:
     """Batches on the single SQLite writer connection (shared with administrative writes)."""
@@ -341,7 +399,9 @@ class SqliteBatches:
     async def ensure_days(self, days: set[date]) -> None:
         return None
 
-    async def write(self, events: Sequence[ValidEvent], steps: Sequence[Step]) -> list[ValidEvent]:
+    async def write(
+        self, events: Sequence[ValidEvent], steps: Sequence[WriterStep]
+    ) -> list[ValidEvent]:
         if not events:
             return []
         async with self._db.writer.connect() as sa_conn:
@@ -358,7 +418,10 @@ class SqliteBatches:
                 new = await tx.insert_new_events(events)
                 if new:
                     for step in steps:
-                        if isinstance(step, str):
+                        if isinstance(step, OnlyIf):
+                            if step.wanted(new):
+                                await conn.execute(step.sql)
+                        elif isinstance(step, str):
                             await conn.execute(step)
                         else:
                             await step(tx.runner, {})

@@ -14,6 +14,9 @@ the insert idempotent even then). It reads:
 
 from __future__ import annotations
 
+from tallyql.storage.batch import OnlyIf
+from tallyql.storage.tables import EVENT_COLUMNS
+
 BLOCK_ID_PREFIX = "block:"
 _DETAILS = (
     ("policy_id", "policy_id"),
@@ -33,9 +36,13 @@ def _details(dialect: str) -> str:
     return f"json_object({pairs})"
 
 
-def block_audit_statements(dialect: str, source: str) -> list[str]:
-    """The writer step: one audit event per new blocked event of the batch in `source`."""
-    return [
+_STATUS = EVENT_COLUMNS.index("status")
+
+
+def block_audit_statements(dialect: str, source: str) -> list[OnlyIf]:
+    """The writer step: one audit event per new blocked event of the batch in `source`, run
+    only for a batch holding a blocked event."""
+    sql = (
         "INSERT INTO audit_events (workspace_id, id, ts, actor_id, actor_type, action, "
         "resource_type, resource_id, source_ip, outcome, details) "
         f"SELECT workspace_id, '{BLOCK_ID_PREFIX}' || id, ts, COALESCE(user_id, api_key_id), "
@@ -45,4 +52,5 @@ def block_audit_statements(dialect: str, source: str) -> list[str]:
         "ELSE 'event' END, COALESCE(tool, model, id), caller_ip, 'denied', "
         f"{_details(dialect)} FROM {source} WHERE status = 'blocked' "
         "ON CONFLICT DO NOTHING"
-    ]
+    )
+    return [OnlyIf(sql, _STATUS, "blocked")]

@@ -19,12 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tallyql.ingest.validate import ValidEvent
-from tallyql.storage.batch import BATCH_TABLE, Batches, Step
+from tallyql.storage.batch import BATCH_TABLE, Batches, WriterStep
 from tallyql.storage.outage import DatabaseUnavailable, is_database_unavailable
 
 log = logging.getLogger(__name__)
 
-Contributor = Callable[[str, str], Sequence[Step]]
+Contributor = Callable[[str, str], Sequence[WriterStep]]
 """(dialect, source relation) -> aggregating steps that read the batch's new events."""
 CommitListener = Callable[[Sequence[ValidEvent]], None]
 
@@ -96,7 +96,7 @@ class Writer:
         """The database side of the writer (its PostgreSQL partition manager, for retention)."""
         return self._batches
 
-    def _compile(self) -> list[Step]:
+    def _compile(self) -> list[WriterStep]:
         dialect = self._batches.dialect
         return [sql for c in self._contributors for sql in c(dialect, BATCH_TABLE)]
 
