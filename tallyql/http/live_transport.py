@@ -35,10 +35,16 @@ from tallyql.live.sink import LIVE_SINK, LiveSink
 from tallyql.live.subscriber import Item
 from tallyql.schema.context import Context
 from tallyql.schema.live_render import RENDERERS
+from tallyql.storage.outage import UNAVAILABLE_MESSAGE, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
 FORBIDDEN = 4403
+TRY_AGAIN_LATER = 1013
+"""The close code of a connection refused during a database outage (RFC 6455's registry:
+"Try Again Later"); clients reconnect after a while, as they would after a 503."""
+TRY_AGAIN_REASON = "Try Again Later"
+UNAVAILABLE_ERROR = {"message": UNAVAILABLE_MESSAGE, "extensions": {"code": "UNAVAILABLE"}}
 
 Frame = Callable[[bytes], str]
 Send = Callable[[str], Awaitable[None]]
@@ -69,7 +75,15 @@ def _frame(prefix: str) -> Frame:
 
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws with the live fast path."""
+    """graphql-transport-ws with the live fast path, closing with 1013 Try Again Later when
+    the key cannot be looked up because the database is unreachable (the protocol has no
+    error message before connection_ack: the close code is its answer)."""
+
+    async def handle_connection_init(self, message: Any) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except DatabaseUnavailable:
+            await self.websocket.close(code=TRY_AGAIN_LATER, reason=TRY_AGAIN_REASON)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         LIVE_SINK.set(LiveSink())  # this operation's task only
@@ -111,7 +125,8 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     """graphql-ws with the live fast path, closing with 4403 (after `connection_error`) when
-    the key is refused."""
+    the key is refused, and with 1013 Try Again Later (after `connection_error` with code
+    UNAVAILABLE) when it cannot be looked up because the database is unreachable."""
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         payload = message.get("payload")
@@ -125,6 +140,10 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
         except ConnectionRejectionError as exc:
             await self.send_message({"type": "connection_error", "payload": exc.payload})
             await self.websocket.close(code=FORBIDDEN, reason="Forbidden")
+            return
+        except DatabaseUnavailable:
+            await self.send_message({"type": "connection_error", "payload": UNAVAILABLE_ERROR})
+            await self.websocket.close(code=TRY_AGAIN_LATER, reason=TRY_AGAIN_REASON)
             return
         await self.send_message({"type": "connection_ack"})
         self.connection_acknowledged = True
