@@ -91,8 +91,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=docs.OPENAPI_PATH,
     )
     # the path on the routes themselves (not a prefix), so that /metrics sees the template
+    schema = build_schema(settings)
+    app.state.key_buckets = schema.key_buckets  # exports pay from the same budgets per key
     graphql = TallyGraphQLRouter(
-        build_schema(settings),
+        schema,
         path="/graphql",
         context_getter=graphql_context,
         subscription_protocols=SUBSCRIPTION_PROTOCOLS,
