@@ -9,12 +9,15 @@ import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from tallyql.config import Settings
-from tallyql.engine import cost_meter
+from tallyql.engine import cost_meter, executor
+from tallyql.exporting import datasets
 from tests.conftest import Api, running_api
 from tests.helpers import counting_statements, iso
 
@@ -121,3 +124,38 @@ async def test_engine_exports_pay_for_their_plans_before_running_them(
         )
         assert small.status_code == 200, small.text
         assert 1 < int(small.headers["x-tallyql-cost"]) <= 50
+
+
+async def test_an_export_whose_read_times_out_answers_503_query_timeout(
+    settings: Settings, db_kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read the database cancels (made slow here by a test-only statement in its place)
+    answers 503 QUERY_TIMEOUT with Retry-After, for stored rows and engine answers alike (it
+    was a 500: the soak met one on a loaded machine)."""
+    slow = (
+        "SELECT pg_sleep(5)"
+        if db_kind == "postgresql"
+        else "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+        "WHERE x < 1e9) SELECT count(*) FROM c"
+    )
+
+    async def slow_fetch(db: Any, statement: Any) -> Any:
+        async with db.read() as conn:
+            await conn.execute(text(slow))
+        return []
+
+    async def slow_stream(db: Any, query: Any, shape: Any) -> Any:
+        async with db.read_snapshot() as conn:
+            await conn.execute(text(slow))
+        yield []
+
+    monkeypatch.setattr(executor, "_fetch", slow_fetch)
+    monkeypatch.setattr(datasets, "_stream", slow_stream)
+    async with running_api(replace(settings, db_statement_timeout_seconds=0.3), db_kind) as api:
+        key = await api.key()
+        day = {"start": iso(START), "end": iso(START + timedelta(days=1))}
+        for dataset in ("requests", "timeseries"):
+            response = await _get(api, key, f"/v1/export/{dataset}", **day)
+            assert response.status_code == 503, (dataset, response.text)
+            assert response.json()["error"]["code"] == "QUERY_TIMEOUT"
+            assert int(response.headers["retry-after"]) >= 1

@@ -7,7 +7,8 @@ Exports are priced by the cost model of GraphQL (engine/cost.py) before any stat
 paid from the same budgets (the request's, the key's per minute): a point as a root field,
 engine answers (breakdown, timeseries, the unpriced count) their plans, streamed stored rows
 (requests, sessions, audit events) the rows their window is assumed to hold. Over the
-request's budget: 400 COST_LIMIT; over the key's: 429 RATE_LIMITED with Retry-After."""
+request's budget: 400 COST_LIMIT; over the key's: 429 RATE_LIMITED with Retry-After. A read
+cancelled by the statement timeout before the first byte is 503 QUERY_TIMEOUT (was a 500)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ from tallyql.exporting.params import ExportParamError, parse
 from tallyql.http.auth import client_ip, requires, services_of
 from tallyql.http.errors import error_response
 from tallyql.storage.audit import AuditRecord, record_audit
+from tallyql.storage.outage import RETRY_AFTER_SECONDS
+from tallyql.storage.read_limits import StatementTimeout
 
 router = APIRouter()
 
@@ -94,6 +97,9 @@ async def export(
     except RateLimited as exc:
         headers = {"Retry-After": str(exc.retry_after)}
         return error_response(429, exc.code, str(exc), headers, cost=meter.summary())
+    except StatementTimeout as exc:  # the database cancelled a read: this export's failure
+        message = f"{exc}; export a shorter window, or retry when the server is less busy"
+        return error_response(503, exc.code, message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
     extra |= cost_headers(meter)
     window = params.window
     try:
