@@ -360,3 +360,36 @@ async def test_live_connections_during_an_outage_are_told_to_try_again_later(
                 assert time.monotonic() < deadline, f"{protocol} not recovered"
                 await asyncio.sleep(0.1)
             assert messages[-1]["type"] == "connection_ack"
+
+
+async def test_a_subscription_started_during_an_outage_gets_an_unavailable_error(
+    outage: Any, db_kind: str, tmp_path: Path
+) -> None:
+    """A connection acknowledged before the outage subscribes during it: the stream cannot
+    open (it reads the database), and the operation gets the protocol's error with code
+    UNAVAILABLE instead of a bare `complete` after a logged traceback."""
+    url, cut, restore = outage
+    settings = Settings(
+        data_dir=tmp_path, database_url=url, retention_interval_seconds=0.0,
+        budget_debounce_seconds=3600.0,
+    )  # fmt: skip
+    async with live_server(settings, db_kind) as server:
+        services = server.app.state.services
+        key = (await services.keys.create("acme", Role.ADMIN, "outage"))[0]
+        for protocol in (TRANSPORT_WS, LEGACY_WS):
+            async with connect(server.ws_url, subprotocols=[protocol]) as ws:
+                init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}}
+                await ws.send(orjson.dumps(init).decode())
+                assert orjson.loads(await ws.recv())["type"] == "connection_ack"
+                await cut(services.db)
+                start = "subscribe" if protocol == TRANSPORT_WS else "start"
+                body = {"query": "subscription { events { __typename } }"}
+                await ws.send(orjson.dumps({"type": start, "id": "1", "payload": body}).decode())
+                async with asyncio.timeout(15):
+                    while (message := orjson.loads(await ws.recv()))["type"] == "ka":
+                        pass
+                assert message["type"] == "error" and message["id"] == "1", message
+                errors = message["payload"]
+                error = errors[0] if isinstance(errors, list) else errors
+                assert error["extensions"]["code"] == "UNAVAILABLE", message
+                await restore(services.db)

@@ -18,6 +18,7 @@ from contextlib import aclosing
 from typing import Any
 
 import orjson
+from graphql import GraphQLError
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -35,7 +36,11 @@ from tallyql.live.sink import LIVE_SINK, LiveSink
 from tallyql.live.subscriber import Item
 from tallyql.schema.context import Context
 from tallyql.schema.live_render import RENDERERS
-from tallyql.storage.outage import UNAVAILABLE_MESSAGE, DatabaseUnavailable
+from tallyql.storage.outage import (
+    UNAVAILABLE_MESSAGE,
+    DatabaseUnavailable,
+    is_database_unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +49,6 @@ TRY_AGAIN_LATER = 1013
 """The close code of a connection refused during a database outage (RFC 6455's registry:
 "Try Again Later"); clients reconnect after a while, as they would after a 503."""
 TRY_AGAIN_REASON = "Try Again Later"
-UNAVAILABLE_ERROR = {"message": UNAVAILABLE_MESSAGE, "extensions": {"code": "UNAVAILABLE"}}
 
 Frame = Callable[[bytes], str]
 Send = Callable[[str], Awaitable[None]]
@@ -67,6 +71,11 @@ async def deliver(
                 await send(frame(renderer.payload(kind, value)))
     finally:
         RENDERERS.release(key)
+
+
+def unavailable_error() -> GraphQLError:
+    """A subscription's error when its stream cannot read the database (an outage)."""
+    return GraphQLError(UNAVAILABLE_MESSAGE, extensions={"code": "UNAVAILABLE"})
 
 
 def _frame(prefix: str) -> Frame:
@@ -121,6 +130,12 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         except asyncio.CancelledError:
             if not operation.completed:
                 raise
+        except Exception as exc:
+            if not is_database_unavailable(exc):
+                raise
+            # the stream's reads failed during an outage: the operation's error, not a bare
+            # `complete` after a logged traceback (the client may subscribe again later)
+            await operation.send_initial_errors([unavailable_error()])
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
@@ -142,7 +157,8 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             await self.websocket.close(code=FORBIDDEN, reason="Forbidden")
             return
         except DatabaseUnavailable:
-            await self.send_message({"type": "connection_error", "payload": UNAVAILABLE_ERROR})
+            payload = unavailable_error().formatted
+            await self.send_message({"type": "connection_error", "payload": payload})
             await self.websocket.close(code=TRY_AGAIN_LATER, reason=TRY_AGAIN_REASON)
             return
         await self.send_message({"type": "connection_ack"})
@@ -180,15 +196,24 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             if sink.stream is not None:
                 ws = self.websocket.ws  # type: ignore[attr-defined]
                 op_id = orjson.dumps(operation_id).decode()
-                await deliver(
-                    self.schema,
-                    query,
-                    variables,
-                    operation_name,
-                    sink.stream,
-                    _frame(f'{{"type":"data","id":{op_id},"payload":'),
-                    ws.send_text,
-                )
+                try:
+                    await deliver(
+                        self.schema,
+                        query,
+                        variables,
+                        operation_name,
+                        sink.stream,
+                        _frame(f'{{"type":"data","id":{op_id},"payload":'),
+                        ws.send_text,
+                    )
+                except Exception as exc:
+                    if not is_database_unavailable(exc):
+                        raise
+                    payload = unavailable_error().formatted
+                    await self.send_message(
+                        ErrorMessage(type="error", id=operation_id, payload=payload)
+                    )
+                    return
             await self.send_message(CompleteMessage(type="complete", id=operation_id))
         except asyncio.CancelledError:
             await self.send_message(CompleteMessage(type="complete", id=operation_id))
