@@ -33,6 +33,7 @@ from tallyql.http.graphql_fast import FastGraphQLPost
 from tallyql.http.graphql_router import PROTOCOLS as SUBSCRIPTION_PROTOCOLS
 from tallyql.http.graphql_router import TallyGraphQLRouter
 from tallyql.http.idle_gc import IdleCollector
+from tallyql.http.in_flight import KeyInFlight
 from tallyql.http.observe import RequestMetrics
 from tallyql.http.openapi import install_openapi
 from tallyql.http.outage import DatabaseOutage
@@ -117,8 +118,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=docs.OPENAPI_PATH,
     )
     # the path on the routes themselves (not a prefix), so that /metrics sees the template
+    schema = build_schema(settings)
+    app.state.key_buckets = schema.key_buckets  # exports pay from the same budgets per key
     graphql = TallyGraphQLRouter(
-        build_schema(settings),
+        schema,
         path="/graphql",
         context_getter=graphql_context,
         subscription_protocols=SUBSCRIPTION_PROTOCOLS,
@@ -145,6 +148,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app, own_shapes)
     # inside RequestMetrics: its 503s are counted
     app.add_middleware(DatabaseOutage, own_shapes=own_shapes)
+    # outside the outage handler (a refused request never reaches the database), inside
+    # RequestMetrics (its 429s are counted) and CORS (they carry its headers)
+    app.add_middleware(KeyInFlight, limit=settings.key_max_in_flight, own_shapes=own_shapes)
     app.add_middleware(RequestMetrics, metrics=metrics)
     install_cors(app, settings.cors_origin_list)  # outside the routes: their errors too
     app.add_middleware(IdleCollector)  # outermost: counts a request until it is answered

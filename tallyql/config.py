@@ -65,6 +65,10 @@ class Settings:
     cost_key_limit_per_minute: int = 60_000
     """Cost points each API key may spend per minute, shared by its requests (a bucket that
     refills continuously); beyond it fields fail with RATE_LIMITED and HTTP 429."""
+    key_max_in_flight: int = 32
+    """Most requests one API key may have in flight at once (answers not yet sent, streamed
+    exports included; subscriptions excluded); beyond it a request is answered 429
+    RATE_LIMITED with Retry-After at once (0: no limit)."""
     request_deadline_seconds: float = 30.0
     """How long a GraphQL request may run: after it no new statement starts (the field fails
     with DEADLINE_EXCEEDED)."""
@@ -235,6 +239,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise ValueError("TALLYQL_GRAPHQL_MAX_BODY_BYTES and _MAX_QUERY_BYTES must be >= 1024")
     if settings.cost_request_limit < 1 or settings.cost_key_limit_per_minute < 1:
         raise ValueError("TALLYQL_COST_REQUEST_LIMIT and _KEY_LIMIT_PER_MINUTE must be >= 1")
+    if settings.key_max_in_flight < 0:
+        raise ValueError("TALLYQL_KEY_MAX_IN_FLIGHT must be >= 0 (0: no limit)")
     if settings.request_deadline_seconds <= 0 or settings.db_statement_timeout_seconds < 0:
         raise ValueError("TALLYQL_REQUEST_DEADLINE_SECONDS must be above 0, the timeout >= 0")
     if not 0.0 < settings.db_workspace_share <= 1.0:

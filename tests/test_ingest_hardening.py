@@ -308,10 +308,116 @@ async def test_an_event_nested_deeper_than_parsers_read_is_one_error(api: Api) -
     assert response.status_code == 200, response.text
     result = response.json()
     assert result["accepted"] == 2
-    assert [(e["index"], e["field"]) for e in result["errors"]] == [(1, ""), (2, "request")]
+    assert [(e["index"], e["field"]) for e in result["errors"]] == [(1, "request"), (2, "request")]
     assert "nested too deep" in result["errors"][0]["message"]
     assert "nested deeper than 64 levels" in result["errors"][1]["message"]
     assert await _stored_ids(api, key) == ["d1", "d2"]
+
+
+DEEP = b'{"k":' * 3000 + b"{}" + b"}" * 3000  # beyond orjson's 1,024 levels
+
+
+def _audit(audit_id: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "id": audit_id,
+        "actor_type": "user",
+        "action": "login",
+        "resource_type": "app",
+    } | fields
+
+
+async def test_a_wrapped_event_nested_beyond_parsers_is_one_error_on_both_doors(api: Api) -> None:
+    """{"events": [...]} holding one event deeper than orjson reads: that event's error, the
+    others committed (it was a whole-body 400), on /v1/events and /v1/audit-events."""
+    key = await api.key()
+    bad = orjson.dumps(llm("deep"))[:-1] + b',"metadata":' + DEEP + b"}"
+    events = [orjson.dumps(llm("w1")), bad, orjson.dumps(llm("w2"))]
+    body = b'{"source": "sdk", "events": [' + b",".join(events) + b"]}"
+    response = await _post(api, key, body)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert (result["accepted"], result["rejected"]) == (2, 1)
+    assert [(e["index"], e["field"]) for e in result["errors"]] == [(1, "metadata")]
+    assert "nested too deep to be read (more than 1,024 levels)" in result["errors"][0]["message"]
+    assert await _stored_ids(api, key) == ["w1", "w2"]
+
+    bad_audit = orjson.dumps(_audit("deep"))[:-1] + b',"details":' + DEEP + b"}"
+    audits = [orjson.dumps(_audit("a1")), bad_audit, orjson.dumps(_audit("a2"))]
+    response = await api.client.post(
+        "/v1/audit-events",
+        content=b'{"events": [' + b",".join(audits) + b"]}",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert (result["accepted"], result["rejected"]) == (2, 1)
+    assert [(e["index"], e["field"]) for e in result["errors"]] == [(1, "details")]
+    data = await api.data(key, "{ auditEvents(first: 10) { edges { node { id } } } }")
+    ids = {e["node"]["id"] for e in data["auditEvents"]["edges"]}
+    assert {"a1", "a2"} <= ids and "deep" not in ids  # (the others: the key's own records)
+
+
+async def test_a_raw_control_character_is_its_events_error(api: Api) -> None:
+    """A raw control character (U+0000-U+001F) inside one event's string is invalid JSON: that
+    event is rejected, naming its field and the character, and the rest of the call is
+    committed, in an array, a wrapper, NDJSON and on /v1/audit-events. A control character
+    between events breaks what delimits them: the body stays a 400."""
+    key = await api.key()
+    array = (
+        b"["
+        + b",".join(
+            [
+                orjson.dumps(llm("c1")),
+                orjson.dumps(llm("c2"))[:-1] + b',"tool":"se\x01arch"}',
+                orjson.dumps(llm("c3"))[:-1] + b',"metadata":{"note":"a\tb"}}',
+                orjson.dumps(llm("c4")),
+            ]
+        )
+        + b"]"
+    )
+    response = await _post(api, key, array)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert (result["accepted"], result["rejected"]) == (2, 2)
+    assert [(e["index"], e["field"]) for e in result["errors"]] == [(1, "tool"), (2, "metadata")]
+    assert "raw control character (U+0001)" in result["errors"][0]["message"]
+    assert "raw control character (U+0009)" in result["errors"][1]["message"]
+
+    wrapped = b'{\n "events": [\n  ' + orjson.dumps(llm("c5")) + b",\n  "
+    wrapped += orjson.dumps(llm("c6"))[:-1] + b',"user_id":"a\nb"}' + b"\n ]\n}"
+    response = await _post(api, key, wrapped)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert (result["accepted"], result["rejected"]) == (1, 1)
+    assert [(e["index"], e["field"]) for e in result["errors"]] == [(1, "user_id")]
+    assert "U+000A" in result["errors"][0]["message"]
+
+    lines = [orjson.dumps(llm("c7")), orjson.dumps(llm("c8"))[:-1] + b',"node":"n\x02"}']
+    response = await _post(api, key, b"\n".join(lines), **{"Content-Type": "application/x-ndjson"})
+    assert response.status_code == 200, response.text
+    assert [(e["index"], e["field"]) for e in response.json()["errors"]] == [(1, "node")]
+    assert await _stored_ids(api, key) == ["c1", "c4", "c5", "c7"]
+
+    audits = [orjson.dumps(_audit("x1")), orjson.dumps(_audit("x2"))[:-1] + b',"actor_id":"\x1f"}']
+    response = await api.client.post(
+        "/v1/audit-events",
+        content=b"[" + b",".join(audits) + b"]",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["accepted"] == 1
+    assert [(e["index"], e["field"]) for e in result["errors"]] == [(1, "actor_id")]
+    assert "U+001F" in result["errors"][0]["message"]
+
+    for broken in (
+        b'[{"id": "b1"},\x01{"id": "b2"}]',  # between events
+        b'[{"id": "b1"}, {"id": "b2", "model": "x\x01}]',  # and the string never ends
+    ):
+        response = await _post(api, key, broken)
+        assert response.status_code == 400, (broken, response.text)
+        assert response.json()["error"]["code"] == "BAD_REQUEST"
+    assert await _stored_ids(api, key) == ["c1", "c4", "c5", "c7"]
 
 
 def _nested(levels: int) -> dict[str, Any]:

@@ -21,10 +21,13 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from tallyql.auth.principal import Role
 from tallyql.config import Settings
@@ -32,6 +35,7 @@ from tallyql.storage.database import Database
 from tallyql.storage.outage import is_database_unavailable
 from tests.conftest import running_api
 from tests.helpers import llm
+from tests.live_client import LEGACY_WS, TRANSPORT_WS, live_server
 
 NO_DATABASE = {"/metrics", "/docs", "/openapi.json", "/static"}
 """Routes that never touch the database (they answer as usual during an outage)."""
@@ -286,3 +290,106 @@ async def test_outage_errors_are_told_from_statement_errors(
         await ok.dispose()
     assert not is_database_unavailable(TimeoutError())
     assert not is_database_unavailable(ValueError("x"))
+
+
+async def _connection_init(url: str, protocol: str, key: str) -> tuple[list[Any], int | None]:
+    """The messages answering connection_init, and the close code (None: still open)."""
+    messages: list[Any] = []
+    async with connect(url, subprotocols=[protocol]) as ws:
+        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}}
+        await ws.send(orjson.dumps(init).decode())
+        try:
+            async with asyncio.timeout(10):
+                while True:
+                    messages.append(orjson.loads(await ws.recv()))
+                    if messages[-1]["type"] == "connection_ack":
+                        return messages, None
+        except ConnectionClosed as closed:
+            return messages, closed.rcvd.code if closed.rcvd else None
+    raise AssertionError("unreachable")
+
+
+async def test_live_connections_during_an_outage_are_told_to_try_again_later(
+    outage: Any, db_kind: str, tmp_path: Path
+) -> None:
+    """A subscriber whose key must be looked up while the database is down: over WebSocket
+    the socket closes with 1013 Try Again Later (graphql-ws says connection_error with code
+    UNAVAILABLE first), over SSE the answer is 503 with Retry-After and a GraphQL body; once
+    the database is back the same key connects."""
+    url, cut, restore = outage
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=url,
+        retention_interval_seconds=0.0,
+        budget_debounce_seconds=3600.0,
+    )
+    async with live_server(settings, db_kind) as server:
+        services = server.app.state.services
+        fresh = {
+            protocol: (await services.keys.create("acme", Role.ADMIN, "outage"))[0]
+            for protocol in (TRANSPORT_WS, LEGACY_WS, "sse")
+        }
+        await cut(services.db)
+        for protocol in (TRANSPORT_WS, LEGACY_WS):
+            messages, code = await _connection_init(server.ws_url, protocol, fresh[protocol])
+            assert code == 1013, (protocol, messages, code)
+            if protocol == LEGACY_WS:
+                (error,) = messages
+                assert error["type"] == "connection_error", error
+                assert error["payload"]["extensions"]["code"] == "UNAVAILABLE", error
+                assert "retry" in error["payload"]["message"]
+            else:
+                assert messages == [], messages
+        headers = {"Authorization": f"Bearer {fresh['sse']}", "Accept": "text/event-stream"}
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            response = await client.post(
+                "/graphql",
+                json={"query": "subscription { events { __typename } }"},
+                headers=headers,
+            )
+        check_unavailable("/graphql", response)
+
+        await restore(services.db)
+        deadline = time.monotonic() + 15
+        for protocol in (TRANSPORT_WS, LEGACY_WS):
+            while True:
+                messages, code = await _connection_init(server.ws_url, protocol, fresh[protocol])
+                if code is None:
+                    break
+                assert code == 1013, (protocol, messages, code)
+                assert time.monotonic() < deadline, f"{protocol} not recovered"
+                await asyncio.sleep(0.1)
+            assert messages[-1]["type"] == "connection_ack"
+
+
+async def test_a_subscription_started_during_an_outage_gets_an_unavailable_error(
+    outage: Any, db_kind: str, tmp_path: Path
+) -> None:
+    """A connection acknowledged before the outage subscribes during it: the stream cannot
+    open (it reads the database), and the operation gets the protocol's error with code
+    UNAVAILABLE instead of a bare `complete` after a logged traceback."""
+    url, cut, restore = outage
+    settings = Settings(
+        data_dir=tmp_path, database_url=url, retention_interval_seconds=0.0,
+        budget_debounce_seconds=3600.0,
+    )  # fmt: skip
+    async with live_server(settings, db_kind) as server:
+        services = server.app.state.services
+        key = (await services.keys.create("acme", Role.ADMIN, "outage"))[0]
+        for protocol in (TRANSPORT_WS, LEGACY_WS):
+            async with connect(server.ws_url, subprotocols=[protocol]) as ws:
+                init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}}
+                await ws.send(orjson.dumps(init).decode())
+                assert orjson.loads(await ws.recv())["type"] == "connection_ack"
+                await cut(services.db)
+                start = "subscribe" if protocol == TRANSPORT_WS else "start"
+                body = {"query": "subscription { events { __typename } }"}
+                await ws.send(orjson.dumps({"type": start, "id": "1", "payload": body}).decode())
+                async with asyncio.timeout(15):
+                    while (message := orjson.loads(await ws.recv()))["type"] == "ka":
+                        pass
+                assert message["type"] == "error" and message["id"] == "1", message
+                errors = message["payload"]
+                error = errors[0] if isinstance(errors, list) else errors
+                assert error["extensions"]["code"] == "UNAVAILABLE", message
+                await restore(services.db)

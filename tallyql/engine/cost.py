@@ -114,3 +114,16 @@ def session_stats_cost(days: int) -> int:
     """sessionStats over `days` days that may hold sessions (the stamped ones, or every day
     of the window when a filter makes it scan)."""
     return 1 + math.ceil(days * SESSIONS_PER_DAY / ROWS_PER_POINT)
+
+
+SESSIONS_PER_HOUR = SESSIONS_PER_DAY / 24
+AUDIT_EVENTS_PER_HOUR = RAW_EVENTS_PER_HOUR
+"""Audit events assumed in an hour (as many as raw events: every blocked call records one)."""
+
+
+def export_cost(hours: float, rows_per_hour: float) -> int:
+    """A streamed export of a window's stored rows (requests, sessions or audit events): a
+    statement, the rows the database reads (RAW_EVENTS_PER_POINT a point) and the rows
+    answered, each encoded in Python (ROWS_PER_POINT a point), `rows_per_hour` assumed."""
+    rows = max(0.0, hours) * rows_per_hour
+    return 1 + math.ceil(rows / RAW_EVENTS_PER_POINT + rows / ROWS_PER_POINT)

@@ -18,6 +18,13 @@ from tallyql.engine import analytics as engine
 from tallyql.engine.analytics import Asker
 from tallyql.engine.buckets import Granularity
 from tallyql.engine.compiler import Scope
+from tallyql.engine.cost import (
+    AUDIT_EVENTS_PER_HOUR,
+    RAW_EVENTS_PER_HOUR,
+    SESSIONS_PER_HOUR,
+    export_cost,
+)
+from tallyql.engine.cost_meter import CostMeter
 from tallyql.engine.filters import filter_conditions
 from tallyql.engine.registry import Dimension, DimensionRef, Metric
 from tallyql.engine.sessions import session_conditions
@@ -63,10 +70,25 @@ class ExportJob:
     db: Database
     workspace_id: int
     params: ExportParams
+    meter: CostMeter | None = None
+    """Pays for the export before any of its statements runs (None: not metered)."""
 
     @property
     def asker(self) -> Asker:
-        return Asker(self.db, Scope.of(self.workspace_id), self.params.window, self.params.spec)
+        return Asker(
+            self.db,
+            Scope.of(self.workspace_id),
+            self.params.window,
+            self.params.spec,
+            meter=self.meter,  # engine answers pay for their plans, as in GraphQL
+        )
+
+    def pay_rows(self, rows_per_hour: float, what: str) -> None:
+        """Pay for streaming the window's stored rows (engine/cost.py, `export_cost`)."""
+        if self.meter is not None:
+            window = self.params.window
+            hours = (window.end - window.start).total_seconds() / 3600
+            self.meter.charge(export_cost(hours, rows_per_hour), f"the {what} export")
 
 
 async def _stream(db: Database, query: Select[Any], shape: Callable[[Any], Sequence[Any]]) -> Rows:
@@ -104,6 +126,7 @@ def _request_row(row: Any) -> Sequence[Any]:
 
 
 def requests_rows(job: ExportJob) -> tuple[Sequence[str], Rows]:
+    job.pay_rows(RAW_EVENTS_PER_HOUR, "requests")
     return REQUEST_COLUMNS, _stream(job.db, _request_query(job), _request_row)
 
 
@@ -122,6 +145,7 @@ def sessions_rows(job: ExportJob) -> tuple[Sequence[str], Rows]:
     conditions = session_conditions(
         job.db.dialect, job.workspace_id, job.params.window, job.params.spec
     )
+    job.pay_rows(SESSIONS_PER_HOUR, "sessions")
     query = (
         select(sessions)
         .where(*conditions)
@@ -149,6 +173,7 @@ def audit_rows(job: ExportJob) -> tuple[Sequence[str], Rows]:
     for name in _AUDIT_ENUMS:
         values[name] = [v.lower() for v in values[name]]
     spec = AuditFilterSpec(**{name: tuple(v) for name, v in values.items()})
+    job.pay_rows(AUDIT_EVENTS_PER_HOUR, "audit-events")
     window = job.params.window
     conditions = audit_conditions(job.workspace_id, window.start, window.end, spec)
     query = (

@@ -83,6 +83,24 @@ ErrorShape = Callable[[Request, int, str, Mapping[str, str] | None], Response]
 """A protocol's own error body: (request, HTTP status, message, headers) -> response."""
 
 
+def error_in_shape(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None,
+    own_shapes: Mapping[str, ErrorShape],
+) -> Response:
+    """The error answer for `request` in its route's protocol: a GraphQL body on /graphql,
+    the protocol's own body on the paths of `own_shapes`, else the REST shape."""
+    path = request.url.path
+    if path == GRAPHQL_PATH:
+        return graphql_error_response(status, code, message, headers)
+    if path in own_shapes:
+        return own_shapes[path](request, status, message, headers)
+    return error_response(status, code, message, headers)
+
+
 def install_error_handlers(
     app: FastAPI, own_shapes: Mapping[str, ErrorShape] | None = None
 ) -> None:
@@ -90,12 +108,7 @@ def install_error_handlers(
     shapes = dict(own_shapes or {})
 
     def respond(request: Request, status: int, code: str, message: str, headers: Any) -> Response:
-        path = request.url.path
-        if path == GRAPHQL_PATH:
-            return graphql_error_response(status, code, message, headers)
-        if path in shapes:
-            return shapes[path](request, status, message, headers)
-        return error_response(status, code, message, headers)
+        return error_in_shape(request, status, code, message, headers, shapes)
 
     async def http_exception(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)

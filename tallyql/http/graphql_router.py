@@ -5,9 +5,11 @@ distinct-connections mode: POST /graphql with `Accept: text/event-stream`).
 WebSocket connections authenticate once, at `connection_init`: the API key comes from the
 init payload (`{"Authorization": "Bearer <key>"}`) or else from the handshake's
 Authorization header. A missing, unknown or revoked key closes the socket with 4403 (on both
-protocols; the legacy one first sends `connection_error`). SSE requests authenticate like
-any HTTP request (401 without a valid key). Live subscriptions over WebSocket are delivered
-by tallyql/http/live_transport.py.
+protocols; the legacy one first sends `connection_error`); a key that cannot be looked up
+because the database is unreachable closes it with 1013 Try Again Later (the legacy one first
+sends `connection_error` with code UNAVAILABLE). SSE requests authenticate like any HTTP
+request (401 without a valid key, 503 with Retry-After during a database outage). Live
+subscriptions over WebSocket are delivered by tallyql/http/live_transport.py.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ from tallyql.http.graphql_limits import refuse_large_body, refuse_spent_key
 from tallyql.http.live_transport import LegacyWSHandler, TransportWSHandler, sse_messages
 from tallyql.http.outage import RETRY_HEADERS, has_unavailable_error
 from tallyql.schema.context import Context
+from tallyql.storage.outage import (
+    UNAVAILABLE_MESSAGE,
+    DatabaseUnavailable,
+    is_database_unavailable,
+)
 
 PROTOCOLS = (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL)
 
@@ -131,7 +138,12 @@ class TallyGraphQLRouter(GraphiQLPage, GraphQLHTTPErrors, GraphQLRouter[Context,
             key = bearer_key(context.request)
         if key is None:
             raise ConnectionRejectionError({"message": "missing API key"})
-        principal = await context.services.keys.authenticate(key)
+        try:
+            principal = await context.services.keys.authenticate(key)
+        except Exception as exc:
+            if is_database_unavailable(exc):  # the handlers close with 1013 Try Again Later
+                raise DatabaseUnavailable(UNAVAILABLE_MESSAGE) from exc
+            raise
         if principal is None:
             raise ConnectionRejectionError({"message": "invalid or revoked API key"})
         context.principal = principal

@@ -19,6 +19,7 @@ from contextlib import aclosing
 from typing import Any
 
 import orjson
+from graphql import GraphQLError
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -36,10 +37,19 @@ from tallyql.live.sink import LIVE_SINK, LiveSink
 from tallyql.live.subscriber import Item
 from tallyql.schema.context import Context
 from tallyql.schema.live_render import RENDERERS
+from tallyql.storage.outage import (
+    UNAVAILABLE_MESSAGE,
+    DatabaseUnavailable,
+    is_database_unavailable,
+)
 
 log = logging.getLogger(__name__)
 
 FORBIDDEN = 4403
+TRY_AGAIN_LATER = 1013
+"""The close code of a connection refused during a database outage (RFC 6455's registry:
+"Try Again Later"); clients reconnect after a while, as they would after a 503."""
+TRY_AGAIN_REASON = "Try Again Later"
 
 Send = Callable[[str], Awaitable[None]]
 
@@ -80,8 +90,21 @@ async def frames(
         RENDERERS.release(key)
 
 
+def unavailable_error() -> GraphQLError:
+    """A subscription's error when its stream cannot read the database (an outage)."""
+    return GraphQLError(UNAVAILABLE_MESSAGE, extensions={"code": "UNAVAILABLE"})
+
+
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws with the live fast path."""
+    """graphql-transport-ws with the live fast path, closing with 1013 Try Again Later when
+    the key cannot be looked up because the database is unreachable (the protocol has no
+    error message before connection_ack: the close code is its answer)."""
+
+    async def handle_connection_init(self, message: Any) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except DatabaseUnavailable:
+            await self.websocket.close(code=TRY_AGAIN_LATER, reason=TRY_AGAIN_REASON)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         LIVE_SINK.set(LiveSink())  # this operation's task only
@@ -120,11 +143,18 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         except asyncio.CancelledError:
             if not operation.completed:
                 raise
+        except Exception as exc:
+            if not is_database_unavailable(exc):
+                raise
+            # the stream's reads failed during an outage: the operation's error, not a bare
+            # `complete` after a logged traceback (the client may subscribe again later)
+            await operation.send_initial_errors([unavailable_error()])
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     """graphql-ws with the live fast path, closing with 4403 (after `connection_error`) when
-    the key is refused."""
+    the key is refused, and with 1013 Try Again Later (after `connection_error` with code
+    UNAVAILABLE) when it cannot be looked up because the database is unreachable."""
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         payload = message.get("payload")
@@ -138,6 +168,11 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
         except ConnectionRejectionError as exc:
             await self.send_message({"type": "connection_error", "payload": exc.payload})
             await self.websocket.close(code=FORBIDDEN, reason="Forbidden")
+            return
+        except DatabaseUnavailable:
+            payload = unavailable_error().formatted
+            await self.send_message({"type": "connection_error", "payload": payload})
+            await self.websocket.close(code=TRY_AGAIN_LATER, reason=TRY_AGAIN_REASON)
             return
         await self.send_message({"type": "connection_ack"})
         self.connection_acknowledged = True
@@ -174,16 +209,25 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             if sink.stream is not None:
                 ws = self.websocket.ws  # type: ignore[attr-defined]
                 op_id = orjson.dumps(operation_id).decode()
-                await deliver(
-                    self.schema,
-                    query,
-                    variables,
-                    operation_name,
-                    sink.stream,
-                    f'{{"type":"data","id":{op_id},"payload":',
-                    "}",
-                    ws.send_text,
-                )
+                try:
+                    await deliver(
+                        self.schema,
+                        query,
+                        variables,
+                        operation_name,
+                        sink.stream,
+                        f'{{"type":"data","id":{op_id},"payload":',
+                        "}",
+                        ws.send_text,
+                    )
+                except Exception as exc:
+                    if not is_database_unavailable(exc):
+                        raise
+                    payload = unavailable_error().formatted
+                    await self.send_message(
+                        ErrorMessage(type="error", id=operation_id, payload=payload)
+                    )
+                    return
             await self.send_message(CompleteMessage(type="complete", id=operation_id))
         except asyncio.CancelledError:
             await self.send_message(CompleteMessage(type="complete", id=operation_id))

@@ -173,7 +173,7 @@ def _schemas() -> dict[str, Any]:
                             "type": "string",
                             "description": "Machine-readable: BAD_REQUEST, UNAUTHENTICATED, "
                             "FORBIDDEN, NOT_FOUND, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE, "
-                            "UNSUPPORTED_MEDIA_TYPE, RATE_LIMITED, BUSY, UNAVAILABLE, "
+                            "UNSUPPORTED_MEDIA_TYPE, COST_LIMIT, RATE_LIMITED, BUSY, UNAVAILABLE, "
                             "WRITE_FAILED, INTERNAL_ERROR.",
                         },
                         "message": {"type": "string", "description": "For humans."},
@@ -258,7 +258,7 @@ def _otlp_operation(
                     "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
                 },
             },
-            **_errors(400, 401, 403, 413, 415, 503, schema="OtlpStatus"),
+            **_errors(400, 401, 403, 413, 415, 429, 503, schema="OtlpStatus"),
         },
     }
 
@@ -271,6 +271,8 @@ def _errors(*statuses: int, schema: str = "Error") -> dict[str, Any]:
         404: "No such dataset or chart preset.",
         413: "Body larger than TALLYQL_MAX_BODY_BYTES (after gzip or deflate), or too many events.",
         415: "Unsupported Content-Type or Content-Encoding.",
+        429: "RATE_LIMITED: the key has TALLYQL_KEY_MAX_IN_FLIGHT requests in flight, or (exports) "
+        "has spent its cost points of the last minute. Retry after Retry-After.",
         503: "The writer is saturated or stopping; nothing was stored. Retry after Retry-After.",
     }
     media = "application/json"
@@ -545,14 +547,14 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "description": "Stores model calls, tool calls, agent runs and HTTP requests. Bad "
             "events are reported one by one; the good ones are kept. Answers after commit.",
             "requestBody": _batch_body("Event", "Events", [EXAMPLE_EVENT]),
-            "responses": {"200": _ingest_answer(), **_errors(400, 401, 403, 413, 503)},
+            "responses": {"200": _ingest_answer(), **_errors(400, 401, 403, 413, 429, 503)},
         },
         ("/v1/audit-events", "post"): {
             "tags": ["Ingest"],
             "summary": "Record audit events",
             "description": "Same answer and guarantees as /v1/events.",
             "requestBody": _batch_body("AuditEvent", "Audit events", [EXAMPLE_AUDIT_EVENT]),
-            "responses": {"200": _ingest_answer(), **_errors(400, 401, 403, 413)},
+            "responses": {"200": _ingest_answer(), **_errors(400, 401, 403, 413, 429)},
         },
         ("/v1/traces", "post"): _otlp_operation(
             "OTLP/HTTP trace export",
@@ -594,7 +596,8 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "summary": "Export a dataset",
             "description": "Streams requests, sessions, audit events, a breakdown or a time "
             "series as CSV, JSON or NDJSON. Unknown parameters are refused. Every export is "
-            "recorded in the audit trail.",
+            "recorded in the audit trail. Priced and paid like a GraphQL question before "
+            "anything runs (README, Query cost and limits).",
             "parameters": _export_parameters(),
             "responses": {
                 "200": {
@@ -604,7 +607,15 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                             "description": "attachment; filename="
                             "tallyql-<workspace>-<dataset>-<start>-<end>.<format>",
                             "schema": {"type": "string"},
-                        }
+                        },
+                        "X-Tallyql-Cost": {
+                            "description": "Cost points the export spent (README, Query cost).",
+                            "schema": {"type": "integer"},
+                        },
+                        "X-Tallyql-Cost-Key-Remaining": {
+                            "description": "Cost points the key may still spend now.",
+                            "schema": {"type": "integer"},
+                        },
                     },
                     "content": {
                         "text/csv": {"schema": {"type": "string"}},
@@ -614,7 +625,13 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                         NDJSON: {"schema": {"type": "string"}},
                     },
                 },
-                **_errors(400, 401, 403, 404),
+                "400": {
+                    "description": "Malformed parameters (BAD_REQUEST), or an export that "
+                    "would cost more than TALLYQL_COST_REQUEST_LIMIT points (COST_LIMIT): "
+                    "ask for a shorter window.",
+                    "content": {"application/json": {"schema": _ref("Error")}},
+                },
+                **_errors(401, 403, 404, 429),
             },
         },
         ("/v1/import/openrouter", "post"): {

@@ -20,12 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tallyql.http.errors import (
-    GRAPHQL_PATH,
-    ErrorShape,
-    error_response,
-    graphql_error_response,
-)
+from tallyql.http.errors import ErrorShape, error_in_shape
 from tallyql.storage.outage import (
     RETRY_AFTER_SECONDS,
     UNAVAILABLE_MESSAGE,
@@ -43,12 +38,9 @@ def unavailable_response(
 ) -> Response:
     """The 503 answer for `request`, in its protocol's error shape (`own_shapes`: the paths
     whose protocol prescribes another body, as in `install_error_handlers`)."""
-    path = request.url.path
-    if path == GRAPHQL_PATH:
-        return graphql_error_response(503, "UNAVAILABLE", UNAVAILABLE_MESSAGE, RETRY_HEADERS)
-    if own_shapes and path in own_shapes:
-        return own_shapes[path](request, 503, UNAVAILABLE_MESSAGE, RETRY_HEADERS)
-    return error_response(503, "UNAVAILABLE", UNAVAILABLE_MESSAGE, RETRY_HEADERS)
+    return error_in_shape(
+        request, 503, "UNAVAILABLE", UNAVAILABLE_MESSAGE, RETRY_HEADERS, own_shapes or {}
+    )
 
 
 def has_unavailable_error(response_data: Mapping[str, Any] | list[Any]) -> bool:

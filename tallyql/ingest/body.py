@@ -247,8 +247,8 @@ def parse_events(body: bytes, content_type: str | None, max_events: int) -> Pars
         except orjson.JSONDecodeError as exc:
             if _looks_like_ndjson(body):
                 parsed = _ndjson(body)
-            elif (deep := _array_one_by_one(body)) is not None:
-                parsed = deep
+            elif (split := _split_events(body, max_events)) is not None:
+                parsed = split
             else:
                 raise BodyError(f"body is not valid JSON: {exc}") from None
         else:
@@ -260,61 +260,185 @@ def parse_events(body: bytes, content_type: str | None, max_events: int) -> Pars
     return parsed
 
 
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+ORJSON_MAX_DEPTH = 1024
+"""How deep orjson reads; a deeper value is refused whole."""
+
+# Splitting a body that orjson refuses into its events, each parsed on its own. Only what
+# delimits events must be sound: strings (skipped whole, escapes and all, whatever raw
+# characters they hold), brackets (counted), the separators between events and the array
+# (or {"events": [...]} object) around them. What lies inside one event's extent is that
+# event's business: a raw control character in one of its strings, nesting deeper than
+# orjson reads, a broken literal, invalid UTF-8 are its error (index, field, message), and
+# the other events of the call are kept. A body whose outer structure is broken (an
+# unterminated string or bracket, a missing separator, a control character between events)
+# cannot be split with confidence and stays a 400, as does an ignored member of the wrapper
+# that is not valid JSON.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_MARK = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]|"', re.DOTALL)
+_SCALAR = re.compile(rb'[^,\[\]{}" \t\n\r]+')
+_BLANK_BYTES = re.compile(rb"[ \t\n\r]*")
+_CONTROL = re.compile(rb"[\x00-\x1f]")
 
 
-def _array_one_by_one(body: bytes) -> ParsedBody | None:
-    """A JSON array whose elements are read one at a time, for a body that orjson refuses as
-    a whole because one element nests deeper than it reads (1,024 levels): such an element is
-    that event's error and the others are kept. None when the body is not such an array."""
-    try:
-        text = body.decode()
-    except UnicodeDecodeError:
+def _blank(body: bytes, i: int) -> int:
+    return _BLANK_BYTES.match(body, i).end()  # type: ignore[union-attr]
+
+
+def _extent(body: bytes, start: int) -> int | None:
+    """The position after the JSON value starting at `start`, found without parsing it
+    (strings skipped whole, brackets counted); None when it has no sound end."""
+    head = body[start : start + 1]
+    if head in (b"[", b"{"):
+        depth = 0
+        for mark in _MARK.finditer(body, start):
+            token = mark.group()
+            if token == b'"':
+                return None  # a string that never ends
+            if token in (b"[", b"{"):
+                depth += 1
+            elif token in (b"]", b"}"):
+                depth -= 1
+                if depth == 0:
+                    return mark.end()
         return None
-    i = _BLANK.match(text).end()  # type: ignore[union-attr]
-    if not text.startswith("[", i):
-        return None
-    parsed = ParsedBody([])
-    i = _BLANK.match(text, i + 1).end()  # type: ignore[union-attr]
-    if text.startswith("]", i):
-        return parsed
+    found = (_STRING if head == b'"' else _SCALAR).match(body, start)
+    return found.end() if found else None
+
+
+def _members(body: bytes, start: int) -> list[tuple[bytes, int, int]] | None:
+    """(raw key, value start, value end) of each member of the object opening at `start`,
+    and None when its members cannot be delimited. The last item is (b"", end, end)."""
+    out: list[tuple[bytes, int, int]] = []
+    i = _blank(body, start + 1)
+    if body.startswith(b"}", i):
+        return [(b"", i + 1, i + 1)]
     while True:
-        index = len(parsed.events)
+        key = _STRING.match(body, i)
+        if key is None:
+            return None
+        i = _blank(body, key.end())
+        if not body.startswith(b":", i):
+            return None
+        value = _blank(body, i + 1)
+        end = _extent(body, value)
+        if end is None:
+            return None
+        out.append((key.group(), value, end))
+        i = _blank(body, end)
+        if body.startswith(b"}", i):
+            out.append((b"", i + 1, i + 1))
+            return out
+        if not body.startswith(b",", i):
+            return None
+        i = _blank(body, i + 1)
+
+
+def _why(value: bytes, exc: orjson.JSONDecodeError) -> str:
+    """What makes a delimited value unreadable, in a client's words."""
+    if exc.msg.startswith("depth limit"):
+        return f"is nested too deep to be read (more than {ORJSON_MAX_DEPTH:,} levels)"
+    if "control character" in exc.msg:
+        for mark in _MARK.finditer(value):
+            if (found := _CONTROL.search(mark.group())) is not None:
+                code = found.group()[0]
+                return (
+                    f"holds a raw control character (U+{code:04X}) in a string; JSON "
+                    f"strings must escape it (\\u{code:04x})"
+                )
+        return "holds a raw control character in a string; JSON strings must escape it"
+    return f"is not valid JSON: {exc.msg}"
+
+
+def _element(body: bytes, start: int, end: int, index: int) -> tuple[Any, FieldError | None]:
+    """The event delimited by [start, end), or None and its error: named after the member
+    of the event that cannot be read, when one can be told."""
+    try:
+        return orjson.loads(body[start:end]), None
+    except orjson.JSONDecodeError as exc:
+        whole = exc
+    if body.startswith(b"{", start):
+        for raw_key, value_start, value_end in _members(body, start) or ():
+            if not raw_key:
+                break
+            try:
+                orjson.loads(body[value_start:value_end])
+            except orjson.JSONDecodeError as exc:
+                try:
+                    key = orjson.loads(raw_key)
+                except orjson.JSONDecodeError:
+                    break
+                return None, FieldError(index, key, _why(body[value_start:value_end], exc))
+    return None, FieldError(index, "", "event " + _why(body[start:end], whole))
+
+
+def _split_events(body: bytes, max_events: int) -> ParsedBody | None:
+    """The events of a JSON array or {"events": [...]} body (or of one event) that orjson
+    refuses as a whole, each read on its own (see above); None when the body cannot be
+    split. BodyError(413) past `max_events`."""
+    i = _blank(body, 0)
+    if body.startswith(b"[", i):
+        found = _array_items(body, i, max_events)
+        if found is None:
+            return None
+        parsed, end = found
+        return parsed if _blank(body, end) == len(body) else None
+    if not body.startswith(b"{", i):
+        return None
+    members = _members(body, i)
+    if members is None or _blank(body, members[-1][2]) != len(body):
+        return None
+    keys = []
+    for raw_key, _, _ in members[:-1]:
         try:
-            value, i = _SCAN(text, i)
-        except RecursionError:
-            end = _skip_value(text, i)
-            if end is None:
+            keys.append(orjson.loads(raw_key))
+        except orjson.JSONDecodeError:
+            keys.append(None)
+    if "events" not in keys:  # one event on its own
+        value, error = _element(body, i, members[-1][2], 0)
+        return ParsedBody([value], [error] if error else [])
+    wanted = len(keys) - 1 - keys[::-1].index("events")  # the last one wins, as in orjson
+    parsed = None
+    for position, (_, start, end) in enumerate(members[:-1]):
+        if position == wanted:
+            if not body.startswith(b"[", start):
+                raise BodyError('"events" must be a JSON array of events')
+            parsed = _array_items(body, start, max_events)
+            if parsed is None:
                 return None
-            value, i = None, end
-            parsed.errors.append(
-                FieldError(index, "", "event is nested too deep to be read (1,000 levels)")
+        else:  # ignored, yet a body with it must be JSON
+            try:
+                orjson.loads(body[start:end])
+            except orjson.JSONDecodeError:
+                return None
+    return parsed[0] if parsed else None
+
+
+def _array_items(body: bytes, start: int, max_events: int) -> tuple[ParsedBody, int] | None:
+    """The events of the array opening at `start`, and the position after it."""
+    parsed = ParsedBody([])
+    i = _blank(body, start + 1)
+    if body.startswith(b"]", i):
+        return parsed, i + 1
+    while True:
+        end = _extent(body, i)
+        if end is None:
+            return None
+        index = len(parsed.events)
+        if index >= max_events:
+            raise BodyError(
+                f"more than {max_events} events in one call; send at most {max_events} per call",
+                413,
             )
-        except (ValueError, StopIteration):
-            return None
+        value, error = _element(body, i, end, index)
         parsed.events.append(value)
-        i = _BLANK.match(text, i).end()  # type: ignore[union-attr]
-        if text.startswith("]", i):
-            rest = _BLANK.match(text, i + 1).end()  # type: ignore[union-attr]
-            return parsed if rest == len(text) else None
-        if not text.startswith(",", i):
+        if error is not None:
+            parsed.errors.append(error)
+        i = _blank(body, end)
+        if body.startswith(b"]", i):
+            return parsed, i + 1
+        if not body.startswith(b",", i):
             return None
-        i = _BLANK.match(text, i + 1).end()  # type: ignore[union-attr]
-
-
-def _skip_value(text: str, start: int) -> int | None:
-    """The position after the object or array opening at `start`, found without parsing it
-    (strings skipped whole, brackets counted); None when it never closes."""
-    depth = 0
-    for token in _TOKEN.finditer(text, start):
-        mark = token.group()
-        if mark in "[{":
-            depth += 1
-        elif mark in "]}":
-            depth -= 1
-            if depth == 0:
-                return token.end()
-    return None
+        i = _blank(body, i + 1)
 
 
 def _looks_like_ndjson(body: bytes) -> bool:
@@ -353,5 +477,9 @@ def _ndjson(body: bytes) -> ParsedBody:
             parsed.events.append(orjson.loads(line))
         except orjson.JSONDecodeError as exc:
             parsed.events.append(None)
-            parsed.errors.append(FieldError(index, "", f"line is not valid JSON: {exc}"))
+            start = _blank(line, 0)
+            _, error = _element(line, start, len(line), index)
+            if error is None or not error.field:  # not one member's fault: the line's
+                error = FieldError(index, "", f"line is not valid JSON: {exc.msg}")
+            parsed.errors.append(error)
     return parsed
