@@ -292,6 +292,8 @@ async def test_statement_files_match_the_api(api: Api) -> None:
     answer = await get(f"/v1/statements/month/{of}.csv", timezone="Europe/Paris")
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"].startswith("text/csv")
+    # issued above through GraphQL: read from its snapshot, it costs the root field's point only
+    assert answer.headers["x-tallyql-cost"] == "1"
     name = f"tallyql-acme-statement-month-{of}-all.csv"
     assert answer.headers["content-disposition"] == f'attachment; filename="{name}"'
     rows = list(csv.DictReader(io.StringIO(answer.text)))

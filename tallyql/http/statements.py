@@ -14,10 +14,13 @@ from tallyql.auth.principal import Permission, Principal
 from tallyql.costs.statements import StatementPeriod, period_bounds, statements
 from tallyql.engine.analytics import Asker
 from tallyql.engine.compiler import Scope
+from tallyql.engine.cost import FIELD_POINTS
+from tallyql.engine.cost_meter import CostLimitExceeded, CostMeter, RateLimited
 from tallyql.engine.timerange import TimeRangeError, TimeWindow, zone
 from tallyql.exporting.statement_files import statement_csv, statement_pdf
 from tallyql.http.auth import client_ip, requires, services_of
 from tallyql.http.errors import error_response
+from tallyql.http.export import cost_headers
 from tallyql.storage.audit import AuditRecord, record_audit
 
 router = APIRouter()
@@ -54,8 +57,22 @@ async def statement_file(
         return error_response(400, "BAD_REQUEST", "`of` is a date (YYYY-MM-DD) of years 1-9998")
     everyone = "department" not in request.query_params
     department = request.query_params.get("department") or None
-    asker = Asker(services.db, Scope.of(principal.workspace_id), TimeWindow(start, end, tz))
-    found = await statements(services.db, asker, principal.workspace_id, kind, day, timezone)
+    # priced like GraphQL's `statements`: a root field's point, then each question's plan
+    meter = CostMeter(
+        services.settings.cost_request_limit,
+        getattr(request.app.state, "key_buckets", None),
+        principal.key_id,
+    )
+    window = TimeWindow(start, end, tz)
+    asker = Asker(services.db, Scope.of(principal.workspace_id), window, meter=meter)
+    try:
+        meter.charge(FIELD_POINTS, "the statement")
+        found = await statements(services.db, asker, principal.workspace_id, kind, day, timezone)
+    except CostLimitExceeded as exc:
+        return error_response(400, exc.code, str(exc), cost=meter.summary())
+    except RateLimited as exc:
+        headers = {"Retry-After": str(exc.retry_after)}
+        return error_response(429, exc.code, str(exc), headers, cost=meter.summary())
     async with services.db.write() as conn:
         await record_audit(
             conn,
@@ -85,5 +102,5 @@ async def statement_file(
     return Response(
         body,
         media_type=FORMATS[fmt],
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        headers={"Content-Disposition": f'attachment; filename="{name}"', **cost_headers(meter)},
     )
