@@ -613,6 +613,7 @@ DRAWN = {
     "errors": "table.errors-by-type tbody tr",
     "audit": "table.audit tbody tr",
     "budgets": "section.rules",
+    "ask": "ul.suggestions",
     "workspaces": "table.workspaces tbody tr",
 }
 
@@ -1135,3 +1136,49 @@ def test_live_reconnects_and_shows_a_lag(browser: Browser, console: Console) -> 
     page.wait_for_selector(f"table.live-feed tr:has-text('{model}')", timeout=5_000)
     context.close()
     assert offline.blocked == [] and errors == []
+
+
+ASK = """query($q: String!, $tz: String!) { ask(question: $q, timezone: $tz) {
+  understood interpretation query result { metrics rows { keys values } } } }"""
+
+
+def test_ask_answers_draws_and_opens_as_query(browser: Browser, console: Console) -> None:
+    question = "cost by model last 7 days"
+    tab = _signed_in(browser, console, "?view=ask&tz=UTC&q=" + question.replace(" ", "+"))
+    page = tab.page
+    page.wait_for_selector("table.ask-rows tbody tr")
+    expected = console.graphql(ASK, {"q": question, "tz": "UTC"})["ask"]
+    assert expected["understood"] is True
+    assert page.inner_text(".ask-interpretation") == expected["interpretation"]
+    shown = page.locator("table.ask-rows [data-metric='COST_USD']").evaluate_all(
+        "els => els.map(e => e.dataset.value === '' ? null : Number(e.dataset.value))"
+    )
+    assert shown == [r["values"][0] for r in expected["result"]["rows"]]
+    assert len(shown) > 1
+    # the server drew the chart (a PNG the browser decoded)
+    page.wait_for_function(
+        "() => { const i = document.querySelector('img.ask-chart'); "
+        "return i && i.complete && i.naturalWidth > 100; }"
+    )
+    _shot(page, console, "ask")
+    # "Open as query": GraphiQL with the metrics query and the interpretation as variables
+    href = page.get_attribute("a:text('Open as query')", "href")
+    assert href is not None and href.startswith("/graphql?")
+    linked = parse_qs(urlsplit(href).query)
+    assert json.loads(linked["variables"][0]) == {"query": expected["query"]}
+    graphiql = page.context.new_page()
+    graphiql.goto(console.server.url + href)
+    graphiql.wait_for_selector("text=metrics(query: $query)")
+    graphiql.close()
+
+    # a question not understood: questions to try, each one click away
+    page.fill("#ask-question", "zzkq wobble")
+    page.click("form.ask-form button[type=submit]")
+    page.wait_for_selector("ul.suggestions button")
+    assert _params(page)["q"] == ["zzkq wobble"]
+    suggestion = page.locator("ul.suggestions button").first
+    text = suggestion.inner_text()
+    suggestion.click()
+    page.wait_for_function("t => new URL(location).searchParams.get('q') === t", arg=text)
+    page.wait_for_selector(".ask-interpretation, .empty")
+    tab.close()

@@ -141,12 +141,18 @@
       : "Enter an API key (tallyql serve --demo prints one).";
   }
 
+  var linked = new URLSearchParams(window.location.search);
+
   function render(key) {
     showStatus(key);
     root.render(
       React.createElement(GraphiQL, {
         fetcher: makeFetcher(key),
         defaultQuery: config.defaultQuery,
+        // ?document=...&variables=... (the console's "Open as query") opens that operation;
+        // not ?query=, which /graphql answers by running it
+        query: linked.get("document") || undefined,
+        variables: linked.get("variables") || undefined,
         shouldPersistHeaders: false,
       })
     );

@@ -7,6 +7,7 @@ import {
   CUSTOM, PRESETS, browserTimeZone, readState, toSearch,
 } from "./state.js";
 import agents from "./views/agents.js";
+import ask from "./views/ask.js";
 import audit from "./views/audit.js";
 import budgets from "./views/budgets.js";
 import costs from "./views/costs.js";
@@ -22,7 +23,7 @@ import usage from "./views/usage.js";
 import workspaces from "./views/workspaces.js";
 
 const ALL_VIEWS = [overview, costs, usage, requests, sessions, tools, agents, gateways,
-  security, errors, audit, live, budgets, workspaces];
+  security, errors, audit, live, budgets, ask, workspaces];
 // the views of this key: Workspaces only for operator admins (the API refuses others)
 let VIEWS = ALL_VIEWS;
 let VIEW_IDS = VIEWS.map((v) => v.id);
@@ -134,7 +135,7 @@ function start(me) {
 function navigate(shell, state, patch, { replace = false, rerender = true } = {}) {
   const next = { ...state, ...patch };
   if ("view" in patch && patch.view !== state.view) {
-    Object.assign(next, { request: null, session: null, sort: null, compare: [], dim: null, audit: {} });
+    Object.assign(next, { request: null, session: null, sort: null, compare: [], dim: null, audit: {}, q: null });
   }
   const search = toSearch(next);
   if (search !== location.search) {
@@ -175,7 +176,7 @@ function show(shell, state) {
 
 function renderNav(nav, state, go) {
   nav.replaceChildren(...VIEWS.map((v) => h("a", {
-    href: toSearch({ ...state, view: v.id, request: null, session: null, sort: null, compare: [], dim: null, audit: {} }),
+    href: toSearch({ ...state, view: v.id, request: null, session: null, sort: null, compare: [], dim: null, audit: {}, q: null }),
     "aria-current": v.id === state.view ? "page" : null,
     onclick: (event) => {
       if (event.metaKey || event.ctrlKey || event.shiftKey) return; // a new tab

@@ -116,6 +116,7 @@ export function readState(views, search = location.search) {
     request: params.get("request"),
     session: params.get("session"),
     sort: params.get("sort"),
+    q: params.get("q"),
     compare: [...new Set(params.getAll("compare").filter(Boolean))].slice(0, MAX_COMPARE),
   };
 }
@@ -141,7 +142,7 @@ export function toSearch(state) {
   for (const { field } of AUDIT_FILTERS) {
     for (const value of (state.audit || {})[field] || []) params.append(field, value);
   }
-  for (const name of ["dim", "request", "session", "sort"]) {
+  for (const name of ["dim", "request", "session", "sort", "q"]) {
     if (state[name]) params.set(name, state[name]);
   }
   for (const model of state.compare || []) params.append("compare", model);
