@@ -1,7 +1,7 @@
 """The `base` rollups: sums and latency/TTFT histograms keyed by every low-cardinality dimension.
 
-Revision ID: 0014_base_rollups
-Revises: 0013_departments
+Revision ID: 0015_base_rollups
+Revises: 0014_statement_snapshots
 Create Date: 2026-12-06
 
 `rollup_base_<grain>` and `histogram_base_<grain>` are created and filled from the raw events
@@ -27,8 +27,8 @@ import numpy as np
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014_base_rollups"
-down_revision = "0013_departments"
+revision = "0015_base_rollups"
+down_revision = "0014_statement_snapshots"
 branch_labels = None
 depends_on = None
 
