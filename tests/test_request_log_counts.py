@@ -38,15 +38,18 @@ def _dataset(start: datetime) -> list[dict[str, Any]]:
 
 
 FILTERS: list[tuple[dict[str, Any] | None, str | None]] = [
-    # (filter, the column that keeps it off rollups, or None: counted from rollups)
+    # (filter, None: counted from rollups)
     (None, None),
     ({"statuses": ["ERROR"]}, None),
     ({"statuses": ["ERROR"], "models": ["m2"]}, None),
     ({"gateways": ["gw1"], "statusCodes": [429]}, None),
     ({"isByok": True, "providers": ["openai"]}, None),
     ({"kinds": ["TOOL_CALL"], "tools": ["t1"]}, None),
-    ({"users": ["u2"]}, "user_id"),
-    ({"tags": ["a"], "statuses": ["ERROR"]}, "tags"),
+    ({"users": ["u2"], "models": ["m1"]}, None),  # the users rollup
+    ({"tags": ["a"], "statuses": ["ERROR"]}, None),  # the tags rollup
+    # (filter, what explain names when no rollup keeps it)
+    ({"users": ["u2"], "gateways": ["gw1"]}, "user_id is not low-cardinality"),
+    ({"tags": ["a", "b"]}, "several tags"),
 ]
 
 

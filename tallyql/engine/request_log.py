@@ -1,11 +1,12 @@
 """The request log: events newest first, with filters and keyset cursors over (ts, id).
 
 Its `totalCount` is a count of every matching event, which over a month of a busy workspace
-is a scan of millions of rows. When the filter is within the coverage rule (its columns all
-low-cardinality: `rollups.LOW_CARDINALITY`) it is the REQUESTS metric of the engine instead,
-rollups for whole hours and raw events at the edges, over the window clipped to the
-workspace's first and last events (so that rollup rows outliving purged raw events, which the
-log cannot list, are never counted). Other filters count raw events, and explain says why.
+is a scan of millions of rows. When a rollup keeps every column the filter reads (always so
+within the coverage rule, `rollups.LOW_CARDINALITY`; users with provider, model, kind and
+status too) it is the REQUESTS metric of the engine instead, rollups for whole hours and raw
+events at the edges, over the window clipped to the workspace's first and last events (so
+that rollup rows outliving purged raw events, which the log cannot list, are never counted).
+Other filters count raw events, and explain says why.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from tallyql.engine.compiler import Scope
 from tallyql.engine.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
 from tallyql.engine.executor import MetricsQuery, run_query
 from tallyql.engine.filters import EventFilterSpec, filter_conditions
+from tallyql.engine.planner import covering_rollup, needed_columns, uncovered_reason
 from tallyql.engine.registry import Metric
 from tallyql.engine.timerange import TimeWindow
 from tallyql.storage.database import Database
-from tallyql.storage.rollups import LOW_CARDINALITY
 from tallyql.storage.tables import event_keys, events, payloads
 from tallyql.storage.types import from_micros, to_micros
 
@@ -99,19 +100,12 @@ _UTC = ZoneInfo("UTC")
 async def count_requests(
     db: Database, workspace_id: int, window: TimeWindow | None, spec: EventFilterSpec
 ) -> RequestCount:
-    outside = sorted(spec.columns_used() - set(LOW_CARDINALITY))
-    if outside:
-        return RequestCount(
-            await _count_raw(db, workspace_id, window, spec),
-            [
-                {
-                    "group": "requests.totalCount",
-                    "source": "raw",
-                    "reason": f"filter on {', '.join(outside)}: not low-cardinality, "
-                    "no rollup answers every such filter",
-                }
-            ],
-        )
+    needed, raw_reason = needed_columns((), spec, None)
+    if raw_reason is None and covering_rollup(needed, histogram=False) is None:
+        raw_reason = uncovered_reason(needed, histogram=False)
+    if raw_reason is not None:
+        plan = {"group": "requests.totalCount", "source": "raw", "reason": raw_reason}
+        return RequestCount(await _count_raw(db, workspace_id, window, spec), [plan])
     # the workspace's first and last events in the window: two index probes on (ws, ts)
     bounds = select(func.min(events.c.ts), func.max(events.c.ts)).where(
         *_conditions(db, workspace_id, window, EventFilterSpec())
