@@ -39,6 +39,9 @@ def _events(start: datetime) -> list[dict[str, Any]]:
             event.update(policy_id="p1", policy_name="PII guard")
         if i % 6 == 0:
             event["ttft_ms"] = 1.5 + i % 4
+        if i % 4 == 2:
+            event.update(kind="agent_run", agent_id=("a1", "a2")[i % 3 == 0])
+            event["agent_instance_id"] = f"a-{i % 7}"
         if event["status_code"] is None:
             del event["status_code"]
         if event["gateway"] is None:
@@ -48,7 +51,8 @@ def _events(start: datetime) -> list[dict[str, Any]]:
 
 
 async def _rows(api: Api, table: str) -> list[tuple[Any, ...]]:
-    keys = ", ".join(("workspace_id", "period", *MIGRATION.BASE))
+    dims = MIGRATION.AGENT_MODES if "agent_modes" in table else MIGRATION.BASE
+    keys = ", ".join(("workspace_id", "period", *dims))
     async with api.services.db.read() as conn:
         rows = (await conn.execute(text(f"SELECT * FROM {table} ORDER BY {keys}"))).all()
     return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in rows]
@@ -60,7 +64,11 @@ async def test_backfill_equals_what_the_writer_keeps(api: Api) -> None:
     assert (await api.ingest(key, _events(start)))["accepted"] == 150
     db = api.services.db
     await compact(db, wait=True)  # PostgreSQL: staged deltas (histograms too) into the tables
-    tables = [f"{kind}_base_{g}" for kind in ("rollup", "histogram") for g in "hdw"]
+    tables = [
+        f"{kind}_{g}"
+        for kind in ("rollup_base", "histogram_base", "rollup_agent_modes")
+        for g in "hdw"
+    ]
     kept = {t: await _rows(api, t) for t in tables}
     assert all(len(rows) > 10 for rows in kept.values()), {t: len(r) for t, r in kept.items()}
     async with db.write() as conn:
@@ -79,7 +87,7 @@ async def _totals(api: Api) -> dict[str, tuple[int, int]]:
     """Per rollup table, its requests (sum tables) or latency values counted (histograms)."""
     out: dict[str, tuple[int, int]] = {}
     async with api.services.db.read() as conn:
-        for name in ("models", "totals", "tools", "base"):
+        for name in ("models", "totals", "tools", "base", "agent_modes"):
             for grain in "hdw":
                 table = f"rollup_{name}_{grain}"
                 row = (

@@ -154,6 +154,20 @@ def test_the_issues_questions_read_rollups() -> None:
         for plan in _plans(bucketing, tuple(DimensionRef(d) for d in dims), spec):
             assert plan.rollup is not None, (dims, spec, plan.reason)
             assert [p.grain for p in plan.pieces][1:-1] != ["raw"], plan.pieces
+    # agents with isByok (the agents view's three questions): agent_modes
+    byok = EventFilterSpec(is_byok=True)
+    for dims, kinds in (
+        ((Dimension.AGENT,), ("agent_run",)),
+        ((Dimension.AGENT,), ()),
+        ((Dimension.AGENT, Dimension.AGENT_INSTANCE), ()),
+    ):
+        refs = tuple(DimensionRef(d) for d in dims)
+        plan = plan_group("sums", bucketing, refs, EventFilterSpec(is_byok=True, kinds=kinds))
+        assert plan.source == "rollup:agent_modes", plan.reason
+    plan = plan_group(
+        "n", bucketing, (DimensionRef(Dimension.AGENT),), byok, distinct="agent_instance_id"
+    )
+    assert plan.source == "rollup:agent_modes", plan.reason
     # latency by model for LLM calls: the base histogram, not raw events
     plan = plan_group(
         "latency", bucketing, (DimensionRef(Dimension.MODEL),), cases[0][1], histogram=True

@@ -133,14 +133,15 @@ HTTP requests), so a base row per hour stands for many events; measured in bench
 
 HIGH_CARDINALITY_ROLLUPS: dict[str, tuple[str, ...]] = {
     "user_id": ("user_kinds", "users", "agents"),
-    "agent_instance_id": ("agent_kinds", "agents"),
+    "agent_instance_id": ("agent_kinds", "agents", "agent_modes"),
     "api_key_id": ("gateways",),
     "caller": ("gateways",),
 }
-"""Where each high-cardinality column is kept, with the low-cardinality ones asked with it
-most: users with kind, status, provider and model (`users`); agent instances with agent, node,
-user, kind and status (`agents`); API keys and callers with gateway, protocol, kind, status and
-status code (`gateways`). Sessions and metadata keep none (raw, or the sessions table)."""
+"""Where each high-cardinality column is kept, with the low-cardinality ones asked with it most:
+users with kind, status, provider and model (`users`); agent instances with agent, node, user,
+kind and status (`agents`), or with BYOK and billing mode (`agent_modes`); API keys and callers
+with gateway, protocol, kind, status and status code (`gateways`). Sessions and metadata keep
+none (raw, or the sessions table)."""
 
 # Smallest first: the planner takes the first rollup that covers a question. Each keeps what a
 # view needs and no more (every extra key multiplies rows): e.g. tool-usage questions about
@@ -177,6 +178,11 @@ ROLLUPS: tuple[Rollup, ...] = (
     ),
     Rollup("users", ("user_id", "provider", "model", "kind", "status")),
     Rollup("agents", ("agent_id", "agent_instance_id", "node", "user_id", "kind", "status")),
+    # Agents by how they are billed (the agents view filtered by BYOK or billing mode).
+    Rollup(
+        "agent_modes",
+        ("agent_id", "agent_instance_id", "kind", "status", "is_byok", "billing_mode"),
+    ),
     # Last, so that every question an older rollup covers stays on it (and on its rows for
     # periods whose raw events retention purged: base was filled from the events kept).
     Rollup("base", LOW_CARDINALITY),

@@ -1,20 +1,22 @@
-"""The `base` rollups: sums and latency/TTFT histograms keyed by every low-cardinality dimension.
+"""The `base` rollups: sums and latency/TTFT histograms keyed by every low-cardinality dimension;
+and `agent_modes`, agents by BYOK and billing mode.
 
 Revision ID: 0015_base_rollups
 Revises: 0014_statement_snapshots
 Create Date: 2026-12-06
 
-`rollup_base_<grain>` and `histogram_base_<grain>` are created and filled from the raw events
-in one scan: the events are aggregated once into a temporary table by hour, the base keys and
-the latency and TTFT buckets, and every table at every grain is summed from that table's far
-fewer rows. Periods whose raw events retention purged get no base rows; no question read a
-rollup there before (base answers only what read raw events), so no answer changes.
+`rollup_base_<grain>`, `histogram_base_<grain>` and `rollup_agent_modes_<grain>` are created
+and filled from the raw events in one scan: the events are aggregated once into a temporary
+table by hour, the base and agent keys and the latency and TTFT buckets, and every table at
+every grain is summed from that table's far fewer rows. Periods whose raw events retention
+purged get no rows; no question read a rollup there before (the new rollups come last and
+answer only what read raw events), so no answer changes.
 
 On PostgreSQL the `base` fold group replaces the `models` and `tools` groups (both keep a
 subset of its keys): their staged delta rows are first compacted into their rollup tables and
-`rollup_delta_base` replaces their delta tables; the histogram delta is compacted likewise
-(its blobs merged here) and recreated with the base keys. Everything below is a snapshot of
-`tallyql.storage.rollups` at this revision.
+`rollup_delta_base` replaces their delta tables (`rollup_delta_agent_modes` is new); the
+histogram delta is compacted likewise (its blobs merged here) and recreated with the base keys.
+Everything below is a snapshot of `tallyql.storage.rollups` at this revision.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ BASE: tuple[str, ...] = (
     "policy_name",
     "department",
 )
+AGENT_MODES = ("agent_id", "agent_instance_id", "kind", "status", "is_byok", "billing_mode")
+SCANNED = tuple(dict.fromkeys((*BASE, *AGENT_MODES)))
+"""The keys of the one aggregate of the events every new table is summed from."""
 MODELS = BASE[:10]
 TOTALS = ("provider", "kind", "status", "is_byok", "billing_mode")
 TOOLS = ("tool", "mcp_server", "kind", "status", "error_type", "policy_id", "policy_name")
@@ -277,9 +282,9 @@ def backfill_statements(dialect: str) -> list[str]:
     pair, the writer's sums, the latency maximum and the count, into a temporary table."""
     epoch = "floor(date_part('epoch', ts))::bigint" if dialect == "postgresql" else "(ts / 1000000)"
     hour = period_sql(epoch, "h")
-    keys = ", ".join(f"{_key(d)} AS {d}" for d in BASE)
+    keys = ", ".join(f"{_key(d)} AS {d}" for d in SCANNED)
     sums = ", ".join(f"{e} AS {c}" for e, c in zip(EVENT_SUMS, SUMS, strict=True))
-    group = ", ".join(("workspace_id", hour, *(_key(d) for d in BASE)))
+    group = ", ".join(("workspace_id", hour, *(_key(d) for d in SCANNED)))
     return [
         f"DROP TABLE IF EXISTS {TEMP}",
         f"CREATE TEMP TABLE {TEMP} AS SELECT workspace_id, {hour} AS period, {keys}, "
@@ -288,15 +293,15 @@ def backfill_statements(dialect: str) -> list[str]:
     ]
 
 
-def sums_sql(grain: str) -> str:
-    """Fill `rollup_base_<grain>` from the temporary table."""
+def sums_sql(name: str, dims: tuple[str, ...], grain: str) -> str:
+    """Fill `rollup_<name>_<grain>` from the temporary table."""
     period = period_sql("period", grain)
-    keys = ", ".join(("workspace_id", "period", *BASE))
+    keys = ", ".join(("workspace_id", "period", *dims))
     return (
-        f"INSERT INTO rollup_base_{grain} ({keys}, {', '.join(SUMS)}, latency_max) "
-        f"SELECT workspace_id, {period}, {', '.join(BASE)}, "
+        f"INSERT INTO rollup_{name}_{grain} ({keys}, {', '.join(SUMS)}, latency_max) "
+        f"SELECT workspace_id, {period}, {', '.join(dims)}, "
         f"{', '.join(f'sum({c})' for c in SUMS)}, max(latency_max) FROM {TEMP} "
-        f"GROUP BY workspace_id, {period}, {', '.join(BASE)}"
+        f"GROUP BY workspace_id, {period}, {', '.join(dims)}"
     )
 
 
@@ -350,12 +355,13 @@ def _histogram_rows(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
 
 
 def backfill(bind: sa.Connection) -> None:
-    """Fill every base table at every grain from one scan of the events."""
+    """Fill every new table at every grain from one scan of the events."""
     dialect = bind.dialect.name
     for statement in backfill_statements(dialect):
         bind.execute(sa.text(statement))
     for grain in GRAINS:
-        bind.execute(sa.text(sums_sql(grain)))
+        bind.execute(sa.text(sums_sql("base", BASE, grain)))
+        bind.execute(sa.text(sums_sql("agent_modes", AGENT_MODES, grain)))
         if dialect == "postgresql":
             bind.execute(sa.text(histogram_sql_postgresql(grain)))
             continue
@@ -384,8 +390,10 @@ def upgrade() -> None:
         op.drop_table("rollup_delta_histograms")
         _create_histogram_delta(NEW_HISTOGRAM_DIMS)
         _create_sum_delta("base", BASE)
+        _create_sum_delta("agent_modes", AGENT_MODES)
     for grain in GRAINS:
         _create_sum_table(f"rollup_base_{grain}", BASE)
+        _create_sum_table(f"rollup_agent_modes_{grain}", AGENT_MODES)
         _create_histogram_table(f"histogram_base_{grain}", BASE)
     backfill(bind)
 
@@ -397,6 +405,7 @@ def downgrade() -> None:
             for grain in GRAINS:
                 op.execute(compact_sql("base", f"rollup_{member}_{grain}", dims, grain))
         op.drop_table("rollup_delta_base")
+        op.drop_table("rollup_delta_agent_modes")
         for group, members in OLD_GROUPS.items():
             _create_sum_delta(group, members[0][1])
         _compact_histogram_delta(bind, NEW_HISTOGRAM_DIMS)
@@ -405,3 +414,4 @@ def downgrade() -> None:
     for grain in GRAINS:
         op.drop_table(f"rollup_base_{grain}")
         op.drop_table(f"histogram_base_{grain}")
+        op.drop_table(f"rollup_agent_modes_{grain}")
