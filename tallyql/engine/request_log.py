@@ -105,8 +105,13 @@ def _rollup_reason(spec: EventFilterSpec) -> str | None:
 async def _clip(db: Database, workspace_id: int, window: TimeWindow | None) -> TimeWindow | None:
     """The window clipped to the workspace's first and last events in it (two index probes
     on (workspace_id, ts)); None when it holds none."""
-    bounds = select(func.min(events.c.ts), func.max(events.c.ts)).where(
-        *_conditions(db, workspace_id, window, EventFilterSpec())
+    # ORDER BY ... LIMIT 1 each: one min() and one max() in one SELECT make SQLite scan the
+    # window's index range instead of reading its two ends
+    conditions = _conditions(db, workspace_id, window, EventFilterSpec())
+    edge = select(events.c.ts).where(*conditions).limit(1)
+    bounds = select(
+        edge.order_by(events.c.ts.asc()).scalar_subquery(),
+        edge.order_by(events.c.ts.desc()).scalar_subquery(),
     )
     async with db.read() as conn:
         first, last = (await conn.execute(bounds)).one()
