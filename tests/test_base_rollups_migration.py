@@ -1,4 +1,4 @@
-"""Migration 0015 (base rollups): its one-scan backfill equals what the writer keeps, and a
+"""Migration 0020 (base rollups): its one-scan backfill equals what the writer keeps, and a
 round trip through its downgrade compacts staged PostgreSQL deltas rather than dropping them."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tallyql.storage.migrate import _config, upgrade
 from tests.conftest import Api
 from tests.helpers import iso, llm
 
-MIGRATION = importlib.import_module("tallyql.storage.migrations.versions.0015_base_rollups")
+MIGRATION = importlib.import_module("tallyql.storage.migrations.versions.0020_base_rollups")
 
 
 def _events(start: datetime) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """The `base` rollups: sums and latency/TTFT histograms keyed by every low-cardinality dimension;
 and `agent_modes`, agents by BYOK and billing mode.
 
-Revision ID: 0015_base_rollups
+Revision ID: 0020_base_rollups
 Revises: 0014_statement_snapshots
 Create Date: 2026-12-06
 
@@ -29,7 +29,7 @@ import numpy as np
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015_base_rollups"
+revision = "0020_base_rollups"
 down_revision = "0014_statement_snapshots"
 branch_labels = None
 depends_on = None
