@@ -123,7 +123,7 @@ async def test_round_trip_keeps_staged_deltas(api: Api) -> None:
     )
     assert (await api.ingest(key, [late, late_tool]))["accepted"] == 2
     async with api.services.db.write() as conn:
-        await conn.run_sync(_downgrade, "0014_statement_snapshots")
+        await conn.run_sync(_downgrade, "0013_departments")
     await upgrade(api.services.db)
     await compact(api.services.db, wait=True)
     after = await _totals(api)

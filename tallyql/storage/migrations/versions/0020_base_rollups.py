@@ -2,7 +2,7 @@
 and `agent_modes`, agents by BYOK and billing mode.
 
 Revision ID: 0020_base_rollups
-Revises: 0014_statement_snapshots
+Revises: 0013_departments
 Create Date: 2026-12-06
 
 `rollup_base_<grain>`, `histogram_base_<grain>` and `rollup_agent_modes_<grain>` are created
@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0020_base_rollups"
-down_revision = "0014_statement_snapshots"
+down_revision = "0013_departments"
 branch_labels = None
 depends_on = None
 
