@@ -82,11 +82,12 @@ class Accumulator:
     raw_buckets: list[int] = field(default_factory=list)
     raw_counts: list[int] = field(default_factory=list)
 
+    blobs: list[bytes] = field(default_factory=list)
+    """Decoded together when merged (`decode_many`): one NumPy pass, not one per blob."""
+
     def add_blob(self, blob: bytes | None) -> None:
         if blob:
-            b, c = decode(blob)
-            self.buckets.append(b)
-            self.counts.append(c)
+            self.blobs.append(blob)
 
     def add(self, bucket: int, count: int) -> None:
         if count:
@@ -95,6 +96,10 @@ class Accumulator:
 
     def merged(self) -> tuple[Buckets, Counts]:
         buckets, counts = list(self.buckets), list(self.counts)
+        if self.blobs:
+            _, b, c = decode_many(self.blobs)
+            buckets.append(b)
+            counts.append(c)
         if self.raw_buckets:
             buckets.append(np.asarray(self.raw_buckets, np.int32))
             counts.append(np.asarray(self.raw_counts, np.uint64))
@@ -121,17 +126,25 @@ class Accumulator:
 
 
 def decode_many(blobs: Sequence[bytes | None]) -> tuple[npt.NDArray[np.int64], Buckets, Counts]:
-    """Every entry of several blobs at once: (index of its blob, bucket, count)."""
-    parts = [decode(b) for b in blobs]
-    lengths = np.fromiter((len(b) for b, _ in parts), np.int64, len(parts))
-    owners = np.repeat(np.arange(len(parts), dtype=np.int64), lengths)
+    """Every entry of several blobs at once: (index of its blob, bucket, count). The blobs are
+    joined and their entries gathered by computed offsets, with no Python work per blob
+    beyond its length: a question over a wide rollup merges thousands of them."""
+    sizes = np.fromiter((len(b) if b else 0 for b in blobs), np.int64, len(blobs))
+    if np.any(sizes % _ENTRY_BYTES):
+        raise ValueError("a histogram blob is not whole entries")
+    lengths = sizes // _ENTRY_BYTES
+    owners = np.repeat(np.arange(len(blobs), dtype=np.int64), lengths)
     if not len(owners):
         return owners, np.empty(0, _BUCKET), np.empty(0, _COUNT)
-    return (
-        owners,
-        np.concatenate([b for b, _ in parts]),
-        np.concatenate([c for _, c in parts]),
-    )
+    data = np.frombuffer(b"".join(b for b in blobs if b), np.uint8)
+    starts = np.cumsum(sizes) - sizes  # each blob's first byte
+    first = np.cumsum(lengths) - lengths  # each blob's first entry
+    j = np.arange(len(owners), dtype=np.int64) - first[owners]  # entry index within its blob
+    at_bucket = starts[owners] + 2 * j
+    at_count = starts[owners] + 2 * lengths[owners] + 8 * j
+    buckets = data[at_bucket[:, None] + np.arange(2)].copy().view(_BUCKET).ravel()
+    counts = data[at_count[:, None] + np.arange(8)].copy().view(_COUNT).ravel()
+    return owners, buckets, counts
 
 
 def combine_entries(

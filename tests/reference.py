@@ -75,6 +75,11 @@ FILTER_FIELDS = {
     "agents": "agent_id",
     "tools": "tool",
     "gateways": "gateway",
+    "mcpServers": "mcp_server",
+    "protocols": "protocol",
+    "requestTypes": "request_type",
+    "billingModes": "billing_mode",
+    "policies": "policy_id",
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, select
 
 from tallyql.storage import dialect as sqld
+from tallyql.storage.rollups import LOW_CARDINALITY
 from tallyql.storage.tables import group_members
 
 # filter field -> events column
@@ -44,6 +45,13 @@ LIST_FILTERS: dict[str, str] = {
     "policies": "policy_id",
     "cost_sources": "cost_source",
 }
+
+
+COVERED_FILTERS = frozenset(
+    {*(name for name, col in LIST_FILTERS.items() if col in LOW_CARDINALITY), "is_byok"}
+    | {"status_codes"}
+)
+"""The filter fields of the coverage rule (see `registry.COVERED_DIMENSIONS`)."""
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,15 @@ from tallyql.engine.buckets import Bucketing, Granularity
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.registry import Dimension, DimensionRef
 from tallyql.sketch import RELATIVE_ACCURACY
-from tallyql.storage.rollups import GRAINS, HISTOGRAM_ROLLUPS, ROLLUPS, TAG, Rollup, grain_start
+from tallyql.storage.rollups import (
+    GRAINS,
+    HISTOGRAM_ROLLUPS,
+    LOW_CARDINALITY,
+    ROLLUPS,
+    TAG,
+    Rollup,
+    grain_start,
+)
 
 PERCENTILE_RELATIVE_ERROR = RELATIVE_ACCURACY
 """The documented bound of a planned percentile: |estimate - exact| <= 1% of exact (values at
@@ -120,6 +128,28 @@ def covering_rollup(needed: set[str], histogram: bool) -> Rollup | None:
     return None
 
 
+def uncovered_reason(needed: set[str], histogram: bool) -> str:
+    """Why no rollup answers a group needing `needed`: the columns outside the coverage rule
+    (`rollups.LOW_CARDINALITY`) and, for each, the rollups that keep it and what they lack."""
+    kind = "histogram rollup" if histogram else "rollup"
+    reason = f"no {kind} keeps {', '.join(sorted(needed))}"
+    outside = sorted(needed - set(LOW_CARDINALITY))
+    if not outside:  # cannot happen while base keeps every low-cardinality column
+        return reason
+    notes = []
+    for column in outside:
+        keeping = [
+            f"{r.name} lacks {', '.join(sorted(needed - set(r.dims)))}"
+            for r in (HISTOGRAM_ROLLUPS if histogram else ROLLUPS)
+            if column in r.dims and (TAG not in r.dims or TAG in needed)
+        ]
+        notes.append(
+            f"{column} is not low-cardinality"
+            + (f" ({'; '.join(keeping)})" if keeping else f" and no {kind} keeps it")
+        )
+    return f"{reason}: {'; '.join(notes)}"
+
+
 def _aligned(instants: list[datetime], grain: str) -> bool:
     return all(grain_start(grain, int(i.timestamp())) == i.timestamp() for i in instants)
 
@@ -198,10 +228,13 @@ def plan_group(
         return Plan(group, None, raw, raw_reason, histogram=histogram)
     rollup = covering_rollup(needed, histogram)
     if rollup is None:
-        reason = "no rollup keeps " + ", ".join(sorted(needed))
-        return Plan(group, None, raw, reason, histogram=histogram)
+        return Plan(group, None, raw, uncovered_reason(needed, histogram), histogram=histogram)
     grains = tuple(g for g in grains_allowed(bucketing, dimensions) if g in rollup.grains)
-    reason = "smallest covering rollup" if grains else "buckets not on whole UTC hours"
+    reason = (
+        "smallest covering rollup; raw events only at the window's edges"
+        if grains
+        else "buckets not on whole UTC hours: raw events throughout"
+    )
     if grains and quiet_until is not None and quiet_until > end:
         end = quiet_until
         reason += "; nothing after the window's end in its last hour, read whole"

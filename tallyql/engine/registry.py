@@ -16,6 +16,7 @@ from enum import Enum
 from typing import Any
 
 from tallyql.ingest.pricing import NANO_PER_USD
+from tallyql.storage.rollups import LOW_CARDINALITY
 
 
 class Metric(Enum):
@@ -321,6 +322,21 @@ DIMENSIONS: dict[Dimension, DimensionDef] = {
     )
 }
 assert set(DIMENSIONS) == set(Dimension), "every Dimension needs a definition"
+
+
+COVERED_DIMENSIONS = frozenset(
+    {
+        *(d for d, spec in DIMENSIONS.items() if spec.column in LOW_CARDINALITY),
+        Dimension.HOUR_OF_DAY,
+        Dimension.DAY_OF_WEEK,
+        Dimension.WORKSPACE,
+    }
+)
+"""The coverage rule's dimensions: any question grouped by these alone, filtered only on the
+low-cardinality filters (`filters.COVERED_FILTERS`), with buckets on whole UTC hours, is
+answered from rollups (sums, percentiles and distinct counts of low-cardinality columns), raw
+events being read only at the window's ragged edges (tests/test_coverage.py checks it)."""
+assert not any(DIMENSIONS[d].high_cardinality for d in COVERED_DIMENSIONS)
 
 
 @dataclass(frozen=True)

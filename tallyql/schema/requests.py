@@ -190,9 +190,12 @@ class RequestConnection:
 
     @strawberry.field(description="Events matching the range and filter (counted on request).")
     async def total_count(self, info: TallyInfo) -> Long:
-        return await request_log.count_requests(
+        counted = await request_log.count_requests(
             info.context.services.db, self._workspace_id, self._window, self._filter
         )
+        if info.context.explain:
+            info.context.plans.extend(counted.plans)
+        return counted.count
 
 
 async def request_page(

@@ -22,9 +22,11 @@ from sqlalchemy import text
 
 from tallyql import histogram
 from tallyql.storage.rollups import (
+    BOOL_DIMS,
     FOLD_GROUPS,
     HISTOGRAM_VALUES,
     HISTOGRAMS,
+    INT_DIMS,
     FoldGroup,
     Rollup,
     grain_period_sql,
@@ -66,19 +68,36 @@ TARGETS: tuple[Target, ...] = tuple(
 )
 
 
+def _absent(dim: str) -> str:
+    """SQL: a placeholder of the dimension's type for a table that does not keep it (one
+    UNION ALL column cannot mix text with booleans or integers on PostgreSQL)."""
+    if dim in BOOL_DIMS:
+        return "FALSE"
+    if dim in INT_DIMS:
+        return str(INT_DIMS[dim])
+    return "''"
+
+
+def _sql_type(dim: str) -> str:
+    """PostgreSQL: the array element type of a dimension's column."""
+    if dim in BOOL_DIMS:
+        return "bool"
+    return "int4" if dim in INT_DIMS else "text"
+
+
 def targets_select(source: str, dialect: str, grains: tuple[str, ...] = ("h", "d", "w")) -> str:
     """Over hour aggregate rows in `source` (workspace_id, period, the group's dimensions,
     bucket, latency_n, ttft_n): per target table (t), key and bucket the summed counts,
-    ordered by t and key; dimensions a table does not keep read ''. On PostgreSQL the
-    database also builds each key's blobs (`tallyql.histogram`: big-endian int2send and
-    int8send), so rows are (t, key..., latency blob, ttft blob); on SQLite they are
+    ordered by t and key; dimensions a table does not keep read a placeholder (`_absent`). On
+    PostgreSQL the database also builds each key's blobs (`tallyql.histogram`: big-endian
+    int2send and int8send), so rows are (t, key..., latency blob, ttft blob); on SQLite they are
     (t, key..., bucket, latency_n, ttft_n), one per bucket."""
     dims = GROUP.dims
     parts = []
     for t in TARGETS:
         if t.grain not in grains:
             continue
-        kept = [f"src.{d}" if d in t.rollup.dims else "''" for d in dims]
+        kept = [f"src.{d}" if d in t.rollup.dims else _absent(d) for d in dims]
         parts.append(
             f"SELECT {t.index} AS t, src.workspace_id AS workspace_id, {t.period_sql()} AS period, "
             + "".join(f"{e} AS {d}, " for e, d in zip(kept, dims, strict=True))
@@ -253,7 +272,7 @@ async def _write(
     conflict = f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}"
     ordered = sorted(blobs.items())
     if run.dialect == "postgresql":  # one statement: a row per array element
-        types = ("int4", "int8", *("text" for _ in target.rollup.dims), "bytea", "bytea")
+        types = ("int4", "int8", *(_sql_type(d) for d in target.rollup.dims), "bytea", "bytea")
         arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(columns, types, strict=True))
         values = list(zip(*((*key, *blobs) for key, blobs in ordered), strict=True))
         await run.fetch(

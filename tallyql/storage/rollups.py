@@ -8,8 +8,16 @@ as -1 (keys cannot be NULL).
 
 Histogram rollups keep log-bucketed latency and TTFT counts (see `tallyql.sketch`), so
 percentiles merge across rows: one blob per value and row (`tallyql.histogram`), merged in
-Python by `histogram_fold.py`. They keep few dimensions: none at all (the overview and plain
-time series), kind and status, and provider and model.
+Python by `histogram_fold.py`. The small ones serve the common views: none at all (the overview
+and plain time series), kind and status, and provider and model; `base` keys them like the
+`base` sum rollup.
+
+The coverage rule: `base` (sums and histograms) keeps every low-cardinality dimension
+(`LOW_CARDINALITY`), so any question whose dimensions and filters are all among them is answered
+from rollups over whole hours, raw events being read only at the window's ragged edges. The
+high-cardinality dimensions (`HIGH_CARDINALITY_ROLLUPS`) keep their own rollups, with the few
+low-cardinality dimensions they are asked with most; a question pairing one with any other
+dimension reads raw events, and explain says which columns no rollup keeps.
 
 Rollups are grouped (`FOLD_GROUPS`): each group's members are fed from one hour aggregate of
 the new events by the group's dimensions (see `rollup_folds.py`). On PostgreSQL the writer
@@ -98,6 +106,43 @@ class Rollup:
         return f"{prefix}_{self.name}_{grain}"
 
 
+LOW_CARDINALITY: tuple[str, ...] = (
+    "provider",
+    "model",
+    "kind",
+    "status",
+    "status_code",
+    "error_type",
+    "request_type",
+    "cost_source",
+    "is_byok",
+    "billing_mode",
+    "gateway",
+    "protocol",
+    "tool",
+    "mcp_server",
+    "policy_id",
+    "policy_name",
+    "department",
+)
+"""Event columns with few values per workspace and hour (tens, not thousands): the keys of the
+`base` rollups. Their combinations stay few because they are correlated (a model belongs to one
+provider; tool, MCP server and policy are set on tool calls, gateway and protocol mostly on
+HTTP requests), so a base row per hour stands for many events; measured in bench/ingest.py and
+`rollups_storage` (README)."""
+
+HIGH_CARDINALITY_ROLLUPS: dict[str, tuple[str, ...]] = {
+    "user_id": ("user_kinds", "users", "agents"),
+    "agent_instance_id": ("agent_kinds", "agents", "agent_modes"),
+    "api_key_id": ("gateways",),
+    "caller": ("gateways",),
+}
+"""Where each high-cardinality column is kept, with the low-cardinality ones asked with it most:
+users with kind, status, provider and model (`users`); agent instances with agent, node, user,
+kind and status (`agents`), or with BYOK and billing mode (`agent_modes`); API keys and callers
+with gateway, protocol, kind, status and status code (`gateways`). Sessions and metadata keep
+none (raw, or the sessions table)."""
+
 # Smallest first: the planner takes the first rollup that covers a question. Each keeps what a
 # view needs and no more (every extra key multiplies rows): e.g. tool-usage questions about
 # agent instances or users read `agents` or `users` with a kind filter, not `tools`.
@@ -133,6 +178,14 @@ ROLLUPS: tuple[Rollup, ...] = (
     ),
     Rollup("users", ("user_id", "provider", "model", "kind", "status")),
     Rollup("agents", ("agent_id", "agent_instance_id", "node", "user_id", "kind", "status")),
+    # Agents by how they are billed (the agents view filtered by BYOK or billing mode).
+    Rollup(
+        "agent_modes",
+        ("agent_id", "agent_instance_id", "kind", "status", "is_byok", "billing_mode"),
+    ),
+    # Last, so that every question an older rollup covers stays on it (and on its rows for
+    # periods whose raw events retention purged: base was filled from the events kept).
+    Rollup("base", LOW_CARDINALITY),
 )
 
 # Smallest first as well.
@@ -140,6 +193,7 @@ HISTOGRAM_ROLLUPS: tuple[Rollup, ...] = (
     Rollup("all", (), histogram=True),
     Rollup("kinds", ("kind", "status"), histogram=True),
     Rollup("models", ("provider", "model"), histogram=True),
+    Rollup("base", LOW_CARDINALITY, histogram=True),
 )
 
 
