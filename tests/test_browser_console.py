@@ -370,6 +370,7 @@ def test_sign_in_roles_sign_out_and_a_bad_key(browser: Browser, console: Console
         "Audit trail",
         "Live",
         "Budgets & alerts",
+        "Ask",
     ]
     _wait_overview(page)
 
