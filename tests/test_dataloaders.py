@@ -77,10 +77,10 @@ async def test_request_users_and_sessions(api: Api) -> None:
     key = await seeded(api)
     counts = await statement_counts(api, key, REQUESTS, (2, 10, 60))
     # key, the workspace's first and last events and the filter's matches by bucket (how far
-    # back the page reads raw events), page, users, user groups, sessions, session models, session latencies by
-    # kind (avgLatencyMs covers LLM calls only), session users, the statistics of every session
-    # (a loader reads only ids it has not seen yet in this request, so fewer rows may need
-    # fewer statements)
+    # back the page reads raw events), page, users, user groups, sessions, session models,
+    # session latencies by kind (avgLatencyMs covers LLM calls only), session users, the
+    # statistics of every session (a loader reads only ids it has not seen yet in this
+    # request, so fewer rows may need fewer statements)
     assert max(counts.values()) <= 10, counts
     data = await api.data(key, REQUESTS, {"n": 60})
     nodes = data["requests"]["nodes"]
