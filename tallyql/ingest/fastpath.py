@@ -93,6 +93,38 @@ event first. `to_valid` takes either."""
 ROW_AT: dict[str, int] = {f.name: i for i, f in enumerate(EVENT_FIELDS)}
 """Each field's position in a row."""
 ROW_WIDTH = len(EVENT_FIELDS)
+
+# positions of the fields the OTLP mappings fill in a row (ingest/otlp_map.py, otlp_logs.py)
+ID, TIMESTAMP, KIND, REQUEST_TYPE = (ROW_AT[n] for n in ("id", "timestamp", "kind", "request_type"))
+STATUS, STATUS_CODE, ERROR_TYPE, ERROR_MESSAGE = (
+    ROW_AT[n] for n in ("status", "status_code", "error_type", "error_message")
+)
+PROVIDER, MODEL, SESSION, USER, AGENT, TOOL, TRACE, PARENT = (
+    ROW_AT[n]
+    for n in (
+        "provider",
+        "model",
+        "session_id",
+        "user_id",
+        "agent_id",
+        "tool",
+        "trace_id",
+        "parent_id",
+    )
+)
+INPUT, OUTPUT, CACHE_READ, CACHE_WRITE, REASONING = (
+    ROW_AT[n]
+    for n in (
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+    )
+)
+COST, LATENCY, TTFT, METADATA = (
+    ROW_AT[n] for n in ("cost_usd", "latency_ms", "ttft_ms", "metadata")
+)
 _TIMESTAMP_AT = ROW_AT["timestamp"]
 _SCREENED = itemgetter(*(i for i, f in enumerate(EVENT_FIELDS) if f.name != "timestamp"))
 """A row's values but its timestamp (a datetime, which the screen of `_storable` refuses)."""

@@ -48,7 +48,33 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from tallyql.ingest.body import BodyError
-from tallyql.ingest.fastpath import ROW_AT, ROW_WIDTH
+from tallyql.ingest.fastpath import (
+    AGENT,
+    CACHE_READ,
+    CACHE_WRITE,
+    COST,
+    ERROR_MESSAGE,
+    ERROR_TYPE,
+    ID,
+    INPUT,
+    KIND,
+    LATENCY,
+    METADATA,
+    MODEL,
+    OUTPUT,
+    PARENT,
+    PROVIDER,
+    REASONING,
+    REQUEST_TYPE,
+    ROW_WIDTH,
+    SESSION,
+    STATUS,
+    STATUS_CODE,
+    TIMESTAMP,
+    TOOL,
+    TRACE,
+    USER,
+)
 from tallyql.ingest.otlp_decode import (
     OtlpError,
     _get,
@@ -170,34 +196,6 @@ def decode_logs_json(doc: Any) -> list[OtlpLogRecord]:
 
 # ---------------------------------------------------------------- mapping
 
-ID, TIMESTAMP, KIND, REQUEST_TYPE = (ROW_AT[n] for n in ("id", "timestamp", "kind", "request_type"))
-STATUS, STATUS_CODE, ERROR_TYPE, ERROR_MESSAGE = (
-    ROW_AT[n] for n in ("status", "status_code", "error_type", "error_message")
-)
-PROVIDER, MODEL, SESSION, USER, AGENT, TOOL, TRACE, PARENT = (
-    ROW_AT[n]
-    for n in (
-        "provider",
-        "model",
-        "session_id",
-        "user_id",
-        "agent_id",
-        "tool",
-        "trace_id",
-        "parent_id",
-    )
-)
-INPUT, OUTPUT, CACHE_READ, CACHE_WRITE, REASONING = (
-    ROW_AT[n]
-    for n in (
-        "input_tokens",
-        "output_tokens",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "reasoning_tokens",
-    )
-)
-COST, LATENCY, METADATA = (ROW_AT[n] for n in ("cost_usd", "latency_ms", "metadata"))
 
 CLAUDE, CODEX, GEMINI = "claude_code", "codex", "gemini_cli"
 _DEFAULT_AGENT = {CLAUDE: "claude-code", CODEX: "codex", GEMINI: "gemini-cli"}

@@ -18,39 +18,36 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tallyql.ingest.fastpath import ROW_AT, ROW_WIDTH
+from tallyql.ingest.fastpath import (
+    AGENT,
+    CACHE_READ,
+    CACHE_WRITE,
+    COST,
+    ERROR_MESSAGE,
+    ERROR_TYPE,
+    ID,
+    INPUT,
+    KIND,
+    LATENCY,
+    METADATA,
+    MODEL,
+    OUTPUT,
+    PARENT,
+    PROVIDER,
+    REASONING,
+    REQUEST_TYPE,
+    ROW_WIDTH,
+    SESSION,
+    STATUS,
+    STATUS_CODE,
+    TIMESTAMP,
+    TOOL,
+    TRACE,
+    TTFT,
+    USER,
+)
 from tallyql.ingest.otlp_decode import STATUS_ERROR, OtlpSpan, is_finite_number
 
-ID, TIMESTAMP, KIND, REQUEST_TYPE = (ROW_AT[n] for n in ("id", "timestamp", "kind", "request_type"))
-STATUS, STATUS_CODE, ERROR_TYPE, ERROR_MESSAGE = (
-    ROW_AT[n] for n in ("status", "status_code", "error_type", "error_message")
-)
-PROVIDER, MODEL, SESSION, USER, AGENT, TOOL, TRACE, PARENT = (
-    ROW_AT[n]
-    for n in (
-        "provider",
-        "model",
-        "session_id",
-        "user_id",
-        "agent_id",
-        "tool",
-        "trace_id",
-        "parent_id",
-    )
-)
-INPUT, OUTPUT, CACHE_READ, CACHE_WRITE, REASONING = (
-    ROW_AT[n]
-    for n in (
-        "input_tokens",
-        "output_tokens",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "reasoning_tokens",
-    )
-)
-COST, LATENCY, TTFT, METADATA = (
-    ROW_AT[n] for n in ("cost_usd", "latency_ms", "ttft_ms", "metadata")
-)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime.max.replace(tzinfo=UTC)
 
