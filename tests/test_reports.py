@@ -196,7 +196,10 @@ async def test_scheduled_run_renders_delivers_and_moves_on(
     assert errors[0]["Errors"] == str(sum(1 for e in today if e.get("status") == "error"))
     html = files["HTML"].decode()
     assert "<h1>Daily spend</h1>" in html and "Top 2 by model, by cost" in html
-    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(files["PDF"])).pages)
+    pages = PdfReader(io.BytesIO(files["PDF"])).pages
+    text = "\n".join(p.extract_text() for p in pages)
+    # the breakdown's bar chart, drawn by Vega-Lite, is the one picture in the document
+    assert sum(len(p.images) for p in pages) == 1
     assert "Daily spend" in text and "Top 2 by model, by cost" in text
     assert f"{cost:,.4f}".rstrip("0").rstrip(".") in text
 

@@ -1,5 +1,6 @@
 """A report's figures, through the engine, as tables; and the tables as CSV (a zip of one
-file per section), HTML and PDF (fpdf2, with a bar chart for each breakdown).
+file per section), HTML and PDF (fpdf2, with a Vega-Lite bar chart of each breakdown, drawn by
+vl-convert without a browser).
 
 Every figure is the engine's answer for the run's window, the same as the GraphQL field of the
 same name would give for that window and filter."""
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import vl_convert
 from fpdf import FPDF
 
 from tallyql.budgets.status import budget_status
@@ -21,6 +23,7 @@ from tallyql.budgets.store import all_budgets
 from tallyql.costs import insights
 from tallyql.engine import analytics
 from tallyql.engine.analytics import Asker
+from tallyql.engine.charts import VEGA_LITE_SCHEMA
 from tallyql.engine.ranking import grouped, rank
 from tallyql.engine.registry import Metric
 from tallyql.engine.relative_change import relative_change
@@ -226,22 +229,43 @@ def _latin1(text: str) -> str:
     return text.encode("latin-1", "replace").decode("latin-1")
 
 
-def _bars(pdf: FPDF, table: Table) -> None:
+def bar_spec(table: Table) -> dict[str, Any] | None:
+    """A Vega-Lite v5 bar chart of a table's chart columns, data inlined; None when there is
+    nothing above zero to draw."""
     assert table.chart is not None
     label_at, value_at = table.chart
-    values = [(str(r[label_at] or "(none)"), float(r[value_at] or 0)) for r in table.rows]
-    top = max((v for _, v in values), default=0.0)
-    if top <= 0:
+    values = [
+        {
+            "label": str(r[label_at] if r[label_at] is not None else "(none)"),
+            "value": r[value_at] or 0,
+        }
+        for r in table.rows
+    ]
+    if not any(v["value"] > 0 for v in values):
+        return None
+    return {
+        "$schema": VEGA_LITE_SCHEMA,
+        "width": 460,
+        "height": max(60, 18 * len(values)),
+        "data": {"values": values},
+        "mark": {"type": "bar", "color": "#3c6eb4"},
+        "encoding": {
+            "y": {"field": "label", "type": "nominal", "sort": None, "title": None},
+            "x": {"field": "value", "type": "quantitative", "title": table.columns[value_at]},
+        },
+        "config": {"font": "DejaVu Sans", "view": {"stroke": None}},
+    }
+
+
+def _bars(pdf: FPDF, table: Table) -> None:
+    """The table's chart, drawn by Vega-Lite (vl-convert, no browser) and placed as a PNG."""
+    spec = bar_spec(table)
+    if spec is None:
         return
-    pdf.set_font("Helvetica", size=7)
-    for label, value in values:
-        y = pdf.get_y()
-        pdf.cell(45, 4, _latin1(label)[:30])
-        pdf.set_fill_color(60, 110, 180)
-        pdf.rect(pdf.l_margin + 46, y + 0.5, max(0.3, 110 * value / top), 3, style="F")
-        pdf.set_x(pdf.l_margin + 160)
-        pdf.cell(30, 4, _shown(value), align="R", new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(3)
+    png = vl_convert.vegalite_to_png(spec, scale=2)
+    width = pdf.w - pdf.l_margin - pdf.r_margin
+    pdf.image(io.BytesIO(bytes(png)), w=width * 0.8)
+    pdf.ln(2)
 
 
 def to_pdf(doc: Rendered) -> bytes:
