@@ -124,9 +124,16 @@ def _length_delimited(buf: bytes, start: int, end: int, number: int) -> Iterator
 
 
 def count_protobuf_spans(body: bytes, limit: int = MAX_SPANS) -> int:
-    """Spans in an ExportTraceServiceRequest, read from the wire format without building them
-    (resource_spans = 1, their scope_spans = 2, their spans = 2), counting no further than
-    limit + 1. A malformed body counts 0: parsing it reports the error."""
+    """Spans in an ExportTraceServiceRequest (see `count_protobuf_items`)."""
+    return count_protobuf_items(body, limit)
+
+
+def count_protobuf_items(body: bytes, limit: int) -> int:
+    """The items of an OTLP export request read from the wire format without building them,
+    counting no further than limit + 1: spans of an ExportTraceServiceRequest and log
+    records of an ExportLogsServiceRequest lie alike (resources = field 1, their scopes =
+    field 2, their items = field 2). A malformed body counts 0: parsing it reports the
+    error."""
     count = 0
     try:
         for r_start, r_end in _length_delimited(body, 0, len(body), 1):

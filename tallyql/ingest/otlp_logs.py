@@ -83,9 +83,9 @@ from tallyql.ingest.otlp_decode import (
     _int,
     _json_attributes,
     _json_value,
-    _length_delimited,
     _pb_attributes,
     _pb_value,
+    count_protobuf_items,
 )
 from tallyql.ingest.otlp_map import _start
 
@@ -114,24 +114,8 @@ def _too_many() -> BodyError:
     )
 
 
-def count_protobuf_records(body: bytes, limit: int = MAX_LOG_RECORDS) -> int:
-    """Log records in an ExportLogsServiceRequest (resource_logs = 1, scope_logs = 2,
-    log_records = 2), read from the wire format, counting no further than limit + 1."""
-    count = 0
-    try:
-        for r_start, r_end in _length_delimited(body, 0, len(body), 1):
-            for s_start, s_end in _length_delimited(body, r_start, r_end, 2):
-                for _ in _length_delimited(body, s_start, s_end, 2):
-                    count += 1
-                    if count > limit:
-                        return count
-    except (IndexError, ValueError):
-        return 0
-    return count
-
-
 def decode_logs_protobuf(body: bytes) -> list[OtlpLogRecord]:
-    if count_protobuf_records(body) > MAX_LOG_RECORDS:
+    if count_protobuf_items(body, MAX_LOG_RECORDS) > MAX_LOG_RECORDS:
         raise _too_many()
     request = ExportLogsServiceRequest()
     try:
