@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import HTTPException, Request
 from starlette.requests import HTTPConnection
 
 from tallyql.auth.principal import Permission, Principal
 from tallyql.http.errors import api_error
 from tallyql.services import Services
+from tallyql.storage.actor import Actor, audit_change
 
 
 def services_of(conn: HTTPConnection) -> Services:
@@ -53,3 +56,20 @@ def requires(permission: Permission):
 
 def client_ip(conn: HTTPConnection) -> str | None:
     return conn.client.host if conn.client else None
+
+
+async def audit_request(
+    request: Request,
+    principal: Principal,
+    action: str,
+    resource_type: str,
+    resource_id: str,
+    details: dict[str, Any],
+) -> None:
+    """Record what a key did through a REST route (an export, an import) in the audit trail,
+    in a transaction of its own."""
+    actor = Actor(principal.key_id, "api_key", client_ip(request))
+    async with services_of(request).db.write() as conn:
+        await audit_change(
+            conn, principal.workspace_id, action, resource_type, resource_id, actor, details
+        )

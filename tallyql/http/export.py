@@ -35,9 +35,8 @@ from tallyql.exporting.datasets import (
 )
 from tallyql.exporting.encoders import MEDIA_TYPES, encode
 from tallyql.exporting.params import ExportParamError, parse
-from tallyql.http.auth import client_ip, requires, services_of
+from tallyql.http.auth import audit_request, requires, services_of
 from tallyql.http.errors import error_response
-from tallyql.storage.audit import AuditRecord, record_audit
 from tallyql.storage.outage import RETRY_AFTER_SECONDS
 from tallyql.storage.read_limits import StatementTimeout
 
@@ -103,7 +102,7 @@ async def export(
     extra |= cost_headers(meter)
     window = params.window
     try:
-        await _audit(services, principal, request, dataset, params)
+        await _audit(principal, request, dataset, params)
     except BaseException:
         await rows.aclose()
         raise
@@ -116,28 +115,14 @@ async def export(
     )
 
 
-async def _audit(
-    services: Any, principal: Principal, request: Request, dataset: str, params: Any
-) -> None:
+async def _audit(principal: Principal, request: Request, dataset: str, params: Any) -> None:
     window = params.window
-    async with services.db.write() as conn:
-        await record_audit(
-            conn,
-            AuditRecord(
-                workspace_id=principal.workspace_id,
-                action="export",
-                resource_type="export",
-                resource_id=dataset,
-                actor_id=principal.key_id,
-                actor_type="api_key",
-                source_ip=client_ip(request),
-                details={
-                    "format": params.format,
-                    "start": window.start.isoformat(),
-                    "end": window.end.isoformat(),
-                    "timezone": window.tz.key,
-                    "filter": spec_to_json(params.spec),
-                    "options": params.options,
-                },
-            ),
-        )
+    details = {
+        "format": params.format,
+        "start": window.start.isoformat(),
+        "end": window.end.isoformat(),
+        "timezone": window.tz.key,
+        "filter": spec_to_json(params.spec),
+        "options": params.options,
+    }
+    await audit_request(request, principal, "export", "export", dataset, details)

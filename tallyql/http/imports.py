@@ -8,13 +8,12 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 
 from tallyql.auth.principal import Permission, Principal
-from tallyql.http.auth import client_ip, requires, services_of
+from tallyql.http.auth import audit_request, requires, services_of
 from tallyql.http.body import read_body
 from tallyql.http.errors import error_response
 from tallyql.http.responses import JSONBody
 from tallyql.imports.openrouter import ImportRefused, import_activity
 from tallyql.ingest.body import BodyError
-from tallyql.storage.audit import AuditRecord, record_audit
 from tallyql.storage.writer import WriterBusy, WriterFailed, WriterStopped
 
 router = APIRouter()
@@ -47,19 +46,6 @@ async def import_openrouter(
         return error_response(503, "UNAVAILABLE", message, {"Retry-After": "2"})
     except WriterFailed as exc:
         return error_response(500, "WRITE_FAILED", str(exc))
-    workspace = principal.workspace_id
-    async with services.db.write() as conn:
-        await record_audit(
-            conn,
-            AuditRecord(
-                workspace_id=workspace,
-                action="execute",
-                resource_type="provider_import",
-                resource_id="openrouter",
-                actor_id=principal.key_id,
-                actor_type="api_key",
-                source_ip=client_ip(request),
-                details={k: v for k, v in answer.items() if k != "errors"},
-            ),
-        )
+    counts = {k: v for k, v in answer.items() if k != "errors"}
+    await audit_request(request, principal, "execute", "provider_import", "openrouter", counts)
     return JSONBody(answer)

@@ -7,11 +7,10 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from tallyql.auth.principal import Permission, Principal
-from tallyql.http.auth import client_ip, requires, services_of
+from tallyql.http.auth import audit_request, requires, services_of
 from tallyql.http.errors import error_response
 from tallyql.reports.model import ReportFormat
 from tallyql.reports.store import file_content
-from tallyql.storage.audit import AuditRecord, record_audit
 
 router = APIRouter()
 
@@ -31,20 +30,8 @@ async def report_file(
     if found is None:
         return error_response(404, "NOT_FOUND", "no such file (wrong run or format, or expired)")
     filename, media_type, content = found
-    async with services.db.write() as conn:
-        await record_audit(
-            conn,
-            AuditRecord(
-                workspace_id=principal.workspace_id,
-                action="export",
-                resource_type="report_file",
-                resource_id=run_id,
-                actor_id=principal.key_id,
-                actor_type="api_key",
-                source_ip=client_ip(request),
-                details={"format": fmt, "filename": filename},
-            ),
-        )
+    details = {"format": fmt, "filename": filename}
+    await audit_request(request, principal, "export", "report_file", run_id, details)
     return Response(
         content,
         media_type=media_type,

@@ -18,10 +18,9 @@ from tallyql.engine.cost import FIELD_POINTS
 from tallyql.engine.cost_meter import CostLimitExceeded, CostMeter, RateLimited
 from tallyql.engine.timerange import TimeRangeError, TimeWindow, zone
 from tallyql.exporting.statement_files import statement_csv, statement_pdf
-from tallyql.http.auth import client_ip, requires, services_of
+from tallyql.http.auth import audit_request, requires, services_of
 from tallyql.http.errors import error_response
 from tallyql.http.export import cost_headers
-from tallyql.storage.audit import AuditRecord, record_audit
 
 router = APIRouter()
 FORMATS = {"csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}
@@ -73,25 +72,14 @@ async def statement_file(
     except RateLimited as exc:
         headers = {"Retry-After": str(exc.retry_after)}
         return error_response(429, exc.code, str(exc), headers, cost=meter.summary())
-    async with services.db.write() as conn:
-        await record_audit(
-            conn,
-            AuditRecord(
-                workspace_id=principal.workspace_id,
-                action="export",
-                resource_type="statement",
-                resource_id=f"{kind.value}:{found.first_day.isoformat()}",
-                actor_id=principal.key_id,
-                actor_type="api_key",
-                source_ip=client_ip(request),
-                details={
-                    "format": fmt,
-                    "timezone": timezone,
-                    "department": "*" if everyone else department,
-                    "version": found.version,
-                },
-            ),
-        )
+    details = {
+        "format": fmt,
+        "timezone": timezone,
+        "department": "*" if everyone else department,
+        "version": found.version,
+    }
+    period_id = f"{kind.value}:{found.first_day.isoformat()}"
+    await audit_request(request, principal, "export", "statement", period_id, details)
     if fmt == "csv":
         body = statement_csv(found, department, everyone)
     else:

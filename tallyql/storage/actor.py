@@ -1,4 +1,5 @@
-"""Who changes a configuration object (budget, alert rule, webhook), for the audit trail."""
+"""Who acts on a resource (changes a budget, alert rule or webhook; exports; imports), for the
+audit trail."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ async def audit_change(
     actor: Actor,
     details: dict[str, Any],
 ) -> None:
-    """Record a create/update/delete of a resource in the caller's transaction."""
+    """Record an action on a resource (a change, an export, an import) in the caller's
+    transaction."""
     await record_audit(
         conn,
         AuditRecord(
