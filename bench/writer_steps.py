@@ -32,12 +32,12 @@ from tallyql.demo.generator import generate_batches
 from tallyql.ingest import fastpath
 from tallyql.ingest.pricing import Pricer
 from tallyql.ingest.service import IngestService
-from tallyql.ingest.validate import TS
 from tallyql.storage.batch import BATCH_TABLE, batches_for
 from tallyql.storage.block_audit import block_audit_statements
 from tallyql.storage.compaction import compact, vacuum_deltas
 from tallyql.storage.database import Database
 from tallyql.storage.migrate import upgrade
+from tallyql.storage.record import TS
 from tallyql.storage.rollup_folds import staging_statements
 from tallyql.storage.session_rollup import session_statements
 

@@ -19,7 +19,7 @@ from genai_prices import Usage, data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices
 
 from tallyql.ingest.fields import TOKEN_FIELDS
-from tallyql.ingest.validate import (
+from tallyql.storage.record import (
     CACHE_READ,
     CACHE_WRITE,
     COST,

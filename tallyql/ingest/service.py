@@ -15,16 +15,8 @@ from tallyql.ingest import fastpath
 from tallyql.ingest.body import NDJSON_TYPES, check_event_count, parse_events
 from tallyql.ingest.fields import MAX_COST_USD
 from tallyql.ingest.pricing import NANO_PER_USD, Pricer
-from tallyql.ingest.validate import (
-    COST,
-    HAS_PAYLOAD,
-    RECEIVED_AT,
-    WORKSPACE,
-    FieldError,
-    IngestResult,
-    ValidEvent,
-    validate_event,
-)
+from tallyql.ingest.validate import FieldError, IngestResult, validate_event
+from tallyql.storage.record import COST, HAS_PAYLOAD, RECEIVED_AT, WORKSPACE, ValidEvent
 from tallyql.storage.writer import Writer
 
 MAX_COST_NANO = int(MAX_COST_USD) * NANO_PER_USD

@@ -19,19 +19,10 @@ from typing import Any, Protocol
 import asyncpg
 import orjson
 
-from tallyql.ingest.validate import (
-    DEPARTMENT,
-    ID,
-    METADATA,
-    TAGS,
-    TS,
-    USER,
-    WORKSPACE,
-    ValidEvent,
-)
 from tallyql.storage.database import Database
 from tallyql.storage.histogram_fold import SqliteRunner
 from tallyql.storage.partitions import PartitionManager
+from tallyql.storage.record import DEPARTMENT, ID, METADATA, TAGS, TS, USER, WORKSPACE, ValidEvent
 from tallyql.storage.rollup_folds import Step
 from tallyql.storage.tables import EVENT_COLUMNS
 from tallyql.storage.types import sqlite_value, to_micros

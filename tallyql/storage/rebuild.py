@@ -21,11 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tallyql.clock import clock
 from tallyql.config import Settings
-from tallyql.ingest.validate import parse_timestamp
 from tallyql.storage.compaction import LOCK_ID as COMPACTION_LOCK
 from tallyql.storage.database import Database
 from tallyql.storage.histogram_fold import SqlAlchemyRunner, weeks_from_days
 from tallyql.storage.migrate import upgrade
+from tallyql.storage.record import parse_timestamp
 from tallyql.storage.rollup_folds import rollup_steps, weeks_from_days_statements
 from tallyql.storage.rollups import DELTA_TABLES, HISTOGRAM_ROLLUPS, ROLLUPS, WEEK, grain_start
 from tallyql.storage.session_rollup import session_statements
