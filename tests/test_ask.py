@@ -24,7 +24,7 @@ from tallyql.config import Settings
 from tallyql.demo.load import load_demo
 from tallyql.engine.known_values import forget
 from tallyql.http.charts import forget_images
-from tallyql.ingest.pricing import NANO_PER_USD
+from tallyql.money import NANO_PER_USD
 from tests.ask_corpus import CASES, NONSENSE
 from tests.conftest import Api, running_api
 from tests.helpers import event_rows

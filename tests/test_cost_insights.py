@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from genai_prices import data_snapshot
 
-from tallyql.ingest.pricing import NANO_PER_USD, TokenUsage
+from tallyql.ingest.pricing import TokenUsage
+from tallyql.money import NANO_PER_USD
 from tests.conftest import Api
 from tests.helpers import event_rows, iso, workspace_id_of
 from tests.reference_pricing import reference_cost_nano

@@ -16,7 +16,8 @@ from tallyql.auth.principal import Role
 from tallyql.clock import clock
 from tallyql.demo.generator import generate_events
 from tallyql.demo.load import RAW_TABLES, load_demo
-from tallyql.ingest.pricing import NANO_PER_USD, TokenUsage
+from tallyql.ingest.pricing import TokenUsage
+from tallyql.money import NANO_PER_USD
 from tests.conftest import Api
 from tests.helpers import check_planned_against_raw, iso, llm, planned_and_exact_percentile
 from tests.reference import normalise

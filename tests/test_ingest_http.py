@@ -14,7 +14,8 @@ import httpx
 import orjson
 
 from tallyql.config import Settings
-from tallyql.ingest.pricing import TokenUsage, to_nano
+from tallyql.ingest.pricing import TokenUsage
+from tallyql.money import to_nano
 from tallyql.storage.tables import SESSION_SUM_COLUMNS
 from tests.conftest import Api, running_api
 from tests.helpers import (

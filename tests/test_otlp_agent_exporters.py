@@ -20,7 +20,7 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from sqlalchemy import select
 
-from tallyql.ingest.pricing import to_nano
+from tallyql.money import to_nano
 from tallyql.storage.database import Database
 from tallyql.storage.tables import events, metric_points, metric_series
 from tests.server import create_key, reset_database, start_server

@@ -12,13 +12,8 @@ from typing import Any
 from genai_prices import data_snapshot
 from genai_prices.types import ModelPrice
 
-from tallyql.ingest.pricing import (
-    NANO_PER_USD,
-    BuiltinPrices,
-    TokenUsage,
-    _int_cost,
-    _int_rates,
-)
+from tallyql.ingest.pricing import BuiltinPrices, TokenUsage, _int_cost, _int_rates
+from tallyql.money import NANO_PER_USD
 from tests.conftest import Api
 from tests.helpers import event_rows, llm, workspace_id_of
 from tests.reference_pricing import reference_cost_nano

@@ -12,7 +12,8 @@ from sqlalchemy import select
 from tallyql.costs.repricing import reprice
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import resolve_window
-from tallyql.ingest.pricing import NANO_PER_USD, TokenUsage
+from tallyql.ingest.pricing import TokenUsage
+from tallyql.money import NANO_PER_USD
 from tallyql.storage.price_overrides import Actor
 from tallyql.storage.tables import audit_events
 from tests.conftest import Api

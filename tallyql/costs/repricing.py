@@ -7,7 +7,7 @@ from typing import Any
 
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import TimeWindow
-from tallyql.ingest.pricing import NANO_PER_USD
+from tallyql.money import to_usd
 from tallyql.services import Services
 from tallyql.storage.audit import AuditRecord, record_audit
 from tallyql.storage.price_overrides import Actor
@@ -45,7 +45,7 @@ async def reprice(
         "changed": report.changed,
         "newly_priced": report.newly_priced,
         "still_unpriced": report.still_unpriced,
-        "delta_usd": report.delta_nanousd / NANO_PER_USD,
+        "delta_usd": to_usd(report.delta_nanousd),
         "days_rebuilt": [d.isoformat() for d in report.days],
     }
     async with services.db.write() as conn:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from tallyql.ingest.pricing import NANO_PER_USD
+from tallyql.money import NANO_PER_USD
 from tallyql.storage.rollups import LOW_CARDINALITY
 
 

@@ -48,6 +48,7 @@ from tallyql.engine.session_digests import (
     whole_days,
 )
 from tallyql.engine.timerange import TimeWindow
+from tallyql.money import NANO_PER_USD
 from tallyql.sketch import exact_quantile
 from tallyql.storage import dialect as sqld
 from tallyql.storage.database import Database
@@ -223,7 +224,7 @@ class StatMeasure:
 
 
 STAT_MEASURES: tuple[StatMeasure, ...] = (
-    StatMeasure("cost", sessions.c.cost_nanousd, 1e-9),
+    StatMeasure("cost", sessions.c.cost_nanousd, 1 / NANO_PER_USD),
     StatMeasure("tokens", sessions.c.input_tokens + sessions.c.output_tokens, 1.0),
     StatMeasure("duration", sessions.c.duration_us, 1e-3),
     StatMeasure("requests", sessions.c.requests, 1.0),

@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, and_, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tallyql.ingest.otlp_metrics import GAUGE, HISTOGRAM, OtlpPoint
+from tallyql.money import to_usd
 from tallyql.storage import dialect as sqld
 from tallyql.storage.tables import events, metric_points, metric_series
 from tallyql.storage.types import EPOCH, from_micros
@@ -349,7 +350,6 @@ def _pick(how: Any, a: Any, b: Any) -> Any:
 
 # ---------------------------------------------------------------- reconciliation with events
 
-NANO_PER_USD = 1_000_000_000
 _INPUT = "input"
 _E = events.c
 _SUMS: dict[str, ColumnElement[Any]] = {
@@ -444,4 +444,4 @@ async def reconcile(
             else:
                 wanted = sorted(set(figures.values()))
             total = sum((sums_of.get(f) or 0) for f in wanted)
-            group.events_total = total / NANO_PER_USD if not typed else total
+            group.events_total = to_usd(total) if not typed else total

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import astuple, dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from genai_prices import Usage, data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices
 
 from tallyql.ingest.fields import TOKEN_FIELDS
+from tallyql.money import to_nano
 from tallyql.storage.record import (
     CACHE_READ,
     CACHE_WRITE,
@@ -35,7 +36,6 @@ from tallyql.storage.record import (
 if TYPE_CHECKING:
     from tallyql.costs.book import PriceBook
 
-NANO_PER_USD = 1_000_000_000
 _TOKEN_PRICE_KEYS = frozenset({"input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok"})
 # Price keys for usage kinds that events never report, so they cost nothing here.
 _UNREPORTED_PRICE_KEYS = frozenset(
@@ -89,11 +89,6 @@ class PriceQuote:
     cache_read_mtok: Rate
     cache_write_mtok: Rate
     simple: bool
-
-
-def to_nano(usd: Decimal | float) -> int:
-    value = usd if isinstance(usd, Decimal) else Decimal(repr(float(usd)))
-    return int((value * NANO_PER_USD).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
 class BuiltinPrices:

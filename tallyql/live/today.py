@@ -29,8 +29,8 @@ from tallyql.engine.compiler import Scope
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.registry import Metric
 from tallyql.engine.timerange import TimeWindow
-from tallyql.ingest.pricing import NANO_PER_USD
 from tallyql.live.totals import Totals
+from tallyql.money import round_to_nano
 from tallyql.storage.database import Database
 
 TOTAL_METRICS: dict[str, Metric] = {
@@ -129,7 +129,7 @@ async def totals_between(
         )
     values = {name: int(result.value((0,), m) or 0) for name, m in TOTAL_METRICS.items()}
     cost = result.value((0,), Metric.COST_USD) or 0.0
-    return Totals(**values, cost_nanousd=round(cost * NANO_PER_USD)), marker
+    return Totals(**values, cost_nanousd=round_to_nano(cost)), marker
 
 
 async def visible_in_base(

@@ -14,7 +14,7 @@ from tallyql.budgets import model, store
 from tallyql.budgets.model import BudgetError, BudgetScope
 from tallyql.budgets.status import BudgetState, BudgetStatus, budget_status
 from tallyql.engine.periods import Period
-from tallyql.ingest.pricing import NANO_PER_USD
+from tallyql.money import to_usd
 from tallyql.schema.changes import DeletePayload, actor_of, invalid, not_found
 from tallyql.schema.common import AfterArg, EventFilter, FirstArg, IdArg
 from tallyql.schema.context import TallyInfo
@@ -91,7 +91,7 @@ class Budget:
 
     @strawberry.field(description="Spend in the current period, in USD.")
     async def current_spend_usd(self, info: TallyInfo) -> float:
-        return (await self._get_status(info)).spend_nanousd / NANO_PER_USD
+        return to_usd((await self._get_status(info)).spend_nanousd)
 
     @strawberry.field(description="Current spend as a percent of the limit.")
     async def percent_used(self, info: TallyInfo) -> float:
@@ -102,7 +102,7 @@ class Budget:
         "have data, times the days in the period."
     )
     async def projected_spend_usd(self, info: TallyInfo) -> float:
-        return (await self._get_status(info)).projected_nanousd / NANO_PER_USD
+        return to_usd((await self._get_status(info)).projected_nanousd)
 
     @strawberry.field(description="Days (with fractions) until the period ends.")
     async def days_remaining(self, info: TallyInfo) -> float:
@@ -138,7 +138,7 @@ class Budget:
         return cls(
             id=strawberry.ID(budget.id),
             name=budget.name,
-            amount_usd=budget.amount_nanousd / NANO_PER_USD,
+            amount_usd=to_usd(budget.amount_nanousd),
             period=budget.period,
             timezone=budget.timezone,
             scope=budget.scope,

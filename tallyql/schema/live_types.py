@@ -11,12 +11,12 @@ import strawberry
 
 from tallyql.alerts.model import Operator
 from tallyql.engine.periods import Period
-from tallyql.ingest.pricing import NANO_PER_USD
 from tallyql.live import subscriber as kinds
 from tallyql.live.batches import BATCH, EventWindow
 from tallyql.live.compact import LiveRow
 from tallyql.live.stream import CostSnapshot
 from tallyql.live.totals import Totals
+from tallyql.money import to_usd
 from tallyql.schema.analytics import Metric
 from tallyql.schema.audit import AuditEvent
 from tallyql.schema.common import ErrorType, EventKind, EventStatus
@@ -134,7 +134,7 @@ class CostTotals:
             cache_write_tokens=totals.cache_write_tokens,
             reasoning_tokens=totals.reasoning_tokens,
             total_tokens=totals.input_tokens + totals.output_tokens,
-            cost_usd=totals.cost_nanousd / NANO_PER_USD,
+            cost_usd=to_usd(totals.cost_nanousd),
         )
 
 
@@ -277,7 +277,7 @@ def _request_fields(row: LiveRow) -> dict[str, Any]:
         "cache_write_tokens": row["cache_write_tokens"],
         "reasoning_tokens": row["reasoning_tokens"],
         "total_tokens": row["input_tokens"] + row["output_tokens"],
-        "cost_usd": row["cost_nanousd"] / NANO_PER_USD,
+        "cost_usd": to_usd(row["cost_nanousd"]),
         "latency_ms": row["latency_ms"],
         "ttft_ms": row["ttft_ms"],
         "tags": row["tags"],
@@ -312,8 +312,8 @@ def to_live_event(kind: str, value: Any) -> Any:
             budget_name=value["budget_name"],
             threshold=value["threshold"],
             percent_used=value["percent_used"],
-            spend_usd=value["spend_nanousd"] / NANO_PER_USD,
-            limit_usd=value["amount_nanousd"] / NANO_PER_USD,
+            spend_usd=to_usd(value["spend_nanousd"]),
+            limit_usd=to_usd(value["amount_nanousd"]),
             period=Period(value["period"]),
             period_start=from_micros(value["period_start_us"]),
             period_end=from_micros(value["period_end_us"]),

@@ -10,7 +10,7 @@ import strawberry
 from tallyql.auth.principal import Permission
 from tallyql.costs.repricing import reprice
 from tallyql.costs.validation import check_override
-from tallyql.ingest.pricing import NANO_PER_USD
+from tallyql.money import to_usd
 from tallyql.schema.common import FilterArg, IdArg, RangeArg, filter_spec
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.ingest import UserError
@@ -238,7 +238,7 @@ class PriceMutation:
             changed=report.changed,
             newly_priced=report.newly_priced,
             still_unpriced=report.still_unpriced,
-            cost_delta_usd=report.delta_nanousd / NANO_PER_USD,
+            cost_delta_usd=to_usd(report.delta_nanousd),
             batches=report.batches,
             days_rebuilt=report.days,
             audit_event_id=strawberry.ID(audit_id),

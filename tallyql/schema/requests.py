@@ -11,7 +11,7 @@ from tallyql.auth.principal import Permission
 from tallyql.engine import request_log
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import TimeWindow
-from tallyql.ingest.pricing import NANO_PER_USD
+from tallyql.money import to_usd
 from tallyql.schema.common import (
     AfterArg,
     CostSource,
@@ -156,7 +156,7 @@ class Request:
             cache_write_tokens=row["cache_write_tokens"],
             reasoning_tokens=row["reasoning_tokens"],
             total_tokens=row["input_tokens"] + row["output_tokens"],
-            cost_usd=row["cost_nanousd"] / NANO_PER_USD,
+            cost_usd=to_usd(row["cost_nanousd"]),
             cost_source=CostSource(row["cost_source"]),
             latency_ms=row["latency_ms"],
             ttft_ms=row["ttft_ms"],

@@ -15,7 +15,7 @@ import strawberry
 from tallyql.engine import sessions as engine
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import TimeWindow
-from tallyql.ingest.pricing import NANO_PER_USD
+from tallyql.money import to_usd
 from tallyql.schema import loaders
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.scalars import Long
@@ -69,7 +69,7 @@ class SessionModel:
             cache_write_tokens=row["cache_write_tokens"],
             reasoning_tokens=row["reasoning_tokens"],
             total_tokens=row["input_tokens"] + row["output_tokens"],
-            cost_usd=row["cost_nanousd"] / NANO_PER_USD,
+            cost_usd=to_usd(row["cost_nanousd"]),
             _span=span,
         )
 
@@ -129,7 +129,7 @@ class SessionTimeline:
         running, cumulative = 0, []
         for cost in costs:
             running += cost
-            cumulative.append(running / NANO_PER_USD)
+            cumulative.append(to_usd(running))
         return cls(
             buckets=[from_micros(s) for s in timeline.starts],
             bucket_seconds=timeline.width_micros / 1e6,
@@ -137,7 +137,7 @@ class SessionTimeline:
             input_tokens=[r["input_tokens"] for r in rows],
             output_tokens=[r["output_tokens"] for r in rows],
             total_tokens=[r["input_tokens"] + r["output_tokens"] for r in rows],
-            cost_usd=[c / NANO_PER_USD for c in costs],
+            cost_usd=[to_usd(c) for c in costs],
             cumulative_cost_usd=cumulative,
         )
 

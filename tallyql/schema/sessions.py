@@ -12,7 +12,7 @@ from tallyql.engine import sessions as engine
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.sessions import SessionSpan
 from tallyql.engine.timerange import TimeWindow
-from tallyql.ingest.pricing import NANO_PER_USD
+from tallyql.money import to_usd
 from tallyql.schema import loaders
 from tallyql.schema.common import (
     AfterArg,
@@ -100,7 +100,7 @@ class Session:
             cache_write_tokens=row["cache_write_tokens"],
             reasoning_tokens=row["reasoning_tokens"],
             total_tokens=row["input_tokens"] + row["output_tokens"],
-            cost_usd=row["cost_nanousd"] / NANO_PER_USD,
+            cost_usd=to_usd(row["cost_nanousd"]),
             _row=row,
             _baseline=baseline,
         )
