@@ -14,7 +14,7 @@ from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import resolve_window
 from tallyql.ingest.pricing import TokenUsage
 from tallyql.money import NANO_PER_USD
-from tallyql.storage.price_overrides import Actor
+from tallyql.storage.actor import Actor
 from tallyql.storage.tables import audit_events
 from tests.conftest import Api
 from tests.helpers import (
@@ -179,7 +179,16 @@ async def test_reprice_filter_and_small_batches(api: Api) -> None:
     ws = await workspace_id_of(api.services, key)
     window = resolve_window(None, datetime.now(UTC) - timedelta(days=4), datetime.now(UTC), "UTC")
     spec = EventFilterSpec(models=("house-model",))
-    report, _ = await reprice(api.services, ws, window, spec, Actor("t"), batch_size=2)
+    report, _ = await reprice(
+        api.services.db,
+        api.services.prices,
+        api.services.ingest.pricer,
+        ws,
+        window,
+        spec,
+        Actor("t"),
+        batch_size=2,
+    )
     houses = [e for e in events if e["model"] == "house-model"]
     assert report.scanned == report.changed == report.newly_priced == len(houses)
     assert report.batches == len(houses) // 2 + 1

@@ -30,7 +30,6 @@ from sqlalchemy import (
 
 from tallyql.engine.cost import session_stats_cost
 from tallyql.engine.cost_meter import CostMeter
-from tallyql.engine.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
 from tallyql.engine.exact_stats import (
     Bracket,
     ExactMeasure,
@@ -51,6 +50,7 @@ from tallyql.engine.timerange import TimeWindow
 from tallyql.money import NANO_PER_USD
 from tallyql.sketch import exact_quantile
 from tallyql.storage import dialect as sqld
+from tallyql.storage.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
 from tallyql.storage.database import Database
 from tallyql.storage.tables import events, group_members, session_models, sessions
 from tallyql.storage.types import from_micros, to_micros

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import strawberry
 
 from tallyql.auth.principal import Permission
-from tallyql.engine.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
 from tallyql.ingest.audit import ingest_audit_events
 from tallyql.schema.common import AfterArg, FirstArg, OptionalRangeArg, PageInfo
 from tallyql.schema.context import TallyInfo
@@ -22,6 +21,7 @@ from tallyql.storage.audit_store import (
     count_audit_rows,
     list_audit_rows,
 )
+from tallyql.storage.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
 from tallyql.storage.database import Database
 from tallyql.storage.types import from_micros, to_micros
 

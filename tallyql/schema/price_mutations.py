@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import strawberry
 
 from tallyql.auth.principal import Permission
+from tallyql.costs import store as repo
 from tallyql.costs.repricing import reprice
 from tallyql.costs.validation import check_override
 from tallyql.money import to_usd
@@ -15,8 +16,7 @@ from tallyql.schema.common import FilterArg, IdArg, RangeArg, filter_spec
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.ingest import UserError
 from tallyql.schema.prices import PriceOverride
-from tallyql.storage import price_overrides as repo
-from tallyql.storage.price_overrides import Actor
+from tallyql.storage.actor import Actor
 
 
 @strawberry.input(description="A price override; rates are USD per million tokens.")
@@ -230,8 +230,15 @@ class PriceMutation:
     ) -> RepriceResult:
         workspace_id, actor = _actor(info)
         window = range.resolve()
+        services = info.context.services
         report, audit_id = await reprice(
-            info.context.services, workspace_id, window, filter_spec(filter), actor
+            services.db,
+            services.prices,
+            services.ingest.pricer,
+            workspace_id,
+            window,
+            filter_spec(filter),
+            actor,
         )
         return RepriceResult(
             scanned=report.scanned,

@@ -12,14 +12,13 @@ every UTC day that changed are rebuilt from raw events (`rebuild`).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, literal, select, text, tuple_, update
+from sqlalchemy import ColumnElement, bindparam, literal, select, text, tuple_, update
 
-from tallyql.engine.filters import EventFilterSpec, filter_conditions
 from tallyql.storage.database import Database
 from tallyql.storage.rebuild import day_floor, rebuild
 from tallyql.storage.session_versions import stamp_sessions
@@ -99,11 +98,15 @@ async def reprice_events(
     workspace_id: int,
     start: datetime,
     end: datetime,
-    spec: EventFilterSpec,
+    cost_sources: Sequence[str],
+    matching: Sequence[ColumnElement[bool]],
     batch_size: int = DEFAULT_BATCH,
 ) -> RepriceReport:
+    """Reprice a workspace's events in [start, end) whose cost source is among `cost_sources`
+    (all when empty) and which match every one of `matching` (the caller's event filter as
+    conditions on `events`)."""
     report = RepriceReport()
-    sources = [s for s in REPRICEABLE if not spec.cost_sources or s in spec.cost_sources]
+    sources = [s for s in REPRICEABLE if not cost_sources or s in cost_sources]
     if not sources:
         return report
     conditions = [
@@ -112,7 +115,7 @@ async def reprice_events(
         events.c.ts < end,
         events.c.model.is_not(None),
         events.c.cost_source.in_(sources),
-        *filter_conditions(spec, events.c, db.dialect),
+        *matching,
     ]
     days: set[date] = set()
     after: tuple[datetime, str] | None = None

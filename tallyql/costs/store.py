@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +10,7 @@ from sqlalchemy import delete, select, update
 
 from tallyql.clock import clock
 from tallyql.costs.overrides import PriceOverride
-from tallyql.storage.audit import AuditRecord, record_audit
+from tallyql.storage.actor import Actor, audit_change
 from tallyql.storage.cost_tables import price_overrides
 from tallyql.storage.database import Database
 
@@ -28,15 +27,6 @@ EDITABLE = (
     "reasoning_mtok",
     "description",
 )
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who makes a change, for the audit trail."""
-
-    id: str | None
-    type: str = "api_key"
-    source_ip: str | None = None
 
 
 def _audit_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +67,9 @@ async def create_override(
     }
     async with db.write() as conn:
         await conn.execute(price_overrides.insert().values(**row))
-        await _audit(conn, workspace_id, "create", row["id"], _audit_values(values), actor)
+        await audit_change(
+            conn, workspace_id, "create", "price_override", row["id"], actor, _audit_values(values)
+        )
     return PriceOverride.from_row(row)
 
 
@@ -92,7 +84,15 @@ async def update_override(
             return None
         values = {**changes, "updated_at": clock.now()}
         await conn.execute(update(price_overrides).where(where).values(**values))
-        await _audit(conn, workspace_id, "update", override_id, _audit_values(changes), actor)
+        await audit_change(
+            conn,
+            workspace_id,
+            "update",
+            "price_override",
+            override_id,
+            actor,
+            _audit_values(changes),
+        )
         row = (await conn.execute(select(price_overrides).where(where))).mappings().one()
     return PriceOverride.from_row(row)
 
@@ -108,28 +108,7 @@ async def delete_override(
         await conn.execute(delete(price_overrides).where(where))
         removed = PriceOverride.from_row(found)
         details = _audit_values({k: getattr(removed, k) for k in EDITABLE})
-        await _audit(conn, workspace_id, "delete", override_id, details, actor)
+        await audit_change(
+            conn, workspace_id, "delete", "price_override", override_id, actor, details
+        )
     return removed
-
-
-async def _audit(
-    conn: Any,
-    workspace_id: int,
-    action: str,
-    override_id: str,
-    details: dict[str, Any],
-    actor: Actor,
-) -> None:
-    await record_audit(
-        conn,
-        AuditRecord(
-            workspace_id=workspace_id,
-            action=action,
-            resource_type="price_override",
-            resource_id=override_id,
-            actor_id=actor.id,
-            actor_type=actor.type,
-            source_ip=actor.source_ip,
-            details=details,
-        ),
-    )
