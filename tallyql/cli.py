@@ -281,7 +281,7 @@ def rollups_rebuild(
     data_dir: Path | None,
 ) -> None:
     """Recompute rollups from raw events (the range widens to whole UTC days)."""
-    from tallyql.storage.rebuild import rebuild_command
+    from tallyql.storage.rollups.rebuild import rebuild_command
 
     settings = _settings(database_url=database_url, data_dir=data_dir)
     try:

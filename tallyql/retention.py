@@ -29,7 +29,7 @@ from tallyql.storage.audit_store import insert_audit_records
 from tallyql.storage.database import Database
 from tallyql.storage.partitions import PartitionManager
 from tallyql.storage.retention import Purger, PurgeResult
-from tallyql.storage.rollups import grain_start
+from tallyql.storage.rollups.declarations import grain_start
 
 log = logging.getLogger(__name__)
 

@@ -26,11 +26,11 @@ from tallyql.reports.runner import ReportRunner
 from tallyql.retention import RetentionJob
 from tallyql.storage.batch import batches_for
 from tallyql.storage.block_audit import block_audit_statements
-from tallyql.storage.compaction import CompactionJob
 from tallyql.storage.database import Database
 from tallyql.storage.migrate import upgrade
-from tallyql.storage.rollup_folds import staging_statements
-from tallyql.storage.session_rollup import session_statements
+from tallyql.storage.rollups.compaction import CompactionJob
+from tallyql.storage.rollups.folds import staging_statements
+from tallyql.storage.rollups.sessions import session_statements
 from tallyql.storage.writer import Writer
 from tallyql.webhooks.dispatcher import RetryPolicy, WebhookDispatcher
 

@@ -11,8 +11,8 @@ from alembic import command
 from sqlalchemy import text
 
 from tallyql import histogram
-from tallyql.storage.compaction import compact
 from tallyql.storage.migrate import _config, upgrade
+from tallyql.storage.rollups.compaction import compact
 from tests.conftest import Api
 from tests.helpers import iso, llm
 

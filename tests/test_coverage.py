@@ -19,7 +19,10 @@ from tallyql.engine.filters import COVERED_FILTERS, EventFilterSpec
 from tallyql.engine.planner import plan_group
 from tallyql.engine.registry import COVERED_DIMENSIONS, METRICS, Dimension, DimensionRef
 from tallyql.engine.timerange import TimeWindow
-from tallyql.storage.rollups import HIGH_CARDINALITY_ROLLUPS, LOW_CARDINALITY
+from tallyql.storage.rollups.declarations import (
+    HIGH_CARDINALITY_ROLLUPS,
+    LOW_CARDINALITY,
+)
 from tests.conftest import Api
 from tests.test_engine_properties import (
     BASE,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from tallyql.storage.compaction import compact
+from tallyql.storage.rollups.compaction import compact
 from tests.conftest import Api
 from tests.helpers import llm
 

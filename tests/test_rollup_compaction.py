@@ -15,9 +15,13 @@ from sqlalchemy import text
 
 from tallyql.config import Settings
 from tallyql.demo.generator import generate_batches
-from tallyql.storage.compaction import CompactionJob, compact
-from tallyql.storage.rebuild import rebuild
-from tallyql.storage.rollups import DELTA_TABLES, FLOAT_MEASURES, ROLLUP_TABLES
+from tallyql.storage.rollups.compaction import CompactionJob, compact
+from tallyql.storage.rollups.declarations import (
+    DELTA_TABLES,
+    FLOAT_MEASURES,
+    ROLLUP_TABLES,
+)
+from tallyql.storage.rollups.rebuild import rebuild
 from tests.conftest import Api, running_api
 
 END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import text
 
 from tallyql.engine.session_digests import cache_of
-from tallyql.storage.rebuild import rebuild
 from tallyql.storage.retention import Purger
+from tallyql.storage.rollups.rebuild import rebuild
 from tests.conftest import Api
 from tests.test_price_overrides import create, override_nano
 from tests.test_reprice import REPRICE

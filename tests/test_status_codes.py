@@ -18,8 +18,8 @@ from tallyql.engine.filter_codec import spec_from_json, spec_to_json
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.live.matcher import compile_matcher
 from tallyql.schema.filter_output import filter_as_input
-from tallyql.storage.compaction import compact
 from tallyql.storage.migrate import _config, upgrade
+from tallyql.storage.rollups.compaction import compact
 from tests.conftest import Api
 from tests.helpers import event_rows, iso, llm, workspace_id_of
 

@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tallyql.engine.planner import Piece, split_window
-from tallyql.storage.rollups import grain_start
+from tallyql.storage.rollups.declarations import grain_start
 from tests.conftest import Api
 from tests.helpers import check_planned_against_raw, planned_and_exact_percentile
 from tests.reference import aggregate, bucket_starts, close, normalise

@@ -29,13 +29,13 @@ from tallyql.ingest import fastpath
 from tallyql.services import Services, start_services
 from tallyql.storage.batch import batches_for
 from tallyql.storage.block_audit import block_audit_statements
-from tallyql.storage.compaction import LOCK_ID as COMPACTION_LOCK
-from tallyql.storage.compaction import compact
 from tallyql.storage.directory import UserRecord, set_group_members, upsert_users
-from tallyql.storage.rebuild import recompute_weeks
-from tallyql.storage.rollup_folds import whole_day_statements
-from tallyql.storage.rollups import WEEK, grain_start
-from tallyql.storage.session_rollup import session_statements
+from tallyql.storage.rollups.compaction import LOCK_ID as COMPACTION_LOCK
+from tallyql.storage.rollups.compaction import compact
+from tallyql.storage.rollups.declarations import WEEK, grain_start
+from tallyql.storage.rollups.folds import whole_day_statements
+from tallyql.storage.rollups.rebuild import recompute_weeks
+from tallyql.storage.rollups.sessions import session_statements
 from tallyql.storage.tables import events
 from tallyql.storage.workspaces import get_or_create_workspace
 from tallyql.storage.writer import Writer

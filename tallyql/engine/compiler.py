@@ -43,7 +43,7 @@ from tallyql.engine.filters import EventFilterSpec, filter_conditions
 from tallyql.engine.planner import Piece, Plan
 from tallyql.engine.registry import Dimension, DimensionRef, other_key
 from tallyql.storage import dialect as sqld
-from tallyql.storage.rollups import (
+from tallyql.storage.rollups.declarations import (
     BOOL_DIMS,
     DELTA_TABLES,
     GROUP_OF,

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, select
 
 from tallyql.storage import dialect as sqld
-from tallyql.storage.rollups import LOW_CARDINALITY
+from tallyql.storage.rollups.declarations import LOW_CARDINALITY
 from tallyql.storage.tables import group_members
 
 # filter field -> events column

@@ -4,7 +4,7 @@ A window's sessions (those overlapping it) are the sessions whose last activity 
 of the window's whole UTC days, plus the rest (last activity in the partial days at either
 end, or after the window for a session that began inside it). For each whole day, a digest
 holds the day's sessions' measures (as NumPy arrays), their count and their exact sums,
-together with the day's stamp from `session_day_versions` (storage/session_versions.py). A
+together with the day's stamp from `session_day_versions` (storage/rollups/session_versions.py). A
 digest whose stamp is unchanged is used as it is; the others, and the rest, are read in the
 same snapshot, stamps first (a change committed between the two reads makes the digest newer
 than its stamp, which only means it is read again next time). The values of ranks floor(h)
@@ -37,7 +37,7 @@ from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import TimeWindow
 from tallyql.storage import dialect as sqld
 from tallyql.storage.database import Database
-from tallyql.storage.session_versions import DAY_SECONDS, day_of_sql
+from tallyql.storage.rollups.session_versions import DAY_SECONDS, day_of_sql
 from tallyql.storage.tables import session_day_versions, sessions
 
 MIN_WHOLE_DAYS = 2

@@ -20,10 +20,10 @@ import asyncpg
 import orjson
 
 from tallyql.storage.database import Database
-from tallyql.storage.histogram_fold import SqliteRunner
 from tallyql.storage.partitions import PartitionManager
 from tallyql.storage.record import DEPARTMENT, ID, METADATA, TAGS, TS, USER, WORKSPACE, ValidEvent
-from tallyql.storage.rollup_folds import Step
+from tallyql.storage.rollups.folds import Step
+from tallyql.storage.rollups.histograms import SqliteRunner
 from tallyql.storage.tables import EVENT_COLUMNS
 from tallyql.storage.types import sqlite_value, to_micros
 

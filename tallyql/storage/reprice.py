@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, bindparam, literal, select, text, tuple_, update
 
 from tallyql.storage.database import Database
-from tallyql.storage.rebuild import day_floor, rebuild
-from tallyql.storage.session_versions import stamp_sessions
+from tallyql.storage.rollups.rebuild import day_floor, rebuild
+from tallyql.storage.rollups.session_versions import stamp_sessions
 from tallyql.storage.tables import EVENT_TOKEN_COLUMNS, events, session_models, sessions
 
 REPRICEABLE = ("computed", "unpriced")

@@ -21,11 +21,11 @@ import asyncpg
 from sqlalchemy import bindparam, delete, select, text
 from sqlalchemy.sql.elements import TextClause
 
-from tallyql.storage.compaction import LOCK_ID as COMPACTION_LOCK
 from tallyql.storage.database import Database
 from tallyql.storage.partitions import PARTITIONED_TABLES, PartitionManager, day_of_partition
-from tallyql.storage.rollups import DELTA_TABLES, ROLLUP_TABLES
-from tallyql.storage.session_versions import stamp_sessions
+from tallyql.storage.rollups.compaction import LOCK_ID as COMPACTION_LOCK
+from tallyql.storage.rollups.declarations import DELTA_TABLES, ROLLUP_TABLES
+from tallyql.storage.rollups.session_versions import stamp_sessions
 from tallyql.storage.tables import session_models, sessions, workspaces
 from tallyql.storage.types import UtcDateTime
 

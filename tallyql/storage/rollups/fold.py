@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tallyql.storage.upsert import Aggregate, AggregateUpsert
+from tallyql.storage.rollups.upsert import Aggregate, AggregateUpsert
 
 
 @dataclass(frozen=True)

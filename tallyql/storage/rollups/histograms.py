@@ -21,7 +21,7 @@ import numpy as np
 from sqlalchemy import text
 
 from tallyql import histogram
-from tallyql.storage.rollups import (
+from tallyql.storage.rollups.declarations import (
     BOOL_DIMS,
     FOLD_GROUPS,
     HISTOGRAM_VALUES,

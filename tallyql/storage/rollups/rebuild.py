@@ -21,15 +21,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tallyql.clock import clock
 from tallyql.config import Settings
-from tallyql.storage.compaction import LOCK_ID as COMPACTION_LOCK
 from tallyql.storage.database import Database
-from tallyql.storage.histogram_fold import SqlAlchemyRunner, weeks_from_days
 from tallyql.storage.migrate import upgrade
 from tallyql.storage.record import parse_timestamp
-from tallyql.storage.rollup_folds import rollup_steps, weeks_from_days_statements
-from tallyql.storage.rollups import DELTA_TABLES, HISTOGRAM_ROLLUPS, ROLLUPS, WEEK, grain_start
-from tallyql.storage.session_rollup import session_statements
-from tallyql.storage.session_versions import stamp_workspace
+from tallyql.storage.rollups.compaction import LOCK_ID as COMPACTION_LOCK
+from tallyql.storage.rollups.declarations import (
+    DELTA_TABLES,
+    HISTOGRAM_ROLLUPS,
+    ROLLUPS,
+    WEEK,
+    grain_start,
+)
+from tallyql.storage.rollups.folds import rollup_steps, weeks_from_days_statements
+from tallyql.storage.rollups.histograms import SqlAlchemyRunner, weeks_from_days
+from tallyql.storage.rollups.session_versions import stamp_workspace
+from tallyql.storage.rollups.sessions import session_statements
 from tallyql.storage.tables import events
 from tallyql.storage.types import to_micros
 from tallyql.storage.workspaces import find_workspace

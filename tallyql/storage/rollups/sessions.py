@@ -7,10 +7,10 @@ then the days of the sessions it touched get new stamps (`session_versions`).
 
 from __future__ import annotations
 
-from tallyql.storage.fold import Fold
-from tallyql.storage.session_versions import batch_statements, stamp_sql
+from tallyql.storage.rollups.fold import Fold
+from tallyql.storage.rollups.session_versions import batch_statements, stamp_sql
+from tallyql.storage.rollups.upsert import Aggregate, AggregateUpsert
 from tallyql.storage.tables import EVENT_TOKEN_COLUMNS
-from tallyql.storage.upsert import Aggregate, AggregateUpsert
 
 _IS_ERROR = "CASE WHEN status = 'error' THEN 1 ELSE 0 END"
 _SESSION_SUMS = (

@@ -29,9 +29,9 @@ from sqlalchemy import text
 
 from tallyql.clock import clock
 from tallyql.storage.database import Database
-from tallyql.storage.histogram_fold import SqlAlchemyRunner
-from tallyql.storage.rollup_folds import compact_histograms, compaction_statements
-from tallyql.storage.rollups import DELTA_TABLES
+from tallyql.storage.rollups.declarations import DELTA_TABLES
+from tallyql.storage.rollups.folds import compact_histograms, compaction_statements
+from tallyql.storage.rollups.histograms import SqlAlchemyRunner
 
 log = logging.getLogger(__name__)
 

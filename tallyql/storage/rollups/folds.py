@@ -9,7 +9,7 @@ reads the group's aggregate and merges it into the histogram blobs (`histogram_f
   its delta table, in one statement. Plain inserts take no row locks, so the writer's
   concurrent batches (and other replicas') never wait for each other's commit.
 - `compaction_statements` and `compact_histograms`: move the deltas into the rollup tables
-  (`storage/compaction.py`).
+  (`storage/rollups/compaction.py`).
 """
 
 from __future__ import annotations
@@ -17,16 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tallyql.storage.fold import Fold
-from tallyql.storage.histogram_fold import (
-    DELTA_COLUMNS,
-    RowRunner,
-    blob_select,
-    fold_delta_blobs,
-    fold_histogram_rows,
-    targets_select,
-)
-from tallyql.storage.rollups import (
+from tallyql.storage.rollups.declarations import (
     BOOL_DIMS,
     FOLD_GROUPS,
     HISTOGRAMS,
@@ -39,7 +30,16 @@ from tallyql.storage.rollups import (
     Rollup,
     grain_period_sql,
 )
-from tallyql.storage.upsert import Aggregate, AggregateUpsert
+from tallyql.storage.rollups.fold import Fold
+from tallyql.storage.rollups.histograms import (
+    DELTA_COLUMNS,
+    RowRunner,
+    blob_select,
+    fold_delta_blobs,
+    fold_histogram_rows,
+    targets_select,
+)
+from tallyql.storage.rollups.upsert import Aggregate, AggregateUpsert
 
 
 def period_expr(dialect: str, grain_seconds: int) -> str:
