@@ -32,11 +32,11 @@ from tallyql.demo.generator import generate_batches
 from tallyql.ingest import fastpath
 from tallyql.ingest.pricing import Pricer
 from tallyql.ingest.service import IngestService
-from tallyql.storage.batch import BATCH_TABLE, batches_for
 from tallyql.storage.block_audit import block_audit_statements
 from tallyql.storage.database import Database
+from tallyql.storage.ingest.batch import BATCH_TABLE, batches_for
+from tallyql.storage.ingest.record import TS
 from tallyql.storage.migrate import upgrade
-from tallyql.storage.record import TS
 from tallyql.storage.rollups.compaction import compact, vacuum_deltas
 from tallyql.storage.rollups.folds import staging_statements
 from tallyql.storage.rollups.sessions import session_statements

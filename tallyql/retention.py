@@ -27,7 +27,7 @@ from tallyql.config import Settings
 from tallyql.storage.audit import AuditRecord
 from tallyql.storage.audit_store import insert_audit_records
 from tallyql.storage.database import Database
-from tallyql.storage.partitions import PartitionManager
+from tallyql.storage.ingest.partitions import PartitionManager
 from tallyql.storage.retention import Purger, PurgeResult
 from tallyql.storage.rollups.declarations import grain_start
 

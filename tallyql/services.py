@@ -24,14 +24,14 @@ from tallyql.mail.smtp import Mailer, SmtpServer
 from tallyql.observability import Metrics
 from tallyql.reports.runner import ReportRunner
 from tallyql.retention import RetentionJob
-from tallyql.storage.batch import batches_for
 from tallyql.storage.block_audit import block_audit_statements
 from tallyql.storage.database import Database
+from tallyql.storage.ingest.batch import batches_for
+from tallyql.storage.ingest.writer import Writer
 from tallyql.storage.migrate import upgrade
 from tallyql.storage.rollups.compaction import CompactionJob
 from tallyql.storage.rollups.folds import staging_statements
 from tallyql.storage.rollups.sessions import session_statements
-from tallyql.storage.writer import Writer
 from tallyql.webhooks.dispatcher import RetryPolicy, WebhookDispatcher
 
 log = logging.getLogger(__name__)

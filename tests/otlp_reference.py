@@ -25,7 +25,7 @@ from tallyql.ingest.body import parse_events
 from tallyql.ingest.otlp_decode import STATUS_ERROR, OtlpSpan, is_finite_number
 from tallyql.ingest.service import IngestService
 from tallyql.ingest.validate import FieldError
-from tallyql.storage.record import ValidEvent
+from tallyql.storage.ingest.record import ValidEvent
 
 OPENINFERENCE_KINDS = {
     "LLM": ("llm_call", "chat"),

@@ -8,7 +8,7 @@ import orjson
 
 from tallyql.ingest.pricing import Pricer
 from tallyql.ingest.service import IngestService
-from tallyql.storage import batch
+from tallyql.storage.ingest import batch
 from tallyql.storage.tables import EVENT_COLUMNS
 from tallyql.storage.types import sqlite_value
 from tests.helpers import iso, llm

@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy import text
 
 from tallyql.storage.database import Database
-from tallyql.storage.partitions import PartitionManager
+from tallyql.storage.ingest.partitions import PartitionManager
 from tallyql.storage.types import to_micros
 from tests.helpers import iso
 from tests.server import create_key, reset_database, start_server

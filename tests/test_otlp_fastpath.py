@@ -19,7 +19,7 @@ from tallyql.ingest.otlp_map import span_row
 from tallyql.ingest.pricing import Pricer
 from tallyql.ingest.service import IngestService
 from tallyql.ingest.validate import FieldError
-from tallyql.storage.record import ID, ValidEvent
+from tallyql.storage.ingest.record import ID, ValidEvent
 from tests.otlp_reference import reference_prepare, span_to_event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))

@@ -27,9 +27,10 @@ from tallyql.demo.catalog import build_world
 from tallyql.demo.generator import generate_batches, generate_events
 from tallyql.ingest import fastpath
 from tallyql.services import Services, start_services
-from tallyql.storage.batch import batches_for
 from tallyql.storage.block_audit import block_audit_statements
 from tallyql.storage.directory import UserRecord, set_group_members, upsert_users
+from tallyql.storage.ingest.batch import batches_for
+from tallyql.storage.ingest.writer import Writer
 from tallyql.storage.rollups.compaction import LOCK_ID as COMPACTION_LOCK
 from tallyql.storage.rollups.compaction import compact
 from tallyql.storage.rollups.declarations import WEEK, grain_start
@@ -38,7 +39,6 @@ from tallyql.storage.rollups.rebuild import recompute_weeks
 from tallyql.storage.rollups.sessions import session_statements
 from tallyql.storage.tables import events
 from tallyql.storage.workspaces import get_or_create_workspace
-from tallyql.storage.writer import Writer
 
 BATCH = 10_000
 """SQLite: events per batch (PostgreSQL's batches are whole days)."""

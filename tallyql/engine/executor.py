@@ -29,7 +29,7 @@ from tallyql.engine.registry import METRICS, DimensionRef, Metric
 from tallyql.engine.timerange import TimeWindow
 from tallyql.histogram import Accumulator
 from tallyql.storage.database import Database
-from tallyql.storage.partitions import partition_name
+from tallyql.storage.ingest.partitions import partition_name
 from tallyql.storage.tables import events
 
 Key = tuple[Any, ...]  # (bucket index, dimension values...)

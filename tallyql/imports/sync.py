@@ -22,8 +22,8 @@ from tallyql.imports.openrouter_client import OpenRouterClient, ProviderError
 from tallyql.ingest.service import IngestService
 from tallyql.storage.audit import AuditRecord, record_audit
 from tallyql.storage.database import Database
+from tallyql.storage.ingest.writer import WriterBusy, WriterFailed, WriterStopped
 from tallyql.storage.report_tables import provider_connections
-from tallyql.storage.writer import WriterBusy, WriterFailed, WriterStopped
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices
 
 from tallyql.ingest.fields import TOKEN_FIELDS
 from tallyql.money import to_nano
-from tallyql.storage.record import (
+from tallyql.storage.ingest.record import (
     CACHE_READ,
     CACHE_WRITE,
     COST,

@@ -17,8 +17,8 @@ from tallyql.ingest.fields import MAX_COST_USD
 from tallyql.ingest.pricing import Pricer
 from tallyql.ingest.validate import FieldError, IngestResult, validate_event
 from tallyql.money import NANO_PER_USD, to_usd
-from tallyql.storage.record import COST, HAS_PAYLOAD, RECEIVED_AT, WORKSPACE, ValidEvent
-from tallyql.storage.writer import Writer
+from tallyql.storage.ingest.record import COST, HAS_PAYLOAD, RECEIVED_AT, WORKSPACE, ValidEvent
+from tallyql.storage.ingest.writer import Writer
 
 MAX_COST_NANO = int(MAX_COST_USD) * NANO_PER_USD
 

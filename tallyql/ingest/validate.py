@@ -26,8 +26,9 @@ from tallyql.ingest.fields import (
 )
 from tallyql.ingest.json_values import json_problem, text_problem
 from tallyql.ingest.status import derive_status
-from tallyql.storage.record import ValidEvent, parse_timestamp
+from tallyql.storage.ingest.record import ValidEvent
 from tallyql.storage.tables import EVENT_COLUMNS
+from tallyql.storage.types import parse_timestamp
 
 MAX_FUTURE = timedelta(days=1)
 _TEXT_TRUNCATED = frozenset({"error_message", "policy_description"})

@@ -24,7 +24,7 @@ from tallyql.live.batches import BatchFeed
 from tallyql.live.compact import LiveRow, compact_row
 from tallyql.live.fanout import FilterKey, FilterView
 from tallyql.live.subscriber import Subscriber
-from tallyql.storage.record import WORKSPACE, ValidEvent
+from tallyql.storage.ingest.record import WORKSPACE, ValidEvent
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from tallyql.ingest.fields import EVENT_FIELDS, FieldType
 from tallyql.schema.common import ErrorType, EventKind, EventStatus
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.scalars import JSON
-from tallyql.storage.writer import WriterBusy, WriterFailed, WriterStopped
+from tallyql.storage.ingest.writer import WriterBusy, WriterFailed, WriterStopped
 
 
 @strawberry.enum(description="How an event counts cached and reasoning tokens.")

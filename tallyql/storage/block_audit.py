@@ -14,7 +14,7 @@ the insert idempotent even then). It reads:
 
 from __future__ import annotations
 
-from tallyql.storage.batch import OnlyIf
+from tallyql.storage.ingest.batch import OnlyIf
 from tallyql.storage.tables import EVENT_COLUMNS
 
 BLOCK_ID_PREFIX = "block:"

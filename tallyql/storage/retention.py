@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, delete, select, text
 from sqlalchemy.sql.elements import TextClause
 
 from tallyql.storage.database import Database
-from tallyql.storage.partitions import PARTITIONED_TABLES, PartitionManager, day_of_partition
+from tallyql.storage.ingest.partitions import PARTITIONED_TABLES, PartitionManager, day_of_partition
 from tallyql.storage.rollups.compaction import LOCK_ID as COMPACTION_LOCK
 from tallyql.storage.rollups.declarations import DELTA_TABLES, ROLLUP_TABLES
 from tallyql.storage.rollups.session_versions import stamp_sessions

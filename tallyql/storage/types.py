@@ -30,6 +30,22 @@ def from_micros(value: int) -> datetime:
     return EPOCH + timedelta(microseconds=value)
 
 
+def parse_timestamp(value: Any) -> datetime:
+    """An RFC 3339 timestamp with an offset, as aware UTC; ValueError otherwise."""
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 string such as 2026-01-31T12:00:00Z")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an RFC 3339 string such as 2026-01-31T12:00:00Z") from None
+    if parsed.tzinfo is None:
+        raise ValueError("must carry a UTC offset (Z or +hh:mm)")
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise ValueError("is outside the years 1 to 9999 in UTC") from None
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     impl = BigInteger
     cache_ok = True

@@ -23,7 +23,6 @@ from tallyql.clock import clock
 from tallyql.config import Settings
 from tallyql.storage.database import Database
 from tallyql.storage.migrate import upgrade
-from tallyql.storage.record import parse_timestamp
 from tallyql.storage.rollups.compaction import LOCK_ID as COMPACTION_LOCK
 from tallyql.storage.rollups.declarations import (
     DELTA_TABLES,
@@ -37,7 +36,7 @@ from tallyql.storage.rollups.histograms import SqlAlchemyRunner, weeks_from_days
 from tallyql.storage.rollups.session_versions import stamp_workspace
 from tallyql.storage.rollups.sessions import session_statements
 from tallyql.storage.tables import events
-from tallyql.storage.types import to_micros
+from tallyql.storage.types import parse_timestamp, to_micros
 from tallyql.storage.workspaces import find_workspace
 
 DAY = timedelta(days=1)

@@ -20,8 +20,17 @@ import asyncpg
 import orjson
 
 from tallyql.storage.database import Database
-from tallyql.storage.partitions import PartitionManager
-from tallyql.storage.record import DEPARTMENT, ID, METADATA, TAGS, TS, USER, WORKSPACE, ValidEvent
+from tallyql.storage.ingest.partitions import PartitionManager
+from tallyql.storage.ingest.record import (
+    DEPARTMENT,
+    ID,
+    METADATA,
+    TAGS,
+    TS,
+    USER,
+    WORKSPACE,
+    ValidEvent,
+)
 from tallyql.storage.rollups.folds import Step
 from tallyql.storage.rollups.histograms import SqliteRunner
 from tallyql.storage.tables import EVENT_COLUMNS

@@ -18,9 +18,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tallyql.storage.batch import BATCH_TABLE, Batches, WriterStep
+from tallyql.storage.ingest.batch import BATCH_TABLE, Batches, WriterStep
+from tallyql.storage.ingest.record import ValidEvent
 from tallyql.storage.outage import DatabaseUnavailable, is_database_unavailable
-from tallyql.storage.record import ValidEvent
 
 log = logging.getLogger(__name__)
 
