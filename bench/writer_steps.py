@@ -32,7 +32,7 @@ from tallyql.demo.generator import generate_batches
 from tallyql.ingest import fastpath
 from tallyql.ingest.pricing import Pricer
 from tallyql.ingest.service import IngestService
-from tallyql.storage.block_audit import block_audit_statements
+from tallyql.storage.audit import block_audit_statements
 from tallyql.storage.database import Database
 from tallyql.storage.ingest.batch import BATCH_TABLE, batches_for
 from tallyql.storage.ingest.record import TS

@@ -333,8 +333,7 @@ def users_set_department(
 ) -> None:
     """Set users' department (cost centre), creating unknown users; events stored from now on
     carry it. Audited like upsertUsers."""
-    from tallyql.storage.audit import AuditRecord
-    from tallyql.storage.audit_store import insert_audit_records
+    from tallyql.storage.audit import AuditRecord, insert_audit_records
     from tallyql.storage.database import Database
     from tallyql.storage.directory import set_user_departments
     from tallyql.storage.migrate import upgrade

@@ -24,8 +24,7 @@ import asyncpg
 
 from tallyql.clock import clock
 from tallyql.config import Settings
-from tallyql.storage.audit import AuditRecord
-from tallyql.storage.audit_store import insert_audit_records
+from tallyql.storage.audit import AuditRecord, insert_audit_records
 from tallyql.storage.database import Database
 from tallyql.storage.ingest.partitions import PartitionManager
 from tallyql.storage.retention import Purger, PurgeResult

@@ -24,7 +24,7 @@ from tallyql.mail.smtp import Mailer, SmtpServer
 from tallyql.observability import Metrics
 from tallyql.reports.runner import ReportRunner
 from tallyql.retention import RetentionJob
-from tallyql.storage.block_audit import block_audit_statements
+from tallyql.storage.audit import block_audit_statements
 from tallyql.storage.database import Database
 from tallyql.storage.ingest.batch import batches_for
 from tallyql.storage.ingest.writer import Writer

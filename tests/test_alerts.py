@@ -24,7 +24,7 @@ from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.registry import Metric
 from tallyql.live.subscriber import ALERT
 from tallyql.services import start_services
-from tallyql.storage.actor import Actor
+from tallyql.storage.audit import Actor
 from tallyql.storage.live_tables import alert_firings
 from tallyql.storage.tables import audit_events
 from tests.conftest import Api

@@ -27,7 +27,7 @@ from tallyql.config import Settings
 from tallyql.engine.periods import Period
 from tallyql.live.subscriber import LIMIT_WARNING
 from tallyql.services import Services, start_services
-from tallyql.storage.actor import Actor
+from tallyql.storage.audit import Actor
 from tallyql.storage.live_tables import budget_crossings, webhook_deliveries
 from tallyql.storage.tables import audit_events
 from tallyql.webhooks.store import create_webhook

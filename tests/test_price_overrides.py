@@ -13,7 +13,7 @@ from tallyql.auth.principal import Role
 from tallyql.costs.book import PriceBook
 from tallyql.costs.store import create_override
 from tallyql.ingest.pricing import TokenUsage
-from tallyql.storage.actor import Actor
+from tallyql.storage.audit import Actor
 from tallyql.storage.tables import audit_events
 from tests.conftest import Api
 from tests.helpers import event_rows, iso, llm, workspace_id_of

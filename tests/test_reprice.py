@@ -14,7 +14,7 @@ from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import resolve_window
 from tallyql.ingest.pricing import TokenUsage
 from tallyql.money import NANO_PER_USD
-from tallyql.storage.actor import Actor
+from tallyql.storage.audit import Actor
 from tallyql.storage.tables import audit_events
 from tests.conftest import Api
 from tests.helpers import (

@@ -24,7 +24,7 @@ from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.periods import Period
 from tallyql.engine.timerange import TimeRangeError, zone
 from tallyql.money import round_to_nano, to_usd
-from tallyql.storage.actor import Actor, audit_change
+from tallyql.storage.audit import Actor, audit_change
 from tallyql.storage.database import Database
 from tallyql.storage.live_tables import budget_crossings, budgets
 from tallyql.storage.pages import Page, keyset_page

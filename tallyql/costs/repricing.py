@@ -10,8 +10,7 @@ from tallyql.engine.filters import EventFilterSpec, filter_conditions
 from tallyql.engine.timerange import TimeWindow
 from tallyql.ingest.pricing import Pricer
 from tallyql.money import to_usd
-from tallyql.storage.actor import Actor
-from tallyql.storage.audit import AuditRecord, record_audit
+from tallyql.storage.audit import Actor, AuditRecord, record_audit
 from tallyql.storage.database import Database
 from tallyql.storage.reprice import RepriceReport, reprice_events
 from tallyql.storage.tables import events

@@ -10,7 +10,7 @@ from sqlalchemy import delete, select, update
 
 from tallyql.clock import clock
 from tallyql.costs.overrides import PriceOverride
-from tallyql.storage.actor import Actor, audit_change
+from tallyql.storage.audit import Actor, audit_change
 from tallyql.storage.cost_tables import price_overrides
 from tallyql.storage.database import Database
 

@@ -27,7 +27,7 @@ from tallyql.demo.catalog import build_world
 from tallyql.demo.generator import generate_batches, generate_events
 from tallyql.ingest import fastpath
 from tallyql.services import Services, start_services
-from tallyql.storage.block_audit import block_audit_statements
+from tallyql.storage.audit import block_audit_statements
 from tallyql.storage.directory import UserRecord, set_group_members, upsert_users
 from tallyql.storage.ingest.batch import batches_for
 from tallyql.storage.ingest.writer import Writer

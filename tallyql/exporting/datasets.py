@@ -31,7 +31,7 @@ from tallyql.engine.sessions import session_conditions
 from tallyql.engine.unpriced import unpriced
 from tallyql.exporting.params import ExportParamError, ExportParams
 from tallyql.money import to_usd
-from tallyql.storage.audit_store import AuditFilterSpec, audit_conditions
+from tallyql.storage.audit import AuditFilterSpec, audit_conditions
 from tallyql.storage.database import Database
 from tallyql.storage.tables import EVENT_TOKEN_COLUMNS, audit_events, events, sessions
 

@@ -15,8 +15,7 @@ from tallyql.clock import clock
 from tallyql.ingest.fields import MAX_METADATA_BYTES
 from tallyql.ingest.json_values import json_problem, text_problem
 from tallyql.ingest.validate import MAX_FUTURE, FieldError, IngestResult
-from tallyql.storage.audit import ACTIONS, ACTOR_TYPES, OUTCOMES, AuditRecord
-from tallyql.storage.audit_store import insert_audit_records
+from tallyql.storage.audit import ACTIONS, ACTOR_TYPES, OUTCOMES, AuditRecord, insert_audit_records
 from tallyql.storage.database import Database
 from tallyql.storage.types import parse_timestamp
 

@@ -15,7 +15,7 @@ from tallyql.schema.common import AfterArg, FirstArg, OptionalRangeArg, PageInfo
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.ingest import UserError
 from tallyql.schema.scalars import JSON
-from tallyql.storage.audit_store import (
+from tallyql.storage.audit import (
     AuditFilterSpec,
     audit_conditions,
     count_audit_rows,

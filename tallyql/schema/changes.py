@@ -7,7 +7,7 @@ import strawberry
 from tallyql.auth.principal import Principal
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.ingest import UserError
-from tallyql.storage.actor import Actor
+from tallyql.storage.audit import Actor
 
 
 @strawberry.type(description="The result of a delete mutation.")

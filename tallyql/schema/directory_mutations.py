@@ -13,8 +13,7 @@ from tallyql.schema.context import TallyInfo
 from tallyql.schema.directory import Group, User
 from tallyql.schema.ingest import UserError
 from tallyql.storage import tables
-from tallyql.storage.audit import AuditRecord
-from tallyql.storage.audit_store import insert_audit_records
+from tallyql.storage.audit import AuditRecord, insert_audit_records
 from tallyql.storage.directory import UserRecord, set_group_members, upsert_users
 
 MAX_USERS_PER_CALL = 1_000

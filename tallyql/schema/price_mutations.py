@@ -16,7 +16,7 @@ from tallyql.schema.common import FilterArg, IdArg, RangeArg, filter_spec
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.ingest import UserError
 from tallyql.schema.prices import PriceOverride
-from tallyql.storage.actor import Actor
+from tallyql.storage.audit import Actor
 
 
 @strawberry.input(description="A price override; rates are USD per million tokens.")

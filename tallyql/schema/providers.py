@@ -17,7 +17,7 @@ from tallyql.schema.changes import actor_of, invalid, not_found
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.ingest import UserError
 from tallyql.schema.scalars import JSON
-from tallyql.storage.actor import audit_change
+from tallyql.storage.audit import audit_change
 
 MAX_KEY = 512
 

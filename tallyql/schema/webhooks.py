@@ -20,7 +20,7 @@ from tallyql.schema.context import TallyInfo
 from tallyql.schema.ingest import UserError
 from tallyql.schema.pages import Connection, connection
 from tallyql.schema.scalars import JSON
-from tallyql.storage.actor import Actor, audit_change
+from tallyql.storage.audit import Actor, audit_change
 from tallyql.webhooks import formats, store
 from tallyql.webhooks.addresses import WebhookError
 
