@@ -19,7 +19,7 @@ from tallyql.schema.analytics import Series, TimeSeries
 from tallyql.schema.common import DescendingArg, RangeArg
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.scalars import Long
-from tallyql.storage.workspace_directory import WorkspaceInfo, list_workspaces
+from tallyql.storage.workspaces import WorkspaceInfo, list_workspaces
 
 PROVIDER_SERIES = 10
 
