@@ -167,7 +167,7 @@ async def _load_postgres(
     progress: ProgressCallback | None = None,
 ) -> tuple[int, int]:
     """PostgreSQL's bulk path: batches of whole days on a writer of their own that upserts the
-    hour and day rows of the rollups directly (`rollup_folds.whole_day_statements`: lanes
+    hour and day rows of the rollups directly (`rollups/folds.whole_day_statements`: lanes
     writing different days never wait for each other, and no delta is staged and compacted),
     then the week rows of the loaded weeks from their days, then statistics."""
     db = services.db

@@ -1,9 +1,9 @@
 """Rollup compaction (PostgreSQL): staged batch aggregates move into the rollup tables.
 
 The writer appends each batch's hour aggregates to its fold group's delta table
-(`rollup_folds.staging_statements`); this job folds every delta into the group's rollup tables
+(`folds.staging_statements`); this job folds every delta into the group's rollup tables
 at every grain, one statement per group (`DELETE ... RETURNING` feeding the upserts; for
-histograms, feeding the blob merge of `histogram_fold.py` in the same transaction), so a row
+histograms, feeding the blob merge of `histograms.py` in the same transaction), so a row
 is counted in the delta or in the rollup, never both and never neither, in every snapshot.
 Queries read rollups and deltas together, so how often it runs changes speed, not answers.
 Compaction aggregates many batches at once: a key that every batch touches (the current hour's

@@ -8,7 +8,7 @@ as -1 (keys cannot be NULL).
 
 Histogram rollups keep log-bucketed latency and TTFT counts (see `tallyql.sketch`), so
 percentiles merge across rows: one blob per value and row (`tallyql.histogram`), merged in
-Python by `histogram_fold.py`. The small ones serve the common views: none at all (the overview
+Python by `histograms.py`. The small ones serve the common views: none at all (the overview
 and plain time series), kind and status, and provider and model; `base` keys them like the
 `base` sum rollup.
 
@@ -20,7 +20,7 @@ low-cardinality dimensions they are asked with most; a question pairing one with
 dimension reads raw events, and explain says which columns no rollup keeps.
 
 Rollups are grouped (`FOLD_GROUPS`): each group's members are fed from one hour aggregate of
-the new events by the group's dimensions (see `rollup_folds.py`). On PostgreSQL the writer
+the new events by the group's dimensions (see `folds.py`). On PostgreSQL the writer
 only appends each batch's aggregates to the group's delta table, which takes no row locks, so
 concurrent batches never wait for each other; a background job compacts deltas into the
 rollup tables, and queries read both.
@@ -237,7 +237,7 @@ ROLLUP_TABLES: dict[str, Table] = {
 
 @dataclass(frozen=True)
 class FoldGroup:
-    """Rollups fed from one hour aggregate of the new events by `dims` (see `rollup_folds`),
+    """Rollups fed from one hour aggregate of the new events by `dims` (see `folds`),
     and on PostgreSQL staged together in one delta table until they are compacted."""
 
     name: str

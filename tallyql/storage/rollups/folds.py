@@ -1,7 +1,7 @@
 """The steps that keep rollups current: one fold per fold group (`rollups.FOLD_GROUPS`).
 
 A step is an SQL statement, or for the histogram group a Python step (`HistogramStep`) that
-reads the group's aggregate and merges it into the histogram blobs (`histogram_fold.py`).
+reads the group's aggregate and merges it into the histogram blobs (`histograms.py`).
 
 - `rollup_steps`: aggregate a source of events and fold it into every rollup at every grain
   now (rebuilds, and the SQLite writer, whose single connection never runs two batches at once).
@@ -125,7 +125,7 @@ ALL_GRAINS = ("h", "d", "w")
 
 def _fold(group: FoldGroup, dialect: str, grains: tuple[str, ...] = ALL_GRAINS) -> Fold:
     keys, joins = _key_exprs(group.dims, dialect)
-    if group.histogram:  # its tables are merged in Python (`histogram_fold.py`)
+    if group.histogram:  # its tables are merged in Python (`histograms.py`)
         aggregate = Aggregate(
             keys=(*keys, ("bucket", "src.hb")),
             sums=(("latency_n", "src.hl"), ("ttft_n", "src.ht")),
