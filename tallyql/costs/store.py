@@ -58,17 +58,19 @@ async def create_override(
     db: Database, workspace_id: int, values: dict[str, Any], actor: Actor
 ) -> PriceOverride:
     now = clock.now()
+    override_id = uuid.uuid4().hex
     row = {
         **{name: values.get(name) for name in EDITABLE},
         "workspace_id": workspace_id,
-        "id": uuid.uuid4().hex,
+        "id": override_id,
         "created_at": now,
         "updated_at": now,
     }
     async with db.write() as conn:
         await conn.execute(price_overrides.insert().values(**row))
+        details = _audit_values(values)
         await audit_change(
-            conn, workspace_id, "create", "price_override", row["id"], actor, _audit_values(values)
+            conn, workspace_id, "create", "price_override", override_id, actor, details
         )
     return PriceOverride.from_row(row)
 
