@@ -31,6 +31,7 @@ from tallyql.storage.batch import batches_for
 from tallyql.storage.block_audit import block_audit_statements
 from tallyql.storage.compaction import LOCK_ID as COMPACTION_LOCK
 from tallyql.storage.compaction import compact
+from tallyql.storage.data_versions import bump
 from tallyql.storage.directory import UserRecord, set_group_members, upsert_users
 from tallyql.storage.rebuild import recompute_weeks
 from tallyql.storage.rollup_folds import whole_day_statements
@@ -213,6 +214,7 @@ async def _load_postgres(
     async with db.write() as conn:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": COMPACTION_LOCK})
         await recompute_weeks(conn, db.dialect, *weeks, workspace_id, histograms=False)
+        await bump(conn, [workspace_id])  # the week rows recomputed from the loaded days
     await _settle_postgres(services)
     return counts
 

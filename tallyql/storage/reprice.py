@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import bindparam, literal, select, text, tuple_, update
 
 from tallyql.engine.filters import EventFilterSpec, filter_conditions
+from tallyql.storage.data_versions import bump
 from tallyql.storage.database import Database
 from tallyql.storage.rebuild import day_floor, rebuild
 from tallyql.storage.session_versions import stamp_sessions
@@ -179,6 +180,7 @@ async def _apply(
             for r, cost, source in changes
         ],
     )
+    await bump(conn, [workspace_id])  # raw reads see the new costs as this commits
     by_session: dict[str, int] = defaultdict(int)
     by_model: dict[tuple[str, str, str], int] = defaultdict(int)
     for row, cost, _ in changes:
