@@ -5,6 +5,8 @@ gives a new image; another workspace never gets this one's."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +17,7 @@ from tallyql.auth.principal import Role
 from tallyql.clock import clock
 from tallyql.engine import analytics
 from tallyql.engine.known_values import forget
-from tallyql.http import charts
+from tallyql.http import chart_render
 from tallyql.http.charts import STATS, forget_images
 from tallyql.storage.data_versions import read_version
 from tallyql.storage.directory import set_group_members
@@ -162,6 +164,30 @@ async def test_group_membership_moves_the_version(api: Api) -> None:
     assert await _version(api, "acme") > before
 
 
-async def test_the_renderer_warms_up_once() -> None:
-    charts.warm_renderer()
-    assert charts.warm_renderer() < 0.01  # the second call finds it warm
+async def test_drawing_never_stalls_the_event_loop() -> None:
+    """vl-convert holds the GIL while it draws: the drawing worker is a process, so the loop
+    keeps serving while it starts (and warms up: its first drawing takes a second or more)
+    and while it draws."""
+    chart_render.stop()
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticking = asyncio.create_task(ticker())
+    await asyncio.sleep(0.05)
+    started = time.perf_counter()
+    await chart_render.start()
+    png = await chart_render.render("png", chart_render.WARM_SPEC, 2.0)
+    took = time.perf_counter() - started
+    stop.set()
+    await ticking
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # the loop ran all along: many ticks, none held back for the drawing's whole time
+    assert len(gaps) >= 10 and max(gaps) < max(0.5, took / 2), (took, max(gaps), len(gaps))

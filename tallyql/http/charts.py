@@ -1,7 +1,8 @@
 """Chart images: `GET /v1/charts/{preset}.png` and `.svg`, and `GET /v1/ask.png?q=...`.
 
 Drawn on the server from the same Vega-Lite specs that GraphQL's `chart` and `ask` return,
-by vl-convert (Vega and resvg compiled into the package: no browser, no network). Read keys
+by vl-convert (Vega and resvg compiled into the package: no browser, no network) in a worker
+process (chart_render.py: vl-convert holds the GIL while it draws). Read keys
 (viewer and above) only, like every read. Parameters are the export endpoint's (a range:
 `preset`, or `start` and `end`, with `timezone`; one parameter per EventFilter field), plus
 `scale` for PNG pixel density.
@@ -21,7 +22,6 @@ minute, so that one image serves a minute; the window drawn is stated in the res
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
@@ -31,7 +31,6 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-import vl_convert
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
@@ -44,6 +43,7 @@ from tallyql.engine.compiler import Scope
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import TimeRangeError, TimeWindow
 from tallyql.exporting.params import ExportParamError, parse
+from tallyql.http import chart_render
 from tallyql.http.auth import requires, services_of
 from tallyql.http.errors import error_response
 from tallyql.schema.analytics import answer_metrics_query
@@ -92,12 +92,6 @@ def forget_images() -> None:
     STATS.render_seconds = 0.0
 
 
-def _render(fmt: str, spec: dict[str, Any], scale: float) -> bytes:
-    if fmt == "png":
-        return bytes(vl_convert.vegalite_to_png(spec, scale=scale))
-    return vl_convert.vegalite_to_svg(spec).encode()
-
-
 def cached(key: str) -> tuple[bytes, dict[str, str]] | None:
     found = _IMAGES.get(key)
     if found is not None:
@@ -112,8 +106,8 @@ async def render(
     """Draw `spec` and keep it under `key`, with the headers that describe it."""
     STATS.misses += 1
     started = time.perf_counter()
-    # drawing blocks for tens of milliseconds: off the event loop
-    image = await asyncio.to_thread(_render, fmt, spec, scale)
+    # vl-convert holds the GIL while it draws: in the worker process, not a thread
+    image = await chart_render.render(fmt, spec, scale)
     STATS.renders += 1
     STATS.render_seconds += time.perf_counter() - started
     _IMAGES[key] = (image, headers)
@@ -122,41 +116,15 @@ async def render(
     return image
 
 
-_warmed = False
-_WARM_SPEC: dict[str, Any] = {
-    "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
-    "data": {"values": [{"Model": "a", "Value": 1.0}, {"Model": "b", "Value": 2.0}]},
-    "mark": "bar",
-    "encoding": {
-        "y": {"field": "Model", "type": "nominal"},
-        "x": {"field": "Value", "type": "quantitative"},
-    },
-    "config": {"font": "DejaVu Sans"},
-}
-
-
-def warm_renderer() -> float:
-    """Draw a small chart in both formats, so that vl-convert's first render (it starts its
-    JavaScript engine and loads fonts: about a second) is not a user's; returns the seconds
-    it took. Blocking: the server calls it in a thread at start."""
-    global _warmed
-    started = time.perf_counter()
-    if not _warmed:  # once per process: vl-convert's engine is the process's
-        _render("png", _WARM_SPEC, 1.0)
-        _render("svg", _WARM_SPEC, 1.0)
-        _warmed = True
-    return time.perf_counter() - started
-
-
 async def warm_in_background() -> None:
-    """Start-up task: warm the renderer off the event loop; a failure is logged, not fatal
-    (the first image then pays the warm-up itself)."""
+    """Start-up task: start the drawing worker, which warms up as it starts (chart_render);
+    a failure is logged, not fatal (the first image then pays the warm-up itself)."""
     try:
-        seconds = await asyncio.to_thread(warm_renderer)
+        seconds = await chart_render.start()
     except Exception:
         log.exception("chart renderer warm-up failed")
         return
-    log.info("chart renderer warmed up in %.2f s", seconds)
+    log.info("chart renderer ready in %.2f s", seconds)
 
 
 def image_clock() -> datetime:
