@@ -16,11 +16,13 @@ import pytest
 from tallyql.auth.principal import Role
 from tallyql.clock import clock
 from tallyql.engine import analytics
+from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.known_values import forget
 from tallyql.http import chart_render
 from tallyql.http.charts import STATS, forget_images
 from tallyql.storage.data_versions import read_version
 from tallyql.storage.directory import set_group_members
+from tallyql.storage.reprice import reprice_events
 from tallyql.storage.workspaces import get_or_create_workspace
 from tests.conftest import Api
 from tests.helpers import iso, llm
@@ -162,6 +164,37 @@ async def test_group_membership_moves_the_version(api: Api) -> None:
         ws = await get_or_create_workspace(conn, "acme")
         await set_group_members(conn, ws, "sales", ["u1", "u2"])
     assert await _version(api, "acme") > before
+
+
+async def test_repricing_gives_a_new_image(api: Api) -> None:
+    """Repricing changes stored costs (events, then the rollups rebuilt): the version moves
+    and the cost chart is drawn again, with the new costs."""
+    forget()
+    forget_images()
+    moment = datetime.now(UTC).replace(second=0, microsecond=0)
+    with clock.pinned(moment, tick=False):
+        at = moment - timedelta(hours=3)
+        await api.ingest(await api.key("acme"), [llm("r1", timestamp=iso(at), model="gpt-4o")])
+        viewer = {"Authorization": f"Bearer {await api.key('acme', Role.VIEWER)}"}
+        first = await api.client.get(PRESET, headers=viewer)
+        assert first.headers["x-tallyql-cache"] == "miss"
+        assert (await api.client.get(PRESET, headers=viewer)).headers["x-tallyql-cache"] == "hit"
+        before = await _version(api, "acme")
+        async with api.services.db.write() as conn:
+            ws = await get_or_create_workspace(conn, "acme")
+        report = await reprice_events(
+            api.services.db,
+            lambda _ws, _row: 7_000_000_000,  # 7 USD an event
+            ws,
+            at - timedelta(hours=1),
+            moment,
+            EventFilterSpec(),
+        )
+        assert report.changed == 1
+        assert await _version(api, "acme") > before
+        after = await api.client.get(PRESET, headers=viewer)
+        assert after.headers["x-tallyql-cache"] == "miss" and after.content != first.content
+    forget()
 
 
 async def test_drawing_never_stalls_the_event_loop() -> None:
