@@ -334,7 +334,7 @@ async def test_top_n_over_time_ranks_over_the_whole_range(demo: tuple[Api, str])
     assert set(series) == set(top)
     for model in top:  # each series adds up to the model's whole-window cost
         assert series[model] == pytest.approx(by_model[model] / NANO_PER_USD, abs=1e-6)
-    assert "the top 3 models by cost in usd over the whole range" in answer["interpretation"]
+    assert "the top 3 models by cost in USD over the whole range" in answer["interpretation"]
     assert any("the other groups are left out" in n for n in answer["notes"])
     assert answer["chart"]["kind"] == "STACKED_AREA"
     await _round_trip(api, key, answer)

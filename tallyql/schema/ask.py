@@ -305,7 +305,8 @@ async def _choose_top_groups(
         reading.notes.append("events without a value of the grouping are left out")
     label = DIMENSION_WORDS[EngineDimension[data["dimensions"][0]["dimension"]]].label
     way = "top" if top.descending else "bottom"
-    metric_label = METRIC_WORDS[EngineMetric[metric]].label.lower()
+    label_words = METRIC_WORDS[EngineMetric[metric]].label
+    metric_label = label_words[:1].lower() + label_words[1:]  # "cost in USD"
     if chosen:
         data["filter"] = {**(data.get("filter") or {}), top.filter_field: chosen}
         reading.notes.append(

@@ -265,6 +265,16 @@
   function openAsQuery(query) {
     opened = { query: METRICS_QUERY, variables: JSON.stringify({ query: query }, null, 2) };
     render(currentKey, false);
+    // the variables hold the query itself: show them (GraphiQL opens its tools on the tab)
+    window.setTimeout(function () {
+      var tabs = document.querySelectorAll(".graphiql-editor-tools button");
+      for (var i = 0; i < tabs.length; i++) {
+        if (tabs[i].textContent.trim() === "Variables") {
+          tabs[i].click();
+          break;
+        }
+      }
+    }, 0);
   }
 
   // the server draws the chart; fetched with the key (an <img src> cannot carry it)
