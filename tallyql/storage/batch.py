@@ -29,7 +29,12 @@ from tallyql.ingest.validate import (
     WORKSPACE,
     ValidEvent,
 )
-from tallyql.storage.data_versions import MAINTENANCE_SLOT, batch_bump_sql, writer_slot
+from tallyql.storage.data_versions import (
+    MAINTENANCE_SLOT,
+    WRITER_SLOTS,
+    batch_bump_sql,
+    writer_slot,
+)
 from tallyql.storage.database import Database
 from tallyql.storage.histogram_fold import SqliteRunner
 from tallyql.storage.partitions import PartitionManager
@@ -205,6 +210,7 @@ class PostgresBatches:
         self._idle: list[asyncpg.Connection] = []
         self._slots: dict[asyncpg.Connection, int] = {}
         """Each connection's data version slot: lanes never wait on each other's rows."""
+        self._first_slot = writer_slot()  # then the next ones: distinct within the process
         self._partitions = PartitionManager()
         self._partition_lock = asyncio.Lock()
 
@@ -213,6 +219,7 @@ class PostgresBatches:
             conn = self._idle.pop()
             if not conn.is_closed():
                 return conn
+            self._slots.pop(conn, None)
         conn = await asyncpg.connect(self._dsn)
         # batches aggregate tens of thousands of rows: sort and hash in memory
         await conn.execute("SET work_mem = '64MB'")
@@ -222,7 +229,9 @@ class PostgresBatches:
             f"CREATE TEMP TABLE IF NOT EXISTS {PAYLOAD_BATCH_TABLE} "
             "(LIKE payloads) ON COMMIT DELETE ROWS"
         )
-        self._slots[conn] = writer_slot()
+        taken = set(self._slots.values())
+        slots = ((self._first_slot - 1 + i) % WRITER_SLOTS + 1 for i in range(WRITER_SLOTS))
+        self._slots[conn] = next((s for s in slots if s not in taken), self._first_slot)
         return conn
 
     def _release(self, conn: asyncpg.Connection) -> None:
