@@ -269,7 +269,11 @@ def test_ask_box_shows_the_answer_and_opens_it_as_a_query(browser: Browser, serv
         "() => document.querySelector('.graphiql-query-editor .CodeMirror')"
         ".CodeMirror.getValue().includes('metrics(query: $query)')"
     )
-    page.wait_for_selector(".graphiql-editor-tool .CodeMirror", state="visible")
+    # the variables pane opens by itself: it holds the query
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.graphiql-editor-tool .CodeMirror')]"
+        ".some(e => e.offsetParent !== null && e.CodeMirror.getValue().includes('metrics'))"
+    )
     variables = page.evaluate(
         "() => [...document.querySelectorAll('.graphiql-editor-tool .CodeMirror')]"
         ".map(e => e.CodeMirror.getValue()).find(v => v.includes('metrics')) || ''"
