@@ -121,7 +121,7 @@ def renders(client: httpx.Client, url: str, key: str, rounds: int) -> None:
         )
 
 
-def first_image(client: httpx.Client, url: str, key: str) -> None:
+def first_image(client: httpx.Client, url: str, key: str, settle: float) -> None:
     """The first image after the server is ready: the renderer warms up in a thread at start,
     so this request should not pay vl-convert's first-render cost (about a second)."""
     headers = {"Authorization": f"Bearer {key}"}
@@ -132,7 +132,8 @@ def first_image(client: httpx.Client, url: str, key: str) -> None:
     again = client.get(f"{url}/v1/charts/cost-by-model.png", headers=headers)
     cached = (time.perf_counter() - started) * 1000
     print(
-        f"\nfirst image after start: {first:.1f} ms ({response.headers.get('x-tallyql-cache')}),"
+        f"\nfirst image {settle:g} s after start: {first:.1f} ms"
+        f" ({response.headers.get('x-tallyql-cache')}),"
         f" then {cached:.1f} ms ({again.headers.get('x-tallyql-cache')});"
         f" load average {os.getloadavg()[0]:.2f}",
         flush=True,
@@ -151,6 +152,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="seconds to wait after the server is ready before the first image (0: at once)",
+    )
     args = parser.parse_args()
     interpretation(args.rounds * 4)
     url = args.database_url
@@ -163,7 +170,8 @@ def main() -> None:
     server = start_server(url, env)
     try:
         with httpx.Client(timeout=120) as client:
-            first_image(client, server.url, server.key)
+            time.sleep(args.settle)
+            first_image(client, server.url, server.key, args.settle)
             end_to_end(client, server.url, server.key, args.rounds)
             renders(client, server.url, server.key, args.rounds * 2)
         print(f"\nserver peak RSS: {server.peak_rss_mb():.0f} MB ({args.events:,} events, {url})")
