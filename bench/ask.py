@@ -7,7 +7,8 @@
    of the test corpus (tests/ask_corpus.py), `--rounds` times: p50, p95 and max per question.
 2. `ask` over HTTP against `tallyql serve` on `--events` demo events (loaded with
    `tallyql demo` unless the workspace holds enough): p50/p95 over the corpus' questions.
-3. Each chart preset: the Vega-Lite spec drawn to PNG and to SVG in this process (drawing
+3. The first image right after start (the renderer warms up in the background at start),
+   then each chart preset: the Vega-Lite spec drawn to PNG and to SVG in this process (drawing
    only), and `GET /v1/charts/{preset}.png` uncached (each request at a new `scale`, so never
    a cache hit: query plus drawing) and cached.
 """
@@ -120,6 +121,25 @@ def renders(client: httpx.Client, url: str, key: str, rounds: int) -> None:
         )
 
 
+def first_image(client: httpx.Client, url: str, key: str, settle: float) -> None:
+    """The first image after the server is ready: the renderer warms up in a thread at start,
+    so this request should not pay vl-convert's first-render cost (about a second)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    started = time.perf_counter()
+    response = client.get(f"{url}/v1/charts/cost-by-model.png", headers=headers)
+    first = (time.perf_counter() - started) * 1000
+    started = time.perf_counter()
+    again = client.get(f"{url}/v1/charts/cost-by-model.png", headers=headers)
+    cached = (time.perf_counter() - started) * 1000
+    print(
+        f"\nfirst image {settle:g} s after start: {first:.1f} ms"
+        f" ({response.headers.get('x-tallyql-cache')}),"
+        f" then {cached:.1f} ms ({again.headers.get('x-tallyql-cache')});"
+        f" load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+
+
 def _timed(work: object) -> float:
     started = time.perf_counter()
     work()  # type: ignore[operator]
@@ -132,6 +152,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="seconds to wait after the server is ready before the first image (0: at once)",
+    )
     args = parser.parse_args()
     interpretation(args.rounds * 4)
     url = args.database_url
@@ -144,6 +170,8 @@ def main() -> None:
     server = start_server(url, env)
     try:
         with httpx.Client(timeout=120) as client:
+            time.sleep(args.settle)
+            first_image(client, server.url, server.key, args.settle)
             end_to_end(client, server.url, server.key, args.rounds)
             renders(client, server.url, server.key, args.rounds * 2)
         print(f"\nserver peak RSS: {server.peak_rss_mb():.0f} MB ({args.events:,} events, {url})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -103,9 +104,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = await start_services(settings, metrics=metrics)
         app.state.services = services
         log.info("tallyql %s on %s", __version__, services.db.dialect)
+        # the chart renderer's first drawing takes about a second: paid now, in a thread
+        warm = asyncio.create_task(charts.warm_in_background())
         try:
             yield
         finally:
+            warm.cancel()  # the thread finishes on its own; the server does not wait for it
             await services.stop()
 
     app = FastAPI(

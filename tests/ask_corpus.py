@@ -27,6 +27,7 @@ KNOWN = KnownValues(
         "gateways": tuple(g.id for g in WORLD.gateways),
     },
     {u.display_name: u.id for u in WORLD.users},
+    metadata_keys=("env", "feature", "method", "route", "team"),  # the demo's metadata
 )
 
 
@@ -42,6 +43,7 @@ def Q(
     metrics: list[str],
     rng: dict[str, Any],
     dims: tuple[str, ...] = (),
+    metadata_key: str | None = None,
     filt: dict[str, list[str]] | None = None,
     gran: str | None = None,
     desc: bool | None = None,
@@ -49,7 +51,10 @@ def Q(
 ) -> dict[str, Any]:
     query: dict[str, Any] = {"metrics": metrics, "range": rng}
     if dims:
-        query["dimensions"] = [{"dimension": d} for d in dims]
+        query["dimensions"] = [
+            {"dimension": d} | ({"metadataKey": metadata_key} if d == "METADATA" else {})
+            for d in dims
+        ]
     if filt:
         query["filter"] = filt
     if gran:
@@ -69,6 +74,23 @@ LAST_MONTH = NOVEMBER
 ALL = 10_000
 
 INTENTS: list[tuple[dict[str, Any], list[str]]] = [
+    (
+        Q(["COST_USD"], P("LAST_7D"), dims=("METADATA",), metadata_key="feature", limit=20),
+        [
+            "cost by feature in the last 7 days",
+            "cost by metadata feature in the last 7 days",
+            "spend per feature past 7 days",
+            "cost for each Feature in the last 7 days",
+        ],
+    ),
+    (
+        Q(["REQUESTS"], P("TODAY"), dims=("METADATA",), metadata_key="env", limit=20),
+        ["requests by env today", "requests by metadata env today"],
+    ),
+    (
+        Q(["COST_USD"], P("THIS_MONTH"), dims=("METADATA",), metadata_key="route", limit=20),
+        ["cost by metadata route this month", "spend per route this month"],
+    ),
     (
         Q(["COST_USD"], P("THIS_MONTH"), filt={"groups": ["sales"], "models": ["gpt-4o"]}),
         [
@@ -487,6 +509,36 @@ INTENTS: list[tuple[dict[str, Any], list[str]]] = [
     ),
 ]
 """(expected query, phrasings)."""
+
+TOP_OVER_TIME: list[tuple[dict[str, Any], tuple[int, bool, str], list[str]]] = [
+    (
+        Q(["COST_USD"], P("THIS_MONTH"), dims=("MODEL",), gran="DAY", desc=True, limit=ALL),
+        (3, True, "models"),
+        [
+            "top 3 models by cost over time this month",
+            "top three models by daily cost this month",
+            "top 3 models by cost per day this month",
+        ],
+    ),
+    (
+        Q(["TOTAL_TOKENS"], P("LAST_7D"), dims=("USER",), gran="DAY", desc=True, limit=ALL),
+        (5, True, "users"),
+        [
+            "top 5 users by tokens per day in the last 7 days",
+            "top 5 users by daily tokens past week",
+        ],
+    ),
+    (
+        Q(["REQUESTS"], P("TODAY"), dims=("PROVIDER",), gran="HOUR", desc=False, limit=ALL),
+        (2, False, "providers"),
+        [
+            "bottom 2 providers by requests per hour today",
+            "bottom two providers by hourly requests today",
+        ],
+    ),
+]
+"""Top N over time: (the query before the groups are chosen, (N, descending, the filter
+field that keeps them), phrasings). The answerer ranks the groups over the whole range."""
 
 CASES: list[tuple[str, dict[str, Any]]] = [(q, want) for want, qs in INTENTS for q in qs]
 

@@ -312,3 +312,42 @@ async def test_ask_pays_for_its_questions(settings: Settings, db_kind: str) -> N
         body = await tight.graphql(key, ASK, {"q": "blorp", "tz": "UTC"})
         assert "errors" not in body and body["data"]["ask"]["understood"] is False
     forget()
+
+
+async def test_top_n_over_time_ranks_over_the_whole_range(demo: tuple[Api, str]) -> None:
+    """The top 3 models by cost over the whole window are chosen first; their daily series
+    are drawn and the other models are left out (the query says which, by a filter)."""
+    api, key = demo
+    rows = await event_rows(api.services)
+    answer = await _ask(api, key, "top 3 models by cost per day in the last 7 days")
+    assert answer["understood"], answer["interpretation"]
+    by_model: Counter[str] = Counter()
+    for r in rows:
+        if r["model"] is not None:
+            by_model[r["model"]] += r["cost_nanousd"]
+    top = [m for m, _ in by_model.most_common(3)]
+    assert answer["query"]["filter"] == {"models": top}
+    assert answer["query"]["granularity"] == "DAY"
+    series: Counter[str] = Counter()
+    for row in answer["result"]["rows"]:
+        series[row["keys"][0]] += row["values"][0]
+    assert set(series) == set(top)
+    for model in top:  # each series adds up to the model's whole-window cost
+        assert series[model] == pytest.approx(by_model[model] / NANO_PER_USD, abs=1e-6)
+    assert "the top 3 models by cost in USD over the whole range" in answer["interpretation"]
+    assert any("the other groups are left out" in n for n in answer["notes"])
+    assert answer["chart"]["kind"] == "STACKED_AREA"
+    await _round_trip(api, key, answer)
+
+
+async def test_a_metadata_key_groups(demo: tuple[Api, str]) -> None:
+    api, key = demo
+    rows = await event_rows(api.services)
+    answer = await _ask(api, key, "requests by feature in the last 7 days")
+    assert answer["understood"], answer["interpretation"]
+    assert answer["query"]["dimensions"] == [{"dimension": "METADATA", "metadataKey": "feature"}]
+    got = {r["keys"][0]: r["values"][0] for r in answer["result"]["rows"]}
+    want = Counter((r["metadata"] or {}).get("feature") for r in rows)
+    assert got == dict(want.most_common(20))
+    assert answer["interpretation"].startswith("Requests by metadata feature")
+    await _round_trip(api, key, answer)

@@ -11,11 +11,11 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from tallyql.engine.interpret import interpret
+from tallyql.engine.interpret import KnownValues, TopOverTime, interpret
 from tallyql.engine.registry import Dimension, Metric
 from tallyql.engine.vocabulary import DIMENSION_WORDS, METRIC_WORDS
 from tallyql.schema.ask import query_input, query_json
-from tests.ask_corpus import CASES, INTENTS, KNOWN, NONSENSE, NOW
+from tests.ask_corpus import CASES, INTENTS, KNOWN, NONSENSE, NOW, TOP_OVER_TIME
 
 
 def test_the_corpus_is_large_and_varied() -> None:
@@ -159,3 +159,34 @@ def test_any_text_is_read_without_raising(text: str, tz: str) -> None:
         query_input(got.query)
     else:
         assert got.query is None and got.suggestions
+
+
+@pytest.mark.parametrize(
+    ("question", "want", "top"),
+    [(q, want, top) for want, top, qs in TOP_OVER_TIME for q in qs],
+    ids=[q for _, _, qs in TOP_OVER_TIME for q in qs],
+)
+def test_top_n_over_time_ranks_groups_over_the_whole_range(
+    question: str, want: dict[str, Any], top: tuple[int, bool, str]
+) -> None:
+    got = interpret(question, "UTC", NOW, KNOWN)
+    assert got.understood, got.interpretation
+    assert got.query == want, got.notes
+    assert got.top_over_time == TopOverTime(*top)
+
+
+def test_a_metadata_grouping_needs_its_key() -> None:
+    got = interpret("cost by metadata", "UTC", NOW, KNOWN)
+    assert not got.understood
+    assert "env, feature" in got.interpretation
+    # an unknown key is taken as written, and said
+    unknown = interpret("cost by metadata customer this month", "UTC", NOW, KNOWN)
+    assert unknown.understood and unknown.query is not None
+    assert unknown.query["dimensions"] == [{"dimension": "METADATA", "metadataKey": "customer"}]
+    assert any("customer" in n for n in unknown.notes)
+    # "by feature" is a grouping only where feature is a metadata key of the workspace
+    plain = KnownValues(KNOWN.values, KNOWN.user_names)
+    assert (
+        interpret("cost by feature this month", "UTC", NOW, plain).query
+        != interpret("cost by feature this month", "UTC", NOW, KNOWN).query
+    )

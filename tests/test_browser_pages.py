@@ -223,3 +223,73 @@ def test_rest_docs_try_post_v1_events(browser: Browser, served: Served) -> None:
     assert _count_of_model(served, example["model"]) == before + 1
     page.context.close()
     assert offline.blocked == [], f"the page asked other hosts: {offline.blocked}"
+
+
+def test_ask_box_shows_the_answer_and_opens_it_as_a_query(browser: Browser, served: Served) -> None:
+    """The Ask box above GraphiQL: the interpretation, the summary, the server's chart and
+    the rows; Open as query puts the metrics(query:) document and its variables into the
+    editor, and running it gives the rows shown."""
+    now = datetime.now(UTC)
+    marker = f"askmodel-{uuid.uuid4().hex[:6]}"
+    served.ingest(
+        [
+            {
+                "timestamp": (now - timedelta(minutes=20 + i)).isoformat(),
+                "provider": "openai",
+                "model": marker,
+                "input_tokens": 1000,
+                "output_tokens": 100,
+            }
+            for i in range(4)
+        ]
+    )
+    page, offline = _open(browser, served)
+    _enter_key(page, served.key)
+    page.fill("#tallyql-ask-input", "requests by model in the last 7 days")
+    page.click("#tallyql-ask-submit")
+    page.wait_for_selector("#tallyql-ask-interpretation", timeout=15_000)
+    assert page.inner_text("#tallyql-ask-interpretation").startswith(
+        "Requests by model, the last 7 days"
+    )
+    assert page.inner_text("#tallyql-ask-summary")
+    rows = page.locator("#tallyql-ask-rows tbody tr")
+    shown = {
+        rows.nth(i).locator("td").nth(0).inner_text(): rows.nth(i).locator("td").nth(1).inner_text()
+        for i in range(rows.count())
+    }
+    assert shown[marker] == "4"
+    # the server's chart, a real picture
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#tallyql-ask-chart');"
+        " return i && i.complete && i.naturalWidth > 300; }",
+        timeout=15_000,
+    )
+    page.click("#tallyql-ask-open")
+    page.wait_for_function(
+        "() => document.querySelector('.graphiql-query-editor .CodeMirror')"
+        ".CodeMirror.getValue().includes('metrics(query: $query)')"
+    )
+    # the variables pane opens by itself: it holds the query
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.graphiql-editor-tool .CodeMirror')]"
+        ".some(e => e.offsetParent !== null && e.CodeMirror.getValue().includes('metrics'))"
+    )
+    variables = page.evaluate(
+        "() => [...document.querySelectorAll('.graphiql-editor-tool .CodeMirror')]"
+        ".map(e => e.CodeMirror.getValue()).find(v => v.includes('metrics')) || ''"
+    )
+    query = json.loads(variables)["query"]
+    assert query["dimensions"] == [{"dimension": "MODEL"}]
+    assert query["range"]["preset"] == "LAST_7D"
+    page.click(".graphiql-execute-button")
+    text = _wait_for_result(page, lambda t: '"metrics"' in t and "rows" in t)
+    got = {r["keys"][0]: r["values"][0] for r in json.loads(text)["data"]["metrics"]["rows"]}
+    assert got[marker] == 4
+    # a question not understood: suggestions, one click each
+    page.fill("#tallyql-ask-input", "blorp flurb")
+    page.click("#tallyql-ask-submit")
+    page.wait_for_selector("#tallyql-ask-answer :text('Not understood')")
+    page.locator("#tallyql-ask-answer li button").first.click()
+    page.wait_for_selector("#tallyql-ask-summary", timeout=15_000)
+    page.context.close()
+    assert offline.blocked == [], f"the page asked other hosts: {offline.blocked}"

@@ -28,6 +28,7 @@ from tallyql.demo.generator import generate_batches, generate_events
 from tallyql.ingest import fastpath
 from tallyql.services import Services, start_services
 from tallyql.storage.audit import block_audit_statements
+from tallyql.storage.data_versions import bump
 from tallyql.storage.directory import UserRecord, set_group_members, upsert_users
 from tallyql.storage.ingest.batch import batches_for
 from tallyql.storage.ingest.writer import Writer
@@ -213,6 +214,7 @@ async def _load_postgres(
     async with db.write() as conn:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": COMPACTION_LOCK})
         await recompute_weeks(conn, db.dialect, *weeks, workspace_id, histograms=False)
+        await bump(conn, [workspace_id])  # the week rows recomputed from the loaded days
     await _settle_postgres(services)
     return counts
 

@@ -72,6 +72,8 @@ class KnownValues:
     values: Mapping[str, tuple[str, ...]]
     user_names: Mapping[str, str] = field(default_factory=dict)
     """Display name -> user id."""
+    metadata_keys: tuple[str, ...] = ()
+    """Keys of the events' metadata ("feature"): "by feature" groups by that key."""
 
 
 @dataclass
@@ -85,6 +87,21 @@ class Interpretation:
     """What was assumed or ignored, shown with the interpretation."""
     chart_kind: str = "TABLE"
     """LINE, STACKED_AREA, BAR or TABLE: how the answer is best drawn."""
+    top_over_time: TopOverTime | None = None
+    """ "top 3 models by cost over time": which groups to keep is decided by the answerer,
+    which ranks them over the whole range first (`query` then holds every bucket of every
+    group, and is narrowed to the chosen ones)."""
+
+
+@dataclass(frozen=True)
+class TopOverTime:
+    """The N groups (of the query's one dimension) ranked first by its first metric over the
+    whole range; their series are drawn, the other groups are left out."""
+
+    n: int
+    descending: bool
+    filter_field: str
+    """The EventFilter field that keeps the chosen groups (models, users, groups...)."""
 
 
 # ---- known values: exact and one-typo lookups ------------------------------------------------
@@ -132,6 +149,8 @@ class _Index:
     fuzzy: dict[str, list[tuple[str, str, str]]]
     """each one-deletion of a squashed form -> [(squashed, field, value)]"""
     samples: dict[str, tuple[str, ...]]
+    metadata_keys: dict[str, str]
+    """squashed key -> the key as stored"""
 
 
 @lru_cache(maxsize=64)  # bounded: each workspace's values change as traffic comes in
@@ -159,7 +178,8 @@ def _index(known: KnownValuesKey) -> _Index:
             if len(form) >= 4:
                 for d in _deletes(form):
                     fuzzy.setdefault(d, []).append((form, "users", uid))
-    return _Index(exact, fuzzy, dict(known.values))
+    keys = {squash(k): k for k in known.metadata_keys if squash(k)}
+    return _Index(exact, fuzzy, dict(known.values), keys)
 
 
 @dataclass(frozen=True)
@@ -168,12 +188,14 @@ class KnownValuesKey:
 
     values: tuple[tuple[str, tuple[str, ...]], ...]
     user_names: tuple[tuple[str, str], ...]
+    metadata_keys: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, known: KnownValues) -> KnownValuesKey:
         return cls(
             tuple((f, tuple(v)) for f, v in sorted(known.values.items())),
             tuple(sorted(known.user_names.items())),
+            tuple(sorted(known.metadata_keys)),
         )
 
 
@@ -451,6 +473,8 @@ class _State:
     implied_metric: Metric | None = None
     compare: bool = False
     """ "anthropic vs openai": the values named side by side, one row each."""
+    metadata_key: str | None = None
+    """The key of a grouping by metadata ("by metadata feature", "by feature")."""
 
     def add_filter(self, name: str, value: str) -> None:
         values = self.filters.setdefault(name, [])
@@ -568,6 +592,20 @@ def _scan(tokens: list[str], index: _Index, state: _State) -> None:
                 state.limit = count  # "which 5 users"
                 i += 1
                 continue
+        # "by metadata feature" (any key), "by feature" (a key the workspace's events have)
+        if word == "metadata" and i + 1 < len(tokens) and tokens[i + 1] not in STOPWORDS:
+            _group_by_metadata(state, index, tokens[i + 1])
+            i += 2
+            continue
+        if (
+            i > 0
+            and tokens[i - 1] in ("by", "per", "each")
+            and squash(word) in index.metadata_keys
+            and _phrase_at(tokens, i, _phrases()) is None
+        ):
+            _group_by_metadata(state, index, word)
+            i += 1
+            continue
         after_most = i > 0 and tokens[i - 1] in ("most", "least")  # "least expensive"
         if word in ("vs", "versus", "compared", "against"):
             state.compare = True
@@ -628,6 +666,13 @@ def _scan(tokens: list[str], index: _Index, state: _State) -> None:
         i += 1
     if rank_pending and state.limit is None and state.dimensions:
         state.limit = 1 if _asks_for_one(tokens) else 10
+
+
+def _group_by_metadata(state: _State, index: _Index, word: str) -> None:
+    # metadata keys are case-sensitive: the workspace's own spelling when it has the key
+    state.metadata_key = index.metadata_keys.get(squash(word), word)
+    if Dimension.METADATA not in state.dimensions:
+        state.dimensions.append(Dimension.METADATA)
 
 
 def _asks_for_one(tokens: list[str]) -> bool:
@@ -702,6 +747,8 @@ _FILTER_DIMENSIONS = {
     "gateways": Dimension.GATEWAY,
     "kinds": Dimension.KIND,
 }
+_TOP_FILTER_FIELDS = {d: f for f, d in _FILTER_DIMENSIONS.items() if d is not Dimension.KIND}
+"""Groupings whose keys an EventFilter field selects as they are (top N over time)."""
 _PLURAL_DIMENSIONS = frozenset({Dimension.USER, Dimension.API_KEY, Dimension.CALLER})
 _ADDITIVE = frozenset(m for m, d in METRICS.items() if d.additive)
 
@@ -733,9 +780,19 @@ def _build(
     granularity = state.granularity
     if granularity is None and state.over_time:
         granularity = _granularity_for(time.seconds)
+    if Dimension.METADATA in dims and state.metadata_key is None:
+        keys = ", ".join(sorted(index.metadata_keys.values())[:5])
+        known_keys = f" (this workspace's events have {keys})" if keys else ""
+        return _not_understood(
+            index, f"a grouping by metadata needs its key: by metadata KEY{known_keys}", zone_name
+        )
     query: dict[str, Any] = {"metrics": [m.value for m in metrics], "range": time.range}
     if dims:
-        query["dimensions"] = [{"dimension": d.value} for d in dims]
+        query["dimensions"] = [
+            {"dimension": d.value}
+            | ({"metadataKey": state.metadata_key} if d is Dimension.METADATA else {})
+            for d in dims
+        ]
     if state.filters:
         query["filter"] = {k: list(v) for k, v in state.filters.items()}
     if granularity is not None:
@@ -743,10 +800,17 @@ def _build(
     if state.descending is not None:
         query["orderBy"] = [{"metric": metrics[0].value, "descending": state.descending}]
     limit = state.limit
+    top: TopOverTime | None = None
     if dims and granularity is not None:
-        if limit is not None:
+        ranked_field = _TOP_FILTER_FIELDS.get(dims[0]) if len(dims) == 1 else None
+        if limit is not None and ranked_field is not None:
+            top = TopOverTime(limit, state.descending is not False, ranked_field)
+            limit = MAX_GROUP_ROWS
+        elif limit is not None:
             notes.append(
-                f"top {limit} over time is read as the first {limit} rows of buckets x groups"
+                f"top {limit} over time is read as the first {limit} rows of buckets x groups "
+                "(groups are ranked over the whole range for one grouping by model, provider, "
+                "user, team, agent, tool, MCP server or gateway)"
             )
         else:
             limit = MAX_GROUP_ROWS
@@ -761,8 +825,8 @@ def _build(
         query.pop("orderBy", None)
     if limit is not None:
         query["limit"] = limit
-    if Dimension.METADATA in dims:
-        return _not_understood(index, "a grouping by metadata needs its key", zone_name)
+    if state.metadata_key is not None and squash(state.metadata_key) not in index.metadata_keys:
+        notes.append(f"{state.metadata_key!r} is not a metadata key of the latest events")
     if state.matched:
         notes.append("read " + ", ".join(state.matched))
     if state.ignored:
@@ -770,7 +834,7 @@ def _build(
     text = describe(query)
     kind = chart_kind(metrics, dims, granularity)
     suggestions = _close_questions(query, index) if notes else []
-    return Interpretation(True, query, text, suggestions, notes, kind)
+    return Interpretation(True, query, text, suggestions, notes, kind, top)
 
 
 def chart_kind(
@@ -791,7 +855,12 @@ def describe(query: Mapping[str, Any]) -> str:
     """The query in words: "Cost in USD by model, this month, Europe/Paris"."""
     metrics = [METRIC_WORDS[Metric(m)].label for m in query["metrics"]]
     parts = [_and(metrics)]
-    dims = [DIMENSION_WORDS[Dimension(d["dimension"])].label for d in query.get("dimensions", [])]
+    dims = [
+        f"metadata {d['metadataKey']}"
+        if d["dimension"] == Dimension.METADATA.value and d.get("metadataKey")
+        else DIMENSION_WORDS[Dimension(d["dimension"])].label
+        for d in query.get("dimensions", [])
+    ]
     head = parts[0]
     if dims:
         head += " by " + " and ".join(dims)
@@ -801,7 +870,7 @@ def describe(query: Mapping[str, Any]) -> str:
     pieces = [head]
     order = query.get("orderBy")
     limit = query.get("limit")
-    if order and limit and limit < MAX_GROUP_ROWS:
+    if order and limit and limit < MAX_GROUP_ROWS and not granularity:
         way = "largest" if order[0]["descending"] else "smallest"
         pieces.append(f"{way} {limit}")
     elif order:

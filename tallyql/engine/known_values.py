@@ -3,7 +3,8 @@ agents, tools, MCP servers and gateways, for the question interpreter (`interpre
 
 Read from the rollups over the last 90 days (five fixed-shape questions, not metered: they
 are the interpreter's dictionary, not the caller's question) plus the directory's groups and
-user names, and kept per workspace for `TTL_SECONDS`, so that a burst of questions pays once.
+user names and the metadata keys of its latest events, and kept per workspace for
+`TTL_SECONDS` (or while its data version holds), so that a burst of questions pays once.
 """
 
 from __future__ import annotations
@@ -21,14 +22,17 @@ from tallyql.engine.filters import NO_FILTER
 from tallyql.engine.interpret import KnownValues, KnownValuesKey
 from tallyql.engine.registry import Dimension, DimensionRef, Metric
 from tallyql.engine.timerange import TimeWindow
-from tallyql.storage.tables import groups, users
+from tallyql.storage.tables import events, groups, users
 
 TTL_SECONDS = 60.0
 LOOKBACK = timedelta(days=90)
 MAX_VALUES = 2_000
 """Values read per question; a workspace with more users than this names the busiest."""
+METADATA_SAMPLE = 1_000
+"""Metadata keys are those of the workspace's latest events (the (workspace_id, ts) index
+reads them; every event's keys would be a scan of the whole table)."""
 
-_CACHE: dict[tuple[int, ...] | None, tuple[float, KnownValuesKey]] = {}
+_CACHE: dict[tuple[int, ...] | None, tuple[float, int | None, KnownValuesKey]] = {}
 _LOCKS: dict[tuple[int, ...] | None, asyncio.Lock] = {}
 
 _QUESTIONS: tuple[tuple[tuple[Dimension, ...], tuple[str, ...]], ...] = (
@@ -40,19 +44,30 @@ _QUESTIONS: tuple[tuple[tuple[Dimension, ...], tuple[str, ...]], ...] = (
 )
 
 
-async def known_values(asker: Asker) -> KnownValuesKey:
-    """The asker's workspace's values, cached for `TTL_SECONDS`."""
+async def known_values(asker: Asker, version: int | None = None) -> KnownValuesKey:
+    """The asker's workspace's values, cached for `TTL_SECONDS`; given the workspace's data
+    version (storage/data_versions.py), values read at another version are read again."""
     key = asker.scope.workspace_ids
+
+    def fresh(found: tuple[float, int | None, KnownValuesKey] | None) -> bool:
+        return (
+            found is not None
+            and time.monotonic() - found[0] < TTL_SECONDS
+            and (version is None or found[1] == version)
+        )
+
     found = _CACHE.get(key)
-    if found is not None and time.monotonic() - found[0] < TTL_SECONDS:
-        return found[1]
+    if fresh(found):
+        assert found is not None
+        return found[2]
     lock = _LOCKS.setdefault(key, asyncio.Lock())
     async with lock:
         found = _CACHE.get(key)
-        if found is not None and time.monotonic() - found[0] < TTL_SECONDS:
-            return found[1]
+        if fresh(found):
+            assert found is not None
+            return found[2]
         values = await _read(asker)
-        _CACHE[key] = (time.monotonic(), values)
+        _CACHE[key] = (time.monotonic(), version, values)
         return values
 
 
@@ -102,4 +117,18 @@ async def _read(asker: Asker) -> KnownValuesKey:
         for display, uid in (await conn.execute(people.limit(MAX_VALUES))).all():
             names[display] = uid
             found.setdefault("users", {})[uid] = None
-    return KnownValuesKey.of(KnownValues({k: tuple(v) for k, v in found.items()}, user_names=names))
+        recent = select(events.c.metadata).where(events.c.metadata.is_not(None))
+        if ids is not None:
+            recent = recent.where(events.c.workspace_id.in_(ids))
+        recent = recent.order_by(events.c.ts.desc()).limit(METADATA_SAMPLE)
+        keys: dict[str, None] = {}
+        for (metadata,) in (await conn.execute(recent)).all():
+            if isinstance(metadata, dict):
+                keys.update(dict.fromkeys(k for k in metadata if isinstance(k, str) and k))
+    return KnownValuesKey.of(
+        KnownValues(
+            {k: tuple(v) for k, v in found.items()},
+            user_names=names,
+            metadata_keys=tuple(sorted(keys)[:MAX_VALUES]),
+        )
+    )

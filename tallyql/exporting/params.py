@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from tallyql.engine.filters import LIST_FILTERS, EventFilterSpec, MetadataMatch
@@ -57,7 +58,12 @@ def _one(items: dict[str, list[str]], name: str) -> str | None:
     return values[-1] if values else None
 
 
-def parse(pairs: Sequence[tuple[str, str]], dataset_options: frozenset[str]) -> ExportParams:
+def parse(
+    pairs: Sequence[tuple[str, str]],
+    dataset_options: frozenset[str],
+    now: datetime | None = None,
+) -> ExportParams:
+    """The parameters; relative ranges are resolved at `now` (default: the clock's now)."""
     items: dict[str, list[str]] = {}
     for key, value in pairs:
         items.setdefault(key, []).append(value)
@@ -79,7 +85,7 @@ def parse(pairs: Sequence[tuple[str, str]], dataset_options: frozenset[str]) -> 
     try:
         start = _timestamp(items, "start")
         end = _timestamp(items, "end")
-        window = resolve_window(preset, start, end, _one(items, "timezone"))
+        window = resolve_window(preset, start, end, _one(items, "timezone"), now)
     except ValueError as exc:
         raise ExportParamError(str(exc)) from None
     options = {k: v for k, v in items.items() if k in dataset_options}

@@ -1,43 +1,58 @@
 """Chart images: `GET /v1/charts/{preset}.png` and `.svg`, and `GET /v1/ask.png?q=...`.
 
 Drawn on the server from the same Vega-Lite specs that GraphQL's `chart` and `ask` return,
-by vl-convert (Vega and resvg compiled into the package: no browser, no network). Read keys
+by vl-convert (Vega and resvg compiled into the package: no browser, no network) in a worker
+process (chart_render.py: vl-convert holds the GIL while it draws). Read keys
 (viewer and above) only, like every read. Parameters are the export endpoint's (a range:
 `preset`, or `start` and `end`, with `timezone`; one parameter per EventFilter field), plus
 `scale` for PNG pixel density.
 
-Rendering costs tens of milliseconds, the query a few: images are kept in memory, keyed by
-the workspace, the format and scale, and the spec itself, which holds the parameters and the
-rows drawn. The rows are the workspace's data version as far as the picture goes: new events
-that change the picture change the key, and an unchanged picture is served without drawing.
+Images are kept in memory (per process), keyed by what decides every pixel: the workspace
+(every read role sees all of it), its data version (storage/data_versions.py: a sum that
+moves in the same transaction as every committed event, repricing, rebuild, group
+membership change, bulk load and retention purge, read from the database so that every
+serving process sees every other's commits), the preset or question, the parameters, the
+format and scale, and the window as resolved. A repeated request with no new data is
+answered from memory after one small read (the version): no query, no drawing.
+
+Relative ranges (LAST_7D, TODAY, "the last 3 hours") are resolved at the start of the current
+minute, so that one image serves a minute; the window drawn is stated in the response
+(X-Tallyql-Window). Events stamped within the current minute appear at the next minute.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
+import logging
+import time
 from collections import OrderedDict
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
 from typing import Any
 
 import orjson
-import vl_convert
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from tallyql.auth.principal import Permission, Principal
+from tallyql.clock import clock
 from tallyql.engine.analytics import Asker, QueryError
 from tallyql.engine.buckets import BucketError
 from tallyql.engine.charts import PRESETS
 from tallyql.engine.compiler import Scope
 from tallyql.engine.filters import EventFilterSpec
-from tallyql.engine.timerange import TimeRangeError
+from tallyql.engine.timerange import TimeRangeError, TimeWindow
 from tallyql.exporting.params import ExportParamError, parse
+from tallyql.http import chart_render
 from tallyql.http.auth import requires, services_of
 from tallyql.http.errors import error_response
 from tallyql.schema.analytics import answer_metrics_query
 from tallyql.schema.ask import answer_question, chart_of, query_input
 from tallyql.schema.common import EventFilter, TimeRangeInput, filter_spec
+from tallyql.storage.data_versions import read_version
+from tallyql.storage.database import Database
+
+log = logging.getLogger(__name__)
 
 router = APIRouter()
 
@@ -45,40 +60,81 @@ MEDIA = {"png": "image/png", "svg": "image/svg+xml"}
 CACHE_ENTRIES = 256
 """Images kept; a PNG of a preset is 20 to 60 kB, so at most about 15 MB."""
 MAX_SCALE = 4.0
-_IMAGES: OrderedDict[str, bytes] = OrderedDict()
+_IMAGES: OrderedDict[str, tuple[bytes, dict[str, str]]] = OrderedDict()
+"""key -> the image and its headers (what was understood, the window drawn)."""
 
 
-def cache_key(workspace_id: int, fmt: str, scale: float, spec: dict[str, Any]) -> str:
-    digest = hashlib.sha256(orjson.dumps(spec, option=orjson.OPT_SORT_KEYS))
-    return f"{workspace_id}:{fmt}:{scale}:{digest.hexdigest()}"
+@dataclass
+class ImageStats:
+    """What the image routes did since start (tests count them; /metrics may show them)."""
+
+    hits: int = 0
+    misses: int = 0
+    renders: int = 0
+    render_seconds: float = 0.0
+
+
+STATS = ImageStats()
+
+
+def cache_key(workspace_id: int, version: int, fmt: str, scale: float, *what: object) -> str:
+    """The key of an image: the workspace, its data version, format and scale, and `what`
+    (the preset or question, the parameters, the window as resolved)."""
+    digest = hashlib.sha256(orjson.dumps([str(w) for w in what]))
+    return f"{workspace_id}:{version}:{fmt}:{scale}:{digest.hexdigest()}"
 
 
 def forget_images() -> None:
-    """Empty the image cache (tests that count hits and misses start from nothing)."""
+    """Empty the image cache and its counts (tests that count hits and misses start from
+    nothing)."""
     _IMAGES.clear()
+    STATS.hits = STATS.misses = STATS.renders = 0
+    STATS.render_seconds = 0.0
 
 
-def _render(fmt: str, spec: dict[str, Any], scale: float) -> bytes:
-    if fmt == "png":
-        return bytes(vl_convert.vegalite_to_png(spec, scale=scale))
-    return vl_convert.vegalite_to_svg(spec).encode()
-
-
-async def render(
-    workspace_id: int, fmt: str, spec: dict[str, Any], scale: float
-) -> tuple[bytes, str, bool]:
-    """The image of `spec`, its cache key, and whether it came from the cache."""
-    key = cache_key(workspace_id, fmt, scale, spec)
+def cached(key: str) -> tuple[bytes, dict[str, str]] | None:
     found = _IMAGES.get(key)
     if found is not None:
         _IMAGES.move_to_end(key)
-        return found, key, True
-    # drawing blocks for tens of milliseconds: off the event loop
-    image = await asyncio.to_thread(_render, fmt, spec, scale)
-    _IMAGES[key] = image
+        STATS.hits += 1
+    return found
+
+
+async def render(
+    key: str, fmt: str, spec: dict[str, Any], scale: float, headers: dict[str, str]
+) -> bytes:
+    """Draw `spec` and keep it under `key`, with the headers that describe it."""
+    STATS.misses += 1
+    started = time.perf_counter()
+    # vl-convert holds the GIL while it draws: in the worker process, not a thread
+    image = await chart_render.render(fmt, spec, scale)
+    STATS.renders += 1
+    STATS.render_seconds += time.perf_counter() - started
+    _IMAGES[key] = (image, headers)
     while len(_IMAGES) > CACHE_ENTRIES:
         _IMAGES.popitem(last=False)
-    return image, key, False
+    return image
+
+
+async def warm_in_background() -> None:
+    """Start-up task: start the drawing worker, which warms up as it starts (chart_render);
+    a failure is logged, not fatal (the first image then pays the warm-up itself)."""
+    try:
+        seconds = await chart_render.start()
+    except Exception:
+        log.exception("chart renderer warm-up failed")
+        return
+    log.info("chart renderer ready in %.2f s", seconds)
+
+
+def image_clock() -> datetime:
+    """The instant relative ranges of images are resolved at: the current minute's start."""
+    return clock.now().replace(second=0, microsecond=0)
+
+
+async def data_version(db: Database, workspace_id: int) -> int:
+    async with db.read() as conn:
+        return await read_version(conn, workspace_id)
 
 
 def _scale(raw: str | None) -> float:
@@ -106,6 +162,10 @@ def _merge(preset: EventFilterSpec, asked: EventFilterSpec) -> EventFilterSpec:
     return replace(asked, **changes)
 
 
+def _window_header(window: TimeWindow) -> str:
+    return f"{window.start.isoformat()}/{window.end.isoformat()}"
+
+
 def _image_response(image: bytes, fmt: str, key: str, hit: bool, **headers: str) -> Response:
     return Response(
         image,
@@ -121,8 +181,8 @@ def _image_response(image: bytes, fmt: str, key: str, hit: bool, **headers: str)
 
 async def _preset_image(preset: str, fmt: str, request: Request, principal: Principal) -> Response:
     services = services_of(request)
-    found = PRESETS.get(preset)
-    if found is None:
+    found_preset = PRESETS.get(preset)
+    if found_preset is None:
         names = ", ".join(PRESETS)
         return error_response(404, "NOT_FOUND", f"no chart preset {preset!r}; use one of {names}")
     pairs = request.query_params.multi_items()
@@ -130,18 +190,31 @@ async def _preset_image(preset: str, fmt: str, request: Request, principal: Prin
         if any(k == "format" for k, _ in pairs):
             raise ExportParamError("the format is the path's: .png or .svg")
         if not any(k in ("preset", "start", "end") for k, _ in pairs):
-            pairs = [*pairs, ("preset", found.query["range"]["preset"])]
-        params = parse(pairs, frozenset({"scale"}))
+            pairs = [*pairs, ("preset", found_preset.query["range"]["preset"])]
+        now = image_clock()
+        params = parse(pairs, frozenset({"scale"}), now)
         scale = _scale(params.option("scale"))
-        query = query_input(found.query)
+    except (ExportParamError, TimeRangeError) as exc:
+        return error_response(400, "BAD_REQUEST", str(exc))
+    # the version first: whatever is read after it holds at least what it stands for
+    version = await data_version(services.db, principal.workspace_id)
+    asked = sorted((k, v) for k, v in pairs if k != "scale")
+    window = _window_header(params.window)
+    key = cache_key(principal.workspace_id, version, fmt, scale, "preset", preset, asked, window)
+    headers = {"X-Tallyql-Window": window}
+    found = cached(key)
+    if found is not None:
+        return _image_response(found[0], fmt, key, True, **found[1])
+    try:
+        query = query_input(found_preset.query)
         spec = _merge(filter_spec(query.filter), params.spec)
         asker = Asker(services.db, Scope.of(principal.workspace_id), params.window, spec)
         result = await answer_metrics_query(asker, query)
-    except (ExportParamError, QueryError, BucketError, TimeRangeError) as exc:
+    except (QueryError, BucketError, TimeRangeError) as exc:
         return error_response(400, "BAD_REQUEST", str(exc))
-    chart = chart_of(query, result, found.title, found.kind)
-    image, key, hit = await render(principal.workspace_id, fmt, chart.vega_lite, scale)  # type: ignore[arg-type]
-    return _image_response(image, fmt, key, hit)
+    chart = chart_of(query, result, found_preset.title, found_preset.kind)
+    image = await render(key, fmt, chart.vega_lite, scale, headers)  # type: ignore[arg-type]
+    return _image_response(image, fmt, key, False, **headers)
 
 
 @router.get("/v1/charts/{preset}.png")
@@ -196,24 +269,28 @@ async def ask_png(
     except ExportParamError as exc:
         return error_response(400, "BAD_REQUEST", str(exc))
 
+    timezone = items.get("timezone") or "UTC"
+    now = image_clock()
+    version = await data_version(services.db, principal.workspace_id)
+    # the question, zone and minute decide the query; the version, the values it may name
+    key = cache_key(principal.workspace_id, version, "png", scale, "ask", question, timezone, now)
+    found = cached(key)
+    if found is not None:
+        return _image_response(found[0], "png", key, True, **found[1])
+
     def asker_for(rng: TimeRangeInput, filt: EventFilter | None) -> Asker:
         return Asker(
-            services.db, Scope.of(principal.workspace_id), rng.resolve(), filter_spec(filt)
+            services.db, Scope.of(principal.workspace_id), rng.resolve(now), filter_spec(filt)
         )
 
-    answer = await answer_question(asker_for, question, items.get("timezone") or "UTC")
+    answer = await answer_question(asker_for, question, timezone, now, version)
     if answer.chart is None:
         spec = _not_understood_spec(answer.interpretation, answer.suggestions)
     else:
         spec = answer.chart.vega_lite  # type: ignore[assignment]
-    image, key, hit = await render(principal.workspace_id, "png", spec, scale)
-    return _image_response(
-        image,
-        "png",
-        key,
-        hit,
-        **{
-            "X-Tallyql-Understood": "true" if answer.understood else "false",
-            "X-Tallyql-Interpretation": _header_text(answer.interpretation),
-        },
-    )
+    headers = {
+        "X-Tallyql-Understood": "true" if answer.understood else "false",
+        "X-Tallyql-Interpretation": _header_text(answer.interpretation),
+    }
+    image = await render(key, "png", spec, scale, headers)
+    return _image_response(image, "png", key, False, **headers)

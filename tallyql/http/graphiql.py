@@ -5,6 +5,11 @@ pinned in static/vendor.json; static/app/: this page's own script). The page ask
 key once and keeps it in the browser's localStorage; queries and mutations go over HTTP with
 `Authorization: Bearer <key>`, subscriptions over WebSocket (graphql-transport-ws) with the
 key in connection_init. Its default tab holds the README's first query.
+
+Above the editor, an Ask box: a question in plain words goes to GraphQL's `ask`; the page
+shows what was understood, the summary, the chart (the server's PNG, /v1/ask.png, fetched
+with the key) and the rows, and "Open as query" puts the equivalent `metrics(query:)`
+document with its variables into the editor.
 """
 
 from __future__ import annotations
@@ -57,6 +62,13 @@ def graphiql_html() -> str:
   <button id="tallyql-key-save" type="submit">Use this key</button>
   <span id="tallyql-key-status" role="status"></span>
 </form>
+<form id="tallyql-ask" class="tallyql-ask" role="search" autocomplete="off">
+  <label for="tallyql-ask-input">Ask</label>
+  <input id="tallyql-ask-input" name="q" type="search" maxlength="300" spellcheck="false"
+         placeholder="a question in plain words, e.g. cost by model this month">
+  <button id="tallyql-ask-submit" type="submit">Ask</button>
+</form>
+<section id="tallyql-ask-answer" class="tallyql-ask-answer" aria-live="polite" hidden></section>
 <div id="graphiql">Loading GraphiQL…</div>
 {scripts}
 <script id="tallyql-config" type="application/json">{config}</script>

@@ -22,6 +22,7 @@ from tallyql.engine.buckets import Granularity as EngineGranularity
 from tallyql.engine.charts import PRESETS, ChartPreset, Table, summary, vega_lite
 from tallyql.engine.interpret import (
     Interpretation,
+    TopOverTime,
     chart_kind,
     describe,
     example_questions,
@@ -33,6 +34,7 @@ from tallyql.engine.registry import METRICS
 from tallyql.engine.registry import Dimension as EngineDimension
 from tallyql.engine.registry import Metric as EngineMetric
 from tallyql.engine.timerange import Preset, TimeRangeError
+from tallyql.engine.vocabulary import DIMENSION_WORDS, METRIC_WORDS
 from tallyql.schema.analytics import (
     DimensionInput,
     MetricOrderInput,
@@ -282,15 +284,60 @@ def _not_understood(reading: Interpretation) -> Answer:
     )
 
 
-async def answer_question(asker_for: AskerFor, question: str, timezone: str) -> Answer:
-    """The answer to `question`, asked in `timezone`, by the caller `asker_for` stands for."""
+async def _choose_top_groups(
+    asker_for: AskerFor, reading: Interpretation, top: TopOverTime
+) -> None:
+    """ "top 3 models by cost over time": rank the groups by the first metric over the whole
+    range, then narrow `reading.query` to the first N (a filter on them), so that the query
+    shown is the one answered and `metrics(query:)` gives the same rows. The other groups
+    are left out, not folded into an "other" series: the query says exactly what is drawn."""
+    assert reading.query is not None
+    data = dict(reading.query)
+    metric = data["metrics"][0]
+    ranking = {k: v for k, v in data.items() if k != "granularity"}
+    ranking["orderBy"] = [{"metric": metric, "descending": top.descending}]
+    ranking["limit"] = top.n + 1  # one more: a group without a key cannot be filtered on
+    query = query_input(ranking)
+    ranked = await answer_metrics_query(asker_for(query.range, query.filter), query)
+    keys = [r.keys[0] for r in ranked.rows]
+    chosen = [k for k in keys if k is not None][: top.n]
+    if None in keys[: top.n]:
+        reading.notes.append("events without a value of the grouping are left out")
+    label = DIMENSION_WORDS[EngineDimension[data["dimensions"][0]["dimension"]]].label
+    way = "top" if top.descending else "bottom"
+    label_words = METRIC_WORDS[EngineMetric[metric]].label
+    metric_label = label_words[:1].lower() + label_words[1:]  # "cost in USD"
+    if chosen:
+        data["filter"] = {**(data.get("filter") or {}), top.filter_field: chosen}
+        reading.notes.append(
+            f"the {way} {top.n} by {metric_label} over the whole range: {', '.join(chosen)}; "
+            "the other groups are left out"
+        )
+    reading.query = data
+    reading.interpretation = (
+        f"{describe(data)}; the {way} {top.n} {label}s by {metric_label} over the whole range"
+    )
+
+
+async def answer_question(
+    asker_for: AskerFor,
+    question: str,
+    timezone: str,
+    now: datetime | None = None,
+    version: int | None = None,
+) -> Answer:
+    """The answer to `question`, asked in `timezone` at `now` (default: the clock's), by the
+    caller `asker_for` stands for; `version`, the workspace's data version when known, keeps
+    the interpreter's dictionary of known values while it holds."""
     base = asker_for(TimeRangeInput(preset=Preset.LAST_24H), None)  # checks the caller's role
-    known = await known_values(base)
-    reading = interpret(question, timezone, clock.now(), known)
+    known = await known_values(base, version)
+    reading = interpret(question, timezone, now or clock.now(), known)
     if not reading.understood or reading.query is None:
         return _not_understood(reading)
-    query = query_input(reading.query)
     try:
+        if reading.top_over_time is not None:
+            await _choose_top_groups(asker_for, reading, reading.top_over_time)
+        query = query_input(reading.query)
         asker = asker_for(query.range, query.filter)
         result = await answer_metrics_query(asker, query)
         total, previous = await _totals(asker, query.metrics[0])

@@ -9,6 +9,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tallyql.clock import clock
+from tallyql.storage.data_versions import bump
 from tallyql.storage.tables import group_members, groups, users
 
 
@@ -56,6 +57,7 @@ async def upsert_users(
                 )
             )
             existing.add(record.id)
+    await bump(conn, [workspace_id])  # display names are words that questions may use
     return len(new)
 
 
@@ -90,6 +92,7 @@ async def set_user_departments(
                     updated_at=now,
                 )
             )
+    await bump(conn, [workspace_id])
     return {u: before.get(u) for u in user_ids}
 
 
@@ -135,6 +138,8 @@ async def set_group_members(
         ).scalars()
     )
     added, removed = wanted - current, current - wanted
+    # a group's numbers are its current members' (engine/compiler.py joins group_members)
+    await bump(conn, [workspace_id])
     if removed:
         await conn.execute(
             delete(group_members).where(

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, literal, select, text, tuple_, update
 
+from tallyql.storage.data_versions import bump
 from tallyql.storage.database import Database
 from tallyql.storage.rollups.rebuild import day_floor, rebuild
 from tallyql.storage.rollups.session_versions import stamp_sessions
@@ -182,6 +183,7 @@ async def _apply(
             for r, cost, source in changes
         ],
     )
+    await bump(conn, [workspace_id])  # raw reads see the new costs as this commits
     by_session: dict[str, int] = defaultdict(int)
     by_model: dict[tuple[str, str, str], int] = defaultdict(int)
     for row, cost, _ in changes:

@@ -21,6 +21,7 @@ import asyncpg
 from sqlalchemy import bindparam, delete, select, text
 from sqlalchemy.sql.elements import TextClause
 
+from tallyql.storage.data_versions import bump
 from tallyql.storage.database import Database
 from tallyql.storage.ingest.partitions import PARTITIONED_TABLES, PartitionManager, day_of_partition
 from tallyql.storage.rollups.compaction import LOCK_ID as COMPACTION_LOCK
@@ -118,6 +119,12 @@ class Purger:
                         lock=table in DELTA_TABLES,
                     )
                     result.add(ws, "rollup_rows", n)
+        # after the purges' own transactions: an answer kept meanwhile may still show what
+        # went; the workspaces' next version leaves it (storage/data_versions.py)
+        touched = sorted(result.by_workspace)
+        if touched:
+            async with self.db.write() as conn:
+                await bump(conn, touched)
         return result
 
     async def create_ahead(self, now: datetime, days: int) -> date | None:

@@ -217,6 +217,15 @@ session_day_versions = Table(
     Column("version", BigInteger, nullable=False),  # storage/rollups/session_versions.py
 )
 
+# Each workspace's data version: the sum of its rows' versions (storage/data_versions.py).
+data_versions = Table(
+    "data_versions",
+    metadata,
+    Column("workspace_id", Integer, primary_key=True),
+    Column("slot", Integer, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+
 # Chargeback statements of closed periods, as first issued and as restated after repricing
 # (costs/statements.py): a closed period's statement never changes silently.
 statement_snapshots = Table(

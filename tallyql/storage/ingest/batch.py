@@ -19,6 +19,12 @@ from typing import Any, Protocol
 import asyncpg
 import orjson
 
+from tallyql.storage.data_versions import (
+    MAINTENANCE_SLOT,
+    WRITER_SLOTS,
+    batch_bump_sql,
+    writer_slot,
+)
 from tallyql.storage.database import Database
 from tallyql.storage.ingest.partitions import PartitionManager
 from tallyql.storage.ingest.record import (
@@ -202,6 +208,9 @@ class PostgresBatches:
         self._dsn = db.asyncpg_dsn
         self.lanes = max(1, lanes)
         self._idle: list[asyncpg.Connection] = []
+        self._slots: dict[asyncpg.Connection, int] = {}
+        """Each connection's data version slot: lanes never wait on each other's rows."""
+        self._first_slot = writer_slot()  # then the next ones: distinct within the process
         self._partitions = PartitionManager()
         self._partition_lock = asyncio.Lock()
 
@@ -210,6 +219,7 @@ class PostgresBatches:
             conn = self._idle.pop()
             if not conn.is_closed():
                 return conn
+            self._slots.pop(conn, None)
         conn = await asyncpg.connect(self._dsn)
         # batches aggregate tens of thousands of rows: sort and hash in memory
         await conn.execute("SET work_mem = '64MB'")
@@ -219,11 +229,16 @@ class PostgresBatches:
             f"CREATE TEMP TABLE IF NOT EXISTS {PAYLOAD_BATCH_TABLE} "
             "(LIKE payloads) ON COMMIT DELETE ROWS"
         )
+        taken = set(self._slots.values())
+        slots = ((self._first_slot - 1 + i) % WRITER_SLOTS + 1 for i in range(WRITER_SLOTS))
+        self._slots[conn] = next((s for s in slots if s not in taken), self._first_slot)
         return conn
 
     def _release(self, conn: asyncpg.Connection) -> None:
         if not conn.is_closed():
             self._idle.append(conn)
+        else:
+            self._slots.pop(conn, None)
 
     async def _ensure_partitions(self, events: Sequence[ValidEvent]) -> None:
         await self.ensure_days({e.record[TS].date() for e in events})
@@ -260,10 +275,11 @@ class PostgresBatches:
             f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {BATCH_TABLE}",
             *([_PG_PAYLOADS] if payloads else []),
             *statements,
-            "COMMIT",
         ]
         await self._ensure_partitions(events)
         conn = await self._acquire()
+        # the data version moves in the same transaction as the events (storage/data_versions)
+        finish = [*finish, batch_bump_sql(BATCH_TABLE, self._slots[conn]), "COMMIT"]
         try:
             users = _users_of(events)
             if users:  # read before BEGIN: a plain read, nothing to hold locked meanwhile
@@ -425,6 +441,7 @@ class SqliteBatches:
                             await conn.execute(step)
                         else:
                             await step(tx.runner, {})
+                    await conn.execute(batch_bump_sql(f"temp.{BATCH_TABLE}", MAINTENANCE_SLOT))
                 await conn.execute(f"DELETE FROM temp.{BATCH_TABLE}")
             except BaseException:
                 await conn.rollback()

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tallyql.clock import clock
 from tallyql.config import Settings
+from tallyql.storage.data_versions import bump, bump_all
 from tallyql.storage.database import Database
 from tallyql.storage.migrate import upgrade
 from tallyql.storage.rollups.compaction import LOCK_ID as COMPACTION_LOCK
@@ -149,6 +150,11 @@ async def rebuild(
             day += DAY
         # the weeks the range touches, from their day rows (days outside the range included)
         await recompute_weeks(conn, db.dialect, week_bounds["w0"], week_bounds["w1"], workspace_id)
+        # the rollups now say what the events say, in this transaction: readers' kept answers go
+        if workspace_id is None:
+            await bump_all(conn)
+        else:
+            await bump(conn, [workspace_id])
         if sessions:
             await stamp_workspace(conn, db.dialect, workspace_id)  # the days they leave
             ws_only = " WHERE workspace_id = :ws" if workspace_id is not None else ""
