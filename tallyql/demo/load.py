@@ -29,9 +29,9 @@ from tallyql.ingest import fastpath
 from tallyql.services import Services, start_services
 from tallyql.storage.batch import batches_for
 from tallyql.storage.block_audit import block_audit_statements
-from tallyql.storage.compaction import LOCK_ID as COMPACTION_LOCK
 from tallyql.storage.compaction import compact
 from tallyql.storage.directory import UserRecord, set_group_members, upsert_users
+from tallyql.storage.locks import Lock, hold
 from tallyql.storage.rebuild import recompute_weeks
 from tallyql.storage.rollup_folds import whole_day_statements
 from tallyql.storage.rollups import WEEK, grain_start
@@ -89,7 +89,7 @@ async def load_demo(
         for group, members in sorted(world.groups.items()):
             await set_group_members(conn, workspace_id, group, members)
     end = clock.now().replace(second=0, microsecond=0)
-    if services.db.is_postgres:
+    if services.db.dialect.concurrent_writes:
         accepted, duplicates = await _load_postgres(
             services, workspace_id, count, days, seed, end, progress
         )
@@ -211,7 +211,7 @@ async def _load_postgres(
         grain_start("w", int(end.timestamp())) + WEEK,
     )
     async with db.write() as conn:
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": COMPACTION_LOCK})
+        await hold(conn, Lock.COMPACTION)
         await recompute_weeks(conn, db.dialect, *weeks, workspace_id, histograms=False)
     await _settle_postgres(services)
     return counts

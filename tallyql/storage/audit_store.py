@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tallyql.clock import clock
 from tallyql.storage import dialect as sqld
 from tallyql.storage.audit import AuditRecord
+from tallyql.storage.dialect import Dialect
 from tallyql.storage.tables import audit_events
 
 
@@ -40,7 +41,7 @@ async def insert_audit_records(conn: AsyncConnection, records: Sequence[AuditRec
         }
         for r in records
     ]
-    statement = sqld.insert_ignoring_duplicates(conn.dialect.name, audit_events).returning(
+    statement = sqld.insert_ignoring_duplicates(Dialect.of(conn), audit_events).returning(
         audit_events.c.id
     )
     result = await conn.execute(statement, rows)

@@ -15,6 +15,7 @@ the insert idempotent even then). It reads:
 from __future__ import annotations
 
 from tallyql.storage.batch import OnlyIf
+from tallyql.storage.dialect import Dialect, json_object_sql
 from tallyql.storage.tables import EVENT_COLUMNS
 
 BLOCK_ID_PREFIX = "block:"
@@ -28,18 +29,15 @@ _DETAILS = (
 )
 
 
-def _details(dialect: str) -> str:
+def _details(dialect: Dialect) -> str:
     """The details object; absent values are JSON nulls on both databases."""
-    pairs = ", ".join(f"'{key}', {column}" for key, column in _DETAILS)
-    if dialect == "postgresql":
-        return f"jsonb_build_object({pairs})"
-    return f"json_object({pairs})"
+    return json_object_sql(dialect, ", ".join(f"'{key}', {column}" for key, column in _DETAILS))
 
 
 _STATUS = EVENT_COLUMNS.index("status")
 
 
-def block_audit_statements(dialect: str, source: str) -> list[OnlyIf]:
+def block_audit_statements(dialect: Dialect, source: str) -> list[OnlyIf]:
     """The writer step: one audit event per new blocked event of the batch in `source`, run
     only for a batch holding a blocked event."""
     sql = (
