@@ -26,7 +26,9 @@ def _settings(**overrides: Any) -> Settings:
         settings = load_settings().with_overrides(**overrides)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    if settings.resolved_database_url.startswith("postgresql"):
+    from tallyql.storage.dialect import Dialect  # imports SQLAlchemy: only when it runs
+
+    if Dialect.of(settings.resolved_database_url).server:
         from tallyql.storage.bootstrap import DatabaseSetupError, ensure_postgres_database
 
         try:

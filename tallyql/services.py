@@ -180,7 +180,7 @@ async def start_services(
     )
     if settings.retention_interval_seconds > 0:
         services.spawn("retention", services.retention.run_forever())
-    if db.is_postgres and settings.rollup_compaction_seconds > 0:
+    if db.dialect.staged_deltas and settings.rollup_compaction_seconds > 0:
         compaction = CompactionJob(
             db,
             settings.rollup_compaction_seconds,

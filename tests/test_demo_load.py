@@ -18,6 +18,7 @@ from tallyql.demo.generator import generate_events
 from tallyql.demo.load import RAW_TABLES, load_demo
 from tallyql.ingest.pricing import TokenUsage
 from tallyql.money import NANO_PER_USD
+from tallyql.storage.dialect import Dialect
 from tests.conftest import Api
 from tests.helpers import check_planned_against_raw, iso, llm, planned_and_exact_percentile
 from tests.reference import normalise
@@ -114,7 +115,7 @@ async def test_demo_load_lands_every_event_once(api: Api) -> None:
     for model, (requests, cost) in want["models"].items():
         assert models[model] == [requests, pytest.approx(cost, rel=1e-9, abs=1e-12)], model
 
-    if services.db.is_postgres:
+    if services.db.dialect is Dialect.POSTGRESQL:
         async with services.db.read() as conn:
             stats = {
                 name: (vacuumed, analysed)

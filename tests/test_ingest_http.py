@@ -16,6 +16,7 @@ import orjson
 from tallyql.config import Settings
 from tallyql.ingest.pricing import TokenUsage
 from tallyql.money import to_nano
+from tallyql.storage.dialect import Dialect
 from tallyql.storage.tables import SESSION_SUM_COLUMNS
 from tests.conftest import Api, running_api
 from tests.helpers import (
@@ -290,7 +291,7 @@ async def test_overlapping_batches_in_parallel_lanes_count_once(api: Api) -> Non
     sessions = await session_rows(api.services)
     assert {sid: s["requests"] for sid, s in sessions.items()} == {f"s{k}": 50 for k in range(3)}
     assert api.services.writer.stats.failures == 0
-    if api.services.db.is_postgres:
+    if api.services.db.dialect is Dialect.POSTGRESQL:
         assert 2 <= peak <= batches.lanes  # transactions did overlap
     else:
         assert peak == 1

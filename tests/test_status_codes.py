@@ -241,7 +241,7 @@ async def test_migration_refill_equals_what_the_writer_keeps(api: Api) -> None:
     assert (await api.ingest(key, events))["accepted"] == 200
     db = api.services.db
     await compact(db, wait=True)
-    dialect = "postgresql" if db.is_postgres else "sqlite"
+    dialect = db.dialect
     for name, dims in MIGRATION.ROLLUPS:
         for grain in MIGRATION.GRAINS:
             table = f"rollup_{name}_{grain}"

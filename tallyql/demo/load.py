@@ -32,7 +32,7 @@ from tallyql.storage.data_versions import bump
 from tallyql.storage.directory import UserRecord, set_group_members, upsert_users
 from tallyql.storage.ingest.batch import batches_for
 from tallyql.storage.ingest.writer import Writer
-from tallyql.storage.rollups.compaction import LOCK_ID as COMPACTION_LOCK
+from tallyql.storage.locks import Lock, hold
 from tallyql.storage.rollups.compaction import compact
 from tallyql.storage.rollups.declarations import WEEK, grain_start
 from tallyql.storage.rollups.folds import whole_day_statements
@@ -90,7 +90,7 @@ async def load_demo(
         for group, members in sorted(world.groups.items()):
             await set_group_members(conn, workspace_id, group, members)
     end = clock.now().replace(second=0, microsecond=0)
-    if services.db.is_postgres:
+    if services.db.dialect.concurrent_writes:
         accepted, duplicates = await _load_postgres(
             services, workspace_id, count, days, seed, end, progress
         )
@@ -212,7 +212,7 @@ async def _load_postgres(
         grain_start("w", int(end.timestamp())) + WEEK,
     )
     async with db.write() as conn:
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": COMPACTION_LOCK})
+        await hold(conn, Lock.COMPACTION)
         await recompute_weeks(conn, db.dialect, *weeks, workspace_id, histograms=False)
         await bump(conn, [workspace_id])  # the week rows recomputed from the loaded days
     await _settle_postgres(services)

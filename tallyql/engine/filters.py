@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, select
 
 from tallyql.storage import dialect as sqld
+from tallyql.storage.dialect import Dialect
 from tallyql.storage.rollups.declarations import LOW_CARDINALITY
 from tallyql.storage.tables import group_members
 
@@ -117,7 +118,7 @@ NO_FILTER = EventFilterSpec()
 def filter_conditions(
     spec: EventFilterSpec,
     columns: Mapping[str, ColumnElement[Any]],
-    dialect: str,
+    dialect: Dialect,
 ) -> list[ColumnElement[bool]]:
     """SQL conditions for a filter over a table with the events' column names (group
     membership is looked up in the row's own workspace)."""

@@ -224,7 +224,7 @@ async def _count_raw(
 
 async def get_request(db: Database, workspace_id: int, event_id: str) -> dict[str, Any] | None:
     query = select(events).where(events.c.workspace_id == workspace_id, events.c.id == event_id)
-    if db.is_postgres:  # find the day partition through the idempotency key's ts
+    if db.dialect.day_partitions:  # find the day partition through the idempotency key's ts
         query = query.join(
             event_keys,
             (event_keys.c.workspace_id == events.c.workspace_id)

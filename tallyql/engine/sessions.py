@@ -52,6 +52,7 @@ from tallyql.sketch import exact_quantile
 from tallyql.storage import dialect as sqld
 from tallyql.storage.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
 from tallyql.storage.database import Database
+from tallyql.storage.dialect import Dialect
 from tallyql.storage.tables import events, group_members, session_models, sessions
 from tallyql.storage.types import from_micros, to_micros
 
@@ -67,7 +68,7 @@ class SessionOrder(Enum):
     REQUESTS = "REQUESTS"
 
 
-def _order_expr(order: SessionOrder, dialect: str) -> ColumnElement[Any]:
+def _order_expr(order: SessionOrder, dialect: Dialect) -> ColumnElement[Any]:
     s = sessions.c
     if order is SessionOrder.COST:
         return s.cost_nanousd
@@ -94,7 +95,7 @@ def order_value(order: SessionOrder, row: dict[str, Any]) -> int:
 
 
 def session_conditions(
-    dialect: str,
+    dialect: Dialect,
     workspace_id: int,
     window: TimeWindow | None,
     spec: EventFilterSpec,
@@ -330,7 +331,7 @@ async def _digest_stats(
             rest,
             [(m.name, m.expr) for m in STAT_MEASURES],
             QUANTILES,
-            scan_settings() if db.is_postgres else (),
+            scan_settings(db.dialect),
             None if meter is None else pay,
         )
     return _result(summary.count, summary.totals, summary.quantiles)

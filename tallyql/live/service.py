@@ -39,7 +39,7 @@ class LiveService:
         self.listener: PgListener | None = None
         self.relay: PgRelay | None = None
         self._audit: PgAuditFeed | SqliteAuditFeed
-        if db.is_postgres:
+        if db.dialect.notifications:
             self.listener = PgListener(db.asyncpg_dsn)
             self._audit = PgAuditFeed(db, self.bus, self.listener)
             if cross_replica:

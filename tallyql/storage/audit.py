@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tallyql.clock import clock
 from tallyql.storage import dialect as sqld
+from tallyql.storage.dialect import Dialect, json_object_sql
 from tallyql.storage.ingest.batch import OnlyIf
 from tallyql.storage.tables import EVENT_COLUMNS, audit_events
 
@@ -111,7 +112,7 @@ async def insert_audit_records(conn: AsyncConnection, records: Sequence[AuditRec
         return set()
     now = clock.now()
     rows = [_row(r, now) for r in records]
-    statement = sqld.insert_ignoring_duplicates(conn.dialect.name, audit_events).returning(
+    statement = sqld.insert_ignoring_duplicates(Dialect.of(conn), audit_events).returning(
         audit_events.c.id
     )
     result = await conn.execute(statement, rows)
@@ -206,18 +207,15 @@ _DETAILS = (
 )
 
 
-def _details(dialect: str) -> str:
+def _details(dialect: Dialect) -> str:
     """The details object; absent values are JSON nulls on both databases."""
-    pairs = ", ".join(f"'{key}', {column}" for key, column in _DETAILS)
-    if dialect == "postgresql":
-        return f"jsonb_build_object({pairs})"
-    return f"json_object({pairs})"
+    return json_object_sql(dialect, ", ".join(f"'{key}', {column}" for key, column in _DETAILS))
 
 
 _STATUS = EVENT_COLUMNS.index("status")
 
 
-def block_audit_statements(dialect: str, source: str) -> list[OnlyIf]:
+def block_audit_statements(dialect: Dialect, source: str) -> list[OnlyIf]:
     """The writer step: one audit event per new blocked event of the batch in `source`, run
     only for a batch holding a blocked event."""
     sql = (

@@ -17,17 +17,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, literal, select, text, tuple_, update
+from sqlalchemy import ColumnElement, bindparam, literal, select, tuple_, update
 
 from tallyql.storage.data_versions import bump
 from tallyql.storage.database import Database
+from tallyql.storage.dialect import Dialect
+from tallyql.storage.locks import Lock, hold
 from tallyql.storage.rollups.rebuild import day_floor, rebuild
 from tallyql.storage.rollups.session_versions import stamp_sessions
 from tallyql.storage.tables import EVENT_TOKEN_COLUMNS, events, session_models, sessions
 
 REPRICEABLE = ("computed", "unpriced")
 DEFAULT_BATCH = 2_000
-_LOCK_ID = 0x7A11_7005
 
 Pricing = Callable[[int, dict[str, Any]], "int | None"]
 """(workspace id, event row) -> nano-USD, or None when the model has no price."""
@@ -129,8 +130,7 @@ async def reprice_events(
             )
         query = query.order_by(events.c.ts, events.c.id).limit(batch_size)
         async with db.write() as conn:
-            if db.is_postgres:
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+            await hold(conn, Lock.REPRICE)
             rows = [dict(r) for r in (await conn.execute(query)).mappings()]
             if not rows:
                 break
@@ -198,7 +198,7 @@ async def _apply(
     if session_params:
         await conn.execute(_UPDATE_SESSION, session_params)
         await stamp_sessions(
-            conn, conn.dialect.name, workspace_id, [p["sid"] for p in session_params]
+            conn, Dialect.of(conn), workspace_id, [p["sid"] for p in session_params]
         )
     model_params = [
         {"ws": workspace_id, "sid": sid, "prov": prov, "mod": mod, "delta": d}

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Protocol
+from typing import Any, Protocol, assert_never
 
 import asyncpg
 import orjson
@@ -26,6 +26,7 @@ from tallyql.storage.data_versions import (
     writer_slot,
 )
 from tallyql.storage.database import Database
+from tallyql.storage.dialect import Dialect
 from tallyql.storage.ingest.partitions import PartitionManager
 from tallyql.storage.ingest.record import (
     DEPARTMENT,
@@ -70,7 +71,7 @@ WriterStep = Step | OnlyIf
 
 
 class Batches(Protocol):
-    dialect: str
+    dialect: Dialect
     lanes: int
     """Batch transactions that may run at once."""
 
@@ -202,7 +203,7 @@ class PostgresBatches:
     rarely wait for each other.
     """
 
-    dialect = "postgresql"
+    dialect = Dialect.POSTGRESQL
 
     def __init__(self, db: Database, lanes: int = 2) -> None:
         self._dsn = db.asyncpg_dsn
@@ -406,7 +407,7 @@ class _SqliteTx:
 class SqliteBatches:
     """Batches on the single SQLite writer connection (shared with administrative writes)."""
 
-    dialect = "sqlite"
+    dialect = Dialect.SQLITE
     lanes = 1
 
     def __init__(self, db: Database) -> None:
@@ -455,4 +456,10 @@ class SqliteBatches:
 
 def batches_for(db: Database, lanes: int = 2) -> Batches:
     """The writer's database side; `lanes` transactions at once on PostgreSQL (SQLite: one)."""
-    return PostgresBatches(db, lanes) if db.is_postgres else SqliteBatches(db)
+    match db.dialect:
+        case Dialect.POSTGRESQL:
+            return PostgresBatches(db, lanes)
+        case Dialect.SQLITE:
+            return SqliteBatches(db)
+        case _:
+            assert_never(db.dialect)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from tallyql.storage.locks import Lock, hold
+
 PARTITIONED_TABLES = ("events", "payloads")
-_LOCK_ID = 0x7A11_7002
 
 
 def partition_name(table: str, day: date) -> str:
@@ -53,7 +54,7 @@ class PartitionManager:
         if not missing:
             return
         async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+            await hold(conn, Lock.PARTITIONS)
             existing = await self.existing_days(conn)
             for day in missing:
                 if day in existing:

@@ -18,13 +18,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from tallyql.storage.dialect import Dialect
 from tallyql.storage.ingest.batch import BATCH_TABLE, Batches, WriterStep
 from tallyql.storage.ingest.record import ValidEvent
 from tallyql.storage.outage import DatabaseUnavailable, is_database_unavailable
 
 log = logging.getLogger(__name__)
 
-Contributor = Callable[[str, str], Sequence[WriterStep]]
+Contributor = Callable[[Dialect, str], Sequence[WriterStep]]
 """(dialect, source relation) -> aggregating steps that read the batch's new events."""
 CommitListener = Callable[[Sequence[ValidEvent]], None]
 

@@ -29,6 +29,7 @@ from sqlalchemy import text
 
 from tallyql.clock import clock
 from tallyql.storage.database import Database
+from tallyql.storage.locks import Lock, hold
 from tallyql.storage.rollups.declarations import DELTA_TABLES
 from tallyql.storage.rollups.folds import compact_histograms, compaction_statements
 from tallyql.storage.rollups.histograms import SqlAlchemyRunner
@@ -41,8 +42,6 @@ HISTOGRAM_EVERY = 10
 whole at each merge: compacting the day's and week's latency histograms every second rewrote
 megabytes a second under load. Staged histogram rows are a blob per batch, hour and key, so
 queries merge ten seconds of them at no visible cost."""
-LOCK_ID = 0x7A11_7004
-"""Advisory lock held by a compaction, and by a rebuild (which must not interleave)."""
 QUARANTINE_RETRY_SECONDS = 60.0
 """How often a quarantined workspace's staged rows are tried again."""
 FAILING_AFTER = 3
@@ -57,7 +56,7 @@ async def vacuum_deltas(db: Database) -> None:
     seconds, and queries read them whole: left to autovacuum, which visits a database once a
     minute at best (and never when it is off), a busy server's deltas fill with dead rows that
     every compaction and every dashboard query scans. A few milliseconds when done often."""
-    if not db.is_postgres:
+    if not db.dialect.staged_deltas:
         return
     async with db.writer.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -84,17 +83,13 @@ async def compact(
     too); the number of rows moved, or None when another process holds the lock (and `wait`
     is false). `skip`: workspaces left out; `only`: the one workspace compacted. SQLite has
     no deltas: 0."""
-    if not db.is_postgres:
+    if not db.dialect.staged_deltas:
         return 0
     where = _where(skip, only)
     statements = compaction_statements(where)
     async with db.write() as conn:
-        if wait:
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": LOCK_ID})
-        else:
-            got = await conn.execute(text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": LOCK_ID})
-            if not got.scalar_one():
-                return None
+        if not await hold(conn, Lock.COMPACTION, wait=wait):
+            return None
         moved = 0
         for sql in statements:
             moved += int((await conn.execute(text(sql))).scalar_one())

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import assert_never
 
+from tallyql.storage.dialect import Dialect
 from tallyql.storage.rollups.upsert import Aggregate, AggregateUpsert
 
 
@@ -41,23 +43,27 @@ class Fold:
         relation = source if self.relation is None else self.relation(source)
         return self.aggregate.select(relation)
 
-    def _apply(self, dialect: str, rows: str) -> str:
+    def _apply(self, dialect: Dialect, rows: str) -> str:
         """PostgreSQL: CTEs upserting every target from the CTE named `rows`."""
         return ", ".join(f"t{i} AS ({t.sql(dialect, rows)})" for i, t in enumerate(self.targets))
 
-    def statements(self, dialect: str, source: str) -> list[str]:
+    def statements(self, dialect: Dialect, source: str) -> list[str]:
         """Aggregate `source` and fold the result into every target now."""
-        if dialect == "postgresql":
-            agg = f"agg AS MATERIALIZED ({self.select(source)})"
-            return [f"WITH {agg}, {self._apply(dialect, 'agg')} SELECT 1"]
-        columns = ", ".join(self.aggregate.columns)
-        temp = f"temp.{self.temp_table}"
-        return [
-            f"CREATE TEMP TABLE IF NOT EXISTS {self.temp_table} ({columns})",
-            f"DELETE FROM {temp}",
-            f"INSERT INTO {temp} ({columns}) {self.select(source)}",
-            *(t.sql(dialect, temp) for t in self.targets),
-        ]
+        match dialect:
+            case Dialect.POSTGRESQL:  # one statement: data-modifying CTEs
+                agg = f"agg AS MATERIALIZED ({self.select(source)})"
+                return [f"WITH {agg}, {self._apply(dialect, 'agg')} SELECT 1"]
+            case Dialect.SQLITE:  # a CTE is read by one statement only: a temp table
+                columns = ", ".join(self.aggregate.columns)
+                temp = f"temp.{self.temp_table}"
+                return [
+                    f"CREATE TEMP TABLE IF NOT EXISTS {self.temp_table} ({columns})",
+                    f"DELETE FROM {temp}",
+                    f"INSERT INTO {temp} ({columns}) {self.select(source)}",
+                    *(t.sql(dialect, temp) for t in self.targets),
+                ]
+            case _:
+                assert_never(dialect)
 
     def stage_statement(self, source: str, delta: str) -> str:
         """Append the aggregate of `source` to the delta table (a plain insert: no row locks)."""
@@ -71,4 +77,5 @@ class Fold:
         columns = ", ".join(self.aggregate.columns)
         condition = f" WHERE {where}" if where else ""
         moved = f"moved AS (DELETE FROM {delta}{condition} RETURNING {columns})"
-        return f"WITH {moved}, {self._apply('postgresql', 'moved')} SELECT count(*) FROM moved"
+        upserts = self._apply(Dialect.POSTGRESQL, "moved")
+        return f"WITH {moved}, {upserts} SELECT count(*) FROM moved"

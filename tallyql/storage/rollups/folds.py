@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tallyql.storage.dialect import Dialect, period_sql, tag_join_sql
 from tallyql.storage.rollups.declarations import (
     BOOL_DIMS,
     FOLD_GROUPS,
@@ -42,37 +43,16 @@ from tallyql.storage.rollups.histograms import (
 from tallyql.storage.rollups.upsert import Aggregate, AggregateUpsert
 
 
-def period_expr(dialect: str, grain_seconds: int) -> str:
-    """Start of the event's period in epoch seconds (ts is timestamptz / epoch micros)."""
-    if dialect == "postgresql":  # date_part is float8 (extract is numeric, much slower)
-        return f"(floor(date_part('epoch', src.ts))::bigint / {grain_seconds} * {grain_seconds})"
-    return f"((src.ts / {grain_seconds * 1_000_000}) * {grain_seconds})"
-
-
-def _tag_join(dialect: str) -> tuple[str, str]:
-    """(FROM items, expression) that explode an event's tags into one row per tag."""
-    if dialect == "postgresql":
-        return (
-            "CROSS JOIN LATERAL unnest(CASE WHEN cardinality(src.tags) = 0 "
-            "THEN ARRAY['']::text[] ELSE src.tags END) AS tag_each(tag)",
-            "tag_each.tag",
-        )
-    return (
-        "JOIN json_each(CASE WHEN src.tags = '[]' THEN '[\"\"]' ELSE src.tags END) AS tag_each",
-        "tag_each.value",
-    )
-
-
-def _key_exprs(dims: tuple[str, ...], dialect: str) -> tuple[tuple[tuple[str, str], ...], str]:
+def _key_exprs(dims: tuple[str, ...], dialect: Dialect) -> tuple[tuple[tuple[str, str], ...], str]:
     """(keys, joins) of an hour aggregate of events by `dims`."""
     joins = ""
     keys: list[tuple[str, str]] = [
         ("workspace_id", "src.workspace_id"),
-        ("period", period_expr(dialect, HOUR)),
+        ("period", period_sql(dialect, "src.ts", HOUR)),
     ]
     for dim in dims:
         if dim == TAG:
-            joins, expr = _tag_join(dialect)
+            joins, expr = tag_join_sql(dialect, "src.tags")
             keys.append((TAG, expr))
         elif dim in BOOL_DIMS:
             keys.append((dim, f"src.{dim}"))
@@ -123,7 +103,7 @@ def _member(rollup: Rollup, grain: str) -> AggregateUpsert:
 ALL_GRAINS = ("h", "d", "w")
 
 
-def _fold(group: FoldGroup, dialect: str, grains: tuple[str, ...] = ALL_GRAINS) -> Fold:
+def _fold(group: FoldGroup, dialect: Dialect, grains: tuple[str, ...] = ALL_GRAINS) -> Fold:
     keys, joins = _key_exprs(group.dims, dialect)
     if group.histogram:  # its tables are merged in Python (`histograms.py`)
         aggregate = Aggregate(
@@ -137,9 +117,8 @@ def _fold(group: FoldGroup, dialect: str, grains: tuple[str, ...] = ALL_GRAINS) 
     return Fold(group.name, aggregate, targets)
 
 
-_FOLDS: dict[str, tuple[tuple[FoldGroup, Fold], ...]] = {
-    dialect: tuple((g, _fold(g, dialect)) for g in FOLD_GROUPS)
-    for dialect in ("postgresql", "sqlite")
+_FOLDS: dict[Dialect, tuple[tuple[FoldGroup, Fold], ...]] = {
+    dialect: tuple((g, _fold(g, dialect)) for g in FOLD_GROUPS) for dialect in Dialect
 }
 
 HistogramStep = Callable[[RowRunner, dict[str, Any]], Awaitable[None]]
@@ -149,7 +128,7 @@ statement, or (SQLite only) a Python step given the batch's row runner and param
 
 
 def histogram_step(
-    dialect: str, source: str, fresh: bool = False, grains: tuple[str, ...] = ALL_GRAINS
+    dialect: Dialect, source: str, fresh: bool = False, grains: tuple[str, ...] = ALL_GRAINS
 ) -> HistogramStep:
     """Aggregate `source` by the histogram group and merge it into every histogram table of
     `grains` (`fresh`: they hold nothing for its keys yet)."""
@@ -163,7 +142,7 @@ def histogram_step(
 
 
 def rollup_steps(
-    dialect: str, source: str, fresh: bool = False, grains: tuple[str, ...] = ALL_GRAINS
+    dialect: Dialect, source: str, fresh: bool = False, grains: tuple[str, ...] = ALL_GRAINS
 ) -> list[Step]:
     """Steps folding the events of `source` into every rollup and histogram at `grains`."""
     steps: list[Step] = []
@@ -177,7 +156,7 @@ def rollup_steps(
     return steps
 
 
-def weeks_from_days_statements(dialect: str, where: str) -> list[str]:
+def weeks_from_days_statements(dialect: Dialect, where: str) -> list[str]:
     """Upserts of the sum rollups' week rows from their day rows matching `where` (SQL over
     `src`): a week is the sum of its days."""
     out = []
@@ -198,9 +177,9 @@ def weeks_from_days_statements(dialect: str, where: str) -> list[str]:
     return out
 
 
-def staging_statements(dialect: str, source: str) -> list[Step]:
+def staging_statements(dialect: Dialect, source: str) -> list[Step]:
     """The writer's rollup steps: staged in deltas on PostgreSQL, folded now on SQLite."""
-    if dialect != "postgresql":
+    if not dialect.staged_deltas:
         return rollup_steps(dialect, source)
     inserts = []
     for i, (group, fold) in enumerate(_FOLDS[dialect]):
@@ -213,18 +192,18 @@ def staging_statements(dialect: str, source: str) -> list[Step]:
 
 def _histogram_staging(source: str) -> str:
     """PostgreSQL: append the hour blobs of `source` to the histogram group's delta table."""
-    group, fold = next((g, f) for g, f in _FOLDS["postgresql"] if g.histogram)
+    group, fold = next((g, f) for g, f in _FOLDS[Dialect.POSTGRESQL] if g.histogram)
     blobs = blob_select(f"({fold.select(source)})")
     return f"INSERT INTO {group.delta_table} ({', '.join(DELTA_COLUMNS)}) {blobs}"
 
 
-def whole_day_statements(dialect: str, source: str) -> list[Step]:
+def whole_day_statements(dialect: Dialect, source: str) -> list[Step]:
     """The writer's rollup steps for a bulk load whose batches each hold whole UTC days
     (PostgreSQL). The hour and day rows of the sum rollups are upserted directly: batches of
     different days share none of them, so concurrent lanes never wait for each other, and the
     staging and compaction of deltas (half the cost of a load) is skipped. Histograms are
     staged as usual. Week rows are left to `recompute_weeks` once the load is in."""
-    if dialect != "postgresql":
+    if not dialect.staged_deltas:
         return rollup_steps(dialect, source)
     steps: list[Step] = []
     for group, _ in _FOLDS[dialect]:
@@ -238,7 +217,7 @@ def compaction_statements(where: str = "") -> list[str]:
     `where`, a condition on the delta's columns) into its rollup tables."""
     return [
         fold.compact_statement(group.delta_table, where)
-        for group, fold in _FOLDS["postgresql"]
+        for group, fold in _FOLDS[Dialect.POSTGRESQL]
         if not group.histogram
     ]
 

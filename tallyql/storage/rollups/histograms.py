@@ -21,6 +21,7 @@ import numpy as np
 from sqlalchemy import text
 
 from tallyql import histogram
+from tallyql.storage.dialect import Dialect
 from tallyql.storage.rollups.declarations import (
     BOOL_DIMS,
     FOLD_GROUPS,
@@ -40,7 +41,7 @@ COUNTS = tuple(c for c, _ in HISTOGRAMS)  # ("latency_n", "ttft_n"), as HISTOGRA
 class RowRunner(Protocol):
     """A connection inside the caller's transaction, with named (:name) parameters."""
 
-    dialect: str
+    dialect: Dialect
 
     async def fetch(
         self, sql: str, params: dict[str, Any] | None = None
@@ -85,7 +86,7 @@ def _sql_type(dim: str) -> str:
     return "int4" if dim in INT_DIMS else "text"
 
 
-def targets_select(source: str, dialect: str, grains: tuple[str, ...] = ("h", "d", "w")) -> str:
+def targets_select(source: str, dialect: Dialect, grains: tuple[str, ...] = ("h", "d", "w")) -> str:
     """Over hour aggregate rows in `source` (workspace_id, period, the group's dimensions,
     bucket, latency_n, ttft_n): per target table (t), key and bucket the summed counts,
     ordered by t and key; dimensions a table does not keep read a placeholder (`_absent`). On
@@ -107,7 +108,7 @@ def targets_select(source: str, dialect: str, grains: tuple[str, ...] = ("h", "d
     keys = ", ".join(("t", "workspace_id", "period", *dims))
     sums = ", ".join(f"SUM(u.{c}) AS {c}" for c in COUNTS)
     per_bucket = f"SELECT {keys}, bucket, {sums} FROM ({' UNION ALL '.join(parts)}) AS u "
-    if dialect != "postgresql":
+    if not dialect.arrays:  # the blobs are built in Python
         return f"{per_bucket} GROUP BY {keys}, bucket ORDER BY {keys}, bucket"
     return (
         f"SELECT {keys}, {_blob_columns(COUNTS)} "
@@ -216,13 +217,13 @@ def _bytes(value: Any) -> bytes | None:
 
 
 async def fold_histogram_rows(
-    run: RowRunner, rows: Sequence[Sequence[Any]], dialect: str, fresh: bool = False
+    run: RowRunner, rows: Sequence[Sequence[Any]], dialect: Dialect, fresh: bool = False
 ) -> int:
     """Merge `targets_select` rows into the histogram tables; the number of rows written.
     `fresh`: the tables hold nothing for these keys (a rebuild deleted them), skip reading."""
     n_dims = len(GROUP.dims)
     written = 0
-    keyed = _keyed_blobs(rows, n_dims, per_bucket=dialect != "postgresql")
+    keyed = _keyed_blobs(rows, n_dims, per_bucket=not dialect.arrays)
     for t_index, table_rows in groupby(keyed, key=lambda r: r[0]):
         target = TARGETS[t_index]
         dim_at = [GROUP.dims.index(d) for d in target.rollup.dims]
@@ -271,7 +272,7 @@ async def _write(
     sets = ", ".join(f"{c} = excluded.{c}" for c in HISTOGRAM_VALUES)
     conflict = f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}"
     ordered = sorted(blobs.items())
-    if run.dialect == "postgresql":  # one statement: a row per array element
+    if run.dialect.arrays:  # one statement: a row per array element
         types = ("int4", "int8", *(_sql_type(d) for d in target.rollup.dims), "bytea", "bytea")
         arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(columns, types, strict=True))
         values = list(zip(*((*key, *blobs) for key, blobs in ordered), strict=True))
@@ -294,7 +295,7 @@ class SqlAlchemyRunner:
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn  # sqlalchemy.ext.asyncio.AsyncConnection
-        self.dialect = conn.dialect.name
+        self.dialect = Dialect.of(conn)
 
     async def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Sequence[Any]]:
         return list((await self.conn.execute(text(sql), params or {})).all())
@@ -306,7 +307,7 @@ class SqlAlchemyRunner:
 class SqliteRunner:
     """A RowRunner over the SQLite writer's raw aiosqlite connection (the batch transaction)."""
 
-    dialect = "sqlite"
+    dialect = Dialect.SQLITE
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn  # aiosqlite.Connection

@@ -23,8 +23,9 @@ from tallyql.clock import clock
 from tallyql.config import Settings
 from tallyql.storage.data_versions import bump, bump_all
 from tallyql.storage.database import Database
+from tallyql.storage.dialect import Dialect
+from tallyql.storage.locks import Lock, hold
 from tallyql.storage.migrate import upgrade
-from tallyql.storage.rollups.compaction import LOCK_ID as COMPACTION_LOCK
 from tallyql.storage.rollups.declarations import (
     DELTA_TABLES,
     HISTOGRAM_ROLLUPS,
@@ -37,7 +38,7 @@ from tallyql.storage.rollups.histograms import SqlAlchemyRunner, weeks_from_days
 from tallyql.storage.rollups.session_versions import stamp_workspace
 from tallyql.storage.rollups.sessions import session_statements
 from tallyql.storage.tables import events
-from tallyql.storage.types import parse_timestamp, to_micros
+from tallyql.storage.types import parse_timestamp, stored_time
 from tallyql.storage.workspaces import find_workspace
 
 DAY = timedelta(days=1)
@@ -68,7 +69,7 @@ def _summary_tables() -> list[str]:
 
 async def recompute_weeks(
     conn: AsyncConnection,
-    dialect: str,
+    dialect: Dialect,
     w0: int,
     w1: int,
     workspace_id: int | None,
@@ -105,8 +106,8 @@ async def rebuild(
     """Recompute every rollup over [start, end) widened to whole UTC days; with `sessions`,
     also recompute all sessions of the workspace (or of every workspace)."""
     start, end = day_floor(start), day_ceil(end)
-    pg = db.is_postgres
-    bounds = {"start": start if pg else to_micros(start), "end": end if pg else to_micros(end)}
+    dialect = db.dialect
+    bounds = {"start": stored_time(dialect, start), "end": stored_time(dialect, end)}
     period = {"p0": int(start.timestamp()), "p1": int(end.timestamp())}
     week_bounds = {
         "w0": grain_start("w", period["p0"]),
@@ -116,10 +117,10 @@ async def rebuild(
     params = {"ws": workspace_id} if workspace_id is not None else {}
     source = f"(SELECT * FROM events WHERE ts >= :start AND ts < :end{where_ws})"
     async with db.write() as conn:
-        if pg:
+        if dialect.concurrent_writes:
             # no compaction meanwhile; tables in the order the writer takes them (sessions,
             # then the deltas, in one statement, in the order of DELTA_TABLES)
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": COMPACTION_LOCK})
+            await hold(conn, Lock.COMPACTION)
             tables = [
                 *(["session_models", "sessions"] if sessions else []),
                 *DELTA_TABLES,
@@ -127,7 +128,7 @@ async def rebuild(
             ]
             await conn.execute(text(f"LOCK TABLE {', '.join(tables)} IN SHARE ROW EXCLUSIVE MODE"))
             await conn.execute(text("SET LOCAL work_mem = '256MB'"))
-        for table in [*_summary_tables(), *(DELTA_TABLES if pg else ())]:
+        for table in [*_summary_tables(), *(DELTA_TABLES if dialect.staged_deltas else ())]:
             if not table.endswith("_w"):  # recompute_weeks clears those
                 await conn.execute(
                     text(f"DELETE FROM {table} WHERE period >= :p0 AND period < :p1{where_ws}"),
@@ -139,8 +140,8 @@ async def rebuild(
         day = start
         while day < end:
             day_bounds = {
-                "start": day if pg else to_micros(day),
-                "end": day + DAY if pg else to_micros(day + DAY),
+                "start": stored_time(dialect, day),
+                "end": stored_time(dialect, day + DAY),
             }
             for step in steps:
                 if isinstance(step, str):

@@ -7,6 +7,9 @@ then the days of the sessions it touched get new stamps (`session_versions`).
 
 from __future__ import annotations
 
+from typing import assert_never
+
+from tallyql.storage.dialect import Dialect
 from tallyql.storage.rollups.fold import Fold
 from tallyql.storage.rollups.session_versions import batch_statements, stamp_sql
 from tallyql.storage.rollups.upsert import Aggregate, AggregateUpsert
@@ -59,15 +62,18 @@ SESSIONS = AggregateUpsert(
 SESSION_FOLD = Fold("sessions", PER_SESSION_MODEL, (SESSION_MODELS, SESSIONS))
 
 
-def session_statements(dialect: str, source: str) -> list[str]:
+def session_statements(dialect: Dialect, source: str) -> list[str]:
     """Fold the events of `source` into sessions and session_models, and stamp the days of
     the sessions they touched (`session_versions`). On PostgreSQL that is one statement: the
     session upsert returns the spans it wrote, so no session is looked up again."""
-    if dialect != "postgresql":
-        return [*SESSION_FOLD.statements(dialect, source), *batch_statements(dialect, source)]
-    agg = f"agg AS MATERIALIZED ({SESSION_FOLD.select(source)})"
-    models = f"models AS ({SESSION_MODELS.sql(dialect, 'agg')})"
-    spans = (
-        f"spans AS ({SESSIONS.sql(dialect, 'agg', returning='workspace_id, first_ts, last_ts')})"
-    )
-    return [f"WITH {agg}, {models}, {spans} {stamp_sql(dialect, 'spans AS s')}"]
+    match dialect:
+        case Dialect.POSTGRESQL:
+            agg = f"agg AS MATERIALIZED ({SESSION_FOLD.select(source)})"
+            models = f"models AS ({SESSION_MODELS.sql(dialect, 'agg')})"
+            returning = "workspace_id, first_ts, last_ts"
+            spans = f"spans AS ({SESSIONS.sql(dialect, 'agg', returning=returning)})"
+            return [f"WITH {agg}, {models}, {spans} {stamp_sql(dialect, 'spans AS s')}"]
+        case Dialect.SQLITE:
+            return [*SESSION_FOLD.statements(dialect, source), *batch_statements(dialect, source)]
+        case _:
+            assert_never(dialect)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tallyql.storage.dialect import Dialect, greatest_least_sql
+
 Expr = tuple[str, str]  # (target column, SQL expression over the source rows)
 
 
@@ -54,15 +56,11 @@ class Aggregate:
 class AggregateUpsert(Aggregate):
     table: str
 
-    def sql(self, dialect: str, source: str, returning: str = "") -> str:
+    def sql(self, dialect: Dialect, source: str, returning: str = "") -> str:
         """The upsert of the aggregate of `source` (`returning`: PostgreSQL columns of the
         rows written)."""
         t = self.table
-        if dialect == "postgresql":
-            greatest, least = "GREATEST({a}, {b})", "LEAST({a}, {b})"
-        else:  # SQLite's max()/min() are NULL when an argument is: keep PostgreSQL's meaning
-            greatest = "max(COALESCE({a}, {b}), COALESCE({b}, {a}))"
-            least = "min(COALESCE({a}, {b}), COALESCE({b}, {a}))"
+        greatest, least = greatest_least_sql(dialect)
         sets = [f"{c} = {t}.{c} + excluded.{c}" for c, _ in self.sums]
         sets += [
             f"{c} = " + greatest.format(a=f"{t}.{c}", b=f"excluded.{c}") for c, _ in self.maxes
