@@ -35,7 +35,7 @@ POSTGRES_URL = os.environ.get(
 DATABASES = ("sqlite", "postgresql")
 
 # the browser tests' fixtures (Debian's chromium through Playwright), shared by their modules
-pytest_plugins = ["tests.browser"]
+pytest_plugins = ["tests.support.browser"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

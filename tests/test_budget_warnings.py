@@ -32,9 +32,9 @@ from tallyql.storage.live_tables import budget_crossings, webhook_deliveries
 from tallyql.storage.tables import audit_events
 from tallyql.webhooks.store import create_webhook
 from tests.conftest import _reset_postgres
-from tests.helpers import iso, workspace_id_of
-from tests.live_client import live_server, subscribe
-from tests.notify_helpers import Notices, check_signature, quiet_settings, webhook_receiver
+from tests.support.helpers import iso, workspace_id_of
+from tests.support.live_client import live_server, subscribe
+from tests.support.notify_helpers import Notices, check_signature, quiet_settings, webhook_receiver
 
 NOV = datetime(2025, 11, 20, 12, tzinfo=UTC)  # "now" in November 2025 (UTC month)
 DEC = datetime(2025, 12, 2, 12, tzinfo=UTC)

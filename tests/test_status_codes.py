@@ -21,7 +21,7 @@ from tallyql.schema.filter_output import filter_as_input
 from tallyql.storage.compaction import compact
 from tallyql.storage.migrate import _config, upgrade
 from tests.conftest import Api
-from tests.helpers import event_rows, iso, llm, workspace_id_of
+from tests.support.helpers import event_rows, iso, llm, workspace_id_of
 
 # (status_code, status sent, error_type sent) -> (stored status, stored error_type), written
 # out from the table rather than computed by the code under test

@@ -22,14 +22,15 @@ from tallyql.webhooks.addresses import (
 )
 from tallyql.webhooks.store import create_webhook
 from tests.conftest import Api
-from tests.helpers import workspace_id_of
-from tests.notify_helpers import quiet_settings, webhook_receiver
-from tests.test_webhooks import (
+from tests.support.helpers import workspace_id_of
+from tests.support.notify_helpers import (
     CREATE_WEBHOOK,
     DELIVERIES,
     alert_on_any_request,
     deliveries_when,
     fire,
+    quiet_settings,
+    webhook_receiver,
 )
 
 # (address, public?) decided from the IANA special-purpose registries, not from the code
