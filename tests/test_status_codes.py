@@ -17,7 +17,7 @@ from sqlalchemy import text
 from tallyql.engine.filter_codec import spec_from_json, spec_to_json
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.live.matcher import compile_matcher
-from tallyql.schema.filter_output import filter_as_input
+from tallyql.schema.base.filter_output import filter_as_input
 from tallyql.storage.compaction import compact
 from tallyql.storage.migrate import _config, upgrade
 from tests.conftest import Api

@@ -11,10 +11,10 @@ import strawberry
 
 from tallyql.auth.principal import Permission
 from tallyql.ingest.metric_store import MetricGroupRow, metric_groups, reconcile
-from tallyql.schema.common import OptionalRangeArg
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.errors import BadInput
-from tallyql.schema.scalars import JSON, Long
+from tallyql.schema.base.common import OptionalRangeArg
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.errors import BadInput
+from tallyql.schema.base.scalars import JSON, Long
 
 MAX_NAMES = 100
 MAX_GROUP_BY = 10

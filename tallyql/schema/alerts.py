@@ -15,15 +15,15 @@ from tallyql.auth.principal import Permission
 from tallyql.engine.periods import Period
 from tallyql.engine.registry import Metric as EngineMetric
 from tallyql.schema.analytics import Metric
-from tallyql.schema.changes import DeletePayload, actor_of, invalid, not_found
-from tallyql.schema.common import AfterArg, EventFilter, FirstArg, IdArg
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.described import describe_values
-from tallyql.schema.filter_output import filter_as_input
-from tallyql.schema.ingest import UserError
+from tallyql.schema.base.common import AfterArg, EventFilter, FirstArg, IdArg
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.crud import DeletePayload, actor_of, invalid, not_found
+from tallyql.schema.base.described import describe_values
+from tallyql.schema.base.errors import UserError
+from tallyql.schema.base.filter_output import filter_as_input
+from tallyql.schema.base.pages import Connection, connection
+from tallyql.schema.base.scalars import JSON
 from tallyql.schema.live_types import AlertOperator
-from tallyql.schema.pages import Connection, connection
-from tallyql.schema.scalars import JSON
 
 AlertStateType = strawberry.enum(AlertState, name="AlertState", description="OK or FIRING.")
 describe_values(

@@ -12,10 +12,10 @@ import strawberry
 from tallyql.auth.principal import Permission
 from tallyql.engine.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
 from tallyql.ingest.audit import ingest_audit_events
-from tallyql.schema.common import AfterArg, FirstArg, OptionalRangeArg, PageInfo
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.ingest import UserError
-from tallyql.schema.scalars import JSON
+from tallyql.schema.base.common import AfterArg, FirstArg, OptionalRangeArg, PageInfo
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.errors import UserError
+from tallyql.schema.base.scalars import JSON
 from tallyql.storage.audit_store import (
     AuditFilterSpec,
     audit_conditions,

@@ -11,8 +11,8 @@ import strawberry
 from tallyql.auth.principal import Permission
 from tallyql.engine import directory
 from tallyql.engine.registry import Dimension
-from tallyql.schema import loaders
-from tallyql.schema.common import (
+from tallyql.schema.base import loaders
+from tallyql.schema.base.common import (
     AfterArg,
     EventFilter,
     FilterArg,
@@ -22,9 +22,9 @@ from tallyql.schema.common import (
     TimeRangeInput,
     filter_spec,
 )
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.pages import Connection, connection
-from tallyql.schema.scalars import Long
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.pages import Connection, connection
+from tallyql.schema.base.scalars import Long
 
 
 @strawberry.type(description="Usage over a window: requests, errors, tokens, cost in USD.")

@@ -9,9 +9,9 @@ import strawberry
 from sqlalchemy import select
 
 from tallyql.auth.principal import Permission, Principal
-from tallyql.schema.context import TallyInfo
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.errors import UserError
 from tallyql.schema.directory import Group, User
-from tallyql.schema.ingest import UserError
 from tallyql.storage import tables
 from tallyql.storage.audit import AuditRecord
 from tallyql.storage.audit_store import insert_audit_records

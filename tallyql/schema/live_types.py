@@ -19,9 +19,9 @@ from tallyql.live.stream import CostSnapshot
 from tallyql.live.totals import Totals
 from tallyql.schema.analytics import Metric
 from tallyql.schema.audit import AuditEvent
-from tallyql.schema.common import ErrorType, EventKind, EventStatus
-from tallyql.schema.described import describe_values, event_field
-from tallyql.schema.scalars import Long
+from tallyql.schema.base.common import ErrorType, EventKind, EventStatus
+from tallyql.schema.base.described import describe_values, event_field
+from tallyql.schema.base.scalars import Long
 from tallyql.storage.types import from_micros
 
 

@@ -16,9 +16,9 @@ from tallyql.engine.analytics import Asker
 from tallyql.engine.buckets import Granularity as EngineGranularity
 from tallyql.engine.registry import Dimension, DimensionRef, Metric
 from tallyql.schema.analytics import Series, TimeSeries
-from tallyql.schema.common import DescendingArg, RangeArg
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.scalars import Long
+from tallyql.schema.base.common import DescendingArg, RangeArg
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.scalars import Long
 from tallyql.storage.workspace_directory import WorkspaceInfo, list_workspaces
 
 PROVIDER_SERIES = 10

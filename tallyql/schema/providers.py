@@ -13,10 +13,10 @@ import strawberry
 from tallyql.auth.principal import Permission
 from tallyql.imports import sync
 from tallyql.imports.openrouter_client import OpenRouterClient
-from tallyql.schema.changes import actor_of, invalid, not_found
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.ingest import UserError
-from tallyql.schema.scalars import JSON
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.crud import actor_of, invalid, not_found
+from tallyql.schema.base.errors import UserError
+from tallyql.schema.base.scalars import JSON
 from tallyql.storage.actor import audit_change
 
 MAX_KEY = 512

@@ -16,13 +16,13 @@ from tallyql.engine.registry import Dimension as EngineDimension
 from tallyql.reports import model, store
 from tallyql.reports.model import FILE_DAYS, MAX_SECTIONS, MAX_TOP, ReportError
 from tallyql.schema.analytics import Dimension
-from tallyql.schema.changes import DeletePayload, actor_of, invalid, not_found
-from tallyql.schema.common import AfterArg, EventFilter, FirstArg, IdArg
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.filter_output import filter_as_input
-from tallyql.schema.ingest import UserError
-from tallyql.schema.pages import Connection, connection
-from tallyql.schema.scalars import JSON
+from tallyql.schema.base.common import AfterArg, EventFilter, FirstArg, IdArg
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.crud import DeletePayload, actor_of, invalid, not_found
+from tallyql.schema.base.errors import UserError
+from tallyql.schema.base.filter_output import filter_as_input
+from tallyql.schema.base.pages import Connection, connection
+from tallyql.schema.base.scalars import JSON
 
 
 @strawberry.enum(description="The window a report covers, relative to its scheduled moment.")

@@ -13,8 +13,8 @@ from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.sessions import SessionSpan
 from tallyql.engine.timerange import TimeWindow
 from tallyql.ingest.pricing import NANO_PER_USD
-from tallyql.schema import loaders
-from tallyql.schema.common import (
+from tallyql.schema.base import loaders
+from tallyql.schema.base.common import (
     AfterArg,
     DescendingArg,
     FilterArg,
@@ -26,13 +26,13 @@ from tallyql.schema.common import (
     TimeRangeInput,
     filter_spec,
 )
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.described import describe_values
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.described import describe_values
+from tallyql.schema.base.errors import BadInput
+from tallyql.schema.base.scalars import Long
 from tallyql.schema.directory import User, load_user
-from tallyql.schema.errors import BadInput
 from tallyql.schema.requests import RequestConnection, request_page
-from tallyql.schema.scalars import Long
-from tallyql.schema.session_types import (
+from tallyql.schema.sessions_types import (
     Baseline,
     SessionComparison,
     SessionModel,

@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tallyql.auth.principal import Permission
 from tallyql.mail.smtp import MAX_RECIPIENTS
-from tallyql.schema.changes import DeletePayload, actor_of, invalid, not_found
-from tallyql.schema.common import AfterArg, FirstArg, IdArg
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.ingest import UserError
-from tallyql.schema.pages import Connection, connection
-from tallyql.schema.scalars import JSON
+from tallyql.schema.base.common import AfterArg, FirstArg, IdArg
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.crud import DeletePayload, actor_of, invalid, not_found
+from tallyql.schema.base.errors import UserError
+from tallyql.schema.base.pages import Connection, connection
+from tallyql.schema.base.scalars import JSON
 from tallyql.storage.actor import Actor, audit_change
 from tallyql.webhooks import formats, store
 from tallyql.webhooks.addresses import WebhookError

@@ -5,8 +5,8 @@ from __future__ import annotations
 import strawberry
 
 from tallyql.auth.principal import Principal
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.ingest import UserError
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.errors import UserError
 from tallyql.storage.actor import Actor
 
 

@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 import strawberry
 
 from tallyql.engine.ranking import RankedPage
-from tallyql.schema.common import PageInfo
+from tallyql.schema.base.common import PageInfo
 
 T = TypeVar("T")
 

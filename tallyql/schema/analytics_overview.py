@@ -12,11 +12,11 @@ from strawberry.types.nodes import SelectedField, Selection
 from tallyql.engine import analytics as engine
 from tallyql.engine.relative_change import floor_of, relative_change
 from tallyql.engine.unpriced import MAX_MODELS, Unpriced, unpriced
-from tallyql.schema.change_note import ChangeNote, note_of
-from tallyql.schema.common import EventKind
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.scalars import Long
-from tallyql.schema.unpriced import UnpricedModel
+from tallyql.schema.base.change_note import ChangeNote, note_of
+from tallyql.schema.base.common import EventKind
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.scalars import Long
+from tallyql.schema.costs_types import UnpricedModel
 
 LATENCY_SCOPE = (
     " Covers LLM calls (kind llm_call) unless the filter names kinds, then the kinds it names; "

@@ -11,9 +11,9 @@ from tallyql.auth.principal import Permission
 from tallyql.costs.repricing import reprice
 from tallyql.costs.validation import check_override
 from tallyql.ingest.pricing import NANO_PER_USD
-from tallyql.schema.common import FilterArg, IdArg, RangeArg, filter_spec
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.ingest import UserError
+from tallyql.schema.base.common import FilterArg, IdArg, RangeArg, filter_spec
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.errors import UserError
 from tallyql.schema.prices import PriceOverride
 from tallyql.storage import price_overrides as repo
 from tallyql.storage.price_overrides import Actor

@@ -16,9 +16,9 @@ from tallyql.engine import sessions as engine
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import TimeWindow
 from tallyql.ingest.pricing import NANO_PER_USD
-from tallyql.schema import loaders
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.scalars import Long
+from tallyql.schema.base import loaders
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.scalars import Long
 from tallyql.storage.database import Database
 from tallyql.storage.types import from_micros
 
