@@ -20,7 +20,7 @@ from tallyql.webhooks.addresses import (
     check_url,
     is_public,
 )
-from tallyql.webhooks.store import create_webhook
+from tallyql.webhooks.store import insert_webhook
 from tests.conftest import Api
 from tests.support.helpers import workspace_id_of
 from tests.support.notify_helpers import (
@@ -155,7 +155,7 @@ async def test_delivery_to_a_name_that_became_internal_is_refused_unsent(api: Ap
         urls = [receiver.url, f"http://localhost:{port}/hook"]
         async with api.services.db.write() as conn:
             hooks = [
-                (await create_webhook(conn, workspace, url, None, allow_private=True))[0]["id"]
+                (await insert_webhook(conn, workspace, url, None, allow_private=True))[0]["id"]
                 for url in urls
             ]
         await alert_on_any_request(api, key, hooks)
