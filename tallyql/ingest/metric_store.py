@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tallyql.ingest.otlp_metrics import GAUGE, HISTOGRAM, OtlpPoint
 from tallyql.storage import dialect as sqld
+from tallyql.storage.database import Database
 from tallyql.storage.tables import events, metric_points, metric_series
 from tallyql.storage.types import EPOCH, from_micros
 
@@ -445,3 +446,18 @@ async def reconcile(
                 wanted = sorted(set(figures.values()))
             total = sum((sums_of.get(f) or 0) for f in wanted)
             group.events_total = total / NANO_PER_USD if not typed else total
+
+
+async def read_metric_groups(
+    db: Database,
+    workspace_id: int,
+    start: datetime | None,
+    end: datetime | None,
+    names: Sequence[str],
+    group_by: Sequence[str],
+) -> list[MetricGroupRow]:
+    """`metric_groups`, each reconciled with the events (`reconcile`), in one read."""
+    async with db.read() as conn:
+        groups = await metric_groups(conn, workspace_id, start, end, names, group_by)
+        await reconcile(conn, workspace_id, start, end, group_by, groups)
+    return groups
