@@ -16,6 +16,7 @@ from tallyql.schema.base.change_note import ChangeNote, note_of
 from tallyql.schema.base.common import EventKind
 from tallyql.schema.base.context import TallyInfo
 from tallyql.schema.base.scalars import Long
+from tallyql.schema.base.usage import TokenKinds
 from tallyql.schema.costs_types import UnpricedModel
 
 LATENCY_SCOPE = (
@@ -28,7 +29,7 @@ LATENCY_SCOPE = (
     description="Headline figures of a window over the events the filter selects: counts of "
     "events and tokens, rates as fractions from 0 to 1, latencies in milliseconds, costs in USD."
 )
-class Overview:
+class Overview(TokenKinds):
     total_requests: Long = strawberry.field(
         description="Events the filter selects, of every kind unless it names kinds (count)."
     )
@@ -58,13 +59,6 @@ class Overview:
         description="Mean time to first token in ms of the covered events that report one."
         + LATENCY_SCOPE
     )
-    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
-    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
-    cache_read_tokens: Long = strawberry.field(description="Input tokens read from cache.")
-    cache_write_tokens: Long = strawberry.field(description="Input tokens written to cache.")
-    reasoning_tokens: Long = strawberry.field(description="Output tokens spent reasoning.")
-    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
-    cost_usd: float = strawberry.field(description="Cost in USD.")
     unique_callers: int = strawberry.field(
         description="Distinct callers (API key, else client IP; count)."
     )

@@ -25,16 +25,13 @@ from tallyql.schema.base.common import (
 from tallyql.schema.base.context import TallyInfo
 from tallyql.schema.base.pages import Connection, connection
 from tallyql.schema.base.scalars import Long
+from tallyql.schema.base.usage import TokenUsage
 
 
 @strawberry.type(description="Usage over a window: requests, errors, tokens, cost in USD.")
-class Usage:
+class Usage(TokenUsage):
     requests: Long = strawberry.field(description="Events of every kind (count).")
     errors: Long = strawberry.field(description="Events with status error (count).")
-    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
-    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
-    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
-    cost_usd: float = strawberry.field(description="Cost in USD.")
 
     @classmethod
     def of(cls, values: dict[Any, float | None]) -> Usage:
