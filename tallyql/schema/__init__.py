@@ -1,5 +1,9 @@
 """The GraphQL schema: every domain's root fields merged into Query, Mutation and
-Subscription."""
+Subscription.
+
+A domain is one module, `<domain>.py` (its types and root fields); one that outgrows a module
+adds `<domain>_<part>.py` modules (`_types`, `_mutations`, live's `_render`, analytics'
+`_overview`). What every domain builds on is in `base/`."""
 
 from __future__ import annotations
 
