@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from tallyql.engine.registry import Dimension, Metric
 from tallyql.storage.directory import set_group_members, set_user_departments
 from tallyql.storage.workspaces import get_or_create_workspace
-from tests import reference
 from tests.conftest import Api
+from tests.support import reference
 
 BASE = datetime(2026, 10, 23, tzinfo=UTC)
 
