@@ -25,9 +25,9 @@ from tallyql.demo.load import load_demo
 from tallyql.engine.known_values import forget
 from tallyql.http.charts import forget_images
 from tallyql.money import NANO_PER_USD
-from tests.ask_corpus import CASES, NONSENSE
 from tests.conftest import Api, running_api
-from tests.helpers import event_rows
+from tests.support.ask_corpus import CASES, NONSENSE
+from tests.support.helpers import event_rows
 
 ASK = """query($q: String!, $tz: String!) {
   ask(question: $q, timezone: $tz) {

@@ -14,7 +14,7 @@ from tallyql import histogram
 from tallyql.storage.migrate import _config, upgrade
 from tallyql.storage.rollups.compaction import compact
 from tests.conftest import Api
-from tests.helpers import iso, llm
+from tests.support.helpers import iso, llm
 
 MIGRATION = importlib.import_module("tallyql.storage.migrations.versions.0020_base_rollups")
 

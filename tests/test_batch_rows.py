@@ -11,7 +11,7 @@ from tallyql.ingest.service import IngestService
 from tallyql.storage.ingest import batch
 from tallyql.storage.tables import EVENT_COLUMNS
 from tallyql.storage.types import sqlite_value
-from tests.helpers import iso, llm
+from tests.support.helpers import iso, llm
 
 
 def _records() -> list[list]:

@@ -25,7 +25,7 @@ from tallyql.storage.directory import set_group_members
 from tallyql.storage.reprice import reprice_events
 from tallyql.storage.workspaces import get_or_create_workspace
 from tests.conftest import Api
-from tests.helpers import iso, llm
+from tests.support.helpers import iso, llm
 
 PRESET = "/v1/charts/cost-by-model.png"
 ASK = "/v1/ask.png"

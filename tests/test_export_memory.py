@@ -18,8 +18,8 @@ from tallyql.storage.database import Database
 from tallyql.storage.dialect import Dialect
 from tallyql.storage.ingest.partitions import PartitionManager
 from tallyql.storage.types import to_micros
-from tests.helpers import iso
-from tests.server import create_key, reset_database, start_server
+from tests.support.helpers import iso
+from tests.support.server import create_key, reset_database, start_server
 
 ROWS = 1_000_000
 MAX_GROWTH_MB = 50

@@ -19,7 +19,7 @@ from tallyql.money import to_nano
 from tallyql.storage.dialect import Dialect
 from tallyql.storage.tables import SESSION_SUM_COLUMNS
 from tests.conftest import Api, running_api
-from tests.helpers import (
+from tests.support.helpers import (
     all_ids,
     iso,
     llm,
@@ -27,7 +27,7 @@ from tests.helpers import (
     session_rows,
     total_count,
 )
-from tests.reference_pricing import reference_cost_nano
+from tests.support.reference_pricing import reference_cost_nano
 
 
 def _auth(key: str, **headers: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ from tallyql.storage.rollups import compaction
 from tallyql.storage.rollups.compaction import REPORT, CompactionJob
 from tallyql.storage.rollups.declarations import DELTA_TABLES
 from tests.conftest import Api, running_api
-from tests.helpers import llm, workspace_id_of
+from tests.support.helpers import llm, workspace_id_of
 
 MODELS_DELTA = next(t for t in DELTA_TABLES if "latency_sum" in DELTA_TABLES[t].columns)
 

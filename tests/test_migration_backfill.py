@@ -10,7 +10,7 @@ from sqlalchemy import text
 from tallyql.storage.dialect import Dialect
 from tallyql.storage.rollups.compaction import compact
 from tests.conftest import Api
-from tests.helpers import llm
+from tests.support.helpers import llm
 
 BACKFILL = importlib.import_module("tallyql.storage.migrations.versions.0006_actor_rollups")
 

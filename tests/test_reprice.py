@@ -17,7 +17,7 @@ from tallyql.money import NANO_PER_USD
 from tallyql.storage.audit import Actor
 from tallyql.storage.tables import audit_events
 from tests.conftest import Api
-from tests.helpers import (
+from tests.support.helpers import (
     event_rows,
     iso,
     llm,
@@ -25,15 +25,9 @@ from tests.helpers import (
     session_rows,
     workspace_id_of,
 )
-from tests.reference_pricing import reference_cost_nano
-from tests.test_price_overrides import create, override_nano
+from tests.support.price_changes import REPRICE, create, override_nano
+from tests.support.reference_pricing import reference_cost_nano
 
-REPRICE = """
-mutation($range: TimeRangeInput!, $filter: EventFilter) {
-  repriceEvents(range: $range, filter: $filter) {
-    scanned changed newlyPriced stillUnpriced costDeltaUsd batches daysRebuilt auditEventId
-  }
-}"""
 GPT4O = (3.0, 9.0, 1.0, None, None)
 HOUSE = (0.5, 1.5, None, None, None)
 

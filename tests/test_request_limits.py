@@ -1,4 +1,4 @@
-"""GraphQL request limits (schema/limits.py, http/graphql_limits.py, engine/cost*.py,
+"""GraphQL request limits (schema/base/limits.py, http/graphql_limits.py, engine/cost*.py,
 storage/read_limits.py): body and document limits before parsing, permission before the
 variables are coerced, the cost model and its budgets, statement timeouts and deadlines."""
 
@@ -17,7 +17,7 @@ from tallyql.auth.principal import Role
 from tallyql.config import Settings
 from tallyql.engine import cost_meter, executor
 from tallyql.schema import build_schema
-from tallyql.schema.limits import ROOT_PERMISSIONS
+from tallyql.schema.base.limits import ROOT_PERMISSIONS
 from tallyql.storage.database import Database
 from tallyql.storage.dialect import Dialect
 from tallyql.storage.read_limits import StatementTimeout

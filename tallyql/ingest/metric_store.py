@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tallyql.ingest.otlp_metrics import GAUGE, HISTOGRAM, OtlpPoint
 from tallyql.money import to_usd
 from tallyql.storage import dialect as sqld
+from tallyql.storage.database import Database
 from tallyql.storage.dialect import Dialect
 from tallyql.storage.locks import Lock, hold
 from tallyql.storage.tables import events, metric_points, metric_series
@@ -443,3 +444,18 @@ async def reconcile(
                 wanted = sorted(set(figures.values()))
             total = sum((sums_of.get(f) or 0) for f in wanted)
             group.events_total = to_usd(total) if not typed else total
+
+
+async def read_metric_groups(
+    db: Database,
+    workspace_id: int,
+    start: datetime | None,
+    end: datetime | None,
+    names: Sequence[str],
+    group_by: Sequence[str],
+) -> list[MetricGroupRow]:
+    """`metric_groups`, each reconciled with the events (`reconcile`), in one read."""
+    async with db.read() as conn:
+        groups = await metric_groups(conn, workspace_id, start, end, names, group_by)
+        await reconcile(conn, workspace_id, start, end, group_by, groups)
+    return groups

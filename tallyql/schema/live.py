@@ -16,9 +16,9 @@ from tallyql.live.fanout import ERROR, REQUEST
 from tallyql.live.sink import LIVE_SINK
 from tallyql.live.stream import BatchRequest, StreamRequest, open_batch_stream, open_stream
 from tallyql.live.subscriber import ALL_TYPES
-from tallyql.schema.common import FilterArg, filter_spec
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.errors import BadInput
+from tallyql.schema.base.common import FilterArg, filter_spec
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.errors import BadInput
 from tallyql.schema.live_types import (
     EventBatchItem,
     LiveEvent,

@@ -19,9 +19,10 @@ from tallyql.live.totals import Totals
 from tallyql.money import to_usd
 from tallyql.schema.analytics import Metric
 from tallyql.schema.audit import AuditEvent
-from tallyql.schema.common import ErrorType, EventKind, EventStatus
-from tallyql.schema.described import describe_values, event_field
-from tallyql.schema.scalars import Long
+from tallyql.schema.base.common import ErrorType, EventKind, EventStatus
+from tallyql.schema.base.described import describe_values, event_field
+from tallyql.schema.base.scalars import Long
+from tallyql.schema.base.usage import TokenKinds
 from tallyql.storage.types import from_micros
 
 
@@ -112,16 +113,9 @@ class ErrorEvent(RequestEvent):
 
 
 @strawberry.type(description="Requests, tokens and cost (exact sums).")
-class CostTotals:
+class CostTotals(TokenKinds):
     requests: Long = strawberry.field(description="Events (count).")
     errors: Long = strawberry.field(description="Events with status error (count).")
-    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
-    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
-    cache_read_tokens: Long = strawberry.field(description="Input tokens read from cache.")
-    cache_write_tokens: Long = strawberry.field(description="Input tokens written to cache.")
-    reasoning_tokens: Long = strawberry.field(description="Output tokens spent reasoning.")
-    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
-    cost_usd: float = strawberry.field(description="Cost in USD.")
 
     @classmethod
     def of(cls, totals: Totals) -> CostTotals:

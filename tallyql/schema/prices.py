@@ -16,10 +16,10 @@ from tallyql.costs.prices import PriceSource as EnginePriceSource
 from tallyql.costs.store import list_overrides
 from tallyql.engine.registry import Dimension, DimensionRef, Metric
 from tallyql.engine.timerange import Preset
-from tallyql.schema.common import TimeRangeInput
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.described import describe_values
-from tallyql.schema.scalars import Long
+from tallyql.schema.base.common import TimeRangeInput
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.described import describe_values
+from tallyql.schema.base.scalars import Long
 
 PriceSource = strawberry.enum(
     EnginePriceSource,

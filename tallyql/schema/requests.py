@@ -12,7 +12,7 @@ from tallyql.engine import request_log
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import TimeWindow
 from tallyql.money import to_usd
-from tallyql.schema.common import (
+from tallyql.schema.base.common import (
     AfterArg,
     CostSource,
     ErrorType,
@@ -25,9 +25,9 @@ from tallyql.schema.common import (
     PageInfo,
     filter_spec,
 )
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.described import event_field
-from tallyql.schema.scalars import JSON, Long
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.described import event_field
+from tallyql.schema.base.scalars import JSON, Long
 
 if TYPE_CHECKING:
     from tallyql.schema.directory import User

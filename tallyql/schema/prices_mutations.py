@@ -12,9 +12,9 @@ from tallyql.costs import store as repo
 from tallyql.costs.repricing import reprice
 from tallyql.costs.validation import check_override
 from tallyql.money import to_usd
-from tallyql.schema.common import FilterArg, IdArg, RangeArg, filter_spec
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.ingest import UserError
+from tallyql.schema.base.common import FilterArg, IdArg, RangeArg, filter_spec
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.errors import UserError
 from tallyql.schema.prices import PriceOverride
 from tallyql.storage.audit import Actor
 

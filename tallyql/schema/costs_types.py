@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from tallyql.engine import unpriced as engine
-from tallyql.schema.scalars import Long
+from tallyql.schema.base.scalars import Long
 
 
 @strawberry.type(description="A model whose events in the window carry no price.")

@@ -8,7 +8,7 @@ from typing import Any
 
 from tallyql.engine.filter_codec import spec_to_json
 from tallyql.engine.filters import EventFilterSpec
-from tallyql.schema.common import CostSource, ErrorType, EventKind, EventStatus
+from tallyql.schema.base.common import CostSource, ErrorType, EventKind, EventStatus
 
 _ENUMS: dict[str, type[Enum]] = {
     "kinds": EventKind,

@@ -1,5 +1,5 @@
-"""`python -m tests.clocked MOMENT ARGS...`: the `tallyql` command with the wall clock set to
-MOMENT and running on (time_machine), for the servers and commands a test starts as processes
+"""`python -m tests.support.clocked MOMENT ARGS...`: the `tallyql` command with the wall clock
+set to MOMENT and running on (time_machine), for the servers and commands a test starts as processes
 while the session runs at a set hour (`pytest --clock`), so that they see the tests' time."""
 
 from __future__ import annotations

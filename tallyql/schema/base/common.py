@@ -11,7 +11,7 @@ import strawberry
 
 from tallyql.engine.filters import EventFilterSpec, MetadataMatch
 from tallyql.engine.timerange import Preset, TimeWindow, resolve_window
-from tallyql.schema.described import describe_values
+from tallyql.schema.base.described import describe_values
 
 
 @strawberry.enum(description="What kind of call an event records.")

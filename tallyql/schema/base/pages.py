@@ -4,14 +4,27 @@ pageInfo }`, built from an engine page."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import strawberry
 
 from tallyql.engine.ranking import RankedPage
-from tallyql.schema.common import PageInfo
+from tallyql.schema.base.common import PageInfo
 
 T = TypeVar("T")
+
+
+class RowPage(Protocol):
+    """A keyset page of stored rows (storage's `Page`), as a feature store returns it."""
+
+    @property
+    def rows(self) -> list[dict[str, Any]]: ...
+    @property
+    def cursors(self) -> list[str]: ...
+    @property
+    def total_count(self) -> int: ...
+    @property
+    def has_next_page(self) -> bool: ...
 
 
 @strawberry.type(description="An item of a page with its cursor.")
@@ -50,4 +63,11 @@ def ranked_connection(
     page: RankedPage, after: str | None, make: Callable[[tuple[Any, ...], dict[Any, Any]], T]
 ) -> Connection[T]:
     nodes = [make(keys, values) for keys, values in page.rows]
+    return connection(nodes, page.cursors, page.total_count, page.has_next_page, after)
+
+
+def row_connection(
+    page: RowPage, after: str | None, make: Callable[[dict[str, Any]], T]
+) -> Connection[T]:
+    nodes = [make(row) for row in page.rows]
     return connection(nodes, page.cursors, page.total_count, page.has_next_page, after)

@@ -15,7 +15,7 @@ from tallyql.auth.principal import AuthError, Permission, Principal, require
 from tallyql.engine.analytics import Asker
 from tallyql.engine.cost_meter import CostMeter
 from tallyql.engine.request_log import get_payloads
-from tallyql.schema.common import EventFilter, TimeRangeInput, filter_spec
+from tallyql.schema.base.common import EventFilter, TimeRangeInput, filter_spec
 from tallyql.services import Services
 
 EXPLAIN_HEADER = "x-tallyql-explain"
@@ -41,7 +41,7 @@ class Context(BaseContext):
         """Answer from raw events only (header X-Tallyql-Plan: raw; admin keys only)."""
         self.plans: list[dict[str, Any]] = []
         self.meter: CostMeter | None = None
-        """The operation's cost meter (schema/limits.py sets it before execution)."""
+        """The operation's cost meter (schema/base/limits.py sets it before execution)."""
         self._loaders: dict[Hashable, DataLoader[Any, Any]] = {}
 
     def asker(

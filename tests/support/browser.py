@@ -19,12 +19,12 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Playwright, Route, sync_playwright
 
-from tests.server import Server, reset_database
+from tests.support.server import Server, reset_database
 
 CHROMIUM = "/usr/bin/chromium"
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 # screenshots of the pages, kept after the run for people to look at (.tallyql/ is ignored)
-ARTIFACTS = Path(__file__).resolve().parent.parent / ".tallyql" / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / ".tallyql" / "artifacts"
 
 
 @dataclass

@@ -16,15 +16,15 @@ import httpx
 
 from tests.conftest import _TRAVELLER, POSTGRES_URL, _reset_postgres
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def tallyql_argv(*args: str) -> list[str]:
     """The command line of `tallyql ARGS`; while the session runs at a set hour (--clock), the
-    process starts at the tests' current time too (tests/clocked.py)."""
+    process starts at the tests' current time too (tests/support/clocked.py)."""
     if _TRAVELLER:
         moment = datetime.now(UTC).isoformat()
-        return [sys.executable, "-m", "tests.clocked", moment, *args]
+        return [sys.executable, "-m", "tests.support.clocked", moment, *args]
     return [sys.executable, "-m", "tallyql", *args]
 
 

@@ -14,6 +14,8 @@ from typing import Protocol
 
 from genai_prices import Usage, calc_price
 
+from tallyql.ingest.pricing import TokenUsage
+
 
 class Tokens(Protocol):
     """An event's token counts (tallyql's TokenUsage is one; it only carries them)."""
@@ -45,3 +47,13 @@ def reference_cost_nano(provider: str | None, model: str, tokens: Tokens, at: da
     )
     result = calc_price(usage, model, provider_id=provider, genai_request_timestamp=at)
     return nano_of(result.total_price)
+
+
+def reference_or_none(provider: str, model: str, usage: TokenUsage, at: datetime) -> int | None:
+    """calc_price under the provider, else under any provider (as the pricer falls back)."""
+    for provider_id in (provider, None):
+        try:
+            return reference_cost_nano(provider_id, model, usage, at)
+        except LookupError:
+            continue
+    return None

@@ -11,7 +11,7 @@ from strawberry.dataloader import DataLoader
 
 from tallyql.auth.principal import Permission
 from tallyql.engine import directory, sessions
-from tallyql.schema.context import Context
+from tallyql.schema.base.context import Context
 from tallyql.storage.database import Database
 
 Lookup = Callable[[Database, int, list[Any]], Awaitable[dict[Any, Any]]]

@@ -1,6 +1,6 @@
 """What every root field of Query must answer to one tenant: a query body per field and a
 check of its answer against a plain-Python recomputation from the tenant's own data
-(tests/isolation_data.py). Used by tests/test_tenant_isolation.py, whose guard fails when a
+(tests/support/isolation_data.py). Used by tests/test_tenant_isolation.py, whose guard fails when a
 root field of the schema has no case here."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.isolation_data import (
+from tests.support.isolation_data import (
     PRICED,
     RATES,
     SHARED_EVENT,
@@ -30,8 +30,8 @@ from tests.isolation_data import (
     shared,
     usage,
 )
-from tests.notify_helpers import local_period
-from tests.reference import aggregate, metric_value
+from tests.support.notify_helpers import local_period
+from tests.support.reference import aggregate, metric_value
 
 W = dict[str, datetime]
 Check = Callable[[Any, Tenant, W], None]

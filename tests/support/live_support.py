@@ -15,8 +15,8 @@ import httpx
 from tallyql.auth.principal import Role
 from tallyql.live.bus import LiveBus
 from tallyql.services import Services
-from tests.helpers import iso
-from tests.live_client import LEGACY_WS, TRANSPORT_WS, LiveServer, sse_items, subscribe
+from tests.support.helpers import iso
+from tests.support.live_client import LEGACY_WS, TRANSPORT_WS, LiveServer, sse_items, subscribe
 
 SSE = "sse"
 TRANSPORTS = (TRANSPORT_WS, LEGACY_WS, SSE)

@@ -16,28 +16,22 @@ from tallyql.engine import sessions as engine
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import TimeWindow
 from tallyql.money import to_usd
-from tallyql.schema import loaders
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.scalars import Long
+from tallyql.schema.base import loaders
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.scalars import Long
+from tallyql.schema.base.usage import TokenKinds
 from tallyql.storage.database import Database
 from tallyql.storage.types import from_micros
 
 
 @strawberry.type(description="A session's use of one model.")
-class SessionModel:
+class SessionModel(TokenKinds):
     provider: str | None = strawberry.field(description="The provider; null for events without.")
     model: str | None = strawberry.field(
         description="The model; null for events without one (tool calls, agent runs...)."
     )
     requests: Long = strawberry.field(description="Events with this model (count).")
     errors: Long = strawberry.field(description="Those with status error (count).")
-    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
-    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
-    cache_read_tokens: Long = strawberry.field(description="Input tokens read from cache.")
-    cache_write_tokens: Long = strawberry.field(description="Input tokens written to cache.")
-    reasoning_tokens: Long = strawberry.field(description="Output tokens spent reasoning.")
-    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
-    cost_usd: float = strawberry.field(description="Cost in USD.")
     _span: strawberry.Private[engine.SessionSpan]
 
     @strawberry.field(

@@ -2,10 +2,13 @@
 
 Codes: BAD_USER_INPUT, UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, GRAPHQL_PARSE_FAILED (syntax
 errors and the token limit), GRAPHQL_VALIDATION_FAILED, COST_LIMIT and RATE_LIMITED (query
-cost, schema/limits.py), QUERY_TIMEOUT (a statement ran past the statement timeout),
+cost, schema/base/limits.py), QUERY_TIMEOUT (a statement ran past the statement timeout),
 DEADLINE_EXCEEDED (the request ran past its deadline), UNAVAILABLE (the database cannot be
 reached: retry later; the HTTP answer is then 503 with Retry-After), INTERNAL_ERROR (the
 message is replaced and the original is logged with its traceback).
+
+A mistake in a mutation's input is not an error but data: `UserError`, the one type of every
+payload's `userErrors` (a field, a message, a stable code).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, SchemaExtension
 
@@ -28,6 +32,18 @@ from tallyql.storage.outage import UNAVAILABLE_MESSAGE, is_database_unavailable
 from tallyql.storage.read_limits import DeadlineExceeded, StatementTimeout
 
 log = logging.getLogger("tallyql.graphql")
+
+
+@strawberry.type(description="A mistake in the input, with where it is and a stable code.")
+class UserError:
+    field: str = strawberry.field(description="The input field at fault (camelCase path).")
+    message: str = strawberry.field(description="What is wrong, for people.")
+    code: str = strawberry.field(
+        description="A stable machine-readable code, e.g. INVALID_EVENT, NOT_FOUND."
+    )
+    index: int | None = strawberry.field(
+        default=None, description="For lists: the position (from 0) of the item at fault."
+    )
 
 
 class BadInput(ValueError):

@@ -28,7 +28,9 @@ from aiosmtpd.controller import Controller
 from tallyql.config import Settings
 from tallyql.live.subscriber import Subscriber
 from tallyql.services import Services
-from tests.reference import matches
+from tests.conftest import Api
+from tests.support.helpers import iso, llm
+from tests.support.reference import matches
 
 
 def quiet_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
@@ -264,7 +266,7 @@ def expected_budget(
     now: datetime,
     members: dict[str, set[str]] | None = None,
 ) -> dict[str, Any]:
-    """What a budget shows at `now`, from normalised events (tests/reference.normalise)."""
+    """What a budget shows at `now`, from normalised events (tests/support/reference.normalise)."""
     start, end, days = local_period(budget["period"], now, budget["timezone"])
     tz = ZoneInfo(budget["timezone"])
     mine = [e for e in budget_scope_events(events, budget, members or {}) if start <= e["ts"] < end]
@@ -293,3 +295,47 @@ def expected_budget(
         "daysRemaining": (end - now).total_seconds() / 86400,
         "status": status,
     }
+
+
+BASE = datetime(2025, 11, 19, 12, tzinfo=UTC)
+
+
+CREATE_RULE = """mutation($input: AlertRuleInput!) { createAlertRule(input: $input) {
+  alertRule { id } userErrors { field code } } }"""
+
+
+CREATE_WEBHOOK = """mutation($input: WebhookInput!) { createWebhook(input: $input) {
+  webhook { id url description } secret userErrors { field code } } }"""
+
+
+DELIVERIES = """query($status: DeliveryStatus, $hook: ID) {
+  webhookDeliveries(status: $status, webhookId: $hook) { totalCount nodes {
+    id webhookId url eventType payload status attempts nextAttemptAt lastStatusCode lastError
+    attemptLog { at statusCode error durationMs } createdAt deliveredAt } } }"""
+
+
+async def alert_on_any_request(api: Api, key: str, hooks: list[str]) -> str:
+    fields = {"name": "traffic", "metric": "REQUESTS", "windowMinutes": 5, "operator": "GT",
+              "threshold": 0, "webhookIds": hooks}  # fmt: skip
+    payload = (await api.data(key, CREATE_RULE, {"input": fields}))["createAlertRule"]
+    assert payload["userErrors"] == []
+    return payload["alertRule"]["id"]
+
+
+async def fire(api: Api, key: str, at: datetime = BASE) -> None:
+    """One request a minute before `at`, then an evaluation at `at` (the rule fires)."""
+    assert (await api.ingest(key, [llm(f"e-{at:%H%M}", timestamp=iso(at - timedelta(minutes=1)))]))[
+        "accepted"
+    ] == 1
+    assert api.services.live is not None
+    await api.services.live.alerts.evaluate_all(at)
+
+
+async def deliveries_when(api: Api, key: str, done: int, **variables: Any) -> list[dict[str, Any]]:
+    """The delivery log once `done` deliveries have finished (succeeded or failed)."""
+    for _ in range(500):
+        nodes = (await api.data(key, DELIVERIES, variables))["webhookDeliveries"]["nodes"]
+        if sum(n["status"] in ("SUCCEEDED", "FAILED") for n in nodes) >= done:
+            return nodes
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"deliveries did not finish: {nodes}")

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import Api
-from tests.helpers import iso, workspace_id_of
-from tests.reference import normalise
+from tests.support.helpers import iso, workspace_id_of
+from tests.support.reference import normalise
 
 SHARED_EVENT = "shared-evt"
 SHARED_SESSION = "shared-sess"
@@ -57,7 +57,7 @@ class Tenant:
     key_id: str = ""
     workspace_id: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
-    """Normalised (tests/reference.py), each with the cost it must have been given."""
+    """Normalised (tests/support/reference.py), each with the cost it must have been given."""
     users: dict[str, dict[str, str]] = field(default_factory=dict)
     groups: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     audit: list[dict[str, Any]] = field(default_factory=list)

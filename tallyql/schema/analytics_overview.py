@@ -12,11 +12,12 @@ from strawberry.types.nodes import SelectedField, Selection
 from tallyql.engine import analytics as engine
 from tallyql.engine.relative_change import floor_of, relative_change
 from tallyql.engine.unpriced import MAX_MODELS, Unpriced, unpriced
-from tallyql.schema.change_note import ChangeNote, note_of
-from tallyql.schema.common import EventKind
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.scalars import Long
-from tallyql.schema.unpriced import UnpricedModel
+from tallyql.schema.base.change_note import ChangeNote, note_of
+from tallyql.schema.base.common import EventKind
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.scalars import Long
+from tallyql.schema.base.usage import TokenKinds
+from tallyql.schema.costs_types import UnpricedModel
 
 LATENCY_SCOPE = (
     " Covers LLM calls (kind llm_call) unless the filter names kinds, then the kinds it names; "
@@ -28,7 +29,7 @@ LATENCY_SCOPE = (
     description="Headline figures of a window over the events the filter selects: counts of "
     "events and tokens, rates as fractions from 0 to 1, latencies in milliseconds, costs in USD."
 )
-class Overview:
+class Overview(TokenKinds):
     total_requests: Long = strawberry.field(
         description="Events the filter selects, of every kind unless it names kinds (count)."
     )
@@ -58,13 +59,6 @@ class Overview:
         description="Mean time to first token in ms of the covered events that report one."
         + LATENCY_SCOPE
     )
-    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
-    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
-    cache_read_tokens: Long = strawberry.field(description="Input tokens read from cache.")
-    cache_write_tokens: Long = strawberry.field(description="Input tokens written to cache.")
-    reasoning_tokens: Long = strawberry.field(description="Output tokens spent reasoning.")
-    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
-    cost_usd: float = strawberry.field(description="Cost in USD.")
     unique_callers: int = strawberry.field(
         description="Distinct callers (API key, else client IP; count)."
     )

@@ -10,7 +10,7 @@ from typing import Any
 from tallyql.auth.principal import Permission
 from tallyql.engine.registry import Dimension
 from tallyql.schema.agents import AgentStats, agent_stats
-from tallyql.schema.context import TallyInfo
+from tallyql.schema.base.context import TallyInfo
 from tallyql.schema.directory import User, load_user
 from tallyql.schema.sessions import Session, load_session
 
