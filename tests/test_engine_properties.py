@@ -17,7 +17,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from tallyql.config import Settings
-from tallyql.engine.registry import Dimension, Metric
+from tallyql.engine.query.registry import Dimension, Metric
 from tallyql.storage.directory import set_group_members, set_user_departments
 from tallyql.storage.workspaces import get_or_create_workspace
 from tests import reference

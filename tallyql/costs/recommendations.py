@@ -20,7 +20,7 @@ from tallyql.costs.alternatives import average_usage, candidates, suggest
 from tallyql.costs.book import PriceBook
 from tallyql.costs.prices import PriceSource, current_price
 from tallyql.engine.analytics import Asker
-from tallyql.engine.registry import Dimension, DimensionRef, Metric
+from tallyql.engine.query.registry import Dimension, DimensionRef, Metric
 from tallyql.ingest.pricing import NANO_PER_USD, BuiltinPrices, TokenUsage
 
 MIN_CALLS = 20

@@ -10,14 +10,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from tallyql.engine.buckets import Bucketing, Granularity
-from tallyql.engine.compiler import Scope
-from tallyql.engine.cost_meter import CostMeter
-from tallyql.engine.cursors import CursorError, decode_cursor, encode_cursor
-from tallyql.engine.executor import Key, MetricsQuery, MetricsResult, run_query
-from tallyql.engine.filters import NO_FILTER, EventFilterSpec
-from tallyql.engine.planner import Plan
-from tallyql.engine.registry import (
+from tallyql.engine.query.buckets import Bucketing, Granularity
+from tallyql.engine.query.cost_meter import CostMeter
+from tallyql.engine.query.cursors import CursorError, decode_cursor, encode_cursor
+from tallyql.engine.query.executor import Key, MetricsQuery, MetricsResult, run_query
+from tallyql.engine.query.filters import NO_FILTER, EventFilterSpec
+from tallyql.engine.query.planner import Plan
+from tallyql.engine.query.registry import (
     DIMENSIONS,
     METRICS,
     Dimension,
@@ -25,7 +24,8 @@ from tallyql.engine.registry import (
     Metric,
     other_key,
 )
-from tallyql.engine.timerange import TimeWindow
+from tallyql.engine.query.scope import Scope
+from tallyql.engine.query.timerange import TimeWindow
 from tallyql.storage.database import Database
 
 MAX_BREAKDOWN_PAGE = 100

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tallyql.engine.filters import LIST_FILTERS, EventFilterSpec, MetadataMatch
-from tallyql.engine.timerange import Preset, TimeWindow, resolve_window
+from tallyql.engine.query.filters import LIST_FILTERS, EventFilterSpec, MetadataMatch
+from tallyql.engine.query.timerange import Preset, TimeWindow, resolve_window
 from tallyql.ingest.validate import parse_timestamp
 
 FORMATS = ("csv", "json", "ndjson")

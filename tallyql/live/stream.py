@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from tallyql.clock import clock
-from tallyql.engine.filters import EventFilterSpec
-from tallyql.engine.periods import Period, period_bounds
+from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.engine.query.periods import Period, period_bounds
 from tallyql.live.fanout import ERROR, REQUEST
 from tallyql.live.matcher import compile_matcher
 from tallyql.live.subscriber import AUDIT, COST_UPDATE, Item, Subscriber, TodayCount

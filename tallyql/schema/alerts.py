@@ -12,8 +12,8 @@ import strawberry
 from tallyql.alerts import model, store
 from tallyql.alerts.model import AlertError, AlertState, Operator
 from tallyql.auth.principal import Permission
-from tallyql.engine.periods import Period
-from tallyql.engine.registry import Metric as EngineMetric
+from tallyql.engine.query.periods import Period
+from tallyql.engine.query.registry import Metric as EngineMetric
 from tallyql.schema.analytics import Metric
 from tallyql.schema.changes import DeletePayload, actor_of, invalid, not_found
 from tallyql.schema.common import AfterArg, EventFilter, FirstArg, IdArg

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import strawberry
 
 from tallyql.auth.principal import Permission
-from tallyql.engine.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
+from tallyql.engine.query.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
 from tallyql.ingest.audit import ingest_audit_events
 from tallyql.schema.common import AfterArg, FirstArg, OptionalRangeArg, PageInfo
 from tallyql.schema.context import TallyInfo

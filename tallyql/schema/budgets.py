@@ -13,7 +13,7 @@ from tallyql.auth.principal import Permission, Principal
 from tallyql.budgets import model, store
 from tallyql.budgets.model import BudgetError, BudgetScope
 from tallyql.budgets.status import BudgetState, BudgetStatus, budget_status
-from tallyql.engine.periods import Period
+from tallyql.engine.query.periods import Period
 from tallyql.ingest.pricing import NANO_PER_USD
 from tallyql.schema.changes import DeletePayload, actor_of, invalid, not_found
 from tallyql.schema.common import AfterArg, EventFilter, FirstArg, IdArg

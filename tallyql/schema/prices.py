@@ -13,8 +13,8 @@ from tallyql.clock import clock
 from tallyql.costs.overrides import PriceOverride as Override
 from tallyql.costs.prices import ModelPriceInfo, current_price
 from tallyql.costs.prices import PriceSource as EnginePriceSource
-from tallyql.engine.registry import Dimension, DimensionRef, Metric
-from tallyql.engine.timerange import Preset
+from tallyql.engine.query.registry import Dimension, DimensionRef, Metric
+from tallyql.engine.query.timerange import Preset
 from tallyql.schema.common import TimeRangeInput
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.described import describe_values

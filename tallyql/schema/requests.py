@@ -9,8 +9,8 @@ import strawberry
 
 from tallyql.auth.principal import Permission
 from tallyql.engine import request_log
-from tallyql.engine.filters import EventFilterSpec
-from tallyql.engine.timerange import TimeWindow
+from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.engine.query.timerange import TimeWindow
 from tallyql.ingest.pricing import NANO_PER_USD
 from tallyql.schema.common import (
     AfterArg,

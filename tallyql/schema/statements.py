@@ -11,7 +11,7 @@ import strawberry
 
 from tallyql.auth.principal import Permission
 from tallyql.costs import statements as book
-from tallyql.engine.timerange import zone
+from tallyql.engine.query.timerange import zone
 from tallyql.schema.common import TimeRangeInput
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.errors import BadInput

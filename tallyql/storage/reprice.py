@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, literal, select, text, tuple_, update
 
-from tallyql.engine.filters import EventFilterSpec, filter_conditions
+from tallyql.engine.query.filters import EventFilterSpec, filter_conditions
 from tallyql.storage.database import Database
 from tallyql.storage.rebuild import day_floor, rebuild
 from tallyql.storage.session_versions import stamp_sessions

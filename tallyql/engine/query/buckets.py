@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import BigInteger, ColumnElement, case, literal
 
-from tallyql.engine.timerange import TimeWindow, local_floor
+from tallyql.engine.query.timerange import TimeWindow, local_floor
 from tallyql.storage.types import EPOCH
 
 MAX_BUCKETS = 2_000

@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from tallyql.engine.planner import Plan
-from tallyql.engine.registry import Dimension, DimensionRef
+from tallyql.engine.query.planner import Plan
+from tallyql.engine.query.registry import Dimension, DimensionRef
 
 ROWS_PER_POINT = 100
 RAW_EVENTS_PER_POINT = 10_000

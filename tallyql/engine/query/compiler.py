@@ -38,10 +38,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import FromClause
 
-from tallyql.engine.buckets import Bucketing, epoch_seconds
-from tallyql.engine.filters import EventFilterSpec, filter_conditions
-from tallyql.engine.planner import Piece, Plan
-from tallyql.engine.registry import Dimension, DimensionRef, other_key
+from tallyql.engine.query.buckets import Bucketing, epoch_seconds
+from tallyql.engine.query.filters import EventFilterSpec, filter_conditions
+from tallyql.engine.query.planner import Piece, Plan
+from tallyql.engine.query.registry import Dimension, DimensionRef, other_key
+from tallyql.engine.query.scope import Scope
 from tallyql.storage import dialect as sqld
 from tallyql.storage.rollups import (
     BOOL_DIMS,
@@ -65,17 +66,6 @@ def _int(value: int) -> ColumnElement[int]:
 MAX_SQL = dict(MAX_MEASURES)
 _NULL_INT = cast(null(), BigInteger)
 _NULL_BLOB = cast(null(), LargeBinary)
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Which workspaces a query reads: one or several ids, or None for every workspace."""
-
-    workspace_ids: tuple[int, ...] | None
-
-    @classmethod
-    def of(cls, workspace_id: int) -> Scope:
-        return cls((workspace_id,))
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,15 @@ from sqlalchemy.exc import ProgrammingError
 
 from tallyql import sketch
 from tallyql.clock import clock
-from tallyql.engine.buckets import Bucketing, Granularity, make_bucketing, single_bucket
-from tallyql.engine.compiler import GroupSpec, Scope, compile_group
-from tallyql.engine.cost import query_cost
-from tallyql.engine.cost_meter import CostMeter
-from tallyql.engine.filters import NO_FILTER, EventFilterSpec
-from tallyql.engine.planner import Plan, plan_group
-from tallyql.engine.registry import METRICS, DimensionRef, Metric
-from tallyql.engine.timerange import TimeWindow
+from tallyql.engine.query.buckets import Bucketing, Granularity, make_bucketing, single_bucket
+from tallyql.engine.query.compiler import GroupSpec, compile_group
+from tallyql.engine.query.cost import query_cost
+from tallyql.engine.query.cost_meter import CostMeter
+from tallyql.engine.query.filters import NO_FILTER, EventFilterSpec
+from tallyql.engine.query.planner import Plan, plan_group
+from tallyql.engine.query.registry import METRICS, DimensionRef, Metric
+from tallyql.engine.query.scope import Scope
+from tallyql.engine.query.timerange import TimeWindow
 from tallyql.histogram import Accumulator
 from tallyql.storage.database import Database
 from tallyql.storage.partitions import partition_name
@@ -137,7 +138,7 @@ async def _fetch(db: Database, statement: Select[Any]) -> list[Sequence[Any]]:
 async def run_query(
     db: Database, query: MetricsQuery, explain: bool = False, meter: CostMeter | None = None
 ) -> MetricsResult:
-    """The query's plans, paid for with `meter` (engine/cost.py) before any of them runs."""
+    """The query's plans, paid for with `meter` (engine/query/cost.py) before any of them runs."""
     bucketing = (
         single_bucket(query.window)
         if query.granularity is None

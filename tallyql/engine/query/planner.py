@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from tallyql.engine.buckets import Bucketing, Granularity
-from tallyql.engine.filters import EventFilterSpec
-from tallyql.engine.registry import Dimension, DimensionRef
+from tallyql.engine.query.buckets import Bucketing, Granularity
+from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.engine.query.registry import Dimension, DimensionRef
 from tallyql.sketch import RELATIVE_ACCURACY
 from tallyql.storage.rollups import (
     GRAINS,
