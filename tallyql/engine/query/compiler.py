@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import (
@@ -40,7 +41,7 @@ from sqlalchemy.sql import FromClause
 
 from tallyql.engine.query.buckets import Bucketing, epoch_seconds
 from tallyql.engine.query.filters import EventFilterSpec, filter_conditions
-from tallyql.engine.query.planner import Piece, Plan
+from tallyql.engine.query.planner import Grain, Piece, Plan
 from tallyql.engine.query.registry import Dimension, DimensionRef, other_key
 from tallyql.engine.query.scope import Scope
 from tallyql.storage import dialect as sqld
@@ -68,20 +69,28 @@ _NULL_INT = cast(null(), BigInteger)
 _NULL_BLOB = cast(null(), LargeBinary)
 
 
+class GroupKind(Enum):
+    """What one statement computes."""
+
+    MEASURES = "measures"  # sums and maxima of base measures
+    HISTOGRAM = "histogram"  # a latency or TTFT histogram, for percentiles
+    DISTINCT = "distinct"  # a count of distinct values of one column
+
+
 @dataclass(frozen=True)
 class GroupSpec:
     """What one statement computes: sums/maxima, a histogram, or a distinct count."""
 
-    kind: str  # "measures" | "histogram" | "distinct"
+    kind: GroupKind
     measures: tuple[str, ...] = ()
     histogram: str | None = None  # "latency" | "ttft"
     quantiles: tuple[float, ...] = ()
     distinct: str | None = None
 
 
-def _time_expr(grain: str, src: FromClause, dialect: str) -> ColumnElement[int]:
+def _time_expr(grain: Grain, src: FromClause, dialect: str) -> ColumnElement[int]:
     """Integer epoch seconds of a row of this grain's table."""
-    if grain != "raw":
+    if grain is not Grain.RAW:
         return src.c.period
     return sqld.epoch_seconds_int(dialect, src.c.ts)
 
@@ -91,7 +100,7 @@ _ROLLUP_SRC = {name: table.alias("src") for name, table in ROLLUP_TABLES.items()
 _DELTA_SRC = {name: DELTA_TABLES[GROUP_OF[name].delta_table].alias("src") for name in ROLLUP_TABLES}
 
 
-def _sources(plan: Plan, dialect: str) -> list[tuple[str, list[Piece], FromClause]]:
+def _sources(plan: Plan, dialect: str) -> list[tuple[Grain, list[Piece], FromClause]]:
     """The plan's pieces by table, as (grain, pieces, `src`) (aliases are immutable, so built
     once): raw events (each edge of the window on its own, an index range scan), each grain's
     rollup table (its pieces before and after the coarser middle in one SELECT), and on
@@ -99,19 +108,19 @@ def _sources(plan: Plan, dialect: str) -> list[tuple[str, list[Piece], FromClaus
     batches not yet compacted:
     hour rows keeping every column the rollup keeps, whose periods place them in hour, day and
     week pieces alike."""
-    out: list[tuple[str, list[Piece], FromClause]] = []
-    by_grain: dict[str, list[Piece]] = {}
+    out: list[tuple[Grain, list[Piece], FromClause]] = []
+    by_grain: dict[Grain, list[Piece]] = {}
     for piece in plan.pieces:
-        if piece.grain == "raw" or plan.rollup is None:
-            out.append(("raw", [piece], _EVENTS_SRC))  # an index range scan each
+        if piece.grain is Grain.RAW or plan.rollup is None:
+            out.append((Grain.RAW, [piece], _EVENTS_SRC))  # an index range scan each
         else:
             by_grain.setdefault(piece.grain, []).append(piece)
     for grain, pieces in by_grain.items():
         out.append((grain, pieces, _ROLLUP_SRC[plan.rollup.table(grain)]))  # type: ignore[union-attr]
-    rolled = [p for p in plan.pieces if p.grain != "raw"]
+    rolled = [p for p in plan.pieces if p.grain is not Grain.RAW]
     if rolled and plan.rollup is not None and sqld.is_postgres(dialect):
-        span = Piece("h", rolled[0].start, rolled[-1].end)
-        out.append(("h", [span], _DELTA_SRC[plan.rollup.table(rolled[0].grain)]))
+        span = Piece(Grain.HOUR, rolled[0].start, rolled[-1].end)
+        out.append((Grain.HOUR, [span], _DELTA_SRC[plan.rollup.table(rolled[0].grain)]))
     return out
 
 
@@ -142,7 +151,7 @@ class PieceCompiler:
 
     def __init__(
         self,
-        grain: str,
+        grain: Grain,
         pieces: list[Piece],
         plan: Plan,
         group: GroupSpec,
@@ -161,7 +170,7 @@ class PieceCompiler:
         self.spec = spec
         self.scope = scope
         self.dialect = dialect
-        self.raw = grain == "raw"
+        self.raw = grain is Grain.RAW
         self.src = src
         self.t = _time_expr(grain, self.src, dialect)
         self.from_: FromClause = self.src
@@ -254,9 +263,9 @@ class PieceCompiler:
         constant_bucket = self.bucketing.constant
         group = self.group
         conditions = self.conditions()
-        if group.kind == "measures":
+        if group.kind is GroupKind.MEASURES:
             columns = [*keys, *self._measure_columns()]
-        elif group.kind == "histogram":
+        elif group.kind is GroupKind.HISTOGRAM:
             # rows (keys..., hb, n, blob): a blob per rollup row, merged in Python with the
             # (bucket, count) rows of raw events and of PostgreSQL's row-per-bucket deltas
             assert group.histogram is not None
@@ -323,12 +332,12 @@ def compile_group(
     keys = [union.c.b, *(union.c[f"d{i}"] for i in range(len(dimensions)))]
     if plan.exact:
         return exact_percentiles(union, keys, group.quantiles, dialect)
-    if group.kind == "measures":
+    if group.kind is GroupKind.MEASURES:
         columns = [
             (func.max if m in MAX_SQL else func.sum)(union.c[m]).label(m) for m in group.measures
         ]
         return select(*keys, *columns).group_by(*keys)
-    if group.kind == "histogram":
+    if group.kind is GroupKind.HISTOGRAM:
         return select(*union.c)
     return select(*keys, func.count(union.c.v.distinct()).label("n")).group_by(*keys)
 

@@ -20,7 +20,7 @@ from sqlalchemy.exc import ProgrammingError
 from tallyql import sketch
 from tallyql.clock import clock
 from tallyql.engine.query.buckets import Bucketing, Granularity, make_bucketing, single_bucket
-from tallyql.engine.query.compiler import GroupSpec, compile_group
+from tallyql.engine.query.compiler import GroupKind, GroupSpec, compile_group
 from tallyql.engine.query.cost import query_cost
 from tallyql.engine.query.cost_meter import CostMeter
 from tallyql.engine.query.filters import NO_FILTER, EventFilterSpec
@@ -85,16 +85,16 @@ def measure_groups(metrics: Sequence[Metric]) -> dict[str, GroupSpec]:
             name = f"histogram:{definition.histogram}"
             known = groups[name].quantiles if name in groups else ()
             groups[name] = GroupSpec(
-                "histogram",
+                GroupKind.HISTOGRAM,
                 histogram=definition.histogram,
                 quantiles=(*known, definition.quantile or 0.5),
             )
         if definition.distinct:
             groups[f"distinct:{definition.distinct}"] = GroupSpec(
-                "distinct", distinct=definition.distinct
+                GroupKind.DISTINCT, distinct=definition.distinct
             )
     if measures:
-        groups = {"measures": GroupSpec("measures", measures=tuple(measures)), **groups}
+        groups = {"measures": GroupSpec(GroupKind.MEASURES, measures=tuple(measures)), **groups}
     return groups
 
 
@@ -154,7 +154,7 @@ async def run_query(
                 bucketing,
                 query.dimensions,
                 query.filter,
-                histogram=group.kind == "histogram",
+                histogram=group.kind is GroupKind.HISTOGRAM,
                 distinct=group.distinct,
                 force_raw=query.force_raw,
                 quiet_until=quiet,
@@ -184,18 +184,18 @@ async def run_query(
     quantiles: dict[str, dict[Key, dict[float, float]]] = defaultdict(lambda: defaultdict(dict))
     histograms: dict[Key, Accumulator] = {}
     for (name, group), rows, plan in zip(groups.items(), results, plans, strict=True):
-        if group.kind == "histogram" and plan.exact:
+        if group.kind is GroupKind.HISTOGRAM and plan.exact:
             for key, found in _exact_quantiles(rows, n_dims, group.quantiles).items():
                 quantiles[name][key] = found
                 raw_values.setdefault(key, {})
             continue
         for row in rows:
             key = tuple(_key_value(v) for v in row[: 1 + n_dims])
-            if group.kind == "measures":
+            if group.kind is GroupKind.MEASURES:
                 values = raw_values[key]
                 for m, v in zip(group.measures, row[1 + n_dims :], strict=True):
                     values[m] = _number(v)
-            elif group.kind == "histogram":  # (keys..., bucket, count, blob)
+            elif group.kind is GroupKind.HISTOGRAM:  # (keys..., bucket, count, blob)
                 accumulator = histograms.setdefault(key, Accumulator())
                 blob = row[3 + n_dims]
                 if blob is not None:
@@ -204,7 +204,7 @@ async def run_query(
                     accumulator.add(int(row[1 + n_dims]), int(row[2 + n_dims]))
             else:
                 raw_values[key][name] = int(row[1 + n_dims])
-        if group.kind == "histogram":
+        if group.kind is GroupKind.HISTOGRAM:
             for key, accumulator in histograms.items():
                 found = accumulator.quantiles(group.quantiles)
                 if found:
