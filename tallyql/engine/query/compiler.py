@@ -26,6 +26,7 @@ from sqlalchemy import (
     LargeBinary,
     Select,
     and_,
+    bindparam,
     case,
     cast,
     func,
@@ -38,6 +39,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.sql import FromClause
+from sqlalchemy.sql.selectable import Alias
 
 from tallyql.engine.query.buckets import Bucketing, epoch_seconds
 from tallyql.engine.query.filters import EventFilterSpec, filter_conditions
@@ -124,9 +126,52 @@ def _sources(plan: Plan, dialect: str) -> list[tuple[Grain, list[Piece], FromCla
     return out
 
 
-def _within(column: ColumnElement[Any], ranges: list[tuple[Any, Any]]) -> ColumnElement[bool]:
-    """`column` in any of the half-open ranges (one or two: the pieces of one grain)."""
-    terms = [and_(column >= a, column < b) for a, b in ranges]
+def _ranges(grain: Grain, pieces: list[Piece]) -> list[tuple[Any, Any]]:
+    """The pieces' half-open ranges as the source's time column holds them: instants for raw
+    events, epoch seconds for rollup periods."""
+    if grain is Grain.RAW:
+        return [(p.start, p.end) for p in pieces]
+    return [(epoch_seconds(p.start), epoch_seconds(p.end)) for p in pieces]
+
+
+def piece_params(plan: Plan, dialect: str) -> dict[str, Any]:
+    """The bounds of the plan's pieces, by the names `_within` binds them under: what changes
+    from one window to the next in a statement of the same shape (with `Bucketing.params`)."""
+    out: dict[str, Any] = {}
+    for i, (grain, pieces, _) in enumerate(_sources(plan, dialect)):
+        for j, (lo, hi) in enumerate(_ranges(grain, pieces)):
+            out[f"s{i}_{j}_lo"] = lo
+            out[f"s{i}_{j}_hi"] = hi
+    return out
+
+
+def plan_shape(plan: Plan, dialect: str) -> tuple[Any, ...]:
+    """What a plan's SQL depends on besides `piece_params`: its source tables and how many
+    pieces each reads."""
+    return (
+        plan.rollup.name if plan.rollup is not None else None,
+        plan.exact,
+        tuple((grain, _table(src), len(pieces)) for grain, pieces, src in _sources(plan, dialect)),
+    )
+
+
+def _table(src: FromClause) -> str:
+    """The name of the table a source reads (every source is aliased `src`)."""
+    return src.element.name if isinstance(src, Alias) else src.name  # type: ignore[attr-defined]
+
+
+def _within(
+    column: ColumnElement[Any], ranges: list[tuple[Any, Any]], prefix: str
+) -> ColumnElement[bool]:
+    """`column` in any of the half-open ranges (one or two: the pieces of one grain), their
+    bounds bound by name (`piece_params`)."""
+    terms = [
+        and_(
+            column >= bindparam(f"{prefix}_{j}_lo", a, type_=column.type),
+            column < bindparam(f"{prefix}_{j}_hi", b, type_=column.type),
+        )
+        for j, (a, b) in enumerate(ranges)
+    ]
     return terms[0] if len(terms) == 1 else or_(*terms)
 
 
@@ -146,6 +191,10 @@ def _fold(
     )
 
 
+Join = tuple[FromClause, ColumnElement[bool]]
+"""A table to outer-join to a piece's source, and on what."""
+
+
 class PieceCompiler:
     """Builds the SELECT of the pieces of one grain."""
 
@@ -161,7 +210,11 @@ class PieceCompiler:
         scope: Scope,
         dialect: str,
         src: FromClause,
+        prefix: str,
     ) -> None:
+        self.grain = grain
+        self.prefix = prefix
+        """Of the names its pieces' bounds are bound under."""
         self.pieces = pieces
         self.plan = plan
         self.group = group
@@ -173,7 +226,6 @@ class PieceCompiler:
         self.raw = grain is Grain.RAW
         self.src = src
         self.t = _time_expr(grain, self.src, dialect)
-        self.from_: FromClause = self.src
 
     def _text_dim(self, column: str) -> ColumnElement[Any]:
         col = self.src.c[column]
@@ -183,9 +235,9 @@ class PieceCompiler:
             return func.nullif(col, INT_DIMS[column])
         return func.nullif(col, "")
 
-    def _tag_dim(self) -> ColumnElement[Any]:
+    def _tag_dim(self) -> tuple[ColumnElement[Any], list[Join]]:
         if not self.raw:
-            return func.nullif(self.src.c[TAG], "")
+            return func.nullif(self.src.c[TAG], ""), []
         if sqld.is_postgres(self.dialect):
             each = (
                 func.unnest(literal_column("src.tags"))
@@ -193,26 +245,25 @@ class PieceCompiler:
                 .render_derived(name="tag_each")
                 .lateral()
             )
-            self.from_ = self.from_.outerjoin(each, true())
-            return each.c.tag
+            return each.c.tag, [(each, true())]
         each = func.json_each(literal_column("src.tags")).table_valued("value", name="tag_each")
-        self.from_ = self.from_.outerjoin(each, true())
-        return each.c.value
+        return each.c.value, [(each, true())]
 
-    def dimension(self, ref: DimensionRef) -> ColumnElement[Any]:
+    def dimension(self, ref: DimensionRef) -> tuple[ColumnElement[Any], list[Join]]:
+        """The dimension's value, and the tables to outer-join to the source for it (an
+        event has one row per group of its user, or per tag)."""
         d = ref.dimension
+        joins: list[Join] = []
         if d is Dimension.GROUP:
             gm = group_members.alias("gm")
-            self.from_ = self.from_.outerjoin(
-                gm,
-                and_(
-                    gm.c.workspace_id == self.src.c.workspace_id,
-                    gm.c.user_id == self.src.c.user_id,
-                ),
+            on = and_(
+                gm.c.workspace_id == self.src.c.workspace_id,
+                gm.c.user_id == self.src.c.user_id,
             )
+            joins.append((gm, on))
             expr: ColumnElement[Any] = gm.c.group_name
         elif d is Dimension.TAG:
-            expr = self._tag_dim()
+            expr, joins = self._tag_dim()
         elif d is Dimension.METADATA:
             expr = sqld.json_text(self.dialect, self.src.c.metadata, ref.metadata_key or "")
         elif d is Dimension.STATUS_CLASS:
@@ -235,7 +286,7 @@ class PieceCompiler:
             column = ref.definition.column
             assert column is not None
             expr = self._text_dim(column)
-        return _fold(expr, ref.keep, d) if ref.keep is not None else expr
+        return (_fold(expr, ref.keep, d) if ref.keep is not None else expr), joins
 
     def conditions(self) -> list[ColumnElement[bool]]:
         src = self.src
@@ -245,12 +296,12 @@ class PieceCompiler:
             out = [src.c.workspace_id == self.scope.workspace_ids[0]]
         else:
             out = [src.c.workspace_id.in_(self.scope.workspace_ids)]
+        ranges = _ranges(self.grain, self.pieces)
         if self.raw:
-            out.append(_within(src.c.ts, [(p.start, p.end) for p in self.pieces]))
+            out.append(_within(src.c.ts, ranges, self.prefix))
             out += filter_conditions(self.spec, src.c, self.dialect)
         else:
-            ranges = [(epoch_seconds(p.start), epoch_seconds(p.end)) for p in self.pieces]
-            out.append(_within(src.c.period, ranges))
+            out.append(_within(src.c.period, ranges, self.prefix))
             out += filter_conditions(replace(self.spec, tags=()), src.c, self.dialect)
             if self.spec.tags:
                 out.append(src.c[TAG].in_(list(self.spec.tags)))
@@ -258,43 +309,42 @@ class PieceCompiler:
 
     def select(self) -> Select[Any]:
         bucket = self.bucketing.index_expr(self.t).label("b")
-        dims = [self.dimension(ref).label(f"d{i}") for i, ref in enumerate(self.dimensions)]
-        keys: list[ColumnElement[Any]] = [bucket, *dims]
+        keys: list[ColumnElement[Any]] = [bucket]
+        from_: FromClause = self.src
+        for i, ref in enumerate(self.dimensions):
+            expr, joins = self.dimension(ref)
+            keys.append(expr.label(f"d{i}"))
+            for target, on in joins:
+                from_ = from_.outerjoin(target, on)
         constant_bucket = self.bucketing.constant
         group = self.group
         conditions = self.conditions()
         if group.kind is GroupKind.MEASURES:
             columns = [*keys, *self._measure_columns()]
         elif group.kind is GroupKind.HISTOGRAM:
-            # rows (keys..., hb, n, blob): a blob per rollup row, merged in Python with the
-            # (bucket, count) rows of raw events and of PostgreSQL's row-per-bucket deltas
+            # rows (keys..., hb, n, blob): a blob per rollup or delta row (one per period and
+            # key), merged in Python with the (bucket, count) rows of raw events
             assert group.histogram is not None
             if self.plan.exact:  # (keys..., v): every value, ordered and picked outside
                 value = self.src.c[f"{group.histogram}_ms"]
                 conditions.append(value.is_not(None))
-                return select(*keys, value.label("v")).select_from(self.from_).where(*conditions)
-            if not self.raw and group.histogram in self.src.c:
+                return select(*keys, value.label("v")).select_from(from_).where(*conditions)
+            if not self.raw:
                 blob = self.src.c[group.histogram]
                 conditions.append(blob.is_not(None))
                 columns = [*keys, _NULL_INT.label("hb"), _NULL_INT.label("n"), blob.label("blob")]
-                return select(*columns).select_from(self.from_).where(*conditions)
-            if self.raw:
-                hb = self.src.c[f"{group.histogram}_bucket"]
-                n = func.count()
-                conditions.append(hb.is_not(None))
-            else:
-                hb = self.src.c.bucket
-                n = func.sum(self.src.c[f"{group.histogram}_n"])
-                conditions.append(self.src.c[f"{group.histogram}_n"] > 0)
+                return select(*columns).select_from(from_).where(*conditions)
+            hb = self.src.c[f"{group.histogram}_bucket"]
+            conditions.append(hb.is_not(None))
             keys.append(hb.label("hb"))
-            columns = [*keys, cast(n, BigInteger).label("n"), _NULL_BLOB.label("blob")]
+            columns = [*keys, cast(func.count(), BigInteger).label("n"), _NULL_BLOB.label("blob")]
         else:
             assert group.distinct is not None
             value = self.src.c[group.distinct]
             conditions.append(value.is_not(None) if self.raw else value != "")
             keys.append(value.label("v"))
             columns = keys
-        query = select(*columns).select_from(self.from_).where(*conditions)
+        query = select(*columns).select_from(from_).where(*conditions)
         group_by = keys[1:] if constant_bucket else keys
         if group_by:
             return query.group_by(*group_by)
@@ -324,9 +374,9 @@ def compile_group(
     """One statement: the pieces' SELECTs under UNION ALL, folded by bucket and keys."""
     parts = [
         PieceCompiler(
-            grain, pieces, plan, group, bucketing, dimensions, spec, scope, dialect, src
+            grain, pieces, plan, group, bucketing, dimensions, spec, scope, dialect, src, f"s{i}"
         ).select()
-        for grain, pieces, src in _sources(plan, dialect)
+        for i, (grain, pieces, src) in enumerate(_sources(plan, dialect))
     ]
     union = parts[0].subquery("u") if len(parts) == 1 else union_all(*parts).subquery("u")
     keys = [union.c.b, *(union.c[f"d{i}"] for i in range(len(dimensions)))]
