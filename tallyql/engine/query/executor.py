@@ -219,12 +219,13 @@ def compile_query(
 
 async def fetch(db: Database, statements: list[Statement]) -> list[list[Sequence[Any]]]:
     """Stage 3: every statement at once, each on a read connection of its own."""
+    return list(await asyncio.gather(*(_fetch(db, s) for s in statements)))
 
-    async def one(statement: Select[Any], params: dict[str, Any]) -> list[Sequence[Any]]:
-        async with db.read() as conn:
-            return [tuple(r) for r in (await conn.execute(statement, params)).all()]
 
-    return list(await asyncio.gather(*(one(s, p) for s, p in statements)))
+async def _fetch(db: Database, statement: Statement) -> list[Sequence[Any]]:
+    select_, params = statement
+    async with db.read() as conn:
+        return [tuple(r) for r in (await conn.execute(select_, params)).all()]
 
 
 def merge(
