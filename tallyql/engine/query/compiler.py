@@ -3,7 +3,10 @@
 The pieces of the plan (raw events, hour, day and week rows) of each grain become one
 pre-aggregated SELECT of (bucket index, dimension keys, measures); these are combined with
 UNION ALL and folded again outside. Everything the caller supplies travels as bound
-parameters; the only SQL text built here is integer arithmetic and fixed column names.
+parameters; the only SQL text built here is integer arithmetic and fixed column names. The
+values that move with the window (the pieces' bounds, `piece_params`, and the buckets',
+`Bucketing.params`) are bound by name, so that a statement serves every window of its shape
+(`statement_cache.py`).
 
 An exact histogram plan (the forced raw path) orders each group's values instead, with window
 functions on both databases, and returns only the values at the ranks the percentiles
