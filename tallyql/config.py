@@ -133,7 +133,7 @@ class Settings:
     retention_days: int = 90
     """Days of raw events, payloads, audit events and sessions kept (0: forever)."""
     rollup_retention_days: int = 400
-    """Days of rollups (hour and day rows) kept (0: forever); never fewer than raw data."""
+    """Days of rollups (hour, day and week rows) kept (0: forever); never fewer than raw data."""
     retention_interval_seconds: float = 3600.0
     """How often the retention job purges (0: never); the first run comes at most 5 min
     after start."""

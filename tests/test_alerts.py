@@ -20,8 +20,8 @@ from tallyql.alerts.model import Operator
 from tallyql.alerts.store import RuleFields, create_rule
 from tallyql.auth.principal import Role
 from tallyql.config import Settings
-from tallyql.engine.filters import EventFilterSpec
-from tallyql.engine.registry import Metric
+from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.engine.query.registry import Metric
 from tallyql.live.subscriber import ALERT
 from tallyql.services import start_services
 from tallyql.storage.audit import Actor

@@ -12,7 +12,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from tallyql.engine.interpret import KnownValues, TopOverTime, interpret
-from tallyql.engine.registry import Dimension, Metric
+from tallyql.engine.query.registry import Dimension, Metric
 from tallyql.engine.vocabulary import DIMENSION_WORDS, METRIC_WORDS
 from tallyql.schema.ask import query_input, query_json
 from tests.support.ask_corpus import CASES, INTENTS, KNOWN, NONSENSE, NOW, TOP_OVER_TIME

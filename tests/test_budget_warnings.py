@@ -24,7 +24,7 @@ from tallyql.budgets.store import (
     update_budget,
 )
 from tallyql.config import Settings
-from tallyql.engine.periods import Period
+from tallyql.engine.query.periods import Period
 from tallyql.live.subscriber import LIMIT_WARNING
 from tallyql.services import Services, start_services
 from tallyql.storage.audit import Actor

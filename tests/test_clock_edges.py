@@ -16,8 +16,8 @@ import pytest
 
 from tallyql.clock import clock
 from tallyql.config import Settings
-from tallyql.engine.periods import Period, period_bounds
-from tallyql.engine.timerange import Preset, resolve_window
+from tallyql.engine.query.periods import Period, period_bounds
+from tallyql.engine.query.timerange import Preset, resolve_window
 from tests.conftest import Api
 from tests.support.helpers import iso, llm
 from tests.support.live_client import TRANSPORT_WS, live_server

@@ -14,15 +14,12 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from tallyql.engine.buckets import Granularity, make_bucketing, single_bucket
-from tallyql.engine.filters import COVERED_FILTERS, EventFilterSpec
-from tallyql.engine.planner import plan_group
-from tallyql.engine.registry import COVERED_DIMENSIONS, METRICS, Dimension, DimensionRef
-from tallyql.engine.timerange import TimeWindow
-from tallyql.storage.rollups.declarations import (
-    HIGH_CARDINALITY_ROLLUPS,
-    LOW_CARDINALITY,
-)
+from tallyql.engine.query.buckets import Granularity, make_bucketing, single_bucket
+from tallyql.engine.query.filters import COVERED_FILTERS, EventFilterSpec
+from tallyql.engine.query.planner import plan_group
+from tallyql.engine.query.registry import COVERED_DIMENSIONS, METRICS, Dimension, DimensionRef
+from tallyql.engine.query.timerange import TimeWindow
+from tallyql.storage.rollups.declarations import HIGH_CARDINALITY_ROLLUPS, LOW_CARDINALITY
 from tests.conftest import Api
 from tests.support.engine_properties import (
     BASE,

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from tallyql.config import Settings
-from tallyql.engine import cost_meter, executor
+from tallyql.engine.query import cost_meter, executor
 from tallyql.exporting import datasets
 from tests.conftest import Api, running_api
 from tests.support.helpers import counting_statements, iso

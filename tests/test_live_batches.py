@@ -24,7 +24,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tallyql.config import Settings
-from tallyql.engine.filters import EventFilterSpec
+from tallyql.engine.query.filters import EventFilterSpec
 from tallyql.live.batches import BATCH, BatchFeeds, EventWindow
 from tallyql.live.bus import LiveBus
 from tallyql.live.compact import LiveRow

@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from tallyql.engine.filters import EventFilterSpec
+from tallyql.engine.query.filters import EventFilterSpec
 from tallyql.ingest.fields import TOKEN_FIELDS
 from tallyql.live.bus import LiveBus
 from tallyql.live.compact import LiveRow

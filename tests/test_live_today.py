@@ -13,7 +13,7 @@ import pytest
 
 import tallyql.live.stream as stream
 from tallyql.config import Settings
-from tallyql.engine.filters import EventFilterSpec
+from tallyql.engine.query.filters import EventFilterSpec
 from tallyql.storage.database import Database
 from tests.support.live_client import TRANSPORT_WS, LiveServer, live_server
 from tests.support.live_support import (

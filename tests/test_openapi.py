@@ -110,7 +110,7 @@ async def test_export_parameters_are_those_the_server_accepts(api: Api) -> None:
         assert response.status_code == 200, (value, response.text)
     # timeseries' groupBy over text dimensions only: on PostgreSQL, folding a non-text one
     # (BYOK, HOUR_OF_DAY, ...) into the "other" series fails (CASE type mismatch in
-    # engine/compiler.py _fold), through GraphQL too; a known defect outside this test
+    # engine/query/compiler.py _fold), through GraphQL too; a known defect outside this test
     for value in ("PROVIDER", "MODEL", "USER", "TOOL"):
         assert value in params["groupBy"]["schema"]["enum"]
         query = {"format": "json", "preset": "LAST_7D", "groupBy": value}

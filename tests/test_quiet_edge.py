@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import time_machine
 
-from tallyql.engine.compiler import Scope
-from tallyql.engine.executor import quiet_until
+from tallyql.engine.query.executor import quiet_until
+from tallyql.engine.query.scope import Scope
 from tests.conftest import Api
 from tests.support.helpers import (
     check_planned_against_raw,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tallyql.engine.registry import Metric
+from tallyql.engine.query.registry import Metric
 from tallyql.engine.relative_change import (
     MAX_RELATIVE,
     ChangeNote,

@@ -10,8 +10,8 @@ from genai_prices import data_snapshot
 from sqlalchemy import select
 
 from tallyql.costs.repricing import reprice
-from tallyql.engine.filters import EventFilterSpec
-from tallyql.engine.timerange import resolve_window
+from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.engine.query.timerange import resolve_window
 from tallyql.ingest.pricing import TokenUsage
 from tallyql.money import NANO_PER_USD
 from tallyql.storage.audit import Actor

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from tallyql.auth.principal import Role
 from tallyql.config import Settings
-from tallyql.engine import cost_meter, executor
+from tallyql.engine.query import cost_meter, executor
 from tallyql.schema import build_schema
 from tallyql.schema.base.limits import ROOT_PERMISSIONS
 from tallyql.storage.database import Database
@@ -393,7 +393,7 @@ async def test_windows_of_millennia_are_planned_without_visiting_their_days(
     """A UTC window from year 1 to 9999 is planned (and priced) without stepping through its
     3.6 million days looking for offset changes; in a zone with daylight saving time a window
     spans at most 100 years."""
-    from tallyql.engine import buckets
+    from tallyql.engine.query import buckets
 
     looked: list[int] = []
     real = buckets._offset

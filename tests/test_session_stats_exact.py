@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from tallyql.engine import exact_stats
 from tallyql.engine import sessions as engine
-from tallyql.engine.exact_stats import WHOLE, Bracket
-from tallyql.engine.filters import EventFilterSpec
-from tallyql.engine.timerange import TimeWindow
+from tallyql.engine.query import exact_stats
+from tallyql.engine.query.exact_stats import WHOLE, Bracket
+from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.engine.query.timerange import TimeWindow
 from tests.conftest import Api
 from tests.support.helpers import workspace_id_of
 from tests.support.ops_data import DAY, RANGE

@@ -14,8 +14,8 @@ import pytest
 from alembic import command
 from sqlalchemy import text
 
-from tallyql.engine.filter_codec import spec_from_json, spec_to_json
-from tallyql.engine.filters import EventFilterSpec
+from tallyql.engine.query.filter_codec import spec_from_json, spec_to_json
+from tallyql.engine.query.filters import EventFilterSpec
 from tallyql.live.matcher import compile_matcher
 from tallyql.schema.base.filter_output import filter_as_input
 from tallyql.storage.migrate import _config, upgrade

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import BigInteger, literal, select
 from sqlalchemy.dialects import sqlite
 
-from tallyql.engine.buckets import BucketError, Granularity, make_bucketing, single_bucket
-from tallyql.engine.timerange import Preset, TimeRangeError, TimeWindow, resolve_window
+from tallyql.engine.query.buckets import BucketError, Granularity, make_bucketing, single_bucket
+from tallyql.engine.query.timerange import Preset, TimeRangeError, TimeWindow, resolve_window
 
 NY = ZoneInfo("America/New_York")
 LITERAL = {"literal_binds": True}

@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tallyql.engine.planner import Piece, split_window
+from tallyql.engine.query.planner import Piece, split_window
 from tallyql.storage.rollups.declarations import grain_start
 from tests.conftest import Api
 from tests.support.helpers import check_planned_against_raw, planned_and_exact_percentile

@@ -10,10 +10,10 @@ from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tallyql.engine.filter_codec import spec_from_json
-from tallyql.engine.filters import EventFilterSpec
-from tallyql.engine.periods import Period, period_bounds
-from tallyql.engine.registry import Metric
+from tallyql.engine.query.filter_codec import spec_from_json
+from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.engine.query.periods import Period, period_bounds
+from tallyql.engine.query.registry import Metric
 from tallyql.field_error import FieldError
 
 MAX_WINDOW_SECONDS = 31 * 86400

@@ -24,8 +24,8 @@ from tallyql.alerts.model import AlertRule, AlertState, holds, window_start
 from tallyql.alerts.store import enabled_rules
 from tallyql.clock import clock
 from tallyql.engine.analytics import Asker
-from tallyql.engine.compiler import Scope
-from tallyql.engine.timerange import TimeWindow
+from tallyql.engine.query.scope import Scope
+from tallyql.engine.query.timerange import TimeWindow
 from tallyql.live.bus import LiveBus
 from tallyql.live.subscriber import ALERT
 from tallyql.storage.database import Database

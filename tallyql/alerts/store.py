@@ -21,10 +21,10 @@ from tallyql.alerts.model import (
     Operator,
 )
 from tallyql.clock import clock
-from tallyql.engine.filter_codec import spec_to_json
-from tallyql.engine.filters import EventFilterSpec
-from tallyql.engine.periods import Period
-from tallyql.engine.registry import Metric
+from tallyql.engine.query.filter_codec import spec_to_json
+from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.engine.query.periods import Period
+from tallyql.engine.query.registry import Metric
 from tallyql.storage.audit import Actor, audit_change
 from tallyql.storage.database import Database
 from tallyql.storage.live_tables import alert_firings, alert_rules

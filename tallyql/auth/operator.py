@@ -6,7 +6,7 @@ from __future__ import annotations
 from tallyql.auth.principal import Permission, PermissionDenied, Principal
 from tallyql.config import Settings
 from tallyql.engine.analytics import QueryError
-from tallyql.engine.compiler import Scope
+from tallyql.engine.query.scope import Scope
 
 ALL_WORKSPACES = "*"
 

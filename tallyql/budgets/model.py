@@ -8,9 +8,9 @@ from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tallyql.engine.filter_codec import spec_from_json
-from tallyql.engine.filters import EventFilterSpec
-from tallyql.engine.periods import Period
+from tallyql.engine.query.filter_codec import spec_from_json
+from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.engine.query.periods import Period
 from tallyql.field_error import FieldError
 
 DEFAULT_THRESHOLDS = (50, 80, 100)

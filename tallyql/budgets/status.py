@@ -16,11 +16,11 @@ from enum import Enum
 from tallyql.budgets.model import Budget
 from tallyql.clock import clock
 from tallyql.engine.analytics import Asker
-from tallyql.engine.buckets import Granularity
-from tallyql.engine.compiler import Scope
-from tallyql.engine.periods import period_bounds
-from tallyql.engine.registry import Metric
-from tallyql.engine.timerange import TimeWindow
+from tallyql.engine.query.buckets import Granularity
+from tallyql.engine.query.periods import period_bounds
+from tallyql.engine.query.registry import Metric
+from tallyql.engine.query.scope import Scope
+from tallyql.engine.query.timerange import TimeWindow
 from tallyql.money import round_to_nano
 from tallyql.storage.database import Database
 

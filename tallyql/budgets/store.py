@@ -19,10 +19,10 @@ from tallyql.budgets.model import (
     BudgetScope,
 )
 from tallyql.clock import clock
-from tallyql.engine.filter_codec import spec_to_json
-from tallyql.engine.filters import EventFilterSpec
-from tallyql.engine.periods import Period
-from tallyql.engine.timerange import TimeRangeError, zone
+from tallyql.engine.query.filter_codec import spec_to_json
+from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.engine.query.periods import Period
+from tallyql.engine.query.timerange import TimeRangeError, zone
 from tallyql.money import round_to_nano, to_usd
 from tallyql.storage.audit import Actor, audit_change
 from tallyql.storage.database import Database

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tallyql.engine.analytics import Asker, ranked_groups
-from tallyql.engine.buckets import Granularity
-from tallyql.engine.registry import Dimension, DimensionRef, Metric
+from tallyql.engine.query.buckets import Granularity
+from tallyql.engine.query.registry import Dimension, DimensionRef, Metric
 from tallyql.engine.relative_change import USD_FLOOR, ChangeNote, relative_change
 
 TOP_DRIVERS = 5

@@ -20,7 +20,7 @@ from tallyql.costs.alternatives import average_usage, candidates, suggest
 from tallyql.costs.book import PriceBook
 from tallyql.costs.prices import PriceSource, current_price
 from tallyql.engine.analytics import Asker
-from tallyql.engine.registry import Dimension, DimensionRef, Metric
+from tallyql.engine.query.registry import Dimension, DimensionRef, Metric
 from tallyql.ingest.pricing import BuiltinPrices, TokenUsage
 from tallyql.money import round_to_nano, to_usd
 

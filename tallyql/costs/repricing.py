@@ -6,8 +6,8 @@ from dataclasses import asdict
 from typing import Any
 
 from tallyql.costs.book import PriceBook
-from tallyql.engine.filters import EventFilterSpec, filter_conditions
-from tallyql.engine.timerange import TimeWindow
+from tallyql.engine.query.filters import EventFilterSpec, filter_conditions
+from tallyql.engine.query.timerange import TimeWindow
 from tallyql.ingest.pricing import Pricer
 from tallyql.money import to_usd
 from tallyql.storage.audit import Actor, AuditRecord, record_audit

@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 
 from tallyql.clock import clock
 from tallyql.engine.analytics import Asker
+from tallyql.engine.query.registry import Dimension, Metric
 from tallyql.engine.ranking import grouped
-from tallyql.engine.registry import Dimension, Metric
 from tallyql.engine.unpriced import UNPRICED
 from tallyql.storage.database import Database
 from tallyql.storage.statement_snapshots import (

@@ -9,8 +9,8 @@ from enum import Enum
 from typing import Any
 
 from tallyql.engine.analytics import Asker
+from tallyql.engine.query.registry import Dimension, Metric
 from tallyql.engine.ranking import RankedPage, grouped, narrow, page, rank
-from tallyql.engine.registry import Dimension, Metric
 
 
 class AgentOrder(Enum):

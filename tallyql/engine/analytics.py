@@ -10,13 +10,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from tallyql.engine.buckets import Bucketing, Granularity
-from tallyql.engine.compiler import Scope
-from tallyql.engine.cost_meter import CostMeter
-from tallyql.engine.executor import Key, MetricsQuery, MetricsResult, run_query
-from tallyql.engine.filters import NO_FILTER, EventFilterSpec
-from tallyql.engine.planner import Plan
-from tallyql.engine.registry import (
+from tallyql.engine.query.buckets import Bucketing, Granularity
+from tallyql.engine.query.cost_meter import CostMeter
+from tallyql.engine.query.executor import Key, MetricsQuery, MetricsResult, run_query
+from tallyql.engine.query.filters import NO_FILTER, EventFilterSpec
+from tallyql.engine.query.planner import Plan
+from tallyql.engine.query.registry import (
     DIMENSIONS,
     METRICS,
     Dimension,
@@ -24,7 +23,8 @@ from tallyql.engine.registry import (
     Metric,
     other_key,
 )
-from tallyql.engine.timerange import TimeWindow
+from tallyql.engine.query.scope import Scope
+from tallyql.engine.query.timerange import TimeWindow
 from tallyql.storage.cursors import CursorError, decode_cursor, encode_cursor
 from tallyql.storage.database import Database
 

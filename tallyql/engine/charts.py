@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tallyql.engine.registry import METRICS, OVERLAPPING_DIMENSIONS, Dimension, Metric
+from tallyql.engine.query.registry import METRICS, OVERLAPPING_DIMENSIONS, Dimension, Metric
 from tallyql.engine.vocabulary import DIMENSION_WORDS, METRIC_WORDS
 
 VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"

@@ -6,8 +6,8 @@ from __future__ import annotations
 from enum import Enum
 
 from tallyql.engine.analytics import Asker
+from tallyql.engine.query.registry import Dimension, Metric
 from tallyql.engine.ranking import RankedPage, grouped, page, rank
-from tallyql.engine.registry import Dimension, Metric
 
 
 class GatewayOrder(Enum):

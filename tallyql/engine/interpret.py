@@ -31,8 +31,8 @@ from functools import cache, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
-from tallyql.engine.buckets import Granularity
-from tallyql.engine.registry import METRICS, Dimension, Metric
+from tallyql.engine.query.buckets import Granularity
+from tallyql.engine.query.registry import METRICS, Dimension, Metric
 from tallyql.engine.vocabulary import (
     ASCENDING_WORDS,
     COMMON_WORDS,

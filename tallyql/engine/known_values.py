@@ -18,10 +18,10 @@ from sqlalchemy import select
 
 from tallyql.clock import clock
 from tallyql.engine.analytics import Asker, custom_query
-from tallyql.engine.filters import NO_FILTER
 from tallyql.engine.interpret import KnownValues, KnownValuesKey
-from tallyql.engine.registry import Dimension, DimensionRef, Metric
-from tallyql.engine.timerange import TimeWindow
+from tallyql.engine.query.filters import NO_FILTER
+from tallyql.engine.query.registry import Dimension, DimensionRef, Metric
+from tallyql.engine.query.timerange import TimeWindow
 from tallyql.storage.tables import events, groups, users
 
 TTL_SECONDS = 60.0

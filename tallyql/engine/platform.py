@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from tallyql.engine.analytics import Asker
-from tallyql.engine.buckets import Granularity
-from tallyql.engine.registry import Dimension, DimensionRef, Metric
+from tallyql.engine.query.buckets import Granularity
+from tallyql.engine.query.registry import Dimension, DimensionRef, Metric
 
 HIGH_COST_FACTOR = 2.0
 JUMP_FACTOR = 2.0

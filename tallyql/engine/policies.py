@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import literal_column, select, union_all
 
-from tallyql.engine.timerange import TimeWindow
+from tallyql.engine.query.timerange import TimeWindow
 from tallyql.storage.database import Database
 from tallyql.storage.tables import events
 

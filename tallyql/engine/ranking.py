@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tallyql.engine.analytics import Asker
-from tallyql.engine.filters import EventFilterSpec
-from tallyql.engine.registry import Dimension, DimensionRef, Metric
+from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.engine.query.registry import Dimension, DimensionRef, Metric
 from tallyql.storage.cursors import CursorError, decode_cursor, encode_cursor
 
 MAX_PAGE = 100

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from tallyql.engine.registry import Metric
+from tallyql.engine.query.registry import Metric
 
 NEGLIGIBLE_SHARE = 0.01
 """A baseline below this share of the current figure (absolute values) is negligible."""

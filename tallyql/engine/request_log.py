@@ -18,13 +18,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
 
-from tallyql.engine.buckets import BucketError, Granularity
-from tallyql.engine.compiler import Scope
-from tallyql.engine.executor import MetricsQuery, run_query
-from tallyql.engine.filters import EventFilterSpec, filter_conditions
-from tallyql.engine.planner import covering_rollup, needed_columns, uncovered_reason
-from tallyql.engine.registry import Metric
-from tallyql.engine.timerange import TimeWindow
+from tallyql.engine.query.buckets import BucketError, Granularity
+from tallyql.engine.query.executor import MetricsQuery, run_query
+from tallyql.engine.query.filters import EventFilterSpec, filter_conditions
+from tallyql.engine.query.planner import covering_rollup, needed_columns, uncovered_reason
+from tallyql.engine.query.registry import Metric
+from tallyql.engine.query.scope import Scope
+from tallyql.engine.query.timerange import TimeWindow
 from tallyql.storage.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
 from tallyql.storage.database import Database
 from tallyql.storage.tables import event_keys, events, payloads

@@ -32,9 +32,9 @@ from sqlalchemy import ColumnElement, Integer, and_, func, literal_column, or_, 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tallyql import sketch
-from tallyql.engine.exact_stats import as_list
-from tallyql.engine.filters import EventFilterSpec
-from tallyql.engine.timerange import TimeWindow
+from tallyql.engine.query.exact_stats import as_list
+from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.engine.query.timerange import TimeWindow
 from tallyql.storage import dialect as sqld
 from tallyql.storage.database import Database
 from tallyql.storage.dialect import Dialect
@@ -153,7 +153,7 @@ async def digest_summary(
     pay: Callable[[int], None] | None = None,
 ) -> DigestSummary:
     """`pay` is told how many of the days hold sessions before they are read (it may
-    refuse: engine/cost.py). `own_conditions` select the filter's sessions at any time;
+    refuse: engine/query/cost.py). `own_conditions` select the filter's sessions at any time;
     `rest_conditions` those of the window that do not end on one of `days`. One snapshot:
     `conn` is in a transaction.
     `scan_settings` (set_config calls) go before reading many days, which is a scan best

@@ -28,16 +28,17 @@ from sqlalchemy import (
     tuple_,
 )
 
-from tallyql.engine.cost import session_stats_cost
-from tallyql.engine.cost_meter import CostMeter
-from tallyql.engine.exact_stats import (
+from tallyql.engine.query.cost import session_stats_cost
+from tallyql.engine.query.cost_meter import CostMeter
+from tallyql.engine.query.exact_stats import (
     Bracket,
     ExactMeasure,
     Sampling,
     exact_summary,
     scan_settings,
 )
-from tallyql.engine.filters import EventFilterSpec, filter_conditions
+from tallyql.engine.query.filters import EventFilterSpec, filter_conditions
+from tallyql.engine.query.timerange import TimeWindow
 from tallyql.engine.session_digests import (
     MIN_WHOLE_DAYS,
     cache_of,
@@ -46,7 +47,6 @@ from tallyql.engine.session_digests import (
     keeps,
     whole_days,
 )
-from tallyql.engine.timerange import TimeWindow
 from tallyql.money import NANO_PER_USD
 from tallyql.sketch import exact_quantile
 from tallyql.storage import dialect as sqld
@@ -263,7 +263,7 @@ async def session_stats(
     meter: CostMeter | None = None,
 ) -> SessionStatsResult:
     """Count, and exact P50, average and P95 of each measure, reading the set's sessions once
-    (`tallyql.engine.exact_stats`). A sample brackets the quantiles first, reading slices of
+    (`tallyql.engine.query.exact_stats`). A sample brackets the quantiles first, reading slices of
     the window through ix_sessions_ws_last, unless the filter reaches the sessions' models or
     events: the sample would run those subqueries again in full, so every value is gathered
     instead. `brackets` replaces the sample (tests)."""

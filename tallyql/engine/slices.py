@@ -15,9 +15,9 @@ from typing import Any
 
 from tallyql.engine import analytics
 from tallyql.engine.analytics import Asker, TimeSeriesResult
-from tallyql.engine.buckets import Granularity
+from tallyql.engine.query.buckets import Granularity
+from tallyql.engine.query.registry import Dimension, Metric
 from tallyql.engine.ranking import RankedPage, Values, grouped, narrow, page, rank, top_by
-from tallyql.engine.registry import Dimension, Metric
 
 TOP_METRICS = (Metric.REQUESTS, Metric.ERRORS, Metric.ERROR_RATE, Metric.AVG_LATENCY_MS)
 

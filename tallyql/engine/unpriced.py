@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from tallyql.engine.analytics import Asker
-from tallyql.engine.registry import Dimension, DimensionRef, Metric
+from tallyql.engine.query.registry import Dimension, DimensionRef, Metric
 
 UNPRICED = "unpriced"
 MAX_MODELS = 50

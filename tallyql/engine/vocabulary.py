@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tallyql.engine.buckets import Granularity
-from tallyql.engine.registry import Dimension, Metric
+from tallyql.engine.query.buckets import Granularity
+from tallyql.engine.query.registry import Dimension, Metric
 
 
 @dataclass(frozen=True)

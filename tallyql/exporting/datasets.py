@@ -16,17 +16,17 @@ from sqlalchemy import Select, select
 
 from tallyql.engine import analytics as engine
 from tallyql.engine.analytics import Asker
-from tallyql.engine.buckets import Granularity
-from tallyql.engine.compiler import Scope
-from tallyql.engine.cost import (
+from tallyql.engine.query.buckets import Granularity
+from tallyql.engine.query.cost import (
     AUDIT_EVENTS_PER_HOUR,
     RAW_EVENTS_PER_HOUR,
     SESSIONS_PER_HOUR,
     export_cost,
 )
-from tallyql.engine.cost_meter import CostMeter
-from tallyql.engine.filters import filter_conditions
-from tallyql.engine.registry import Dimension, DimensionRef, Metric
+from tallyql.engine.query.cost_meter import CostMeter
+from tallyql.engine.query.filters import filter_conditions
+from tallyql.engine.query.registry import Dimension, DimensionRef, Metric
+from tallyql.engine.query.scope import Scope
 from tallyql.engine.sessions import session_conditions
 from tallyql.engine.unpriced import unpriced
 from tallyql.exporting.params import ExportParamError, ExportParams
@@ -84,7 +84,7 @@ class ExportJob:
         )
 
     def pay_rows(self, rows_per_hour: float, what: str) -> None:
-        """Pay for streaming the window's stored rows (engine/cost.py, `export_cost`)."""
+        """Pay for streaming the window's stored rows (engine/query/cost.py, `export_cost`)."""
         if self.meter is not None:
             window = self.params.window
             hours = (window.end - window.start).total_seconds() / 3600

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tallyql.engine.filters import LIST_FILTERS, EventFilterSpec, MetadataMatch
-from tallyql.engine.timerange import Preset, TimeWindow, resolve_window
+from tallyql.engine.query.filters import LIST_FILTERS, EventFilterSpec, MetadataMatch
+from tallyql.engine.query.timerange import Preset, TimeWindow, resolve_window
 from tallyql.storage.types import parse_timestamp
 
 FORMATS = ("csv", "json", "ndjson")

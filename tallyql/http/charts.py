@@ -37,11 +37,11 @@ from starlette.responses import Response
 from tallyql.auth.principal import Permission, Principal
 from tallyql.clock import clock
 from tallyql.engine.analytics import Asker, QueryError
-from tallyql.engine.buckets import BucketError
 from tallyql.engine.charts import PRESETS
-from tallyql.engine.compiler import Scope
-from tallyql.engine.filters import EventFilterSpec
-from tallyql.engine.timerange import TimeRangeError, TimeWindow
+from tallyql.engine.query.buckets import BucketError
+from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.engine.query.scope import Scope
+from tallyql.engine.query.timerange import TimeRangeError, TimeWindow
 from tallyql.exporting.params import ExportParamError, parse
 from tallyql.http import chart_render
 from tallyql.http.auth import requires, services_of

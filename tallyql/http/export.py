@@ -3,7 +3,7 @@ CSV, JSON or NDJSON, streamed, with a file name that says what it holds; every e
 recorded in the audit trail (action export) before the first byte is sent. Exports with costs
 say in headers how many of the range's events are unpriced, and of which models.
 
-Exports are priced by the cost model of GraphQL (engine/cost.py) before any statement runs and
+Exports are priced by the cost model of GraphQL (engine/query/cost.py) before any statement runs and
 paid from the same budgets (the request's, the key's per minute): a point as a root field,
 engine answers (breakdown, timeseries, the unpriced count) their plans, streamed stored rows
 (requests, sessions, audit events) the rows their window is assumed to hold. Over the
@@ -22,10 +22,10 @@ from starlette.responses import Response, StreamingResponse
 
 from tallyql.auth.principal import Permission, Principal
 from tallyql.engine.analytics import QueryError
-from tallyql.engine.buckets import BucketError
-from tallyql.engine.cost import FIELD_POINTS
-from tallyql.engine.cost_meter import CostLimitExceeded, CostMeter, RateLimited
-from tallyql.engine.filter_codec import spec_to_json
+from tallyql.engine.query.buckets import BucketError
+from tallyql.engine.query.cost import FIELD_POINTS
+from tallyql.engine.query.cost_meter import CostLimitExceeded, CostMeter, RateLimited
+from tallyql.engine.query.filter_codec import spec_to_json
 from tallyql.exporting.datasets import (
     COST_DATASETS,
     DATASETS,

@@ -37,7 +37,7 @@ from starlette.routing import BaseRoute
 from starlette.types import Message, Receive, Scope, Send
 from strawberry.http import process_result
 
-from tallyql.engine.cost_meter import CostLimitExceeded, CostMeter, RateLimited
+from tallyql.engine.query.cost_meter import CostLimitExceeded, CostMeter, RateLimited
 from tallyql.http.auth import services_of
 from tallyql.http.graphql_http import execute_plain
 from tallyql.http.graphql_limits import refuse_large_body, refuse_spent_key

@@ -13,8 +13,8 @@ from __future__ import annotations
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from tallyql.engine.cost import FIELD_POINTS
-from tallyql.engine.cost_meter import CostMeter, KeyBuckets
+from tallyql.engine.query.cost import FIELD_POINTS
+from tallyql.engine.query.cost_meter import CostMeter, KeyBuckets
 from tallyql.http.responses import JSONBody
 
 CODE = "PAYLOAD_TOO_LARGE"

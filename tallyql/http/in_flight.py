@@ -1,6 +1,6 @@
 """ASGI middleware: each API key may have at most TALLYQL_KEY_MAX_IN_FLIGHT requests in flight.
 
-The cost budgets (engine/cost_meter.py) bound the work a key's questions may cause, but a
+The cost budgets (engine/query/cost_meter.py) bound the work a key's questions may cause, but a
 flood of cheap requests (ingest calls, small queries, exports) within budget could still
 hold every worker, connection and byte of buffer the server has. A request beyond the cap
 is answered at once with 429 RATE_LIMITED and `Retry-After`, in its route's error shape

@@ -15,10 +15,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from tallyql.engine.buckets import Granularity
 from tallyql.engine.charts import PRESETS as CHART_PRESETS
-from tallyql.engine.registry import Dimension, Metric
-from tallyql.engine.timerange import Preset
+from tallyql.engine.query.buckets import Granularity
+from tallyql.engine.query.registry import Dimension, Metric
+from tallyql.engine.query.timerange import Preset
 from tallyql.exporting.datasets import AUDIT_OPTIONS, DATASETS
 from tallyql.exporting.params import FILTER_PARAMS, FORMATS
 from tallyql.ingest.audit import CHOICES as AUDIT_CHOICES

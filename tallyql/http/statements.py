@@ -13,10 +13,10 @@ from starlette.responses import Response
 from tallyql.auth.principal import Permission, Principal
 from tallyql.costs.statements import StatementPeriod, period_bounds, statements
 from tallyql.engine.analytics import Asker
-from tallyql.engine.compiler import Scope
-from tallyql.engine.cost import FIELD_POINTS
-from tallyql.engine.cost_meter import CostLimitExceeded, CostMeter, RateLimited
-from tallyql.engine.timerange import TimeRangeError, TimeWindow, zone
+from tallyql.engine.query.cost import FIELD_POINTS
+from tallyql.engine.query.cost_meter import CostLimitExceeded, CostMeter, RateLimited
+from tallyql.engine.query.scope import Scope
+from tallyql.engine.query.timerange import TimeRangeError, TimeWindow, zone
 from tallyql.exporting.statement_files import statement_csv, statement_pdf
 from tallyql.http.auth import audit_request, requires, services_of
 from tallyql.http.errors import error_response

@@ -1,5 +1,5 @@
 """Event filters evaluated in Python on live rows, with the engine's meaning
-(`engine/filters.py`): lists mean any of, fields combine with AND, `groups` means the groups'
+(`engine/query/filters.py`): lists mean any of, fields combine with AND, `groups` means the groups'
 current members, `tags` any of, every `metadata` pair must match the key's text value.
 """
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from tallyql.engine.filters import LIST_FILTERS, EventFilterSpec
+from tallyql.engine.query.filters import LIST_FILTERS, EventFilterSpec
 from tallyql.live.compact import LiveRow
 from tallyql.live.membership import GroupSet
 

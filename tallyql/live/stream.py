@@ -15,8 +15,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from tallyql.clock import clock
-from tallyql.engine.filters import EventFilterSpec
-from tallyql.engine.periods import Period, period_bounds
+from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.engine.query.periods import Period, period_bounds
 from tallyql.live.fanout import ERROR, REQUEST
 from tallyql.live.matcher import compile_matcher
 from tallyql.live.service import LiveService

@@ -25,10 +25,10 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tallyql.engine.analytics import Asker
-from tallyql.engine.compiler import Scope
-from tallyql.engine.filters import EventFilterSpec
-from tallyql.engine.registry import Metric
-from tallyql.engine.timerange import TimeWindow
+from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.engine.query.registry import Metric
+from tallyql.engine.query.scope import Scope
+from tallyql.engine.query.timerange import TimeWindow
 from tallyql.live.totals import Totals
 from tallyql.money import round_to_nano
 from tallyql.storage.database import Database

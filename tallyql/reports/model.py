@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, croniter
 
-from tallyql.engine.filter_codec import spec_from_json
-from tallyql.engine.filters import EventFilterSpec
-from tallyql.engine.periods import Period, period_bounds
-from tallyql.engine.registry import Dimension
+from tallyql.engine.query.filter_codec import spec_from_json
+from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.engine.query.periods import Period, period_bounds
+from tallyql.engine.query.registry import Dimension
 from tallyql.field_error import FieldError
 from tallyql.mail.smtp import MAX_RECIPIENTS, valid_address
 

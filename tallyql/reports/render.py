@@ -24,8 +24,8 @@ from tallyql.costs import insights
 from tallyql.engine import analytics
 from tallyql.engine.analytics import Asker
 from tallyql.engine.charts import VEGA_LITE_SCHEMA
+from tallyql.engine.query.registry import Metric
 from tallyql.engine.ranking import grouped, rank
-from tallyql.engine.registry import Metric
 from tallyql.engine.relative_change import relative_change
 from tallyql.engine.sessions import session_stats
 from tallyql.money import to_usd

@@ -19,8 +19,8 @@ from typing import Any
 
 from tallyql.clock import clock
 from tallyql.engine.analytics import Asker
-from tallyql.engine.compiler import Scope
-from tallyql.engine.timerange import TimeWindow
+from tallyql.engine.query.scope import Scope
+from tallyql.engine.query.timerange import TimeWindow
 from tallyql.mail.smtp import Attachment, Mailer, MailError
 from tallyql.reports import store
 from tallyql.reports.model import Report, next_run, range_window, zone_of

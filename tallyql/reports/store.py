@@ -12,8 +12,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tallyql.clock import clock
-from tallyql.engine.filter_codec import spec_to_json
-from tallyql.engine.filters import EventFilterSpec
+from tallyql.engine.query.filter_codec import spec_to_json
+from tallyql.engine.query.filters import EventFilterSpec
 from tallyql.reports.model import (
     FILE_DAYS,
     Report,

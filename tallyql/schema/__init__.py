@@ -21,7 +21,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from tallyql.config import Settings
-from tallyql.engine.cost_meter import KeyBuckets
+from tallyql.engine.query.cost_meter import KeyBuckets
 from tallyql.schema.agent_metrics import AgentMetricsQuery
 from tallyql.schema.agents import AgentsQuery
 from tallyql.schema.alerts import AlertMutation, AlertQuery
@@ -89,7 +89,7 @@ SUBSCRIPTION_TYPES: tuple[type, ...] = (LiveSubscription,)
 
 class TallySchema(strawberry.Schema):
     key_buckets: KeyBuckets | None = None
-    """Every key's cost points (engine/cost_meter.py), shared by the schema's requests."""
+    """Every key's cost points (engine/query/cost_meter.py), shared by the schema's requests."""
     documents: Documents | None = None
     """The parse and validation caches (schema/base/documents.py), shared with the HTTP view."""
 

@@ -10,8 +10,8 @@ import strawberry
 from tallyql.engine import agents as engine_agents
 from tallyql.engine import gateways as engine_gateways
 from tallyql.engine.analytics import Asker
+from tallyql.engine.query.registry import Metric
 from tallyql.engine.ranking import Values
-from tallyql.engine.registry import Metric
 from tallyql.schema.base.common import AfterArg, DescendingArg, FilterArg, FirstArg, RangeArg
 from tallyql.schema.base.context import TallyInfo
 from tallyql.schema.base.described import describe_values

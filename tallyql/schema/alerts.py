@@ -12,8 +12,8 @@ import strawberry
 from tallyql.alerts import model, store
 from tallyql.alerts.model import AlertState, Operator
 from tallyql.auth.principal import Permission
-from tallyql.engine.periods import Period
-from tallyql.engine.registry import Metric as EngineMetric
+from tallyql.engine.query.periods import Period
+from tallyql.engine.query.registry import Metric as EngineMetric
 from tallyql.schema.analytics import Metric
 from tallyql.schema.base.common import AfterArg, EventFilter, FirstArg, IdArg
 from tallyql.schema.base.context import TallyInfo

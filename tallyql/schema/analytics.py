@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 
 from tallyql.engine import analytics as engine
-from tallyql.engine.buckets import Granularity as EngineGranularity
-from tallyql.engine.registry import DIMENSIONS, METRICS, OVERLAPPING_DIMENSIONS, DimensionRef
-from tallyql.engine.registry import Dimension as EngineDimension
-from tallyql.engine.registry import Metric as EngineMetric
+from tallyql.engine.query.buckets import Granularity as EngineGranularity
+from tallyql.engine.query.registry import DIMENSIONS, METRICS, OVERLAPPING_DIMENSIONS, DimensionRef
+from tallyql.engine.query.registry import Dimension as EngineDimension
+from tallyql.engine.query.registry import Metric as EngineMetric
 from tallyql.schema.analytics_overview import Overview, resolve_overview
 from tallyql.schema.base.common import (
     AfterArg,

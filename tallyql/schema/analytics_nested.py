@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from tallyql.auth.principal import Permission
-from tallyql.engine.registry import Dimension
+from tallyql.engine.query.registry import Dimension
 from tallyql.schema.agents import AgentStats, agent_stats
 from tallyql.schema.base.context import TallyInfo
 from tallyql.schema.directory import User, load_user

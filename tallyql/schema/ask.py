@@ -17,8 +17,6 @@ import strawberry
 from tallyql.clock import clock
 from tallyql.engine import analytics as engine
 from tallyql.engine.analytics import Asker, QueryError
-from tallyql.engine.buckets import BucketError
-from tallyql.engine.buckets import Granularity as EngineGranularity
 from tallyql.engine.charts import PRESETS, ChartPreset, Table, summary, vega_lite
 from tallyql.engine.interpret import (
     Interpretation,
@@ -30,10 +28,12 @@ from tallyql.engine.interpret import (
     range_words,
 )
 from tallyql.engine.known_values import known_values
-from tallyql.engine.registry import METRICS
-from tallyql.engine.registry import Dimension as EngineDimension
-from tallyql.engine.registry import Metric as EngineMetric
-from tallyql.engine.timerange import Preset, TimeRangeError
+from tallyql.engine.query.buckets import BucketError
+from tallyql.engine.query.buckets import Granularity as EngineGranularity
+from tallyql.engine.query.registry import METRICS
+from tallyql.engine.query.registry import Dimension as EngineDimension
+from tallyql.engine.query.registry import Metric as EngineMetric
+from tallyql.engine.query.timerange import Preset, TimeRangeError
 from tallyql.engine.vocabulary import DIMENSION_WORDS, METRIC_WORDS
 from tallyql.schema.analytics import (
     DimensionInput,

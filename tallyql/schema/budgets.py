@@ -13,7 +13,7 @@ from tallyql.auth.principal import Permission, Principal
 from tallyql.budgets import model, store
 from tallyql.budgets.model import BudgetScope
 from tallyql.budgets.status import BudgetState, BudgetStatus, budget_status
-from tallyql.engine.periods import Period
+from tallyql.engine.query.periods import Period
 from tallyql.money import to_usd
 from tallyql.schema.base.common import AfterArg, EventFilter, FirstArg, IdArg
 from tallyql.schema.base.context import TallyInfo

@@ -17,8 +17,8 @@ from tallyql.costs.prices import current_price
 from tallyql.costs.recommendations import recommendations
 from tallyql.engine import analytics as engine
 from tallyql.engine.analytics import Asker
-from tallyql.engine.buckets import Granularity
-from tallyql.engine.registry import Dimension, DimensionRef, Metric
+from tallyql.engine.query.buckets import Granularity
+from tallyql.engine.query.registry import Dimension, DimensionRef, Metric
 from tallyql.engine.unpriced import unpriced as unpriced_events
 from tallyql.schema.analytics import WorkspaceArg
 from tallyql.schema.base.change_note import ChangeNote, note_of

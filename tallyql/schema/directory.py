@@ -10,7 +10,7 @@ import strawberry
 
 from tallyql.auth.principal import Permission
 from tallyql.engine import directory
-from tallyql.engine.registry import Dimension
+from tallyql.engine.query.registry import Dimension
 from tallyql.schema.base import loaders
 from tallyql.schema.base.common import (
     AfterArg,

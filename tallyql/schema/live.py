@@ -11,7 +11,7 @@ from typing import Annotated
 import strawberry
 
 from tallyql.auth.principal import Permission
-from tallyql.engine.timerange import zone
+from tallyql.engine.query.timerange import zone
 from tallyql.live.fanout import ERROR, REQUEST
 from tallyql.live.sink import LIVE_SINK
 from tallyql.live.stream import BatchRequest, StreamRequest, open_batch_stream, open_stream

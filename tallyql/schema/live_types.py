@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import strawberry
 
 from tallyql.alerts.model import Operator
-from tallyql.engine.periods import Period
+from tallyql.engine.query.periods import Period
 from tallyql.live import subscriber as kinds
 from tallyql.live.batches import BATCH, EventWindow
 from tallyql.live.compact import LiveRow

@@ -13,8 +13,8 @@ from tallyql.auth.principal import Permission
 from tallyql.engine import analytics as engine
 from tallyql.engine import platform
 from tallyql.engine.analytics import Asker
-from tallyql.engine.buckets import Granularity as EngineGranularity
-from tallyql.engine.registry import Dimension, DimensionRef, Metric
+from tallyql.engine.query.buckets import Granularity as EngineGranularity
+from tallyql.engine.query.registry import Dimension, DimensionRef, Metric
 from tallyql.schema.analytics import Series, TimeSeries
 from tallyql.schema.base.common import DescendingArg, RangeArg
 from tallyql.schema.base.context import TallyInfo

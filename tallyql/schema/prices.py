@@ -14,8 +14,8 @@ from tallyql.costs.overrides import PriceOverride as Override
 from tallyql.costs.prices import ModelPriceInfo, current_price
 from tallyql.costs.prices import PriceSource as EnginePriceSource
 from tallyql.costs.store import list_overrides
-from tallyql.engine.registry import Dimension, DimensionRef, Metric
-from tallyql.engine.timerange import Preset
+from tallyql.engine.query.registry import Dimension, DimensionRef, Metric
+from tallyql.engine.query.timerange import Preset
 from tallyql.schema.base.common import TimeRangeInput
 from tallyql.schema.base.context import TallyInfo
 from tallyql.schema.base.described import describe_values

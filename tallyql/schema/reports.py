@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import strawberry
 
 from tallyql.auth.principal import Permission
-from tallyql.engine.registry import Dimension as EngineDimension
+from tallyql.engine.query.registry import Dimension as EngineDimension
 from tallyql.reports import model, store
 from tallyql.reports.model import FILE_DAYS, MAX_SECTIONS, MAX_TOP
 from tallyql.schema.analytics import Dimension

@@ -9,8 +9,8 @@ import strawberry
 
 from tallyql.auth.principal import Permission
 from tallyql.engine import request_log
-from tallyql.engine.filters import EventFilterSpec
-from tallyql.engine.timerange import TimeWindow
+from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.engine.query.timerange import TimeWindow
 from tallyql.money import to_usd
 from tallyql.schema.base.common import (
     AfterArg,

@@ -9,9 +9,9 @@ import strawberry
 
 from tallyql.auth.principal import Permission
 from tallyql.engine import sessions as engine
-from tallyql.engine.filters import EventFilterSpec
+from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.engine.query.timerange import TimeWindow
 from tallyql.engine.sessions import SessionSpan
-from tallyql.engine.timerange import TimeWindow
 from tallyql.money import to_usd
 from tallyql.schema.base import loaders
 from tallyql.schema.base.common import (

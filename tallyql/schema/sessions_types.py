@@ -13,8 +13,8 @@ from weakref import WeakKeyDictionary
 import strawberry
 
 from tallyql.engine import sessions as engine
-from tallyql.engine.filters import EventFilterSpec
-from tallyql.engine.timerange import TimeWindow
+from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.engine.query.timerange import TimeWindow
 from tallyql.money import to_usd
 from tallyql.schema.base import loaders
 from tallyql.schema.base.context import TallyInfo

@@ -10,10 +10,10 @@ from typing import Annotated, Any
 import strawberry
 
 from tallyql.auth.principal import Permission
-from tallyql.engine.buckets import Granularity as EngineGranularity
 from tallyql.engine.policies import policy_descriptions
+from tallyql.engine.query.buckets import Granularity as EngineGranularity
+from tallyql.engine.query.registry import Metric
 from tallyql.engine.ranking import Values
-from tallyql.engine.registry import Metric
 from tallyql.engine.slices import Slice
 from tallyql.schema.analytics import Granularity, Series, TimeSeries
 from tallyql.schema.base.common import AfterArg, FilterArg, FirstArg, RangeArg

@@ -11,7 +11,7 @@ import strawberry
 
 from tallyql.auth.principal import Permission
 from tallyql.costs import statements as book
-from tallyql.engine.timerange import zone
+from tallyql.engine.query.timerange import zone
 from tallyql.schema.base.common import TimeRangeInput
 from tallyql.schema.base.context import TallyInfo
 from tallyql.schema.base.errors import BadInput

@@ -311,7 +311,7 @@ def local_settings(
 
 COLLECT_AGGREGATE = "tallyql_collect"
 """PostgreSQL: array_agg with a combine step (migration 0010), so that the scans of
-`engine/exact_stats.py` can run in parallel workers (array_agg combines only from 16 on)."""
+`engine/query/exact_stats.py` can run in parallel workers (array_agg combines only from 16 on)."""
 
 
 def collect(dialect: Dialect, value: ColumnElement[Any]) -> Function[Any]:

@@ -2,10 +2,11 @@
 PostgreSQL, creating the coming days' partitions ahead of ingest).
 
 Raw data (events, payloads, PostgreSQL's idempotency keys, audit events, and sessions whose
-last activity is older than the cutoff) expires at the raw cutoff; rollup rows (hour and day,
-histograms too) at the rollup cutoff. On PostgreSQL, events and payloads go a whole day
-partition at a time: detached CONCURRENTLY (queries and ingest keep running) and dropped. On
-SQLite they go in batches of rowids through the (workspace_id, ts) indexes.
+last activity is older than the cutoff) expires at the raw cutoff; rollup rows (hour, day and
+week, histograms and PostgreSQL's uncompacted deltas too) at the rollup cutoff. On
+PostgreSQL, events and payloads go a whole day partition at a time: detached CONCURRENTLY
+(queries and ingest keep running) and dropped. On SQLite they go in batches of rowids through
+the (workspace_id, ts) indexes.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
 
-from tallyql.engine.registry import Dimension, Metric
+from tallyql.engine.query.registry import Dimension, Metric
 from tallyql.storage.directory import set_group_members, set_user_departments
 from tallyql.storage.workspaces import get_or_create_workspace
 from tests.conftest import Api

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import strawberry
 
-from tallyql.engine.filters import EventFilterSpec, MetadataMatch
-from tallyql.engine.timerange import Preset, TimeWindow, resolve_window
+from tallyql.engine.query.filters import EventFilterSpec, MetadataMatch
+from tallyql.engine.query.timerange import Preset, TimeWindow, resolve_window
 from tallyql.schema.base.described import describe_values
 
 

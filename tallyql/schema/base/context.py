@@ -13,7 +13,7 @@ from strawberry.types import Info
 from tallyql.auth.operator import workspace_scope
 from tallyql.auth.principal import AuthError, Permission, Principal, require
 from tallyql.engine.analytics import Asker
-from tallyql.engine.cost_meter import CostMeter
+from tallyql.engine.query.cost_meter import CostMeter
 from tallyql.engine.request_log import get_payloads
 from tallyql.schema.base.common import EventFilter, TimeRangeInput, filter_spec
 from tallyql.services import Services

@@ -23,9 +23,9 @@ from strawberry.extensions import MaskErrors, SchemaExtension
 
 from tallyql.auth.principal import AuthError, PermissionDenied
 from tallyql.engine.analytics import QueryError
-from tallyql.engine.buckets import BucketError
-from tallyql.engine.cost_meter import CostLimitExceeded, RateLimited
-from tallyql.engine.timerange import TimeRangeError
+from tallyql.engine.query.buckets import BucketError
+from tallyql.engine.query.cost_meter import CostLimitExceeded, RateLimited
+from tallyql.engine.query.timerange import TimeRangeError
 from tallyql.imports.openrouter_client import ProviderError
 from tallyql.storage.cursors import CursorError
 from tallyql.storage.outage import UNAVAILABLE_MESSAGE, is_database_unavailable

@@ -6,8 +6,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from tallyql.engine.filter_codec import spec_to_json
-from tallyql.engine.filters import EventFilterSpec
+from tallyql.engine.query.filter_codec import spec_to_json
+from tallyql.engine.query.filters import EventFilterSpec
 from tallyql.schema.base.common import CostSource, ErrorType, EventKind, EventStatus
 
 _ENUMS: dict[str, type[Enum]] = {

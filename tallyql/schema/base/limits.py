@@ -5,8 +5,8 @@
   the variables: a viewer sending ingestEvents with 50,000 events is refused at once, its
   events never read. The resolvers still check their own permissions in full.
 - Cost: every root field (each alias) pays FIELD_POINTS and its page size before execution;
-  every analytics question pays for its plans before it runs (engine/cost.py), from the
-  request's budget and its key's budget per minute (engine/cost_meter.py). The answer says
+  every analytics question pays for its plans before it runs (engine/query/cost.py), from the
+  request's budget and its key's budget per minute (engine/query/cost_meter.py). The answer says
   what was spent and what is left in `extensions.cost`; a refusal is an error with code
   COST_LIMIT or RATE_LIMITED, and over HTTP RATE_LIMITED answers 429 with Retry-After.
 - Deadline and fair share: a query's reads start before its deadline and take at most its
@@ -37,8 +37,8 @@ from strawberry.extensions import SchemaExtension
 
 from tallyql.auth.principal import Permission
 from tallyql.config import Settings
-from tallyql.engine.cost import field_cost
-from tallyql.engine.cost_meter import CostLimitExceeded, CostMeter, KeyBuckets, RateLimited
+from tallyql.engine.query.cost import field_cost
+from tallyql.engine.query.cost_meter import CostLimitExceeded, CostMeter, KeyBuckets, RateLimited
 from tallyql.storage.read_limits import DEADLINE, TENANT
 
 READ = Permission.READ

@@ -1,9 +1,9 @@
 """One ingest transaction, on either database: new events in, duplicates out.
 
 A batch's events are staged in a temporary table (`BATCH_TABLE`); those whose (workspace_id,
-id) is new are copied into `events`, and the writer's steps (`writer.Step`: the aggregating
-statements of `upsert.py`, and on SQLite Python steps such as histogram merges) fold them into
-sessions and rollups in the same transaction.
+id) is new are copied into `events`, and the writer's steps (`WriterStep`: a
+`rollup_folds.Step`, an aggregating statement or on SQLite a Python step such as a histogram
+merge, or an `OnlyIf` statement) fold them into sessions and rollups in the same transaction.
 `PostgresBatches` speaks asyncpg directly (rows through COPY, the rest in one round trip);
 `SqliteBatches` speaks to the single SQLite writer connection (executemany).
 """
@@ -205,7 +205,7 @@ class PostgresBatches:
 
     dialect = Dialect.POSTGRESQL
 
-    def __init__(self, db: Database, lanes: int = 2) -> None:
+    def __init__(self, db: Database, lanes: int) -> None:
         self._dsn = db.asyncpg_dsn
         self.lanes = max(1, lanes)
         self._idle: list[asyncpg.Connection] = []
@@ -454,8 +454,9 @@ class SqliteBatches:
         return None
 
 
-def batches_for(db: Database, lanes: int = 2) -> Batches:
-    """The writer's database side; `lanes` transactions at once on PostgreSQL (SQLite: one)."""
+def batches_for(db: Database, lanes: int) -> Batches:
+    """The writer's database side; `lanes` transactions at once on PostgreSQL (SQLite: one;
+    the server passes `Settings.writer_connections`, 3 by default)."""
     match db.dialect:
         case Dialect.POSTGRESQL:
             return PostgresBatches(db, lanes)

@@ -3,7 +3,8 @@
 Bucket starts are computed here in Python (local midnight, Monday-started weeks, months;
 DST days of 23 and 25 hours come out right). In SQL a time is an integer T of epoch seconds
 (an event's `ts`, or a rollup row's period start), and its bucket index is (every number a
-bound parameter, so SQLAlchemy's statement cache serves the next request too):
+bound parameter; those that move with the window are named, `Bucketing.params`, so that a
+statement built for one window serves the next window of the same `shape`):
   MINUTE, HOUR      (T - b0) / step
   DAY, WEEK         (T + offset(T) - local(b0)) / step, offset(T) a CASE over the DST
                     transitions inside the window (usually none or one)
@@ -17,11 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
+from functools import cached_property
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, ColumnElement, case, literal
+from sqlalchemy import BigInteger, ColumnElement, bindparam, case, literal
 
-from tallyql.engine.timerange import TimeWindow, local_floor
+from tallyql.engine.query.timerange import TimeWindow, local_floor
 from tallyql.storage.types import EPOCH
 
 MAX_BUCKETS = 2_000
@@ -48,6 +51,11 @@ class BucketError(ValueError):
 
 def _int(value: int) -> ColumnElement[int]:
     return literal(value, BigInteger)
+
+
+def _named(name: str, value: int) -> ColumnElement[int]:
+    """A number that moves with the window: bound under a fixed name (`Bucketing.params`)."""
+    return bindparam(name, value, type_=BigInteger)
 
 
 def resolve_granularity(granularity: Granularity, window: TimeWindow) -> Granularity:
@@ -108,27 +116,55 @@ class Bucketing:
     def index_expr(self, t: ColumnElement[int]) -> ColumnElement[int]:
         """The bucket index of integer epoch seconds `t` (within the window)."""
         g = self.granularity
-        b0 = epoch_seconds(self.starts[0])
+        values = self.params
         if g in FIXED_STEP:
-            return (t - _int(b0)) // _int(FIXED_STEP[g])
+            return (t - _named("b0", values["b0"])) // _int(FIXED_STEP[g])
         if g in LOCAL_STEP:
-            local0 = b0 + _offset(self.starts[0], self.tz)
-            return (t + self.offset_expr(t) - _int(local0)) // _int(LOCAL_STEP[g])
+            local0 = _named("local0", values["local0"])
+            return (t + self.offset_expr(t) - local0) // _int(LOCAL_STEP[g])
         if self.count == 1:
             return _int(0)
-        whens = [(t < _int(epoch_seconds(s)), _int(i)) for i, s in enumerate(self.starts[1:])]
+        whens = [(t < _named(f"bs{i}", values[f"bs{i}"]), _int(i)) for i in range(self.count - 1)]
         return case(*whens, else_=_int(self.count - 1))
 
     def offset_expr(self, t: ColumnElement[int]) -> ColumnElement[int]:
         """The zone's UTC offset in seconds at epoch seconds `t`."""
-        first, *rest = self.transitions
-        if not rest:
-            return _int(first[1])
+        values = self.params
+        last = len(self.transitions) - 1
+        if not last:
+            return _named("off0", values["off0"])
         whens = [
-            (t < _int(since), _int(prev[1]))
-            for prev, (since, _) in zip(self.transitions, rest, strict=False)
+            (t < _named(f"at{i + 1}", values[f"at{i + 1}"]), _named(f"off{i}", values[f"off{i}"]))
+            for i in range(last)
         ]
-        return case(*whens, else_=_int(rest[-1][1]))
+        return case(*whens, else_=_named(f"off{last}", values[f"off{last}"]))
+
+    @property
+    def _cased(self) -> bool:
+        """Buckets of unequal length (months, quarters, years): a CASE over their starts."""
+        return self.granularity not in FIXED_STEP and self.granularity not in LOCAL_STEP
+
+    @property
+    def shape(self) -> tuple[Any, ...]:
+        """What the SQL of `index_expr` and `offset_expr` depends on besides `params`."""
+        return (self.granularity, len(self.transitions), self.count if self._cased else None)
+
+    @cached_property
+    def params(self) -> dict[str, int]:
+        """The numbers `index_expr` and `offset_expr` bind by name (read, never changed):
+        the first bucket's start (b0, in UTC; local0, in local time), every later bucket
+        start (bs0, bs1, ...: month, quarter and year buckets), and the zone's offsets (off0,
+        off1, ...) with the instants from which they hold (at1, at2, ...)."""
+        b0 = epoch_seconds(self.starts[0])
+        out = {"b0": b0, "local0": b0 + _offset(self.starts[0], self.tz)}
+        if self._cased:
+            for i, start in enumerate(self.starts[1:]):
+                out[f"bs{i}"] = epoch_seconds(start)
+        for i, (since, offset) in enumerate(self.transitions):
+            if i:
+                out[f"at{i}"] = since
+            out[f"off{i}"] = offset
+        return out
 
     @property
     def constant(self) -> bool:

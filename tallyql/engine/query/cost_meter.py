@@ -1,4 +1,4 @@
-"""Spending cost points (engine/cost.py): each request has a budget of its own, and each API
+"""Spending cost points (engine/query/cost.py): each request has a budget of its own, and each API
 key a budget per minute shared by all its requests.
 
 A key's budget is a bucket of `per_minute` points that refills continuously (per_minute / 60

@@ -1,4 +1,11 @@
-"""Runs a MetricsQuery: plan each measure group, run its statement, merge, finish metrics.
+"""Runs a MetricsQuery in five stages, each a function below:
+
+  plan_query     a plan per measure group (sums, each histogram, each distinct column), paid
+                 for before anything runs
+  compile_query  a statement per plan, kept by shape, with the values that move bound
+  fetch          every statement at once
+  merge          rows by key (bucket, dimension values): measures, distinct counts, quantiles
+  finish         each metric from its key's measures (the registry's finish)
 
 Every analytics field of the API goes through `run_query`; it is the one place that reads
 events and rollups for aggregates.
@@ -19,14 +26,16 @@ from sqlalchemy.exc import ProgrammingError
 
 from tallyql import sketch
 from tallyql.clock import clock
-from tallyql.engine.buckets import Bucketing, Granularity, make_bucketing, single_bucket
-from tallyql.engine.compiler import GroupSpec, Scope, compile_group
-from tallyql.engine.cost import query_cost
-from tallyql.engine.cost_meter import CostMeter
-from tallyql.engine.filters import NO_FILTER, EventFilterSpec
-from tallyql.engine.planner import Plan, plan_group
-from tallyql.engine.registry import METRICS, DimensionRef, Metric
-from tallyql.engine.timerange import TimeWindow
+from tallyql.engine.query.buckets import Bucketing, Granularity, make_bucketing, single_bucket
+from tallyql.engine.query.compiler import GroupKind, GroupSpec
+from tallyql.engine.query.cost import query_cost
+from tallyql.engine.query.cost_meter import CostMeter
+from tallyql.engine.query.filters import NO_FILTER, EventFilterSpec
+from tallyql.engine.query.planner import Plan, plan_group
+from tallyql.engine.query.registry import METRICS, DimensionRef, Metric
+from tallyql.engine.query.scope import Scope
+from tallyql.engine.query.statement_cache import STATEMENTS
+from tallyql.engine.query.timerange import TimeWindow
 from tallyql.histogram import Accumulator
 from tallyql.storage.database import Database
 from tallyql.storage.ingest.partitions import partition_name
@@ -84,16 +93,16 @@ def measure_groups(metrics: Sequence[Metric]) -> dict[str, GroupSpec]:
             name = f"histogram:{definition.histogram}"
             known = groups[name].quantiles if name in groups else ()
             groups[name] = GroupSpec(
-                "histogram",
+                GroupKind.HISTOGRAM,
                 histogram=definition.histogram,
                 quantiles=(*known, definition.quantile or 0.5),
             )
         if definition.distinct:
             groups[f"distinct:{definition.distinct}"] = GroupSpec(
-                "distinct", distinct=definition.distinct
+                GroupKind.DISTINCT, distinct=definition.distinct
             )
     if measures:
-        groups = {"measures": GroupSpec("measures", measures=tuple(measures)), **groups}
+        groups = {"measures": GroupSpec(GroupKind.MEASURES, measures=tuple(measures)), **groups}
     return groups
 
 
@@ -129,22 +138,34 @@ async def quiet_until(db: Database, scope: Scope, end: datetime) -> datetime | N
     return None if found is not None else ceil
 
 
-async def _fetch(db: Database, statement: Select[Any]) -> list[Sequence[Any]]:
-    async with db.read() as conn:
-        return [tuple(r) for r in (await conn.execute(statement)).all()]
-
-
 async def run_query(
     db: Database, query: MetricsQuery, explain: bool = False, meter: CostMeter | None = None
 ) -> MetricsResult:
-    """The query's plans, paid for with `meter` (engine/cost.py) before any of them runs."""
+    """The query's answer in five stages: plan (paid for with `meter`, engine/query/cost.py,
+    before any statement runs), compile, fetch, merge, finish."""
     bucketing = (
         single_bucket(query.window)
         if query.granularity is None
         else make_bucketing(query.window, query.granularity)
     )
     groups = measure_groups(query.metrics)
-    statements: list[Select[Any]] = []
+    plans = await plan_query(db, query, bucketing, groups, meter)
+    statements = compile_query(db, query, bucketing, groups, plans, explain)
+    results = await fetch(db, statements)
+    measures, quantiles = merge(groups, plans, results, len(query.dimensions))
+    return MetricsResult(bucketing, finish(query.metrics, measures, quantiles), plans)
+
+
+async def plan_query(
+    db: Database,
+    query: MetricsQuery,
+    bucketing: Bucketing,
+    groups: dict[str, GroupSpec],
+    meter: CostMeter | None,
+) -> list[Plan]:
+    """Stage 1: a plan per measure group (engine/query/planner.py), charged to `meter`; then,
+    when nothing lies between the window's end and the end of its hour, plans that read that
+    hour whole (`quiet_until`)."""
 
     def plan_all(quiet: datetime | None) -> list[Plan]:
         return [
@@ -153,7 +174,7 @@ async def run_query(
                 bucketing,
                 query.dimensions,
                 query.filter,
-                histogram=group.kind == "histogram",
+                histogram=group.kind is GroupKind.HISTOGRAM,
                 distinct=group.distinct,
                 force_raw=query.force_raw,
                 quiet_until=quiet,
@@ -168,33 +189,70 @@ async def run_query(
         what = f"{len(query.metrics)} metrics by {by} in {bucketing.count} buckets"
         meter.charge(query_cost(plans, query.dimensions, bucketing.count), what)
     quiet = None if query.force_raw else await quiet_until(db, query.scope, bucketing.end)
-    if quiet is not None:
-        plans = plan_all(quiet)
+    return plans if quiet is None else plan_all(quiet)
+
+
+Statement = tuple[Select[Any], dict[str, Any]]
+"""A statement and the values it is executed with."""
+
+
+def compile_query(
+    db: Database,
+    query: MetricsQuery,
+    bucketing: Bucketing,
+    groups: dict[str, GroupSpec],
+    plans: list[Plan],
+    explain: bool,
+) -> list[Statement]:
+    """Stage 2: a statement per plan (engine/query/compiler.py), kept by shape
+    (engine/query/statement_cache.py); explain records its SQL on the plan."""
+    out = []
     for plan, group in zip(plans, groups.values(), strict=True):
-        statement = compile_group(
+        statement, params = STATEMENTS.statement(
             plan, group, bucketing, query.dimensions, query.filter, query.scope, db.dialect
         )
         if explain:
             plan.sql.append(str(statement.compile(db.reader.sync_engine)))
-        statements.append(statement)
-    results = await asyncio.gather(*(_fetch(db, s) for s in statements))
-    n_dims = len(query.dimensions)
+        out.append((statement, params))
+    return out
+
+
+async def fetch(db: Database, statements: list[Statement]) -> list[list[Sequence[Any]]]:
+    """Stage 3: every statement at once, each on a read connection of its own."""
+    return list(await asyncio.gather(*(_fetch(db, s) for s in statements)))
+
+
+async def _fetch(db: Database, statement: Statement) -> list[Sequence[Any]]:
+    select_, params = statement
+    async with db.read() as conn:
+        return [tuple(r) for r in (await conn.execute(select_, params)).all()]
+
+
+def merge(
+    groups: dict[str, GroupSpec],
+    plans: list[Plan],
+    results: list[list[Sequence[Any]]],
+    n_dims: int,
+) -> tuple[dict[Key, dict[str, Any]], dict[str, dict[Key, dict[float, float]]]]:
+    """Stage 4: the groups' rows by key (bucket index, dimension values...): each key's base
+    measures and distinct counts, and each histogram's quantiles (sketch buckets and blobs
+    merged here, or exact values picked from ranks)."""
     raw_values: dict[Key, dict[str, Any]] = defaultdict(dict)
     quantiles: dict[str, dict[Key, dict[float, float]]] = defaultdict(lambda: defaultdict(dict))
     histograms: dict[Key, Accumulator] = {}
     for (name, group), rows, plan in zip(groups.items(), results, plans, strict=True):
-        if group.kind == "histogram" and plan.exact:
+        if group.kind is GroupKind.HISTOGRAM and plan.exact:
             for key, found in _exact_quantiles(rows, n_dims, group.quantiles).items():
                 quantiles[name][key] = found
                 raw_values.setdefault(key, {})
             continue
         for row in rows:
             key = tuple(_key_value(v) for v in row[: 1 + n_dims])
-            if group.kind == "measures":
+            if group.kind is GroupKind.MEASURES:
                 values = raw_values[key]
                 for m, v in zip(group.measures, row[1 + n_dims :], strict=True):
                     values[m] = _number(v)
-            elif group.kind == "histogram":  # (keys..., bucket, count, blob)
+            elif group.kind is GroupKind.HISTOGRAM:  # (keys..., bucket, count, blob)
                 accumulator = histograms.setdefault(key, Accumulator())
                 blob = row[3 + n_dims]
                 if blob is not None:
@@ -203,18 +261,14 @@ async def run_query(
                     accumulator.add(int(row[1 + n_dims]), int(row[2 + n_dims]))
             else:
                 raw_values[key][name] = int(row[1 + n_dims])
-        if group.kind == "histogram":
+        if group.kind is GroupKind.HISTOGRAM:
             for key, accumulator in histograms.items():
                 found = accumulator.quantiles(group.quantiles)
                 if found:
                     quantiles[name][key] = found
                     raw_values.setdefault(key, {})
             histograms.clear()
-    values = {
-        key: {m: _finish(m, measures, quantiles, key) for m in query.metrics}
-        for key, measures in raw_values.items()
-    }
-    return MetricsResult(bucketing, values, plans)
+    return raw_values, quantiles
 
 
 def _exact_quantiles(
@@ -245,7 +299,20 @@ def _key_value(value: Any) -> Any:
     return value
 
 
-def _finish(
+def finish(
+    metrics: Sequence[Metric],
+    measures: dict[Key, dict[str, Any]],
+    quantiles: dict[str, dict[Key, dict[float, float]]],
+) -> dict[Key, dict[Metric, float | None]]:
+    """Stage 5: each key's metrics from its base measures (the registry's finish), distinct
+    counts and quantiles."""
+    return {
+        key: {m: _finish_metric(m, found, quantiles, key) for m in metrics}
+        for key, found in measures.items()
+    }
+
+
+def _finish_metric(
     metric: Metric,
     measures: dict[str, Any],
     quantiles: dict[str, dict[Key, dict[float, float]]],

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from tallyql.engine.filters import EventFilterSpec, MetadataMatch
+from tallyql.engine.query.filters import EventFilterSpec, MetadataMatch
 
 
 def spec_to_json(spec: EventFilterSpec) -> dict[str, Any]:

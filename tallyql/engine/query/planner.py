@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-from tallyql.engine.buckets import Bucketing, Granularity
-from tallyql.engine.filters import EventFilterSpec
-from tallyql.engine.registry import Dimension, DimensionRef
+from tallyql.engine.query.buckets import Bucketing, Granularity
+from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.engine.query.registry import Dimension, DimensionRef
 from tallyql.sketch import RELATIVE_ACCURACY
 from tallyql.storage.rollups.declarations import (
     GRAINS,
@@ -42,14 +43,33 @@ TIME_DIMENSIONS = frozenset({Dimension.HOUR_OF_DAY, Dimension.DAY_OF_WEEK})
 RAW_ONLY_DIMENSIONS = frozenset({Dimension.METADATA, Dimension.SESSION})
 
 
+class Grain(StrEnum):
+    """What a piece of a window is read from: raw events, or a rollup's rows of one period
+    length. The values are the rollup tables' suffixes (`storage/rollups.py: GRAINS`), so a
+    grain indexes the storage layer's tables and periods as it is."""
+
+    RAW = "raw"
+    HOUR = "h"
+    DAY = "d"
+    WEEK = "w"  # from Monday 00:00 UTC
+
+
+ROLLUP_GRAINS = (Grain.HOUR, Grain.DAY, Grain.WEEK)
+"""Finest first."""
+
+
 @dataclass(frozen=True)
 class Piece:
-    grain: str  # "raw", "h" or "d"
+    grain: Grain
     start: datetime
     end: datetime
 
     def describe(self) -> dict[str, str]:
-        return {"grain": self.grain, "start": self.start.isoformat(), "end": self.end.isoformat()}
+        return {
+            "grain": self.grain.value,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+        }
 
 
 @dataclass
@@ -150,11 +170,11 @@ def uncovered_reason(needed: set[str], histogram: bool) -> str:
     return f"{reason}: {'; '.join(notes)}"
 
 
-def _aligned(instants: list[datetime], grain: str) -> bool:
+def _aligned(instants: list[datetime], grain: Grain) -> bool:
     return all(grain_start(grain, int(i.timestamp())) == i.timestamp() for i in instants)
 
 
-def grains_allowed(bucketing: Bucketing, dimensions: tuple[DimensionRef, ...]) -> tuple[str, ...]:
+def grains_allowed(bucketing: Bucketing, dimensions: tuple[DimensionRef, ...]) -> tuple[Grain, ...]:
     """The rollup grains (finest first) whose rows never straddle a bucket boundary and keep
     what the dimensions need."""
     if bucketing.granularity is Granularity.MINUTE:
@@ -162,21 +182,21 @@ def grains_allowed(bucketing: Bucketing, dimensions: tuple[DimensionRef, ...]) -
     time_dims = {r.dimension for r in dimensions} & TIME_DIMENSIONS
     offsets = [offset for _, offset in bucketing.transitions]
     boundaries = bucketing.boundaries()
-    if not _aligned(boundaries, "h") or (time_dims and any(o % 3600 for o in offsets)):
+    if not _aligned(boundaries, Grain.HOUR) or (time_dims and any(o % 3600 for o in offsets)):
         return ()
     if (
         bucketing.granularity is Granularity.HOUR
-        or not _aligned(boundaries, "d")
+        or not _aligned(boundaries, Grain.DAY)
         or Dimension.HOUR_OF_DAY in time_dims
         or (Dimension.DAY_OF_WEEK in time_dims and any(offsets))
     ):
-        return ("h",)
-    if not _aligned(boundaries, "w") or time_dims:
-        return ("h", "d")
-    return ("h", "d", "w")
+        return ROLLUP_GRAINS[:1]
+    if not _aligned(boundaries, Grain.WEEK) or time_dims:
+        return ROLLUP_GRAINS[:2]
+    return ROLLUP_GRAINS
 
 
-def _ceil(value: datetime, grain: str) -> datetime:
+def _ceil(value: datetime, grain: Grain) -> datetime:
     ts = value.timestamp()
     start = grain_start(grain, int(ts // 1))
     if start < ts:
@@ -184,17 +204,17 @@ def _ceil(value: datetime, grain: str) -> datetime:
     return datetime.fromtimestamp(start, UTC)
 
 
-def _floor(value: datetime, grain: str) -> datetime:
+def _floor(value: datetime, grain: Grain) -> datetime:
     return datetime.fromtimestamp(grain_start(grain, int(value.timestamp() // 1)), UTC)
 
 
-def split_window(start: datetime, end: datetime, grains: tuple[str, ...]) -> list[Piece]:
+def split_window(start: datetime, end: datetime, grains: tuple[Grain, ...]) -> list[Piece]:
     """Raw edges, then whole periods of each grain in turn (finest first) covering
     [start, end) exactly once: the coarsest grain that fits takes the middle, each finer one
     the ragged edges around it."""
     left: list[Piece] = []
     right: list[Piece] = []
-    lo, hi, edge = start, end, "raw"
+    lo, hi, edge = start, end, Grain.RAW
     for grain in grains:
         a, b = _ceil(lo, grain), _floor(hi, grain)
         if a >= b:
@@ -220,7 +240,7 @@ def plan_group(
     """`quiet_until`: no event lies between the window's end and this instant (the end of
     its hour), so whole hour rows may answer the window's last, partial hour."""
     start, end = bucketing.start, bucketing.end
-    raw = [Piece("raw", start, end)]
+    raw = [Piece(Grain.RAW, start, end)]
     if force_raw:
         return Plan(group, None, raw, "raw path forced", histogram=histogram, exact=histogram)
     needed, raw_reason = needed_columns(dimensions, spec, distinct)

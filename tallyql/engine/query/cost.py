@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from tallyql.engine.planner import Plan
-from tallyql.engine.registry import Dimension, DimensionRef
+from tallyql.engine.query.planner import Grain, Plan
+from tallyql.engine.query.registry import Dimension, DimensionRef
 
 ROWS_PER_POINT = 100
 RAW_EVENTS_PER_POINT = 10_000
@@ -45,7 +45,7 @@ RAW_DIMENSION_FACTOR = 2
 worth of work per event (grouping by sessions is the costly case)."""
 MAX_COMBINATIONS = 10_000_000
 """Estimated combinations are capped here (the product of several large dimensions)."""
-GRAIN_SECONDS = {"h": 3_600, "d": 86_400, "w": 604_800}
+GRAIN_SECONDS = {Grain.HOUR: 3_600, Grain.DAY: 86_400, Grain.WEEK: 604_800}
 
 
 def cardinality(ref: DimensionRef) -> int:
@@ -81,7 +81,7 @@ def plan_cost(plan: Plan, dimensions: Sequence[DimensionRef], buckets: int) -> i
         seconds = (piece.end - piece.start).total_seconds()
         events_in = seconds / 3600 * RAW_EVENTS_PER_HOUR
         window_events += events_in
-        if piece.grain == "raw":
+        if piece.grain is Grain.RAW:
             raw_events += events_in * raw_factor
         else:
             periods = math.ceil(seconds / GRAIN_SECONDS[piece.grain])

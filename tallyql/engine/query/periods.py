@@ -1,6 +1,6 @@
 """Calendar periods in an IANA zone: the local day, week (from Monday) or month that holds
 an instant, as [start, end) in UTC. Boundaries are computed like the engine's day buckets
-(engine/buckets.py), so a period is always a whole number of day buckets."""
+(engine/query/buckets.py), so a period is always a whole number of day buckets."""
 
 from __future__ import annotations
 
