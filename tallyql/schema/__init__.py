@@ -45,6 +45,7 @@ from tallyql.schema.requests import RequestQuery
 from tallyql.schema.scalars import SCALAR_MAP
 from tallyql.schema.sessions import SessionQuery
 from tallyql.schema.slices import SlicesQuery
+from tallyql.schema.standby_reads import StandbyReads
 from tallyql.schema.statements import StatementQuery
 from tallyql.schema.webhooks import WebhookMutation, WebhookQuery
 
@@ -138,6 +139,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: CachedDocuments(documents),
         ErrorCodes,
         ExplainPlans,
+        StandbyReads,
         lambda: RequestLimits(settings, buckets),
     ]
     policy = introspection_policy(settings.introspection)
