@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -44,6 +45,9 @@ class Standby:
     root: Path
     port: int
     primary_url: str
+    slot: str
+    """The physical replication slot on the primary that keeps the WAL the standby needs (a
+    busy shared server recycles segments between the base backup and the standby's start)."""
 
     @property
     def data(self) -> Path:
@@ -81,14 +85,26 @@ def make_standby(primary_url: str) -> Standby:
             user = pwd.getpwnam("postgres")
             os.chown(root, user.pw_uid, user.pw_gid)
         os.chmod(root, 0o700)
-        standby = Standby(root, _free_port(), primary_url)
+        drop_stale_slots(primary_url)
+        slot = f"{SLOT_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        standby = Standby(root, _free_port(), primary_url, slot)
         backup = [
             str(BIN / "pg_basebackup"),
             *("-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432)),
             *("-U", parts.username or "postgres", "-D", str(standby.data)),
-            *("-R", "-X", "stream", "-c", "fast"),
+            *("-R", "-X", "stream", "-c", "fast", "-C", "-S", slot),
         ]
-        done = subprocess.run(_as_postgres(backup), capture_output=True, text=True, timeout=120)
+        for _attempt in range(3):  # a shared server may end a replication connection
+            done = subprocess.run(_as_postgres(backup), capture_output=True, text=True, timeout=120)
+            if done.returncode == 0:
+                break
+            shutil.rmtree(standby.data, ignore_errors=True)
+            _sql(
+                primary_url,
+                f"SELECT pg_drop_replication_slot('{slot}') FROM pg_replication_slots"
+                f" WHERE slot_name = '{slot}'",
+            )
+            time.sleep(1)
         if done.returncode != 0:
             raise RuntimeError(
                 f"pg_basebackup failed (does pg_hba.conf allow `host replication all "
@@ -115,12 +131,36 @@ def make_standby(primary_url: str) -> Standby:
         standby.start()
         return standby
     except BaseException:
-        remove(root)
+        remove(standby if "standby" in locals() else None, root)
         raise
 
 
-def remove(root: Path) -> None:
-    """Stop the standby in `root` if it runs, and delete the directory."""
+SLOT_PREFIX = "tallyql_test_standby_"
+
+
+def _sql(url: str, sql: str) -> str:
+    done = subprocess.run(["psql", url, "-Atc", sql], capture_output=True, text=True, timeout=30)
+    return done.stdout
+
+
+def drop_stale_slots(primary_url: str) -> None:
+    """Slots of standbys whose test process died without cleaning up keep WAL on the primary
+    forever: drop the inactive ones of processes that no longer run."""
+    found = _sql(
+        primary_url,
+        f"SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE '{SLOT_PREFIX}%'"
+        " AND NOT active",
+    )
+    for name in found.split():
+        pid = int(name[len(SLOT_PREFIX) :].split("_")[0])
+        if not Path(f"/proc/{pid}").exists():
+            _sql(primary_url, f"SELECT pg_drop_replication_slot('{name}')")
+
+
+def remove(standby: Standby | None, root: Path | None = None) -> None:
+    """Stop the standby if it runs, drop its slot, and delete its directory."""
+    root = standby.root if standby is not None else root
+    assert root is not None
     data = root / "data"
     if (data / "postmaster.pid").exists():
         subprocess.run(
@@ -131,6 +171,21 @@ def remove(root: Path) -> None:
     if os.environ.get("TALLYQL_TEST_STANDBY_LOG") and (root / "log").exists():
         shutil.copy(root / "log", os.environ["TALLYQL_TEST_STANDBY_LOG"])
     shutil.rmtree(root, ignore_errors=True)
+    if standby is not None:
+        # the walsender ends moments after the standby: the slot can go once it is inactive
+        sql = (
+            f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+            f" WHERE slot_name = '{standby.slot}' AND NOT active"
+        )
+        for _ in range(50):
+            _sql(standby.primary_url, sql)
+            left = _sql(
+                standby.primary_url,
+                f"SELECT 1 FROM pg_replication_slots WHERE slot_name = '{standby.slot}'",
+            )
+            if not left.strip():
+                break
+            time.sleep(0.1)
 
 
 async def wait_caught_up(url: str, primary_url: str, seconds: float = 120.0) -> float:

@@ -44,7 +44,7 @@ def standby(postgres_database: str) -> Iterator[Standby]:
         asyncio.run(wait_caught_up(made.url(postgres_database), postgres_database))
         yield made
     finally:
-        remove(made.root)
+        remove(made)
 
 
 @pytest.fixture
@@ -56,6 +56,9 @@ def settings(postgres_database: str, standby: Standby, tmp_path: Path) -> Settin
         # the standby replays the whole test server's WAL (other sessions' too) on a busy
         # machine: the tests that expect it to answer give it time
         read_wait_ms=15_000.0,
+        # on a machine this loaded the standby's replay lags seconds at times: correctness
+        # never depends on the bound (each request checks positions), the lagging test sets it
+        read_max_lag_seconds=120.0,
     )
 
 
@@ -143,7 +146,7 @@ async def test_without_read_urls_nothing_changes(
 async def test_queries_exports_and_reports_read_from_the_standby(api: Api) -> None:
     router = router_of(api)
     (standby,) = router.standbys
-    assert standby.state == STREAMING
+    await until(lambda: standby.state == STREAMING, 60.0)
     key = await api.key()
     await api.ingest(
         key, [llm(f"e{i}", timestamp=ago(minutes=i + 1), cost_usd=0.5) for i in range(4)]
@@ -175,7 +178,7 @@ async def test_queries_exports_and_reports_read_from_the_standby(api: Api) -> No
     rows = [orjson.loads(line) for line in response.text.splitlines()]
     assert sorted(r["id"] for r in rows) == ["e0", "e1", "e2", "e3"]
     audit = await api.data(key, "{ auditEvents(first: 10) { nodes { action resourceType } } }")
-    assert {"action": "export", "resourceType": "export"} in audit["auditEvents"]["nodes"]
+    assert {"action": "EXPORT", "resourceType": "export"} in audit["auditEvents"]["nodes"]
 
     # a scheduled report's tables are read through a route too
     db_ = api.services.db
@@ -208,11 +211,11 @@ async def test_paused_replay_sends_the_read_to_the_primary(
     api: Api, standby: Standby, settings: Settings
 ) -> None:
     router = router_of(api)
-    router.wait_seconds = 0.3
     key = await api.key()
     await api.ingest(key, [llm("old", timestamp=ago(minutes=3), cost_usd=1.0)])
     _, db = await explained(api, key, TOTALS)
     assert db["answeredBy"] == router.standbys[0].name
+    router.wait_seconds = 0.3
     async with paused(standby, settings):
         await api.ingest(key, [llm("new", timestamp=ago(minutes=2), cost_usd=2.0)])
         # the standby cannot show "new": after waiting its bound, the primary answers
@@ -310,6 +313,7 @@ async def test_every_root_field_answers_as_the_primary_does(
     api: Api, settings: Settings, receiver: Receiver
 ) -> None:
     world = await build_world(api, receiver.url.rsplit("/", 1)[0])
+    before = router_of(api).standbys[0].reads
     primary_app = create_app(replace(settings, database_read_urls=""))
     w = window()
     async with primary_app.router.lifespan_context(primary_app):
@@ -322,7 +326,10 @@ async def test_every_root_field_answers_as_the_primary_does(
                     answer = await ask(api, tenant, body, w)
                     reference = await ask(primary, tenant, body, w)
                     try:
-                        assert answer == reference, "differs from the primary's"
+                        # extensions differ: the cost each key has left, where it was read
+                        assert {k: answer.get(k) for k in ("data", "errors")} == {
+                            k: reference.get(k) for k in ("data", "errors")
+                        }, "differs from the primary's"
                         if check is not None:
                             check(answer["data"][field], tenant, w)
                     except (AssertionError, KeyError, TypeError) as exc:
@@ -332,4 +339,5 @@ async def test_every_root_field_answers_as_the_primary_does(
     for tenant in world:
         _, db = await explained(api, tenant.key, TOTALS)
         assert db["answeredBy"] == name
-    assert router_of(api).standbys[0].reads > len(CASES) * 2
+    # most answers came from the standby (a wait beyond its bound would send one elsewhere)
+    assert router_of(api).standbys[0].reads - before > len(CASES)
