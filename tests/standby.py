@@ -63,11 +63,13 @@ class Standby:
             _as_postgres([str(BIN / "pg_ctl"), "-D", str(self.data), *args]),
             check=True,
             capture_output=True,
-            timeout=60,
+            timeout=320,
         )
 
     def start(self) -> None:
-        self.pg_ctl("-l", str(self.root / "log"), "-w", "-t", "30", "start")
+        """Start it and wait until it accepts connections: a restart replays the WAL since the
+        last restartpoint first (seconds here, more while the shared server is busy)."""
+        self.pg_ctl("-l", str(self.root / "log"), "-w", "-t", "300", "start")
 
     def stop(self) -> None:
         self.pg_ctl("-m", "fast", "-w", "stop")

@@ -275,7 +275,7 @@ async def test_a_stopped_standby_is_skipped_then_used_again(
         assert node.state == DOWN
     finally:
         standby.start()
-    await until(lambda: node.state == STREAMING, 30.0)
+    await until(lambda: node.state == STREAMING, 120.0)
     data, db = await explained(api, key, TOTALS)
     assert data["overview"] == {"totalRequests": 2, "costUsd": 3.0}
     assert db["answeredBy"] == node.name
