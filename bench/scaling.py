@@ -6,6 +6,7 @@ Loads `--events` demo events over `--days` days into a scratch database (dropped
 and prints: bytes on disk per event for events, payloads, rollups (hour, day, week and
 histograms) and their indexes; rollup rows per million events; partitions per day; NOTIFY
 messages per second through one connection and the largest payload PostgreSQL accepts.
+`--events 0` prints the NOTIFY figures only.
 """
 
 from __future__ import annotations
@@ -71,8 +72,16 @@ async def measure(url: str, events: int, days: int) -> None:
             " WHERE p.relname = 'events'"
         )
         print(f"partitions: {parts} for {event_days} days = {parts / event_days:.0f} per day")
-        # NOTIFY: messages per second from one connection, each in its own transaction as the
-        # live relay sends them, with 200-byte payloads
+    finally:
+        await conn.close()
+    await notify_rates(url)
+
+
+async def notify_rates(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        # NOTIFY: messages per second from one connection, each in its own transaction (each
+        # commit waits for its WAL flush), 200-byte payloads
         payload = "x" * 200
         n = 5000
         started = time.perf_counter()
@@ -94,7 +103,8 @@ async def measure(url: str, events: int, days: int) -> None:
                 done.set()
 
         await listener.add_listener("tallyql_bench_packed", received)
-        packed = ["z" * 7900] * 500
+        # distinct payloads: PostgreSQL folds identical ones of one transaction into one
+        packed = [f"{i:06d}" + "z" * 7894 for i in range(500)]
         started = time.perf_counter()
         for _ in range(20):
             await conn.execute(
@@ -128,6 +138,9 @@ async def run(args: argparse.Namespace) -> None:
     try:
         env = {**os.environ, "TALLYQL_DATABASE_URL": url}
         started = time.perf_counter()
+        if args.events == 0:  # NOTIFY figures only
+            await notify_rates(url)
+            return
         tallyql("demo", "--events", str(args.events), "--days", str(args.days), env=env)
         print(f"bulk load: {args.events / (time.perf_counter() - started):,.0f} events/s")
         await measure(url, args.events, args.days)

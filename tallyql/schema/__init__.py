@@ -139,9 +139,10 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: CachedDocuments(documents),
         ErrorCodes,
         ExplainPlans,
-        StandbyReads,
         lambda: RequestLimits(settings, buckets),
     ]
+    if settings.read_url_list:  # without standbys no hook at all runs per operation
+        extensions.insert(3, StandbyReads)
     policy = introspection_policy(settings.introspection)
     if policy is not None:
         extensions.append(policy)  # after the validation cache: adds to its result

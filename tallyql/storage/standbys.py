@@ -121,6 +121,9 @@ class Standby:
 
     def mark_down(self, error: BaseException | str) -> None:
         self.state = DOWN
+        # what comes back at this address may be another server (rebuilt from an older
+        # backup, say): only a check of it says how far it has replayed
+        self.replay_lsn = None
         self.error = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         self.checked_at = time.time()
         self._release_waiters()
@@ -270,6 +273,8 @@ class StandbyRouter:
         in_recovery, lsn, age = row
         standby.checked_at = time.time()
         standby.error = None
+        if standby.state in (DOWN, UNKNOWN):
+            standby.replay_lsn = None  # back, or first seen: its own word, not an old one
         standby.advance(int(lsn) if lsn is not None else None)
         if not in_recovery:
             standby.state = NOT_STANDBY
@@ -279,8 +284,11 @@ class StandbyRouter:
         caught_up = self.primary_lsn is not None and standby.reached(self.primary_lsn)
         # the age of the last replayed transaction is the lag only while WAL waits to be
         # replayed: an idle primary makes it grow on a standby that is fully caught up
-        standby.lag_seconds = 0.0 if caught_up or age is None else max(0.0, float(age))
-        if standby.lag_seconds > self.max_lag_seconds:
+        if caught_up:
+            standby.lag_seconds = 0.0
+        else:  # unknown (None) until it replays a transaction after its start
+            standby.lag_seconds = None if age is None else max(0.0, float(age))
+        if standby.lag_seconds is not None and standby.lag_seconds > self.max_lag_seconds:
             if standby.state != LAGGING:
                 log.warning("standby %s lags %.1f s", standby.name, standby.lag_seconds)
             standby.state = LAGGING
