@@ -97,7 +97,7 @@ def make_standby(primary_url: str) -> Standby:
             *("-R", "-X", "stream", "-c", "fast", "-C", "-S", slot),
         ]
         for _attempt in range(3):  # a shared server may end a replication connection
-            done = subprocess.run(_as_postgres(backup), capture_output=True, text=True, timeout=120)
+            done = subprocess.run(_as_postgres(backup), capture_output=True, text=True, timeout=900)
             if done.returncode == 0:
                 break
             shutil.rmtree(standby.data, ignore_errors=True)
