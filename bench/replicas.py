@@ -61,7 +61,12 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
 async def backends(url: str, database: str) -> list[int]:
     conn = await asyncpg.connect(url)
     try:
-        rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", database)
+        # client backends only: an autovacuum worker on the fresh tables is not a request's
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1"
+            " AND backend_type = 'client backend'",
+            database,
+        )
         return [r["pid"] for r in rows if r["pid"] != conn.get_server_pid()]
     finally:
         await conn.close()
@@ -216,6 +221,7 @@ async def run(url: str) -> None:
     try:
         env = {**os.environ, "TALLYQL_DATABASE_URL": bench_url}
         tallyql("demo", "--events", str(ARGS.events), "--days", "7", env=env)
+        await admin(bench_url, "VACUUM ANALYZE")  # nothing left for autovacuum meanwhile
         standby = make_standby(bench_url)
         standby_url = standby.url(bench_url)
         await wait_streaming(standby_url)
