@@ -17,8 +17,8 @@ replicas behind the load balancer nor of mutations and tools, so it would send a
 standby that misses an event another process acknowledged a millisecond earlier; a shared
 table of per-workspace positions would cost a write (and a WAL flush) after every batch and
 one read of the primary per request all the same. One `SELECT pg_current_wal_lsn()` is the
-cheapest correct source (about 0.1 ms of the primary, bench/replicas.py), and is only asked
-when some standby is healthy. Its cost is that a workspace with no new events may wait for
+cheapest correct source (a round trip that reads no table), and is only asked when some
+standby is healthy. Its cost is that a workspace with no new events may wait for
 another workspace's commits to be replayed; streaming replay keeps that within milliseconds.
 
 Choice. A standby whose last known replay position (the monitor's, or a request's) already
