@@ -8,10 +8,13 @@ The standby (tests/standby.py) is made once per session by pg_basebackup and pg_
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import re
 import time
+import zipfile
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ from tests.isolation_cases import CASES, window
 from tests.isolation_data import build_world
 from tests.notify_helpers import Receiver, quiet_settings, webhook_receiver
 from tests.standby import Standby, make_standby, remove, wait_caught_up, wait_streaming
+from tests.test_reports import CREATE, RUNS
 from tests.test_tenant_isolation import ask
 
 EXPLAIN = {"X-Tallyql-Explain": "1"}
@@ -343,3 +347,46 @@ async def test_every_root_field_answers_as_the_primary_does(
         assert db["answeredBy"] == name
     # most answers came from the standby (a wait beyond its bound would send one elsewhere)
     assert router_of(api).standbys[0].reads - before > len(CASES)
+
+
+async def test_a_report_run_renders_from_the_standby(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = api.services.db
+    routes: list[Any] = []
+    routed_reads = db.standby_reads
+
+    @contextmanager
+    def spy() -> Iterator[Any]:
+        with routed_reads() as route:
+            routes.append(route)
+            yield route
+
+    monkeypatch.setattr(db, "standby_reads", spy)
+    key = await api.key()
+    await api.ingest(key, [llm("r1", provider="openai", cost_usd=1.25)])
+    fields = {
+        "name": "Now",
+        "schedule": "0 8 * * 1",
+        "range": "LAST_24H",
+        "sections": [{"kind": "BREAKDOWN", "dimension": "PROVIDER"}],
+        "formats": ["CSV"],
+    }
+    report = (await api.data(key, CREATE, {"i": fields}))["createReport"]["report"]
+    mutation = "mutation($id: ID!) { runReport(id: $id) { run { id } } }"
+    await api.data(key, mutation, {"id": report["id"]})
+    await until(lambda: bool(routes) and routes[0].answered is not None, 60.0)
+    # the run's tables were read from the standby, and hold the event ingested before it
+    assert routes[0].answered.database == router_of(api).standbys[0].name
+    for _ in range(600):
+        runs = (await api.data(key, RUNS, {"id": report["id"]}))["report"]["runs"]["nodes"]
+        if runs[0]["status"] != "RUNNING":
+            break
+        await asyncio.sleep(0.1)
+    assert runs[0]["status"] == "SUCCEEDED", runs[0]
+    url = runs[0]["files"][0]["url"]
+    response = await api.client.get(url, headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    rows = list(csv.DictReader(io.StringIO(archive.read(archive.namelist()[0]).decode())))
+    assert [(r["Provider"], float(r["Cost (USD)"])) for r in rows] == [("openai", 1.25)]
