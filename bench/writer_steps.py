@@ -38,6 +38,7 @@ from tallyql.storage.ingest.batch import BATCH_TABLE, batches_for
 from tallyql.storage.ingest.record import TS
 from tallyql.storage.migrate import upgrade
 from tallyql.storage.rollups.compaction import compact, vacuum_deltas
+from tallyql.storage.rollups.declarations import FOLD_GROUPS
 from tallyql.storage.rollups.folds import staging_statements
 from tallyql.storage.rollups.sessions import session_statements
 
@@ -134,6 +135,7 @@ async def run(args: argparse.Namespace) -> None:
         steps = [s for c in contributors for s in c(batches.dialect, BATCH_TABLE)]
         await batches.ensure_days({e.record[TS].date() for e in events})
         chunks = [events[i : i + args.batch] for i in range(0, len(events), args.batch)]
+        staged = 0  # delta rows the counted compactions folded
         for n, chunk in enumerate(chunks):
             costs.on = n > 0
             await batches.write(chunk, steps)
@@ -141,6 +143,7 @@ async def run(args: argparse.Namespace) -> None:
                 rows = "SELECT pid FROM pg_stat_activity WHERE datname = $1"
                 pids = [r[0] for r in await conn.fetch(rows, name) if r[0] != conn.get_server_pid()]
                 every = (n // args.compact_every) % 10 == 0  # histograms every tenth run
+                staged += await _delta_rows(conn, every)
                 await costs.time("compaction", pids, compact(db, wait=True, histograms=every))
                 await costs.time("vacuum deltas", pids, vacuum_deltas(db))
         counted = sum(len(c) for c in chunks[1:])
@@ -153,6 +156,12 @@ async def run(args: argparse.Namespace) -> None:
             cpu, wall = costs.cpu[label] / counted * 1e6, costs.wall[label] / counted * 1e6
             print(f"{label:<22}{cpu:>14.1f}{wall:>15.1f}")
         print(f"{'total':<22}{sum(costs.cpu.values()) / counted * 1e6:>14.1f}")
+        if staged and costs.wall.get("compaction"):
+            print(
+                f"compaction: {staged:,} delta rows folded, "
+                f"{staged / costs.wall['compaction']:,.0f} rows/s wall, "
+                f"{staged / max(costs.cpu['compaction'], 1e-9):,.0f} rows per CPU-second"
+            )
         asyncpg.connect = connect  # type: ignore[assignment]
         await batches.close()
         await conn.close()
@@ -160,6 +169,16 @@ async def run(args: argparse.Namespace) -> None:
         asyncpg.connect = connect  # type: ignore[assignment]
         await db.dispose()
         await admin(args.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _delta_rows(conn: asyncpg.Connection, histograms: bool) -> int:
+    """Rows staged in the rollup delta tables that a compaction run will fold (the
+    histogram group's only on runs that fold histograms)."""
+    total = 0
+    for group in FOLD_GROUPS:
+        if histograms or not group.histogram:
+            total += await conn.fetchval(f'SELECT count(*) FROM "{group.delta_table}"')
+    return total
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ from tallyql.http.in_flight import KeyInFlight
 from tallyql.http.observe import RequestMetrics
 from tallyql.http.openapi import install_openapi
 from tallyql.http.outage import DatabaseOutage
+from tallyql.http.standby_reads import StandbyReads
 from tallyql.http.static_files import STATIC_PATH, static_app
 from tallyql.observability import Metrics
 from tallyql.schema import build_schema
@@ -150,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         path: otlp.status_response for path in (otlp.TRACES_PATH, otlp.LOGS_PATH, otlp.METRICS_PATH)
     }
     install_error_handlers(app, own_shapes)
+    app.add_middleware(StandbyReads)  # innermost: around the read routes only
     # inside RequestMetrics: its 503s are counted
     app.add_middleware(DatabaseOutage, own_shapes=own_shapes)
     # outside the outage handler (a refused request never reaches the database), inside

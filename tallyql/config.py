@@ -18,6 +18,16 @@ class Settings:
     """Where the embedded SQLite database lives (TALLYQL_DATA_DIR)."""
     database_url: str = ""
     """sqlite:///path or postgresql://user@host/db; empty means SQLite under data_dir."""
+    database_read_urls: str = ""
+    """PostgreSQL hot standbys of database_url, comma-separated URLs: GraphQL queries, exports,
+    charts, ask and report rendering read from one that has replayed every commit made before
+    the request (storage/standbys.py); empty: every read goes to the primary."""
+    read_wait_ms: float = 250.0
+    """How long a request may wait for a standby to replay the commits it must show before
+    the primary answers it instead (0: never wait)."""
+    read_max_lag_seconds: float = 10.0
+    """A standby whose replay is further behind the primary than this is skipped until it
+    catches up."""
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
@@ -160,6 +170,12 @@ class Settings:
         return parse_cors_origins(self.cors_origins)
 
     @property
+    def read_url_list(self) -> tuple[str, ...]:
+        """The standbys' URLs, with the async driver."""
+        urls = (u.strip() for u in self.database_read_urls.split(","))
+        return tuple(normalize_database_url(u) for u in urls if u)
+
+    @property
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL with the async driver for the configured database."""
         url = self.database_url or f"sqlite:///{self.data_dir / 'tallyql.db'}"
@@ -248,6 +264,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     if settings.live_max_age_seconds <= 0:
         raise ValueError("TALLYQL_LIVE_MAX_AGE_SECONDS must be above 0")
     parse_cors_origins(settings.cors_origins)
+    if settings.read_url_list and not settings.resolved_database_url.startswith("postgresql"):
+        raise ValueError("TALLYQL_DATABASE_READ_URLS needs a PostgreSQL TALLYQL_DATABASE_URL")
+    if any(not u.startswith("postgresql") for u in settings.read_url_list):
+        raise ValueError("TALLYQL_DATABASE_READ_URLS must be postgresql:// URLs")
+    if settings.read_wait_ms < 0 or settings.read_max_lag_seconds <= 0:
+        raise ValueError("TALLYQL_READ_WAIT_MS must be >= 0, _MAX_LAG_SECONDS above 0")
     smtp = urlsplit(settings.smtp_url) if settings.smtp_url else None
     if smtp is not None and (smtp.scheme not in ("smtp", "smtps") or not smtp.hostname):
         raise ValueError("TALLYQL_SMTP_URL must be smtp://[user:password@]host[:port] or smtps://")

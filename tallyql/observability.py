@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.registry import Collector
 
 from tallyql.ingest.validate import IngestResult
+from tallyql.storage.standbys import PRIMARY, STATES, StandbyRouter
 
 
 class Metrics:
@@ -58,6 +68,10 @@ class Metrics:
             "tallyql_writer_queue_events", "Events waiting for the writer.", registry=self.registry
         )
 
+    def watch_standbys(self, router: StandbyRouter) -> None:
+        """Report the hot standbys' state, lag and share of reads at every scrape."""
+        self.registry.register(StandbyCollector(router))
+
     def observe_ingest(self, result: IngestResult) -> None:
         self.events_ingested.inc(result.accepted)
         self.events_rejected.inc(result.rejected)
@@ -69,3 +83,44 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class StandbyCollector(Collector):
+    """The read replicas as the router last saw them (TALLYQL_DATABASE_READ_URLS)."""
+
+    def __init__(self, router: StandbyRouter) -> None:
+        self.router = router
+
+    def collect(self) -> Iterator[Metric]:
+        router = self.router
+        state = GaugeMetricFamily(
+            "tallyql_standby_state",
+            "1 for each standby's current state (streaming: used for reads; lagging, down, "
+            "not_in_recovery: skipped; unknown: not checked yet).",
+            labels=["standby", "state"],
+        )
+        lag = GaugeMetricFamily(
+            "tallyql_standby_lag_seconds",
+            "How far each standby's replay is behind the primary, in seconds (0: caught up).",
+            labels=["standby"],
+        )
+        reads = CounterMetricFamily(
+            "tallyql_reads",
+            "Requests routed to the standbys, by the database that answered them (primary: no "
+            "standby was healthy and fresh enough in time).",
+            labels=["database"],
+        )
+        reads.add_metric([PRIMARY], router.primary_reads)
+        for standby in router.standbys:
+            for name in STATES:
+                state.add_metric([standby.name, name], 1.0 if standby.state == name else 0.0)
+            if standby.lag_seconds is not None:
+                lag.add_metric([standby.name], standby.lag_seconds)
+            reads.add_metric([standby.name], standby.reads)
+        waits = SummaryMetricFamily(
+            "tallyql_read_wait_seconds",
+            "Time requests waited for a standby to replay the commits they must show.",
+            count_value=router.wait_count,
+            sum_value=router.wait_seconds_total,
+        )
+        yield from (state, lag, reads, waits)

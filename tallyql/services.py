@@ -139,6 +139,9 @@ async def start_services(
         pool_size=settings.db_pool_size,
         statement_timeout=settings.db_statement_timeout_seconds,
         workspace_share=settings.db_workspace_share,
+        read_urls=settings.read_url_list,
+        read_wait_ms=settings.read_wait_ms,
+        read_max_lag_seconds=settings.read_max_lag_seconds,
     )
     if migrate:
         await upgrade(db)
@@ -153,6 +156,9 @@ async def start_services(
         observer=metrics.observe_batch,
     )
     writer.start()
+    if db.standbys is not None:
+        # the first round before serving: requests find each standby's state known
+        await db.standbys.check_all()
     prices = PriceBook(db)
     await prices.refresh()
     ingest = IngestService(
@@ -188,6 +194,9 @@ async def start_services(
             activity=lambda: writer.stats.batches,
         )
         services.spawn("rollup_compaction", compaction.run_forever())
+    if db.standbys is not None:
+        metrics.watch_standbys(db.standbys)
+        services.spawn("standby_checks", db.standbys.run_forever())
     services.live = start_live(services)
     services.report_runner = ReportRunner(
         db, services.mailer, settings.report_poll_seconds, services.reports

@@ -31,6 +31,8 @@ EXPOSED_HEADERS = (
     "WWW-Authenticate",
     "X-Tallyql-Unpriced-Events",
     "X-Tallyql-Unpriced-Models",
+    "X-Tallyql-Database",
+    "X-Tallyql-Database-Reason",
 )
 PREFLIGHT_MAX_AGE_SECONDS = 600
 

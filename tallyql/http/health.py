@@ -22,6 +22,7 @@ async def health(request: Request) -> JSONBody:
     services = services_of(request)
     database_ok = await services.db.ping()
     writer = services.writer
+    standbys = services.db.standbys
     tasks = {"writer": writer.alive, **services.background_status()}
     jobs = services.job_reports()
     # a job that keeps failing, falls behind or has quarantined a workspace says why
@@ -46,6 +47,7 @@ async def health(request: Request) -> JSONBody:
             "last_commit_ms": round(writer.stats.last_commit_seconds * 1000, 3),
         },
         "background_tasks": tasks,
+        **({"read_replicas": standbys.report()} if standbys is not None else {}),
         "jobs": jobs,
         "uptime_seconds": round((datetime.now(UTC) - services.started_at).total_seconds(), 1),
     }

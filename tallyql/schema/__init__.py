@@ -49,6 +49,7 @@ from tallyql.schema.reports import ReportMutation, ReportQuery
 from tallyql.schema.requests import RequestQuery
 from tallyql.schema.sessions import SessionQuery
 from tallyql.schema.slices import SlicesQuery
+from tallyql.schema.standby_reads import StandbyReads
 from tallyql.schema.statements import StatementQuery
 from tallyql.schema.webhooks import WebhookMutation, WebhookQuery
 
@@ -144,6 +145,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         ExplainPlans,
         lambda: RequestLimits(settings, buckets),
     ]
+    if settings.read_url_list:  # without standbys no hook at all runs per operation
+        extensions.insert(3, StandbyReads)
     policy = introspection_policy(settings.introspection)
     if policy is not None:
         extensions.append(policy)  # after the validation cache: adds to its result

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, assert_never
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import await_only
 
 from tallyql.config import normalize_database_url
@@ -29,6 +29,7 @@ from tallyql.storage.read_limits import (
     TenantShares,
     is_statement_timeout,
 )
+from tallyql.storage.standbys import READ_ROUTE, ReadRoute, StandbyRouter, routed
 
 
 def _sqlite_pragmas(synchronous: str, cache_mib: int, temp_store: str) -> Any:
@@ -106,7 +107,10 @@ class Database:
 
     `statement_timeout` (seconds, 0: none) bounds every statement of the read connections;
     `workspace_share` of the read connections is the most one workspace's requests hold at
-    once (storage/read_limits.py)."""
+    once (storage/read_limits.py). `read_urls` are PostgreSQL hot standbys that answer the
+    reads of routed requests (storage/standbys.py); `read_wait_ms` bounds a request's wait
+    for a standby to replay what it must show, `read_max_lag_seconds` the lag of a standby
+    still used."""
 
     def __init__(
         self,
@@ -114,11 +118,16 @@ class Database:
         pool_size: int = 10,
         statement_timeout: float = 0.0,
         workspace_share: float = 1.0,
+        read_urls: Sequence[str] = (),
+        read_wait_ms: float = 0.0,
+        read_max_lag_seconds: float = 10.0,
     ) -> None:
         self.url = normalize_database_url(url)
         parsed = make_url(self.url)
         self.dialect = Dialect.of(self.url)
         self.statement_timeout = statement_timeout
+        self.standbys: StandbyRouter | None = None
+        """The hot standbys (PostgreSQL with read URLs only)."""
         match self.dialect:
             case Dialect.POSTGRESQL:
                 readers = pool_size
@@ -142,7 +151,17 @@ class Database:
                     **{**options, "connect_args": {"server_settings": read_settings}},
                 )
                 self.writer = create_async_engine(self.url, pool_size=5, max_overflow=10, **options)
+                if read_urls:
+                    self.standbys = StandbyRouter(
+                        self.reader,
+                        [normalize_database_url(u) for u in read_urls],
+                        read_settings,
+                        read_wait_ms,
+                        read_max_lag_seconds,
+                    )
             case Dialect.SQLITE:
+                if read_urls:
+                    raise ValueError("TALLYQL_DATABASE_READ_URLS needs a PostgreSQL primary")
                 # more readers than cores gains nothing with SQLite (at most 4); each holds
                 # its own cache
                 readers = min(pool_size, 4)
@@ -167,10 +186,37 @@ class Database:
     def asyncpg_dsn(self) -> str:
         return self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
+    @contextmanager
+    def standby_reads(self) -> Iterator[ReadRoute | None]:
+        """Within this block, reads go to a standby that has replayed every commit made
+        before it (or to the primary); without read URLs it changes nothing."""
+        with routed(self.standbys) as route:
+            yield route
+
+    @asynccontextmanager
+    async def _connect(self) -> AsyncIterator[AsyncConnection]:
+        """A read connection to the database the current request reads from."""
+        route = READ_ROUTE.get() if self.standbys is not None else None
+        standby = await route.standby() if route is not None else None
+        engine: AsyncEngine = self.reader
+        if standby is not None and route is not None:
+            try:
+                conn = await standby.engine.connect()
+            except (OSError, TimeoutError, DBAPIError) as exc:
+                route.failed(standby, exc)  # this read and the request's next ones: primary
+            else:
+                try:
+                    yield conn
+                finally:
+                    await conn.close()
+                return
+        async with engine.connect() as conn:
+            yield conn
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read connection, within the request's workspace share and deadline."""
-        async with self.shares.hold(), self.reader.connect() as conn:
+        async with self.shares.hold(), self._connect() as conn:
             try:
                 yield conn
             except DBAPIError as exc:
@@ -182,7 +228,7 @@ class Database:
     async def read_snapshot(self) -> AsyncIterator[AsyncConnection]:
         """A read connection inside one transaction: every statement sees one snapshot
         (REPEATABLE READ on PostgreSQL, where it also allows server-side cursors)."""
-        async with self.shares.hold(), self.reader.connect() as conn:
+        async with self.shares.hold(), self._connect() as conn:
             if (level := self.dialect.snapshot_isolation) is not None:
                 conn = await conn.execution_options(isolation_level=level)
             try:
@@ -208,6 +254,8 @@ class Database:
         return True
 
     async def dispose(self) -> None:
+        if self.standbys is not None:
+            await self.standbys.dispose()
         await self.reader.dispose()
         if self.writer is not self.reader:
             await self.writer.dispose()

@@ -17,6 +17,7 @@ from tallyql.engine.query.cost_meter import CostMeter
 from tallyql.engine.request_log import get_payloads
 from tallyql.schema.base.common import EventFilter, TimeRangeInput, filter_spec
 from tallyql.services import Services
+from tallyql.storage.standbys import ReadRoute
 
 EXPLAIN_HEADER = "x-tallyql-explain"
 PLAN_HEADER = "x-tallyql-plan"
@@ -42,6 +43,8 @@ class Context(BaseContext):
         self.plans: list[dict[str, Any]] = []
         self.meter: CostMeter | None = None
         """The operation's cost meter (schema/base/limits.py sets it before execution)."""
+        self.read_route: ReadRoute | None = None
+        """Where a query's reads go (schema/standby_reads.py); None: the primary."""
         self._loaders: dict[Hashable, DataLoader[Any, Any]] = {}
 
     def asker(
