@@ -4,7 +4,8 @@
     python bench/ask.py --database-url postgresql://postgres@127.0.0.1:5432/tallyql_ask
 
 1. The interpreter alone (tallyql/engine/interpret.py), in this process, over every question
-   of the test corpus (tests/ask_corpus.py), `--rounds` times: p50, p95 and max per question.
+   of the test corpus (tests/support/ask_corpus.py), `--rounds` times: p50, p95 and max per
+   question.
 2. `ask` over HTTP against `tallyql serve` on `--events` demo events (loaded with
    `tallyql demo` unless the workspace holds enough): p50/p95 over the corpus' questions.
 3. The first image right after start (the renderer warms up in the background at start),
@@ -32,7 +33,7 @@ from support import tallyql
 
 from tallyql.engine.charts import PRESETS
 from tallyql.engine.interpret import KnownValuesKey, interpret
-from tests.ask_corpus import CASES, KNOWN, NOW
+from tests.support.ask_corpus import CASES, KNOWN, NOW
 
 ASK = """query($q: String!) { ask(question: $q) { understood summary
   result { totalRows } chart { kind vegaLite } } }"""

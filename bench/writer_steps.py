@@ -32,14 +32,14 @@ from tallyql.demo.generator import generate_batches
 from tallyql.ingest import fastpath
 from tallyql.ingest.pricing import Pricer
 from tallyql.ingest.service import IngestService
-from tallyql.ingest.validate import TS
-from tallyql.storage.batch import BATCH_TABLE, batches_for
-from tallyql.storage.block_audit import block_audit_statements
-from tallyql.storage.compaction import compact, vacuum_deltas
+from tallyql.storage.audit import block_audit_statements
 from tallyql.storage.database import Database
+from tallyql.storage.ingest.batch import BATCH_TABLE, batches_for
+from tallyql.storage.ingest.record import TS
 from tallyql.storage.migrate import upgrade
-from tallyql.storage.rollup_folds import staging_statements
-from tallyql.storage.session_rollup import session_statements
+from tallyql.storage.rollups.compaction import compact, vacuum_deltas
+from tallyql.storage.rollups.folds import staging_statements
+from tallyql.storage.rollups.sessions import session_statements
 
 STEPS = (  # (label, how the statement starts or what it holds), first match wins
     ("claim keys", "SAVEPOINT claim"),

@@ -41,7 +41,7 @@ from tallyql.http.outage import DatabaseOutage
 from tallyql.http.static_files import STATIC_PATH, static_app
 from tallyql.observability import Metrics
 from tallyql.schema import build_schema
-from tallyql.schema.context import EXPLAIN_HEADER, PLAN_HEADER, Context
+from tallyql.schema.base.context import EXPLAIN_HEADER, PLAN_HEADER, Context
 from tallyql.services import start_services
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,9 @@ def _settings(**overrides: Any) -> Settings:
         settings = load_settings().with_overrides(**overrides)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    if settings.resolved_database_url.startswith("postgresql"):
+    from tallyql.storage.dialect import Dialect  # imports SQLAlchemy: only when it runs
+
+    if Dialect.of(settings.resolved_database_url).server:
         from tallyql.storage.bootstrap import DatabaseSetupError, ensure_postgres_database
 
         try:
@@ -281,7 +283,7 @@ def rollups_rebuild(
     data_dir: Path | None,
 ) -> None:
     """Recompute rollups from raw events (the range widens to whole UTC days)."""
-    from tallyql.storage.rebuild import rebuild_command
+    from tallyql.storage.rollups.rebuild import rebuild_command
 
     settings = _settings(database_url=database_url, data_dir=data_dir)
     try:
@@ -333,8 +335,7 @@ def users_set_department(
 ) -> None:
     """Set users' department (cost centre), creating unknown users; events stored from now on
     carry it. Audited like upsertUsers."""
-    from tallyql.storage.audit import AuditRecord
-    from tallyql.storage.audit_store import insert_audit_records
+    from tallyql.storage.audit import AuditRecord, insert_audit_records
     from tallyql.storage.database import Database
     from tallyql.storage.directory import set_user_departments
     from tallyql.storage.migrate import upgrade

@@ -20,16 +20,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
-
 from tallyql.clock import clock
 from tallyql.config import Settings
-from tallyql.storage.audit import AuditRecord
-from tallyql.storage.audit_store import insert_audit_records
+from tallyql.storage.audit import AuditRecord, insert_audit_records
 from tallyql.storage.database import Database
-from tallyql.storage.partitions import PartitionManager
+from tallyql.storage.ingest.partitions import PartitionManager
+from tallyql.storage.locks import Lock, held_for_session
 from tallyql.storage.retention import Purger, PurgeResult
-from tallyql.storage.rollups import grain_start
+from tallyql.storage.rollups.declarations import grain_start
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +36,6 @@ FIRST_RUN_MAX_DELAY = 300.0
 PARTITION_DAYS_AHEAD = 2
 FAILING_AFTER = 2
 """Consecutive failed runs (hours apart by default) after which /health reports the job."""
-_LOCK_ID = 0x7A11_7003
 
 
 def day_floor(value: datetime) -> datetime:
@@ -131,15 +128,8 @@ class RetentionJob:
     async def _purge_once(
         self, raw: datetime | None, rollup: datetime | None
     ) -> PurgeResult | None:
-        if not self.db.is_postgres:
-            return await self.purger.purge(raw, rollup)
-        lock = await asyncpg.connect(self.db.asyncpg_dsn)
-        try:
-            if not await lock.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_ID):
-                return None
-            return await self.purger.purge(raw, rollup)
-        finally:
-            await lock.close()  # closing the session releases the lock
+        async with held_for_session(self.db, Lock.RETENTION) as held:
+            return await self.purger.purge(raw, rollup) if held else None
 
     async def _audit(
         self, result: PurgeResult, raw: datetime | None, rollup: datetime | None, now: datetime

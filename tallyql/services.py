@@ -10,27 +10,70 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
+from tallyql.alerts.scheduler import AlertScheduler
 from tallyql.auth.keys import KeyService
+from tallyql.budgets.monitor import BudgetMonitor
+from tallyql.clock import clock
 from tallyql.config import Settings
 from tallyql.costs.book import PriceBook
 from tallyql.imports.sync import ProviderSync
 from tallyql.ingest.pricing import Pricer
 from tallyql.ingest.service import IngestService
-from tallyql.live.wiring import LiveComponents, start_live
+from tallyql.live.service import LiveService
 from tallyql.mail.smtp import Mailer, SmtpServer
 from tallyql.observability import Metrics
 from tallyql.reports.runner import ReportRunner
 from tallyql.retention import RetentionJob
-from tallyql.storage.batch import batches_for
-from tallyql.storage.block_audit import block_audit_statements
-from tallyql.storage.compaction import CompactionJob
+from tallyql.storage.audit import block_audit_statements
 from tallyql.storage.database import Database
+from tallyql.storage.ingest.batch import batches_for
+from tallyql.storage.ingest.writer import Writer
 from tallyql.storage.migrate import upgrade
-from tallyql.storage.rollup_folds import staging_statements
-from tallyql.storage.session_rollup import session_statements
-from tallyql.storage.writer import Writer
+from tallyql.storage.rollups.compaction import CompactionJob
+from tallyql.storage.rollups.folds import staging_statements
+from tallyql.storage.rollups.sessions import session_statements
+from tallyql.webhooks.dispatcher import RetryPolicy, WebhookDispatcher
 
 log = logging.getLogger(__name__)
+
+
+LIVE_REPORT_SECONDS = 5.0
+"""How often the live features' /health reports are refreshed."""
+
+
+@dataclass
+class LiveComponents:
+    """Live bus, webhook dispatcher, budget monitor and alert scheduler (started together: the
+    monitor and the scheduler publish on the bus and notify through the dispatcher)."""
+
+    service: LiveService
+    webhooks: WebhookDispatcher
+    budgets: BudgetMonitor
+    alerts: AlertScheduler
+
+    def reports(self) -> dict[str, dict[str, Any]]:
+        def ago(moment: float | None) -> float | None:
+            return None if moment is None else round(clock.timestamp() - moment, 1)
+
+        return {
+            "live": {**self.service.report(), "ok": True},
+            "webhooks": {
+                "sent": self.webhooks.sent,
+                "failed_attempts": self.webhooks.failed_attempts,
+                "ok": True,
+            },
+            "budgets": {
+                "evaluations": self.budgets.evaluations,
+                "limit_warnings": self.budgets.warnings,
+                "last_run_seconds_ago": ago(self.budgets.last_run),
+                "ok": True,
+            },
+            "alerts": {
+                "evaluations": self.alerts.evaluations,
+                "last_run_seconds_ago": ago(self.alerts.last_run),
+                "ok": True,
+            },
+        }
 
 
 @dataclass
@@ -50,7 +93,7 @@ class Services:
     retention: RetentionJob | None = None
     """Purges expired data (see tallyql/retention.py); its loop runs as a background job."""
     live: LiveComponents | None = None
-    """Live bus, webhook dispatcher, budget monitor and alert scheduler (tallyql/live/)."""
+    """Live bus, webhook dispatcher, budget monitor and alert scheduler (`start_live`)."""
 
     provider_sync: ProviderSync | None = None
     """Imports each provider connection's activity daily (tallyql/imports/)."""
@@ -137,7 +180,7 @@ async def start_services(
     )
     if settings.retention_interval_seconds > 0:
         services.spawn("retention", services.retention.run_forever())
-    if db.is_postgres and settings.rollup_compaction_seconds > 0:
+    if db.dialect.staged_deltas and settings.rollup_compaction_seconds > 0:
         compaction = CompactionJob(
             db,
             settings.rollup_compaction_seconds,
@@ -162,3 +205,54 @@ async def start_services(
     if settings.provider_sync_poll_seconds > 0:
         services.spawn("provider_sync", services.provider_sync.run_forever())
     return services
+
+
+def start_live(services: Services) -> LiveComponents:
+    settings = services.settings
+    live = LiveService(
+        services.db,
+        queue_size=settings.live_queue_size,
+        delivery_share=settings.live_delivery_share,
+        max_age=settings.live_max_age_seconds,
+        group_refresh_seconds=settings.live_group_refresh_seconds,
+        audit_poll_seconds=settings.live_audit_poll_seconds,
+        cross_replica=settings.live_cross_replica,
+    )
+    services.writer.add_listener(live.bus.on_commit)
+    dispatcher = WebhookDispatcher(
+        services.db,
+        RetryPolicy(
+            max_attempts=settings.webhook_max_attempts,
+            backoff_seconds=settings.webhook_backoff_seconds,
+            backoff_max_seconds=settings.webhook_backoff_max_seconds,
+        ),
+        timeout_seconds=settings.webhook_timeout_seconds,
+        poll_seconds=settings.webhook_poll_seconds,
+        allow_private=settings.webhook_allow_private,
+        mailer=services.mailer,
+    )
+    budgets = BudgetMonitor(
+        services.db,
+        live.bus,
+        dispatcher,
+        interval_seconds=settings.budget_interval_seconds,
+        debounce_seconds=settings.budget_debounce_seconds,
+    )
+    live.bus.observers.append(budgets.on_batch)
+    alerts = AlertScheduler(
+        services.db, live.bus, dispatcher, interval_seconds=settings.alert_interval_seconds
+    )
+    components = LiveComponents(live, dispatcher, budgets, alerts)
+    live.start(services.spawn)
+    services.spawn("webhooks", dispatcher.run())
+    services.spawn("budgets", budgets.run())
+    services.spawn("alerts", alerts.run())
+    services.reports.update(components.reports())
+    services.spawn("live-reports", _keep_reports(components, services.reports))
+    return components
+
+
+async def _keep_reports(components: LiveComponents, reports: dict[str, dict[str, Any]]) -> None:
+    while True:
+        await asyncio.sleep(LIVE_REPORT_SECONDS)
+        reports.update(components.reports())

@@ -34,8 +34,12 @@ POSTGRES_URL = os.environ.get(
 )
 DATABASES = ("sqlite", "postgresql")
 
+# the shared helpers' asserts report their operands as a test module's do (pytest rewrites
+# only test modules and conftest unless told)
+pytest.register_assert_rewrite("tests.support")
+
 # the browser tests' fixtures (Debian's chromium through Playwright), shared by their modules
-pytest_plugins = ["tests.browser"]
+pytest_plugins = ["tests.support.browser"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import Api
-from tests.ops_data import RANGE, group, nano, status, traffic
-from tests.test_tool_usage import explain, selected
+from tests.support.ops_data import RANGE, group, nano, status, traffic
+from tests.support.tool_usage import explain, selected
 
 AGENTS = """
 query($range: TimeRangeInput!, $filter: EventFilter, $order: AgentOrder!, $desc: Boolean!,

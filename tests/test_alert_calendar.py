@@ -14,8 +14,8 @@ import pytest
 
 from tallyql.config import Settings
 from tests.conftest import Api
-from tests.helpers import iso, llm
-from tests.notify_helpers import quiet_settings
+from tests.support.helpers import iso, llm
+from tests.support.notify_helpers import quiet_settings
 
 PARIS = ZoneInfo("Europe/Paris")
 DAY = datetime(2025, 11, 19, tzinfo=PARIS)  # local midnight, 23:00 UTC the day before

@@ -24,14 +24,14 @@ from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.registry import Metric
 from tallyql.live.subscriber import ALERT
 from tallyql.services import start_services
-from tallyql.storage.actor import Actor
+from tallyql.storage.audit import Actor
 from tallyql.storage.live_tables import alert_firings
 from tallyql.storage.tables import audit_events
 from tests.conftest import Api
-from tests.helpers import iso, llm, walk_pages, workspace_id_of
-from tests.live_client import live_server, subscribe
-from tests.notify_helpers import Notices, quiet_settings
-from tests.reference import close, matches, metric_value, normalise
+from tests.support.helpers import iso, llm, walk_pages, workspace_id_of
+from tests.support.live_client import live_server, subscribe
+from tests.support.notify_helpers import Notices, quiet_settings
+from tests.support.reference import close, matches, metric_value, normalise
 
 RULE = """id name metric windowMinutes filter operator threshold cooldownMinutes webhookIds
   enabled state lastValue lastEvaluatedAt lastFiredAt"""

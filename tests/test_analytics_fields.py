@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import text
 
 from tallyql.auth.principal import Role
-from tallyql.storage.compaction import compact
-from tallyql.storage.rebuild import rebuild
+from tallyql.storage.rollups.compaction import compact
+from tallyql.storage.rollups.rebuild import rebuild
 from tests.conftest import Api
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)

@@ -24,10 +24,10 @@ from tallyql.config import Settings
 from tallyql.demo.load import load_demo
 from tallyql.engine.known_values import forget
 from tallyql.http.charts import forget_images
-from tallyql.ingest.pricing import NANO_PER_USD
-from tests.ask_corpus import CASES, NONSENSE
+from tallyql.money import NANO_PER_USD
 from tests.conftest import Api, running_api
-from tests.helpers import event_rows
+from tests.support.ask_corpus import CASES, NONSENSE
+from tests.support.helpers import event_rows
 
 ASK = """query($q: String!, $tz: String!) {
   ask(question: $q, timezone: $tz) {

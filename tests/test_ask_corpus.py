@@ -1,4 +1,4 @@
-"""The question interpreter against its corpus (tests/ask_corpus.py): every phrasing becomes
+"""The question interpreter against its corpus (tests/support/ask_corpus.py): every phrasing becomes
 exactly the query written out for its intent; nonsense is not understood; no database."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tallyql.engine.interpret import KnownValues, TopOverTime, interpret
 from tallyql.engine.registry import Dimension, Metric
 from tallyql.engine.vocabulary import DIMENSION_WORDS, METRIC_WORDS
 from tallyql.schema.ask import query_input, query_json
-from tests.ask_corpus import CASES, INTENTS, KNOWN, NONSENSE, NOW, TOP_OVER_TIME
+from tests.support.ask_corpus import CASES, INTENTS, KNOWN, NONSENSE, NOW, TOP_OVER_TIME
 
 
 def test_the_corpus_is_large_and_varied() -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from tallyql.auth.principal import Role
 from tallyql.storage.tables import audit_events
 from tests.conftest import Api
-from tests.helpers import llm
+from tests.support.helpers import llm
 
 INGEST_MUTATION = """
 mutation($events: [EventInput!]!) { ingestEvents(events: $events) { accepted duplicates } }

@@ -11,10 +11,10 @@ from alembic import command
 from sqlalchemy import text
 
 from tallyql import histogram
-from tallyql.storage.compaction import compact
 from tallyql.storage.migrate import _config, upgrade
+from tallyql.storage.rollups.compaction import compact
 from tests.conftest import Api
-from tests.helpers import iso, llm
+from tests.support.helpers import iso, llm
 
 MIGRATION = importlib.import_module("tallyql.storage.migrations.versions.0020_base_rollups")
 

@@ -8,10 +8,10 @@ import orjson
 
 from tallyql.ingest.pricing import Pricer
 from tallyql.ingest.service import IngestService
-from tallyql.storage import batch
+from tallyql.storage.ingest import batch
 from tallyql.storage.tables import EVENT_COLUMNS
 from tallyql.storage.types import sqlite_value
-from tests.helpers import iso, llm
+from tests.support.helpers import iso, llm
 
 
 def _records() -> list[list]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import Api
-from tests.helpers import ago, llm
+from tests.support.helpers import ago, llm
 
 QUERY = """query($f: AuditFilter) {
   auditEvents(filter: $f, first: 100, range: {preset: LAST_24H}) {

@@ -33,9 +33,9 @@ from graphql import build_schema
 from playwright.sync_api import Browser, ConsoleMessage, Page, WebSocket, WebSocketRoute
 
 from tallyql.schema import export_sdl
-from tests.browser import ARTIFACTS, Offline, Served, module_database
 from tests.conftest import DATABASES
-from tests.server import cli, create_key, start_server
+from tests.support.browser import ARTIFACTS, Offline, Served, module_database
+from tests.support.server import cli, create_key, start_server
 
 DEMO_EVENTS = 2_000
 TIME_ZONE = "Europe/Paris"  # the browser's: the console must default to it, not to UTC

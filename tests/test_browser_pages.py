@@ -18,9 +18,9 @@ import pytest
 from playwright.sync_api import Browser, Page, WebSocket
 
 from tallyql.first_query import FIRST_QUERY
-from tests.browser import Offline, Served, module_database
 from tests.conftest import DATABASES
-from tests.server import create_key, start_server
+from tests.support.browser import Offline, Served, module_database
+from tests.support.server import create_key, start_server
 
 
 @pytest.fixture(scope="module", params=DATABASES)

@@ -27,14 +27,14 @@ from tallyql.config import Settings
 from tallyql.engine.periods import Period
 from tallyql.live.subscriber import LIMIT_WARNING
 from tallyql.services import Services, start_services
-from tallyql.storage.actor import Actor
+from tallyql.storage.audit import Actor
 from tallyql.storage.live_tables import budget_crossings, webhook_deliveries
 from tallyql.storage.tables import audit_events
-from tallyql.webhooks.store import create_webhook
+from tallyql.webhooks.store import insert_webhook
 from tests.conftest import _reset_postgres
-from tests.helpers import iso, workspace_id_of
-from tests.live_client import live_server, subscribe
-from tests.notify_helpers import Notices, check_signature, quiet_settings, webhook_receiver
+from tests.support.helpers import iso, workspace_id_of
+from tests.support.live_client import live_server, subscribe
+from tests.support.notify_helpers import Notices, check_signature, quiet_settings, webhook_receiver
 
 NOV = datetime(2025, 11, 20, 12, tzinfo=UTC)  # "now" in November 2025 (UTC month)
 DEC = datetime(2025, 12, 2, 12, tzinfo=UTC)
@@ -102,7 +102,7 @@ async def test_once_per_threshold_per_period_even_after_a_restart(
             key, _ = await svc.keys.create("acme", Role.ADMIN, "t")
             ws = await workspace_id_of(svc, key)
             async with svc.db.write() as conn:
-                hook, secret = await create_webhook(
+                hook, secret = await insert_webhook(
                     conn, ws, receiver.url, None, allow_private=True
                 )
             fields = BudgetFields(
@@ -190,7 +190,7 @@ async def test_two_replicas_on_one_database_announce_each_crossing_once(
         key, _ = await one.keys.create("acme", Role.ADMIN, "t")
         ws = await workspace_id_of(one, key)
         async with one.db.write() as conn:
-            hook, _ = await create_webhook(
+            hook, _ = await insert_webhook(
                 conn, ws, "http://127.0.0.1:9/unused", None, allow_private=True
             )
         ids = []

@@ -19,9 +19,9 @@ from tallyql.budgets.store import get_budget
 from tallyql.config import Settings
 from tallyql.storage.tables import audit_events
 from tests.conftest import Api
-from tests.helpers import iso, workspace_id_of
-from tests.notify_helpers import expected_budget, local_period, quiet_settings
-from tests.reference import normalise
+from tests.support.helpers import iso, workspace_id_of
+from tests.support.notify_helpers import expected_budget, local_period, quiet_settings
+from tests.support.reference import normalise
 
 FIELDS = """id name amountUsd period timezone scope scopeValue filter thresholds webhookIds
   currentSpendUsd percentUsed projectedSpendUsd daysRemaining daysWithData status periodStart

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import Api
-from tests.helpers import llm
+from tests.support.helpers import llm
 
 OVERVIEW = """query($r: TimeRangeInput!) {
   overview(range: $r) { totalRequests previous { totalRequests } } }"""

@@ -19,8 +19,8 @@ from tallyql.config import Settings, load_settings
 from tallyql.mail.smtp import Mailer, SmtpServer
 from tallyql.webhooks.formats import pagerduty, summary
 from tests.conftest import Api
-from tests.helpers import iso, llm
-from tests.notify_helpers import (
+from tests.support.helpers import iso, llm
+from tests.support.notify_helpers import (
     REFUSED,
     Mailbox,
     Receiver,

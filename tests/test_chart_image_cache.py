@@ -27,9 +27,8 @@ from tallyql.storage.data_versions import read_version
 from tallyql.storage.directory import set_group_members
 from tallyql.storage.workspaces import get_or_create_workspace
 from tests.conftest import Api
-from tests.helpers import iso, llm
-from tests.test_price_overrides import create
-from tests.test_reprice import REPRICE
+from tests.support.helpers import iso, llm
+from tests.support.price_changes import REPRICE, create
 
 PRESET = "/v1/charts/cost-by-model.png"
 ASK = "/v1/ask.png"

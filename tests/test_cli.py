@@ -14,9 +14,9 @@ from tallyql.config import Settings
 from tallyql.services import start_services
 from tallyql.storage.database import Database
 from tallyql.storage.migrate import current_revision
-from tallyql.storage.rollups import ROLLUP_TABLES
+from tallyql.storage.rollups.declarations import ROLLUP_TABLES
 from tallyql.storage.tables import audit_events, events, workspaces
-from tests.server import create_key, reset_database
+from tests.support.server import create_key, reset_database
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,7 +3,7 @@
 change in Europe/Paris (spring forward) and America/New_York (fall back, in the repeated hour).
 
 The clock stands still in each test, so the server's "today" and "this month" are those of the
-set moment; the expectations come from zoneinfo and tests/reference.py, not from the engine.
+set moment; the expectations come from zoneinfo and tests/support/reference.py, not from the engine.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from tallyql.config import Settings
 from tallyql.engine.periods import Period, period_bounds
 from tallyql.engine.timerange import Preset, resolve_window
 from tests.conftest import Api
-from tests.helpers import iso, llm
-from tests.live_client import TRANSPORT_WS, live_server
-from tests.live_support import expected_totals, ingest, make_key, mixed_events, open_live
-from tests.reference import bucket_starts
+from tests.support.helpers import iso, llm
+from tests.support.live_client import TRANSPORT_WS, live_server
+from tests.support.live_support import expected_totals, ingest, make_key, mixed_events, open_live
+from tests.support.reference import bucket_starts
 
 MOMENTS = {
     "before-midnight": (datetime(2026, 6, 15, 23, 59, 50, tzinfo=UTC), "UTC"),

@@ -16,8 +16,8 @@ from websockets.exceptions import InvalidStatus
 
 from tallyql.auth.principal import Role
 from tallyql.config import Settings, load_settings, parse_cors_origins
-from tests.helpers import llm
-from tests.live_client import TRANSPORT_WS, LiveServer, live_server
+from tests.support.helpers import llm
+from tests.support.live_client import TRANSPORT_WS, LiveServer, live_server
 
 FRONTEND = "https://dash.example.com"
 OTHER = "https://evil.example.net"

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from genai_prices import data_snapshot
 
-from tallyql.ingest.pricing import NANO_PER_USD, TokenUsage
+from tallyql.ingest.pricing import TokenUsage
+from tallyql.money import NANO_PER_USD
 from tests.conftest import Api
-from tests.helpers import event_rows, iso, workspace_id_of
-from tests.reference_pricing import reference_cost_nano
+from tests.support.helpers import event_rows, iso, workspace_id_of
+from tests.support.reference_pricing import reference_cost_nano
 
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 START, END = TODAY - timedelta(days=6), TODAY

@@ -19,18 +19,21 @@ from tallyql.engine.filters import COVERED_FILTERS, EventFilterSpec
 from tallyql.engine.planner import plan_group
 from tallyql.engine.registry import COVERED_DIMENSIONS, METRICS, Dimension, DimensionRef
 from tallyql.engine.timerange import TimeWindow
-from tallyql.storage.rollups import HIGH_CARDINALITY_ROLLUPS, LOW_CARDINALITY
+from tallyql.storage.rollups.declarations import (
+    HIGH_CARDINALITY_ROLLUPS,
+    LOW_CARDINALITY,
+)
 from tests.conftest import Api
-from tests.test_engine_properties import (
+from tests.support.engine_properties import (
     BASE,
     SPAN,
-    _event,
-    _graphql_filter,
-    _workspace_with,
     ask,
     compare,
     event_fields,
     expected,
+    graphql_filter,
+    property_event,
+    workspace_with,
 )
 
 HOUR = timedelta(hours=1)
@@ -241,7 +244,7 @@ async def _plans_of(api: Api, key: str, q: dict[str, Any]) -> list[dict[str, Any
                 "timezone": q["zone"],
             },
             "dimensions": [{"dimension": d} for d in q["dimensions"]],
-            "filter": _graphql_filter(q["filter"]),
+            "filter": graphql_filter(q["filter"]),
             "granularity": q["granularity"],
             "limit": 10_000,
         }
@@ -266,8 +269,8 @@ async def _plans_of(api: Api, key: str, q: dict[str, Any]) -> list[dict[str, Any
 async def test_covered_questions_equal_raw_events(
     api: Api, drawn: list[dict[str, Any]], q: dict[str, Any]
 ) -> None:
-    events = [_event(i, d) for i, d in enumerate(drawn)]
-    key = await _workspace_with(api, events)
+    events = [property_event(i, d) for i, d in enumerate(drawn)]
+    key = await workspace_with(api, events)
     plans = await _plans_of(api, key, q)
     assert plans and all(p["source"] != "raw" for p in plans), plans
     want = expected(events, q)

@@ -4,8 +4,8 @@ nested query does not grow with the number of rows."""
 from __future__ import annotations
 
 from tests.conftest import Api
-from tests.helpers import counting_statements
-from tests.ops_data import RANGE, traffic
+from tests.support.helpers import counting_statements
+from tests.support.ops_data import RANGE, traffic
 
 REQUESTS = """
 query($n: Int!) { requests(first: $n, filter: {kinds: [LLM_CALL, TOOL_CALL]}) { nodes {

@@ -13,7 +13,9 @@ from genai_prices import Usage, calc_price
 
 from tallyql.demo.catalog import build_world
 from tallyql.demo.generator import generate_batches, generate_events
-from tallyql.ingest.validate import ValidEvent, parse_timestamp, validate_event
+from tallyql.ingest.validate import validate_event
+from tallyql.storage.ingest.record import ValidEvent
+from tallyql.storage.types import parse_timestamp
 
 END = datetime(2025, 11, 17, tzinfo=UTC)  # a Monday, midnight: 28 days = 4 whole weeks
 DAYS = 28

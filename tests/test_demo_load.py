@@ -16,11 +16,13 @@ from tallyql.auth.principal import Role
 from tallyql.clock import clock
 from tallyql.demo.generator import generate_events
 from tallyql.demo.load import RAW_TABLES, load_demo
-from tallyql.ingest.pricing import NANO_PER_USD, TokenUsage
+from tallyql.ingest.pricing import TokenUsage
+from tallyql.money import NANO_PER_USD
+from tallyql.storage.dialect import Dialect
 from tests.conftest import Api
-from tests.helpers import check_planned_against_raw, iso, llm, planned_and_exact_percentile
-from tests.reference import normalise
-from tests.reference_pricing import reference_cost_nano
+from tests.support.helpers import check_planned_against_raw, iso, llm, planned_and_exact_percentile
+from tests.support.reference import normalise
+from tests.support.reference_pricing import reference_cost_nano
 
 RAW = {"X-Tallyql-Plan": "raw"}  # the engine answers from raw events (admin keys)
 QUERY = """query($r: TimeRangeInput!) {
@@ -52,7 +54,7 @@ def _cost_nano(event: dict[str, Any]) -> int:
 
 
 def _expected(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """The QUERY's figures recomputed from the generated events (tests/reference.py)."""
+    """The QUERY's figures recomputed from the generated events (tests/support/reference.py)."""
     events = [normalise(e) for e in events]
     costs = {  # a cost the event carries wins (some demo traffic reports its own)
         e["id"]: round(e["cost_usd"] * 1e9) if "cost_usd" in e else _cost_nano(e) for e in events
@@ -113,7 +115,7 @@ async def test_demo_load_lands_every_event_once(api: Api) -> None:
     for model, (requests, cost) in want["models"].items():
         assert models[model] == [requests, pytest.approx(cost, rel=1e-9, abs=1e-12)], model
 
-    if services.db.is_postgres:
+    if services.db.dialect is Dialect.POSTGRESQL:
         async with services.db.read() as conn:
             stats = {
                 name: (vacuumed, analysed)
@@ -187,7 +189,7 @@ async def _check_weeks(api: Api, key: str, planned: dict, raw: dict) -> None:
 
 def _recount(events: list[dict[str, Any]], planned: dict[str, Any]) -> None:
     """The counts of the planned answer recomputed from the events themselves (normalised by
-    tests/reference.py): weekly requests and errors, requests per user and per tool, within
+    tests/support/reference.py): weekly requests and errors, requests per user and per tool, within
     the answer's window (its overview's start and end, still in `planned`)."""
     start, end = (datetime.fromisoformat(planned["overview"][k]) for k in ("start", "end"))
     inside = [e for e in map(normalise, events) if start <= e["ts"] < end]

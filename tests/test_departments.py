@@ -15,7 +15,7 @@ from tallyql.cli import main
 from tallyql.demo.load import load_demo
 from tallyql.storage.tables import users
 from tests.conftest import Api
-from tests.helpers import event_rows, llm, workspace_id_of
+from tests.support.helpers import event_rows, llm, workspace_id_of
 
 UPSERT = """mutation($u: [UserInput!]!) {
   upsertUsers(users: $u) { users { id department } userErrors { field message } }

@@ -9,7 +9,7 @@ import pytest
 
 from tallyql.auth.principal import Role
 from tests.conftest import Api
-from tests.ops_data import RANGE, nano, status, traffic
+from tests.support.ops_data import RANGE, nano, status, traffic
 
 UPSERT = """
 mutation($users: [UserInput!]!) {

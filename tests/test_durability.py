@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from tallyql.storage.database import Database
 from tallyql.storage.tables import sessions
-from tests.helpers import llm
-from tests.server import create_key, reset_database, start_server
+from tests.support.helpers import llm
+from tests.support.server import create_key, reset_database, start_server
 
 SENDERS = 4
 BATCH = 250

@@ -13,7 +13,7 @@ import pytest
 from tallyql.auth.principal import Role
 from tallyql.http.graphql_http import SUBSCRIPTION_NEEDS_A_STREAM
 from tests.conftest import Api
-from tests.helpers import llm
+from tests.support.helpers import llm
 
 MISSING = "missing API key: send Authorization: Bearer <key>"
 INVALID = "invalid or revoked API key"

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from tallyql.auth.principal import Role
 from tallyql.storage.tables import audit_events
 from tests.conftest import Api
-from tests.helpers import iso, session_rows
+from tests.support.helpers import iso, session_rows
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 START, END = NOW - timedelta(days=2), NOW + timedelta(minutes=1)

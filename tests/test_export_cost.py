@@ -19,7 +19,7 @@ from tallyql.config import Settings
 from tallyql.engine import cost_meter, executor
 from tallyql.exporting import datasets
 from tests.conftest import Api, running_api
-from tests.helpers import counting_statements, iso
+from tests.support.helpers import counting_statements, iso
 
 START = datetime(2026, 11, 20, tzinfo=UTC)
 

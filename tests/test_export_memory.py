@@ -15,10 +15,11 @@ import httpx
 from sqlalchemy import text
 
 from tallyql.storage.database import Database
-from tallyql.storage.partitions import PartitionManager
+from tallyql.storage.dialect import Dialect
+from tallyql.storage.ingest.partitions import PartitionManager
 from tallyql.storage.types import to_micros
-from tests.helpers import iso
-from tests.server import create_key, reset_database, start_server
+from tests.support.helpers import iso
+from tests.support.server import create_key, reset_database, start_server
 
 ROWS = 1_000_000
 MAX_GROWTH_MB = 50
@@ -37,7 +38,7 @@ async def _fill(database_url: str) -> None:
             ws = (
                 await conn.execute(text("SELECT id FROM workspaces WHERE name = 'acme'"))
             ).scalar()
-        if db.is_postgres:
+        if db.dialect is Dialect.POSTGRESQL:
             conn_pg = await asyncpg.connect(db.asyncpg_dsn)
             try:
                 await PartitionManager().ensure(conn_pg, {DAY.date()})

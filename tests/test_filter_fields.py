@@ -1,7 +1,8 @@
 """`filter` on the fields that take one beside overview: timeseries, breakdown,
 hourlyDistribution, errors, costInsights, modelComparison, dailyCostByModel and gateways, each
-checked against a recomputation from the events that the filter selects (tests/reference.py's
-`matches`), so a field that ignored its filter would answer for all of them and fail."""
+checked against a recomputation from the events that the filter selects
+(tests/support/reference.py's `matches`), so a field that ignored its filter would answer for
+all of them and fail."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import Api
-from tests.ops_data import RANGE, traffic, ts_of
-from tests.reference import matches, normalise
+from tests.support.ops_data import RANGE, traffic, ts_of
+from tests.support.reference import matches, normalise
 
 QUERY = """query($r: TimeRangeInput!, $f: EventFilter) {
   timeseries(metrics: [REQUESTS, COST_USD], range: $r, granularity: HOUR, filter: $f) {

@@ -11,7 +11,7 @@ import pytest
 from tallyql.config import Settings
 from tallyql.engine import request_log
 from tests.conftest import Api, running_api
-from tests.helpers import counting_statements, llm
+from tests.support.helpers import counting_statements, llm
 
 
 async def _post(api: Api, key: str, query: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from tallyql import histogram, sketch
 from tallyql.services import Services
+from tallyql.storage.dialect import Dialect
 
 MIGRATION = importlib.import_module("tallyql.storage.migrations.versions.0008_histogram_blobs")
 
@@ -127,7 +128,7 @@ async def test_migration_turns_bucket_rows_into_blobs(services: Services) -> Non
 
 
 def _binary(services: Services) -> str:
-    return "BYTEA" if services.db.is_postgres else "BLOB"
+    return "BYTEA" if services.db.dialect is Dialect.POSTGRESQL else "BLOB"
 
 
 @given(st.lists(st.tuples(st.integers(0, 4), bucket_counts), max_size=12))

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.conftest import Api
-from tests.helpers import iso, workspace_id_of
+from tests.support.helpers import iso, workspace_id_of
 
 HEAVY_SERIES = (
     "query($r: TimeRangeInput!) { "

@@ -16,7 +16,7 @@ import pytest
 from tallyql.config import Settings, load_settings
 from tallyql.http.in_flight import KeyInFlight
 from tests.conftest import Api, running_api
-from tests.helpers import llm
+from tests.support.helpers import llm
 
 QUERY = {"query": "{ overview(range: {preset: LAST_24H}) { totalRequests } }"}
 

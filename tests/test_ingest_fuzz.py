@@ -22,7 +22,7 @@ from sqlalchemy import text
 
 from tallyql.ingest.fields import MAX_BYTES, MAX_COST_USD, MAX_DURATION_MS, MAX_TOKENS
 from tests.conftest import Api
-from tests.helpers import iso
+from tests.support.helpers import iso
 
 EXAMPLES = int(os.environ.get("TALLYQL_FUZZ_EXAMPLES", "12"))
 FUZZ = settings(

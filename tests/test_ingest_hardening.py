@@ -19,8 +19,8 @@ from tallyql.costs.overrides import compiled
 from tallyql.ingest.body import MAX_JSON_VALUES
 from tallyql.ingest.pricing import TokenUsage
 from tests.conftest import Api, running_api
-from tests.helpers import event_rows, iso, llm, workspace_id_of
-from tests.reference_pricing import reference_cost_nano
+from tests.support.helpers import event_rows, iso, llm, workspace_id_of
+from tests.support.reference_pricing import reference_cost_nano
 
 
 async def _post(api: Api, key: str, body: bytes, **headers: str) -> Any:

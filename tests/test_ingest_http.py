@@ -14,10 +14,12 @@ import httpx
 import orjson
 
 from tallyql.config import Settings
-from tallyql.ingest.pricing import TokenUsage, to_nano
+from tallyql.ingest.pricing import TokenUsage
+from tallyql.money import to_nano
+from tallyql.storage.dialect import Dialect
 from tallyql.storage.tables import SESSION_SUM_COLUMNS
 from tests.conftest import Api, running_api
-from tests.helpers import (
+from tests.support.helpers import (
     all_ids,
     iso,
     llm,
@@ -25,7 +27,7 @@ from tests.helpers import (
     session_rows,
     total_count,
 )
-from tests.reference_pricing import reference_cost_nano
+from tests.support.reference_pricing import reference_cost_nano
 
 
 def _auth(key: str, **headers: str) -> dict[str, str]:
@@ -289,7 +291,7 @@ async def test_overlapping_batches_in_parallel_lanes_count_once(api: Api) -> Non
     sessions = await session_rows(api.services)
     assert {sid: s["requests"] for sid, s in sessions.items()} == {f"s{k}": 50 for k in range(3)}
     assert api.services.writer.stats.failures == 0
-    if api.services.db.is_postgres:
+    if api.services.db.dialect is Dialect.POSTGRESQL:
         assert 2 <= peak <= batches.lanes  # transactions did overlap
     else:
         assert peak == 1

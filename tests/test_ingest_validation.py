@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.conftest import Api
-from tests.helpers import ago, all_ids, event_rows, iso, llm, workspace_id_of
+from tests.support.helpers import ago, all_ids, event_rows, iso, llm, workspace_id_of
 
 
 def _nested(levels: int) -> dict[str, Any]:

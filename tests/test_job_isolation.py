@@ -16,11 +16,11 @@ import pytest
 from sqlalchemy import text
 
 from tallyql.config import Settings
-from tallyql.storage import compaction
-from tallyql.storage.compaction import REPORT, CompactionJob
-from tallyql.storage.rollups import DELTA_TABLES
+from tallyql.storage.rollups import compaction
+from tallyql.storage.rollups.compaction import REPORT, CompactionJob
+from tallyql.storage.rollups.declarations import DELTA_TABLES
 from tests.conftest import Api, running_api
-from tests.helpers import llm, workspace_id_of
+from tests.support.helpers import llm, workspace_id_of
 
 MODELS_DELTA = next(t for t in DELTA_TABLES if "latency_sum" in DELTA_TABLES[t].columns)
 

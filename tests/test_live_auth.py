@@ -19,8 +19,8 @@ from websockets.exceptions import ConnectionClosed
 from tallyql.auth.principal import Role
 from tallyql.config import Settings
 from tallyql.services import Services
-from tests.live_client import LEGACY_WS, TRANSPORT_WS, LiveServer, live_server
-from tests.live_support import (
+from tests.support.live_client import LEGACY_WS, TRANSPORT_WS, LiveServer, live_server
+from tests.support.live_support import (
     LIVE_QUERY,
     ingest,
     make_key,

@@ -25,9 +25,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from tallyql.config import Settings
 from tallyql.live.subscriber import Subscriber
 from tallyql.schema.live_render import RENDERERS
-from tests.helpers import iso, workspace_id_of
-from tests.live_client import LEGACY_WS, TRANSPORT_WS, LiveServer, Subscription, live_server
-from tests.live_support import (
+from tests.support.helpers import iso, workspace_id_of
+from tests.support.live_client import LEGACY_WS, TRANSPORT_WS, LiveServer, Subscription, live_server
+from tests.support.live_support import (
     LIVE_QUERY,
     TRANSPORTS,
     bus_of,

@@ -31,9 +31,9 @@ from tallyql.live.compact import LiveRow
 from tallyql.live.matcher import compile_matcher
 from tallyql.live.subscriber import LAGGED
 from tallyql.schema.live_render import RENDERERS, STATS
-from tests.helpers import iso, workspace_id_of
-from tests.live_client import LEGACY_WS, TRANSPORT_WS, LiveServer, live_server
-from tests.live_support import (
+from tests.support.helpers import iso, workspace_id_of
+from tests.support.live_client import LEGACY_WS, TRANSPORT_WS, LiveServer, live_server
+from tests.support.live_support import (
     REQUEST_FIELDS,
     SSE,
     TOTALS,

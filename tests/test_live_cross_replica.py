@@ -20,8 +20,8 @@ import asyncpg
 import pytest
 from fastapi import FastAPI
 
-from tests.live_client import LEGACY_WS, TRANSPORT_WS, LiveServer
-from tests.live_support import (
+from tests.support.live_client import LEGACY_WS, TRANSPORT_WS, LiveServer
+from tests.support.live_support import (
     SSE,
     LiveClient,
     check_request_item,
@@ -32,7 +32,7 @@ from tests.live_support import (
     open_live,
     post,
 )
-from tests.server import Server, cli, reset_database, start_server
+from tests.support.server import Server, cli, reset_database, start_server
 
 Event = dict[str, Any]
 

@@ -18,9 +18,9 @@ from tallyql.config import Settings
 from tallyql.live.fanout import FilterView
 from tallyql.live.subscriber import Subscriber, _Run
 from tallyql.schema.live_render import RENDERERS, Renderer
-from tests.helpers import llm
-from tests.live_client import TRANSPORT_WS, LiveServer, Subscription, live_server, subscribe
-from tests.live_support import bus_of, ingest, make_key, wait_subscribers
+from tests.support.helpers import llm
+from tests.support.live_client import TRANSPORT_WS, LiveServer, Subscription, live_server, subscribe
+from tests.support.live_support import bus_of, ingest, make_key, wait_subscribers
 
 QUERY = """subscription { events(types: [REQUEST]) {
   __typename ... on RequestEvent { id model inputTokens } } }"""

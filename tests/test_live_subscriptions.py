@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tallyql.config import Settings
-from tests.helpers import iso
-from tests.live_client import TRANSPORT_WS, LiveServer, live_server
-from tests.live_support import (
+from tests.support.helpers import iso
+from tests.support.live_client import TRANSPORT_WS, LiveServer, live_server
+from tests.support.live_support import (
     SSE,
     TRANSPORTS,
     LiveClient,

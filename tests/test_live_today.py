@@ -15,8 +15,8 @@ import tallyql.live.stream as stream
 from tallyql.config import Settings
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.storage.database import Database
-from tests.live_client import TRANSPORT_WS, LiveServer, live_server
-from tests.live_support import (
+from tests.support.live_client import TRANSPORT_WS, LiveServer, live_server
+from tests.support.live_support import (
     expected_totals,
     ingest,
     make_key,

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from tallyql.storage.compaction import compact
+from tallyql.storage.dialect import Dialect
+from tallyql.storage.rollups.compaction import compact
 from tests.conftest import Api
-from tests.helpers import llm
+from tests.support.helpers import llm
 
 BACKFILL = importlib.import_module("tallyql.storage.migrations.versions.0006_actor_rollups")
 
@@ -41,7 +42,7 @@ async def test_backfill_equals_what_the_writer_keeps(api: Api) -> None:
     assert (await api.ingest(key, _events()))["accepted"] == 80
     db = api.services.db
     await compact(db, wait=True)  # PostgreSQL: staged batch aggregates into the rollup tables
-    dialect = "postgresql" if db.is_postgres else "sqlite"
+    dialect = db.dialect
     for name, dims in BACKFILL.ROLLUPS:
         for grain, seconds in BACKFILL.GRAINS.items():
             table = f"rollup_{name}_{grain}"
@@ -74,7 +75,11 @@ async def test_the_stamp_backfill_covers_every_day_that_sessions_span(api: Api) 
         written = (await conn.execute(text("SELECT day FROM session_day_versions"))).scalars()
         written = sorted(written)
         await conn.execute(text("DELETE FROM session_day_versions"))
-        await conn.execute(text(STAMPS.STAMP_POSTGRESQL if db.is_postgres else STAMPS.STAMP_SQLITE))
+        await conn.execute(
+            text(
+                STAMPS.STAMP_POSTGRESQL if db.dialect is Dialect.POSTGRESQL else STAMPS.STAMP_SQLITE
+            )
+        )
         rows = (await conn.execute(text("SELECT day, version FROM session_day_versions"))).all()
     first = (start - datetime(1970, 1, 1, tzinfo=UTC)).days
     assert written == [first, first + 1, first + 2, first + 5]  # what the writer stamped

@@ -13,7 +13,7 @@ from tallyql.exporting.datasets import DATASETS
 from tallyql.exporting.params import COMMON_PARAMS, FILTER_PARAMS
 from tallyql.ingest.fields import EVENT_FIELDS
 from tests.conftest import Api
-from tests.helpers import all_routes
+from tests.support.helpers import all_routes
 
 OTLP_WRITES = {("/v1/traces", "post"), ("/v1/logs", "post"), ("/v1/metrics", "post")}
 REST_WRITES = {("/v1/events", "post"), ("/v1/audit-events", "post"), *OTLP_WRITES}

@@ -10,7 +10,7 @@ from typing import Any
 
 from tallyql.auth.principal import Role
 from tests.conftest import Api
-from tests.helpers import iso, llm
+from tests.support.helpers import iso, llm
 
 DAY = "2025-11-19"
 START = datetime(2025, 11, 19, tzinfo=UTC)

@@ -10,7 +10,7 @@ import pytest
 
 from tallyql.auth.principal import Role
 from tests.conftest import Api
-from tests.helpers import iso, workspace_id_of
+from tests.support.helpers import iso, workspace_id_of
 
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 RANGE = {"start": iso(TODAY - timedelta(days=5)), "end": iso(TODAY)}

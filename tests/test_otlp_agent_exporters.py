@@ -20,10 +20,10 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from sqlalchemy import select
 
-from tallyql.ingest.pricing import to_nano
+from tallyql.money import to_nano
 from tallyql.storage.database import Database
 from tallyql.storage.tables import events, metric_points, metric_series
-from tests.server import create_key, reset_database, start_server
+from tests.support.server import create_key, reset_database, start_server
 
 
 def _read(database_url: str, query: Any) -> list[dict[str, Any]]:

@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.server import create_key, reset_database, start_server
-from tests.test_otlp_exporter import _hex, _stored
+from tests.support.otlp_spans import span_hex, stored_spans
+from tests.support.server import create_key, reset_database, start_server
 
 CLIENTS = 8
 EXPORTS = 6
@@ -88,11 +88,11 @@ def test_exporters_lose_nothing_across_a_saturation_episode(
         server.stop()
     assert results == [[SpanExportResult.SUCCESS] * EXPORTS] * CLIENTS
     assert busy > 0, f"no 503 in {elapsed:.1f} s: the writer was never saturated"
-    stored = _stored(database_url)
-    sent = {_hex(s) for exports in batches for spans in exports for s in spans}
+    stored = stored_spans(database_url)
+    sent = {span_hex(s) for exports in batches for spans in exports for s in spans}
     assert len(sent) == CLIENTS * EXPORTS * SPANS
     assert set(stored) == sent
-    by_id = {_hex(s): s for exports in batches for spans in exports for s in spans}
+    by_id = {span_hex(s): s for exports in batches for spans in exports for s in spans}
     for span_id, row in stored.items():
         attrs = by_id[span_id].attributes or {}
         assert (row["input_tokens"], row["output_tokens"]) == (

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -14,13 +13,11 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
-from sqlalchemy import select
 
 from tallyql.ingest.pricing import TokenUsage
-from tallyql.storage.database import Database
-from tallyql.storage.tables import events
-from tests.server import create_key, reset_database, start_server
-from tests.test_pricing import _reference_or_none
+from tests.support.otlp_spans import span_hex, stored_spans
+from tests.support.reference_pricing import reference_or_none
+from tests.support.server import create_key, reset_database, start_server
 
 
 def _make_spans() -> list[ReadableSpan]:
@@ -83,23 +80,6 @@ def _make_spans() -> list[ReadableSpan]:
     return list(memory.get_finished_spans())
 
 
-def _hex(span: ReadableSpan) -> str:
-    return f"{span.context.span_id:016x}"
-
-
-def _stored(database_url: str) -> dict[str, dict[str, Any]]:
-    async def read() -> dict[str, dict[str, Any]]:
-        db = Database(database_url)
-        try:
-            async with db.read() as conn:
-                rows = (await conn.execute(select(events))).mappings().all()
-            return {r["id"]: dict(r) for r in rows}
-        finally:
-            await db.dispose()
-
-    return asyncio.run(read())
-
-
 def test_real_exporter_to_running_server(database_url: str, tmp_path: Path) -> None:
     asyncio.run(reset_database(database_url))
     key = create_key(database_url, tmp_path, role="ingest")
@@ -112,9 +92,9 @@ def test_real_exporter_to_running_server(database_url: str, tmp_path: Path) -> N
             compression=Compression.Gzip,
         )
         assert exporter.export(spans) == SpanExportResult.SUCCESS
-        first = _stored(database_url)
+        first = stored_spans(database_url)
         assert exporter.export(spans) == SpanExportResult.SUCCESS  # a retry: duplicates only
-        again = _stored(database_url)
+        again = stored_spans(database_url)
         bad = OTLPSpanExporter(
             endpoint=f"{server.url}/v1/traces", headers={"Authorization": "Bearer nope"}
         )
@@ -125,9 +105,9 @@ def test_real_exporter_to_running_server(database_url: str, tmp_path: Path) -> N
         server.stop()
     by_name = {s.name: s for s in spans}
     genai = [s for s in spans if s.name != "GET /health"]
-    assert set(first) == {_hex(s) for s in genai}  # the plain HTTP span was skipped
+    assert set(first) == {span_hex(s) for s in genai}  # the plain HTTP span was skipped
     assert again == first
-    chat = first[_hex(by_name["chat gpt-4o"])]
+    chat = first[span_hex(by_name["chat gpt-4o"])]
     span = by_name["chat gpt-4o"]
     assert span.start_time is not None and span.end_time is not None
     assert chat["kind"] == "llm_call" and chat["request_type"] == "chat"
@@ -139,31 +119,29 @@ def test_real_exporter_to_running_server(database_url: str, tmp_path: Path) -> N
     )
     assert chat["session_id"] == "conv-1" and chat["user_id"] == "u-1"
     assert chat["trace_id"] == f"{span.context.trace_id:032x}"
-    assert chat["parent_id"] == _hex(by_name["invoke_agent helper"])
+    assert chat["parent_id"] == span_hex(by_name["invoke_agent helper"])
     assert chat["latency_ms"] == (span.end_time - span.start_time) / 1e6
     assert chat["ttft_ms"] == 250.0
     assert int(chat["ts"].timestamp() * 1e6) == span.start_time // 1000
     assert chat["metadata"]["service.name"] == "support-bot"
-    want = _reference_or_none(
-        "openai", "gpt-4o-2024-08-06", TokenUsage(1200, 300, 1000), chat["ts"]
-    )
+    want = reference_or_none("openai", "gpt-4o-2024-08-06", TokenUsage(1200, 300, 1000), chat["ts"])
     assert want and chat["cost_nanousd"] == want and chat["cost_source"] == "computed"
-    agent = first[_hex(by_name["invoke_agent helper"])]
+    agent = first[span_hex(by_name["invoke_agent helper"])]
     assert (agent["kind"], agent["agent_id"], agent["session_id"]) == (
         "agent_run",
         "agent-7",
         "conv-1",
     )
-    tool = first[_hex(by_name["execute_tool search"])]
+    tool = first[span_hex(by_name["execute_tool search"])]
     assert (tool["kind"], tool["tool"]) == ("tool_call", "search")
-    failed = first[_hex(by_name["chat claude"])]
+    failed = first[span_hex(by_name["chat claude"])]
     assert (failed["status"], failed["error_type"], failed["error_message"]) == (
         "error",
         "rate_limit",
         "slow down",
     )
     assert failed["provider"] == "anthropic"
-    oi = first[_hex(by_name["llm"])]
+    oi = first[span_hex(by_name["llm"])]
     assert (oi["model"], oi["provider"], oi["input_tokens"], oi["output_tokens"]) == (
         "gpt-4o-mini",
         "openai",

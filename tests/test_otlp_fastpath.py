@@ -1,6 +1,6 @@
 """OTLP spans go straight to rows (`otlp_map.span_row`) and through the ingest fast path; the
 stored events and the rejections are those of the previous mapping (span -> REST event dict ->
-the REST body path), kept as a plain-Python reference in `tests/otlp_reference.py`."""
+the REST body path), kept as a plain-Python reference in `tests/support/otlp_reference.py`."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from tallyql.ingest.otlp_decode import OtlpSpan, decode_protobuf
 from tallyql.ingest.otlp_map import span_row
 from tallyql.ingest.pricing import Pricer
 from tallyql.ingest.service import IngestService
-from tallyql.ingest.validate import ID, FieldError, ValidEvent
-from tests.otlp_reference import reference_prepare, span_to_event
+from tallyql.ingest.validate import FieldError
+from tallyql.storage.ingest.record import ID, ValidEvent
+from tests.support.otlp_reference import reference_prepare, span_to_event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from otlp_bodies import otlp_body  # bench/ is not a package

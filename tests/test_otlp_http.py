@@ -17,7 +17,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from tallyql.auth.principal import Role
 from tests.conftest import Api
-from tests.helpers import event_rows, workspace_id_of
+from tests.support.helpers import event_rows, workspace_id_of
 
 TRACE = "5b8efff798038103d269b633813fc60c"
 

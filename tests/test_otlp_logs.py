@@ -18,9 +18,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from tallyql.auth.principal import Role
-from tallyql.ingest.pricing import to_nano
+from tallyql.money import to_nano
 from tests.conftest import Api
-from tests.helpers import event_rows, workspace_id_of
+from tests.support.helpers import event_rows, workspace_id_of
 
 NOW_NS = time.time_ns() - 120_000_000_000
 

@@ -34,8 +34,8 @@ from tallyql.config import Settings
 from tallyql.storage.database import Database
 from tallyql.storage.outage import is_database_unavailable
 from tests.conftest import running_api
-from tests.helpers import llm
-from tests.live_client import LEGACY_WS, TRANSPORT_WS, live_server
+from tests.support.helpers import llm
+from tests.support.live_client import LEGACY_WS, TRANSPORT_WS, live_server
 
 NO_DATABASE = {"/metrics", "/docs", "/openapi.json", "/static"}
 """Routes that never touch the database (they answer as usual during an outage)."""

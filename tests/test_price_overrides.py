@@ -4,28 +4,20 @@ cost wins over both, and each workspace sees only its own."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
 
 from sqlalchemy import select
 
 from tallyql.auth.principal import Role
 from tallyql.costs.book import PriceBook
+from tallyql.costs.store import create_override
 from tallyql.ingest.pricing import TokenUsage
-from tallyql.storage.price_overrides import Actor, create_override
+from tallyql.storage.audit import Actor
 from tallyql.storage.tables import audit_events
 from tests.conftest import Api
-from tests.helpers import event_rows, iso, llm, workspace_id_of
-from tests.reference_pricing import reference_cost_nano
+from tests.support.helpers import event_rows, iso, llm, workspace_id_of
+from tests.support.price_changes import CREATE, create, override_nano
+from tests.support.reference_pricing import reference_cost_nano
 
-CREATE = """
-mutation($input: PriceOverrideInput!) {
-  createPriceOverride(input: $input) {
-    priceOverride { id provider model modelIsRegex inputPerMtok outputPerMtok cacheReadPerMtok
-                    effectiveFrom effectiveUntil }
-    userErrors { field message code }
-  }
-}"""
 UPDATE = """
 mutation($id: ID!, $patch: PriceOverridePatch!) {
   updatePriceOverride(id: $id, patch: $patch) {
@@ -36,33 +28,6 @@ mutation($id: ID!, $patch: PriceOverridePatch!) {
 DELETE = """
 mutation($id: ID!) { deletePriceOverride(id: $id) { priceOverride { id } userErrors { code } } }
 """
-
-
-def override_nano(
-    rates: tuple[float, float, float | None, float | None, float | None],
-    inp: int,
-    out: int,
-    cr: int = 0,
-    cw: int = 0,
-    rs: int = 0,
-) -> int:
-    """USD/MTok rates (input, output, cache read, cache write, reasoning) applied by hand."""
-    r_in, r_out, r_cr, r_cw, r_rs = (None if r is None else Decimal(str(r)) for r in rates)
-    assert r_in is not None and r_out is not None
-    usd_per_mtok = (
-        r_in * (inp - cr - cw)
-        + (r_cr if r_cr is not None else r_in) * cr
-        + (r_cw if r_cw is not None else r_in) * cw
-        + r_out * (out - rs)
-        + (r_rs if r_rs is not None else r_out) * rs
-    )
-    return int((usd_per_mtok * 1000).to_integral_value(rounding=ROUND_HALF_EVEN))
-
-
-async def create(api: Api, key: str, **fields: Any) -> dict[str, Any]:
-    payload = (await api.data(key, CREATE, {"input": fields}))["createPriceOverride"]
-    assert payload["userErrors"] == [], payload
-    return payload["priceOverride"]
 
 
 async def test_override_wins_over_builtin_and_provided_cost_wins_over_both(api: Api) -> None:

@@ -12,16 +12,11 @@ from typing import Any
 from genai_prices import data_snapshot
 from genai_prices.types import ModelPrice
 
-from tallyql.ingest.pricing import (
-    NANO_PER_USD,
-    BuiltinPrices,
-    TokenUsage,
-    _int_cost,
-    _int_rates,
-)
+from tallyql.ingest.pricing import BuiltinPrices, TokenUsage, _int_cost, _int_rates
+from tallyql.money import NANO_PER_USD
 from tests.conftest import Api
-from tests.helpers import event_rows, llm, workspace_id_of
-from tests.reference_pricing import reference_cost_nano
+from tests.support.helpers import event_rows, llm, workspace_id_of
+from tests.support.reference_pricing import reference_cost_nano, reference_or_none
 
 TOKEN_RATES = {"input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok"}
 
@@ -30,16 +25,6 @@ def _unreported_units_only(price: ModelPrice) -> bool:
     """A price with rates, none of them per token."""
     rates = {k for k, v in vars(price).items() if v is not None and not k.startswith("_")}
     return bool(rates) and not rates & TOKEN_RATES
-
-
-def _reference_or_none(provider: str, model: str, usage: TokenUsage, at: datetime) -> int | None:
-    """calc_price under the provider, else under any provider (as the pricer falls back)."""
-    for provider_id in (provider, None):
-        try:
-            return reference_cost_nano(provider_id, model, usage, at)
-        except LookupError:
-            continue
-    return None
 
 
 def test_builtin_prices_match_calc_price_for_every_model() -> None:
@@ -59,7 +44,7 @@ def test_builtin_prices_match_calc_price_for_every_model() -> None:
                     out = rng.choice([0, 7, 1_500, 40_000])
                     usage = TokenUsage(inp, out, cr, cw, rng.randint(0, out))
                     at = rng.choice(at_choices)
-                    want = _reference_or_none(provider.id, model.id, usage, at)
+                    want = reference_or_none(provider.id, model.id, usage, at)
                     if want is not None and _unreported_units_only(model.get_prices(at)):
                         want = None  # per image, audio hour or character: unpriced, not 0
                         unreported += 1

@@ -21,8 +21,8 @@ from tallyql.auth.principal import Role
 from tallyql.config import Settings
 from tallyql.imports.sync import ProviderSync
 from tests.conftest import Api
-from tests.helpers import iso
-from tests.notify_helpers import quiet_settings
+from tests.support.helpers import iso
+from tests.support.notify_helpers import quiet_settings
 
 KEY = "sk-or-v1-management-key"
 DAY = datetime(2025, 11, 19, tzinfo=UTC)

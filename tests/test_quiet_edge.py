@@ -15,7 +15,11 @@ import time_machine
 from tallyql.engine.compiler import Scope
 from tallyql.engine.executor import quiet_until
 from tests.conftest import Api
-from tests.helpers import check_planned_against_raw, planned_and_exact_percentile, workspace_id_of
+from tests.support.helpers import (
+    check_planned_against_raw,
+    planned_and_exact_percentile,
+    workspace_id_of,
+)
 
 HOUR = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
 """The current hour (each test runs from 12:50 on, below): the probe is made only for windows

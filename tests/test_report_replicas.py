@@ -15,7 +15,7 @@ from sqlalchemy import update
 
 from tallyql.storage.database import Database
 from tallyql.storage.report_tables import reports
-from tests.server import create_key, reset_database, start_server
+from tests.support.server import create_key, reset_database, start_server
 
 CREATE = """mutation { createReport(input: {name: "r", schedule: "0 8 * * *",
   sections: [{kind: OVERVIEW}], formats: [HTML]}) { report { id } userErrors { message } } }"""

@@ -29,8 +29,14 @@ from tallyql.reports.model import ReportRange, next_run, range_window
 from tallyql.reports.runner import ReportRunner
 from tallyql.storage.report_tables import reports
 from tests.conftest import Api
-from tests.helpers import iso, llm
-from tests.notify_helpers import Mailbox, Receiver, quiet_settings, smtp_server, webhook_receiver
+from tests.support.helpers import iso, llm
+from tests.support.notify_helpers import (
+    Mailbox,
+    Receiver,
+    quiet_settings,
+    smtp_server,
+    webhook_receiver,
+)
 
 PARIS = ZoneInfo("Europe/Paris")
 DAY = datetime(2025, 11, 19, tzinfo=PARIS)  # the day the run reports on

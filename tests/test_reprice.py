@@ -12,11 +12,12 @@ from sqlalchemy import select
 from tallyql.costs.repricing import reprice
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import resolve_window
-from tallyql.ingest.pricing import NANO_PER_USD, TokenUsage
-from tallyql.storage.price_overrides import Actor
+from tallyql.ingest.pricing import TokenUsage
+from tallyql.money import NANO_PER_USD
+from tallyql.storage.audit import Actor
 from tallyql.storage.tables import audit_events
 from tests.conftest import Api
-from tests.helpers import (
+from tests.support.helpers import (
     event_rows,
     iso,
     llm,
@@ -24,15 +25,9 @@ from tests.helpers import (
     session_rows,
     workspace_id_of,
 )
-from tests.reference_pricing import reference_cost_nano
-from tests.test_price_overrides import create, override_nano
+from tests.support.price_changes import REPRICE, create, override_nano
+from tests.support.reference_pricing import reference_cost_nano
 
-REPRICE = """
-mutation($range: TimeRangeInput!, $filter: EventFilter) {
-  repriceEvents(range: $range, filter: $filter) {
-    scanned changed newlyPriced stillUnpriced costDeltaUsd batches daysRebuilt auditEventId
-  }
-}"""
 GPT4O = (3.0, 9.0, 1.0, None, None)
 HOUSE = (0.5, 1.5, None, None, None)
 
@@ -178,7 +173,16 @@ async def test_reprice_filter_and_small_batches(api: Api) -> None:
     ws = await workspace_id_of(api.services, key)
     window = resolve_window(None, datetime.now(UTC) - timedelta(days=4), datetime.now(UTC), "UTC")
     spec = EventFilterSpec(models=("house-model",))
-    report, _ = await reprice(api.services, ws, window, spec, Actor("t"), batch_size=2)
+    report, _ = await reprice(
+        api.services.db,
+        api.services.prices,
+        api.services.ingest.pricer,
+        ws,
+        window,
+        spec,
+        Actor("t"),
+        batch_size=2,
+    )
     houses = [e for e in events if e["model"] == "house-model"]
     assert report.scanned == report.changed == report.newly_priced == len(houses)
     assert report.batches == len(houses) // 2 + 1

@@ -1,4 +1,4 @@
-"""GraphQL request limits (schema/limits.py, http/graphql_limits.py, engine/cost*.py,
+"""GraphQL request limits (schema/base/limits.py, http/graphql_limits.py, engine/cost*.py,
 storage/read_limits.py): body and document limits before parsing, permission before the
 variables are coerced, the cost model and its budgets, statement timeouts and deadlines."""
 
@@ -17,8 +17,9 @@ from tallyql.auth.principal import Role
 from tallyql.config import Settings
 from tallyql.engine import cost_meter, executor
 from tallyql.schema import build_schema
-from tallyql.schema.limits import ROOT_PERMISSIONS
+from tallyql.schema.base.limits import ROOT_PERMISSIONS
 from tallyql.storage.database import Database
+from tallyql.storage.dialect import Dialect
 from tallyql.storage.read_limits import StatementTimeout
 from tests.conftest import Api, running_api
 
@@ -266,7 +267,7 @@ async def test_a_statement_over_the_timeout_is_cancelled(db_kind: str, database_
     db = Database(database_url, statement_timeout=0.2)
     slow = (
         "SELECT pg_sleep(5)"
-        if db.is_postgres
+        if db.dialect is Dialect.POSTGRESQL
         else "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1e9) "
         "SELECT count(*) FROM c"
     )
@@ -289,7 +290,7 @@ async def test_a_timed_out_question_answers_query_timeout(
     async def slow_fetch(db: Any, statement: Any) -> Any:
         sql = (
             "SELECT pg_sleep(5)"
-            if db.is_postgres
+            if db.dialect is Dialect.POSTGRESQL
             else "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
             "WHERE x < 1e9) SELECT count(*) FROM c"
         )

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.conftest import Api
-from tests.helpers import iso, llm
+from tests.support.helpers import iso, llm
 
 COUNT = """query($r: TimeRangeInput, $f: EventFilter) {
   requests(range: $r, filter: $f, first: 3) { totalCount edges { node { id } } } }"""

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from tallyql.storage.directory import set_group_members
 from tallyql.storage.tables import sessions
 from tests.conftest import Api
-from tests.helpers import REQUEST_IDS, all_ids, iso, llm, workspace_id_of
+from tests.support.helpers import REQUEST_IDS, all_ids, iso, llm, workspace_id_of
 
 # --- tenant isolation ---------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, text
 from tallyql.config import Settings
 from tallyql.storage.tables import event_keys, events, payloads, session_models, sessions
 from tests.conftest import Api, running_api
-from tests.helpers import iso
+from tests.support.helpers import iso
 
 # Every test runs from today's noon UTC on (the clock set at its start), so the days built here
 # and the cut-offs and partitions the server computes from its own "now" are the same days at

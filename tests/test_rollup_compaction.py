@@ -15,9 +15,10 @@ from sqlalchemy import text
 
 from tallyql.config import Settings
 from tallyql.demo.generator import generate_batches
-from tallyql.storage.compaction import CompactionJob, compact
-from tallyql.storage.rebuild import rebuild
-from tallyql.storage.rollups import DELTA_TABLES, FLOAT_MEASURES, ROLLUP_TABLES
+from tallyql.storage.dialect import Dialect
+from tallyql.storage.rollups.compaction import CompactionJob, compact
+from tallyql.storage.rollups.declarations import DELTA_TABLES, FLOAT_MEASURES, ROLLUP_TABLES
+from tallyql.storage.rollups.rebuild import rebuild
 from tests.conftest import Api, running_api
 
 END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -65,7 +66,7 @@ def _assert_same_rows(kept: dict[str, list[tuple[Any, ...]]], rebuilt: dict[str,
 
 
 async def _delta_rows(api: Api) -> int:
-    if not api.services.db.is_postgres:
+    if api.services.db.dialect is not Dialect.POSTGRESQL:
         return 0
     async with api.services.db.read() as conn:
         counts = [

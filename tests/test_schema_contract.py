@@ -19,7 +19,7 @@ from graphql import (
 from tallyql.ingest.fields import MAX_TOKENS  # the most one event reports in a token field
 from tallyql.schema import build_schema
 from tests.conftest import Api
-from tests.helpers import llm
+from tests.support.helpers import llm
 
 BUILT_INS = {"String", "Int", "Float", "Boolean", "ID"}
 

@@ -10,8 +10,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import Api
-from tests.ops_data import DAY, RANGE, group, iso, status, traffic, ts_of
-from tests.test_tool_usage import all_pages, check_subset, expected_tops, explain, ranked, selected
+from tests.support.ops_data import DAY, RANGE, group, iso, status, traffic, ts_of
+from tests.support.tool_usage import (
+    all_pages,
+    check_subset,
+    expected_tops,
+    explain,
+    ranked,
+    selected,
+)
 
 SUMMARY = """
 query($range: TimeRangeInput!, $filter: EventFilter) {

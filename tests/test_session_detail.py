@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import Api
-from tests.ops_data import RANGE, group, nano, quantile, status, traffic, ts_of
-from tests.test_sessions import Expected, expected_sessions
+from tests.support.ops_data import RANGE, group, nano, quantile, status, traffic, ts_of
+from tests.support.sessions import Expected, expected_sessions
 
 DETAIL = """
 query($id: ID!, $buckets: Int!, $range: TimeRangeInput, $filter: EventFilter) {

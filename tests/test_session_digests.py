@@ -16,12 +16,11 @@ import pytest
 from sqlalchemy import text
 
 from tallyql.engine.session_digests import cache_of
-from tallyql.storage.rebuild import rebuild
 from tallyql.storage.retention import Purger
+from tallyql.storage.rollups.rebuild import rebuild
 from tests.conftest import Api
-from tests.test_price_overrides import create, override_nano
-from tests.test_reprice import REPRICE
-from tests.test_sessions import STATS
+from tests.support.price_changes import REPRICE, create, override_nano
+from tests.support.sessions import STATS
 
 DAY0 = datetime(2026, 11, 10, tzinfo=UTC)
 WINDOW = {"start": "2026-11-11T07:00:00Z", "end": "2026-11-15T05:00:00Z"}  # whole: 12-14

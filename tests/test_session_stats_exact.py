@@ -21,8 +21,8 @@ from tallyql.engine.exact_stats import WHOLE, Bracket
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import TimeWindow
 from tests.conftest import Api
-from tests.helpers import workspace_id_of
-from tests.ops_data import DAY, RANGE
+from tests.support.helpers import workspace_id_of
+from tests.support.ops_data import DAY, RANGE
 
 STATS = """
 query($range: TimeRangeInput!) {

@@ -17,7 +17,7 @@ from pypdf import PdfReader
 from tallyql.auth.principal import Role
 from tallyql.clock import clock
 from tests.conftest import Api
-from tests.helpers import llm
+from tests.support.helpers import llm
 
 PARIS = ZoneInfo("Europe/Paris")
 LINE = "key provider requests inputTokens outputTokens totalTokens costUsd unpricedEvents"

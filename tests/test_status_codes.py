@@ -17,11 +17,11 @@ from sqlalchemy import text
 from tallyql.engine.filter_codec import spec_from_json, spec_to_json
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.live.matcher import compile_matcher
-from tallyql.schema.filter_output import filter_as_input
-from tallyql.storage.compaction import compact
+from tallyql.schema.base.filter_output import filter_as_input
 from tallyql.storage.migrate import _config, upgrade
+from tallyql.storage.rollups.compaction import compact
 from tests.conftest import Api
-from tests.helpers import event_rows, iso, llm, workspace_id_of
+from tests.support.helpers import event_rows, iso, llm, workspace_id_of
 
 # (status_code, status sent, error_type sent) -> (stored status, stored error_type), written
 # out from the table rather than computed by the code under test
@@ -241,7 +241,7 @@ async def test_migration_refill_equals_what_the_writer_keeps(api: Api) -> None:
     assert (await api.ingest(key, events))["accepted"] == 200
     db = api.services.db
     await compact(db, wait=True)
-    dialect = "postgresql" if db.is_postgres else "sqlite"
+    dialect = db.dialect
     for name, dims in MIGRATION.ROLLUPS:
         for grain in MIGRATION.GRAINS:
             table = f"rollup_{name}_{grain}"

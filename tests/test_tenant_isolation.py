@@ -4,7 +4,7 @@ and no string of the other's; the other tenant's ids find nothing; mutations by 
 touch the other tenant's objects; operator-only arguments are refused. Guards fail when a
 root field, a by-id mutation or a `workspace:` argument has no case here.
 
-tests/isolation_data.py builds the tenants: every string of one carries its name ("alpha",
+tests/support/isolation_data.py builds the tenants: every string of one carries its name ("alpha",
 "bravo"), and some ids exist in both with different contents."""
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from graphql import build_schema as parse_sdl
 from tallyql.config import Settings
 from tallyql.schema import export_sdl
 from tests.conftest import Api
-from tests.isolation_cases import CASES, W, window
-from tests.isolation_data import (
+from tests.support.isolation_cases import CASES, W, window
+from tests.support.isolation_data import (
     SHARED_GROUP,
     SHARED_USER,
     Tenant,
@@ -34,7 +34,7 @@ from tests.isolation_data import (
     pick,
     shared,
 )
-from tests.notify_helpers import Receiver, quiet_settings, webhook_receiver
+from tests.support.notify_helpers import Receiver, quiet_settings, webhook_receiver
 
 VARS = {
     "r": "TimeRangeInput!",

@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from tests.conftest import Api
-from tests.helpers import iso, llm
+from tests.support.helpers import iso, llm
 
 QUERY = """
 query($group: Dimension!) {

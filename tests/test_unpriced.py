@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from tests.conftest import Api
-from tests.helpers import event_rows, llm, workspace_id_of
+from tests.support.helpers import event_rows, llm, workspace_id_of
 
 # (id, provider, model, tokens, cost source), written from the bundled data by hand:
 # dall-e-3 is not in it; whisper-1 has only audio-hour rates and tts-1 only a per-character

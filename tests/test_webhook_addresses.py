@@ -20,16 +20,17 @@ from tallyql.webhooks.addresses import (
     check_url,
     is_public,
 )
-from tallyql.webhooks.store import create_webhook
+from tallyql.webhooks.store import insert_webhook
 from tests.conftest import Api
-from tests.helpers import workspace_id_of
-from tests.notify_helpers import quiet_settings, webhook_receiver
-from tests.test_webhooks import (
+from tests.support.helpers import workspace_id_of
+from tests.support.notify_helpers import (
     CREATE_WEBHOOK,
     DELIVERIES,
     alert_on_any_request,
     deliveries_when,
     fire,
+    quiet_settings,
+    webhook_receiver,
 )
 
 # (address, public?) decided from the IANA special-purpose registries, not from the code
@@ -154,7 +155,7 @@ async def test_delivery_to_a_name_that_became_internal_is_refused_unsent(api: Ap
         urls = [receiver.url, f"http://localhost:{port}/hook"]
         async with api.services.db.write() as conn:
             hooks = [
-                (await create_webhook(conn, workspace, url, None, allow_private=True))[0]["id"]
+                (await insert_webhook(conn, workspace, url, None, allow_private=True))[0]["id"]
                 for url in urls
             ]
         await alert_on_any_request(api, key, hooks)

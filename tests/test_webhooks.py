@@ -8,7 +8,6 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -19,22 +18,24 @@ from tallyql.config import Settings
 from tallyql.storage.live_tables import webhook_deliveries
 from tallyql.webhooks.signing import signature_header, verify
 from tests.conftest import Api, running_api
-from tests.helpers import iso, llm, walk_pages
-from tests.notify_helpers import check_signature, quiet_settings, webhook_receiver
-from tests.server import free_port
+from tests.support.helpers import walk_pages
+from tests.support.notify_helpers import (
+    BASE,
+    CREATE_RULE,
+    CREATE_WEBHOOK,
+    DELIVERIES,
+    alert_on_any_request,
+    check_signature,
+    deliveries_when,
+    fire,
+    quiet_settings,
+    webhook_receiver,
+)
+from tests.support.server import free_port
 
-BASE = datetime(2025, 11, 19, 12, tzinfo=UTC)
-CREATE_WEBHOOK = """mutation($input: WebhookInput!) { createWebhook(input: $input) {
-  webhook { id url description } secret userErrors { field code } } }"""
 DELETE_WEBHOOK = """mutation($id: ID!) { deleteWebhook(id: $id) {
   deletedId userErrors { field code } } }"""
 WEBHOOKS = "{ webhooks { totalCount nodes { id url } } }"
-DELIVERIES = """query($status: DeliveryStatus, $hook: ID) {
-  webhookDeliveries(status: $status, webhookId: $hook) { totalCount nodes {
-    id webhookId url eventType payload status attempts nextAttemptAt lastStatusCode lastError
-    attemptLog { at statusCode error durationMs } createdAt deliveredAt } } }"""
-CREATE_RULE = """mutation($input: AlertRuleInput!) { createAlertRule(input: $input) {
-  alertRule { id } userErrors { field code } } }"""
 CREATE_BUDGET = """mutation($input: BudgetInput!) { createBudget(input: $input) {
   budget { id } userErrors { field code } } }"""
 
@@ -50,33 +51,6 @@ async def add_webhook(api: Api, key: str, url: str) -> tuple[str, str]:
     payload = (await api.data(key, CREATE_WEBHOOK, {"input": {"url": url}}))["createWebhook"]
     assert payload["userErrors"] == [] and payload["secret"].startswith("whsec_")
     return payload["webhook"]["id"], payload["secret"]
-
-
-async def alert_on_any_request(api: Api, key: str, hooks: list[str]) -> str:
-    fields = {"name": "traffic", "metric": "REQUESTS", "windowMinutes": 5, "operator": "GT",
-              "threshold": 0, "webhookIds": hooks}  # fmt: skip
-    payload = (await api.data(key, CREATE_RULE, {"input": fields}))["createAlertRule"]
-    assert payload["userErrors"] == []
-    return payload["alertRule"]["id"]
-
-
-async def fire(api: Api, key: str, at: datetime = BASE) -> None:
-    """One request a minute before `at`, then an evaluation at `at` (the rule fires)."""
-    assert (await api.ingest(key, [llm(f"e-{at:%H%M}", timestamp=iso(at - timedelta(minutes=1)))]))[
-        "accepted"
-    ] == 1
-    assert api.services.live is not None
-    await api.services.live.alerts.evaluate_all(at)
-
-
-async def deliveries_when(api: Api, key: str, done: int, **variables: Any) -> list[dict[str, Any]]:
-    """The delivery log once `done` deliveries have finished (succeeded or failed)."""
-    for _ in range(500):
-        nodes = (await api.data(key, DELIVERIES, variables))["webhookDeliveries"]["nodes"]
-        if sum(n["status"] in ("SUCCEEDED", "FAILED") for n in nodes) >= done:
-            return nodes
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"deliveries did not finish: {nodes}")
 
 
 async def test_retried_with_exponential_backoff_until_it_succeeds(api: Api) -> None:

@@ -11,10 +11,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tallyql.engine.planner import Piece, split_window
-from tallyql.storage.rollups import grain_start
+from tallyql.storage.rollups.declarations import grain_start
 from tests.conftest import Api
-from tests.helpers import check_planned_against_raw, planned_and_exact_percentile
-from tests.reference import aggregate, bucket_starts, close, normalise
+from tests.support.helpers import check_planned_against_raw, planned_and_exact_percentile
+from tests.support.reference import aggregate, bucket_starts, close, normalise
 
 MONDAY = datetime(2026, 11, 2, tzinfo=UTC)
 
@@ -126,7 +126,7 @@ async def test_week_rows_answer_like_raw_events(api: Api) -> None:
     inside = [e for e in _events() if start <= datetime.fromisoformat(e["timestamp"]) < end]
     assert planned["overview"]["totalRequests"] == len(inside) > 200
 
-    # and both are what tests/reference.py recomputes from the events
+    # and both are what tests/support/reference.py recomputes from the events
     events = [normalise(e) for e in _events()]
     utc = ZoneInfo("UTC")
     weekly = ["REQUESTS", "P99_LATENCY_MS"]

@@ -14,6 +14,7 @@ from tallyql.engine.filter_codec import spec_from_json
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.periods import Period, period_bounds
 from tallyql.engine.registry import Metric
+from tallyql.field_error import FieldError
 
 MAX_WINDOW_SECONDS = 31 * 86400
 CALENDAR_SECONDS = {Period.DAY: 86400, Period.WEEK: 7 * 86400, Period.MONTH: 31 * 86400}
@@ -56,10 +57,8 @@ class AlertState(Enum):
     FIRING = "firing"
 
 
-class AlertError(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+class AlertError(FieldError):
+    """An alert rule described wrongly (field, message)."""
 
 
 @dataclass(frozen=True)

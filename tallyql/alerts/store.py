@@ -25,7 +25,7 @@ from tallyql.engine.filter_codec import spec_to_json
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.periods import Period
 from tallyql.engine.registry import Metric
-from tallyql.storage.actor import Actor, audit_change
+from tallyql.storage.audit import Actor, audit_change
 from tallyql.storage.database import Database
 from tallyql.storage.live_tables import alert_firings, alert_rules
 from tallyql.storage.pages import Page, keyset_page

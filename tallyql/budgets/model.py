@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from tallyql.engine.filter_codec import spec_from_json
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.periods import Period
+from tallyql.field_error import FieldError
 
 DEFAULT_THRESHOLDS = (50, 80, 100)
 
@@ -34,12 +35,8 @@ SCOPE_FILTER_FIELD: dict[BudgetScope, str] = {
 }
 
 
-class BudgetError(ValueError):
+class BudgetError(FieldError):
     """A budget described wrongly (field, message)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 @dataclass(frozen=True)

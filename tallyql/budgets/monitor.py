@@ -23,6 +23,7 @@ from tallyql.budgets.store import all_budgets, crossed_thresholds
 from tallyql.clock import clock
 from tallyql.live.bus import LiveBus
 from tallyql.live.subscriber import LIMIT_WARNING
+from tallyql.money import to_usd
 from tallyql.storage.audit import AuditRecord, record_audit
 from tallyql.storage.database import Database
 from tallyql.storage.dialect import insert_ignoring_duplicates
@@ -154,8 +155,8 @@ class BudgetMonitor:
                 "budgetName": budget.name,
                 "threshold": threshold,
                 "percentUsed": round(status.percent_used, 4),
-                "spendUsd": status.spend_nanousd / 1e9,
-                "limitUsd": budget.amount_nanousd / 1e9,
+                "spendUsd": to_usd(status.spend_nanousd),
+                "limitUsd": to_usd(budget.amount_nanousd),
                 "period": budget.period.name,
                 "periodStart": status.period_start.isoformat(),
                 "periodEnd": status.period_end.isoformat(),

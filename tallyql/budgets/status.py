@@ -21,7 +21,7 @@ from tallyql.engine.compiler import Scope
 from tallyql.engine.periods import period_bounds
 from tallyql.engine.registry import Metric
 from tallyql.engine.timerange import TimeWindow
-from tallyql.ingest.pricing import NANO_PER_USD
+from tallyql.money import round_to_nano
 from tallyql.storage.database import Database
 
 
@@ -58,7 +58,7 @@ async def budget_status(db: Database, budget: Budget, now: datetime | None = Non
     for index in range(days):
         if (result.value((index,), Metric.REQUESTS) or 0) > 0:
             days_with_data += 1
-        spend += round((result.value((index,), Metric.COST_USD) or 0.0) * NANO_PER_USD)
+        spend += round_to_nano(result.value((index,), Metric.COST_USD) or 0.0)
     projected = round(spend / days_with_data * days) if days_with_data else 0
     percent = spend * 100 / budget.amount_nanousd
     if percent >= 100:

@@ -23,7 +23,8 @@ from tallyql.engine.filter_codec import spec_to_json
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.periods import Period
 from tallyql.engine.timerange import TimeRangeError, zone
-from tallyql.storage.actor import Actor, audit_change
+from tallyql.money import round_to_nano, to_usd
+from tallyql.storage.audit import Actor, audit_change
 from tallyql.storage.database import Database
 from tallyql.storage.live_tables import budget_crossings, budgets
 from tallyql.storage.pages import Page, keyset_page
@@ -76,7 +77,7 @@ async def _values(
     if fields.amount_usd is not None:
         if not 0 < fields.amount_usd <= MAX_AMOUNT_USD:
             raise BudgetError("amountUsd", f"the limit must be between 0 and {MAX_AMOUNT_USD:.0f}")
-        values["amount_nanousd"] = round(fields.amount_usd * 1_000_000_000)
+        values["amount_nanousd"] = round_to_nano(fields.amount_usd)
     if fields.period is not None:
         values["period"] = fields.period.value
     if fields.timezone is not None:
@@ -242,7 +243,7 @@ async def _row(conn: AsyncConnection, workspace_id: int, budget_id: str) -> dict
 def _described(values: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": values["name"],
-        "amount_usd": values["amount_nanousd"] / 1_000_000_000,
+        "amount_usd": to_usd(values["amount_nanousd"]),
         "period": values["period"],
         "timezone": values["timezone"],
         "scope": values["scope_type"],

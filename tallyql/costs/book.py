@@ -16,8 +16,9 @@ from typing import Any
 
 from tallyql.clock import clock
 from tallyql.costs.overrides import PriceOverride, WorkspacePrices
+from tallyql.costs.store import list_overrides
+from tallyql.ingest.pricing import Tokens
 from tallyql.storage.database import Database
-from tallyql.storage.price_overrides import list_overrides
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,13 @@ class PriceBook:
         if prices is None:
             return None
         return prices.find(provider, model, at)
+
+    def cost_of(
+        self, workspace_id: int, provider: str | None, model: str, tokens: Tokens, at: datetime
+    ) -> int | None:
+        """Nano-USD for an event's tokens under the workspace's matching override, or None."""
+        override = self.find(workspace_id, provider, model, at)
+        return None if override is None else override.cost_nano(*tokens)
 
     def replace(self, overrides: list[PriceOverride]) -> None:
         grouped: dict[int, list[PriceOverride]] = defaultdict(list)

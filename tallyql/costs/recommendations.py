@@ -21,7 +21,8 @@ from tallyql.costs.book import PriceBook
 from tallyql.costs.prices import PriceSource, current_price
 from tallyql.engine.analytics import Asker
 from tallyql.engine.registry import Dimension, DimensionRef, Metric
-from tallyql.ingest.pricing import NANO_PER_USD, BuiltinPrices, TokenUsage
+from tallyql.ingest.pricing import BuiltinPrices, TokenUsage
+from tallyql.money import round_to_nano, to_usd
 
 MIN_CALLS = 20
 SHORT_OUTPUT_TOKENS = 300
@@ -111,12 +112,12 @@ def cheaper_model(
         match = builtin.find(other.provider, other.model)
         if match is not None and match[0].id == provider_id:
             used.add(match[1].id)
-    paid = round(usage.cost_usd * NANO_PER_USD)
+    paid = round_to_nano(usage.cost_usd)
     options = candidates(builtin, provider_id, model_id, avg, usage.calls, at, used)
     choice = suggest(options, paid)
     if choice is None:
         return None
-    estimate = choice.estimated_nano / NANO_PER_USD
+    estimate = to_usd(choice.estimated_nano)
     return Recommendation(
         kind="CHEAPER_MODEL",
         title=f"{usage.model} mostly writes short answers; {choice.model_id} would cost "

@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from tallyql.engine.filters import EventFilterSpec
+from tallyql.costs.book import PriceBook
+from tallyql.engine.filters import EventFilterSpec, filter_conditions
 from tallyql.engine.timerange import TimeWindow
-from tallyql.ingest.pricing import NANO_PER_USD
-from tallyql.services import Services
-from tallyql.storage.audit import AuditRecord, record_audit
-from tallyql.storage.price_overrides import Actor
+from tallyql.ingest.pricing import Pricer
+from tallyql.money import to_usd
+from tallyql.storage.audit import Actor, AuditRecord, record_audit
+from tallyql.storage.database import Database
 from tallyql.storage.reprice import RepriceReport, reprice_events
+from tallyql.storage.tables import events
 
 
 def _spec_details(spec: EventFilterSpec) -> dict[str, Any]:
@@ -23,7 +25,9 @@ def _spec_details(spec: EventFilterSpec) -> dict[str, Any]:
 
 
 async def reprice(
-    services: Services,
+    db: Database,
+    prices: PriceBook,
+    pricer: Pricer,
     workspace_id: int,
     window: TimeWindow,
     spec: EventFilterSpec,
@@ -31,11 +35,18 @@ async def reprice(
     batch_size: int | None = None,
 ) -> tuple[RepriceReport, str]:
     """Reprice a window of a workspace's events; returns the report and the audit event id."""
-    await services.prices.refresh()  # another replica may have changed prices
-    pricer = services.ingest.pricer
+    await prices.refresh()  # another replica may have changed prices
     kwargs = {"batch_size": batch_size} if batch_size else {}
+    matching = filter_conditions(spec, events.c, db.dialect)
     report = await reprice_events(
-        services.db, pricer.cost, workspace_id, window.start, window.end, spec, **kwargs
+        db,
+        pricer.cost,
+        workspace_id,
+        window.start,
+        window.end,
+        spec.cost_sources,
+        matching,
+        **kwargs,
     )
     details = {
         "start": window.start.isoformat(),
@@ -45,10 +56,10 @@ async def reprice(
         "changed": report.changed,
         "newly_priced": report.newly_priced,
         "still_unpriced": report.still_unpriced,
-        "delta_usd": report.delta_nanousd / NANO_PER_USD,
+        "delta_usd": to_usd(report.delta_nanousd),
         "days_rebuilt": [d.isoformat() for d in report.days],
     }
-    async with services.db.write() as conn:
+    async with db.write() as conn:
         audit_id = await record_audit(
             conn,
             AuditRecord(

@@ -27,19 +27,19 @@ from tallyql.demo.catalog import build_world
 from tallyql.demo.generator import generate_batches, generate_events
 from tallyql.ingest import fastpath
 from tallyql.services import Services, start_services
-from tallyql.storage.batch import batches_for
-from tallyql.storage.block_audit import block_audit_statements
-from tallyql.storage.compaction import LOCK_ID as COMPACTION_LOCK
-from tallyql.storage.compaction import compact
+from tallyql.storage.audit import block_audit_statements
 from tallyql.storage.data_versions import bump
 from tallyql.storage.directory import UserRecord, set_group_members, upsert_users
-from tallyql.storage.rebuild import recompute_weeks
-from tallyql.storage.rollup_folds import whole_day_statements
-from tallyql.storage.rollups import WEEK, grain_start
-from tallyql.storage.session_rollup import session_statements
+from tallyql.storage.ingest.batch import batches_for
+from tallyql.storage.ingest.writer import Writer
+from tallyql.storage.locks import Lock, hold
+from tallyql.storage.rollups.compaction import compact
+from tallyql.storage.rollups.declarations import WEEK, grain_start
+from tallyql.storage.rollups.folds import whole_day_statements
+from tallyql.storage.rollups.rebuild import recompute_weeks
+from tallyql.storage.rollups.sessions import session_statements
 from tallyql.storage.tables import events
 from tallyql.storage.workspaces import get_or_create_workspace
-from tallyql.storage.writer import Writer
 
 BATCH = 10_000
 """SQLite: events per batch (PostgreSQL's batches are whole days)."""
@@ -90,7 +90,7 @@ async def load_demo(
         for group, members in sorted(world.groups.items()):
             await set_group_members(conn, workspace_id, group, members)
     end = clock.now().replace(second=0, microsecond=0)
-    if services.db.is_postgres:
+    if services.db.dialect.concurrent_writes:
         accepted, duplicates = await _load_postgres(
             services, workspace_id, count, days, seed, end, progress
         )
@@ -168,7 +168,7 @@ async def _load_postgres(
     progress: ProgressCallback | None = None,
 ) -> tuple[int, int]:
     """PostgreSQL's bulk path: batches of whole days on a writer of their own that upserts the
-    hour and day rows of the rollups directly (`rollup_folds.whole_day_statements`: lanes
+    hour and day rows of the rollups directly (`rollups/folds.whole_day_statements`: lanes
     writing different days never wait for each other, and no delta is staged and compacted),
     then the week rows of the loaded weeks from their days, then statistics."""
     db = services.db
@@ -212,7 +212,7 @@ async def _load_postgres(
         grain_start("w", int(end.timestamp())) + WEEK,
     )
     async with db.write() as conn:
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": COMPACTION_LOCK})
+        await hold(conn, Lock.COMPACTION)
         await recompute_weeks(conn, db.dialect, *weeks, workspace_id, histograms=False)
         await bump(conn, [workspace_id])  # the week rows recomputed from the loaded days
     await _settle_postgres(services)

@@ -13,7 +13,6 @@ from typing import Any
 from tallyql.engine.buckets import Bucketing, Granularity
 from tallyql.engine.compiler import Scope
 from tallyql.engine.cost_meter import CostMeter
-from tallyql.engine.cursors import CursorError, decode_cursor, encode_cursor
 from tallyql.engine.executor import Key, MetricsQuery, MetricsResult, run_query
 from tallyql.engine.filters import NO_FILTER, EventFilterSpec
 from tallyql.engine.planner import Plan
@@ -26,6 +25,7 @@ from tallyql.engine.registry import (
     other_key,
 )
 from tallyql.engine.timerange import TimeWindow
+from tallyql.storage.cursors import CursorError, decode_cursor, encode_cursor
 from tallyql.storage.database import Database
 
 MAX_BREAKDOWN_PAGE = 100

@@ -43,7 +43,8 @@ from tallyql.engine.filters import EventFilterSpec, filter_conditions
 from tallyql.engine.planner import Piece, Plan
 from tallyql.engine.registry import Dimension, DimensionRef, other_key
 from tallyql.storage import dialect as sqld
-from tallyql.storage.rollups import (
+from tallyql.storage.dialect import Dialect
+from tallyql.storage.rollups.declarations import (
     BOOL_DIMS,
     DELTA_TABLES,
     GROUP_OF,
@@ -89,7 +90,7 @@ class GroupSpec:
     distinct: str | None = None
 
 
-def _time_expr(grain: str, src: FromClause, dialect: str) -> ColumnElement[int]:
+def _time_expr(grain: str, src: FromClause, dialect: Dialect) -> ColumnElement[int]:
     """Integer epoch seconds of a row of this grain's table."""
     if grain != "raw":
         return src.c.period
@@ -101,7 +102,7 @@ _ROLLUP_SRC = {name: table.alias("src") for name, table in ROLLUP_TABLES.items()
 _DELTA_SRC = {name: DELTA_TABLES[GROUP_OF[name].delta_table].alias("src") for name in ROLLUP_TABLES}
 
 
-def _sources(plan: Plan, dialect: str) -> list[tuple[str, list[Piece], FromClause]]:
+def _sources(plan: Plan, dialect: Dialect) -> list[tuple[str, list[Piece], FromClause]]:
     """The plan's pieces by table, as (grain, pieces, `src`) (aliases are immutable, so built
     once): raw events (each edge of the window on its own, an index range scan), each grain's
     rollup table (its pieces before and after the coarser middle in one SELECT), and on
@@ -119,7 +120,7 @@ def _sources(plan: Plan, dialect: str) -> list[tuple[str, list[Piece], FromClaus
     for grain, pieces in by_grain.items():
         out.append((grain, pieces, _ROLLUP_SRC[plan.rollup.table(grain)]))  # type: ignore[union-attr]
     rolled = [p for p in plan.pieces if p.grain != "raw"]
-    if rolled and plan.rollup is not None and sqld.is_postgres(dialect):
+    if rolled and plan.rollup is not None and dialect.staged_deltas:
         span = Piece("h", rolled[0].start, rolled[-1].end)
         out.append(("h", [span], _DELTA_SRC[plan.rollup.table(rolled[0].grain)]))
     return out
@@ -160,7 +161,7 @@ class PieceCompiler:
         dimensions: Sequence[DimensionRef],
         spec: EventFilterSpec,
         scope: Scope,
-        dialect: str,
+        dialect: Dialect,
         src: FromClause,
     ) -> None:
         self.pieces = pieces
@@ -187,18 +188,9 @@ class PieceCompiler:
     def _tag_dim(self) -> ColumnElement[Any]:
         if not self.raw:
             return func.nullif(self.src.c[TAG], "")
-        if sqld.is_postgres(self.dialect):
-            each = (
-                func.unnest(literal_column("src.tags"))
-                .table_valued("tag")
-                .render_derived(name="tag_each")
-                .lateral()
-            )
-            self.from_ = self.from_.outerjoin(each, true())
-            return each.c.tag
-        each = func.json_each(literal_column("src.tags")).table_valued("value", name="tag_each")
+        each, tag = sqld.tag_rows(self.dialect, literal_column("src.tags"))
         self.from_ = self.from_.outerjoin(each, true())
-        return each.c.value
+        return tag
 
     def dimension(self, ref: DimensionRef) -> ColumnElement[Any]:
         d = ref.dimension
@@ -320,7 +312,7 @@ def compile_group(
     dimensions: Sequence[DimensionRef],
     spec: EventFilterSpec,
     scope: Scope,
-    dialect: str,
+    dialect: Dialect,
 ) -> Select[Any]:
     """One statement: the pieces' SELECTs under UNION ALL, folded by bucket and keys."""
     parts = [
@@ -347,7 +339,7 @@ def exact_percentiles(
     values: FromClause,
     keys: Sequence[ColumnElement[Any]],
     quantiles: Sequence[float],
-    dialect: str,
+    dialect: Dialect,
 ) -> Select[Any]:
     """Rows (keys..., n, r, v): per group of `keys`, its count n and the values v of 0-based
     ascending rank r = floor(q * (n - 1)) and the next, for each q (`tallyql.sketch` then

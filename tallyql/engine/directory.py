@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select
 
 from tallyql.engine.analytics import Asker
-from tallyql.engine.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
 from tallyql.engine.ranking import grouped, narrow
 from tallyql.engine.registry import Dimension, Metric
+from tallyql.storage.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
 from tallyql.storage.database import Database
 from tallyql.storage.tables import group_members, groups, users
 

@@ -50,6 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tallyql import sketch
 from tallyql.storage import dialect as sqld
+from tallyql.storage.dialect import Dialect
 
 SAMPLE_FRACTION = 0.02
 SAMPLE_SLICES = 32
@@ -157,7 +158,7 @@ class ExactSummary:
 
 async def sample_brackets(
     conn: AsyncConnection,
-    dialect: str,
+    dialect: Dialect,
     sampling: Sampling,
     measures: Sequence[ExactMeasure],
     quantiles: Sequence[float],
@@ -188,8 +189,7 @@ async def sample_brackets(
         sampled = measured.where(in_slices)
     rows = sampled.subquery("sampled")
     columns = [sqld.collect(dialect, column) for column in rows.c]
-    if sqld.is_postgres(dialect):
-        columns += scan_settings()
+    columns += scan_settings(dialect)
     row = (await conn.execute(select(*columns))).one()
     out = {}
     for i, m in enumerate(measures):
@@ -202,7 +202,7 @@ async def sample_brackets(
 
 
 def _sampled_by_slices(
-    dialect: str,
+    dialect: Dialect,
     measured: Select[Any],
     time_column: ColumnElement[Any],
     bounds: tuple[ColumnElement[Any], ColumnElement[Any]],
@@ -239,8 +239,9 @@ async def _extent(
     return None if first is None else (first, last + timedelta(microseconds=1))
 
 
-def scan_settings() -> list[ColumnElement[Any]]:
-    return [func.set_config(name, value, True) for name, value in SCAN_SETTINGS]
+def scan_settings(dialect: Dialect) -> list[ColumnElement[Any]]:
+    """Columns setting `SCAN_SETTINGS` for the transaction (none on SQLite)."""
+    return sqld.local_settings(dialect, SCAN_SETTINGS)
 
 
 def as_list(collected: Any) -> list[Any]:
@@ -252,7 +253,7 @@ def as_list(collected: Any) -> list[Any]:
 
 async def exact_summary(
     conn: AsyncConnection,
-    dialect: str,
+    dialect: Dialect,
     conditions: Sequence[ColumnElement[bool]],
     measures: Sequence[ExactMeasure],
     quantiles: Sequence[float],
@@ -261,12 +262,13 @@ async def exact_summary(
 ) -> ExactSummary:
     """Count, totals and quantiles of `measures` over the rows `conditions` select. Without
     `sampling`, every value is gathered; `brackets` replaces the sample (tests)."""
-    if sqld.is_postgres(dialect) and not conn.in_transaction():
-        await conn.execution_options(isolation_level="REPEATABLE READ")
+    level = dialect.snapshot_isolation
+    if level is not None and not conn.in_transaction():
+        await conn.execution_options(isolation_level=level)
     if brackets is None and sampling is not None:
         brackets = await sample_brackets(conn, dialect, sampling, measures, quantiles)
-    elif sqld.is_postgres(dialect):
-        await conn.execute(select(*scan_settings()))
+    elif settings := scan_settings(dialect):
+        await conn.execute(select(*settings))
     if brackets is None:
         brackets = {(m.name, q): WHOLE for m in measures for q in quantiles}
     scan = _Scan(dialect, conditions, measures, quantiles, brackets)
@@ -300,7 +302,7 @@ class _Scan:
 
     def __init__(
         self,
-        dialect: str,
+        dialect: Dialect,
         conditions: Sequence[ColumnElement[bool]],
         measures: Sequence[ExactMeasure],
         quantiles: Sequence[float],
@@ -308,7 +310,7 @@ class _Scan:
     ) -> None:
         self.dialect, self.measures, self.quantiles = dialect, measures, quantiles
         self.brackets = brackets
-        self.pg = sqld.is_postgres(dialect)
+        self.in_sql = dialect.arrays
         # no fence (OFFSET 0) to compute each measure once per row: it would keep the scan
         # from parallel workers, and the measures are columns or a sum of two
         rows = select(*(m.expr.label(f"m{i}") for i, m in enumerate(measures))).where(*conditions)
@@ -362,7 +364,7 @@ class _Scan:
             .subquery("summed")
         )
         out: list[ColumnElement[Any]] = [summed.c[f"a{j}"] for j in range(len(self.columns))]
-        if not self.pg:
+        if not self.in_sql:
             return select(*out)
         n = summed.c.a0
         for i, m in enumerate(self.measures):
@@ -390,7 +392,7 @@ class _Scan:
             return None
         if b.is_point:
             return b.lo if rank < row[self.counts[(i, "<=", b.lo)]] else None
-        if self.pg:
+        if self.in_sql:
             pair = as_list(row[self.picks[(i, q)]])
             picked = pair[int(upper)] if len(pair) > int(upper) else None
             value = None if picked is None else m.decode(picked)
@@ -406,7 +408,7 @@ class _Scan:
 
 async def _ordered(
     conn: AsyncConnection,
-    dialect: str,
+    dialect: Dialect,
     conditions: Sequence[ColumnElement[bool]],
     measure: ExactMeasure,
     quantiles: Sequence[float],

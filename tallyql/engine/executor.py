@@ -29,7 +29,7 @@ from tallyql.engine.registry import METRICS, DimensionRef, Metric
 from tallyql.engine.timerange import TimeWindow
 from tallyql.histogram import Accumulator
 from tallyql.storage.database import Database
-from tallyql.storage.partitions import partition_name
+from tallyql.storage.ingest.partitions import partition_name
 from tallyql.storage.tables import events
 
 Key = tuple[Any, ...]  # (bucket index, dimension values...)
@@ -113,7 +113,7 @@ async def quiet_until(db: Database, scope: Scope, end: datetime) -> datetime | N
         return None  # whole already, or long past: its hour has had time to fill, likely busy
     ceil = hour + timedelta(hours=1)
     source: Any = events
-    if db.is_postgres:  # the hour's day partition: planning the parent costs 4 ms and more
+    if db.dialect.day_partitions:  # planning the parent costs 4 ms and more
         source = table(partition_name("events", hour.date()), column("ts"), column("workspace_id"))
     conditions = [source.c.ts >= end, source.c.ts < ceil]
     if scope.workspace_ids is not None:

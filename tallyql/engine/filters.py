@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, select
 
 from tallyql.storage import dialect as sqld
-from tallyql.storage.rollups import LOW_CARDINALITY
+from tallyql.storage.dialect import Dialect
+from tallyql.storage.rollups.declarations import LOW_CARDINALITY
 from tallyql.storage.tables import group_members
 
 # filter field -> events column
@@ -117,7 +118,7 @@ NO_FILTER = EventFilterSpec()
 def filter_conditions(
     spec: EventFilterSpec,
     columns: Mapping[str, ColumnElement[Any]],
-    dialect: str,
+    dialect: Dialect,
 ) -> list[ColumnElement[bool]]:
     """SQL conditions for a filter over a table with the events' column names (group
     membership is looked up in the row's own workspace)."""

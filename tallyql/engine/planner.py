@@ -25,7 +25,7 @@ from tallyql.engine.buckets import Bucketing, Granularity
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.registry import Dimension, DimensionRef
 from tallyql.sketch import RELATIVE_ACCURACY
-from tallyql.storage.rollups import (
+from tallyql.storage.rollups.declarations import (
     GRAINS,
     HISTOGRAM_ROLLUPS,
     LOW_CARDINALITY,

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tallyql.engine.analytics import Asker
-from tallyql.engine.cursors import CursorError, decode_cursor, encode_cursor
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.registry import Dimension, DimensionRef, Metric
+from tallyql.storage.cursors import CursorError, decode_cursor, encode_cursor
 
 MAX_PAGE = 100
 NOTHING = "\uffffnothing"

@@ -1,7 +1,8 @@
 """The semantic layer: every metric and dimension the API can ask for.
 
 A metric names the base measures it needs and how to finish them into a value:
-- sums and maxima of rollup columns (`SUM_MEASURES`/`MAX_MEASURES` in storage/rollups.py),
+- sums and maxima of rollup columns (`SUM_MEASURES`/`MAX_MEASURES` in
+  storage/rollups/declarations.py),
 - a histogram ("latency" or "ttft") and a quantile,
 - or a count of distinct values of an event column.
 A dimension names the event column it groups by (or a derived value). Adding a metric or a
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from tallyql.ingest.pricing import NANO_PER_USD
-from tallyql.storage.rollups import LOW_CARDINALITY
+from tallyql.money import NANO_PER_USD
+from tallyql.storage.rollups.declarations import LOW_CARDINALITY
 
 
 class Metric(Enum):

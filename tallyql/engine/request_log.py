@@ -20,12 +20,12 @@ from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
 
 from tallyql.engine.buckets import BucketError, Granularity
 from tallyql.engine.compiler import Scope
-from tallyql.engine.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
 from tallyql.engine.executor import MetricsQuery, run_query
 from tallyql.engine.filters import EventFilterSpec, filter_conditions
 from tallyql.engine.planner import covering_rollup, needed_columns, uncovered_reason
 from tallyql.engine.registry import Metric
 from tallyql.engine.timerange import TimeWindow
+from tallyql.storage.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
 from tallyql.storage.database import Database
 from tallyql.storage.tables import event_keys, events, payloads
 from tallyql.storage.types import from_micros, to_micros
@@ -224,7 +224,7 @@ async def _count_raw(
 
 async def get_request(db: Database, workspace_id: int, event_id: str) -> dict[str, Any] | None:
     query = select(events).where(events.c.workspace_id == workspace_id, events.c.id == event_id)
-    if db.is_postgres:  # find the day partition through the idempotency key's ts
+    if db.dialect.day_partitions:  # find the day partition through the idempotency key's ts
         query = query.join(
             event_keys,
             (event_keys.c.workspace_id == events.c.workspace_id)

@@ -4,7 +4,7 @@ A window's sessions (those overlapping it) are the sessions whose last activity 
 of the window's whole UTC days, plus the rest (last activity in the partial days at either
 end, or after the window for a session that began inside it). For each whole day, a digest
 holds the day's sessions' measures (as NumPy arrays), their count and their exact sums,
-together with the day's stamp from `session_day_versions` (storage/session_versions.py). A
+together with the day's stamp from `session_day_versions` (storage/rollups/session_versions.py). A
 digest whose stamp is unchanged is used as it is; the others, and the rest, are read in the
 same snapshot, stamps first (a change committed between the two reads makes the digest newer
 than its stamp, which only means it is read again next time). The values of ranks floor(h)
@@ -37,7 +37,8 @@ from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import TimeWindow
 from tallyql.storage import dialect as sqld
 from tallyql.storage.database import Database
-from tallyql.storage.session_versions import DAY_SECONDS, day_of_sql
+from tallyql.storage.dialect import Dialect
+from tallyql.storage.rollups.session_versions import DAY_SECONDS
 from tallyql.storage.tables import session_day_versions, sessions
 
 MIN_WHOLE_DAYS = 2
@@ -139,7 +140,7 @@ def keeps(spec: EventFilterSpec) -> bool:
 
 async def digest_summary(
     conn: AsyncConnection,
-    dialect: str,
+    dialect: Dialect,
     cache: DigestCache,
     workspace_id: int,
     spec: EventFilterSpec,
@@ -190,7 +191,7 @@ async def digest_summary(
         # index ranges, no reason for parallel workers
         if scan_settings and len(versions) - len(digests) >= PARALLEL_DAYS:
             await conn.execute(select(*scan_settings))
-        day_expr = literal_column(day_of_sql(dialect, "sessions.last_ts"), Integer)
+        day_expr = literal_column(sqld.day_of_sql(dialect, "sessions.last_ts"), Integer)
         in_missing = or_(
             *(
                 and_(sessions.c.last_ts >= day_start(a), sessions.c.last_ts < day_start(b))
@@ -264,7 +265,7 @@ def _gaps(days: range, kept: Sequence[int]) -> list[tuple[int, int]]:
 
 
 def _aggregates(
-    dialect: str, measures: Sequence[tuple[str, ColumnElement[Any]]]
+    dialect: Dialect, measures: Sequence[tuple[str, ColumnElement[Any]]]
 ) -> list[ColumnElement[Any]]:
     columns: list[ColumnElement[Any]] = [func.count()]
     columns += [func.coalesce(func.sum(expr), 0) for _, expr in measures]

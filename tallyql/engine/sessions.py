@@ -30,7 +30,6 @@ from sqlalchemy import (
 
 from tallyql.engine.cost import session_stats_cost
 from tallyql.engine.cost_meter import CostMeter
-from tallyql.engine.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
 from tallyql.engine.exact_stats import (
     Bracket,
     ExactMeasure,
@@ -48,9 +47,12 @@ from tallyql.engine.session_digests import (
     whole_days,
 )
 from tallyql.engine.timerange import TimeWindow
+from tallyql.money import NANO_PER_USD
 from tallyql.sketch import exact_quantile
 from tallyql.storage import dialect as sqld
+from tallyql.storage.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
 from tallyql.storage.database import Database
+from tallyql.storage.dialect import Dialect
 from tallyql.storage.tables import events, group_members, session_models, sessions
 from tallyql.storage.types import from_micros, to_micros
 
@@ -66,7 +68,7 @@ class SessionOrder(Enum):
     REQUESTS = "REQUESTS"
 
 
-def _order_expr(order: SessionOrder, dialect: str) -> ColumnElement[Any]:
+def _order_expr(order: SessionOrder, dialect: Dialect) -> ColumnElement[Any]:
     s = sessions.c
     if order is SessionOrder.COST:
         return s.cost_nanousd
@@ -93,7 +95,7 @@ def order_value(order: SessionOrder, row: dict[str, Any]) -> int:
 
 
 def session_conditions(
-    dialect: str,
+    dialect: Dialect,
     workspace_id: int,
     window: TimeWindow | None,
     spec: EventFilterSpec,
@@ -223,7 +225,7 @@ class StatMeasure:
 
 
 STAT_MEASURES: tuple[StatMeasure, ...] = (
-    StatMeasure("cost", sessions.c.cost_nanousd, 1e-9),
+    StatMeasure("cost", sessions.c.cost_nanousd, 1 / NANO_PER_USD),
     StatMeasure("tokens", sessions.c.input_tokens + sessions.c.output_tokens, 1.0),
     StatMeasure("duration", sessions.c.duration_us, 1e-3),
     StatMeasure("requests", sessions.c.requests, 1.0),
@@ -329,7 +331,7 @@ async def _digest_stats(
             rest,
             [(m.name, m.expr) for m in STAT_MEASURES],
             QUANTILES,
-            scan_settings() if db.is_postgres else (),
+            scan_settings(db.dialect),
             None if meter is None else pay,
         )
     return _result(summary.count, summary.totals, summary.quantiles)

@@ -4,7 +4,7 @@ Declared beside the registry (`registry.py`), as data, for the question interpre
 (`interpret.py`). Each metric and dimension carries a label (how answers name it) and its
 phrases; a phrase is matched as whole words, longest first, so "output tokens" wins over
 "tokens". Adding a metric or a dimension means adding its words here too (the asserts below
-fail otherwise), plus a question for it in tests/ask_corpus.py.
+fail otherwise), plus a question for it in tests/support/ask_corpus.py.
 """
 
 from __future__ import annotations

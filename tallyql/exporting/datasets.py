@@ -30,8 +30,8 @@ from tallyql.engine.registry import Dimension, DimensionRef, Metric
 from tallyql.engine.sessions import session_conditions
 from tallyql.engine.unpriced import unpriced
 from tallyql.exporting.params import ExportParamError, ExportParams
-from tallyql.ingest.pricing import NANO_PER_USD
-from tallyql.storage.audit_store import AuditFilterSpec, audit_conditions
+from tallyql.money import to_usd
+from tallyql.storage.audit import AuditFilterSpec, audit_conditions
 from tallyql.storage.database import Database
 from tallyql.storage.tables import EVENT_TOKEN_COLUMNS, audit_events, events, sessions
 
@@ -116,11 +116,7 @@ def _request_query(job: ExportJob) -> Select[Any]:
 def _request_row(row: Any) -> Sequence[Any]:
     m = row._mapping
     return [
-        m["ts"]
-        if c == "timestamp"
-        else m["cost_nanousd"] / NANO_PER_USD
-        if c == "cost_usd"
-        else m[c]
+        m["ts"] if c == "timestamp" else to_usd(m["cost_nanousd"]) if c == "cost_usd" else m[c]
         for c in REQUEST_COLUMNS
     ]
 
@@ -137,7 +133,7 @@ def _session_row(row: Any) -> Sequence[Any]:
     return [
         m["id"], m["user_id"], m["agent_id"], m["first_ts"], m["last_ts"], duration,
         m["requests"], m["errors"], *tokens, m["input_tokens"] + m["output_tokens"],
-        m["cost_nanousd"] / NANO_PER_USD,
+        to_usd(m["cost_nanousd"]),
     ]  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from tallyql.engine.filters import LIST_FILTERS, EventFilterSpec, MetadataMatch
 from tallyql.engine.timerange import Preset, TimeWindow, resolve_window
-from tallyql.ingest.validate import parse_timestamp
+from tallyql.storage.types import parse_timestamp
 
 FORMATS = ("csv", "json", "ndjson")
 _LIST_FIELDS = (*LIST_FILTERS, "groups", "tags")

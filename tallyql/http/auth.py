@@ -10,7 +10,7 @@ from starlette.requests import HTTPConnection
 from tallyql.auth.principal import Permission, Principal
 from tallyql.http.errors import api_error
 from tallyql.services import Services
-from tallyql.storage.actor import Actor, audit_change
+from tallyql.storage.audit import Actor, audit_change
 
 
 def services_of(conn: HTTPConnection) -> Services:

@@ -48,7 +48,7 @@ from tallyql.http.auth import requires, services_of
 from tallyql.http.errors import error_response
 from tallyql.schema.analytics import answer_metrics_query
 from tallyql.schema.ask import answer_question, chart_of, query_input
-from tallyql.schema.common import EventFilter, TimeRangeInput, filter_spec
+from tallyql.schema.base.common import EventFilter, TimeRangeInput, filter_spec
 from tallyql.storage.data_versions import read_version
 from tallyql.storage.database import Database
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from tallyql.schema.context import EXPLAIN_HEADER, PLAN_HEADER
+from tallyql.schema.base.context import EXPLAIN_HEADER, PLAN_HEADER
 
 ALLOWED_METHODS = ("GET", "POST")
 ALLOWED_HEADERS = (

@@ -10,7 +10,7 @@ from tallyql.http.body import read_body
 from tallyql.http.errors import error_response
 from tallyql.http.responses import JSONBody
 from tallyql.ingest.body import BodyError
-from tallyql.storage.writer import WriterBusy, WriterFailed, WriterStopped
+from tallyql.storage.ingest.writer import WriterBusy, WriterFailed, WriterStopped
 
 router = APIRouter()
 

@@ -44,7 +44,7 @@ from tallyql.http.graphql_limits import refuse_large_body, refuse_spent_key
 from tallyql.http.outage import RETRY_HEADERS, has_unavailable_error
 from tallyql.http.shared_answers import SingleFlight, shared_key
 from tallyql.observability import Metrics
-from tallyql.schema.limits import root_fields
+from tallyql.schema.base.limits import root_fields
 
 ContextGetter = Callable[[HTTPConnection], Awaitable[Any]]
 _STREAMING_ACCEPT = ("text/event-stream", "multipart/mixed")

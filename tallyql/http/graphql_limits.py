@@ -5,7 +5,7 @@ A POST body larger than TALLYQL_GRAPHQL_MAX_BODY_BYTES (query, variables and all
 with 413 and a GraphQL error body (code PAYLOAD_TOO_LARGE): from its Content-Length when
 declared, else while it streams in, so that the refused part is never read, let alone
 decoded as JSON or coerced. The document's own size limit (TALLYQL_GRAPHQL_MAX_QUERY_BYTES)
-is checked by schema/limits.py, for every transport.
+is checked by schema/base/limits.py, for every transport.
 """
 
 from __future__ import annotations

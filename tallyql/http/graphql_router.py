@@ -36,7 +36,7 @@ from tallyql.http.graphql_http import GraphQLHTTPErrors
 from tallyql.http.graphql_limits import refuse_large_body, refuse_spent_key
 from tallyql.http.live_transport import LegacyWSHandler, TransportWSHandler, sse_messages
 from tallyql.http.outage import RETRY_HEADERS, has_unavailable_error
-from tallyql.schema.context import Context
+from tallyql.schema.base.context import Context
 from tallyql.storage.outage import (
     UNAVAILABLE_MESSAGE,
     DatabaseUnavailable,

@@ -14,7 +14,7 @@ from tallyql.http.errors import error_response
 from tallyql.http.responses import JSONBody
 from tallyql.imports.openrouter import ImportRefused, import_activity
 from tallyql.ingest.body import BodyError
-from tallyql.storage.writer import WriterBusy, WriterFailed, WriterStopped
+from tallyql.storage.ingest.writer import WriterBusy, WriterFailed, WriterStopped
 
 router = APIRouter()
 

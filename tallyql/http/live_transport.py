@@ -35,7 +35,7 @@ from strawberry.types.execution import PreExecutionError
 
 from tallyql.live.sink import LIVE_SINK, LiveSink
 from tallyql.live.subscriber import Item
-from tallyql.schema.context import Context
+from tallyql.schema.base.context import Context
 from tallyql.schema.live_render import RENDERERS
 from tallyql.storage.outage import (
     UNAVAILABLE_MESSAGE,

@@ -49,7 +49,7 @@ from tallyql.ingest.otlp_logs import (
 from tallyql.ingest.otlp_map import span_row
 from tallyql.ingest.otlp_metrics import OtlpPoint, decode_metrics_json, decode_metrics_protobuf
 from tallyql.ingest.validate import IngestResult
-from tallyql.storage.writer import WriterBusy, WriterFailed, WriterStopped
+from tallyql.storage.ingest.writer import WriterBusy, WriterFailed, WriterStopped
 
 router = APIRouter()
 

@@ -28,9 +28,9 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
-from tallyql.ingest.pricing import NANO_PER_USD
 from tallyql.ingest.service import IngestService
 from tallyql.ingest.validate import FieldError
+from tallyql.money import round_to_nano, to_usd
 from tallyql.storage.database import Database
 from tallyql.storage.tables import events
 
@@ -137,7 +137,7 @@ def _row(index: int, item: Any) -> ActivityRow | FieldError:
         value = _get(item, name) or 0
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1e7:
             return FieldError(index, name, "expected USD from 0 to 10,000,000")
-        money[name] = round(value * NANO_PER_USD)
+        money[name] = round_to_nano(value)
     assert texts["model"] is not None and texts["endpoint_id"] is not None
     return ActivityRow(
         day=day,
@@ -222,7 +222,7 @@ def expand(row: ActivityRow, seen: Seen) -> list[dict[str, Any]]:
             "input_tokens": prompt[i],
             "output_tokens": completion[i],
             "reasoning_tokens": reasoning[i],
-            "cost_usd": cost[i] / NANO_PER_USD,
+            "cost_usd": to_usd(cost[i]),
             "is_byok": row.byok_nanousd > 0,
             "tags": ["openrouter-import"],
             "metadata": {k: v for k, v in metadata.items() if v is not None},

@@ -20,10 +20,10 @@ from tallyql.clock import clock
 from tallyql.imports.openrouter import ImportRefused, import_activity
 from tallyql.imports.openrouter_client import OpenRouterClient, ProviderError
 from tallyql.ingest.service import IngestService
-from tallyql.storage.audit import AuditRecord, record_audit
+from tallyql.storage.audit import Actor, AuditRecord, audit_change, record_audit
 from tallyql.storage.database import Database
+from tallyql.storage.ingest.writer import WriterBusy, WriterFailed, WriterStopped
 from tallyql.storage.report_tables import provider_connections
-from tallyql.storage.writer import WriterBusy, WriterFailed, WriterStopped
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,11 @@ class ProviderSync:
         return values
 
 
-async def connect(db: Database, workspace_id: int, provider: str, api_key: str) -> None:
+async def connect(
+    db: Database, workspace_id: int, provider: str, api_key: str, actor: Actor
+) -> None:
+    """Store the connection's key (replacing any earlier one), audited in the same
+    transaction."""
     now = clock.now()
     t = provider_connections
     async with db.write() as conn:
@@ -144,15 +148,20 @@ async def connect(db: Database, workspace_id: int, provider: str, api_key: str) 
                 updated_at=now,
             )
         )
+        await audit_change(conn, workspace_id, "create", "provider_connection", provider, actor, {})
 
 
-async def disconnect(db: Database, workspace_id: int, provider: str) -> bool:
+async def disconnect(db: Database, workspace_id: int, provider: str, actor: Actor) -> bool:
+    """Forget the connection's key (audited); False when there was none."""
     t = provider_connections
     async with db.write() as conn:
         gone = await conn.execute(
             delete(t).where(t.c.workspace_id == workspace_id, t.c.provider == provider)
         )
-    return bool(gone.rowcount)
+        if not gone.rowcount:
+            return False
+        await audit_change(conn, workspace_id, "delete", "provider_connection", provider, actor, {})
+    return True
 
 
 async def connection(db: Database, workspace_id: int, provider: str) -> dict[str, Any] | None:

@@ -14,10 +14,10 @@ import orjson
 from tallyql.clock import clock
 from tallyql.ingest.fields import MAX_METADATA_BYTES
 from tallyql.ingest.json_values import json_problem, text_problem
-from tallyql.ingest.validate import MAX_FUTURE, FieldError, IngestResult, parse_timestamp
-from tallyql.storage.audit import ACTIONS, ACTOR_TYPES, OUTCOMES, AuditRecord
-from tallyql.storage.audit_store import insert_audit_records
+from tallyql.ingest.validate import MAX_FUTURE, FieldError, IngestResult
+from tallyql.storage.audit import ACTIONS, ACTOR_TYPES, OUTCOMES, AuditRecord, insert_audit_records
 from tallyql.storage.database import Database
+from tallyql.storage.types import parse_timestamp
 
 TEXT_LIMITS = {"id": 128, "actor_id": 256, "resource_type": 128, "resource_id": 256}
 CHOICES = {"actor_type": ACTOR_TYPES, "action": ACTIONS, "outcome": OUTCOMES}

@@ -30,7 +30,8 @@ from tallyql.ingest.fields import (
 )
 from tallyql.ingest.json_values import json_problem, text_problem
 from tallyql.ingest.status import derive_status
-from tallyql.ingest.validate import MAX_FUTURE, ValidEvent
+from tallyql.ingest.validate import MAX_FUTURE
+from tallyql.storage.ingest.record import ValidEvent
 
 _TRUNCATED = {"error_message": 2000, "policy_description": 2000}
 _ERROR_MESSAGE_MAX = _TRUNCATED["error_message"]

@@ -21,15 +21,18 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, and_, func, select, text, tuple_
+from sqlalchemy import ColumnElement, and_, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tallyql.ingest.otlp_metrics import GAUGE, HISTOGRAM, OtlpPoint
+from tallyql.money import to_usd
 from tallyql.storage import dialect as sqld
+from tallyql.storage.database import Database
+from tallyql.storage.dialect import Dialect
+from tallyql.storage.locks import Lock, hold
 from tallyql.storage.tables import events, metric_points, metric_series
 from tallyql.storage.types import EPOCH, from_micros
 
-_LOCK_CLASS = 0x7A11_7002  # advisory lock class of metric writes (one lock per workspace)
 _CHUNK = 500  # series per IN list
 
 
@@ -66,11 +69,8 @@ async def store_points(
     result = MetricWrite()
     if not points:
         return result
-    name = conn.dialect.name
-    if sqld.is_postgres(name):
-        await conn.execute(
-            text("SELECT pg_advisory_xact_lock(:c, :w)"), {"c": _LOCK_CLASS, "w": workspace_id}
-        )
+    dialect = Dialect.of(conn)
+    await hold(conn, Lock.METRIC_WRITES, workspace_id)
     ids = [series_id(p) for p in points]
     series_rows = {
         sid: {
@@ -87,7 +87,7 @@ async def store_points(
     }
     rows = [series_rows[sid] for sid in sorted(series_rows)]  # key order: no deadlocks
     for chunk in _chunks(rows):
-        await conn.execute(sqld.insert_ignoring_duplicates(name, metric_series), list(chunk))
+        await conn.execute(sqld.insert_ignoring_duplicates(dialect, metric_series), list(chunk))
     # what is stored already: the points of this request (duplicates), and each cumulative
     # series' latest point per start time (the previous point of the first new one)
     stored: set[tuple[str, int, int]] = set()
@@ -151,7 +151,7 @@ async def store_points(
             latest[(sid, point.start_ns)] = row
     for chunk in _chunks(new_rows):
         inserted = await conn.execute(
-            sqld.insert_ignoring_duplicates(name, metric_points).returning(p_.series_id),
+            sqld.insert_ignoring_duplicates(dialect, metric_points).returning(p_.series_id),
             list(chunk),
         )
         result.accepted += len(inserted.all())
@@ -349,7 +349,6 @@ def _pick(how: Any, a: Any, b: Any) -> Any:
 
 # ---------------------------------------------------------------- reconciliation with events
 
-NANO_PER_USD = 1_000_000_000
 _INPUT = "input"
 _E = events.c
 _SUMS: dict[str, ColumnElement[Any]] = {
@@ -422,7 +421,7 @@ async def reconcile(
         sums = [_SUMS[f].label(f) for f in sorted(set(figures.values()))]
         conditions = [
             _E.workspace_id == workspace_id,
-            sqld.json_text(conn.dialect.name, _E.metadata, "otel.event.name") == event_name,
+            sqld.json_text(Dialect.of(conn), _E.metadata, "otel.event.name") == event_name,
         ]
         if start is not None:
             conditions.append(_E.ts >= start)
@@ -444,4 +443,19 @@ async def reconcile(
             else:
                 wanted = sorted(set(figures.values()))
             total = sum((sums_of.get(f) or 0) for f in wanted)
-            group.events_total = total / NANO_PER_USD if not typed else total
+            group.events_total = to_usd(total) if not typed else total
+
+
+async def read_metric_groups(
+    db: Database,
+    workspace_id: int,
+    start: datetime | None,
+    end: datetime | None,
+    names: Sequence[str],
+    group_by: Sequence[str],
+) -> list[MetricGroupRow]:
+    """`metric_groups`, each reconciled with the events (`reconcile`), in one read."""
+    async with db.read() as conn:
+        groups = await metric_groups(conn, workspace_id, start, end, names, group_by)
+        await reconcile(conn, workspace_id, start, end, group_by, groups)
+    return groups

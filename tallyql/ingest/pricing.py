@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from dataclasses import astuple, dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
-from typing import TYPE_CHECKING, Any
+from decimal import Decimal
+from typing import Any, Protocol
 
 from genai_prices import Usage, data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices
 
 from tallyql.ingest.fields import TOKEN_FIELDS
-from tallyql.ingest.validate import (
+from tallyql.money import to_nano
+from tallyql.storage.ingest.record import (
     CACHE_READ,
     CACHE_WRITE,
     COST,
@@ -32,10 +33,6 @@ from tallyql.ingest.validate import (
     TS,
 )
 
-if TYPE_CHECKING:
-    from tallyql.costs.book import PriceBook
-
-NANO_PER_USD = 1_000_000_000
 _TOKEN_PRICE_KEYS = frozenset({"input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok"})
 # Price keys for usage kinds that events never report, so they cost nothing here.
 _UNREPORTED_PRICE_KEYS = frozenset(
@@ -89,11 +86,6 @@ class PriceQuote:
     cache_read_mtok: Rate
     cache_write_mtok: Rate
     simple: bool
-
-
-def to_nano(usd: Decimal | float) -> int:
-    value = usd if isinstance(usd, Decimal) else Decimal(repr(float(usd)))
-    return int((value * NANO_PER_USD).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
 class BuiltinPrices:
@@ -272,14 +264,24 @@ def _usage(usage: TokenUsage) -> Usage:
     return Usage(**{k: v for k, v in values.items() if v})
 
 
+class OwnPrices(Protocol):
+    """Workspaces' own prices (`tallyql.costs.book.PriceBook`; costs sit above ingest, so
+    ingest names only what it calls)."""
+
+    def cost_of(
+        self, workspace_id: int, provider: str | None, model: str, tokens: Tokens, at: datetime
+    ) -> int | None:
+        """Nano-USD under the workspace's matching price, or None when none matches."""
+        ...
+
+
 class Pricer:
     """Sets an event's cost: the caller's own cost wins, else the model's price, else unpriced.
 
-    `overrides` (a workspace's own prices, `tallyql.costs.book.PriceBook`) are consulted
-    before genai-prices when present."""
+    `overrides` (a workspace's own prices) are consulted before genai-prices when present."""
 
     def __init__(
-        self, builtin: BuiltinPrices | None = None, overrides: PriceBook | None = None
+        self, builtin: BuiltinPrices | None = None, overrides: OwnPrices | None = None
     ) -> None:
         self.builtin = builtin or BuiltinPrices()
         self.overrides = overrides
@@ -294,9 +296,9 @@ class Pricer:
     ) -> int | None:
         """`cost` with the event's values given apart."""
         if self.overrides is not None:
-            override = self.overrides.find(workspace_id, provider, model, at)
-            if override is not None:
-                return override.cost_nano(*tokens)
+            own = self.overrides.cost_of(workspace_id, provider, model, tokens, at)
+            if own is not None:
+                return own
         return self.builtin.cost_of(provider, model, tokens, at)
 
     def apply(self, workspace_id: int, record: list[Any], cost_usd: float | None) -> None:

@@ -14,18 +14,11 @@ from tallyql.clock import clock
 from tallyql.ingest import fastpath
 from tallyql.ingest.body import NDJSON_TYPES, check_event_count, parse_events
 from tallyql.ingest.fields import MAX_COST_USD
-from tallyql.ingest.pricing import NANO_PER_USD, Pricer
-from tallyql.ingest.validate import (
-    COST,
-    HAS_PAYLOAD,
-    RECEIVED_AT,
-    WORKSPACE,
-    FieldError,
-    IngestResult,
-    ValidEvent,
-    validate_event,
-)
-from tallyql.storage.writer import Writer
+from tallyql.ingest.pricing import Pricer
+from tallyql.ingest.validate import FieldError, IngestResult, validate_event
+from tallyql.money import NANO_PER_USD, to_usd
+from tallyql.storage.ingest.record import COST, HAS_PAYLOAD, RECEIVED_AT, WORKSPACE, ValidEvent
+from tallyql.storage.ingest.writer import Writer
 
 MAX_COST_NANO = int(MAX_COST_USD) * NANO_PER_USD
 
@@ -128,7 +121,7 @@ class IngestService:
             # only a computed cost can get here (cost_usd is bounded by the contract): huge
             # token counts at a high price; refused so that cost sums stay far from overflow
             raise CostTooHigh(
-                f"the cost computed from the tokens, {record[COST] / NANO_PER_USD:,.2f} USD, "
+                f"the cost computed from the tokens, {to_usd(record[COST]):,.2f} USD, "
                 f"exceeds the {MAX_COST_USD:,.0f} USD one event may cost; check the token "
                 "counts and the model's price"
             )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -26,7 +26,9 @@ from tallyql.ingest.fields import (
 )
 from tallyql.ingest.json_values import json_problem, text_problem
 from tallyql.ingest.status import derive_status
+from tallyql.storage.ingest.record import ValidEvent
 from tallyql.storage.tables import EVENT_COLUMNS
+from tallyql.storage.types import parse_timestamp
 
 MAX_FUTURE = timedelta(days=1)
 _TEXT_TRUNCATED = frozenset({"error_message", "policy_description"})
@@ -58,56 +60,6 @@ class IngestResult:
             "rejected": self.rejected,
             "errors": [e.as_dict() for e in self.errors],
         }
-
-
-AT: dict[str, int] = {c: i for i, c in enumerate(EVENT_COLUMNS)}
-"""Each column's position in a record."""
-WORKSPACE, ID, TS = AT["workspace_id"], AT["id"], AT["ts"]
-PROVIDER, MODEL = AT["provider"], AT["model"]
-INPUT, OUTPUT, CACHE_READ, CACHE_WRITE, REASONING = (
-    AT[c]
-    for c in (
-        "input_tokens",
-        "output_tokens",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "reasoning_tokens",
-    )
-)
-COST, COST_SOURCE = AT["cost_nanousd"], AT["cost_source"]
-DEPARTMENT, USER = AT["department"], AT["user_id"]
-HAS_PAYLOAD, TAGS, METADATA, RECEIVED_AT = (
-    AT["has_payload"],
-    AT["tags"],
-    AT["metadata"],
-    AT["received_at"],
-)
-
-
-@dataclass(slots=True)
-class ValidEvent:
-    """A checked event: its events-table record and its payloads."""
-
-    index: int
-    record: list[Any]
-    """The values of `EVENT_COLUMNS`, in order (a list: the workspace, the time of receipt and
-    the cost are filled in once the event is accepted)."""
-    request: Any = None
-    response: Any = None
-    has_payload: bool = False
-    cost_usd: float | None = None
-    token_accounting: str = "inclusive"
-
-    @property
-    def row(self) -> dict[str, Any]:
-        """The record by column name (a new dict)."""
-        return dict(zip(EVENT_COLUMNS, self.record, strict=True))
-
-    @property
-    def key(self) -> tuple[int, str]:
-        """(workspace_id, id): unique among stored events."""
-        record = self.record
-        return record[WORKSPACE], record[ID]
 
 
 _COLUMN_DEFAULTS: dict[str, Any] = {
@@ -150,22 +102,6 @@ _COLUMN_DEFAULTS: dict[str, Any] = {
     "tags": [],
     "metadata": {},
 }
-
-
-def parse_timestamp(value: Any) -> datetime:
-    """An RFC 3339 timestamp with an offset, as aware UTC; ValueError otherwise."""
-    if not isinstance(value, str):
-        raise ValueError("must be an RFC 3339 string such as 2026-01-31T12:00:00Z")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError("must be an RFC 3339 string such as 2026-01-31T12:00:00Z") from None
-    if parsed.tzinfo is None:
-        raise ValueError("must carry a UTC offset (Z or +hh:mm)")
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
-        raise ValueError("is outside the years 1 to 9999 in UTC") from None
 
 
 def check_moment(ts: datetime, now: datetime, oldest: datetime | None) -> None:

@@ -37,7 +37,7 @@ import math
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from tallyql.clock import clock
 from tallyql.live.compact import LiveRow
@@ -45,9 +45,6 @@ from tallyql.live.fanout import FilterKey, FilterView
 from tallyql.live.matcher import Matcher
 from tallyql.live.subscriber import LAGGED, Item
 from tallyql.live.totals import Totals
-
-if TYPE_CHECKING:
-    from tallyql.live.bus import LiveBus
 
 BATCH = "batch"
 
@@ -245,11 +242,20 @@ class BatchFeed:
         self._items, self._totals, self._rows = [], Totals(), 0
 
 
+class Bus(Protocol):
+    """Where a feed is registered to be offered each batch's rows (live/bus.py's LiveBus, which
+    imports this module for `BatchFeed`, so it is named here by what a feed needs of it)."""
+
+    def subscribe(self, feed: BatchFeed, /) -> None: ...
+
+    def unsubscribe(self, feed: BatchFeed, /) -> None: ...
+
+
 @dataclass
 class BatchFeeds:
     """This process's feeds, made on the first member's arrival and dropped with the last's."""
 
-    bus: LiveBus
+    bus: Bus
     feeds: dict[FeedKey, BatchFeed] = field(default_factory=dict)
 
     def join(

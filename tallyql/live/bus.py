@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tallyql.clock import clock
-from tallyql.ingest.validate import WORKSPACE, ValidEvent
 from tallyql.live.batches import BatchFeed
 from tallyql.live.compact import LiveRow, compact_row
 from tallyql.live.fanout import FilterKey, FilterView
 from tallyql.live.subscriber import Subscriber
+from tallyql.storage.ingest.record import WORKSPACE, ValidEvent
 
 log = logging.getLogger(__name__)
 

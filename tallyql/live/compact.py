@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tallyql.ingest.validate import AT, TS
+from tallyql.storage.ingest.record import AT, TS
 from tallyql.storage.types import to_micros
 
 LiveRow = dict[str, Any]

@@ -3,7 +3,7 @@ and, on PostgreSQL, the LISTEN/NOTIFY relay to other replicas."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from tallyql.live.audit_feed import PgAuditFeed, SqliteAuditFeed
@@ -13,8 +13,6 @@ from tallyql.live.membership import GroupMembership
 from tallyql.live.pacer import DeliveryPacer
 from tallyql.live.pg_listener import PgListener
 from tallyql.live.relay import PgRelay
-from tallyql.live.stream import BatchRequest, StreamRequest, open_batch_stream, open_stream
-from tallyql.live.subscriber import Item
 from tallyql.storage.database import Database
 
 Spawn = Callable[[str, Coroutine[Any, Any, None]], None]
@@ -41,7 +39,7 @@ class LiveService:
         self.listener: PgListener | None = None
         self.relay: PgRelay | None = None
         self._audit: PgAuditFeed | SqliteAuditFeed
-        if db.is_postgres:
+        if db.dialect.notifications:
             self.listener = PgListener(db.asyncpg_dsn)
             self._audit = PgAuditFeed(db, self.bus, self.listener)
             if cross_replica:
@@ -64,12 +62,6 @@ class LiveService:
         """Delivers the audit events committed so far to the current subscribers; a subscriber
         registered right after this receives only audit events committed after it."""
         await self._audit.catch_up()
-
-    def stream(self, request: StreamRequest) -> AsyncIterator[Item]:
-        return open_stream(self, request)
-
-    def batch_stream(self, request: BatchRequest) -> AsyncIterator[Item]:
-        return open_batch_stream(self, request)
 
     def report(self) -> dict[str, Any]:
         """What /health shows of the live bus."""

@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from tallyql.clock import clock
@@ -20,13 +19,11 @@ from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.periods import Period, period_bounds
 from tallyql.live.fanout import ERROR, REQUEST
 from tallyql.live.matcher import compile_matcher
+from tallyql.live.service import LiveService
 from tallyql.live.subscriber import AUDIT, COST_UPDATE, Item, Subscriber, TodayCount
 from tallyql.live.today import Marker, totals_between, visible_in_base
 from tallyql.live.totals import Totals
 from tallyql.storage.types import to_micros
-
-if TYPE_CHECKING:
-    from tallyql.live.service import LiveService
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from tallyql.engine.compiler import Scope
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.registry import Metric
 from tallyql.engine.timerange import TimeWindow
-from tallyql.ingest.pricing import NANO_PER_USD
 from tallyql.live.totals import Totals
+from tallyql.money import round_to_nano
 from tallyql.storage.database import Database
 
 TOTAL_METRICS: dict[str, Metric] = {
@@ -83,7 +83,6 @@ class _Pinned:
 
     def __init__(self, db: Database, conn: AsyncConnection) -> None:
         self.dialect = db.dialect
-        self.is_postgres = db.is_postgres
         self.reader = db.reader
         self._conn = conn
         self._lock = asyncio.Lock()
@@ -97,9 +96,10 @@ class _Pinned:
 @asynccontextmanager
 async def _snapshot(db: Database) -> AsyncIterator[AsyncConnection]:
     """A read connection whose statements all see one snapshot."""
-    if db.is_postgres:
+    level = db.dialect.snapshot_isolation
+    if level is not None:
         async with db.reader.connect() as conn:
-            pinned = await conn.execution_options(isolation_level="REPEATABLE READ")
+            pinned = await conn.execution_options(isolation_level=level)
             async with pinned.begin():
                 yield pinned
     else:
@@ -116,12 +116,12 @@ async def totals_between(
 ) -> tuple[Totals, Marker]:
     """The totals of [start, end) for the filter, and the marker of the snapshot they count."""
     async with _snapshot(db) as conn:
-        if db.is_postgres:
-            value = (await conn.execute(text("SELECT pg_current_snapshot()::text"))).scalar_one()
-            marker = parse_snapshot(value)
-        else:
+        if db.dialect.rowids_in_commit_order:
             found = (await conn.execute(text("SELECT max(rowid) FROM events"))).scalar()
             marker = Marker(max_rowid=int(found or 0))
+        else:
+            value = (await conn.execute(text("SELECT pg_current_snapshot()::text"))).scalar_one()
+            marker = parse_snapshot(value)
         pinned = cast(Database, _Pinned(db, conn))
         window = TimeWindow(start, end, ZoneInfo("UTC"))
         result = await Asker(pinned, Scope.of(workspace_id), window, spec).run(
@@ -129,20 +129,20 @@ async def totals_between(
         )
     values = {name: int(result.value((0,), m) or 0) for name, m in TOTAL_METRICS.items()}
     cost = result.value((0,), Metric.COST_USD) or 0.0
-    return Totals(**values, cost_nanousd=round(cost * NANO_PER_USD)), marker
+    return Totals(**values, cost_nanousd=round_to_nano(cost)), marker
 
 
 async def visible_in_base(
     db: Database, workspace_id: int, marker: Marker, ids: Sequence[str]
 ) -> set[str]:
     """Those of these (committed) events that the base read with `marker` counted."""
-    if db.is_postgres:
+    if db.dialect.rowids_in_commit_order:
+        query = text("SELECT id, rowid FROM events WHERE workspace_id = :w AND id IN :ids")
+    else:
         query = text(
             "SELECT event_id, xmin::text::bigint FROM event_keys"
             " WHERE workspace_id = :w AND event_id IN :ids"
         )
-    else:
-        query = text("SELECT id, rowid FROM events WHERE workspace_id = :w AND id IN :ids")
     query = query.bindparams(bindparam("ids", expanding=True))
     seen: set[str] = set()
     async with db.read() as conn:

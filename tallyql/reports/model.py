@@ -19,6 +19,7 @@ from tallyql.engine.filter_codec import spec_from_json
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.periods import Period, period_bounds
 from tallyql.engine.registry import Dimension
+from tallyql.field_error import FieldError
 from tallyql.mail.smtp import MAX_RECIPIENTS, valid_address
 
 MAX_SECTIONS = 20
@@ -29,10 +30,8 @@ FILE_DAYS = 30
 """How long a run's files can be downloaded."""
 
 
-class ReportError(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+class ReportError(FieldError):
+    """A report schedule described wrongly (field, message)."""
 
 
 class ReportRange(StrEnum):

@@ -28,7 +28,7 @@ from tallyql.engine.ranking import grouped, rank
 from tallyql.engine.registry import Metric
 from tallyql.engine.relative_change import relative_change
 from tallyql.engine.sessions import session_stats
-from tallyql.ingest.pricing import NANO_PER_USD
+from tallyql.money import to_usd
 from tallyql.reports.model import Report, ReportFormat, Section, SectionKind
 
 OVERVIEW_ROWS = (
@@ -119,8 +119,8 @@ async def _budgets(asker: Asker, workspace_id: int) -> Table:
             [
                 budget.name,
                 budget.period.name,
-                status.spend_nanousd / NANO_PER_USD,
-                budget.amount_nanousd / NANO_PER_USD,
+                to_usd(status.spend_nanousd),
+                to_usd(budget.amount_nanousd),
                 round(status.percent_used * 100, 2),
                 status.state.name,
             ]

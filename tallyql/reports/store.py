@@ -26,7 +26,7 @@ from tallyql.reports.model import (
     check_sections,
     zone_of,
 )
-from tallyql.storage.actor import Actor, audit_change
+from tallyql.storage.audit import Actor, audit_change
 from tallyql.storage.database import Database
 from tallyql.storage.pages import Page, keyset_page
 from tallyql.storage.report_tables import report_files, report_runs, reports

@@ -1,5 +1,9 @@
 """The GraphQL schema: every domain's root fields merged into Query, Mutation and
-Subscription."""
+Subscription.
+
+A domain is one module, `<domain>.py` (its types and root fields); one that outgrows a module
+adds `<domain>_<part>.py` modules (`_types`, `_mutations`, live's `_render`, analytics'
+`_overview`). What every domain builds on is in `base/`."""
 
 from __future__ import annotations
 
@@ -24,25 +28,25 @@ from tallyql.schema.alerts import AlertMutation, AlertQuery
 from tallyql.schema.analytics import AnalyticsQuery
 from tallyql.schema.ask import AskQuery
 from tallyql.schema.audit import AuditMutation, AuditQuery
+from tallyql.schema.base.documents import CachedDocuments, Documents
+from tallyql.schema.base.errors import ErrorCodes, ExplainPlans, log_internal_errors
+from tallyql.schema.base.hooks import CachedHooksRunner
+from tallyql.schema.base.introspection import introspection_policy
+from tallyql.schema.base.limits import RequestLimits
+from tallyql.schema.base.scalars import SCALAR_MAP
 from tallyql.schema.budgets import BudgetMutation, BudgetQuery
 from tallyql.schema.costs import CostQuery
 from tallyql.schema.directory import DirectoryQuery
 from tallyql.schema.directory_mutations import DirectoryMutation
-from tallyql.schema.documents import CachedDocuments, Documents
-from tallyql.schema.errors import ErrorCodes, ExplainPlans, log_internal_errors
-from tallyql.schema.hooks import CachedHooksRunner
 from tallyql.schema.ingest import IngestMutation
-from tallyql.schema.introspection import introspection_policy
-from tallyql.schema.limits import RequestLimits
 from tallyql.schema.live import LiveSubscription
 from tallyql.schema.me import MeQuery
 from tallyql.schema.platform import PlatformQuery
-from tallyql.schema.price_mutations import PriceMutation
 from tallyql.schema.prices import PriceQuery
+from tallyql.schema.prices_mutations import PriceMutation
 from tallyql.schema.providers import ProviderMutation, ProviderQuery
 from tallyql.schema.reports import ReportMutation, ReportQuery
 from tallyql.schema.requests import RequestQuery
-from tallyql.schema.scalars import SCALAR_MAP
 from tallyql.schema.sessions import SessionQuery
 from tallyql.schema.slices import SlicesQuery
 from tallyql.schema.statements import StatementQuery
@@ -87,7 +91,7 @@ class TallySchema(strawberry.Schema):
     key_buckets: KeyBuckets | None = None
     """Every key's cost points (engine/cost_meter.py), shared by the schema's requests."""
     documents: Documents | None = None
-    """The parse and validation caches (schema/documents.py), shared with the HTTP view."""
+    """The parse and validation caches (schema/base/documents.py), shared with the HTTP view."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -98,7 +102,7 @@ class TallySchema(strawberry.Schema):
     def create_extensions_runner(
         self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
     ) -> SchemaExtensionsRunner:
-        """strawberry's runner with each extension class's hooks looked up once (hooks.py)."""
+        """strawberry's runner with each extension class's hooks looked up once (base/hooks.py)."""
         return CachedHooksRunner(execution_context=execution_context, extensions=extensions)
 
 

@@ -10,11 +10,11 @@ from typing import Annotated
 import strawberry
 
 from tallyql.auth.principal import Permission
-from tallyql.ingest.metric_store import MetricGroupRow, metric_groups, reconcile
-from tallyql.schema.common import OptionalRangeArg
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.errors import BadInput
-from tallyql.schema.scalars import JSON, Long
+from tallyql.ingest.metric_store import MetricGroupRow, read_metric_groups
+from tallyql.schema.base.common import OptionalRangeArg
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.errors import BadInput
+from tallyql.schema.base.scalars import JSON, Long
 
 MAX_NAMES = 100
 MAX_GROUP_BY = 10
@@ -140,21 +140,12 @@ class AgentMetricsQuery:
         if group_by is not None and len(group_by) > MAX_GROUP_BY:
             raise BadInput(f"groupBy: at most {MAX_GROUP_BY}")
         window = range.resolve() if range is not None else None
-        async with info.context.services.db.read() as conn:
-            rows = await metric_groups(
-                conn,
-                principal.workspace_id,
-                window.start if window else None,
-                window.end if window else None,
-                names or (),
-                group_by or (),
-            )
-            await reconcile(
-                conn,
-                principal.workspace_id,
-                window.start if window else None,
-                window.end if window else None,
-                group_by or (),
-                rows,
-            )
+        rows = await read_metric_groups(
+            info.context.services.db,
+            principal.workspace_id,
+            window.start if window else None,
+            window.end if window else None,
+            names or (),
+            group_by or (),
+        )
         return [MetricGroup.from_row(r) for r in rows]

@@ -12,11 +12,11 @@ from tallyql.engine import gateways as engine_gateways
 from tallyql.engine.analytics import Asker
 from tallyql.engine.ranking import Values
 from tallyql.engine.registry import Metric
-from tallyql.schema.common import AfterArg, DescendingArg, FilterArg, FirstArg, RangeArg
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.described import describe_values
-from tallyql.schema.pages import Connection, ranked_connection
-from tallyql.schema.scalars import Long
+from tallyql.schema.base.common import AfterArg, DescendingArg, FilterArg, FirstArg, RangeArg
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.described import describe_values
+from tallyql.schema.base.pages import Connection, ranked_connection
+from tallyql.schema.base.scalars import Long
 
 AgentOrder = strawberry.enum(
     engine_agents.AgentOrder, name="AgentOrder", description="How to order agents."

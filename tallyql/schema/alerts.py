@@ -10,20 +10,20 @@ from typing import Annotated, Any
 import strawberry
 
 from tallyql.alerts import model, store
-from tallyql.alerts.model import AlertError, AlertState, Operator
+from tallyql.alerts.model import AlertState, Operator
 from tallyql.auth.principal import Permission
 from tallyql.engine.periods import Period
 from tallyql.engine.registry import Metric as EngineMetric
 from tallyql.schema.analytics import Metric
-from tallyql.schema.changes import DeletePayload, actor_of, invalid, not_found
-from tallyql.schema.common import AfterArg, EventFilter, FirstArg, IdArg
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.described import describe_values
-from tallyql.schema.filter_output import filter_as_input
-from tallyql.schema.ingest import UserError
+from tallyql.schema.base.common import AfterArg, EventFilter, FirstArg, IdArg
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.crud import DeletePayload, actor_of, deleted, invalid, saved
+from tallyql.schema.base.described import describe_values
+from tallyql.schema.base.errors import UserError
+from tallyql.schema.base.filter_output import filter_as_input
+from tallyql.schema.base.pages import Connection, row_connection
+from tallyql.schema.base.scalars import JSON
 from tallyql.schema.live_types import AlertOperator
-from tallyql.schema.pages import Connection, connection
-from tallyql.schema.scalars import JSON
 
 AlertStateType = strawberry.enum(AlertState, name="AlertState", description="OK or FIRING.")
 describe_values(
@@ -280,10 +280,10 @@ class AlertQuery:
         self, info: TallyInfo, first: FirstArg = 50, after: AfterArg = None
     ) -> Connection[AlertRule]:
         principal = info.context.require(Permission.READ)
-        db = info.context.services.db
-        page = await store.list_rules(db, principal.workspace_id, first, after)
-        nodes = [AlertRule.of(model.AlertRule.from_row(r)) for r in page.rows]
-        return connection(nodes, page.cursors, page.total_count, page.has_next_page, after)
+        page = await store.list_rules(
+            info.context.services.db, principal.workspace_id, first, after
+        )
+        return row_connection(page, after, lambda r: AlertRule.of(model.AlertRule.from_row(r)))
 
     @strawberry.field(description="One alert rule by id; null when absent.")
     async def alert_rule(self, info: TallyInfo, id: IdArg) -> AlertRule | None:
@@ -310,8 +310,7 @@ class AlertQuery:
             first,
             after,
         )
-        nodes = [_firing(r) for r in page.rows]
-        return connection(nodes, page.cursors, page.total_count, page.has_next_page, after)
+        return row_connection(page, after, _firing)
 
 
 @strawberry.type
@@ -329,16 +328,16 @@ class AlertMutation:
         if input.window_minutes is None and input.calendar_window is None:
             message = "give windowMinutes (a trailing window) or calendarWindow"
             return AlertRulePayload(alert_rule=None, user_errors=invalid("windowMinutes", message))
-        try:
-            rule = await store.create_rule(
+        rule, errors = await saved(
+            "alert rule",
+            store.create_rule(
                 info.context.services.db,
                 principal.workspace_id,
                 _fields(input),
                 actor_of(info, principal),
-            )
-        except AlertError as exc:
-            return AlertRulePayload(alert_rule=None, user_errors=invalid(exc.field, str(exc)))
-        return AlertRulePayload(alert_rule=AlertRule.of(rule), user_errors=[])
+            ),
+        )
+        return AlertRulePayload(alert_rule=AlertRule.of(rule) if rule else None, user_errors=errors)
 
     @strawberry.mutation(description="Change an alert rule.")
     async def update_alert_rule(
@@ -351,26 +350,23 @@ class AlertMutation:
         ],
     ) -> AlertRulePayload:
         principal = info.context.require(Permission.MANAGE)
-        try:
-            rule = await store.update_rule(
+        rule, errors = await saved(
+            "alert rule",
+            store.update_rule(
                 info.context.services.db,
                 principal.workspace_id,
                 str(id),
                 _fields(input),
                 actor_of(info, principal),
-            )
-        except AlertError as exc:
-            return AlertRulePayload(alert_rule=None, user_errors=invalid(exc.field, str(exc)))
-        if rule is None:
-            return AlertRulePayload(alert_rule=None, user_errors=not_found("alert rule"))
-        return AlertRulePayload(alert_rule=AlertRule.of(rule), user_errors=[])
+            ),
+        )
+        return AlertRulePayload(alert_rule=AlertRule.of(rule) if rule else None, user_errors=errors)
 
     @strawberry.mutation(description="Delete an alert rule (its firings are kept).")
     async def delete_alert_rule(self, info: TallyInfo, id: IdArg) -> DeletePayload:
         principal = info.context.require(Permission.MANAGE)
-        deleted = await store.delete_rule(
-            info.context.services.db, principal.workspace_id, str(id), actor_of(info, principal)
+        db = info.context.services.db
+        actor = actor_of(info, principal)
+        return await deleted(
+            "alert rule", id, store.delete_rule(db, principal.workspace_id, str(id), actor)
         )
-        if not deleted:
-            return DeletePayload(deleted_id=None, user_errors=not_found("alert rule"))
-        return DeletePayload(deleted_id=id, user_errors=[])

@@ -12,7 +12,8 @@ from tallyql.engine.buckets import Granularity as EngineGranularity
 from tallyql.engine.registry import DIMENSIONS, METRICS, OVERLAPPING_DIMENSIONS, DimensionRef
 from tallyql.engine.registry import Dimension as EngineDimension
 from tallyql.engine.registry import Metric as EngineMetric
-from tallyql.schema.common import (
+from tallyql.schema.analytics_overview import Overview, resolve_overview
+from tallyql.schema.base.common import (
     AfterArg,
     DescendingArg,
     EventFilter,
@@ -21,10 +22,9 @@ from tallyql.schema.common import (
     RangeArg,
     TimeRangeInput,
 )
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.described import describe_values
-from tallyql.schema.overview import Overview, resolve_overview
-from tallyql.schema.scalars import Long
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.described import describe_values
+from tallyql.schema.base.scalars import Long
 
 if TYPE_CHECKING:
     from tallyql.schema.agents import AgentStats
@@ -124,7 +124,7 @@ class BreakdownNode:
     async def user(
         self, info: TallyInfo
     ) -> Annotated[User, strawberry.lazy("tallyql.schema.directory")] | None:
-        from tallyql.schema.nested import breakdown_user
+        from tallyql.schema.analytics_nested import breakdown_user
 
         return await breakdown_user(info, self._dimension, self._asker, self.key)
 
@@ -132,7 +132,7 @@ class BreakdownNode:
     async def agent(
         self, info: TallyInfo
     ) -> Annotated[AgentStats, strawberry.lazy("tallyql.schema.agents")] | None:
-        from tallyql.schema.nested import breakdown_agent
+        from tallyql.schema.analytics_nested import breakdown_agent
 
         return await breakdown_agent(info, self._dimension, self._asker, self.key)
 
@@ -140,7 +140,7 @@ class BreakdownNode:
     async def session(
         self, info: TallyInfo
     ) -> Annotated[Session, strawberry.lazy("tallyql.schema.sessions")] | None:
-        from tallyql.schema.nested import breakdown_session
+        from tallyql.schema.analytics_nested import breakdown_session
 
         return await breakdown_session(info, self._dimension, self._asker, self.key)
 

@@ -42,7 +42,7 @@ from tallyql.schema.analytics import (
     MetricsResult,
     answer_metrics_query,
 )
-from tallyql.schema.common import (
+from tallyql.schema.base.common import (
     CostSource,
     ErrorType,
     EventFilter,
@@ -51,8 +51,8 @@ from tallyql.schema.common import (
     MetadataFilterInput,
     TimeRangeInput,
 )
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.scalars import JSON
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.scalars import JSON
 
 
 @strawberry.enum(description="How a chart draws its rows.")

@@ -10,20 +10,17 @@ from typing import Annotated, Any
 import strawberry
 
 from tallyql.auth.principal import Permission
-from tallyql.engine.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
+from tallyql.engine.audit_trail import AuditSelection, audit_count, audit_page
 from tallyql.ingest.audit import ingest_audit_events
-from tallyql.schema.common import AfterArg, FirstArg, OptionalRangeArg, PageInfo
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.ingest import UserError
-from tallyql.schema.scalars import JSON
-from tallyql.storage.audit_store import (
+from tallyql.schema.base.common import AfterArg, FirstArg, OptionalRangeArg, PageInfo
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.errors import UserError
+from tallyql.schema.base.scalars import JSON
+from tallyql.storage.audit import (
     AuditFilterSpec,
-    audit_conditions,
-    count_audit_rows,
-    list_audit_rows,
 )
+from tallyql.storage.cursors import check_page_size
 from tallyql.storage.database import Database
-from tallyql.storage.types import from_micros, to_micros
 
 MAX_RECORD_PER_CALL = 10_000
 
@@ -171,16 +168,6 @@ class RecordAuditEventsPayload:
     )
 
 
-def _decode_after(cursor: str) -> tuple[datetime, str]:
-    ts, audit_id = decode_cursor("aud", cursor, 2)
-    if isinstance(ts, bool) or not isinstance(ts, int) or not isinstance(audit_id, str):
-        raise CursorError("invalid cursor")
-    try:
-        return from_micros(ts), audit_id
-    except OverflowError:
-        raise CursorError("invalid cursor") from None
-
-
 @strawberry.type(description="An audit event with its cursor.")
 class AuditEventEdge:
     cursor: str = strawberry.field(description="Opaque; pass as `after` to page on from here.")
@@ -194,7 +181,7 @@ class AuditEventConnection:
     )
     page_info: PageInfo = strawberry.field(description="Whether more pages follow, and cursors.")
     _db: strawberry.Private[Database]
-    _conditions: strawberry.Private[list[Any]]
+    _selection: strawberry.Private[AuditSelection]
 
     @strawberry.field(description="This page's audit events, without cursors.")
     def nodes(self) -> list[AuditEvent]:
@@ -204,8 +191,7 @@ class AuditEventConnection:
         description="Audit events matching the range and filter (counted on request)."
     )
     async def total_count(self) -> int:
-        async with self._db.read() as conn:
-            return await count_audit_rows(conn, self._conditions)
+        return await audit_count(self._db, self._selection)
 
 
 @strawberry.type
@@ -225,29 +211,23 @@ class AuditQuery:
         principal = info.context.require(Permission.READ)
         check_page_size(first)
         window = range.resolve() if range is not None else None
-        spec = filter.to_spec() if filter is not None else AuditFilterSpec()
-        conditions = audit_conditions(
+        selection = AuditSelection(
             principal.workspace_id,
             window.start if window else None,
             window.end if window else None,
-            spec,
+            filter.to_spec() if filter is not None else AuditFilterSpec(),
         )
-        position = _decode_after(after) if after else None
         db = info.context.services.db
-        async with db.read() as conn:
-            rows = await list_audit_rows(conn, conditions, position, first + 1)
+        page = await audit_page(db, selection, first, after)
         edges = [
-            AuditEventEdge(
-                cursor=encode_cursor("aud", to_micros(r["ts"]), r["id"]),
-                node=AuditEvent.from_row(r),
-            )
-            for r in rows[:first]
+            AuditEventEdge(cursor=c, node=AuditEvent.from_row(r))
+            for c, r in zip(page.cursors, page.rows, strict=True)
         ]
         return AuditEventConnection(
             edges=edges,
-            page_info=PageInfo.of([e.cursor for e in edges], len(rows) > first, after),
+            page_info=PageInfo.of(page.cursors, page.has_next_page, after),
             _db=db,
-            _conditions=conditions,
+            _selection=selection,
         )
 
 

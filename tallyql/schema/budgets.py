@@ -11,19 +11,19 @@ import strawberry
 
 from tallyql.auth.principal import Permission, Principal
 from tallyql.budgets import model, store
-from tallyql.budgets.model import BudgetError, BudgetScope
+from tallyql.budgets.model import BudgetScope
 from tallyql.budgets.status import BudgetState, BudgetStatus, budget_status
 from tallyql.engine.periods import Period
-from tallyql.ingest.pricing import NANO_PER_USD
-from tallyql.schema.changes import DeletePayload, actor_of, invalid, not_found
-from tallyql.schema.common import AfterArg, EventFilter, FirstArg, IdArg
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.described import describe_values
-from tallyql.schema.filter_output import filter_as_input
-from tallyql.schema.ingest import UserError
+from tallyql.money import to_usd
+from tallyql.schema.base.common import AfterArg, EventFilter, FirstArg, IdArg
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.crud import DeletePayload, actor_of, deleted, saved
+from tallyql.schema.base.described import describe_values
+from tallyql.schema.base.errors import UserError
+from tallyql.schema.base.filter_output import filter_as_input
+from tallyql.schema.base.pages import Connection, row_connection
+from tallyql.schema.base.scalars import JSON
 from tallyql.schema.live_types import BudgetPeriod
-from tallyql.schema.pages import Connection, connection
-from tallyql.schema.scalars import JSON
 
 BudgetScopeType = strawberry.enum(
     BudgetScope, name="BudgetScope", description="What a budget's spend covers."
@@ -91,7 +91,7 @@ class Budget:
 
     @strawberry.field(description="Spend in the current period, in USD.")
     async def current_spend_usd(self, info: TallyInfo) -> float:
-        return (await self._get_status(info)).spend_nanousd / NANO_PER_USD
+        return to_usd((await self._get_status(info)).spend_nanousd)
 
     @strawberry.field(description="Current spend as a percent of the limit.")
     async def percent_used(self, info: TallyInfo) -> float:
@@ -102,7 +102,7 @@ class Budget:
         "have data, times the days in the period."
     )
     async def projected_spend_usd(self, info: TallyInfo) -> float:
-        return (await self._get_status(info)).projected_nanousd / NANO_PER_USD
+        return to_usd((await self._get_status(info)).projected_nanousd)
 
     @strawberry.field(description="Days (with fractions) until the period ends.")
     async def days_remaining(self, info: TallyInfo) -> float:
@@ -138,7 +138,7 @@ class Budget:
         return cls(
             id=strawberry.ID(budget.id),
             name=budget.name,
-            amount_usd=budget.amount_nanousd / NANO_PER_USD,
+            amount_usd=to_usd(budget.amount_nanousd),
             period=budget.period,
             timezone=budget.timezone,
             scope=budget.scope,
@@ -238,10 +238,10 @@ class BudgetQuery:
         self, info: TallyInfo, first: FirstArg = 50, after: AfterArg = None
     ) -> Connection[Budget]:
         principal = info.context.require(Permission.READ)
-        db = info.context.services.db
-        page = await store.list_budgets(db, principal.workspace_id, first, after)
-        nodes = [Budget.of(model.Budget.from_row(r)) for r in page.rows]
-        return connection(nodes, page.cursors, page.total_count, page.has_next_page, after)
+        page = await store.list_budgets(
+            info.context.services.db, principal.workspace_id, first, after
+        )
+        return row_connection(page, after, lambda r: Budget.of(model.Budget.from_row(r)))
 
     @strawberry.field(description="One budget by id; null when absent.")
     async def budget(self, info: TallyInfo, id: IdArg) -> Budget | None:
@@ -262,17 +262,16 @@ class BudgetMutation:
         ],
     ) -> BudgetPayload:
         principal = info.context.require(Permission.ADMIN)
-        try:
-            budget = await store.create_budget(
+        budget, errors = await saved(
+            "budget",
+            store.create_budget(
                 info.context.services.db,
                 principal.workspace_id,
                 _fields(input),
                 actor_of(info, principal),
-            )
-        except BudgetError as exc:
-            return BudgetPayload(budget=None, user_errors=invalid(exc.field, str(exc)))
-        _kick(info, principal)
-        return BudgetPayload(budget=Budget.of(budget), user_errors=[])
+            ),
+        )
+        return _payload(info, principal, budget, errors)
 
     @strawberry.mutation(description="Change a budget (admin).")
     async def update_budget(
@@ -285,30 +284,35 @@ class BudgetMutation:
         ],
     ) -> BudgetPayload:
         principal = info.context.require(Permission.ADMIN)
-        try:
-            budget = await store.update_budget(
+        budget, errors = await saved(
+            "budget",
+            store.update_budget(
                 info.context.services.db,
                 principal.workspace_id,
                 str(id),
                 _fields(input),
                 actor_of(info, principal),
-            )
-        except BudgetError as exc:
-            return BudgetPayload(budget=None, user_errors=invalid(exc.field, str(exc)))
-        if budget is None:
-            return BudgetPayload(budget=None, user_errors=not_found("budget"))
-        _kick(info, principal)
-        return BudgetPayload(budget=Budget.of(budget), user_errors=[])
+            ),
+        )
+        return _payload(info, principal, budget, errors)
 
     @strawberry.mutation(description="Delete a budget (admin).")
     async def delete_budget(self, info: TallyInfo, id: IdArg) -> DeletePayload:
         principal = info.context.require(Permission.ADMIN)
-        deleted = await store.delete_budget(
-            info.context.services.db, principal.workspace_id, str(id), actor_of(info, principal)
+        db = info.context.services.db
+        actor = actor_of(info, principal)
+        return await deleted(
+            "budget", id, store.delete_budget(db, principal.workspace_id, str(id), actor)
         )
-        if not deleted:
-            return DeletePayload(deleted_id=None, user_errors=not_found("budget"))
-        return DeletePayload(deleted_id=id, user_errors=[])
+
+
+def _payload(
+    info: TallyInfo, principal: Principal, budget: model.Budget | None, errors: list[UserError]
+) -> BudgetPayload:
+    if budget is None:
+        return BudgetPayload(budget=None, user_errors=errors)
+    _kick(info, principal)
+    return BudgetPayload(budget=Budget.of(budget), user_errors=[])
 
 
 def _kick(info: TallyInfo, principal: Principal) -> None:

@@ -21,13 +21,13 @@ from tallyql.engine.buckets import Granularity
 from tallyql.engine.registry import Dimension, DimensionRef, Metric
 from tallyql.engine.unpriced import unpriced as unpriced_events
 from tallyql.schema.analytics import WorkspaceArg
-from tallyql.schema.change_note import ChangeNote, note_of
-from tallyql.schema.common import FilterArg, RangeArg
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.errors import BadInput
+from tallyql.schema.base.change_note import ChangeNote, note_of
+from tallyql.schema.base.common import FilterArg, RangeArg
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.errors import BadInput
+from tallyql.schema.base.scalars import Long
+from tallyql.schema.costs_types import UnpricedSummary
 from tallyql.schema.prices import ModelPrice
-from tallyql.schema.scalars import Long
-from tallyql.schema.unpriced import UnpricedSummary
 
 MAX_COMPARED = 4
 

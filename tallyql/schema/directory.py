@@ -11,8 +11,8 @@ import strawberry
 from tallyql.auth.principal import Permission
 from tallyql.engine import directory
 from tallyql.engine.registry import Dimension
-from tallyql.schema import loaders
-from tallyql.schema.common import (
+from tallyql.schema.base import loaders
+from tallyql.schema.base.common import (
     AfterArg,
     EventFilter,
     FilterArg,
@@ -22,19 +22,16 @@ from tallyql.schema.common import (
     TimeRangeInput,
     filter_spec,
 )
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.pages import Connection, connection
-from tallyql.schema.scalars import Long
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.pages import Connection, connection
+from tallyql.schema.base.scalars import Long
+from tallyql.schema.base.usage import TokenUsage
 
 
 @strawberry.type(description="Usage over a window: requests, errors, tokens, cost in USD.")
-class Usage:
+class Usage(TokenUsage):
     requests: Long = strawberry.field(description="Events of every kind (count).")
     errors: Long = strawberry.field(description="Events with status error (count).")
-    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
-    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
-    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
-    cost_usd: float = strawberry.field(description="Cost in USD.")
 
     @classmethod
     def of(cls, values: dict[Any, float | None]) -> Usage:

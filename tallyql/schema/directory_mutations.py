@@ -3,19 +3,16 @@ same transaction: actor the caller's API key, with its IP address."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import strawberry
-from sqlalchemy import select
 
-from tallyql.auth.principal import Permission, Principal
-from tallyql.schema.context import TallyInfo
+from tallyql.auth.principal import Permission
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.crud import actor_of
+from tallyql.schema.base.errors import UserError
 from tallyql.schema.directory import Group, User
-from tallyql.schema.ingest import UserError
-from tallyql.storage import tables
-from tallyql.storage.audit import AuditRecord
-from tallyql.storage.audit_store import insert_audit_records
-from tallyql.storage.directory import UserRecord, set_group_members, upsert_users
+from tallyql.storage.directory_changes import UserPatch, change_group_members, change_users
 
 MAX_USERS_PER_CALL = 1_000
 MAX_MEMBERS = 10_000
@@ -94,18 +91,15 @@ def _check_users(items: list[UserInput]) -> list[UserError]:
     return errors
 
 
-def _audit(principal: Principal, info: TallyInfo, **fields: Any) -> AuditRecord:
-    return AuditRecord(
-        workspace_id=principal.workspace_id,
-        actor_id=principal.key_id,
-        actor_type="api_key",
-        source_ip=info.context.client_ip,
-        **fields,
+def _patch(item: UserInput) -> UserPatch:
+    given = {
+        "email": item.email,
+        "display_name": item.display_name,
+        "department": item.department,
+    }
+    return UserPatch(
+        id=str(item.id), given={k: v for k, v in given.items() if v is not strawberry.UNSET}
     )
-
-
-def _given(value: Any, current: Any) -> Any:
-    return current if value is strawberry.UNSET else value
 
 
 @strawberry.type
@@ -123,50 +117,16 @@ class DirectoryMutation:
         errors = _check_users(users)
         if errors:
             return UpsertUsersPayload(created=0, updated=0, users=[], user_errors=errors)
-        ws = principal.workspace_id
-        ids = [str(u.id) for u in users]
-        table = tables.users
-        async with info.context.services.db.write() as conn:
-            query = select(table).where(table.c.workspace_id == ws, table.c.id.in_(ids))
-            current = {r["id"]: dict(r) for r in (await conn.execute(query)).mappings()}
-            records = []
-            audits = []
-            for item in users:
-                before = current.get(str(item.id), {})
-                record = UserRecord(
-                    id=str(item.id),
-                    email=_given(item.email, before.get("email")),
-                    display_name=_given(item.display_name, before.get("display_name")),
-                    department=_given(item.department, before.get("department")),
-                )
-                records.append(record)
-                details = {
-                    "email": record.email,
-                    "display_name": record.display_name,
-                    "department": record.department,
-                }
-                if before:
-                    old = {k: before[k] for k in ("email", "display_name", "department")}
-                    if old == details:
-                        continue
-                    details = {"before": old, "after": details}
-                audits.append(
-                    _audit(
-                        principal,
-                        info,
-                        action="update" if before else "create",
-                        resource_type="user",
-                        resource_id=record.id,
-                        details=details,
-                    )
-                )
-            created = await upsert_users(conn, ws, records)
-            await insert_audit_records(conn, audits)
-            rows = {r["id"]: dict(r) for r in (await conn.execute(query)).mappings()}
+        created, rows = await change_users(
+            info.context.services.db,
+            principal.workspace_id,
+            [_patch(u) for u in users],
+            actor_of(info, principal),
+        )
         return UpsertUsersPayload(
             created=created,
-            updated=len(records) - created,
-            users=[User.from_row(rows[i]) for i in ids],
+            updated=len(rows) - created,
+            users=[User.from_row(r) for r in rows],
             user_errors=[],
         )
 
@@ -215,29 +175,17 @@ class DirectoryMutation:
                 )
         if errors:
             return SetGroupMembersPayload(group=None, added=[], removed=[], user_errors=errors)
-        ws = principal.workspace_id
-        g = tables.groups
-        found = select(g).where(g.c.workspace_id == ws, g.c.name == group)
-        async with info.context.services.db.write() as conn:
-            existed = (await conn.execute(found)).first() is not None
-            added, removed = await set_group_members(conn, ws, group, user_ids, description)
-            if not existed or added or removed or description is not None:
-                details: dict[str, Any] = {"added": sorted(added), "removed": sorted(removed)}
-                if description is not None:
-                    details["description"] = description
-                record = _audit(
-                    principal,
-                    info,
-                    action="update" if existed else "create",
-                    resource_type="group",
-                    resource_id=group,
-                    details=details,
-                )
-                await insert_audit_records(conn, [record])
-            row = dict((await conn.execute(found)).mappings().one())
+        change = await change_group_members(
+            info.context.services.db,
+            principal.workspace_id,
+            group,
+            user_ids,
+            description,
+            actor_of(info, principal),
+        )
         return SetGroupMembersPayload(
-            group=Group.from_row(row),
-            added=sorted(added),
-            removed=sorted(removed),
+            group=Group.from_row(change.row),
+            added=change.added,
+            removed=change.removed,
             user_errors=[],
         )

@@ -14,10 +14,11 @@ import strawberry
 
 from tallyql.auth.principal import Permission
 from tallyql.ingest.fields import EVENT_FIELDS, FieldType
-from tallyql.schema.common import ErrorType, EventKind, EventStatus
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.scalars import JSON
-from tallyql.storage.writer import WriterBusy, WriterFailed, WriterStopped
+from tallyql.schema.base.common import ErrorType, EventKind, EventStatus
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.errors import UserError
+from tallyql.schema.base.scalars import JSON
+from tallyql.storage.ingest.writer import WriterBusy, WriterFailed, WriterStopped
 
 
 @strawberry.enum(description="How an event counts cached and reasoning tokens.")
@@ -79,18 +80,6 @@ def event_input_to_raw(event: Any) -> dict[str, Any]:
             value = value.isoformat()
         raw[spec.name] = value
     return raw
-
-
-@strawberry.type(description="A mistake in the input, with where it is and a stable code.")
-class UserError:
-    field: str = strawberry.field(description="The input field at fault (camelCase path).")
-    message: str = strawberry.field(description="What is wrong, for people.")
-    code: str = strawberry.field(
-        description="A stable machine-readable code, e.g. INVALID_EVENT, NOT_FOUND."
-    )
-    index: int | None = strawberry.field(
-        default=None, description="For lists: the position (from 0) of the item at fault."
-    )
 
 
 @strawberry.type(description="What ingestEvents stored.")

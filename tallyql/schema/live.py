@@ -14,11 +14,11 @@ from tallyql.auth.principal import Permission
 from tallyql.engine.timerange import zone
 from tallyql.live.fanout import ERROR, REQUEST
 from tallyql.live.sink import LIVE_SINK
-from tallyql.live.stream import BatchRequest, StreamRequest
+from tallyql.live.stream import BatchRequest, StreamRequest, open_batch_stream, open_stream
 from tallyql.live.subscriber import ALL_TYPES
-from tallyql.schema.common import FilterArg, filter_spec
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.errors import BadInput
+from tallyql.schema.base.common import FilterArg, filter_spec
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.errors import BadInput
 from tallyql.schema.live_types import (
     EventBatchItem,
     LiveEvent,
@@ -71,7 +71,7 @@ class LiveSubscription:
             interval=float(interval),
             tz=zone(timezone),
         )
-        stream = live.service.stream(request)
+        stream = open_stream(live.service, request)
         sink = LIVE_SINK.get()
         if sink is not None:
             sink.attach(stream)  # the WebSocket transport delivers the items itself
@@ -123,7 +123,7 @@ class LiveSubscription:
             types=chosen,
             window=max_latency_ms / 1000,
         )
-        stream = live.service.batch_stream(request)
+        stream = open_batch_stream(live.service, request)
         sink = LIVE_SINK.get()
         if sink is not None:
             sink.attach(stream)  # the transport delivers the items itself

@@ -22,7 +22,7 @@ from graphql.execution.executor_throwing_on_incremental import ExecutorThrowingO
 
 from tallyql.live import subscriber as kinds
 from tallyql.live.batches import BATCH
-from tallyql.schema.errors import is_internal, user_error_code
+from tallyql.schema.base.errors import is_internal, user_error_code
 from tallyql.schema.live_types import to_live_event
 
 log = logging.getLogger(__name__)

@@ -11,17 +11,18 @@ import strawberry
 
 from tallyql.alerts.model import Operator
 from tallyql.engine.periods import Period
-from tallyql.ingest.pricing import NANO_PER_USD
 from tallyql.live import subscriber as kinds
 from tallyql.live.batches import BATCH, EventWindow
 from tallyql.live.compact import LiveRow
 from tallyql.live.stream import CostSnapshot
 from tallyql.live.totals import Totals
+from tallyql.money import to_usd
 from tallyql.schema.analytics import Metric
 from tallyql.schema.audit import AuditEvent
-from tallyql.schema.common import ErrorType, EventKind, EventStatus
-from tallyql.schema.described import describe_values, event_field
-from tallyql.schema.scalars import Long
+from tallyql.schema.base.common import ErrorType, EventKind, EventStatus
+from tallyql.schema.base.described import describe_values, event_field
+from tallyql.schema.base.scalars import Long
+from tallyql.schema.base.usage import TokenKinds
 from tallyql.storage.types import from_micros
 
 
@@ -112,16 +113,9 @@ class ErrorEvent(RequestEvent):
 
 
 @strawberry.type(description="Requests, tokens and cost (exact sums).")
-class CostTotals:
+class CostTotals(TokenKinds):
     requests: Long = strawberry.field(description="Events (count).")
     errors: Long = strawberry.field(description="Events with status error (count).")
-    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
-    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
-    cache_read_tokens: Long = strawberry.field(description="Input tokens read from cache.")
-    cache_write_tokens: Long = strawberry.field(description="Input tokens written to cache.")
-    reasoning_tokens: Long = strawberry.field(description="Output tokens spent reasoning.")
-    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
-    cost_usd: float = strawberry.field(description="Cost in USD.")
 
     @classmethod
     def of(cls, totals: Totals) -> CostTotals:
@@ -134,7 +128,7 @@ class CostTotals:
             cache_write_tokens=totals.cache_write_tokens,
             reasoning_tokens=totals.reasoning_tokens,
             total_tokens=totals.input_tokens + totals.output_tokens,
-            cost_usd=totals.cost_nanousd / NANO_PER_USD,
+            cost_usd=to_usd(totals.cost_nanousd),
         )
 
 
@@ -277,7 +271,7 @@ def _request_fields(row: LiveRow) -> dict[str, Any]:
         "cache_write_tokens": row["cache_write_tokens"],
         "reasoning_tokens": row["reasoning_tokens"],
         "total_tokens": row["input_tokens"] + row["output_tokens"],
-        "cost_usd": row["cost_nanousd"] / NANO_PER_USD,
+        "cost_usd": to_usd(row["cost_nanousd"]),
         "latency_ms": row["latency_ms"],
         "ttft_ms": row["ttft_ms"],
         "tags": row["tags"],
@@ -312,8 +306,8 @@ def to_live_event(kind: str, value: Any) -> Any:
             budget_name=value["budget_name"],
             threshold=value["threshold"],
             percent_used=value["percent_used"],
-            spend_usd=value["spend_nanousd"] / NANO_PER_USD,
-            limit_usd=value["amount_nanousd"] / NANO_PER_USD,
+            spend_usd=to_usd(value["spend_nanousd"]),
+            limit_usd=to_usd(value["amount_nanousd"]),
             period=Period(value["period"]),
             period_start=from_micros(value["period_start_us"]),
             period_end=from_micros(value["period_end_us"]),

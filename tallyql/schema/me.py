@@ -6,7 +6,7 @@ import strawberry
 
 from tallyql.auth.operator import is_operator
 from tallyql.auth.principal import AuthError
-from tallyql.schema.context import TallyInfo
+from tallyql.schema.base.context import TallyInfo
 
 
 @strawberry.type(description="The caller: the workspace and role of the API key in use.")

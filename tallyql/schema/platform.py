@@ -16,10 +16,11 @@ from tallyql.engine.analytics import Asker
 from tallyql.engine.buckets import Granularity as EngineGranularity
 from tallyql.engine.registry import Dimension, DimensionRef, Metric
 from tallyql.schema.analytics import Series, TimeSeries
-from tallyql.schema.common import DescendingArg, RangeArg
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.scalars import Long
-from tallyql.storage.workspace_directory import WorkspaceInfo, list_workspaces
+from tallyql.schema.base.common import DescendingArg, RangeArg
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.scalars import Long
+from tallyql.schema.base.usage import TokenUsage
+from tallyql.storage.workspaces import WorkspaceInfo, list_workspaces
 
 PROVIDER_SERIES = 10
 
@@ -45,29 +46,21 @@ class AnomalyKind(Enum):
 
 
 @strawberry.type(description="One workspace's usage in the range.")
-class WorkspaceUsage:
+class WorkspaceUsage(TokenUsage):
     id: strawberry.ID = strawberry.field(description="The workspace's id.")
     name: str = strawberry.field(description="The workspace's name.")
     created_at: datetime = strawberry.field(description="When the workspace was created.")
     requests: Long = strawberry.field(description="Events of every kind (count).")
     errors: Long = strawberry.field(description="Events with status error (count).")
-    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
-    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
-    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
-    cost_usd: float = strawberry.field(description="Cost in USD.")
     cost_share: float | None = strawberry.field(description="Of the platform's cost (0 to 1).")
 
 
 @strawberry.type(description="Totals over every workspace in the range.")
-class PlatformTotals:
+class PlatformTotals(TokenUsage):
     workspaces: int = strawberry.field(description="Workspaces that exist.")
     active_workspaces: int = strawberry.field(description="Workspaces with traffic in the range.")
     requests: Long = strawberry.field(description="Events of every kind (count).")
     errors: Long = strawberry.field(description="Events with status error (count).")
-    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
-    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
-    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
-    cost_usd: float = strawberry.field(description="Cost in USD.")
 
 
 @strawberry.type(

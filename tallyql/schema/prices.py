@@ -13,13 +13,13 @@ from tallyql.clock import clock
 from tallyql.costs.overrides import PriceOverride as Override
 from tallyql.costs.prices import ModelPriceInfo, current_price
 from tallyql.costs.prices import PriceSource as EnginePriceSource
+from tallyql.costs.store import list_overrides
 from tallyql.engine.registry import Dimension, DimensionRef, Metric
 from tallyql.engine.timerange import Preset
-from tallyql.schema.common import TimeRangeInput
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.described import describe_values
-from tallyql.schema.scalars import Long
-from tallyql.storage.price_overrides import list_overrides
+from tallyql.schema.base.common import TimeRangeInput
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.described import describe_values
+from tallyql.schema.base.scalars import Long
 
 PriceSource = strawberry.enum(
     EnginePriceSource,

@@ -13,11 +13,10 @@ import strawberry
 from tallyql.auth.principal import Permission
 from tallyql.imports import sync
 from tallyql.imports.openrouter_client import OpenRouterClient
-from tallyql.schema.changes import actor_of, invalid, not_found
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.ingest import UserError
-from tallyql.schema.scalars import JSON
-from tallyql.storage.actor import audit_change
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.crud import actor_of, invalid, not_found
+from tallyql.schema.base.errors import UserError
+from tallyql.schema.base.scalars import JSON
 
 MAX_KEY = 512
 
@@ -165,17 +164,8 @@ class ProviderMutation:
         if not key or len(key) > MAX_KEY or not key.isprintable() or " " in key:
             return ProviderPayload(connection=None, user_errors=invalid("apiKey", "not a key"))
         db = info.context.services.db
-        await sync.connect(db, principal.workspace_id, provider.value, key)
-        async with db.write() as conn:
-            await audit_change(
-                conn,
-                principal.workspace_id,
-                "create",
-                "provider_connection",
-                provider.value,
-                actor_of(info, principal),
-                {},
-            )
+        actor = actor_of(info, principal)
+        await sync.connect(db, principal.workspace_id, provider.value, key, actor)
         found = await sync.connection(db, principal.workspace_id, provider.value)
         assert found is not None
         return ProviderPayload(connection=ProviderConnection.of(found), user_errors=[])
@@ -186,18 +176,9 @@ class ProviderMutation:
     ) -> ProviderPayload:
         principal = info.context.require(Permission.ADMIN)
         db = info.context.services.db
-        if not await sync.disconnect(db, principal.workspace_id, provider.value):
+        actor = actor_of(info, principal)
+        if not await sync.disconnect(db, principal.workspace_id, provider.value, actor):
             return ProviderPayload(connection=None, user_errors=not_found("provider connection"))
-        async with db.write() as conn:
-            await audit_change(
-                conn,
-                principal.workspace_id,
-                "delete",
-                "provider_connection",
-                provider.value,
-                actor_of(info, principal),
-                {},
-            )
         return ProviderPayload(connection=None, user_errors=[])
 
     @strawberry.mutation(

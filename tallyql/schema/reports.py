@@ -14,15 +14,15 @@ import strawberry
 from tallyql.auth.principal import Permission
 from tallyql.engine.registry import Dimension as EngineDimension
 from tallyql.reports import model, store
-from tallyql.reports.model import FILE_DAYS, MAX_SECTIONS, MAX_TOP, ReportError
+from tallyql.reports.model import FILE_DAYS, MAX_SECTIONS, MAX_TOP
 from tallyql.schema.analytics import Dimension
-from tallyql.schema.changes import DeletePayload, actor_of, invalid, not_found
-from tallyql.schema.common import AfterArg, EventFilter, FirstArg, IdArg
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.filter_output import filter_as_input
-from tallyql.schema.ingest import UserError
-from tallyql.schema.pages import Connection, connection
-from tallyql.schema.scalars import JSON
+from tallyql.schema.base.common import AfterArg, EventFilter, FirstArg, IdArg
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.crud import DeletePayload, actor_of, deleted, not_found, saved
+from tallyql.schema.base.errors import UserError
+from tallyql.schema.base.filter_output import filter_as_input
+from tallyql.schema.base.pages import Connection, row_connection
+from tallyql.schema.base.scalars import JSON
 
 
 @strawberry.enum(description="The window a report covers, relative to its scheduled moment.")
@@ -200,8 +200,7 @@ class Report:
         page = await store.list_runs(
             info.context.services.db, self._workspace_id, str(self.id), first, after
         )
-        nodes = [ReportRun.of(r) for r in page.rows]
-        return connection(nodes, page.cursors, page.total_count, page.has_next_page, after)
+        return row_connection(page, after, ReportRun.of)
 
     @classmethod
     def of(cls, r: model.Report) -> Report:
@@ -329,8 +328,7 @@ class ReportQuery:
         page = await store.list_reports(
             info.context.services.db, principal.workspace_id, first, after
         )
-        nodes = [Report.of(model.Report.from_row(r)) for r in page.rows]
-        return connection(nodes, page.cursors, page.total_count, page.has_next_page, after)
+        return row_connection(page, after, lambda r: Report.of(model.Report.from_row(r)))
 
     @strawberry.field(description="One report by id; null when absent.")
     async def report(self, info: TallyInfo, id: IdArg) -> Report | None:
@@ -353,17 +351,17 @@ class ReportMutation:
     ) -> ReportPayload:
         principal = info.context.require(Permission.MANAGE)
         services = info.context.services
-        try:
-            found = await store.create_report(
+        found, errors = await saved(
+            "report",
+            store.create_report(
                 services.db,
                 principal.workspace_id,
                 _fields(input),
                 actor_of(info, principal),
                 services.mailer.configured,
-            )
-        except ReportError as exc:
-            return ReportPayload(report=None, user_errors=invalid(exc.field, str(exc)))
-        return ReportPayload(report=Report.of(found), user_errors=[])
+            ),
+        )
+        return ReportPayload(report=Report.of(found) if found else None, user_errors=errors)
 
     @strawberry.mutation(description="Change a report (admin or member).")
     async def update_report(
@@ -374,30 +372,27 @@ class ReportMutation:
     ) -> ReportPayload:
         principal = info.context.require(Permission.MANAGE)
         services = info.context.services
-        try:
-            found = await store.update_report(
+        found, errors = await saved(
+            "report",
+            store.update_report(
                 services.db,
                 principal.workspace_id,
                 str(id),
                 _fields(input),
                 actor_of(info, principal),
                 services.mailer.configured,
-            )
-        except ReportError as exc:
-            return ReportPayload(report=None, user_errors=invalid(exc.field, str(exc)))
-        if found is None:
-            return ReportPayload(report=None, user_errors=not_found("report"))
-        return ReportPayload(report=Report.of(found), user_errors=[])
+            ),
+        )
+        return ReportPayload(report=Report.of(found) if found else None, user_errors=errors)
 
     @strawberry.mutation(description="Delete a report; its runs and files stay until they expire.")
     async def delete_report(self, info: TallyInfo, id: IdArg) -> DeletePayload:
         principal = info.context.require(Permission.MANAGE)
-        gone = await store.delete_report(
-            info.context.services.db, principal.workspace_id, str(id), actor_of(info, principal)
+        db = info.context.services.db
+        actor = actor_of(info, principal)
+        return await deleted(
+            "report", id, store.delete_report(db, principal.workspace_id, str(id), actor)
         )
-        if not gone:
-            return DeletePayload(deleted_id=None, user_errors=not_found("report"))
-        return DeletePayload(deleted_id=id, user_errors=[])
 
     @strawberry.mutation(description="Run a report now, outside its schedule.")
     async def run_report(self, info: TallyInfo, id: IdArg) -> RunReportPayload:

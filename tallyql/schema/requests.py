@@ -11,8 +11,8 @@ from tallyql.auth.principal import Permission
 from tallyql.engine import request_log
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.timerange import TimeWindow
-from tallyql.ingest.pricing import NANO_PER_USD
-from tallyql.schema.common import (
+from tallyql.money import to_usd
+from tallyql.schema.base.common import (
     AfterArg,
     CostSource,
     ErrorType,
@@ -25,9 +25,9 @@ from tallyql.schema.common import (
     PageInfo,
     filter_spec,
 )
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.described import event_field
-from tallyql.schema.scalars import JSON, Long
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.described import event_field
+from tallyql.schema.base.scalars import JSON, Long
 
 if TYPE_CHECKING:
     from tallyql.schema.directory import User
@@ -156,7 +156,7 @@ class Request:
             cache_write_tokens=row["cache_write_tokens"],
             reasoning_tokens=row["reasoning_tokens"],
             total_tokens=row["input_tokens"] + row["output_tokens"],
-            cost_usd=row["cost_nanousd"] / NANO_PER_USD,
+            cost_usd=to_usd(row["cost_nanousd"]),
             cost_source=CostSource(row["cost_source"]),
             latency_ms=row["latency_ms"],
             ttft_ms=row["ttft_ms"],

@@ -12,9 +12,9 @@ from tallyql.engine import sessions as engine
 from tallyql.engine.filters import EventFilterSpec
 from tallyql.engine.sessions import SessionSpan
 from tallyql.engine.timerange import TimeWindow
-from tallyql.ingest.pricing import NANO_PER_USD
-from tallyql.schema import loaders
-from tallyql.schema.common import (
+from tallyql.money import to_usd
+from tallyql.schema.base import loaders
+from tallyql.schema.base.common import (
     AfterArg,
     DescendingArg,
     FilterArg,
@@ -26,13 +26,14 @@ from tallyql.schema.common import (
     TimeRangeInput,
     filter_spec,
 )
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.described import describe_values
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.described import describe_values
+from tallyql.schema.base.errors import BadInput
+from tallyql.schema.base.scalars import Long
+from tallyql.schema.base.usage import TokenKinds
 from tallyql.schema.directory import User, load_user
-from tallyql.schema.errors import BadInput
 from tallyql.schema.requests import RequestConnection, request_page
-from tallyql.schema.scalars import Long
-from tallyql.schema.session_types import (
+from tallyql.schema.sessions_types import (
     Baseline,
     SessionComparison,
     SessionModel,
@@ -62,7 +63,7 @@ describe_values(
 
 
 @strawberry.type(description="A conversation or agent session, with totals over its life.")
-class Session:
+class Session(TokenKinds):
     id: strawberry.ID = strawberry.field(description="The session id sent with its events.")
     user_id: str | None = strawberry.field(description="The end user sent with its events.")
     agent_id: str | None = strawberry.field(description="The agent sent with its events.")
@@ -73,13 +74,6 @@ class Session:
     )
     request_count: Long = strawberry.field(description="Events of every kind (count).")
     error_count: Long = strawberry.field(description="Events with status error (count).")
-    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
-    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
-    cache_read_tokens: Long = strawberry.field(description="Input tokens read from cache.")
-    cache_write_tokens: Long = strawberry.field(description="Input tokens written to cache.")
-    reasoning_tokens: Long = strawberry.field(description="Output tokens spent reasoning.")
-    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
-    cost_usd: float = strawberry.field(description="Cost in USD.")
     _row: strawberry.Private[dict[str, Any]]
     _baseline: strawberry.Private[Baseline | None]
 
@@ -100,7 +94,7 @@ class Session:
             cache_write_tokens=row["cache_write_tokens"],
             reasoning_tokens=row["reasoning_tokens"],
             total_tokens=row["input_tokens"] + row["output_tokens"],
-            cost_usd=row["cost_nanousd"] / NANO_PER_USD,
+            cost_usd=to_usd(row["cost_nanousd"]),
             _row=row,
             _baseline=baseline,
         )

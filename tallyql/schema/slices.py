@@ -16,11 +16,11 @@ from tallyql.engine.ranking import Values
 from tallyql.engine.registry import Metric
 from tallyql.engine.slices import Slice
 from tallyql.schema.analytics import Granularity, Series, TimeSeries
-from tallyql.schema.common import AfterArg, FilterArg, FirstArg, RangeArg
-from tallyql.schema.context import TallyInfo
+from tallyql.schema.base.common import AfterArg, FilterArg, FirstArg, RangeArg
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.pages import Connection, ranked_connection
+from tallyql.schema.base.scalars import Long
 from tallyql.schema.directory import User, load_user
-from tallyql.schema.pages import Connection, ranked_connection
-from tallyql.schema.scalars import Long
 
 
 class Once:

@@ -12,10 +12,10 @@ import strawberry
 from tallyql.auth.principal import Permission
 from tallyql.costs import statements as book
 from tallyql.engine.timerange import zone
-from tallyql.schema.common import TimeRangeInput
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.errors import BadInput
-from tallyql.schema.scalars import Long
+from tallyql.schema.base.common import TimeRangeInput
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.errors import BadInput
+from tallyql.schema.base.scalars import Long
 
 
 @strawberry.enum(description="The calendar period a statement covers.")

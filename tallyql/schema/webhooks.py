@@ -10,19 +10,16 @@ from typing import Annotated, Any
 
 import orjson
 import strawberry
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tallyql.auth.principal import Permission
 from tallyql.mail.smtp import MAX_RECIPIENTS
-from tallyql.schema.changes import DeletePayload, actor_of, invalid, not_found
-from tallyql.schema.common import AfterArg, FirstArg, IdArg
-from tallyql.schema.context import TallyInfo
-from tallyql.schema.ingest import UserError
-from tallyql.schema.pages import Connection, connection
-from tallyql.schema.scalars import JSON
-from tallyql.storage.actor import Actor, audit_change
+from tallyql.schema.base.common import AfterArg, FirstArg, IdArg
+from tallyql.schema.base.context import TallyInfo
+from tallyql.schema.base.crud import DeletePayload, actor_of, deleted, saved
+from tallyql.schema.base.errors import UserError
+from tallyql.schema.base.pages import Connection, row_connection
+from tallyql.schema.base.scalars import JSON
 from tallyql.webhooks import formats, store
-from tallyql.webhooks.addresses import WebhookError
 
 
 @strawberry.enum(description="Where a delivery stands.")
@@ -184,8 +181,7 @@ class WebhookQuery:
         principal = info.context.require(Permission.MANAGE)
         db = info.context.services.db
         page = await store.list_webhooks(db, principal.workspace_id, first, after)
-        nodes = [Webhook.of(r) for r in page.rows]
-        return connection(nodes, page.cursors, page.total_count, page.has_next_page, after)
+        return row_connection(page, after, Webhook.of)
 
     @strawberry.field(description="The delivery log, newest first.")
     async def webhook_deliveries(
@@ -211,31 +207,7 @@ class WebhookQuery:
             first,
             after,
         )
-        nodes = [WebhookDelivery.of(r) for r in page.rows]
-        return connection(nodes, page.cursors, page.total_count, page.has_next_page, after)
-
-
-def _format_problem(
-    info: TallyInfo, kind: formats.WebhookFormat, routing_key: str | None
-) -> tuple[str, str] | None:
-    """(field, message) when the format's own needs are not met."""
-    if kind is formats.WebhookFormat.PAGERDUTY:
-        try:
-            formats.check_routing_key(routing_key)
-        except WebhookError as exc:
-            return "routingKey", str(exc)
-    elif routing_key is not None:
-        return "routingKey", "only a PAGERDUTY webhook takes a routing key"
-    if kind is formats.WebhookFormat.EMAIL and not info.context.services.mailer.configured:
-        return "format", "email needs an SMTP server: the operator sets TALLYQL_SMTP_URL"
-    return None
-
-
-async def _audit(
-    conn: AsyncConnection, workspace_id: int, action: str, row: dict[str, Any], actor: Actor
-) -> None:
-    details = {"url": row["url"], "format": row["format"], "description": row["description"]}
-    await audit_change(conn, workspace_id, action, "webhook", row["id"], actor, details)
+        return row_connection(page, after, WebhookDelivery.of)
 
 
 @strawberry.type
@@ -250,35 +222,34 @@ class WebhookMutation:
         ],
     ) -> CreateWebhookPayload:
         principal = info.context.require(Permission.MANAGE)
-        kind = formats.WebhookFormat(input.format.value)
-        problem = _format_problem(info, kind, input.routing_key)
-        if problem is not None:
-            return CreateWebhookPayload(webhook=None, secret=None, user_errors=invalid(*problem))
-        try:
-            async with info.context.services.db.write() as conn:
-                row, secret = await store.create_webhook(
-                    conn,
-                    principal.workspace_id,
-                    input.url,
-                    input.description,
-                    allow_private=info.context.services.settings.webhook_allow_private,
-                    format=kind,
-                    routing_key=input.routing_key,
-                )
-                await _audit(conn, principal.workspace_id, "create", row, actor_of(info, principal))
-        except WebhookError as exc:
-            return CreateWebhookPayload(
-                webhook=None, secret=None, user_errors=invalid("url", str(exc))
-            )
+        services = info.context.services
+        fields = store.WebhookFields(
+            url=input.url,
+            description=input.description,
+            format=formats.WebhookFormat(input.format.value),
+            routing_key=input.routing_key,
+        )
+        created, errors = await saved(
+            "webhook",
+            store.create_webhook(
+                services.db,
+                principal.workspace_id,
+                fields,
+                actor_of(info, principal),
+                allow_private=services.settings.webhook_allow_private,
+                mail_configured=services.mailer.configured,
+            ),
+        )
+        if created is None:
+            return CreateWebhookPayload(webhook=None, secret=None, user_errors=errors)
+        row, secret = created
         return CreateWebhookPayload(webhook=Webhook.of(row), secret=secret, user_errors=[])
 
     @strawberry.mutation(description="Remove a webhook endpoint (pending deliveries fail).")
     async def delete_webhook(self, info: TallyInfo, id: IdArg) -> DeletePayload:
         principal = info.context.require(Permission.MANAGE)
-        async with info.context.services.db.write() as conn:
-            row = await store.delete_webhook(conn, principal.workspace_id, str(id))
-            if row is not None:
-                await _audit(conn, principal.workspace_id, "delete", row, actor_of(info, principal))
-        if row is None:
-            return DeletePayload(deleted_id=None, user_errors=not_found("webhook"))
-        return DeletePayload(deleted_id=id, user_errors=[])
+        db = info.context.services.db
+        actor = actor_of(info, principal)
+        return await deleted(
+            "webhook", id, store.delete_webhook(db, principal.workspace_id, str(id), actor)
+        )

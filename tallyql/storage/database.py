@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.util import await_only
 
 from tallyql.config import normalize_database_url
+from tallyql.storage.dialect import Dialect
 from tallyql.storage.read_limits import (
     DEADLINE,
     DeadlineExceeded,
@@ -116,44 +117,51 @@ class Database:
     ) -> None:
         self.url = normalize_database_url(url)
         parsed = make_url(self.url)
-        self.dialect: str = parsed.get_backend_name()
-        self.is_postgres = self.dialect == "postgresql"
+        self.dialect = Dialect.of(self.url)
         self.statement_timeout = statement_timeout
-        readers = pool_size if self.is_postgres else min(pool_size, 4)
+        match self.dialect:
+            case Dialect.POSTGRESQL:
+                readers = pool_size
+                options: dict[str, Any] = {
+                    "pool_pre_ping": True,
+                    "connect_args": {"server_settings": POSTGRES_SETTINGS},
+                }
+                read_settings = dict(POSTGRES_SETTINGS)
+                if statement_timeout > 0:
+                    read_settings["statement_timeout"] = str(
+                        max(1, round(statement_timeout * 1000))
+                    )
+                # reads run in autocommit: no BEGIN and ROLLBACK round trips around each of a
+                # field's statements (each statement reads one snapshot either way; readers that
+                # need one snapshot for several ask for REPEATABLE READ on their connection)
+                self.reader = create_async_engine(
+                    self.url,
+                    pool_size=pool_size,
+                    max_overflow=pool_size,
+                    isolation_level="AUTOCOMMIT",
+                    **{**options, "connect_args": {"server_settings": read_settings}},
+                )
+                self.writer = create_async_engine(self.url, pool_size=5, max_overflow=10, **options)
+            case Dialect.SQLITE:
+                # more readers than cores gains nothing with SQLite (at most 4); each holds
+                # its own cache
+                readers = min(pool_size, 4)
+                path = parsed.database
+                if path and path != ":memory:":
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self.reader = create_async_engine(self.url, pool_size=readers, max_overflow=0)
+                self.writer = create_async_engine(self.url, pool_size=1, max_overflow=0)
+                # readers sort and group in temporary files (the OS caches them): a scan of raw
+                # events would otherwise hold its whole sort in the process's memory
+                readers_pragmas = _sqlite_pragmas("NORMAL", 32, "FILE")
+                event.listen(self.reader.sync_engine, "connect", readers_pragmas)
+                _sqlite_statement_clock(self.reader.sync_engine, statement_timeout)
+                event.listen(
+                    self.writer.sync_engine, "connect", _sqlite_pragmas("FULL", 64, "MEMORY")
+                )
+            case _:
+                assert_never(self.dialect)
         self.shares = TenantShares(math.floor(readers * workspace_share))
-        if self.is_postgres:
-            options: dict[str, Any] = {
-                "pool_pre_ping": True,
-                "connect_args": {"server_settings": POSTGRES_SETTINGS},
-            }
-            read_settings = dict(POSTGRES_SETTINGS)
-            if statement_timeout > 0:
-                read_settings["statement_timeout"] = str(max(1, round(statement_timeout * 1000)))
-            # reads run in autocommit: no BEGIN and ROLLBACK round trips around each of a
-            # field's statements (each statement reads one snapshot either way; readers that
-            # need one snapshot for several ask for REPEATABLE READ on their connection)
-            self.reader = create_async_engine(
-                self.url,
-                pool_size=pool_size,
-                max_overflow=pool_size,
-                isolation_level="AUTOCOMMIT",
-                **{**options, "connect_args": {"server_settings": read_settings}},
-            )
-            self.writer = create_async_engine(self.url, pool_size=5, max_overflow=10, **options)
-        else:
-            path = parsed.database
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            # more readers than cores gains nothing with SQLite (at most 4); each holds its
-            # own cache
-            self.reader = create_async_engine(self.url, pool_size=readers, max_overflow=0)
-            self.writer = create_async_engine(self.url, pool_size=1, max_overflow=0)
-            # readers sort and group in temporary files (the OS caches them): a scan of raw
-            # events would otherwise hold its whole sort in the process's memory
-            readers_pragmas = _sqlite_pragmas("NORMAL", 32, "FILE")
-            event.listen(self.reader.sync_engine, "connect", readers_pragmas)
-            _sqlite_statement_clock(self.reader.sync_engine, statement_timeout)
-            event.listen(self.writer.sync_engine, "connect", _sqlite_pragmas("FULL", 64, "MEMORY"))
 
     @property
     def asyncpg_dsn(self) -> str:
@@ -175,8 +183,8 @@ class Database:
         """A read connection inside one transaction: every statement sees one snapshot
         (REPEATABLE READ on PostgreSQL, where it also allows server-side cursors)."""
         async with self.shares.hold(), self.reader.connect() as conn:
-            if self.is_postgres:
-                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+            if (level := self.dialect.snapshot_isolation) is not None:
+                conn = await conn.execution_options(isolation_level=level)
             try:
                 async with conn.begin():
                     yield conn

@@ -7,12 +7,12 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from tallyql.storage.database import Database
+from tallyql.storage.locks import Lock, hold
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-_LOCK_ID = 0x7A11_7001  # PostgreSQL advisory lock: replicas starting together migrate once
 
 
 def _config(connection: Connection) -> Config:
@@ -23,8 +23,6 @@ def _config(connection: Connection) -> Config:
 
 
 def _upgrade(connection: Connection, revision: str) -> None:
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
     command.upgrade(_config(connection), revision)
 
 
@@ -38,6 +36,7 @@ async def upgrade(db: Database, revision: str = "heads") -> None:
     """Apply every migration. Features add migrations on their own branches from 0002, so
     the target is all heads."""
     async with db.write() as conn:
+        await hold(conn, Lock.MIGRATE)  # replicas starting together migrate once
         await conn.run_sync(_upgrade, revision)
 
 

@@ -1,5 +1,5 @@
 """Keyset pages of small tables ordered by (a timestamp, id): the lists of budgets, alert
-rules and firings, webhooks and deliveries. Cursors are opaque (engine/cursors.py)."""
+rules and firings, webhooks and deliveries. Cursors are opaque (cursors.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Column, Select, and_, func, or_, select
 
-from tallyql.engine.cursors import check_page_size, decode_cursor, encode_cursor
+from tallyql.storage.cursors import check_page_size, decode_cursor, encode_cursor
 from tallyql.storage.database import Database
 from tallyql.storage.types import from_micros, to_micros
 

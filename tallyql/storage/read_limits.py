@@ -2,7 +2,7 @@
 deadline, and the statement timeout (set on the connections by storage/database.py).
 
 The request (a GraphQL operation) names its tenant and deadline once, in context variables
-(schema/limits.py sets them), rather than through every engine function's arguments: every
+(schema/base/limits.py sets them), rather than through every engine function's arguments: every
 read of the engine goes through `Database.read()` or `read_snapshot()`, which consult them.
 Tasks started by the request (asyncio.gather) inherit them. Reads outside a request (jobs,
 REST exports, ingest) have neither and are bounded by the statement timeout alone.

@@ -12,23 +12,23 @@ every UTC day that changed are rebuilt from raw events (`rebuild`).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, literal, select, text, tuple_, update
+from sqlalchemy import ColumnElement, bindparam, literal, select, tuple_, update
 
-from tallyql.engine.filters import EventFilterSpec, filter_conditions
 from tallyql.storage.data_versions import bump
 from tallyql.storage.database import Database
-from tallyql.storage.rebuild import day_floor, rebuild
-from tallyql.storage.session_versions import stamp_sessions
+from tallyql.storage.dialect import Dialect
+from tallyql.storage.locks import Lock, hold
+from tallyql.storage.rollups.rebuild import day_floor, rebuild
+from tallyql.storage.rollups.session_versions import stamp_sessions
 from tallyql.storage.tables import EVENT_TOKEN_COLUMNS, events, session_models, sessions
 
 REPRICEABLE = ("computed", "unpriced")
 DEFAULT_BATCH = 2_000
-_LOCK_ID = 0x7A11_7005
 
 Pricing = Callable[[int, dict[str, Any]], "int | None"]
 """(workspace id, event row) -> nano-USD, or None when the model has no price."""
@@ -100,11 +100,15 @@ async def reprice_events(
     workspace_id: int,
     start: datetime,
     end: datetime,
-    spec: EventFilterSpec,
+    cost_sources: Sequence[str],
+    matching: Sequence[ColumnElement[bool]],
     batch_size: int = DEFAULT_BATCH,
 ) -> RepriceReport:
+    """Reprice a workspace's events in [start, end) whose cost source is among `cost_sources`
+    (all when empty) and which match every one of `matching` (the caller's event filter as
+    conditions on `events`)."""
     report = RepriceReport()
-    sources = [s for s in REPRICEABLE if not spec.cost_sources or s in spec.cost_sources]
+    sources = [s for s in REPRICEABLE if not cost_sources or s in cost_sources]
     if not sources:
         return report
     conditions = [
@@ -113,7 +117,7 @@ async def reprice_events(
         events.c.ts < end,
         events.c.model.is_not(None),
         events.c.cost_source.in_(sources),
-        *filter_conditions(spec, events.c, db.dialect),
+        *matching,
     ]
     days: set[date] = set()
     after: tuple[datetime, str] | None = None
@@ -126,8 +130,7 @@ async def reprice_events(
             )
         query = query.order_by(events.c.ts, events.c.id).limit(batch_size)
         async with db.write() as conn:
-            if db.is_postgres:
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+            await hold(conn, Lock.REPRICE)
             rows = [dict(r) for r in (await conn.execute(query)).mappings()]
             if not rows:
                 break
@@ -195,7 +198,7 @@ async def _apply(
     if session_params:
         await conn.execute(_UPDATE_SESSION, session_params)
         await stamp_sessions(
-            conn, conn.dialect.name, workspace_id, [p["sid"] for p in session_params]
+            conn, Dialect.of(conn), workspace_id, [p["sid"] for p in session_params]
         )
     model_params = [
         {"ws": workspace_id, "sid": sid, "prov": prov, "mod": mod, "delta": d}

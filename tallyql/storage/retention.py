@@ -19,14 +19,14 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import bindparam, delete, select, text
-from sqlalchemy.sql.elements import TextClause
 
-from tallyql.storage.compaction import LOCK_ID as COMPACTION_LOCK
 from tallyql.storage.data_versions import bump
 from tallyql.storage.database import Database
-from tallyql.storage.partitions import PARTITIONED_TABLES, PartitionManager, day_of_partition
-from tallyql.storage.rollups import DELTA_TABLES, ROLLUP_TABLES
-from tallyql.storage.session_versions import stamp_sessions
+from tallyql.storage.dialect import limited_delete_sql
+from tallyql.storage.ingest.partitions import PARTITIONED_TABLES, PartitionManager, day_of_partition
+from tallyql.storage.locks import Lock, hold
+from tallyql.storage.rollups.declarations import DELTA_TABLES, ROLLUP_TABLES
+from tallyql.storage.rollups.session_versions import stamp_sessions
 from tallyql.storage.tables import session_models, sessions, workspaces
 from tallyql.storage.types import UtcDateTime
 
@@ -66,20 +66,6 @@ class PurgeResult:
         return out
 
 
-def _batched_delete(dialect: str, table: str, where: str) -> TextClause:
-    """Delete at most :n rows of `table` matching `where` (SQL over bound parameters)."""
-    if dialect == "postgresql":
-        sql = (
-            f"DELETE FROM {table} WHERE ctid = ANY(ARRAY("
-            f"SELECT ctid FROM {table} WHERE {where} LIMIT :n))"
-        )
-    else:
-        sql = (
-            f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {where} LIMIT :n)"
-        )
-    return text(sql)
-
-
 class Purger:
     def __init__(
         self, db: Database, batch_rows: int, partitions: PartitionManager | None = None
@@ -97,7 +83,7 @@ class Purger:
         async with self.db.read() as conn:
             ids = sorted((await conn.execute(select(workspaces.c.id))).scalars())
         if raw_cutoff is not None:
-            if self.db.is_postgres:
+            if self.db.dialect.day_partitions:
                 await self._drop_partitions(raw_cutoff, result)
                 result.event_keys = await self._delete_all(
                     "event_keys", "ts < :cutoff", {"cutoff": raw_cutoff}
@@ -106,7 +92,7 @@ class Purger:
                 await self._purge_raw(ws, raw_cutoff, result)
         if rollup_cutoff is not None:
             period = int(rollup_cutoff.timestamp())
-            deltas = sorted(DELTA_TABLES) if self.db.is_postgres else []
+            deltas = sorted(DELTA_TABLES) if self.db.dialect.staged_deltas else []
             # deltas first, each batch under the compaction lock: a compaction in flight
             # has then moved its rows into the rollup tables, which are purged after
             for ws in ids:
@@ -131,7 +117,7 @@ class Purger:
         """PostgreSQL: make sure the day partitions of today and the next `days` days exist,
         so that ingest seldom creates one itself (creating one locks the parent table for a
         moment). Returns the last day made ready (None on SQLite)."""
-        if not self.db.is_postgres:
+        if not self.db.dialect.day_partitions:
             return None
         today = now.astimezone(UTC).date()
         wanted = {today + timedelta(days=i) for i in range(days + 1)}
@@ -145,7 +131,7 @@ class Purger:
 
     async def _purge_raw(self, ws: int, cutoff: datetime, result: PurgeResult) -> None:
         where = "workspace_id = :ws AND ts < :cutoff"
-        if not self.db.is_postgres:  # PostgreSQL dropped whole day partitions instead
+        if not self.db.dialect.day_partitions:  # whole day partitions were dropped instead
             for table in PARTITIONED_TABLES:
                 result.add(ws, table, await self._delete_all(table, where, {"cutoff": cutoff}, ws))
         n = await self._delete_all("audit_events", where, {"cutoff": cutoff}, ws)
@@ -165,7 +151,7 @@ class Purger:
     ) -> int:
         """Batch after batch until none is left; returns the rows deleted. `lock`: each batch
         holds the compaction lock (PostgreSQL's staged deltas)."""
-        statement = _batched_delete(self.db.dialect, table, where)
+        statement = text(limited_delete_sql(self.db.dialect, table, where))
         binds = [bindparam("n", self.batch_rows)]
         if "cutoff" in params:
             binds.append(bindparam("cutoff", params["cutoff"], type_=UtcDateTime()))
@@ -178,9 +164,7 @@ class Purger:
         while True:
             async with self.db.write() as conn:
                 if lock:
-                    await conn.execute(
-                        text("SELECT pg_advisory_xact_lock(:id)"), {"id": COMPACTION_LOCK}
-                    )
+                    await hold(conn, Lock.COMPACTION)
                 deleted = (await conn.execute(statement)).rowcount
             total += deleted
             if deleted < self.batch_rows:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tallyql.storage.dialect import insert_ignoring_duplicates
+from tallyql.storage.dialect import Dialect, insert_ignoring_duplicates
 from tallyql.storage.tables import audit_events, statement_snapshots
 
 
@@ -67,7 +67,7 @@ async def issue(conn: AsyncConnection, key: SnapshotKey, snapshot: Snapshot) -> 
         "reason": snapshot.reason,
         "body": snapshot.body,
     }
-    statement = insert_ignoring_duplicates(conn.dialect.name, statement_snapshots)
+    statement = insert_ignoring_duplicates(Dialect.of(conn), statement_snapshots)
     await conn.execute(statement.values(**values))
 
 

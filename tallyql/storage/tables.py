@@ -214,7 +214,7 @@ session_day_versions = Table(
     metadata,
     Column("workspace_id", Integer, primary_key=True),
     Column("day", Integer, primary_key=True),  # UTC days since the epoch
-    Column("version", BigInteger, nullable=False),  # storage/session_versions.py
+    Column("version", BigInteger, nullable=False),  # storage/rollups/session_versions.py
 )
 
 # Each workspace's data version: the sum of its rows' versions (storage/data_versions.py).

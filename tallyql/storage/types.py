@@ -9,13 +9,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, assert_never
 
 import orjson
 from sqlalchemy import JSON, BigInteger, Text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect as SqlAlchemyDialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from tallyql.storage.dialect import Dialect
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -30,25 +32,55 @@ def from_micros(value: int) -> datetime:
     return EPOCH + timedelta(microseconds=value)
 
 
+def parse_timestamp(value: Any) -> datetime:
+    """An RFC 3339 timestamp with an offset, as aware UTC; ValueError otherwise."""
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 string such as 2026-01-31T12:00:00Z")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an RFC 3339 string such as 2026-01-31T12:00:00Z") from None
+    if parsed.tzinfo is None:
+        raise ValueError("must carry a UTC offset (Z or +hh:mm)")
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise ValueError("is outside the years 1 to 9999 in UTC") from None
+
+
+def stored_time(dialect: Dialect, value: datetime) -> datetime | int:
+    """An aware time as stored (`UtcDateTime`; also for parameters of text SQL): timestamptz
+    on PostgreSQL, epoch microseconds on SQLite."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are not stored; pass an aware UTC datetime")
+    match dialect:
+        case Dialect.POSTGRESQL:
+            return value.astimezone(UTC)
+        case Dialect.SQLITE:
+            return to_micros(value)
+        case _:
+            assert_never(dialect)
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     impl = BigInteger
     cache_ok = True
 
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "postgresql":
-            return dialect.type_descriptor(TIMESTAMP(timezone=True))
-        return dialect.type_descriptor(BigInteger())
+    def load_dialect_impl(self, dialect: SqlAlchemyDialect) -> TypeEngine[Any]:
+        match Dialect.of(dialect):
+            case Dialect.POSTGRESQL:
+                return dialect.type_descriptor(TIMESTAMP(timezone=True))
+            case Dialect.SQLITE:
+                return dialect.type_descriptor(BigInteger())
+            case other:
+                assert_never(other)
 
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+    def process_bind_param(self, value: datetime | None, dialect: SqlAlchemyDialect) -> Any:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored; pass an aware UTC datetime")
-        if dialect.name == "postgresql":
-            return value.astimezone(UTC)
-        return to_micros(value)
+        return stored_time(Dialect.of(dialect), value)
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+    def process_result_value(self, value: Any, dialect: SqlAlchemyDialect) -> datetime | None:
         if value is None:
             return None
         if isinstance(value, datetime):

@@ -1,12 +1,19 @@
-"""Workspaces: the tenants. Every other row belongs to exactly one."""
+"""Workspaces: the tenants. Every other row belongs to exactly one.
+
+Found or created by name at ingest and key creation; listed (names and creation times) for
+operator views."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tallyql.clock import clock
+from tallyql.storage.database import Database
 from tallyql.storage.tables import workspaces
 
 
@@ -32,3 +39,19 @@ async def get_or_create_workspace(conn: AsyncConnection, name: str) -> int:
         found = await find_workspace(conn, name)
         assert found is not None
         return found
+
+
+@dataclass(frozen=True)
+class WorkspaceInfo:
+    id: int
+    name: str
+    created_at: datetime
+
+
+async def list_workspaces(db: Database) -> list[WorkspaceInfo]:
+    query = select(workspaces.c.id, workspaces.c.name, workspaces.c.created_at).order_by(
+        workspaces.c.id
+    )
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).all()
+    return [WorkspaceInfo(r.id, r.name, r.created_at) for r in rows]

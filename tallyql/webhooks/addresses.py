@@ -15,6 +15,8 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
+from tallyql.field_error import FieldError
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 MAX_URL_LENGTH = 2000
@@ -22,8 +24,11 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _LOCAL_NAMES = ("localhost", "localhost.localdomain")
 
 
-class WebhookError(ValueError):
-    """A webhook the caller described wrongly."""
+class WebhookError(FieldError):
+    """A webhook the caller described wrongly; most mistakes are in its url."""
+
+    def __init__(self, message: str, field: str = "url") -> None:
+        super().__init__(field, message)
 
 
 class AddressRefused(Exception):

@@ -50,7 +50,8 @@ def recipients(url: str) -> list[str]:
 def check_routing_key(key: str | None) -> str:
     if not key or len(key) > MAX_ROUTING_KEY or not key.isascii() or not key.isalnum():
         raise WebhookError(
-            "a PagerDuty channel needs its integration's routing key (letters and digits)"
+            "a PagerDuty channel needs its integration's routing key (letters and digits)",
+            field="routingKey",
         )
     return key
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -17,16 +18,82 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tallyql.clock import clock
+from tallyql.storage.audit import Actor, audit_change
 from tallyql.storage.database import Database
 from tallyql.storage.live_tables import webhook_deliveries, webhooks
 from tallyql.storage.pages import Page, keyset_page
-from tallyql.webhooks.addresses import check_url
+from tallyql.webhooks.addresses import WebhookError, check_url
 from tallyql.webhooks.formats import WebhookFormat, check_routing_key, recipients
 
 DELIVERY_STATUSES = ("pending", "sending", "succeeded", "failed")
 
 
+@dataclass(frozen=True)
+class WebhookFields:
+    url: str
+    description: str | None = None
+    format: WebhookFormat = WebhookFormat.SIGNED
+    routing_key: str | None = None
+
+
+def _check_format(fields: WebhookFields, mail_configured: bool) -> None:
+    """WebhookError when the format's own needs are not met (checked before the url)."""
+    if fields.format is WebhookFormat.PAGERDUTY:
+        check_routing_key(fields.routing_key)
+    elif fields.routing_key is not None:
+        raise WebhookError("only a PAGERDUTY webhook takes a routing key", field="routingKey")
+    if fields.format is WebhookFormat.EMAIL and not mail_configured:
+        message = "email needs an SMTP server: the operator sets TALLYQL_SMTP_URL"
+        raise WebhookError(message, field="format")
+
+
 async def create_webhook(
+    db: Database,
+    workspace_id: int,
+    fields: WebhookFields,
+    actor: Actor,
+    *,
+    allow_private: bool,
+    mail_configured: bool,
+) -> tuple[dict[str, Any], str | None]:
+    """A new channel (audited), and for the signed format its signing secret; WebhookError
+    (a FieldError) when it is described wrongly."""
+    _check_format(fields, mail_configured)
+    async with db.write() as conn:
+        row, secret = await insert_webhook(
+            conn,
+            workspace_id,
+            fields.url,
+            fields.description,
+            allow_private=allow_private,
+            format=fields.format,
+            routing_key=fields.routing_key,
+        )
+        await _audit(conn, workspace_id, "create", row, actor)
+    return row, secret
+
+
+async def delete_webhook(db: Database, workspace_id: int, webhook_id: str, actor: Actor) -> bool:
+    """Delete an endpoint (audited; its pending deliveries then fail); False when there was
+    none."""
+    mine = (webhooks.c.workspace_id == workspace_id, webhooks.c.id == webhook_id)
+    async with db.write() as conn:
+        found = (await conn.execute(select(webhooks).where(*mine))).mappings().first()
+        if found is None:
+            return False
+        await conn.execute(delete(webhooks).where(*mine))
+        await _audit(conn, workspace_id, "delete", dict(found), actor)
+    return True
+
+
+async def _audit(
+    conn: AsyncConnection, workspace_id: int, action: str, row: dict[str, Any], actor: Actor
+) -> None:
+    details = {"url": row["url"], "format": row["format"], "description": row["description"]}
+    await audit_change(conn, workspace_id, action, "webhook", row["id"], actor, details)
+
+
+async def insert_webhook(
     conn: AsyncConnection,
     workspace_id: int,
     url: str,
@@ -60,18 +127,6 @@ async def create_webhook(
     }
     await conn.execute(webhooks.insert().values(**row))
     return row, secret
-
-
-async def delete_webhook(
-    conn: AsyncConnection, workspace_id: int, webhook_id: str
-) -> dict[str, Any] | None:
-    """Delete an endpoint; returns the deleted row (None when there was none)."""
-    mine = (webhooks.c.workspace_id == workspace_id, webhooks.c.id == webhook_id)
-    found = (await conn.execute(select(webhooks).where(*mine))).mappings().first()
-    if found is None:
-        return None
-    await conn.execute(delete(webhooks).where(*mine))
-    return dict(found)
 
 
 async def existing_ids(conn: AsyncConnection, workspace_id: int, ids: Sequence[str]) -> set[str]:

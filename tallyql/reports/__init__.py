@@ -1,0 +1,1 @@
+"""Scheduled reports: definitions, rendering and the runner that delivers them."""

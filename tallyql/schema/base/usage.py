@@ -1,0 +1,24 @@
+"""The token and cost fields that every usage figure shares, declared once: a type that
+reports tokens and their cost inherits them (GraphQL sees plain fields; these two bases are
+never returned themselves, so they are not in the schema)."""
+
+from __future__ import annotations
+
+import strawberry
+
+from tallyql.schema.base.scalars import Long
+
+
+@strawberry.type(description="Input and output tokens and their cost in USD.")
+class TokenUsage:
+    input_tokens: Long = strawberry.field(description="Input tokens, cached ones included.")
+    output_tokens: Long = strawberry.field(description="Output tokens, reasoning included.")
+    total_tokens: Long = strawberry.field(description="Input plus output tokens.")
+    cost_usd: float = strawberry.field(description="Cost in USD.")
+
+
+@strawberry.type(description="Tokens by kind (cache reads and writes, reasoning) and their cost.")
+class TokenKinds(TokenUsage):
+    cache_read_tokens: Long = strawberry.field(description="Input tokens read from cache.")
+    cache_write_tokens: Long = strawberry.field(description="Input tokens written to cache.")
+    reasoning_tokens: Long = strawberry.field(description="Output tokens spent reasoning.")

@@ -1,0 +1,356 @@
+"""Folds hour aggregates of histogram buckets into the histogram rollup tables.
+
+The source is rows of the histogram fold group's hour aggregate, one per (workspace, hour, the
+group's dimensions, bucket) with latency and TTFT counts: a batch's new events (SQLite's
+writer), the staged deltas (PostgreSQL's compaction) or a range of raw events (rebuilds). One
+statement re-aggregates them for every histogram table at every grain (`targets_select`);
+here the rows of each table and key become blobs (`tallyql.histogram`), merged with the blobs
+already stored and written back. The callers hold the only writer of these tables (SQLite's
+single writer connection; PostgreSQL's compaction lock, which rebuilds take too), so the read,
+merge and write cannot lose a concurrent update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Any, Protocol
+
+import numpy as np
+from sqlalchemy import text
+
+from tallyql import histogram
+from tallyql.storage.dialect import Dialect
+from tallyql.storage.rollups.declarations import (
+    BOOL_DIMS,
+    FOLD_GROUPS,
+    HISTOGRAM_VALUES,
+    HISTOGRAMS,
+    INT_DIMS,
+    FoldGroup,
+    Rollup,
+    grain_period_sql,
+    grain_start,
+)
+
+GROUP: FoldGroup = next(g for g in FOLD_GROUPS if g.histogram)
+COUNTS = tuple(c for c, _ in HISTOGRAMS)  # ("latency_n", "ttft_n"), as HISTOGRAM_VALUES
+
+
+class RowRunner(Protocol):
+    """A connection inside the caller's transaction, with named (:name) parameters."""
+
+    dialect: Dialect
+
+    async def fetch(
+        self, sql: str, params: dict[str, Any] | None = None
+    ) -> list[Sequence[Any]]: ...
+
+    async def execute_many(self, sql: str, rows: list[dict[str, Any]]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Target:
+    index: int
+    rollup: Rollup
+    grain: str
+
+    @property
+    def table(self) -> str:
+        return self.rollup.table(self.grain)
+
+    def period_sql(self) -> str:
+        return grain_period_sql(self.grain, "src.period")
+
+
+TARGETS: tuple[Target, ...] = tuple(
+    Target(i, r, g) for i, (r, g) in enumerate((r, g) for r in GROUP.members for g in r.grains)
+)
+
+
+def _absent(dim: str) -> str:
+    """SQL: a placeholder of the dimension's type for a table that does not keep it (one
+    UNION ALL column cannot mix text with booleans or integers on PostgreSQL)."""
+    if dim in BOOL_DIMS:
+        return "FALSE"
+    if dim in INT_DIMS:
+        return str(INT_DIMS[dim])
+    return "''"
+
+
+def _sql_type(dim: str) -> str:
+    """PostgreSQL: the array element type of a dimension's column."""
+    if dim in BOOL_DIMS:
+        return "bool"
+    return "int4" if dim in INT_DIMS else "text"
+
+
+def targets_select(source: str, dialect: Dialect, grains: tuple[str, ...] = ("h", "d", "w")) -> str:
+    """Over hour aggregate rows in `source` (workspace_id, period, the group's dimensions,
+    bucket, latency_n, ttft_n): per target table (t), key and bucket the summed counts,
+    ordered by t and key; dimensions a table does not keep read a placeholder (`_absent`). On
+    PostgreSQL the database also builds each key's blobs (`tallyql.histogram`: big-endian
+    int2send and int8send), so rows are (t, key..., latency blob, ttft blob); on SQLite they are
+    (t, key..., bucket, latency_n, ttft_n), one per bucket."""
+    dims = GROUP.dims
+    parts = []
+    for t in TARGETS:
+        if t.grain not in grains:
+            continue
+        kept = [f"src.{d}" if d in t.rollup.dims else _absent(d) for d in dims]
+        parts.append(
+            f"SELECT {t.index} AS t, src.workspace_id AS workspace_id, {t.period_sql()} AS period, "
+            + "".join(f"{e} AS {d}, " for e, d in zip(kept, dims, strict=True))
+            + f"src.bucket AS bucket, {', '.join(f'src.{c} AS {c}' for c in COUNTS)} "
+            f"FROM {source} AS src"
+        )
+    keys = ", ".join(("t", "workspace_id", "period", *dims))
+    sums = ", ".join(f"SUM(u.{c}) AS {c}" for c in COUNTS)
+    per_bucket = f"SELECT {keys}, bucket, {sums} FROM ({' UNION ALL '.join(parts)}) AS u "
+    if not dialect.arrays:  # the blobs are built in Python
+        return f"{per_bucket} GROUP BY {keys}, bucket ORDER BY {keys}, bucket"
+    return (
+        f"SELECT {keys}, {_blob_columns(COUNTS)} "
+        f"FROM ({per_bucket} GROUP BY {keys}, bucket) AS b "
+        f"GROUP BY {keys} ORDER BY {keys}"
+    )
+
+
+def blob_select(source: str) -> str:
+    """PostgreSQL, over per-bucket hour aggregate rows in `source` (workspace_id, period,
+    the group's dimensions, bucket, latency_n, ttft_n): one row per hour and key with its blobs
+    (big-endian int2send and int8send, as `tallyql.histogram` encodes)."""
+    keys = ", ".join(("workspace_id", "period", *GROUP.dims))
+    return f"SELECT {keys}, {_blob_columns(HISTOGRAM_VALUES)} FROM {source} AS b GROUP BY {keys}"
+
+
+DELTA_COLUMNS = ("workspace_id", "period", *GROUP.dims, *HISTOGRAM_VALUES)
+"""The histogram delta table's columns: a blob per value for each batch, hour and key."""
+
+
+def _blob_columns(names: Sequence[str]) -> str:
+    """PostgreSQL, over per-bucket rows `b` (bucket and the COUNTS): each counted value's blob
+    of the group's rows (big-endian int2send and int8send, as `tallyql.histogram` encodes),
+    named as `names`."""
+    return ", ".join(
+        f"string_agg(int2send(b.bucket::int2), ''::bytea ORDER BY b.bucket) "
+        f"FILTER (WHERE b.{c} > 0) || string_agg(int8send(b.{c}::int8), ''::bytea "
+        f"ORDER BY b.bucket) FILTER (WHERE b.{c} > 0) AS {name}"
+        for c, name in zip(COUNTS, names, strict=True)
+    )
+
+
+async def fold_delta_blobs(run: RowRunner, rows: Sequence[Sequence[Any]]) -> int:
+    """Merge staged delta rows (workspace_id, hour, the group's dimensions, latency blob,
+    ttft blob) into every histogram table at every grain; the number of rows written."""
+    n_dims = len(GROUP.dims)
+    # every entry of every row's blobs, once: (row, bucket, count) per counted value
+    entries = [
+        histogram.decode_many([_bytes(r[2 + n_dims + i]) for r in rows])
+        for i in range(len(HISTOGRAM_VALUES))
+    ]
+    written = 0
+    for target in TARGETS:
+        dim_at = [2 + GROUP.dims.index(d) for d in target.rollup.dims]
+        grain = target.grain
+        index: dict[tuple[Any, ...], int] = {}
+        key_of_row = np.fromiter(
+            (
+                index.setdefault(
+                    (r[0], grain_start(grain, r[1]), *(r[i] for i in dim_at)), len(index)
+                )
+                for r in rows
+            ),
+            np.int64,
+            len(rows),
+        )
+        stored = [
+            (index[key], blobs)
+            for key, blobs in (await _stored(run, target, index)).items()
+            if key in index
+        ]
+        key_of_stored = np.fromiter((k for k, _ in stored), np.int64, len(stored))
+        merged = []
+        for i, (owners, buckets, counts) in enumerate(entries):
+            keys = key_of_row[owners]
+            if stored:
+                s_owners, s_buckets, s_counts = histogram.decode_many([b[i] for _, b in stored])
+                keys = np.concatenate([keys, key_of_stored[s_owners]])
+                buckets = np.concatenate([buckets, s_buckets])
+                counts = np.concatenate([counts, s_counts])
+            merged.append(histogram.combine_entries(keys, buckets, counts, len(index)))
+        new = {key: [m[k] for m in merged] for key, k in index.items()}
+        await _write(run, target, new)
+        written += len(new)
+    return written
+
+
+def _bucket_blobs(rows: list[Sequence[Any]]) -> list[bytes | None]:
+    """One blob per counted value from SQLite's rows of (..., bucket, latency_n, ttft_n)."""
+    width = len(rows[0])
+    buckets = np.fromiter((r[width - 3] for r in rows), np.int16, len(rows))
+    out = []
+    for offset in range(len(COUNTS)):
+        counts = np.fromiter((r[width - 2 + offset] for r in rows), np.uint64, len(rows))
+        keep = counts > 0
+        out.append(histogram.encode(buckets[keep], counts[keep]))
+    return out
+
+
+def _keyed_blobs(
+    rows: Sequence[Sequence[Any]], n_dims: int, per_bucket: bool
+) -> list[tuple[int, tuple[Any, ...], list[bytes | None]]]:
+    """(target index, (workspace_id, period, group dims...), blobs) per key."""
+    if not per_bucket:
+        return [
+            (r[0], tuple(r[1 : 3 + n_dims]), [_bytes(v) for v in r[3 + n_dims :]]) for r in rows
+        ]
+    out = []
+    for key, key_rows in groupby(rows, key=lambda r: tuple(r[: 3 + n_dims])):
+        out.append((key[0], key[1:], _bucket_blobs(list(key_rows))))
+    return out
+
+
+def _bytes(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+async def fold_histogram_rows(
+    run: RowRunner, rows: Sequence[Sequence[Any]], dialect: Dialect, fresh: bool = False
+) -> int:
+    """Merge `targets_select` rows into the histogram tables; the number of rows written.
+    `fresh`: the tables hold nothing for these keys (a rebuild deleted them), skip reading."""
+    n_dims = len(GROUP.dims)
+    written = 0
+    keyed = _keyed_blobs(rows, n_dims, per_bucket=not dialect.arrays)
+    for t_index, table_rows in groupby(keyed, key=lambda r: r[0]):
+        target = TARGETS[t_index]
+        dim_at = [GROUP.dims.index(d) for d in target.rollup.dims]
+        new: dict[tuple[Any, ...], list[bytes | None]] = {
+            (key[0], key[1], *(key[2 + i] for i in dim_at)): blobs for _, key, blobs in table_rows
+        }
+        if not fresh:
+            for key, stored in (await _stored(run, target, new)).items():
+                if key in new:
+                    new[key] = [
+                        histogram.merge_blobs((a, b)) for a, b in zip(stored, new[key], strict=True)
+                    ]
+        await _write(run, target, new)
+        written += len(new)
+    return written
+
+
+async def _stored(
+    run: RowRunner, target: Target, keys: dict[tuple[Any, ...], Any]
+) -> dict[tuple[Any, ...], list[bytes | None]]:
+    """The stored blobs of the tables' rows in the keys' workspaces and periods."""
+    out: dict[tuple[Any, ...], list[bytes | None]] = {}
+    by_workspace: dict[int, list[int]] = {}
+    for key in keys:
+        by_workspace.setdefault(key[0], []).append(key[1])
+    columns = ", ".join(("workspace_id", "period", *target.rollup.dims, *HISTOGRAM_VALUES))
+    for ws, periods in by_workspace.items():
+        rows = await run.fetch(
+            f"SELECT {columns} FROM {target.table} "
+            "WHERE workspace_id = :ws AND period >= :p0 AND period <= :p1",
+            {"ws": ws, "p0": min(periods), "p1": max(periods)},
+        )
+        width = 2 + len(target.rollup.dims)
+        for row in rows:
+            out[tuple(row[:width])] = [bytes(v) if v is not None else None for v in row[width:]]
+    return out
+
+
+async def _write(
+    run: RowRunner, target: Target, blobs: dict[tuple[Any, ...], list[bytes | None]]
+) -> None:
+    if not blobs:
+        return
+    keys = ("workspace_id", "period", *target.rollup.dims)
+    columns = (*keys, *HISTOGRAM_VALUES)
+    sets = ", ".join(f"{c} = excluded.{c}" for c in HISTOGRAM_VALUES)
+    conflict = f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}"
+    ordered = sorted(blobs.items())
+    if run.dialect.arrays:  # one statement: a row per array element
+        types = ("int4", "int8", *(_sql_type(d) for d in target.rollup.dims), "bytea", "bytea")
+        arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(columns, types, strict=True))
+        values = list(zip(*((*key, *blobs) for key, blobs in ordered), strict=True))
+        await run.fetch(
+            f"INSERT INTO {target.table} ({', '.join(columns)}) "
+            f"SELECT * FROM unnest({arrays}) {conflict} RETURNING 1",
+            {c: list(v) for c, v in zip(columns, values, strict=True)},
+        )
+        return
+    sql = (
+        f"INSERT INTO {target.table} ({', '.join(columns)}) "
+        f"VALUES ({', '.join(':' + c for c in columns)}) {conflict}"
+    )
+    rows = [dict(zip(columns, (*key, *values), strict=True)) for key, values in ordered]
+    await run.execute_many(sql, rows)
+
+
+class SqlAlchemyRunner:
+    """A RowRunner over an SQLAlchemy async connection (compaction and rebuilds)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn  # sqlalchemy.ext.asyncio.AsyncConnection
+        self.dialect = Dialect.of(conn)
+
+    async def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Sequence[Any]]:
+        return list((await self.conn.execute(text(sql), params or {})).all())
+
+    async def execute_many(self, sql: str, rows: list[dict[str, Any]]) -> None:
+        await self.conn.execute(text(sql), rows)
+
+
+class SqliteRunner:
+    """A RowRunner over the SQLite writer's raw aiosqlite connection (the batch transaction)."""
+
+    dialect = Dialect.SQLITE
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn  # aiosqlite.Connection
+
+    async def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Sequence[Any]]:
+        cursor = await self.conn.execute(sql, params or {})
+        return list(await cursor.fetchall())
+
+    async def execute_many(self, sql: str, rows: list[dict[str, Any]]) -> None:
+        await self.conn.executemany(sql, rows)
+
+
+async def weeks_from_days(run: RowRunner, w0: int, w1: int, workspace_id: int | None) -> int:
+    """Recompute the histogram week rows of weeks [w0, w1) from their day rows (the caller
+    deleted those week rows); the number of rows written."""
+    written = 0
+    for rollup in GROUP.members:
+        if not {"d", "w"} <= set(rollup.grains):
+            continue
+        target = Target(-1, rollup, "w")
+        dims = rollup.dims
+        where = "period >= :w0 AND period < :w1"
+        params: dict[str, Any] = {"w0": w0, "w1": w1}
+        if workspace_id is not None:
+            where += " AND workspace_id = :ws"
+            params["ws"] = workspace_id
+        week = grain_period_sql("w", "period")
+        rows = await run.fetch(
+            f"SELECT workspace_id, {week}, {''.join(d + ', ' for d in dims)}"
+            f"{', '.join(HISTOGRAM_VALUES)} FROM {rollup.table('d')} WHERE {where} "
+            f"ORDER BY {', '.join(('1', '2', *dims))}",
+            params,
+        )
+        width = 2 + len(dims)
+        weeks = {
+            key: [
+                histogram.merge_blobs(bytes(r[width + i]) if r[width + i] else None for r in group)
+                for i in range(len(HISTOGRAM_VALUES))
+            ]
+            for key, group in (
+                (k, list(g)) for k, g in groupby(rows, key=lambda r: tuple(r[:width]))
+            )
+        }
+        await _write(run, target, weeks)
+        written += len(weeks)
+    return written

@@ -1,0 +1,74 @@
+"""Aggregating upserts: `INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE`.
+
+The database aggregates a batch of events (staged in a temporary table, or a range of the
+events table when rebuilding) and folds the result into a summary table: sums add, maxima and
+minima merge, "first" columns keep the first non-null value. These merges commute, so
+concurrent writers stay exact; rows go in key order so two PostgreSQL writers never deadlock.
+The same merges are associative, so a summary may also be folded from an aggregate of the
+source rather than from the source itself (see `fold.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tallyql.storage.dialect import Dialect, greatest_least_sql
+
+Expr = tuple[str, str]  # (target column, SQL expression over the source rows)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Aggregate:
+    """`SELECT keys, SUM(..), MAX(..), .. FROM source GROUP BY keys`, with named columns."""
+
+    keys: tuple[Expr, ...]
+    sums: tuple[Expr, ...] = ()
+    maxes: tuple[Expr, ...] = ()
+    mins: tuple[Expr, ...] = ()
+    firsts: tuple[Expr, ...] = ()
+    where: str = "1 = 1"
+    joins: str = ""
+    """Extra FROM items after the source (e.g. a lateral unnest of tags)."""
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c, _ in (*self.keys, *self.sums, *self.maxes, *self.mins, *self.firsts)]
+
+    @property
+    def key_columns(self) -> list[str]:
+        return [c for c, _ in self.keys]
+
+    def select(self, source: str, ordered: bool = False) -> str:
+        selects = [*(f"{e} AS {c}" for c, e in self.keys)]
+        selects += [f"SUM({e}) AS {c}" for c, e in self.sums]
+        selects += [f"MAX({e}) AS {c}" for c, e in self.maxes]
+        selects += [f"MIN({e}) AS {c}" for c, e in self.mins]
+        selects += [f"MIN({e}) AS {c}" for c, e in self.firsts]
+        group_by = ", ".join(str(i) for i in range(1, len(self.keys) + 1))
+        order = f" ORDER BY {group_by}" if ordered else ""
+        return (
+            f"SELECT {', '.join(selects)} FROM {source} AS src {self.joins} WHERE {self.where} "
+            f"GROUP BY {group_by}{order}"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class AggregateUpsert(Aggregate):
+    table: str
+
+    def sql(self, dialect: Dialect, source: str, returning: str = "") -> str:
+        """The upsert of the aggregate of `source` (`returning`: PostgreSQL columns of the
+        rows written)."""
+        t = self.table
+        greatest, least = greatest_least_sql(dialect)
+        sets = [f"{c} = {t}.{c} + excluded.{c}" for c, _ in self.sums]
+        sets += [
+            f"{c} = " + greatest.format(a=f"{t}.{c}", b=f"excluded.{c}") for c, _ in self.maxes
+        ]
+        sets += [f"{c} = " + least.format(a=f"{t}.{c}", b=f"excluded.{c}") for c, _ in self.mins]
+        sets += [f"{c} = COALESCE({t}.{c}, excluded.{c})" for c, _ in self.firsts]
+        return (
+            f"INSERT INTO {t} ({', '.join(self.columns)}) {self.select(source, ordered=True)} "
+            f"ON CONFLICT ({', '.join(self.key_columns)}) DO UPDATE SET {', '.join(sets)}"
+            + (f" RETURNING {returning}" if returning else "")
+        )
