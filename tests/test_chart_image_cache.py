@@ -6,6 +6,10 @@ gives a new image; another workspace never gets this one's."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -22,10 +26,10 @@ from tallyql.http import chart_render
 from tallyql.http.charts import STATS, forget_images
 from tallyql.storage.data_versions import read_version
 from tallyql.storage.directory import set_group_members
-from tallyql.storage.reprice import reprice_events
 from tallyql.storage.workspaces import get_or_create_workspace
 from tests.conftest import Api
 from tests.support.helpers import iso, llm
+from tests.support.price_changes import REPRICE, create
 
 PRESET = "/v1/charts/cost-by-model.png"
 ASK = "/v1/ask.png"
@@ -174,23 +178,20 @@ async def test_repricing_gives_a_new_image(api: Api) -> None:
     moment = datetime.now(UTC).replace(second=0, microsecond=0)
     with clock.pinned(moment, tick=False):
         at = moment - timedelta(hours=3)
-        await api.ingest(await api.key("acme"), [llm("r1", timestamp=iso(at), model="gpt-4o")])
+        admin = await api.key("acme")
+        await api.ingest(admin, [llm("r1", timestamp=iso(at), model="gpt-4o")])
         viewer = {"Authorization": f"Bearer {await api.key('acme', Role.VIEWER)}"}
         first = await api.client.get(PRESET, headers=viewer)
         assert first.headers["x-tallyql-cache"] == "miss"
         assert (await api.client.get(PRESET, headers=viewer)).headers["x-tallyql-cache"] == "hit"
         before = await _version(api, "acme")
-        async with api.services.db.write() as conn:
-            ws = await get_or_create_workspace(conn, "acme")
-        report = await reprice_events(
-            api.services.db,
-            lambda _ws, _row: 7_000_000_000,  # 7 USD an event
-            ws,
-            at - timedelta(hours=1),
-            moment,
-            EventFilterSpec(),
+        # a price override, then repriceEvents: the stored costs follow the new price
+        await create(
+            api, admin, provider="openai", model="gpt-4o", inputPerMtok=900, outputPerMtok=900
         )
-        assert report.changed == 1
+        window = {"start": iso(at - timedelta(hours=1)), "end": iso(moment)}
+        report = (await api.data(admin, REPRICE, {"range": window}))["repriceEvents"]
+        assert report["changed"] == 1
         assert await _version(api, "acme") > before
         after = await api.client.get(PRESET, headers=viewer)
         assert after.headers["x-tallyql-cache"] == "miss" and after.content != first.content
@@ -224,3 +225,28 @@ async def test_drawing_never_stalls_the_event_loop() -> None:
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     # the loop ran all along: many ticks, none held back for the drawing's whole time
     assert len(gaps) >= 10 and max(gaps) < max(0.5, took / 2), (took, max(gaps), len(gaps))
+
+
+def test_a_worker_whose_server_died_leaves() -> None:
+    """A server killed outright cannot stop its drawing worker: the worker notices it was
+    orphaned and leaves, rather than keep its memory."""
+    script = (
+        "import asyncio, os\n"
+        "from tallyql.http import chart_render\n"
+        "asyncio.run(chart_render.start())\n"
+        "print(*chart_render._executor()._processes, flush=True)\n"
+        "os._exit(0)\n"  # no clean shutdown, as under SIGKILL
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    (worker,) = (int(p) for p in done.stdout.split())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    raise AssertionError("the orphaned worker was still running after 10 s")

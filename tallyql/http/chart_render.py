@@ -5,8 +5,9 @@ render run through `asyncio.to_thread`, a second and more for the first one, whi
 JavaScript engine and loads fonts), so drawing in a thread of the server would stop every
 request meanwhile. Images are drawn in one worker process instead ("spawn": a fresh
 interpreter that imports only this module and vl-convert); the server's loop only waits for
-the bytes. The worker warms up as it starts (`_warm`), and `start()` starts it at the
-server's start, so the first image is not the one paying for that.
+the bytes. The worker warms up as it starts (`_start_worker`), and `start()` starts it at
+the server's start, so the first image is not the one paying for that. A worker whose server
+died (killed outright, so it could not stop the worker) leaves by itself within a second.
 
 One worker per serving process: drawings queue behind each other (tens of milliseconds each)
 rather than compete for the machine's cores with the queries. It costs the memory of a second
@@ -18,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -46,7 +49,17 @@ def draw(fmt: str, spec: dict[str, Any], scale: float) -> bytes:
     return vl_convert.vegalite_to_svg(spec).encode()
 
 
-def _warm() -> None:
+def _follow(parent: int) -> None:
+    # a server killed outright (SIGKILL, a crash) cannot stop its worker: the worker leaves
+    # when it is orphaned, rather than keep its memory for nothing
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def _start_worker(parent: int) -> None:
+    """The worker's initializer: follow the server's life, then warm up."""
+    threading.Thread(target=_follow, args=(parent,), daemon=True, name="follow-server").start()
     draw("png", WARM_SPEC, 1.0)
     draw("svg", WARM_SPEC, 1.0)
 
@@ -62,7 +75,10 @@ def _executor() -> ProcessPoolExecutor:
     global _pool
     if _pool is None:
         _pool = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_warm
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(os.getpid(),),
         )
     return _pool
 
