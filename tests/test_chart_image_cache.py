@@ -21,7 +21,6 @@ from tallyql.auth.principal import Role
 from tallyql.clock import clock
 from tallyql.engine import analytics
 from tallyql.engine.known_values import forget
-from tallyql.engine.query.filters import EventFilterSpec
 from tallyql.http import chart_render
 from tallyql.http.charts import STATS, forget_images
 from tallyql.storage.data_versions import read_version
