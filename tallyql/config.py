@@ -100,6 +100,9 @@ class Settings:
     """After ingest into a workspace, wait this long (gathering more) before checking."""
     alert_interval_seconds: float = 60.0
     """How often alert rules are evaluated."""
+    heartbeat_seconds: float = 5.0
+    """How often this process records its health (writer backlog, last commit, degraded jobs)
+    in the database, where health alert rules read every replica's (0: never)."""
     webhook_timeout_seconds: float = 10.0
     """Timeout of one webhook delivery attempt."""
     webhook_max_attempts: int = 8

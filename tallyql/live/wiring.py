@@ -84,7 +84,11 @@ def start_live(services: Services) -> LiveComponents:
     )
     live.bus.observers.append(budgets.on_batch)
     alerts = AlertScheduler(
-        services.db, live.bus, dispatcher, interval_seconds=settings.alert_interval_seconds
+        services.db,
+        live.bus,
+        dispatcher,
+        interval_seconds=settings.alert_interval_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
     )
     components = LiveComponents(live, dispatcher, budgets, alerts)
     live.start(services.spawn)
