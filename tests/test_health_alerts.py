@@ -3,7 +3,8 @@ database: a writer held mid-batch fires WRITER_STALL_SECONDS once (Slack, PagerD
 signed webhook) and resolves when it commits; another replica's backlog and silence count as
 much as this one's; compaction left undone fires COMPACTION_LAG_SECONDS on PostgreSQL (SQLite
 stages nothing: always 0); jobs /health calls degraded are counted over replicas; only the
-operator creates, changes or deletes them, and each change is audited."""
+operator creates, changes or deletes them, and each change is audited; two real `tallyql serve`
+processes each record their heartbeat in the shared database."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tallyql.auth.principal import Role
 from tallyql.clock import clock
 from tallyql.config import Settings
 from tallyql.storage.compaction import compact
+from tallyql.storage.database import Database
 from tallyql.storage.live_tables import alert_firings
 from tallyql.storage.server_health import HEARTBEAT_EXPIRY, Heartbeat, beat, heartbeats
 from tallyql.storage.tables import audit_events
@@ -30,6 +32,7 @@ from tallyql.webhooks.signing import SIGNATURE_HEADER, verify
 from tests.conftest import Api
 from tests.helpers import iso, llm
 from tests.notify_helpers import Mailbox, Receiver, quiet_settings, smtp_server, webhook_receiver
+from tests.server import reset_database, start_server
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 HEARTBEAT = 5.0
@@ -403,3 +406,36 @@ async def test_only_the_operator_manages_health_rules_and_changes_are_audited(ap
         assert audited[1][1]["threshold"] == 60.0
         left = (await conn.execute(select(alert_firings))).all()
         assert left == []
+
+
+async def test_two_serve_processes_each_record_a_heartbeat(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Two real `tallyql serve` processes on one database: both heartbeats are there (so a
+    health rule evaluated by either sees both writers); one stopped cleanly takes its own
+    away, one killed stays until it expires."""
+    await reset_database(database_url)
+    env = {"TALLYQL_HEARTBEAT_SECONDS": "0.2"}
+    first = start_server(database_url, tmp_path, "first", extra_env=env)
+    second = start_server(database_url, tmp_path, "second", extra_env=env)
+    db = Database(database_url)
+    try:
+
+        async def pids() -> set[int]:
+            return {h.pid for h in await heartbeats(db)}
+
+        want = {first.process.pid, second.process.pid}
+        for _ in range(300):  # both beat within a second of starting
+            if await pids() == want:
+                break
+            await asyncio.sleep(0.1)
+        assert await pids() == want
+        second.stop()
+        assert await pids() == {first.process.pid}
+        first.kill()
+        await asyncio.sleep(0.5)
+        assert await pids() == {first.process.pid}  # nobody said goodbye: it waits to expire
+    finally:
+        first.stop()
+        second.stop()
+        await db.dispose()
