@@ -110,6 +110,9 @@ class Settings:
     """After ingest into a workspace, wait this long (gathering more) before checking."""
     alert_interval_seconds: float = 60.0
     """How often alert rules are evaluated."""
+    heartbeat_seconds: float = 5.0
+    """How often this process records its health (writer backlog, last commit, degraded jobs)
+    in the database, where health alert rules read every replica's (0: never)."""
     webhook_timeout_seconds: float = 10.0
     """Timeout of one webhook delivery attempt."""
     webhook_max_attempts: int = 8
@@ -185,11 +188,24 @@ class Settings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
+POSTGRES_DRIVER = "postgresql+asyncpg://"
+"""How a PostgreSQL URL starts once normalised (read URLs must be PostgreSQL hot standbys)."""
+
+
+def names_postgresql_server(url: str) -> bool:
+    """Whether `url` names a PostgreSQL server (storage/dialect.py holds every SQL difference;
+    this is the settings' own check of what an operator typed)."""
+    try:
+        return normalize_database_url(url).startswith(POSTGRES_DRIVER)
+    except ValueError:
+        return False
+
+
 def normalize_database_url(url: str) -> str:
     for prefix, driver in (
-        ("postgresql+asyncpg://", None),
-        ("postgresql://", "postgresql+asyncpg://"),
-        ("postgres://", "postgresql+asyncpg://"),
+        (POSTGRES_DRIVER, None),
+        ("postgresql://", POSTGRES_DRIVER),
+        ("postgres://", POSTGRES_DRIVER),
         ("sqlite+aiosqlite://", None),
         ("sqlite://", "sqlite+aiosqlite://"),
     ):
@@ -264,9 +280,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     if settings.live_max_age_seconds <= 0:
         raise ValueError("TALLYQL_LIVE_MAX_AGE_SECONDS must be above 0")
     parse_cors_origins(settings.cors_origins)
-    if settings.read_url_list and not settings.resolved_database_url.startswith("postgresql"):
+    if settings.read_url_list and not names_postgresql_server(settings.resolved_database_url):
         raise ValueError("TALLYQL_DATABASE_READ_URLS needs a PostgreSQL TALLYQL_DATABASE_URL")
-    if any(not u.startswith("postgresql") for u in settings.read_url_list):
+    if not all(names_postgresql_server(u) for u in settings.read_url_list):
         raise ValueError("TALLYQL_DATABASE_READ_URLS must be postgresql:// URLs")
     if settings.read_wait_ms < 0 or settings.read_max_lag_seconds <= 0:
         raise ValueError("TALLYQL_READ_WAIT_MS must be >= 0, _MAX_LAG_SECONDS above 0")

@@ -16,6 +16,7 @@ from tallyql.budgets.monitor import BudgetMonitor
 from tallyql.clock import clock
 from tallyql.config import Settings
 from tallyql.costs.book import PriceBook
+from tallyql.heartbeat import HeartbeatJob
 from tallyql.imports.sync import ProviderSync
 from tallyql.ingest.pricing import Pricer
 from tallyql.ingest.service import IngestService
@@ -99,6 +100,8 @@ class Services:
     """Imports each provider connection's activity daily (tallyql/imports/)."""
     report_runner: ReportRunner | None = None
     """Runs scheduled reports when due, and on demand (tallyql/reports/)."""
+    heartbeat: HeartbeatJob | None = None
+    """Records this process's health in the database for health alert rules."""
 
     @cached_property
     def mailer(self) -> Mailer:
@@ -116,6 +119,18 @@ class Services:
 
     def job_reports(self) -> dict[str, dict[str, Any]]:
         return dict(self.reports)
+
+    def degraded_reasons(self) -> list[str]:
+        """Why this process's jobs are not well, as /health says: a job that keeps failing,
+        falls behind or has quarantined a workspace, and a background task that stopped."""
+        reasons = [
+            f"{name}: {report['degraded']}"
+            for name, report in self.job_reports().items()
+            if report.get("degraded")
+        ]
+        tasks = {"writer": self.writer.alive, **self.background_status()}
+        stopped = [f"{name}: background task stopped" for name, ok in tasks.items() if not ok]
+        return reasons + stopped
 
     async def stop(self) -> None:
         for task in self.tasks.values():
@@ -197,6 +212,12 @@ async def start_services(
     if db.standbys is not None:
         metrics.watch_standbys(db.standbys)
         services.spawn("standby_checks", db.standbys.run_forever())
+
+    services.heartbeat = HeartbeatJob(
+        db, writer, services.degraded_reasons, settings.heartbeat_seconds, services.reports
+    )
+    if settings.heartbeat_seconds > 0:
+        services.spawn("heartbeat", services.heartbeat.run_forever())
     services.live = start_live(services)
     services.report_runner = ReportRunner(
         db, services.mailer, settings.report_poll_seconds, services.reports
@@ -249,7 +270,11 @@ def start_live(services: Services) -> LiveComponents:
     )
     live.bus.observers.append(budgets.on_batch)
     alerts = AlertScheduler(
-        services.db, live.bus, dispatcher, interval_seconds=settings.alert_interval_seconds
+        services.db,
+        live.bus,
+        dispatcher,
+        interval_seconds=settings.alert_interval_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
     )
     components = LiveComponents(live, dispatcher, budgets, alerts)
     live.start(services.spawn)

@@ -12,17 +12,21 @@ Gateways, Security, Errors, the audit trail and Workspaces equal their API answe
 dimensions and audit filters in the URL; the Usage and audit CSVs are the exports' rows); the
 filter bar offers every EventFilter field; budgets and alert rules are created, edited and
 deleted from the UI by the roles allowed to; the Live view survives a dropped connection and
-tells how many items the server dropped (Lagged)."""
+tells how many items the server dropped (Lagged). Costs shows when the OpenRouter connection last
+synced and how it went, and admins (only) sync it now from there (a local fake of its API)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
@@ -71,6 +75,38 @@ class Console(Served):
     ingest_key: str = ""
     member: str = ""
     db: str = ""
+    openrouter_paths: list[str] = field(default_factory=list)
+    """What the fake OpenRouter API was asked."""
+
+
+@contextmanager
+def fake_openrouter() -> Iterator[tuple[str, list[str]]]:
+    """OpenRouter's API on loopback: no activity to import (the demo figures stay as they
+    are); its base URL and the paths asked."""
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            raw = json.dumps({"data": []}).encode()
+            self.send_response(200 if self.path.startswith("/api/v1/activity") else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/api/v1", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 @dataclass
@@ -98,20 +134,21 @@ def console(
     ingest = create_key(url, data_dir, role="ingest")
     member = create_key(url, data_dir, role="member")
     # acme's admins are the operator's here, so that the Workspaces view has a key to show it
-    server = start_server(
-        url, data_dir, "console", extra_env={"TALLYQL_OPERATOR_WORKSPACE": "acme"}
-    )
-    try:
-        yield Console(
-            server,
-            admin,
-            viewer=viewer,
-            ingest_key=ingest,
-            member=member,
-            db=request.param,
-        )
-    finally:
-        server.stop()
+    with fake_openrouter() as (openrouter_url, asked):
+        env = {"TALLYQL_OPERATOR_WORKSPACE": "acme", "TALLYQL_OPENROUTER_BASE_URL": openrouter_url}
+        server = start_server(url, data_dir, "console", extra_env=env)
+        try:
+            yield Console(
+                server,
+                admin,
+                viewer=viewer,
+                ingest_key=ingest,
+                member=member,
+                db=request.param,
+                openrouter_paths=asked,
+            )
+        finally:
+            server.stop()
 
 
 def _open(
@@ -563,6 +600,50 @@ def test_costs_figures_and_model_comparison(browser: Browser, console: Console) 
     page.wait_for_selector("table.comparison")
     assert page.locator("section.compare input:checked").count() == 2
     tab.close()
+
+
+PROVIDER = "{ providerConnection { lastSyncAt lastSyncStatus lastError lastResult } }"
+SYNC_PANEL = "section.provider-sync"
+
+
+def test_costs_shows_the_last_provider_sync_and_admins_sync_now(
+    browser: Browser, console: Console
+) -> None:
+    connect = "mutation($k: String!) { connectProvider(apiKey: $k) { userErrors { field } } }"
+    assert console.graphql(connect, {"k": "sk-or-v1-console-test"})["connectProvider"] == {
+        "userErrors": []
+    }
+    try:
+        # a viewer reads that it never synced, and has no button (syncing is for admins)
+        tab = _signed_in(browser, console, "?view=costs", key=console.viewer)
+        page = tab.page
+        page.wait_for_selector(f"{SYNC_PANEL} [data-status='NEVER']")
+        assert page.get_attribute(f"{SYNC_PANEL} time", "data-value") == ""
+        assert page.locator(f"{SYNC_PANEL} button.sync-now").count() == 0
+        tab.close()
+
+        tab = _signed_in(browser, console, "?view=costs")
+        page = tab.page
+        page.click(f"{SYNC_PANEL} button.sync-now")
+        page.wait_for_selector(f"{SYNC_PANEL} [data-status='SUCCEEDED']")
+        answer = console.graphql(PROVIDER)["providerConnection"]
+        assert answer["lastSyncStatus"] == "succeeded" and answer["lastError"] is None
+        assert page.get_attribute(f"{SYNC_PANEL} time", "data-value") == answer["lastSyncAt"]
+        shown = page.inner_text(f"{SYNC_PANEL} time")
+        synced = datetime.fromisoformat(answer["lastSyncAt"]).astimezone(ZoneInfo(TIME_ZONE))
+        assert f"{synced:%H:%M:%S}" in shown  # in the browser's zone
+        for name, count in answer["lastResult"].items():
+            if page.locator(f"{SYNC_PANEL} [data-metric='lastResult.{name}']").count():
+                assert _value(page, f"lastResult.{name}", SYNC_PANEL) == count
+        assert _value(page, "lastResult.importedRows", SYNC_PANEL) == 0
+        assert any(p.startswith("/api/v1/activity") for p in console.openrouter_paths)
+        _shot(page, console, "costs-provider-sync")
+        page.reload(wait_until="load")
+        page.wait_for_selector(f"{SYNC_PANEL} [data-status='SUCCEEDED']")
+        assert page.get_attribute(f"{SYNC_PANEL} time", "data-value") == answer["lastSyncAt"]
+        tab.close()
+    finally:
+        console.graphql("mutation { disconnectProvider { userErrors { field } } }")
 
 
 def test_custom_range_in_the_chosen_zone_and_the_empty_state(

@@ -1,5 +1,6 @@
 """Alert rules: a metric of the engine over a trailing window, or since the start of the local
-day, week or month, compared with a threshold."""
+day, week or month, compared with a threshold; or a health condition of the server itself
+(alerts/health.py) compared with a threshold."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tallyql.alerts.health import HealthCondition
 from tallyql.engine.query.filter_codec import spec_from_json
 from tallyql.engine.query.filters import EventFilterSpec
 from tallyql.engine.query.periods import Period, period_bounds
@@ -66,8 +68,10 @@ class AlertRule:
     workspace_id: int
     id: str
     name: str
-    metric: Metric
+    metric: Metric | None
+    """None: a health rule."""
     window_seconds: int
+    """0 for a health rule (measured at the evaluation)."""
     filter: EventFilterSpec
     operator: Operator
     threshold: float
@@ -85,6 +89,8 @@ class AlertRule:
     last_fired_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    health: HealthCondition | None = None
+    """What a health rule watches; None: a metric rule."""
 
     @classmethod
     def from_row(cls, row: Any) -> AlertRule:
@@ -92,7 +98,7 @@ class AlertRule:
             workspace_id=row["workspace_id"],
             id=row["id"],
             name=row["name"],
-            metric=Metric(row["metric"]),
+            metric=None if row.get("health") else Metric(row["metric"]),
             window_seconds=int(row["window_seconds"]),
             filter=spec_from_json(row["filter"]),
             operator=Operator(row["operator"]),
@@ -110,4 +116,5 @@ class AlertRule:
             last_fired_at=row["last_fired_at"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            health=HealthCondition(row["health"]) if row.get("health") else None,
         )

@@ -1,7 +1,9 @@
 """Evaluates every enabled alert rule on a schedule, through the engine.
 
-A rule's metric is read over the trailing window ending now. OK -> FIRING when the condition
-holds and the cooldown since the last firing has passed; FIRING -> OK when it no longer holds.
+A rule's metric is read over its window ending now; a health rule's condition is read from the
+shared database (alerts/health.py), once per round whatever the number of health rules.
+OK -> FIRING when the condition holds and the cooldown since the last firing has passed;
+FIRING -> OK when it no longer holds.
 Each transition is an UPDATE guarded by the rule's `state_version`, so when replicas
 evaluate the same rule concurrently exactly one of them records it: a firing (or its
 resolution) in `alert_firings`, webhook deliveries in the same transaction, and after commit
@@ -20,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import update
 
+from tallyql.alerts.health import UNITS, HealthProbe
 from tallyql.alerts.model import AlertRule, AlertState, holds, window_start
 from tallyql.alerts.store import enabled_rules
 from tallyql.clock import clock
@@ -39,9 +42,17 @@ log = logging.getLogger(__name__)
 
 class AlertScheduler:
     def __init__(
-        self, db: Database, bus: LiveBus, dispatcher: WebhookDispatcher, interval_seconds: float
+        self,
+        db: Database,
+        bus: LiveBus,
+        dispatcher: WebhookDispatcher,
+        interval_seconds: float,
+        heartbeat_seconds: float = 5.0,
     ) -> None:
+        """`heartbeat_seconds`: how often replicas record their health (a replica silent for
+        several intervals counts as stalled while its events wait)."""
         self._db = db
+        self._heartbeat_seconds = heartbeat_seconds
         self._bus = bus
         self._dispatcher = dispatcher
         self._interval = interval_seconds
@@ -61,9 +72,10 @@ class AlertScheduler:
         """Evaluate every enabled rule; returns the transitions this call recorded."""
         now = now or clock.now()
         notices: list[dict[str, Any]] = []
+        probe = HealthProbe(self._db, now, self._heartbeat_seconds)
         for rule in await enabled_rules(self._db):
             try:
-                notice = await self.evaluate(rule, now)
+                notice = await self.evaluate(rule, now, probe)
             except Exception:
                 log.exception("alert rule %s could not be evaluated", rule.id)
                 continue
@@ -75,21 +87,32 @@ class AlertScheduler:
         self.last_run = clock.timestamp()
         return notices
 
-    async def evaluate(self, rule: AlertRule, now: datetime) -> dict[str, Any] | None:
+    async def evaluate(
+        self, rule: AlertRule, now: datetime, probe: HealthProbe | None = None
+    ) -> dict[str, Any] | None:
         """Measure the rule at `now`; the transition it recorded, if any."""
-        # a calendar window that starts this very instant still needs a length
-        start = min(window_start(rule, now), now - timedelta(microseconds=1))
-        window = TimeWindow(start, now, ZoneInfo(rule.timezone))
-        asker = Asker(self._db, Scope.of(rule.workspace_id), window, rule.filter)
-        value = (await asker.run((rule.metric,))).value((0,), rule.metric)
+        detail: dict[str, Any] = {}
+        if rule.health is not None:
+            reading = await (probe or HealthProbe(self._db, now, self._heartbeat_seconds)).read(
+                rule.health
+            )
+            value: float | None = reading.value
+            detail = reading.detail
+        else:
+            assert rule.metric is not None
+            # a calendar window that starts this very instant still needs a length
+            start = min(window_start(rule, now), now - timedelta(microseconds=1))
+            window = TimeWindow(start, now, ZoneInfo(rule.timezone))
+            asker = Asker(self._db, Scope.of(rule.workspace_id), window, rule.filter)
+            value = (await asker.run((rule.metric,))).value((0,), rule.metric)
         condition = holds(rule.operator, value, rule.threshold)
         cooled = rule.last_fired_at is None or now - rule.last_fired_at >= timedelta(
             seconds=rule.cooldown_seconds
         )
         if rule.state is AlertState.OK and condition and cooled:
-            notice = await self._transition(rule, now, value, AlertState.FIRING)
+            notice = await self._transition(rule, now, value, AlertState.FIRING, detail)
         elif rule.state is AlertState.FIRING and not condition:
-            notice = await self._transition(rule, now, value, AlertState.OK)
+            notice = await self._transition(rule, now, value, AlertState.OK, detail)
         else:
             notice = None
             async with self._db.write() as conn:
@@ -103,7 +126,12 @@ class AlertScheduler:
         return notice
 
     async def _transition(
-        self, rule: AlertRule, now: datetime, value: float | None, to: AlertState
+        self,
+        rule: AlertRule,
+        now: datetime,
+        value: float | None,
+        to: AlertState,
+        detail: dict[str, Any],
     ) -> dict[str, Any] | None:
         firing = to is AlertState.FIRING
         firing_id = uuid.uuid4().hex if firing else rule.current_firing_id
@@ -131,7 +159,8 @@ class AlertScheduler:
                         id=firing_id,
                         rule_id=rule.id,
                         rule_name=rule.name,
-                        metric=rule.metric.value,
+                        metric=_watched(rule),
+                        health=rule.health.value if rule.health else None,
                         operator=rule.operator.value,
                         threshold=rule.threshold,
                         window_seconds=_measured_seconds(rule, now),
@@ -153,7 +182,7 @@ class AlertScheduler:
                 "ruleName": rule.name,
                 "firingId": firing_id,
                 "state": to.name,
-                "metric": rule.metric.value,
+                "metric": rule.metric.value if rule.metric else None,
                 "operator": rule.operator.name,
                 "threshold": rule.threshold,
                 "value": value,
@@ -161,6 +190,8 @@ class AlertScheduler:
                 "calendarWindow": rule.calendar.name if rule.calendar else None,
                 "at": now.isoformat(),
             }
+            if rule.health is not None:
+                data |= {"health": rule.health.name, "unit": UNITS[rule.health], **detail}
             event = "alert.firing" if firing else "alert.resolved"
             await enqueue(conn, rule.workspace_id, rule.webhook_ids, event, data)
         return {
@@ -168,7 +199,8 @@ class AlertScheduler:
             "rule_name": rule.name,
             "firing_id": firing_id,
             "state": to.value,
-            "metric": rule.metric.value,
+            "metric": rule.metric.value if rule.metric else None,
+            "health": rule.health.value if rule.health else None,
             "operator": rule.operator.value,
             "threshold": rule.threshold,
             "value": value,
@@ -177,8 +209,16 @@ class AlertScheduler:
         }
 
 
+def _watched(rule: AlertRule) -> str:
+    """The firing's `metric` column: the metric, or a health rule's condition."""
+    return rule.health.value if rule.health else rule.metric.value if rule.metric else ""
+
+
 def _measured_seconds(rule: AlertRule, now: datetime) -> int:
-    """How long the window measured at `now` was (a calendar rule's grows through its period)."""
+    """How long the window measured at `now` was (a calendar rule's grows through its period;
+    a health rule's is the instant: 0)."""
+    if rule.health is not None:
+        return 0
     return max(0, round((now - window_start(rule, now)).total_seconds()))
 
 

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tallyql.alerts.health import HealthCondition
 from tallyql.alerts.model import (
     CALENDAR_SECONDS,
     MAX_WINDOW_SECONDS,
@@ -61,6 +62,21 @@ class RuleFields:
     calendar: Period | None = None
     """Measure from the start of the local period; setting it clears a trailing window."""
     timezone: str | None = None
+    health: HealthCondition | None = None
+    """Makes a new rule a health rule (which then has no metric, window or filter)."""
+
+
+def _health_values(fields: RuleFields, values: dict[str, Any]) -> None:
+    """A health rule's fields: a condition and a threshold, nothing of a metric rule's."""
+    if fields.metric is not None:
+        raise AlertError("metric", "a health rule watches a health condition, not a metric")
+    if fields.window_seconds is not None or fields.calendar is not None:
+        raise AlertError("windowMinutes", "a health rule is measured at each evaluation")
+    if fields.filter is not None:
+        raise AlertError("filter", "a health rule watches the whole server: no filter")
+    if fields.health is not None:
+        values["health"] = fields.health.value
+        values["metric"] = fields.health.value  # the column is NOT NULL; see live_tables
 
 
 async def _values(
@@ -75,6 +91,11 @@ async def _values(
         "enabled": fields.enabled,
     }
     values.update({k: v for k, v in simple.items() if v is not None})
+    health_rule = values.get("health") is not None or fields.health is not None
+    if fields.health is not None and base.get("metric") and not base.get("health"):
+        raise AlertError("health", "a metric rule cannot become a health rule: create one")
+    if health_rule:
+        _health_values(fields, values)
     if fields.calendar is not None and fields.window_seconds is not None:
         raise AlertError("calendarWindow", "give windowMinutes or calendarWindow, not both")
     if fields.calendar is not None:
@@ -102,7 +123,7 @@ async def _values(
         values["webhook_ids"] = wanted
     if not values["name"].strip():
         raise AlertError("name", "give the rule a name")
-    if not 60 <= values["window_seconds"] <= MAX_WINDOW_SECONDS:
+    if not health_rule and not 60 <= values["window_seconds"] <= MAX_WINDOW_SECONDS:
         raise AlertError("windowMinutes", "the window must be from 1 minute to 31 days")
     if not 0 <= values["cooldown_seconds"] <= MAX_WINDOW_SECONDS:
         raise AlertError("cooldownMinutes", "the cooldown must be from 0 to 31 days")
@@ -119,8 +140,9 @@ async def create_rule(
         "workspace_id": workspace_id,
         "id": uuid.uuid4().hex,
         "name": "",
-        "metric": Metric.REQUESTS.value,
-        "window_seconds": 300,
+        "metric": "" if fields.health is not None else Metric.REQUESTS.value,
+        "health": None,
+        "window_seconds": 0 if fields.health is not None else 300,
         "filter": {},
         "operator": Operator.GT.value,
         "threshold": 0.0,
@@ -263,6 +285,7 @@ async def _row(conn: AsyncConnection, workspace_id: int, rule_id: str) -> dict[s
 def _described(values: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": values["name"],
+        "health": values.get("health"),
         "metric": values["metric"],
         "window_seconds": values["window_seconds"],
         "calendar": values["calendar"],

@@ -25,13 +25,9 @@ async def health(request: Request) -> JSONBody:
     standbys = services.db.standbys
     tasks = {"writer": writer.alive, **services.background_status()}
     jobs = services.job_reports()
-    # a job that keeps failing, falls behind or has quarantined a workspace says why
-    reasons = [
-        f"{name}: {report['degraded']}" for name, report in jobs.items() if report.get("degraded")
-    ]
+    reasons = services.degraded_reasons()
     if not database_ok:
         reasons.insert(0, "database unreachable")
-    reasons += [f"{name}: background task stopped" for name, alive in tasks.items() if not alive]
     healthy = not reasons
     body = {
         "status": "ok" if healthy else "degraded",

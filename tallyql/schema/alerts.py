@@ -1,5 +1,5 @@
 """Alert rules: `alertRules`, `alertRule(id)`, `alertFirings` (READ) and `createAlertRule`,
-`updateAlertRule`, `deleteAlertRule` (MANAGE)."""
+`updateAlertRule`, `deleteAlertRule` (MANAGE; a health rule: the operator only)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from typing import Annotated, Any
 import strawberry
 
 from tallyql.alerts import model, store
+from tallyql.alerts.health import HealthCondition
 from tallyql.alerts.model import AlertState, Operator
-from tallyql.auth.principal import Permission
+from tallyql.auth.operator import require_operator
+from tallyql.auth.principal import Permission, Principal
 from tallyql.engine.query.periods import Period
 from tallyql.engine.query.registry import Metric as EngineMetric
 from tallyql.schema.analytics import Metric
@@ -23,7 +25,7 @@ from tallyql.schema.base.errors import UserError
 from tallyql.schema.base.filter_output import filter_as_input
 from tallyql.schema.base.pages import Connection, row_connection
 from tallyql.schema.base.scalars import JSON
-from tallyql.schema.live_types import AlertOperator
+from tallyql.schema.live_types import AlertOperator, HealthConditionType
 
 AlertStateType = strawberry.enum(AlertState, name="AlertState", description="OK or FIRING.")
 describe_values(
@@ -49,17 +51,24 @@ class CalendarWindow(Enum):
 
 @strawberry.type(
     description="metric over the window <operator> threshold; the window trails the "
-    "evaluation (windowMinutes) or starts at the local day, week or month (calendarWindow)."
+    "evaluation (windowMinutes) or starts at the local day, week or month (calendarWindow). "
+    "A health rule compares a health condition of the server itself instead (health)."
 )
 class AlertRule:
     id: strawberry.ID = strawberry.field(description="The rule's id.")
     name: str = strawberry.field(description="A name for people.")
-    metric: Metric = strawberry.field(  # type: ignore[valid-type]
-        description="The metric measured over the window, e.g. ERROR_RATE or COST_USD."
+    metric: Metric | None = strawberry.field(  # type: ignore[valid-type]
+        description="The metric measured over the window, e.g. ERROR_RATE or COST_USD; null "
+        "for a health rule."
+    )
+    health: HealthConditionType | None = strawberry.field(  # type: ignore[valid-type]
+        description="What a health rule watches, measured at each evaluation over every "
+        "replica; null for a metric rule."
     )
     window_minutes: int = strawberry.field(
         description="The trailing window the metric is measured over, in minutes; for a "
-        "calendar rule the longest its period can be (1,440, 10,080 or 44,640)."
+        "calendar rule the longest its period can be (1,440, 10,080 or 44,640); 0 for a "
+        "health rule."
     )
     calendar_window: CalendarWindow | None = strawberry.field(
         description="Measured since the start of the local day, week or month (in timezone); "
@@ -71,7 +80,8 @@ class AlertRule:
         description="How the metric is compared with the threshold."
     )
     threshold: float = strawberry.field(
-        description="The threshold, in the metric's unit (a rate is 0 to 1, a cost in USD)."
+        description="The threshold, in the metric's unit (a rate is 0 to 1, a cost in USD) or "
+        "the health condition's (seconds, events or jobs)."
     )
     cooldown_minutes: int = strawberry.field(
         description="Least time between two firings, in minutes."
@@ -101,6 +111,7 @@ class AlertRule:
             id=strawberry.ID(rule.id),
             name=rule.name,
             metric=rule.metric,
+            health=rule.health,
             window_minutes=rule.window_seconds // 60,
             calendar_window=CalendarWindow(rule.calendar.value) if rule.calendar else None,
             timezone=rule.timezone,
@@ -124,8 +135,11 @@ class AlertFiring:
     id: strawberry.ID = strawberry.field(description="The firing's id.")
     rule_id: strawberry.ID = strawberry.field(description="The rule that fired.")
     rule_name: str = strawberry.field(description="The rule's name when it fired.")
-    metric: Metric = strawberry.field(  # type: ignore[valid-type]
-        description="The rule's metric."
+    metric: Metric | None = strawberry.field(  # type: ignore[valid-type]
+        description="The rule's metric; null for a health rule."
+    )
+    health: HealthConditionType | None = strawberry.field(  # type: ignore[valid-type]
+        description="The health rule's condition; null for a metric rule."
     )
     operator: AlertOperator = strawberry.field(  # type: ignore[valid-type]
         description="The rule's operator."
@@ -133,26 +147,37 @@ class AlertFiring:
     threshold: float = strawberry.field(description="The rule's threshold, in the metric's unit.")
     window_minutes: int = strawberry.field(
         description="The window measured when the rule fired, in minutes (for a calendar "
-        "rule: since the period's start)."
+        "rule: since the period's start; 0 for a health rule)."
     )
     value: float | None = strawberry.field(
-        description="The metric when the rule fired, in its unit."
+        description="The metric (or health condition) when the rule fired, in its unit."
     )
     fired_at: datetime = strawberry.field(description="When it started firing.")
     resolved_at: datetime | None = strawberry.field(
         description="When it resolved; null while firing."
     )
     resolved_value: float | None = strawberry.field(
-        description="The metric when it resolved, in its unit."
+        description="The metric (or health condition) when it resolved, in its unit."
     )
     state: FiringState = strawberry.field(description="Firing or resolved.")
 
 
-@strawberry.input(description="A new alert rule.")
+@strawberry.input(
+    description="A new alert rule: a metric rule (metric and windowMinutes or calendarWindow) "
+    "or a health rule (health; only admin keys of the operator workspace create these)."
+)
 class AlertRuleInput:
     name: str = strawberry.field(description="A name for people.")
-    metric: Metric = strawberry.field(  # type: ignore[valid-type]
-        description="The metric measured over the window, e.g. ERROR_RATE or COST_USD."
+    metric: Metric | None = strawberry.field(  # type: ignore[valid-type]
+        default=None,
+        description="The metric measured over the window, e.g. ERROR_RATE or COST_USD; give "
+        "it or health.",
+    )
+    health: HealthConditionType | None = strawberry.field(  # type: ignore[valid-type]
+        default=None,
+        description="Watch the server's own health instead of a metric (writer stalled or "
+        "backlogged, compaction behind, jobs degraded), over every replica; give it or "
+        "metric. Operator only.",
     )
     window_minutes: int | None = strawberry.field(
         default=None,
@@ -171,10 +196,13 @@ class AlertRuleInput:
         description="How the metric is compared with the threshold."
     )
     threshold: float = strawberry.field(
-        description="The threshold, in the metric's unit (a rate is 0 to 1, a cost in USD)."
+        description="The threshold, in the metric's unit (a rate is 0 to 1, a cost in USD) or "
+        "the health condition's (seconds, events or jobs)."
     )
     filter: EventFilter | None = strawberry.field(
-        default=None, description="Which events the metric counts; null: all of the workspace."
+        default=None,
+        description="Which events the metric counts; null: all of the workspace (a health "
+        "rule takes none).",
     )
     cooldown_minutes: int = strawberry.field(
         default=60, description="Least time between two firings, in minutes."
@@ -191,6 +219,11 @@ class AlertRulePatch:
     metric: Metric | None = strawberry.field(  # type: ignore[valid-type]
         default=None,
         description="New value: the metric measured over the window, e.g. ERROR_RATE or COST_USD.",
+    )
+    health: HealthConditionType | None = strawberry.field(  # type: ignore[valid-type]
+        default=None,
+        description="New value: the condition a health rule watches (a metric rule cannot "
+        "become one).",
     )
     window_minutes: int | None = strawberry.field(
         default=None,
@@ -253,6 +286,7 @@ def _fields(value: AlertRuleInput | AlertRulePatch) -> store.RuleFields:
         enabled=value.enabled,
         calendar=Period(value.calendar_window.value) if value.calendar_window else None,
         timezone=value.timezone,
+        health=HealthCondition(value.health.value) if value.health is not None else None,
     )
 
 
@@ -261,7 +295,8 @@ def _firing(row: dict[str, Any]) -> AlertFiring:
         id=strawberry.ID(row["id"]),
         rule_id=strawberry.ID(row["rule_id"]),
         rule_name=row["rule_name"],
-        metric=EngineMetric(row["metric"]),
+        metric=None if row.get("health") else EngineMetric(row["metric"]),
+        health=HealthCondition(row["health"]) if row.get("health") else None,
         operator=Operator(row["operator"]),
         threshold=row["threshold"],
         window_minutes=row["window_seconds"] // 60,
@@ -271,6 +306,20 @@ def _firing(row: dict[str, Any]) -> AlertFiring:
         resolved_value=row["resolved_value"],
         state=FiringState.FIRING if row["resolved_at"] is None else FiringState.RESOLVED,
     )
+
+
+def _require_operator(info: TallyInfo, principal: Principal) -> None:
+    """Health rules watch the whole server (every workspace's traffic moves its writer and
+    compaction): only its operator creates, changes or deletes them."""
+    require_operator(principal, info.context.services.settings)
+
+
+async def _guard_health_rule(info: TallyInfo, principal: Principal, rule_id: str) -> None:
+    """A health rule changes only by the operator's hand (an admin who lost operator scope
+    cannot silence it)."""
+    rule = await store.get_rule(info.context.services.db, principal.workspace_id, rule_id)
+    if rule is not None and rule.health is not None:
+        _require_operator(info, principal)
 
 
 @strawberry.type
@@ -325,7 +374,12 @@ class AlertMutation:
         ],
     ) -> AlertRulePayload:
         principal = info.context.require(Permission.MANAGE)
-        if input.window_minutes is None and input.calendar_window is None:
+        if (input.metric is None) == (input.health is None):
+            message = "give metric (a metric rule) or health (a health rule), not both"
+            return AlertRulePayload(alert_rule=None, user_errors=invalid("metric", message))
+        if input.health is not None:
+            _require_operator(info, principal)
+        elif input.window_minutes is None and input.calendar_window is None:
             message = "give windowMinutes (a trailing window) or calendarWindow"
             return AlertRulePayload(alert_rule=None, user_errors=invalid("windowMinutes", message))
         rule, errors = await saved(
@@ -350,6 +404,7 @@ class AlertMutation:
         ],
     ) -> AlertRulePayload:
         principal = info.context.require(Permission.MANAGE)
+        await _guard_health_rule(info, principal, str(id))
         rule, errors = await saved(
             "alert rule",
             store.update_rule(
@@ -365,6 +420,7 @@ class AlertMutation:
     @strawberry.mutation(description="Delete an alert rule (its firings are kept).")
     async def delete_alert_rule(self, info: TallyInfo, id: IdArg) -> DeletePayload:
         principal = info.context.require(Permission.MANAGE)
+        await _guard_health_rule(info, principal, str(id))
         db = info.context.services.db
         actor = actor_of(info, principal)
         return await deleted(

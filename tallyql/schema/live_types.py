@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import strawberry
 
+from tallyql.alerts.health import HealthCondition
 from tallyql.alerts.model import Operator
 from tallyql.engine.query.periods import Period
 from tallyql.live import subscriber as kinds
@@ -47,6 +48,30 @@ describe_values(
         "DAY": "A local calendar day.",
         "WEEK": "A local week from Monday 00:00.",
         "MONTH": "A local calendar month.",
+    },
+)
+HealthConditionType = strawberry.enum(
+    HealthCondition,
+    name="HealthCondition",
+    description="What a health alert rule watches: the server itself, every replica of it, "
+    "not a workspace's events.",
+)
+describe_values(
+    HealthConditionType,
+    {
+        "WRITER_STALL_SECONDS": "Seconds the writer of any replica has held accepted events "
+        "without committing a batch (since its last commit or the oldest waiting event's "
+        "acceptance, whichever is later; 0 when nothing waits), as of its last heartbeat; a "
+        "replica silent for three heartbeat intervals counts its silence too.",
+        "WRITER_BACKLOG_EVENTS": "Events accepted and not yet committed by one replica's "
+        "writer (queued or in a batch being written): the most of any replica, as of its last "
+        "heartbeat; a replica refuses events beyond TALLYQL_WRITER_QUEUE_EVENTS.",
+        "COMPACTION_LAG_SECONDS": "Seconds the oldest rollup row staged for compaction has "
+        "waited (PostgreSQL, on the database's clock; 0 when nothing is staged, and always 0 "
+        "on SQLite, whose writer folds rollups as it commits).",
+        "JOBS_DEGRADED": "Background jobs that /health calls degraded (failing repeatedly, "
+        "falling behind, a workspace quarantined, a task stopped), counted over every "
+        "replica's last heartbeat (count).",
     },
 )
 AlertOperator = strawberry.enum(
@@ -169,15 +194,21 @@ class AlertEvent:
     rule_name: str = strawberry.field(description="The alert rule's name.")
     firing_id: strawberry.ID | None = strawberry.field(description="The firing's id.")
     transition: AlertTransition = strawberry.field(description="Started or stopped firing.")
-    metric: Metric = strawberry.field(  # type: ignore[valid-type]
-        description="The metric the rule watches."
+    metric: Metric | None = strawberry.field(  # type: ignore[valid-type]
+        description="The metric the rule watches; null for a health rule."
+    )
+    health: HealthConditionType | None = strawberry.field(  # type: ignore[valid-type]
+        description="The health condition a health rule watches; null for a metric rule."
     )
     operator: AlertOperator = strawberry.field(  # type: ignore[valid-type]
-        description="How the metric is compared with the threshold."
+        description="How the metric (or health condition) is compared with the threshold."
     )
-    threshold: float = strawberry.field(description="The threshold, in the metric's unit.")
+    threshold: float = strawberry.field(
+        description="The threshold, in the metric's (or health condition's) unit."
+    )
     value: float | None = strawberry.field(
-        description="The metric's value over the window, in its unit; null without data."
+        description="The metric's value over the window (a health condition's at the "
+        "evaluation), in its unit; null without data."
     )
     window_minutes: int = strawberry.field(
         description="The rule's window in minutes: the metric was measured over its last minutes."
@@ -319,7 +350,8 @@ def to_live_event(kind: str, value: Any) -> Any:
             rule_name=value["rule_name"],
             firing_id=strawberry.ID(value["firing_id"]) if value["firing_id"] else None,
             transition=AlertTransition(value["state"]),
-            metric=Metric(value["metric"]),
+            metric=Metric(value["metric"]) if value["metric"] else None,
+            health=HealthCondition(value["health"]) if value.get("health") else None,
             operator=Operator(value["operator"]),
             threshold=value["threshold"],
             value=value["value"],

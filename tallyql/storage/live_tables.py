@@ -111,6 +111,10 @@ alert_rules = Table(
     Column("last_fired_at", UtcDateTime()),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    # a health rule (alerts/health.py) watches the server, not the workspace's events:
+    # writer_stall_seconds | writer_backlog_events | compaction_lag_seconds | jobs_degraded;
+    # `metric` then repeats it (the column predates health rules and is NOT NULL)
+    Column("health", Text),
 )
 
 alert_firings = Table(
@@ -128,6 +132,7 @@ alert_firings = Table(
     Column("fired_at", UtcDateTime(), nullable=False),
     Column("resolved_at", UtcDateTime()),
     Column("resolved_value", Float),
+    Column("health", Text),  # the health condition of a health rule; `metric` repeats it
 )
 Index("ix_alert_firings_ws_fired", alert_firings.c.workspace_id, alert_firings.c.fired_at)
 

@@ -67,7 +67,8 @@ def summary(event_type: str, data: dict[str, Any]) -> str:
     summary)."""
     if event_type in ("alert.firing", "alert.resolved"):
         state = "firing" if event_type == "alert.firing" else "resolved"
-        condition = f"{data.get('metric')} {data.get('operator')} {_number(data.get('threshold'))}"
+        watched = data.get("health") or data.get("metric")  # a health rule has no metric
+        condition = f"{watched} {data.get('operator')} {_number(data.get('threshold'))}"
         value = data.get("value")
         shown = "no value" if value is None else _number(value)
         return f"[tallyql] Alert {state}: {data.get('ruleName')} ({condition}; value {shown})"

@@ -16,8 +16,10 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
+from tallyql.clock import clock
 from tallyql.storage.dialect import Dialect
 from tallyql.storage.ingest.batch import BATCH_TABLE, Batches, WriterStep
 from tallyql.storage.ingest.record import ValidEvent
@@ -48,6 +50,7 @@ class WriterFailed(RuntimeError):
 class _Submission:
     events: list[ValidEvent]
     future: asyncio.Future[list[bool]]
+    accepted_at: datetime = field(default_factory=clock.now)
 
 
 @dataclass
@@ -58,6 +61,8 @@ class WriterStats:
     last_batch_size: int = 0
     last_commit_seconds: float = 0.0
     failures: int = 0
+    last_commit_at: datetime | None = None
+    """When the last batch committed (the server's clock); None before the first."""
 
 
 class Writer:
@@ -77,6 +82,8 @@ class Writer:
         self._max_batch = max_batch_events
         self._queue: deque[_Submission] = deque()
         self._queued_events = 0
+        self._in_flight: list[list[_Submission]] = []
+        """Batches taken from the queue and not yet answered (their lane is writing them)."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -87,6 +94,19 @@ class Writer:
     def queue_depth(self) -> int:
         """Events waiting to be written."""
         return self._queued_events
+
+    @property
+    def pending_events(self) -> int:
+        """Events accepted and not yet answered: queued, or in a batch being written."""
+        return self._queued_events + sum(len(s.events) for b in self._in_flight for s in b)
+
+    @property
+    def oldest_pending_at(self) -> datetime | None:
+        """When the longest-waiting accepted, unanswered event was accepted; None: none."""
+        firsts = [b[0].accepted_at for b in self._in_flight if b]
+        if self._queue:
+            firsts.append(self._queue[0].accepted_at)  # the queue is first in, first out
+        return min(firsts, default=None)
 
     @property
     def alive(self) -> bool:
@@ -146,9 +166,12 @@ class Writer:
 
         while True:
             if self._queue and len(running) < lanes:
-                task = asyncio.create_task(self._write(self._take_batch()))
+                batch = self._take_batch()
+                self._in_flight.append(batch)
+                task = asyncio.create_task(self._write(batch))
                 running.add(task)
                 task.add_done_callback(done)
+                task.add_done_callback(lambda _, b=batch: self._in_flight.remove(b))
                 continue
             if self._stopping and not self._queue and not running:
                 return
@@ -221,6 +244,7 @@ class Writer:
         self.stats.duplicates += total - len(new)
         self.stats.last_batch_size = total
         self.stats.last_commit_seconds = elapsed
+        self.stats.last_commit_at = clock.now()
         if self._observer is not None:
             self._observer(total, len(new), elapsed)
         return results, new

@@ -34,11 +34,13 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    DateTime,
     Float,
     Integer,
     LargeBinary,
     Table,
     Text,
+    func,
 )
 
 from tallyql.storage.tables import EVENT_TOKEN_COLUMNS, metadata
@@ -295,6 +297,9 @@ def _delta(group: FoldGroup) -> Table:
         Column("period", BigInteger, nullable=False),
         *dims,
         *measures,
+        # when the row was staged (its transaction's start): how long compaction keeps rows
+        # waiting, for health alert rules (migration 0022_delta_staged_at); no INSERT names it
+        Column("staged_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
 
 

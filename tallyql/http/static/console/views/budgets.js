@@ -11,7 +11,7 @@ import { dataTable, load } from "../tables.js";
 const BUDGET_FIELDS = `id name amountUsd period timezone scope scopeValue filter thresholds
   currentSpendUsd percentUsed projectedSpendUsd daysRemaining status periodStart periodEnd
   crossedThresholds`;
-const RULE_FIELDS = `id name metric windowMinutes filter operator threshold cooldownMinutes
+const RULE_FIELDS = `id name metric health windowMinutes filter operator threshold cooldownMinutes
   enabled state lastValue lastEvaluatedAt lastFiredAt`;
 const QUERY = `query ConsoleBudgets {
   budgets(first: 100) { totalCount nodes { ${BUDGET_FIELDS} } }
@@ -36,6 +36,13 @@ const MUTATIONS = {
 const PERIODS = ["DAY", "WEEK", "MONTH"];
 // and FILTER: the events the filter bar selects (offered when it selects some)
 const SCOPES = ["WORKSPACE", "USER", "GROUP", "API_KEY", "MODEL", "PROVIDER"];
+// a health rule's condition (the server itself, every replica), in words with its unit
+const HEALTH = {
+  WRITER_STALL_SECONDS: "writer stalled (s)",
+  WRITER_BACKLOG_EVENTS: "writer backlog (events)",
+  COMPACTION_LAG_SECONDS: "compaction behind (s)",
+  JOBS_DEGRADED: "jobs degraded",
+};
 const OPERATORS = [["GT", ">"], ["GTE", "≥"], ["LT", "<"], ["LTE", "≤"], ["EQ", "="]];
 const RULE_METRICS = ["COST_USD", "REQUESTS", "ERRORS", "ERROR_RATE", "BLOCKED", "TOTAL_TOKENS",
   "AVG_LATENCY_MS", "P95_LATENCY_MS", "P99_LATENCY_MS", "UNIQUE_USERS"];
@@ -182,10 +189,11 @@ function ruleForm(ctx, rule, close) {
 
 // Edit and Delete for one row; Delete asks once more in place (not window.confirm, which
 // blocks the page)
+// (openForm null: Delete only)
 function rowActions(ctx, what, mutation, item, openForm) {
   const slot = h("span", { class: "row-actions" });
   const idle = () => slot.replaceChildren(
-    h("button", { type: "button", class: "edit", "aria-label": `Edit ${what}`, onclick: () => openForm(item) }, "Edit"),
+    openForm ? h("button", { type: "button", class: "edit", "aria-label": `Edit ${what}`, onclick: () => openForm(item) }, "Edit") : "",
     h("button", { type: "button", class: "danger", "aria-label": `Delete ${what}`, onclick: confirming }, "Delete"));
   const confirming = () => {
     const problem = h("span", { class: "error-inline", role: "alert" });
@@ -240,14 +248,19 @@ export default {
       if (mayBudgets) budgetColumns.push({ label: "Actions", cell: (b) => rowActions(ctx, `budget ${b.name}`, "deleteBudget", b, (x) => open(budgetForm(ctx, x, close))) });
       const ruleColumns = [
         { label: "Rule", cell: (r) => [r.name, r.enabled ? "" : h("span", { class: "muted" }, " (disabled)")] },
-        { label: "Fires when", cell: (r) => [`${r.metric} ${OPERATORS.find(([o]) => o === r.operator)[1]} ${r.threshold} over ${fmtInt(r.windowMinutes)} min`,
+        { label: "Fires when", cell: (r) => [r.health
+          ? [`${HEALTH[r.health] ?? r.health} ${OPERATORS.find(([o]) => o === r.operator)[1]} ${r.threshold}`, h("span", { class: "muted small" }, " (server health, every replica)")]
+          : `${r.metric} ${OPERATORS.find(([o]) => o === r.operator)[1]} ${r.threshold} over ${fmtInt(r.windowMinutes)} min`,
           Object.keys(r.filter || {}).length ? h("code", { class: "small" }, ` ${JSON.stringify(r.filter)}`) : ""] },
         { label: "Threshold", metric: "threshold", get: (r) => r.threshold, format: (v) => String(v) },
         { label: "Last value", metric: "lastValue", get: (r) => r.lastValue, format: (v) => (v == null ? DASH : String(Math.round(v * 1e4) / 1e4)) },
         { label: "State", cell: (r) => h("span", { class: `badge rule-${r.state.toLowerCase()}`, "data-state": r.state }, words(r.state)) },
         { label: "Last fired", cell: (r) => fmtDateTime(r.lastFiredAt, state.tz, false) },
       ];
-      if (mayRules) ruleColumns.push({ label: "Actions", cell: (r) => rowActions(ctx, `alert rule ${r.name}`, "deleteAlertRule", r, (x) => open(ruleForm(ctx, x, close))) });
+      // a health rule is changed through the API by the operator only; the form edits metric rules
+      const ruleActions = (r) => (!r.health ? rowActions(ctx, `alert rule ${r.name}`, "deleteAlertRule", r, (x) => open(ruleForm(ctx, x, close)))
+        : ctx.me.operator ? rowActions(ctx, `alert rule ${r.name}`, "deleteAlertRule", r, null) : "");
+      if (mayRules) ruleColumns.push({ label: "Actions", cell: ruleActions });
       const exceeded = budgets.nodes.filter((b) => b.status !== "OK").length;
       return [
         h("p", { class: "muted" }, "The lists do not depend on the range or the filters; a new budget or alert rule may cover the events the filters above select.",

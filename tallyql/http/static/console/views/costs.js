@@ -1,12 +1,14 @@
 // Costs: daily cost by model (stacked), the cost trend and month projection, what drives the
 // cost, recommendations with their estimated savings, and up to four models side by side
-// (chosen in the page, kept in the URL as compare=). One GraphQL request.
+// (chosen in the page, kept in the URL as compare=). One GraphQL request, and one for the
+// OpenRouter connection's last sync (provider.js) when the workspace has one.
 import { gql } from "../api.js";
 import { stackedBars } from "../charts.js";
 import { errorBox, figure, h, skeleton } from "../dom.js";
 import { emptyState } from "../empty.js";
 import { DASH, fmtDay, fmtInt, fmtMs, fmtPct, fmtUsd } from "../format.js";
 import { MAX_COMPARE, eventFilter, timeRange } from "../state.js";
+import { providerPanel } from "../provider.js";
 
 const TOP_MODELS = 7; // the palette's colours; the rest are summed as "other models"
 
@@ -123,13 +125,14 @@ export default {
     const title = h("h1", {}, "Costs");
     main.replaceChildren(title, skeleton(8));
     let data;
+    let provider;
     try {
-      data = await gql(QUERY, {
+      [data, provider] = await Promise.all([gql(QUERY, {
         range: timeRange(state),
         filter: eventFilter(state),
         compare: state.compare.map((model) => ({ model })),
         comparing: state.compare.length > 0,
-      });
+      }), providerPanel(ctx)]);
     } catch (error) {
       main.replaceChildren(title, errorBox(error));
       return;
@@ -137,7 +140,7 @@ export default {
     if (ctx.stale()) return;
     const { costInsights: insights, daily } = data;
     if (daily.series.length === 0 && insights.totalUsd === 0) {
-      main.replaceChildren(title, emptyState(state, ctx));
+      main.replaceChildren(title, emptyState(state, ctx), provider ?? "");
       return;
     }
     const trend = insights.trend;
@@ -180,6 +183,7 @@ export default {
         shareTable("Cost by user", "User", insights.topUsers, "(no user)"),
         shareTable("Cost by agent", "Agent", insights.topAgents, "(no agent)"),
         shareTable("Cost by request type", "Request type", insights.byRequestType, "(none)")),
-      comparison(state, ctx, insights.topModels, data.comparison));
+      comparison(state, ctx, insights.topModels, data.comparison),
+      provider ?? "");
   },
 };
