@@ -16,7 +16,7 @@ from tallyql.schema.common import AfterArg, DescendingArg, FilterArg, FirstArg, 
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.described import describe_values
 from tallyql.schema.pages import Connection, ranked_connection
-from tallyql.schema.scalars import Long
+from tallyql.schema.scalars import Long, as_count
 
 AgentOrder = strawberry.enum(
     engine_agents.AgentOrder, name="AgentOrder", description="How to order agents."
@@ -113,16 +113,16 @@ class AgentStats:
     def of(cls, f: engine_agents.AgentFigures, asker: Asker) -> AgentStats:
         return cls(
             agent_id=f.agent_id,
-            runs=f.runs,
+            runs=as_count(f.runs),
             success_rate=f.success_rate,
             avg_run_duration_ms=f.avg_run_duration_ms,
-            requests=f.requests,
-            errors=f.errors,
-            input_tokens=f.input_tokens,
-            output_tokens=f.output_tokens,
-            total_tokens=f.total_tokens,
+            requests=as_count(f.requests),
+            errors=as_count(f.errors),
+            input_tokens=as_count(f.input_tokens),
+            output_tokens=as_count(f.output_tokens),
+            total_tokens=as_count(f.total_tokens),
             cost_usd=f.cost_usd,
-            instances=f.instances,
+            instances=as_count(f.instances),
             _asker=asker,
         )
 
@@ -173,14 +173,14 @@ class GatewayStats:
 def _gateway(keys: tuple[Any, ...], v: Values) -> GatewayStats:
     return GatewayStats(
         gateway=keys[0],
-        requests=v.get(Metric.REQUESTS) or 0.0,
-        unique_callers=v.get(Metric.UNIQUE_CALLERS) or 0.0,
-        request_bytes=v.get(Metric.REQUEST_BYTES) or 0.0,
-        response_bytes=v.get(Metric.RESPONSE_BYTES) or 0.0,
-        bandwidth_bytes=v.get(engine_gateways.BANDWIDTH) or 0.0,
-        errors=v.get(Metric.ERRORS) or 0.0,
+        requests=as_count(v.get(Metric.REQUESTS) or 0.0),
+        unique_callers=as_count(v.get(Metric.UNIQUE_CALLERS) or 0.0),
+        request_bytes=as_count(v.get(Metric.REQUEST_BYTES) or 0.0),
+        response_bytes=as_count(v.get(Metric.RESPONSE_BYTES) or 0.0),
+        bandwidth_bytes=as_count(v.get(engine_gateways.BANDWIDTH) or 0.0),
+        errors=as_count(v.get(Metric.ERRORS) or 0.0),
         error_rate=v.get(Metric.ERROR_RATE),
-        blocked=v.get(Metric.BLOCKED) or 0.0,
+        blocked=as_count(v.get(Metric.BLOCKED) or 0.0),
         avg_latency_ms=v.get(Metric.AVG_LATENCY_MS),
         cost_usd=v.get(Metric.COST_USD) or 0.0,
     )

@@ -24,7 +24,7 @@ from tallyql.schema.common import (
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.described import describe_values
 from tallyql.schema.overview import Overview, resolve_overview
-from tallyql.schema.scalars import Long
+from tallyql.schema.scalars import Long, as_count
 
 if TYPE_CHECKING:
     from tallyql.schema.agents import AgentStats
@@ -473,11 +473,11 @@ class AnalyticsQuery:
     ) -> ErrorsSummary:
         summary = await engine.errors(info.context.asker(range, filter, workspace))
         return ErrorsSummary(
-            total_errors=summary.total_errors,
+            total_errors=as_count(summary.total_errors),
             error_rate=summary.error_rate,
-            by_type=[ErrorTypeCount(type=t, count=c) for t, c in summary.by_type],
+            by_type=[ErrorTypeCount(type=t, count=as_count(c)) for t, c in summary.by_type],
             by_model=[
-                ModelErrors(model=m, provider=p, errors=e, error_rate=r)
+                ModelErrors(model=m, provider=p, errors=as_count(e), error_rate=r)
                 for m, p, e, r in summary.by_model
             ],
         )

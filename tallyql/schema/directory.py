@@ -10,7 +10,7 @@ import strawberry
 
 from tallyql.auth.principal import Permission
 from tallyql.engine import directory
-from tallyql.engine.registry import Dimension
+from tallyql.engine.registry import Dimension, Metric
 from tallyql.schema import loaders
 from tallyql.schema.common import (
     AfterArg,
@@ -24,7 +24,7 @@ from tallyql.schema.common import (
 )
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.pages import Connection, connection
-from tallyql.schema.scalars import Long
+from tallyql.schema.scalars import Long, as_count
 
 
 @strawberry.type(description="Usage over a window: requests, errors, tokens, cost in USD.")
@@ -38,7 +38,17 @@ class Usage:
 
     @classmethod
     def of(cls, values: dict[Any, float | None]) -> Usage:
-        return cls(**{m.name.lower(): values.get(m) or 0.0 for m in directory.USAGE_METRICS})
+        def count(metric: Metric) -> int:
+            return as_count(values.get(metric) or 0.0)
+
+        return cls(
+            requests=count(Metric.REQUESTS),
+            errors=count(Metric.ERRORS),
+            input_tokens=count(Metric.INPUT_TOKENS),
+            output_tokens=count(Metric.OUTPUT_TOKENS),
+            total_tokens=count(Metric.TOTAL_TOKENS),
+            cost_usd=values.get(Metric.COST_USD) or 0.0,
+        )
 
 
 async def usage_of(

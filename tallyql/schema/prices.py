@@ -18,7 +18,7 @@ from tallyql.engine.timerange import Preset
 from tallyql.schema.common import TimeRangeInput
 from tallyql.schema.context import TallyInfo
 from tallyql.schema.described import describe_values
-from tallyql.schema.scalars import Long
+from tallyql.schema.scalars import Long, as_count
 from tallyql.storage.price_overrides import list_overrides
 
 PriceSource = strawberry.enum(
@@ -191,9 +191,9 @@ class PriceQuery:
                     price=ModelPrice.of(price),
                     context_window=price.context_window,
                     genai_prices_id=price.builtin_model,
-                    requests=values[Metric.REQUESTS] or 0.0,
-                    input_tokens=values[Metric.INPUT_TOKENS] or 0.0,
-                    output_tokens=values[Metric.OUTPUT_TOKENS] or 0.0,
+                    requests=as_count(values[Metric.REQUESTS] or 0.0),
+                    input_tokens=as_count(values[Metric.INPUT_TOKENS] or 0.0),
+                    output_tokens=as_count(values[Metric.OUTPUT_TOKENS] or 0.0),
                     cost_usd=values[Metric.COST_USD] or 0.0,
                 )
             )
