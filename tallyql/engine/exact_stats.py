@@ -246,7 +246,7 @@ def scan_settings() -> list[ColumnElement[Any]]:
 def as_list(collected: Any) -> list[Any]:
     """Collected values (`sqld.collect`) as read back: an array, or SQLite's JSON text."""
     if isinstance(collected, str):
-        return json.loads(collected)  # type: ignore[no-any-return]
+        return json.loads(collected)
     return list(collected or ())
 
 

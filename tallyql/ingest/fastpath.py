@@ -52,7 +52,7 @@ def _annotation(spec: EventField) -> Any:
             return Annotated[str, msgspec.Meta(min_length=1)]
         return Annotated[str, msgspec.Meta(min_length=1, max_length=spec.max_length)]
     if ftype is FieldType.ENUM:
-        return Literal[spec.choices]  # type: ignore[name-defined]
+        return Literal[spec.choices]
     if ftype is FieldType.INT:
         return Annotated[int, msgspec.Meta(ge=0, le=int(spec.maximum))]
     if ftype is FieldType.NUMBER:
@@ -63,7 +63,7 @@ def _annotation(spec: EventField) -> Any:
         return datetime
     if ftype is FieldType.TAGS:
         tag = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-        return Annotated[list[tag], msgspec.Meta(max_length=MAX_TAGS)]  # type: ignore[valid-type]
+        return Annotated[list[tag], msgspec.Meta(max_length=MAX_TAGS)]
     if ftype is FieldType.OBJECT:
         return dict[str, Any]
     return Any

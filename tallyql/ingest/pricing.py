@@ -286,7 +286,7 @@ class Pricer:
 
     def cost(self, workspace_id: int, row: dict[str, Any]) -> int | None:
         """Nano-USD for an event's tokens, or None when its model has no known price."""
-        tokens: Tokens = tuple(row[c] for c in TOKEN_FIELDS)  # type: ignore[assignment]
+        tokens: Tokens = tuple(row[c] for c in TOKEN_FIELDS)
         return self.cost_of(workspace_id, row["provider"], row["model"], tokens, row["ts"])
 
     def cost_of(

@@ -3,7 +3,7 @@ its traffic, callers, bandwidth and errors. Both through the engine's rollups.""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
 import strawberry
 
@@ -18,9 +18,8 @@ from tallyql.schema.described import describe_values
 from tallyql.schema.pages import Connection, ranked_connection
 from tallyql.schema.scalars import Long, as_count
 
-AgentOrder = strawberry.enum(
-    engine_agents.AgentOrder, name="AgentOrder", description="How to order agents."
-)
+AgentOrder: TypeAlias = engine_agents.AgentOrder  # strawberry.enum below marks the class in place
+strawberry.enum(AgentOrder, name="AgentOrder", description="How to order agents.")
 describe_values(
     AgentOrder,
     {
@@ -32,8 +31,11 @@ describe_values(
         "AVG_RUN_DURATION": "By mean run duration in ms.",
     },
 )
-GatewayOrder = strawberry.enum(
-    engine_gateways.GatewayOrder,
+GatewayOrder: TypeAlias = (
+    engine_gateways.GatewayOrder
+)  # strawberry.enum below marks the class in place
+strawberry.enum(
+    GatewayOrder,
     name="GatewayOrder",
     description="How to order gateways; BANDWIDTH is request plus response bytes.",
 )
@@ -195,7 +197,7 @@ class AgentsQuery:
         range: RangeArg,
         filter: FilterArg = None,
         order_by: Annotated[
-            AgentOrder,  # type: ignore[valid-type]
+            AgentOrder,
             strawberry.argument(description="What ranks the agents."),
         ] = engine_agents.AgentOrder.RUNS,
         descending: DescendingArg = True,
@@ -213,7 +215,7 @@ class AgentsQuery:
         range: RangeArg,
         filter: FilterArg = None,
         order_by: Annotated[
-            GatewayOrder,  # type: ignore[valid-type]
+            GatewayOrder,
             strawberry.argument(description="What ranks the gateways."),
         ] = engine_gateways.GatewayOrder.REQUESTS,
         descending: DescendingArg = True,

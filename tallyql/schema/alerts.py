@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
 import strawberry
 
@@ -25,7 +25,8 @@ from tallyql.schema.live_types import AlertOperator
 from tallyql.schema.pages import Connection, connection
 from tallyql.schema.scalars import JSON
 
-AlertStateType = strawberry.enum(AlertState, name="AlertState", description="OK or FIRING.")
+AlertStateType: TypeAlias = AlertState  # strawberry.enum below marks the class in place
+strawberry.enum(AlertStateType, name="AlertState", description="OK or FIRING.")
 describe_values(
     AlertStateType,
     {"OK": "The condition does not hold.", "FIRING": "The condition holds: the rule is firing."},
@@ -54,7 +55,7 @@ class CalendarWindow(Enum):
 class AlertRule:
     id: strawberry.ID = strawberry.field(description="The rule's id.")
     name: str = strawberry.field(description="A name for people.")
-    metric: Metric = strawberry.field(  # type: ignore[valid-type]
+    metric: Metric = strawberry.field(
         description="The metric measured over the window, e.g. ERROR_RATE or COST_USD."
     )
     window_minutes: int = strawberry.field(
@@ -67,7 +68,7 @@ class AlertRule:
     )
     timezone: str = strawberry.field(description="The IANA zone of a calendar window.")
     filter: JSON = strawberry.field(description="The rule's EventFilter ({} for all events).")
-    operator: AlertOperator = strawberry.field(  # type: ignore[valid-type]
+    operator: AlertOperator = strawberry.field(
         description="How the metric is compared with the threshold."
     )
     threshold: float = strawberry.field(
@@ -80,9 +81,7 @@ class AlertRule:
         description="Webhooks notified when the rule fires or resolves."
     )
     enabled: bool = strawberry.field(description="Disabled rules are not evaluated.")
-    state: AlertStateType = strawberry.field(  # type: ignore[valid-type]
-        description="Whether the rule is firing now."
-    )
+    state: AlertStateType = strawberry.field(description="Whether the rule is firing now.")
     last_value: float | None = strawberry.field(
         description="The metric at the last evaluation, in its unit."
     )
@@ -124,12 +123,8 @@ class AlertFiring:
     id: strawberry.ID = strawberry.field(description="The firing's id.")
     rule_id: strawberry.ID = strawberry.field(description="The rule that fired.")
     rule_name: str = strawberry.field(description="The rule's name when it fired.")
-    metric: Metric = strawberry.field(  # type: ignore[valid-type]
-        description="The rule's metric."
-    )
-    operator: AlertOperator = strawberry.field(  # type: ignore[valid-type]
-        description="The rule's operator."
-    )
+    metric: Metric = strawberry.field(description="The rule's metric.")
+    operator: AlertOperator = strawberry.field(description="The rule's operator.")
     threshold: float = strawberry.field(description="The rule's threshold, in the metric's unit.")
     window_minutes: int = strawberry.field(
         description="The window measured when the rule fired, in minutes (for a calendar "
@@ -151,7 +146,7 @@ class AlertFiring:
 @strawberry.input(description="A new alert rule.")
 class AlertRuleInput:
     name: str = strawberry.field(description="A name for people.")
-    metric: Metric = strawberry.field(  # type: ignore[valid-type]
+    metric: Metric = strawberry.field(
         description="The metric measured over the window, e.g. ERROR_RATE or COST_USD."
     )
     window_minutes: int | None = strawberry.field(
@@ -167,7 +162,7 @@ class AlertRuleInput:
     timezone: str = strawberry.field(
         default="UTC", description="The IANA zone whose day, week or month a calendar window is."
     )
-    operator: AlertOperator = strawberry.field(  # type: ignore[valid-type]
+    operator: AlertOperator = strawberry.field(
         description="How the metric is compared with the threshold."
     )
     threshold: float = strawberry.field(
@@ -188,7 +183,7 @@ class AlertRuleInput:
 @strawberry.input(description="Fields to change; omitted (or null) fields keep their value.")
 class AlertRulePatch:
     name: str | None = strawberry.field(default=None, description="New value: a name for people.")
-    metric: Metric | None = strawberry.field(  # type: ignore[valid-type]
+    metric: Metric | None = strawberry.field(
         default=None,
         description="New value: the metric measured over the window, e.g. ERROR_RATE or COST_USD.",
     )
@@ -205,7 +200,7 @@ class AlertRulePatch:
     timezone: str | None = strawberry.field(
         default=None, description="New value: the IANA zone of a calendar window."
     )
-    operator: AlertOperator | None = strawberry.field(  # type: ignore[valid-type]
+    operator: AlertOperator | None = strawberry.field(
         default=None, description="New value: how the metric is compared with the threshold."
     )
     threshold: float | None = strawberry.field(

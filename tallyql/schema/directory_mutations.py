@@ -140,7 +140,7 @@ class DirectoryMutation:
                     department=_given(item.department, before.get("department")),
                 )
                 records.append(record)
-                details = {
+                details: dict[str, Any] = {
                     "email": record.email,
                     "display_name": record.display_name,
                     "department": record.department,

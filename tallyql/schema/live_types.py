@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
 import strawberry
 
@@ -40,7 +40,8 @@ class LiveEventType(Enum):
     ALERT = strawberry.enum_value(kinds.ALERT, description="Alert rules firing or resolving.")
 
 
-BudgetPeriod = strawberry.enum(Period, name="BudgetPeriod", description="A budget's period.")
+BudgetPeriod: TypeAlias = Period  # strawberry.enum below marks the class in place
+strawberry.enum(BudgetPeriod, name="BudgetPeriod", description="A budget's period.")
 describe_values(
     BudgetPeriod,
     {
@@ -49,9 +50,8 @@ describe_values(
         "MONTH": "A local calendar month.",
     },
 )
-AlertOperator = strawberry.enum(
-    Operator, name="AlertOperator", description="metric <operator> threshold."
-)
+AlertOperator: TypeAlias = Operator  # strawberry.enum below marks the class in place
+strawberry.enum(AlertOperator, name="AlertOperator", description="metric <operator> threshold.")
 describe_values(
     AlertOperator,
     {
@@ -162,9 +162,7 @@ class LimitWarning:
     )
     spend_usd: float = strawberry.field(description="Spend in the period so far, in USD.")
     limit_usd: float = strawberry.field(description="The budget's limit in USD.")
-    period: BudgetPeriod = strawberry.field(  # type: ignore[valid-type]
-        description="The budget's period."
-    )
+    period: BudgetPeriod = strawberry.field(description="The budget's period.")
     period_start: datetime = strawberry.field(description="The current period's start.")
     period_end: datetime = strawberry.field(description="The current period's end.")
     at: datetime = strawberry.field(description="When the crossing was found.")
@@ -176,10 +174,8 @@ class AlertEvent:
     rule_name: str = strawberry.field(description="The alert rule's name.")
     firing_id: strawberry.ID | None = strawberry.field(description="The firing's id.")
     transition: AlertTransition = strawberry.field(description="Started or stopped firing.")
-    metric: Metric = strawberry.field(  # type: ignore[valid-type]
-        description="The metric the rule watches."
-    )
-    operator: AlertOperator = strawberry.field(  # type: ignore[valid-type]
+    metric: Metric = strawberry.field(description="The metric the rule watches.")
+    operator: AlertOperator = strawberry.field(
         description="How the metric is compared with the threshold."
     )
     threshold: float = strawberry.field(description="The threshold, in the metric's unit.")
@@ -215,7 +211,7 @@ BatchedEvent = Annotated[
     "workspace, filter, types and maxLatencyMs on one server receives the same batches."
 )
 class EventBatch:
-    events: list[BatchedEvent] = strawberry.field(  # type: ignore[valid-type]
+    events: list[BatchedEvent] = strawberry.field(
         description="The window's events of the chosen types, in commit order."
     )
     count: int = strawberry.field(description="Events in `events` (count).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
 from typing import Annotated
@@ -119,7 +120,7 @@ def _usage(info: WorkspaceInfo, figures: dict[Metric, float], total_cost: float)
     )
 
 
-_ORDER = {
+_ORDER: dict[WorkspaceOrder, Callable[[WorkspaceUsage], float]] = {
     WorkspaceOrder.COST: lambda u: u.cost_usd,
     WorkspaceOrder.REQUESTS: lambda u: u.requests,
     WorkspaceOrder.TOKENS: lambda u: u.total_tokens,

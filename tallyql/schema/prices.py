@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 import strawberry
 
@@ -21,8 +21,9 @@ from tallyql.schema.described import describe_values
 from tallyql.schema.scalars import Long, as_count
 from tallyql.storage.price_overrides import list_overrides
 
-PriceSource = strawberry.enum(
-    EnginePriceSource,
+PriceSource: TypeAlias = EnginePriceSource  # strawberry.enum below marks the class in place
+strawberry.enum(
+    PriceSource,
     name="PriceSource",
     description="Where a model's price comes from: the workspace's override, genai-prices, "
     "or nowhere.",
@@ -88,9 +89,7 @@ class PriceOverride:
 
 @strawberry.type(description="A model's price per million tokens (USD) as it applies now.")
 class ModelPrice:
-    source: PriceSource = strawberry.field(  # type: ignore[valid-type]
-        description="Where the price comes from."
-    )
+    source: PriceSource = strawberry.field(description="Where the price comes from.")
     input_per_mtok: float | None = strawberry.field(
         description="USD per million input tokens. Null when unknown."
     )

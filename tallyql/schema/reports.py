@@ -87,7 +87,7 @@ class ReportRunStatus(Enum):
 @strawberry.type(description="One section of a report.")
 class ReportSection:
     kind: ReportSectionKind = strawberry.field(description="What it shows.")
-    dimension: Dimension | None = strawberry.field(  # type: ignore[valid-type]
+    dimension: Dimension | None = strawberry.field(
         description="For BREAKDOWN: the dimension grouped by."
     )
     top: int = strawberry.field(description="For BREAKDOWN: how many groups (count).")
@@ -96,7 +96,7 @@ class ReportSection:
 @strawberry.input(description="One section of a report.")
 class ReportSectionInput:
     kind: ReportSectionKind = strawberry.field(description="What it shows.")
-    dimension: Dimension | None = strawberry.field(  # type: ignore[valid-type]
+    dimension: Dimension | None = strawberry.field(
         default=None, description="For BREAKDOWN (required there): the dimension to group by."
     )
     top: int = strawberry.field(

@@ -93,7 +93,7 @@ def compact_sql(group: str, table: str, dims: tuple[str, ...], grain: str) -> st
     )
 
 
-def _type(dim: str) -> type[sa.types.TypeEngine]:  # type: ignore[type-arg]
+def _type(dim: str) -> type[sa.types.TypeEngine]:
     if dim == "is_byok":
         return sa.Boolean
     return sa.Integer if dim == "status_code" else sa.Text

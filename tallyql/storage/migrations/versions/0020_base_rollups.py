@@ -120,7 +120,7 @@ CHUNK = 5_000
 ENTRY = 10  # a blob entry: a big-endian int16 bucket and, after all buckets, a uint64 count
 
 
-def _type(dim: str) -> type[sa.types.TypeEngine]:  # type: ignore[type-arg]
+def _type(dim: str) -> type[sa.types.TypeEngine]:
     if dim == "is_byok":
         return sa.Boolean
     return sa.Integer if dim == "status_code" else sa.Text
