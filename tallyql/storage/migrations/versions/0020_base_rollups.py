@@ -109,7 +109,7 @@ EVENT_SUMS = (
 )
 """The writer's sums of each column of SUMS over events."""
 FLOATS = {"latency_sum", "ttft_sum"}
-FILLFACTOR = {"postgresql_with": {"fillfactor": 70}}
+FILLFACTOR: dict[str, Any] = {"postgresql_with": {"fillfactor": 70}}
 DAY = 86400
 WEEK = 7 * DAY
 WEEK_ORIGIN = 4 * DAY  # 1970-01-05, a Monday
