@@ -129,7 +129,7 @@ def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
     return inflater.result()
 
 
-_SCAN = json.JSONDecoder().scan_once
+_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # set in __init__; typeshed omits it
 _BLANK = re.compile(r"[ \t\n\r]*")
 _LINE = re.compile(rb"[^\s][^\n]*")
 
@@ -397,20 +397,21 @@ def _split_events(body: bytes, max_events: int) -> ParsedBody | None:
         value, error = _element(body, i, members[-1][2], 0)
         return ParsedBody([value], [error] if error else [])
     wanted = len(keys) - 1 - keys[::-1].index("events")  # the last one wins, as in orjson
-    parsed = None
+    events: ParsedBody | None = None
     for position, (_, start, end) in enumerate(members[:-1]):
         if position == wanted:
             if not body.startswith(b"[", start):
                 raise BodyError('"events" must be a JSON array of events')
-            parsed = _array_items(body, start, max_events)
-            if parsed is None:
+            found = _array_items(body, start, max_events)
+            if found is None:
                 return None
+            events = found[0]
         else:  # ignored, yet a body with it must be JSON
             try:
                 orjson.loads(body[start:end])
             except orjson.JSONDecodeError:
                 return None
-    return parsed[0] if parsed else None
+    return events
 
 
 def _array_items(body: bytes, start: int, max_events: int) -> tuple[ParsedBody, int] | None:

@@ -68,16 +68,17 @@ async def create_override(
     db: Database, workspace_id: int, values: dict[str, Any], actor: Actor
 ) -> PriceOverride:
     now = clock.now()
+    override_id = uuid.uuid4().hex
     row = {
         **{name: values.get(name) for name in EDITABLE},
         "workspace_id": workspace_id,
-        "id": uuid.uuid4().hex,
+        "id": override_id,
         "created_at": now,
         "updated_at": now,
     }
     async with db.write() as conn:
         await conn.execute(price_overrides.insert().values(**row))
-        await _audit(conn, workspace_id, "create", row["id"], _audit_values(values), actor)
+        await _audit(conn, workspace_id, "create", override_id, _audit_values(values), actor)
     return PriceOverride.from_row(row)
 
 
