@@ -325,8 +325,8 @@ def _read_time(kind: str, m: re.Match[str], now: datetime, tz: ZoneInfo, tz_name
         a, b = _parse_date(m.group(1), today), _parse_date(m.group(2), today)
         if b < a:
             a, b = b, a
-        end = _local_midnight(b + timedelta(days=1), tz)  # the end date is included
-        return _exact(_local_midnight(a, tz), end, tz_name, f"from {a} to {b} inclusive")
+        until = _local_midnight(b + timedelta(days=1), tz)  # the end date is included
+        return _exact(_local_midnight(a, tz), until, tz_name, f"from {a} to {b} inclusive")
     if kind == "since":
         a = _parse_date(m.group(1), today)
         if _local_midnight(a, tz) >= now:

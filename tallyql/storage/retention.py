@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import bindparam, delete, select, text
-from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.elements import BindParameter, TextClause
 
 from tallyql.storage.compaction import LOCK_ID as COMPACTION_LOCK
 from tallyql.storage.database import Database
@@ -159,7 +159,7 @@ class Purger:
         """Batch after batch until none is left; returns the rows deleted. `lock`: each batch
         holds the compaction lock (PostgreSQL's staged deltas)."""
         statement = _batched_delete(self.db.dialect, table, where)
-        binds = [bindparam("n", self.batch_rows)]
+        binds: list[BindParameter[Any]] = [bindparam("n", self.batch_rows)]
         if "cutoff" in params:
             binds.append(bindparam("cutoff", params["cutoff"], type_=UtcDateTime()))
         if "period" in params:
