@@ -279,6 +279,7 @@ class PieceCompiler:
                 conditions.append(blob.is_not(None))
                 columns = [*keys, _NULL_INT.label("hb"), _NULL_INT.label("n"), blob.label("blob")]
                 return select(*columns).select_from(self.from_).where(*conditions)
+            n: ColumnElement[Any]
             if self.raw:
                 hb = self.src.c[f"{group.histogram}_bucket"]
                 n = func.count()
@@ -302,7 +303,7 @@ class PieceCompiler:
         return query.having(func.count() > 0)  # no rows: no group (not one row of NULLs)
 
     def _measure_columns(self) -> list[ColumnElement[Any]]:
-        out = []
+        out: list[ColumnElement[Any]] = []
         for m in self.group.measures:
             if m in MAX_SQL:
                 expr = literal_column(MAX_SQL[m]) if self.raw else self.src.c[m]

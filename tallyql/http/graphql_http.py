@@ -16,6 +16,7 @@ from typing import Any
 
 from cross_web import HTTPException as StrawberryHTTPException
 from strawberry.exceptions import MissingQueryError
+from strawberry.http.types import HTTPMethod
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -62,7 +63,7 @@ class GraphQLHTTPErrors:
 
 async def execute_plain(
     schema: Any,
-    method: str,
+    method: HTTPMethod,
     allow_queries_via_get: bool,
     query: str | None,
     variables: dict[str, Any] | None,
