@@ -170,8 +170,8 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             await self.websocket.close(code=FORBIDDEN, reason="Forbidden")
             return
         except DatabaseUnavailable:
-            payload = unavailable_error().formatted
-            await self.send_message({"type": "connection_error", "payload": payload})
+            error = dict(unavailable_error().formatted)
+            await self.send_message({"type": "connection_error", "payload": error})
             await self.websocket.close(code=TRY_AGAIN_LATER, reason=TRY_AGAIN_REASON)
             return
         await self.send_message({"type": "connection_ack"})

@@ -353,7 +353,12 @@ _OPTION_DOCS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def _export_parameters() -> list[dict[str, Any]]:
     def query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
-        param = {"name": name, "in": "query", "description": description, "schema": schema}
+        param: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "description": description,
+            "schema": schema,
+        }
         if schema.get("type") == "array":
             param |= {"style": "form", "explode": True}
         return param

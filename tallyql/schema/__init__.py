@@ -121,7 +121,7 @@ def _merged(name: str, types: tuple[type, ...], description: str) -> type:
     return merged
 
 
-def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+def build_schema(settings: Settings | None = None) -> TallySchema:
     settings = settings or Settings()
     query, mutation, subscription = _root_types()
     # The depth and alias limits as validation rules made once: the validation cache is keyed
