@@ -117,7 +117,8 @@ def _sources(plan: Plan, dialect: str) -> list[tuple[str, list[Piece], FromClaus
         else:
             by_grain.setdefault(piece.grain, []).append(piece)
     for grain, pieces in by_grain.items():
-        out.append((grain, pieces, _ROLLUP_SRC[plan.rollup.table(grain)]))  # type: ignore[union-attr]
+        assert plan.rollup is not None  # pieces go by grain only with a rollup
+        out.append((grain, pieces, _ROLLUP_SRC[plan.rollup.table(grain)]))
     rolled = [p for p in plan.pieces if p.grain != "raw"]
     if rolled and plan.rollup is not None and sqld.is_postgres(dialect):
         span = Piece("h", rolled[0].start, rolled[-1].end)

@@ -771,5 +771,6 @@ def install_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             app.openapi_schema = build_openapi(app)
         return app.openapi_schema
 
+    # unchecked below: FastAPI's documented way to replace the schema
     app.openapi = openapi  # type: ignore[method-assign]
     return openapi

@@ -84,8 +84,8 @@ class SingleFlight(Generic[T]):
             del self._running[key]
         if done.cancelled():
             flight.answer.cancel()
-        elif done.exception() is not None:
-            flight.answer.set_exception(done.exception())  # type: ignore[arg-type]
+        elif (error := done.exception()) is not None:
+            flight.answer.set_exception(error)
         else:
             flight.answer.set_result(done.result())
         waiting = self._waiting.pop(key, None)

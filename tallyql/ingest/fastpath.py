@@ -78,6 +78,7 @@ EventStruct = msgspec.defstruct(
 
 
 class _Wrapped(msgspec.Struct, forbid_unknown_fields=True):
+    # unchecked below: classes msgspec.defstruct builds at import
     events: list[EventStruct]  # type: ignore[valid-type]
 
 
@@ -135,6 +136,7 @@ _SCREEN_OPTIONS = (
 )
 """What orjson would encode but JSON values may not hold raises instead."""
 
+# unchecked below: classes msgspec.defstruct builds at import
 _LIST_DECODER = msgspec.json.Decoder(list[EventStruct])  # type: ignore[valid-type]
 _WRAPPED_DECODER = msgspec.json.Decoder(_Wrapped)
 _ONE_DECODER = msgspec.json.Decoder(EventStruct)
@@ -162,6 +164,7 @@ def decode_body(body: bytes, ndjson: bool) -> list[Any]:
 def convert(raw_events: Sequence[Any]) -> list[Any]:
     """Structs from already-parsed events (the demo loader); SlowPath if any is invalid."""
     try:
+        # unchecked below: classes msgspec.defstruct builds at import
         return msgspec.convert(raw_events, list[EventStruct])  # type: ignore[valid-type]
     except msgspec.ValidationError:
         raise SlowPath from None
@@ -228,6 +231,7 @@ def convert_rows(rows: Sequence[list[Any]]) -> list[Any]:
     if not all(_storable(row) for row in rows):
         raise SlowPath
     try:
+        # unchecked below: classes msgspec.defstruct builds at import
         return msgspec.convert(rows, list[EventRow])  # type: ignore[valid-type]
     except msgspec.ValidationError:
         raise SlowPath from None

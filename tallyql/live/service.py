@@ -3,7 +3,7 @@ and, on PostgreSQL, the LISTEN/NOTIFY relay to other replicas."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any
 
 from tallyql.live.audit_feed import PgAuditFeed, SqliteAuditFeed
@@ -65,10 +65,10 @@ class LiveService:
         registered right after this receives only audit events committed after it."""
         await self._audit.catch_up()
 
-    def stream(self, request: StreamRequest) -> AsyncIterator[Item]:
+    def stream(self, request: StreamRequest) -> AsyncGenerator[Item, None]:
         return open_stream(self, request)
 
-    def batch_stream(self, request: BatchRequest) -> AsyncIterator[Item]:
+    def batch_stream(self, request: BatchRequest) -> AsyncGenerator[Item, None]:
         return open_batch_stream(self, request)
 
     def report(self) -> dict[str, Any]:

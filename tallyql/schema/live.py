@@ -80,7 +80,7 @@ class LiveSubscription:
             async for kind, value in stream:
                 yield to_live_event(kind, value)
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()
 
     @strawberry.subscription(
         description="The caller's workspace's committed events (REQUEST, ERROR) matching "
@@ -132,4 +132,4 @@ class LiveSubscription:
             async for kind, value in stream:
                 yield to_live_event(kind, value)
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()
