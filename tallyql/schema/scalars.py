@@ -41,7 +41,6 @@ SCALAR_MAP: dict[object, ScalarDefinition] = {
 
 
 def as_count(value: float) -> int:
-    """A count the engine carries as a float (it holds every measure as one) as the int it is;
-    what the Long and Int serializers did with it before (int() truncates an integral float to
-    itself)."""
+    """A count the engine carries as a float (it holds every measure as one), as the int it
+    is: the conversion the Long serializer made before, now where the type says so."""
     return int(value)
