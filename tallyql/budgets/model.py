@@ -66,7 +66,8 @@ class Budget:
         field = SCOPE_FILTER_FIELD.get(self.scope)
         if field is None:
             return EventFilterSpec()
-        return EventFilterSpec(**{field: (self.scope_value or "",)})
+        only: dict[str, Any] = {field: (self.scope_value or "",)}  # Any: fields differ in type
+        return EventFilterSpec(**only)
 
     @classmethod
     def from_row(cls, row: Any) -> Budget:

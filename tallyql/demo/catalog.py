@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass
+from typing import Any
 
 Weighted = tuple[tuple[str, float], ...]
 
@@ -40,8 +41,8 @@ class DemoModel:
 
 
 def _m(provider: str, name: str, kind: str, i: int, o: int, tps: float, ttft: float,
-       p_in: float, p_out: float, **kw: object) -> DemoModel:  # fmt: skip
-    return DemoModel(provider, name, kind, i, o, tps, ttft, p_in, p_out, **kw)  # type: ignore[arg-type]
+       p_in: float, p_out: float, **kw: Any) -> DemoModel:  # fmt: skip
+    return DemoModel(provider, name, kind, i, o, tps, ttft, p_in, p_out, **kw)
 
 
 _R = {"reasoning": 2.5, "thinking_share": 1.0}

@@ -242,7 +242,7 @@ class BreakdownPage:
 def _sort_key(value: float | None, key: Any, descending: bool) -> tuple[Any, ...]:
     """Order by value (None last either way), then by key text."""
     missing = value is None or (isinstance(value, float) and math.isnan(value))
-    number = 0.0 if missing else float(value)  # type: ignore[arg-type]
+    number = 0.0 if missing or value is None else float(value)
     return (missing, -number if descending else number, "" if key is None else str(key))
 
 

@@ -202,7 +202,7 @@ def vega_lite(table: Table, kind: str, title: str) -> dict[str, Any]:
         spec["encoding"] = encoding
         return spec
     # a table: the rows as text, one line each
-    lines = []
+    lines: list[dict[str, object]] = []
     for record in records:
         parts = [str(record[k]) for k in ("Time", *dims) if k in record]
         parts.append(

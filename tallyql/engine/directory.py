@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, func, or_, select
 
 from tallyql.engine.analytics import Asker
 from tallyql.engine.query.registry import Dimension, Metric
-from tallyql.engine.ranking import grouped, narrow
+from tallyql.engine.ranking import Values, grouped, narrow
 from tallyql.storage.cursors import CursorError, check_page_size, decode_cursor, encode_cursor
 from tallyql.storage.database import Database
 from tallyql.storage.tables import group_members, groups, users
@@ -160,5 +160,5 @@ async def usage(
     else:
         spec = replace(asker.filter, groups=narrow(asker.filter.groups, wanted))
     found = dict(await grouped(asker, (dimension,), USAGE_METRICS, spec))
-    empty = dict.fromkeys(USAGE_METRICS, 0.0)
+    empty: Values = dict.fromkeys(USAGE_METRICS, 0.0)
     return {k: found.get((k,), empty) for k in keys}

@@ -347,8 +347,8 @@ def _read_time(kind: str, m: re.Match[str], now: datetime, tz: ZoneInfo, tz_name
         a, b = _parse_date(m.group(1), today), _parse_date(m.group(2), today)
         if b < a:
             a, b = b, a
-        end = _local_midnight(b + timedelta(days=1), tz)  # the end date is included
-        return _exact(_local_midnight(a, tz), end, tz_name, f"from {a} to {b} inclusive")
+        until = _local_midnight(b + timedelta(days=1), tz)  # the end date is included
+        return _exact(_local_midnight(a, tz), until, tz_name, f"from {a} to {b} inclusive")
     if kind == "since":
         a = _parse_date(m.group(1), today)
         if _local_midnight(a, tz) >= now:
@@ -747,7 +747,9 @@ _FILTER_DIMENSIONS = {
     "gateways": Dimension.GATEWAY,
     "kinds": Dimension.KIND,
 }
-_TOP_FILTER_FIELDS = {d: f for f, d in _FILTER_DIMENSIONS.items() if d is not Dimension.KIND}
+_TOP_FILTER_FIELDS: dict[Dimension, str] = {
+    d: f for f, d in _FILTER_DIMENSIONS.items() if d is not Dimension.KIND
+}
 """Groupings whose keys an EventFilter field selects as they are (top N over time)."""
 _PLURAL_DIMENSIONS = frozenset({Dimension.USER, Dimension.API_KEY, Dimension.CALLER})
 _ADDITIVE = frozenset(m for m, d in METRICS.items() if d.additive)

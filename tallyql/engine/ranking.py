@@ -69,7 +69,7 @@ def _position(value: float | None, keys: Keys, descending: bool) -> tuple[Any, .
     # Rounded to 12 significant digits: an average or rate summed in another order by the
     # database between two page requests may differ in its last bits, and an unrounded cursor
     # would then place a group on both sides of it (a row repeated or skipped).
-    number = 0.0 if missing else float(f"{float(value):.12g}")  # type: ignore[arg-type]
+    number = 0.0 if missing or value is None else float(f"{float(value):.12g}")
     texts = tuple("" if k is None else str(k) for k in keys)
     return (missing, -number if descending else number, texts)
 

@@ -127,7 +127,8 @@ def session_conditions(
         if spec.models:
             used = used.where(sm.model.in_(list(spec.models)))
         out.append(s.id.in_(used))
-    rest = replace(spec, **{name: () for name in _DIRECT})
+    cleared: dict[str, Any] = dict.fromkeys(_DIRECT, ())  # Any: the fields differ in type
+    rest = replace(spec, **cleared)
     if not rest.is_empty():
         e = events.c
         matching = select(e.session_id).where(
@@ -272,7 +273,8 @@ async def session_stats(
         return await _digest_stats(db, workspace_id, window, spec, days, meter)
     if meter is not None:  # a scan of the window: every day of it may hold sessions
         meter.charge(session_stats_cost(len(days) + 2), "sessionStats scanning its window")
-    through_events = replace(spec, **{name: () for name in _DIRECT})
+    cleared: dict[str, Any] = dict.fromkeys(_DIRECT, ())  # Any: the fields differ in type
+    through_events = replace(spec, **cleared)
     sampling = None
     if not (spec.providers or spec.models or not through_events.is_empty()):
         sampling = Sampling(

@@ -17,7 +17,7 @@ from tallyql.engine import analytics
 from tallyql.engine.analytics import Asker, TimeSeriesResult
 from tallyql.engine.query.buckets import Granularity
 from tallyql.engine.query.registry import Dimension, Metric
-from tallyql.engine.ranking import RankedPage, Values, grouped, narrow, page, rank, top_by
+from tallyql.engine.ranking import Keys, RankedPage, Values, grouped, narrow, page, rank, top_by
 
 TOP_METRICS = (Metric.REQUESTS, Metric.ERRORS, Metric.ERROR_RATE, Metric.AVG_LATENCY_MS)
 
@@ -117,7 +117,9 @@ class Slice:
             by_user: dict[tuple[Any, Any], float] = defaultdict(float)
             for (instance, _agent, user), values in rows:
                 by_user[(instance, user)] += values.get(Metric.REQUESTS) or 0.0
-            pairs = [(k, {Metric.REQUESTS: n}) for k, n in by_user.items()]
+            pairs: list[tuple[Keys, Values]] = [
+                (k, {Metric.REQUESTS: n}) for k, n in by_user.items()
+            ]
             users = top_by(pairs, Metric.REQUESTS)
             self._ranked[name] = (rank(list(folded.items()), Metric.REQUESTS), users)
         ranked, users = self._ranked[name]

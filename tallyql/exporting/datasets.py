@@ -7,7 +7,7 @@ timeseries are engine answers (one row per group, or per bucket and group).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -36,7 +36,8 @@ from tallyql.storage.database import Database
 from tallyql.storage.tables import EVENT_TOKEN_COLUMNS, audit_events, events, sessions
 
 BATCH_ROWS = 1_000
-Rows = AsyncIterator[list[Sequence[Any]]]
+# generators, not just iterators: the export route closes one it stops reading
+Rows = AsyncGenerator[list[Sequence[Any]], None]
 
 REQUEST_COLUMNS = (
     "id", "timestamp", "kind", "status", "status_code", "error_type", "error_message",
@@ -231,7 +232,7 @@ def timeseries_rows(job: ExportJob) -> tuple[Sequence[str], Rows]:
         by_group: dict[tuple[Any, bool], dict[Metric, list[float | None]]] = {}
         for s in result.series:
             by_group.setdefault((s.group, s.is_other), {})[s.metric] = s.values
-        out = []
+        out: list[Sequence[Any]] = []
         for (group, is_other), values in by_group.items():
             for i, bucket in enumerate(result.buckets):
                 head = (bucket, group, is_other) if ref else (bucket,)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import HTTPException, Request
@@ -44,7 +45,7 @@ async def authenticate(conn: HTTPConnection) -> Principal:
     return principal
 
 
-def requires(permission: Permission):
+def requires(permission: Permission) -> Callable[[Request], Coroutine[Any, Any, Principal]]:
     async def dependency(request: Request) -> Principal:
         principal = await authenticate(request)
         if not principal.can(permission):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from graphql import (
@@ -171,7 +171,8 @@ class FastGraphQLPost:
             data.get("extensions"),
             context,
         )
-        answer = process_result(result)
+        # a TypedDict is no dict[str, Any] to the checker, though it is one
+        answer = cast(dict[str, Any], process_result(result))
         status = sub_response.status_code or 200
         headers = [(k, v) for k, v in sub_response.headers.raw if k not in _OWN_HEADERS]
         if has_unavailable_error(answer):  # the database failed during execution

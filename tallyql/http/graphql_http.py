@@ -16,6 +16,8 @@ from typing import Any
 
 from cross_web import HTTPException as StrawberryHTTPException
 from strawberry.exceptions import MissingQueryError
+from strawberry.http.types import HTTPMethod
+from strawberry.schema.base import BaseSchema
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -31,8 +33,12 @@ SUBSCRIPTION_NEEDS_A_STREAM = (
 class GraphQLHTTPErrors:
     """Mixed into the GraphQL router, before strawberry's GraphQLRouter."""
 
+    schema: BaseSchema  # strawberry's view's, on the router this is mixed into
+    allow_queries_via_get: bool
+
     async def run(self, request: Any, context: Any = None, root_value: Any = None) -> Any:
         try:
+            # the next class in the router's MRO is strawberry's view
             return await super().run(request, context, root_value)  # type: ignore[misc]
         except StrawberryHTTPException as exc:
             status = exc.status_code
@@ -48,9 +54,9 @@ class GraphQLHTTPErrors:
         request_data: Any,
     ) -> ExecutionResult:
         return await execute_plain(
-            self.schema,  # type: ignore[attr-defined]
+            self.schema,
             request_adapter.method,
-            self.allow_queries_via_get,  # type: ignore[attr-defined]
+            self.allow_queries_via_get,
             request_data.query,
             request_data.variables,
             request_data.operation_name,
@@ -62,7 +68,7 @@ class GraphQLHTTPErrors:
 
 async def execute_plain(
     schema: Any,
-    method: str,
+    method: HTTPMethod,
     allow_queries_via_get: bool,
     query: str | None,
     variables: dict[str, Any] | None,

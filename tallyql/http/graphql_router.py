@@ -14,7 +14,7 @@ subscriptions over WebSocket are delivered by tallyql/http/live_transport.py.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from starlette.requests import Request
@@ -62,6 +62,7 @@ def key_from_params(params: Any) -> str | None:
 class TallyGraphQLRouter(GraphiQLPage, GraphQLHTTPErrors, GraphQLRouter[Context, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
+    temporal_response: Response  # set by strawberry's route handlers before each run()
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         """The body limit first (tallyql/http/graphql_limits.py), then strawberry's view."""
@@ -109,7 +110,7 @@ class TallyGraphQLRouter(GraphiQLPage, GraphQLHTTPErrors, GraphQLRouter[Context,
             response, _ = await self._process_stream_result(request, value, [])
             return transport.encode_next(response, self.encode_json_string)
 
-        async def stream() -> AsyncIterator[str]:
+        async def stream() -> AsyncGenerator[str, None]:
             async for text in sse_messages(
                 self.schema,
                 operation.query,

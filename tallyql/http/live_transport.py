@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -59,7 +59,7 @@ async def deliver(
     query: str,
     variables: dict[str, Any] | None,
     operation_name: str | None,
-    stream: AsyncIterator[Item],
+    stream: AsyncGenerator[Item, None],
     head: str,
     tail: str,
     send: Send,
@@ -76,14 +76,14 @@ async def frames(
     query: str,
     variables: dict[str, Any] | None,
     operation_name: str | None,
-    stream: AsyncIterator[Item],
+    stream: AsyncGenerator[Item, None],
     head: str,
     tail: str,
 ) -> AsyncIterator[str]:
     """The messages of a live stream's items, rendered once per distinct operation."""
     key, renderer = RENDERERS.acquire(schema._schema, query, variables, operation_name)
     try:
-        async with aclosing(stream):  # type: ignore[type-var]
+        async with aclosing(stream):
             async for kind, value in stream:  # paced by the stream (live/pacer.py)
                 yield renderer.frame(kind, value, head, tail)
     finally:
@@ -117,6 +117,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         sink = LIVE_SINK.get()
         if sink is None or sink.stream is None:
             return
+        # unchecked below: strawberry's adapter keeps Starlette's socket undeclared
         ws = self.websocket.ws  # type: ignore[attr-defined]
         op_id = orjson.dumps(operation.id).decode()
 
@@ -170,8 +171,8 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             await self.websocket.close(code=FORBIDDEN, reason="Forbidden")
             return
         except DatabaseUnavailable:
-            payload = unavailable_error().formatted
-            await self.send_message({"type": "connection_error", "payload": payload})
+            error = dict(unavailable_error().formatted)
+            await self.send_message({"type": "connection_error", "payload": error})
             await self.websocket.close(code=TRY_AGAIN_LATER, reason=TRY_AGAIN_REASON)
             return
         await self.send_message({"type": "connection_ack"})
@@ -207,6 +208,7 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
                 await self.send_data_message(result, operation_id)
                 is_first_result = False
             if sink.stream is not None:
+                # unchecked below: strawberry's adapter keeps Starlette's socket undeclared
                 ws = self.websocket.ws  # type: ignore[attr-defined]
                 op_id = orjson.dumps(operation_id).decode()
                 try:

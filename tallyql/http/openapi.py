@@ -353,7 +353,12 @@ _OPTION_DOCS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def _export_parameters() -> list[dict[str, Any]]:
     def query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
-        param = {"name": name, "in": "query", "description": description, "schema": schema}
+        param: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "description": description,
+            "schema": schema,
+        }
         if schema.get("type") == "array":
             param |= {"style": "form", "explode": True}
         return param
@@ -766,5 +771,6 @@ def install_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             app.openapi_schema = build_openapi(app)
         return app.openapi_schema
 
+    # unchecked below: FastAPI's documented way to replace the schema
     app.openapi = openapi  # type: ignore[method-assign]
     return openapi

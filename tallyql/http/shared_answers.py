@@ -28,7 +28,7 @@ TALLYQL_SHARE_IDENTICAL_QUERIES=false turns sharing off.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -40,7 +40,7 @@ class _Flight(Generic[T]):
     answer: asyncio.Future[T]
     joined: int = 1
     started: bool = False
-    run: Callable[[], Awaitable[T]] | None = None
+    run: Callable[[], Coroutine[Any, Any, T]] | None = None
 
 
 @dataclass
@@ -54,7 +54,7 @@ class SingleFlight(Generic[T]):
     _running: dict[Hashable, _Flight[T]] = field(default_factory=dict)
     _waiting: dict[Hashable, _Flight[T]] = field(default_factory=dict)
 
-    async def do(self, key: Hashable, run: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+    async def do(self, key: Hashable, run: Callable[[], Coroutine[Any, Any, T]]) -> tuple[T, bool]:
         """(the answer, whether it was shared): `run` is called only when this request
         starts a computation; otherwise the answer is that of a computation that starts
         after this call."""
@@ -84,8 +84,8 @@ class SingleFlight(Generic[T]):
             del self._running[key]
         if done.cancelled():
             flight.answer.cancel()
-        elif done.exception() is not None:
-            flight.answer.set_exception(done.exception())  # type: ignore[arg-type]
+        elif (error := done.exception()) is not None:
+            flight.answer.set_exception(error)
         else:
             flight.answer.set_result(done.result())
         waiting = self._waiting.pop(key, None)

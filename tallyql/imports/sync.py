@@ -103,7 +103,7 @@ class ProviderSync:
                 "failed",
                 f"storing failed ({type(exc).__name__}); the next sync retries",
             )
-        values = {
+        values: dict[str, Any] = {
             "last_sync_at": clock.now(),
             "last_sync_status": status,
             "last_error": error,

@@ -129,7 +129,7 @@ def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
     return inflater.result()
 
 
-_SCAN = json.JSONDecoder().scan_once
+_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # set in __init__; typeshed omits it
 _BLANK = re.compile(r"[ \t\n\r]*")
 _LINE = re.compile(rb"[^\s][^\n]*")
 
@@ -191,28 +191,28 @@ def _count_json(body: bytes, limit: int) -> str:
     Invalid JSON fits: the parsers report it."""
     try:
         text = body.decode()
-        start = _BLANK.match(text).end()  # type: ignore[union-attr]
+        start = _blank_text(text, 0)
         if text.startswith("[", start):
             return _FITS if _count_array(text, start, limit)[0] <= limit else _TOO_MANY
         if not text.startswith("{", start):
             return _FITS
-        i = _BLANK.match(text, start + 1).end()  # type: ignore[union-attr]
+        i = _blank_text(text, start + 1)
         while not text.startswith("}", i):
             key, i = _SCAN(text, i)
-            i = _BLANK.match(text, i).end()  # type: ignore[union-attr]
+            i = _blank_text(text, i)
             if not text.startswith(":", i):
                 return _FITS
-            i = _BLANK.match(text, i + 1).end()  # type: ignore[union-attr]
+            i = _blank_text(text, i + 1)
             if key == "events" and text.startswith("[", i):
                 count, i = _count_array(text, i, limit)
                 if count > limit:
                     return _TOO_MANY
             else:
                 _, i = _SCAN(text, i)
-            i = _BLANK.match(text, i).end()  # type: ignore[union-attr]
+            i = _blank_text(text, i)
             if text.startswith(",", i):
-                i = _BLANK.match(text, i + 1).end()  # type: ignore[union-attr]
-        rest = _BLANK.match(text, i + 1).end()  # type: ignore[union-attr]
+                i = _blank_text(text, i + 1)
+        rest = _blank_text(text, i + 1)
         return _FITS if rest == len(text) else _NDJSON
     except (ValueError, StopIteration, UnicodeDecodeError, RecursionError):
         return _FITS
@@ -221,7 +221,7 @@ def _count_json(body: bytes, limit: int) -> str:
 def _count_array(text: str, start: int, limit: int) -> tuple[int, int]:
     """Elements of the array opening at `start`, counting no further than limit + 1, and
     the position after it (where the count stopped, past the limit)."""
-    i = _BLANK.match(text, start + 1).end()  # type: ignore[union-attr]
+    i = _blank_text(text, start + 1)
     if text.startswith("]", i):
         return 0, i + 1
     count = 0
@@ -230,10 +230,10 @@ def _count_array(text: str, start: int, limit: int) -> tuple[int, int]:
         count += 1
         if count > limit:
             return count, i
-        i = _BLANK.match(text, i).end()  # type: ignore[union-attr]
+        i = _blank_text(text, i)
         if not text.startswith(",", i):
             return count, i + 1
-        i = _BLANK.match(text, i + 1).end()  # type: ignore[union-attr]
+        i = _blank_text(text, i + 1)
 
 
 def parse_events(body: bytes, content_type: str | None, max_events: int) -> ParsedBody:
@@ -281,7 +281,15 @@ _CONTROL = re.compile(rb"[\x00-\x1f]")
 
 
 def _blank(body: bytes, i: int) -> int:
-    return _BLANK_BYTES.match(body, i).end()  # type: ignore[union-attr]
+    found = _BLANK_BYTES.match(body, i)
+    assert found is not None  # the pattern matches the empty string
+    return found.end()
+
+
+def _blank_text(text: str, i: int) -> int:
+    found = _BLANK.match(text, i)
+    assert found is not None  # the pattern matches the empty string
+    return found.end()
 
 
 def _extent(body: bytes, start: int) -> int | None:
@@ -397,20 +405,21 @@ def _split_events(body: bytes, max_events: int) -> ParsedBody | None:
         value, error = _element(body, i, members[-1][2], 0)
         return ParsedBody([value], [error] if error else [])
     wanted = len(keys) - 1 - keys[::-1].index("events")  # the last one wins, as in orjson
-    parsed = None
+    events: ParsedBody | None = None
     for position, (_, start, end) in enumerate(members[:-1]):
         if position == wanted:
             if not body.startswith(b"[", start):
                 raise BodyError('"events" must be a JSON array of events')
-            parsed = _array_items(body, start, max_events)
-            if parsed is None:
+            found = _array_items(body, start, max_events)
+            if found is None:
                 return None
+            events = found[0]
         else:  # ignored, yet a body with it must be JSON
             try:
                 orjson.loads(body[start:end])
             except orjson.JSONDecodeError:
                 return None
-    return parsed[0] if parsed else None
+    return events
 
 
 def _array_items(body: bytes, start: int, max_events: int) -> tuple[ParsedBody, int] | None:

@@ -53,7 +53,7 @@ def _annotation(spec: EventField) -> Any:
             return Annotated[str, msgspec.Meta(min_length=1)]
         return Annotated[str, msgspec.Meta(min_length=1, max_length=spec.max_length)]
     if ftype is FieldType.ENUM:
-        return Literal[spec.choices]  # type: ignore[name-defined]
+        return Literal[spec.choices]
     if ftype is FieldType.INT:
         return Annotated[int, msgspec.Meta(ge=0, le=int(spec.maximum))]
     if ftype is FieldType.NUMBER:
@@ -64,7 +64,7 @@ def _annotation(spec: EventField) -> Any:
         return datetime
     if ftype is FieldType.TAGS:
         tag = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-        return Annotated[list[tag], msgspec.Meta(max_length=MAX_TAGS)]  # type: ignore[valid-type]
+        return Annotated[list[tag], msgspec.Meta(max_length=MAX_TAGS)]
     if ftype is FieldType.OBJECT:
         return dict[str, Any]
     return Any
@@ -79,6 +79,7 @@ EventStruct = msgspec.defstruct(
 
 
 class _Wrapped(msgspec.Struct, forbid_unknown_fields=True):
+    # unchecked below: classes msgspec.defstruct builds at import
     events: list[EventStruct]  # type: ignore[valid-type]
 
 
@@ -136,6 +137,7 @@ _SCREEN_OPTIONS = (
 )
 """What orjson would encode but JSON values may not hold raises instead."""
 
+# unchecked below: classes msgspec.defstruct builds at import
 _LIST_DECODER = msgspec.json.Decoder(list[EventStruct])  # type: ignore[valid-type]
 _WRAPPED_DECODER = msgspec.json.Decoder(_Wrapped)
 _ONE_DECODER = msgspec.json.Decoder(EventStruct)
@@ -163,6 +165,7 @@ def decode_body(body: bytes, ndjson: bool) -> list[Any]:
 def convert(raw_events: Sequence[Any]) -> list[Any]:
     """Structs from already-parsed events (the demo loader); SlowPath if any is invalid."""
     try:
+        # unchecked below: classes msgspec.defstruct builds at import
         return msgspec.convert(raw_events, list[EventStruct])  # type: ignore[valid-type]
     except msgspec.ValidationError:
         raise SlowPath from None
@@ -229,6 +232,7 @@ def convert_rows(rows: Sequence[list[Any]]) -> list[Any]:
     if not all(_storable(row) for row in rows):
         raise SlowPath
     try:
+        # unchecked below: classes msgspec.defstruct builds at import
         return msgspec.convert(rows, list[EventRow])  # type: ignore[valid-type]
     except msgspec.ValidationError:
         raise SlowPath from None

@@ -448,7 +448,7 @@ def _llm(name: str, attrs: dict[str, Any], row: list[Any]) -> None:
         row[STATUS_CODE] = code
         if get("error"):
             row[STATUS] = "error"
-            row[ERROR_MESSAGE] = _text(get("error"))[:2000]  # type: ignore[index]
+            row[ERROR_MESSAGE] = (_text(get("error")) or "")[:2000]
     else:  # claude_code.api_error, codex.api_request (failed), gemini_cli.api_error
         code = _status_code(get("status_code") or get("http.response.status_code"))
         row[STATUS_CODE] = code

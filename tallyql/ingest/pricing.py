@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import astuple, dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from genai_prices import Usage, data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices
@@ -173,7 +173,7 @@ def _scaled(rate: Decimal) -> int | None:
     return int(scaled) if scaled == scaled.to_integral_value() else None
 
 
-def _int_rate(rate: Rate) -> IntRate | bool:
+def _int_rate(rate: Rate) -> IntRate | Literal[False]:
     """A rate in scaled integers; False when one of its prices has more decimals than that."""
     if rate is None:
         return None
@@ -181,36 +181,43 @@ def _int_rate(rate: Rate) -> IntRate | bool:
         flat = _scaled(rate)
         return False if flat is None else flat
     base = _scaled(rate.base)
-    tiers = tuple((tier.start, _scaled(tier.price)) for tier in rate.tiers)
-    if base is None or any(price is None for _, price in tiers):
+    tiers: list[tuple[int, int]] = []
+    for tier in rate.tiers:
+        scaled = _scaled(tier.price)
+        if scaled is None:
+            return False
+        tiers.append((tier.start, scaled))
+    if base is None:
         return False
-    return base, tiers  # type: ignore[return-value]
+    return base, tuple(tiers)
 
 
 def _int_rates(price: ModelPrice) -> tuple[IntRate, IntRate, IntRate, IntRate] | None:
     """The four token rates of a price in scaled integers, or None when the price needs
     `calc_price` (other usage kinds, or rates finer than a billionth of a dollar)."""
     hit = _RATES_CACHE.get(id(price), False)
-    if hit is not False and hit is not None and hit[0] is price:
+    if isinstance(hit, tuple) and hit[0] is price:
         return hit[1]
     if hit is None:
         return None
     keys = {k for k, v in price.__dict__.items() if v is not None and not k.startswith("_")}
-    rates = tuple(
-        _int_rate(r)
-        for r in (
-            price.input_mtok,
-            price.output_mtok,
-            price.cache_read_mtok,
-            price.cache_write_mtok,
-        )
-    )
-    unscaled = any(r is False for r in rates)  # not `False in rates`: a free rate is 0 == False
-    if not keys <= (_TOKEN_PRICE_KEYS | _UNREPORTED_PRICE_KEYS) or unscaled:
+    scaled: list[IntRate] = []
+    for rate in (
+        price.input_mtok,
+        price.output_mtok,
+        price.cache_read_mtok,
+        price.cache_write_mtok,
+    ):
+        found = _int_rate(rate)
+        if found is False:  # `is`, not ==: a free rate is 0 == False
+            break
+        scaled.append(found)
+    if not keys <= (_TOKEN_PRICE_KEYS | _UNREPORTED_PRICE_KEYS) or len(scaled) < 4:
         _RATES_CACHE[id(price)] = None
         return None
-    _RATES_CACHE[id(price)] = (price, rates)  # type: ignore[assignment]
-    return rates  # type: ignore[return-value]
+    rates = (scaled[0], scaled[1], scaled[2], scaled[3])
+    _RATES_CACHE[id(price)] = (price, rates)
+    return rates
 
 
 def _int_rate_at(rate: IntRate, input_tokens: int) -> int | None:
@@ -288,7 +295,7 @@ class Pricer:
 
     def cost(self, workspace_id: int, row: dict[str, Any]) -> int | None:
         """Nano-USD for an event's tokens, or None when its model has no known price."""
-        tokens: Tokens = tuple(row[c] for c in TOKEN_FIELDS)  # type: ignore[assignment]
+        tokens: Tokens = tuple(row[c] for c in TOKEN_FIELDS)
         return self.cost_of(workspace_id, row["provider"], row["model"], tokens, row["ts"])
 
     def cost_of(

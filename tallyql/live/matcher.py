@@ -28,31 +28,35 @@ def json_text(value: Any) -> str | None:
     return orjson.dumps(value).decode()  # numbers as written; objects and arrays as JSON
 
 
+def _among(column: str, wanted: frozenset[Any]) -> Matcher:
+    return lambda row: row.get(column) in wanted
+
+
+def _metadata_is(key: str, value: str) -> Matcher:
+    return lambda row: json_text((row.get("metadata") or {}).get(key)) == value
+
+
 def compile_matcher(spec: EventFilterSpec, groups: GroupSet | None = None) -> Matcher:
     """A predicate over live rows; `groups` carries the members when the filter has groups."""
     checks: list[Matcher] = []
     for name, column in LIST_FILTERS.items():
         values = getattr(spec, name)
         if values:
-            wanted = frozenset(values)
-            checks.append(lambda row, c=column, w=wanted: row.get(c) in w)
+            checks.append(_among(column, frozenset(values)))
     if spec.groups:
         assert groups is not None, "a group filter needs its members"
-        checks.append(lambda row, g=groups: row.get("user_id") in g.users)
+        members = groups  # the set's members as they are at each call
+        checks.append(lambda row: row.get("user_id") in members.users)
     if spec.is_byok is not None:
-        checks.append(lambda row, b=spec.is_byok: bool(row.get("is_byok")) is b)
+        byok = spec.is_byok
+        checks.append(lambda row: bool(row.get("is_byok")) is byok)
     if spec.status_codes:
-        codes = frozenset(spec.status_codes)
-        checks.append(lambda row, w=codes: row.get("status_code") in w)
+        checks.append(_among("status_code", frozenset(spec.status_codes)))
     if spec.tags:
         tags = frozenset(spec.tags)
-        checks.append(lambda row, t=tags: not t.isdisjoint(row.get("tags") or ()))
+        checks.append(lambda row: not tags.isdisjoint(row.get("tags") or ()))
     for match in spec.metadata:
-        checks.append(
-            lambda row, k=match.key, v=match.value: (
-                json_text((row.get("metadata") or {}).get(k)) == v
-            )
-        )
+        checks.append(_metadata_is(match.key, match.value))
     if not checks:
         return lambda row: True
     if len(checks) == 1:

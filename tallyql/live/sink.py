@@ -9,7 +9,7 @@ item once per distinct operation and sends the bytes to every subscriber that sh
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextvars import ContextVar
 
 from tallyql.live.subscriber import Item
@@ -17,9 +17,9 @@ from tallyql.live.subscriber import Item
 
 class LiveSink:
     def __init__(self) -> None:
-        self.stream: AsyncIterator[Item] | None = None
+        self.stream: AsyncGenerator[Item, None] | None = None
 
-    def attach(self, stream: AsyncIterator[Item]) -> None:
+    def attach(self, stream: AsyncGenerator[Item, None]) -> None:
         self.stream = stream
 
 

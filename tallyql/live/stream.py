@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -70,7 +70,7 @@ class _Day:
     count: TodayCount
 
 
-async def open_stream(live: LiveService, request: StreamRequest) -> AsyncIterator[Item]:
+async def open_stream(live: LiveService, request: StreamRequest) -> AsyncGenerator[Item, None]:
     """The items of one subscription; unregisters when the consumer stops or disconnects."""
     if AUDIT in request.types:
         await live.audit_caught_up()  # audit events committed before this stream are history
@@ -122,7 +122,7 @@ async def open_stream(live: LiveService, request: StreamRequest) -> AsyncIterato
             live.membership.untrack(groups)
 
 
-async def open_batch_stream(live: LiveService, request: BatchRequest) -> AsyncIterator[Item]:
+async def open_batch_stream(live: LiveService, request: BatchRequest) -> AsyncGenerator[Item, None]:
     """The windows of one coalesced subscription (live/batches.py) and its Lagged notices;
     leaves its feed when the consumer stops or disconnects."""
     groups = None

@@ -99,7 +99,7 @@ async def _breakdown(asker: Asker, section: Section) -> Table:
 async def _cost_insights(asker: Asker) -> Table:
     trend = await insights.trend(asker)
     projection = await insights.projection(asker)
-    rows = [
+    rows: list[list[Any]] = [
         ["Cost this period (USD)", trend.current_usd],
         ["Cost in the previous period (USD)", trend.previous_usd],
         ["Direction", trend.direction],
@@ -234,7 +234,7 @@ def bar_spec(table: Table) -> dict[str, Any] | None:
     nothing above zero to draw."""
     assert table.chart is not None
     label_at, value_at = table.chart
-    values = [
+    values: list[dict[str, Any]] = [
         {
             "label": str(r[label_at] if r[label_at] is not None else "(none)"),
             "value": r[value_at] or 0,

@@ -166,13 +166,13 @@ class ReportRunner:
         message = self.mailer.message(
             list(report.recipients), subject, text, attachments=attachments
         )
-        last = ""
+        last_error = ""
         for attempt in range(1, MAIL_ATTEMPTS + 1):
             try:
                 await self.mailer.send(message)
                 return {"status": "sent", "attempts": attempt, "recipients": len(report.recipients)}
             except MailError as exc:
-                last = str(exc)
+                last_error = str(exc)
                 if attempt < MAIL_ATTEMPTS:
                     await asyncio.sleep(self.mail_backoff_seconds * 2 ** (attempt - 1))
-        return {"status": "failed", "attempts": MAIL_ATTEMPTS, "error": last}
+        return {"status": "failed", "attempts": MAIL_ATTEMPTS, "error": last_error}

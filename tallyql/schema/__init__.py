@@ -122,11 +122,12 @@ def _root_types() -> tuple[type, type, type]:
 def _merged(name: str, types: tuple[type, ...], description: str) -> type:
     """One root type holding every domain's fields, described."""
     merged = merge_types(name, types)
+    # unchecked below: strawberry sets __strawberry_definition__ at run time
     merged.__strawberry_definition__.description = description  # type: ignore[attr-defined]
     return merged
 
 
-def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+def build_schema(settings: Settings | None = None) -> TallySchema:
     settings = settings or Settings()
     query, mutation, subscription = _root_types()
     # The depth and alias limits as validation rules made once: the validation cache is keyed

@@ -3,7 +3,7 @@ its traffic, callers, bandwidth and errors. Both through the engine's rollups.""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
 import strawberry
 
@@ -16,11 +16,10 @@ from tallyql.schema.base.common import AfterArg, DescendingArg, FilterArg, First
 from tallyql.schema.base.context import TallyInfo
 from tallyql.schema.base.described import describe_values
 from tallyql.schema.base.pages import Connection, ranked_connection
-from tallyql.schema.base.scalars import Long
+from tallyql.schema.base.scalars import Long, as_count
 
-AgentOrder = strawberry.enum(
-    engine_agents.AgentOrder, name="AgentOrder", description="How to order agents."
-)
+AgentOrder: TypeAlias = engine_agents.AgentOrder  # strawberry.enum below marks the class in place
+strawberry.enum(AgentOrder, name="AgentOrder", description="How to order agents.")
 describe_values(
     AgentOrder,
     {
@@ -32,8 +31,11 @@ describe_values(
         "AVG_RUN_DURATION": "By mean run duration in ms.",
     },
 )
-GatewayOrder = strawberry.enum(
-    engine_gateways.GatewayOrder,
+GatewayOrder: TypeAlias = (
+    engine_gateways.GatewayOrder
+)  # strawberry.enum below marks the class in place
+strawberry.enum(
+    GatewayOrder,
     name="GatewayOrder",
     description="How to order gateways; BANDWIDTH is request plus response bytes.",
 )
@@ -113,16 +115,16 @@ class AgentStats:
     def of(cls, f: engine_agents.AgentFigures, asker: Asker) -> AgentStats:
         return cls(
             agent_id=f.agent_id,
-            runs=f.runs,
+            runs=as_count(f.runs),
             success_rate=f.success_rate,
             avg_run_duration_ms=f.avg_run_duration_ms,
-            requests=f.requests,
-            errors=f.errors,
-            input_tokens=f.input_tokens,
-            output_tokens=f.output_tokens,
-            total_tokens=f.total_tokens,
+            requests=as_count(f.requests),
+            errors=as_count(f.errors),
+            input_tokens=as_count(f.input_tokens),
+            output_tokens=as_count(f.output_tokens),
+            total_tokens=as_count(f.total_tokens),
             cost_usd=f.cost_usd,
-            instances=f.instances,
+            instances=as_count(f.instances),
             _asker=asker,
         )
 
@@ -173,14 +175,14 @@ class GatewayStats:
 def _gateway(keys: tuple[Any, ...], v: Values) -> GatewayStats:
     return GatewayStats(
         gateway=keys[0],
-        requests=v.get(Metric.REQUESTS) or 0.0,
-        unique_callers=v.get(Metric.UNIQUE_CALLERS) or 0.0,
-        request_bytes=v.get(Metric.REQUEST_BYTES) or 0.0,
-        response_bytes=v.get(Metric.RESPONSE_BYTES) or 0.0,
-        bandwidth_bytes=v.get(engine_gateways.BANDWIDTH) or 0.0,
-        errors=v.get(Metric.ERRORS) or 0.0,
+        requests=as_count(v.get(Metric.REQUESTS) or 0.0),
+        unique_callers=as_count(v.get(Metric.UNIQUE_CALLERS) or 0.0),
+        request_bytes=as_count(v.get(Metric.REQUEST_BYTES) or 0.0),
+        response_bytes=as_count(v.get(Metric.RESPONSE_BYTES) or 0.0),
+        bandwidth_bytes=as_count(v.get(engine_gateways.BANDWIDTH) or 0.0),
+        errors=as_count(v.get(Metric.ERRORS) or 0.0),
         error_rate=v.get(Metric.ERROR_RATE),
-        blocked=v.get(Metric.BLOCKED) or 0.0,
+        blocked=as_count(v.get(Metric.BLOCKED) or 0.0),
         avg_latency_ms=v.get(Metric.AVG_LATENCY_MS),
         cost_usd=v.get(Metric.COST_USD) or 0.0,
     )
@@ -195,7 +197,7 @@ class AgentsQuery:
         range: RangeArg,
         filter: FilterArg = None,
         order_by: Annotated[
-            AgentOrder,  # type: ignore[valid-type]
+            AgentOrder,
             strawberry.argument(description="What ranks the agents."),
         ] = engine_agents.AgentOrder.RUNS,
         descending: DescendingArg = True,
@@ -213,7 +215,7 @@ class AgentsQuery:
         range: RangeArg,
         filter: FilterArg = None,
         order_by: Annotated[
-            GatewayOrder,  # type: ignore[valid-type]
+            GatewayOrder,
             strawberry.argument(description="What ranks the gateways."),
         ] = engine_gateways.GatewayOrder.REQUESTS,
         descending: DescendingArg = True,

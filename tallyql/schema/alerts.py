@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
 import strawberry
 
@@ -27,7 +27,8 @@ from tallyql.schema.base.pages import Connection, row_connection
 from tallyql.schema.base.scalars import JSON
 from tallyql.schema.live_types import AlertOperator, HealthConditionType
 
-AlertStateType = strawberry.enum(AlertState, name="AlertState", description="OK or FIRING.")
+AlertStateType: TypeAlias = AlertState  # strawberry.enum below marks the class in place
+strawberry.enum(AlertStateType, name="AlertState", description="OK or FIRING.")
 describe_values(
     AlertStateType,
     {"OK": "The condition does not hold.", "FIRING": "The condition holds: the rule is firing."},
@@ -57,11 +58,11 @@ class CalendarWindow(Enum):
 class AlertRule:
     id: strawberry.ID = strawberry.field(description="The rule's id.")
     name: str = strawberry.field(description="A name for people.")
-    metric: Metric | None = strawberry.field(  # type: ignore[valid-type]
+    metric: Metric | None = strawberry.field(
         description="The metric measured over the window, e.g. ERROR_RATE or COST_USD; null "
         "for a health rule."
     )
-    health: HealthConditionType | None = strawberry.field(  # type: ignore[valid-type]
+    health: HealthConditionType | None = strawberry.field(
         description="What a health rule watches, measured at each evaluation over every "
         "replica; null for a metric rule."
     )
@@ -76,7 +77,7 @@ class AlertRule:
     )
     timezone: str = strawberry.field(description="The IANA zone of a calendar window.")
     filter: JSON = strawberry.field(description="The rule's EventFilter ({} for all events).")
-    operator: AlertOperator = strawberry.field(  # type: ignore[valid-type]
+    operator: AlertOperator = strawberry.field(
         description="How the metric is compared with the threshold."
     )
     threshold: float = strawberry.field(
@@ -90,9 +91,7 @@ class AlertRule:
         description="Webhooks notified when the rule fires or resolves."
     )
     enabled: bool = strawberry.field(description="Disabled rules are not evaluated.")
-    state: AlertStateType = strawberry.field(  # type: ignore[valid-type]
-        description="Whether the rule is firing now."
-    )
+    state: AlertStateType = strawberry.field(description="Whether the rule is firing now.")
     last_value: float | None = strawberry.field(
         description="The metric at the last evaluation, in its unit."
     )
@@ -135,15 +134,13 @@ class AlertFiring:
     id: strawberry.ID = strawberry.field(description="The firing's id.")
     rule_id: strawberry.ID = strawberry.field(description="The rule that fired.")
     rule_name: str = strawberry.field(description="The rule's name when it fired.")
-    metric: Metric | None = strawberry.field(  # type: ignore[valid-type]
+    metric: Metric | None = strawberry.field(
         description="The rule's metric; null for a health rule."
     )
-    health: HealthConditionType | None = strawberry.field(  # type: ignore[valid-type]
+    health: HealthConditionType | None = strawberry.field(
         description="The health rule's condition; null for a metric rule."
     )
-    operator: AlertOperator = strawberry.field(  # type: ignore[valid-type]
-        description="The rule's operator."
-    )
+    operator: AlertOperator = strawberry.field(description="The rule's operator.")
     threshold: float = strawberry.field(description="The rule's threshold, in the metric's unit.")
     window_minutes: int = strawberry.field(
         description="The window measured when the rule fired, in minutes (for a calendar "
@@ -168,12 +165,12 @@ class AlertFiring:
 )
 class AlertRuleInput:
     name: str = strawberry.field(description="A name for people.")
-    metric: Metric | None = strawberry.field(  # type: ignore[valid-type]
+    metric: Metric | None = strawberry.field(
         default=None,
         description="The metric measured over the window, e.g. ERROR_RATE or COST_USD; give "
         "it or health.",
     )
-    health: HealthConditionType | None = strawberry.field(  # type: ignore[valid-type]
+    health: HealthConditionType | None = strawberry.field(
         default=None,
         description="Watch the server's own health instead of a metric (writer stalled or "
         "backlogged, compaction behind, jobs degraded), over every replica; give it or "
@@ -192,7 +189,7 @@ class AlertRuleInput:
     timezone: str = strawberry.field(
         default="UTC", description="The IANA zone whose day, week or month a calendar window is."
     )
-    operator: AlertOperator = strawberry.field(  # type: ignore[valid-type]
+    operator: AlertOperator = strawberry.field(
         description="How the metric is compared with the threshold."
     )
     threshold: float = strawberry.field(
@@ -216,11 +213,11 @@ class AlertRuleInput:
 @strawberry.input(description="Fields to change; omitted (or null) fields keep their value.")
 class AlertRulePatch:
     name: str | None = strawberry.field(default=None, description="New value: a name for people.")
-    metric: Metric | None = strawberry.field(  # type: ignore[valid-type]
+    metric: Metric | None = strawberry.field(
         default=None,
         description="New value: the metric measured over the window, e.g. ERROR_RATE or COST_USD.",
     )
-    health: HealthConditionType | None = strawberry.field(  # type: ignore[valid-type]
+    health: HealthConditionType | None = strawberry.field(
         default=None,
         description="New value: the condition a health rule watches (a metric rule cannot "
         "become one).",
@@ -238,7 +235,7 @@ class AlertRulePatch:
     timezone: str | None = strawberry.field(
         default=None, description="New value: the IANA zone of a calendar window."
     )
-    operator: AlertOperator | None = strawberry.field(  # type: ignore[valid-type]
+    operator: AlertOperator | None = strawberry.field(
         default=None, description="New value: how the metric is compared with the threshold."
     )
     threshold: float | None = strawberry.field(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 import strawberry
 
@@ -24,15 +24,16 @@ from tallyql.schema.base.common import (
 )
 from tallyql.schema.base.context import TallyInfo
 from tallyql.schema.base.described import describe_values
-from tallyql.schema.base.scalars import Long
+from tallyql.schema.base.scalars import Long, as_count
 
 if TYPE_CHECKING:
     from tallyql.schema.agents import AgentStats
     from tallyql.schema.directory import User
     from tallyql.schema.sessions import Session
 
-Metric = strawberry.enum(
-    EngineMetric,
+Metric: TypeAlias = EngineMetric  # strawberry.enum below marks the class in place
+strawberry.enum(
+    Metric,
     name="Metric",
     description="A measure over the events a query selects. Counts (REQUESTS, ERRORS, tokens, "
     "UNIQUE_*) are whole numbers; rates are fractions 0 to 1; latencies and TTFT in ms; "
@@ -42,12 +43,12 @@ Metric = strawberry.enum(
     "X-Tallyql-Plan: raw.",
 )
 describe_values(Metric, {m.name: METRICS[m].description for m in EngineMetric})
-Dimension = strawberry.enum(
-    EngineDimension, name="Dimension", description="What to group events by."
-)
+Dimension: TypeAlias = EngineDimension  # strawberry.enum below marks the class in place
+strawberry.enum(Dimension, name="Dimension", description="What to group events by.")
 describe_values(Dimension, {d.name: DIMENSIONS[d].description for d in EngineDimension})
-Granularity = strawberry.enum(
-    EngineGranularity,
+Granularity: TypeAlias = EngineGranularity  # strawberry.enum below marks the class in place
+strawberry.enum(
+    Granularity,
     name="Granularity",
     description="Time bucket size; AUTO is HOUR up to two days, else DAY. Weeks start Monday.",
 )
@@ -83,9 +84,7 @@ def _key_text(value: Any) -> str | None:
 
 @strawberry.type(description="One line of a chart: a metric, optionally for one group.")
 class Series:
-    metric: Metric = strawberry.field(  # type: ignore[valid-type]
-        description="The metric every value of this series measures."
-    )
+    metric: Metric = strawberry.field(description="The metric every value of this series measures.")
     group: str | None = strawberry.field(description="The group's key; null when not grouped.")
     is_other: bool = strawberry.field(description="All groups beyond the top ones.")
     values: list[float | None] = strawberry.field(
@@ -99,9 +98,7 @@ class Series:
 
 @strawberry.type(description="Columnar time series: one bucket list, a value list per series.")
 class TimeSeries:
-    granularity: Granularity = strawberry.field(  # type: ignore[valid-type]
-        description="The bucket size used (AUTO resolved)."
-    )
+    granularity: Granularity = strawberry.field(description="The bucket size used (AUTO resolved).")
     buckets: list[datetime] = strawberry.field(
         description="Bucket starts, in order; each series has one value per bucket."
     )
@@ -154,7 +151,7 @@ class BreakdownEdge:
 @strawberry.type(description="Groups of a dimension, best first, 10 per page by default.")
 class BreakdownConnection:
     total_count: int = strawberry.field(description="Groups in the whole breakdown (count).")
-    metrics: list[Metric] = strawberry.field(  # type: ignore[valid-type]
+    metrics: list[Metric] = strawberry.field(
         description="The metrics asked for: labels of every node's `values`, in order."
     )
     edges: list[BreakdownEdge] = strawberry.field(description="This page's groups.")
@@ -198,9 +195,7 @@ class ErrorsSummary:
 
 @strawberry.input(description="A dimension of a custom query.")
 class DimensionInput:
-    dimension: Dimension = strawberry.field(  # type: ignore[valid-type]
-        description="What to group by."
-    )
+    dimension: Dimension = strawberry.field(description="What to group by.")
     metadata_key: str | None = strawberry.field(
         default=None, description="The metadata key, for the METADATA dimension."
     )
@@ -208,7 +203,7 @@ class DimensionInput:
 
 @strawberry.input(description="Order rows of a custom query by a metric.")
 class MetricOrderInput:
-    metric: Metric = strawberry.field(  # type: ignore[valid-type]
+    metric: Metric = strawberry.field(
         description="The metric to order by (one of the query's metrics or another)."
     )
     descending: bool = strawberry.field(default=True, description="Largest first.")
@@ -216,7 +211,7 @@ class MetricOrderInput:
 
 @strawberry.input(description="A custom query: metrics grouped by up to 3 dimensions and time.")
 class MetricsQueryInput:
-    metrics: list[Metric] = strawberry.field(  # type: ignore[valid-type]
+    metrics: list[Metric] = strawberry.field(
         description="What to measure; each row's values follow this order. Latency metrics are "
         "over every event selected, so name kinds in the filter to keep them to one kind."
     )
@@ -227,7 +222,7 @@ class MetricsQueryInput:
     filter: EventFilter | None = strawberry.field(
         default=None, description="Which events count; null: all of the workspace."
     )
-    granularity: Granularity | None = strawberry.field(  # type: ignore[valid-type]
+    granularity: Granularity | None = strawberry.field(
         default=None, description="Time buckets; null: one bucket for the whole range."
     )
     order_by: list[MetricOrderInput] | None = strawberry.field(
@@ -255,10 +250,10 @@ class MetricsRow:
 
 @strawberry.type(description="Rows of a custom query; `columns` holds the same data columnar.")
 class MetricsResult:
-    metrics: list[Metric] = strawberry.field(  # type: ignore[valid-type]
+    metrics: list[Metric] = strawberry.field(
         description="Labels of every row's `values`, in order."
     )
-    dimensions: list[Dimension] = strawberry.field(  # type: ignore[valid-type]
+    dimensions: list[Dimension] = strawberry.field(
         description="Labels of every row's `keys`, in order."
     )
     rows: list[MetricsRow] = strawberry.field(description="The rows, in the asked order.")
@@ -280,10 +275,10 @@ class MetricsResult:
 
 @strawberry.type(description="A custom query's rows as columns (row i is index i of each list).")
 class MetricsColumns:
-    metrics: list[Metric] = strawberry.field(  # type: ignore[valid-type]
+    metrics: list[Metric] = strawberry.field(
         description="Labels of `values`: values[i] holds metrics[i] for every row."
     )
-    dimensions: list[Dimension] = strawberry.field(  # type: ignore[valid-type]
+    dimensions: list[Dimension] = strawberry.field(
         description="Labels of `keys`: keys[i] holds dimensions[i] for every row."
     )
     buckets: list[datetime | None] = strawberry.field(
@@ -328,7 +323,7 @@ class AnalyticsQuery:
         self,
         info: TallyInfo,
         metrics: Annotated[
-            list[Metric],  # type: ignore[valid-type]
+            list[Metric],
             strawberry.argument(
                 description="What to measure: one series per metric (and per group). Latency "
                 "metrics are over every event selected: name kinds in the filter to "
@@ -337,14 +332,14 @@ class AnalyticsQuery:
         ],
         range: RangeArg,
         granularity: Annotated[
-            Granularity,  # type: ignore[valid-type]
+            Granularity,
             strawberry.argument(
                 description="Bucket size (AUTO: hourly up to two days, else daily)."
             ),
         ] = EngineGranularity.AUTO,
         filter: FilterArg = None,
         group_by: Annotated[
-            Dimension | None,  # type: ignore[valid-type]
+            Dimension | None,
             strawberry.argument(
                 description="A dimension whose top groups get a series each, plus an 'other' "
                 "series."
@@ -398,11 +393,11 @@ class AnalyticsQuery:
         self,
         info: TallyInfo,
         dimension: Annotated[
-            Dimension,  # type: ignore[valid-type]
+            Dimension,
             strawberry.argument(description="What to group by."),
         ],
         metrics: Annotated[
-            list[Metric],  # type: ignore[valid-type]
+            list[Metric],
             strawberry.argument(
                 description="What to measure; each node's values follow this order. Latency "
                 "metrics are over every event selected: name kinds in the filter to "
@@ -416,7 +411,7 @@ class AnalyticsQuery:
             strawberry.argument(description="The metadata key, for the METADATA dimension."),
         ] = None,
         order_by: Annotated[
-            Metric | None,  # type: ignore[valid-type]
+            Metric | None,
             strawberry.argument(
                 description="The metric that ranks the groups; default: the first of `metrics`."
             ),
@@ -453,7 +448,7 @@ class AnalyticsQuery:
         self,
         info: TallyInfo,
         metric: Annotated[
-            Metric,  # type: ignore[valid-type]
+            Metric,
             strawberry.argument(description="What to measure per local hour of day."),
         ],
         range: RangeArg,
@@ -473,11 +468,11 @@ class AnalyticsQuery:
     ) -> ErrorsSummary:
         summary = await engine.errors(info.context.asker(range, filter, workspace))
         return ErrorsSummary(
-            total_errors=summary.total_errors,
+            total_errors=as_count(summary.total_errors),
             error_rate=summary.error_rate,
-            by_type=[ErrorTypeCount(type=t, count=c) for t, c in summary.by_type],
+            by_type=[ErrorTypeCount(type=t, count=as_count(c)) for t, c in summary.by_type],
             by_model=[
-                ModelErrors(model=m, provider=p, errors=e, error_rate=r)
+                ModelErrors(model=m, provider=p, errors=as_count(e), error_rate=r)
                 for m, p, e, r in summary.by_model
             ],
         )

@@ -224,7 +224,7 @@ def _overview_selection(info: TallyInfo) -> tuple[set[str] | None, bool, bool]:
 def _overview(figures: engine.OverviewFigures, asker: engine.Asker) -> Overview:
     rows = [KindLatency.of(r) for r in figures.latency_by_kind or ()]
     return Overview(
-        **figures.values,  # type: ignore[arg-type]
+        **figures.values,  # type: ignore[arg-type]  # the figures by field name, float | None each
         start=asker.window.start,
         end=asker.window.end,
         latency_by_kind=rows,

@@ -213,6 +213,7 @@ def query_json(query: MetricsQueryInput) -> dict[str, Any]:
         ]
     if query.filter is not None:
         filt: dict[str, Any] = {}
+        # unchecked below: strawberry sets __strawberry_definition__ at run time
         for field in EventFilter.__strawberry_definition__.fields:  # type: ignore[attr-defined]
             value = getattr(query.filter, field.python_name)
             if value is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 import strawberry
 
@@ -25,9 +25,8 @@ from tallyql.schema.base.pages import Connection, row_connection
 from tallyql.schema.base.scalars import JSON
 from tallyql.schema.live_types import BudgetPeriod
 
-BudgetScopeType = strawberry.enum(
-    BudgetScope, name="BudgetScope", description="What a budget's spend covers."
-)
+BudgetScopeType: TypeAlias = BudgetScope  # strawberry.enum below marks the class in place
+strawberry.enum(BudgetScopeType, name="BudgetScope", description="What a budget's spend covers.")
 describe_values(
     BudgetScopeType,
     {
@@ -40,8 +39,9 @@ describe_values(
         "FILTER": "The events an EventFilter selects (filter).",
     },
 )
-BudgetStatusType = strawberry.enum(
-    BudgetState,
+BudgetStatusType: TypeAlias = BudgetState  # strawberry.enum below marks the class in place
+strawberry.enum(
+    BudgetStatusType,
     name="BudgetStatus",
     description="EXCEEDED at 100 %; WARNING from the lowest threshold; AT_RISK when the "
     "projection is above the limit; else OK.",
@@ -62,13 +62,9 @@ class Budget:
     id: strawberry.ID = strawberry.field(description="The budget's id.")
     name: str = strawberry.field(description="A name for people.")
     amount_usd: float = strawberry.field(description="The limit, in USD.")
-    period: BudgetPeriod = strawberry.field(  # type: ignore[valid-type]
-        description="The budget's period."
-    )
+    period: BudgetPeriod = strawberry.field(description="The budget's period.")
     timezone: str = strawberry.field(description="IANA zone of the period's boundaries.")
-    scope: BudgetScopeType = strawberry.field(  # type: ignore[valid-type]
-        description="What the spend covers."
-    )
+    scope: BudgetScopeType = strawberry.field(description="What the spend covers.")
     scope_value: str | None = strawberry.field(
         description="The user, group, API key, model or provider (for those scopes)."
     )
@@ -113,7 +109,7 @@ class Budget:
         return (await self._get_status(info)).days_with_data
 
     @strawberry.field(description="Where the spend stands against the limit.")
-    async def status(self, info: TallyInfo) -> BudgetStatusType:  # type: ignore[valid-type]
+    async def status(self, info: TallyInfo) -> BudgetStatusType:
         return (await self._get_status(info)).state
 
     @strawberry.field(description="Start of the current period.")
@@ -156,13 +152,13 @@ class Budget:
 class BudgetInput:
     name: str = strawberry.field(description="A name for people.")
     amount_usd: float = strawberry.field(description="The limit per period, in USD.")
-    period: BudgetPeriod = strawberry.field(  # type: ignore[valid-type]
+    period: BudgetPeriod = strawberry.field(
         default=Period.MONTH, description="The budget's period (default MONTH)."
     )
     timezone: str = strawberry.field(
         default="UTC", description="IANA zone of the period's boundaries (default UTC)."
     )
-    scope: BudgetScopeType = strawberry.field(  # type: ignore[valid-type]
+    scope: BudgetScopeType = strawberry.field(
         default=BudgetScope.WORKSPACE, description="What the spend covers (default WORKSPACE)."
     )
     scope_value: str | None = strawberry.field(
@@ -185,13 +181,13 @@ class BudgetPatch:
     amount_usd: float | None = strawberry.field(
         default=None, description="New value: the limit per period, in USD."
     )
-    period: BudgetPeriod | None = strawberry.field(  # type: ignore[valid-type]
+    period: BudgetPeriod | None = strawberry.field(
         default=None, description="New value: the budget's period (default MONTH)."
     )
     timezone: str | None = strawberry.field(
         default=None, description="New value: iANA zone of the period's boundaries (default UTC)."
     )
-    scope: BudgetScopeType | None = strawberry.field(  # type: ignore[valid-type]
+    scope: BudgetScopeType | None = strawberry.field(
         default=None, description="New value: what the spend covers (default WORKSPACE)."
     )
     scope_value: str | None = strawberry.field(

@@ -25,7 +25,7 @@ from tallyql.schema.base.change_note import ChangeNote, note_of
 from tallyql.schema.base.common import FilterArg, RangeArg
 from tallyql.schema.base.context import TallyInfo
 from tallyql.schema.base.errors import BadInput
-from tallyql.schema.base.scalars import Long
+from tallyql.schema.base.scalars import Long, as_count
 from tallyql.schema.costs_types import UnpricedSummary
 from tallyql.schema.prices import ModelPrice
 
@@ -65,7 +65,11 @@ class CostShare:
     @classmethod
     def of(cls, s: insights.Share) -> CostShare:
         return cls(
-            key=s.key, provider=s.provider, cost_usd=s.cost_usd, requests=s.requests, share=s.share
+            key=s.key,
+            provider=s.provider,
+            cost_usd=s.cost_usd,
+            requests=as_count(s.requests),
+            share=s.share,
         )
 
 
@@ -355,11 +359,11 @@ class CostQuery:
                     model=ref.model,
                     price=ModelPrice.of(price),
                     context_window=price.context_window,
-                    requests=v[Metric.REQUESTS] or 0.0,
+                    requests=as_count(v[Metric.REQUESTS] or 0.0),
                     error_rate=v[Metric.ERROR_RATE],
-                    input_tokens=v[Metric.INPUT_TOKENS] or 0.0,
-                    output_tokens=v[Metric.OUTPUT_TOKENS] or 0.0,
-                    cache_read_tokens=v[Metric.CACHE_READ_TOKENS] or 0.0,
+                    input_tokens=as_count(v[Metric.INPUT_TOKENS] or 0.0),
+                    output_tokens=as_count(v[Metric.OUTPUT_TOKENS] or 0.0),
+                    cache_read_tokens=as_count(v[Metric.CACHE_READ_TOKENS] or 0.0),
                     cost_usd=v[Metric.COST_USD] or 0.0,
                     avg_cost_per_request_usd=_per(v[Metric.COST_USD], v[Metric.REQUESTS]),
                     avg_input_tokens=_per(v[Metric.INPUT_TOKENS], v[Metric.REQUESTS]),

@@ -10,7 +10,7 @@ import strawberry
 
 from tallyql.auth.principal import Permission
 from tallyql.engine import directory
-from tallyql.engine.query.registry import Dimension
+from tallyql.engine.query.registry import Dimension, Metric
 from tallyql.schema.base import loaders
 from tallyql.schema.base.common import (
     AfterArg,
@@ -24,7 +24,7 @@ from tallyql.schema.base.common import (
 )
 from tallyql.schema.base.context import TallyInfo
 from tallyql.schema.base.pages import Connection, connection
-from tallyql.schema.base.scalars import Long
+from tallyql.schema.base.scalars import Long, as_count
 from tallyql.schema.base.usage import TokenUsage
 
 
@@ -35,7 +35,17 @@ class Usage(TokenUsage):
 
     @classmethod
     def of(cls, values: dict[Any, float | None]) -> Usage:
-        return cls(**{m.name.lower(): values.get(m) or 0.0 for m in directory.USAGE_METRICS})
+        def count(metric: Metric) -> int:
+            return as_count(values.get(metric) or 0.0)
+
+        return cls(
+            requests=count(Metric.REQUESTS),
+            errors=count(Metric.ERRORS),
+            input_tokens=count(Metric.INPUT_TOKENS),
+            output_tokens=count(Metric.OUTPUT_TOKENS),
+            total_tokens=count(Metric.TOTAL_TOKENS),
+            cost_usd=values.get(Metric.COST_USD) or 0.0,
+        )
 
 
 async def usage_of(

@@ -103,6 +103,7 @@ class IngestMutation:
         self,
         info: TallyInfo,
         events: Annotated[
+            # unchecked below: EventInput is a class built at import from EVENT_FIELDS
             list[EventInput],  # type: ignore[valid-type]
             strawberry.argument(
                 description="The events to store (at most TALLYQL_MAX_BATCH_EVENTS per call)."

@@ -58,7 +58,7 @@ class LiveSubscription:
                 description="IANA zone that sets today's boundaries for COST_UPDATE."
             ),
         ] = "UTC",
-    ) -> AsyncGenerator[LiveEvent, None]:  # type: ignore[valid-type]
+    ) -> AsyncGenerator[LiveEvent, None]:
         principal = info.context.require(Permission.READ)
         if not 1 <= interval <= MAX_INTERVAL:
             raise BadInput(f"interval must be between 1 and {MAX_INTERVAL} seconds")
@@ -80,7 +80,7 @@ class LiveSubscription:
             async for kind, value in stream:
                 yield to_live_event(kind, value)
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()
 
     @strawberry.subscription(
         description="The caller's workspace's committed events (REQUEST, ERROR) matching "
@@ -108,7 +108,7 @@ class LiveSubscription:
                 f"later ones ({MIN_LATENCY_MS} to {MAX_LATENCY_MS})."
             ),
         ] = 250,
-    ) -> AsyncGenerator[EventBatchItem, None]:  # type: ignore[valid-type]
+    ) -> AsyncGenerator[EventBatchItem, None]:
         principal = info.context.require(Permission.READ)
         if not MIN_LATENCY_MS <= max_latency_ms <= MAX_LATENCY_MS:
             raise BadInput(f"maxLatencyMs must be between {MIN_LATENCY_MS} and {MAX_LATENCY_MS}")
@@ -132,4 +132,4 @@ class LiveSubscription:
             async for kind, value in stream:
                 yield to_live_event(kind, value)
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()

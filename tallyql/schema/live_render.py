@@ -48,7 +48,7 @@ def _format(error: GraphQLError) -> dict[str, Any]:
     if is_internal(error):
         log.error("internal error rendering a live item: %s", error.original_error)
         return {"message": "Internal server error", "extensions": {"code": "INTERNAL_ERROR"}}
-    formatted = dict(error.formatted)
+    formatted: dict[str, Any] = dict(error.formatted)
     code = user_error_code(error.original_error) or "BAD_USER_INPUT"
     formatted["extensions"] = {**(formatted.get("extensions") or {}), "code": code}
     return formatted

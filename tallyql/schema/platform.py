@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
 from typing import Annotated
@@ -18,7 +19,7 @@ from tallyql.engine.query.registry import Dimension, DimensionRef, Metric
 from tallyql.schema.analytics import Series, TimeSeries
 from tallyql.schema.base.common import DescendingArg, RangeArg
 from tallyql.schema.base.context import TallyInfo
-from tallyql.schema.base.scalars import Long
+from tallyql.schema.base.scalars import Long, as_count
 from tallyql.schema.base.usage import TokenUsage
 from tallyql.storage.workspaces import WorkspaceInfo, list_workspaces
 
@@ -102,17 +103,17 @@ def _usage(info: WorkspaceInfo, figures: dict[Metric, float], total_cost: float)
         id=strawberry.ID(str(info.id)),
         name=info.name,
         created_at=info.created_at,
-        requests=figures.get(Metric.REQUESTS, 0.0),
-        errors=figures.get(Metric.ERRORS, 0.0),
-        input_tokens=figures.get(Metric.INPUT_TOKENS, 0.0),
-        output_tokens=figures.get(Metric.OUTPUT_TOKENS, 0.0),
-        total_tokens=figures.get(Metric.TOTAL_TOKENS, 0.0),
+        requests=as_count(figures.get(Metric.REQUESTS, 0.0)),
+        errors=as_count(figures.get(Metric.ERRORS, 0.0)),
+        input_tokens=as_count(figures.get(Metric.INPUT_TOKENS, 0.0)),
+        output_tokens=as_count(figures.get(Metric.OUTPUT_TOKENS, 0.0)),
+        total_tokens=as_count(figures.get(Metric.TOTAL_TOKENS, 0.0)),
         cost_usd=cost,
         cost_share=cost / total_cost if total_cost else None,
     )
 
 
-_ORDER = {
+_ORDER: dict[WorkspaceOrder, Callable[[WorkspaceUsage], float]] = {
     WorkspaceOrder.COST: lambda u: u.cost_usd,
     WorkspaceOrder.REQUESTS: lambda u: u.requests,
     WorkspaceOrder.TOKENS: lambda u: u.total_tokens,
@@ -146,11 +147,11 @@ class WorkspacesReport:
         return PlatformTotals(
             workspaces=len(directory),
             active_workspaces=sum(1 for f in figures.values() if f[Metric.REQUESTS] > 0),
-            requests=values[Metric.REQUESTS],
-            errors=values[Metric.ERRORS],
-            input_tokens=values[Metric.INPUT_TOKENS],
-            output_tokens=values[Metric.OUTPUT_TOKENS],
-            total_tokens=values[Metric.TOTAL_TOKENS],
+            requests=as_count(values[Metric.REQUESTS]),
+            errors=as_count(values[Metric.ERRORS]),
+            input_tokens=as_count(values[Metric.INPUT_TOKENS]),
+            output_tokens=as_count(values[Metric.OUTPUT_TOKENS]),
+            total_tokens=as_count(values[Metric.TOTAL_TOKENS]),
             cost_usd=values[Metric.COST_USD],
         )
 
@@ -186,8 +187,8 @@ class WorkspacesReport:
         return SpendSplit(
             byok_cost_usd=split.byok_cost_usd,
             platform_cost_usd=split.platform_cost_usd,
-            byok_requests=split.byok_requests,
-            platform_requests=split.platform_requests,
+            byok_requests=as_count(split.byok_requests),
+            platform_requests=as_count(split.platform_requests),
             byok_share=split.byok_cost_usd / total if total else None,
         )
 

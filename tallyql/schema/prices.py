@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 import strawberry
 
@@ -19,10 +19,11 @@ from tallyql.engine.query.timerange import Preset
 from tallyql.schema.base.common import TimeRangeInput
 from tallyql.schema.base.context import TallyInfo
 from tallyql.schema.base.described import describe_values
-from tallyql.schema.base.scalars import Long
+from tallyql.schema.base.scalars import Long, as_count
 
-PriceSource = strawberry.enum(
-    EnginePriceSource,
+PriceSource: TypeAlias = EnginePriceSource  # strawberry.enum below marks the class in place
+strawberry.enum(
+    PriceSource,
     name="PriceSource",
     description="Where a model's price comes from: the workspace's override, genai-prices, "
     "or nowhere.",
@@ -88,9 +89,7 @@ class PriceOverride:
 
 @strawberry.type(description="A model's price per million tokens (USD) as it applies now.")
 class ModelPrice:
-    source: PriceSource = strawberry.field(  # type: ignore[valid-type]
-        description="Where the price comes from."
-    )
+    source: PriceSource = strawberry.field(description="Where the price comes from.")
     input_per_mtok: float | None = strawberry.field(
         description="USD per million input tokens. Null when unknown."
     )
@@ -191,9 +190,9 @@ class PriceQuery:
                     price=ModelPrice.of(price),
                     context_window=price.context_window,
                     genai_prices_id=price.builtin_model,
-                    requests=values[Metric.REQUESTS] or 0.0,
-                    input_tokens=values[Metric.INPUT_TOKENS] or 0.0,
-                    output_tokens=values[Metric.OUTPUT_TOKENS] or 0.0,
+                    requests=as_count(values[Metric.REQUESTS] or 0.0),
+                    input_tokens=as_count(values[Metric.INPUT_TOKENS] or 0.0),
+                    output_tokens=as_count(values[Metric.OUTPUT_TOKENS] or 0.0),
                     cost_usd=values[Metric.COST_USD] or 0.0,
                 )
             )

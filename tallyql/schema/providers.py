@@ -23,6 +23,7 @@ MAX_KEY = 512
 
 @strawberry.enum(description="A provider whose account tallyql can read.")
 class Provider(Enum):
+    _value_: str  # what strawberry.enum_value(...) holds; the checker sees only the wrapper
     OPENROUTER = strawberry.enum_value(
         "openrouter", description="OpenRouter (activity, credits and key usage)."
     )

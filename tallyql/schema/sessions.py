@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
 import strawberry
 
@@ -45,8 +45,9 @@ from tallyql.schema.sessions_types import (
 )
 from tallyql.storage.types import to_micros
 
-SessionOrder = strawberry.enum(
-    engine.SessionOrder,
+SessionOrder: TypeAlias = engine.SessionOrder  # strawberry.enum below marks the class in place
+strawberry.enum(
+    SessionOrder,
     name="SessionOrder",
     description="How to order sessions.",
 )
@@ -220,7 +221,7 @@ class SessionQuery:
         range: RangeArg,
         filter: FilterArg = None,
         order_by: Annotated[
-            SessionOrder,  # type: ignore[valid-type]
+            SessionOrder,
             strawberry.argument(description="What ranks the sessions."),
         ] = engine.SessionOrder.COST,
         descending: DescendingArg = True,

@@ -244,7 +244,7 @@ class ToolUsage:
     async def executions_over_time(
         self,
         granularity: Annotated[
-            Granularity,  # type: ignore[valid-type]
+            Granularity,
             strawberry.argument(
                 description="Bucket size (AUTO: hourly up to two days, else daily)."
             ),
@@ -306,7 +306,7 @@ class SecurityOverview:
     async def blocked_over_time(
         self,
         granularity: Annotated[
-            Granularity,  # type: ignore[valid-type]
+            Granularity,
             strawberry.argument(
                 description="Bucket size (AUTO: hourly up to two days, else daily)."
             ),

@@ -21,8 +21,10 @@ class StandbyReads(SchemaExtension):
         ec = self.execution_context
         context = ec.context
         services = getattr(context, "services", None)
-        router = services.db.standbys if services is not None else None
-        if router is None or self._kind() is not OperationType.QUERY:
+        if services is None or services.db.standbys is None:
+            yield
+            return
+        if self._kind() is not OperationType.QUERY:
             yield
             return
         with services.db.standby_reads() as route:

@@ -319,7 +319,7 @@ def collect(dialect: Dialect, value: ColumnElement[Any]) -> Function[Any]:
     PostgreSQL an array (pick from it with `nth_collected`), on SQLite a JSON array."""
     match dialect:
         case Dialect.POSTGRESQL:
-            return getattr(func, COLLECT_AGGREGATE)(value)  # type: ignore[no-any-return]
+            return getattr(func, COLLECT_AGGREGATE)(value)
         case Dialect.SQLITE:
             return func.json_group_array(value)
         case _:

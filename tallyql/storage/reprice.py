@@ -192,7 +192,7 @@ async def _apply(
         delta = cost - row["cost_nanousd"]
         by_session[row["session_id"]] += delta
         by_model[(row["session_id"], row["provider"] or "", row["model"] or "")] += delta
-    session_params = [
+    session_params: list[dict[str, Any]] = [
         {"ws": workspace_id, "sid": sid, "delta": d} for sid, d in sorted(by_session.items()) if d
     ]
     if session_params:

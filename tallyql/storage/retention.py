@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import bindparam, delete, select, text
+from sqlalchemy.sql.elements import BindParameter
 
 from tallyql.storage.data_versions import bump
 from tallyql.storage.database import Database
@@ -153,7 +154,7 @@ class Purger:
         """Batch after batch until none is left; returns the rows deleted. `lock`: each batch
         holds the compaction lock (PostgreSQL's staged deltas)."""
         statement = text(limited_delete_sql(self.db.dialect, table, where))
-        binds = [bindparam("n", self.batch_rows)]
+        binds: list[BindParameter[Any]] = [bindparam("n", self.batch_rows)]
         if "cutoff" in params:
             binds.append(bindparam("cutoff", params["cutoff"], type_=UtcDateTime()))
         if "period" in params:

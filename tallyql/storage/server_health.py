@@ -78,7 +78,7 @@ async def oldest_staged_seconds(db: Database) -> float:
     the database's clock (`staged_at` is the staging transaction's start); 0 when nothing is
     staged. SQLite folds every batch into the rollups in its own transaction: always 0.
     Reads every delta table whole, as every analytics query does."""
-    if not db.is_postgres:
+    if not db.dialect.staged_deltas:
         return 0.0
     oldest = " UNION ALL ".join(f"SELECT min(staged_at) AS m FROM {t}" for t in DELTA_TABLES)
     sql = f"SELECT EXTRACT(EPOCH FROM now() - min(m)) FROM ({oldest}) AS staged"

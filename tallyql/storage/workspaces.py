@@ -34,7 +34,9 @@ async def get_or_create_workspace(conn: AsyncConnection, name: str) -> int:
             result = await conn.execute(
                 workspaces.insert().values(name=name, created_at=clock.now())
             )
-        return int(result.inserted_primary_key[0])
+        key = result.inserted_primary_key
+        assert key is not None  # an INSERT of one row
+        return int(key[0])
     except IntegrityError:  # created concurrently by another process
         found = await find_workspace(conn, name)
         assert found is not None

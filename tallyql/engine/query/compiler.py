@@ -122,7 +122,8 @@ def _sources(plan: Plan, dialect: Dialect) -> list[tuple[Grain, list[Piece], Fro
         else:
             by_grain.setdefault(piece.grain, []).append(piece)
     for grain, pieces in by_grain.items():
-        out.append((grain, pieces, _ROLLUP_SRC[plan.rollup.table(grain)]))  # type: ignore[union-attr]
+        assert plan.rollup is not None  # pieces go by grain only with a rollup
+        out.append((grain, pieces, _ROLLUP_SRC[plan.rollup.table(grain)]))
     rolled = [p for p in plan.pieces if p.grain is not Grain.RAW]
     if rolled and plan.rollup is not None and dialect.staged_deltas:
         span = Piece(Grain.HOUR, rolled[0].start, rolled[-1].end)
@@ -347,7 +348,7 @@ class PieceCompiler:
         return query.having(func.count() > 0)  # no rows: no group (not one row of NULLs)
 
     def _measure_columns(self) -> list[ColumnElement[Any]]:
-        out = []
+        out: list[ColumnElement[Any]] = []
         for m in self.group.measures:
             if m in MAX_SQL:
                 expr = literal_column(MAX_SQL[m]) if self.raw else self.src.c[m]

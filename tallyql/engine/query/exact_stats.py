@@ -170,14 +170,15 @@ async def sample_brackets(
     measured = select(*(m.expr for m in measures)).where(*sampling.conditions)
     fractions = sample_fractions(rng)
     if sampling.slices_joined:
+        edges: tuple[ColumnElement[Any], ColumnElement[Any]]
         if span is not None:
-            bounds = tuple(literal(t, time_column.type) for t in span)
+            edges = (literal(span[0], time_column.type), literal(span[1], time_column.type))
         else:
-            bounds = tuple(
-                select(f(time_column)).where(*sampling.extent).scalar_subquery()
-                for f in (func.min, func.max)
+            edges = (
+                select(func.min(time_column)).where(*sampling.extent).scalar_subquery(),
+                select(func.max(time_column)).where(*sampling.extent).scalar_subquery(),
             )
-        sampled = _sampled_by_slices(dialect, measured, time_column, bounds, fractions)
+        sampled = _sampled_by_slices(dialect, measured, time_column, edges, fractions)
     else:
         if span is None:
             span = await _extent(conn, time_column, sampling.extent)
@@ -188,7 +189,7 @@ async def sample_brackets(
         in_slices = or_(*(and_(time_column >= a, time_column < b) for a, b in bounds))
         sampled = measured.where(in_slices)
     rows = sampled.subquery("sampled")
-    columns = [sqld.collect(dialect, column) for column in rows.c]
+    columns: list[ColumnElement[Any]] = [sqld.collect(dialect, column) for column in rows.c]
     columns += scan_settings(dialect)
     row = (await conn.execute(select(*columns))).one()
     out = {}
@@ -247,7 +248,7 @@ def scan_settings(dialect: Dialect) -> list[ColumnElement[Any]]:
 def as_list(collected: Any) -> list[Any]:
     """Collected values (`sqld.collect`) as read back: an array, or SQLite's JSON text."""
     if isinstance(collected, str):
-        return json.loads(collected)  # type: ignore[no-any-return]
+        return json.loads(collected)
     return list(collected or ())
 
 
@@ -348,10 +349,11 @@ class _Scan:
             if b.lo is not None:
                 self._count(i, "<", b.lo)
             if b.is_point:
-                self._count(i, "<=", b.lo)  # type: ignore[arg-type]
+                assert b.lo is not None  # a point has both ends
+                self._count(i, "<=", b.lo)
         ranges = [b for b in wanted if not b.is_point]
         if ranges:
-            gathered = sqld.collect(self.dialect, self.value(i))
+            gathered: ColumnElement[Any] = sqld.collect(self.dialect, self.value(i))
             if WHOLE not in ranges:
                 gathered = gathered.filter(or_(*(self.within(i, b) for b in ranges)))
             self.columns.append(gathered)
@@ -391,6 +393,7 @@ class _Scan:
         if rank < below:
             return None
         if b.is_point:
+            assert b.lo is not None  # a point has both ends
             return b.lo if rank < row[self.counts[(i, "<=", b.lo)]] else None
         if self.in_sql:
             pair = as_list(row[self.picks[(i, q)]])

@@ -249,9 +249,9 @@ def merge(
         for row in rows:
             key = tuple(_key_value(v) for v in row[: 1 + n_dims])
             if group.kind is GroupKind.MEASURES:
-                values = raw_values[key]
+                measured = raw_values[key]
                 for m, v in zip(group.measures, row[1 + n_dims :], strict=True):
-                    values[m] = _number(v)
+                    measured[m] = _number(v)
             elif group.kind is GroupKind.HISTOGRAM:  # (keys..., bucket, count, blob)
                 accumulator = histograms.setdefault(key, Accumulator())
                 blob = row[3 + n_dims]
@@ -327,7 +327,8 @@ def _finish_metric(
     assert definition.compute is not None
     if all(measures.get(m) is None for m in definition.measures):
         return 0 if definition.zero_when_empty else None
-    filled = {
+    # Any: latency_max stays None when absent (no maximum of nothing), the others read 0
+    filled: dict[str, Any] = {
         m: (measures.get(m) if m == "latency_max" else measures.get(m) or 0)
         for m in definition.measures
     }

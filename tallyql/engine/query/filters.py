@@ -8,11 +8,12 @@ names (the events table, and rollups for the dimensions they keep).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import ColumnElement, select
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
+from sqlalchemy.sql.elements import KeyedColumnElement
 
 from tallyql.storage import dialect as sqld
 from tallyql.storage.dialect import Dialect
@@ -117,7 +118,7 @@ NO_FILTER = EventFilterSpec()
 
 def filter_conditions(
     spec: EventFilterSpec,
-    columns: Mapping[str, ColumnElement[Any]],
+    columns: ReadOnlyColumnCollection[str, KeyedColumnElement[Any]],
     dialect: Dialect,
 ) -> list[ColumnElement[bool]]:
     """SQL conditions for a filter over a table with the events' column names (group

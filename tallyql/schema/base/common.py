@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 import strawberry
 
@@ -59,8 +59,9 @@ class CostSource(Enum):
     )
 
 
-RangePreset = strawberry.enum(
-    Preset,
+RangePreset: TypeAlias = Preset  # strawberry.enum below marks the class in place
+strawberry.enum(
+    RangePreset,
     name="RangePreset",
     description="Rolling windows end now; period-to-date ones start at the period's local start.",
 )
@@ -191,7 +192,7 @@ class EventFilter:
     )
 
     def to_spec(self) -> EventFilterSpec:
-        def values(items: list[str] | list[Enum] | None) -> tuple[str, ...]:
+        def values(items: Sequence[str | Enum] | None) -> tuple[str, ...]:
             return tuple(i.value if isinstance(i, Enum) else i for i in items or ())
 
         return EventFilterSpec(

@@ -15,6 +15,7 @@ from tallyql.ingest.fields import EVENT_FIELDS
 def describe_values(enum: type[Enum], descriptions: Mapping[str, str]) -> None:
     """Attach a description to every value of a strawberry enum; a missing or unknown name is a
     programming error, caught at import."""
+    # unchecked below: strawberry sets __strawberry_definition__ at run time
     definition = enum.__strawberry_definition__  # type: ignore[attr-defined]
     names = {value.name for value in definition.values}
     assert names == set(descriptions), f"{definition.name}: {names ^ set(descriptions)}"

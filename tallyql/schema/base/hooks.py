@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -69,6 +70,7 @@ class _CachedLookup(ExtensionContextManagerBase):
         self.hooks = [self._wrap(extensions[index], kind, hook) for index, kind, hook in plan]
 
     def _wrap(self, extension: SchemaExtension, kind: str, hook: Any) -> WrappedHook:
+        enter: Callable[[], object]
         if kind == _GENERATOR:
             enter = partial(contextlib._GeneratorContextManager, hook, (extension,), {})
             return WrappedHook(extension=extension, hook=enter, is_async=False)

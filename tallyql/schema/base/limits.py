@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextvars import ContextVar, Token
 from typing import Any
 
 from graphql import ExecutionResult as GraphQLExecutionResult
@@ -210,7 +211,7 @@ class RequestLimits(SchemaExtension):
                 refused = self._pay_fields(meter, fields, ec.variables)
             if refused is not None:
                 ec.result = refused
-        tokens = []
+        tokens: list[tuple[ContextVar[Any], Token[Any]]] = []
         if principal is not None and kind in (OperationType.QUERY, OperationType.MUTATION):
             tokens.append((TENANT, TENANT.set(principal.workspace_id)))
         if kind is OperationType.QUERY:

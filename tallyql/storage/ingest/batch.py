@@ -424,6 +424,7 @@ class SqliteBatches:
         async with self._db.writer.connect() as sa_conn:
             raw = await sa_conn.get_raw_connection()
             conn = raw.driver_connection
+            assert conn is not None  # an open connection has its driver's
             await conn.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {BATCH_TABLE} AS "
                 "SELECT * FROM main.events WHERE 0"

@@ -171,12 +171,16 @@ class Writer:
                 task = asyncio.create_task(self._write(batch))
                 running.add(task)
                 task.add_done_callback(done)
-                task.add_done_callback(lambda _, b=batch: self._in_flight.remove(b))
+                task.add_done_callback(self._forget_in_flight(batch))
                 continue
             if self._stopping and not self._queue and not running:
                 return
             self._wake.clear()
             await self._wake.wait()
+
+    def _forget_in_flight(self, batch: list[_Submission]) -> Callable[[object], None]:
+        """A done-callback that drops `batch` from the batches being written."""
+        return lambda _task: self._in_flight.remove(batch)
 
     def _take_batch(self) -> list[_Submission]:
         batch: list[_Submission] = []

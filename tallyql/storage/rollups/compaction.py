@@ -209,16 +209,16 @@ class CompactionJob:
             moved += count
         if failed and len(failed) == len(workspaces) > 1:
             raise failure  # not one workspace's rows: something shared is wrong
-        for workspace, exc in failed.items():
+        for workspace, error in failed.items():
             log.error(
                 "rollup compaction of workspace %s failed (%s); quarantined, retried every %ss",
                 workspace,
-                _describe(exc),
+                _describe(error),
                 self.quarantine_retry_seconds,
             )
             self.quarantined[workspace] = {
                 "since": clock.now().isoformat(),
-                "error": _describe(exc),
+                "error": _describe(error),
                 "retry_at": time.monotonic() + self.quarantine_retry_seconds,
             }
         return moved

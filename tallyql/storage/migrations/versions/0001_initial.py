@@ -10,6 +10,8 @@ Create Date: 2026-11-22
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -39,7 +41,7 @@ def _bigints(*names: str) -> list[sa.Column]:
 
 def upgrade() -> None:
     pg = op.get_bind().dialect.name == "postgresql"
-    partitioned = {"postgresql_partition_by": "RANGE (ts)"} if pg else {}
+    partitioned: dict[str, Any] = {"postgresql_partition_by": "RANGE (ts)"} if pg else {}
 
     op.create_table(
         "workspaces",

@@ -10,6 +10,8 @@ Create Date: 2026-11-22
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -64,7 +66,7 @@ SUMS = (
 )
 FLOATS = {"latency_sum", "ttft_sum"}
 # Rows are updated in place batch after batch: leave room on each page for HOT updates.
-FILLFACTOR = {"postgresql_with": {"fillfactor": 70}}
+FILLFACTOR: dict[str, Any] = {"postgresql_with": {"fillfactor": 70}}
 
 
 def _dims(dims: tuple[str, ...]) -> list[sa.Column]:

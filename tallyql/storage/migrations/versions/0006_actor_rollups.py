@@ -10,6 +10,8 @@ nothing), so that existing data reads the same through them.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -40,7 +42,7 @@ SUMS = (
     "response_bytes",
 )
 FLOATS = {"latency_sum", "ttft_sum"}
-FILLFACTOR = {"postgresql_with": {"fillfactor": 70}}
+FILLFACTOR: dict[str, Any] = {"postgresql_with": {"fillfactor": 70}}
 GRAINS = {"h": 3600, "d": 86400}
 
 

@@ -15,6 +15,8 @@ and the delta tables recreated with the new key. The rollups below are a snapsho
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -59,7 +61,7 @@ SUMS = (
     "response_bytes",
 )
 FLOATS = {"latency_sum", "ttft_sum"}
-FILLFACTOR = {"postgresql_with": {"fillfactor": 70}}
+FILLFACTOR: dict[str, Any] = {"postgresql_with": {"fillfactor": 70}}
 DAY = 86400
 WEEK = 7 * DAY
 WEEK_ORIGIN = 4 * DAY  # 1970-01-05, a Monday
@@ -93,7 +95,7 @@ def compact_sql(group: str, table: str, dims: tuple[str, ...], grain: str) -> st
     )
 
 
-def _type(dim: str) -> type[sa.types.TypeEngine]:  # type: ignore[type-arg]
+def _type(dim: str) -> type[sa.types.TypeEngine]:
     if dim == "is_byok":
         return sa.Boolean
     return sa.Integer if dim == "status_code" else sa.Text

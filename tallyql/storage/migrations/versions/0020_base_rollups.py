@@ -109,7 +109,7 @@ EVENT_SUMS = (
 )
 """The writer's sums of each column of SUMS over events."""
 FLOATS = {"latency_sum", "ttft_sum"}
-FILLFACTOR = {"postgresql_with": {"fillfactor": 70}}
+FILLFACTOR: dict[str, Any] = {"postgresql_with": {"fillfactor": 70}}
 DAY = 86400
 WEEK = 7 * DAY
 WEEK_ORIGIN = 4 * DAY  # 1970-01-05, a Monday
@@ -120,7 +120,7 @@ CHUNK = 5_000
 ENTRY = 10  # a blob entry: a big-endian int16 bucket and, after all buckets, a uint64 count
 
 
-def _type(dim: str) -> type[sa.types.TypeEngine]:  # type: ignore[type-arg]
+def _type(dim: str) -> type[sa.types.TypeEngine]:
     if dim == "is_byok":
         return sa.Boolean
     return sa.Integer if dim == "status_code" else sa.Text
