@@ -30,11 +30,10 @@ from tallyql.storage.standbys import DOWN, LAGGING, STREAMING, StandbyRouter
 from tests.conftest import Api, running_api
 from tests.standby import Standby, make_standby, remove, wait_caught_up, wait_streaming
 from tests.support.helpers import ago, llm
-from tests.support.isolation_cases import CASES, window
+from tests.support.isolation_cases import CASES, ask, window
 from tests.support.isolation_data import build_world
 from tests.support.notify_helpers import Receiver, quiet_settings, webhook_receiver
-from tests.test_reports import CREATE, RUNS
-from tests.test_tenant_isolation import ask
+from tests.support.reports import CREATE, RUNS
 
 EXPLAIN = {"X-Tallyql-Explain": "1"}
 TOTALS = "{ overview(range: {preset: LAST_24H}) { totalRequests costUsd } }"

@@ -37,16 +37,11 @@ from tests.support.notify_helpers import (
     smtp_server,
     webhook_receiver,
 )
+from tests.support.reports import CREATE, RUNS
 
 PARIS = ZoneInfo("Europe/Paris")
 DAY = datetime(2025, 11, 19, tzinfo=PARIS)  # the day the run reports on
 DUE = datetime(2025, 11, 20, 8, tzinfo=PARIS)  # the scheduled moment: 08:00 the next day
-CREATE = """mutation($i: ReportInput!) { createReport(input: $i) {
-  report { id nextRunAt sections { kind dimension top } formats }
-  userErrors { field message } } }"""
-RUNS = """query($id: ID!) { report(id: $id) { nextRunAt runs(first: 20) { totalCount nodes {
-  id dueAt manual status rangeStart rangeEnd error sizeBytes delivery
-  files { format filename url } } } } }"""
 MODELS = [("openai", "gpt-4o", 3.0), ("anthropic", "claude-x", 2.0), ("acme", "m1", 0.5)]
 
 

@@ -9,11 +9,9 @@ tests/support/isolation_data.py builds the tenants: every string of one carries 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -23,7 +21,7 @@ from graphql import build_schema as parse_sdl
 from tallyql.config import Settings
 from tallyql.schema import export_sdl
 from tests.conftest import Api
-from tests.support.isolation_cases import CASES, W, window
+from tests.support.isolation_cases import CASES, ask, window
 from tests.support.isolation_data import (
     SHARED_GROUP,
     SHARED_USER,
@@ -35,17 +33,6 @@ from tests.support.isolation_data import (
     shared,
 )
 from tests.support.notify_helpers import Receiver, quiet_settings, webhook_receiver
-
-VARS = {
-    "r": "TimeRangeInput!",
-    "of": "Date!",
-    "budget": "ID!",
-    "rule": "ID!",
-    "hook": "ID!",
-    "report": "ID!",
-    "ws": "ID",
-}
-IDS = {"budget": "budget", "rule": "rule", "hook": "webhook", "report": "report"}
 
 
 @pytest.fixture
@@ -62,17 +49,6 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 async def world(api: Api, receiver: Receiver) -> tuple[Tenant, Tenant]:
     return await build_world(api, receiver.url.rsplit("/", 1)[0])
-
-
-async def ask(api: Api, t: Tenant, body: str, w: W, **extra: Any) -> Any:
-    """`body` as a query from tenant t, declaring the variables it uses ("@P": t's name)."""
-    body = body.replace("@P", t.name)
-    used = [n for n in VARS if re.search(rf"\${n}\b", body)]
-    head = "query(" + ", ".join(f"${n}: {VARS[n]}" for n in used) + ")" if used else "query"
-    r = {"start": w["start"].isoformat(), "end": w["end"].isoformat()}
-    of = w["start"].date().isoformat()  # statements: the UTC quarter the window starts in
-    values = {"r": r, "of": of, **{k: t.ids[v] for k, v in IDS.items()}, **extra}
-    return await api.graphql(t.key, f"{head} {{ {body} }}", {n: values[n] for n in used})
 
 
 def schema() -> GraphQLSchema:

@@ -5,6 +5,7 @@ root field of the schema has no case here."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import Api
 from tests.support.isolation_data import (
     PRICED,
     RATES,
@@ -524,3 +526,26 @@ def _deliveries(d: Any, t: Tenant, w: W) -> None:
     (n,) = d["nodes"]
     mine = [t.ids["delivery"], t.ids["webhook"], t.webhook_url, "alert.firing"]
     assert ([*n.values()][:4], n["payload"]["workspaceId"]) == (mine, t.workspace_id)
+
+
+VARS = {
+    "r": "TimeRangeInput!",
+    "of": "Date!",
+    "budget": "ID!",
+    "rule": "ID!",
+    "hook": "ID!",
+    "report": "ID!",
+    "ws": "ID",
+}
+IDS = {"budget": "budget", "rule": "rule", "hook": "webhook", "report": "report"}
+
+
+async def ask(api: Api, t: Tenant, body: str, w: W, **extra: Any) -> Any:
+    """`body` as a query from tenant t, declaring the variables it uses ("@P": t's name)."""
+    body = body.replace("@P", t.name)
+    used = [n for n in VARS if re.search(rf"\${n}\b", body)]
+    head = "query(" + ", ".join(f"${n}: {VARS[n]}" for n in used) + ")" if used else "query"
+    r = {"start": w["start"].isoformat(), "end": w["end"].isoformat()}
+    of = w["start"].date().isoformat()  # statements: the UTC quarter the window starts in
+    values = {"r": r, "of": of, **{k: t.ids[v] for k, v in IDS.items()}, **extra}
+    return await api.graphql(t.key, f"{head} {{ {body} }}", {n: values[n] for n in used})
