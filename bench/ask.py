@@ -103,7 +103,7 @@ def renders(client: httpx.Client, url: str, key: str, rounds: int) -> None:
         for i in range(rounds):
             started = time.perf_counter()
             response = client.get(
-                f"{url}/v1/charts/{name}.png", params={"scale": 1 + i / 1000}, headers=headers
+                f"{url}/v1/charts/{name}.png", params={"scale": 1 + (i + 1) / 1000}, headers=headers
             )
             uncached.append((time.perf_counter() - started) * 1000)
             if response.status_code != 200 or response.headers["x-tallyql-cache"] != "miss":
