@@ -222,6 +222,7 @@ def start_live(services: Services) -> LiveComponents:
         group_refresh_seconds=settings.live_group_refresh_seconds,
         audit_poll_seconds=settings.live_audit_poll_seconds,
         cross_replica=settings.live_cross_replica,
+        reports=services.reports,
     )
     services.writer.add_listener(live.bus.on_commit)
     dispatcher = WebhookDispatcher(
