@@ -9,8 +9,8 @@ A job subclasses `PeriodicJob`, names itself (its key under `/health` `jobs`) an
 - failures: a failed run is logged (with its traceback the first time in a row) and counted,
   and the loop goes on; `failing_after` failures in a row mark the job degraded, as does no
   successful run for `behind_after` seconds while the job has work (`due()`);
-- the report, one format for every job (written to `reports[name]` when the loop starts and
-  after every run):
+- the report, one format for every job (written to `reports[name]` after every run and before
+  every pause, so a job shows from the moment its loop starts):
 
       ok                    the last run succeeded (true before the first run)
       last_run              start of the last run (ISO 8601 UTC), null before the first
@@ -26,7 +26,10 @@ A job subclasses `PeriodicJob`, names itself (its key under `/health` `jobs`) an
                             and the standing ones (`facts()`)
 
 How to add one: subclass, set `name` (and `failing_after` if two or three failures in a row
-are not the right alarm), write `work()`, and spawn `run_forever()` (services.py).
+are not the right alarm), write `work()`, and start it with `Services.start(job)`
+(services.py: an interval of 0 or less leaves it off). Models: storage/standbys.py
+`StandbyChecks` (the smallest), retention.py, storage/rollups/compaction.py (extra degraded
+reasons, skipped runs).
 """
 
 from __future__ import annotations
