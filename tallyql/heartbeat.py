@@ -20,6 +20,7 @@ from typing import Any
 from tallyql.clock import clock
 from tallyql.storage.database import Database
 from tallyql.storage.ingest.writer import Writer
+from tallyql.storage.jobs import PeriodicJob
 from tallyql.storage.server_health import HEARTBEAT_EXPIRY, Heartbeat, beat, expire, forget
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,9 @@ log = logging.getLogger(__name__)
 REPORT = "heartbeat"
 
 
-class HeartbeatJob:
+class HeartbeatJob(PeriodicJob):
+    name = REPORT
+
     def __init__(
         self,
         db: Database,
@@ -37,11 +40,10 @@ class HeartbeatJob:
         reports: dict[str, dict[str, Any]],
     ) -> None:
         """`degraded`: the reasons /health gives for this process's jobs."""
+        super().__init__(interval, reports)
         self.db = db
         self.writer = writer
         self.degraded = degraded
-        self.interval = interval
-        self.reports = reports
         self.instance_id = uuid.uuid4().hex
         self.host = socket.gethostname()
         self.pid = os.getpid()
@@ -63,32 +65,17 @@ class HeartbeatJob:
             degraded=[r for r in self.degraded() if not r.startswith(f"{REPORT}:")],
         )
 
-    async def beat_once(self) -> None:
-        now = clock.now()
-        try:
-            await beat(self.db, self.current())
-            await expire(self.db, now - HEARTBEAT_EXPIRY)
-        except Exception as exc:
-            log.warning("heartbeat failed: %s", exc)
-            self.reports[REPORT] = {
-                "ok": False,
-                "instance_id": self.instance_id,
-                "error": f"{type(exc).__name__}: {str(exc)[:300]}",
-            }
-            return
-        self.reports[REPORT] = {
-            "ok": True,
-            "instance_id": self.instance_id,
-            "last_beat": now.isoformat(),
-        }
+    async def work(self) -> dict[str, Any]:
+        beat_at = self.current()
+        await beat(self.db, beat_at)
+        await expire(self.db, beat_at.heartbeat_at - HEARTBEAT_EXPIRY)
+        return {}
 
-    async def run_forever(self) -> None:
-        try:
-            while True:
-                await self.beat_once()
-                await asyncio.sleep(self.interval)
-        finally:
-            try:  # stopping cleanly: this process no longer holds anything up
-                await asyncio.shield(forget(self.db, self.instance_id))
-            except Exception:
-                log.warning("could not remove this process's heartbeat", exc_info=True)
+    def facts(self) -> dict[str, Any]:
+        return {"instance_id": self.instance_id}
+
+    async def stopped(self) -> None:
+        try:  # stopping cleanly: this process no longer holds anything up
+            await asyncio.shield(forget(self.db, self.instance_id))
+        except Exception:
+            log.warning("could not remove this process's heartbeat", exc_info=True)

@@ -1,6 +1,6 @@
 """The retention job: every `retention_interval_seconds`, purge what is older than the
 retention settings (see storage/retention.py), record one audit event per workspace that lost
-data, and report the run in `/health` (jobs.retention).
+data, and report the run in `/health` (jobs.retention, a PeriodicJob: storage/jobs.py).
 
 Cutoffs are whole UTC days, so both databases keep exactly the same data: raw data before
 midnight UTC of (now - retention_days) goes, and rollup rows before midnight UTC of
@@ -15,8 +15,6 @@ of today and the next two days ahead of ingest.
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,11 +23,10 @@ from tallyql.config import Settings
 from tallyql.storage.audit import AuditRecord, insert_audit_records
 from tallyql.storage.database import Database
 from tallyql.storage.ingest.partitions import PartitionManager
+from tallyql.storage.jobs import PeriodicJob, iso
 from tallyql.storage.locks import Lock, held_for_session
 from tallyql.storage.retention import Purger, PurgeResult
 from tallyql.storage.rollups.declarations import grain_start
-
-log = logging.getLogger(__name__)
 
 REPORT = "retention"
 FIRST_RUN_MAX_DELAY = 300.0
@@ -62,11 +59,10 @@ def cutoffs(settings: Settings, now: datetime) -> tuple[datetime | None, datetim
     return raw, datetime.fromtimestamp(start, UTC)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
+class RetentionJob(PeriodicJob):
+    name = REPORT
+    failing_after = FAILING_AFTER
 
-
-class RetentionJob:
     def __init__(
         self,
         db: Database,
@@ -74,56 +70,29 @@ class RetentionJob:
         reports: dict[str, dict[str, Any]],
         partitions: PartitionManager | None = None,
     ) -> None:
+        interval = settings.retention_interval_seconds
+        super().__init__(interval, reports, first_run_delay=min(interval, FIRST_RUN_MAX_DELAY))
         self.db = db
         self.settings = settings
-        self.reports = reports
         self.purger = Purger(db, settings.retention_batch_rows, partitions)
         self._running = asyncio.Lock()
-        self.consecutive_failures = 0
 
-    async def run_forever(self) -> None:
-        interval = self.settings.retention_interval_seconds
-        await asyncio.sleep(min(interval, FIRST_RUN_MAX_DELAY))
-        while True:
-            await self.run_once()
-            await asyncio.sleep(interval)
-
-    async def run_once(self, now: datetime | None = None) -> dict[str, Any]:
-        """One purge; never raises (a failure is logged and reported)."""
-        now = now or clock.now()
+    async def work(self) -> dict[str, Any]:
+        """One purge, then the partitions ahead."""
+        now = clock.now()
         raw, rollup = cutoffs(self.settings, now)
-        started = time.perf_counter()
-        report: dict[str, Any] = {
-            "last_run": _iso(now),
-            "raw_cutoff": _iso(raw),
-            "rollup_cutoff": _iso(rollup),
-        }
-        try:
-            async with self._running:
-                result = await self._purge_once(raw, rollup)
-            if result is None:
-                report |= {"ok": True, "skipped": "another replica holds the retention lock"}
-            else:
-                await self._audit(result, raw, rollup, now)
-                report |= {"ok": True, "purged": result.totals()}
-            ready = await self.purger.create_ahead(now, PARTITION_DAYS_AHEAD)
-            if ready is not None:
-                report["partitions_ready_until"] = ready.isoformat()
-            self.consecutive_failures = 0
-        except Exception as exc:
-            log.exception("retention purge failed")
-            report |= {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            self.consecutive_failures += 1
-        report["consecutive_failures"] = self.consecutive_failures
-        if self.consecutive_failures >= FAILING_AFTER:
-            # /health reports the job degraded: data past the retention window stays
-            report["degraded"] = f"failed {self.consecutive_failures} runs in a row"
-        report["seconds"] = round(time.perf_counter() - started, 3)
-        interval = self.settings.retention_interval_seconds
-        if interval > 0:
-            report["next_run"] = _iso(clock.now() + timedelta(seconds=interval))
-        self.reports[REPORT] = report
-        return report
+        facts: dict[str, Any] = {"raw_cutoff": iso(raw), "rollup_cutoff": iso(rollup)}
+        async with self._running:
+            result = await self._purge_once(raw, rollup)
+        if result is None:
+            facts["skipped"] = "another replica holds the retention lock"
+        else:
+            await self._audit(result, raw, rollup, now)
+            facts["purged"] = result.totals()
+        ready = await self.purger.create_ahead(now, PARTITION_DAYS_AHEAD)
+        if ready is not None:
+            facts["partitions_ready_until"] = ready.isoformat()
+        return facts
 
     async def _purge_once(
         self, raw: datetime | None, rollup: datetime | None
@@ -142,8 +111,8 @@ class RetentionJob:
                 actor_id="retention",
                 actor_type="system",
                 details={
-                    "raw_cutoff": _iso(raw),
-                    "rollup_cutoff": _iso(rollup),
+                    "raw_cutoff": iso(raw),
+                    "rollup_cutoff": iso(rollup),
                     "retention_days": self.settings.retention_days,
                     "rollup_retention_days": self.settings.rollup_retention_days,
                     "purged": dict(sorted(counts.items())),

@@ -13,9 +13,8 @@ from typing import Any
 from tallyql.alerts.scheduler import AlertScheduler
 from tallyql.auth.keys import KeyService
 from tallyql.budgets.monitor import BudgetMonitor
-from tallyql.clock import clock
 from tallyql.config import Settings
-from tallyql.costs.book import PriceBook
+from tallyql.costs.book import PriceBook, PriceRefresh
 from tallyql.heartbeat import HeartbeatJob
 from tallyql.imports.sync import ProviderSync
 from tallyql.ingest.pricing import Pricer
@@ -29,17 +28,15 @@ from tallyql.storage.audit import block_audit_statements
 from tallyql.storage.database import Database
 from tallyql.storage.ingest.batch import batches_for
 from tallyql.storage.ingest.writer import Writer
+from tallyql.storage.jobs import PeriodicJob
 from tallyql.storage.migrate import upgrade
 from tallyql.storage.rollups.compaction import CompactionJob
 from tallyql.storage.rollups.folds import staging_statements
 from tallyql.storage.rollups.sessions import session_statements
+from tallyql.storage.standbys import StandbyChecks
 from tallyql.webhooks.dispatcher import RetryPolicy, WebhookDispatcher
 
 log = logging.getLogger(__name__)
-
-
-LIVE_REPORT_SECONDS = 5.0
-"""How often the live features' /health reports are refreshed."""
 
 
 @dataclass
@@ -51,30 +48,6 @@ class LiveComponents:
     webhooks: WebhookDispatcher
     budgets: BudgetMonitor
     alerts: AlertScheduler
-
-    def reports(self) -> dict[str, dict[str, Any]]:
-        def ago(moment: float | None) -> float | None:
-            return None if moment is None else round(clock.timestamp() - moment, 1)
-
-        return {
-            "live": {**self.service.report(), "ok": True},
-            "webhooks": {
-                "sent": self.webhooks.sent,
-                "failed_attempts": self.webhooks.failed_attempts,
-                "ok": True,
-            },
-            "budgets": {
-                "evaluations": self.budgets.evaluations,
-                "limit_warnings": self.budgets.warnings,
-                "last_run_seconds_ago": ago(self.budgets.last_run),
-                "ok": True,
-            },
-            "alerts": {
-                "evaluations": self.alerts.evaluations,
-                "last_run_seconds_ago": ago(self.alerts.last_run),
-                "ok": True,
-            },
-        }
 
 
 @dataclass
@@ -111,14 +84,23 @@ class Services:
         return Mailer(server, s.mail_from, s.webhook_timeout_seconds)
 
     def spawn(self, name: str, job: Coroutine[Any, Any, None]) -> None:
-        """Run a background job for the life of the process."""
+        """Run a background task for the life of the process."""
         self.tasks[name] = asyncio.create_task(job, name=f"tallyql-{name}")
+
+    def start(self, job: PeriodicJob) -> None:
+        """Run a periodic job for the life of the process; an interval of 0 or less turns it
+        off (its report then stays out of /health)."""
+        if job.interval > 0:
+            self.spawn(job.name, job.run_forever())
 
     def background_status(self) -> dict[str, bool]:
         return {name: not task.done() for name, task in self.tasks.items()}
 
     def job_reports(self) -> dict[str, dict[str, Any]]:
-        return dict(self.reports)
+        reports = dict(self.reports)
+        if self.live is not None:
+            reports["live"] = {**self.live.service.report(), "ok": True}
+        return reports
 
     def degraded_reasons(self) -> list[str]:
         """Why this process's jobs are not well, as /health says: a job that keeps failing,
@@ -192,38 +174,32 @@ async def start_services(
         started_at=datetime.now(UTC),
         prices=prices,
     )
-    services.reports["price_overrides"] = {**prices.report(), "ok": True}
-    services.spawn(
-        "price_overrides", prices.keep_fresh(settings.price_refresh_seconds, services.reports)
-    )
+    services.start(PriceRefresh(prices, settings.price_refresh_seconds, services.reports))
     services.retention = RetentionJob(
         db, settings, services.reports, getattr(writer.batches, "partitions", None)
     )
-    if settings.retention_interval_seconds > 0:
-        services.spawn("retention", services.retention.run_forever())
-    if db.dialect.staged_deltas and settings.rollup_compaction_seconds > 0:
-        compaction = CompactionJob(
-            db,
-            settings.rollup_compaction_seconds,
-            services.reports,
-            activity=lambda: writer.stats.batches,
+    services.start(services.retention)
+    if db.dialect.staged_deltas:
+        services.start(
+            CompactionJob(
+                db,
+                settings.rollup_compaction_seconds,
+                services.reports,
+                activity=lambda: writer.stats.batches,
+            )
         )
-        services.spawn("rollup_compaction", compaction.run_forever())
     if db.standbys is not None:
         metrics.watch_standbys(db.standbys)
-        services.spawn("standby_checks", db.standbys.run_forever())
-
+        services.start(StandbyChecks(db.standbys, services.reports))
     services.heartbeat = HeartbeatJob(
         db, writer, services.degraded_reasons, settings.heartbeat_seconds, services.reports
     )
-    if settings.heartbeat_seconds > 0:
-        services.spawn("heartbeat", services.heartbeat.run_forever())
+    services.start(services.heartbeat)
     services.live = start_live(services)
     services.report_runner = ReportRunner(
         db, services.mailer, settings.report_poll_seconds, services.reports
     )
-    if settings.report_poll_seconds > 0:
-        services.spawn("reports", services.report_runner.run_forever())
+    services.start(services.report_runner)
     services.provider_sync = ProviderSync(
         db,
         ingest,
@@ -232,8 +208,7 @@ async def start_services(
         settings.provider_sync_poll_seconds,
         services.reports,
     )
-    if settings.provider_sync_poll_seconds > 0:
-        services.spawn("provider_sync", services.provider_sync.run_forever())
+    services.start(services.provider_sync)
     return services
 
 
@@ -247,6 +222,7 @@ def start_live(services: Services) -> LiveComponents:
         group_refresh_seconds=settings.live_group_refresh_seconds,
         audit_poll_seconds=settings.live_audit_poll_seconds,
         cross_replica=settings.live_cross_replica,
+        reports=services.reports,
     )
     services.writer.add_listener(live.bus.on_commit)
     dispatcher = WebhookDispatcher(
@@ -260,6 +236,7 @@ def start_live(services: Services) -> LiveComponents:
         poll_seconds=settings.webhook_poll_seconds,
         allow_private=settings.webhook_allow_private,
         mailer=services.mailer,
+        reports=services.reports,
     )
     budgets = BudgetMonitor(
         services.db,
@@ -267,6 +244,7 @@ def start_live(services: Services) -> LiveComponents:
         dispatcher,
         interval_seconds=settings.budget_interval_seconds,
         debounce_seconds=settings.budget_debounce_seconds,
+        reports=services.reports,
     )
     live.bus.observers.append(budgets.on_batch)
     alerts = AlertScheduler(
@@ -275,18 +253,9 @@ def start_live(services: Services) -> LiveComponents:
         dispatcher,
         interval_seconds=settings.alert_interval_seconds,
         heartbeat_seconds=settings.heartbeat_seconds,
+        reports=services.reports,
     )
-    components = LiveComponents(live, dispatcher, budgets, alerts)
     live.start(services.spawn)
-    services.spawn("webhooks", dispatcher.run())
-    services.spawn("budgets", budgets.run())
-    services.spawn("alerts", alerts.run())
-    services.reports.update(components.reports())
-    services.spawn("live-reports", _keep_reports(components, services.reports))
-    return components
-
-
-async def _keep_reports(components: LiveComponents, reports: dict[str, dict[str, Any]]) -> None:
-    while True:
-        await asyncio.sleep(LIVE_REPORT_SECONDS)
-        reports.update(components.reports())
+    for job in (dispatcher, budgets, alerts):
+        services.start(job)
+    return LiveComponents(live, dispatcher, budgets, alerts)

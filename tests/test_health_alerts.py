@@ -104,7 +104,7 @@ async def _evaluate(api: Api, at: datetime) -> list[dict[str, Any]]:
 async def _beat(api: Api, at: datetime) -> None:
     assert api.services.heartbeat is not None
     clock.set(at, tick=False)
-    await api.services.heartbeat.beat_once()
+    await api.services.heartbeat.run_once()
 
 
 @pytest.fixture(autouse=True)

@@ -140,7 +140,7 @@ async def test_a_job_failing_run_after_run_degrades_health_with_its_reason(
             await job.run_once()
             report = api.services.reports[REPORT]
             assert report["ok"] is False
-            assert report["error"] == "RuntimeError: connection reset"
+            assert report["last_error"] == "RuntimeError: connection reset"
             assert report["consecutive_failures"] == run
             assert job.quarantined == {}  # the database failed, not a workspace
         health = await api.client.get("/health")

@@ -12,9 +12,7 @@ an ALERT on the bus.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,6 +30,7 @@ from tallyql.engine.query.timerange import TimeWindow
 from tallyql.live.bus import LiveBus
 from tallyql.live.subscriber import ALERT
 from tallyql.storage.database import Database
+from tallyql.storage.jobs import PeriodicJob
 from tallyql.storage.live_tables import alert_firings, alert_rules
 from tallyql.storage.types import to_micros
 from tallyql.webhooks.dispatcher import WebhookDispatcher
@@ -40,7 +39,9 @@ from tallyql.webhooks.store import enqueue
 log = logging.getLogger(__name__)
 
 
-class AlertScheduler:
+class AlertScheduler(PeriodicJob):
+    name = "alerts"
+
     def __init__(
         self,
         db: Database,
@@ -48,25 +49,21 @@ class AlertScheduler:
         dispatcher: WebhookDispatcher,
         interval_seconds: float,
         heartbeat_seconds: float = 5.0,
+        reports: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         """`heartbeat_seconds`: how often replicas record their health (a replica silent for
         several intervals counts as stalled while its events wait)."""
+        super().__init__(interval_seconds, reports)
         self._db = db
         self._heartbeat_seconds = heartbeat_seconds
         self._bus = bus
         self._dispatcher = dispatcher
-        self._interval = interval_seconds
-        self.evaluations = 0
-        self.last_run: float | None = None
 
-    async def run(self) -> None:
-        while True:
-            started = time.monotonic()
-            try:
-                await self.evaluate_all()
-            except Exception:
-                log.exception("alert evaluation failed")
-            await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - started)))
+    async def work(self) -> dict[str, Any]:
+        return {"transitions": len(await self.evaluate_all())}
+
+    def pause(self) -> float:
+        return max(0.0, self.interval - self.seconds)  # one round per interval, not per pause
 
     async def evaluate_all(self, now: datetime | None = None) -> list[dict[str, Any]]:
         """Evaluate every enabled rule; returns the transitions this call recorded."""
@@ -83,8 +80,6 @@ class AlertScheduler:
                 notices.append(notice)
         if notices:
             self._dispatcher.notify()
-        self.evaluations += 1
-        self.last_run = clock.timestamp()
         return notices
 
     async def evaluate(

@@ -27,6 +27,7 @@ from tallyql.money import to_usd
 from tallyql.storage.audit import AuditRecord, record_audit
 from tallyql.storage.database import Database
 from tallyql.storage.dialect import insert_ignoring_duplicates
+from tallyql.storage.jobs import PeriodicJob
 from tallyql.storage.live_tables import budget_crossings
 from tallyql.storage.types import to_micros
 from tallyql.webhooks.dispatcher import WebhookDispatcher
@@ -52,7 +53,12 @@ def warning_notice(budget: Budget, status: BudgetStatus, threshold: int) -> dict
     }
 
 
-class BudgetMonitor:
+class BudgetMonitor(PeriodicJob):
+    """Checks every budget each `interval_seconds`, and those of the workspaces that received
+    events `debounce_seconds` after their batches (gathering the batches that follow)."""
+
+    name = "budgets"
+
     def __init__(
         self,
         db: Database,
@@ -60,42 +66,40 @@ class BudgetMonitor:
         dispatcher: WebhookDispatcher,
         interval_seconds: float,
         debounce_seconds: float,
+        reports: dict[str, dict[str, Any]] | None = None,
     ) -> None:
+        super().__init__(interval_seconds, reports)
         self._db = db
         self._bus = bus
         self._dispatcher = dispatcher
-        self._interval = interval_seconds
         self._debounce = debounce_seconds
         self._dirty: set[int] = set()
-        self._wake = asyncio.Event()
-        self.evaluations = 0
+        self._next_full = time.monotonic()
         self.warnings = 0
-        self.last_run: float | None = None
 
     def on_batch(self, workspace_ids: set[int]) -> None:
         """A bus batch observer: these workspaces received events."""
         self._dirty |= workspace_ids
-        self._wake.set()
+        self.notify()
 
-    async def run(self) -> None:
-        next_full = time.monotonic()
-        while True:
-            try:
-                async with asyncio.timeout(max(0.0, next_full - time.monotonic())):
-                    await self._wake.wait()
-                await asyncio.sleep(self._debounce)
-            except TimeoutError:
-                pass
-            workspaces: list[int] | None = sorted(self._dirty)
-            if time.monotonic() >= next_full:
-                workspaces = None
-                next_full = time.monotonic() + self._interval
-            self._wake.clear()
-            self._dirty.clear()
-            try:
-                await self.evaluate(workspaces)
-            except Exception:
-                log.exception("budget evaluation failed")
+    def due(self) -> bool:
+        return bool(self._dirty) or time.monotonic() >= self._next_full
+
+    def pause(self) -> float:
+        return max(0.0, self._next_full - time.monotonic())
+
+    async def work(self) -> dict[str, Any]:
+        workspaces: list[int] | None = None
+        if time.monotonic() >= self._next_full:
+            self._next_full = time.monotonic() + self.interval
+        else:
+            await asyncio.sleep(self._debounce)
+            workspaces = sorted(self._dirty)
+        self._dirty.clear()
+        return {"announced": len(await self.evaluate(workspaces))}
+
+    def facts(self) -> dict[str, Any]:
+        return {"limit_warnings": self.warnings}
 
     async def evaluate(
         self, workspace_ids: Sequence[int] | None = None, now: datetime | None = None
@@ -108,8 +112,6 @@ class BudgetMonitor:
                 announced += await self._check(budget, now)
             except Exception:
                 log.exception("budget %s could not be evaluated", budget.id)
-        self.evaluations += 1
-        self.last_run = clock.timestamp()
         return announced
 
     async def _check(self, budget: Budget, now: datetime | None) -> list[dict[str, Any]]:

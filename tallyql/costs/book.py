@@ -8,8 +8,6 @@ one.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
@@ -19,8 +17,7 @@ from tallyql.costs.overrides import PriceOverride, WorkspacePrices
 from tallyql.costs.store import list_overrides
 from tallyql.ingest.pricing import Tokens
 from tallyql.storage.database import Database
-
-log = logging.getLogger(__name__)
+from tallyql.storage.jobs import PeriodicJob
 
 _EMPTY = WorkspacePrices([])
 
@@ -70,13 +67,22 @@ class PriceBook:
             "last_refresh": self.loaded_at.isoformat() if self.loaded_at else None,
         }
 
-    async def keep_fresh(self, interval: float, reports: dict[str, dict[str, Any]]) -> None:
-        """Background job: reload every `interval` seconds; the last run shows in /health."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.refresh()
-                reports["price_overrides"] = {**self.report(), "ok": True}
-            except Exception as exc:  # keep the last good map; try again next time
-                log.exception("refreshing price overrides failed")
-                reports["price_overrides"] = {**self.report(), "ok": False, "error": str(exc)}
+
+class PriceRefresh(PeriodicJob):
+    """Reloads the book every `interval` seconds (it was loaded at start); a failed reload
+    keeps the last good map."""
+
+    name = "price_overrides"
+
+    def __init__(
+        self, book: PriceBook, interval: float, reports: dict[str, dict[str, Any]]
+    ) -> None:
+        super().__init__(interval, reports, first_run_delay=interval)
+        self.book = book
+
+    async def work(self) -> dict[str, Any]:
+        await self.book.refresh()
+        return {}
+
+    def facts(self) -> dict[str, Any]:
+        return self.book.report()

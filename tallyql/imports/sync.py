@@ -8,9 +8,7 @@ the connection and audited."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +21,7 @@ from tallyql.ingest.service import IngestService
 from tallyql.storage.audit import Actor, AuditRecord, audit_change, record_audit
 from tallyql.storage.database import Database
 from tallyql.storage.ingest.writer import WriterBusy, WriterFailed, WriterStopped
+from tallyql.storage.jobs import PeriodicJob
 from tallyql.storage.report_tables import provider_connections
 
 log = logging.getLogger(__name__)
@@ -32,27 +31,29 @@ SYNC_EVERY = timedelta(days=1)
 CLAIM_FOR = timedelta(minutes=10)
 
 
-@dataclass
-class ProviderSync:
-    db: Database
-    ingest: IngestService
-    base_url: str
-    batch_events: int
-    poll_seconds: float
-    job_reports: dict[str, dict[str, Any]]
+class ProviderSync(PeriodicJob):
+    name = "provider_sync"
+
+    def __init__(
+        self,
+        db: Database,
+        ingest: IngestService,
+        base_url: str,
+        batch_events: int,
+        poll_seconds: float,
+        job_reports: dict[str, dict[str, Any]] | None,
+    ) -> None:
+        super().__init__(poll_seconds, job_reports)
+        self.db = db
+        self.ingest = ingest
+        self.base_url = base_url
+        self.batch_events = batch_events
 
     def client(self, api_key: str) -> OpenRouterClient:
         return OpenRouterClient(self.base_url, api_key)
 
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                synced = await self.sync_due()
-                self.job_reports["provider_sync"] = {"ok": True, "synced": synced}
-            except Exception as exc:
-                log.exception("provider sync failed; retrying")
-                self.job_reports["provider_sync"] = {"ok": False, "error": type(exc).__name__}
-            await asyncio.sleep(self.poll_seconds)
+    async def work(self) -> dict[str, Any]:
+        return {"synced": await self.sync_due()}
 
     async def sync_due(self, now: datetime | None = None) -> int:
         """Sync every connection not synced for a day; how many this replica synced."""

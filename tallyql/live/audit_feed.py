@@ -21,6 +21,7 @@ from tallyql.live.bus import LiveBus
 from tallyql.live.pg_listener import PgListener
 from tallyql.live.subscriber import AUDIT
 from tallyql.storage.database import Database
+from tallyql.storage.jobs import PeriodicJob
 from tallyql.storage.tables import audit_events
 from tallyql.storage.types import to_micros
 
@@ -90,22 +91,27 @@ class PgAuditFeed:
                 log.exception("live audit feed: reading %d audit events failed", len(keys))
 
 
-class SqliteAuditFeed:
-    def __init__(self, db: Database, bus: LiveBus, poll_seconds: float) -> None:
+class SqliteAuditFeed(PeriodicJob):
+    """Polls for new audit events every `poll_seconds` (its first run sets the start)."""
+
+    name = "live_audit"
+
+    def __init__(
+        self,
+        db: Database,
+        bus: LiveBus,
+        poll_seconds: float,
+        reports: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(poll_seconds, reports)
         self._db = db
         self._bus = bus
-        self._poll_seconds = poll_seconds
         self._last: int | None = None  # the highest rowid read; None until the first read
         self._lock = asyncio.Lock()
 
-    async def run(self) -> None:
+    async def work(self) -> dict[str, Any]:
         await self.catch_up()
-        while True:
-            await asyncio.sleep(self._poll_seconds)
-            try:
-                await self.catch_up()
-            except Exception:
-                log.exception("live audit feed: polling audit events failed")
+        return {}
 
     async def catch_up(self) -> None:
         """Deliver every row committed so far that the feed has not read yet, so that a

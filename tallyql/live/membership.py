@@ -7,16 +7,14 @@ reaches live filters within the refresh interval.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections import defaultdict
+from typing import Any
 
 from sqlalchemy import select
 
 from tallyql.storage.database import Database
+from tallyql.storage.jobs import PeriodicJob
 from tallyql.storage.tables import group_members
-
-log = logging.getLogger(__name__)
 
 
 class GroupSet:
@@ -30,10 +28,19 @@ class GroupSet:
         self.users: frozenset[str] = frozenset()
 
 
-class GroupMembership:
-    def __init__(self, db: Database, refresh_seconds: float) -> None:
+class GroupMembership(PeriodicJob):
+    """Refreshes every tracked set each `refresh_seconds`."""
+
+    name = "live_groups"
+
+    def __init__(
+        self,
+        db: Database,
+        refresh_seconds: float,
+        reports: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(refresh_seconds, reports, first_run_delay=refresh_seconds)
         self._db = db
-        self._refresh_seconds = refresh_seconds
         self._tracked: set[GroupSet] = set()
 
     async def track(self, workspace_id: int, groups: tuple[str, ...]) -> GroupSet:
@@ -49,14 +56,9 @@ class GroupMembership:
         if self._tracked:
             await self._load(list(self._tracked))
 
-    async def run(self) -> None:
-        """Refresh every tracked set, for the life of the process."""
-        while True:
-            await asyncio.sleep(self._refresh_seconds)
-            try:
-                await self.refresh()
-            except Exception:
-                log.exception("refreshing group membership for live filters failed")
+    async def work(self) -> dict[str, Any]:
+        await self.refresh()
+        return {"tracked_sets": len(self._tracked)}
 
     async def _load(self, sets: list[GroupSet]) -> None:
         wanted: dict[int, set[str]] = defaultdict(set)

@@ -28,14 +28,16 @@ class LiveService:
         cross_replica: bool = True,
         delivery_share: float = 0.5,
         max_age: float = 10.0,
+        reports: dict[str, dict[str, Any]] | None = None,
     ) -> None:
+        """`reports`: where the group refresh and SQLite audit poll jobs report (/health)."""
         self.db = db
         self.queue_size = queue_size
         self.max_age = max_age
         self.pacer = DeliveryPacer(delivery_share)
         self.bus = LiveBus()
         self.batches = BatchFeeds(self.bus)
-        self.membership = GroupMembership(db, group_refresh_seconds)
+        self.membership = GroupMembership(db, group_refresh_seconds, reports)
         self.listener: PgListener | None = None
         self.relay: PgRelay | None = None
         self._audit: PgAuditFeed | SqliteAuditFeed
@@ -46,17 +48,17 @@ class LiveService:
                 self.relay = PgRelay(db, self.bus, self.listener)
                 self.bus.relay = self.relay
         else:
-            self._audit = SqliteAuditFeed(db, self.bus, audit_poll_seconds)
+            self._audit = SqliteAuditFeed(db, self.bus, audit_poll_seconds, reports)
 
     def start(self, spawn: Spawn) -> None:
         spawn("live-bus", self.bus.run())
-        spawn("live-groups", self.membership.run())
+        spawn(self.membership.name, self.membership.run_forever())
         if self.listener is not None:
             spawn("live-listen", self.listener.run())
         if self.relay is not None:
             spawn("live-relay", self.relay.run())
         if isinstance(self._audit, SqliteAuditFeed):  # PostgreSQL's is driven by the listener
-            spawn("live-audit", self._audit.run())
+            spawn(self._audit.name, self._audit.run_forever())
 
     async def audit_caught_up(self) -> None:
         """Delivers the audit events committed so far to the current subscribers; a subscriber

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +26,7 @@ from tallyql.reports.model import Report, next_run, range_window, zone_of
 from tallyql.reports.render import MEDIA_TYPES, Rendered, encode, file_name, render_tables
 from tallyql.storage.audit import AuditRecord, record_audit
 from tallyql.storage.database import Database
+from tallyql.storage.jobs import PeriodicJob
 from tallyql.webhooks.store import enqueue
 
 log = logging.getLogger(__name__)
@@ -35,29 +35,33 @@ MAIL_ATTEMPTS = 3
 WEBHOOK_EVENT = "report.completed"
 
 
-@dataclass
-class ReportRunner:
-    db: Database
-    mailer: Mailer
-    poll_seconds: float
-    job_reports: dict[str, dict[str, Any]]
-    mail_backoff_seconds: float = 2.0
-    runs: int = 0
+class ReportRunner(PeriodicJob):
+    name = "reports"
 
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.run_due()
-                await store.purge_expired(self.db)
-                self.job_reports["reports"] = {
-                    "ok": True,
-                    "runs": self.runs,
-                    "at": clock.now().isoformat(),
-                }
-            except Exception as exc:  # a bad run must not stop the schedule of every report
-                log.exception("report runner failed; retrying")
-                self.job_reports["reports"] = {"ok": False, "error": type(exc).__name__}
-            await asyncio.sleep(self.poll_seconds)
+    def __init__(
+        self,
+        db: Database,
+        mailer: Mailer,
+        poll_seconds: float,
+        job_reports: dict[str, dict[str, Any]] | None,
+        mail_backoff_seconds: float = 2.0,
+    ) -> None:
+        super().__init__(poll_seconds, job_reports)
+        self.db = db
+        self.mailer = mailer
+        self.mail_backoff_seconds = mail_backoff_seconds
+        self.report_runs = 0
+        """Report runs this process made (scheduled and manual)."""
+
+    async def work(self) -> dict[str, Any]:
+        """Run the due reports (a failed report run is recorded as such, and does not stop
+        the others), then drop expired files."""
+        await self.run_due()
+        await store.purge_expired(self.db)
+        return {}
+
+    def facts(self) -> dict[str, Any]:
+        return {"report_runs": self.report_runs}
 
     async def run_due(self, now: datetime | None = None) -> list[str]:
         """Run every report whose moment has come; the ids of the runs this replica made."""
@@ -144,7 +148,7 @@ class ReportRunner:
                     details={**data, "delivery": delivery},
                 ),
             )
-        self.runs += 1
+        self.report_runs += 1
 
     async def _mail(
         self, report: Report, files: list[dict[str, Any]], window: tuple[datetime, datetime]

@@ -53,6 +53,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from tallyql.storage.jobs import PeriodicJob
+
 log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 0.25
@@ -297,14 +299,6 @@ class StandbyRouter:
                 log.info("standby %s is streaming again", standby.name)
             standby.state = STREAMING
 
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.check_all()
-            except Exception:  # a bug in one round must not stop the checks
-                log.exception("standby checks failed")
-            await asyncio.sleep(CHECK_SECONDS)
-
     def report(self) -> dict[str, Any]:
         total = self.total_reads
         return {
@@ -404,6 +398,21 @@ READ_ROUTE: contextvars.ContextVar[ReadRoute | None] = contextvars.ContextVar(
     "tallyql_read_route", default=None
 )
 """The current request's read route; None: reads go to the primary."""
+
+
+class StandbyChecks(PeriodicJob):
+    """The monitor: checks every standby each `CHECK_SECONDS` (their states show under
+    /health `read_replicas`)."""
+
+    name = "standby_checks"
+
+    def __init__(self, router: StandbyRouter, reports: dict[str, dict[str, Any]]) -> None:
+        super().__init__(CHECK_SECONDS, reports)
+        self.router = router
+
+    async def work(self) -> dict[str, Any]:
+        await self.router.check_all()
+        return {}
 
 
 @contextmanager

@@ -28,6 +28,7 @@ from sqlalchemy import and_, or_, select, update
 from tallyql.clock import clock
 from tallyql.mail.smtp import Mailer, MailError
 from tallyql.storage.database import Database
+from tallyql.storage.jobs import PeriodicJob
 from tallyql.storage.live_tables import webhook_deliveries, webhooks
 from tallyql.webhooks import formats
 from tallyql.webhooks.addresses import AddressRefused, WebhookError
@@ -69,7 +70,9 @@ def failure_reason(exc: httpx.HTTPError) -> str:
     return f"request failed ({type(exc).__name__})"
 
 
-class WebhookDispatcher:
+class WebhookDispatcher(PeriodicJob):
+    name = "webhooks"
+
     def __init__(
         self,
         db: Database,
@@ -78,42 +81,45 @@ class WebhookDispatcher:
         poll_seconds: float,
         allow_private: bool = False,
         mailer: Mailer | None = None,
+        reports: dict[str, dict[str, Any]] | None = None,
     ) -> None:
+        super().__init__(poll_seconds, reports)
         self._db = db
         self._mailer = mailer or Mailer(None, "tallyql@localhost", timeout_seconds)
         self._allow_private = allow_private
         self._policy = policy
         self._timeout = timeout_seconds
-        self._poll = poll_seconds
-        self._wake = asyncio.Event()
+        self._client: httpx.AsyncClient | None = None
+        self._next = poll_seconds
         self.sent = 0
         self.failed_attempts = 0
 
-    def notify(self) -> None:
-        """New deliveries are waiting: look now rather than at the next poll."""
-        self._wake.set()
+    async def work(self) -> dict[str, Any]:
+        """Send the due deliveries; with none, wait for the next one to fall due (or for
+        `notify()`: new deliveries are waiting)."""
+        self._next = self.interval  # after a failure: the poll interval
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                transport=PinnedTransport(self._allow_private),
+                timeout=self._timeout,
+                follow_redirects=False,
+                trust_env=False,
+            )
+        claimed = await self._claim()
+        client = self._client
+        await asyncio.gather(*(self._attempt(client, row) for row in claimed))
+        self._next = 0.0 if claimed else await self._seconds_to_next()
+        return {"attempted": len(claimed)}
 
-    async def run(self) -> None:
-        transport = PinnedTransport(self._allow_private)
-        async with httpx.AsyncClient(
-            transport=transport, timeout=self._timeout, follow_redirects=False, trust_env=False
-        ) as client:
-            while True:
-                try:
-                    claimed = await self._claim()
-                    if claimed:
-                        await asyncio.gather(*(self._attempt(client, row) for row in claimed))
-                        continue
-                    wait = await self._seconds_to_next()
-                except Exception:
-                    log.exception("webhook dispatcher failed; retrying")
-                    wait = self._poll
-                try:
-                    async with asyncio.timeout(wait):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
-                self._wake.clear()
+    def pause(self) -> float:
+        return self._next
+
+    def facts(self) -> dict[str, Any]:
+        return {"sent": self.sent, "failed_attempts": self.failed_attempts}
+
+    async def stopped(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
 
     async def _seconds_to_next(self) -> float:
         """Until the next pending delivery is due (at most the poll interval)."""
@@ -128,9 +134,9 @@ class WebhookDispatcher:
                 )
             ).scalar_one_or_none()
         if soonest is None:
-            return self._poll
+            return self.interval
         seconds = (soonest - clock.now()).total_seconds()
-        return min(self._poll, max(0.01, seconds))
+        return min(self.interval, max(0.01, seconds))
 
     async def _claim(self) -> list[dict[str, Any]]:
         now = clock.now()

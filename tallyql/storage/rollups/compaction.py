@@ -19,7 +19,6 @@ where queries read them, so its answers are unchanged; only its rollup rows wait
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Collection
@@ -29,6 +28,7 @@ from sqlalchemy import text
 
 from tallyql.clock import clock
 from tallyql.storage.database import Database
+from tallyql.storage.jobs import PeriodicJob, describe
 from tallyql.storage.locks import Lock, hold
 from tallyql.storage.rollups.declarations import DELTA_TABLES
 from tallyql.storage.rollups.folds import compact_histograms, compaction_statements
@@ -105,15 +105,12 @@ async def staged_workspaces(db: Database) -> set[int]:
         return {int(r[0]) for r in (await conn.execute(text(union))).all()}
 
 
-def _describe(exc: BaseException) -> str:
-    """A short reason for reports: the error's class and first line."""
-    first = str(exc).strip().split("\n", 1)[0]
-    return f"{type(exc).__name__}: {first[:300]}"
+class CompactionJob(PeriodicJob):
+    """Compacts every `interval` seconds; quarantines a workspace whose staged rows cannot be
+    compacted instead of failing every run."""
 
-
-class CompactionJob:
-    """Compacts every `interval` seconds and reports its last run in /health; quarantines a
-    workspace whose staged rows cannot be compacted instead of failing every run."""
+    name = REPORT
+    failing_after = FAILING_AFTER
 
     def __init__(
         self,
@@ -127,66 +124,50 @@ class CompactionJob:
         """`activity`: a count this process's writer raises with every committed batch (the
         only writer of deltas); while it stands still after a complete run, runs are skipped,
         so an idle server stops spending a few statements a second on empty deltas."""
+        super().__init__(
+            interval,
+            reports,
+            first_run_delay=interval,
+            behind_after=max(30.0, BEHIND_AFTER_RUNS * interval),
+        )
         self.db = db
         self.activity = activity
         self._settled_at: int | None = None
         """The activity count at the start of the last run that compacted everything."""
         self.histogram_every = max(1, histogram_every)
-        self.interval = interval
-        self.reports = reports
-        self.runs = 0
         self.rows_moved = 0
         self.quarantine_retry_seconds = quarantine_retry_seconds
         self.quarantined: dict[int, dict[str, Any]] = {}
         """Workspace id -> since (ISO time), error, next retry (monotonic seconds)."""
-        self.consecutive_failures = 0
-        self._last_success = time.monotonic()
 
-    async def run_once(self) -> None:
-        started = time.perf_counter()
-        report: dict[str, Any] = {"last_run": clock.now().isoformat()}
+    async def work(self) -> dict[str, Any]:
         mark = self.activity() if self.activity is not None else None
-        complete = self.runs % self.histogram_every == 0
+        complete = (self.runs - 1) % self.histogram_every == 0  # the first run folds them
+        await self._retry_quarantined(complete)
+        skip = set(self.quarantined)
         try:
-            await self._retry_quarantined(complete)
-            skip = set(self.quarantined)
-            try:
-                moved = await compact(self.db, histograms=complete, skip=skip)
-            except Exception as exc:
-                log.warning(
-                    "rollup compaction failed (%s); compacting workspace by workspace",
-                    _describe(exc),
-                )
-                moved = await self._isolate(complete, skip, exc)
-            self.runs += 1
-            if moved is None:
-                report |= {"ok": True, "skipped": "another process holds the compaction lock"}
-            else:
-                self.rows_moved += moved
-                report |= {"ok": True, "rows_moved": moved}
-                if complete and not self.quarantined:
-                    self._settled_at = mark
-                    await vacuum_deltas(self.db)
-            self.consecutive_failures = 0
-            self._last_success = time.monotonic()
+            moved = await compact(self.db, histograms=complete, skip=skip)
         except Exception as exc:
-            log.exception("rollup compaction failed")
-            self.consecutive_failures += 1
-            report |= {"ok": False, "error": _describe(exc)}
-        report |= {
-            "seconds": round(time.perf_counter() - started, 4),
-            "runs": self.runs,
+            log.warning(
+                "rollup compaction failed (%s); compacting workspace by workspace", describe(exc)
+            )
+            moved = await self._isolate(complete, skip, exc)
+        if moved is None:
+            return {"skipped": "another process holds the compaction lock"}
+        self.rows_moved += moved
+        if complete and not self.quarantined:
+            self._settled_at = mark
+            await vacuum_deltas(self.db)
+        return {"rows_moved": moved}
+
+    def facts(self) -> dict[str, Any]:
+        return {
             "rows_moved_total": self.rows_moved,
-            "consecutive_failures": self.consecutive_failures,
             "quarantined_workspaces": {
                 str(w): {"since": q["since"], "error": q["error"]}
                 for w, q in sorted(self.quarantined.items())
             },
         }
-        reason = self.degraded_reason()
-        if reason:
-            report["degraded"] = reason
-        self.reports[REPORT] = report
 
     async def _isolate(self, complete: bool, skip: set[int], failure: Exception) -> int | None:
         """After a failed run: compact each staged workspace alone, quarantining those that
@@ -213,12 +194,12 @@ class CompactionJob:
             log.error(
                 "rollup compaction of workspace %s failed (%s); quarantined, retried every %ss",
                 workspace,
-                _describe(error),
+                describe(error),
                 self.quarantine_retry_seconds,
             )
             self.quarantined[workspace] = {
                 "since": clock.now().isoformat(),
-                "error": _describe(error),
+                "error": describe(error),
                 "retry_at": time.monotonic() + self.quarantine_retry_seconds,
             }
         return moved
@@ -232,7 +213,7 @@ class CompactionJob:
             try:
                 moved = await compact(self.db, histograms=True, only=workspace)
             except Exception as exc:
-                entry["error"] = _describe(exc)
+                entry["error"] = describe(exc)
                 entry["retry_at"] = now + self.quarantine_retry_seconds
                 continue
             if moved is not None:
@@ -241,29 +222,16 @@ class CompactionJob:
                 del self.quarantined[workspace]
 
     def degraded_reason(self) -> str | None:
-        """Why /health should call this job degraded, or None."""
-        reasons = []
-        if self.consecutive_failures >= FAILING_AFTER:
-            reasons.append(f"failed {self.consecutive_failures} runs in a row")
-        elif not self.settled and time.monotonic() - self._last_success > max(
-            30.0, BEHIND_AFTER_RUNS * self.interval
-        ):
-            reasons.append(
-                f"no successful run for {time.monotonic() - self._last_success:.0f} s "
-                "while batches are committed (falling behind)"
-            )
+        reasons = [super().degraded_reason()]
         if self.quarantined:
             ids = ", ".join(str(w) for w in sorted(self.quarantined))
             reasons.append(f"workspaces quarantined (their rollup rows wait): {ids}")
-        return "; ".join(reasons) or None
+        return "; ".join(r for r in reasons if r) or None
 
     @property
     def settled(self) -> bool:
         """Nothing committed here since a run that compacted everything."""
         return self.activity is not None and self._settled_at == self.activity()
 
-    async def run_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            if not self.settled:
-                await self.run_once()
+    def due(self) -> bool:
+        return not self.settled
