@@ -190,6 +190,9 @@ async def test_subscribers_of_one_shape_share_one_execution_and_message(
         assert len(server.app.state.services.live.service.batches.feeds) == 1
         assert len(RENDERERS) == 1
         assert RENDERERS.users == 12  # SSE subscribers too take the shared path
+        (feed,) = server.app.state.services.live.service.batches.feeds.values()
+        # WebSocket subscribers are written to by the feed's sender; SSE ones read a queue
+        assert sorted(m.outlet is not None for m in feed.members) == [False] * 4 + [True] * 8
         executions = STATS.executions
         events = mixed_events("ev", 30)
         await ingest(server.url, key, events[:15])
