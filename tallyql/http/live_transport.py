@@ -5,9 +5,11 @@ resolver is `Subscription.events`, it hands its item stream to the handler (live
 which sends each item as pre-rendered JSON (schema/live_render.py): an item is executed and
 encoded once per distinct operation, not once per subscriber. Sending awaits the socket, so
 a subscriber that does not read only fills its own bounded queue (and gets a Lagged notice);
-nobody else waits for it. GraphQL over SSE takes the same path (`sse_messages`, used by
-the router), with the same payload text. Everything else (queries, mutations over
-WebSocket, errors) takes strawberry's own path.
+nobody else waits for it. A coalesced subscription (`eventBatches`) on a WebSocket skips even
+that: its feed's one sender writes each window's frame, built once, to the socket itself
+(`deliver_direct`, http/live_sockets.py). GraphQL over SSE takes the per-subscriber path
+(`sse_messages`, used by the router), with the same payload text. Everything else
+(queries, mutations over WebSocket, errors) takes strawberry's own path.
 """
 
 from __future__ import annotations
