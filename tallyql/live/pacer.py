@@ -38,6 +38,10 @@ class DeliveryPacer:
     def _ahead(self) -> float:
         return self._due - time.perf_counter()
 
+    def ahead(self) -> float:
+        """Seconds by which deliveries' charged time runs ahead of the wall clock."""
+        return self._ahead()
+
     async def turn(self) -> None:
         """Return when a delivery may start."""
         if not self._waiters and self._ahead() <= self.burst:
