@@ -50,6 +50,7 @@ one starting point too; it is in every item).
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import deque
@@ -64,6 +65,8 @@ from tallyql.live.matcher import Matcher
 from tallyql.live.pacer import DeliveryPacer
 from tallyql.live.subscriber import LAGGED, Item
 from tallyql.live.totals import Totals
+
+log = logging.getLogger(__name__)
 
 BATCH = "batch"
 MAX_OUTBOX = 64
@@ -380,7 +383,10 @@ class BatchFeed:
                 started = time.perf_counter()
                 stale = clock.timestamp() > stale_at
                 for member in members[start : start + SLICE]:
-                    member.send(window, size, stale, encoded, self.max_buffer)
+                    try:
+                        member.send(window, size, stale, encoded, self.max_buffer)
+                    except Exception:  # one socket's failure is not the others'
+                        log.exception("live feed: writing a window to a socket failed")
                 if pacer is not None:
                     # writes never wait: all of a slice's time was spent on the loop
                     pacer.done(started, math.inf)
