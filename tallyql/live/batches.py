@@ -34,12 +34,12 @@ exceed `max_buffer` (a client that does not read) does not get the window: it is
 as dropped for that member, who receives a Lagged message with the count before its next
 window, so a slow socket never delays the others. The sender works through the members in
 slices, letting whatever else is ready (ingest, queries) run between two slices; its time
-is charged to the delivery pacer (live/pacer.py), and once deliveries have used more than
-their share over a whole window it waits for its turn there. (Waiting for a turn at every
-slice, with the pacer's 5 ms burst, made a pass over 1,000 sockets take one loop iteration
-per slice: under load, longer than a window, so windows queued up.) Windows it has not
-reached within `max_age` are dropped the same way, and at most `MAX_OUTBOX` closed windows
-wait for it.
+is charged to its own pacer (live/pacer.py, `SENDER_SHARE` of the loop), and once it has
+used more than its share over a whole window it waits for its turn there. (Waiting for a
+turn at every slice, with the pacer's 5 ms burst, made a pass over 1,000 sockets take one
+loop iteration per slice: under load, longer than a window, so windows queued up.)
+Windows it has not reached within `max_age` are dropped the same way, and at most
+`MAX_OUTBOX` closed windows wait for it.
 
 Running totals count every event of the feed's filter (whatever the event types chosen,
 dropped windows included) since `since`: the moment this process started the feed, at or
@@ -72,6 +72,12 @@ BATCH = "batch"
 MAX_OUTBOX = 64
 """Closed windows a feed's sender may be behind by; the oldest is dropped (and counted for
 its members) beyond that, so memory stays bounded when sending cannot keep up."""
+SENDER_SHARE = 0.15
+"""Share of the event loop's time that the feeds' senders may use when they are busy (with
+`LIVE_DELIVERY_SHARE` if that is smaller): what is left is ingest's and the queries'
+(issue 22: ingest within 15 % of its rate with 1,000 subscribers). A pass over 1,000 sockets
+at 1,000 events/s took about 8 % (bench/live.py, 0.16 s/s of server CPU with subscribers
+against 0.08 without); past the share, windows wait, age and are dropped as Lagged."""
 SLICE = 100
 """Outlets written between two yields to the loop (a few milliseconds of writes)."""
 MAX_BUFFER = 512 * 1024
@@ -380,7 +386,7 @@ class BatchFeed:
                     await pacer.turn()  # over the delivery share for a whole window: wait
                 elif start:
                     await asyncio.sleep(0)  # whatever is ready (ingest) runs first
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.thread_time()
                 stale = clock.timestamp() > stale_at
                 for member in members[start : start + SLICE]:
                     try:
@@ -388,8 +394,9 @@ class BatchFeed:
                     except Exception:  # one socket's failure is not the others'
                         log.exception("live feed: writing a window to a socket failed")
                 if pacer is not None:
-                    # writes never wait: all of a slice's time was spent on the loop
-                    pacer.done(started, math.inf)
+                    # writes never wait: a slice's cost is the loop thread's CPU time (its
+                    # wall time would also count other processes on a busy machine)
+                    pacer.charge(started, time.thread_time() - cpu)
         self._settle()
 
     def _settle(self) -> None:

@@ -58,11 +58,12 @@ class DeliveryPacer:
                 self._waiters.remove(waiter)
             raise
 
-    def done(self, started: float, max_cost: float | None = None) -> None:
-        """Charge a delivery that started at `started` (time.perf_counter()), at most
-        `max_cost` seconds (the pacer's own bound when None)."""
-        cost = time.perf_counter() - started
-        cost = min(cost, self.max_cost if max_cost is None else max_cost)
+    def done(self, started: float) -> None:
+        """Charge a delivery that started at `started` (time.perf_counter())."""
+        self.charge(started, min(time.perf_counter() - started, self.max_cost))
+
+    def charge(self, started: float, cost: float) -> None:
+        """Charge `cost` seconds of the loop's time, spent from `started` (perf_counter)."""
         self._due = max(self._due, started) + cost / self.share
 
     def _pump(self) -> None:

@@ -173,7 +173,7 @@ async def run_batch_outlet(live: LiveService, request: BatchRequest, outlet: Out
         live.queue_size,
         live.max_age,
         outlet=outlet,
-        pacer=live.pacer,
+        pacer=live.sender_pacer,
     )
     try:
         if live.relay is not None:
