@@ -239,7 +239,9 @@ async def run(
         paced_alone, _ = await ingest(url, ingest_keys, "a", args.rate, args.duration, args.batch)
         cpu_alone = (cpu() - cpu_start) / paced_alone.seconds
         print(describe("paced ingest, no subscribers", paced_alone), flush=True)
+        cpu_start = cpu()
         burst_alone, _ = await ingest(url, ingest_keys, "b", None, args.burst, args.burst_batch)
+        cpu_burst_alone = (cpu() - cpu_start) / burst_alone.seconds
         print(describe("maximal ingest, no subscribers", burst_alone), flush=True)
         rss_before = rss()
 
@@ -287,8 +289,21 @@ async def run(
         for cmd in commands:
             cmd.put("report")
         reports = [results.get(timeout=120) for _ in procs]
+        cpu_start = cpu()
+        clients_start = sum(cpu_seconds(proc.pid) for proc in procs if proc.pid)
         burst, _ = await ingest(url, ingest_keys, "d", None, args.burst, args.burst_batch)
+        cpu_burst = (cpu() - cpu_start) / burst.seconds
+        clients_burst = (
+            sum(cpu_seconds(proc.pid) for proc in procs if proc.pid) - clients_start
+        ) / burst.seconds
         print(describe("maximal ingest, with subscribers", burst), flush=True)
+        # on one machine the subscribers' clients compete with the server for the cores: a
+        # server that is not busy while ingest slows down is waiting for CPU, not for fan-out
+        print(
+            f"CPU during maximal ingest: server {cpu_burst_alone:.2f} s/s alone, "
+            f"{cpu_burst:.2f} s/s with subscribers; subscriber clients {clients_burst:.2f} s/s",
+            flush=True,
+        )
         for cmd in commands:
             cmd.put("stop")
         for proc in procs:

@@ -35,6 +35,7 @@ from tallyql.http.graphql_router import PROTOCOLS as SUBSCRIPTION_PROTOCOLS
 from tallyql.http.graphql_router import TallyGraphQLRouter
 from tallyql.http.idle_gc import IdleCollector
 from tallyql.http.in_flight import KeyInFlight
+from tallyql.http.live_sockets import CaptureSocket
 from tallyql.http.observe import RequestMetrics
 from tallyql.http.openapi import install_openapi
 from tallyql.http.outage import DatabaseOutage
@@ -160,4 +161,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics, metrics=metrics)
     install_cors(app, settings.cors_origin_list)  # outside the routes: their errors too
     app.add_middleware(IdleCollector)  # outermost: counts a request until it is answered
+    # outermost of all: sees the server protocol's own `send` (http/live_sockets.py)
+    app.add_middleware(CaptureSocket)
     return app

@@ -190,6 +190,9 @@ async def test_subscribers_of_one_shape_share_one_execution_and_message(
         assert len(server.app.state.services.live.service.batches.feeds) == 1
         assert len(RENDERERS) == 1
         assert RENDERERS.users == 12  # SSE subscribers too take the shared path
+        (feed,) = server.app.state.services.live.service.batches.feeds.values()
+        # WebSocket subscribers are written to by the feed's sender; SSE ones read a queue
+        assert sorted(m.outlet is not None for m in feed.members) == [False] * 4 + [True] * 8
         executions = STATS.executions
         events = mixed_events("ev", 30)
         await ingest(server.url, key, events[:15])
@@ -315,6 +318,7 @@ async def test_a_stalled_subscriber_lags_alone_and_hears_how_many(server: LiveSe
         await asyncio.wait_for(reading, 30)
         assert got == ids  # the reader kept up: everything, in order
         members = sorted(feed.members, key=lambda m: m.dropped_total)  # type: ignore[union-attr]
+        assert all(m.outlet is not None for m in members)  # written by the feed's sender
         assert members[-1].dropped_total > 0
         assert all(m.queued <= QUEUE_SIZE + 20 for m in members)  # bounded
 
@@ -439,3 +443,122 @@ async def test_feed_windows_members_and_bounds() -> None:
     for member in (first, small, late):
         feeds.leave(member)
     assert not feeds.feeds and bus.subscriber_count == 0 and not bus.workspaces()
+
+
+class FakeOutlet:
+    """A socket the feed's sender writes to: what it was given, and a settable backlog."""
+
+    def __init__(self, group: str = "op") -> None:
+        self.group = group
+        self.backlog = 0
+        self.open = True
+        self.written: list[bytes] = []
+        self.encoded = 0
+
+    def alive(self) -> bool:
+        return self.open
+
+    def buffered(self) -> int:
+        return self.backlog
+
+    def encode(self, window: EventWindow) -> bytes:
+        self.encoded += 1
+        return orjson.dumps({"group": self.group, "ids": [r["id"] for _, r in window.items]})
+
+    def encode_lagged(self, count: int) -> bytes:
+        return orjson.dumps({"lagged": count})
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+def decoded(outlet: FakeOutlet) -> list[Any]:
+    return [orjson.loads(data) for data in outlet.written]
+
+
+async def settled(feed: Any) -> None:
+    """Until the feed's sender has written every closed window."""
+    if feed._sender is not None:  # it runs until the outbox is empty
+        await asyncio.wait_for(feed._sender, 5)
+    assert not feed._outbox
+
+
+async def test_outlets_share_one_encoding_and_a_slow_socket_lags_alone() -> None:
+    bus = LiveBus()
+    feeds = BatchFeeds(bus)
+    spec = EventFilterSpec()
+    outlets = [FakeOutlet() for _ in range(70)] + [FakeOutlet("other-op")]
+    slow = outlets[5]
+    members = [
+        feeds.join(WORKSPACE, compile_matcher(spec), (spec, None), True, True, 0.02, 10, 1e9, o)
+        for o in outlets
+    ]
+    (feed,) = feeds.feeds.values()
+    rows = [row(n) for n in range(9)]
+
+    bus.deliver_rows(rows[:3])
+    feed.flush()
+    await settled(feed)
+    first = outlets[0].written[0]
+    # one encoding per group and window; the very same bytes object to every socket
+    assert sum(o.encoded for o in outlets) == 2
+    assert all(o.written == [first] for o in outlets[:70])
+    assert decoded(outlets[0]) == [{"group": "op", "ids": ["e0", "e1", "e2"]}]
+    assert decoded(outlets[70]) == [{"group": "other-op", "ids": ["e0", "e1", "e2"]}]
+    # outlet members hold no queue: the 3 events did not count against max_queue
+    assert all(m.queued == 0 for m in members)
+
+    slow.backlog = 10**9  # the client stopped reading: its socket is full
+    bus.deliver_rows(rows[3:7])
+    feed.flush()
+    await settled(feed)
+    assert decoded(outlets[0])[1]["ids"] == ["e3", "e4", "e5", "e6"]  # the others: on time
+    assert len(slow.written) == 1 and members[5].dropped_total == 4
+
+    # drained: told how many it missed, without waiting for more events
+    slow.backlog = 0
+    async with asyncio.timeout(5):
+        while len(slow.written) == 1:  # noqa: ASYNC110 (the feed's settle timer)
+            await asyncio.sleep(0.005)
+    assert decoded(slow)[1:] == [{"lagged": 4}]
+    bus.deliver_rows(rows[7:])
+    feed.flush()
+    await settled(feed)
+    assert decoded(slow)[2]["ids"] == ["e7", "e8"]
+    assert decoded(outlets[0])[2] == decoded(slow)[2]
+
+    for member in members:
+        feeds.leave(member)
+    assert not feeds.feeds and bus.subscriber_count == 0
+
+
+async def test_an_outlet_joining_before_the_sender_runs_gets_no_earlier_window() -> None:
+    bus = LiveBus()
+    feeds = BatchFeeds(bus)
+    spec = EventFilterSpec()
+
+    def join(outlet: FakeOutlet) -> Any:
+        return feeds.join(
+            WORKSPACE, compile_matcher(spec), (spec, None), True, True, 60.0, 10, 1e9, outlet
+        )
+
+    early, late = FakeOutlet(), FakeOutlet()
+    first = join(early)
+    bus.deliver_rows([row(0), row(1)])
+    second = join(late)  # closes the open window for `early`; the sender has not run yet
+    bus.deliver_rows([row(2)])
+    (feed,) = feeds.feeds.values()
+    feed.flush()
+    await settled(feed)
+    assert [d["ids"] for d in decoded(early)] == [["e0", "e1"], ["e2"]]
+    assert [d["ids"] for d in decoded(late)] == [["e2"]]
+
+    # a closed socket is written nothing; leaving stops the feed
+    late.open = False
+    bus.deliver_rows([row(3)])
+    feed.flush()
+    await settled(feed)
+    assert len(late.written) == 1 and decoded(early)[-1]["ids"] == ["e3"]
+    feeds.leave(first)
+    feeds.leave(second)
+    assert not feeds.feeds and not bus.workspaces()

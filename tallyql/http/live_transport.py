@@ -5,9 +5,11 @@ resolver is `Subscription.events`, it hands its item stream to the handler (live
 which sends each item as pre-rendered JSON (schema/live_render.py): an item is executed and
 encoded once per distinct operation, not once per subscriber. Sending awaits the socket, so
 a subscriber that does not read only fills its own bounded queue (and gets a Lagged notice);
-nobody else waits for it. GraphQL over SSE takes the same path (`sse_messages`, used by
-the router), with the same payload text. Everything else (queries, mutations over
-WebSocket, errors) takes strawberry's own path.
+nobody else waits for it. A coalesced subscription (`eventBatches`) on a WebSocket skips even
+that: its feed's one sender writes each window's frame, built once, to the socket itself
+(`deliver_direct`, http/live_sockets.py). GraphQL over SSE takes the per-subscriber path
+(`sse_messages`, used by the router), with the same payload text. Everything else
+(queries, mutations over WebSocket, errors) takes strawberry's own path.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import orjson
 from graphql import GraphQLError
+from starlette.types import Scope
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -33,6 +36,7 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 )
 from strawberry.types.execution import PreExecutionError
 
+from tallyql.http.live_sockets import socket_outlet
 from tallyql.live.sink import LIVE_SINK, LiveSink
 from tallyql.live.subscriber import Item
 from tallyql.schema.base.context import Context
@@ -90,6 +94,34 @@ async def frames(
         RENDERERS.release(key)
 
 
+async def deliver_direct(
+    schema: Any,
+    query: str,
+    variables: dict[str, Any] | None,
+    operation_name: str | None,
+    sink: LiveSink,
+    scope: Scope,
+    head: str,
+    tail: str,
+    alive: Callable[[], bool],
+) -> bool:
+    """Run a coalesced subscription with its windows written straight to this socket by its
+    feed's sender (http/live_sockets.py), until it is cancelled; False (and nothing done)
+    when the subscription or the socket does not allow it."""
+    if sink.direct is None or sink.stream is None:
+        return False
+    key, renderer = RENDERERS.acquire(schema._schema, query, variables, operation_name)
+    try:
+        outlet = socket_outlet(scope, renderer, key, head, tail, alive)
+        if outlet is None:
+            return False
+        await sink.stream.aclose()  # never started: closing it runs no code
+        await sink.direct(outlet)
+        return True
+    finally:
+        RENDERERS.release(key)
+
+
 def unavailable_error() -> GraphQLError:
     """A subscription's error when its stream cannot read the database (an outage)."""
     return GraphQLError(UNAVAILABLE_MESSAGE, extensions={"code": "UNAVAILABLE"})
@@ -130,17 +162,30 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 operation.completed = True  # the socket is gone: send nothing more
                 raise asyncio.CancelledError from None
 
+        head = f'{{"id":{op_id},"type":"next","payload":'
         try:
-            await deliver(
+            direct = await deliver_direct(
                 self.schema,
                 operation.query,
                 operation.variables,
                 operation.operation_name,
-                sink.stream,
-                f'{{"id":{op_id},"type":"next","payload":',
+                sink,
+                ws.scope,
+                head,
                 "}",
-                send,
+                lambda: not operation.completed,
             )
+            if not direct:
+                await deliver(
+                    self.schema,
+                    operation.query,
+                    operation.variables,
+                    operation.operation_name,
+                    sink.stream,
+                    head,
+                    "}",
+                    send,
+                )
         except asyncio.CancelledError:
             if not operation.completed:
                 raise
@@ -211,17 +256,30 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
                 # unchecked below: strawberry's adapter keeps Starlette's socket undeclared
                 ws = self.websocket.ws  # type: ignore[attr-defined]
                 op_id = orjson.dumps(operation_id).decode()
+                head = f'{{"type":"data","id":{op_id},"payload":'
                 try:
-                    await deliver(
+                    direct = await deliver_direct(
                         self.schema,
                         query,
                         variables,
                         operation_name,
-                        sink.stream,
-                        f'{{"type":"data","id":{op_id},"payload":',
+                        sink,
+                        ws.scope,
+                        head,
                         "}",
-                        ws.send_text,
+                        lambda: operation_id in self.subscriptions,
                     )
+                    if not direct:
+                        await deliver(
+                            self.schema,
+                            query,
+                            variables,
+                            operation_name,
+                            sink.stream,
+                            head,
+                            "}",
+                            ws.send_text,
+                        )
                 except Exception as exc:
                     if not is_database_unavailable(exc):
                         raise

@@ -24,6 +24,23 @@ Guarantees kept from the per-event form:
   place; windows older than `max_age` seconds are dropped the same way;
 - cleanup: the last member leaving unregisters the feed from the bus and cancels its timer.
 
+A member may instead have an `Outlet`: a socket the feed writes to itself (a WebSocket
+transport's fast path, http/live_sockets.py). Queues, a task per subscriber and a send call
+through the ASGI stack per window were where the time went with a thousand subscribers; an
+outlet member has none of them. The feed's one sender task takes each closed window, has it
+encoded once per distinct outlet group (the same operation and message envelope: the same
+bytes) and writes those bytes to every outlet without waiting. A socket whose unsent bytes
+exceed `max_buffer` (a client that does not read) does not get the window: it is counted
+as dropped for that member, who receives a Lagged message with the count before its next
+window, so a slow socket never delays the others. The sender works through the members in
+slices, letting whatever else is ready (ingest, queries) run between two slices; its time
+is charged to its own pacer (live/pacer.py, `SENDER_SHARE` of the loop), and once it has
+used more than its share over a whole window it waits for its turn there. (Waiting for a
+turn at every slice, with the pacer's 5 ms burst, made a pass over 1,000 sockets take one
+loop iteration per slice: under load, longer than a window, so windows queued up.)
+Windows it has not reached within `max_age` are dropped the same way, and at most
+`MAX_OUTBOX` closed windows wait for it.
+
 Running totals count every event of the feed's filter (whatever the event types chosen,
 dropped windows included) since `since`: the moment this process started the feed, at or
 before the subscription of each member (members of one feed share one frame, so they share
@@ -33,7 +50,9 @@ one starting point too; it is in every item).
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import time
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -43,10 +62,27 @@ from tallyql.clock import clock
 from tallyql.live.compact import LiveRow
 from tallyql.live.fanout import FilterKey, FilterView
 from tallyql.live.matcher import Matcher
+from tallyql.live.pacer import DeliveryPacer
 from tallyql.live.subscriber import LAGGED, Item
 from tallyql.live.totals import Totals
 
+log = logging.getLogger(__name__)
+
 BATCH = "batch"
+MAX_OUTBOX = 64
+"""Closed windows a feed's sender may be behind by; the oldest is dropped (and counted for
+its members) beyond that, so memory stays bounded when sending cannot keep up."""
+SENDER_SHARE = 0.15
+"""Share of the event loop's time that the feeds' senders may use when they are busy (with
+`LIVE_DELIVERY_SHARE` if that is smaller): what is left is ingest's and the queries'
+(issue 22: ingest within 15 % of its rate with 1,000 subscribers). A pass over 1,000 sockets
+at 1,000 events/s took about 8 % (bench/live.py, 0.16 s/s of server CPU with subscribers
+against 0.08 without); past the share, windows wait, age and are dropped as Lagged."""
+SLICE = 100
+"""Outlets written between two yields to the loop (a few milliseconds of writes)."""
+MAX_BUFFER = 512 * 1024
+"""Bytes a socket may have unsent for it to be given another window (with one window on top
+of it, the most a slow client makes this process hold)."""
 
 FeedKey = Hashable
 
@@ -77,11 +113,46 @@ class FeedStats:
     events: int = 0
 
 
-class BatchMember:
-    """One coalesced subscription's mailbox: windows of its feed, a lag count, a bound."""
+class Outlet(Protocol):
+    """A socket that a feed's sender writes a member's windows to, without waiting."""
 
-    def __init__(self, feed: BatchFeed, max_queue: int, max_age: float) -> None:
+    @property
+    def group(self) -> Hashable:
+        """Outlets with equal groups are sent the same bytes for a window."""
+        ...
+
+    def alive(self) -> bool:
+        """Whether messages may still be written (the socket is open, the operation on)."""
+        ...
+
+    def buffered(self) -> int:
+        """Bytes written to the socket and not yet sent."""
+        ...
+
+    def encode(self, window: EventWindow) -> bytes:
+        """The wire message of a window (made once per group and window)."""
+        ...
+
+    def encode_lagged(self, count: int) -> bytes:
+        """The wire message of a Lagged notice for `count` missed events."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Hand bytes to the socket (never waits)."""
+        ...
+
+
+class BatchMember:
+    """One coalesced subscription's mailbox: windows of its feed, a lag count, a bound; or,
+    with an outlet, the socket the feed's sender writes to and the count it has missed."""
+
+    def __init__(
+        self, feed: BatchFeed, max_queue: int, max_age: float, outlet: Outlet | None = None
+    ) -> None:
         self.feed = feed
+        self.outlet = outlet
+        self.missed = 0
+        """Events dropped for an outlet member since its last Lagged message (count)."""
         self.max_queue = max_queue
         self.max_age = max_age
         self.dropped_total = 0
@@ -148,6 +219,46 @@ class BatchMember:
             self._queue.popleft()
         return missing
 
+    def drop(self, size: int) -> None:
+        """A window this outlet member will not get: counted, and told before the next."""
+        self.missed += size
+        self.dropped_total += size
+
+    def settle(self, max_buffer: int) -> None:
+        """Write the Lagged message owed, if the socket has room for it."""
+        outlet = self.outlet
+        assert outlet is not None
+        if self.missed and outlet.alive() and outlet.buffered() <= max_buffer:
+            outlet.write(outlet.encode_lagged(self.missed))
+            self.missed = 0
+
+    def send(
+        self,
+        window: EventWindow,
+        size: int,
+        stale: bool,
+        encoded: dict[Hashable, bytes],
+        max_buffer: int,
+    ) -> None:
+        """Write a window to this member's outlet, or count it as missed when the window is
+        stale or the socket still holds more than `max_buffer` bytes."""
+        outlet = self.outlet
+        assert outlet is not None
+        if not outlet.alive():
+            return
+        if stale or outlet.buffered() > max_buffer:
+            self.drop(size)
+            return
+        if self.missed:
+            outlet.write(outlet.encode_lagged(self.missed))
+            self.missed = 0
+        group = outlet.group
+        data = encoded.get(group)
+        if data is None:
+            data = encoded[group] = outlet.encode(window)
+        outlet.write(data)
+        self.delivered_windows += 1
+
     async def wait(self) -> None:
         """Until an item arrives."""
         if self._queue:
@@ -189,6 +300,12 @@ class BatchFeed:
         self._rows = 0
         self._opened_at = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self.pacer: DeliveryPacer | None = None
+        self.max_buffer = MAX_BUFFER
+        self.max_age = math.inf
+        self._outbox: deque[tuple[EventWindow, tuple[BatchMember, ...]]] = deque()
+        self._sender: asyncio.Task[None] | None = None
+        self._settle_timer: asyncio.TimerHandle | None = None
 
     # the bus's side (live/bus.py)
 
@@ -231,14 +348,83 @@ class BatchFeed:
         self._items, self._totals, self._rows = [], Totals(), 0
         self.stats.windows += 1
         self.stats.events += len(window.items)
+        outlets: list[BatchMember] = []
         for member in self.members:
-            member.put(window)
+            if member.outlet is None:
+                member.put(window)
+            else:
+                outlets.append(member)
+        if outlets:
+            # the members now, so that one joining before the sender gets here does not
+            # receive a window closed before it joined
+            self._post(window, tuple(outlets))
+
+    # the sender (outlet members)
+
+    def _post(self, window: EventWindow, members: tuple[BatchMember, ...]) -> None:
+        if len(self._outbox) >= MAX_OUTBOX:
+            old, old_members = self._outbox.popleft()
+            for member in old_members:
+                member.drop(len(old.items))
+        self._outbox.append((window, members))
+        if self._settle_timer is not None:  # the sender settles after this window
+            self._settle_timer.cancel()
+            self._settle_timer = None
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send())
+
+    async def _send(self) -> None:
+        """Write each closed window to every outlet member it was closed for."""
+        pacer = self.pacer
+        while self._outbox:
+            window, members = self._outbox.popleft()
+            size = len(window.items)
+            encoded: dict[Hashable, bytes] = {}
+            stale_at = window.closed_at + self.max_age
+            for start in range(0, len(members), SLICE):
+                if pacer is not None and pacer.ahead() > self.window:
+                    await pacer.turn()  # over the delivery share for a whole window: wait
+                elif start:
+                    await asyncio.sleep(0)  # whatever is ready (ingest) runs first
+                started, cpu = time.perf_counter(), time.thread_time()
+                stale = clock.timestamp() > stale_at
+                for member in members[start : start + SLICE]:
+                    try:
+                        member.send(window, size, stale, encoded, self.max_buffer)
+                    except Exception:  # one socket's failure is not the others'
+                        log.exception("live feed: writing a window to a socket failed")
+                if pacer is not None:
+                    # writes never wait: a slice's cost is the loop thread's CPU time (its
+                    # wall time would also count other processes on a busy machine)
+                    pacer.charge(started, time.thread_time() - cpu)
+        self._settle()
+
+    def _settle(self) -> None:
+        """Tell the outlet members that missed events and got no window since how many, as
+        soon as their sockets have room: a member whose last windows were dropped hears of it
+        without waiting for more events. Comes back every window until all were told."""
+        self._settle_timer = None
+        owing = False
+        for member in self.members:
+            if member.missed and member.outlet is not None:
+                member.settle(self.max_buffer)
+                owing = owing or (member.missed > 0 and member.outlet.alive())
+        if owing and not self._outbox:
+            loop = asyncio.get_running_loop()
+            self._settle_timer = loop.call_later(self.window, self._settle)
 
     def close(self) -> None:
-        """Stop the timer and drop the open window (the last member left)."""
+        """Stop the timer and the sender and drop the open window (the last member left)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._sender is not None:
+            self._sender.cancel()
+            self._sender = None
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+            self._settle_timer = None
+        self._outbox.clear()
         self._items, self._totals, self._rows = [], Totals(), 0
 
 
@@ -268,7 +454,11 @@ class BatchFeeds:
         window: float,
         max_queue: int,
         max_age: float,
+        outlet: Outlet | None = None,
+        pacer: DeliveryPacer | None = None,
     ) -> BatchMember:
+        """Join (or start) the feed of a subscription; with an `outlet`, the feed's sender
+        writes its windows to that socket (paced by `pacer`) instead of queueing them."""
         key = (workspace_id, filter_key, wants_request, wants_error, window)
         feed = self.feeds.get(key)
         if feed is None:
@@ -279,7 +469,10 @@ class BatchFeeds:
             self.bus.subscribe(feed)
         else:
             feed.flush()  # its open window holds rows from before this member joined
-        member = BatchMember(feed, max_queue, max_age)
+        member = BatchMember(feed, max_queue, max_age, outlet)
+        if outlet is not None:
+            feed.pacer = pacer
+            feed.max_age = max_age
         feed.members.add(member)
         return member
 

@@ -38,6 +38,10 @@ class DeliveryPacer:
     def _ahead(self) -> float:
         return self._due - time.perf_counter()
 
+    def ahead(self) -> float:
+        """Seconds by which deliveries' charged time runs ahead of the wall clock."""
+        return self._ahead()
+
     async def turn(self) -> None:
         """Return when a delivery may start."""
         if not self._waiters and self._ahead() <= self.burst:
@@ -56,7 +60,10 @@ class DeliveryPacer:
 
     def done(self, started: float) -> None:
         """Charge a delivery that started at `started` (time.perf_counter())."""
-        cost = min(time.perf_counter() - started, self.max_cost)
+        self.charge(started, min(time.perf_counter() - started, self.max_cost))
+
+    def charge(self, started: float, cost: float) -> None:
+        """Charge `cost` seconds of the loop's time, spent from `started` (perf_counter)."""
         self._due = max(self._due, started) + cost / self.share
 
     def _pump(self) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from tallyql.live.audit_feed import PgAuditFeed, SqliteAuditFeed
-from tallyql.live.batches import BatchFeeds
+from tallyql.live.batches import SENDER_SHARE, BatchFeeds
 from tallyql.live.bus import LiveBus
 from tallyql.live.membership import GroupMembership
 from tallyql.live.pacer import DeliveryPacer
@@ -35,6 +35,9 @@ class LiveService:
         self.queue_size = queue_size
         self.max_age = max_age
         self.pacer = DeliveryPacer(delivery_share)
+        self.sender_pacer = DeliveryPacer(min(delivery_share, SENDER_SHARE))
+        """Paces the coalesced feeds' senders (live/batches.py), apart from the per-subscriber
+        deliveries: their costs are CPU time, not capped per delivery."""
         self.bus = LiveBus()
         self.batches = BatchFeeds(self.bus)
         self.membership = GroupMembership(db, group_refresh_seconds, reports)

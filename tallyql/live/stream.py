@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from tallyql.clock import clock
 from tallyql.engine.query.filters import EventFilterSpec
 from tallyql.engine.query.periods import Period, period_bounds
+from tallyql.live.batches import Outlet
 from tallyql.live.fanout import ERROR, REQUEST
 from tallyql.live.matcher import compile_matcher
 from tallyql.live.service import LiveService
@@ -149,6 +150,35 @@ async def open_batch_stream(live: LiveService, request: BatchRequest) -> AsyncGe
                 started = time.perf_counter()
                 yield item
                 pacer.done(started)
+    finally:
+        live.batches.leave(member)
+        if groups is not None:
+            live.membership.untrack(groups)
+
+
+async def run_batch_outlet(live: LiveService, request: BatchRequest, outlet: Outlet) -> None:
+    """A coalesced subscription whose windows the feed's sender writes to `outlet` itself
+    (live/batches.py): holds its membership until cancelled (the client completes the
+    operation or disconnects), then leaves the feed."""
+    groups = None
+    if request.filter.groups:
+        groups = await live.membership.track(request.workspace_id, request.filter.groups)
+    member = live.batches.join(
+        request.workspace_id,
+        compile_matcher(request.filter, groups),
+        (request.filter, groups),
+        REQUEST in request.types,
+        ERROR in request.types,
+        request.window,
+        live.queue_size,
+        live.max_age,
+        outlet=outlet,
+        pacer=live.sender_pacer,
+    )
+    try:
+        if live.relay is not None:
+            await live.relay.sync()
+        await asyncio.Event().wait()  # until cancelled
     finally:
         live.batches.leave(member)
         if groups is not None:

@@ -6,6 +6,7 @@ audit events of the caller's workspace, as they happen, one item each; and
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from functools import partial
 from typing import Annotated
 
 import strawberry
@@ -14,7 +15,13 @@ from tallyql.auth.principal import Permission
 from tallyql.engine.query.timerange import zone
 from tallyql.live.fanout import ERROR, REQUEST
 from tallyql.live.sink import LIVE_SINK
-from tallyql.live.stream import BatchRequest, StreamRequest, open_batch_stream, open_stream
+from tallyql.live.stream import (
+    BatchRequest,
+    StreamRequest,
+    open_batch_stream,
+    open_stream,
+    run_batch_outlet,
+)
 from tallyql.live.subscriber import ALL_TYPES
 from tallyql.schema.base.common import FilterArg, filter_spec
 from tallyql.schema.base.context import TallyInfo
@@ -125,8 +132,8 @@ class LiveSubscription:
         )
         stream = open_batch_stream(live.service, request)
         sink = LIVE_SINK.get()
-        if sink is not None:
-            sink.attach(stream)  # the transport delivers the items itself
+        if sink is not None:  # the transport delivers the items itself
+            sink.attach(stream, partial(run_batch_outlet, live.service, request))
             return
         try:
             async for kind, value in stream:
