@@ -11,12 +11,12 @@ Other filters count raw events, and explain says why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
+from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, tuple_
 
 from tallyql.engine.query.buckets import BucketError, Granularity
 from tallyql.engine.query.executor import MetricsQuery, run_query
@@ -61,11 +61,13 @@ async def list_requests(
     after: str | None,
 ) -> RequestPage:
     """A page of the log. With a filter a rollup can count, the page's events are looked for
-    only from the newest bucket (hour, or day over a long window) back to which the rollups
-    count `first + 1` of them before the cursor: a filter matching few events would otherwise
-    read every event of the window to fill a page. The range only narrows the read; when it
-    yields fewer rows than asked (events counted but not yet visible, say), the page is read
-    again without it, so pages stay exact."""
+    only in the hours the rollups say hold them (`_narrowing`): a filter matching few events
+    would otherwise read every event of the window (or of the days back to a page of
+    matches) to fill a page. The hours only narrow the read, and the page stays exact: the
+    rollups are asked again after the read (`_still_exact`), and when they count a match the
+    read skipped (an event that arrived meanwhile, or a rollup row outliving purged events)
+    the page is read again without the hours.
+    """
     check_page_size(first)
     query: Select[Any] = select(events).where(*_conditions(db, workspace_id, window, spec))
     before: datetime | None = None
@@ -79,19 +81,63 @@ async def list_requests(
             < tuple_(literal(ts, events.c.ts.type), literal(event_id, events.c.id.type))
         )
     query = query.order_by(events.c.ts.desc(), events.c.id.desc()).limit(first + 1)
-    floor = (
+    narrowing = (
         None
         if spec.is_empty()
-        else await _page_floor(db, workspace_id, window, spec, first + 1, before)
+        else await _narrowing(db, workspace_id, window, spec, first + 1, before)
     )
-    async with db.read() as conn:
-        rows: list[dict[str, Any]] = []
-        if floor is not None:
-            narrowed = query.where(events.c.ts >= literal(floor, events.c.ts.type))
+    rows: list[dict[str, Any]] = []
+    exact = False
+    if narrowing is not None:
+        async with db.read() as conn:
+            narrowed = query.where(narrowing.condition())
             rows = [dict(r) for r in (await conn.execute(narrowed)).mappings()]
-        if len(rows) <= first:
+        # every match from `check_from` on was read: the page is exact when it is full (older
+        # matches sort after it) or when nothing older exists
+        full, complete = len(rows) > first, narrowing.complete and len(rows) <= first
+        exact = (full or complete) and await _still_exact(
+            db, workspace_id, window, spec, replace(narrowing, complete=complete), rows
+        )
+    if not exact:
+        async with db.read() as conn:
             rows = [dict(r) for r in (await conn.execute(query)).mappings()]
     return RequestPage(rows[:first], len(rows) > first)
+
+
+_HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class _Narrowing:
+    """Where a page's matches lie, by the rollups: from `open_from` on (newer events, and
+    any arriving, read as a plain scan would) and in `hours` (older hour starts, newest
+    first), with none elsewhere from `check_from` on. `complete`: the rollups count no match
+    before `check_from` either (the window's first event)."""
+
+    open_from: datetime
+    hours: tuple[datetime, ...]
+    check_from: datetime
+    complete: bool
+
+    def condition(self) -> ColumnElement[bool]:
+        """Runs of adjacent hours become one range (fewer index ranges to walk)."""
+        ts = events.c.ts
+
+        def at(instant: datetime) -> ColumnElement[Any]:
+            return literal(instant, ts.type)
+
+        ranges: list[tuple[datetime, datetime | None]] = [(self.open_from, None)]
+        for hour in self.hours:
+            if ranges[-1][0] == hour + _HOUR:
+                ranges[-1] = (hour, ranges[-1][1])
+            else:
+                ranges.append((hour, hour + _HOUR))
+        return or_(
+            *(
+                (ts >= at(lo)) if hi is None else and_(ts >= at(lo), ts < at(hi))
+                for lo, hi in ranges
+            )
+        )
 
 
 def _rollup_reason(spec: EventFilterSpec) -> str | None:
@@ -122,16 +168,18 @@ async def _clip(db: Database, workspace_id: int, window: TimeWindow | None) -> T
     return TimeWindow(first.astimezone(UTC), end, _UTC)
 
 
-async def _page_floor(
+async def _narrowing(
     db: Database,
     workspace_id: int,
     window: TimeWindow | None,
     spec: EventFilterSpec,
     wanted: int,
     before: datetime | None,
-) -> datetime | None:
-    """The start of the newest bucket from which the rollups count `wanted` matching events
-    up to `before` (the cursor's instant); None when no rollup counts them or they are fewer."""
+) -> _Narrowing | None:
+    """The newest hours in which the rollups count `wanted` matching events up to `before`
+    (the cursor's instant), or every hour holding one when they count fewer; None when no
+    rollup counts them. Over a long window the days are counted first, then the hours from
+    the oldest day needed (hour buckets over months would be thousands of rollup rows)."""
     if _rollup_reason(spec) is not None:
         return None
     clipped = await _clip(db, workspace_id, window)
@@ -141,7 +189,50 @@ async def _page_floor(
     if end <= clipped.start:
         return None
     span = TimeWindow(clipped.start, end, _UTC)
-    long = span.duration > timedelta(days=4)
+    complete_from = clipped.start
+    # no match counted: only what sorts before the cursor (ties at its instant) or arrives
+    open_from = clipped.end if before is None else before
+    if span.duration > timedelta(days=4):
+        days = await _bucket_counts(db, workspace_id, span, spec, Granularity.DAY)
+        if days is None:
+            return None
+        chosen_days, complete = _newest_holding(days, wanted)
+        if not chosen_days:
+            return _Narrowing(open_from, (), complete_from, True)
+        span = TimeWindow(max(chosen_days[-1], span.start), end, _UTC)
+    hours = await _bucket_counts(db, workspace_id, span, spec, Granularity.HOUR)
+    if hours is None:
+        return None
+    chosen, complete = _newest_holding(hours, wanted)
+    if not chosen:
+        return _Narrowing(open_from, (), complete_from, complete)
+    check_from = complete_from if complete else chosen[-1]
+    return _Narrowing(chosen[0], tuple(chosen[1:]), check_from, complete)
+
+
+def _newest_holding(counts: list[tuple[datetime, int]], wanted: int) -> tuple[list[datetime], bool]:
+    """The newest buckets with matches that together count `wanted`, or all of them and
+    True when they count fewer."""
+    chosen: list[datetime] = []
+    counted = 0
+    for start, count in counts:
+        if count:
+            chosen.append(start)
+            counted += count
+            if counted >= wanted:
+                return chosen, False
+    return chosen, True
+
+
+async def _bucket_counts(
+    db: Database,
+    workspace_id: int,
+    span: TimeWindow,
+    spec: EventFilterSpec,
+    granularity: Granularity | None,
+) -> list[tuple[datetime, int]] | None:
+    """Matching events per bucket of `span` (UTC; None: one bucket), newest first, from the
+    rollups (raw events at the edges); None over too many buckets (years of history)."""
     try:
         result = await run_query(
             db,
@@ -150,18 +241,54 @@ async def _page_floor(
                 metrics=(Metric.REQUESTS,),
                 window=span,
                 filter=spec,
-                granularity=Granularity.DAY if long else Granularity.HOUR,
+                granularity=granularity,
             ),
         )
-    except BucketError:  # years of history: read the page without a floor
+    except BucketError:
         return None
     starts = result.bucketing.starts
-    counted = 0
-    for key in sorted(result.values, reverse=True):
-        counted += int(result.values[key].get(Metric.REQUESTS) or 0)
-        if counted >= wanted:
-            return max(starts[key[0]], span.start)
-    return None
+    return [
+        (starts[key[0]], int(result.values[key].get(Metric.REQUESTS) or 0))
+        for key in sorted(result.values, reverse=True)
+    ]
+
+
+async def _still_exact(
+    db: Database,
+    workspace_id: int,
+    window: TimeWindow | None,
+    spec: EventFilterSpec,
+    narrowing: _Narrowing,
+    rows: list[dict[str, Any]],
+) -> bool:
+    """Whether the read holds every match from `check_from` to `open_from`, by the rollups
+    asked after it: an event committed before the read is counted by then (rollups are
+    written in the events' transaction), so a match that arrived in a skipped hour after the
+    hours were chosen is seen here and the page is read again without them. A full page: no
+    hour between them counts a match it did not read. A complete one (the read was not cut
+    by the page size): the rollups count as many matches there as it read, and no event
+    arrived before `check_from`."""
+    start, end = narrowing.check_from, narrowing.open_from
+    if window is not None:
+        start, end = max(start, window.start), min(end, window.end)
+    if narrowing.complete:
+        clipped = await _clip(db, workspace_id, window)
+        if clipped is None or clipped.start < narrowing.check_from:
+            return False
+        if end <= start:
+            return True
+        read = sum(1 for r in rows if r["ts"] < narrowing.open_from)
+        counted = await _bucket_counts(db, workspace_id, TimeWindow(start, end, _UTC), spec, None)
+        return counted is not None and sum(c for _, c in counted) == read
+    if end <= start:
+        return True
+    counts = await _bucket_counts(
+        db, workspace_id, TimeWindow(start, end, _UTC), spec, Granularity.HOUR
+    )
+    if counts is None:
+        return False
+    hours = set(narrowing.hours)
+    return all(count == 0 or hour in hours for hour, count in counts)
 
 
 def _decode_after(cursor: str) -> tuple[datetime, str]:
