@@ -7,6 +7,14 @@ status too) it is the REQUESTS metric of the engine instead, rollups for whole h
 events at the edges, over the window clipped to the workspace's first and last events (so
 that rollup rows outliving purged raw events, which the log cannot list, are never counted).
 Other filters count raw events, and explain says why.
+
+A page with such a filter reads raw events only where the rollups count its matches: from
+the newest day or two holding a page of them when they are dense, else only the hours that
+hold them (each hour range its own SELECT), and every such hour when the window holds fewer
+than a page. A plain scan of the (workspace_id, ts, id) index probes every event back to the
+page's last match: all of the window's when it holds fewer (a rare gateway and status code:
+100k events on 300k over 30 days). Asking the rollups again after the read keeps pages exact
+while events arrive (`_still_exact`).
 """
 
 from __future__ import annotations
