@@ -24,7 +24,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, false, func, literal, select, tuple_, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    column,
+    false,
+    func,
+    literal,
+    select,
+    true,
+    tuple_,
+    union_all,
+    values,
+)
 
 from tallyql.engine.query.buckets import BucketError, Granularity
 from tallyql.engine.query.executor import MetricsQuery, run_query
@@ -101,7 +113,7 @@ async def list_requests(
     exact = False
     if narrowing is not None:
         async with db.read() as conn:
-            narrowed = narrowing.read(keyed, window, first + 1)
+            narrowed = narrowing.read(keyed, window, first + 1, db.dialect.day_partitions)
             rows = [dict(r) for r in (await conn.execute(narrowed)).mappings()]
         # every match from `check_from` on was read: the page is exact when it is full (older
         # matches sort after it) or when nothing older exists
@@ -136,11 +148,16 @@ class _Narrowing:
     check_from: datetime
     complete: bool
 
-    def read(self, keyed: Select[Any], window: TimeWindow | None, limit: int) -> Select[Any]:
+    def read(
+        self, keyed: Select[Any], window: TimeWindow | None, limit: int, lateral: bool
+    ) -> Select[Any]:
         """`keyed` (ordered newest first, limited, without the window's bounds) over these
-        hours of the window only: one SELECT per run of adjacent hours, each walking its own
-        index range (and on PostgreSQL pruned to its day partitions: one OR of ranges made
-        every partition plan every range, 100 ms of planning over a month), merged."""
+        hours of the window only, each run of adjacent hours walking its own index range,
+        merged newest first. One OR of ranges made every PostgreSQL day partition plan every
+        range (100 ms of planning over a month), and SQLite walk the window's bounds once per
+        range. `lateral` (PostgreSQL): a VALUES list of ranges joined LATERAL to one SELECT,
+        planned once and pruned to each range's partitions as it runs (a UNION ALL of one
+        SELECT per range planned each: 40 ms for 30 ranges, 5 as LATERAL); else a UNION ALL."""
         ranges: list[tuple[datetime, datetime | None]] = [(self.open_from, None)]
         for hour in self.hours:
             if ranges[-1][0] == hour + _HOUR:
@@ -152,13 +169,30 @@ class _Narrowing:
                 (max(lo, window.start), window.end if hi is None else min(hi, window.end))
                 for lo, hi in ranges
             ]
-        parts = [keyed.where(*_window(lo, hi)) for lo, hi in ranges if hi is None or lo < hi]
-        if not parts:
+        ranges = [(lo, hi) for lo, hi in ranges if hi is None or lo < hi]
+        if not ranges:
             return keyed.where(false())
-        if len(parts) == 1:
-            return parts[0]
-        merged = union_all(*(select(part.subquery()) for part in parts)).subquery()
-        return select(merged).order_by(merged.c.ts.desc(), merged.c.id.desc()).limit(limit)
+        if len(ranges) == 1:
+            return keyed.where(*_window(*ranges[0]))
+        if lateral:
+            ts = events.c.ts
+            bounds = values(column("lo", ts.type), column("hi", ts.type), name="ranges").data(
+                [(lo, _END_OF_TIME if hi is None else hi) for lo, hi in ranges]
+            )
+            part = keyed.where(ts >= bounds.c.lo, ts < bounds.c.hi).lateral("matches")
+            return (
+                select(part)
+                .select_from(bounds)
+                .join(part, true())
+                .order_by(part.c.ts.desc(), part.c.id.desc())
+                .limit(limit)
+            )
+        merged = union_all(*(select(keyed.where(*_window(*r)).subquery()) for r in ranges))
+        rows = merged.subquery()
+        return select(rows).order_by(rows.c.ts.desc(), rows.c.id.desc()).limit(limit)
+
+
+_END_OF_TIME = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def _window(start: datetime, end: datetime | None) -> list[ColumnElement[bool]]:
