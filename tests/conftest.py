@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
@@ -28,6 +28,9 @@ from tallyql.auth.principal import Role
 from tallyql.config import Settings
 from tallyql.services import Services, start_services
 from tallyql.storage.tables import metadata
+
+if TYPE_CHECKING:
+    from tests.support.notify_helpers import Mailbox, Receiver
 
 POSTGRES_URL = os.environ.get(
     "TALLYQL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -69,6 +72,24 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     while _TRAVELLER:
         _TRAVELLER.pop().stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A local webhook sink (every test that sends webhooks, alerts or reports)."""
+    from tests.support.notify_helpers import webhook_receiver  # it imports this module
+
+    with webhook_receiver() as found:
+        yield found
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    """A local SMTP server (aiosmtpd) that keeps what it receives."""
+    from tests.support.notify_helpers import smtp_server  # it imports this module
+
+    with smtp_server() as box:
+        yield box
 
 
 @pytest.fixture

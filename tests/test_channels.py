@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,6 @@ from tests.support.notify_helpers import (
     Mailbox,
     Receiver,
     quiet_settings,
-    smtp_server,
-    webhook_receiver,
 )
 
 BASE = datetime(2025, 11, 19, 12, tzinfo=UTC)
@@ -36,18 +33,6 @@ CREATE_RULE = """mutation($i: AlertRuleInput!) { createAlertRule(input: $i) {
   alertRule { id } userErrors { field message } } }"""
 DELIVERIES = """query($w: ID) { webhookDeliveries(webhookId: $w, first: 50) { nodes {
   status attempts lastError eventType } } }"""
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    with smtp_server() as box:
-        yield box
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with webhook_receiver() as found:
-        yield found
 
 
 @pytest.fixture

@@ -35,8 +35,6 @@ from tests.support.notify_helpers import (
     Mailbox,
     Receiver,
     quiet_settings,
-    smtp_server,
-    webhook_receiver,
 )
 from tests.support.server import reset_database, start_server
 
@@ -53,18 +51,6 @@ FIRINGS = """query($r: ID) { alertFirings(ruleId: $r, first: 10) { nodes {
   metric health windowMinutes threshold value resolvedValue state } } }"""
 HOOK = """mutation($i: WebhookInput!) { createWebhook(input: $i) {
   webhook { id } secret userErrors { field message } } }"""
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    with smtp_server() as box:
-        yield box
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with webhook_receiver() as found:
-        yield found
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from tests.standby import Standby, make_standby, remove, wait_caught_up, wait_st
 from tests.support.helpers import ago, llm
 from tests.support.isolation_cases import CASES, ask, window
 from tests.support.isolation_data import build_world
-from tests.support.notify_helpers import Receiver, quiet_settings, webhook_receiver
+from tests.support.notify_helpers import Receiver, quiet_settings
 from tests.support.reports import CREATE, RUNS
 
 EXPLAIN = {"X-Tallyql-Explain": "1"}
@@ -306,12 +306,6 @@ async def test_a_lagging_standby_is_skipped_until_it_catches_up(
 
 
 # ---------------------------------------------------------------- identical answers
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with webhook_receiver() as found:
-        yield found
 
 
 async def test_every_root_field_answers_as_the_primary_does(

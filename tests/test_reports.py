@@ -12,7 +12,6 @@ import io
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,6 @@ from tests.support.notify_helpers import (
     Mailbox,
     Receiver,
     quiet_settings,
-    smtp_server,
-    webhook_receiver,
 )
 from tests.support.reports import CREATE, RUNS
 
@@ -43,18 +40,6 @@ PARIS = ZoneInfo("Europe/Paris")
 DAY = datetime(2025, 11, 19, tzinfo=PARIS)  # the day the run reports on
 DUE = datetime(2025, 11, 20, 8, tzinfo=PARIS)  # the scheduled moment: 08:00 the next day
 MODELS = [("openai", "gpt-4o", 3.0), ("anthropic", "claude-x", 2.0), ("acme", "m1", 0.5)]
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    with smtp_server() as box:
-        yield box
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with webhook_receiver() as found:
-        yield found
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ tests/support/isolation_data.py builds the tenants: every string of one carries 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,18 +31,12 @@ from tests.support.isolation_data import (
     pick,
     shared,
 )
-from tests.support.notify_helpers import Receiver, quiet_settings, webhook_receiver
+from tests.support.notify_helpers import Receiver, quiet_settings
 
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return quiet_settings(database_url, tmp_path)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with webhook_receiver() as found:
-        yield found
 
 
 @pytest.fixture
