@@ -11,7 +11,6 @@ from tallyql.auth.principal import Permission
 from tallyql.engine import request_log
 from tallyql.engine.query.filters import EventFilterSpec
 from tallyql.engine.query.timerange import TimeWindow
-from tallyql.money import to_usd
 from tallyql.schema.base.common import (
     AfterArg,
     CostSource,
@@ -28,6 +27,7 @@ from tallyql.schema.base.common import (
 from tallyql.schema.base.context import TallyInfo
 from tallyql.schema.base.described import event_field
 from tallyql.schema.base.scalars import JSON, Long
+from tallyql.schema.base.usage import token_kinds_of
 
 if TYPE_CHECKING:
     from tallyql.schema.directory import User
@@ -150,13 +150,7 @@ class Request:
             request_type=row["request_type"],
             billing_mode=row["billing_mode"],
             is_byok=bool(row["is_byok"]),
-            input_tokens=row["input_tokens"],
-            output_tokens=row["output_tokens"],
-            cache_read_tokens=row["cache_read_tokens"],
-            cache_write_tokens=row["cache_write_tokens"],
-            reasoning_tokens=row["reasoning_tokens"],
-            total_tokens=row["input_tokens"] + row["output_tokens"],
-            cost_usd=to_usd(row["cost_nanousd"]),
+            **token_kinds_of(row),
             cost_source=CostSource(row["cost_source"]),
             latency_ms=row["latency_ms"],
             ttft_ms=row["ttft_ms"],

@@ -12,7 +12,6 @@ from tallyql.engine import sessions as engine
 from tallyql.engine.query.filters import EventFilterSpec
 from tallyql.engine.query.timerange import TimeWindow
 from tallyql.engine.sessions import SessionSpan
-from tallyql.money import to_usd
 from tallyql.schema.base import loaders
 from tallyql.schema.base.common import (
     AfterArg,
@@ -30,7 +29,7 @@ from tallyql.schema.base.context import TallyInfo
 from tallyql.schema.base.described import describe_values
 from tallyql.schema.base.errors import BadInput
 from tallyql.schema.base.scalars import Long
-from tallyql.schema.base.usage import TokenKinds
+from tallyql.schema.base.usage import TokenKinds, token_kinds_of
 from tallyql.schema.directory import User, load_user
 from tallyql.schema.requests import RequestConnection, request_page
 from tallyql.schema.sessions_types import (
@@ -89,13 +88,7 @@ class Session(TokenKinds):
             duration_ms=(to_micros(row["last_ts"]) - to_micros(row["first_ts"])) / 1000,
             request_count=row["requests"],
             error_count=row["errors"],
-            input_tokens=row["input_tokens"],
-            output_tokens=row["output_tokens"],
-            cache_read_tokens=row["cache_read_tokens"],
-            cache_write_tokens=row["cache_write_tokens"],
-            reasoning_tokens=row["reasoning_tokens"],
-            total_tokens=row["input_tokens"] + row["output_tokens"],
-            cost_usd=to_usd(row["cost_nanousd"]),
+            **token_kinds_of(row),
             _row=row,
             _baseline=baseline,
         )

@@ -19,7 +19,7 @@ from tallyql.money import to_usd
 from tallyql.schema.base import loaders
 from tallyql.schema.base.context import TallyInfo
 from tallyql.schema.base.scalars import Long
-from tallyql.schema.base.usage import TokenKinds
+from tallyql.schema.base.usage import TokenKinds, token_kinds_of
 from tallyql.storage.database import Database
 from tallyql.storage.types import from_micros
 
@@ -57,13 +57,7 @@ class SessionModel(TokenKinds):
             model=row["model"] or None,
             requests=row["requests"],
             errors=row["errors"],
-            input_tokens=row["input_tokens"],
-            output_tokens=row["output_tokens"],
-            cache_read_tokens=row["cache_read_tokens"],
-            cache_write_tokens=row["cache_write_tokens"],
-            reasoning_tokens=row["reasoning_tokens"],
-            total_tokens=row["input_tokens"] + row["output_tokens"],
-            cost_usd=to_usd(row["cost_nanousd"]),
+            **token_kinds_of(row),
             _span=span,
         )
 

@@ -4,8 +4,12 @@ never returned themselves, so they are not in the schema)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import strawberry
 
+from tallyql.money import to_usd
 from tallyql.schema.base.scalars import Long
 
 
@@ -22,3 +26,16 @@ class TokenKinds(TokenUsage):
     cache_read_tokens: Long = strawberry.field(description="Input tokens read from cache.")
     cache_write_tokens: Long = strawberry.field(description="Input tokens written to cache.")
     reasoning_tokens: Long = strawberry.field(description="Output tokens spent reasoning.")
+
+
+def token_kinds_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """`TokenKinds`' fields from a stored row's token columns and `cost_nanousd`."""
+    return {
+        "input_tokens": row["input_tokens"],
+        "output_tokens": row["output_tokens"],
+        "cache_read_tokens": row["cache_read_tokens"],
+        "cache_write_tokens": row["cache_write_tokens"],
+        "reasoning_tokens": row["reasoning_tokens"],
+        "total_tokens": row["input_tokens"] + row["output_tokens"],
+        "cost_usd": to_usd(row["cost_nanousd"]),
+    }
