@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect as SqlAlchemyDialect
 
 from tallyql.engine.query.buckets import Bucketing, Granularity, make_bucketing, single_bucket
 from tallyql.engine.query.compiler import compile_group
@@ -21,10 +21,11 @@ from tallyql.engine.query.registry import Dimension, DimensionRef, Metric
 from tallyql.engine.query.scope import Scope
 from tallyql.engine.query.statement_cache import StatementCache
 from tallyql.engine.query.timerange import TimeWindow
+from tallyql.storage.dialect import Dialect
 
-DIALECTS: dict[str, Dialect] = {
-    "postgresql": postgresql.asyncpg.dialect(),  # type: ignore[no-untyped-call]
-    "sqlite": sqlite.aiosqlite.dialect(),  # type: ignore[no-untyped-call]
+DIALECTS: dict[Dialect, SqlAlchemyDialect] = {
+    Dialect.POSTGRESQL: postgresql.asyncpg.dialect(),  # type: ignore[no-untyped-call]
+    Dialect.SQLITE: sqlite.aiosqlite.dialect(),  # type: ignore[no-untyped-call]
 }
 TOKYO = "Asia/Tokyo"  # months start at 15:00 UTC: no week or day rows, whatever the month
 METRICS = (Metric.REQUESTS, Metric.COST_USD, Metric.P95_LATENCY_MS, Metric.UNIQUE_USERS)
@@ -46,7 +47,7 @@ def _bucketing(granularity: Granularity | None, start: datetime, zone: str) -> B
     return single_bucket(window) if granularity is None else make_bucketing(window, granularity)
 
 
-def _compiled(statement: Any, dialect: str, params: dict[str, Any] | None) -> tuple[str, Any]:
+def _compiled(statement: Any, dialect: Dialect, params: dict[str, Any] | None) -> tuple[str, Any]:
     compiled = statement.compile(dialect=DIALECTS[dialect])
     return compiled.string, compiled.construct_params(params)
 
@@ -55,7 +56,7 @@ def _compiled(statement: Any, dialect: str, params: dict[str, Any] | None) -> tu
 @pytest.mark.parametrize("question", range(len(QUESTIONS)))
 @pytest.mark.parametrize("force_raw", [False, True])
 def test_kept_statement_with_new_values_is_the_fresh_statement(
-    dialect: str, question: int, force_raw: bool
+    dialect: Dialect, question: int, force_raw: bool
 ) -> None:
     granularity, dims, spec, zone = QUESTIONS[question]
     scope = Scope((3, 5)) if question % 2 else Scope.of(7)
@@ -86,17 +87,17 @@ def test_another_question_is_built_not_served() -> None:
     bucketing = _bucketing(None, START, "UTC")
     (name, group), *_ = measure_groups((Metric.REQUESTS,)).items()
     plan = plan_group(name, bucketing, (), NO_FILTER)
-    first, _ = cache.statement(plan, group, bucketing, (), NO_FILTER, Scope.of(1), "sqlite")
+    first, _ = cache.statement(plan, group, bucketing, (), NO_FILTER, Scope.of(1), Dialect.SQLITE)
     for spec, scope in (
         (EventFilterSpec(models=("a",)), Scope.of(1)),
         (NO_FILTER, Scope.of(2)),
         (EventFilterSpec(models=("b",)), Scope.of(1)),
     ):
         planned = plan_group(name, bucketing, (), spec)
-        other, _ = cache.statement(planned, group, bucketing, (), spec, scope, "sqlite")
+        other, _ = cache.statement(planned, group, bucketing, (), spec, scope, Dialect.SQLITE)
         assert other is not first
     assert (cache.hits, cache.misses) == (0, 4)
-    again, _ = cache.statement(plan, group, bucketing, (), NO_FILTER, Scope.of(1), "sqlite")
+    again, _ = cache.statement(plan, group, bucketing, (), NO_FILTER, Scope.of(1), Dialect.SQLITE)
     assert again is first and cache.hits == 1
 
 
@@ -106,5 +107,5 @@ def test_the_cache_is_bounded() -> None:
     (name, group), *_ = measure_groups((Metric.REQUESTS,)).items()
     plan = plan_group(name, bucketing, (), NO_FILTER)
     for workspace in (1, 2, 3, 1):
-        cache.statement(plan, group, bucketing, (), NO_FILTER, Scope.of(workspace), "sqlite")
+        cache.statement(plan, group, bucketing, (), NO_FILTER, Scope.of(workspace), Dialect.SQLITE)
     assert (cache.hits, cache.misses, len(cache._kept)) == (0, 4, 2)
