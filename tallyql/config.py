@@ -95,6 +95,10 @@ class Settings:
     live_max_age_seconds: float = 10.0
     """Seconds after its commit that an event may still be sent to a live subscriber; a
     subscriber further behind has the older events dropped (it receives a Lagged item)."""
+    live_send_buffer_mb: float = 64.0
+    """MiB of frames that all live WebSocket subscribers of the process may hold unsent
+    together (each its even share, 16 to 512 KiB); a client whose unsent frames pass its share
+    misses windows and is told Lagged (live/batches.py SendBudget)."""
     live_delivery_share: float = 0.5
     """The share of the event loop's time that live deliveries may use while other work waits
     (live/pacer.py); subscribers that need more fall behind and receive Lagged items."""
@@ -279,6 +283,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise ValueError("TALLYQL_DB_WORKSPACE_SHARE must be above 0 and at most 1")
     if settings.live_max_age_seconds <= 0:
         raise ValueError("TALLYQL_LIVE_MAX_AGE_SECONDS must be above 0")
+    if settings.live_send_buffer_mb <= 0:
+        raise ValueError("TALLYQL_LIVE_SEND_BUFFER_MB must be above 0")
     parse_cors_origins(settings.cors_origins)
     if settings.read_url_list and not names_postgresql_server(settings.resolved_database_url):
         raise ValueError("TALLYQL_DATABASE_READ_URLS needs a PostgreSQL TALLYQL_DATABASE_URL")

@@ -219,6 +219,7 @@ def start_live(services: Services) -> LiveComponents:
         queue_size=settings.live_queue_size,
         delivery_share=settings.live_delivery_share,
         max_age=settings.live_max_age_seconds,
+        send_buffer_bytes=int(settings.live_send_buffer_mb * 1024 * 1024),
         group_refresh_seconds=settings.live_group_refresh_seconds,
         audit_poll_seconds=settings.live_audit_poll_seconds,
         cross_replica=settings.live_cross_replica,

@@ -25,7 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from tallyql.config import Settings
 from tallyql.engine.query.filters import EventFilterSpec
-from tallyql.live.batches import BATCH, BatchFeeds, EventWindow
+from tallyql.live.batches import BATCH, MAX_BUFFER, MIN_BUFFER, BatchFeeds, EventWindow, SendBudget
 from tallyql.live.bus import LiveBus
 from tallyql.live.compact import LiveRow
 from tallyql.live.matcher import compile_matcher
@@ -562,3 +562,63 @@ async def test_an_outlet_joining_before_the_sender_runs_gets_no_earlier_window()
     feeds.leave(first)
     feeds.leave(second)
     assert not feeds.feeds and not bus.workspaces()
+
+
+def test_the_send_budget_is_shared_evenly_within_bounds() -> None:
+    budget = SendBudget(total=1024 * 1024)
+    budget.count(+1)
+    assert budget.per_socket == MAX_BUFFER  # 1 MiB for one socket: capped at 512 KiB
+    for _ in range(3):
+        budget.count(+1)
+    assert budget.per_socket == 256 * 1024  # four sockets share 1 MiB
+    for _ in range(996):
+        budget.count(+1)
+    assert budget.per_socket == MIN_BUFFER  # 1,048 bytes each would starve them: the floor
+    for _ in range(998):
+        budget.count(-1)
+    assert budget.per_socket == MAX_BUFFER // 1 and budget.sockets == 2
+
+
+async def test_a_socket_gets_no_window_that_would_pass_its_share_of_the_budget() -> None:
+    bus = LiveBus()
+    feeds = BatchFeeds(bus, SendBudget(total=4 * 40_000))
+    spec = EventFilterSpec()
+    outlets = [FakeOutlet() for _ in range(4)]
+    members = [
+        feeds.join(WORKSPACE, compile_matcher(spec), (spec, None), True, True, 0.02, 10, 1e9, o)
+        for o in outlets
+    ]
+    assert feeds.budget.per_socket == 40_000  # 160,000 bytes shared by four sockets
+    (feed,) = feeds.feeds.values()
+    rows = [row(n) for n in range(6)]
+    bus.deliver_rows(rows[:2])
+    feed.flush()
+    await settled(feed)
+    size = len(outlets[0].written[0])  # every socket got the first window
+    empty, under, over, full = outlets
+    under.backlog = 40_000 - size  # the window fits exactly
+    over.backlog = 40_000 - size + 1  # one byte too many with the window
+    full.backlog = 40_000
+    bus.deliver_rows(rows[2:4])
+    feed.flush()
+    await settled(feed)
+    window_ids = [[d.get("ids") for d in decoded(o)] for o in outlets]
+    assert window_ids[:2] == [[["e0", "e1"], ["e2", "e3"]]] * 2
+    # `over` missed the window, and is told at once since a short notice still fits;
+    # `full` has no room even for that
+    assert decoded(over) == [{"group": "op", "ids": ["e0", "e1"]}, {"lagged": 2}]
+    assert decoded(full) == [{"group": "op", "ids": ["e0", "e1"]}]
+    assert [m.dropped_total for m in members] == [0, 0, 2, 2]
+
+    # a socket with nothing unsent takes a window larger than its share
+    feeds.budget.per_socket = 1
+    bus.deliver_rows(rows[4:])
+    feed.flush()
+    await settled(feed)
+    assert decoded(empty)[-1]["ids"] == ["e4", "e5"] and members[0].dropped_total == 0
+    assert len(under.written) == 2 and members[1].dropped_total == 2  # under has a backlog
+    assert len(over.written) == 2 and members[2].dropped_total == 4
+
+    for member in members:
+        feeds.leave(member)
+    assert feeds.budget.sockets == 0 and not feeds.feeds

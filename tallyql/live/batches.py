@@ -30,9 +30,10 @@ through the ASGI stack per window were where the time went with a thousand subsc
 outlet member has none of them. The feed's one sender task takes each closed window, has it
 encoded once per distinct outlet group (the same operation and message envelope: the same
 bytes) and writes those bytes to every outlet without waiting. A socket whose unsent bytes
-exceed `max_buffer` (a client that does not read) does not get the window: it is counted
-as dropped for that member, who receives a Lagged message with the count before its next
-window, so a slow socket never delays the others. The sender works through the members in
+would, with the window, pass its share of the process's budget (`SendBudget`: a client that
+does not read) does not get the window: it is counted as dropped for that member, who
+receives a Lagged message with the count before its next window, so a slow socket never
+delays the others. The sender works through the members in
 slices, letting whatever else is ready (ingest, queries) run between two slices; its time
 is charged to its own pacer (live/pacer.py, `SENDER_SHARE` of the loop), and once it has
 used more than its share over a whole window it waits for its turn there. (Waiting for a
@@ -81,8 +82,39 @@ against 0.08 without); past the share, windows wait, age and are dropped as Lagg
 SLICE = 100
 """Outlets written between two yields to the loop (a few milliseconds of writes)."""
 MAX_BUFFER = 512 * 1024
-"""Bytes a socket may have unsent for it to be given another window (with one window on top
-of it, the most a slow client makes this process hold)."""
+"""Bytes a socket may hold unsent, window included, for it to be given another window, when
+few sockets share the process's budget (`SendBudget`)."""
+MIN_BUFFER = 16 * 1024
+"""The least a socket may hold unsent however many share the budget (a few windows at 1,000
+events a second)."""
+SEND_BUDGET = 64 * 1024 * 1024
+"""Bytes that all of this process's live sockets may hold unsent together, by default
+(TALLYQL_LIVE_SEND_BUFFER_MB)."""
+
+
+@dataclass
+class SendBudget:
+    """What every live socket of the process may hold unsent: the budget shared evenly.
+
+    With a fixed 512 KiB per socket, a thousand subscribers whose clients read slower than a
+    burst of ingest made the process hold half a gigabyte of unsent frames (bench/live.py:
+    peak RSS 181 MiB before subscribers, 642 MiB after a 10 s burst at 24,000 events/s). A
+    socket's share is the budget divided by the sockets, between MIN_BUFFER and MAX_BUFFER;
+    one whose unsent bytes would pass it with the next window is not given that window (it
+    is told Lagged), unless it holds nothing unsent: a client that keeps up always gets a
+    window, however large. So the process holds at most the budget (or MIN_BUFFER per
+    socket, if more), plus one window per socket that kept up."""
+
+    total: int = SEND_BUDGET
+    sockets: int = 0
+    per_socket: int = MAX_BUFFER
+
+    def count(self, change: int) -> None:
+        """A socket joined (+1) or left (-1)."""
+        self.sockets += change
+        share = self.total // max(1, self.sockets)
+        self.per_socket = max(MIN_BUFFER, min(MAX_BUFFER, share))
+
 
 FeedKey = Hashable
 
@@ -228,7 +260,7 @@ class BatchMember:
         """Write the Lagged message owed, if the socket has room for it."""
         outlet = self.outlet
         assert outlet is not None
-        if self.missed and outlet.alive() and outlet.buffered() <= max_buffer:
+        if self.missed and outlet.alive() and outlet.buffered() < max_buffer:
             outlet.write(outlet.encode_lagged(self.missed))
             self.missed = 0
 
@@ -241,21 +273,26 @@ class BatchMember:
         max_buffer: int,
     ) -> None:
         """Write a window to this member's outlet, or count it as missed when the window is
-        stale or the socket still holds more than `max_buffer` bytes."""
+        stale or the socket's unsent bytes with it would exceed `max_buffer` (a socket with
+        nothing unsent always takes it)."""
         outlet = self.outlet
         assert outlet is not None
         if not outlet.alive():
             return
-        if stale or outlet.buffered() > max_buffer:
+        if stale:
+            self.drop(size)
+            return
+        group = outlet.group
+        data = encoded.get(group)
+        if data is None:
+            data = encoded[group] = outlet.encode(window)
+        unsent = outlet.buffered()
+        if unsent and unsent + len(data) > max_buffer:
             self.drop(size)
             return
         if self.missed:
             outlet.write(outlet.encode_lagged(self.missed))
             self.missed = 0
-        group = outlet.group
-        data = encoded.get(group)
-        if data is None:
-            data = encoded[group] = outlet.encode(window)
         outlet.write(data)
         self.delivered_windows += 1
 
@@ -301,7 +338,8 @@ class BatchFeed:
         self._opened_at = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self.pacer: DeliveryPacer | None = None
-        self.max_buffer = MAX_BUFFER
+        self.budget = SendBudget()
+        """The process's budget of unsent bytes (shared by every feed of BatchFeeds)."""
         self.max_age = math.inf
         self._outbox: deque[tuple[EventWindow, tuple[BatchMember, ...]]] = deque()
         self._sender: asyncio.Task[None] | None = None
@@ -390,7 +428,7 @@ class BatchFeed:
                 stale = clock.timestamp() > stale_at
                 for member in members[start : start + SLICE]:
                     try:
-                        member.send(window, size, stale, encoded, self.max_buffer)
+                        member.send(window, size, stale, encoded, self.budget.per_socket)
                     except Exception:  # one socket's failure is not the others'
                         log.exception("live feed: writing a window to a socket failed")
                 if pacer is not None:
@@ -407,7 +445,7 @@ class BatchFeed:
         owing = False
         for member in self.members:
             if member.missed and member.outlet is not None:
-                member.settle(self.max_buffer)
+                member.settle(self.budget.per_socket)
                 owing = owing or (member.missed > 0 and member.outlet.alive())
         if owing and not self._outbox:
             loop = asyncio.get_running_loop()
@@ -442,6 +480,8 @@ class BatchFeeds:
     """This process's feeds, made on the first member's arrival and dropped with the last's."""
 
     bus: Bus
+    budget: SendBudget = field(default_factory=SendBudget)
+    """Unsent bytes all outlet members' sockets may hold together."""
     feeds: dict[FeedKey, BatchFeed] = field(default_factory=dict)
 
     def join(
@@ -465,6 +505,7 @@ class BatchFeeds:
             feed = BatchFeed(
                 key, workspace_id, matcher, filter_key, wants_request, wants_error, window
             )
+            feed.budget = self.budget
             self.feeds[key] = feed
             self.bus.subscribe(feed)
         else:
@@ -473,11 +514,14 @@ class BatchFeeds:
         if outlet is not None:
             feed.pacer = pacer
             feed.max_age = max_age
+            self.budget.count(+1)
         feed.members.add(member)
         return member
 
     def leave(self, member: BatchMember) -> None:
         feed = member.feed
+        if member in feed.members and member.outlet is not None:
+            self.budget.count(-1)
         feed.members.discard(member)
         if not feed.members and self.feeds.get(feed.key) is feed:
             del self.feeds[feed.key]

@@ -7,7 +7,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from tallyql.live.audit_feed import PgAuditFeed, SqliteAuditFeed
-from tallyql.live.batches import SENDER_SHARE, BatchFeeds
+from tallyql.live.batches import SEND_BUDGET, SENDER_SHARE, BatchFeeds, SendBudget
 from tallyql.live.bus import LiveBus
 from tallyql.live.membership import GroupMembership
 from tallyql.live.pacer import DeliveryPacer
@@ -28,6 +28,7 @@ class LiveService:
         cross_replica: bool = True,
         delivery_share: float = 0.5,
         max_age: float = 10.0,
+        send_buffer_bytes: int = SEND_BUDGET,
         reports: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         """`reports`: where the group refresh and SQLite audit poll jobs report (/health)."""
@@ -39,7 +40,7 @@ class LiveService:
         """Paces the coalesced feeds' senders (live/batches.py), apart from the per-subscriber
         deliveries: their costs are CPU time, not capped per delivery."""
         self.bus = LiveBus()
-        self.batches = BatchFeeds(self.bus)
+        self.batches = BatchFeeds(self.bus, SendBudget(total=send_buffer_bytes))
         self.membership = GroupMembership(db, group_refresh_seconds, reports)
         self.listener: PgListener | None = None
         self.relay: PgRelay | None = None
@@ -79,6 +80,7 @@ class LiveService:
             "paced_deliveries": self.pacer.waits,
             "batch_feeds": len(self.batches.feeds),
             "batch_windows": sum(f.stats.windows for f in self.batches.feeds.values()),
+            "socket_send_share_bytes": self.batches.budget.per_socket,
         }
         if self.relay is not None:
             report["relay"] = {
