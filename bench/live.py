@@ -26,6 +26,12 @@ all of them (by client process), and CPU and RSS are summed over them.
 --max-latency-ms)` instead of one item per event (`--mode events`, the default): every
 event of each batch is timed against its own `committedAt`.
 
+`--client-nice 19` runs the subscriber clients at the lowest priority, so that they take only
+the CPU the server and PostgreSQL leave (as clients on other hosts would; on one machine they
+otherwise compete with the server for the cores). `--baseline-duration` shortens the first
+paced phase (a 10-minute soak: `--duration 600 --baseline-duration 20`); the server's RSS
+is sampled every `--rss-every` seconds of the paced phase with subscribers.
+
     .venv/bin/python bench/live.py --subscribers 100 --duration 10        # a quick look
     .venv/bin/python bench/live.py                                         # 1000 x 1000/s x 60 s
     .venv/bin/python bench/live.py --database-url postgresql://postgres@127.0.0.1:5432/test
@@ -67,6 +73,14 @@ class Ingest:
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
+
+
+def rss_mib(pid: int) -> float:
+    """A process's resident memory now (VmRSS), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -236,7 +250,9 @@ async def run(
 
     try:
         cpu_start = cpu()
-        paced_alone, _ = await ingest(url, ingest_keys, "a", args.rate, args.duration, args.batch)
+        paced_alone, _ = await ingest(
+            url, ingest_keys, "a", args.rate, args.baseline_duration, args.batch
+        )
         cpu_alone = (cpu() - cpu_start) / paced_alone.seconds
         print(describe("paced ingest, no subscribers", paced_alone), flush=True)
         cpu_start = cpu()
@@ -264,6 +280,7 @@ async def run(
                     results,
                     args.mode,
                     args.max_latency_ms,
+                    args.client_nice,
                 ),
             )
             for i, (share, offset, cmd) in enumerate(
@@ -279,10 +296,20 @@ async def run(
                 server_url, sum(s for i, s in enumerate(shares) if i % len(servers) == n)
             )
 
+        rss_samples: list[list[float]] = []
+
+        async def sample_rss() -> None:
+            while True:
+                rss_samples.append([rss_mib(server.pid) for server, _ in servers])
+                await asyncio.sleep(args.rss_every)
+
+        sampler = asyncio.create_task(sample_rss())
         cpu_start = cpu()
         paced, per_workspace = await ingest(
             url, ingest_keys, "c", args.rate, args.duration, args.batch
         )
+        sampler.cancel()
+        rss_samples.append([rss_mib(server.pid) for server, _ in servers])
         cpu_with = (cpu() - cpu_start) / paced.seconds
         print(describe("paced ingest, with subscribers", paced), flush=True)
         await asyncio.sleep(args.drain)
@@ -373,6 +400,10 @@ async def run(
         + ", ".join(f"{p:.0f} MiB" for p in rss_peak)
         + " peak"
     )
+    print(
+        f"server RSS during paced ingest with subscribers, every {args.rss_every:.0f} s (MiB): "
+        + " ".join("+".join(f"{x:.0f}" for x in sample) for sample in rss_samples)
+    )
     print("load average (1, 5, 15 min): " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
@@ -383,6 +414,20 @@ def main() -> None:
     parser.add_argument("--workspaces", type=int, default=1)
     parser.add_argument("--rate", type=float, default=1000.0, help="events/s")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per paced phase")
+    parser.add_argument(
+        "--baseline-duration",
+        type=float,
+        default=None,
+        help="seconds of the paced phase without subscribers (default: --duration)",
+    )
+    parser.add_argument("--rss-every", type=float, default=30.0, help="seconds between RSS samples")
+    parser.add_argument(
+        "--client-nice",
+        type=int,
+        default=0,
+        help="niceness of the subscriber client processes (19: they take only CPU the server "
+        "and PostgreSQL leave, as clients on other hosts would)",
+    )
     parser.add_argument("--batch", type=int, default=50, help="events per paced call")
     parser.add_argument("--burst", type=float, default=10.0, help="seconds of maximal ingest")
     parser.add_argument("--burst-batch", type=int, default=500, help="events per burst call")
@@ -401,6 +446,8 @@ def main() -> None:
         "subscribers far behind have heard of it)",
     )
     args = parser.parse_args()
+    if args.baseline_duration is None:
+        args.baseline_duration = args.duration
     workdir = Path(tempfile.mkdtemp(prefix="tallyql-live-"))
     scratch = None
     try:

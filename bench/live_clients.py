@@ -9,6 +9,7 @@ and each receipt only adds its events' latencies to the histogram."""
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import time
 from collections import Counter
@@ -231,7 +232,10 @@ def run_clients(
     results: Any,
     mode: str = "events",
     max_latency_ms: int = 250,
+    nice: int = 0,
 ) -> None:
+    if nice:  # lower priority: the subscribers' clients take what the server leaves
+        os.nice(nice)
     asyncio.run(_main(url, keys, count, offset, commands, results, mode, max_latency_ms))
 
 
