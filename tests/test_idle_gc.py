@@ -70,3 +70,29 @@ async def test_no_collection_while_a_request_is_in_flight() -> None:
             assert collector.collections == 1 and all(r() is None for r in refs)
     finally:
         gc.set_threshold(*threshold)
+
+
+async def test_garbage_in_older_generations_is_collected_when_due() -> None:
+    """Cyclic garbage that survived a young collection is freed once the middle generation
+    is due, though the young threshold is never reached (CPython alone would keep it)."""
+    refs: list[weakref.ref[_Node]] = []
+    collector = IdleCollector(_app(refs), young_objects=1_000)
+    threshold = gc.get_threshold()
+    gc.collect()
+    gc.set_threshold(10**8, 5, 1_000)  # no automatic collection; the middle due every 5
+    try:
+        survivor = _Node()  # alive during the young collections: promoted, then dropped
+        gc.collect(0)
+        survivor_ref = weakref.ref(survivor)
+        del survivor
+        assert survivor_ref() is not None  # in the middle generation, unreached
+        transport = httpx.ASGITransport(app=collector)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for _ in range(6):
+                assert (await client.get("/")).status_code == 200
+                await asyncio.sleep(0)
+        assert collector.collections == 6
+        assert survivor_ref() is None and all(r() is None for r in refs)
+        assert gc.get_count()[1] < 5
+    finally:
+        gc.set_threshold(*threshold)
