@@ -11,10 +11,9 @@ requests; under concurrent load the server is rarely idle and the thresholds act
 The older generations are collected here too, when their counts pass their thresholds, as the
 automatic collector would: CPython checks them only when the youngest generation's threshold
 triggers a collection, which never happens while the idle collections keep the youngest
-below it. Garbage that survived one young collection (a live feed's windows, a statement
-still referenced by a running task) then stayed in the middle generation for good: with
-1,000 live subscribers at 1,000 events/s the server's RSS grew by 100 MiB a minute
-(bench/live.py, RSS sampled during the paced phase).
+below it. Cyclic garbage that survived one young collection (objects still referenced by a
+running task when it ran) then stayed in the middle generation until traffic was dense
+enough for the young threshold to be reached without an idle moment.
 """
 
 from __future__ import annotations
