@@ -7,7 +7,9 @@
 `--mix` times `MIX` instead: realistic questions beyond the fields above (filter and dimension
 combinations from every view: tabs, drill-downs, custom queries, the request log), each over
 LAST_7D and LAST_30D, and prints every question's p95, where each of its measure groups was
-answered (explain: a rollup, else raw events and why) and the mix's overall p95.
+answered (explain: a rollup, else raw events and why) and the mix's overall p95. `--mix-raw`
+times the same questions on raw events (`X-Tallyql-Plan: raw`), as a question that no rollup
+covers is read: the figure before a rollup was added for it.
 
 Loads demo traffic (`tallyql demo`, skipped when the workspace already holds enough events),
 starts `tallyql serve` on that database, and times each dashboard query from an HTTP client,
@@ -87,6 +89,10 @@ _LOG = """query($r: TimeRangeInput!, $f: EventFilter) { requests(range: $r, filt
     first: 50) { totalCount edges { cursor node { id timestamp model status latencyMs } } } }"""
 _AGENTS = """query($r: TimeRangeInput!, $f: EventFilter) { agents(range: $r, filter: $f) {
     nodes { agentId runs successRate requests errors } } }"""
+_AGENTS_VIEW = """query($r: TimeRangeInput!, $f: EventFilter) { agents(range: $r, filter: $f,
+    first: 25) { totalCount nodes { agentId runs successRate avgRunDurationMs requests errors
+    totalTokens costUsd instances nodes { node requests errorRate costUsd avgLatencyMs
+    avgRunDurationMs } } } }"""
 _GATEWAYS = """query($r: TimeRangeInput!, $f: EventFilter) { gateways(range: $r, filter: $f) {
     nodes { gateway requests uniqueCallers requestBytes } } }"""
 LAT = "REQUESTS, P95_LATENCY_MS, AVG_LATENCY_MS"
@@ -103,6 +109,10 @@ MIX: dict[str, tuple[str, dict[str, object] | None]] = {
         None,
     ),
     "agents_byok": (_AGENTS, {"isByok": True}),
+    # the agents view (its nodes too) filtered by what the agents called
+    "agents_model": (_AGENTS_VIEW, {"models": ["gpt-4o"]}),
+    "agents_provider": (_AGENTS, {"providers": ["anthropic"]}),
+    "agents_gateway": (_AGENTS, {"gateways": ["gw-eu-west"]}),
     "log_status_model": (_LOG, {"statuses": ["ERROR"], "models": ["gpt-4o"]}),
     # overview tab with filters
     "overview_model": (_OVERVIEW, {"models": ["gpt-4o"]}),
@@ -345,14 +355,16 @@ def sources(
     return ", ".join(seen) or "-"
 
 
-def run_mix(client: httpx.Client, server: Server, rounds: int, names: list[str]) -> None:
+def run_mix(
+    client: httpx.Client, server: Server, rounds: int, names: list[str], raw: bool = False
+) -> None:
     print(f"\n{'question':<28} {'range':<9} {'p50 ms':>8} {'p95 ms':>8}  answered from")
     everything: list[float] = []
     for preset in MIX_PRESETS:
         for name in names:
             query, flt = MIX[name]
-            time_query(client, server, query, preset, False, flt)  # warm up
-            times = [time_query(client, server, query, preset, False, flt) for _ in range(rounds)]
+            time_query(client, server, query, preset, raw, flt)  # warm up
+            times = [time_query(client, server, query, preset, raw, flt) for _ in range(rounds)]
             everything += times
             print(
                 f"{name:<28} {preset:<9} {statistics.median(times):>8.1f} "
@@ -383,6 +395,12 @@ def main() -> None:
     parser.add_argument("--raw-rounds", type=int, default=3)
     parser.add_argument("--only", default=None, help="Comma-separated query names.")
     parser.add_argument("--mix", action="store_true", help="Time the MIX questions instead.")
+    parser.add_argument(
+        "--mix-raw",
+        action="store_true",
+        help="With --mix: time every question on raw events (X-Tallyql-Plan: raw), as a "
+        "question no rollup covers is read.",
+    )
     args = parser.parse_args()
     url = args.database_url
     events = args.events or (10_000_000 if url.startswith("postgres") else 2_000_000)
@@ -399,7 +417,7 @@ def main() -> None:
     try:
         with httpx.Client(timeout=600) as client:
             if args.mix:
-                run_mix(client, server, args.rounds, names)
+                run_mix(client, server, args.rounds, names, raw=args.mix_raw)
                 return
             print(
                 f"\n{'query':<22} {'range':<9} {'p50 ms':>8} {'p95 ms':>8} "

@@ -1,75 +1,30 @@
 """Identical questions asked together are computed once, and an answer never misses an event
-committed before its request started (tallyql/http/shared_answers.py): on both databases,
-and across two replicas (two apps with their own services) on one PostgreSQL database."""
+committed before its request started (tallyql/http/shared_answers.py), in one app on both
+databases; across replicas: test_shared_answers_replicas.py."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from fastapi import FastAPI
 
-from tallyql.app import create_app
 from tallyql.auth.principal import Role
 from tallyql.config import Settings
-from tallyql.http.graphql_fast import FastGraphQLPost, _is_shareable_query
+from tallyql.http.graphql_fast import _is_shareable_query
 from tallyql.http.shared_answers import SingleFlight, shared_key
 from tallyql.schema import build_schema
-from tests.conftest import Api, _reset_postgres
-
-OVERVIEW = """query($r: TimeRangeInput!) { overview(range: $r) {
-    totalRequests totalTokens costUsd } }"""
-DAY = {"r": {"start": "2026-11-20T00:00:00Z", "end": "2026-11-21T00:00:00Z"}}
-
-
-def event(n: int, tokens: int = 10) -> dict[str, Any]:
-    return {
-        "id": f"e{n}",
-        "timestamp": f"2026-11-20T10:{n // 60 % 60:02d}:{n % 60:02d}Z",
-        "provider": "openai",
-        "model": "gpt-4o-mini",
-        "input_tokens": tokens,
-        "output_tokens": 1,
-    }
-
-
-def direct_route(app: FastAPI) -> FastGraphQLPost:
-    found = next(
-        route.app
-        for route in app.router.routes
-        if isinstance(getattr(route, "app", None), FastGraphQLPost)
-    )
-    assert isinstance(found, FastGraphQLPost)
-    return found
-
-
-def held_after_reading(route: FastGraphQLPost, gate: asyncio.Event, read: asyncio.Event) -> None:
-    """The route's next computation reads the database, then waits for `gate` before it
-    answers (a slow computation, held open while the test commits an event)."""
-    original = route._execute
-    calls = [0]
-
-    async def execute(*args: Any) -> Any:
-        calls[0] += 1
-        answer = await original(*args)
-        if calls[0] == 1:
-            read.set()
-            await gate.wait()
-        return answer
-
-    route._execute = execute  # type: ignore[method-assign]
-
-
-async def overview_total(api: Api, key: str) -> int:
-    data = await api.data(key, OVERVIEW, DAY)
-    return int(data["overview"]["totalRequests"])
-
+from tests.conftest import Api
+from tests.support.shared_answers import (
+    DAY,
+    OVERVIEW,
+    direct_route,
+    event,
+    held_after_reading,
+    overview_total,
+)
 
 # -- the single flight alone --------------------------------------------------------------
 
@@ -227,56 +182,6 @@ async def test_a_shared_answer_is_charged_to_each_key(settings: Settings, db_kin
             assert cost["spent"] == spent
             # each key's own bucket: about full minus this request (it refills as time passes)
             assert 100_000 - spent <= cost["keyRemaining"] <= 100_000
-
-
-# -- two replicas on one PostgreSQL database ----------------------------------------------------
-
-
-async def _replica(settings: Settings) -> AsyncIterator[Api]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield Api(app, client)
-
-
-async def test_an_event_committed_on_another_replica_is_in_the_next_answer(
-    postgres_database: str, tmp_path: Path
-) -> None:
-    pg = Settings(
-        data_dir=tmp_path,
-        database_url=postgres_database,
-        key_cache_seconds=0.0,
-        max_event_age_days=36_500,
-        cost_key_limit_per_minute=1_000_000_000,
-    )
-    await _reset_postgres(postgres_database)
-    one_gen, two_gen = _replica(pg), _replica(pg)
-    one = await one_gen.__anext__()
-    two = await two_gen.__anext__()
-    try:
-        admin = await one.key()
-        viewer = await one.key(role=Role.VIEWER)
-        await two.ingest(admin, [event(n) for n in range(3)])
-        assert await overview_total(one, viewer) == 3
-        await two.ingest(admin, [event(3)])  # committed by the other replica
-        assert await overview_total(one, viewer) == 4
-        # and while replica one's computation for the same question is running
-        route = direct_route(one.app)
-        gate, read = asyncio.Event(), asyncio.Event()
-        held_after_reading(route, gate, read)
-        first = asyncio.create_task(overview_total(one, viewer))
-        await asyncio.wait_for(read.wait(), 30)
-        await two.ingest(admin, [event(4)])
-        second = asyncio.create_task(overview_total(one, viewer))
-        await asyncio.sleep(0.05)
-        gate.set()
-        assert await first == 4
-        assert await second == 5
-        assert await overview_total(two, viewer) == 5
-    finally:
-        for gen in (one_gen, two_gen):
-            await gen.aclose()
 
 
 # -- the direct POST route and strawberry's route answer alike --------------------------------

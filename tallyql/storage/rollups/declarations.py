@@ -135,13 +135,14 @@ HTTP requests), so a base row per hour stands for many events; measured in bench
 
 HIGH_CARDINALITY_ROLLUPS: dict[str, tuple[str, ...]] = {
     "user_id": ("user_kinds", "users", "agents"),
-    "agent_instance_id": ("agent_kinds", "agents", "agent_modes"),
+    "agent_instance_id": ("agent_kinds", "agents", "agent_modes", "agent_models"),
     "api_key_id": ("gateways",),
     "caller": ("gateways",),
 }
 """Where each high-cardinality column is kept, with the low-cardinality ones asked with it most:
 users with kind, status, provider and model (`users`); agent instances with agent, node, user,
-kind and status (`agents`), or with BYOK and billing mode (`agent_modes`); API keys and callers
+kind and status (`agents`), with BYOK and billing mode (`agent_modes`), or with node, provider,
+model, gateway, BYOK and billing mode (`agent_models`); API keys and callers
 with gateway, protocol, kind, status and status code (`gateways`). Sessions and metadata keep
 none (raw, or the sessions table)."""
 
@@ -184,6 +185,28 @@ ROLLUPS: tuple[Rollup, ...] = (
     Rollup(
         "agent_modes",
         ("agent_id", "agent_instance_id", "kind", "status", "is_byok", "billing_mode"),
+    ),
+    # Agents by what they called (the agents view filtered by provider, model or gateway: its
+    # agents, their instances, runs and nodes). Its own rollup rather than wider keys on
+    # `agents`: every question `agents` answers keeps reading its fewer rows. Node, provider,
+    # model and gateway add few rows per instance and hour (a pipeline node calls one model, a
+    # model belongs to one provider and is mostly reached through one gateway). It also keeps
+    # `agent_modes`' keys, so that `agent_modes` (and `agent_kinds`) fold from its aggregate:
+    # the writer aggregates each batch once for the three, as many times as before.
+    Rollup(
+        "agent_models",
+        (
+            "agent_id",
+            "agent_instance_id",
+            "node",
+            "kind",
+            "status",
+            "provider",
+            "model",
+            "gateway",
+            "is_byok",
+            "billing_mode",
+        ),
     ),
     # Last, so that every question an older rollup covers stays on it (and on its rows for
     # periods whose raw events retention purged: base was filled from the events kept).
