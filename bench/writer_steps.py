@@ -26,6 +26,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+from asyncpg.connection import _ConnectionProxy
 from support import admin  # bench/ is the script's directory
 
 from tallyql.demo.generator import generate_batches
@@ -75,9 +76,11 @@ class Costs:
         return result
 
 
-class TimedConnection:
+class TimedConnection(_ConnectionProxy):
     """An asyncpg connection whose multi-statement queries run statement by statement, each
-    timed (the batch's statements are joined with ';\\n')."""
+    timed (the batch's statements are joined with ';\\n'). asyncpg counts its connection
+    proxies as connections (isinstance), as the storage layer needs to tell a raw asyncpg
+    connection (the writer's) from an SQLAlchemy one (storage/locks.py `hold`)."""
 
     def __init__(self, conn: asyncpg.Connection, costs: Costs) -> None:
         self._conn = conn
