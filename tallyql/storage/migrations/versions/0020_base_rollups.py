@@ -5,18 +5,18 @@ Revision ID: 0020_base_rollups
 Revises: 0013_departments
 Create Date: 2026-12-06
 
-`rollup_base_<grain>`, `histogram_base_<grain>` and `rollup_agent_modes_<grain>` are created
-and filled from the raw events a week at a time (`backfill`): per week, each table's hour rows
-are aggregated from the week's events with set-based SQL into a temporary table, and its
-hour, day and week rows are summed from those (a week holds whole days, so every row is
-written once, complete). Memory and temporary space stay those of a week of events. An
-earlier version aggregated all events at once by the union of the base and agent keys and both
-buckets, which left about a row per event to re-aggregate nine times by twenty wide keys:
-bench/backfill.py, 2,000,000 demo events over 30 days on PostgreSQL, 140 s (3.3 GB of
-temporary files) against 26 s now; 300,000 on SQLite, 14.6 s and 852 MiB peak RSS (its
-writer keeps temporary tables in memory) against 6.3 s and 221 MiB. Periods whose raw events
-retention purged get no rows; no question read a rollup there before (the new rollups come
-last and answer only what read raw events), so no answer changes.
+`rollup_base_<grain>`, `histogram_base_<grain>` and `rollup_agent_modes_<grain>` are created and
+filled from the raw events a week at a time (`backfill`): per week, set-based statements
+aggregate the week's events (for `base`, numbered by their distinct keys first) into the hour,
+day and week rows of every table (a week holds whole days, so every row is written once,
+complete). Memory and temporary space stay those of a week of events. An earlier version
+aggregated all events at once by the union of the base and agent keys and both buckets, which
+left about a row per event to re-aggregate nine times by twenty wide keys: bench/backfill.py,
+2,000,000 demo events over 30 days on PostgreSQL, 140 s (3.3 GB of temporary files) against 26 s
+now; 300,000 on SQLite, 14.6 s and 852 MiB peak RSS (its writer keeps temporary tables in
+memory) against 6.3 s and 221 MiB. Periods whose raw events retention purged get no rows; no
+question read a rollup there before (the new rollups come last and answer only what read raw
+events), so no answer changes.
 
 On PostgreSQL the `base` fold group replaces the `models` and `tools` groups (both keep a
 subset of its keys): their staged delta rows are first compacted into their rollup tables and
@@ -66,8 +66,6 @@ BASE: tuple[str, ...] = (
     "department",
 )
 AGENT_MODES = ("agent_id", "agent_instance_id", "kind", "status", "is_byok", "billing_mode")
-SCANNED = tuple(dict.fromkeys((*BASE, *AGENT_MODES)))
-"""The keys of the one aggregate of the events every new table is summed from."""
 MODELS = BASE[:10]
 TOTALS = ("provider", "kind", "status", "is_byok", "billing_mode")
 TOOLS = ("tool", "mcp_server", "kind", "status", "error_type", "policy_id", "policy_name")
@@ -297,11 +295,11 @@ PLANNER = {
     "jit": "off",
     "work_mem": "64MB",
 }
-"""PostgreSQL, for the backfill's statements: the join of a week's events to its few hundred
-base keys on seventeen columns is estimated at one row, and planned as a merge join that sorted
-the events on disk (2.2 s a week of 70,000 events against 0.5 s hashed); JIT compiled the
-same statements for longer than they ran; a week's aggregates fit in 64 MB instead of
-spilling to temporary files."""
+"""PostgreSQL, for the backfill's statements: the join of a week's events to its distinct
+base keys (1,238 in a week of the demo's) on seventeen columns is estimated at one row and was
+planned as a merge join that sorted the events on disk (2.2 s a week of 70,000 events against
+0.5 s hashed); JIT compiled the same statements for longer than they ran; a week's aggregates
+fit in 64 MB instead of spilling to temporary files."""
 
 
 def _epoch(dialect: str) -> str:
@@ -375,7 +373,7 @@ EVENT_COLUMNS = (
 
 def base_keys_sql(where: str) -> str:
     """The batch's distinct base keys, numbered: every later aggregate of the batch groups by
-    that number instead of the seventeen keys (a few hundred distinct keys a week stand for
+    that number instead of the seventeen keys (about a thousand distinct keys a week stand for
     tens of thousands of events, and hashing or sorting them was most of the backfill)."""
     keys = ", ".join(f"{_key(d)} AS {d}" for d in BASE)
     return (
