@@ -13,10 +13,10 @@ complete). Memory and temporary space stay those of a week of events. An earlier
 aggregated all events at once by the union of the base and agent keys and both buckets, which
 left about a row per event to re-aggregate nine times by twenty wide keys: bench/backfill.py,
 2,000,000 demo events over 30 days on PostgreSQL, 140 s (3.3 GB of temporary files) against 26 s
-now; 300,000 on SQLite, 14.6 s and 852 MiB peak RSS (its writer keeps temporary tables in
-memory) against 6.3 s and 221 MiB. Periods whose raw events retention purged get no rows; no
-question read a rollup there before (the new rollups come last and answer only what read raw
-events), so no answer changes.
+now; on SQLite, 90 s and 3.7 GB peak RSS (its writer keeps temporary tables in memory) against
+35 s and 0.5 GB. Periods whose raw events retention purged get no rows; no question read a
+rollup there before (the new rollups come last and answer only what read raw events), so no
+answer changes.
 
 On PostgreSQL the `base` fold group replaces the `models` and `tools` groups (both keep a
 subset of its keys): their staged delta rows are first compacted into their rollup tables and
