@@ -19,12 +19,14 @@ from tests.support.helpers import iso, llm
 MIGRATION = importlib.import_module("tallyql.storage.migrations.versions.0020_base_rollups")
 
 
-def _events(start: datetime) -> list[dict[str, Any]]:
+def _events(
+    start: datetime, count: int = 150, step: timedelta = timedelta(minutes=41)
+) -> list[dict[str, Any]]:
     out = []
-    for i in range(150):
+    for i in range(count):
         event = llm(
             f"b{i}",
-            timestamp=iso(start + timedelta(minutes=41 * i)),
+            timestamp=iso(start + step * i),
             model=("m1", "m2", "m3")[i % 3],
             provider=("openai", "anthropic")[i % 2],
             latency_ms=0.5 * (i % 37) + 3,  # halves: float sums exact in any order
@@ -58,10 +60,28 @@ async def _rows(api: Api, table: str) -> list[tuple[Any, ...]]:
     return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in rows]
 
 
+def _week_edges(start: datetime) -> list[dict[str, Any]]:
+    """Events at the last microsecond before the first Monday 00:00 UTC after `start`, at it,
+    and one week later: the backfill's batches are weeks, each event must land in exactly one."""
+    monday = (start + timedelta(days=7 - start.weekday())).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    moments = (monday - timedelta(microseconds=1), monday, monday + timedelta(days=7))
+    return [
+        llm(f"edge{i}", timestamp=iso(t), latency_ms=2.5 + i, ttft_ms=1.0, status_code=500)
+        for i, t in enumerate(moments)
+    ]
+
+
 async def test_backfill_equals_what_the_writer_keeps(api: Api) -> None:
-    key = await api.key()
-    start = datetime.now(UTC) - timedelta(days=4)
-    assert (await api.ingest(key, _events(start)))["accepted"] == 150
+    """Over three workspaces' events spread across several weeks (the backfill's batches),
+    every row of every new table, sums and histogram blobs, is what ingest kept."""
+    start = datetime.now(UTC) - timedelta(days=24)
+    acme, beta, gamma = [await api.key(w) for w in ("acme", "beta", "gamma")]
+    assert (await api.ingest(acme, _events(start)))["accepted"] == 150
+    spread = _events(start, count=130, step=timedelta(minutes=263))  # 23.7 days
+    assert (await api.ingest(beta, spread + _week_edges(start)))["accepted"] == 133
+    assert (await api.ingest(gamma, _events(start + timedelta(days=9), 40)))["accepted"] == 40
     db = api.services.db
     await compact(db, wait=True)  # PostgreSQL: staged deltas (histograms too) into the tables
     tables = [
@@ -71,6 +91,9 @@ async def test_backfill_equals_what_the_writer_keeps(api: Api) -> None:
     ]
     kept = {t: await _rows(api, t) for t in tables}
     assert all(len(rows) > 10 for rows in kept.values()), {t: len(r) for t, r in kept.items()}
+    weeks = {r[1] for r in kept["rollup_base_w"]}
+    assert len(weeks) >= 4, weeks  # several batches
+    assert len({r[0] for r in kept["histogram_base_w"]}) == 3
     async with db.write() as conn:
         for table in tables:
             await conn.execute(text(f"DELETE FROM {table}"))
