@@ -60,6 +60,15 @@ POSTGRES_SETTINGS = {"parallel_setup_cost": "20000", "random_page_cost": "1.1"}
   disks); with it the planner reads a window's sessions from their covering index instead of
   scanning the table."""
 
+POSTGRES_READ_SETTINGS = {"jit": "off"}
+"""Session settings of the read connections besides POSTGRES_SETTINGS.
+- jit: a question's plan over a month of day partitions or rollup rows is estimated above
+  `jit_above_cost` (100,000) however few rows it reads, and compiling it cost more than running
+  it: the request log's first page filtered by a rare gateway and status code (a LATERAL scan
+  of 28 hour ranges, 563 functions compiled) spent 400-650 ms of its 500-700 ms in JIT on 10M
+  demo events (bench/query.py --mix, log_gateway_code). The exact statistics' scans had
+  already turned it off (engine/query/exact_stats.py). The forced raw path's scans of millions
+  of events may lose a little by it (not measured)."""
 
 PROGRESS_STEPS = 10_000
 """SQLite virtual machine steps between two looks at a statement's clock (well under a
@@ -135,7 +144,7 @@ class Database:
                     "pool_pre_ping": True,
                     "connect_args": {"server_settings": POSTGRES_SETTINGS},
                 }
-                read_settings = dict(POSTGRES_SETTINGS)
+                read_settings = {**POSTGRES_SETTINGS, **POSTGRES_READ_SETTINGS}
                 if statement_timeout > 0:
                     read_settings["statement_timeout"] = str(
                         max(1, round(statement_timeout * 1000))
