@@ -106,6 +106,9 @@ events = Table(
 )
 Index("ix_events_ws_ts", events.c.workspace_id, events.c.ts, events.c.id)
 Index("ix_events_ws_session", events.c.workspace_id, events.c.session_id, events.c.ts)
+# PostgreSQL also has ix_events_ws_ts_unusual: (workspace_id, ts, id) of the events that did not
+# succeed or carry an HTTP error code (migration 0025_unusual_events_index), for the request log
+# filtered by a status or status code.
 
 EVENT_COLUMNS: tuple[str, ...] = tuple(c.name for c in events.columns)
 
