@@ -281,6 +281,21 @@ async def test_a_statement_over_the_timeout_is_cancelled(db_kind: str, database_
         await db.dispose()
 
 
+async def test_postgresql_reads_run_without_jit(db_kind: str, database_url: str) -> None:
+    """Read connections turn JIT off (compiling a plan over many partitions cost more than
+    running it). SQLite has no JIT: its reads just work."""
+    db = Database(database_url)
+    try:
+        if db.dialect is not Dialect.POSTGRESQL:
+            async with db.read() as conn:
+                assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+            return
+        async with db.read() as conn:
+            assert (await conn.execute(text("SHOW jit"))).scalar() == "off"
+    finally:
+        await db.dispose()
+
+
 async def test_a_timed_out_question_answers_query_timeout(
     settings: Settings, db_kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
