@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
@@ -349,7 +350,15 @@ async def test_leaving_cleans_up(server: LiveServer, transport: str) -> None:
         await ingest(server.url, key, mixed_events("ev", 3))
         await batches_until(live, 3)
         assert bus_of(server).workspaces() == [workspace]
+        # a WebSocket is written to by the feed's sender and holds a share of the send budget
+        # (64 MiB by default: one socket is capped at MAX_BUFFER); SSE reads a queue
+        sockets = 0 if transport == SSE else 1
+        assert live_service.batches.budget.sockets == sockets
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            health = (await client.get("/health")).json()
+        assert health["jobs"]["live"]["socket_send_share_bytes"] == MAX_BUFFER
     await wait_subscribers(server, 0)
+    assert live_service.batches.budget.sockets == 0
     async with asyncio.timeout(10):
         while live_service.batches.feeds or len(RENDERERS):  # noqa: ASYNC110 (no event)
             await asyncio.sleep(0.01)
