@@ -97,8 +97,10 @@ class SendBudget:
     """What every live socket of the process may hold unsent: the budget shared evenly.
 
     With a fixed 512 KiB per socket, a thousand subscribers whose clients read slower than a
-    burst of ingest made the process hold half a gigabyte of unsent frames (bench/live.py:
-    peak RSS 181 MiB before subscribers, 642 MiB after a 10 s burst at 24,000 events/s). A
+    burst of ingest could make the process hold half a gigabyte of unsent frames; the bound
+    grew with the number of sockets. (Measured with bench/live.py, the peak RSS after a burst
+    at 25,000 events/s stayed about 640 MiB with the budget too: what remains is the
+    process's warm-up to about 380 MiB and one large window per socket that kept up.) A
     socket's share is the budget divided by the sockets, between MIN_BUFFER and MAX_BUFFER;
     one whose unsent bytes would pass it with the next window is not given that window (it
     is told Lagged), unless it holds nothing unsent: a client that keeps up always gets a
