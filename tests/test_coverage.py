@@ -168,11 +168,11 @@ def test_the_issues_questions_read_rollups() -> None:
         "n", bucketing, (DimensionRef(Dimension.AGENT),), byok, distinct="agent_instance_id"
     )
     assert plan.source == "rollup:agent_modes", plan.reason
-    # latency by model for LLM calls: the base histogram, not raw events
+    # latency by model for LLM calls: the models view's histogram, not base nor raw events
     plan = plan_group(
         "latency", bucketing, (DimensionRef(Dimension.MODEL),), cases[0][1], histogram=True
     )
-    assert plan.source == "histogram:base", plan.source
+    assert plan.source == "histogram:model_details", plan.source
 
 
 # ---- values: planned answers equal a recomputation, and the raw path's, on both databases
