@@ -19,6 +19,7 @@ from tallyql.engine.query.filters import COVERED_FILTERS, EventFilterSpec
 from tallyql.engine.query.planner import plan_group
 from tallyql.engine.query.registry import COVERED_DIMENSIONS, METRICS, Dimension, DimensionRef
 from tallyql.engine.query.timerange import TimeWindow
+from tallyql.storage.dialect import Dialect
 from tallyql.storage.rollups.declarations import HIGH_CARDINALITY_ROLLUPS, LOW_CARDINALITY
 from tests.conftest import Api
 from tests.support.engine_properties import (
@@ -173,6 +174,20 @@ def test_the_issues_questions_read_rollups() -> None:
         "latency", bucketing, (DimensionRef(Dimension.MODEL),), cases[0][1], histogram=True
     )
     assert plan.source == "histogram:model_details", plan.source
+    # ... which is kept on PostgreSQL only: SQLite reads the base histogram
+    for dialect, source in (
+        (Dialect.POSTGRESQL, "histogram:model_details"),
+        (Dialect.SQLITE, "histogram:base"),
+    ):
+        plan = plan_group(
+            "latency",
+            bucketing,
+            (DimensionRef(Dimension.MODEL),),
+            cases[0][1],
+            histogram=True,
+            dialect=dialect,
+        )
+        assert plan.source == source, (dialect, plan.source)
 
 
 # ---- values: planned answers equal a recomputation, and the raw path's, on both databases

@@ -178,6 +178,7 @@ async def plan_query(
                 distinct=group.distinct,
                 force_raw=query.force_raw,
                 quiet_until=quiet,
+                dialect=db.dialect,
             )
             for name, group in groups.items()
         ]

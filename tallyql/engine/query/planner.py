@@ -26,6 +26,7 @@ from tallyql.engine.query.buckets import Bucketing, Granularity
 from tallyql.engine.query.filters import EventFilterSpec
 from tallyql.engine.query.registry import Dimension, DimensionRef
 from tallyql.sketch import RELATIVE_ACCURACY
+from tallyql.storage.dialect import Dialect
 from tallyql.storage.rollups.declarations import (
     GRAINS,
     HISTOGRAM_ROLLUPS,
@@ -138,8 +139,14 @@ def needed_columns(
     return needed, None
 
 
-def covering_rollup(needed: set[str], histogram: bool) -> Rollup | None:
+def covering_rollup(
+    needed: set[str], histogram: bool, dialect: Dialect | None = None
+) -> Rollup | None:
+    """The first rollup (smallest first) keeping every column of `needed`, among those kept
+    on `dialect` (None: on any database)."""
     for rollup in HISTOGRAM_ROLLUPS if histogram else ROLLUPS:
+        if dialect is not None and not rollup.kept_on(dialect):
+            continue
         dims = set(rollup.dims)
         if TAG in dims and TAG not in needed:
             continue  # the tag rollup counts an event once per tag
@@ -236,9 +243,11 @@ def plan_group(
     distinct: str | None = None,
     force_raw: bool = False,
     quiet_until: datetime | None = None,
+    dialect: Dialect | None = None,
 ) -> Plan:
     """`quiet_until`: no event lies between the window's end and this instant (the end of
-    its hour), so whole hour rows may answer the window's last, partial hour."""
+    its hour), so whole hour rows may answer the window's last, partial hour. `dialect`: the
+    database asked, for the rollups kept there only (None: every rollup)."""
     start, end = bucketing.start, bucketing.end
     raw = [Piece(Grain.RAW, start, end)]
     if force_raw:
@@ -246,7 +255,7 @@ def plan_group(
     needed, raw_reason = needed_columns(dimensions, spec, distinct)
     if raw_reason:
         return Plan(group, None, raw, raw_reason, histogram=histogram)
-    rollup = covering_rollup(needed, histogram)
+    rollup = covering_rollup(needed, histogram, dialect)
     if rollup is None:
         return Plan(group, None, raw, uncovered_reason(needed, histogram), histogram=histogram)
     grains = tuple(g for g in grains_allowed(bucketing, dimensions) if g in rollup.grains)

@@ -96,8 +96,8 @@ def targets_select(source: str, dialect: Dialect, grains: tuple[str, ...] = ("h"
     dims = GROUP.dims
     parts = []
     for t in TARGETS:
-        if t.grain not in grains:
-            continue
+        if t.grain not in grains or not t.rollup.kept_on(dialect):
+            continue  # (a rollup kept on another database only: its table stays empty here)
         kept = [f"src.{d}" if d in t.rollup.dims else _absent(d) for d in dims]
         parts.append(
             f"SELECT {t.index} AS t, src.workspace_id AS workspace_id, {t.period_sql()} AS period, "
@@ -325,7 +325,7 @@ async def weeks_from_days(run: RowRunner, w0: int, w1: int, workspace_id: int | 
     deleted those week rows); the number of rows written."""
     written = 0
     for rollup in GROUP.members:
-        if not {"d", "w"} <= set(rollup.grains):
+        if not {"d", "w"} <= set(rollup.grains) or not rollup.kept_on(run.dialect):
             continue
         target = Target(-1, rollup, "w")
         dims = rollup.dims

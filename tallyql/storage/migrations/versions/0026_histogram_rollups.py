@@ -2,8 +2,8 @@
 gateways by model: `histogram_gateways_<grain>`, `histogram_tools_<grain>`,
 `histogram_model_details_<grain>` and `histogram_gateway_models_<grain>`.
 
-Revision ID: 0024_histogram_rollups
-Revises: 0022_delta_staged_at (the rollups branch's head)
+Revision ID: 0026_histogram_rollups
+Revises: 0025_unusual_events_index (the rollups branch's head)
 Create Date: 2026-12-06
 
 Percentile questions outside the small histograms (none, kind and status, provider and model)
@@ -19,6 +19,10 @@ delta is left alone: its rows were never in `histogram_base`, and compaction fol
 every histogram table, these included. The compaction lock keeps a compaction of an older
 server out meanwhile. Everything below is a snapshot of `tallyql.storage.rollups` at this
 revision.
+
+They are kept on PostgreSQL only (`rollups.declarations.AT_SCALE`): on SQLite the tables are
+made, so that every database has the same tables, and left empty; no writer fills them and no
+question reads them there.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ import numpy as np
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0024_histogram_rollups"
-down_revision = "0022_delta_staged_at"
+revision = "0026_histogram_rollups"
+down_revision = "0025_unusual_events_index"
 branch_labels = None
 depends_on = None
 
@@ -182,6 +186,8 @@ def upgrade() -> None:
                 sa.Column("ttft", sa.LargeBinary),
                 sa.PrimaryKeyConstraint("workspace_id", "period", *dims),
             )
+    if bind.dialect.name != "postgresql":
+        return  # kept on PostgreSQL only (rollups.declarations AT_SCALE): empty tables here
     for grain in GRAINS:
         _fill(bind, grain)
 
