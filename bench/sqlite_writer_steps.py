@@ -80,8 +80,8 @@ def time_statements(timings: Timings) -> None:
         timings.add(f"{statement_label(sql)} (many)", started)
         return result
 
-    aiosqlite.Connection.execute = timed_execute  # type: ignore[method-assign]
-    aiosqlite.Connection.executemany = timed_executemany  # type: ignore[method-assign]
+    aiosqlite.Connection.execute = timed_execute  # type: ignore[method-assign, assignment]
+    aiosqlite.Connection.executemany = timed_executemany  # type: ignore[method-assign, assignment]
 
 
 def timed_step(step: Any, timings: Timings) -> Any:
