@@ -23,7 +23,7 @@ from tallyql.schema.audit import AuditEvent
 from tallyql.schema.base.common import ErrorType, EventKind, EventStatus
 from tallyql.schema.base.described import describe_values, event_field
 from tallyql.schema.base.scalars import Long
-from tallyql.schema.base.usage import TokenKinds
+from tallyql.schema.base.usage import TokenKinds, token_kinds_of
 from tallyql.storage.types import from_micros
 
 
@@ -296,13 +296,7 @@ def _request_fields(row: LiveRow) -> dict[str, Any]:
         "tool": row["tool"],
         "mcp_server": row["mcp_server"],
         "gateway": row["gateway"],
-        "input_tokens": row["input_tokens"],
-        "output_tokens": row["output_tokens"],
-        "cache_read_tokens": row["cache_read_tokens"],
-        "cache_write_tokens": row["cache_write_tokens"],
-        "reasoning_tokens": row["reasoning_tokens"],
-        "total_tokens": row["input_tokens"] + row["output_tokens"],
-        "cost_usd": to_usd(row["cost_nanousd"]),
+        **token_kinds_of(row),
         "latency_ms": row["latency_ms"],
         "ttft_ms": row["ttft_ms"],
         "tags": row["tags"],
