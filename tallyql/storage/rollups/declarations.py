@@ -116,7 +116,7 @@ class Rollup:
         return f"{prefix}_{self.name}_{grain}"
 
 
-LOW_CARDINALITY: tuple[str, ...] = (
+MODEL_DIMS: tuple[str, ...] = (
     "provider",
     "model",
     "kind",
@@ -127,6 +127,11 @@ LOW_CARDINALITY: tuple[str, ...] = (
     "cost_source",
     "is_byok",
     "billing_mode",
+)
+"""The models view's keys: the `models` sum rollup's and the `model_details` histogram's."""
+
+LOW_CARDINALITY: tuple[str, ...] = (
+    *MODEL_DIMS,
     "gateway",
     "protocol",
     "tool",
@@ -154,19 +159,6 @@ model, gateway, BYOK and billing mode (`agent_models`); API keys and callers
 with gateway, protocol, kind, status and status code (`gateways`). Sessions and metadata keep
 none (raw, or the sessions table)."""
 
-MODEL_DIMS: tuple[str, ...] = (
-    "provider",
-    "model",
-    "kind",
-    "status",
-    "status_code",
-    "error_type",
-    "request_type",
-    "cost_source",
-    "is_byok",
-    "billing_mode",
-)
-"""The models view's keys: the `models` sum rollup's and the `model_details` histogram's."""
 GATEWAY_DIMS: tuple[str, ...] = ("gateway", "protocol", "kind", "status", "status_code")
 """The gateways view's low-cardinality keys (its sum rollup adds callers and API keys)."""
 
