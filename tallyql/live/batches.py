@@ -322,6 +322,7 @@ class BatchFeed:
         wants_request: bool,
         wants_error: bool,
         window: float,
+        budget: SendBudget,
     ) -> None:
         self.key = key
         self.workspace_id = workspace_id
@@ -340,7 +341,7 @@ class BatchFeed:
         self._opened_at = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self.pacer: DeliveryPacer | None = None
-        self.budget = SendBudget()
+        self.budget = budget
         """The process's budget of unsent bytes (shared by every feed of BatchFeeds)."""
         self.max_age = math.inf
         self._outbox: deque[tuple[EventWindow, tuple[BatchMember, ...]]] = deque()
@@ -505,9 +506,15 @@ class BatchFeeds:
         feed = self.feeds.get(key)
         if feed is None:
             feed = BatchFeed(
-                key, workspace_id, matcher, filter_key, wants_request, wants_error, window
+                key,
+                workspace_id,
+                matcher,
+                filter_key,
+                wants_request,
+                wants_error,
+                window,
+                self.budget,
             )
-            feed.budget = self.budget
             self.feeds[key] = feed
             self.bus.subscribe(feed)
         else:
