@@ -61,7 +61,13 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from live_clients import histogram_quantile, run_clients
-from support import admin, free_port, peak_rss_mib, tallyql  # bench/ is the script's directory
+from support import (  # bench/ is the script's directory
+    admin,
+    free_port,
+    peak_rss_mib,
+    rss_mib,
+    tallyql,
+)
 
 
 @dataclass
@@ -73,14 +79,6 @@ class Ingest:
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
-
-
-def rss_mib(pid: int) -> float:
-    """A process's resident memory now (VmRSS), in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def cpu_seconds(pid: int) -> float:

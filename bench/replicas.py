@@ -4,7 +4,7 @@
 
 Makes a scratch database on the server of `--database-url` (dropped at the end), loads demo
 events (`tallyql demo`), makes a hot standby of the server with `pg_basebackup -R -X stream`
-(tests/standby.py: run as root or postgres), and runs the app in this process:
+(tests/support/standby.py: run as root or postgres), and runs the app in this process:
 
 - the dashboard mix (bench/query.py's fields over LAST_7D) `--rounds` times without read URLs,
   then with the standby: the CPU the primary's backends of the scratch database spent per
@@ -41,7 +41,7 @@ from bench.support import admin, tallyql
 from tallyql.app import create_app
 from tallyql.config import Settings
 from tallyql.storage.standbys import DOWN
-from tests.standby import Standby, make_standby, remove, wait_caught_up, wait_streaming
+from tests.support.standby import Standby, make_standby, remove, wait_caught_up, wait_streaming
 
 MIX = ("overview", "timeseries", "timeseries_by_model", "breakdown_models", "breakdown_users")
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -25,20 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-import orjson
 from sqlalchemy import text
+from support import prepared_demo_events  # bench/ is the script's directory
 
-from tallyql.demo.generator import generate_batches
-from tallyql.ingest import fastpath
-from tallyql.ingest.pricing import Pricer
-from tallyql.ingest.service import IngestService
-from tallyql.storage.audit import block_audit_statements
+from tallyql.services import WRITER_CONTRIBUTORS
 from tallyql.storage.database import Database
 from tallyql.storage.ingest.batch import BATCH_TABLE, batches_for
 from tallyql.storage.ingest.record import TS
 from tallyql.storage.migrate import upgrade
-from tallyql.storage.rollups.folds import staging_statements
-from tallyql.storage.rollups.sessions import session_statements
 
 WHOLE = "(whole batch)"
 
@@ -116,17 +110,14 @@ async def run(args: argparse.Namespace) -> None:
                     )
                 )
             ).scalar_one()
-        service = IngestService(None, Pricer())  # type: ignore[arg-type]
-        events = []
         total = args.events + args.batch  # the first batch warms up, not counted
-        for batch in generate_batches(total, args.days, seed=args.seed, batch_size=1000):
-            structs = fastpath.decode_body(orjson.dumps(batch), False)
-            events += service.prepare_fast(workspace, structs, history=True)
+        events = prepared_demo_events(workspace, total, args.days, args.seed)
         batches = batches_for(db, lanes=1)
-        contributors = (staging_statements, block_audit_statements, session_statements)
-        # the steps the server's writer runs (services.start_services)
+        # the steps the server's writer runs
         steps = [
-            timed_step(s, timings) for c in contributors for s in c(batches.dialect, BATCH_TABLE)
+            timed_step(s, timings)
+            for c in WRITER_CONTRIBUTORS
+            for s in c(batches.dialect, BATCH_TABLE)
         ]
         await batches.ensure_days({e.record[TS].date() for e in events})
         chunks = [events[i : i + args.batch] for i in range(0, len(events), args.batch)]

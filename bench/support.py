@@ -1,5 +1,5 @@
 """What the benchmark scripts share: free ports, the CLI in a subprocess, a PostgreSQL admin
-statement and a process's peak RSS."""
+statement, a process's RSS and peak RSS, and demo events prepared for the writer."""
 
 from __future__ import annotations
 
@@ -9,6 +9,13 @@ import sys
 from pathlib import Path
 
 import asyncpg
+import orjson
+
+from tallyql.demo.generator import generate_batches
+from tallyql.ingest import fastpath
+from tallyql.ingest.pricing import Pricer
+from tallyql.ingest.service import IngestService
+from tallyql.storage.ingest.record import ValidEvent
 
 
 def free_port() -> int:
@@ -36,8 +43,30 @@ async def admin(url: str, sql: str) -> None:
         await conn.close()
 
 
-def peak_rss_mib(pid: int) -> float:
+def _status_mib(pid: int, field: str) -> float:
+    """A memory figure of /proc/PID/status (kB there), in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def peak_rss_mib(pid: int) -> float:
+    """A process's peak resident memory (VmHWM), in MiB."""
+    return _status_mib(pid, "VmHWM")
+
+
+def rss_mib(pid: int) -> float:
+    """A process's resident memory now (VmRSS), in MiB."""
+    return _status_mib(pid, "VmRSS")
+
+
+def prepared_demo_events(workspace_id: int, count: int, days: float, seed: int) -> list[ValidEvent]:
+    """`count` demo events over `days`, decoded, validated and priced as ingest does, ready for
+    the writer's database side (storage/ingest/batch.py)."""
+    service = IngestService(None, Pricer())  # type: ignore[arg-type]
+    events: list[ValidEvent] = []
+    for batch in generate_batches(count, days, seed=seed, batch_size=1000):
+        structs = fastpath.decode_body(orjson.dumps(batch), False)
+        events += service.prepare_fast(workspace_id, structs, history=True)
+    return events

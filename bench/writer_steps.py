@@ -25,23 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import orjson
 from asyncpg.connection import _ConnectionProxy
-from support import admin  # bench/ is the script's directory
+from support import admin, prepared_demo_events  # bench/ is the script's directory
 
-from tallyql.demo.generator import generate_batches
-from tallyql.ingest import fastpath
-from tallyql.ingest.pricing import Pricer
-from tallyql.ingest.service import IngestService
-from tallyql.storage.audit import block_audit_statements
+from tallyql.services import WRITER_CONTRIBUTORS
 from tallyql.storage.database import Database
 from tallyql.storage.ingest.batch import BATCH_TABLE, batches_for
 from tallyql.storage.ingest.record import TS
 from tallyql.storage.migrate import upgrade
 from tallyql.storage.rollups.compaction import compact, vacuum_deltas
 from tallyql.storage.rollups.declarations import FOLD_GROUPS
-from tallyql.storage.rollups.folds import staging_statements
-from tallyql.storage.rollups.sessions import session_statements
 
 STEPS = (  # (label, how the statement starts or what it holds), first match wins
     ("claim keys", "SAVEPOINT claim"),
@@ -125,17 +118,12 @@ async def run(args: argparse.Namespace) -> None:
         workspace = await conn.fetchval(
             "INSERT INTO workspaces (name, created_at) VALUES ('bench', now()) RETURNING id"
         )
-        service = IngestService(None, Pricer())  # type: ignore[arg-type]
-        events = []
         total = args.events + args.batch  # the first batch warms up, not counted
-        for batch in generate_batches(total, args.days, seed=args.seed, batch_size=1000):
-            structs = fastpath.decode_body(orjson.dumps(batch), False)
-            events += service.prepare_fast(workspace, structs, history=True)
+        events = prepared_demo_events(workspace, total, args.days, args.seed)
         asyncpg.connect = timed_connect  # type: ignore[assignment]
         batches = batches_for(db, lanes=1)
-        contributors = (staging_statements, block_audit_statements, session_statements)
-        # the statements the server's writer runs (services.start_services)
-        steps = [s for c in contributors for s in c(batches.dialect, BATCH_TABLE)]
+        # the statements the server's writer runs
+        steps = [s for c in WRITER_CONTRIBUTORS for s in c(batches.dialect, BATCH_TABLE)]
         await batches.ensure_days({e.record[TS].date() for e in events})
         chunks = [events[i : i + args.batch] for i in range(0, len(events), args.batch)]
         staged = 0  # delta rows the counted compactions folded

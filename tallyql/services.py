@@ -27,7 +27,7 @@ from tallyql.retention import RetentionJob
 from tallyql.storage.audit import block_audit_statements
 from tallyql.storage.database import Database
 from tallyql.storage.ingest.batch import batches_for
-from tallyql.storage.ingest.writer import Writer
+from tallyql.storage.ingest.writer import Contributor, Writer
 from tallyql.storage.jobs import PeriodicJob
 from tallyql.storage.migrate import upgrade
 from tallyql.storage.rollups.compaction import CompactionJob
@@ -37,6 +37,15 @@ from tallyql.storage.standbys import StandbyChecks
 from tallyql.webhooks.dispatcher import RetryPolicy, WebhookDispatcher
 
 log = logging.getLogger(__name__)
+
+WRITER_CONTRIBUTORS: tuple[Contributor, ...] = (
+    staging_statements,
+    block_audit_statements,
+    session_statements,
+)
+"""The statements the server's writer runs in each batch's transaction, in order (the benches
+that profile the writer run the same). Rollups first: the session upserts lock rows that a
+concurrent batch may need, so they come last, just before the commit."""
 
 
 @dataclass
@@ -145,9 +154,7 @@ async def start_services(
     metrics = metrics or Metrics()
     writer = Writer(
         batches_for(db, settings.writer_connections),
-        # rollups first: the session upserts lock rows that a concurrent batch may need, so they
-        # come last, just before the commit
-        contributors=[staging_statements, block_audit_statements, session_statements],
+        contributors=WRITER_CONTRIBUTORS,
         max_queue_events=settings.writer_queue_events,
         max_batch_events=settings.writer_batch_events,
         observer=metrics.observe_batch,

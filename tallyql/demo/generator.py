@@ -419,7 +419,7 @@ def _window_ms(days: float, end: datetime | None) -> tuple[int, int]:
 
 
 def generate_events(
-    count: int, days: int, seed: int = 42, end: datetime | None = None
+    count: int, days: float, seed: int = 42, end: datetime | None = None
 ) -> Iterator[dict[str, Any]]:
     """`count` demo events spread over [end - days, end), in ascending timestamp order.
 
@@ -480,7 +480,7 @@ def _stream(count: int, seed: int, start_ms: int, end_ms: int) -> Iterator[Event
 
 
 def generate_batches(
-    count: int, days: int, seed: int = 42, end: datetime | None = None, batch_size: int = 5000
+    count: int, days: float, seed: int = 42, end: datetime | None = None, batch_size: int = 5000
 ) -> Iterator[list[dict[str, Any]]]:
     """`generate_events` in lists of batch_size events (the last may be shorter)."""
     if batch_size <= 0:
