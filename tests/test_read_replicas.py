@@ -3,7 +3,7 @@ freshness while the standby's replay is paused, failover to the primary, recover
 answers identical to the primary's (and to a plain-Python recomputation) on every root field
 of Query. SQLite: read URLs are refused and nothing changes.
 
-The standby (tests/standby.py) is made once per session by pg_basebackup and pg_ctl."""
+The standby (tests/support/standby.py) is made once per session by pg_basebackup and pg_ctl."""
 
 from __future__ import annotations
 
@@ -28,12 +28,12 @@ from tallyql.app import create_app
 from tallyql.config import Settings, load_settings
 from tallyql.storage.standbys import DOWN, LAGGING, STREAMING, StandbyRouter
 from tests.conftest import Api, running_api
-from tests.standby import Standby, make_standby, remove, wait_caught_up, wait_streaming
 from tests.support.helpers import ago, llm
 from tests.support.isolation_cases import CASES, ask, window
 from tests.support.isolation_data import build_world
 from tests.support.notify_helpers import Receiver, quiet_settings
 from tests.support.reports import CREATE, RUNS
+from tests.support.standby import Standby, make_standby, remove, wait_caught_up, wait_streaming
 
 EXPLAIN = {"X-Tallyql-Explain": "1"}
 TOTALS = "{ overview(range: {preset: LAST_24H}) { totalRequests costUsd } }"
