@@ -81,10 +81,30 @@ class Ingest:
         return self.events / self.seconds if self.seconds else 0.0
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds used by a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU seconds used by a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_split(pid))
+
+
+def postgres_cpu() -> float:
+    """CPU seconds used so far by this machine's PostgreSQL processes (all of them: the
+    database is on this machine; processes that ended since are not counted)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if text[text.find("(") + 1 : text.rfind(")")] == "postgres":
+            total += cpu_seconds(int(stat.parent.name))
+    return total
 
 
 async def wait_registered(url: str, count: int) -> None:
@@ -98,6 +118,13 @@ async def wait_registered(url: str, count: int) -> None:
                 return
             await asyncio.sleep(0.5)
     raise SystemExit(f"the server did not register {count} subscribers: {health}")
+
+
+async def live_report(url: str) -> dict[str, Any]:
+    """The live part of the server's /health."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        health = (await client.get("/health")).json()
+    return dict(health.get("jobs", {}).get("live") or {})
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -243,6 +270,9 @@ async def run(
     def cpu() -> float:
         return sum(cpu_seconds(server.pid) for server, _ in servers)
 
+    def system_cpu() -> float:
+        return sum(cpu_split(server.pid)[1] for server, _ in servers)
+
     def rss() -> list[float]:
         return [peak_rss_mib(server.pid) for server, _ in servers]
 
@@ -253,9 +283,11 @@ async def run(
         )
         cpu_alone = (cpu() - cpu_start) / paced_alone.seconds
         print(describe("paced ingest, no subscribers", paced_alone), flush=True)
-        cpu_start = cpu()
+        cpu_start, sys_start, pg_start = cpu(), system_cpu(), postgres_cpu()
         burst_alone, _ = await ingest(url, ingest_keys, "b", None, args.burst, args.burst_batch)
         cpu_burst_alone = (cpu() - cpu_start) / burst_alone.seconds
+        sys_burst_alone = (system_cpu() - sys_start) / burst_alone.seconds
+        pg_burst_alone = (postgres_cpu() - pg_start) / burst_alone.seconds
         print(describe("maximal ingest, no subscribers", burst_alone), flush=True)
         rss_before = rss()
 
@@ -314,19 +346,32 @@ async def run(
         for cmd in commands:
             cmd.put("report")
         reports = [results.get(timeout=120) for _ in procs]
-        cpu_start = cpu()
+        live_start = await live_report(url)
+        cpu_start, sys_start, pg_start = cpu(), system_cpu(), postgres_cpu()
         clients_start = sum(cpu_seconds(proc.pid) for proc in procs if proc.pid)
         burst, _ = await ingest(url, ingest_keys, "d", None, args.burst, args.burst_batch)
         cpu_burst = (cpu() - cpu_start) / burst.seconds
+        sys_burst = (system_cpu() - sys_start) / burst.seconds
+        pg_burst = (postgres_cpu() - pg_start) / burst.seconds
         clients_burst = (
             sum(cpu_seconds(proc.pid) for proc in procs if proc.pid) - clients_start
         ) / burst.seconds
+        live_end = await live_report(url)
         print(describe("maximal ingest, with subscribers", burst), flush=True)
+        charges = live_end["sender_charges"] - live_start["sender_charges"]
+        pressed = live_end["sender_pressed_charges"] - live_start["sender_pressed_charges"]
+        print(
+            f"feed sender slices during maximal ingest: {charges:,}, "
+            f"{pressed / max(charges, 1):.0%} of them while ingest was saturated",
+            flush=True,
+        )
         # on one machine the subscribers' clients compete with the server for the cores: a
         # server that is not busy while ingest slows down is waiting for CPU, not for fan-out
         print(
-            f"CPU during maximal ingest: server {cpu_burst_alone:.2f} s/s alone, "
-            f"{cpu_burst:.2f} s/s with subscribers; subscriber clients {clients_burst:.2f} s/s",
+            f"CPU during maximal ingest: server {cpu_burst_alone:.2f} s/s alone "
+            f"({sys_burst_alone:.2f} in the kernel), {cpu_burst:.2f} s/s with subscribers "
+            f"({sys_burst:.2f} in the kernel); subscriber clients {clients_burst:.2f} s/s; "
+            f"PostgreSQL {pg_burst_alone:.2f} s/s alone, {pg_burst:.2f} s/s with subscribers",
             flush=True,
         )
         for cmd in commands:
