@@ -231,6 +231,7 @@ def start_live(services: Services) -> LiveComponents:
         audit_poll_seconds=settings.live_audit_poll_seconds,
         cross_replica=settings.live_cross_replica,
         reports=services.reports,
+        ingest_pressure=lambda: services.writer.saturated,
     )
     services.writer.add_listener(live.bus.on_commit)
     dispatcher = WebhookDispatcher(

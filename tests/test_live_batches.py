@@ -26,10 +26,12 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from tallyql.config import Settings
 from tallyql.engine.query.filters import EventFilterSpec
+from tallyql.live import batches as batches_module
 from tallyql.live.batches import BATCH, MAX_BUFFER, MIN_BUFFER, BatchFeeds, EventWindow, SendBudget
 from tallyql.live.bus import LiveBus
 from tallyql.live.compact import LiveRow
 from tallyql.live.matcher import compile_matcher
+from tallyql.live.pacer import DeliveryPacer
 from tallyql.live.subscriber import LAGGED
 from tallyql.schema.live_render import RENDERERS, STATS
 from tests.support.helpers import iso, workspace_id_of
@@ -631,3 +633,30 @@ async def test_a_socket_gets_no_window_that_would_pass_its_share_of_the_budget()
     for member in members:
         feeds.leave(member)
     assert feeds.budget.sockets == 0 and not feeds.feeds
+
+
+async def test_the_sender_is_charged_for_the_bytes_it_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A socket sends most of a large window after the slice that wrote it returns, so the
+    slice's CPU time alone undercounts the sender: each byte written is charged BYTE_COST
+    more (here 1 ms a byte, so that the bytes' part dwarfs the slice's own time)."""
+    monkeypatch.setattr(batches_module, "BYTE_COST", 1e-3)
+    bus = LiveBus()
+    feeds = BatchFeeds(bus)
+    spec = EventFilterSpec()
+    pacer = DeliveryPacer(1.0)
+    outlets = [FakeOutlet() for _ in range(3)]
+    for o in outlets:
+        feeds.join(
+            WORKSPACE, compile_matcher(spec), (spec, None), True, True, 60.0, 10, 1e9, o, pacer
+        )
+    (feed,) = feeds.feeds.values()
+    bus.deliver_rows([row(0), row(1)])
+    before = time.perf_counter()
+    feed.flush()
+    await settled(feed)
+    written = sum(len(data) for o in outlets for data in o.written)
+    assert written == 3 * len(outlets[0].written[0]) > 0
+    ahead = pacer._due - before  # what was charged, from when the slice started
+    assert written * 1e-3 <= ahead < written * 1e-3 + 0.05

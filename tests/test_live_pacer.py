@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from tallyql.live.pacer import DeliveryPacer
 
 SENDERS = 200
@@ -116,3 +118,17 @@ async def test_cancelled_waiters_leave_the_others_going() -> None:
     results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
     assert sorted(finished) == list(range(1, 40, 2))
     assert all(isinstance(r, asyncio.CancelledError) for r in results[::2])
+
+
+def test_under_pressure_deliveries_are_charged_against_the_pressed_share() -> None:
+    pressed = False
+    pacer = DeliveryPacer(0.15, pressed_share=0.03, pressure=lambda: pressed)
+    started = time.perf_counter() + 3600.0  # later than now: the charge starts from it
+    pacer.charge(started, 0.003)
+    assert pacer._due == pytest.approx(started + 0.003 / 0.15, abs=1e-9)
+    pressed = True
+    pacer.charge(started, 0.003)  # the same cost counts five times more
+    assert pacer._due == pytest.approx(started + 0.003 / 0.15 + 0.003 / 0.03, abs=1e-9)
+    assert (pacer.charges, pacer.pressed_charges) == (2, 1)
+    with pytest.raises(ValueError):
+        DeliveryPacer(0.15, pressed_share=0.2)  # a pressed share above the share

@@ -79,6 +79,22 @@ SENDER_SHARE = 0.15
 (issue 22: ingest within 15 % of its rate with 1,000 subscribers). A pass over 1,000 sockets
 at 1,000 events/s took about 8 % (bench/live.py, 0.16 s/s of server CPU with subscribers
 against 0.08 without); past the share, windows wait, age and are dropped as Lagged."""
+PRESSED_SENDER_SHARE = 0.03
+"""The senders' share while ingest is saturated (every writer lane busy, more events
+queued). On one machine with the database, delivering 1,000 events a second to 1,000 sockets
+costs the server and the kernel about 0.15 s of CPU a second at `SENDER_SHARE`, which the
+database then lacks: maximal ingest fell 23-27 % (bench/live.py). While ingest waits for the
+database, the feeds send at this share; windows they cannot send in time are dropped and
+reported as Lagged, with exact running totals, and full delivery resumes when ingest is no
+longer saturated."""
+BYTE_COST = 0.5e-9
+"""Seconds of CPU charged to the sender per byte written, besides the CPU time of the slice
+that wrote it. A socket takes at once what its kernel buffer holds; the event loop sends the
+rest when the socket becomes writable, outside the slice, and the kernel's TCP work follows
+the bytes either way. Measured on loopback (bench/live.py, maximal ingest with 1,000
+subscribers): the server's kernel time grew by 0.06 s/s for about 180 MB/s sent, with the
+loop's deferred writes on top; in bursts a window is hundreds of kB per socket, so counting
+slices alone let the feeds use four times their share."""
 SLICE = 100
 """Outlets written between two yields to the loop (a few milliseconds of writes)."""
 MAX_BUFFER = 512 * 1024
@@ -273,17 +289,17 @@ class BatchMember:
         stale: bool,
         encoded: dict[Hashable, bytes],
         max_buffer: int,
-    ) -> None:
+    ) -> int:
         """Write a window to this member's outlet, or count it as missed when the window is
         stale or the socket's unsent bytes with it would exceed `max_buffer` (a socket with
-        nothing unsent always takes it)."""
+        nothing unsent always takes it); the bytes written."""
         outlet = self.outlet
         assert outlet is not None
         if not outlet.alive():
-            return
+            return 0
         if stale:
             self.drop(size)
-            return
+            return 0
         group = outlet.group
         data = encoded.get(group)
         if data is None:
@@ -291,12 +307,16 @@ class BatchMember:
         unsent = outlet.buffered()
         if unsent and unsent + len(data) > max_buffer:
             self.drop(size)
-            return
+            return 0
+        written = len(data)
         if self.missed:
-            outlet.write(outlet.encode_lagged(self.missed))
+            notice = outlet.encode_lagged(self.missed)
+            outlet.write(notice)
+            written += len(notice)
             self.missed = 0
         outlet.write(data)
         self.delivered_windows += 1
+        return written
 
     async def wait(self) -> None:
         """Until an item arrives."""
@@ -429,15 +449,17 @@ class BatchFeed:
                     await asyncio.sleep(0)  # whatever is ready (ingest) runs first
                 started, cpu = time.perf_counter(), time.thread_time()
                 stale = clock.timestamp() > stale_at
+                written = 0
                 for member in members[start : start + SLICE]:
                     try:
-                        member.send(window, size, stale, encoded, self.budget.per_socket)
+                        written += member.send(window, size, stale, encoded, self.budget.per_socket)
                     except Exception:  # one socket's failure is not the others'
                         log.exception("live feed: writing a window to a socket failed")
                 if pacer is not None:
                     # writes never wait: a slice's cost is the loop thread's CPU time (its
-                    # wall time would also count other processes on a busy machine)
-                    pacer.charge(started, time.thread_time() - cpu)
+                    # wall time would also count other processes on a busy machine), and the
+                    # cost of sending its bytes later
+                    pacer.charge(started, time.thread_time() - cpu + written * BYTE_COST)
         self._settle()
 
     def _settle(self) -> None:

@@ -8,6 +8,7 @@ process that committed it; receivers measure delivery latency against it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from tallyql.storage.ingest.record import AT, TS
@@ -59,12 +60,14 @@ COLUMNS: tuple[str, ...] = (
 )
 
 
-_AT = tuple(AT[name] for name in COLUMNS)
+_COLUMN_VALUES = itemgetter(*(AT[name] for name in COLUMNS))
+"""The record's values of COLUMNS, in their order (one C call: the bus makes a row for every
+committed event of a watched workspace, tens of thousands a second in a burst)."""
 
 
 def compact_row(record: Sequence[Any], committed_at: float) -> LiveRow:
     """The live form of an event's record (`ValidEvent.record`, as the writer inserted it)."""
-    out = {name: record[i] for name, i in zip(COLUMNS, _AT, strict=True)}
+    out = dict(zip(COLUMNS, _COLUMN_VALUES(record), strict=True))
     out["ts_us"] = to_micros(record[TS])
     out["committed_at"] = committed_at
     out["is_byok"] = bool(out["is_byok"])

@@ -17,16 +17,33 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 
 
 class DeliveryPacer:
     WAKE_AT_ONCE = 16
     TICK = 0.0005  # seconds between wake-ups while deliveries wait
 
-    def __init__(self, share: float = 0.5, burst: float = 0.005, max_cost: float = 0.001) -> None:
+    def __init__(
+        self,
+        share: float = 0.5,
+        burst: float = 0.005,
+        max_cost: float = 0.001,
+        pressed_share: float | None = None,
+        pressure: Callable[[], bool] | None = None,
+    ) -> None:
+        """`pressure`: whether something that matters more (ingest) is short of time now;
+        while it is, deliveries are charged against `pressed_share` instead of `share`."""
         if not 0.0 < share <= 1.0:
             raise ValueError("the delivery share must be in (0, 1]")
+        if pressed_share is not None and not 0.0 < pressed_share <= share:
+            raise ValueError("the pressed share must be in (0, share]")
         self.share = share
+        self.pressed_share = pressed_share if pressed_share is not None else share
+        self.pressure = pressure
+        self.charges = 0
+        self.pressed_charges = 0
+        """Deliveries charged, and charged at the pressed share (for /health and tests)."""
         self.burst = burst
         self.max_cost = max_cost
         self.waits = 0
@@ -64,7 +81,12 @@ class DeliveryPacer:
 
     def charge(self, started: float, cost: float) -> None:
         """Charge `cost` seconds of the loop's time, spent from `started` (perf_counter)."""
-        self._due = max(self._due, started) + cost / self.share
+        share = self.share
+        self.charges += 1
+        if self.pressure is not None and self.pressure():
+            share = self.pressed_share
+            self.pressed_charges += 1
+        self._due = max(self._due, started) + cost / share
 
     def _pump(self) -> None:
         """Wake the next waiters if the budget allows; come back while any are waiting."""

@@ -7,7 +7,13 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from tallyql.live.audit_feed import PgAuditFeed, SqliteAuditFeed
-from tallyql.live.batches import SEND_BUDGET, SENDER_SHARE, BatchFeeds, SendBudget
+from tallyql.live.batches import (
+    PRESSED_SENDER_SHARE,
+    SEND_BUDGET,
+    SENDER_SHARE,
+    BatchFeeds,
+    SendBudget,
+)
 from tallyql.live.bus import LiveBus
 from tallyql.live.membership import GroupMembership
 from tallyql.live.pacer import DeliveryPacer
@@ -30,13 +36,21 @@ class LiveService:
         max_age: float = 10.0,
         send_buffer_bytes: int = SEND_BUDGET,
         reports: dict[str, dict[str, Any]] | None = None,
+        ingest_pressure: Callable[[], bool] | None = None,
     ) -> None:
-        """`reports`: where the group refresh and SQLite audit poll jobs report (/health)."""
+        """`reports`: where the group refresh and SQLite audit poll jobs report (/health).
+        `ingest_pressure`: whether ingest is saturated now (the coalesced feeds' senders then
+        keep to `PRESSED_SENDER_SHARE`)."""
         self.db = db
         self.queue_size = queue_size
         self.max_age = max_age
         self.pacer = DeliveryPacer(delivery_share)
-        self.sender_pacer = DeliveryPacer(min(delivery_share, SENDER_SHARE))
+        sender_share = min(delivery_share, SENDER_SHARE)
+        self.sender_pacer = DeliveryPacer(
+            sender_share,
+            pressed_share=min(sender_share, PRESSED_SENDER_SHARE),
+            pressure=ingest_pressure,
+        )
         """Paces the coalesced feeds' senders (live/batches.py), apart from the per-subscriber
         deliveries: their costs are CPU time, not capped per delivery."""
         self.bus = LiveBus()
@@ -78,6 +92,8 @@ class LiveService:
             "deliveries": self.bus.stats.deliveries,
             "notices": self.bus.stats.notices,
             "paced_deliveries": self.pacer.waits,
+            "sender_charges": self.sender_pacer.charges,
+            "sender_pressed_charges": self.sender_pacer.pressed_charges,
             "batch_feeds": len(self.batches.feeds),
             "batch_windows": sum(f.stats.windows for f in self.batches.feeds.values()),
             "socket_send_share_bytes": self.batches.budget.per_socket,
