@@ -2,6 +2,10 @@
 
 Messages (JSON, each tagged with its origin process):
 - `e`: live rows, packed into as few notifications as fit under NOTIFY's 8000-byte limit;
+  `"p": 1` when the origin's ingest is saturated (its writer busy nearly all the time): the
+  receivers' feeds then send at their pressed share too (live/batches.py
+  `PRESSED_SENDER_SHARE`), since their CPU and the database's are the same that ingest needs
+  on a shared machine, and at the least the database's is;
 - `n`: a notice (limit warning, alert) for one workspace;
 - `r`: a reference to an `live_outbox` row holding a message too big for one notification
   (one huge event, say); it is written in the same transaction as the NOTIFY, so receivers
@@ -21,7 +25,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -44,12 +48,23 @@ INTEREST_SECONDS = 10.0
 INTEREST_TTL = 3 * INTEREST_SECONDS
 OUTBOX_KEEP = timedelta(minutes=10)
 MAX_PENDING = 20_000  # messages waiting for the database; the oldest go first when full
+PRESSURE_SECONDS = 0.5
+"""How long rows marked as from a saturated origin keep this replica's feeds pressed."""
 NOTIFY_SQL = "SELECT pg_notify($1, m) FROM unnest($2::text[]) AS m"
 
 
 class PgRelay:
-    def __init__(self, db: Database, bus: LiveBus, listener: PgListener) -> None:
+    def __init__(
+        self,
+        db: Database,
+        bus: LiveBus,
+        listener: PgListener,
+        pressure: Callable[[], bool] | None = None,
+    ) -> None:
+        """`pressure`: whether this replica's ingest is saturated (marked on its rows)."""
         self.origin = uuid.uuid4().hex[:12]
+        self._pressure = pressure
+        self._pressed_until = 0.0
         self._db = db
         self._bus = bus
         self._listener = listener
@@ -61,6 +76,7 @@ class PgRelay:
         self._inbox: deque[dict[str, Any]] = deque()  # received, behind an outbox read
         self._reader: asyncio.Task[None] | None = None
         self._header = f'{{"k":"e","o":"{self.origin}","e":['.encode()
+        self._pressed_header = f'{{"k":"e","o":"{self.origin}","p":1,"e":['.encode()
         self.sent = 0
         self.received = 0
         self.dropped = 0
@@ -72,26 +88,33 @@ class PgRelay:
     def wants(self, workspace_id: int) -> bool:
         return workspace_id in self._wanted
 
+    @property
+    def pressed(self) -> bool:
+        """Whether rows from a replica whose ingest is saturated arrived lately."""
+        return time.monotonic() < self._pressed_until
+
     def publish_rows(self, rows: Sequence[LiveRow]) -> None:
+        pressed = self._pressure is not None and self._pressure()
+        header = self._pressed_header if pressed else self._header
         chunk: list[bytes] = []
-        size = len(self._header) + 2
+        size = len(header) + 2
         for row in rows:
             if row["workspace_id"] not in self._wanted:
                 continue
             encoded = orjson.dumps(row)
-            if len(self._header) + len(encoded) + 2 > MAX_PAYLOAD:
+            if len(header) + len(encoded) + 2 > MAX_PAYLOAD:
                 if chunk:  # the rows before it go first: receivers keep the commit order
-                    self._enqueue(self._header + b",".join(chunk) + b"]}")
-                    chunk, size = [], len(self._header) + 2
-                self._via_outbox(self._header + encoded + b"]}")
+                    self._enqueue(header + b",".join(chunk) + b"]}")
+                    chunk, size = [], len(header) + 2
+                self._via_outbox(header + encoded + b"]}")
                 continue
             if chunk and size + len(encoded) + 1 > MAX_PAYLOAD:
-                self._enqueue(self._header + b",".join(chunk) + b"]}")
-                chunk, size = [], len(self._header) + 2
+                self._enqueue(header + b",".join(chunk) + b"]}")
+                chunk, size = [], len(header) + 2
             chunk.append(encoded)
             size += len(encoded) + 1
         if chunk:
-            self._enqueue(self._header + b",".join(chunk) + b"]}")
+            self._enqueue(header + b",".join(chunk) + b"]}")
 
     def publish_notice(self, workspace_id: int, kind: str, notice: dict[str, Any]) -> None:
         message = orjson.dumps(
@@ -244,6 +267,8 @@ class PgRelay:
 
     def _handle(self, message: dict[str, Any]) -> None:
         if message["k"] == "e":
+            if message.get("p"):
+                self._pressed_until = time.monotonic() + PRESSURE_SECONDS
             self._bus.deliver_rows(message["e"])
         elif message["k"] == "n":
             self._bus.deliver_notice(message["w"], message["t"], message["n"])

@@ -45,11 +45,12 @@ class LiveService:
         self.queue_size = queue_size
         self.max_age = max_age
         self.pacer = DeliveryPacer(delivery_share)
+        self._ingest_pressure = ingest_pressure
         sender_share = min(delivery_share, SENDER_SHARE)
         self.sender_pacer = DeliveryPacer(
             sender_share,
             pressed_share=min(sender_share, PRESSED_SENDER_SHARE),
-            pressure=ingest_pressure,
+            pressure=self._pressed,
         )
         """Paces the coalesced feeds' senders (live/batches.py), apart from the per-subscriber
         deliveries: their costs are CPU time, not capped per delivery."""
@@ -63,10 +64,16 @@ class LiveService:
             self.listener = PgListener(db.asyncpg_dsn)
             self._audit = PgAuditFeed(db, self.bus, self.listener)
             if cross_replica:
-                self.relay = PgRelay(db, self.bus, self.listener)
+                self.relay = PgRelay(db, self.bus, self.listener, ingest_pressure)
                 self.bus.relay = self.relay
         else:
             self._audit = SqliteAuditFeed(db, self.bus, audit_poll_seconds, reports)
+
+    def _pressed(self) -> bool:
+        """Whether ingest is saturated here, or on a replica whose rows arrive here."""
+        if self._ingest_pressure is not None and self._ingest_pressure():
+            return True
+        return self.relay is not None and self.relay.pressed
 
     def start(self, spawn: Spawn) -> None:
         spawn("live-bus", self.bus.run())

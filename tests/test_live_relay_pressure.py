@@ -1,0 +1,80 @@
+"""A replica whose ingest is saturated marks the rows it relays, and a replica receiving them
+keeps its feeds' senders pressed for `PRESSURE_SECONDS` (live/relay.py): on one machine or
+one database, the second replica's deliveries take the CPU that the first one's ingest needs.
+The relay's messages are built and received here without a database (the NOTIFY round trip
+is tested in test_live_cross_replica.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from tallyql.live import relay as relay_module
+from tallyql.live.bus import LiveBus
+from tallyql.live.relay import PRESSURE_SECONDS, PgRelay
+
+
+class Listener:
+    """What a relay needs of its PostgreSQL listener: a channel's callback."""
+
+    def __init__(self) -> None:
+        self.callbacks: dict[str, Callable[[str], None]] = {}
+        self.on_connect: list[Any] = []
+
+    def add(self, channel: str, callback: Callable[[str], None]) -> None:
+        self.callbacks[channel] = callback
+
+
+class Clock:
+    now = 500.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def relay_with(pressure: Callable[[], bool] | None) -> PgRelay:
+    relay = PgRelay(None, LiveBus(), Listener(), pressure)  # type: ignore[arg-type]
+    # another replica wants workspace 7's rows
+    relay._on_message(orjson.dumps({"k": "i", "o": "elsewhere", "w": [7]}).decode())
+    return relay
+
+
+def published(relay: PgRelay) -> list[dict[str, Any]]:
+    return [orjson.loads(payload) for payload, _ in relay._pending]
+
+
+def test_rows_of_a_saturated_replica_are_marked(monkeypatch: pytest.MonkeyPatch) -> None:
+    saturated = False
+    relay = relay_with(lambda: saturated)
+    relay._pending.clear()  # the interest replies
+    rows = [{"workspace_id": 7, "id": f"e{n}"} for n in range(3)]
+    relay.publish_rows(rows)
+    saturated = True
+    relay.publish_rows(rows[:1])
+    first, second = published(relay)
+    assert "p" not in first and [r["id"] for r in first["e"]] == ["e0", "e1", "e2"]
+    assert second["p"] == 1 and [r["id"] for r in second["e"]] == ["e0"]
+    assert first["o"] == second["o"] == relay.origin
+
+
+def test_marked_rows_press_the_receiver_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(relay_module.time, "monotonic", clock)
+    relay = relay_with(None)
+    delivered: list[Any] = []
+    monkeypatch.setattr(relay._bus, "deliver_rows", delivered.extend)
+    row = {"workspace_id": 7, "id": "x"}
+    relay._on_message(orjson.dumps({"k": "e", "o": "elsewhere", "e": [row]}).decode())
+    assert not relay.pressed and delivered == [row]
+    relay._on_message(orjson.dumps({"k": "e", "o": "elsewhere", "p": 1, "e": [row]}).decode())
+    assert relay.pressed and delivered == [row, row]
+    clock.now += PRESSURE_SECONDS - 0.01
+    assert relay.pressed
+    clock.now += 0.02
+    assert not relay.pressed
+    # its own rows (the NOTIFY comes back to the sender) are ignored, marked or not
+    relay._on_message(orjson.dumps({"k": "e", "o": relay.origin, "p": 1, "e": [row]}).decode())
+    assert not relay.pressed and len(delivered) == 2
