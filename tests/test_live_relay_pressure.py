@@ -14,6 +14,7 @@ import pytest
 
 from tallyql.live import relay as relay_module
 from tallyql.live.bus import LiveBus
+from tallyql.live.compact import ROW_KEYS
 from tallyql.live.relay import PRESSURE_SECONDS, PgRelay
 
 
@@ -46,18 +47,36 @@ def published(relay: PgRelay) -> list[dict[str, Any]]:
     return [orjson.loads(payload) for payload, _ in relay._pending]
 
 
+def live_row(event_id: str) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(ROW_KEYS)
+    row.update(workspace_id=7, id=event_id, tags=["t"], metadata={"m": 1}, ts_us=12)
+    return row
+
+
 def test_rows_of_a_saturated_replica_are_marked(monkeypatch: pytest.MonkeyPatch) -> None:
     saturated = False
     relay = relay_with(lambda: saturated)
     relay._pending.clear()  # the interest replies
-    rows = [{"workspace_id": 7, "id": f"e{n}"} for n in range(3)]
+    rows = [live_row(f"e{n}") for n in range(3)]
     relay.publish_rows(rows)
     saturated = True
     relay.publish_rows(rows[:1])
     first, second = published(relay)
-    assert "p" not in first and [r["id"] for r in first["e"]] == ["e0", "e1", "e2"]
-    assert second["p"] == 1 and [r["id"] for r in second["e"]] == ["e0"]
+    assert "p" not in first and first["a"] == [[r[k] for k in ROW_KEYS] for r in rows]
+    assert second["p"] == 1 and second["a"] == [[rows[0][k] for k in ROW_KEYS]]
     assert first["o"] == second["o"] == relay.origin
+    # a receiving replica gets the rows back as they were
+    receiver = relay_with(None)
+    delivered: list[Any] = []
+    monkeypatch.setattr(receiver._bus, "deliver_rows", delivered.extend)
+    for payload, _ in relay._pending:
+        receiver._on_message(payload)
+    assert delivered == [*rows, rows[0]] and receiver.pressed
+    # the sender skips its own messages when PostgreSQL delivers them back to it
+    monkeypatch.setattr(relay._bus, "deliver_rows", delivered.extend)
+    for payload, _ in relay._pending:
+        relay._on_message(payload)
+    assert len(delivered) == 4 and not relay.pressed
 
 
 def test_marked_rows_press_the_receiver_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,7 +85,7 @@ def test_marked_rows_press_the_receiver_for_a_while(monkeypatch: pytest.MonkeyPa
     relay = relay_with(None)
     delivered: list[Any] = []
     monkeypatch.setattr(relay._bus, "deliver_rows", delivered.extend)
-    row = {"workspace_id": 7, "id": "x"}
+    row = {"workspace_id": 7, "id": "x"}  # as earlier versions send rows: objects under "e"
     relay._on_message(orjson.dumps({"k": "e", "o": "elsewhere", "e": [row]}).decode())
     assert not relay.pressed and delivered == [row]
     relay._on_message(orjson.dumps({"k": "e", "o": "elsewhere", "p": 1, "e": [row]}).decode())

@@ -60,6 +60,8 @@ COLUMNS: tuple[str, ...] = (
 )
 
 
+ROW_KEYS: tuple[str, ...] = (*COLUMNS, "ts_us", "committed_at")
+"""Every key of a live row, in the order the relay sends a row's values (live/relay.py)."""
 _COLUMN_VALUES = itemgetter(*(AT[name] for name in COLUMNS))
 """The record's values of COLUMNS, in their order (one C call: the bus makes a row for every
 committed event of a watched workspace, tens of thousands a second in a burst)."""

@@ -1,7 +1,10 @@
 """The bus across replicas on PostgreSQL: LISTEN/NOTIFY on one channel.
 
 Messages (JSON, each tagged with its origin process):
-- `e`: live rows, packed into as few notifications as fit under NOTIFY's 8000-byte limit;
+- `e`: live rows, packed into as few notifications as fit under NOTIFY's 8000-byte limit,
+  each as the array of its values in `compact.ROW_KEYS` order under `a` (as objects, their
+  keys took half the bytes that PostgreSQL carries and every replica parses; rows as objects
+  under `e`, as earlier versions send them, are still read);
   `"p": 1` when the origin's ingest is saturated (its writer busy nearly all the time): the
   receivers' feeds then send at their pressed share too (live/batches.py
   `PRESSED_SENDER_SHARE`), since their CPU and the database's are the same that ingest needs
@@ -27,6 +30,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from operator import itemgetter
 from typing import Any
 
 import asyncpg
@@ -35,7 +39,7 @@ from sqlalchemy import delete, select
 
 from tallyql.clock import clock
 from tallyql.live.bus import LiveBus
-from tallyql.live.compact import LiveRow
+from tallyql.live.compact import ROW_KEYS, LiveRow
 from tallyql.live.pg_listener import PgListener
 from tallyql.storage.database import Database
 from tallyql.storage.live_tables import live_outbox
@@ -50,6 +54,7 @@ OUTBOX_KEEP = timedelta(minutes=10)
 MAX_PENDING = 20_000  # messages waiting for the database; the oldest go first when full
 PRESSURE_SECONDS = 0.5
 """How long rows marked as from a saturated origin keep this replica's feeds pressed."""
+_ROW_VALUES = itemgetter(*ROW_KEYS)
 NOTIFY_SQL = "SELECT pg_notify($1, m) FROM unnest($2::text[]) AS m"
 
 
@@ -75,8 +80,10 @@ class PgRelay:
         self._echo: dict[str, asyncio.Future[None]] = {}
         self._inbox: deque[dict[str, Any]] = deque()  # received, behind an outbox read
         self._reader: asyncio.Task[None] | None = None
-        self._header = f'{{"k":"e","o":"{self.origin}","e":['.encode()
-        self._pressed_header = f'{{"k":"e","o":"{self.origin}","p":1,"e":['.encode()
+        self._header = f'{{"k":"e","o":"{self.origin}","a":['.encode()
+        self._pressed_header = f'{{"k":"e","o":"{self.origin}","p":1,"a":['.encode()
+        self._own_rows = f'{{"k":"e","o":"{self.origin}",'
+        """How this replica's own row messages start (they come back to it: skipped unread)."""
         self.sent = 0
         self.received = 0
         self.dropped = 0
@@ -101,7 +108,7 @@ class PgRelay:
         for row in rows:
             if row["workspace_id"] not in self._wanted:
                 continue
-            encoded = orjson.dumps(row)
+            encoded = orjson.dumps(_ROW_VALUES(row))
             if len(header) + len(encoded) + 2 > MAX_PAYLOAD:
                 if chunk:  # the rows before it go first: receivers keep the commit order
                     self._enqueue(header + b",".join(chunk) + b"]}")
@@ -227,6 +234,8 @@ class PgRelay:
         self._enqueue(self._interest_message())
 
     def _on_message(self, payload: str) -> None:
+        if payload.startswith(self._own_rows):
+            return  # this replica's bus delivered them already
         message = orjson.loads(payload)
         kind, origin = message["k"], message["o"]
         if kind == "i":
@@ -269,7 +278,10 @@ class PgRelay:
         if message["k"] == "e":
             if message.get("p"):
                 self._pressed_until = time.monotonic() + PRESSURE_SECONDS
-            self._bus.deliver_rows(message["e"])
+            if "a" in message:
+                self._bus.deliver_rows([dict(zip(ROW_KEYS, v, strict=True)) for v in message["a"]])
+            else:
+                self._bus.deliver_rows(message["e"])
         elif message["k"] == "n":
             self._bus.deliver_notice(message["w"], message["t"], message["n"])
 
