@@ -30,7 +30,7 @@ from tallyql.storage.ingest.batch import batches_for
 from tallyql.storage.ingest.writer import Contributor, Writer
 from tallyql.storage.jobs import PeriodicJob
 from tallyql.storage.migrate import upgrade
-from tallyql.storage.rollups.compaction import CompactionJob
+from tallyql.storage.rollups.compaction import RUN_SPACING, CompactionJob
 from tallyql.storage.rollups.folds import staging_statements
 from tallyql.storage.rollups.sessions import session_statements
 from tallyql.storage.standbys import StandbyChecks
@@ -193,6 +193,7 @@ async def start_services(
                 settings.rollup_compaction_seconds,
                 services.reports,
                 activity=lambda: writer.stats.batches,
+                run_spacing=RUN_SPACING,
             )
         )
     if db.standbys is not None:

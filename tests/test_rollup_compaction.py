@@ -8,15 +8,23 @@ import asyncio
 import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import text
 
 from tallyql.config import Settings
 from tallyql.demo.generator import generate_batches
+from tallyql.storage.database import Database
 from tallyql.storage.dialect import Dialect
-from tallyql.storage.rollups.compaction import CompactionJob, compact
+from tallyql.storage.rollups import compaction
+from tallyql.storage.rollups.compaction import (
+    HISTOGRAM_EVERY,
+    MAX_PAUSE_INTERVALS,
+    RUN_SPACING,
+    CompactionJob,
+    compact,
+)
 from tallyql.storage.rollups.declarations import (
     DELTA_TABLES,
     FLOAT_MEASURES,
@@ -215,3 +223,45 @@ async def test_an_idle_compactor_skips_until_a_batch_commits_on_postgresql(
             assert job.runs == 4  # idle: no more runs
         finally:
             task.cancel()
+
+
+async def test_pauses_stretch_under_load_but_histograms_keep_their_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No database: the job's schedule alone (its runs' compaction is recorded, not done).
+    A pause is RUN_SPACING times the last run's duration, within [interval,
+    MAX_PAUSE_INTERVALS intervals]; histogram deltas are folded on the first run and then
+    once HISTOGRAM_EVERY intervals of pauses have passed, however few runs they took."""
+    folds: list[bool] = []
+
+    async def fake_compact(db: Any, histograms: bool = True, **_: Any) -> int:
+        folds.append(histograms)
+        return 0
+
+    async def no_vacuum(db: Any) -> None:
+        return None
+
+    monkeypatch.setattr(compaction, "compact", fake_compact)
+    monkeypatch.setattr(compaction, "vacuum_deltas", no_vacuum)
+    interval = 0.5
+    job = CompactionJob(cast(Database, None), interval, {}, run_spacing=RUN_SPACING)
+
+    async def cycle(run_seconds: float) -> float:
+        await job.run_once()
+        job.seconds = run_seconds  # as if the run had taken that long
+        return job.pause()
+
+    quick = [await cycle(0.01) for _ in range(HISTOGRAM_EVERY + 1)]
+    assert quick == [interval] * (HISTOGRAM_EVERY + 1)
+    assert folds == [True, *[False] * (HISTOGRAM_EVERY - 1), True]  # every tenth run
+    assert await cycle(0.2) == pytest.approx(RUN_SPACING * 0.2)
+    folds.clear()
+    longest = MAX_PAUSE_INTERVALS * interval
+    slow = [await cycle(10.0) for _ in range(8)]
+    assert slow == [longest] * 8
+    # each stretched pause stands for MAX_PAUSE_INTERVALS intervals of the ten
+    every = math.ceil(HISTOGRAM_EVERY / MAX_PAUSE_INTERVALS)
+    assert folds.index(True) < every
+    first = folds.index(True)
+    assert folds[first + 1 : first + every] == [False] * (every - 1)
+    assert folds[first + every] is True

@@ -42,6 +42,17 @@ HISTOGRAM_EVERY = 10
 whole at each merge: compacting the day's and week's latency histograms every second rewrote
 megabytes a second under load. Staged histogram rows are a blob per batch, hour and key, so
 queries merge ten seconds of them at no visible cost."""
+RUN_SPACING = 4.0
+"""The server's job pauses this many times its last run's duration between runs, within
+[interval, `MAX_PAUSE_INTERVALS` intervals]. Under load runs grow longer, so they come less
+often and each folds more batches: every key that those batches share (the current hour's
+rows of every rollup, at every grain) is upserted once per run, not once per second, and the
+cost per event falls (`bench/writer_steps.py`, see the commit). Histogram deltas are still
+folded every `HISTOGRAM_EVERY` intervals of time, as queries merge their blobs in Python."""
+MAX_PAUSE_INTERVALS = 3.0
+"""The longest pause, in intervals: what queries read from deltas stays a few seconds'
+worth, and a job busy more than a fifth of the time cannot stretch its own pauses without
+end (a longer pause makes a longer run, which made a longer pause)."""
 QUARANTINE_RETRY_SECONDS = 60.0
 """How often a quarantined workspace's staged rows are tried again."""
 FAILING_AFTER = 3
@@ -120,10 +131,13 @@ class CompactionJob(PeriodicJob):
         histogram_every: int = HISTOGRAM_EVERY,
         activity: Callable[[], int] | None = None,
         quarantine_retry_seconds: float = QUARANTINE_RETRY_SECONDS,
+        run_spacing: float = 0.0,
     ) -> None:
         """`activity`: a count this process's writer raises with every committed batch (the
         only writer of deltas); while it stands still after a complete run, runs are skipped,
-        so an idle server stops spending a few statements a second on empty deltas."""
+        so an idle server stops spending a few statements a second on empty deltas.
+        `run_spacing`: see `RUN_SPACING` (0: every `interval` seconds, however long runs
+        take)."""
         super().__init__(
             interval,
             reports,
@@ -135,6 +149,11 @@ class CompactionJob(PeriodicJob):
         self._settled_at: int | None = None
         """The activity count at the start of the last run that compacted everything."""
         self.histogram_every = max(1, histogram_every)
+        self.run_spacing = run_spacing
+        self._intervals = 0.0
+        """Intervals of time that the runs since the last histogram fold stood for."""
+        self._weight = 1.0
+        """Intervals that the pause before the next run stands for (more when stretched)."""
         self.rows_moved = 0
         self.quarantine_retry_seconds = quarantine_retry_seconds
         self.quarantined: dict[int, dict[str, Any]] = {}
@@ -142,7 +161,10 @@ class CompactionJob(PeriodicJob):
 
     async def work(self) -> dict[str, Any]:
         mark = self.activity() if self.activity is not None else None
-        complete = (self.runs - 1) % self.histogram_every == 0  # the first run folds them
+        self._intervals += self._weight
+        complete = self.runs == 1 or self._intervals >= self.histogram_every  # first run too
+        if complete:
+            self._intervals = 0.0
         await self._retry_quarantined(complete)
         skip = set(self.quarantined)
         try:
@@ -235,3 +257,9 @@ class CompactionJob(PeriodicJob):
 
     def due(self) -> bool:
         return not self.settled
+
+    def pause(self) -> float:
+        stretched = min(self.run_spacing * self.seconds, MAX_PAUSE_INTERVALS * self.interval)
+        pause = max(self.interval, stretched)
+        self._weight = pause / self.interval if self.interval > 0 else 1.0
+        return pause
