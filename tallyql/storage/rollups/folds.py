@@ -1,7 +1,8 @@
 """The steps that keep rollups current: one fold per fold group (`rollups.FOLD_GROUPS`).
 
 A step is an SQL statement, or for the histogram group a Python step (`HistogramStep`) that
-reads the group's aggregate and merges it into the histogram blobs (`histograms.py`).
+reads the group's aggregate (on SQLite the events' buckets) and merges it into the histogram
+blobs (`histograms.py`).
 
 - `rollup_steps`: aggregate a source of events and fold it into every rollup at every grain
   now (rebuilds, and the SQLite writer, whose single connection never runs two batches at once).

@@ -1,13 +1,13 @@
-"""Folds hour aggregates of histogram buckets into the histogram rollup tables.
+"""Folds histogram buckets into the histogram rollup tables.
 
-The source is rows of the histogram fold group's hour aggregate, one per (workspace, hour, the
-group's dimensions, bucket) with latency and TTFT counts: a batch's new events (SQLite's
-writer), the staged deltas (PostgreSQL's compaction) or a range of raw events (rebuilds). One
-statement re-aggregates them for every histogram table at every grain (`targets_select`);
-here the rows of each table and key become blobs (`tallyql.histogram`), merged with the blobs
-already stored and written back. The callers hold the only writer of these tables (SQLite's
-single writer connection; PostgreSQL's compaction lock, which rebuilds take too), so the read,
-merge and write cannot lose a concurrent update.
+The sources: on SQLite the buckets of a batch's events (the writer) or of a day of raw events
+(rebuilds), a row per event or per distinct key and buckets (`fold_bucket_rows`); on
+PostgreSQL the histogram fold group's hour aggregate, re-aggregated by one statement for every
+histogram table at every grain with its blobs built in SQL (`targets_select`, rebuilds), or the
+staged delta blobs (compaction, `fold_delta_blobs`). Each table's new entries are merged with
+the blobs already stored for its keys (`tallyql.histogram`) and written back. The callers hold
+the only writer of these tables (SQLite's single writer connection; PostgreSQL's compaction
+lock, which rebuilds take too), so the read, merge and write cannot lose a concurrent update.
 """
 
 from __future__ import annotations
@@ -178,6 +178,8 @@ async def fold_bucket_rows(
     Python by key, once, and deriving every table's keys from those few hour keys is cheaper
     than the database aggregating each of the twelve tables' rows by key and bucket (bench/
     sqlite_writer_steps.py --days 30: 84 us of the 107 us per event the step took)."""
+    if not rows:
+        return 0
     width = 2 + len(GROUP.dims)
     index: dict[tuple[Any, ...], int] = {}
     owners = np.fromiter(
