@@ -12,9 +12,10 @@ lock, which rebuilds take too), so the read, merge and write cannot lose a concu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
+from operator import itemgetter
 from typing import Any, Protocol
 
 import numpy as np
@@ -210,17 +211,13 @@ async def _fold_entries(
     hour, the group's dimensions...)) into the blobs of `targets`; the number of rows written.
     `fresh`: the tables hold nothing for these keys, skip reading them."""
     written = 0
+    hours = {k[1] for k in keys}
     for target in targets:
-        dim_at = [2 + GROUP.dims.index(d) for d in target.rollup.dims]
-        grain = target.grain
+        dims = _dims_getter([2 + GROUP.dims.index(d) for d in target.rollup.dims])
+        starts = {h: grain_start(target.grain, h) for h in hours}
         index: dict[tuple[Any, ...], int] = {}
         key_of_row = np.fromiter(
-            (
-                index.setdefault(
-                    (r[0], grain_start(grain, r[1]), *(r[i] for i in dim_at)), len(index)
-                )
-                for r in keys
-            ),
+            (index.setdefault((k[0], starts[k[1]], *dims(k)), len(index)) for k in keys),
             np.int64,
             len(keys),
         )
@@ -247,6 +244,16 @@ async def _fold_entries(
         await _write(run, target, new)
         written += len(new)
     return written
+
+
+def _dims_getter(positions: Sequence[int]) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """The values at `positions` of a row, as a sequence (itemgetter's C loop: the keys of
+    every table are built from each hour key, seventeen dimensions for `base`)."""
+    if len(positions) > 1:
+        return itemgetter(*positions)
+    if positions:
+        return itemgetter(slice(positions[0], positions[0] + 1))
+    return lambda _row: ()
 
 
 def _bytes(value: Any) -> bytes | None:
