@@ -51,7 +51,12 @@ class RowRunner(Protocol):
 
     async def execute(self, sql: str) -> None: ...
 
-    async def execute_many(self, sql: str, rows: list[dict[str, Any]]) -> None: ...
+    async def insert_many(
+        self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]], suffix: str = ""
+    ) -> None:
+        """INSERT INTO table (columns) VALUES (...) suffix, once per row (values in the order
+        of `columns`)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -317,15 +322,13 @@ async def _stored_by_key(
     key from a temporary table of the keys. Reading every row of the keys' periods instead
     read, for each batch of a live stream, the whole current week of the `base` week table
     (thousands of rows at 10M events), most of which the batch does not touch."""
+    if not keys:
+        return {}
     key_columns = ("workspace_id", "period", *target.rollup.dims)
     temp = f"_histogram_keys_{target.rollup.name}"
     await run.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp} ({', '.join(key_columns)})")
     await run.execute(f"DELETE FROM temp.{temp}")
-    names = [f"k{i}" for i in range(len(key_columns))]
-    await run.execute_many(
-        f"INSERT INTO temp.{temp} VALUES ({', '.join(':' + n for n in names)})",
-        [dict(zip(names, key, strict=True)) for key in keys],
-    )
+    await run.insert_many(f"temp.{temp}", key_columns, list(keys))
     matched = " AND ".join(f"t.{c} = k.{c}" for c in key_columns)
     columns = ", ".join(f"t.{c}" for c in (*key_columns, *HISTOGRAM_VALUES))
     # CROSS JOIN: SQLite keeps the keys outer, each a primary key lookup in the table
@@ -359,12 +362,8 @@ async def _write(
             {c: list(v) for c, v in zip(columns, values, strict=True)},
         )
         return
-    sql = (
-        f"INSERT INTO {target.table} ({', '.join(columns)}) "
-        f"VALUES ({', '.join(':' + c for c in columns)}) {conflict}"
-    )
-    rows = [dict(zip(columns, (*key, *values), strict=True)) for key, values in ordered]
-    await run.execute_many(sql, rows)
+    rows = [(*key, *values) for key, values in ordered]
+    await run.insert_many(target.table, columns, rows, conflict)
 
 
 class SqlAlchemyRunner:
@@ -380,8 +379,17 @@ class SqlAlchemyRunner:
     async def execute(self, sql: str) -> None:
         await self.conn.execute(text(sql))
 
-    async def execute_many(self, sql: str, rows: list[dict[str, Any]]) -> None:
-        await self.conn.execute(text(sql), rows)
+    async def insert_many(
+        self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]], suffix: str = ""
+    ) -> None:
+        if not rows:  # (SQLAlchemy would run the statement once, without values)
+            return
+        names = [f"v{i}" for i in range(len(columns))]
+        values = ", ".join(f":{n}" for n in names)
+        await self.conn.execute(
+            text(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) {suffix}"),
+            [dict(zip(names, row, strict=True)) for row in rows],
+        )
 
 
 class SqliteRunner:
@@ -399,8 +407,14 @@ class SqliteRunner:
     async def execute(self, sql: str) -> None:
         await self.conn.execute(sql)
 
-    async def execute_many(self, sql: str, rows: list[dict[str, Any]]) -> None:
-        await self.conn.executemany(sql, rows)
+    async def insert_many(
+        self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]], suffix: str = ""
+    ) -> None:
+        # positional parameters: sqlite3 binds a tuple about twice as fast as a dict by name
+        values = ", ".join("?" * len(columns))
+        await self.conn.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) {suffix}", rows
+        )
 
 
 async def weeks_from_days(run: RowRunner, w0: int, w1: int, workspace_id: int | None) -> int:
