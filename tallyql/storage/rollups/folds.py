@@ -1,7 +1,8 @@
 """The steps that keep rollups current: one fold per fold group (`rollups.FOLD_GROUPS`).
 
 A step is an SQL statement, or for the histogram group a Python step (`HistogramStep`) that
-reads the group's aggregate and merges it into the histogram blobs (`histograms.py`).
+reads the group's aggregate (on SQLite the events' buckets) and merges it into the histogram
+blobs (`histograms.py`).
 
 - `rollup_steps`: aggregate a source of events and fold it into every rollup at every grain
   now (rebuilds, and the SQLite writer, whose single connection never runs two batches at once).
@@ -36,6 +37,7 @@ from tallyql.storage.rollups.histograms import (
     DELTA_COLUMNS,
     RowRunner,
     blob_select,
+    fold_bucket_rows,
     fold_delta_blobs,
     fold_histogram_rows,
     targets_select,
@@ -132,13 +134,36 @@ def histogram_step(
 ) -> HistogramStep:
     """Aggregate `source` by the histogram group and merge it into every histogram table of
     `grains` (`fresh`: they hold nothing for its keys yet)."""
+    if not dialect.arrays:  # SQLite: the events' buckets, grouped in Python
+        rows_query = bucket_rows_select(source, grouped=fresh)
+
+        async def sqlite_step(run: RowRunner, params: dict[str, Any]) -> None:
+            await fold_bucket_rows(run, await run.fetch(rows_query, params), fresh, grains)
+
+        return sqlite_step
     fold = next(f for g, f in _FOLDS[dialect] if g.histogram)
-    query = f"WITH agg AS ({fold.select(source)}) {targets_select('agg', dialect, grains)}"
+    query = f"WITH agg AS ({fold.select(source)}) {targets_select('agg', grains)}"
 
     async def step(run: RowRunner, params: dict[str, Any]) -> None:
-        await fold_histogram_rows(run, await run.fetch(query, params), dialect, fresh)
+        await fold_histogram_rows(run, await run.fetch(query, params), fresh)
 
     return step
+
+
+def bucket_rows_select(source: str, grouped: bool = False) -> str:
+    """SQLite: a row (workspace_id, hour, the histogram group's dimensions, latency bucket,
+    ttft bucket, events) per event of `source` with a bucket (`fold_bucket_rows`), its events
+    being 1; `grouped`: per distinct such row instead, with its number of events (a rebuild
+    reads a whole day of events)."""
+    group = next(g for g in FOLD_GROUPS if g.histogram)
+    keys, joins = _key_exprs(group.dims, Dialect.SQLITE)
+    columns = [e for _, e in keys] + [f"src.{bucket}" for _, bucket in HISTOGRAMS]
+    any_bucket = " OR ".join(f"src.{bucket} IS NOT NULL" for _, bucket in HISTOGRAMS)
+    events = "COUNT(*)" if grouped else "1"
+    query = f"SELECT {', '.join(columns)}, {events} FROM {source} AS src {joins} WHERE {any_bucket}"
+    if grouped:
+        query += f" GROUP BY {', '.join(str(i) for i in range(1, len(columns) + 1))}"
+    return query
 
 
 def rollup_steps(

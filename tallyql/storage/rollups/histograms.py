@@ -1,23 +1,25 @@
-"""Folds hour aggregates of histogram buckets into the histogram rollup tables.
+"""Folds histogram buckets into the histogram rollup tables.
 
-The source is rows of the histogram fold group's hour aggregate, one per (workspace, hour, the
-group's dimensions, bucket) with latency and TTFT counts: a batch's new events (SQLite's
-writer), the staged deltas (PostgreSQL's compaction) or a range of raw events (rebuilds). One
-statement re-aggregates them for every histogram table at every grain (`targets_select`);
-here the rows of each table and key become blobs (`tallyql.histogram`), merged with the blobs
-already stored and written back. The callers hold the only writer of these tables (SQLite's
-single writer connection; PostgreSQL's compaction lock, which rebuilds take too), so the read,
-merge and write cannot lose a concurrent update.
+The sources: on SQLite the buckets of a batch's events (the writer) or of a day of raw events
+(rebuilds), a row per event or per distinct key and buckets (`fold_bucket_rows`); on
+PostgreSQL the histogram fold group's hour aggregate, re-aggregated by one statement for every
+histogram table at every grain with its blobs built in SQL (`targets_select`, rebuilds), or the
+staged delta blobs (compaction, `fold_delta_blobs`). Each table's new entries are merged with
+the blobs already stored for its keys (`tallyql.histogram`) and written back. The callers hold
+the only writer of these tables (SQLite's single writer connection; PostgreSQL's compaction
+lock, which rebuilds take too), so the read, merge and write cannot lose a concurrent update.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
+from operator import itemgetter
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import text
 
 from tallyql import histogram
@@ -47,7 +49,14 @@ class RowRunner(Protocol):
         self, sql: str, params: dict[str, Any] | None = None
     ) -> list[Sequence[Any]]: ...
 
-    async def execute_many(self, sql: str, rows: list[dict[str, Any]]) -> None: ...
+    async def execute(self, sql: str) -> None: ...
+
+    async def insert_many(
+        self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]], suffix: str = ""
+    ) -> None:
+        """INSERT INTO table (columns) VALUES (...) suffix, once per row (values in the order
+        of `columns`)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -86,17 +95,17 @@ def _sql_type(dim: str) -> str:
     return "int4" if dim in INT_DIMS else "text"
 
 
-def targets_select(source: str, dialect: Dialect, grains: tuple[str, ...] = ("h", "d", "w")) -> str:
-    """Over hour aggregate rows in `source` (workspace_id, period, the group's dimensions,
-    bucket, latency_n, ttft_n): per target table (t), key and bucket the summed counts,
-    ordered by t and key; dimensions a table does not keep read a placeholder (`_absent`). On
-    PostgreSQL the database also builds each key's blobs (`tallyql.histogram`: big-endian
-    int2send and int8send), so rows are (t, key..., latency blob, ttft blob); on SQLite they are
-    (t, key..., bucket, latency_n, ttft_n), one per bucket."""
+def targets_select(source: str, grains: tuple[str, ...] = ("h", "d", "w")) -> str:
+    """PostgreSQL, over hour aggregate rows in `source` (workspace_id, period, the group's
+    dimensions, bucket, latency_n, ttft_n): per target table (t) and key its blobs, built by
+    the database (`tallyql.histogram`: big-endian int2send and int8send), ordered by t and key:
+    rows (t, workspace_id, period, the group's dimensions, latency blob, ttft blob). Dimensions
+    a table does not keep read a placeholder (`_absent`). SQLite folds its events' buckets in
+    Python instead (`fold_bucket_rows`)."""
     dims = GROUP.dims
     parts = []
     for t in TARGETS:
-        if t.grain not in grains or not t.rollup.kept_on(dialect):
+        if t.grain not in grains or not t.rollup.kept_on(Dialect.POSTGRESQL):
             continue  # (a rollup kept on another database only: its table stays empty here)
         kept = [f"src.{d}" if d in t.rollup.dims else _absent(d) for d in dims]
         parts.append(
@@ -108,8 +117,6 @@ def targets_select(source: str, dialect: Dialect, grains: tuple[str, ...] = ("h"
     keys = ", ".join(("t", "workspace_id", "period", *dims))
     sums = ", ".join(f"SUM(u.{c}) AS {c}" for c in COUNTS)
     per_bucket = f"SELECT {keys}, bucket, {sums} FROM ({' UNION ALL '.join(parts)}) AS u "
-    if not dialect.arrays:  # the blobs are built in Python
-        return f"{per_bucket} GROUP BY {keys}, bucket ORDER BY {keys}, bucket"
     return (
         f"SELECT {keys}, {_blob_columns(COUNTS)} "
         f"FROM ({per_bucket} GROUP BY {keys}, bucket) AS b "
@@ -141,6 +148,11 @@ def _blob_columns(names: Sequence[str]) -> str:
     )
 
 
+Entries = tuple[npt.NDArray[np.int64], npt.NDArray[np.integer], npt.NDArray[np.integer]]
+"""A counted value's histogram entries: (index of its hour key, bucket, count), in any order
+and with repeats."""
+
+
 async def fold_delta_blobs(run: RowRunner, rows: Sequence[Sequence[Any]]) -> int:
     """Merge staged delta rows (workspace_id, hour, the group's dimensions, latency blob,
     ttft blob) into every histogram table at every grain; the number of rows written."""
@@ -150,66 +162,103 @@ async def fold_delta_blobs(run: RowRunner, rows: Sequence[Sequence[Any]]) -> int
         histogram.decode_many([_bytes(r[2 + n_dims + i]) for r in rows])
         for i in range(len(HISTOGRAM_VALUES))
     ]
-    written = 0
-    for target in TARGETS:
-        dim_at = [2 + GROUP.dims.index(d) for d in target.rollup.dims]
-        grain = target.grain
-        index: dict[tuple[Any, ...], int] = {}
-        key_of_row = np.fromiter(
-            (
-                index.setdefault(
-                    (r[0], grain_start(grain, r[1]), *(r[i] for i in dim_at)), len(index)
-                )
-                for r in rows
-            ),
-            np.int64,
+    return await _fold_entries(run, rows, entries, TARGETS)
+
+
+_NO_BUCKET = 1 << 20
+"""Stands for a missing bucket in an int32 array (buckets are int16)."""
+
+
+async def fold_bucket_rows(
+    run: RowRunner,
+    rows: Sequence[Sequence[Any]],
+    fresh: bool = False,
+    grains: tuple[str, ...] = ("h", "d", "w"),
+) -> int:
+    """SQLite: merge rows (workspace_id, hour, the group's dimensions, latency bucket, ttft
+    bucket, events), each counting `events` events of that hour and key in those buckets (a
+    bucket may be None), into every histogram table kept here at `grains`; the number of rows
+    written. `fresh`: the tables hold nothing for these keys (a rebuild deleted them).
+
+    The rows are a batch's events as they are (`folds.bucket_rows_select`): grouping them in
+    Python by key, once, and deriving every table's keys from those few hour keys is cheaper
+    than the database aggregating each of the twelve tables' rows by key and bucket (bench/
+    sqlite_writer_steps.py --days 30: 84 us of the 107 us per event the step took)."""
+    if not rows:
+        return 0
+    width = 2 + len(GROUP.dims)
+    index: dict[tuple[Any, ...], int] = {}
+    owners = np.fromiter(
+        (index.setdefault(tuple(r[:width]), len(index)) for r in rows), np.int64, len(rows)
+    )
+    counts = np.fromiter((r[width + len(COUNTS)] for r in rows), np.uint64, len(rows))
+    entries: list[Entries] = []
+    for i in range(len(COUNTS)):
+        buckets = np.fromiter(
+            (_NO_BUCKET if r[width + i] is None else r[width + i] for r in rows),
+            np.int32,
             len(rows),
         )
-        stored = [
-            (index[key], blobs)
-            for key, blobs in (await _stored(run, target, index)).items()
-            if key in index
-        ]
+        kept = buckets != _NO_BUCKET
+        entries.append((owners[kept], buckets[kept], counts[kept]))
+    targets = [t for t in TARGETS if t.grain in grains and t.rollup.kept_on(run.dialect)]
+    return await _fold_entries(run, list(index), entries, targets, fresh)
+
+
+async def _fold_entries(
+    run: RowRunner,
+    keys: Sequence[Sequence[Any]],
+    entries: Sequence[Entries],
+    targets: Sequence[Target],
+    fresh: bool = False,
+) -> int:
+    """Merge histogram entries (one `Entries` per counted value, owned by `keys`: (workspace_id,
+    hour, the group's dimensions...)) into the blobs of `targets`; the number of rows written.
+    `fresh`: the tables hold nothing for these keys, skip reading them."""
+    written = 0
+    hours = {k[1] for k in keys}
+    for target in targets:
+        dims = _dims_getter([2 + GROUP.dims.index(d) for d in target.rollup.dims])
+        starts = {h: grain_start(target.grain, h) for h in hours}
+        index: dict[tuple[Any, ...], int] = {}
+        key_of_row = np.fromiter(
+            (index.setdefault((k[0], starts[k[1]], *dims(k)), len(index)) for k in keys),
+            np.int64,
+            len(keys),
+        )
+        stored = (
+            []
+            if fresh
+            else [
+                (index[key], blobs)
+                for key, blobs in (await _stored(run, target, index)).items()
+                if key in index
+            ]
+        )
         key_of_stored = np.fromiter((k for k, _ in stored), np.int64, len(stored))
         merged = []
         for i, (owners, buckets, counts) in enumerate(entries):
-            keys = key_of_row[owners]
+            of_keys = key_of_row[owners]
             if stored:
                 s_owners, s_buckets, s_counts = histogram.decode_many([b[i] for _, b in stored])
-                keys = np.concatenate([keys, key_of_stored[s_owners]])
+                of_keys = np.concatenate([of_keys, key_of_stored[s_owners]])
                 buckets = np.concatenate([buckets, s_buckets])
                 counts = np.concatenate([counts, s_counts])
-            merged.append(histogram.combine_entries(keys, buckets, counts, len(index)))
+            merged.append(histogram.combine_entries(of_keys, buckets, counts, len(index)))
         new = {key: [m[k] for m in merged] for key, k in index.items()}
         await _write(run, target, new)
         written += len(new)
     return written
 
 
-def _bucket_blobs(rows: list[Sequence[Any]]) -> list[bytes | None]:
-    """One blob per counted value from SQLite's rows of (..., bucket, latency_n, ttft_n)."""
-    width = len(rows[0])
-    buckets = np.fromiter((r[width - 3] for r in rows), np.int16, len(rows))
-    out = []
-    for offset in range(len(COUNTS)):
-        counts = np.fromiter((r[width - 2 + offset] for r in rows), np.uint64, len(rows))
-        keep = counts > 0
-        out.append(histogram.encode(buckets[keep], counts[keep]))
-    return out
-
-
-def _keyed_blobs(
-    rows: Sequence[Sequence[Any]], n_dims: int, per_bucket: bool
-) -> list[tuple[int, tuple[Any, ...], list[bytes | None]]]:
-    """(target index, (workspace_id, period, group dims...), blobs) per key."""
-    if not per_bucket:
-        return [
-            (r[0], tuple(r[1 : 3 + n_dims]), [_bytes(v) for v in r[3 + n_dims :]]) for r in rows
-        ]
-    out = []
-    for key, key_rows in groupby(rows, key=lambda r: tuple(r[: 3 + n_dims])):
-        out.append((key[0], key[1:], _bucket_blobs(list(key_rows))))
-    return out
+def _dims_getter(positions: Sequence[int]) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """The values at `positions` of a row, as a sequence (itemgetter's C loop: the keys of
+    every table are built from each hour key, seventeen dimensions for `base`)."""
+    if len(positions) > 1:
+        return itemgetter(*positions)
+    if positions:
+        return itemgetter(slice(positions[0], positions[0] + 1))
+    return lambda _row: ()
 
 
 def _bytes(value: Any) -> bytes | None:
@@ -217,18 +266,19 @@ def _bytes(value: Any) -> bytes | None:
 
 
 async def fold_histogram_rows(
-    run: RowRunner, rows: Sequence[Sequence[Any]], dialect: Dialect, fresh: bool = False
+    run: RowRunner, rows: Sequence[Sequence[Any]], fresh: bool = False
 ) -> int:
-    """Merge `targets_select` rows into the histogram tables; the number of rows written.
+    """PostgreSQL: merge `targets_select` rows (t, workspace_id, period, the group's
+    dimensions, latency blob, ttft blob) into the histogram tables; the number of rows written.
     `fresh`: the tables hold nothing for these keys (a rebuild deleted them), skip reading."""
     n_dims = len(GROUP.dims)
     written = 0
-    keyed = _keyed_blobs(rows, n_dims, per_bucket=not dialect.arrays)
-    for t_index, table_rows in groupby(keyed, key=lambda r: r[0]):
+    for t_index, table_rows in groupby(rows, key=lambda r: r[0]):
         target = TARGETS[t_index]
-        dim_at = [GROUP.dims.index(d) for d in target.rollup.dims]
+        dim_at = [3 + GROUP.dims.index(d) for d in target.rollup.dims]
         new: dict[tuple[Any, ...], list[bytes | None]] = {
-            (key[0], key[1], *(key[2 + i] for i in dim_at)): blobs for _, key, blobs in table_rows
+            (r[1], r[2], *(r[i] for i in dim_at)): [_bytes(v) for v in r[3 + n_dims :]]
+            for r in table_rows
         }
         if not fresh:
             for key, stored in (await _stored(run, target, new)).items():
@@ -244,7 +294,10 @@ async def fold_histogram_rows(
 async def _stored(
     run: RowRunner, target: Target, keys: dict[tuple[Any, ...], Any]
 ) -> dict[tuple[Any, ...], list[bytes | None]]:
-    """The stored blobs of the tables' rows in the keys' workspaces and periods."""
+    """The stored blobs of the table's rows of these keys (and on PostgreSQL of other keys in
+    their workspaces and periods)."""
+    if not run.dialect.arrays:
+        return await _stored_by_key(run, target, keys)
     out: dict[tuple[Any, ...], list[bytes | None]] = {}
     by_workspace: dict[int, list[int]] = {}
     for key in keys:
@@ -260,6 +313,33 @@ async def _stored(
         for row in rows:
             out[tuple(row[:width])] = [bytes(v) if v is not None else None for v in row[width:]]
     return out
+
+
+async def _stored_by_key(
+    run: RowRunner, target: Target, keys: dict[tuple[Any, ...], Any]
+) -> dict[tuple[Any, ...], list[bytes | None]]:
+    """SQLite: the stored blobs of the table's rows of exactly these keys, looked up by primary
+    key from a temporary table of the keys. Reading every row of the keys' periods instead
+    read, for each batch of a live stream, the whole current week of the `base` week table
+    (thousands of rows at 10M events), most of which the batch does not touch."""
+    if not keys:
+        return {}
+    key_columns = ("workspace_id", "period", *target.rollup.dims)
+    temp = f"_histogram_keys_{target.rollup.name}"
+    await run.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp} ({', '.join(key_columns)})")
+    await run.execute(f"DELETE FROM temp.{temp}")
+    await run.insert_many(f"temp.{temp}", key_columns, list(keys))
+    matched = " AND ".join(f"t.{c} = k.{c}" for c in key_columns)
+    columns = ", ".join(f"t.{c}" for c in (*key_columns, *HISTOGRAM_VALUES))
+    # CROSS JOIN: SQLite keeps the keys outer, each a primary key lookup in the table
+    rows = await run.fetch(
+        f"SELECT {columns} FROM temp.{temp} AS k CROSS JOIN {target.table} AS t ON {matched}"
+    )
+    width = len(key_columns)
+    return {
+        tuple(row[:width]): [bytes(v) if v is not None else None for v in row[width:]]
+        for row in rows
+    }
 
 
 async def _write(
@@ -282,12 +362,8 @@ async def _write(
             {c: list(v) for c, v in zip(columns, values, strict=True)},
         )
         return
-    sql = (
-        f"INSERT INTO {target.table} ({', '.join(columns)}) "
-        f"VALUES ({', '.join(':' + c for c in columns)}) {conflict}"
-    )
-    rows = [dict(zip(columns, (*key, *values), strict=True)) for key, values in ordered]
-    await run.execute_many(sql, rows)
+    rows = [(*key, *values) for key, values in ordered]
+    await run.insert_many(target.table, columns, rows, conflict)
 
 
 class SqlAlchemyRunner:
@@ -300,8 +376,20 @@ class SqlAlchemyRunner:
     async def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Sequence[Any]]:
         return list((await self.conn.execute(text(sql), params or {})).all())
 
-    async def execute_many(self, sql: str, rows: list[dict[str, Any]]) -> None:
-        await self.conn.execute(text(sql), rows)
+    async def execute(self, sql: str) -> None:
+        await self.conn.execute(text(sql))
+
+    async def insert_many(
+        self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]], suffix: str = ""
+    ) -> None:
+        if not rows:  # (SQLAlchemy would run the statement once, without values)
+            return
+        names = [f"v{i}" for i in range(len(columns))]
+        values = ", ".join(f":{n}" for n in names)
+        await self.conn.execute(
+            text(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) {suffix}"),
+            [dict(zip(names, row, strict=True)) for row in rows],
+        )
 
 
 class SqliteRunner:
@@ -316,8 +404,17 @@ class SqliteRunner:
         cursor = await self.conn.execute(sql, params or {})
         return list(await cursor.fetchall())
 
-    async def execute_many(self, sql: str, rows: list[dict[str, Any]]) -> None:
-        await self.conn.executemany(sql, rows)
+    async def execute(self, sql: str) -> None:
+        await self.conn.execute(sql)
+
+    async def insert_many(
+        self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]], suffix: str = ""
+    ) -> None:
+        # positional parameters: sqlite3 binds a tuple about twice as fast as a dict by name
+        values = ", ".join("?" * len(columns))
+        await self.conn.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) {suffix}", rows
+        )
 
 
 async def weeks_from_days(run: RowRunner, w0: int, w1: int, workspace_id: int | None) -> int:
