@@ -223,10 +223,12 @@ ROLLUPS: tuple[Rollup, ...] = (
 # 35,000 of its blobs in Python (migration 0026_histogram_rollups). Those four are kept on
 # PostgreSQL only: there the writer stages one histogram delta for every table and compaction
 # merges it later (ingest 28.4k -> 26.4k events/s at 30 days of timestamps), while SQLite's
-# writer merges every histogram table in the batch's own transaction (135 -> 199 us/event of
-# server CPU at one hour of timestamps, 6.6k -> 4.1k events/s at 30 days), and SQLite is the
-# embedded database of installations far below 10M events, where `base` answers the same
-# questions within their targets (bench/query.py --mix on 2M events: worst p95 79 ms).
+# writer merges every histogram table in the batch's own transaction: since that merge works
+# from the batch's events in Python (histograms.fold_bucket_rows), its step costs about 21
+# us/event with the four tables kept here and 41 with all eight (bench/sqlite_writer_steps.py
+# --days 30; whole batch about 104 us/event), and SQLite is the embedded database of
+# installations far below 10M events, where `base` answers the same questions within their
+# targets (bench/query.py --mix on 2M events: worst p95 79 ms).
 AT_SCALE = frozenset({Dialect.POSTGRESQL})
 HISTOGRAM_ROLLUPS: tuple[Rollup, ...] = (
     Rollup("all", (), histogram=True),
