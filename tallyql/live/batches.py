@@ -80,8 +80,9 @@ SENDER_SHARE = 0.15
 at 1,000 events/s took about 8 % (bench/live.py, 0.16 s/s of server CPU with subscribers
 against 0.08 without); past the share, windows wait, age and are dropped as Lagged."""
 PRESSED_SENDER_SHARE = 0.03
-"""The senders' share while ingest is saturated (every writer lane busy, more events
-queued). On one machine with the database, delivering 1,000 events a second to 1,000 sockets
+"""The senders' share while ingest is saturated (`Writer.saturated`: a batch was being
+written most of the last half second, here or on a replica whose rows arrive here). On one
+machine with the database, delivering 1,000 events a second to 1,000 sockets
 costs the server and the kernel about 0.15 s of CPU a second at `SENDER_SHARE`, which the
 database then lacks: maximal ingest fell 23-27 % (bench/live.py). While ingest waits for the
 database, the feeds send at this share; windows they cannot send in time are dropped and
