@@ -127,6 +127,18 @@ async def live_report(url: str) -> dict[str, Any]:
     return dict(health.get("jobs", {}).get("live") or {})
 
 
+def slices(phase: str, start: dict[str, Any], end: dict[str, Any]) -> str:
+    """How many feed-sender slices the first server charged between two /health reports, and
+    how many of them while ingest was saturated (the senders then keep to their pressed
+    share)."""
+    charges = end["sender_charges"] - start["sender_charges"]
+    pressed = end["sender_pressed_charges"] - start["sender_pressed_charges"]
+    return (
+        f"feed sender slices during {phase}: {charges:,}, "
+        f"{pressed / max(charges, 1):.0%} of them while ingest was saturated"
+    )
+
+
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -334,6 +346,7 @@ async def run(
                 await asyncio.sleep(args.rss_every)
 
         sampler = asyncio.create_task(sample_rss())
+        paced_live = await live_report(url)
         cpu_start = cpu()
         paced, per_workspace = await ingest(
             url, ingest_keys, "c", args.rate, args.duration, args.batch
@@ -342,6 +355,7 @@ async def run(
         rss_samples.append([rss_mib(server.pid) for server, _ in servers])
         cpu_with = (cpu() - cpu_start) / paced.seconds
         print(describe("paced ingest, with subscribers", paced), flush=True)
+        print(slices("paced ingest", paced_live, await live_report(url)), flush=True)
         await asyncio.sleep(args.drain)
         for cmd in commands:
             cmd.put("report")
@@ -358,13 +372,7 @@ async def run(
         ) / burst.seconds
         live_end = await live_report(url)
         print(describe("maximal ingest, with subscribers", burst), flush=True)
-        charges = live_end["sender_charges"] - live_start["sender_charges"]
-        pressed = live_end["sender_pressed_charges"] - live_start["sender_pressed_charges"]
-        print(
-            f"feed sender slices during maximal ingest: {charges:,}, "
-            f"{pressed / max(charges, 1):.0%} of them while ingest was saturated",
-            flush=True,
-        )
+        print(slices("maximal ingest", live_start, live_end), flush=True)
         # on one machine the subscribers' clients compete with the server for the cores: a
         # server that is not busy while ingest slows down is waiting for CPU, not for fan-out
         print(
