@@ -73,12 +73,14 @@ BATCH = "batch"
 MAX_OUTBOX = 64
 """Closed windows a feed's sender may be behind by; the oldest is dropped (and counted for
 its members) beyond that, so memory stays bounded when sending cannot keep up."""
-SENDER_SHARE = 0.15
-"""Share of the event loop's time that the feeds' senders may use when they are busy (with
-`LIVE_DELIVERY_SHARE` if that is smaller): what is left is ingest's and the queries'
-(issue 22: ingest within 15 % of its rate with 1,000 subscribers). A pass over 1,000 sockets
-at 1,000 events/s took about 8 % (bench/live.py, 0.16 s/s of server CPU with subscribers
-against 0.08 without); past the share, windows wait, age and are dropped as Lagged."""
+SENDER_SHARE = 0.25
+"""Share of the event loop's time that the feeds' senders may use when they are busy and
+ingest is not saturated (with `LIVE_DELIVERY_SHARE` if that is smaller): what is left is
+ingest's and the queries'; past the share, windows wait, age and are dropped as Lagged.
+1,000 subscribers at 1,000 events/s are charged about 14 % (bench/live.py: 7.5 passes a
+second over 1,000 sockets, each about 15 ms of CPU and 8.7 MB at `BYTE_COST`); at 15 %, the
+share before, the sender waited for its turn now and then, and delivery's p99 rose from 120-150
+to 215-224 ms. Ingest's own protection is `PRESSED_SENDER_SHARE`, not this share."""
 PRESSED_SENDER_SHARE = 0.03
 """The senders' share while ingest is saturated (`Writer.saturated`: a batch was being
 written most of the last half second, here or on a replica whose rows arrive here). On one
