@@ -30,7 +30,7 @@ from typing import Any
 
 from alembic import command
 from sqlalchemy import event, text
-from support import admin, tallyql  # bench/ is the script's directory
+from support import admin, cpu_seconds, tallyql  # bench/ is the script's directory
 
 from tallyql.storage.database import Database
 from tallyql.storage.migrate import _config, upgrade
@@ -40,11 +40,6 @@ TARGET = "0020_base_rollups"
 TABLES = [
     f"{k}_{g}" for k in ("rollup_base", "histogram_base", "rollup_agent_modes") for g in "hdw"
 ]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def statement_label(sql: str) -> str:

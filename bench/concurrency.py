@@ -35,7 +35,12 @@ from typing import Any
 
 import asyncpg
 import httpx
-from support import free_port, peak_rss_mib, tallyql  # bench/ is the script's directory
+from support import (  # bench/ is the script's directory
+    cpu_seconds,
+    free_port,
+    peak_rss_mib,
+    tallyql,
+)
 
 OVERVIEW = """query ConsoleOverview($range: TimeRangeInput!, $filter: EventFilter) {
   overview(range: $range, filter: $filter) {
@@ -113,11 +118,6 @@ class Tally:
     examples: list[str] = field(default_factory=list)
     ingested: int = 0
     ingest_errors: int = 0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def backend_pids(url: str) -> list[int]:

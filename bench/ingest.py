@@ -44,7 +44,7 @@ from otlp_bodies import (
     rejected_spans,
 )  # bench/ is the script's directory
 from otlp_sdk import Plan, run_clients
-from support import admin, free_port, peak_rss_mib, tallyql
+from support import admin, cpu_seconds, free_port, peak_rss_mib, tallyql
 
 from tallyql.demo.generator import generate_batches
 from tallyql.storage.rollups.declarations import DELTA_TABLES
@@ -66,12 +66,6 @@ class Outcome:
     drained: tuple[float, float, float] | None = None
     """PostgreSQL: (seconds, server CPU, database CPU) from the start until the compaction
     job had folded every delta row staged meanwhile: what the events cost in all."""
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def backend_pids(admin_url: str, database: str) -> list[int]:

@@ -63,6 +63,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from live_clients import histogram_quantile, run_clients
 from support import (  # bench/ is the script's directory
     admin,
+    cpu_seconds,
+    cpu_split,
     free_port,
     peak_rss_mib,
     rss_mib,
@@ -79,18 +81,6 @@ class Ingest:
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
-
-
-def cpu_split(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds used by a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU seconds used by a process so far."""
-    return sum(cpu_split(pid))
 
 
 def postgres_cpu() -> float:

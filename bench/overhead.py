@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from starlette.requests import Request
-from support import free_port, tallyql  # bench/ is the script's directory
+from support import cpu_seconds, free_port, tallyql  # bench/ is the script's directory
 
 QUERY = "{ me { workspace role } }"
 PLAIN_PATH = "/bench/plain"
@@ -109,11 +109,6 @@ async def hammer(port: int, raw: bytes, connections: int, seconds: float) -> tup
 
     await asyncio.gather(*(connection() for _ in range(connections)))
     return counts[0], counts[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def measure(args: argparse.Namespace, port: int, pid: int, key: str) -> None:

@@ -3,6 +3,7 @@ statement, a process's RSS and peak RSS, and demo events prepared for the writer
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -41,6 +42,19 @@ async def admin(url: str, sql: str) -> None:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds used so far by a process (all its threads), from
+    /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds used so far by a process (all its threads)."""
+    return sum(cpu_split(pid))
 
 
 def _status_mib(pid: int, field: str) -> float:

@@ -21,12 +21,11 @@ import os
 import time
 import uuid
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 from asyncpg.connection import _ConnectionProxy
-from support import admin, prepared_demo_events  # bench/ is the script's directory
+from support import admin, cpu_seconds, prepared_demo_events  # bench/ is the script's directory
 
 from tallyql.services import WRITER_CONTRIBUTORS
 from tallyql.storage.database import Database
@@ -45,11 +44,6 @@ STEPS = (  # (label, how the statement starts or what it holds), first match win
     ("sessions", "session_day_versions"),
     ("commit", "COMMIT"),
 )
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Costs:
