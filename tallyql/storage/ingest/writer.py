@@ -146,7 +146,7 @@ class Writer:
         load (a gateway's traffic) leaves it idle most of the time."""
         return self._writing.share > SATURATED_SHARE
 
-    def _lanes_changed(self) -> None:
+    def _note_writing(self) -> None:
         self._writing.set(bool(self._in_flight))
 
     @property
@@ -217,7 +217,7 @@ class Writer:
             if self._queue and len(running) < lanes:
                 batch = self._take_batch()
                 self._in_flight.append(batch)
-                self._lanes_changed()
+                self._note_writing()
                 task = asyncio.create_task(self._write(batch))
                 running.add(task)
                 task.add_done_callback(done)
@@ -233,7 +233,7 @@ class Writer:
 
         def forget(_task: object) -> None:
             self._in_flight.remove(batch)
-            self._lanes_changed()
+            self._note_writing()
 
         return forget
 
