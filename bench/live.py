@@ -97,24 +97,22 @@ def postgres_cpu() -> float:
     return total
 
 
-async def wait_registered(url: str, count: int) -> None:
-    """Until the server's /health shows `count` live subscribers (batch subscriptions send
-    nothing before the first event, so the clients cannot tell)."""
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        for _ in range(600):
-            health = (await client.get("/health")).json()
-            live = health.get("jobs", {}).get("live") or {}
-            if live.get("subscribers", 0) >= count:
-                return
-            await asyncio.sleep(0.5)
-    raise SystemExit(f"the server did not register {count} subscribers: {health}")
-
-
 async def live_report(url: str) -> dict[str, Any]:
     """The live part of the server's /health."""
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         health = (await client.get("/health")).json()
     return dict(health.get("jobs", {}).get("live") or {})
+
+
+async def wait_registered(url: str, count: int) -> None:
+    """Until the server's /health shows `count` live subscribers (batch subscriptions send
+    nothing before the first event, so the clients cannot tell)."""
+    for _ in range(600):
+        live = await live_report(url)
+        if live.get("subscribers", 0) >= count:
+            return
+        await asyncio.sleep(0.5)
+    raise SystemExit(f"the server did not register {count} subscribers: {live}")
 
 
 def slices(phase: str, start: dict[str, Any], end: dict[str, Any]) -> str:
