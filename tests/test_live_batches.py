@@ -46,6 +46,7 @@ from tests.support.live_support import (
     check_request_item,
     expected_totals,
     ingest,
+    live_row,
     make_key,
     mixed_events,
     open_live,
@@ -373,32 +374,34 @@ WORKSPACE = 7
 
 
 def row(n: int, status: str = "ok") -> LiveRow:
-    return {
-        "workspace_id": WORKSPACE,
-        "id": f"e{n}",
-        "status": status,
-        "model": "gpt-4o",
-        "input_tokens": 100 + n,
-        "output_tokens": 10 + n % 7,
-        "cache_read_tokens": n % 3,
-        "cache_write_tokens": 0,
-        "reasoning_tokens": n % 5,
-        "cost_nanousd": 1_000 * n + 17,
-        "ts_us": 1_000_000 + n,
-        "committed_at": time.time(),
-    }
+    return live_row(
+        **{
+            "workspace_id": WORKSPACE,
+            "id": f"e{n}",
+            "status": status,
+            "model": "gpt-4o",
+            "input_tokens": 100 + n,
+            "output_tokens": 10 + n % 7,
+            "cache_read_tokens": n % 3,
+            "cache_write_tokens": 0,
+            "reasoning_tokens": n % 5,
+            "cost_nanousd": 1_000 * n + 17,
+            "ts_us": 1_000_000 + n,
+            "committed_at": time.time(),
+        }
+    )
 
 
 def plain_totals(rows: list[LiveRow]) -> dict[str, int]:
     return {
         "requests": len(rows),
-        "errors": sum(r["status"] == "error" for r in rows),
-        "input_tokens": sum(r["input_tokens"] for r in rows),
-        "output_tokens": sum(r["output_tokens"] for r in rows),
-        "cache_read_tokens": sum(r["cache_read_tokens"] for r in rows),
+        "errors": sum(r.status == "error" for r in rows),
+        "input_tokens": sum(r.input_tokens for r in rows),
+        "output_tokens": sum(r.output_tokens for r in rows),
+        "cache_read_tokens": sum(r.cache_read_tokens for r in rows),
         "cache_write_tokens": 0,
-        "reasoning_tokens": sum(r["reasoning_tokens"] for r in rows),
-        "cost_nanousd": sum(r["cost_nanousd"] for r in rows),
+        "reasoning_tokens": sum(r.reasoning_tokens for r in rows),
+        "cost_nanousd": sum(r.cost_nanousd for r in rows),
     }
 
 
@@ -432,7 +435,7 @@ async def test_feed_windows_members_and_bounds() -> None:
     got = drain(first)
     assert [k for k, _ in got] == [BATCH, BATCH, BATCH]
     windows: list[EventWindow] = [w for _, w in got]
-    assert [[r["id"] for _, r in w.items] for w in windows] == [
+    assert [[r.id for _, r in w.items] for w in windows] == [
         ["e0", "e1", "e2"],
         [f"e{n}" for n in range(3, 10)],
         ["e10", "e11"],
@@ -474,7 +477,7 @@ class FakeOutlet:
 
     def encode(self, window: EventWindow) -> bytes:
         self.encoded += 1
-        return orjson.dumps({"group": self.group, "ids": [r["id"] for _, r in window.items]})
+        return orjson.dumps({"group": self.group, "ids": [r.id for _, r in window.items]})
 
     def encode_lagged(self, count: int) -> bytes:
         return orjson.dumps({"lagged": count})

@@ -14,25 +14,28 @@ from tallyql.live.bus import LiveBus
 from tallyql.live.compact import LiveRow
 from tallyql.live.matcher import compile_matcher
 from tallyql.live.subscriber import ERROR, LAGGED, REQUEST, Subscriber, TodayCount
+from tests.support.live_support import live_row
 
 WORKSPACE = 7
 
 
 def row(n: int, *, model: str = "gpt-4o", status: str = "ok", ts_us: int = 0) -> LiveRow:
-    return {
-        "workspace_id": WORKSPACE,
-        "id": f"e{n}",
-        "status": status,
-        "model": model,
-        "input_tokens": 100 + n,
-        "output_tokens": 10 + n % 7,
-        "cache_read_tokens": n % 3,
-        "cache_write_tokens": 0,
-        "reasoning_tokens": n % 5,
-        "cost_nanousd": 1_000 * n + 17,
-        "ts_us": ts_us or 1_000_000 + n,
-        "committed_at": time.time(),
-    }
+    return live_row(
+        **{
+            "workspace_id": WORKSPACE,
+            "id": f"e{n}",
+            "status": status,
+            "model": model,
+            "input_tokens": 100 + n,
+            "output_tokens": 10 + n % 7,
+            "cache_read_tokens": n % 3,
+            "cache_write_tokens": 0,
+            "reasoning_tokens": n % 5,
+            "cost_nanousd": 1_000 * n + 17,
+            "ts_us": ts_us or 1_000_000 + n,
+            "committed_at": time.time(),
+        }
+    )
 
 
 class CountingMatcher:
@@ -53,10 +56,10 @@ def drain(subscriber: Subscriber) -> list[tuple[str, Any]]:
 
 
 def expected_totals(rows: list[LiveRow]) -> dict[str, int]:
-    out = {name: sum(r[name] for r in rows) for name in TOKEN_FIELDS}
+    out = {name: sum(getattr(r, name) for r in rows) for name in TOKEN_FIELDS}
     out["requests"] = len(rows)
-    out["errors"] = sum(1 for r in rows if r["status"] == "error")
-    out["cost_nanousd"] = sum(r["cost_nanousd"] for r in rows)
+    out["errors"] = sum(1 for r in rows if r.status == "error")
+    out["cost_nanousd"] = sum(r.cost_nanousd for r in rows)
     return out
 
 
@@ -83,8 +86,8 @@ def test_subscribers_of_one_filter_share_the_matching() -> None:
     assert matchers[gpt].calls == 200  # once per row, not once per row and subscriber
     assert matchers[mini].calls == 200
     for spec, subscriber in zip([gpt] * 300 + [mini] * 5, subscribers, strict=True):
-        wanted = [r for r in rows if r["model"] == spec.models[0]]
-        assert [value["id"] for _, value in drain(subscriber)] == [r["id"] for r in wanted]
+        wanted = [r for r in rows if r.model == spec.models[0]]
+        assert [value.id for _, value in drain(subscriber)] == [r.id for r in wanted]
         assert totals_of(subscriber) == expected_totals(wanted)
     assert bus.stats.deliveries == 300 * 150 + 5 * 50
 
@@ -103,13 +106,11 @@ def test_types_choose_the_items() -> None:
     rows = [row(n, status="error" if n % 3 == 0 else "ok") for n in range(9)]
     bus.deliver_rows(rows)
 
-    assert [(k, v["id"]) for k, v in drain(only_errors)] == [
-        (ERROR, r["id"]) for r in rows if r["status"] == "error"
+    assert [(k, v.id) for k, v in drain(only_errors)] == [
+        (ERROR, r.id) for r in rows if r.status == "error"
     ]
-    assert [(k, v["id"]) for k, v in drain(only_requests)] == [(REQUEST, r["id"]) for r in rows]
-    assert [k for k, _ in drain(both)] == [
-        ERROR if r["status"] == "error" else REQUEST for r in rows
-    ]
+    assert [(k, v.id) for k, v in drain(only_requests)] == [(REQUEST, r.id) for r in rows]
+    assert [k for k, _ in drain(both)] == [ERROR if r.status == "error" else REQUEST for r in rows]
     assert drain(neither) == []
     assert totals_of(neither) == expected_totals(rows)
 
@@ -122,12 +123,12 @@ def test_a_full_queue_takes_what_fits_and_counts_the_rest() -> None:
     subscriber.offer_notice("audit", {"id": "a1"})  # not subscribed to: ignored
     assert subscriber.queued == 50
     items = drain(subscriber)
-    assert [v["id"] for k, v in items[:50]] == [f"e{n}" for n in range(50)]
+    assert [v.id for k, v in items[:50]] == [f"e{n}" for n in range(50)]
     assert items[50:] == [(LAGGED, 40)]
     assert subscriber.dropped_total == 40 and subscriber.delivered_total == 50
     # drained: the next batch fits again, after the notice
     subscriber.offer_events([row(n) for n in range(90, 95)])
-    assert [v["id"] for _, v in drain(subscriber)] == [f"e{n}" for n in range(90, 95)]
+    assert [v.id for _, v in drain(subscriber)] == [f"e{n}" for n in range(90, 95)]
 
 
 def test_notices_count_against_the_bound() -> None:
@@ -135,7 +136,9 @@ def test_notices_count_against_the_bound() -> None:
     subscriber.offer_events([row(n) for n in range(2)])
     subscriber.offer_notice("audit", {"id": "a1"})
     subscriber.offer_notice("audit", {"id": "a2"})  # the queue is full: dropped, counted
-    kinds = [(k, v if k == LAGGED else v["id"]) for k, v in drain(subscriber)]
+    kinds = [
+        (k, v if k == LAGGED else v["id"] if k == "audit" else v.id) for k, v in drain(subscriber)
+    ]
     assert kinds == [(REQUEST, "e0"), (REQUEST, "e1"), ("audit", "a1"), (LAGGED, 1)]
 
 
@@ -150,7 +153,7 @@ def test_today_counts_the_window_and_marks_the_unchecked() -> None:
     after = [row(n, ts_us=end + n) for n in range(8, 10)]
     subscriber.offer_events(inside[:2] + before + inside[2:] + after)
     assert vars(subscriber.today.totals) == expected_totals(inside)
-    assert [r["id"] for r in subscriber.today.unchecked] == [r["id"] for r in inside]
+    assert [r.id for r in subscriber.today.unchecked] == [r.id for r in inside]
     assert totals_of(subscriber) == expected_totals(inside + before + after)
 
     subscriber.today.check_until = time.time() - 60  # base read long ago: nothing to check
@@ -158,21 +161,23 @@ def test_today_counts_the_window_and_marks_the_unchecked() -> None:
     subscriber.offer_events(late)
     assert vars(subscriber.today.totals) == expected_totals(inside + late)
     assert len(subscriber.today.unchecked) == len(inside)
-    assert Counter(r["id"] for r in subscriber.today.unchecked) == Counter(r["id"] for r in inside)
+    assert Counter(r.id for r in subscriber.today.unchecked) == Counter(r.id for r in inside)
 
 
 def test_events_past_their_age_are_dropped_and_counted() -> None:
     subscriber = Subscriber(WORKSPACE, lambda r: True, frozenset({REQUEST, "audit"}), 100)
     subscriber.max_age = 5.0
     now = time.time()
-    old = [row(n) | {"committed_at": now - 60} for n in range(4)]
-    older_too = [row(n) | {"committed_at": now - 30} for n in range(4, 7)]
-    fresh = [row(n) | {"committed_at": now} for n in range(7, 9)]
+    old = [row(n)._replace(committed_at=now - 60) for n in range(4)]
+    older_too = [row(n)._replace(committed_at=now - 30) for n in range(4, 7)]
+    fresh = [row(n)._replace(committed_at=now) for n in range(7, 9)]
     subscriber.offer_events(old)
     subscriber.offer_events(older_too[:1])
     subscriber.offer_notice("audit", {"id": "a1"})  # notices do not age
     subscriber.offer_events(older_too[1:] + fresh)
-    kinds = [(k, v if k == LAGGED else v["id"]) for k, v in drain(subscriber)]
+    kinds = [
+        (k, v if k == LAGGED else v["id"] if k == "audit" else v.id) for k, v in drain(subscriber)
+    ]
     assert kinds == [(LAGGED, 5), ("audit", "a1"), (LAGGED, 2), (REQUEST, "e7"), (REQUEST, "e8")]
     assert subscriber.dropped_total == 7 and subscriber.delivered_total == 3
     assert subscriber.queued == 0
@@ -181,7 +186,7 @@ def test_events_past_their_age_are_dropped_and_counted() -> None:
 def test_stale_events_merge_with_a_lag_notice_behind_them() -> None:
     subscriber = Subscriber(WORKSPACE, lambda r: True, frozenset({REQUEST}), 3)
     subscriber.max_age = 5.0
-    stale = [row(n) | {"committed_at": time.time() - 60} for n in range(5)]
+    stale = [row(n)._replace(committed_at=time.time() - 60) for n in range(5)]
     subscriber.offer_events(stale)  # 3 queued (then stale), 2 over the bound
     subscriber.offer_events([row(9)])  # over the bound: counted with the 2
     assert drain(subscriber) == [(LAGGED, 6)]

@@ -14,8 +14,9 @@ import pytest
 
 from tallyql.live import relay as relay_module
 from tallyql.live.bus import LiveBus
-from tallyql.live.compact import ROW_KEYS
+from tallyql.live.compact import LiveRow
 from tallyql.live.relay import PRESSURE_SECONDS, PgRelay
+from tests.support.live_support import live_row
 
 
 class Listener:
@@ -47,23 +48,21 @@ def published(relay: PgRelay) -> list[dict[str, Any]]:
     return [orjson.loads(payload) for payload, _ in relay._pending]
 
 
-def live_row(event_id: str) -> dict[str, Any]:
-    row: dict[str, Any] = dict.fromkeys(ROW_KEYS)
-    row.update(workspace_id=7, id=event_id, tags=["t"], metadata={"m": 1}, ts_us=12)
-    return row
+def relayed_row(event_id: str) -> LiveRow:
+    return live_row(workspace_id=7, id=event_id, tags=["t"], metadata={"m": 1}, ts_us=12)
 
 
 def test_rows_of_a_saturated_replica_are_marked(monkeypatch: pytest.MonkeyPatch) -> None:
     saturated = False
     relay = relay_with(lambda: saturated)
     relay._pending.clear()  # the interest replies
-    rows = [live_row(f"e{n}") for n in range(3)]
+    rows = [relayed_row(f"e{n}") for n in range(3)]
     relay.publish_rows(rows)
     saturated = True
     relay.publish_rows(rows[:1])
     first, second = published(relay)
-    assert "p" not in first and first["a"] == [[r[k] for k in ROW_KEYS] for r in rows]
-    assert second["p"] == 1 and second["a"] == [[rows[0][k] for k in ROW_KEYS]]
+    assert "p" not in first and first["a"] == [list(r) for r in rows]
+    assert second["p"] == 1 and second["a"] == [list(rows[0])]
     assert first["o"] == second["o"] == relay.origin
     # a receiving replica gets the rows back as they were
     receiver = relay_with(None)
@@ -72,6 +71,7 @@ def test_rows_of_a_saturated_replica_are_marked(monkeypatch: pytest.MonkeyPatch)
     for payload, _ in relay._pending:
         receiver._on_message(payload)
     assert delivered == [*rows, rows[0]] and receiver.pressed
+    assert all(type(r) is LiveRow for r in delivered) and delivered[0].id == "e0"
     # the sender skips its own messages when PostgreSQL delivers them back to it
     monkeypatch.setattr(relay._bus, "deliver_rows", delivered.extend)
     for payload, _ in relay._pending:
@@ -87,9 +87,11 @@ def test_marked_rows_press_the_receiver_for_a_while(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(relay._bus, "deliver_rows", delivered.extend)
     row = {"workspace_id": 7, "id": "x"}  # as earlier versions send rows: objects under "e"
     relay._on_message(orjson.dumps({"k": "e", "o": "elsewhere", "e": [row]}).decode())
-    assert not relay.pressed and delivered == [row]
+    expected = live_row(workspace_id=7, id="x")
+    assert not relay.pressed and delivered == [expected]
+    assert expected.tags == [] and expected.metadata == {} and expected.is_byok is False
     relay._on_message(orjson.dumps({"k": "e", "o": "elsewhere", "p": 1, "e": [row]}).decode())
-    assert relay.pressed and delivered == [row, row]
+    assert relay.pressed and delivered == [expected, expected]
     clock.now += PRESSURE_SECONDS - 0.01
     assert relay.pressed
     clock.now += 0.02

@@ -117,8 +117,8 @@ class LiveBus:
     def deliver_rows(self, rows: Sequence[LiveRow]) -> None:
         by_workspace: dict[int, list[LiveRow]] = defaultdict(list)
         for row in rows:
-            if row["workspace_id"] in self._subscribers:
-                by_workspace[row["workspace_id"]].append(row)
+            if row.workspace_id in self._subscribers:
+                by_workspace[row.workspace_id].append(row)
         for workspace_id, batch in by_workspace.items():
             views: dict[FilterKey, FilterView] = {}
             for subscriber in tuple(self._subscribers.get(workspace_id, ())):

@@ -41,7 +41,7 @@ class FilterView:
         if items is None:
             items = []
             for row in self.rows:
-                if wants_error and row["status"] == "error":
+                if wants_error and row.status == "error":
                     items.append((ERROR, row))
                 elif wants_request:
                     items.append((REQUEST, row))
@@ -59,7 +59,7 @@ class FilterView:
         key = (start_us, end_us)
         hit = self._windows.get(key)
         if hit is None:
-            rows = [row for row in self.rows if start_us <= row["ts_us"] < end_us]
+            rows = [row for row in self.rows if start_us <= row.ts_us < end_us]
             totals = self.totals if len(rows) == len(self.rows) else Totals.of(rows)
             hit = self._windows[key] = (totals, rows)
         return hit

@@ -6,12 +6,13 @@ current members, `tags` any of, every `metadata` pair must match the key's text 
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 import orjson
 
 from tallyql.engine.query.filters import LIST_FILTERS, EventFilterSpec
-from tallyql.live.compact import LiveRow
+from tallyql.live.compact import INDEX, LiveRow
 from tallyql.live.membership import GroupSet
 
 Matcher = Callable[[LiveRow], bool]
@@ -29,11 +30,12 @@ def json_text(value: Any) -> str | None:
 
 
 def _among(column: str, wanted: frozenset[Any]) -> Matcher:
-    return lambda row: row.get(column) in wanted
+    value_of = itemgetter(INDEX[column])
+    return lambda row: value_of(row) in wanted
 
 
 def _metadata_is(key: str, value: str) -> Matcher:
-    return lambda row: json_text((row.get("metadata") or {}).get(key)) == value
+    return lambda row: json_text(row.metadata.get(key)) == value
 
 
 def compile_matcher(spec: EventFilterSpec, groups: GroupSet | None = None) -> Matcher:
@@ -46,15 +48,15 @@ def compile_matcher(spec: EventFilterSpec, groups: GroupSet | None = None) -> Ma
     if spec.groups:
         assert groups is not None, "a group filter needs its members"
         members = groups  # the set's members as they are at each call
-        checks.append(lambda row: row.get("user_id") in members.users)
+        checks.append(lambda row: row.user_id in members.users)
     if spec.is_byok is not None:
         byok = spec.is_byok
-        checks.append(lambda row: bool(row.get("is_byok")) is byok)
+        checks.append(lambda row: row.is_byok is byok)
     if spec.status_codes:
         checks.append(_among("status_code", frozenset(spec.status_codes)))
     if spec.tags:
         tags = frozenset(spec.tags)
-        checks.append(lambda row: not tags.isdisjoint(row.get("tags") or ()))
+        checks.append(lambda row: not tags.isdisjoint(row.tags))
     for match in spec.metadata:
         checks.append(_metadata_is(match.key, match.value))
     if not checks:

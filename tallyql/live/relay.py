@@ -30,7 +30,6 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from operator import itemgetter
 from typing import Any
 
 import asyncpg
@@ -39,7 +38,7 @@ from sqlalchemy import delete, select
 
 from tallyql.clock import clock
 from tallyql.live.bus import LiveBus
-from tallyql.live.compact import ROW_KEYS, LiveRow
+from tallyql.live.compact import LiveRow, row_of_mapping, row_of_values
 from tallyql.live.pg_listener import PgListener
 from tallyql.storage.database import Database
 from tallyql.storage.live_tables import live_outbox
@@ -54,7 +53,6 @@ OUTBOX_KEEP = timedelta(minutes=10)
 MAX_PENDING = 20_000  # messages waiting for the database; the oldest go first when full
 PRESSURE_SECONDS = 0.5
 """How long rows marked as from a saturated origin keep this replica's feeds pressed."""
-_ROW_VALUES = itemgetter(*ROW_KEYS)
 NOTIFY_SQL = "SELECT pg_notify($1, m) FROM unnest($2::text[]) AS m"
 
 
@@ -106,9 +104,9 @@ class PgRelay:
         chunk: list[bytes] = []
         size = len(header) + 2
         for row in rows:
-            if row["workspace_id"] not in self._wanted:
+            if row.workspace_id not in self._wanted:
                 continue
-            encoded = orjson.dumps(_ROW_VALUES(row))
+            encoded = orjson.dumps(tuple(row))  # a named tuple is not JSON to orjson
             if len(header) + len(encoded) + 2 > MAX_PAYLOAD:
                 if chunk:  # the rows before it go first: receivers keep the commit order
                     self._enqueue(header + b",".join(chunk) + b"]}")
@@ -279,9 +277,9 @@ class PgRelay:
             if message.get("p"):
                 self._pressed_until = time.monotonic() + PRESSURE_SECONDS
             if "a" in message:
-                self._bus.deliver_rows([dict(zip(ROW_KEYS, v, strict=True)) for v in message["a"]])
+                self._bus.deliver_rows([row_of_values(v) for v in message["a"]])
             else:
-                self._bus.deliver_rows(message["e"])
+                self._bus.deliver_rows([row_of_mapping(row) for row in message["e"]])
         elif message["k"] == "n":
             self._bus.deliver_notice(message["w"], message["t"], message["n"])
 

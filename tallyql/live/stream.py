@@ -203,7 +203,7 @@ async def _check(live: LiveService, request: StreamRequest, day: _Day) -> None:
     rows, day.count.unchecked = day.count.unchecked, []
     if not rows:
         return
-    by_id = {row["id"]: row for row in rows}
+    by_id = {row.id: row for row in rows}
     counted = await visible_in_base(live.db, request.workspace_id, day.marker, list(by_id))
     for event_id in counted:
         day.count.totals.remove(by_id[event_id])

@@ -61,7 +61,7 @@ class TodayCount:
 
 def _committed_at(item: Item) -> float:
     kind, value = item
-    return value["committed_at"] if kind in (REQUEST, ERROR) else math.inf
+    return value.committed_at if kind in (REQUEST, ERROR) else math.inf
 
 
 class Subscriber:
@@ -129,7 +129,7 @@ class Subscriber:
             return
         today.totals.absorb(totals)
         check_until = today.check_until
-        today.unchecked.extend(row for row in rows if row["committed_at"] <= check_until)
+        today.unchecked.extend(row for row in rows if row.committed_at <= check_until)
 
     def _put_run(self, items: Sequence[Item]) -> None:
         room = self.max_queue - self._size

@@ -21,14 +21,14 @@ class Totals:
 
     def add(self, row: LiveRow) -> None:
         self.requests += 1
-        if row["status"] == "error":
+        if row.status == "error":
             self.errors += 1
-        self.input_tokens += row["input_tokens"] or 0
-        self.output_tokens += row["output_tokens"] or 0
-        self.cache_read_tokens += row["cache_read_tokens"] or 0
-        self.cache_write_tokens += row["cache_write_tokens"] or 0
-        self.reasoning_tokens += row["reasoning_tokens"] or 0
-        self.cost_nanousd += row["cost_nanousd"] or 0
+        self.input_tokens += row.input_tokens or 0
+        self.output_tokens += row.output_tokens or 0
+        self.cache_read_tokens += row.cache_read_tokens or 0
+        self.cache_write_tokens += row.cache_write_tokens or 0
+        self.reasoning_tokens += row.reasoning_tokens or 0
+        self.cost_nanousd += row.cost_nanousd or 0
 
     @classmethod
     def of(cls, rows: Iterable[LiveRow]) -> Totals:
@@ -45,14 +45,14 @@ class Totals:
     def remove(self, row: LiveRow) -> None:
         """Undo `add(row)`."""
         self.requests -= 1
-        if row["status"] == "error":
+        if row.status == "error":
             self.errors -= 1
-        self.input_tokens -= row["input_tokens"] or 0
-        self.output_tokens -= row["output_tokens"] or 0
-        self.cache_read_tokens -= row["cache_read_tokens"] or 0
-        self.cache_write_tokens -= row["cache_write_tokens"] or 0
-        self.reasoning_tokens -= row["reasoning_tokens"] or 0
-        self.cost_nanousd -= row["cost_nanousd"] or 0
+        self.input_tokens -= row.input_tokens or 0
+        self.output_tokens -= row.output_tokens or 0
+        self.cache_read_tokens -= row.cache_read_tokens or 0
+        self.cache_write_tokens -= row.cache_write_tokens or 0
+        self.reasoning_tokens -= row.reasoning_tokens or 0
+        self.cost_nanousd -= row.cost_nanousd or 0
 
     def plus(self, other: Totals) -> Totals:
         return Totals(

@@ -23,7 +23,7 @@ from tallyql.schema.audit import AuditEvent
 from tallyql.schema.base.common import ErrorType, EventKind, EventStatus
 from tallyql.schema.base.described import describe_values, event_field
 from tallyql.schema.base.scalars import Long
-from tallyql.schema.base.usage import TokenKinds, token_kinds_of
+from tallyql.schema.base.usage import TokenKinds, token_kinds
 from tallyql.storage.types import from_micros
 
 
@@ -279,27 +279,34 @@ EventBatchItem = Annotated[
 
 def _request_fields(row: LiveRow) -> dict[str, Any]:
     return {
-        "id": strawberry.ID(row["id"]),
-        "timestamp": from_micros(row["ts_us"]),
-        "committed_at": datetime.fromtimestamp(row["committed_at"], tz=UTC),
-        "kind": EventKind(row["kind"]),
-        "status": EventStatus(row["status"]),
-        "status_code": row["status_code"],
-        "provider": row["provider"],
-        "model": row["model"],
-        "user_id": row["user_id"],
-        "api_key_id": row["api_key_id"],
-        "agent_id": row["agent_id"],
-        "agent_instance_id": row["agent_instance_id"],
-        "session_id": row["session_id"],
-        "trace_id": row["trace_id"],
-        "tool": row["tool"],
-        "mcp_server": row["mcp_server"],
-        "gateway": row["gateway"],
-        **token_kinds_of(row),
-        "latency_ms": row["latency_ms"],
-        "ttft_ms": row["ttft_ms"],
-        "tags": row["tags"],
+        "id": strawberry.ID(row.id),
+        "timestamp": from_micros(row.ts_us),
+        "committed_at": datetime.fromtimestamp(row.committed_at, tz=UTC),
+        "kind": EventKind(row.kind),
+        "status": EventStatus(row.status),
+        "status_code": row.status_code,
+        "provider": row.provider,
+        "model": row.model,
+        "user_id": row.user_id,
+        "api_key_id": row.api_key_id,
+        "agent_id": row.agent_id,
+        "agent_instance_id": row.agent_instance_id,
+        "session_id": row.session_id,
+        "trace_id": row.trace_id,
+        "tool": row.tool,
+        "mcp_server": row.mcp_server,
+        "gateway": row.gateway,
+        **token_kinds(
+            row.input_tokens,
+            row.output_tokens,
+            row.cache_read_tokens,
+            row.cache_write_tokens,
+            row.reasoning_tokens,
+            row.cost_nanousd,
+        ),
+        "latency_ms": row.latency_ms,
+        "ttft_ms": row.ttft_ms,
+        "tags": row.tags,
     }
 
 
@@ -308,12 +315,13 @@ def to_live_event(kind: str, value: Any) -> Any:
     if kind == kinds.REQUEST:
         return RequestEvent(**_request_fields(value))
     if kind == kinds.ERROR:
+        row: LiveRow = value
         return ErrorEvent(
-            **_request_fields(value),
-            error_type=ErrorType(value["error_type"]) if value["error_type"] else None,
-            error_message=value["error_message"],
-            policy_id=value["policy_id"],
-            policy_name=value["policy_name"],
+            **_request_fields(row),
+            error_type=ErrorType(row.error_type) if row.error_type else None,
+            error_message=row.error_message,
+            policy_id=row.policy_id,
+            policy_name=row.policy_name,
         )
     if kind == kinds.COST_UPDATE:
         snap: CostSnapshot = value

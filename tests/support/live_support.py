@@ -14,6 +14,7 @@ import httpx
 
 from tallyql.auth.principal import Role
 from tallyql.live.bus import LiveBus
+from tallyql.live.compact import LiveRow, row_of_mapping
 from tallyql.services import Services
 from tests.support.helpers import iso
 from tests.support.live_client import LEGACY_WS, TRANSPORT_WS, LiveServer, sse_items, subscribe
@@ -283,3 +284,9 @@ def on_or_after(events: Iterable[dict[str, Any]], start: str) -> list[dict[str, 
     """The events dated at or after `start` (an item's ISO timestamp)."""
     moment = parse_ts(start)
     return [e for e in events if parse_ts(e["timestamp"]) >= moment]
+
+
+def live_row(**fields: Any) -> LiveRow:
+    """A live row with the given fields and every other one absent (None; no tags, no
+    metadata, not BYOK)."""
+    return row_of_mapping(fields)

@@ -28,14 +28,33 @@ class TokenKinds(TokenUsage):
     reasoning_tokens: Long = strawberry.field(description="Output tokens spent reasoning.")
 
 
+def token_kinds(
+    input_tokens: int,
+    output_tokens: int,
+    cache_read_tokens: int,
+    cache_write_tokens: int,
+    reasoning_tokens: int,
+    cost_nanousd: int,
+) -> dict[str, Any]:
+    """`TokenKinds`' fields from token counts and a cost in nano-USD."""
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_read_tokens": cache_read_tokens,
+        "cache_write_tokens": cache_write_tokens,
+        "reasoning_tokens": reasoning_tokens,
+        "total_tokens": input_tokens + output_tokens,
+        "cost_usd": to_usd(cost_nanousd),
+    }
+
+
 def token_kinds_of(row: Mapping[str, Any]) -> dict[str, Any]:
     """`TokenKinds`' fields from a stored row's token columns and `cost_nanousd`."""
-    return {
-        "input_tokens": row["input_tokens"],
-        "output_tokens": row["output_tokens"],
-        "cache_read_tokens": row["cache_read_tokens"],
-        "cache_write_tokens": row["cache_write_tokens"],
-        "reasoning_tokens": row["reasoning_tokens"],
-        "total_tokens": row["input_tokens"] + row["output_tokens"],
-        "cost_usd": to_usd(row["cost_nanousd"]),
-    }
+    return token_kinds(
+        row["input_tokens"],
+        row["output_tokens"],
+        row["cache_read_tokens"],
+        row["cache_write_tokens"],
+        row["reasoning_tokens"],
+        row["cost_nanousd"],
+    )
