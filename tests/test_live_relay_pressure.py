@@ -6,6 +6,7 @@ is tested in test_live_cross_replica.py)."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from tallyql.live import relay as relay_module
 from tallyql.live.bus import LiveBus
-from tallyql.live.compact import LiveRow
+from tallyql.live.compact import LiveRow, row_of_values
 from tallyql.live.relay import PRESSURE_SECONDS, PgRelay
 from tests.support.live_support import live_row
 
@@ -90,6 +91,7 @@ def test_marked_rows_press_the_receiver_for_a_while(monkeypatch: pytest.MonkeyPa
     expected = live_row(workspace_id=7, id="x")
     assert not relay.pressed and delivered == [expected]
     assert expected.tags == [] and expected.metadata == {} and expected.is_byok is False
+    assert expected.input_tokens == expected.cost_nanousd == 0 and expected.model is None
     relay._on_message(orjson.dumps({"k": "e", "o": "elsewhere", "p": 1, "e": [row]}).decode())
     assert relay.pressed and delivered == [expected, expected]
     clock.now += PRESSURE_SECONDS - 0.01
@@ -99,3 +101,30 @@ def test_marked_rows_press_the_receiver_for_a_while(monkeypatch: pytest.MonkeyPa
     # its own rows (the NOTIFY comes back to the sender) are ignored, marked or not
     relay._on_message(orjson.dumps({"k": "e", "o": relay.origin, "p": 1, "e": [row]}).decode())
     assert not relay.pressed and len(delivered) == 2
+
+
+def test_rows_fill_notifications_in_commit_order() -> None:
+    """Rows of every size travel in order, each notification under NOTIFY's limit and most
+    of them well filled; a row too big for one notification goes by the outbox, in its
+    place."""
+    relay = relay_with(None)
+    relay._pending.clear()
+    sizes = [random.Random(n).choice((0, 10, 200, 1_500)) for n in range(600)]
+    sizes[37] = sizes[400] = relay_module.MAX_PAYLOAD  # alone too big
+    rows = [
+        live_row(workspace_id=7, id=f"e{n}", metadata={"pad": "x" * size})
+        for n, size in enumerate(sizes)
+    ]
+    rows.insert(300, live_row(workspace_id=8, id="unwatched"))
+    for start in range(0, len(rows), 97):  # batches as the bus hands them over
+        relay.publish_rows(rows[start : start + 97])
+    received: list[LiveRow] = []
+    filled = []
+    for payload, outbox in relay._pending:
+        assert len(payload.encode()) <= relay_module.MAX_PAYLOAD
+        message = orjson.loads(payload if outbox is None else outbox)
+        if outbox is None:
+            filled.append(len(payload.encode()) / relay_module.MAX_PAYLOAD)
+        received += [row_of_values(v) for v in message["a"]]
+    assert received == [r for r in rows if r.workspace_id == 7]
+    assert sum(f > 0.5 for f in filled) >= 0.8 * len(filled)

@@ -82,6 +82,18 @@ INDEX: dict[str, int] = {name: i for i, name in enumerate(ROW_KEYS)}
 _COLUMN_VALUES = itemgetter(*(AT[name] for name in COLUMNS))
 """The record's values of COLUMNS, in their order (one C call)."""
 _BYOK, _TAGS, _METADATA = INDEX["is_byok"], INDEX["tags"], INDEX["metadata"]
+_ABSENT: dict[str, Any] = dict.fromkeys(
+    (
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+        "cost_nanousd",
+    ),
+    0,
+)
+"""What a field absent from a relayed mapping stands for, when not None."""
 _new_row = tuple.__new__
 """A row from its values, without NamedTuple's per-field checks (`LiveRow._make` is a call more)."""
 
@@ -103,8 +115,9 @@ def row_of_values(values: Sequence[Any]) -> LiveRow:
 
 def row_of_mapping(row: dict[str, Any]) -> LiveRow:
     """A row from a mapping of its fields (as replicas of earlier versions relayed it; a
-    field they did not have is absent: None, or empty for the tags and metadata)."""
-    return _normalised([row.get(name) for name in ROW_KEYS])
+    field they did not have is absent: None, 0 for the counts and the cost, which are never
+    null, and empty for the tags and metadata)."""
+    return _normalised([row.get(name, _ABSENT.get(name)) for name in ROW_KEYS])
 
 
 def _normalised(values: list[Any]) -> LiveRow:

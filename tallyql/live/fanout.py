@@ -38,13 +38,16 @@ class FilterView:
         otherwise (like every other row) a REQUEST item when those are asked for."""
         key = (wants_request, wants_error)
         items = self._items.get(key)
-        if items is None:
-            items = []
-            for row in self.rows:
-                if wants_error and row.status == "error":
-                    items.append((ERROR, row))
-                elif wants_request:
-                    items.append((REQUEST, row))
+        if items is None:  # a comprehension each: the bus asks for every batch and filter
+            rows = self.rows
+            if wants_error and wants_request:
+                items = [(ERROR if row.status == "error" else REQUEST, row) for row in rows]
+            elif wants_error:
+                items = [(ERROR, row) for row in rows if row.status == "error"]
+            elif wants_request:
+                items = [(REQUEST, row) for row in rows]
+            else:
+                items = []
             self._items[key] = items
         return items
 

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
-from tallyql.live.compact import LiveRow
+from tallyql.live.compact import INDEX, LiveRow
+
+_STATUS = itemgetter(INDEX["status"])
+_SUMMED = tuple(
+    (name, itemgetter(INDEX[name]))
+    for name in (
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+        "cost_nanousd",
+    )
+)
+"""The totals' sums: each the live row field of the same name (integers, never null)."""
 
 
 @dataclass
@@ -31,11 +46,15 @@ class Totals:
         self.cost_nanousd += row.cost_nanousd or 0
 
     @classmethod
-    def of(cls, rows: Iterable[LiveRow]) -> Totals:
-        totals = cls()
-        for row in rows:
-            totals.add(row)
-        return totals
+    def of(cls, rows: Sequence[LiveRow]) -> Totals:
+        """The totals of `rows`, a column at a time: the bus works them out for every batch
+        and filter, and a sum over a column runs in C where `add` per row did not."""
+        statuses = list(map(_STATUS, rows))
+        return cls(
+            requests=len(rows),
+            errors=statuses.count("error"),
+            **{name: sum(map(getter, rows)) for name, getter in _SUMMED},
+        )
 
     def absorb(self, other: Totals) -> None:
         """Add another set of totals to this one."""
