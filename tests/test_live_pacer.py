@@ -132,3 +132,19 @@ def test_under_pressure_deliveries_are_charged_against_the_pressed_share() -> No
     assert (pacer.charges, pacer.pressed_charges) == (2, 1)
     with pytest.raises(ValueError):
         DeliveryPacer(0.15, pressed_share=0.2)  # a pressed share above the share
+
+
+def test_processes_split_the_pressed_share() -> None:
+    serving = 1
+    pacer = DeliveryPacer(
+        0.25, pressed_share=0.03, pressure=lambda: True, pressed_split=lambda: serving
+    )
+    started = time.perf_counter() + 3600.0
+    pacer.charge(started, 0.003)
+    assert pacer._due == pytest.approx(started + 0.003 / 0.03, abs=1e-9)
+    serving = 2  # another replica has subscribers too: each takes half
+    pacer.charge(started, 0.003)
+    assert pacer._due == pytest.approx(started + 0.003 / 0.03 + 0.003 / 0.015, abs=1e-9)
+    serving = 0  # never more than the whole share
+    pacer.charge(started, 0.003)
+    assert pacer._due == pytest.approx(started + 2 * 0.003 / 0.03 + 0.003 / 0.015, abs=1e-9)

@@ -45,6 +45,10 @@ def relay_with(pressure: Callable[[], bool] | None) -> PgRelay:
     return relay
 
 
+def as_json(row: LiveRow) -> list[Any]:
+    return orjson.loads(orjson.dumps(tuple(row)))
+
+
 def published(relay: PgRelay) -> list[dict[str, Any]]:
     return [orjson.loads(payload) for payload, _ in relay._pending]
 
@@ -62,8 +66,8 @@ def test_rows_of_a_saturated_replica_are_marked(monkeypatch: pytest.MonkeyPatch)
     saturated = True
     relay.publish_rows(rows[:1])
     first, second = published(relay)
-    assert "p" not in first and first["a"] == [list(r) for r in rows]
-    assert second["p"] == 1 and second["a"] == [list(rows[0])]
+    assert "p" not in first and first["a"] == [as_json(r) for r in rows]
+    assert second["p"] == 1 and second["a"] == [as_json(rows[0])]
     assert first["o"] == second["o"] == relay.origin
     # a receiving replica gets the rows back as they were
     receiver = relay_with(None)
@@ -90,7 +94,7 @@ def test_marked_rows_press_the_receiver_for_a_while(monkeypatch: pytest.MonkeyPa
     relay._on_message(orjson.dumps({"k": "e", "o": "elsewhere", "e": [row]}).decode())
     expected = live_row(workspace_id=7, id="x")
     assert not relay.pressed and delivered == [expected]
-    assert expected.tags == [] and expected.metadata == {} and expected.is_byok is False
+    assert expected.tags == () and expected.metadata == {} and expected.is_byok is False
     assert expected.input_tokens == expected.cost_nanousd == 0 and expected.model is None
     relay._on_message(orjson.dumps({"k": "e", "o": "elsewhere", "p": 1, "e": [row]}).decode())
     assert relay.pressed and delivered == [expected, expected]
@@ -128,3 +132,14 @@ def test_rows_fill_notifications_in_commit_order() -> None:
         received += [row_of_values(v) for v in message["a"]]
     assert received == [r for r in rows if r.workspace_id == 7]
     assert sum(f > 0.5 for f in filled) >= 0.8 * len(filled)
+
+
+def test_replicas_with_subscribers_are_counted() -> None:
+    relay = relay_with(None)  # "elsewhere" has subscribers of workspace 7
+    assert relay.remote_serving == 1
+    relay._on_message(orjson.dumps({"k": "i", "o": "idle", "w": []}).decode())
+    assert relay.remote_serving == 1  # a replica without subscribers does not count
+    relay._on_message(orjson.dumps({"k": "i", "o": "third", "w": [9]}).decode())
+    assert relay.remote_serving == 2
+    relay._on_message(orjson.dumps({"k": "i", "o": "elsewhere", "w": []}).decode())
+    assert relay.remote_serving == 1

@@ -53,7 +53,7 @@ def test_a_row_holds_the_records_values() -> None:
             assert getattr(full, name) == record[AT[name]], name
     assert record[TS] == datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
     # no tags or metadata: empty ones, not None; not BYOK: False
-    assert bare.tags == [] and bare.metadata == {} and bare.is_byok is False
+    assert bare.tags == () and bare.metadata == {} and bare.is_byok is False
 
 
 def test_a_relayed_row_comes_back_equal() -> None:

@@ -61,7 +61,7 @@ from typing import Any, Protocol
 
 from tallyql.clock import clock
 from tallyql.live.compact import LiveRow
-from tallyql.live.fanout import FilterKey, FilterView
+from tallyql.live.fanout import ERROR, REQUEST, FilterKey, FilterView
 from tallyql.live.matcher import Matcher
 from tallyql.live.pacer import DeliveryPacer
 from tallyql.live.subscriber import LAGGED, Item
@@ -89,7 +89,10 @@ costs the server and the kernel about 0.15 s of CPU a second at `SENDER_SHARE`, 
 database then lacks: maximal ingest fell 23-27 % (bench/live.py). While ingest waits for the
 database, the feeds send at this share; windows they cannot send in time are dropped and
 reported as Lagged, with exact running totals, and full delivery resumes when ingest is no
-longer saturated."""
+longer saturated. Replicas with subscribers split it evenly (live/service.py): what the live
+path takes from ingest while it is saturated is the same whether one process or several serve
+the subscribers (each process sending at the whole share made two replicas cost ingest twice
+as much, their receiving of the relayed rows aside)."""
 BYTE_COST = 0.5e-9
 """Seconds of CPU charged to the sender per byte written, besides the CPU time of the slice
 that wrote it. A socket takes at once what its kernel buffer holds; the event loop sends the
@@ -150,14 +153,26 @@ class EventWindow:
     """When the first row of the window reached the feed (epoch seconds)."""
     closed_at: float
     """When the window closed (epoch seconds)."""
-    items: tuple[Item, ...]
-    """(REQUEST or ERROR, live row) in commit order."""
+    rows: tuple[LiveRow, ...]
+    """The window's rows of the chosen event types, in commit order."""
+    errors_apart: bool
+    """Whether failed requests are ERROR items (when ERROR was chosen), not REQUEST ones."""
     totals: Totals
     """Totals of the window's rows that match the filter (every type)."""
     running: Totals
     """Totals of the feed's matching rows since `since`, this window included."""
     since: float
     """When the feed started counting (epoch seconds)."""
+
+    @property
+    def items(self) -> list[Item]:
+        """(REQUEST or ERROR, live row) in commit order. Made when the window is rendered,
+        once for all its members: a window keeps its rows alone, since a tuple per row held
+        while windows wait to be sent is that many more objects for each young garbage
+        collection to walk (100-150 ms pauses in bursts, bench/live.py)."""
+        if self.errors_apart:
+            return [(ERROR if row.status == "error" else REQUEST, row) for row in self.rows]
+        return [(REQUEST, row) for row in self.rows]
 
 
 @dataclass
@@ -222,7 +237,7 @@ class BatchMember:
 
     def put(self, window: EventWindow) -> None:
         """Queue a window (never waits): dropped and counted when it does not fit."""
-        size = len(window.items)
+        size = len(window.rows)
         if self._queue and self._size + size > self.max_queue:
             self._lag(size)
         else:
@@ -248,7 +263,7 @@ class BatchMember:
         head = self._queue.popleft()
         if isinstance(head, list):
             return (LAGGED, head[0])
-        self._size -= len(head.items)
+        self._size -= len(head.rows)
         self.delivered_windows += 1
         return (BATCH, head)
 
@@ -264,9 +279,9 @@ class BatchMember:
                     break  # a notice of its own; anything stale behind it comes next
                 missing += head[0]
             elif head.closed_at < cutoff:
-                missing += len(head.items)
-                self._size -= len(head.items)
-                self.dropped_total += len(head.items)
+                missing += len(head.rows)
+                self._size -= len(head.rows)
+                self.dropped_total += len(head.rows)
             else:
                 break
             self._queue.popleft()
@@ -358,7 +373,7 @@ class BatchFeed:
         self.stats = FeedStats()
         self._wants_request = wants_request
         self._wants_error = wants_error
-        self._items: list[Item] = []
+        self._chosen: list[LiveRow] = []
         self._totals = Totals()
         self._rows = 0
         self._opened_at = 0.0
@@ -381,8 +396,7 @@ class BatchFeed:
             self._timer = asyncio.get_running_loop().call_later(self.window, self.flush)
         self._rows += len(view.rows)
         self._totals.absorb(view.totals)
-        if self._wants_request or self._wants_error:
-            self._items.extend(view.items(self._wants_request, self._wants_error))
+        self._chosen.extend(view.of_types(self._wants_request, self._wants_error))
 
     def offer_events(self, rows: list[LiveRow]) -> None:
         self.offer(FilterView(self.matcher, rows))
@@ -404,14 +418,15 @@ class BatchFeed:
             sequence=self.stats.windows,
             opened_at=self._opened_at,
             closed_at=clock.timestamp(),
-            items=tuple(self._items),
+            rows=tuple(self._chosen),
+            errors_apart=self._wants_error,
             totals=self._totals,
             running=Totals(**vars(self.running)),
             since=self.since,
         )
-        self._items, self._totals, self._rows = [], Totals(), 0
+        self._chosen, self._totals, self._rows = [], Totals(), 0
         self.stats.windows += 1
-        self.stats.events += len(window.items)
+        self.stats.events += len(window.rows)
         outlets: list[BatchMember] = []
         for member in self.members:
             if member.outlet is None:
@@ -429,7 +444,7 @@ class BatchFeed:
         if len(self._outbox) >= MAX_OUTBOX:
             old, old_members = self._outbox.popleft()
             for member in old_members:
-                member.drop(len(old.items))
+                member.drop(len(old.rows))
         self._outbox.append((window, members))
         if self._settle_timer is not None:  # the sender settles after this window
             self._settle_timer.cancel()
@@ -442,7 +457,7 @@ class BatchFeed:
         pacer = self.pacer
         while self._outbox:
             window, members = self._outbox.popleft()
-            size = len(window.items)
+            size = len(window.rows)
             encoded: dict[Hashable, bytes] = {}
             stale_at = window.closed_at + self.max_age
             for start in range(0, len(members), SLICE):
@@ -491,7 +506,7 @@ class BatchFeed:
             self._settle_timer.cancel()
             self._settle_timer = None
         self._outbox.clear()
-        self._items, self._totals, self._rows = [], Totals(), 0
+        self._chosen, self._totals, self._rows = [], Totals(), 0
 
 
 class Bus(Protocol):

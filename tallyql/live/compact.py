@@ -64,7 +64,7 @@ class LiveRow(NamedTuple):
     cost_nanousd: int
     latency_ms: float | None
     ttft_ms: float | None
-    tags: list[str]
+    tags: tuple[str, ...]
     metadata: dict[str, Any]
     ts_us: int
     """The event's timestamp, epoch microseconds."""
@@ -110,6 +110,8 @@ def row_of_values(values: Sequence[Any]) -> LiveRow:
     """A row from its values in `ROW_KEYS` order (as relayed)."""
     if len(values) != len(ROW_KEYS):
         raise ValueError(f"a live row has {len(ROW_KEYS)} values, not {len(values)}")
+    values = values if type(values) is list else list(values)  # as parsed: changed in place
+    values[_TAGS] = tuple(values[_TAGS] or ())  # a JSON array
     return _new_row(LiveRow, values)
 
 
@@ -122,8 +124,9 @@ def row_of_mapping(row: dict[str, Any]) -> LiveRow:
 
 def _normalised(values: list[Any]) -> LiveRow:
     """The row of `ROW_KEYS` values as stored: BYOK as a boolean (SQLite stores 0 and 1), no
-    tags or metadata as empty ones."""
+    tags or metadata as empty ones. Tags are a tuple: no tags is then the one empty tuple, and
+    a row of strings and numbers no object of its own for the garbage collector to walk."""
     values[_BYOK] = bool(values[_BYOK])
-    values[_TAGS] = list(values[_TAGS] or ())
+    values[_TAGS] = tuple(values[_TAGS] or ())
     values[_METADATA] = values[_METADATA] or {}
     return _new_row(LiveRow, values)

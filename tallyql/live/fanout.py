@@ -51,6 +51,15 @@ class FilterView:
             self._items[key] = items
         return items
 
+    def of_types(self, wants_request: bool, wants_error: bool) -> list[LiveRow]:
+        """The matching rows that are items of the chosen types: every row when REQUEST is
+        chosen (errors are items too, as ERROR or REQUEST), the failed ones for ERROR only."""
+        if wants_request:
+            return self.rows
+        if wants_error:
+            return [row for row in self.rows if row.status == "error"]
+        return []
+
     @property
     def totals(self) -> Totals:
         if self._totals is None:

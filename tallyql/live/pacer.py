@@ -31,9 +31,11 @@ class DeliveryPacer:
         max_cost: float = 0.001,
         pressed_share: float | None = None,
         pressure: Callable[[], bool] | None = None,
+        pressed_split: Callable[[], int] | None = None,
     ) -> None:
         """`pressure`: whether something that matters more (ingest) is short of time now;
-        while it is, deliveries are charged against `pressed_share` instead of `share`."""
+        while it is, deliveries are charged against `pressed_share` instead of `share`,
+        divided by `pressed_split()` (how many processes share it) when given."""
         if not 0.0 < share <= 1.0:
             raise ValueError("the delivery share must be in (0, 1]")
         if pressed_share is not None and not 0.0 < pressed_share <= share:
@@ -41,6 +43,7 @@ class DeliveryPacer:
         self.share = share
         self.pressed_share = pressed_share if pressed_share is not None else share
         self.pressure = pressure
+        self.pressed_split = pressed_split
         self.charges = 0
         self.pressed_charges = 0
         """Deliveries charged, and charged at the pressed share (for /health and tests)."""
@@ -85,6 +88,8 @@ class DeliveryPacer:
         self.charges += 1
         if self.pressure is not None and self.pressure():
             share = self.pressed_share
+            if self.pressed_split is not None:
+                share /= max(1, self.pressed_split())
             self.pressed_charges += 1
         self._due = max(self._due, started) + cost / share
 

@@ -75,6 +75,8 @@ class PgRelay:
         self._wake = asyncio.Event()
         self._remote: dict[str, tuple[float, frozenset[int]]] = {}
         self._wanted: frozenset[int] = frozenset()
+        self.remote_serving = 0
+        """Other replicas with live subscribers (as they last announced)."""
         self._echo: dict[str, asyncio.Future[None]] = {}
         self._inbox: deque[dict[str, Any]] = deque()  # received, behind an outbox read
         self._reader: asyncio.Task[None] | None = None
@@ -329,3 +331,4 @@ class PgRelay:
         for _, workspaces in self._remote.values():
             wanted |= workspaces
         self._wanted = frozenset(wanted)
+        self.remote_serving = sum(1 for _, workspaces in self._remote.values() if workspaces)

@@ -51,6 +51,7 @@ class LiveService:
             sender_share,
             pressed_share=min(sender_share, PRESSED_SENDER_SHARE),
             pressure=self._pressed,
+            pressed_split=self._serving_replicas,
         )
         """Paces the coalesced feeds' senders (live/batches.py), apart from the per-subscriber
         deliveries: their costs are CPU time, not capped per delivery."""
@@ -74,6 +75,10 @@ class LiveService:
         if self._ingest_pressure is not None and self._ingest_pressure():
             return True
         return self.relay is not None and self.relay.pressed
+
+    def _serving_replicas(self) -> int:
+        """Server processes with live subscribers, this one included (1 without a relay)."""
+        return 1 if self.relay is None else 1 + self.relay.remote_serving
 
     def start(self, spawn: Spawn) -> None:
         spawn("live-bus", self.bus.run())

@@ -368,7 +368,7 @@ def to_live_event(kind: str, value: Any) -> Any:
         window: EventWindow = value
         return EventBatch(
             events=[to_live_event(k, row) for k, row in window.items],
-            count=len(window.items),
+            count=len(window.rows),
             opened_at=datetime.fromtimestamp(window.opened_at, tz=UTC),
             closed_at=datetime.fromtimestamp(window.closed_at, tz=UTC),
             totals=CostTotals.of(window.totals),
