@@ -663,3 +663,32 @@ async def test_the_sender_is_charged_for_the_bytes_it_writes(
     assert written == 3 * len(outlets[0].written[0]) > 0
     ahead = pacer._due - before  # what was charged, from when the slice started
     assert written * 1e-3 <= ahead < written * 1e-3 + 0.05
+
+
+@pytest.mark.parametrize("pressed", [False, True])
+async def test_a_pressed_sender_holds_few_windows(pressed: bool) -> None:
+    """While ingest is saturated the sender is behind by at most PRESSED_OUTBOX windows: older
+    ones are dropped at once and counted for their members (Lagged), instead of being held
+    until MAX_OUTBOX pushes them out."""
+    bus = LiveBus()
+    feeds = BatchFeeds(bus)
+    spec = EventFilterSpec()
+    pacer = DeliveryPacer(0.25, pressed_share=0.03, pressure=lambda: pressed)
+    outlet = FakeOutlet()
+    member = feeds.join(
+        WORKSPACE, compile_matcher(spec), (spec, None), True, True, 60.0, 10, 1e9, outlet, pacer
+    )
+    (feed,) = feeds.feeds.values()
+    for n in range(20):  # the sender task has not run yet: every window waits
+        bus.deliver_rows([row(2 * n), row(2 * n + 1)])
+        feed.flush()
+    held = batches_module.PRESSED_OUTBOX if pressed else 20
+    assert len(feed._outbox) == held
+    assert member.dropped_total == 2 * (20 - held)
+    await settled(feed)
+    ids = [i for d in decoded(outlet) if "ids" in d for i in d["ids"]]
+    assert ids == [f"e{n}" for n in range(2 * (20 - held), 40)]  # the freshest, in order
+    lagged = [d["lagged"] for d in decoded(outlet) if "lagged" in d]
+    assert lagged == ([2 * (20 - held)] if pressed else [])
+    assert batches_module.PRESSED_OUTBOX < 20 < batches_module.MAX_OUTBOX
+    feeds.leave(member)

@@ -73,6 +73,13 @@ BATCH = "batch"
 MAX_OUTBOX = 64
 """Closed windows a feed's sender may be behind by; the oldest is dropped (and counted for
 its members) beyond that, so memory stays bounded when sending cannot keep up."""
+PRESSED_OUTBOX = 8
+"""Closed windows a feed's sender may be behind by while its pacer is pressed (ingest
+saturated). At the pressed share it sends a window now and then, so windows pile up and are
+dropped anyway; held until `MAX_OUTBOX` pushed them out, a burst's windows were the rows of the
+last six seconds, which every young garbage collection walked: 100-180 ms pauses on both
+replicas, and hundreds of MiB (bench/live.py --replicas 2). Fewer held means the ones sent
+are the freshest."""
 SENDER_SHARE = 0.25
 """Share of the event loop's time that the feeds' senders may use when they are busy and
 ingest is not saturated (with `LIVE_DELIVERY_SHARE` if that is smaller): what is left is
@@ -441,7 +448,8 @@ class BatchFeed:
     # the sender (outlet members)
 
     def _post(self, window: EventWindow, members: tuple[BatchMember, ...]) -> None:
-        if len(self._outbox) >= MAX_OUTBOX:
+        pressed = self.pacer is not None and self.pacer.pressed()
+        while len(self._outbox) >= (PRESSED_OUTBOX if pressed else MAX_OUTBOX):
             old, old_members = self._outbox.popleft()
             for member in old_members:
                 member.drop(len(old.rows))

@@ -55,6 +55,10 @@ class DeliveryPacer:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._timer: asyncio.TimerHandle | None = None
 
+    def pressed(self) -> bool:
+        """Whether deliveries are charged against the pressed share now."""
+        return self.pressure is not None and self.pressure()
+
     def _ahead(self) -> float:
         return self._due - time.perf_counter()
 
@@ -86,7 +90,7 @@ class DeliveryPacer:
         """Charge `cost` seconds of the loop's time, spent from `started` (perf_counter)."""
         share = self.share
         self.charges += 1
-        if self.pressure is not None and self.pressure():
+        if self.pressed():
             share = self.pressed_share
             if self.pressed_split is not None:
                 share /= max(1, self.pressed_split())
