@@ -6,19 +6,15 @@ from datetime import UTC, datetime
 
 import orjson
 
-from tallyql.ingest.pricing import Pricer
-from tallyql.ingest.service import IngestService
 from tallyql.storage.ingest import batch
 from tallyql.storage.tables import EVENT_COLUMNS
 from tallyql.storage.types import sqlite_value
-from tests.support.helpers import iso, llm
+from tests.support.helpers import iso, llm, valid_records
 
 
 def _records() -> list[list]:
-    service = IngestService(None, Pricer())  # type: ignore[arg-type]
     now = datetime.now(UTC)
-    valid, errors = service.prepare(
-        7,
+    return valid_records(
         [
             llm(
                 "full",
@@ -35,8 +31,6 @@ def _records() -> list[list]:
         ],
         now,
     )
-    assert not errors
-    return [e.record for e in valid]
 
 
 def test_sqlite_records_equal_the_generic_conversion() -> None:

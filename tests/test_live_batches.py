@@ -46,9 +46,9 @@ from tests.support.live_support import (
     check_request_item,
     expected_totals,
     ingest,
-    live_row,
     make_key,
     mixed_events,
+    numbered_row,
     open_live,
     wait_subscribers,
 )
@@ -374,22 +374,7 @@ WORKSPACE = 7
 
 
 def row(n: int, status: str = "ok") -> LiveRow:
-    return live_row(
-        **{
-            "workspace_id": WORKSPACE,
-            "id": f"e{n}",
-            "status": status,
-            "model": "gpt-4o",
-            "input_tokens": 100 + n,
-            "output_tokens": 10 + n % 7,
-            "cache_read_tokens": n % 3,
-            "cache_write_tokens": 0,
-            "reasoning_tokens": n % 5,
-            "cost_nanousd": 1_000 * n + 17,
-            "ts_us": 1_000_000 + n,
-            "committed_at": time.time(),
-        }
-    )
+    return numbered_row(n, status=status, workspace_id=WORKSPACE)
 
 
 def plain_totals(rows: list[LiveRow]) -> dict[str, int]:

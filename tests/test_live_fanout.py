@@ -14,28 +14,13 @@ from tallyql.live.bus import LiveBus
 from tallyql.live.compact import LiveRow
 from tallyql.live.matcher import compile_matcher
 from tallyql.live.subscriber import ERROR, LAGGED, REQUEST, Subscriber, TodayCount
-from tests.support.live_support import live_row
+from tests.support.live_support import numbered_row
 
 WORKSPACE = 7
 
 
 def row(n: int, *, model: str = "gpt-4o", status: str = "ok", ts_us: int = 0) -> LiveRow:
-    return live_row(
-        **{
-            "workspace_id": WORKSPACE,
-            "id": f"e{n}",
-            "status": status,
-            "model": model,
-            "input_tokens": 100 + n,
-            "output_tokens": 10 + n % 7,
-            "cache_read_tokens": n % 3,
-            "cache_write_tokens": 0,
-            "reasoning_tokens": n % 5,
-            "cost_nanousd": 1_000 * n + 17,
-            "ts_us": ts_us or 1_000_000 + n,
-            "committed_at": time.time(),
-        }
-    )
+    return numbered_row(n, model=model, status=status, ts_us=ts_us, workspace_id=WORKSPACE)
 
 
 class CountingMatcher:

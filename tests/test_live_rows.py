@@ -7,18 +7,14 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from tallyql.ingest.pricing import Pricer
-from tallyql.ingest.service import IngestService
 from tallyql.live.compact import ROW_KEYS, LiveRow, compact_row, row_of_mapping, row_of_values
 from tallyql.storage.ingest.record import AT, TS
-from tests.support.helpers import iso, llm
+from tests.support.helpers import iso, llm, valid_records
 
 
 def _records() -> list[list]:
-    service = IngestService(None, Pricer())  # type: ignore[arg-type]
     at = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
-    valid, errors = service.prepare(
-        7,
+    return valid_records(
         [
             llm(
                 "full",
@@ -34,8 +30,6 @@ def _records() -> list[list]:
         ],
         at,
     )
-    assert not errors
-    return [e.record for e in valid]
 
 
 def test_a_row_holds_the_records_values() -> None:

@@ -19,6 +19,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 from tallyql.storage.ingest.record import AT, TS
+from tallyql.storage.tables import EVENT_TOKEN_COLUMNS
 from tallyql.storage.types import to_micros
 
 
@@ -82,17 +83,9 @@ INDEX: dict[str, int] = {name: i for i, name in enumerate(ROW_KEYS)}
 _COLUMN_VALUES = itemgetter(*(AT[name] for name in COLUMNS))
 """The record's values of COLUMNS, in their order (one C call)."""
 _BYOK, _TAGS, _METADATA = INDEX["is_byok"], INDEX["tags"], INDEX["metadata"]
-_ABSENT: dict[str, Any] = dict.fromkeys(
-    (
-        "input_tokens",
-        "output_tokens",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "reasoning_tokens",
-        "cost_nanousd",
-    ),
-    0,
-)
+COUNTS: tuple[str, ...] = (*EVENT_TOKEN_COLUMNS, "cost_nanousd")
+"""The row's token counts and cost (nano-USD): integers, never null."""
+_ABSENT: dict[str, Any] = dict.fromkeys(COUNTS, 0)
 """What a field absent from a relayed mapping stands for, when not None."""
 _new_row = tuple.__new__
 """A row from its values, without NamedTuple's per-field checks (`LiveRow._make` is a call more)."""

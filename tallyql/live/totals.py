@@ -6,21 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
-from tallyql.live.compact import INDEX, LiveRow
+from tallyql.live.compact import COUNTS, INDEX, LiveRow
 
 _STATUS = itemgetter(INDEX["status"])
-_SUMMED = tuple(
-    (name, itemgetter(INDEX[name]))
-    for name in (
-        "input_tokens",
-        "output_tokens",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "reasoning_tokens",
-        "cost_nanousd",
-    )
-)
-"""The totals' sums: each the live row field of the same name (integers, never null)."""
+_SUMMED = tuple((name, itemgetter(INDEX[name])) for name in COUNTS)
+"""The totals' sums: each the live row field of the same name."""
 
 
 @dataclass

@@ -15,6 +15,8 @@ import pytest
 from sqlalchemy import event, select
 
 from tallyql import sketch
+from tallyql.ingest.pricing import Pricer
+from tallyql.ingest.service import IngestService
 from tallyql.services import Services
 from tallyql.storage.tables import events, session_models, sessions
 
@@ -105,6 +107,14 @@ async def workspace_id_of(services: Services, key: str) -> int:
 
 
 _COUNTING: ContextVar[bool] = ContextVar("counting_statements", default=False)
+
+
+def valid_records(events: list[dict[str, Any]], received_at: datetime) -> list[list[Any]]:
+    """The events-table records ingest makes of `events` (workspace 7), all of them valid."""
+    service = IngestService(None, Pricer())  # type: ignore[arg-type]
+    valid, errors = service.prepare(7, events, received_at)
+    assert not errors
+    return [e.record for e in valid]
 
 
 @contextmanager

@@ -5,6 +5,7 @@ over the three transports, events with known values, and the independent expecta
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
@@ -290,3 +291,24 @@ def live_row(**fields: Any) -> LiveRow:
     """A live row with the given fields and every other one absent (None; no tags, no
     metadata, not BYOK)."""
     return row_of_mapping(fields)
+
+
+def numbered_row(
+    n: int, *, model: str = "gpt-4o", status: str = "ok", ts_us: int = 0, workspace_id: int = 7
+) -> LiveRow:
+    """Live row number `n` of a workspace: counts and cost that differ from row to row (so
+    that totals tell rows apart), committed now."""
+    return live_row(
+        workspace_id=workspace_id,
+        id=f"e{n}",
+        status=status,
+        model=model,
+        input_tokens=100 + n,
+        output_tokens=10 + n % 7,
+        cache_read_tokens=n % 3,
+        cache_write_tokens=0,
+        reasoning_tokens=n % 5,
+        cost_nanousd=1_000 * n + 17,
+        ts_us=ts_us or 1_000_000 + n,
+        committed_at=time.time(),
+    )
