@@ -11,7 +11,8 @@ commute, so any number of staged aggregates fold into the same rows.
 
 On PostgreSQL a fold is one statement: the aggregate is a materialised CTE and each summary an
 `INSERT ... ON CONFLICT` CTE over it (rows in key order, so concurrent writers never deadlock).
-SQLite has no data-modifying CTEs: the aggregate goes into a temporary table first.
+SQLite has no data-modifying CTEs: the aggregate goes into a temporary table first, keyed by
+the aggregate's keys, each source row upserted into it (`_sqlite_statements`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import assert_never
 
-from tallyql.storage.dialect import Dialect
+from tallyql.storage.dialect import Dialect, greatest_least_sql
 from tallyql.storage.rollups.upsert import Aggregate, AggregateUpsert
 
 
@@ -54,16 +55,38 @@ class Fold:
                 agg = f"agg AS MATERIALIZED ({self.select(source)})"
                 return [f"WITH {agg}, {self._apply(dialect, 'agg')} SELECT 1"]
             case Dialect.SQLITE:  # a CTE is read by one statement only: a temp table
-                columns = ", ".join(self.aggregate.columns)
-                temp = f"temp.{self.temp_table}"
-                return [
-                    f"CREATE TEMP TABLE IF NOT EXISTS {self.temp_table} ({columns})",
-                    f"DELETE FROM {temp}",
-                    f"INSERT INTO {temp} ({columns}) {self.select(source)}",
-                    *(t.sql(dialect, temp) for t in self.targets),
-                ]
+                return self._sqlite_statements(source)
             case _:
                 assert_never(dialect)
+
+    def _sqlite_statements(self, source: str) -> list[str]:
+        """The aggregate built in a temporary table keyed like it, by upserting each source
+        row (a B-tree lookup per row: `GROUP BY` sorted every row by all of the keys first,
+        the costlier part of a batch's wide aggregates, bench/sqlite_writer_steps.py --days
+        30), then each target fed from it. A target keyed like the aggregate copies its rows
+        as they are, without aggregating them again. The rows come out the same, floats to
+        the bit: each key's rows are added in the order the source holds them, as `SUM` over
+        the sorted rows added them (every rollup table after the same seeded load, before and
+        after; tests/test_sum_rollups_writer.py compares them with raw events)."""
+        agg, temp = self.aggregate, self.temp_table
+        columns, keys = ", ".join(agg.columns), ", ".join(agg.key_columns)
+        relation = source if self.relation is None else self.relation(source)
+        _, least = greatest_least_sql(Dialect.SQLITE)
+        sets = agg.merges(Dialect.SQLITE, temp)  # "first" columns: the aggregate's MIN
+        sets += [
+            f"{c} = " + least.format(a=f"{temp}.{c}", b=f"excluded.{c}") for c, _ in agg.firsts
+        ]
+        return [
+            f"CREATE TEMP TABLE IF NOT EXISTS {temp} ({columns}, PRIMARY KEY ({keys})) "
+            "WITHOUT ROWID",
+            f"DELETE FROM temp.{temp}",
+            f"INSERT INTO temp.{temp} ({columns}) {agg.row_select(relation)} "
+            f"ON CONFLICT ({keys}) DO UPDATE SET {', '.join(sets)}",
+            *(
+                t.sql(Dialect.SQLITE, f"temp.{temp}", grouped=not t.copies(agg))
+                for t in self.targets
+            ),
+        ]
 
     def stage_statement(self, source: str, delta: str) -> str:
         """Append the aggregate of `source` to the delta table (a plain insert: no row locks)."""
