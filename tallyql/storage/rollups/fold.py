@@ -61,32 +61,25 @@ class Fold:
 
     def _sqlite_statements(self, source: str) -> list[str]:
         """The aggregate built in a temporary table keyed like it, by upserting each source
-        row (a B-tree lookup per row: `GROUP BY` sorted every row by all of the keys first,
-        the costlier part of a batch's wide aggregates, bench/sqlite_writer_steps.py --days
-        30), then each target fed from it. A target keyed like the aggregate copies its rows
-        as they are, without aggregating them again. The rows come out the same, floats to
-        the bit: each key's rows are added in the order the source holds them, as `SUM` over
-        the sorted rows added them (every rollup table after the same seeded load, before and
-        after; tests/test_sum_rollups_writer.py compares them with raw events)."""
-        agg, temp = self.aggregate, self.temp_table
-        columns, keys = ", ".join(agg.columns), ", ".join(agg.key_columns)
+        row into it (a B-tree lookup per row: `GROUP BY` sorted every row by all of the keys
+        first, the costlier part of a batch's wide aggregates, bench/sqlite_writer_steps.py
+        --days 30); each target's rows likewise from it, then upserted into the target as they
+        are (a target keyed like the aggregate takes its rows directly). The rows come out the
+        same, floats to the bit: each key's rows are added in the order the source holds
+        them, as `SUM` over the sorted rows added them (every rollup table after the same
+        seeded load, before and after; tests/test_sum_rollups_writer.py compares them with
+        raw events)."""
         relation = source if self.relation is None else self.relation(source)
-        _, least = greatest_least_sql(Dialect.SQLITE)
-        sets = agg.merges(Dialect.SQLITE, temp)  # "first" columns: the aggregate's MIN
-        sets += [
-            f"{c} = " + least.format(a=f"{temp}.{c}", b=f"excluded.{c}") for c, _ in agg.firsts
-        ]
-        return [
-            f"CREATE TEMP TABLE IF NOT EXISTS {temp} ({columns}, PRIMARY KEY ({keys})) "
-            "WITHOUT ROWID",
-            f"DELETE FROM temp.{temp}",
-            f"INSERT INTO temp.{temp} ({columns}) {agg.row_select(relation)} "
-            f"ON CONFLICT ({keys}) DO UPDATE SET {', '.join(sets)}",
-            *(
-                t.sql(Dialect.SQLITE, f"temp.{temp}", grouped=not t.copies(agg))
-                for t in self.targets
-            ),
-        ]
+        temp = self.temp_table
+        out = _keyed_aggregate(temp, self.aggregate, relation)
+        for target in self.targets:
+            if target.copies(self.aggregate):
+                out.append(target.sql(Dialect.SQLITE, f"temp.{temp}", grouped=False))
+            else:
+                staged = f"_fold_into_{target.table}"
+                out += _keyed_aggregate(staged, target, f"temp.{temp}")
+                out.append(target.copy().sql(Dialect.SQLITE, f"temp.{staged}", grouped=False))
+        return out
 
     def stage_statement(self, source: str, delta: str) -> str:
         """Append the aggregate of `source` to the delta table (a plain insert: no row locks)."""
@@ -102,3 +95,21 @@ class Fold:
         moved = f"moved AS (DELETE FROM {delta}{condition} RETURNING {columns})"
         upserts = self._apply(Dialect.POSTGRESQL, "moved")
         return f"WITH {moved}, {upserts} SELECT count(*) FROM moved"
+
+
+def _keyed_aggregate(temp: str, aggregate: Aggregate, source: str) -> list[str]:
+    """SQLite: statements leaving the aggregate of `source` in the temporary table `temp`,
+    keyed by the aggregate's keys: each row of `source` upserted into it in turn ("first"
+    columns keep the smallest, as MIN)."""
+    columns, keys = ", ".join(aggregate.columns), ", ".join(aggregate.key_columns)
+    _, least = greatest_least_sql(Dialect.SQLITE)
+    sets = aggregate.merges(Dialect.SQLITE, temp)
+    sets += [
+        f"{c} = " + least.format(a=f"{temp}.{c}", b=f"excluded.{c}") for c, _ in aggregate.firsts
+    ]
+    return [
+        f"CREATE TEMP TABLE IF NOT EXISTS {temp} ({columns}, PRIMARY KEY ({keys})) WITHOUT ROWID",
+        f"DELETE FROM temp.{temp}",
+        f"INSERT INTO temp.{temp} ({columns}) {aggregate.row_select(source)} "
+        f"ON CONFLICT ({keys}) DO UPDATE SET {', '.join(sets)}",
+    ]

@@ -90,6 +90,21 @@ class AggregateUpsert(Aggregate):
             and all(e == f"src.{c}" for c, e in (*self.sums, *self.maxes, *self.mins, *self.firsts))
         )
 
+    def copy(self) -> AggregateUpsert:
+        """The upsert of rows that already hold this upsert's columns, one row per key."""
+
+        def own(exprs: tuple[Expr, ...]) -> tuple[Expr, ...]:
+            return tuple((c, f"src.{c}") for c, _ in exprs)
+
+        return AggregateUpsert(
+            table=self.table,
+            keys=own(self.keys),
+            sums=own(self.sums),
+            maxes=own(self.maxes),
+            mins=own(self.mins),
+            firsts=own(self.firsts),
+        )
+
     def sql(self, dialect: Dialect, source: str, returning: str = "", grouped: bool = True) -> str:
         """The upsert of the aggregate of `source` (`returning`: PostgreSQL columns of the
         rows written). `grouped=False`: of `source`'s rows as they are, which must be one per
