@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections import defaultdict
@@ -133,6 +134,7 @@ async def run(args: argparse.Namespace) -> None:
         await batches.close()
     finally:
         await db.dispose()
+        shutil.rmtree(workdir, ignore_errors=True)  # a 40,000-event run leaves about 60 MB
     counted = sum(len(c) for c in chunks[1:])
     whole = timings.seconds[WHOLE]
     print(
