@@ -178,7 +178,15 @@ class Database:
                 if path and path != ":memory:":
                     Path(path).parent.mkdir(parents=True, exist_ok=True)
                 self.reader = create_async_engine(self.url, pool_size=readers, max_overflow=0)
-                self.writer = create_async_engine(self.url, pool_size=1, max_overflow=0)
+                # the writer's batch runs about 170 distinct statements (a fold's statements per
+                # rollup table, the histogram step's per table): with sqlite3's default cache of
+                # 128 prepared statements each batch compiled most of them again
+                self.writer = create_async_engine(
+                    self.url,
+                    pool_size=1,
+                    max_overflow=0,
+                    connect_args={"cached_statements": 1024},
+                )
                 # readers sort and group in temporary files (the OS caches them): a scan of raw
                 # events would otherwise hold its whole sort in the process's memory
                 readers_pragmas = _sqlite_pragmas("NORMAL", 32, "FILE")

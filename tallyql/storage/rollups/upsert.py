@@ -39,6 +39,7 @@ class Aggregate:
         return [c for c, _ in self.keys]
 
     def select(self, source: str, ordered: bool = False) -> str:
+        """The aggregate of `source` (`ordered`: its rows in key order)."""
         selects = [*(f"{e} AS {c}" for c, e in self.keys)]
         selects += [f"SUM({e}) AS {c}" for c, e in self.sums]
         selects += [f"MAX({e}) AS {c}" for c, e in self.maxes]
@@ -51,24 +52,69 @@ class Aggregate:
             f"GROUP BY {group_by}{order}"
         )
 
+    def row_select(self, source: str) -> str:
+        """Each row of `source` with the aggregate's expressions, not aggregated."""
+        exprs = (*self.keys, *self.sums, *self.maxes, *self.mins, *self.firsts)
+        return (
+            f"SELECT {', '.join(f'{e} AS {c}' for c, e in exprs)} "
+            f"FROM {source} AS src {self.joins} WHERE {self.where}"
+        )
+
+    def merges(self, dialect: Dialect, table: str) -> list[str]:
+        """SET clauses folding a new row (`excluded`) into the stored row of `table` with its
+        key: sums add, maxima and minima merge ("first" columns are the caller's)."""
+        greatest, least = greatest_least_sql(dialect)
+        sets = [f"{c} = {table}.{c} + excluded.{c}" for c, _ in self.sums]
+        sets += [
+            f"{c} = " + greatest.format(a=f"{table}.{c}", b=f"excluded.{c}") for c, _ in self.maxes
+        ]
+        sets += [
+            f"{c} = " + least.format(a=f"{table}.{c}", b=f"excluded.{c}") for c, _ in self.mins
+        ]
+        return sets
+
 
 @dataclass(frozen=True, kw_only=True)
 class AggregateUpsert(Aggregate):
     table: str
 
-    def sql(self, dialect: Dialect, source: str, returning: str = "") -> str:
-        """The upsert of the aggregate of `source` (`returning`: PostgreSQL columns of the
-        rows written)."""
-        t = self.table
-        greatest, least = greatest_least_sql(dialect)
-        sets = [f"{c} = {t}.{c} + excluded.{c}" for c, _ in self.sums]
-        sets += [
-            f"{c} = " + greatest.format(a=f"{t}.{c}", b=f"excluded.{c}") for c, _ in self.maxes
-        ]
-        sets += [f"{c} = " + least.format(a=f"{t}.{c}", b=f"excluded.{c}") for c, _ in self.mins]
-        sets += [f"{c} = COALESCE({t}.{c}, excluded.{c})" for c, _ in self.firsts]
+    def copies(self, aggregate: Aggregate) -> bool:
+        """Whether this upsert's aggregate of `aggregate`'s rows is those rows as they are:
+        its keys are the aggregate's own columns (so each of its groups is one row) and each
+        measure aggregates the aggregate's column of the same name."""
+        same = [(c, f"src.{c}") for c in aggregate.key_columns]
         return (
-            f"INSERT INTO {t} ({', '.join(self.columns)}) {self.select(source, ordered=True)} "
+            sorted(self.keys) == sorted(same)
+            and self.where == "1 = 1"
+            and not self.joins
+            and all(e == f"src.{c}" for c, e in (*self.sums, *self.maxes, *self.mins, *self.firsts))
+        )
+
+    def copy(self) -> AggregateUpsert:
+        """The upsert of rows that already hold this upsert's columns, one row per key."""
+
+        def own(exprs: tuple[Expr, ...]) -> tuple[Expr, ...]:
+            return tuple((c, f"src.{c}") for c, _ in exprs)
+
+        return AggregateUpsert(
+            table=self.table,
+            keys=own(self.keys),
+            sums=own(self.sums),
+            maxes=own(self.maxes),
+            mins=own(self.mins),
+            firsts=own(self.firsts),
+        )
+
+    def sql(self, dialect: Dialect, source: str, returning: str = "", grouped: bool = True) -> str:
+        """The upsert of the aggregate of `source` (`returning`: PostgreSQL columns of the
+        rows written). `grouped=False`: of `source`'s rows as they are, which must be one per
+        key with every measure in its column (`copies`): the same rows, without a sort."""
+        t = self.table
+        sets = self.merges(dialect, t)
+        sets += [f"{c} = COALESCE({t}.{c}, excluded.{c})" for c, _ in self.firsts]
+        rows = self.select(source, ordered=True) if grouped else self.row_select(source)
+        return (
+            f"INSERT INTO {t} ({', '.join(self.columns)}) {rows} "
             f"ON CONFLICT ({', '.join(self.key_columns)}) DO UPDATE SET {', '.join(sets)}"
             + (f" RETURNING {returning}" if returning else "")
         )
