@@ -217,8 +217,9 @@ def staging_statements(dialect: Dialect, source: str) -> list[Step]:
 
 def _histogram_staging(source: str) -> str:
     """PostgreSQL: append the hour blobs of `source` to the histogram group's delta table."""
-    group, fold = next((g, f) for g, f in _FOLDS[Dialect.POSTGRESQL] if g.histogram)
-    blobs = blob_select(f"({fold.select(source)})")
+    group = next(g for g in FOLD_GROUPS if g.histogram)
+    keys, joins = _key_exprs(group.dims, Dialect.POSTGRESQL)
+    blobs = blob_select(source, keys, joins)
     return f"INSERT INTO {group.delta_table} ({', '.join(DELTA_COLUMNS)}) {blobs}"
 
 
