@@ -124,35 +124,46 @@ def targets_select(source: str, grains: tuple[str, ...] = ("h", "d", "w")) -> st
     )
 
 
+BUCKET_ARRAYS = tuple(
+    f"array_agg(src.{bucket}) FILTER (WHERE src.{bucket} IS NOT NULL) AS {name}"
+    for (_, bucket), name in zip(HISTOGRAMS, HISTOGRAM_VALUES, strict=True)
+)
+"""Aggregate columns over events `src`: the buckets of each counted value, in an array named
+like its blob (NULL when no event has one), for `blob_columns`."""
+ANY_BUCKET = " OR ".join(f"src.{bucket} IS NOT NULL" for _, bucket in HISTOGRAMS)
+
+
+def blob_columns(arrays: str) -> str:
+    """PostgreSQL: each counted value's blob (big-endian int2send and int8send, as
+    `tallyql.histogram` encodes) from its bucket array in the row `arrays` (`BUCKET_ARRAYS`),
+    named like it; NULL for an empty array. A key's few buckets are counted and sorted on
+    their own."""
+    return ", ".join(
+        "(SELECT string_agg(int2send(u.b::int2), ''::bytea ORDER BY u.b) || "
+        "string_agg(int8send(u.n), ''::bytea ORDER BY u.b) "
+        f"FROM (SELECT v.b, count(*) AS n FROM unnest({arrays}.{name}) AS v(b) GROUP BY v.b) "
+        f"AS u) AS {name}"
+        for name in HISTOGRAM_VALUES
+    )
+
+
 def blob_select(source: str, keys: Sequence[tuple[str, str]], joins: str = "") -> str:
     """PostgreSQL, over events in `source` (named `src`; `joins`: FROM items after it): one
     row per hour and key, the key being `keys` ((column, SQL over `src`): workspace_id,
-    period, the group's dimensions), with its blobs (big-endian int2send and int8send, as
-    `tallyql.histogram` encodes); keys whose events have neither bucket are left out.
+    period, the group's dimensions), with its blobs (`blob_columns`); keys whose events have
+    neither bucket are left out.
 
     The events' buckets are gathered per key by one hashed aggregate into an array per
-    counted value, and each key's few buckets are counted and sorted on their own. Counting
-    the buckets per key and bucket first (two scans of the batch, one per value, and an
-    aggregate by seventeen dimensions and the bucket before the one by key) took more than
-    half of the batch's staging statement at 0.04 days of timestamps."""
+    counted value (`BUCKET_ARRAYS`). Counting the buckets per key and bucket first (two scans
+    of the batch, one per value, and an aggregate by seventeen dimensions and the bucket before
+    the one by key) took more than half of the batch's staging statement at 0.04 days of
+    timestamps."""
     names = ", ".join(c for c, _ in keys)
     grouped = ", ".join(f"{e} AS {c}" for c, e in keys)
-    arrays = ", ".join(
-        f"array_agg(src.{bucket}) FILTER (WHERE src.{bucket} IS NOT NULL) AS {name}"
-        for (_, bucket), name in zip(HISTOGRAMS, HISTOGRAM_VALUES, strict=True)
-    )
-    some = " OR ".join(f"src.{bucket} IS NOT NULL" for _, bucket in HISTOGRAMS)
-    blobs = ", ".join(
-        "(SELECT string_agg(int2send(u.b::int2), ''::bytea ORDER BY u.b) || "
-        "string_agg(int8send(u.n), ''::bytea ORDER BY u.b) "
-        f"FROM (SELECT v.b, count(*) AS n FROM unnest(a.{name}) AS v(b) GROUP BY v.b) AS u) "
-        f"AS {name}"
-        for name in HISTOGRAM_VALUES
-    )
     group_by = ", ".join(str(i) for i in range(1, len(keys) + 1))
     return (
-        f"SELECT {names}, {blobs} FROM (SELECT {grouped}, {arrays} FROM {source} AS src "
-        f"{joins} WHERE {some} GROUP BY {group_by}) AS a"
+        f"SELECT {names}, {blob_columns('a')} FROM (SELECT {grouped}, {', '.join(BUCKET_ARRAYS)} "
+        f"FROM {source} AS src {joins} WHERE {ANY_BUCKET} GROUP BY {group_by}) AS a"
     )
 
 
