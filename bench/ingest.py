@@ -61,6 +61,8 @@ class Outcome:
     calls: int = 0
     seconds: float = 0.0
     server_cpu: float = 0.0
+    client_cpu: float = 0.0
+    """CPU seconds of this process (the HTTP clients), which shares the machine's cores."""
     database_cpu: float | None = None
     """CPU seconds of the PostgreSQL backends serving the server (None on SQLite)."""
     drained: tuple[float, float, float] | None = None
@@ -151,10 +153,12 @@ async def send(
         pids = await backend_pids(*database) if database else []
         db_before = total_cpu(pids)
         cpu_before = cpu_seconds(pid)
+        client_before = time.process_time()
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
         outcome.seconds = time.perf_counter() - started
         outcome.server_cpu = cpu_seconds(pid) - cpu_before
+        outcome.client_cpu = time.process_time() - client_before
         if database:
             outcome.database_cpu = total_cpu(pids) - db_before
             if await drain(*database):
@@ -306,6 +310,7 @@ def main() -> None:
             f"server CPU    {outcome.server_cpu / timed * 1e6:.1f} us/event "
             f"({outcome.server_cpu / outcome.seconds:.0%} of one core; PostgreSQL's "
             f"processes not included)\n"
+            + f"client CPU    {outcome.client_cpu / timed * 1e6:.1f} us/event (this process)\n"
             + (
                 f"database CPU  {outcome.database_cpu / timed * 1e6:.1f} us/event "
                 f"({outcome.database_cpu / outcome.seconds:.0%} of one core, its backends)\n"

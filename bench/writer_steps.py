@@ -39,7 +39,7 @@ STEPS = (  # (label, how the statement starts or what it holds), first match win
     ("claim keys", "SAVEPOINT claim"),
     ("insert events", "INSERT INTO events "),
     ("insert payloads", "INSERT INTO payloads "),
-    ("rollup staging", "WITH s0 AS"),
+    ("rollup staging", "INSERT INTO rollup_delta_"),
     ("block audit", "INSERT INTO audit_events"),
     ("sessions", "session_day_versions"),
     ("commit", "COMMIT"),

@@ -53,6 +53,8 @@ MAX_PAUSE_INTERVALS = 3.0
 """The longest pause, in intervals: what queries read from deltas stays a few seconds'
 worth, and a job busy more than a fifth of the time cannot stretch its own pauses without
 end (a longer pause makes a longer run, which made a longer pause)."""
+WORK_MEM = "64MB"
+"""A compaction run's memory for sorts and hashes (the writer's batches take as much)."""
 QUARANTINE_RETRY_SECONDS = 60.0
 """How often a quarantined workspace's staged rows are tried again."""
 FAILING_AFTER = 3
@@ -101,6 +103,10 @@ async def compact(
     async with db.write() as conn:
         if not await hold(conn, Lock.COMPACTION, wait=wait):
             return None
+        # a run aggregates tens of thousands of delta rows for each rollup table: hashed in
+        # memory (with the default 4MB, the hour aggregates of the wider groups spilled to
+        # disk), as the writer's batches are
+        await conn.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
         moved = 0
         for sql in statements:
             moved += int((await conn.execute(text(sql))).scalar_one())

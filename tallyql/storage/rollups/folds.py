@@ -22,6 +22,7 @@ from tallyql.storage.dialect import Dialect, period_sql, tag_join_sql
 from tallyql.storage.rollups.declarations import (
     BOOL_DIMS,
     FOLD_GROUPS,
+    HISTOGRAM_VALUES,
     HISTOGRAMS,
     HOUR,
     INT_DIMS,
@@ -34,8 +35,10 @@ from tallyql.storage.rollups.declarations import (
 )
 from tallyql.storage.rollups.fold import Fold
 from tallyql.storage.rollups.histograms import (
+    BUCKET_ARRAYS,
     DELTA_COLUMNS,
     RowRunner,
+    blob_columns,
     blob_select,
     fold_bucket_rows,
     fold_delta_blobs,
@@ -203,22 +206,48 @@ def weeks_from_days_statements(dialect: Dialect, where: str) -> list[str]:
 
 
 def staging_statements(dialect: Dialect, source: str) -> list[Step]:
-    """The writer's rollup steps: staged in deltas on PostgreSQL, folded now on SQLite."""
+    """The writer's rollup steps: staged in deltas on PostgreSQL, folded now on SQLite.
+
+    On PostgreSQL the histogram group is keyed like a sum group (`base`: every low-cardinality
+    dimension), so one aggregate of the batch feeds both deltas: its sums, and its bucket
+    arrays for the blobs (`histograms.blob_columns`). Aggregating the batch by seventeen
+    dimensions is most of either insert's cost."""
     if not dialect.staged_deltas:
         return rollup_steps(dialect, source)
-    inserts = []
+    histograms = next(g for g in FOLD_GROUPS if g.histogram)
+    shared = next(
+        (g for g in FOLD_GROUPS if not g.histogram and set(g.dims) == set(histograms.dims)),
+        None,
+    )
+    ctes: list[str] = []
     for i, (group, fold) in enumerate(_FOLDS[dialect]):
-        if group.histogram:  # a blob per hour and key, not a row per bucket
-            inserts.append(f"s{i} AS ({_histogram_staging(source)})")
+        if group is shared:
+            select = fold.aggregate.select(source, extra=BUCKET_ARRAYS)
+            ctes.insert(0, f"shared AS MATERIALIZED ({select})")
+            columns = ", ".join(fold.aggregate.columns)
+            ctes.append(
+                f"s{i} AS (INSERT INTO {group.delta_table} ({columns}) "
+                f"SELECT {columns} FROM shared)"
+            )
+        elif group.histogram and shared is not None:
+            keys = ", ".join(("workspace_id", "period", *group.dims))
+            ctes.append(
+                f"s{i} AS (INSERT INTO {group.delta_table} ({', '.join(DELTA_COLUMNS)}) "
+                f"SELECT {keys}, {blob_columns('a')} FROM shared AS a "
+                f"WHERE {' OR '.join(f'a.{v} IS NOT NULL' for v in HISTOGRAM_VALUES)})"
+            )
+        elif group.histogram:  # a blob per hour and key, not a row per bucket
+            ctes.append(f"s{i} AS ({_histogram_staging(source)})")
         else:
-            inserts.append(f"s{i} AS ({fold.stage_statement(source, group.delta_table)})")
-    return [f"WITH {', '.join(inserts)} SELECT 1"]
+            ctes.append(f"s{i} AS ({fold.stage_statement(source, group.delta_table)})")
+    return [f"WITH {', '.join(ctes)} SELECT 1"]
 
 
 def _histogram_staging(source: str) -> str:
     """PostgreSQL: append the hour blobs of `source` to the histogram group's delta table."""
-    group, fold = next((g, f) for g, f in _FOLDS[Dialect.POSTGRESQL] if g.histogram)
-    blobs = blob_select(f"({fold.select(source)})")
+    group = next(g for g in FOLD_GROUPS if g.histogram)
+    keys, joins = _key_exprs(group.dims, Dialect.POSTGRESQL)
+    blobs = blob_select(source, keys, joins)
     return f"INSERT INTO {group.delta_table} ({', '.join(DELTA_COLUMNS)}) {blobs}"
 
 

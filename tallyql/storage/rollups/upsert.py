@@ -10,6 +10,7 @@ source rather than from the source itself (see `fold.py`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tallyql.storage.dialect import Dialect, greatest_least_sql
@@ -38,13 +39,15 @@ class Aggregate:
     def key_columns(self) -> list[str]:
         return [c for c, _ in self.keys]
 
-    def select(self, source: str, ordered: bool = False) -> str:
-        """The aggregate of `source` (`ordered`: its rows in key order)."""
+    def select(self, source: str, ordered: bool = False, extra: Sequence[str] = ()) -> str:
+        """The aggregate of `source` (`ordered`: its rows in key order; `extra`: more aggregate
+        columns, SQL with their names, after the others)."""
         selects = [*(f"{e} AS {c}" for c, e in self.keys)]
         selects += [f"SUM({e}) AS {c}" for c, e in self.sums]
         selects += [f"MAX({e}) AS {c}" for c, e in self.maxes]
         selects += [f"MIN({e}) AS {c}" for c, e in self.mins]
         selects += [f"MIN({e}) AS {c}" for c, e in self.firsts]
+        selects += extra
         group_by = ", ".join(str(i) for i in range(1, len(self.keys) + 1))
         order = f" ORDER BY {group_by}" if ordered else ""
         return (
