@@ -176,7 +176,7 @@ class EventWindow:
         """(REQUEST or ERROR, live row) in commit order. Made when the window is rendered,
         once for all its members: a window keeps its rows alone, since a tuple per row held
         while windows wait to be sent is that many more objects for each young garbage
-        collection to walk (100-150 ms pauses in bursts, bench/live.py)."""
+        collection to walk (100-180 ms pauses in bursts, bench/live.py --replicas 2)."""
         if self.errors_apart:
             return [(ERROR if row.status == "error" else REQUEST, row) for row in self.rows]
         return [(REQUEST, row) for row in self.rows]
