@@ -49,6 +49,15 @@ def _dataset(now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
     return [*common, *misses], rare
 
 
+def _pinned_now() -> datetime:
+    """Yesterday at 12:00 UTC, as the dataset's "now": the rare matches then fall on the same
+    UTC days whatever the hour the test runs. With the real time from 18:00 on, the six newest
+    fell within today and yesterday, which the request log reads whole as dense days, without
+    choosing hours, and the tests of the hours path failed every evening."""
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    return yesterday.replace(hour=12, minute=0, second=0, microsecond=0)
+
+
 def _plain(rare: list[dict[str, Any]], before: tuple[datetime, str] | None) -> list[str]:
     """The reference: a plain filtered scan, newest first by (ts, id)."""
     keyed = sorted(((datetime.fromisoformat(e["timestamp"]), e["id"]) for e in rare), reverse=True)
@@ -66,7 +75,7 @@ async def test_pages_read_from_hours_equal_a_plain_scan(
     api: Api, days: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = await api.key()
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = _pinned_now()
     others, rare = _dataset(now)
     assert (await api.ingest(key, [*others, *rare]))["accepted"] == len(others) + len(rare)
     ws = await _workspace_id(api)
@@ -158,7 +167,7 @@ async def test_a_match_arriving_in_a_skipped_hour_before_the_read_is_listed(
     """An event committed after the hours were chosen, in an hour between them that held no
     match: the page must still be the plain scan's (the rollups, asked again, count it)."""
     key = await api.key()
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = _pinned_now()
     others, rare = _dataset(now)
     assert (await api.ingest(key, [*others, *rare]))["accepted"] == len(others) + len(rare)
     ws = await _workspace_id(api)

@@ -22,6 +22,7 @@ from tallyql.storage.migrate import _config, upgrade
 from tallyql.storage.rollups.compaction import compact
 from tests.conftest import Api
 from tests.support.helpers import event_rows, iso, llm, workspace_id_of
+from tests.support.live_support import live_row
 
 # (status_code, status sent, error_type sent) -> (stored status, stored error_type), written
 # out from the table rather than computed by the code under test
@@ -333,7 +334,7 @@ def test_status_codes_survive_stored_filters_and_match_live_rows() -> None:
     assert spec_from_json(orjson.loads(orjson.dumps(stored))) == spec
     assert filter_as_input(spec) == {"kinds": ["HTTP_REQUEST"], "statusCodes": [429, 503]}
     matcher = compile_matcher(EventFilterSpec(status_codes=(429,)))
-    assert [matcher({"status_code": c}) for c in (429, 500, None)] == [True, False, False]
+    assert [matcher(live_row(status_code=c)) for c in (429, 500, None)] == [True, False, False]
 
 
 async def test_export_takes_status_codes(api: Api) -> None:
