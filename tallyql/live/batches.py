@@ -61,7 +61,7 @@ from typing import Any, Protocol
 
 from tallyql.clock import clock
 from tallyql.live.compact import LiveRow
-from tallyql.live.fanout import ERROR, REQUEST, FilterKey, FilterView
+from tallyql.live.fanout import FilterKey, FilterView, items_of
 from tallyql.live.matcher import Matcher
 from tallyql.live.pacer import DeliveryPacer
 from tallyql.live.subscriber import LAGGED, Item
@@ -177,9 +177,7 @@ class EventWindow:
         once for all its members: a window keeps its rows alone, since a tuple per row held
         while windows wait to be sent is that many more objects for each young garbage
         collection to walk (100-180 ms pauses in bursts, bench/live.py --replicas 2)."""
-        if self.errors_apart:
-            return [(ERROR if row.status == "error" else REQUEST, row) for row in self.rows]
-        return [(REQUEST, row) for row in self.rows]
+        return items_of(self.rows, self.errors_apart)
 
 
 @dataclass

@@ -24,6 +24,15 @@ Item = tuple[str, Any]
 FilterKey = Hashable
 
 
+def items_of(rows: Sequence[LiveRow], errors_apart: bool) -> list[Item]:
+    """The items of rows of the chosen types (`FilterView.of_types`): a failed one is an
+    ERROR item when `errors_apart` (ERROR was chosen), every other row a REQUEST item. One
+    comprehension each: the bus asks for every batch and filter."""
+    if errors_apart:
+        return [(ERROR if row.status == "error" else REQUEST, row) for row in rows]
+    return [(REQUEST, row) for row in rows]
+
+
 class FilterView:
     __slots__ = ("_items", "_totals", "_windows", "rows")
 
@@ -38,17 +47,10 @@ class FilterView:
         otherwise (like every other row) a REQUEST item when those are asked for."""
         key = (wants_request, wants_error)
         items = self._items.get(key)
-        if items is None:  # a comprehension each: the bus asks for every batch and filter
-            rows = self.rows
-            if wants_error and wants_request:
-                items = [(ERROR if row.status == "error" else REQUEST, row) for row in rows]
-            elif wants_error:
-                items = [(ERROR, row) for row in rows if row.status == "error"]
-            elif wants_request:
-                items = [(REQUEST, row) for row in rows]
-            else:
-                items = []
-            self._items[key] = items
+        if items is None:
+            items = self._items[key] = items_of(
+                self.of_types(wants_request, wants_error), wants_error
+            )
         return items
 
     def of_types(self, wants_request: bool, wants_error: bool) -> list[LiveRow]:
