@@ -35,6 +35,7 @@ from tallyql.storage.rollups.declarations import (
 )
 from tallyql.storage.rollups.fold import Fold
 from tallyql.storage.rollups.histograms import (
+    ANY_BUCKET,
     BUCKET_ARRAYS,
     DELTA_COLUMNS,
     RowRunner,
@@ -44,6 +45,9 @@ from tallyql.storage.rollups.histograms import (
     fold_delta_blobs,
     fold_histogram_rows,
     targets_select,
+)
+from tallyql.storage.rollups.histograms import (
+    GROUP as HISTOGRAM_GROUP,
 )
 from tallyql.storage.rollups.upsert import Aggregate, AggregateUpsert
 
@@ -158,12 +162,10 @@ def bucket_rows_select(source: str, grouped: bool = False) -> str:
     ttft bucket, events) per event of `source` with a bucket (`fold_bucket_rows`), its events
     being 1; `grouped`: per distinct such row instead, with its number of events (a rebuild
     reads a whole day of events)."""
-    group = next(g for g in FOLD_GROUPS if g.histogram)
-    keys, joins = _key_exprs(group.dims, Dialect.SQLITE)
+    keys, joins = _key_exprs(HISTOGRAM_GROUP.dims, Dialect.SQLITE)
     columns = [e for _, e in keys] + [f"src.{bucket}" for _, bucket in HISTOGRAMS]
-    any_bucket = " OR ".join(f"src.{bucket} IS NOT NULL" for _, bucket in HISTOGRAMS)
     events = "COUNT(*)" if grouped else "1"
-    query = f"SELECT {', '.join(columns)}, {events} FROM {source} AS src {joins} WHERE {any_bucket}"
+    query = f"SELECT {', '.join(columns)}, {events} FROM {source} AS src {joins} WHERE {ANY_BUCKET}"
     if grouped:
         query += f" GROUP BY {', '.join(str(i) for i in range(1, len(columns) + 1))}"
     return query
@@ -214,9 +216,8 @@ def staging_statements(dialect: Dialect, source: str) -> list[Step]:
     dimensions is most of either insert's cost."""
     if not dialect.staged_deltas:
         return rollup_steps(dialect, source)
-    histograms = next(g for g in FOLD_GROUPS if g.histogram)
     shared = next(
-        (g for g in FOLD_GROUPS if not g.histogram and set(g.dims) == set(histograms.dims)),
+        (g for g in FOLD_GROUPS if not g.histogram and set(g.dims) == set(HISTOGRAM_GROUP.dims)),
         None,
     )
     ctes: list[str] = []
@@ -245,10 +246,9 @@ def staging_statements(dialect: Dialect, source: str) -> list[Step]:
 
 def _histogram_staging(source: str) -> str:
     """PostgreSQL: append the hour blobs of `source` to the histogram group's delta table."""
-    group = next(g for g in FOLD_GROUPS if g.histogram)
-    keys, joins = _key_exprs(group.dims, Dialect.POSTGRESQL)
+    keys, joins = _key_exprs(HISTOGRAM_GROUP.dims, Dialect.POSTGRESQL)
     blobs = blob_select(source, keys, joins)
-    return f"INSERT INTO {group.delta_table} ({', '.join(DELTA_COLUMNS)}) {blobs}"
+    return f"INSERT INTO {HISTOGRAM_GROUP.delta_table} ({', '.join(DELTA_COLUMNS)}) {blobs}"
 
 
 def whole_day_statements(dialect: Dialect, source: str) -> list[Step]:
@@ -279,10 +279,9 @@ def compaction_statements(where: str = "") -> list[str]:
 async def compact_histograms(run: RowRunner, where: str = "") -> int:
     """PostgreSQL: move the histogram delta (the rows matching `where`) into the histogram
     tables; rows moved."""
-    group = next(g for g in FOLD_GROUPS if g.histogram)
     condition = f" WHERE {where}" if where else ""
     rows = await run.fetch(
-        f"DELETE FROM {group.delta_table}{condition} RETURNING {', '.join(DELTA_COLUMNS)}"
+        f"DELETE FROM {HISTOGRAM_GROUP.delta_table}{condition} RETURNING {', '.join(DELTA_COLUMNS)}"
     )
     await fold_delta_blobs(run, rows)
     return len(rows)
